@@ -1,0 +1,28 @@
+"""graphforge: a declarative deep-learning graph compiler.
+
+Trace a model (``nn`` builder or ``nn.Module``) into a typed SSA graph, optimise it with passes,
+and lower it to JAX/XLA or ONNX/onnxruntime::
+
+    import graphforge as gf
+    from graphforge import nn
+
+    net = nn.seq().add(nn.Linear(784, 128)).add_fn(gf.relu).add(nn.Linear(128, 10))
+    g = gf.trace(net, gf.TensorSpec(("batch", 784), "float32"), seed=0)
+    outs = gf.run(gf.optimize(g), {"x": x}, backend="onnxruntime")
+"""
+from . import errors, ops
+from .api import grad, optimize, save_onnx, to_onnx
+from .errors import *  # noqa: F401,F403
+from .ir import Graph, Node, TensorSpec, TensorType, Value, parse
+from .ops import *  # noqa: F401,F403
+from .params_io import load_params, save_params
+from .runtime import run
+from .summary import summary
+from .trace import Tensor, trace
+from . import nn  # noqa: E402  (nn builds on ops and trace)
+
+__version__ = "0.1.0"
+
+__all__ = (["errors", "ops", "nn", "grad", "optimize", "save_onnx", "to_onnx", "Graph", "Node", "TensorSpec",
+            "TensorType", "Value", "parse", "load_params", "save_params", "run", "summary", "Tensor", "trace",
+            "__version__"] + errors.__all__ + [n for n in ops.__all__ if n not in ("registry",)])

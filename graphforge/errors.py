@@ -1,0 +1,96 @@
+"""The one error hierarchy of graphforge.
+
+Everything a user can cause raises a subclass of :class:`GraphforgeError`, with a message that
+names what was wrong and where (module scope, op, shapes, ``file:line``) and, when we know it,
+how to fix it.
+"""
+from __future__ import annotations
+
+__all__ = [
+    "GraphforgeError",
+    "ShapeError",
+    "DTypeError",
+    "TraceError",
+    "UnsupportedOpError",
+    "ParseError",
+    "VerifyError",
+    "PassError",
+    "LoadError",
+    "InputError",
+    "BackendError",
+    "ExportError",
+]
+
+
+class GraphforgeError(Exception):
+    """Base class of every error graphforge raises on purpose."""
+
+    def __init__(self, message: str, *, scope: str | None = None, op: str | None = None,
+                 loc: str | None = None, hint: str | None = None):
+        self.scope = scope or None
+        self.op = op
+        self.loc = loc or None
+        self.hint = hint
+        self.detail = message
+        super().__init__(self._compose())
+
+    def _compose(self) -> str:
+        where = []
+        if self.scope:
+            where.append(self.scope)
+        if self.op:
+            where.append(self.op)
+        text = (": ".join(where) + ": " if where else "") + self.detail
+        if self.loc:
+            text += f"\n  at {self.loc}"
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+
+class ShapeError(GraphforgeError, ValueError):
+    """Shapes that do not fit together (raised when a node is built)."""
+
+
+class DTypeError(GraphforgeError, TypeError):
+    """Dtypes that an op does not accept or cannot be combined."""
+
+
+class TraceError(GraphforgeError):
+    """A model did something that cannot be traced (e.g. branching on a symbolic value)."""
+
+
+class UnsupportedOpError(GraphforgeError):
+    """An op that a back end, opset or importer cannot express. ``ops`` lists every offender."""
+
+    def __init__(self, message: str, *, ops: list | None = None, **kw):
+        self.ops = list(ops or [])
+        super().__init__(message, **kw)
+
+
+class ParseError(GraphforgeError):
+    """Malformed graphforge IR text; the message names the line and column."""
+
+
+class VerifyError(GraphforgeError):
+    """A graph that breaks an IR invariant (SSA, types, order, dangling uses)."""
+
+
+class PassError(GraphforgeError):
+    """A pass failed or left a broken graph; the message names the pass and those before it."""
+
+
+class LoadError(GraphforgeError):
+    """A file (weights, checkpoint, model, ONNX) that cannot be read safely."""
+
+
+class InputError(GraphforgeError, ValueError):
+    """Runtime inputs that do not match the graph's input specs."""
+
+
+class BackendError(GraphforgeError):
+    """A back end failed to compile or run a graph."""
+
+
+class ExportError(GraphforgeError):
+    """A graph that cannot be written in the requested format."""

@@ -1,0 +1,271 @@
+"""Read the text IR back into a Graph (``gf.parse``). Errors name the line and column."""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import numpy as np
+
+from .. import dtypes as _dt
+from ..errors import GraphforgeError, ParseError
+from .dims import parse_dim
+from .graph import Graph, Node, Value
+from .types import TensorType
+
+__all__ = ["parse"]
+
+_NAME = r"[A-Za-z0-9_.]+"
+_OUTPUT_NAME = r"[A-Za-z0-9_.:]+"
+_HEADER = re.compile(rf"^graph\s+([A-Za-z0-9_.<>\-]+)\s*\((.*)\)\s*\{{\s*$")
+_PARAM = re.compile(rf"^(param|buffer|const)\s+%({_NAME})\s*:\s*(.+)$")
+_TYPE = re.compile(r"^([a-z0-9]+)\[([^\]]*)\]$")
+
+
+class _Cursor:
+    """A character cursor over one line, for the attribute and operand grammar."""
+
+    def __init__(self, text: str, lineno: int):
+        self.text, self.pos, self.lineno = text, 0, lineno
+
+    def error(self, message: str) -> ParseError:
+        return ParseError(f"line {self.lineno}, column {self.pos + 1}: {message}\n    {self.text}\n    {' ' * self.pos}^")
+
+    def skip(self):
+        while self.pos < len(self.text) and self.text[self.pos] in " \t":
+            self.pos += 1
+
+    def peek(self) -> str:
+        self.skip()
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def expect(self, token: str):
+        self.skip()
+        if not self.text.startswith(token, self.pos):
+            raise self.error(f"expected {token!r}")
+        self.pos += len(token)
+
+    def accept(self, token: str) -> bool:
+        self.skip()
+        if self.text.startswith(token, self.pos):
+            self.pos += len(token)
+            return True
+        return False
+
+    def match(self, pattern: str) -> str:
+        self.skip()
+        m = re.compile(pattern).match(self.text, self.pos)
+        if not m:
+            raise self.error(f"expected {pattern}")
+        self.pos = m.end()
+        return m.group(0)
+
+    def at_end(self) -> bool:
+        self.skip()
+        return self.pos >= len(self.text)
+
+
+def _parse_type(text: str, cur: _Cursor) -> TensorType:
+    m = _TYPE.match(text.strip())
+    if not m:
+        raise cur.error(f"malformed tensor type {text.strip()!r} (expected like f32[batch,128])")
+    try:
+        dtype = _dt.from_short_name(m.group(1))
+        dims = [parse_dim(d) for d in m.group(2).split(",")] if m.group(2).strip() else []
+        return TensorType(tuple(dims), dtype)
+    except GraphforgeError as exc:
+        raise cur.error(exc.detail) from None
+
+
+def _read_type(cur: _Cursor) -> TensorType:
+    text = cur.match(r"[a-z0-9]+\[[^\]]*\]")
+    return _parse_type(text, cur)
+
+
+_NUMBER = r"-?(?:inf|nan|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)"
+
+
+def _read_scalar(cur: _Cursor) -> Any:
+    cur.skip()
+    if cur.accept("true"):
+        return True
+    if cur.accept("false"):
+        return False
+    if cur.accept("none"):
+        return None
+    if cur.peek() == '"':
+        m = re.compile(r'"(?:[^"\\]|\\.)*"').match(cur.text, cur.pos)
+        if not m:
+            raise cur.error("unterminated string")
+        cur.pos = m.end()
+        return json.loads(m.group(0))
+    m = re.compile(_NUMBER).match(cur.text, cur.pos)
+    if m and not (cur.text[m.end():m.end() + 1].isalnum() or cur.text[m.end():m.end() + 1] in "_*"):
+        cur.pos = m.end()
+        token = m.group(0)
+        if re.fullmatch(r"-?\d+", token):
+            return int(token)
+        return float(token)
+    m = re.compile(r"[A-Za-z_][A-Za-z0-9_*]*").match(cur.text, cur.pos)
+    if m:  # a symbolic dim inside a list
+        cur.pos = m.end()
+        return parse_dim(m.group(0))
+    raise cur.error("expected an attribute value")
+
+
+def _read_value(cur: _Cursor) -> Any:
+    if cur.peek() == "[":
+        cur.expect("[")
+        items = []
+        if not cur.accept("]"):
+            while True:
+                items.append(_read_value(cur))
+                if cur.accept("]"):
+                    break
+                cur.expect(",")
+        return items
+    if cur.accept("tensor<"):
+        ttype = _read_type(cur)
+        cur.expect(">")
+        items = _read_value(cur)
+        if not isinstance(items, list):
+            raise cur.error("expected the tensor's flat element list")
+        if not ttype.is_static:
+            raise cur.error("a tensor literal needs a static shape")
+        np_dtype = _dt.to_numpy_dtype(ttype.dtype)
+        size = int(np.prod(ttype.shape, dtype=np.int64))
+        if len(items) != size:
+            raise cur.error(f"tensor literal of type {ttype} has {len(items)} elements, expected {size}")
+        if _dt.is_float(ttype.dtype):
+            arr = np.array(items, dtype=np.float64).astype(np_dtype)
+        else:
+            arr = np.array(items, dtype=np_dtype)
+        return arr.reshape(ttype.shape)
+    return _read_scalar(cur)
+
+
+def _read_value_ref(cur: _Cursor, env: dict[str, Value]) -> Value:
+    cur.expect("%")
+    name = cur.match(_NAME)
+    if name not in env:
+        raise cur.error(f"use of undefined value %{name}")
+    return env[name]
+
+
+def parse(text: str, *, params: dict[str, np.ndarray] | None = None, verify: bool = True) -> Graph:
+    """Parse IR text into a Graph. ``params`` supplies parameter values (the text holds only
+    their names and types); values for names the text does not declare are an error."""
+    if not isinstance(text, str):
+        raise ParseError(f"gf.parse expects IR text (str), got {type(text).__name__}")
+    lines = [(i + 1, line) for i, line in enumerate(text.splitlines()) if line.strip() and not line.strip().startswith("#")]
+    if not lines:
+        raise ParseError("empty IR text: expected 'graph NAME(...) {'")
+    lineno, header = lines[0]
+    m = _HEADER.match(header.strip())
+    if not m:
+        raise ParseError(f"line {lineno}: expected 'graph NAME(%input: type, ...) {{', got {header.strip()!r}")
+    graph = Graph(m.group(1))
+    env: dict[str, Value] = {}
+    cur = _Cursor(m.group(2), lineno)
+    if not cur.at_end():
+        while True:
+            cur.expect("%")
+            name = cur.match(_NAME)
+            cur.expect(":")
+            ttype = _read_type(cur)
+            if name in env:
+                raise cur.error(f"input %{name} defined twice")
+            env[name] = graph.add_input(name, ttype)
+            if cur.at_end():
+                break
+            cur.expect(",")
+    closed = False
+    for lineno, raw in lines[1:]:
+        line = raw.strip()
+        if closed:
+            raise ParseError(f"line {lineno}: text after the closing '}}'")
+        if line == "}":
+            closed = True
+            continue
+        if line.startswith("return"):
+            cur = _Cursor(line[len("return"):], lineno)
+            outs, names = [], []
+            if not cur.at_end():
+                while True:
+                    outs.append(_read_value_ref(cur, env))
+                    names.append(cur.match(_OUTPUT_NAME) if cur.accept("as") else f"output{len(names)}")
+                    if cur.at_end():
+                        break
+                    cur.expect(",")
+            graph.set_outputs(outs, names)
+            continue
+        pm = _PARAM.match(line)
+        if pm:
+            kind, name, type_text = pm.groups()
+            if name in env:
+                raise ParseError(f"line {lineno}: %{name} defined twice")
+            ttype = _parse_type(type_text, _Cursor(line, lineno))
+            env[name] = graph.add_param(name, ttype, None, kind)
+            continue
+        graph.nodes.append(_parse_node(_Cursor(line, lineno), env))
+    if not closed:
+        raise ParseError(f"line {lines[-1][0]}: missing closing '}}'")
+    if params:
+        unknown = sorted(set(params) - set(graph.param_values))
+        if unknown:
+            raise ParseError(f"values given for parameters the IR does not declare: {', '.join(unknown)}")
+        for name, array in params.items():
+            graph.params[name] = np.asarray(array)
+    for value in graph.all_values():
+        if value.kind == "node" and value.name is not None and value.name.isdigit():
+            value.name = None
+    if verify:
+        graph.verify()
+    return graph
+
+
+def _parse_node(cur: _Cursor, env: dict[str, Value]) -> Node:
+    results: list[tuple[str, TensorType]] = []
+    while True:
+        cur.expect("%")
+        name = cur.match(_NAME)
+        cur.expect(":")
+        results.append((name, _read_type(cur)))
+        if cur.accept("="):
+            break
+        cur.expect(",")
+    op = cur.match(r"[A-Za-z_][A-Za-z0-9_.]*")
+    cur.expect("(")
+    inputs: list[Value] = []
+    if not cur.accept(")"):
+        while True:
+            inputs.append(_read_value_ref(cur, env))
+            if cur.accept(")"):
+                break
+            cur.expect(",")
+    attrs: dict[str, Any] = {}
+    if cur.accept("{"):
+        if not cur.accept("}"):
+            while True:
+                key = cur.match(r"[A-Za-z_][A-Za-z0-9_]*")
+                cur.expect("=")
+                attrs[key] = _read_value(cur)
+                if cur.accept("}"):
+                    break
+                cur.expect(",")
+    scope = cur.match(r"[A-Za-z0-9_.\-/]*") if cur.accept("@") else ""
+    loc = ""
+    if cur.accept("("):
+        end = cur.text.rfind(")")
+        if end < cur.pos:
+            raise cur.error("unterminated source location")
+        loc, cur.pos = cur.text[cur.pos:end], end + 1
+    if not cur.at_end():
+        raise cur.error("unexpected text after the node")
+    node = Node(op, inputs, attrs, [t for _, t in results], scope=scope, loc=loc)
+    for (name, _), out in zip(results, node.outputs):
+        if name in env:
+            raise cur.error(f"%{name} defined twice (SSA)")
+        out.name = name
+        env[name] = out
+    return node

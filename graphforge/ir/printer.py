@@ -1,0 +1,111 @@
+"""The stable text format of the IR (read back by :mod:`graphforge.ir.parser`).
+
+    graph mlp(%x: f32[batch,784]) {
+      param %layer1.weight: f32[128,784]
+      %0: f32[batch,128] = linear(%x, %layer1.weight, %layer1.bias) {activation="relu"} @layer1 (mlp.py:12)
+      return %0 as logits
+    }
+
+Anonymous values are numbered in order of definition, so printing is canonical: two graphs with
+the same structure print the same text.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from .. import dtypes as _dt
+from .graph import Graph, Value
+
+__all__ = ["print_graph", "format_attr_value", "format_value_name"]
+
+
+def _format_scalar(x) -> str:
+    if isinstance(x, (bool, np.bool_)):
+        return "true" if x else "false"
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    if isinstance(x, (float, np.floating)):
+        f = float(x)
+        if math.isnan(f):
+            return "nan"
+        if math.isinf(f):
+            return "inf" if f > 0 else "-inf"
+        text = repr(f)
+        return text
+    raise TypeError(f"not a scalar: {x!r}")
+
+
+def format_attr_value(value) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, np.ndarray):
+        dtype = _dt.from_numpy_dtype(value.dtype)
+        flat = value.reshape(-1)
+        if dtype == "bool":
+            items = ["true" if b else "false" for b in flat]
+        elif _dt.is_float(dtype):
+            items = [_format_scalar(float(x)) for x in flat.astype(np.float64)]
+        else:
+            items = [str(int(x)) for x in flat]
+        shape = ",".join(str(d) for d in value.shape)
+        return f"tensor<{_dt.short_name(dtype)}[{shape}]>[{', '.join(items)}]"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_format_list_item(v) for v in value) + "]"
+    return _format_scalar(value)
+
+
+def _format_list_item(item) -> str:
+    # Inside lists, strings are symbolic dims (bare); quoted strings are written as lists of str attrs.
+    if isinstance(item, str) and _is_dim_text(item):
+        return item
+    return format_attr_value(item)
+
+
+def _is_dim_text(text: str) -> bool:
+    return bool(text) and all(c.isalnum() or c in "_*" for c in text) and not text[0].isdigit()
+
+
+def format_value_name(value: Value, numbering: dict[int, int]) -> str:
+    if value.name is not None:
+        return "%" + value.name
+    return f"%{numbering[id(value)]}"
+
+
+def print_graph(graph: Graph) -> str:
+    numbering: dict[int, int] = {}
+    for node in graph.nodes:
+        for out in node.outputs:
+            if out.name is None:
+                numbering[id(out)] = len(numbering)
+
+    def name(v: Value) -> str:
+        try:
+            return format_value_name(v, numbering)
+        except KeyError:
+            return f"%<undefined:{v!r}>"
+
+    lines = []
+    args = ", ".join(f"{name(v)}: {v.type}" for v in graph.inputs)
+    lines.append(f"graph {graph.name}({args}) {{")
+    for pname, v in graph.param_values.items():
+        lines.append(f"  {v.kind} %{pname}: {v.type}")
+    for node in graph.nodes:
+        outs = ", ".join(f"{name(o)}: {o.type}" for o in node.outputs)
+        ins = ", ".join(name(i) for i in node.inputs)
+        text = f"  {outs} = {node.op}({ins})"
+        if node.attrs:
+            text += " {" + ", ".join(f"{k}={format_attr_value(v)}" for k, v in sorted(node.attrs.items())) + "}"
+        if node.scope:
+            text += f" @{node.scope}"
+        if node.loc:
+            text += f" ({node.loc})"
+        lines.append(text)
+    rets = ", ".join(f"{name(o)} as {n}" for o, n in zip(graph.outputs, graph.output_names))
+    lines.append(f"  return {rets}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"

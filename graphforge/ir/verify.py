@@ -1,0 +1,73 @@
+"""``graph.verify()``: SSA, types, topological order, consistent use lists, known ops."""
+from __future__ import annotations
+
+from ..errors import GraphforgeError, VerifyError
+from .graph import Graph
+
+__all__ = ["verify_graph"]
+
+
+def verify_graph(graph: Graph) -> None:
+    from ..ops import registry
+
+    defined: set[int] = set()
+    names: set[str] = set()
+
+    def define(value, what: str):
+        if id(value) in defined:
+            raise VerifyError(f"{what}: value {value!r} is defined twice (SSA)")
+        defined.add(id(value))
+        if value.name is not None:
+            if value.name in names:
+                raise VerifyError(f"{what}: name %{value.name} is defined twice")
+            names.add(value.name)
+
+    for v in graph.inputs:
+        if v.kind != "input":
+            raise VerifyError(f"graph input {v.name} has kind {v.kind!r}")
+        define(v, "input")
+    for name, v in graph.param_values.items():
+        if v.name != name or v.kind not in ("param", "buffer", "const"):
+            raise VerifyError(f"parameter table entry {name!r} is inconsistent ({v!r}, kind {v.kind})")
+        define(v, "parameter")
+        if name in graph.params and tuple(graph.params[name].shape) != v.type.shape:
+            raise VerifyError(f"parameter {name}: stored array has shape {graph.params[name].shape}, "
+                              f"IR type is {v.type}")
+    for position, node in enumerate(graph.nodes):
+        where = f"node {position} ({node.op}{' @' + node.scope if node.scope else ''})"
+        for i, value in enumerate(node.inputs):
+            if id(value) not in defined:
+                producer = value.producer
+                if producer is not None and producer in graph.nodes:
+                    raise VerifyError(f"{where}: input {i} is used before it is defined (topological order)")
+                raise VerifyError(f"{where}: input {i} ({value!r}) is not defined in this graph (dangling)")
+            if (node, i) not in value.uses:
+                raise VerifyError(f"{where}: input {i} does not list this node among its uses")
+        try:
+            opdef = registry.get_op(node.op)
+        except GraphforgeError as exc:
+            raise VerifyError(f"{where}: {exc.detail}") from None
+        try:
+            attrs = registry.check_attrs(opdef, node.attrs)
+            expected = registry.infer_types(opdef, [v.type for v in node.inputs], attrs)
+        except GraphforgeError as exc:
+            raise VerifyError(f"{where}: {exc.detail}") from None
+        actual = [o.type for o in node.outputs]
+        if expected != actual:
+            raise VerifyError(f"{where}: declared result types {', '.join(map(str, actual))} but the type rule "
+                              f"gives {', '.join(map(str, expected))}")
+        for j, out in enumerate(node.outputs):
+            if out.producer is not node or out.index != j:
+                raise VerifyError(f"{where}: output {j} does not point back to its producer")
+            define(out, where)
+    for value in graph.all_values():
+        for user, index in value.uses:
+            if index >= len(user.inputs) or user.inputs[index] is not value:
+                raise VerifyError(f"value {value!r} lists a stale use by {user.op}")
+    if len(graph.outputs) != len(graph.output_names):
+        raise VerifyError("graph outputs and output names differ in length")
+    for i, out in enumerate(graph.outputs):
+        if id(out) not in defined:
+            raise VerifyError(f"output {i} ({graph.output_names[i]}) is not defined in this graph")
+    if len(set(graph.output_names)) != len(graph.output_names):
+        raise VerifyError(f"duplicate output names: {graph.output_names}")

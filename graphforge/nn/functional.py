@@ -1,0 +1,58 @@
+"""Losses and metrics written with graphforge ops (so they trace, differentiate and export)."""
+from __future__ import annotations
+
+from .. import dtypes as _dt
+from .. import ops
+from ..errors import DTypeError, ShapeError
+
+__all__ = ["cross_entropy", "mse_loss", "binary_cross_entropy_with_logits", "accuracy", "nll_loss"]
+
+
+def _reduce(loss, reduction: str):
+    if reduction == "mean":
+        return ops.mean(loss)
+    if reduction == "sum":
+        return ops.sum(loss)
+    if reduction == "none":
+        return loss
+    raise ShapeError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def nll_loss(log_probs, labels, reduction: str = "mean"):
+    """Negative log-likelihood of integer ``labels`` under ``log_probs`` (classes on the last axis)."""
+    if not _dt.is_int(labels.dtype):
+        raise DTypeError(f"labels must be integer class indices, got {labels.type}",
+                         hint="pass int64 (or int32) labels; use mse_loss or binary_cross_entropy_with_logits "
+                              "for float targets")
+    if tuple(labels.shape) != tuple(log_probs.shape[:-1]):
+        raise ShapeError(f"labels of shape {labels.type} do not match logits {log_probs.type}: expected labels "
+                         f"of shape ({', '.join(map(str, log_probs.shape[:-1]))})")
+    picked = ops.sum(ops.one_hot(labels, log_probs.shape[-1], log_probs.dtype) * log_probs, -1)
+    return _reduce(-picked, reduction)
+
+
+def cross_entropy(logits, labels, reduction: str = "mean", label_smoothing: float = 0.0):
+    """Softmax cross-entropy of ``logits`` (batch..., classes) against integer ``labels``."""
+    logp = ops.log_softmax(logits, -1)
+    loss = nll_loss(logp, labels, "none")
+    if label_smoothing:
+        loss = (1 - label_smoothing) * loss - label_smoothing * ops.mean(logp, -1)
+    return _reduce(loss, reduction)
+
+
+def mse_loss(pred, target, reduction: str = "mean"):
+    """Mean squared error."""
+    d = pred - target
+    return _reduce(d * d, reduction)
+
+
+def binary_cross_entropy_with_logits(logits, targets, reduction: str = "mean"):
+    """BCE on logits, computed stably: max(x, 0) - x * t + log(1 + exp(-|x|))."""
+    loss = ops.relu(logits) - logits * targets + ops.softplus(-ops.abs(logits))
+    return _reduce(loss, reduction)
+
+
+def accuracy(logits, labels):
+    """Fraction of rows whose argmax equals the label (float32 scalar)."""
+    hits = ops.cast(ops.equal(ops.argmax(logits, -1), ops.cast(labels, "int64")), "float32")
+    return ops.mean(hits)

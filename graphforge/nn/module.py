@@ -1,0 +1,201 @@
+"""nn.Module: the burn/PyTorch-style way to declare models.
+
+Submodules and Parameters assigned as attributes are registered under hierarchical names
+(``encoder.layers.0.attn.q_proj.weight``); calling a module inside ``gf.trace`` scopes the nodes it
+emits with its path. A module called twice shares its parameters.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+from ..errors import TraceError
+from ..trace.builder import active_builder
+from .parameter import Parameter
+
+__all__ = ["Module", "Sequential", "ModuleList", "Lambda", "seq"]
+
+
+class Module:
+    """Base class of every layer and model. Subclasses define ``forward``."""
+
+    def __init__(self):
+        object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_gf_path", None)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if "_modules" not in self.__dict__:
+            raise TraceError(f"{type(self).__name__}.__init__ must call super().__init__() before "
+                             f"assigning attributes (while setting {name!r})")
+        self._modules.pop(name, None)
+        self._parameters.pop(name, None)
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, Module) for v in value):
+            value = ModuleList(value)  # plain lists of layers register like ModuleList
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        self._modules.pop(name, None)
+        self._parameters.pop(name, None)
+        object.__delattr__(self, name)
+
+    # ---- structure -----------------------------------------------------------------------
+    def named_modules(self, prefix: str = "", _seen: set | None = None) -> Iterator[tuple[str, "Module"]]:
+        seen = _seen if _seen is not None else set()
+        if id(self) in seen:
+            return
+        seen.add(id(self))
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name, seen)
+
+    def modules(self) -> Iterator["Module"]:
+        for _, m in self.named_modules():
+            yield m
+
+    def children(self) -> Iterator["Module"]:
+        yield from self._modules.values()
+
+    def named_parameters(self, prefix: str = "", include_buffers: bool = True) -> Iterator[tuple[str, Parameter]]:
+        seen: set[int] = set()
+        for path, module in self.named_modules(prefix):
+            for name, p in module._parameters.items():
+                if id(p) in seen or (not include_buffers and not p.trainable):
+                    continue
+                seen.add(id(p))
+                yield (f"{path}.{name}" if path else name), p
+
+    def parameters(self) -> Iterator[Parameter]:
+        for _, p in self.named_parameters(include_buffers=False):
+            yield p
+
+    def num_parameters(self) -> int:
+        total = 0
+        for p in self.parameters():
+            n = 1
+            for d in p.shape:
+                n *= d
+            total += n
+        return total
+
+    # ---- modes ---------------------------------------------------------------------------
+    def train(self, mode: bool = True) -> "Module":
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self) -> "Module":
+        return self.train(False)
+
+    # ---- calling -------------------------------------------------------------------------
+    def forward(self, *args, **kwargs):
+        raise TraceError(f"{type(self).__name__} defines no forward(); subclasses of nn.Module must "
+                         "implement forward(self, ...)")
+
+    def __call__(self, *args, **kwargs):
+        builder = active_builder()
+        if builder is None:
+            raise TraceError(f"{type(self).__name__} was called outside gf.trace: graphforge models are "
+                             "declarations", hint="build a graph with g = gf.trace(model, "
+                             "gf.TensorSpec(shape, dtype)) and run it with gf.run(g, inputs)")
+        path = self._gf_path
+        if path is None:
+            parent = builder.current_scope
+            path = f"{parent}.{type(self).__name__.lower()}" if parent else type(self).__name__.lower()
+        with builder.scope(path):
+            return self.forward(*args, **kwargs)
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        for name, child in self._modules.items():
+            body = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {body}")
+        return "\n".join(lines) + (")" if len(lines) == 1 else "\n)")
+
+
+class Lambda(Module):
+    """A parameter-free function as a module (what ``seq().add_fn`` stores)."""
+
+    def __init__(self, fn: Callable):
+        super().__init__()
+        object.__setattr__(self, "fn", fn)
+
+    def forward(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+    def extra_repr(self) -> str:
+        return getattr(self.fn, "__name__", repr(self.fn))
+
+
+class Sequential(Module):
+    """Modules applied in order; children are named ``0``, ``1``, ... (PyTorch's naming)."""
+
+    def __init__(self, *layers):
+        super().__init__()
+        for layer in layers:
+            self.add(layer)
+
+    def add(self, module: "Module | Callable") -> "Sequential":
+        """Append a module (tch-rs style); returns self so calls chain."""
+        if not isinstance(module, Module):
+            if callable(module):
+                return self.add_fn(module)
+            raise TraceError(f"Sequential.add expects a Module, got {type(module).__name__}")
+        setattr(self, str(len(self._modules)), module)
+        return self
+
+    def add_fn(self, fn: Callable) -> "Sequential":
+        """Append a plain function such as ``gf.relu``; returns self."""
+        setattr(self, str(len(self._modules)), Lambda(fn))
+        return self
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __getitem__(self, index: int) -> Module:
+        return list(self._modules.values())[index]
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def forward(self, x):
+        for layer in self._modules.values():
+            x = layer(x)
+        return x
+
+
+class ModuleList(Module):
+    """A list of modules registered as ``0``, ``1``, ...; iterate and index it in ``forward``."""
+
+    def __init__(self, modules=()):
+        super().__init__()
+        for m in modules:
+            self.append(m)
+
+    def append(self, module: Module) -> "ModuleList":
+        setattr(self, str(len(self._modules)), module)
+        return self
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __getitem__(self, index: int) -> Module:
+        return list(self._modules.values())[index]
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def forward(self, *args, **kwargs):
+        raise TraceError("ModuleList has no forward(); iterate over it inside your module's forward()")
+
+
+def seq(*layers) -> Sequential:
+    """``nn.seq().add(nn.Linear(784, 128)).add_fn(gf.relu)`` — the tch-rs builder."""
+    return Sequential(*layers)

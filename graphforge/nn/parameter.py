@@ -1,0 +1,76 @@
+"""Parameter: a declared weight (shape, dtype, initialiser) that acts as a Tensor inside a trace."""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+from .. import dtypes as _dt
+from ..errors import ShapeError
+from ..ir.dims import check_dim
+from ..trace.builder import current_builder
+from ..trace.tensor import Tensor
+from . import init as _init
+
+__all__ = ["Parameter", "Buffer", "param_rng"]
+
+
+def param_rng(seed: int, name: str) -> np.random.Generator:
+    """One generator per (seed, parameter name): adding a layer does not shift the others' values."""
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(name.encode())])
+
+
+class Parameter(Tensor):
+    """A trainable tensor owned by a Module. ``Parameter(shape, init=...)`` declares one;
+    ``Parameter(array)`` fixes its value. Inside ``gf.trace`` it behaves like any Tensor."""
+
+    __slots__ = ("_shape", "_dtype", "init", "data", "trainable")
+
+    def __init__(self, shape_or_value, dtype="float32", init=None, trainable: bool = True):
+        if isinstance(shape_or_value, np.ndarray):
+            self.data = shape_or_value
+            self._shape = tuple(int(d) for d in shape_or_value.shape)
+            self._dtype = _dt.from_numpy_dtype(shape_or_value.dtype)
+        else:
+            self.data = None
+            self._shape = tuple(check_dim(d) for d in shape_or_value)
+            if not all(isinstance(d, int) for d in self._shape):
+                raise ShapeError(f"parameter shapes must be static, got {self._shape}")
+            self._dtype = _dt.canonical_dtype(dtype)
+        self.init = init or _init.normal(0.02)
+        self.trainable = trainable
+
+    @property
+    def value(self):
+        return current_builder().param_value(self)
+
+    @property
+    def builder(self):
+        return current_builder()
+
+    @property
+    def shape(self) -> tuple:
+        return self._shape
+
+    @property
+    def dtype(self) -> str:
+        return self._dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self._shape)
+
+    def materialize(self, name: str, seed: int) -> np.ndarray:
+        """The initial value: the fixed ``data`` if any, else the initialiser's draw."""
+        if self.data is not None:
+            return np.asarray(self.data, dtype=_dt.to_numpy_dtype(self._dtype))
+        return np.asarray(self.init(self._shape, param_rng(seed, name), self._dtype))
+
+    def __repr__(self) -> str:
+        kind = "Parameter" if self.trainable else "Buffer"
+        return f"{kind}({_dt.short_name(self._dtype)}[{','.join(map(str, self._shape))}])"
+
+
+def Buffer(shape_or_value, dtype="float32", init=None) -> Parameter:
+    """A non-trainable state tensor (e.g. BatchNorm running statistics)."""
+    return Parameter(shape_or_value, dtype, init or _init.zeros, trainable=False)

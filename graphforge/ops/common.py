@@ -1,0 +1,54 @@
+"""Helpers for writing op definitions compactly: numeric casting, FLOP counts, VJP helpers."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .. import dtypes as _dt
+from ..ir.types import TensorType
+
+__all__ = ["compute_dtype", "numel", "elementwise_flops", "unbroadcast", "out_like", "as_dtype"]
+
+
+def compute_dtype(x: np.ndarray) -> np.dtype:
+    """The dtype a reference computes in: half types are computed in float32 and cast back."""
+    if x.dtype in (np.float16, _dt.to_numpy_dtype("bfloat16")):
+        return np.dtype(np.float32)
+    return x.dtype
+
+
+def as_dtype(array, dtype: str) -> np.ndarray:
+    return np.asarray(array).astype(_dt.to_numpy_dtype(dtype), copy=False)
+
+
+def numel(t: TensorType) -> int:
+    n = 1
+    for d in t.shape:
+        n *= int(d)
+    return n
+
+
+def elementwise_flops(per_element: int = 1) -> Callable:
+    return lambda ins, outs, attrs: per_element * sum(numel(o) for o in outs)
+
+
+def out_like(t: TensorType, dtype: str | None = None) -> list[TensorType]:
+    return [TensorType(t.shape, dtype or t.dtype)]
+
+
+def unbroadcast(g, shape):
+    """Sum a cotangent ``g`` (a Tensor) down to ``shape`` after NumPy broadcasting."""
+    from . import reduction, shape_ops
+
+    gshape = tuple(g.shape)
+    shape = tuple(shape)
+    if gshape == shape:
+        return g
+    lead = len(gshape) - len(shape)
+    axes = list(range(lead)) + [lead + i for i, d in enumerate(shape) if d == 1 and gshape[lead + i] != 1]
+    if axes:
+        g = reduction.sum(g, axes, keepdims=True)
+    if tuple(g.shape) != shape:
+        g = shape_ops.reshape(g, shape)
+    return g

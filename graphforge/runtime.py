@@ -1,0 +1,122 @@
+"""Running graphs: input binding shared by every back end and the ``gf.run`` dispatcher.
+
+Back ends live in ``graphforge.runtimes.<name>`` and are imported on first use, so the core never
+imports jax, onnx or onnxruntime (rule 1)."""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from . import dtypes as _dt
+from .errors import InputError, LoadError
+from .ir.dims import unify_dims
+from .ir.graph import Graph
+
+__all__ = ["bind_inputs", "run", "BACKENDS", "resolve_params", "get_backend"]
+
+# name -> module implementing ``run(graph, arrays, env, params) -> list[np.ndarray]``
+BACKENDS = {
+    "reference": "graphforge.runtimes.reference",
+    "numpy": "graphforge.runtimes.reference",
+    "jax": "graphforge.runtimes.jax",
+    "onnxruntime": "graphforge.runtimes.onnx",
+    "ort": "graphforge.runtimes.onnx",
+}
+
+
+def bind_inputs(graph: Graph, inputs: Any) -> tuple[list[np.ndarray], dict[str, int]]:
+    """Match runtime arrays to the graph's inputs: a dict by name, a sequence in order, or a single
+    array for a one-input graph. Checks ranks, static dims and dtypes, and binds symbolic dims
+    consistently across inputs (``batch`` must be the same everywhere)."""
+    specs = graph.inputs
+    if isinstance(inputs, Mapping):
+        names = [v.name for v in specs]
+        unknown = sorted(set(inputs) - set(names))
+        missing = [n for n in names if n not in inputs]
+        if missing == ["rng"] and "rng" in names:
+            inputs = dict(inputs, rng=np.uint32(0))
+            missing = []
+        if unknown or missing:
+            raise InputError(f"graph {graph.name!r} takes inputs {names}; "
+                             + (f"missing {missing}" if missing else "") + ("; " if missing and unknown else "")
+                             + (f"unexpected {unknown}" if unknown else ""))
+        arrays = [inputs[n] for n in names]
+    else:
+        if isinstance(inputs, np.ndarray) or np.isscalar(inputs):
+            inputs = [inputs]
+        arrays = list(inputs)
+        if len(arrays) == len(specs) - 1 and specs and specs[-1].name == "rng":
+            arrays.append(np.uint32(0))
+        if len(arrays) != len(specs):
+            raise InputError(f"graph {graph.name!r} takes {len(specs)} inputs "
+                             f"({', '.join(v.name for v in specs)}), got {len(arrays)}")
+    env: dict[str, int] = {}
+    out = []
+    for spec, array in zip(specs, arrays):
+        want = _dt.to_numpy_dtype(spec.type.dtype)
+        try:
+            array = np.asarray(array)
+        except Exception as exc:  # noqa: BLE001 - any object that is not array-like
+            raise InputError(f"input {spec.name!r} is not array-like: {exc}") from None
+        if array.dtype != want:
+            # Same-kind conversions (float64 -> float32, int32 -> int64) are what users expect;
+            # crossing kinds (float data into an integer input) is a mistake worth naming.
+            if _kind(array.dtype) != _kind(want):
+                raise InputError(f"input {spec.name!r} has dtype {array.dtype}, the graph expects "
+                                 f"{spec.type.dtype}", hint=f"convert it with array.astype('{spec.type.dtype}')")
+            array = array.astype(want)
+        if array.ndim != len(spec.type.shape):
+            raise InputError(f"input {spec.name!r} has shape {array.shape}, the graph expects "
+                             f"{spec.type} (rank {len(spec.type.shape)})")
+        for axis, (dim, actual) in enumerate(zip(spec.type.shape, array.shape)):
+            if not unify_dims(dim, actual, env):
+                bound = f" (already bound to {env[dim]})" if isinstance(dim, str) and dim in env else ""
+                raise InputError(f"input {spec.name!r} has shape {array.shape}, the graph expects "
+                                 f"{spec.type}: axis {axis} is {actual}, expected {dim}{bound}")
+        out.append(array)
+    return out, env
+
+
+def resolve_params(graph: Graph, params: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+    """The graph's stored parameters overridden by ``params``; checks names and shapes."""
+    merged = dict(graph.params)
+    if params:
+        unknown = sorted(set(params) - set(graph.param_values))
+        if unknown:
+            raise InputError(f"params given for names the graph does not have: {', '.join(unknown[:10])}")
+        for name, value in params.items():
+            value = np.asarray(value)
+            want = graph.param_values[name].type
+            if tuple(value.shape) != tuple(want.shape):
+                raise InputError(f"param {name!r} has shape {value.shape}, the graph expects {want}")
+            merged[name] = value.astype(_dt.to_numpy_dtype(want.dtype), copy=False)
+    missing = [n for n in graph.param_values if n not in merged]
+    if missing:
+        raise LoadError(f"graph {graph.name!r} has no values for parameters {', '.join(missing[:10])}",
+                        hint="pass params=... to gf.run, or load them with gf.load_params")
+    return merged
+
+
+def _kind(dtype: np.dtype) -> str:
+    try:
+        name = _dt.from_numpy_dtype(dtype)
+    except Exception:  # noqa: BLE001 - object arrays, strings, ...
+        return "other"
+    return "float" if _dt.is_float(name) else "bool" if name == "bool" else "int"
+
+
+def get_backend(name: str):
+    if name not in BACKENDS:
+        raise InputError(f"unknown backend {name!r}; choose one of {', '.join(sorted(set(BACKENDS)))}")
+    return importlib.import_module(BACKENDS[name])
+
+
+def run(graph: Graph, inputs: Any, backend: str = "reference", params: Mapping[str, np.ndarray] | None = None,
+        **options) -> list[np.ndarray]:
+    """Evaluate ``graph`` on ``inputs`` with a back end (``"reference"``, ``"jax"``,
+    ``"onnxruntime"``); returns the list of output arrays."""
+    module = get_backend(backend)
+    arrays, env = bind_inputs(graph, inputs)
+    return module.run(graph, arrays, env, resolve_params(graph, params), **options)

@@ -1,0 +1,70 @@
+"""``gf.summary(graph)``: a Keras/torchinfo-style table per module scope."""
+from __future__ import annotations
+
+from .ir.dims import dim_symbols
+from .ir.graph import Graph
+from .ir.types import TensorType
+from .ops.registry import get_op
+
+__all__ = ["summary", "graph_flops", "node_flops"]
+
+
+def _bind_ones(t: TensorType) -> TensorType:
+    env = {}
+    for d in t.shape:
+        for s in dim_symbols(d):
+            env[s] = 1
+    return TensorType(t.concrete(env), t.dtype)
+
+
+def node_flops(node) -> int:
+    """FLOPs of one node with every symbolic dim set to 1 (i.e. per example)."""
+    opdef = get_op(node.op)
+    if opdef.flops is None:
+        return 0
+    ins = [_bind_ones(v.type) for v in node.inputs]
+    outs = [_bind_ones(v.type) for v in node.outputs]
+    return int(opdef.flops(ins, outs, node.attrs))
+
+
+def graph_flops(graph: Graph) -> int:
+    return sum(node_flops(n) for n in graph.nodes)
+
+
+def _numel(t: TensorType) -> int:
+    n = 1
+    for d in t.shape:
+        n *= int(d)
+    return n
+
+
+def summary(graph: Graph, print_fn=print) -> str:
+    """Print (and return) output shape, parameter count and FLOPs for each module scope."""
+    rows: dict[str, dict] = {}
+    for node in graph.nodes:
+        row = rows.setdefault(node.scope or "(root)", {"ops": [], "out": None, "flops": 0, "params": set()})
+        row["ops"].append(node.op)
+        row["out"] = node.outputs[0].type
+        row["flops"] += node_flops(node)
+        for v in node.inputs:
+            if v.kind in ("param", "buffer"):
+                row["params"].add(v.name)
+    header = ("Scope", "Ops", "Output", "Params", "FLOPs")
+    table = []
+    for scope, row in rows.items():
+        ops = sorted(set(row["ops"]), key=row["ops"].index)
+        nparams = sum(_numel(graph.param_values[n].type) for n in row["params"] if graph.param_values[n].kind == "param")
+        table.append((scope, ",".join(ops)[:32], str(row["out"]), f"{nparams:,}", f"{row['flops']:,}"))
+    widths = [max(len(h), *(len(r[i]) for r in table)) if table else len(h) for i, h in enumerate(header)]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
+    rule = "-" * len(line)
+    out = [f"graph {graph.name}: " + ", ".join(f"{v.name}: {v.type}" for v in graph.inputs), rule, line, rule]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in table]
+    trainable = sum(_numel(v.type) for v in graph.param_values.values() if v.kind == "param")
+    other = sum(_numel(v.type) for v in graph.param_values.values() if v.kind != "param")
+    out += [rule, f"Trainable params: {trainable:,}   Non-trainable: {other:,}   "
+                  f"FLOPs per example: {graph_flops(graph):,}   Nodes: {len(graph.nodes)}"]
+    text = "\n".join(out)
+    if print_fn is not None:
+        print_fn(text)
+    return text

@@ -1,0 +1,163 @@
+"""The Builder: the one way new nodes enter a graph (tracing, decompositions, VJP rules, passes).
+
+``emit`` validates attributes, runs the op's type rule and stamps provenance (module scope and the
+user's ``file:line``). A type error becomes a :class:`ShapeError` naming the module path, the op,
+the input types and the source line.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+from typing import Any, Iterator, Sequence
+
+from ..errors import GraphforgeError, ShapeError, TraceError
+from ..ir.graph import Graph, Node, Value
+from ..ops import registry
+
+__all__ = ["Builder", "active_builder", "current_builder", "user_location", "INTERNAL_DIRS"]
+
+_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_PARENT = os.path.dirname(_PKG_DIR)
+# Source frames inside these directories are graphforge's own; a node's location is the first
+# frame outside them (works for the editable layout, where passes/ and runtimes/ are siblings of
+# graphforge/, and for an installed wheel, where they are subpackages).
+INTERNAL_DIRS = tuple(os.path.join(p, "") for p in (
+    _PKG_DIR, os.path.join(_PARENT, "passes"), os.path.join(_PARENT, "runtimes")))
+
+_local = threading.local()
+
+
+def _stack() -> list["Builder"]:
+    if not hasattr(_local, "stack"):
+        _local.stack = []
+    return _local.stack
+
+
+def active_builder() -> "Builder | None":
+    stack = _stack()
+    return stack[-1] if stack else None
+
+
+def current_builder() -> "Builder":
+    builder = active_builder()
+    if builder is None:
+        raise TraceError("no graph is being built here: graphforge ops run on symbolic tensors inside "
+                         "gf.trace(...)", hint="wrap the code in a function or nn.Module and call "
+                         "gf.trace(model, gf.TensorSpec(shape, dtype)); run it with gf.run(graph, inputs)")
+    return builder
+
+
+def user_location(full: bool = False) -> str:
+    """``file:line`` of the innermost frame outside graphforge (the user's code)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith(INTERNAL_DIRS) and not filename.startswith("<frozen"):
+            name = filename if full else os.path.basename(filename)
+            return f"{name}:{frame.f_lineno}"
+        frame = frame.f_back
+    return ""
+
+
+class Builder:
+    """Appends typed nodes to ``graph``; the scope stack names the module being traced."""
+
+    def __init__(self, graph: Graph, *, capture_locations: bool = True, scope: str = "", loc: str = ""):
+        self.graph = graph
+        self.capture_locations = capture_locations
+        self._scopes: list[str] = [scope] if scope else []
+        self._loc = loc
+        self.param_names: dict[int, str] = {}  # id(Parameter) -> graph param name
+        self.param_objects: dict[int, Any] = {}  # keep Parameters alive while their ids are keys
+        self.state_updates: dict[str, Value] = {}
+        self.training = False
+        self._rng: Value | None = None
+        self._rng_sites = 0
+        self.seed = 0
+
+    # ---- context ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def activate(self) -> Iterator["Builder"]:
+        _stack().append(self)
+        try:
+            yield self
+        finally:
+            _stack().pop()
+
+    @contextlib.contextmanager
+    def scope(self, path: str) -> Iterator[None]:
+        self._scopes.append(path)
+        try:
+            yield
+        finally:
+            self._scopes.pop()
+
+    @contextlib.contextmanager
+    def provenance(self, scope: str, loc: str) -> Iterator[None]:
+        """Stamp every node emitted inside with this provenance (used by passes and VJP rules)."""
+        saved = (list(self._scopes), self._loc, self.capture_locations)
+        self._scopes, self._loc, self.capture_locations = ([scope] if scope else []), loc, False
+        try:
+            yield
+        finally:
+            self._scopes, self._loc, self.capture_locations = saved
+
+    @property
+    def current_scope(self) -> str:
+        return self._scopes[-1] if self._scopes else ""
+
+    # ---- emitting --------------------------------------------------------------------------
+    def emit(self, op: str, inputs: Sequence[Value], attrs: dict | None = None) -> list[Value]:
+        scope = self.current_scope
+        loc = user_location() if self.capture_locations else self._loc
+        try:
+            opdef = registry.get_op(op)
+            checked = registry.check_attrs(opdef, attrs or {})
+            out_types = registry.infer_types(opdef, [v.type for v in inputs], checked)
+        except GraphforgeError as exc:
+            full_loc = user_location(full=True) if self.capture_locations else loc
+            detail = exc.detail
+            if detail.startswith(op + ": "):
+                detail = detail[len(op) + 2:]
+            if inputs and isinstance(exc, ShapeError):
+                detail += f" (inputs: {', '.join(str(v.type) for v in inputs)})"
+            raise type(exc)(detail, scope=scope or None, op=op, loc=full_loc or None,
+                            hint=exc.hint) from None
+        node = Node(op, inputs, checked, out_types, scope=scope, loc=loc)
+        self.graph.append(node)
+        return node.outputs
+
+    def emit1(self, op: str, inputs: Sequence[Value], attrs: dict | None = None) -> Value:
+        return self.emit(op, inputs, attrs)[0]
+
+    # ---- parameters and randomness ---------------------------------------------------------
+    def register_param(self, param, name: str, value) -> Value:
+        from ..ir.types import TensorType
+
+        kind = "param" if param.trainable else "buffer"
+        graph_value = self.graph.add_param(name, TensorType(param.shape, param.dtype), value, kind)
+        self.param_names[id(param)] = name
+        self.param_objects[id(param)] = param
+        return graph_value
+
+    def param_value(self, param) -> Value:
+        name = self.param_names.get(id(param))
+        if name is None:
+            # A Parameter that is not an attribute of any traced module: name it by scope.
+            stem = ".".join(p for p in (self.current_scope, "param") if p)
+            name = self.graph.fresh_param_name(stem)
+            self.register_param(param, name, param.materialize(name, self.seed))
+        return self.graph.param_values[name]
+
+    def rng_key(self) -> Value:
+        """A fresh per-site RNG key (u32 scalar) derived from the graph's ``rng`` input."""
+        from ..ir.types import TensorType
+        import numpy as np
+
+        if self._rng is None:
+            self._rng = self.graph.add_input("rng", TensorType((), "uint32"))
+        self._rng_sites += 1
+        salt = self.emit1("constant", [], {"value": np.array(self._rng_sites * 0x9E3779B9 & 0xFFFFFFFF, dtype=np.uint32)})
+        return self.emit1("add", [self._rng, salt])

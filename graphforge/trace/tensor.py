@@ -1,0 +1,277 @@
+"""The symbolic Tensor users write models with: Python operators and tch-like methods.
+
+A Tensor wraps one IR Value and the Builder that owns it; every operation emits a node through
+the op registry, so type errors surface at the line that caused them.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+from .. import dtypes as _dt
+from ..errors import TraceError
+from ..ir.dims import dim_product
+from ..ir.graph import Value
+from .builder import Builder, current_builder
+
+__all__ = ["Tensor", "SymDim", "apply", "as_value", "is_tensor_like", "wrap"]
+
+
+class SymDim(str):
+    """A symbolic dim as seen from Python (``x.shape[0]``): usable in shapes, not in branches."""
+
+    def _refuse(self, *_):
+        raise TraceError(f"cannot decide a Python condition on the symbolic dim {str(self)!r}: its value is "
+                         "only known at run time", hint="write shape logic with static dims, or give "
+                         "the input a static size in its TensorSpec")
+
+    __lt__ = __le__ = __gt__ = __ge__ = __bool__ = _refuse
+
+    def __int__(self):
+        self._refuse()
+
+    def __index__(self):
+        self._refuse()
+
+    def __mul__(self, other):
+        if isinstance(other, (int, str)):
+            return SymDim(dim_product([str(self), other]))
+        return NotImplemented
+
+    __rmul__ = __mul__
+
+    def __add__(self, other):
+        raise TraceError(f"symbolic dim {str(self)!r} only supports multiplication (got '+')")
+
+    __radd__ = __sub__ = __rsub__ = __add__
+
+    __hash__ = str.__hash__
+
+    def __eq__(self, other):
+        return str.__eq__(self, other)
+
+
+def _py_dims(shape) -> tuple:
+    return tuple(SymDim(d) if isinstance(d, str) else d for d in shape)
+
+
+def is_tensor_like(x) -> bool:
+    return isinstance(x, Tensor)
+
+
+class Tensor:
+    """A symbolic tensor inside a trace. ``x.shape`` has ints and symbolic dims (SymDim)."""
+
+    __array_priority__ = 1000  # numpy arrays on the left defer to our operators
+    __slots__ = ("_value", "_builder")
+
+    def __init__(self, value: Value, builder: Builder):
+        self._value = value
+        self._builder = builder
+
+    @property
+    def value(self) -> Value:
+        return self._value
+
+    @property
+    def builder(self) -> Builder:
+        return self._builder
+
+    @property
+    def shape(self) -> tuple:
+        return _py_dims(self.value.type.shape)
+
+    @property
+    def dtype(self) -> str:
+        return self.value.type.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.value.type.shape)
+
+    @property
+    def type(self):
+        return self.value.type
+
+    def size(self, axis: int | None = None):
+        return self.shape if axis is None else self.shape[axis]
+
+    def __repr__(self) -> str:
+        return f"Tensor({self.value.type})"
+
+    def __bool__(self):
+        raise TraceError("cannot use a symbolic Tensor as a Python bool (if/while/and/or): its value is only "
+                         "known at run time", hint="use gf.where(cond, a, b) to select between values")
+
+    def __len__(self):
+        first = self.shape[0] if self.shape else None
+        if isinstance(first, int):
+            return first
+        raise TraceError("len() of a tensor with a symbolic first dim is not known at trace time")
+
+    def __iter__(self):
+        raise TraceError("iterating over a symbolic Tensor is not supported", hint="use x[i] or gf.split")
+
+    def __array__(self, *a, **k):
+        raise TraceError("a symbolic Tensor has no value at trace time and cannot become a NumPy array",
+                         hint="compute with graphforge ops inside the model; get values with gf.run")
+
+    __hash__ = object.__hash__
+
+    # ---- arithmetic ------------------------------------------------------------------------
+    def __add__(self, o): return _F().add(self, o)
+    def __radd__(self, o): return _F().add(o, self)
+    def __sub__(self, o): return _F().sub(self, o)
+    def __rsub__(self, o): return _F().sub(o, self)
+    def __mul__(self, o): return _F().mul(self, o)
+    def __rmul__(self, o): return _F().mul(o, self)
+    def __truediv__(self, o): return _F().div(self, o)
+    def __rtruediv__(self, o): return _F().div(o, self)
+    def __pow__(self, o): return _F().pow(self, o)
+    def __rpow__(self, o): return _F().pow(o, self)
+    def __matmul__(self, o): return _F().matmul(self, o)
+    def __rmatmul__(self, o): return _F().matmul(o, self)
+    def __neg__(self): return _F().neg(self)
+    def __pos__(self): return self
+    def __abs__(self): return _F().abs(self)
+    def __lt__(self, o): return _F().less(self, o)
+    def __le__(self, o): return _F().less_equal(self, o)
+    def __gt__(self, o): return _F().greater(self, o)
+    def __ge__(self, o): return _F().greater_equal(self, o)
+    def __eq__(self, o): return _F().equal(self, o)  # noqa: elementwise, like PyTorch
+    def __ne__(self, o): return _F().not_equal(self, o)
+    def __and__(self, o): return _F().logical_and(self, o)
+    def __or__(self, o): return _F().logical_or(self, o)
+    def __invert__(self): return _F().logical_not(self)
+    def __getitem__(self, index): return _F().getitem(self, index)
+
+    # ---- tch-like methods (each a thin call into graphforge.ops) ---------------------------
+    def __getattr__(self, name: str):
+        fn = _METHODS.get(name)
+        if fn is None:
+            raise AttributeError(f"'Tensor' has no attribute {name!r}")
+        func = getattr(_F(), fn)
+        return lambda *args, **kw: func(self, *args, **kw)
+
+    @property
+    def T(self):
+        return _F().transpose(self)
+
+    @property
+    def mT(self):
+        perm = list(range(self.ndim))
+        perm[-2:] = perm[-1], perm[-2]
+        return _F().transpose(self, perm)
+
+    def reshape(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return _F().reshape(self, shape)
+
+    view = reshape
+
+    def transpose(self, *axes):
+        if len(axes) == 2 and all(isinstance(a, int) for a in axes) and self.ndim != 2:
+            perm = list(range(self.ndim))  # PyTorch's swap of two axes
+            a, b = (ax % self.ndim for ax in axes)
+            perm[a], perm[b] = perm[b], perm[a]
+            return _F().transpose(self, perm)
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return _F().transpose(self, list(axes) if axes else None)
+
+    def permute(self, *axes):
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return _F().transpose(self, list(axes))
+
+    def expand(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return _F().broadcast_to(self, shape)
+
+    def astype(self, dtype):
+        return _F().cast(self, dtype)
+
+    to = astype
+
+    def float(self):
+        return _F().cast(self, "float32")
+
+    def long(self):
+        return _F().cast(self, "int64")
+
+
+# Method name on Tensor -> function name in graphforge.ops.
+_METHODS = {name: name for name in (
+    "relu", "leaky_relu", "sigmoid", "tanh", "exp", "log", "sqrt", "rsqrt", "abs", "neg", "sign", "erf",
+    "gelu", "silu", "softplus", "sin", "cos", "softmax", "log_softmax", "sum", "mean", "max", "min", "prod",
+    "argmax", "flatten", "squeeze", "unsqueeze", "broadcast_to", "matmul", "pow", "maximum", "minimum",
+    "clip", "where", "gather", "take", "split", "pad", "cast", "square", "var", "layer_norm", "dropout",
+    "one_hot", "slice", "concat", "reciprocal", "logical_not", "argmin",
+)}
+_METHODS.update({"clamp": "clip", "exp_": "exp", "amax": "max", "amin": "min", "chunk": "chunk"})
+
+_F_MODULE = None
+
+
+def _F():
+    global _F_MODULE
+    if _F_MODULE is None:
+        from .. import ops
+        _F_MODULE = ops
+    return _F_MODULE
+
+
+def as_value(x, builder: Builder, like_dtype: str | None = None) -> Value:
+    """The IR value for ``x``: a Tensor's own, or a constant node for a scalar/array.
+
+    Python scalars are weakly typed (they take ``like_dtype``); NumPy arrays keep their dtype unless
+    it is of the same kind as ``like_dtype``, in which case they adopt it (no silent float64)."""
+    if isinstance(x, Tensor):
+        return x.value
+    if isinstance(x, (bool, np.bool_)):
+        array = np.array(x, dtype=np.bool_)
+    elif isinstance(x, numbers.Number):
+        dtype = like_dtype or ("int64" if isinstance(x, numbers.Integral) else "float32")
+        if isinstance(x, float) and not _dt.is_float(dtype):
+            dtype = "float32"
+        array = np.array(x, dtype=_dt.to_numpy_dtype(dtype))
+    elif isinstance(x, (np.ndarray, np.generic, list, tuple)):
+        array = np.asarray(x)
+        src = _dt.from_numpy_dtype(array.dtype) if array.dtype != np.float64 or like_dtype else "float32"
+        if like_dtype and ((_dt.is_float(src) and _dt.is_float(like_dtype)) or
+                           (_dt.is_int(src) and _dt.is_int(like_dtype))):
+            src = like_dtype
+        array = array.astype(_dt.to_numpy_dtype(src))
+    else:
+        raise TraceError(f"cannot use a {type(x).__name__} as a tensor operand")
+    return builder.emit1("constant", [], {"value": array})
+
+
+def _find_builder(args) -> Builder:
+    for a in args:
+        if isinstance(a, Tensor):
+            return a.builder
+    return current_builder()
+
+
+def apply(op: str, *inputs, **attrs):
+    """Emit ``op`` on Tensors (or scalars/arrays, made constants) and return Tensor(s)."""
+    builder = _find_builder(inputs)
+    like = None
+    for a in inputs:
+        if isinstance(a, Tensor) and a.dtype != "bool":
+            like = a.dtype
+            break
+    values = [as_value(a, builder, like) for a in inputs]
+    outs = builder.emit(op, values, attrs)
+    tensors = [Tensor(v, builder) for v in outs]
+    return tensors[0] if len(tensors) == 1 else tuple(tensors)
+
+
+def wrap(value: Value, builder: Builder | None = None) -> Tensor:
+    return Tensor(value, builder or current_builder())
+

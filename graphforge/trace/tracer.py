@@ -1,0 +1,114 @@
+"""``gf.trace``: run a model or function on symbolic inputs and record a Graph."""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import dtypes as _dt
+from ..errors import TraceError
+from ..ir.graph import Graph
+from ..ir.types import TensorSpec, TensorType
+from .builder import Builder
+from .tensor import Tensor
+
+__all__ = ["trace"]
+
+
+def _as_type(spec) -> tuple[TensorType, str | None]:
+    if isinstance(spec, TensorSpec):
+        return spec.type, spec.name
+    if isinstance(spec, TensorType):
+        return spec, None
+    if isinstance(spec, np.ndarray):
+        return TensorType(spec.shape, _dt.from_numpy_dtype(spec.dtype)), None
+    if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], (tuple, list)):
+        return TensorType(tuple(spec[0]), spec[1]), None
+    raise TraceError(f"an input spec must be a gf.TensorSpec (or a TensorType, NumPy array, or (shape, dtype)), "
+                     f"got {spec!r}")
+
+
+def _input_names(fn: Callable, count: int) -> list[str]:
+    try:
+        params = [p for p in inspect.signature(fn).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    names = [p.name for p in params[:count]]
+    return names + [f"x{i}" for i in range(len(names), count)]
+
+
+def _collect_outputs(result: Any) -> tuple[list[Tensor], list[str]]:
+    if isinstance(result, Tensor):
+        return [result], ["output"]
+    if isinstance(result, dict):
+        items = list(result.items())
+        for k, v in items:
+            if not isinstance(v, Tensor):
+                raise TraceError(f"output {k!r} is a {type(v).__name__}, not a Tensor")
+        return [v for _, v in items], [str(k) for k, _ in items]
+    if isinstance(result, (tuple, list)):
+        for i, v in enumerate(result):
+            if not isinstance(v, Tensor):
+                raise TraceError(f"output {i} is a {type(v).__name__}, not a Tensor")
+        return list(result), [f"output{i}" if i else "output" for i in range(len(result))]
+    raise TraceError(f"the traced function returned a {type(result).__name__}; return a Tensor, a tuple/list "
+                     "of Tensors, or a dict name -> Tensor")
+
+
+def trace(model, *specs, seed: int = 0, name: str | None = None, training: bool | None = None) -> Graph:
+    """Trace ``model`` (an ``nn.Module`` or a function of Tensors) on symbolic inputs.
+
+    ``specs`` are ``gf.TensorSpec(shape, dtype, name=...)``; symbolic dims (``"batch"``) stay symbolic.
+    Parameters are initialised deterministically from ``seed``. ``training`` overrides the module's
+    mode for this trace (dropout and batch-norm behave accordingly)."""
+    from ..nn.module import Module
+
+    if not specs:
+        raise TraceError("gf.trace needs at least one input spec, e.g. gf.TensorSpec(('batch', 784), 'float32')")
+    is_module = isinstance(model, Module)
+    fn = model.forward if is_module else model
+    if not callable(fn):
+        raise TraceError(f"cannot trace a {type(model).__name__}: pass an nn.Module or a function")
+    graph = Graph(name or (type(model).__name__.lower() if is_module else getattr(model, "__name__", "graph")))
+    if graph.name == "<lambda>":
+        graph.name = "graph"
+    builder = Builder(graph)
+    builder.seed = seed
+    types = [_as_type(s) for s in specs]
+    names = _input_names(fn, len(types))
+    for i, (ttype, given) in enumerate(types):
+        input_name = given or names[i]
+        try:
+            graph.add_input(input_name, ttype)
+        except Exception as exc:  # noqa: BLE001 - duplicate names
+            raise TraceError(f"input name {input_name!r}: {exc}") from None
+    saved_modes = None
+    if is_module:
+        saved_modes = [(m, m.training) for m in model.modules()]
+        if training is not None:
+            model.train(training)
+        builder.training = model.training
+        for path, module in model.named_modules():
+            object.__setattr__(module, "_gf_path", path)
+        for pname, param in model.named_parameters():
+            builder.register_param(param, pname, param.materialize(pname, seed))
+    else:
+        builder.training = bool(training)
+    try:
+        with builder.activate():
+            args = [Tensor(v, builder) for v in graph.inputs]
+            result = model(*args) if is_module else fn(*args)
+            outputs, out_names = _collect_outputs(result)
+            values = [t.value for t in outputs]
+            for buffer_name, value in builder.state_updates.items():
+                values.append(value)
+                out_names.append(f"update:{buffer_name}")
+    finally:
+        if saved_modes is not None:
+            for m, mode in saved_modes:
+                object.__setattr__(m, "training", mode)
+                object.__setattr__(m, "_gf_path", None)
+    graph.set_outputs(values, out_names)
+    return graph

@@ -1,0 +1,2 @@
+"""Graph-to-graph passes and the PassManager."""
+__all__: list[str] = []

@@ -1,0 +1,2 @@
+"""Fusion rules, one per module."""
+__all__: list[str] = []

@@ -1,0 +1,1 @@
+"""jax back end."""

@@ -1,0 +1,1 @@
+"""onnx back end."""
