@@ -102,11 +102,9 @@ class Module:
             raise TraceError(f"{type(self).__name__} was called outside gf.trace: graphforge models are "
                              "declarations", hint="build a graph with g = gf.trace(model, "
                              "gf.TensorSpec(shape, dtype)) and run it with gf.run(g, inputs)")
-        path = self._gf_path
-        if path is None:
-            parent = builder.current_scope
-            path = f"{parent}.{type(self).__name__.lower()}" if parent else type(self).__name__.lower()
-        with builder.scope(path):
+        if self._gf_path is None:
+            _adopt(builder, self)
+        with builder.scope(self._gf_path):
             return self.forward(*args, **kwargs)
 
     def extra_repr(self) -> str:
@@ -118,6 +116,26 @@ class Module:
             body = repr(child).replace("\n", "\n  ")
             lines.append(f"  ({name}): {body}")
         return "\n".join(lines) + (")" if len(lines) == 1 else "\n)")
+
+
+def _adopt(builder, module: Module) -> None:
+    """Name a module met during a trace that is not an attribute of the traced model (e.g. a
+    function closing over layers): its tree gets a fresh prefix and its parameters register under it."""
+    parent = builder.current_scope
+    stem = type(module).__name__.lower()
+    prefix = f"{parent}.{stem}" if parent else stem
+    taken = {m._gf_path for m in builder.adopted}
+    n = 0
+    while prefix in taken or any(k.startswith(prefix + ".") for k in builder.graph.param_values):
+        n += 1
+        prefix = f"{parent}.{stem}{n}" if parent else f"{stem}{n}"
+    for path, sub in module.named_modules(prefix):
+        if sub._gf_path is None:
+            object.__setattr__(sub, "_gf_path", path)
+            builder.adopted.append(sub)
+    for name, param in module.named_parameters(prefix):
+        if id(param) not in builder.param_names:
+            builder.register_param(param, name, param.materialize(name, builder.seed))
 
 
 class Lambda(Module):

@@ -72,6 +72,7 @@ class Builder:
         self.param_names: dict[int, str] = {}  # id(Parameter) -> graph param name
         self.param_objects: dict[int, Any] = {}  # keep Parameters alive while their ids are keys
         self.state_updates: dict[str, Value] = {}
+        self.adopted: list = []  # modules named during this trace (their paths are reset after it)
         self.training = False
         self._rng: Value | None = None
         self._rng_sites = 0

@@ -106,6 +106,8 @@ def trace(model, *specs, seed: int = 0, name: str | None = None, training: bool 
                 values.append(value)
                 out_names.append(f"update:{buffer_name}")
     finally:
+        for module in builder.adopted:
+            object.__setattr__(module, "_gf_path", None)
         if saved_modes is not None:
             for m, mode in saved_modes:
                 object.__setattr__(m, "training", mode)
