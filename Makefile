@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-dev
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --upgrade pip "setuptools>=77" wheel
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
@@ -25,3 +25,6 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+
+conformance: $(STAMP)
+	$(PY) -m tests.conformance.run --per-op

@@ -11,7 +11,7 @@ and lower it to JAX/XLA or ONNX/onnxruntime::
     outs = gf.run(gf.optimize(g), {"x": x}, backend="onnxruntime")
 """
 from . import errors, ops
-from .api import grad, optimize, save_onnx, to_onnx
+from .api import from_onnx, grad, optimize, save_onnx, to_onnx
 from .errors import *  # noqa: F401,F403
 from .ir import Graph, Node, TensorSpec, TensorType, Value, parse
 from .ops import *  # noqa: F401,F403
@@ -23,6 +23,14 @@ from . import nn  # noqa: E402  (nn builds on ops and trace)
 
 __version__ = "0.1.0"
 
-__all__ = (["errors", "ops", "nn", "grad", "optimize", "save_onnx", "to_onnx", "Graph", "Node", "TensorSpec",
-            "TensorType", "Value", "parse", "load_params", "save_params", "run", "summary", "Tensor", "trace",
+
+def __getattr__(name):
+    # gf.Trainer / gf.plot_history load graphforge.train on first use (it needs jax/optax at run time)
+    if name in ("Trainer", "plot_history"):
+        from . import train
+        return getattr(train, name)
+    raise AttributeError(f"module 'graphforge' has no attribute {name!r}")
+
+__all__ = (["errors", "ops", "nn", "from_onnx", "grad", "optimize", "save_onnx", "to_onnx", "Graph", "Node", "TensorSpec",
+            "TensorType", "Value", "parse", "Trainer", "plot_history", "load_params", "save_params", "run", "summary", "Tensor", "trace",
             "__version__"] + errors.__all__ + [n for n in ops.__all__ if n not in ("registry",)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["optimize", "grad", "to_onnx", "save_onnx"]
+__all__ = ["optimize", "grad", "to_onnx", "save_onnx", "from_onnx"]
 
 
 def optimize(graph, pipeline: str = "default", **options):
@@ -33,3 +33,10 @@ def save_onnx(graph, path: str, opset: int | None = None, **options):
     from graphforge.runtimes.onnx import save_onnx as _save_onnx
 
     return _save_onnx(graph, path, opset=opset, **options)
+
+
+def from_onnx(model_or_path, **options):
+    """Import an ONNX model (path, bytes or ``onnx.ModelProto``) as a verified :class:`Graph`."""
+    from graphforge.runtimes.onnx_import import from_onnx as _from_onnx
+
+    return _from_onnx(model_or_path, **options)

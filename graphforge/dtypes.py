@@ -38,6 +38,8 @@ _INT_RANK = {"bool": 0, "uint8": 1, "int8": 1, "int16": 2, "int32": 3, "uint32":
 
 def canonical_dtype(dtype) -> str:
     """Return the canonical name of ``dtype`` (a name, an alias, a NumPy dtype or type)."""
+    if dtype is None:  # np.dtype(None) would silently mean float64
+        raise DTypeError("a dtype is required here (got None)")
     if isinstance(dtype, str):
         name = _ALIASES.get(dtype, dtype)
         if name in _NUMPY:

@@ -41,7 +41,7 @@ def save_arrays(arrays: Mapping[str, np.ndarray], path: str, metadata: Mapping[s
     bf16 = _dt.to_numpy_dtype("bfloat16")
     tensors, tagged = {}, []
     for name, array in arrays.items():
-        array = np.ascontiguousarray(array)
+        array = np.asarray(array, order="C")  # (np.ascontiguousarray would turn a 0-d array into 1-d)
         if array.dtype == bf16:
             tagged.append(name)
             array = array.view(np.uint16)

@@ -46,7 +46,11 @@ def bind_inputs(graph: Graph, inputs: Any) -> tuple[list[np.ndarray], dict[str, 
     else:
         if isinstance(inputs, np.ndarray) or np.isscalar(inputs):
             inputs = [inputs]
-        arrays = list(inputs)
+        try:
+            arrays = list(inputs)
+        except TypeError:
+            raise InputError(f"graph {graph.name!r}: inputs must be a dict name -> array, a sequence of "
+                             f"arrays or one array, got {type(inputs).__name__}") from None
         if len(arrays) == len(specs) - 1 and specs and specs[-1].name == "rng":
             arrays.append(np.uint32(0))
         if len(arrays) != len(specs):

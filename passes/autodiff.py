@@ -32,6 +32,9 @@ def _resolve_wrt(graph: Graph, wrt) -> list[Value]:
         names = [wrt]
     else:
         names = list(wrt)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise GraphforgeError(f"gf.grad: wrt names {', '.join(map(repr, repeated))} more than once")
     unknown = [n for n in names if n not in by_name]
     if unknown:
         raise GraphforgeError(f"gf.grad: no input or parameter named {', '.join(map(repr, unknown))}; "
@@ -68,13 +71,18 @@ def _zeros(builder: Builder, value: Value) -> Value:
 
 
 def grad(graph: Graph, wrt="params", output: int = 0, *, keep_outputs: bool = False,
-         cotangent_input: bool = False, optimize: bool | str = False) -> Graph:
+         cotangent_input: bool = False, optimize: bool | str = True) -> Graph:
     """Differentiate ``graph.outputs[output]`` with respect to ``wrt`` (``"params"`` for every trainable
     parameter, or a list of input/parameter names).
 
     The new graph's outputs are the differentiated output followed by one gradient per ``wrt`` entry
     (named ``grad:<name>``); ``keep_outputs=True`` appends the other original outputs after them.
-    A non-scalar output needs ``cotangent_input=True``, which adds an input ``d_output`` (a VJP)."""
+    A non-scalar output needs ``cotangent_input=True``, which adds an input ``d_output`` (a VJP).
+
+    ``optimize`` (default True) runs the default pass pipeline on the result (CSE of forward
+    recomputations, DCE of unused cotangents, folding, fusion); a pipeline string runs that one
+    instead and False returns the raw gradient graph. The outputs — their number, order, names and
+    values — are the same either way."""
     if not 0 <= output < len(graph.outputs):
         raise GraphforgeError(f"gf.grad: output {output} does not exist (graph has {len(graph.outputs)} outputs)")
     g = graph.copy()

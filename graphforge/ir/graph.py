@@ -6,6 +6,8 @@ Values know their producer and their uses; every edit goes through the methods h
 from __future__ import annotations
 
 import itertools
+import re
+from builtins import type as builtins_type
 from typing import Any, Iterable
 
 import numpy as np
@@ -19,6 +21,7 @@ __all__ = ["Value", "Node", "Graph", "VALUE_KINDS"]
 # const: a large constant tensor held beside the params (e.g. produced by folding); node: an op result.
 VALUE_KINDS = ("input", "param", "buffer", "const", "node")
 _ids = itertools.count()
+_VALUE_NAME = re.compile(r"[\w.\-/]+")  # what the parser reads after '%' (module paths, ONNX-style names)
 
 
 class Value:
@@ -28,6 +31,8 @@ class Value:
 
     def __init__(self, type: TensorType, *, name: str | None = None, producer: "Node | None" = None,
                  index: int = 0, kind: str = "node"):
+        if builtins_type(type) is not TensorType:  # a TensorSpec (or other subclass) compares unequal
+            type = TensorType(type.shape, type.dtype)
         self.type = type
         self.name = name
         self.producer = producer
@@ -114,7 +119,15 @@ class Graph:
         self.param_values: dict[str, Value] = {}
 
     # ---- construction -------------------------------------------------------------------
+    def _check_name(self, name) -> None:
+        # Input and parameter names are printed bare (``%layer1.weight``); all-digit names would
+        # collide with the numbering of anonymous values.
+        if not isinstance(name, str) or not _VALUE_NAME.fullmatch(name) or name.isdigit():
+            raise VerifyError(f"invalid value name {name!r}: use letters, digits, '_', '.', '-' and '/', "
+                              "not only digits")
+
     def add_input(self, name: str, type: TensorType) -> Value:
+        self._check_name(name)
         if any(v.name == name for v in self.inputs) or name in self.param_values:
             raise VerifyError(f"graph {self.name!r} already has a value named {name!r}")
         value = Value(type, name=name, kind="input")
@@ -125,6 +138,7 @@ class Graph:
                   kind: str = "param") -> Value:
         if kind not in ("param", "buffer", "const"):
             raise VerifyError(f"unknown parameter kind {kind!r}")
+        self._check_name(name)
         if name in self.param_values or any(v.name == name for v in self.inputs):
             raise VerifyError(f"graph {self.name!r} already has a value named {name!r}")
         v = Value(type, name=name, kind=kind)
@@ -185,20 +199,48 @@ class Graph:
 
     # ---- editing -------------------------------------------------------------------------
     def replace_all_uses_with(self, old: Value, new: Value) -> None:
+        """Redirect every use of ``old`` (and the graph outputs that are ``old``) to ``new``, which
+        must have the same type (else VerifyError and no change)."""
         if old is new:
             return
-        for node, index in list(old.uses):
-            node.set_input(index, new)
-        self.outputs = [new if o is old else o for o in self.outputs]
+        if old.type != new.type:
+            raise VerifyError(f"cannot replace {old!r} with {new!r}: the types differ")
+        # O(uses): move the whole use list at once (set_input per use would search old.uses
+        # each time, quadratic for a value with many users such as a shared constant).
+        moved, old.uses = old.uses, []
+        for node, index in moved:
+            node.inputs[index] = new
+            new.uses.append((node, index))
+        if any(o is old for o in self.outputs):
+            self.outputs = [new if o is old else o for o in self.outputs]
 
     def remove_nodes(self, dead: Iterable[Node]) -> None:
-        """Remove nodes (their outputs must be unused outside ``dead``)."""
+        """Remove nodes; their outputs must be unused outside ``dead`` and not be graph outputs
+        (redirect them first with :meth:`replace_all_uses_with`), else VerifyError and no change."""
+        dead = list(dead)
         dead_ids = {id(n) for n in dead}
         if not dead_ids:
             return
+        outputs = {id(o) for o in self.outputs}
+        for node in dead:
+            for out in node.outputs:
+                if id(out) in outputs:
+                    raise VerifyError(f"cannot remove {node.op} ({node.provenance() or 'no provenance'}): "
+                                      f"its result {out!r} is a graph output")
+                live = [user for user, _ in out.uses if id(user) not in dead_ids]
+                if live:
+                    raise VerifyError(f"cannot remove {node.op} ({node.provenance() or 'no provenance'}): "
+                                      f"its result is still used by {live[0].op}",
+                                      hint="redirect the uses with graph.replace_all_uses_with first")
+        # Filter each touched use list once (detaching node by node would search a shared
+        # value's use list once per removed user: quadratic for a constant used everywhere).
+        touched: dict[int, Value] = {}
         for node in self.nodes:
             if id(node) in dead_ids:
-                node.detach()
+                for value in node.inputs:
+                    touched[id(value)] = value
+        for value in touched.values():
+            value.uses = [(n, i) for n, i in value.uses if id(n) not in dead_ids]
         self.nodes = [n for n in self.nodes if id(n) not in dead_ids]
 
     def remove_param(self, name: str) -> None:

@@ -8,16 +8,17 @@ from typing import Any
 import numpy as np
 
 from .. import dtypes as _dt
-from ..errors import GraphforgeError, ParseError
+from ..errors import GraphforgeError, ParseError, VerifyError
 from .dims import parse_dim
 from .graph import Graph, Node, Value
 from .types import TensorType
 
 __all__ = ["parse"]
 
-_NAME = r"[A-Za-z0-9_.]+"
-_OUTPUT_NAME = r"[A-Za-z0-9_.:]+"
-_HEADER = re.compile(rf"^graph\s+([A-Za-z0-9_.<>\-]+)\s*\((.*)\)\s*\{{\s*$")
+_NAME = r"[\w.\-/]+"
+_OUTPUT_NAME = r"[\w.:]+"
+_STRING = r'"(?:[^"\\]|\\.)*"'
+_HEADER = re.compile(rf"^graph\s+({_STRING}|[\w.<>\-]+)\s*\((.*)\)\s*\{{\s*$")
 _PARAM = re.compile(rf"^(param|buffer|const)\s+%({_NAME})\s*:\s*(.+)$")
 _TYPE = re.compile(r"^([a-z0-9]+)\[([^\]]*)\]$")
 
@@ -94,11 +95,12 @@ def _read_scalar(cur: _Cursor) -> Any:
     if cur.accept("none"):
         return None
     if cur.peek() == '"':
-        m = re.compile(r'"(?:[^"\\]|\\.)*"').match(cur.text, cur.pos)
+        m = re.compile(_STRING).match(cur.text, cur.pos)
         if not m:
             raise cur.error("unterminated string")
+        text = _json_string(cur, m.group(0))
         cur.pos = m.end()
-        return json.loads(m.group(0))
+        return text
     m = re.compile(_NUMBER).match(cur.text, cur.pos)
     if m and not (cur.text[m.end():m.end() + 1].isalnum() or cur.text[m.end():m.end() + 1] in "_*"):
         cur.pos = m.end()
@@ -136,12 +138,47 @@ def _read_value(cur: _Cursor) -> Any:
         size = int(np.prod(ttype.shape, dtype=np.int64))
         if len(items) != size:
             raise cur.error(f"tensor literal of type {ttype} has {len(items)} elements, expected {size}")
-        if _dt.is_float(ttype.dtype):
-            arr = np.array(items, dtype=np.float64).astype(np_dtype)
-        else:
-            arr = np.array(items, dtype=np_dtype)
+        arr = _tensor_literal(cur, items, ttype.dtype, np_dtype)
         return arr.reshape(ttype.shape)
     return _read_scalar(cur)
+
+
+def _json_string(cur: _Cursor, token: str) -> str:
+    try:
+        return json.loads(token)
+    except ValueError as exc:
+        raise cur.error(f"malformed string {token}: {exc}") from None
+
+
+def _tensor_literal(cur: _Cursor, items: list, dtype: str, np_dtype) -> np.ndarray:
+    """The flat element list of a ``tensor<...>[...]`` literal as an array of ``dtype``, exactly."""
+    if dtype == "bool":
+        ok = all(isinstance(x, bool) for x in items)
+    elif _dt.is_float(dtype):
+        ok = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in items)
+    else:
+        ok = all(isinstance(x, int) and not isinstance(x, bool) for x in items)
+        if ok and items:
+            info = np.iinfo(np_dtype)
+            bad = [x for x in items if not info.min <= x <= info.max]
+            if bad:
+                raise cur.error(f"tensor literal element {bad[0]} does not fit in {dtype}")
+    if not ok:
+        raise cur.error(f"tensor literal elements must all be {dtype} values")
+    try:
+        if _dt.is_float(dtype):
+            with np.errstate(over="ignore"):  # out of range rounds to inf, as the float would
+                return np.array(items, dtype=np.float64).astype(np_dtype)
+        return np.array(items, dtype=np_dtype)
+    except (OverflowError, ValueError) as exc:
+        raise cur.error(f"tensor literal of {dtype}: {exc}") from None
+
+
+def _read_output_name(cur: _Cursor) -> str:
+    if cur.peek() == '"':
+        token = cur.match(_STRING)
+        return _json_string(cur, token)
+    return cur.match(_OUTPUT_NAME)
 
 
 def _read_value_ref(cur: _Cursor, env: dict[str, Value]) -> Value:
@@ -164,7 +201,10 @@ def parse(text: str, *, params: dict[str, np.ndarray] | None = None, verify: boo
     m = _HEADER.match(header.strip())
     if not m:
         raise ParseError(f"line {lineno}: expected 'graph NAME(%input: type, ...) {{', got {header.strip()!r}")
-    graph = Graph(m.group(1))
+    graph_name = m.group(1)
+    if graph_name.startswith('"'):
+        graph_name = _json_string(_Cursor(header.strip(), lineno), graph_name)
+    graph = Graph(graph_name)
     env: dict[str, Value] = {}
     cur = _Cursor(m.group(2), lineno)
     if not cur.at_end():
@@ -175,11 +215,15 @@ def parse(text: str, *, params: dict[str, np.ndarray] | None = None, verify: boo
             ttype = _read_type(cur)
             if name in env:
                 raise cur.error(f"input %{name} defined twice")
-            env[name] = graph.add_input(name, ttype)
+            try:
+                env[name] = graph.add_input(name, ttype)
+            except VerifyError as exc:
+                raise cur.error(exc.detail) from None
             if cur.at_end():
                 break
             cur.expect(",")
     closed = False
+    returned = 0
     for lineno, raw in lines[1:]:
         line = raw.strip()
         if closed:
@@ -193,10 +237,15 @@ def parse(text: str, *, params: dict[str, np.ndarray] | None = None, verify: boo
             if not cur.at_end():
                 while True:
                     outs.append(_read_value_ref(cur, env))
-                    names.append(cur.match(_OUTPUT_NAME) if cur.accept("as") else f"output{len(names)}")
+                    # Unnamed outputs get Graph.set_outputs' default names: output, output1, ...
+                    default = f"output{len(names)}" if names else "output"
+                    names.append(_read_output_name(cur) if cur.accept("as") else default)
                     if cur.at_end():
                         break
                     cur.expect(",")
+            if returned:
+                raise ParseError(f"line {lineno}: a second 'return' (the graph returned on line {returned})")
+            returned = lineno
             graph.set_outputs(outs, names)
             continue
         pm = _PARAM.match(line)
@@ -205,7 +254,10 @@ def parse(text: str, *, params: dict[str, np.ndarray] | None = None, verify: boo
             if name in env:
                 raise ParseError(f"line {lineno}: %{name} defined twice")
             ttype = _parse_type(type_text, _Cursor(line, lineno))
-            env[name] = graph.add_param(name, ttype, None, kind)
+            try:
+                env[name] = graph.add_param(name, ttype, None, kind)
+            except VerifyError as exc:
+                raise ParseError(f"line {lineno}: {exc.detail}") from None
             continue
         graph.nodes.append(_parse_node(_Cursor(line, lineno), env))
     if not closed:
@@ -215,7 +267,9 @@ def parse(text: str, *, params: dict[str, np.ndarray] | None = None, verify: boo
         if unknown:
             raise ParseError(f"values given for parameters the IR does not declare: {', '.join(unknown)}")
         for name, array in params.items():
-            graph.params[name] = np.asarray(array)
+            array = np.asarray(array)
+            want = _dt.to_numpy_dtype(graph.param_values[name].type.dtype)
+            graph.params[name] = array if array.dtype == want else array.astype(want)
     for value in graph.all_values():
         if value.kind == "node" and value.name is not None and value.name.isdigit():
             value.name = None
@@ -248,12 +302,14 @@ def _parse_node(cur: _Cursor, env: dict[str, Value]) -> Node:
         if not cur.accept("}"):
             while True:
                 key = cur.match(r"[A-Za-z_][A-Za-z0-9_]*")
+                if key in attrs:
+                    raise cur.error(f"attribute {key!r} given twice")
                 cur.expect("=")
                 attrs[key] = _read_value(cur)
                 if cur.accept("}"):
                     break
                 cur.expect(",")
-    scope = cur.match(r"[A-Za-z0-9_.\-/]*") if cur.accept("@") else ""
+    scope = cur.match(r"[\w.\-/]*") if cur.accept("@") else ""
     loc = ""
     if cur.accept("("):
         end = cur.text.rfind(")")

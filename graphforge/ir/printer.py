@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 
@@ -66,8 +67,22 @@ def _format_list_item(item) -> str:
     return format_attr_value(item)
 
 
+_KEYWORDS = ("true", "false", "none", "inf", "nan")
+
+
 def _is_dim_text(text: str) -> bool:
-    return bool(text) and all(c.isalnum() or c in "_*" for c in text) and not text[0].isdigit()
+    # Words the parser reads as literals are quoted so they come back as strings.
+    return (bool(text) and all(c.isalnum() or c in "_*" for c in text) and not text[0].isdigit()
+            and text not in _KEYWORDS)
+
+
+_BARE_OUTPUT_NAME = re.compile(r"[\w.:]+")
+_BARE_GRAPH_NAME = re.compile(r"[\w.<>\-]+")
+
+
+def _maybe_quote(name: str, bare: re.Pattern) -> str:
+    """Names that the parser reads bare are printed bare, others as a JSON string."""
+    return name if bare.fullmatch(name) else json.dumps(name)
 
 
 def format_value_name(value: Value, numbering: dict[int, int]) -> str:
@@ -91,7 +106,7 @@ def print_graph(graph: Graph) -> str:
 
     lines = []
     args = ", ".join(f"{name(v)}: {v.type}" for v in graph.inputs)
-    lines.append(f"graph {graph.name}({args}) {{")
+    lines.append(f"graph {_maybe_quote(graph.name, _BARE_GRAPH_NAME)}({args}) {{")
     for pname, v in graph.param_values.items():
         lines.append(f"  {v.kind} %{pname}: {v.type}")
     for node in graph.nodes:
@@ -105,7 +120,7 @@ def print_graph(graph: Graph) -> str:
         if node.loc:
             text += f" ({node.loc})"
         lines.append(text)
-    rets = ", ".join(f"{name(o)} as {n}" for o, n in zip(graph.outputs, graph.output_names))
+    rets = ", ".join(f"{name(o)} as {_maybe_quote(n, _BARE_OUTPUT_NAME)}" for o, n in zip(graph.outputs, graph.output_names))
     lines.append(f"  return {rets}")
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -1,8 +1,11 @@
 """``graph.verify()``: SSA, types, topological order, consistent use lists, known ops."""
 from __future__ import annotations
 
+import numpy as np
+
+from .. import dtypes as _dt
 from ..errors import GraphforgeError, VerifyError
-from .graph import Graph
+from .graph import _VALUE_NAME, Graph
 
 __all__ = ["verify_graph"]
 
@@ -18,6 +21,9 @@ def verify_graph(graph: Graph) -> None:
             raise VerifyError(f"{what}: value {value!r} is defined twice (SSA)")
         defined.add(id(value))
         if value.name is not None:
+            if not isinstance(value.name, str) or not _VALUE_NAME.fullmatch(value.name) or value.name.isdigit():
+                raise VerifyError(f"{what}: invalid value name {value.name!r} (all-digit names are reserved for "
+                                  "anonymous values)")
             if value.name in names:
                 raise VerifyError(f"{what}: name %{value.name} is defined twice")
             names.add(value.name)
@@ -30,9 +36,14 @@ def verify_graph(graph: Graph) -> None:
         if v.name != name or v.kind not in ("param", "buffer", "const"):
             raise VerifyError(f"parameter table entry {name!r} is inconsistent ({v!r}, kind {v.kind})")
         define(v, "parameter")
-        if name in graph.params and tuple(graph.params[name].shape) != v.type.shape:
-            raise VerifyError(f"parameter {name}: stored array has shape {graph.params[name].shape}, "
-                              f"IR type is {v.type}")
+        if name in graph.params:
+            array = graph.params[name]
+            if tuple(np.shape(array)) != v.type.shape or np.asarray(array).dtype != _dt.to_numpy_dtype(v.type.dtype):
+                raise VerifyError(f"parameter {name}: stored array is {np.asarray(array).dtype}"
+                                  f"{list(np.shape(array))}, IR type is {v.type}")
+    stray = sorted(set(graph.params) - set(graph.param_values))
+    if stray:
+        raise VerifyError(f"stored arrays for names the graph does not declare: {', '.join(stray[:10])}")
     for position, node in enumerate(graph.nodes):
         where = f"node {position} ({node.op}{' @' + node.scope if node.scope else ''})"
         for i, value in enumerate(node.inputs):
@@ -60,10 +71,16 @@ def verify_graph(graph: Graph) -> None:
             if out.producer is not node or out.index != j:
                 raise VerifyError(f"{where}: output {j} does not point back to its producer")
             define(out, where)
+    in_graph = {id(node) for node in graph.nodes}
     for value in graph.all_values():
         for user, index in value.uses:
             if index >= len(user.inputs) or user.inputs[index] is not value:
                 raise VerifyError(f"value {value!r} lists a stale use by {user.op}")
+            if id(user) not in in_graph:
+                raise VerifyError(f"value {value!r} lists a use by a {user.op} node that is not in the graph "
+                                  "(removed without detach())")
+        if len({(id(user), index) for user, index in value.uses}) != len(value.uses):
+            raise VerifyError(f"value {value!r} lists one use twice")
     if len(graph.outputs) != len(graph.output_names):
         raise VerifyError("graph outputs and output names differ in length")
     for i, out in enumerate(graph.outputs):

@@ -62,9 +62,14 @@ class Parameter(Tensor):
 
     def materialize(self, name: str, seed: int) -> np.ndarray:
         """The initial value: the fixed ``data`` if any, else the initialiser's draw."""
+        want = _dt.to_numpy_dtype(self._dtype)
         if self.data is not None:
-            return np.asarray(self.data, dtype=_dt.to_numpy_dtype(self._dtype))
-        return np.asarray(self.init(self._shape, param_rng(seed, name), self._dtype))
+            return np.asarray(self.data, dtype=want)
+        value = np.asarray(self.init(self._shape, param_rng(seed, name), self._dtype))
+        if value.shape != self._shape:
+            raise ShapeError(f"the initialiser of parameter {name!r} returned shape {value.shape}, "
+                             f"expected {self._shape}")
+        return value.astype(want, copy=False)  # an initialiser may compute in float64
 
     def __repr__(self) -> str:
         kind = "Parameter" if self.trainable else "Buffer"

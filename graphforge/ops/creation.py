@@ -43,7 +43,7 @@ def constant(value, dtype=None):
 
 def full(shape, fill_value, dtype="float32"):
     """A constant tensor of static ``shape`` filled with ``fill_value``."""
-    return constant(np.full(tuple(shape), fill_value, dtype=_dt.to_numpy_dtype(dtype)))
+    return constant(np.full(tuple(shape), fill_value, dtype=_dt.to_numpy_dtype(dtype)), dtype)
 
 
 def zeros(shape, dtype="float32"):

@@ -3,6 +3,7 @@ logic, ``where``, ``cast`` and ``clip``."""
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -38,8 +39,12 @@ def _unary_rule(float_only: bool, out_dtype: str | None = None):
     def rule(ts, attrs):
         if float_only:
             require_float(ts[0])
-        elif out_dtype == "bool" and ts[0].dtype != "bool":
-            raise DTypeError(f"expects a bool tensor, got {ts[0]}")
+        elif out_dtype == "bool":
+            if ts[0].dtype != "bool":
+                raise DTypeError(f"expects a bool tensor, got {ts[0]}")
+        elif ts[0].dtype == "bool":
+            raise DTypeError(f"expects a numeric tensor, got {ts[0]}", hint="cast it first, e.g. x.astype('int32'), "
+                             "or use logical_not for booleans")
         return out_like(ts[0], out_dtype)
     return rule
 
@@ -65,7 +70,7 @@ def _gelu(x, attrs):
     if attrs["approximate"] == "tanh":
         c = math.sqrt(2 / math.pi)
         return 0.5 * x * (1 + np.tanh(c * (x + 0.044715 * x ** 3)))
-    return 0.5 * x * (1 + _erf(x.astype(np.float64)).astype(x.dtype))
+    return 0.5 * x * (1 + _erf(x.astype(np.float64) / math.sqrt(2)).astype(x.dtype))
 
 
 def _gelu_vjp(x, y, g, attrs):
@@ -192,13 +197,17 @@ def square(x):
 
 # ---- binary ----------------------------------------------------------------------------------
 
-def _binary_rule(out_bool: bool = False, float_only: bool = False, bool_only: bool = False):
+def _binary_rule(out_bool: bool = False, float_only: bool = False, bool_only: bool = False,
+                 numeric: bool = False):
     def rule(ts, attrs):
         dtype = same_dtype(ts)
         if float_only:
             require_float(ts[0])
         if bool_only and dtype != "bool":
             raise DTypeError(f"expects bool tensors, got {', '.join(map(str, ts))}")
+        if numeric and dtype == "bool":
+            raise DTypeError(f"expects numeric tensors, got {', '.join(map(str, ts))}",
+                             hint="use logical_and/logical_or/logical_xor for booleans, or cast them first")
         return [TensorType(broadcast_shapes(ts[0].shape, ts[1].shape), "bool" if out_bool else dtype)]
     return rule
 
@@ -288,7 +297,7 @@ for _name, (_fn, _rule, _comm) in _BINARY.items():
         _samples.append(Sample([TensorType((5,), "int32"), TensorType((5,), "int32")],
                                domain=["int:-9:9", "int:1:9"], grad=False))
     register_op(OpDef(
-        name=_name, family="elementwise", num_inputs=(2, 2), type_rule=_binary_rule(),
+        name=_name, family="elementwise", num_inputs=(2, 2), type_rule=_binary_rule(numeric=True),
         reference=_binary_ref(_fn), flops=elementwise_flops(1), vjp=_binary_vjp(_rule),
         samples=_samples, commutative=_comm, elementwise=True,
     ))
@@ -327,20 +336,54 @@ register_op(OpDef(
 ))
 
 
+_KIND_RANK = {"bool": 0, "int": 1, "float": 2}
+_KIND_DEFAULT = {"int": "int64", "float": _F32}
+
+
+def _dtype_kind(dtype: str) -> str:
+    return "float" if _dt.is_float(dtype) else "bool" if dtype == "bool" else "int"
+
+
+def _operand_kind(x) -> str | None:
+    """The kind (bool < int < float) of a non-Tensor operand: Python/NumPy scalars, arrays, lists."""
+    if isinstance(x, (bool, np.bool_)):
+        return "bool"
+    if isinstance(x, numbers.Integral):
+        return "int"
+    if isinstance(x, numbers.Real):
+        return "float"
+    if isinstance(x, (np.ndarray, list, tuple)):
+        kind = np.asarray(x).dtype.kind
+        return {"b": "bool", "i": "int", "u": "int", "f": "float"}.get(kind)
+    if np.asarray(x).dtype.kind == "V" and isinstance(x, np.generic):  # bfloat16 scalars
+        return "float"
+    return None
+
+
 def _promote(a, b):
-    """Cast two operands to their promoted dtype (scalars are weak and adopt the tensor's)."""
+    """Cast two operands to their promoted dtype. Scalars and arrays are weak: they adopt the
+    tensor's dtype when their kind (bool < int < float) is not higher; a higher kind lifts the
+    tensor to that kind's default (``int_tensor + 0.5`` computes in float32, ``bool_tensor + 1``
+    in int64)."""
     da = a.dtype if isinstance(a, Tensor) else None
     db = b.dtype if isinstance(b, Tensor) else None
-    if da and db and da != db:
-        target = _dt.promote_types(da, db)
-        if da != target:
-            a = cast(a, target)
-        if db != target:
-            b = cast(b, target)
-    elif da and not db and isinstance(b, float) and not _dt.is_float(da):
-        a = cast(a, _F32)
-    elif db and not da and isinstance(a, float) and not _dt.is_float(db):
-        b = cast(b, _F32)
+    if da and db:
+        if da != db:
+            target = _dt.promote_types(da, db)
+            if da != target:
+                a = cast(a, target)
+            if db != target:
+                b = cast(b, target)
+        return a, b
+    if da or db:
+        tensor_dtype = da or db
+        kind = _operand_kind(b if da else a)
+        if kind is not None and _KIND_RANK[kind] > _KIND_RANK[_dtype_kind(tensor_dtype)]:
+            target = _KIND_DEFAULT[kind]
+            if da:
+                a = cast(a, target)
+            else:
+                b = cast(b, target)
     return a, b
 
 
@@ -410,17 +453,15 @@ register_op(OpDef(
 
 
 def where(cond, a, b):
-    """Select ``a`` where ``cond`` is true, else ``b`` (broadcasting; scalars adopt the other's dtype)."""
+    """Select ``a`` where ``cond`` is true, else ``b`` (broadcasting; the branches are promoted like a
+    binary op's operands, so ``where(c, int_tensor, 0.5)`` is float32)."""
+    from ..trace.tensor import as_value, wrap
+
+    a, b = _promote(a, b)
     if not isinstance(a, Tensor) and isinstance(b, Tensor):
-        from ..trace.tensor import as_value, wrap
-        builder = b.builder
-        a = wrap(as_value(a, builder, b.dtype), builder)
+        a = wrap(as_value(a, b.builder, b.dtype), b.builder)
     elif isinstance(a, Tensor) and not isinstance(b, Tensor):
-        from ..trace.tensor import as_value, wrap
-        builder = a.builder
-        b = wrap(as_value(b, builder, a.dtype), builder)
-    else:
-        a, b = _promote(a, b)
+        b = wrap(as_value(b, a.builder, a.dtype), a.builder)
     return apply("where", cond, a, b)
 
 

@@ -58,11 +58,13 @@ def _matmul_vjp(inputs, outputs, cots, attrs):
     a, b = inputs
     a2 = unsqueeze(a, 0) if a.ndim == 1 else a
     b2 = unsqueeze(b, -1) if b.ndim == 1 else b
-    g2 = g
+    # The cotangent with the axes NumPy dropped for 1-D operands put back (a dot product's is 0-D).
+    gshape = list(g.shape)
     if a.ndim == 1:
-        g2 = unsqueeze(g2, -2)
+        gshape.insert(len(gshape) - (0 if b.ndim == 1 else 1), 1)
     if b.ndim == 1:
-        g2 = unsqueeze(g2, -1)
+        gshape.append(1)
+    g2 = reshape(g, gshape)
 
     def swap(t):
         perm = list(range(t.ndim))
@@ -81,7 +83,9 @@ register_op(OpDef(
              Sample([TensorType(("batch", 2, 3, 4), F32), TensorType((4, 2), F32)], bind={"batch": 2}),
              Sample([TensorType((2, 1, 3, 4), F32), TensorType((5, 4, 2), F32)]),
              Sample([TensorType((4,), "float64"), TensorType((2, 4, 3), "float64")]),
-             Sample([TensorType((2, 3, 4), "float64"), TensorType((4,), "float64")])],
+             Sample([TensorType((2, 3, 4), "float64"), TensorType((4,), "float64")]),
+             Sample([TensorType((4,), F32), TensorType((4,), F32)], note="dot product (0-D result)"),
+             Sample([TensorType(("batch", 3), F32), TensorType((3,), F32)], bind={"batch": 2})],
 ))
 
 
@@ -126,7 +130,7 @@ def apply_activation(y: np.ndarray, activation: str) -> np.ndarray:
     if activation == "relu":
         return np.maximum(y, 0)
     if activation == "gelu":
-        return 0.5 * y * (1 + _erf(y.astype(np.float64)).astype(y.dtype))
+        return 0.5 * y * (1 + _erf(y.astype(np.float64) / math.sqrt(2)).astype(y.dtype))
     if activation == "gelu_tanh":
         return 0.5 * y * (1 + np.tanh(_SQRT_2_OVER_PI * (y + 0.044715 * y ** 3)))
     if activation == "tanh":
@@ -199,8 +203,8 @@ def _linear_vjp(inputs, outputs, cots, attrs):
     gw = matmul(transpose(g2), x2) if attrs["transpose_b"] else matmul(transpose(x2), g2)
     grads = [gx, gw]
     if len(inputs) == 3:
-        gb = reduce_sum(g2, 0)
-        grads.append(reshape(gb, inputs[2].shape))
+        # The bias may be (out,), (1,) or a scalar: sum the cotangent down to its shape.
+        grads.append(unbroadcast(reduce_sum(g2, 0), inputs[2].shape))
     return grads
 
 
@@ -226,7 +230,11 @@ register_op(OpDef(
                     attrs={"activation": "gelu_tanh"}),
              Sample([TensorType((2, 4), F32), TensorType((3, 4), F32), TensorType((3,), F32)],
                     attrs={"activation": "silu"}),
-             Sample([TensorType((2, 4), F32), TensorType((3, 4), F32)], attrs={"activation": "sigmoid"})],
+             Sample([TensorType((2, 4), F32), TensorType((3, 4), F32)], attrs={"activation": "sigmoid"}),
+             Sample([TensorType(("batch", 4), F32), TensorType((3, 4), F32), TensorType((1,), F32)],
+                    bind={"batch": 2}, note="broadcast bias"),
+             Sample([TensorType((4,), "float64"), TensorType((3, 4), "float64"), TensorType((), "float64")],
+                    note="1-D input, scalar bias")],
 ))
 
 

@@ -1,6 +1,299 @@
 """Neural-network ops: convolution, pooling, normalisation, dropout, embedding, attention.
 
-(Filled in by the nn-ops work; the registry entries live here.)"""
+The contract every back end lowers is in docs/ARCHITECTURE.md ("nn ops"): layout NCHW, 2-D attrs
+``[h, w]``, ``pads`` ``[top, left, bottom, right]``. Gradients are graphs: conv2d's input gradient is a
+``conv_transpose2d`` and its weight gradient a ``conv2d`` over transposed tensors; the pooling
+gradients are gather/scatter_add formulations over constant window indices (no helper op needed).
+``layer_norm`` and ``attention`` are composite ops with a ``decompose`` into primitives.
+The op definitions live in the private parts ``_nn_conv``, ``_nn_pool``, ``_nn_norm`` and
+``_nn_attention`` (imported here, so importing this module registers every nn op); dropout,
+embedding and the functional API are here.
+"""
 from __future__ import annotations
 
-__all__: list[str] = []
+import numpy as np
+
+from .. import dtypes as _dt
+from ..errors import DTypeError, ShapeError, UnsupportedOpError
+from ..ir.types import TensorType
+from ..trace.tensor import Tensor, apply
+from . import _nn_attention, _nn_conv, _nn_norm, _nn_pool  # noqa: F401  (register their ops)
+from ._nn_common import F32, F64, _fmt, _zero
+from ._shapes import require_float
+from .common import elementwise_flops
+from .registry import Attr, OpDef, Sample, register_op
+
+__all__ = ["conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "global_avg_pool2d", "batch_norm",
+           "layer_norm", "dropout", "dropout_mask", "embedding", "attention", "scaled_dot_product_attention",
+           "resolve_padding"]
+
+
+# ---- dropout --------------------------------------------------------------------------------
+
+def dropout_mask(shape, key: int, p: float) -> np.ndarray:
+    """The documented counter-based keep mask (bool, C order), bit-exact across back ends."""
+    n = int(np.prod(shape, dtype=np.int64))
+    m32 = np.uint64(0xFFFFFFFF)
+    i = np.arange(n, dtype=np.uint64) & m32
+    h = (i + np.uint64((int(key) * 0x9E3779B9) & 0xFFFFFFFF)) & m32
+    h ^= h >> np.uint64(16)
+    h = (h * np.uint64(0x7FEB352D)) & m32
+    h ^= h >> np.uint64(15)
+    h = (h * np.uint64(0x846CA68B)) & m32
+    h ^= h >> np.uint64(16)
+    return ((h >> np.uint64(8)) >= np.uint64(round(p * 2 ** 24))).reshape(shape)
+
+
+def _dropout_rule(ts, attrs):
+    x, key = ts
+    require_float(x, "dropout's input")
+    if key.dtype != "uint32" or key.rank != 0:
+        raise DTypeError(f"dropout: the key must be a uint32 scalar, got {_fmt(key)}",
+                         hint="use builder.rng_key() (what nn.Dropout does) or gf.constant(np.uint32(k))")
+    if not 0.0 <= attrs["p"] <= 1.0:
+        raise ShapeError(f"dropout: p must be in [0, 1], got {attrs['p']}")
+    return [x]
+
+
+def _dropout_ref(xs, attrs, env=None):
+    x, key = xs
+    p = attrs["p"]
+    keep = dropout_mask(x.shape, int(key), p)
+    with np.errstate(all="ignore"):
+        scaled = x / np.asarray(1.0 - p, dtype=x.dtype)
+    return [np.where(keep, scaled, np.zeros((), x.dtype)).astype(x.dtype)]
+
+
+def _dropout_vjp(inputs, outputs, cots, attrs):
+    g = cots[0]
+    if g is None:
+        return [None, None]
+    # where(keep, g / (1 - p), 0) is the op itself applied to g with the same key.
+    return [apply("dropout", g, inputs[1], p=attrs["p"]), None]
+
+
+_KEY = TensorType((), "uint32")
+register_op(OpDef(
+    name="dropout", family="nn", num_inputs=(2, 2), attrs={"p": Attr("float", 0.5)},
+    type_rule=_dropout_rule, reference=_dropout_ref, flops=elementwise_flops(2), vjp=_dropout_vjp,
+    nondiff_inputs=(1,), random=True,
+    doc="where(keep, x / (1 - p), 0) with the counter-based hash mask of docs/ARCHITECTURE.md.",
+    samples=[
+        Sample([TensorType((4, 5), F32), _KEY], attrs={"p": 0.3}, domain=["any", "int:0:1000"]),
+        Sample([TensorType(("batch", 3, 4), F32), _KEY], attrs={"p": 0.5}, bind={"batch": 2},
+               domain=["any", np.array(7, np.uint32)], note="symbolic batch"),
+        Sample([TensorType((3, 3), F64), _KEY], attrs={"p": 0.1}, domain=["any", np.array(123456789, np.uint32)]),
+    ],
+))
+
+
+# ---- embedding ------------------------------------------------------------------------------
+
+def _embedding_rule(ts, attrs):
+    table, idx = ts
+    if table.rank != 2:
+        raise ShapeError(f"embedding: the table must be (num_embeddings, dim), got {_fmt(table)}")
+    if not _dt.is_int(idx.dtype):
+        raise DTypeError(f"embedding: indices must be integers, got {_fmt(idx)}",
+                         hint="pass int64/int32 token ids (cast with x.astype('int64')); the table comes first")
+    return [TensorType(tuple(idx.shape) + (table.shape[1],), table.dtype)]
+
+
+def _embedding_ref(xs, attrs, env=None):
+    table, idx = xs
+    v = table.shape[0]
+    if idx.size and (idx.min() < -v or idx.max() >= v):
+        raise IndexError(f"embedding index out of range [{-v}, {v}): min {idx.min()}, max {idx.max()}")
+    return [np.take(table, np.where(idx < 0, idx + v, idx), axis=0)]
+
+
+def _embedding_vjp(inputs, outputs, cots, attrs):
+    from .shape_ops import broadcast_to, scatter_add
+
+    g = cots[0]
+    if g is None:
+        return [None, None]
+    table, idx = inputs
+    return [scatter_add(broadcast_to(_zero(table), table.shape), idx, g, 0), None]
+
+
+register_op(OpDef(
+    name="embedding", family="nn", num_inputs=(2, 2), type_rule=_embedding_rule, reference=_embedding_ref,
+    flops=lambda i, o, a: 0, vjp=_embedding_vjp, nondiff_inputs=(1,),
+    decompose=lambda inputs, a: [apply("gather", inputs[0], inputs[1], axis=0)],
+    doc="table[indices] -> indices.shape + (dim,); negative indices wrap (like gather).",
+    samples=[
+        Sample([TensorType((6, 4), F32), TensorType((2, 3), "int64")], domain=["any", "int:0:6"]),
+        Sample([TensorType((5, 3), F32), TensorType(("batch", "seq"), "int32")], bind={"batch": 2, "seq": 3},
+               domain=["any", "int:0:5"], note="symbolic batch and seq"),
+        Sample([TensorType((4, 2), F64), TensorType((5,), "int64")], domain=["any", np.array([0, 3, 3, -1, 1])],
+               note="repeated and negative indices"),
+    ],
+))
+
+# ---- functional API -------------------------------------------------------------------------
+
+def _pair_of(v, name):
+    if isinstance(v, (list, tuple)):
+        if len(v) != 2:
+            raise ShapeError(f"{name} must be an int or a pair (h, w), got {v!r}")
+        return [int(v[0]), int(v[1])]
+    return [int(v), int(v)]
+
+
+def resolve_padding(padding, kernel, dilation=(1, 1), stride=(1, 1)) -> list[int]:
+    """Explicit ``[top, left, bottom, right]`` pads from an int, (ph, pw), (t, l, b, r), "valid" or
+    "same" (PyTorch semantics: stride 1, the odd extra pad goes to the bottom/right)."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return [0, 0, 0, 0]
+        if padding == "same":
+            if list(stride) != [1, 1]:
+                raise ShapeError("padding='same' is not supported for strided convolutions (PyTorch semantics)",
+                                 hint="give explicit pads, e.g. padding=(k // 2, k // 2)")
+            pads = []
+            for k, d in zip(kernel, dilation):
+                total = d * (k - 1)
+                pads.append((total // 2, total - total // 2))
+            return [pads[0][0], pads[1][0], pads[0][1], pads[1][1]]
+        raise ShapeError(f"padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
+    if isinstance(padding, (list, tuple)):
+        if len(padding) == 2:
+            return [int(padding[0]), int(padding[1]), int(padding[0]), int(padding[1])]
+        if len(padding) == 4:
+            return [int(p) for p in padding]
+        raise ShapeError(f"padding must have 2 (ph, pw) or 4 (top, left, bottom, right) entries, got {padding!r}")
+    p = int(padding)
+    return [p, p, p, p]
+
+
+def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups: int = 1):
+    """2-D convolution (NCHW); ``w`` is (out, in/groups, kh, kw); padding int, (ph, pw),
+    (top, left, bottom, right), "same" or "valid"."""
+    strides, dilations = _pair_of(stride, "stride"), _pair_of(dilation, "dilation")
+    kernel = [int(w.shape[2]), int(w.shape[3])] if len(w.shape) == 4 else [1, 1]
+    pads = resolve_padding(padding, kernel, dilations, strides)
+    args = (x, w) if b is None else (x, w, b)
+    return apply("conv2d", *args, strides=strides, pads=pads, dilations=dilations, groups=groups)
+
+
+def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0, groups: int = 1, dilation=1):
+    """Transposed convolution (PyTorch argument order); ``w`` is (in, out/groups, kh, kw)."""
+    strides, dilations = _pair_of(stride, "stride"), _pair_of(dilation, "dilation")
+    if isinstance(padding, str):
+        raise ShapeError("conv_transpose2d takes explicit padding (an int or a tuple), not a string")
+    args = (x, w) if b is None else (x, w, b)
+    return apply("conv_transpose2d", *args, strides=strides, pads=resolve_padding(padding, [1, 1]),
+                 output_padding=_pair_of(output_padding, "output_padding"), dilations=dilations, groups=groups)
+
+
+def _pool_args(kernel_size, stride, padding):
+    kernel = _pair_of(kernel_size, "kernel_size")
+    strides = kernel if stride is None else _pair_of(stride, "stride")
+    return kernel, strides, resolve_padding(padding, kernel)
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False):
+    """Max pooling (NCHW); ``stride`` defaults to the kernel size."""
+    kernel, strides, pads = _pool_args(kernel_size, stride, padding)
+    return apply("max_pool2d", x, kernel=kernel, strides=strides, pads=pads, ceil_mode=ceil_mode)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True):
+    """Average pooling (NCHW); ``stride`` defaults to the kernel size."""
+    kernel, strides, pads = _pool_args(kernel_size, stride, padding)
+    return apply("avg_pool2d", x, kernel=kernel, strides=strides, pads=pads, ceil_mode=ceil_mode,
+                 count_include_pad=count_include_pad)
+
+
+def global_avg_pool2d(x):
+    """Mean over H and W, keeping them as size 1: (N, C, H, W) -> (N, C, 1, 1)."""
+    return apply("global_avg_pool2d", x)
+
+
+def _const_like(value, n, like):
+    from .creation import full
+
+    return full((n,), value, like.dtype)
+
+
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5):
+    """Batch normalisation over axis 1 (PyTorch's argument order). Eval returns ``y``; training
+    returns ``(y, new_running_mean, new_running_var)`` (batch statistics; momentum as in PyTorch)."""
+    c = x.shape[1] if len(x.shape) >= 2 else 1
+    if weight is None:
+        weight = _const_like(1.0, c, x)
+    if bias is None:
+        bias = _const_like(0.0, c, x)
+    return apply("batch_norm", x, weight, bias, running_mean, running_var, eps=eps, momentum=momentum,
+                 training=training)
+
+
+def layer_norm(x, normalized_shape_or_axis=-1, weight=None, bias=None, eps: float = 1e-5):
+    """Layer normalisation. The second argument is a first normalised ``axis`` (an int, default -1)
+    or PyTorch's ``normalized_shape`` (a tuple/list: the trailing dims to normalise over)."""
+    from .creation import ones
+
+    rank = len(x.shape)
+    spec = normalized_shape_or_axis
+    if isinstance(spec, (list, tuple)):
+        shape = tuple(spec)
+        if tuple(x.shape[rank - len(shape):]) != shape or len(shape) > rank or not shape:
+            raise ShapeError(f"layer_norm: normalized_shape {shape} does not match the trailing dims of "
+                             f"{getattr(x, 'type', x.shape)}", hint="normalized_shape must equal x.shape[-k:]")
+        axis = -len(shape)
+    else:
+        axis = int(spec)
+        if not -rank <= axis < rank and rank and x.shape[-1] == axis:
+            axis = -1  # PyTorch's int normalized_shape (e.g. layer_norm(x, 512))
+    if weight is None and bias is not None:
+        weight = ones(tuple(x.shape[axis % rank:]), x.dtype)
+    args = [x] + ([weight] if weight is not None else []) + ([bias] if bias is not None else [])
+    return apply("layer_norm", *args, axis=axis, eps=eps)
+
+
+def dropout(x, p: float = 0.5, key=None):
+    """Inverted dropout with the counter-based mask. ``key`` is a uint32 scalar Tensor; None draws
+    a fresh per-site key from the graph's ``rng`` input. ``p == 0`` returns ``x`` (no node)."""
+    if p == 0:
+        return x
+    if key is None:
+        builder = x.builder if isinstance(x, Tensor) else None
+        from ..trace.builder import current_builder
+        builder = builder or current_builder()
+        key = Tensor(builder.rng_key(), builder)
+    return apply("dropout", x, key, p=float(p))
+
+
+def embedding(table, indices):
+    """Rows of ``table`` (num_embeddings, dim) at integer ``indices``. PyTorch's order
+    ``embedding(indices, table)`` is also accepted (told apart by the dtypes)."""
+    if isinstance(table, Tensor) and not _dt.is_float(table.dtype) and isinstance(indices, Tensor) \
+            and _dt.is_float(indices.dtype):
+        table, indices = indices, table
+    return apply("embedding", table, indices)
+
+
+def attention(q, k, v, mask=None, scale: float | None = None, causal: bool = False):
+    """Scaled dot-product attention on (B, H, S, D) tensors (rank-3 (B, S, D) means one head);
+    ``mask`` is bool, True = attend, broadcastable to (B, H, Sq, Sk)."""
+    from .shape_ops import squeeze, unsqueeze
+
+    if q.ndim == 3 and k.ndim == 3 and v.ndim == 3:
+        if mask is not None and mask.ndim == 3:
+            mask = unsqueeze(mask, 1)
+        out = attention(unsqueeze(q, 1), unsqueeze(k, 1), unsqueeze(v, 1), mask, scale, causal)
+        return squeeze(out, 1)
+    args = (q, k, v) if mask is None else (q, k, v, mask)
+    return apply("attention", *args, scale=None if scale is None else float(scale), causal=causal)
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: float = 0.0,
+                                 is_causal: bool = False, scale: float | None = None):
+    """PyTorch's spelling of :func:`attention` (a bool ``attn_mask``, True = attend)."""
+    if dropout_p:
+        raise UnsupportedOpError("scaled_dot_product_attention: dropout_p > 0 is not supported by the fused op",
+                                 ops=["attention"], hint="apply gf.dropout to the attention weights computed "
+                                 "explicitly, or use nn.MultiheadAttention(dropout=p) in training mode")
+    return attention(query, key, value, attn_mask, scale, is_causal)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ShapeError
 from ..ir.types import TensorType
 from ..trace.tensor import apply
 from ._shapes import normalize_axes, normalize_axis, reduce_shape, require_float
@@ -19,6 +20,18 @@ def _reduce_rule(ts, attrs):
     t = ts[0]
     axes = normalize_axes(attrs["axes"], t.rank)
     return [TensorType(reduce_shape(t.shape, axes, attrs["keepdims"]), t.dtype)]
+
+
+def _require_nonempty(t, axes, what):
+    """max/min/argmax/argmin have no identity: reducing a (static) empty axis has no answer."""
+    for a in axes:
+        if t.shape[a] == 0:
+            raise ShapeError(f"{what} over axis {a} of size 0 has no value (the reduction has no identity)")
+
+
+def _chooser_rule(ts, attrs):
+    _require_nonempty(ts[0], normalize_axes(attrs["axes"], ts[0].rank), "a max/min")
+    return _reduce_rule(ts, attrs)
 
 
 def _axes_tuple(attrs, rank):
@@ -115,7 +128,8 @@ for _name, (_fn, _vjp, _domain) in _REDUCE.items():
     if _name != "mean":
         _samples.append(Sample([TensorType((3, 4), "int32")], attrs={"axes": [0]}, domain=["int:-3:3"], grad=False))
     register_op(OpDef(
-        name=_name, family="reduction", num_inputs=(1, 1), attrs=dict(_AXES_ATTRS), type_rule=_reduce_rule,
+        name=_name, family="reduction", num_inputs=(1, 1), attrs=dict(_AXES_ATTRS),
+        type_rule=_chooser_rule if _name in ("max", "min") else _reduce_rule,
         reference=_reduce_ref(_fn), flops=lambda i, o, a: numel(i[0]), vjp=_vjp, samples=_samples,
     ))
 
@@ -151,6 +165,7 @@ def var(x, axis=None, keepdims: bool = False, correction: int = 0):
 def _arg_rule(ts, attrs):
     t = ts[0]
     axis = normalize_axis(attrs["axis"], t.rank)
+    _require_nonempty(t, [axis], "an argmax/argmin")
     return [TensorType(reduce_shape(t.shape, [axis], attrs["keepdims"]), "int64")]
 
 
@@ -193,13 +208,13 @@ def _softmax_rule(ts, attrs):
 
 
 def _softmax_np(x, axis):
-    m = np.max(x, axis=axis, keepdims=True)
+    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)  # (initial: an empty axis is fine)
     e = np.exp(x - m)
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
 def _log_softmax_np(x, axis):
-    m = np.max(x, axis=axis, keepdims=True)
+    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     s = x - m
     return s - np.log(np.sum(np.exp(s), axis=axis, keepdims=True))
 

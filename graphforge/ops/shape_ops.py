@@ -138,7 +138,7 @@ register_op(OpDef(
     reference=lambda xs, a, env=None: [np.array(np.broadcast_to(xs[0], _env_shape(a["shape"], env)))],
     flops=_free, vjp=lambda i, o, g, a: [None if g[0] is None else unbroadcast(g[0], i[0].shape)],
     samples=[Sample([TensorType((3, 1), F32)], attrs={"shape": [2, 3, 4]}),
-             Sample([TensorType((4,), F32)], attrs={"shape": ["batch", 4]}, bind={"batch": 3}),
+             Sample([TensorType(("batch", 1), F32)], attrs={"shape": ["batch", 4]}, bind={"batch": 3}),
              Sample([TensorType((), "float64")], attrs={"shape": [2, 2]})],
 ))
 
@@ -245,7 +245,7 @@ def _split_vjp(inputs, outputs, cots, attrs):
 def _zero_like_scalar(t):
     from .creation import constant
 
-    return constant(np.zeros((), dtype=_dt.to_numpy_dtype(t.dtype)))
+    return constant(np.zeros((), dtype=_dt.to_numpy_dtype(t.dtype)), t.dtype)
 
 
 register_op(OpDef(
@@ -637,18 +637,27 @@ def dim_size(x, axes, dtype="int64"):
     axes = [normalize_axis(a, x.ndim) for a in ([axes] if isinstance(axes, int) else axes)]
     dims = [x.type.shape[a] for a in axes]
     if all(is_static(d) for d in dims):
-        return constant(np.array(int(np.prod(dims, dtype=np.int64)), dtype=_dt.to_numpy_dtype(dtype)))
+        return constant(np.array(int(np.prod(dims, dtype=np.int64))), dtype)
     return apply("dim_size", x, axes=axes, dtype=dtype)
 
 
 # ---- Python indexing ------------------------------------------------------------------------
 
 def getitem(x, index):
-    """``x[...]`` with ints, slices (with steps), None, Ellipsis and integer tensors/lists."""
+    """``x[...]`` with NumPy semantics: ints, slices (with steps), None, Ellipsis and one integer
+    array index (a Tensor, list or NumPy array, gathered along its axis)."""
     from .creation import constant
 
     if not isinstance(index, tuple):
         index = (index,)
+    for item in index:
+        if isinstance(item, (bool, np.bool_)):
+            raise ShapeError(f"boolean index {item!r} is not supported", hint="use gf.where(mask, x, 0) "
+                             "or x[None] for a new axis")
+    is_array = [isinstance(i, (Tensor, list, np.ndarray)) for i in index]
+    if sum(is_array) > 1:
+        raise ShapeError("indexing with more than one integer array is not supported",
+                         hint="index one axis at a time, or use gf.gather")
     n_ellipsis = sum(1 for i in index if i is Ellipsis)
     if n_ellipsis > 1:
         raise ShapeError("an index can only have a single ellipsis ('...')")
@@ -660,22 +669,24 @@ def getitem(x, index):
         index = index[:pos] + (builtins_slice(None),) * (x.ndim - used) + index[pos + 1:]
     else:
         index = index + (builtins_slice(None),) * (x.ndim - used)
-    starts, ends, axes, steps, squeeze_axes, new_axes, gathers = [], [], [], [], [], [], []
+    starts, ends, axes, steps, int_axes = [], [], [], [], []
+    parts: list[str] = []  # result axes in index order: "axis" (sliced), "new" (None), "adv" (array)
+    advanced_positions = []
+    array_axis, array_index = None, None
     axis = 0
-    out_axis = 0
-    for item in index:
+    for position, item in enumerate(index):
         if item is None:
-            new_axes.append(out_axis)
-            out_axis += 1
+            parts.append("new")
             continue
         if isinstance(item, builtins_slice):
             if item != builtins_slice(None):
                 step = 1 if item.step is None else int(item.step)
+                if step == 0:
+                    raise ShapeError("slice step cannot be zero")
                 start = item.start if item.start is not None else (0 if step > 0 else INT_MAX)
                 end = item.stop if item.stop is not None else (INT_MAX if step > 0 else -INT_MAX)
                 starts.append(int(start)); ends.append(int(end)); axes.append(axis); steps.append(step)
-            axis += 1
-            out_axis += 1
+            parts.append("axis")
         elif isinstance(item, (int, np.integer)):
             dim = x.shape[axis]
             i = int(item)
@@ -684,24 +695,40 @@ def getitem(x, index):
             if not isinstance(dim, int) and i < 0:
                 raise ShapeError(f"negative index {i} on the symbolic axis {axis} ({dim})")
             starts.append(i); ends.append(i + 1 if i != -1 else INT_MAX); axes.append(axis); steps.append(1)
-            squeeze_axes.append(axis)
-            axis += 1
+            int_axes.append(axis)
+            advanced_positions.append(position)
         elif isinstance(item, (Tensor, list, np.ndarray)):
-            gathers.append((axis, item))
-            axis += 1
-            out_axis += 1
+            array_axis, array_index = axis, item
+            parts.append("adv")
+            advanced_positions.append(position)
         else:
             raise ShapeError(f"unsupported index {item!r}")
+        axis += 1
     out = x
     if starts:
         out = slice(out, starts, ends, axes, steps)
-    for g_axis, idx in gathers:
-        if not isinstance(idx, Tensor):
-            idx = constant(np.asarray(idx, dtype=np.int64))
-        out = gather(out, idx, g_axis)
-    if squeeze_axes:
-        out = squeeze(out, squeeze_axes)
+    k = 0  # rank of the array index
+    if array_axis is not None:
+        idx = array_index if isinstance(array_index, Tensor) else constant(np.asarray(array_index, dtype=np.int64))
+        k = idx.ndim
+        out = gather(out, idx, array_axis)
+    if int_axes:
+        # Axes after the gathered one moved by k - 1.
+        out = squeeze(out, [a if array_axis is None or a < array_axis else a + k - 1 for a in int_axes])
+    if array_axis is not None and advanced_positions != list(range(advanced_positions[0],
+                                                                  advanced_positions[-1] + 1)):
+        # NumPy puts the array's dims first when the advanced indices (the array and the ints)
+        # are not next to each other.
+        before = sum(1 for p in parts[:parts.index("adv")] if p == "axis")
+        perm = list(range(before, before + k)) + list(range(before)) + list(range(before + k, out.ndim))
+        out = transpose(out, perm)
+        parts.remove("adv")
+        parts.insert(0, "adv")
+    new_axes, position = [], 0
+    for p in parts:
+        if p == "new":
+            new_axes.append(position)
+        position += k if p == "adv" else 1
     if new_axes:
         out = unsqueeze(out, new_axes)
     return out
-

@@ -28,6 +28,7 @@ class SymDim(str):
                          "the input a static size in its TensorSpec")
 
     __lt__ = __le__ = __gt__ = __ge__ = __bool__ = _refuse
+    __array_ufunc__ = None  # NumPy scalars defer to our operators (np.int64(2) * dim)
 
     def __int__(self):
         self._refuse()
@@ -35,17 +36,29 @@ class SymDim(str):
     def __index__(self):
         self._refuse()
 
+    def __float__(self):  # also what math.sqrt(x.shape[-1]) calls
+        self._refuse()
+
+    def __complex__(self):
+        self._refuse()
+
     def __mul__(self, other):
-        if isinstance(other, (int, str)):
-            return SymDim(dim_product([str(self), other]))
+        if isinstance(other, str):
+            return SymDim(dim_product([str(self), str(other)]))
+        if isinstance(other, numbers.Integral) and not isinstance(other, bool):
+            return SymDim(dim_product([str(self), int(other)]))
+        if isinstance(other, numbers.Number):
+            self._arith()
         return NotImplemented
 
     __rmul__ = __mul__
 
-    def __add__(self, other):
-        raise TraceError(f"symbolic dim {str(self)!r} only supports multiplication (got '+')")
+    def _arith(self, *_):
+        raise TraceError(f"symbolic dim {str(self)!r} only supports multiplication by ints and dims",
+                         hint="use -1 in reshape for the remaining size, or give the input a static size")
 
-    __radd__ = __sub__ = __rsub__ = __add__
+    __add__ = __radd__ = __sub__ = __rsub__ = __truediv__ = __rtruediv__ = __floordiv__ = _arith
+    __rfloordiv__ = __pow__ = __rpow__ = __neg__ = _arith  # (% stays str formatting)
 
     __hash__ = str.__hash__
 
@@ -106,7 +119,9 @@ class Tensor:
                          "known at run time", hint="use gf.where(cond, a, b) to select between values")
 
     def __len__(self):
-        first = self.shape[0] if self.shape else None
+        if not self.shape:
+            raise TraceError(f"len() of a 0-d tensor ({self.type}) is undefined")
+        first = self.shape[0]
         if isinstance(first, int):
             return first
         raise TraceError("len() of a tensor with a symbolic first dim is not known at trace time")
@@ -143,7 +158,11 @@ class Tensor:
     def __eq__(self, o): return _F().equal(self, o)  # noqa: elementwise, like PyTorch
     def __ne__(self, o): return _F().not_equal(self, o)
     def __and__(self, o): return _F().logical_and(self, o)
+    def __rand__(self, o): return _F().logical_and(o, self)
     def __or__(self, o): return _F().logical_or(self, o)
+    def __ror__(self, o): return _F().logical_or(o, self)
+    def __xor__(self, o): return _F().logical_xor(self, o)
+    def __rxor__(self, o): return _F().logical_xor(o, self)
     def __invert__(self): return _F().logical_not(self)
     def __getitem__(self, index): return _F().getitem(self, index)
 
@@ -173,8 +192,8 @@ class Tensor:
     view = reshape
 
     def transpose(self, *axes):
-        if len(axes) == 2 and all(isinstance(a, int) for a in axes) and self.ndim != 2:
-            perm = list(range(self.ndim))  # PyTorch's swap of two axes
+        if len(axes) == 2 and all(isinstance(a, int) for a in axes):
+            perm = list(range(self.ndim))  # PyTorch's swap of two axes (also on 2-D: (0, 1) swaps)
             a, b = (ax % self.ndim for ax in axes)
             perm[a], perm[b] = perm[b], perm[a]
             return _F().transpose(self, perm)
@@ -191,6 +210,10 @@ class Tensor:
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         return _F().broadcast_to(self, shape)
+
+    def where(self, cond, other):
+        """PyTorch's ``x.where(cond, other)``: ``x`` where ``cond`` holds, else ``other``."""
+        return _F().where(cond, self, other)
 
     def astype(self, dtype):
         return _F().cast(self, dtype)
@@ -209,8 +232,8 @@ _METHODS = {name: name for name in (
     "relu", "leaky_relu", "sigmoid", "tanh", "exp", "log", "sqrt", "rsqrt", "abs", "neg", "sign", "erf",
     "gelu", "silu", "softplus", "sin", "cos", "softmax", "log_softmax", "sum", "mean", "max", "min", "prod",
     "argmax", "flatten", "squeeze", "unsqueeze", "broadcast_to", "matmul", "pow", "maximum", "minimum",
-    "clip", "where", "gather", "take", "split", "pad", "cast", "square", "var", "layer_norm", "dropout",
-    "one_hot", "slice", "concat", "reciprocal", "logical_not", "argmin",
+    "clip", "gather", "take", "split", "pad", "cast", "square", "var", "layer_norm", "dropout",
+    "one_hot", "slice", "reciprocal", "logical_not", "argmin",
 )}
 _METHODS.update({"clamp": "clip", "exp_": "exp", "amax": "max", "amin": "min", "chunk": "chunk"})
 

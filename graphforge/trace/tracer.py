@@ -71,6 +71,13 @@ def trace(model, *specs, seed: int = 0, name: str | None = None, training: bool 
     fn = model.forward if is_module else model
     if not callable(fn):
         raise TraceError(f"cannot trace a {type(model).__name__}: pass an nn.Module or a function")
+    try:
+        inspect.signature(fn).bind(*specs)
+    except TypeError as exc:
+        raise TraceError(f"cannot call {getattr(fn, '__qualname__', fn)} with {len(specs)} input(s): {exc}",
+                         hint="pass one gf.TensorSpec per positional argument of forward()/the function") from None
+    except ValueError:  # no signature (some builtins): let the call itself decide
+        pass
     graph = Graph(name or (type(model).__name__.lower() if is_module else getattr(model, "__name__", "graph")))
     if graph.name == "<lambda>":
         graph.name = "graph"

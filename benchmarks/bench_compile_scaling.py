@@ -1,0 +1,87 @@
+"""Compile-time scaling: trace + the default pass pipeline (+ ONNX export when the back end exists)
+on generated graphs of about 1k, 10k and 100k nodes; prints the time per node.
+
+Each generated block is what a hand-written model produces: ``x @ W.T + b`` (→ linear), a GELU in
+its erf spelling (→ gelu), an identity ``* 1.0`` (simplify), a recomputed subexpression (cse),
+constant arithmetic (fold) and an unused value (dce).
+
+    python benchmarks/bench_compile_scaling.py [--sizes 1000,10000,100000]
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import math
+import time
+
+import graphforge as gf
+from graphforge import nn
+
+
+class Block(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.weight = nn.Parameter((width, width))
+        self.bias = nn.Parameter((width,))
+
+    def forward(self, x):
+        h = x @ self.weight.T + self.bias
+        h = 0.5 * h * (1 + gf.erf(h / math.sqrt(2)))
+        scale = gf.constant(2.0) * gf.constant(0.25)          # folds to 0.5
+        a = gf.tanh(h) * scale
+        b = gf.tanh(h) * scale                                  # the same again: CSE
+        _unused = gf.exp(h)                                     # dead: DCE
+        return (a + b) * 1.0 + x                                # * 1.0: simplify
+
+
+class Stack(nn.Module):
+    def __init__(self, blocks: int, width: int):
+        super().__init__()
+        self.blocks = nn.ModuleList([Block(width) for _ in range(blocks)])
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+NODES_PER_BLOCK = 24
+
+
+def bench(target_nodes: int, width: int = 8) -> dict:
+    blocks = max(1, target_nodes // NODES_PER_BLOCK)
+    model = Stack(blocks, width)
+    t0 = time.perf_counter()
+    g = gf.trace(model, gf.TensorSpec(("batch", width), "float32"))
+    t1 = time.perf_counter()
+    opt = gf.optimize(g)
+    t2 = time.perf_counter()
+    row = {"nodes": len(g.nodes), "nodes_after": len(opt.nodes), "trace_s": t1 - t0, "optimize_s": t2 - t1}
+    try:
+        onnx_backend = importlib.import_module("graphforge.runtimes.onnx")
+        to_onnx = getattr(onnx_backend, "to_onnx", None)
+    except ImportError:
+        to_onnx = None
+    if to_onnx is not None:
+        t3 = time.perf_counter()
+        to_onnx(opt)
+        row["export_s"] = time.perf_counter() - t3
+    return row
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    args = parser.parse_args(argv)
+    print(f"{'nodes':>8} {'after':>7} {'trace s':>8} {'passes s':>9} {'export s':>9} {'pass us/node':>13} "
+          f"{'total us/node':>14}")
+    for size in [int(s) for s in args.sizes.split(",")]:
+        r = bench(size)
+        total = r["trace_s"] + r["optimize_s"] + r.get("export_s", 0.0)
+        export = f"{r['export_s']:9.3f}" if "export_s" in r else f"{'n/a':>9}"
+        print(f"{r['nodes']:8d} {r['nodes_after']:7d} {r['trace_s']:8.3f} {r['optimize_s']:9.3f} {export} "
+              f"{r['optimize_s'] / r['nodes'] * 1e6:13.1f} {total / r['nodes'] * 1e6:14.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""The ``graphforge`` console script: one ``argparse`` parser, one module per subcommand.
+
+Each subcommand module exposes ``add_parser(subparsers)`` and ``run(args) -> int`` and is imported
+only when needed, so ``graphforge --help`` stays fast and ``import graphforge`` never loads a back end.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+__all__ = ["main", "build_parser", "SUBCOMMANDS"]
+
+# subcommand -> module under graphforge.cli (each has add_parser and run)
+SUBCOMMANDS = {
+    "compile": "compile",
+    "show": "show",
+    "train": "train",
+    "optimize": "optimize",
+    "serve": "serve",
+    "bench": "bench",
+}
+
+
+def _available():
+    """(name, module) for each subcommand whose module exists in this install."""
+    for name, module in SUBCOMMANDS.items():
+        try:
+            yield name, importlib.import_module(f"graphforge.cli.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"graphforge.cli.{module}":
+                raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from graphforge import __version__
+
+    parser = argparse.ArgumentParser(prog="graphforge", description="graphforge: trace, optimise, export, train "
+                                     "and serve deep-learning models.")
+    parser.add_argument("--version", action="version", version=f"graphforge {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for _name, module in _available():
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return 2
+    module = importlib.import_module(f"graphforge.cli.{SUBCOMMANDS[args.command]}")
+    from graphforge.errors import GraphforgeError
+
+    try:
+        return int(module.run(args) or 0)
+    except GraphforgeError as exc:  # a subcommand that let one through still gets a clean message
+        print(f"graphforge {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover - python -m graphforge.cli
+    sys.exit(main())

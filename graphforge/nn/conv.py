@@ -1,0 +1,121 @@
+"""Convolution and pooling layers (NCHW): Conv2d, ConvTranspose2d, MaxPool2d, AvgPool2d,
+AdaptiveAvgPool2d (output size 1) and GlobalAvgPool2d, with PyTorch's parameter layout and init."""
+from __future__ import annotations
+
+from .. import ops
+from ..errors import ShapeError
+from . import init as _init
+from .module import Module
+from .parameter import Parameter
+
+__all__ = ["Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "GlobalAvgPool2d"]
+
+
+def _pair(v, name):
+    if isinstance(v, (list, tuple)):
+        if len(v) != 2:
+            raise ShapeError(f"{name} must be an int or a pair (h, w), got {v!r}")
+        return int(v[0]), int(v[1])
+    return int(v), int(v)
+
+
+def _check_groups(in_channels, out_channels, groups, what):
+    if groups < 1 or in_channels % groups or out_channels % groups:
+        raise ShapeError(f"{what}: in_channels={in_channels} and out_channels={out_channels} must both be "
+                         f"divisible by groups={groups}")
+
+
+class Conv2d(Module):
+    """2-D convolution; weight (out, in/groups, kh, kw), kaiming-uniform(a=sqrt(5)) init and a
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) bias, like PyTorch. ``padding`` may be "same" or "valid"."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, dtype: str = "float32"):
+        super().__init__()
+        _check_groups(in_channels, out_channels, groups, "Conv2d")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride, self.dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+        self.padding = padding
+        shape = (out_channels, in_channels // groups) + self.kernel_size
+        fan_in = (in_channels // groups) * self.kernel_size[0] * self.kernel_size[1]
+        self.weight = Parameter(shape, dtype, init=_init.kaiming_uniform())
+        self.bias = Parameter((out_channels,), dtype, init=_init.uniform_fan_in(fan_in)) if bias else None
+
+    def forward(self, x):
+        return ops.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding!r}, groups={self.groups}, bias={self.bias is not None}")
+
+
+class ConvTranspose2d(Module):
+    """Transposed 2-D convolution; weight (in, out/groups, kh, kw) (PyTorch layout and init)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0,
+                 groups: int = 1, bias: bool = True, dilation=1, dtype: str = "float32"):
+        super().__init__()
+        _check_groups(in_channels, out_channels, groups, "ConvTranspose2d")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride, self.dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+        self.padding, self.output_padding = padding, output_padding
+        shape = (in_channels, out_channels // groups) + self.kernel_size
+        fan_in = (out_channels // groups) * self.kernel_size[0] * self.kernel_size[1]  # PyTorch: weight.size(1) * k
+        self.weight = Parameter(shape, dtype, init=_init.kaiming_uniform())
+        self.bias = Parameter((out_channels,), dtype, init=_init.uniform_fan_in(fan_in)) if bias else None
+
+    def forward(self, x):
+        return ops.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, self.output_padding,
+                                    self.groups, self.dilation)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding!r}, output_padding={self.output_padding!r}")
+
+
+class MaxPool2d(Module):
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride, padding, ceil_mode
+
+    def forward(self, x):
+        return ops.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class AvgPool2d(Module):
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
+
+    def forward(self, x):
+        return ops.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class GlobalAvgPool2d(Module):
+    """Mean over H and W: (N, C, H, W) -> (N, C, 1, 1)."""
+
+    def forward(self, x):
+        return ops.global_avg_pool2d(x)
+
+
+class AdaptiveAvgPool2d(GlobalAvgPool2d):
+    """PyTorch's AdaptiveAvgPool2d; only ``output_size`` 1 (global average pooling) is supported."""
+
+    def __init__(self, output_size=1):
+        super().__init__()
+        if _pair(output_size, "output_size") != (1, 1):
+            raise ShapeError(f"AdaptiveAvgPool2d supports output_size=1 only, got {output_size!r}",
+                             hint="use AvgPool2d with an explicit kernel and stride for other sizes")
+        self.output_size = output_size
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size!r}"

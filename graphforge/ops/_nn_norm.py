@@ -1,0 +1,233 @@
+"""batch_norm (eval: 1 output; training: y and the new running statistics) and layer_norm
+(composite, with a decomposition into primitives)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..ir.types import TensorType
+from ._nn_common import F32, F64, _fmt
+from ._shapes import normalize_axis, require_float, same_dtype
+from .common import compute_dtype, elementwise_flops
+from .registry import Attr, OpDef, Sample, register_op
+
+__all__: list[str] = []
+
+
+# ---- batch_norm -----------------------------------------------------------------------------
+
+def _bn_rule(ts, attrs):
+    x = ts[0]
+    require_float(x, "batch_norm's input")
+    same_dtype(ts, "batch_norm's input, scale, bias, running_mean and running_var")
+    if x.rank < 2:
+        raise ShapeError(f"batch_norm: expects (N, C, ...) input, got {_fmt(x)}")
+    c = x.shape[1]
+    names = ("scale", "bias", "running_mean", "running_var")
+    for name, t in zip(names, ts[1:]):
+        if tuple(t.shape) != (c,):
+            hint = "if your data is NHWC, transpose it with x.permute(0, 3, 1, 2)" if (
+                x.rank == 4 and (x.shape[3],) == tuple(t.shape)) else f"BatchNorm's num_features must equal the channels ({c})"
+            raise ShapeError(f"batch_norm: {name} has shape {_fmt(t)} but the input {_fmt(x)} has {c} channels "
+                             f"at axis 1", hint=hint)
+    if not 0.0 <= attrs["momentum"] <= 1.0:
+        raise ShapeError(f"batch_norm: momentum must be in [0, 1], got {attrs['momentum']}")
+    if attrs["training"]:
+        return [x, ts[3], ts[4]]
+    return [x]
+
+
+def _bn_shape(x):
+    return (1, -1) + (1,) * (x.ndim - 2)
+
+
+def _bn_ref(xs, attrs, env=None):
+    x, scale, bias, rm, rv = xs
+    cd = compute_dtype(x)
+    xc = x.astype(cd)
+    shp = _bn_shape(x)
+    eps = attrs["eps"]
+    if not attrs["training"]:
+        y = (xc - rm.astype(cd).reshape(shp)) / np.sqrt(rv.astype(cd).reshape(shp) + cd.type(eps))
+        y = y * scale.astype(cd).reshape(shp) + bias.astype(cd).reshape(shp)
+        return [y.astype(x.dtype)]
+    axes = (0,) + tuple(range(2, x.ndim))
+    n = x.size // max(x.shape[1], 1)
+    mu = xc.mean(axis=axes)
+    var = ((xc - mu.reshape(shp)) ** 2).mean(axis=axes)
+    y = (xc - mu.reshape(shp)) / np.sqrt(var.reshape(shp) + cd.type(eps))
+    y = y * scale.astype(cd).reshape(shp) + bias.astype(cd).reshape(shp)
+    m = cd.type(attrs["momentum"])
+    unbiased = var * cd.type(n / (n - 1)) if n > 1 else var
+    new_rm = (1 - m) * rm.astype(cd) + m * mu
+    new_rv = (1 - m) * rv.astype(cd) + m * unbiased
+    return [y.astype(x.dtype), new_rm.astype(rm.dtype), new_rv.astype(rv.dtype)]
+
+
+def _bn_vjp(inputs, outputs, cots, attrs):
+    from .elementwise import rsqrt
+    from .reduction import mean, sum as reduce_sum
+    from .shape_ops import dim_size, reshape
+
+    x, scale, bias, rm, rv = inputs
+    g = cots[0]
+    eps, m = attrs["eps"], attrs["momentum"]
+    axes = [0] + list(range(2, x.ndim))
+    shp = [1, -1] + [1] * (x.ndim - 2)
+
+    def bc(t):
+        return reshape(t, shp)
+
+    if not attrs["training"]:
+        if g is None:
+            return [None] * 5
+        inv = rsqrt(rv + eps)
+        xhat = (x - bc(rm)) * bc(inv)
+        gs = reduce_sum(g, axes)
+        gsx = reduce_sum(g * xhat, axes)
+        gx = g * bc(scale * inv)
+        g_rm = -(gs * scale * inv)
+        g_rv = gsx * scale * (-0.5) / (rv + eps)
+        return [gx, gsx, gs, g_rm, g_rv]
+    g_nm = cots[1] if len(cots) > 1 else None
+    g_nv = cots[2] if len(cots) > 2 else None
+    n = dim_size(x, axes, x.dtype)
+    mu = mean(x, axes, keepdims=True)
+    d = x - mu
+    var = mean(d * d, axes, keepdims=True)
+    inv = rsqrt(var + eps)
+    xhat = d * inv
+    gx = g_scale = g_bias = None
+    if g is not None:
+        gs = reduce_sum(g, axes, keepdims=True)
+        gsx = reduce_sum(g * xhat, axes, keepdims=True)
+        gx = bc(scale) * inv * (g - gs / n - xhat * gsx / n)
+        g_scale = reshape(gsx, [x.shape[1]])
+        g_bias = reshape(gs, [x.shape[1]])
+    g_rm = g_rv = None
+    if g_nm is not None:
+        g_rm = g_nm * (1 - m)
+        extra = bc(g_nm) * (m / n)
+        gx = extra if gx is None else gx + extra
+    if g_nv is not None:
+        g_rv = g_nv * (1 - m)
+        extra = bc(g_nv) * d * (2 * m / (n - 1))
+        gx = extra if gx is None else gx + extra
+    if gx is not None and tuple(gx.shape) != tuple(x.shape):
+        from .shape_ops import broadcast_to
+        gx = broadcast_to(gx, x.shape)
+    return [gx, g_scale, g_bias, g_rm, g_rv]
+
+
+_BN_TYPES = lambda shape, c, dt: [TensorType(shape, dt)] + [TensorType((c,), dt)] * 4  # noqa: E731
+_BN_DOMAIN = ["any", "any", "any", "any", "positive"]
+
+register_op(OpDef(
+    name="batch_norm", family="nn", num_inputs=(5, 5),
+    attrs={"eps": Attr("float", 1e-5), "momentum": Attr("float", 0.1), "training": Attr("bool", False)},
+    type_rule=_bn_rule, reference=_bn_ref, flops=elementwise_flops(4), vjp=_bn_vjp,
+    doc="(x - mean) / sqrt(var + eps) * scale + bias per channel (axis 1). Eval: running stats, 1 output. "
+        "Training: batch stats, outputs (y, new_running_mean, new_running_var) with PyTorch's momentum "
+        "and the unbiased batch variance in the running var.",
+    samples=[
+        Sample(_BN_TYPES((2, 3, 4, 4), 3, F32), domain=_BN_DOMAIN),
+        Sample(_BN_TYPES(("batch", 3, 2, 2), 3, F32), attrs={"training": True, "momentum": 0.2},
+               bind={"batch": 3}, domain=_BN_DOMAIN, note="training, symbolic batch"),
+        Sample(_BN_TYPES((4, 2, 3), 2, F64), attrs={"training": True, "eps": 1e-3}, domain=_BN_DOMAIN,
+               note="training, rank 3, float64"),
+        Sample(_BN_TYPES(("batch", 2), 2, F64), bind={"batch": 3}, domain=_BN_DOMAIN, note="eval, rank 2"),
+    ],
+))
+
+
+# ---- layer_norm -----------------------------------------------------------------------------
+
+def _ln_rule(ts, attrs):
+    x = ts[0]
+    require_float(x, "layer_norm's input")
+    same_dtype(ts, "layer_norm's input, scale and bias")
+    if x.rank == 0:
+        raise ShapeError("layer_norm: needs an input of rank >= 1")
+    axis = normalize_axis(attrs["axis"], x.rank)
+    norm = tuple(x.shape[axis:])
+    for name, t in zip(("scale", "bias"), ts[1:]):
+        if tuple(t.shape) != norm:
+            raise ShapeError(f"layer_norm: {name} has shape {_fmt(t)} but the normalised axes of {_fmt(x)} "
+                             f"(from axis {axis}) have shape ({', '.join(map(str, norm))})",
+                             hint="LayerNorm(normalized_shape) must equal the input's trailing dims")
+    if attrs["eps"] < 0:
+        raise ShapeError(f"layer_norm: eps must be >= 0, got {attrs['eps']}")
+    return [x]
+
+
+def _ln_ref(xs, attrs, env=None):
+    x = xs[0]
+    cd = compute_dtype(x)
+    xc = x.astype(cd)
+    axes = tuple(range(attrs["axis"] % x.ndim, x.ndim))
+    mu = xc.mean(axis=axes, keepdims=True)
+    d = xc - mu
+    var = (d * d).mean(axis=axes, keepdims=True)
+    y = d / np.sqrt(var + cd.type(attrs["eps"]))
+    if len(xs) > 1:
+        y = y * xs[1].astype(cd)
+    if len(xs) > 2:
+        y = y + xs[2].astype(cd)
+    return [y.astype(x.dtype)]
+
+
+def _ln_core(x, axis, eps):
+    from .elementwise import rsqrt
+    from .reduction import mean
+
+    axes = list(range(axis, x.ndim))
+    d = x - mean(x, axes, keepdims=True)
+    var = mean(d * d, axes, keepdims=True)
+    inv = rsqrt(var + eps)
+    return d * inv, inv, axes
+
+
+def _ln_decompose(inputs, attrs):
+    x = inputs[0]
+    y, _, _ = _ln_core(x, attrs["axis"] % x.ndim, attrs["eps"])
+    if len(inputs) > 1:
+        y = y * inputs[1]
+    if len(inputs) > 2:
+        y = y + inputs[2]
+    return [y]
+
+
+def _ln_vjp(inputs, outputs, cots, attrs):
+    from .reduction import mean, sum as reduce_sum
+
+    g = cots[0]
+    if g is None:
+        return [None] * len(inputs)
+    x = inputs[0]
+    axis = attrs["axis"] % x.ndim
+    xhat, inv, axes = _ln_core(x, axis, attrs["eps"])
+    lead = list(range(axis))
+    gxhat = g * inputs[1] if len(inputs) > 1 else g
+    gx = inv * (gxhat - mean(gxhat, axes, keepdims=True) - xhat * mean(gxhat * xhat, axes, keepdims=True))
+    grads = [gx]
+    if len(inputs) > 1:
+        grads.append(reduce_sum(g * xhat, lead) if lead else g * xhat)
+    if len(inputs) > 2:
+        grads.append(reduce_sum(g, lead) if lead else g)
+    return grads
+
+
+register_op(OpDef(
+    name="layer_norm", family="nn", num_inputs=(1, 3),
+    attrs={"axis": Attr("int", -1), "eps": Attr("float", 1e-5)}, type_rule=_ln_rule, reference=_ln_ref,
+    flops=elementwise_flops(8), vjp=_ln_vjp, decompose=_ln_decompose,
+    doc="Normalise over the axes from ``axis`` to the end; scale/bias have the shape of those axes.",
+    samples=[
+        Sample([TensorType((3, 5), F32), TensorType((5,), F32), TensorType((5,), F32)]),
+        Sample([TensorType(("batch", 4, 6), F32), TensorType((6,), F32), TensorType((6,), F32)],
+               bind={"batch": 2}, note="symbolic batch"),
+        Sample([TensorType((2, 3, 4), F64), TensorType((3, 4), F64)], attrs={"axis": 1, "eps": 1e-3},
+               note="two normalised axes, no bias"),
+        Sample([TensorType((2, "seq", 4), F64)], bind={"seq": 3}, note="no affine, symbolic seq"),
+    ],
+))

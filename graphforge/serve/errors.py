@@ -1,0 +1,67 @@
+"""Typed errors of the inference server, each carrying the HTTP status it is answered with.
+
+They subclass the core hierarchy in :mod:`graphforge.errors`, so callers that catch
+``GraphforgeError`` (or ``InputError`` for a bad request) keep working.
+"""
+from __future__ import annotations
+
+from graphforge.errors import BackendError, GraphforgeError, InputError
+
+__all__ = [
+    "ServeError",
+    "BadRequestError",
+    "PayloadTooLargeError",
+    "UnsupportedMediaTypeError",
+    "QueueFullError",
+    "ShuttingDownError",
+    "InferenceError",
+    "ServeConfigError",
+]
+
+
+class ServeError(GraphforgeError):
+    """Base of the errors a request can end in; ``status`` is the HTTP status code to answer."""
+
+    status: int = 500
+
+
+class BadRequestError(ServeError, InputError):
+    """A request whose body cannot be read as model inputs (shape, dtype, names, syntax): 400."""
+
+    status = 400
+
+
+class PayloadTooLargeError(ServeError, InputError):
+    """A body (or the arrays it decodes to) larger than ``--max-body-bytes``: 413."""
+
+    status = 413
+
+
+class UnsupportedMediaTypeError(ServeError, InputError):
+    """A ``Content-Type`` that is neither JSON nor ``.npy``/``.npz``: 415."""
+
+    status = 415
+
+
+class QueueFullError(ServeError):
+    """The bounded request queue is full; the client should retry later: 503."""
+
+    status = 503
+
+
+class ShuttingDownError(ServeError):
+    """The server is draining and takes no new work: 503."""
+
+    status = 503
+
+
+class InferenceError(ServeError, BackendError):
+    """onnxruntime failed on inputs that passed validation (500, or 400 for ORT InvalidArgument)."""
+
+    def __init__(self, message: str, *, status: int = 500, **kw):
+        self.status = status
+        super().__init__(message, **kw)
+
+
+class ServeConfigError(GraphforgeError, ValueError):
+    """An invalid server option (``--max-batch 0``, a negative wait, ...)."""

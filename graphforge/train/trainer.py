@@ -1,0 +1,377 @@
+"""``gf.Trainer``: Keras/PyTorch-Lightning-style training of a graphforge model with JAX + optax.
+
+    trainer = gf.Trainer(model, loss_fn=nn.functional.cross_entropy, optimizer=optax.adam(1e-3),
+                         inputs=[gf.TensorSpec(("batch", 784))], targets=gf.TensorSpec(("batch",), "int64"),
+                         metrics={"accuracy": nn.functional.accuracy}, seed=0)
+    history = trainer.fit(x, y, epochs=5, batch_size=128, validation_data=(xv, yv))
+
+Graphs: ``trainer.train_graph`` (training mode: loss, metrics, ``update:`` buffers), its gradient
+graph ``trainer.grad_graph`` (``gf.grad(..., keep_outputs=True)``), ``trainer.eval_graph`` (eval
+mode: loss and metrics) and ``trainer.graph`` (eval-mode model, the predictor). Dropout keys: the
+graph input ``rng`` gets ``step_key(seed, step)`` — deterministic, so a resumed run is bitwise equal
+to an uninterrupted one. Shuffling uses ``numpy.random.default_rng([seed, epoch])``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import InputError, LoadError
+from ..ir.graph import Graph
+from ..ir.types import TensorSpec, TensorType
+from ..trace.builder import Builder
+from ..trace.tensor import Tensor
+from ..trace.tracer import trace
+from . import checkpoint as _ckpt
+
+__all__ = ["Trainer", "plot_history", "step_key"]
+
+
+def step_key(seed: int, step: int) -> np.uint32:
+    """The dropout key of a train step (splitmix-style mix of seed and step, uint32)."""
+    z = (int(seed) * 0x9E3779B97F4A7C15 + int(step) * 0xBF58476D1CE4E5B9 + 0x94D049BB133111EB) & (2 ** 64 - 1)
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & (2 ** 64 - 1)
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & (2 ** 64 - 1)
+    return np.uint32((z ^ (z >> 31)) & 0xFFFFFFFF)
+
+
+def _specs(x) -> list:
+    if x is None:
+        return []
+    if isinstance(x, (TensorSpec, TensorType)):
+        return [x]
+    return list(x)
+
+
+def _with_loss(model, input_specs, target_specs, loss_fn, metrics, seed, training) -> Graph:
+    """The model traced in ``training`` mode with target inputs, loss and metric outputs appended."""
+    g = trace(model, *input_specs, seed=seed, training=training)
+    preds = [(v, n) for v, n in zip(g.outputs, g.output_names) if not n.startswith("update:")]
+    updates = [(v, n) for v, n in zip(g.outputs, g.output_names) if n.startswith("update:")]
+    builder = Builder(g)
+    builder.training = training
+    builder.seed = seed
+    with builder.activate():
+        targets = []
+        for i, spec in enumerate(target_specs):
+            t = spec.type if isinstance(spec, TensorSpec) else spec
+            name = getattr(spec, "name", None) or ("y" if len(target_specs) == 1 else f"y{i}")
+            targets.append(Tensor(g.add_input(name, t), builder))
+        p = [Tensor(v, builder) for v, _ in preds]
+        loss = loss_fn(*p, *targets)
+        outs, names = [loss.value], ["loss"]
+        for mname, fn in (metrics or {}).items():
+            outs.append(fn(*p, *targets).value)
+            names.append(mname)
+    g.set_outputs(outs + [v for v, _ in updates], names + [n for _, n in updates])
+    g.verify()
+    return g
+
+
+class Trainer:
+    """Train ``model`` (an ``nn.Module``) on ``loss_fn(predictions..., targets...)`` with an optax
+    ``optimizer`` (any ``GradientTransformation``, used unchanged)."""
+
+    def __init__(self, model, loss_fn: Callable, optimizer, inputs, targets, *,
+                 metrics: Mapping[str, Callable] | None = None, seed: int = 0, progress: bool = True,
+                 precision: str = "default", keep_checkpoints: int = 3):
+        from ..api import grad
+
+        self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        self.input_specs, self.target_specs = _specs(inputs), _specs(targets)
+        if not self.input_specs:
+            raise InputError("gf.Trainer needs inputs=[gf.TensorSpec(...)] describing the model inputs")
+        self.metrics = dict(metrics or {})
+        self.seed, self.progress, self.precision, self.keep_checkpoints = seed, progress, precision, keep_checkpoints
+        self.train_graph = _with_loss(model, self.input_specs, self.target_specs, loss_fn, self.metrics, seed, True)
+        self.eval_graph = _with_loss(model, self.input_specs, self.target_specs, loss_fn, self.metrics, seed, False)
+        self.graph = trace(model, *self.input_specs, seed=seed, training=False)
+        self.grad_graph = grad(self.train_graph, wrt="params", keep_outputs=True)
+        self.trainable = list(self.train_graph.trainable_names)
+        self.buffers = [n[len("update:"):] for n in self.train_graph.output_names if n.startswith("update:")]
+        self._names = [v.name for v in self.train_graph.inputs]
+        self._n_inputs = len(self.input_specs)
+        import jax.numpy as jnp
+        from graphforge.runtimes.jax import x64
+        with x64():
+            self._params = {n: jnp.asarray(self.train_graph.params[n]) for n in self.trainable}
+            self._buffers = {n: jnp.asarray(self.train_graph.params[n]) for n in self.buffers}
+            self._opt_state = optimizer.init(self._params)
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.step_losses: list[float] = []
+        self._steps: dict = {}
+        self._evals: dict = {}
+        self._quick: dict = {}
+
+    # ---- state ----------------------------------------------------------------------------------
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """Current trainable params and buffers as NumPy arrays (names as in ``trainer.graph``)."""
+        out = {n: np.asarray(v) for n, v in self._params.items()}
+        out.update({n: np.asarray(v) for n, v in self._buffers.items()})
+        return out
+
+    def export_graph(self) -> Graph:
+        """The eval-mode model graph with the trained params stored in it (ready for ``gf.to_onnx``)."""
+        g = self.graph.copy()
+        for name, value in self.params.items():
+            if name in g.params:
+                g.params[name] = value.astype(g.params[name].dtype)
+        return g
+
+    # ---- compiled steps -------------------------------------------------------------------------
+    def _env(self, graph, arrays):
+        from ..runtime import bind_inputs
+        return bind_inputs(graph, arrays)
+
+    def _train_fn(self, arrays):
+        import jax
+        import optax
+        from graphforge.runtimes.jax import lower, signature
+
+        bound, env = self._env(self.train_graph, arrays)
+        key = signature(bound)
+        fn = self._steps.get(key)
+        if fn is None:
+            fwd = lower(self.grad_graph, env, precision=self.precision)
+            names = self.grad_graph.output_names
+            gi = {n[len("grad:"):]: i for i, n in enumerate(names) if n.startswith("grad:")}
+            mi = [(m, names.index(m)) for m in self.metrics]
+            ui = {b: names.index("update:" + b) for b in self.buffers}
+            opt = self.optimizer
+
+            def step(params, buffers, opt_state, inputs):
+                outs = fwd({**params, **buffers}, inputs)
+                grads = {n: outs[gi[n]] for n in params}
+                updates, opt_state = opt.update(grads, opt_state, params)
+                params = optax.apply_updates(params, updates)
+                buffers = {b: outs[ui[b]] for b in buffers}
+                return params, buffers, opt_state, outs[0], {m: outs[i] for m, i in mi}
+
+            fn = jax.jit(step, donate_argnums=(0, 1, 2))
+            self._steps[key] = fn
+        return fn, bound
+
+    def _eval_fn(self, graph, arrays):
+        import jax
+        from graphforge.runtimes.jax import lower, signature
+
+        bound, env = self._env(graph, arrays)
+        key = (id(graph), signature(bound))
+        fn = self._evals.get(key)
+        if fn is None:
+            fn = jax.jit(lower(graph, env, precision=self.precision))
+            self._evals[key] = fn
+        return fn, bound
+
+    def _inputs(self, xs: Sequence, ys: Sequence, step: int) -> list:
+        arrays = list(xs) + list(ys)
+        if "rng" in self._names:
+            arrays.insert(self._names.index("rng"), step_key(self.seed, step))
+        return arrays
+
+    def train_step(self, x, y) -> dict[str, float]:
+        """One optimisation step on a batch; returns the loss and metrics (as floats)."""
+        import jax.numpy as jnp
+        from graphforge.runtimes.jax import x64
+
+        xs, ys = _as_batch(x), _as_batch(y)
+        arrays = self._inputs(xs, ys, self.step)
+        # fast path: a batch whose shapes/dtypes were seen before skips re-binding (and device arrays
+        # stay on the device); anything new goes through gf's input checks and is compiled once
+        quick = tuple((tuple(np.shape(a)), str(a.dtype)) for a in arrays)
+        with x64():
+            hit = self._quick.get(quick)
+            if hit is None:
+                fn, bound = self._train_fn(arrays)
+                if all(str(np.asarray(b).dtype) == q[1] for b, q in zip(bound, quick)):
+                    self._quick[quick] = fn
+                args = tuple(jnp.asarray(a) for a in bound)
+            else:
+                fn, args = hit, tuple(arrays)
+            self._params, self._buffers, self._opt_state, loss, mets = fn(
+                self._params, self._buffers, self._opt_state, args)
+        self.step += 1
+        self._last = (loss, mets)
+        return {"loss": loss, **mets}
+
+    # ---- fit / evaluate / predict ---------------------------------------------------------------
+    def fit(self, x=None, y=None, *, epochs: int = 1, batch_size: int = 32, validation_data=None,
+            shuffle: bool = True, checkpoint_dir: str | None = None, resume: bool = False,
+            verbose: bool | None = None) -> dict[str, list[float]]:
+        """Train for ``epochs`` (counting already-trained epochs when resuming). ``x``/``y``: arrays
+        (or lists of arrays for several inputs/targets), or ``x`` an iterable of ``(x, y)`` batches
+        (re-iterated each epoch if it is a re-iterable). Returns the history dict
+        (``loss``, metrics, ``val_loss``, ``val_<metric>`` per epoch)."""
+        from tqdm.auto import tqdm
+
+        if resume and checkpoint_dir and _ckpt.latest_checkpoint(checkpoint_dir):
+            self.load_checkpoint(checkpoint_dir)
+        verbose = self.progress if verbose is None else verbose
+        history: dict[str, list[float]] = getattr(self, "history", None) or {}
+        self.history = history
+        while self.epoch < epochs:
+            batches, total = self._batches(x, y, batch_size, shuffle)
+            sums: dict[str, float] = {}
+            count = 0
+            bar = tqdm(total=total, desc=f"epoch {self.epoch + 1}/{epochs}", disable=not verbose, leave=False)
+            bar.update(self.batch_in_epoch)
+            for bi, (bx, by) in enumerate(batches):
+                if bi < self.batch_in_epoch:
+                    continue  # resumed mid-epoch: these batches were trained before the checkpoint
+                out = self.train_step(bx, by)
+                loss = float(out["loss"])
+                self.step_losses.append(loss)
+                n = len(_as_list(bx)[0])
+                for k, v in out.items():
+                    sums[k] = sums.get(k, 0.0) + float(v) * n
+                count += n
+                self.batch_in_epoch += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}")
+            bar.close()
+            for k, v in sums.items():
+                history.setdefault(k, []).append(v / max(count, 1))
+            if validation_data is not None:
+                for k, v in self.evaluate(*validation_data, batch_size=max(batch_size, 256)).items():
+                    history.setdefault(f"val_{k}", []).append(v)
+            self.epoch += 1
+            self.batch_in_epoch = 0
+            if verbose:
+                print(f"epoch {self.epoch}/{epochs}: " + ", ".join(f"{k}={v[-1]:.4f}" for k, v in history.items()))
+            if checkpoint_dir:
+                self.save_checkpoint(checkpoint_dir)
+        return history
+
+    def _batches(self, x, y, batch_size, shuffle):
+        if y is None and x is not None and not isinstance(x, np.ndarray):
+            try:
+                total = len(x)
+            except TypeError:
+                total = None
+            return ((b[0], b[1]) for b in x), total
+        xs, ys = _as_list(x), _as_list(y)
+        n = len(xs[0])
+        order = (np.random.default_rng([self.seed, self.epoch]).permutation(n) if shuffle else np.arange(n))
+        total = math.ceil(n / batch_size)
+
+        def gen():
+            for i in range(total):
+                idx = order[i * batch_size:(i + 1) * batch_size]
+                yield [a[idx] for a in xs], [a[idx] for a in ys]
+        return gen(), total
+
+    def evaluate(self, x, y, *, batch_size: int = 256) -> dict[str, float]:
+        """Mean loss and metrics in eval mode (weighted by batch size)."""
+        import jax.numpy as jnp
+        from graphforge.runtimes.jax import x64
+
+        xs, ys = _as_list(x), _as_list(y)
+        n = len(xs[0])
+        names = self.eval_graph.output_names
+        sums = {k: 0.0 for k in names if not k.startswith("update:")}
+        params = {**self._params, **self._buffers}
+        with x64():
+            for i in range(0, n, batch_size):
+                arrays = [a[i:i + batch_size] for a in xs] + [a[i:i + batch_size] for a in ys]
+                fn, bound = self._eval_fn(self.eval_graph, arrays)
+                outs = fn(params, tuple(jnp.asarray(a) for a in bound))
+                m = len(arrays[0])
+                for k, o in zip(names, outs):
+                    if k in sums:
+                        sums[k] += float(o) * m
+        return {k: v / max(n, 1) for k, v in sums.items()}
+
+    def predict(self, x, *, batch_size: int = 1024):
+        """Model outputs in eval mode (NumPy; one array, or a list for several outputs)."""
+        import jax.numpy as jnp
+        from graphforge.runtimes.jax import x64
+
+        xs = _as_list(x)
+        n = len(xs[0])
+        params = {**self._params, **self._buffers}
+        chunks = []
+        with x64():
+            for i in range(0, n, batch_size):
+                fn, bound = self._eval_fn(self.graph, [a[i:i + batch_size] for a in xs])
+                chunks.append([np.asarray(o) for o in fn(params, tuple(jnp.asarray(a) for a in bound))])
+        outs = [np.concatenate([c[j] for c in chunks]) for j in range(len(chunks[0]))]
+        return outs[0] if len(outs) == 1 else outs
+
+    # ---- checkpoints ----------------------------------------------------------------------------
+    def _signature(self) -> dict:
+        return {n: [list(np.shape(v)), str(np.asarray(v).dtype)] for n, v in self.params.items()}
+
+    def save_checkpoint(self, directory: str) -> str:
+        """Write params, optimizer state, step/epoch/RNG state atomically; keeps the last N."""
+        import jax
+
+        leaves, treedef = jax.tree_util.tree_flatten(self._opt_state)
+        meta = {"format": "graphforge-checkpoint/1", "step": self.step, "epoch": self.epoch,
+                "batch_in_epoch": self.batch_in_epoch, "seed": self.seed, "treedef": str(treedef),
+                "params": self._signature(), "history": getattr(self, "history", {}) or {},
+                "step_losses": self.step_losses}
+        return _ckpt.write_checkpoint(directory, self.step, self.params, [np.asarray(l) for l in leaves], meta,
+                                      keep=self.keep_checkpoints)
+
+    def load_checkpoint(self, directory: str) -> None:
+        """Restore a checkpoint written by ``save_checkpoint`` (LoadError if it is another model's)."""
+        import jax
+        import jax.numpy as jnp
+        from graphforge.runtimes.jax import x64
+
+        params, leaves, meta = _ckpt.read_checkpoint(directory)
+        want = self._signature()
+        if meta.get("params") != want:
+            diff = sorted(set(want) ^ set(meta.get("params", {})))
+            raise LoadError(f"checkpoint in {directory!r} does not match this model: "
+                            + (f"params differ in names ({', '.join(diff[:6])})" if diff else "param shapes/dtypes differ"),
+                            hint="load a checkpoint saved by a Trainer of the same model")
+        _, treedef = jax.tree_util.tree_flatten(self._opt_state)
+        if str(treedef) != meta.get("treedef") or len(leaves) != treedef.num_leaves:
+            raise LoadError(f"checkpoint in {directory!r} holds the state of a different optimizer")
+        with x64():
+            self._params = {n: jnp.asarray(params[n]) for n in self.trainable}
+            self._buffers = {n: jnp.asarray(params[n]) for n in self.buffers}
+            self._opt_state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(l) for l in leaves])
+        self.step, self.epoch = int(meta["step"]), int(meta["epoch"])
+        self.batch_in_epoch = int(meta.get("batch_in_epoch", 0))
+        self.history = {k: list(v) for k, v in meta.get("history", {}).items()}
+        self.step_losses = list(meta.get("step_losses", []))
+
+
+def _as_batch(x) -> list:
+    """Like _as_list, but keeps arrays that already have a dtype (jax device arrays stay put)."""
+    items = list(x) if isinstance(x, (list, tuple)) else [x]
+    return [a if hasattr(a, "dtype") and hasattr(a, "shape") else np.asarray(a) for a in items]
+
+
+def _as_list(x) -> list:
+    if isinstance(x, (list, tuple)):
+        return [np.asarray(a) for a in x]
+    return [np.asarray(x)]
+
+
+def plot_history(history: Mapping[str, Sequence[float]], path: str) -> str:
+    """Plot every history curve (loss and metrics, with their ``val_`` twins) to a PNG at ``path``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in history if not k.startswith("val_")]
+    fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(4 * max(len(keys), 1), 3), squeeze=False)
+    for ax, k in zip(axes[0], keys):
+        ax.plot(range(1, len(history[k]) + 1), history[k], label=k)
+        if f"val_{k}" in history:
+            ax.plot(range(1, len(history[f"val_{k}"]) + 1), history[f"val_{k}"], label=f"val_{k}")
+        ax.set_xlabel("epoch")
+        ax.set_title(k)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+    return path

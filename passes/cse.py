@@ -1,0 +1,79 @@
+"""``cse``: common-subexpression elimination.
+
+Two nodes are the same when they have the same op, the same attributes (arrays compared by dtype,
+shape and bytes; defaults filled in), the same result types and the same inputs — in any order for
+commutative ops (``OpDef.commutative``). Random ops (``OpDef.random``) are never merged. The first
+node (in topological order) survives with its own scope and location. Two graph outputs are never
+merged into one value, so the graph's outputs keep their identity."""
+from __future__ import annotations
+
+import numpy as np
+
+from graphforge.errors import GraphforgeError
+from graphforge.ir.graph import Graph
+from graphforge.ops import registry
+
+from .manager import register_pass
+from .rewrite import can_replace, erase_dead, output_ids, replace_value
+
+__all__ = ["cse", "attr_key"]
+
+
+def _freeze(value):
+    if isinstance(value, np.ndarray):
+        return ("nd", value.dtype.str, value.shape, value.tobytes())
+    if isinstance(value, (list, tuple)):
+        return ("seq", tuple(_freeze(v) for v in value))
+    if isinstance(value, (bool, np.bool_)):
+        return ("b", bool(value))
+    if isinstance(value, (int, np.integer)):
+        return ("i", int(value))
+    if isinstance(value, (float, np.floating)):
+        return ("f", repr(float(value)))
+    if isinstance(value, dict):
+        return ("d", tuple(sorted((k, _freeze(v)) for k, v in value.items())))
+    return ("o", repr(value))
+
+
+def attr_key(attrs: dict) -> tuple:
+    return tuple(sorted((k, _freeze(v)) for k, v in attrs.items()))
+
+
+@register_pass("cse")
+def cse(graph: Graph) -> tuple[Graph, bool]:
+    outs = output_ids(graph)
+    table: dict[tuple, object] = {}
+    merged = []
+    opdefs: dict[str, object] = {}
+    for node in graph.nodes:
+        opdef = opdefs.get(node.op)
+        if opdef is None:
+            try:
+                opdef = opdefs[node.op] = registry.get_op(node.op)
+            except GraphforgeError:
+                continue
+        if opdef.random:
+            continue
+        attrs = node.attrs
+        if len(attrs) != len(opdef.attrs):  # defaults left out (hand-written IR): fill them in
+            try:
+                attrs = registry.check_attrs(opdef, attrs)
+            except GraphforgeError:
+                pass
+        ins = [id(v) for v in node.inputs]
+        if opdef.commutative:
+            ins.sort()
+        key = (node.op, tuple(ins), attr_key(attrs) if attrs else (),
+               tuple(o.type for o in node.outputs))
+        first = table.get(key)
+        if first is None:
+            table[key] = node
+            continue
+        if not all(can_replace(graph, o, f, outs) for o, f in zip(node.outputs, first.outputs)):
+            continue
+        for o, f in zip(node.outputs, first.outputs):
+            replace_value(graph, o, f, outs)
+        merged.append(node)
+    if merged:
+        erase_dead(graph, merged, outs)
+    return graph, bool(merged)

@@ -1,0 +1,354 @@
+"""A small declarative pattern language for local rewrites (fusion rules).
+
+Patterns describe the computation that produces a value, from the value upwards::
+
+    x, w, b = Var("x"), Var("w", rank=2), Var("b")
+    pattern = Op("add", Op("matmul", x, w, name="mm"), b)          # add is commutative: b + x@w matches too
+
+* :class:`Var` matches any value and captures it; a name used twice must match the same value.
+* :class:`Const` matches a constant whose elements all equal one number (a ``constant`` node or a
+  ``const`` parameter), optionally close to a given value, and captures the number.
+* :class:`Op` matches a node by op name(s), with attribute values or predicates (``attrs=``), an
+  extra predicate (``where=``), ``one_use=True`` (the value has exactly one use), and tries both
+  operand orders of commutative ops (``OpDef.commutative``).
+* :class:`Assoc` matches a tree of one associative, commutative op (``mul``, ``add``) whose leaves
+  match the operand patterns in any order: ``Assoc("mul", Const(0.5), x, y)`` matches
+  ``0.5*x*y``, ``x*(y*0.5)``, ``(x*0.5)*y``, …
+* :class:`AnyOf` tries alternatives in order.
+
+A :class:`Rule` couples patterns with a replacement built by the ordinary functional API on
+``Tensor``s (see :class:`passes.rewrite.Rewriter`) and counts its matches. By default every matched
+node other than the root must be used only inside the match (so the rewrite removes it instead of
+duplicating work).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterator, Sequence
+
+from graphforge.errors import GraphforgeError
+from graphforge.ir.graph import Graph, Node, Value
+from graphforge.ops import registry
+
+from .rewrite import Rewriter, constant_array, scalar_value
+
+__all__ = ["Pattern", "Var", "Const", "Op", "Assoc", "AnyOf", "Match", "Rule", "attr_of"]
+
+
+def attr_of(node: Node, key: str):
+    """A node's attribute, falling back to the op's schema default."""
+    if key in node.attrs:
+        return node.attrs[key]
+    try:
+        spec = registry.get_op(node.op).attrs.get(key)
+    except GraphforgeError:
+        return None
+    if spec is None or spec.default is registry.REQUIRED:
+        return None
+    return spec.default
+
+
+class Match:
+    """Captured values/numbers/nodes by name, and the nodes the pattern covered."""
+
+    __slots__ = ("graph", "captures", "nodes", "root")
+
+    def __init__(self, graph: Graph, captures: dict | None = None, nodes: tuple = (), root: Node | None = None):
+        self.graph = graph
+        self.captures = captures or {}
+        self.nodes = nodes
+        self.root = root
+
+    def bind(self, name: str | None, item) -> "Match | None":
+        if name is None:
+            return self
+        if name in self.captures:
+            return self if self.captures[name] is item else None
+        return Match(self.graph, {**self.captures, name: item}, self.nodes, self.root)
+
+    def add_node(self, node: Node) -> "Match":
+        if any(n is node for n in self.nodes):
+            return self
+        return Match(self.graph, self.captures, self.nodes + (node,), self.root)
+
+    def __getitem__(self, name: str):
+        return self.captures[name]
+
+    def get(self, name: str, default=None):
+        return self.captures.get(name, default)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.captures
+
+
+class Pattern:
+    def match(self, value: Value, m: Match) -> Iterator[Match]:
+        raise NotImplementedError
+
+    def root_ops(self) -> set[str]:
+        return set()
+
+    def match_node(self, node: Node, graph: Graph) -> Iterator[Match]:
+        """Matches rooted at ``node``'s first result."""
+        m = Match(graph, root=node)
+        yield from self.match(node.outputs[0], m)
+
+
+class Var(Pattern):
+    """Any value; ``rank``/``dtype``/``where`` restrict it; ``kind`` restricts Value.kind."""
+
+    def __init__(self, name: str | None = None, *, rank: int | None = None, dtype: str | None = None,
+                 where: Callable[[Value], bool] | None = None, kind: str | Sequence[str] | None = None):
+        self.name, self.rank, self.dtype, self.where = name, rank, dtype, where
+        self.kinds = (kind,) if isinstance(kind, str) else (tuple(kind) if kind else None)
+
+    def match(self, value, m):
+        if self.rank is not None and value.type.rank != self.rank:
+            return
+        if self.dtype is not None and value.type.dtype != self.dtype:
+            return
+        if self.kinds is not None and value.kind not in self.kinds:
+            return
+        if self.where is not None and not self.where(value):
+            return
+        bound = m.bind(self.name, value)
+        if bound is not None:
+            yield bound
+
+
+class Const(Pattern):
+    """A constant whose elements all equal one number; ``value`` (with relative tolerance ``rtol``)
+    or ``where(number)`` restrict it. Captures the number under ``name`` and the value under
+    ``name + "_value"``."""
+
+    def __init__(self, value: float | None = None, *, name: str | None = None, rtol: float = 1e-4,
+                 where: Callable[[float], bool] | None = None):
+        self.value, self.name, self.rtol, self.where = value, name, rtol, where
+
+    def match(self, value, m):
+        number = scalar_value(m.graph, value)
+        if number is None or math.isnan(number):
+            return
+        if self.value is not None and not math.isclose(number, self.value, rel_tol=self.rtol,
+                                                       abs_tol=self.rtol if self.value == 0 else 0.0):
+            return
+        if self.where is not None and not self.where(number):
+            return
+        if self.name is None:
+            yield m
+            return
+        if self.name in m.captures:
+            if m.captures[self.name] == number:
+                yield m
+            return
+        out = Match(m.graph, {**m.captures, self.name: number, self.name + "_value": value}, m.nodes, m.root)
+        yield out
+
+
+class Op(Pattern):
+    """A node with op ``op`` (a name or a tuple of names) whose inputs match ``inputs``."""
+
+    def __init__(self, op: str | Sequence[str], *inputs: Pattern, attrs: dict[str, Any] | None = None,
+                 where: Callable[[Node, Match], bool] | None = None, name: str | None = None,
+                 one_use: bool = False, commutative: bool | None = None):
+        self.ops = (op,) if isinstance(op, str) else tuple(op)
+        self.inputs = inputs
+        self.attrs = attrs or {}
+        self.where = where
+        self.name = name
+        self.one_use = one_use
+        self.commutative = commutative
+
+    def root_ops(self):
+        return set(self.ops)
+
+    def _attrs_ok(self, node: Node) -> bool:
+        for key, want in self.attrs.items():
+            have = attr_of(node, key)
+            if callable(want):
+                if not want(have):
+                    return False
+            elif have != want:
+                return False
+        return True
+
+    def match(self, value, m):
+        node = value.producer
+        if node is None or node.op not in self.ops or len(node.inputs) != len(self.inputs):
+            return
+        if self.one_use and len(value.uses) != 1:
+            return
+        if not self._attrs_ok(node):
+            return
+        m = m.bind(self.name, node)
+        if m is None:
+            return
+        m = m.add_node(node)
+        orders = [list(node.inputs)]
+        commutative = self.commutative
+        if commutative is None:
+            try:
+                commutative = registry.get_op(node.op).commutative
+            except GraphforgeError:
+                commutative = False
+        if commutative and len(node.inputs) == 2 and node.inputs[0] is not node.inputs[1]:
+            orders.append(list(node.inputs)[::-1])
+        for order in orders:
+            for done in _match_all(self.inputs, order, m):
+                if self.where is None or self.where(node, done):
+                    yield done
+
+
+def _match_all(patterns: Sequence[Pattern], values: Sequence[Value], m: Match) -> Iterator[Match]:
+    if not patterns:
+        yield m
+        return
+    for m1 in patterns[0].match(values[0], m):
+        yield from _match_all(patterns[1:], values[1:], m1)
+
+
+class AnyOf(Pattern):
+    """The first alternatives that match (all of them, in order, for backtracking)."""
+
+    def __init__(self, *alternatives: Pattern):
+        self.alternatives = alternatives
+
+    def root_ops(self):
+        out: set[str] = set()
+        for a in self.alternatives:
+            out |= a.root_ops()
+        return out
+
+    def match(self, value, m):
+        for alt in self.alternatives:
+            yield from alt.match(value, m)
+
+
+class Assoc(Pattern):
+    """A tree of the associative, commutative ``op`` whose leaves match ``operands`` in any order.
+
+    Interior nodes of the tree (below its root) must have exactly one use; the tree's root must be
+    an ``op`` node. Leaves may themselves be ``op`` nodes (the tree can stop at any depth)."""
+
+    def __init__(self, op: str, *operands: Pattern, name: str | None = None):
+        if len(operands) < 2:
+            raise ValueError("Assoc needs at least two operands")
+        self.op, self.operands, self.name = op, operands, name
+
+    def root_ops(self):
+        return {self.op}
+
+    def _splits(self, value: Value, limit: int, is_root: bool) -> Iterator[tuple[list[Value], list[Node]]]:
+        node = value.producer
+        expandable = node is not None and node.op == self.op and len(node.inputs) == 2 and (
+            is_root or (len(value.uses) == 1 and len(node.outputs) == 1))
+        if not is_root:
+            yield [value], []
+        if not expandable:
+            return
+        a, b = node.inputs
+        for left, ln in self._splits(a, limit - 1, False):
+            if len(left) >= limit:
+                continue
+            for right, rn in self._splits(b, limit - len(left), False):
+                if len(left) + len(right) <= limit:
+                    yield left + right, [node] + ln + rn
+
+    def match(self, value, m):
+        node = value.producer
+        if node is None or node.op != self.op:
+            return
+        n = len(self.operands)
+        for leaves, nodes in self._splits(value, n, True):
+            if len(leaves) != n:
+                continue
+            # Result types must not depend on how the tree is split: require the tree's leaves to
+            # combine to the root's type (broadcasting at the leaves is allowed).
+            base = m.bind(self.name, node)
+            if base is None:
+                continue
+            for extra in nodes:
+                base = base.add_node(extra)
+            yield from _match_perm(self.operands, leaves, base)
+
+
+def _match_perm(patterns: Sequence[Pattern], leaves: list[Value], m: Match) -> Iterator[Match]:
+    if not patterns:
+        yield m
+        return
+    first, rest = patterns[0], patterns[1:]
+    for i, leaf in enumerate(leaves):
+        if any(leaf is other for other in leaves[:i]):
+            continue  # the same value twice: trying it once is enough
+        for m1 in first.match(leaf, m):
+            yield from _match_perm(rest, leaves[:i] + leaves[i + 1:], m1)
+
+
+class Rule:
+    """A declarative rewrite: ``patterns`` (tried in order) rooted at one node, an optional
+    ``check(match)``, and ``build(match, rw)`` returning the replacement value(s) for the root's
+    results, built with graphforge ops on ``rw.t(value)`` tensors. ``requires`` names ops that must
+    be registered for the rule to run. ``matches`` counts successful rewrites."""
+
+    def __init__(self, name: str, patterns: Pattern | Sequence[Pattern],
+                 build: Callable[[Match, Rewriter], Any], *, check: Callable[[Match], bool] | None = None,
+                 requires: Sequence[str] = (), internal_uses_only: bool = True, doc: str = ""):
+        self.name = name
+        self.patterns = [patterns] if isinstance(patterns, Pattern) else list(patterns)
+        self.build = build
+        self.check = check
+        self.requires = tuple(requires)
+        self.internal_uses_only = internal_uses_only
+        self.doc = doc
+        self.matches = 0
+
+    def __repr__(self) -> str:
+        return f"Rule({self.name!r}, matches={self.matches})"
+
+    @property
+    def available(self) -> bool:
+        return all(registry.has_op(op) for op in self.requires)
+
+    def root_ops(self) -> set[str]:
+        out: set[str] = set()
+        for p in self.patterns:
+            out |= p.root_ops()
+        return out
+
+    def find(self, node: Node, graph: Graph, outs: set[int], dead=()) -> Match | None:
+        """The first match rooted at ``node`` that passes the use constraints and ``check``
+        (uses by nodes in ``dead``, erased but not yet removed, do not count)."""
+        for pattern in self.patterns:
+            for m in pattern.match_node(node, graph):
+                if self.internal_uses_only and not _internal_only(m, node, outs, dead):
+                    continue
+                if self.check is not None and not self.check(m):
+                    continue
+                return m
+        return None
+
+
+def _internal_only(m: Match, root: Node, outs: set[int], dead=()) -> bool:
+    inside = {id(n) for n in m.nodes}
+    inside.add(id(root))
+    for node in m.nodes:
+        if node is root:
+            continue
+        for out in node.outputs:
+            if id(out) in outs:
+                return False
+            for user, _ in out.uses:
+                if id(user) not in inside and id(user) not in dead:
+                    return False
+    return True
+
+
+def constant_of(m: Match, value: Value):
+    """The array of a constant value (``constant`` node or ``const``/param array), if any."""
+    array = constant_array(m.graph, value)
+    if array is None and value.producer is None:
+        array = m.graph.params.get(value.name)
+    return array
+
+
+__all__.append("constant_of")

@@ -1,0 +1,170 @@
+"""Helpers shared by the passes: constant lookup, safe value replacement, dead-node cleanup,
+provenance merging and building replacements with the ordinary graphforge functional API."""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from graphforge.errors import GraphforgeError
+from graphforge.ir.graph import Graph, Node, Value
+from graphforge.trace.builder import Builder
+from graphforge.trace.tensor import Tensor
+
+__all__ = ["constant_array", "scalar_value", "merge_provenance", "can_replace", "replace_value",
+           "erase_dead", "Rewriter", "output_ids"]
+
+
+def constant_array(graph: Graph, value: Value) -> np.ndarray | None:
+    """The array of a ``constant`` node's result or of a ``const`` parameter, else None."""
+    producer = value.producer
+    if producer is not None:
+        if producer.op == "constant":
+            return producer.attrs["value"]
+        return None
+    if value.kind == "const":
+        return graph.params.get(value.name)
+    return None
+
+
+def scalar_value(graph: Graph, value: Value, max_elements: int = 1 << 16) -> float | None:
+    """The single value of a constant whose elements are all equal (a splat), else None."""
+    array = constant_array(graph, value)
+    if array is None or array.size == 0 or array.size > max_elements:
+        return None
+    flat = array.reshape(-1)
+    first = flat[0]
+    if flat.size > 1 and not np.all(flat == first):
+        return None
+    try:
+        if array.dtype.kind == "f" and array.dtype.itemsize < 8 or array.dtype.name == "bfloat16":
+            # The shortest decimal that round-trips in the constant's own precision: a float32
+            # ``1e-5`` reads back as 1e-05, not 9.99999974738e-06.
+            return float(str(first))
+        return float(first)
+    except (TypeError, ValueError):
+        return None
+
+
+def merge_provenance(nodes: Iterable[Node]) -> tuple[str, str]:
+    """Scope and location of a node that absorbs ``nodes``: the deepest module path that contains
+    every absorbed scope, and the absorbed ``file:line`` locations joined with ``;`` (rule 5)."""
+    scopes: list[str] = []
+    locs: list[str] = []
+    for node in nodes:
+        if node.scope and node.scope not in scopes:
+            scopes.append(node.scope)
+        for loc in node.loc.split(";") if node.loc else ():
+            if loc and loc not in locs:
+                locs.append(loc)
+    if not scopes:
+        scope = ""
+    elif len(scopes) == 1:
+        scope = scopes[0]
+    else:
+        parts = [s.split(".") for s in scopes]
+        common = []
+        for column in zip(*parts):
+            if all(c == column[0] for c in column):
+                common.append(column[0])
+            else:
+                break
+        scope = ".".join(common)
+    return scope, ";".join(locs)
+
+
+def output_ids(graph: Graph) -> set[int]:
+    return {id(o) for o in graph.outputs}
+
+
+def can_replace(graph: Graph, old: Value, new: Value, outs: set[int] | None = None) -> bool:
+    """Whether ``old`` may be replaced by ``new`` without changing the graph's outputs' identity:
+    a graph output may not become an input, a parameter, or a value that is already an output."""
+    if old is new or old.type != new.type:
+        return old is new
+    outs = output_ids(graph) if outs is None else outs
+    if id(old) in outs and (new.kind != "node" or id(new) in outs):
+        return False
+    return True
+
+
+def replace_value(graph: Graph, old: Value, new: Value, outs: set[int] | None = None) -> bool:
+    """Redirect every use of ``old`` (and the graph outputs) to ``new`` when :func:`can_replace`."""
+    if old is new or not can_replace(graph, old, new, outs):
+        return False
+    if outs is not None and id(old) in outs:
+        outs.discard(id(old))
+        outs.add(id(new))
+    graph.replace_all_uses_with(old, new)
+    return True
+
+
+def erase_dead(graph: Graph, candidates: Iterable[Node], outs: set[int] | None = None,
+               dead: dict[int, Node] | None = None) -> int:
+    """Remove ``candidates`` whose results are unused, then their producers that became unused.
+
+    Uses by nodes already found dead do not count. Without ``dead``, the dead nodes are removed at
+    once with ``graph.remove_nodes``. With ``dead`` (id → node) given, they are only recorded there
+    and the caller removes them in one batch later (keeping a sweep of many rewrites linear)."""
+    outs = output_ids(graph) if outs is None else outs
+    defer = dead is not None
+    dead = {} if dead is None else dead
+    newly: list[Node] = []
+    stack = list(candidates)
+    while stack:
+        node = stack.pop()
+        if id(node) in dead:
+            continue
+        if any(id(o) in outs or any(id(u) not in dead for u, _ in o.uses) for o in node.outputs):
+            continue
+        dead[id(node)] = node
+        newly.append(node)
+        for v in node.inputs:
+            if v.producer is not None and id(v.producer) not in dead:
+                stack.append(v.producer)
+    if newly and not defer:
+        graph.remove_nodes(newly)
+    return len(newly)
+
+
+class Rewriter:
+    """Builds replacement subgraphs with the ordinary functional API::
+
+        rw = Rewriter(graph)
+        with rw.at(nodes) as b:            # provenance merged from the nodes being replaced
+            y = graphforge.ops.linear(rw.t(x), rw.t(w), rw.t(b))
+
+    New nodes are appended to the graph (call ``graph.toposort()`` afterwards). If the block raises a
+    :class:`GraphforgeError` (a type rule refused the replacement), the nodes it emitted are removed
+    and :class:`RewriteRefused` is raised instead."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.builder = Builder(graph, capture_locations=False)
+
+    def t(self, value: Value) -> Tensor:
+        return Tensor(value, self.builder)
+
+    @contextlib.contextmanager
+    def at(self, nodes: Iterable[Node]) -> Iterator[Builder]:
+        scope, loc = merge_provenance(nodes)
+        mark = len(self.graph.nodes)
+        try:
+            with self.builder.activate(), self.builder.provenance(scope, loc):
+                yield self.builder
+        except GraphforgeError as exc:
+            self.rollback(mark)
+            raise RewriteRefused(str(exc)) from exc
+
+    def rollback(self, mark: int) -> None:
+        for node in self.graph.nodes[mark:]:
+            node.detach()
+        del self.graph.nodes[mark:]
+
+
+class RewriteRefused(Exception):
+    """A replacement could not be built (its types did not check); the match is skipped."""
+
+
+__all__.append("RewriteRefused")

@@ -1,0 +1,129 @@
+"""graphforge as an ``onnx.backend.base.Backend``: ONNX → IR (``from_onnx``) → JAX back end.
+
+Used by onnx's own conformance suite (``onnx.backend.test.BackendTest``, see tests/conformance).
+The reference (NumPy) interpreter is used only when the JAX back end is not available.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Sequence
+
+import numpy as np
+import onnx
+from onnx.backend.base import Backend, BackendRep
+
+from graphforge.errors import GraphforgeError
+
+from .onnx_import import from_onnx
+
+__all__ = ["GraphforgeBackend", "GraphforgeRep", "default_backend", "prepare", "run_model", "run_node",
+           "supports_device"]
+
+
+def default_backend() -> str:
+    """``"jax"`` when the JAX lowering is importable and registers lowerings, else ``"reference"``."""
+    try:
+        mod = importlib.import_module("graphforge.runtimes.jax")
+        if hasattr(mod, "run"):
+            return "jax"
+    except Exception:  # noqa: BLE001
+        pass
+    return "reference"
+
+
+class GraphforgeRep(BackendRep):
+    """A prepared model. When an import-time constant (a shape, axes, pads…) is a graph input, the
+    model is specialised on the values it is run with (one imported graph per distinct value set)."""
+
+    def __init__(self, model: onnx.ModelProto, graph, backend: str, static: tuple[str, ...] = ()):
+        self.model = model
+        self.graph = graph
+        self.backend = backend
+        self.static = static  # ONNX input names specialised at run time
+        inits = {t.name for t in model.graph.initializer}
+        self.input_names = [vi.name for vi in model.graph.input if vi.name not in inits]
+        self._cache: dict = {}
+
+    def _graph_for(self, feed: dict):
+        if self.graph is not None:
+            return self.graph, feed
+        consts = {n: np.asarray(feed[n]) for n in self.static}
+        graph = self._cache.get(_key(consts))
+        if graph is None:
+            graph, self.static = _import_specialised(self.model, consts, feed)  # consts grows in place
+            self._cache[_key(consts)] = graph
+        return graph, {n: a for n, a in feed.items() if n not in consts}
+
+    def run(self, inputs: Any, **kwargs: Any) -> tuple:
+        from graphforge.runtime import run as gf_run
+        from graphforge.runtimes.onnx_import.importer import sanitize
+
+        if isinstance(inputs, dict):
+            feed = {n: np.asarray(inputs[n]) for n in self.input_names}
+        else:
+            arrays = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
+            feed = {n: np.asarray(a) for n, a in zip(self.input_names, arrays)}
+        graph, rest = self._graph_for(feed)
+        outs = gf_run(graph, {sanitize(n): a for n, a in rest.items()}, backend=self.backend)
+        return tuple(np.asarray(o) for o in outs)
+
+
+def _key(consts: dict) -> tuple:
+    return tuple((n, a.dtype.str, a.shape, a.tobytes()) for n, a in sorted(consts.items()))
+
+
+def _import_specialised(model, consts: dict, feed: dict):
+    """Import with ``consts`` fixed, adding each graph input the importer asks for (from ``feed``)."""
+    from .onnx_import import NeedsConstantError
+
+    while True:
+        try:
+            return from_onnx(model, constant_inputs=consts), tuple(consts)
+        except NeedsConstantError as exc:
+            if exc.tensor in feed and exc.tensor not in consts:
+                consts[exc.tensor] = np.asarray(feed[exc.tensor])
+                continue
+            # computed from the inputs: specialise on every small integer input it may come from
+            more = {n: np.asarray(a) for n, a in feed.items() if n not in consts
+                    and np.asarray(a).dtype.kind in "iub" and np.asarray(a).size <= 64}
+            if not more:
+                raise
+            consts.update(more)
+
+
+class GraphforgeBackend(Backend):
+    backend_name = None  # None: pick jax when available, else reference
+
+    @classmethod
+    def is_compatible(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs: Any) -> bool:
+        return True
+
+    @classmethod
+    def prepare(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs: Any) -> GraphforgeRep:
+        from .onnx_import import NeedsConstantError
+
+        backend = cls.backend_name or default_backend()
+        try:
+            return GraphforgeRep(model, from_onnx(model), backend)
+        except NeedsConstantError:
+            pass  # specialised on the values of the constant-like inputs at run time
+        return GraphforgeRep(model, None, backend)
+
+    @classmethod
+    def run_model(cls, model: onnx.ModelProto, inputs: Any, device: str = "CPU", **kwargs: Any) -> tuple:
+        return cls.prepare(model, device, **kwargs).run(inputs)
+
+    @classmethod
+    def run_node(cls, node: onnx.NodeProto, inputs: Any, device: str = "CPU",
+                 outputs_info: Sequence[tuple] | None = None, **kwargs: Any) -> tuple:
+        raise GraphforgeError("run_node is not supported; build a one-node model instead")
+
+    @classmethod
+    def supports_device(cls, device: str) -> bool:
+        return device in ("CPU", "CUDA")
+
+
+prepare = GraphforgeBackend.prepare
+run_model = GraphforgeBackend.run_model
+run_node = GraphforgeBackend.run_node
+supports_device = GraphforgeBackend.supports_device

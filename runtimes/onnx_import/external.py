@@ -1,0 +1,90 @@
+"""Loading untrusted ONNX files: protobuf only (nothing is unpickled), external data confined to the
+model's directory (no ``..``, no absolute paths, no symlink escaping it, offset/length bounds-checked),
+then ``onnx.checker`` full check and strict shape inference."""
+from __future__ import annotations
+
+import os
+
+import onnx
+from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors
+
+from graphforge.errors import LoadError
+
+__all__ = ["load_model_checked", "resolve_external_data"]
+
+
+def _external_path(base_dir: str, location: str) -> str:
+    if not location or os.path.isabs(location) or location.startswith(("/", "\\")) or ":" in location:
+        raise LoadError(f"external data location {location!r} must be a relative path inside the model's "
+                        "directory")
+    parts = location.replace("\\", "/").split("/")
+    if any(p in ("..", "") for p in parts):
+        raise LoadError(f"external data location {location!r} may not contain '..' or empty components")
+    base_real = os.path.realpath(base_dir)
+    full = os.path.realpath(os.path.join(base_real, *parts))
+    if os.path.commonpath([base_real, full]) != base_real:
+        raise LoadError(f"external data location {location!r} resolves outside the model's directory "
+                        "(symlink?)")
+    if not os.path.isfile(full):
+        raise LoadError(f"external data file {location!r} not found next to the model")
+    return full
+
+
+def resolve_external_data(model: onnx.ModelProto, base_dir: str | None) -> None:
+    """Read every external tensor into ``raw_data`` after checking its location and byte range."""
+    for tensor in _get_all_tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = ExternalDataInfo(tensor)
+        if base_dir is None:
+            raise LoadError(f"tensor {tensor.name!r} uses external data, but the model was not given as a "
+                            "path (pass the file path so its directory can be resolved)")
+        path = _external_path(base_dir, info.location)
+        size = os.path.getsize(path)
+        offset = int(info.offset or 0)
+        length = info.length
+        if offset < 0 or offset > size:
+            raise LoadError(f"tensor {tensor.name!r}: external data offset {offset} outside {info.location!r} "
+                            f"({size} bytes)")
+        if length is None or length == "":
+            length = size - offset
+        length = int(length)
+        if length < 0 or offset + length > size:
+            raise LoadError(f"tensor {tensor.name!r}: external data range [{offset}, {offset + length}) "
+                            f"exceeds {info.location!r} ({size} bytes)")
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read(length)
+        tensor.raw_data = data
+        tensor.data_location = onnx.TensorProto.DEFAULT
+        del tensor.external_data[:]
+
+
+def load_model_checked(model_or_path, *, check: bool = True) -> onnx.ModelProto:
+    base_dir = None
+    try:
+        if isinstance(model_or_path, onnx.ModelProto):
+            model = onnx.ModelProto()
+            model.CopyFrom(model_or_path)
+        elif isinstance(model_or_path, (bytes, bytearray)):
+            model = onnx.load_model_from_string(bytes(model_or_path))
+        elif isinstance(model_or_path, (str, os.PathLike)):
+            path = os.fspath(model_or_path)
+            if not os.path.isfile(path):
+                raise LoadError(f"ONNX file {path!r} not found")
+            base_dir = os.path.dirname(os.path.abspath(path))
+            model = onnx.load(path, load_external_data=False)
+        else:
+            raise LoadError(f"from_onnx expects a path, bytes or onnx.ModelProto, got {type(model_or_path).__name__}")
+    except LoadError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (protobuf DecodeError and friends)
+        raise LoadError(f"cannot parse ONNX model: {exc}") from None
+    resolve_external_data(model, base_dir)
+    if check:
+        try:
+            onnx.checker.check_model(model, full_check=True)
+            model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+        except Exception as exc:  # noqa: BLE001
+            raise LoadError(f"ONNX model failed validation: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}") from None
+    return model

@@ -1,0 +1,278 @@
+"""ONNX → graphforge IR: validate an (untrusted) ONNX model and rebuild it as a typed Graph.
+
+Every ONNX op type has one importer function in :data:`IMPORTERS` (see ``ops_*.py``). Values known at
+import time (integer initializers, ``Constant`` nodes, ``Shape`` of static shapes and anything computed
+only from those) are kept as NumPy arrays and folded with onnx's own reference evaluator, so shape
+arithmetic (Shape → Gather → Concat → Reshape) disappears at import. Float initializers become
+trainable params, integer/bool ones ``const`` params. Node names are kept as ``Node.scope``.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from typing import Any, Callable
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from graphforge.dtypes import from_numpy_dtype
+from graphforge.errors import GraphforgeError, LoadError, UnsupportedOpError
+from graphforge.ir.graph import Graph, Value
+from graphforge.ir.types import TensorType
+from graphforge.trace.builder import Builder
+
+from .external import load_model_checked
+
+__all__ = ["from_onnx", "IMPORTERS", "importer", "ImportContext", "supported_op_types", "NeedsConstantError"]
+
+
+class NeedsConstantError(UnsupportedOpError):
+    """An input that graphforge needs at import time (a shape, axes, pads…) is only known at run time.
+
+    ``tensor`` names the ONNX tensor; when it is a graph input, ``from_onnx(..., constant_inputs=)``
+    (or the onnx backend, which specialises on the values it is run with) resolves it."""
+
+    def __init__(self, message: str, tensor: str = "", **kw):
+        self.tensor = tensor
+        super().__init__(message, **kw)
+
+IMPORTERS: dict[str, Callable[["ImportContext", onnx.NodeProto], list[Any]]] = {}
+_NAME = re.compile(r"[^\w.\-/]")
+_SMALL = 64  # constants up to this many elements become `constant` nodes, larger ones const params
+# ops never folded at import time even on constant inputs (random or side-effecting)
+_NO_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+            "Bernoulli"}
+
+
+def importer(*op_types: str):
+    def deco(fn):
+        for t in op_types:
+            IMPORTERS[t] = fn
+        return fn
+    return deco
+
+
+def supported_op_types() -> list[str]:
+    _load_tables()
+    return sorted(IMPORTERS)
+
+
+def _load_tables():
+    from . import ops_attention, ops_basic, ops_composite, ops_more, ops_nn  # noqa: F401  (register the tables)
+
+
+def onnx_dtype(elem_type: int) -> str:
+    try:
+        np_dtype = onnx.helper.tensor_dtype_to_np_dtype(elem_type)
+        return from_numpy_dtype(np.dtype(np_dtype))
+    except Exception as exc:  # noqa: BLE001
+        name = onnx.TensorProto.DataType.Name(elem_type) if elem_type in onnx.TensorProto.DataType.values() else elem_type
+        raise UnsupportedOpError(f"ONNX tensor element type {name} has no graphforge dtype") from exc
+
+
+class ImportContext:
+    """State of one import: the graph, a builder, ONNX name → Value or static ndarray, opset."""
+
+    def __init__(self, graph: Graph, opset: int):
+        self.graph = graph
+        self.builder = Builder(graph, capture_locations=False)
+        self.opset = opset
+        self.values: dict[str, Value] = {}
+        self.consts: dict[str, np.ndarray] = {}
+        self._sym = 0
+        self.node_name = ""
+
+    # ---- reading inputs ------------------------------------------------------------------------
+    def has(self, node: onnx.NodeProto, i: int) -> bool:
+        return i < len(node.input) and node.input[i] != ""
+
+    def const(self, name: str) -> np.ndarray | None:
+        """The static value of ONNX tensor ``name`` or None when it is only known at run time."""
+        if name in self.consts:
+            return self.consts[name]
+        v = self.values.get(name)
+        if v is not None and v.kind == "const" and v.name in self.graph.params:
+            return self.graph.params[v.name]
+        return None
+
+    def need_const(self, node: onnx.NodeProto, i: int, what: str) -> np.ndarray:
+        arr = self.const(node.input[i])
+        if arr is None:
+            raise NeedsConstantError(f"{node.op_type} node {node.name!r}: input {i} ({what}) must be a "
+                                     "constant known at import time", tensor=node.input[i], op=node.op_type)
+        return arr
+
+    def value(self, name: str) -> Value:
+        if name in self.values:
+            return self.values[name]
+        if name in self.consts:
+            v = self.materialize(self.consts[name], name)
+            self.values[name] = v
+            return v
+        raise LoadError(f"ONNX tensor {name!r} is used before it is defined")
+
+    def materialize(self, arr: np.ndarray, hint: str = "const") -> Value:
+        arr = np.asarray(arr)
+        if arr.size <= _SMALL:
+            return self.emit("constant", [], value=arr)
+        pname = self.graph.fresh_param_name(sanitize(hint) or "const")
+        return self.graph.add_param(pname, TensorType(arr.shape, from_numpy_dtype(arr.dtype)), arr, "const")
+
+    def input(self, node: onnx.NodeProto, i: int) -> Value:
+        return self.value(node.input[i])
+
+    # ---- emitting --------------------------------------------------------------------------------
+    def emit(self, op: str, inputs: list[Value], **attrs) -> Value:
+        return self.emit_n(op, inputs, **attrs)[0]
+
+    def emit_n(self, op: str, inputs: list[Value], **attrs) -> list[Value]:
+        with self.builder.provenance(self.node_name, ""):
+            return self.builder.emit(op, inputs, attrs)
+
+    def scalar(self, x, dtype: str) -> Value:
+        from graphforge.dtypes import to_numpy_dtype
+        return self.emit("constant", [], value=np.array(x, dtype=to_numpy_dtype(dtype)))
+
+    def cast(self, v: Value, dtype: str) -> Value:
+        return v if v.type.dtype == dtype else self.emit("cast", [v], dtype=dtype)
+
+    def fresh_symbol(self) -> str:
+        self._sym += 1
+        return f"unk{self._sym}"
+
+
+def sanitize(name: str) -> str:
+    out = _NAME.sub("_", name)
+    if not out or out.isdigit():
+        out = "t" + out
+    return out
+
+
+def _value_type(ctx: ImportContext, vi: onnx.ValueInfoProto) -> TensorType:
+    if not vi.type.HasField("tensor_type"):
+        raise UnsupportedOpError(f"graph input {vi.name!r} is not a tensor (sequences/maps/optionals "
+                                 "are not supported)")
+    tt = vi.type.tensor_type
+    dims: list[int | str] = []
+    for d in tt.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(int(d.dim_value))
+        elif d.HasField("dim_param") and d.dim_param:
+            s = re.sub(r"\W", "_", d.dim_param)
+            dims.append(s if s and not s[0].isdigit() else "d_" + s)
+        else:
+            dims.append(ctx.fresh_symbol())
+    if not tt.HasField("shape"):
+        raise UnsupportedOpError(f"graph input {vi.name!r} has no shape (rank must be known)")
+    return TensorType(tuple(dims), onnx_dtype(tt.elem_type))
+
+
+def _fold(ctx: ImportContext, node: onnx.NodeProto) -> list[np.ndarray] | None:
+    """Evaluate ``node`` with onnx's reference evaluator when all its inputs are static."""
+    if node.op_type in _NO_FOLD or node.domain not in ("", "ai.onnx"):
+        return None
+    ins = [ctx.const(n) if n else None for n in node.input]
+    if any(n and a is None for n, a in zip(node.input, ins)):
+        return None
+    if node.op_type == "Constant" or any(a is not None and a.size > 1 << 20 for a in ins):
+        return None
+    from onnx.reference import ReferenceEvaluator
+
+    try:
+        ev = ReferenceEvaluator(node, opsets={"": ctx.opset})  # type: ignore[arg-type]
+        feeds = {n: a for n, a in zip(node.input, ins) if n}
+        outs = ev.run(None, feeds)
+    except Exception:  # noqa: BLE001  (fall back to emitting the node)
+        return None
+    return [np.asarray(o) for o in outs]
+
+
+def from_onnx(model_or_path, *, check: bool = True, fold: bool = True, name: str | None = None,
+              constant_inputs: dict | None = None) -> Graph:
+    """Import an ONNX model (``ModelProto``, path, or bytes) into a verified graphforge :class:`Graph`.
+
+    The model is validated first (``onnx.checker`` full check, strict shape inference); external data
+    is read only from inside the model's directory. Every unsupported op is listed in one
+    :class:`UnsupportedOpError`. ``constant_inputs`` (ONNX input name → array) specialises graph inputs
+    to fixed values (they are no longer inputs of the graph), e.g. a shape fed at run time.
+    """
+    constant_inputs = dict(constant_inputs or {})
+    _load_tables()
+    model = load_model_checked(model_or_path, check=check)
+    opset = 1
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            opset = imp.version
+    g = model.graph
+    # all unsupported ops at once
+    missing: Counter = Counter()
+    first_name: dict[str, str] = {}
+    for node in g.node:
+        if node.domain not in ("", "ai.onnx") or node.op_type not in IMPORTERS:
+            key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
+            missing[key] += 1
+            first_name.setdefault(key, node.name)
+    if missing:
+        listing = "; ".join(f"{k} (node {first_name[k]!r}, {c} node{'s' if c > 1 else ''})"
+                            for k, c in sorted(missing.items()))
+        raise UnsupportedOpError(f"ONNX model uses {len(missing)} op type(s) graphforge cannot import: "
+                                 f"{listing}", hint="supported: " + ", ".join(supported_op_types()))
+
+    graph = Graph(sanitize(name or g.name or "onnx_model"))
+    ctx = ImportContext(graph, opset)
+    inits = {t.name: t for t in g.initializer}
+    for vi in g.input:
+        if vi.name in inits:
+            continue
+        if vi.name in constant_inputs:
+            ctx.consts[vi.name] = np.asarray(constant_inputs[vi.name])
+            continue
+        ctx.values[vi.name] = graph.add_input(sanitize(vi.name), _value_type(ctx, vi))
+    for t in g.initializer:
+        arr = numpy_helper.to_array(t)
+        kind = "param" if arr.dtype.kind == "f" else "const"
+        if arr.dtype.kind == "f" and arr.dtype.itemsize < 2:
+            raise UnsupportedOpError(f"initializer {t.name!r}: dtype {arr.dtype} is not supported")
+        pname = graph.fresh_param_name(sanitize(t.name))
+        arr = np.array(arr, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
+        v = graph.add_param(pname, TensorType(arr.shape, from_numpy_dtype(arr.dtype)), arr, kind)
+        ctx.values[t.name] = v
+        if kind == "const":
+            ctx.consts[t.name] = arr
+    for node in g.node:
+        ctx.node_name = node.name or node.op_type
+        folded = _fold(ctx, node) if fold else None
+        try:
+            if folded is not None:
+                outs: list[Any] = folded
+            else:
+                outs = IMPORTERS[node.op_type](ctx, node)
+        except GraphforgeError as exc:
+            if isinstance(exc, UnsupportedOpError):
+                raise
+            raise type(exc)(f"while importing ONNX node {node.name!r} ({node.op_type}): {exc.detail}",
+                            op=node.op_type, scope=node.name or None, hint=exc.hint) from None
+        for oname, out in zip(node.output, outs):
+            if not oname or out is None:
+                continue
+            if isinstance(out, Value):
+                ctx.values[oname] = out
+            else:
+                ctx.consts[oname] = np.asarray(out)
+    out_values = []
+    for vi in g.output:
+        out_values.append(ctx.value(vi.name))
+    graph.set_outputs(out_values, [vi.name for vi in g.output])
+    _drop_unused_params(graph)
+    graph.toposort()
+    graph.verify()
+    return graph
+
+
+def _drop_unused_params(graph: Graph) -> None:
+    used = {id(v) for n in graph.nodes for v in n.inputs} | {id(v) for v in graph.outputs}
+    for pname, v in list(graph.param_values.items()):
+        if id(v) not in used:
+            graph.remove_param(pname)

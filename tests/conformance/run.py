@@ -1,0 +1,46 @@
+"""Print graphforge's pass rate on onnx's backend test suite, per category (``make conformance``).
+
+    python -m tests.conformance.run [--category Node ...] [--include REGEX] [--backend jax|reference]
+                                    [--failures] [--per-op]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from .suite import CATEGORIES, claimed_ops, per_op, run_suite, summarize
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--category", action="append", choices=CATEGORIES)
+    ap.add_argument("--include")
+    ap.add_argument("--backend", default=None, help="graphforge back end (default: jax when available)")
+    ap.add_argument("--failures", action="store_true", help="list every failing case with its last error line")
+    ap.add_argument("--per-op", action="store_true", help="per-ONNX-op table for the node cases")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    results = run_suite(tuple(args.category or CATEGORIES), include=args.include, backend=args.backend)
+    if args.failures:
+        for r in results:
+            if r.status in ("fail", "error"):
+                print(f"{r.status:5s} {r.category}/{r.name}: {r.detail}")
+    if args.per_op:
+        claimed = set(claimed_ops())
+        for op, c in sorted(per_op(results).items()):
+            run = sum(c.values()) - c["excluded"]
+            mark = "*" if op in claimed else " "
+            print(f"{mark} {op:28s} {c['pass']:4d}/{run:<4d} (+{c['excluded']} excluded)")
+    print(f"{'category':18s} {'pass':>5s} {'total':>6s} {'excl':>5s} {'rate(all)':>10s} {'rate(run)':>10s}")
+    table = summarize(results)
+    for cat in CATEGORIES:
+        if cat in table:
+            s = table[cat]
+            print(f"{cat:18s} {s['pass']:5d} {s['total']:6d} {s['excluded']:5d} {s['rate_all']:10.1%} {s['rate_run']:10.1%}")
+    print(f"({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Helpers shared by the foundation tests: one-node graphs from op-table samples, float64 copies
+for gradient checks, and central finite differences."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphforge as gf
+from graphforge import dtypes as _dt
+from graphforge.ir.dims import dim_symbols, resolve_shape
+from graphforge.ir.graph import Graph
+from graphforge.ir.types import TensorType
+from graphforge.ops.registry import Sample, all_ops
+from graphforge.ops.samples import make_inputs
+from graphforge.trace.builder import Builder
+from graphforge.trace.tensor import Tensor
+
+__all__ = ["sample_params", "op_params", "build_sample_graph", "to_float64", "sample_arrays",
+           "weighted_loss_graph", "numeric_grad", "resolve_shape", "dim_symbols"]
+
+
+def sample_params(predicate=None) -> list:
+    """``pytest.param(op_name, index, id="op-index")`` for every sample of every registered op."""
+    out = []
+    for name, opdef in all_ops().items():
+        for k, sample in enumerate(opdef.samples):
+            if predicate is None or predicate(opdef, sample):
+                out.append(pytest.param(name, k, id=f"{name}-{k}"))
+    return out
+
+
+def op_params() -> list:
+    return [pytest.param(name, id=name) for name in all_ops()]
+
+
+def build_sample_graph(op: str, sample: Sample, name: str | None = None) -> tuple[Graph, list]:
+    """A Graph with one input per sample input (``x0``, ``x1``, ...) and one ``op`` node."""
+    graph = Graph(name or f"{op}_sample")
+    inputs = [graph.add_input(f"x{i}", t) for i, t in enumerate(sample.inputs)]
+    builder = Builder(graph, capture_locations=False)
+    outs = builder.emit(op, inputs, dict(sample.attrs))
+    graph.set_outputs(outs)
+    return graph, outs
+
+
+_WIDEN = {"float32": "float64", "float16": "float64", "bfloat16": "float64"}
+
+
+def to_float64(sample: Sample) -> Sample:
+    """The same sample with every float input (and float ``dtype`` attribute) in float64."""
+    inputs = [TensorType(t.shape, _WIDEN.get(t.dtype, t.dtype)) for t in sample.inputs]
+    attrs = {}
+    for key, value in sample.attrs.items():
+        if isinstance(value, str) and value in _WIDEN:
+            value = _WIDEN[value]
+        attrs[key] = value
+    return Sample(inputs, attrs=attrs, bind=dict(sample.bind), domain=sample.domain, grad=sample.grad,
+                  note=sample.note)
+
+
+def sample_arrays(sample: Sample, seed: int = 0) -> list[np.ndarray]:
+    """make_inputs(sample), with float arrays converted to the sample's (possibly widened) dtypes."""
+    arrays = make_inputs(sample, seed)
+    return [a.astype(_dt.to_numpy_dtype(t.dtype)) if _dt.is_float(t.dtype) else a
+            for a, t in zip(arrays, sample.inputs)]
+
+
+def weighted_loss_graph(op: str, sample: Sample) -> tuple[Graph, list[str], list[str]]:
+    """``sum_j sum(out_j * w_j)`` over the op's float outputs; the weights ``w_j`` are graph inputs
+    (so symbolic dims stay symbolic). Returns (graph, data input names, weight input names)."""
+    graph, outs = build_sample_graph(op, sample, f"{op}_loss")
+    data_names = [v.name for v in graph.inputs]
+    builder = Builder(graph, capture_locations=False)
+    loss = None
+    weight_names = []
+    with builder.activate():
+        for j, out in enumerate(outs):
+            if not _dt.is_float(out.type.dtype):
+                continue
+            w = graph.add_input(f"w{j}", out.type)
+            weight_names.append(w.name)
+            term = gf.sum(Tensor(out, builder) * Tensor(w, builder))
+            loss = term if loss is None else loss + term
+    assert loss is not None, f"{op} has no float output"
+    graph.set_outputs([loss.value], ["loss"])
+    graph.verify()
+    return graph, data_names, weight_names
+
+
+def numeric_grad(fn, arrays: list[np.ndarray], i: int, eps: float = 1e-6) -> np.ndarray:
+    """Central finite differences of the scalar ``fn(arrays)`` with respect to ``arrays[i]``."""
+    base = [np.array(a, copy=True) for a in arrays]
+    grad = np.zeros(base[i].shape, dtype=np.float64)
+    for idx in np.ndindex(*base[i].shape):
+        plus = [a.copy() for a in base]
+        minus = [a.copy() for a in base]
+        plus[i][idx] += eps
+        minus[i][idx] -= eps
+        grad[idx] = (float(fn(plus)) - float(fn(minus))) / (2 * eps)
+    return grad

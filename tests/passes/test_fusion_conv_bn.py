@@ -1,0 +1,61 @@
+"""fusion/conv_bn: conv2d followed by eval-mode batch_norm → conv2d with folded const weights."""
+import numpy as np
+import pytest
+
+import graphforge as gf
+from graphforge.passes import optimize
+from nn_stubs import nn_ops
+from passtest import assert_equivalent, assert_idempotent
+
+IR = """
+graph g(%x: f32[batch,2,5,5]) {
+  param %conv.weight: f32[3,2,3,3]
+  %BIAS
+  param %bn.weight: f32[3]
+  param %bn.bias: f32[3]
+  buffer %bn.running_mean: f32[3]
+  buffer %bn.running_var: f32[3]
+  %c: f32[batch,3,5,5] = conv2d(%x, %conv.weight%BARG) {dilations=[1, 1], groups=1, pads=[1, 1, 1, 1], strides=[1, 1]} @conv (m.py:1)
+  %y: f32[batch,3,5,5] = batch_norm(%c, %bn.weight, %bn.bias, %bn.running_mean, %bn.running_var) {eps=1e-05, momentum=0.1, training=false} @bn (m.py:2)
+  %z: f32[batch,3,5,5] = relu(%y) @act (m.py:3)
+  return %z as out
+}"""
+
+
+@pytest.fixture(autouse=True)
+def _ops():
+    with nn_ops("conv2d", "batch_norm") as real:
+        yield real
+
+
+def _graph(with_bias):
+    text = IR.replace("%BIAS", "param %conv.bias: f32[3]" if with_bias else "").replace(
+        "%BARG", ", %conv.bias" if with_bias else "")
+    g = gf.parse(text)
+    rng = np.random.default_rng(0)
+    for name, v in g.param_values.items():
+        a = rng.standard_normal(v.type.shape).astype(np.float32)
+        g.params[name] = np.abs(a) + 0.5 if name.endswith("running_var") else a
+    return g
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_folds_batch_norm_into_conv(with_bias):
+    g = _graph(with_bias)
+    out = optimize(g, "fuse,dce", verify=True)
+    assert out.op_counts() == {"conv2d": 1, "relu": 1}
+    conv = out.nodes[0]
+    assert conv.scope == ""  # the deepest scope containing both "conv" and "bn"
+    assert conv.loc == "m.py:1;m.py:2"
+    assert [out.param_values[v.name].kind for v in conv.inputs[1:]] == ["const", "const"]
+    assert conv.attrs["pads"] == [1, 1, 1, 1]
+    assert_equivalent(g, out, rtol=1e-4, atol=1e-4)
+    assert_idempotent(out, "fuse,dce")
+
+
+def test_training_mode_is_not_folded():
+    # Training mode has 3 outputs (y, new running mean, new running var; docs/ARCHITECTURE.md).
+    text = _graph(True).__str__().replace("training=false", "training=true").replace(
+        "%y: f32[batch,3,5,5] = batch_norm", "%y: f32[batch,3,5,5], %nm: f32[3], %nv: f32[3] = batch_norm")
+    g = gf.parse(text, params=_graph(True).params)
+    assert "batch_norm" in optimize(g, "fuse").op_counts()
