@@ -12,6 +12,8 @@ centred digits), then scale to [0, 1]. The task is therefore "MNIST-sized input,
 information"; the accuracy quoted is on a held-out 20 % split.
 
 Run: ``python examples/mlp.py`` (``make demo``), or ``--quick`` for a fast smoke run (tests).
+Compile it: ``graphforge compile examples/mlp.py -o mlp.onnx --verify`` (the file follows the CLI's
+model-file convention: ``make_model()`` and ``inputs``).
 """
 from __future__ import annotations
 
@@ -37,6 +39,15 @@ class MLP(nn.Module):
 
     def forward(self, x):
         return self.layer2(self.layer1(x).relu())
+
+
+# The model-file convention of the CLI (docs/cli.md): `graphforge compile examples/mlp.py -o mlp.onnx`
+# traces make_model() on these inputs (`examples/mlp.py:MLP` picks the class directly).
+inputs = gf.TensorSpec(("batch", 784), "float32")
+
+
+def make_model() -> MLP:
+    return MLP()
 
 
 def load_data(seed: int = 0):

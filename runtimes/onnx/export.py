@@ -1,0 +1,336 @@
+"""Graph → checked ``onnx.ModelProto`` (``to_onnx``) and atomic files (``save_onnx``).
+
+Inputs keep their names and symbolic dims become ``dim_param``s, so one file serves every batch
+size; parameters, buffers and consts become initializers (or graph inputs with
+``params_as_inputs=True``, which is how ``gf.run(..., params=...)`` feeds overrides). Every ONNX node
+is named ``<scope>/<OpType>_<k>`` and its ``doc_string`` is the graphforge node's provenance
+(``encoder.layers.0.attn.q_proj @ model.py:31``); the model's ``metadata_props`` carry the
+graphforge version. Each model passes ``onnx.checker.check_model(full_check=True)`` and strict shape
+inference before it is returned or written.
+
+Composite ops without a lowering (or whose lowering asks for it, e.g. LayerNormalization without a
+static scale shape) are lowered through their registry decomposition.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from graphforge.errors import ExportError, GraphforgeError, UnsupportedOpError
+from graphforge.ir.graph import Graph
+from graphforge.ops import registry
+
+from . import lower_math as _lower_math  # noqa: F401  (registers the lowerings)
+from . import lower_nn as _lower_nn  # noqa: F401
+from . import lower_shape as _lower_shape  # noqa: F401
+from .lower import DTYPE_GENERIC, HALF, LOWERINGS, Emitter, NotExpressible, onnx_dtype, tensor_proto
+
+__all__ = ["to_onnx", "save_onnx", "MIN_OPSET", "max_opset", "default_opset", "check_opset", "missing_lowerings"]
+
+MIN_OPSET = 17
+_PROTOBUF_LIMIT = 2 ** 31 - 1
+
+
+def missing_lowerings() -> list[str]:
+    """Registry ops with neither an ONNX lowering nor a decomposition to fall back on."""
+    return sorted(n for n, d in registry.all_ops().items() if n not in LOWERINGS and d.decompose is None)
+
+
+@functools.lru_cache(maxsize=1)
+def max_opset() -> int:
+    """The highest ai.onnx opset both onnx (checker) and the installed onnxruntime accept.
+
+    Found by loading a one-node model in onnxruntime at each opset from onnx's newest down; without
+    onnxruntime it is onnx's newest."""
+    top = onnx.defs.onnx_opset_version()
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return top
+    for opset in range(top, MIN_OPSET - 1, -1):
+        x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
+        y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])
+        graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe", [x], [y])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                                  ir_version=_ir_version(opset))
+        options = ort.SessionOptions()
+        options.log_severity_level = 4
+        try:
+            ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        except Exception:  # noqa: BLE001 - "opset not supported" is the answer we are looking for
+            continue
+        return opset
+    return MIN_OPSET
+
+
+def default_opset() -> int:
+    return max_opset()
+
+
+def check_opset(opset) -> int:
+    """``opset`` itself when it is an int in [17, max_opset()]; ExportError otherwise."""
+    top = max_opset()
+    if opset is None:
+        return top
+    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or not MIN_OPSET <= int(opset) <= top:
+        raise ExportError(f"unsupported ONNX opset {opset!r}: graphforge exports opsets {MIN_OPSET} to {top} "
+                          "(the newest one the installed onnx and onnxruntime both support)",
+                          hint=f"pass opset=None for {top}, or an int between {MIN_OPSET} and {top}")
+    return int(opset)
+
+
+def _ir_version(opset: int) -> int:
+    return helper.find_min_ir_version_for([helper.make_opsetid("", opset)])
+
+
+# ---- lowering driver -------------------------------------------------------------------------------
+
+def _where(node) -> str:
+    return f"{node.op} at {node.provenance() or '<no source location>'}"
+
+
+class _Driver:
+    def __init__(self, ctx: Emitter):
+        self.ctx = ctx
+        self.unsupported: list[tuple] = []
+
+    def lower_nodes(self, nodes, env: dict) -> None:
+        for node in nodes:
+            args = [env[id(v)] for v in node.inputs]
+            outs = self.lower_node(node, args)
+            for v, name in zip(node.outputs, outs):
+                env[id(v)] = name
+
+    def lower_node(self, node, args) -> list[str]:
+        ctx = self.ctx
+        fn = LOWERINGS.get(node.op)
+        if fn is None:
+            opdef = registry.get_op(node.op) if registry.has_op(node.op) else None
+            if opdef is not None and opdef.decompose is not None:
+                return self.decompose(node, args)
+            return self._unsupported(node, "no ONNX lowering and no decomposition")
+        in_t = [v.type for v in node.inputs]
+        out_t = [v.type for v in node.outputs]
+        half = node.op not in DTYPE_GENERIC and any(t.dtype in HALF for t in in_t + out_t)
+        saved = ctx.enter(node, in_t, out_t)
+        try:
+            if half:  # half types compute in float32 (like the reference); onnxruntime lacks most kernels
+                args = [ctx.cast(a, "float32") if t.dtype in HALF else a for a, t in zip(args, in_t)]
+                ctx.in_types = [t.with_dtype("float32") if t.dtype in HALF else t for t in in_t]
+                ctx.out_types = [t.with_dtype("float32") if t.dtype in HALF else t for t in out_t]
+            ctx.args = list(args)
+            ctx.decomposer = lambda: self.decompose(node, args)
+            try:
+                outs = list(fn(ctx, args, node.attrs))
+            except NotExpressible as exc:
+                return self._unsupported(node, str(exc))
+            except GraphforgeError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - name the node that failed
+                raise ExportError(f"ONNX lowering of {node.op} failed: {type(exc).__name__}: {exc}",
+                                  scope=node.scope, op=node.op, loc=node.loc) from exc
+            if half:
+                outs = [ctx.cast(o, t.dtype) if t.dtype in HALF else o for o, t in zip(outs, out_t)]
+        finally:
+            ctx.leave(saved)
+        if len(outs) != len(node.outputs):
+            raise ExportError(f"ONNX lowering of {node.op} gave {len(outs)} results for {len(node.outputs)} outputs",
+                              scope=node.scope, op=node.op, loc=node.loc)
+        return outs
+
+    def decompose(self, node, args) -> list[str]:
+        from graphforge.trace.builder import Builder
+        from graphforge.trace.tensor import Tensor
+
+        opdef = registry.get_op(node.op)
+        if opdef.decompose is None:
+            return self._unsupported(node, "no decomposition into primitives")
+        sub = Graph(f"{node.op}.decomposed")
+        ins = [sub.add_input(f"in{i}", v.type) for i, v in enumerate(node.inputs)]
+        builder = Builder(sub, capture_locations=False)
+        try:
+            with builder.activate(), builder.provenance(node.scope, node.loc):
+                results = opdef.decompose([Tensor(v, builder) for v in ins], dict(node.attrs))
+        except GraphforgeError as exc:
+            return self._unsupported(node, exc.detail)
+        env = {id(v): a for v, a in zip(ins, args)}
+        for name, value in sub.param_values.items():
+            env[id(value)] = self.ctx.const(sub.params[name], value.type.dtype)
+        self.lower_nodes(sub.nodes, env)
+        return [env[id(r.value if isinstance(r, Tensor) else r)] for r in results]
+
+    def _unsupported(self, node, why: str) -> list[str]:
+        self.unsupported.append((node, why))
+        return [self.ctx.fresh("unsupported") for _ in node.outputs]
+
+
+def _value_info(name: str, t) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, onnx_dtype(t.dtype), [d for d in t.shape])
+
+
+def build_model(graph: Graph, opset: int, *, name: str | None = None, params_as_inputs=False) -> onnx.ModelProto:
+    """The unchecked ModelProto for ``graph`` (``to_onnx`` checks it)."""
+    params = list(graph.param_values.items())
+    fed = set(n for n, _ in params) if params_as_inputs is True else set(params_as_inputs or ())
+    reserved = [v.name for v in graph.inputs] + [n for n, _ in params]
+    ctx = Emitter(opset, reserved)
+    ctx.bind_symbols(graph.inputs)
+    env: dict[int, str] = {id(v): v.name for v in graph.inputs}
+    initializers, inputs = [], [_value_info(v.name, v.type) for v in graph.inputs]
+    for pname, value in params:
+        env[id(value)] = pname
+        if pname in fed:
+            inputs.append(_value_info(pname, value.type))
+        else:
+            if pname not in graph.params:
+                raise ExportError(f"parameter {pname!r} has no value to store in the ONNX file",
+                                  hint="load the weights first (gf.load_params) or pass params_as_inputs=True")
+            initializers.append(tensor_proto(graph.params[pname], pname, value.type.dtype))
+    driver = _Driver(ctx)
+    driver.lower_nodes(graph.nodes, env)
+    if driver.unsupported:
+        lines = [f"  {_where(n)}: {why}" for n, why in driver.unsupported]
+        raise UnsupportedOpError(f"{len(lines)} node(s) cannot be expressed in ONNX opset {opset}:\n"
+                                 + "\n".join(lines), ops=[n.op for n, _ in driver.unsupported],
+                                 hint=f"try a newer opset (up to {max_opset()}) or rewrite those ops")
+    outputs = []
+    for i, (value, oname) in enumerate(zip(graph.outputs, graph.output_names)):
+        out = ctx.reserve(oname or f"output{i}")
+        ctx.scope, ctx.loc = "", ""
+        ctx.op("Identity", [env[id(value)]], outputs=[out])
+        outputs.append(_value_info(out, value.type))
+    onnx_graph = helper.make_graph(ctx.nodes, name or graph.name, inputs, outputs, initializers + ctx.initializers,
+                                   doc_string=f"exported by graphforge from graph {graph.name!r}")
+    from graphforge import __version__
+
+    model = helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", opset)],
+                              ir_version=_ir_version(opset), producer_name="graphforge",
+                              producer_version=__version__)
+    helper.set_model_props(model, {"graphforge_version": __version__, "graphforge_graph": graph.name})
+    return model
+
+
+def validate(model: onnx.ModelProto) -> None:
+    """onnx.checker (full_check) and strict shape inference; ExportError with their message."""
+    try:
+        if model.ByteSize() < _PROTOBUF_LIMIT:
+            onnx.checker.check_model(model, full_check=True)
+            onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+            return
+        with tempfile.TemporaryDirectory(prefix="gf-onnx-check-") as tmp:
+            path = os.path.join(tmp, "model.onnx")
+            big = onnx.ModelProto()
+            big.CopyFrom(model)
+            onnx.save_model(big, path, save_as_external_data=True, location="model.onnx.data")
+            onnx.checker.check_model(path, full_check=True)
+            onnx.shape_inference.infer_shapes_path(path, os.path.join(tmp, "inferred.onnx"), check_type=True,
+                                                   strict_mode=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise ExportError(f"the exported ONNX model does not pass onnx's checks: {exc}") from exc
+
+
+def to_onnx(graph: Graph, opset: int | None = None, *, external_data_threshold: int = 2 ** 31,
+            name: str | None = None, params_as_inputs=False) -> onnx.ModelProto:
+    """Lower ``graph`` to a checked ``onnx.ModelProto`` at ``opset`` (default: :func:`max_opset`).
+
+    ``external_data_threshold`` matters to :func:`save_onnx` only (an in-memory proto holds all
+    its data); it is accepted here so both take the same options. ``params_as_inputs`` (True or a
+    set of names) makes those parameters graph inputs instead of initializers."""
+    if not isinstance(graph, Graph):
+        raise ExportError(f"to_onnx expects a graphforge Graph, got {type(graph).__name__}",
+                          hint="trace a model first: g = gf.trace(model, gf.TensorSpec(...))")
+    opset = check_opset(opset)
+    _check_threshold(external_data_threshold)
+    model = build_model(graph, opset, name=name, params_as_inputs=params_as_inputs)
+    validate(model)
+    return model
+
+
+def _check_threshold(threshold) -> int:
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, np.integer)) or threshold < 0:
+        raise ExportError(f"external_data_threshold must be a non-negative number of bytes, got {threshold!r}")
+    return int(threshold)
+
+
+# ---- files -----------------------------------------------------------------------------------------
+
+def _write_fully(path: str, chunks) -> int:
+    total = 0
+    with open(path, "wb") as f:
+        for chunk in chunks:
+            f.write(chunk)
+            total += len(chunk)
+        f.flush()
+        os.fsync(f.fileno())
+    if os.path.getsize(path) != total:
+        raise ExportError(f"writing {path} came up short ({os.path.getsize(path)} of {total} bytes)")
+    return total
+
+
+def save_onnx(graph: Graph, path, opset: int | None = None, *, external_data_threshold: int = 2 ** 31,
+              name: str | None = None, **options) -> str:
+    """Export ``graph`` and write it to ``path`` atomically; returns the path.
+
+    Initializers of at least ``external_data_threshold`` bytes go to one external data file beside
+    it (``<file>.data``, referenced by relative name). Both files are written to a temporary folder in
+    the destination directory, checked (sizes, offsets, onnx.checker on the written model) and then
+    renamed into place; on any failure nothing new is left behind."""
+    threshold = _check_threshold(external_data_threshold)
+    model = to_onnx(graph, opset, external_data_threshold=threshold, name=name, **options)
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    base = os.path.basename(path)
+    if not base:
+        raise ExportError(f"save_onnx needs a file path, got {path!r}")
+    data_name = base + ".data"
+    try:
+        os.makedirs(directory, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".gf-onnx-", dir=directory)
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc}") from exc
+    moved_data = False
+    try:
+        out = onnx.ModelProto()
+        out.CopyFrom(model)
+        chunks, offset = [], 0
+        for tensor in out.graph.initializer:
+            raw = tensor.raw_data
+            if threshold <= len(raw) and len(raw) > 0:
+                pad = (-offset) % 4096  # page-aligned, so onnxruntime can memory-map it
+                if pad:
+                    chunks.append(b"\0" * pad)
+                    offset += pad
+                chunks.append(bytes(raw))
+                onnx.external_data_helper.set_external_data(tensor, data_name, offset=offset, length=len(raw))
+                tensor.data_location = onnx.TensorProto.EXTERNAL
+                tensor.ClearField("raw_data")
+                offset += len(raw)
+        tmp_model = os.path.join(tmp, base)
+        if chunks:
+            written = _write_fully(os.path.join(tmp, data_name), chunks)
+            if written != offset:
+                raise ExportError(f"external data for {path} is {written} bytes, expected {offset}")
+        _write_fully(tmp_model, [out.SerializeToString()])
+        onnx.checker.check_model(tmp_model, full_check=False)
+        if chunks:
+            os.replace(os.path.join(tmp, data_name), os.path.join(directory, data_name))
+            moved_data = True
+        os.replace(tmp_model, os.path.join(directory, base))
+    except BaseException as exc:
+        if moved_data:
+            try:
+                os.remove(os.path.join(directory, data_name))
+            except OSError:
+                pass
+        if isinstance(exc, (OSError, onnx.checker.ValidationError)):
+            raise ExportError(f"cannot write {path}: {exc}") from exc
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path

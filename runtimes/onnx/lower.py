@@ -1,0 +1,264 @@
+"""The ONNX lowering table and the per-export emitter every lowering writes through.
+
+A lowering is ``fn(ctx, args, attrs) -> list[str]``: ``args`` are the ONNX tensor names of the
+node's inputs, the result the names of its outputs. ``ctx`` is the :class:`Emitter` of the export in
+progress: ``ctx.op("MatMul", [a, b])`` appends a NodeProto (named after the graphforge node's scope,
+its ``doc_string`` the provenance), ``ctx.const(array)`` adds an initializer, ``ctx.shape(dims)``
+gives a 1-D int64 tensor for a shape that may hold symbolic dims (computed at run time from the
+graph inputs with Shape/Div/Mul/Concat). ``ctx.in_types``/``ctx.out_types`` are the node's types
+(half types already raised to float32 for compute ops, see :data:`DTYPE_GENERIC`).
+
+Register a lowering with ``@lowers("relu")``. A lowering that cannot express its node at the chosen
+opset raises :class:`NotExpressible`; the exporter collects every such node before it reports.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Callable, Sequence
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from graphforge import dtypes as _dt
+from graphforge.errors import ExportError
+from graphforge.ir.dims import dim_product
+
+__all__ = ["lowers", "LOWERINGS", "Emitter", "has_lowering", "NotExpressible", "ONNX_DTYPES", "onnx_dtype",
+           "DTYPE_GENERIC", "HALF", "reduce"]
+
+LOWERINGS: dict[str, Callable] = {}
+HALF = ("float16", "bfloat16")
+# ops that only move data: they run on any dtype, so half tensors are not raised to float32 around them
+DTYPE_GENERIC = {"reshape", "flatten", "squeeze", "unsqueeze", "transpose", "concat", "split", "slice",
+                 "broadcast_to", "cast", "constant", "dim_size", "arange"}
+
+ONNX_DTYPES = {
+    "float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE, "float16": TensorProto.FLOAT16,
+    "bfloat16": TensorProto.BFLOAT16, "int64": TensorProto.INT64, "int32": TensorProto.INT32,
+    "int16": TensorProto.INT16, "int8": TensorProto.INT8, "uint8": TensorProto.UINT8,
+    "uint32": TensorProto.UINT32, "bool": TensorProto.BOOL,
+}
+
+
+def onnx_dtype(dtype: str) -> int:
+    try:
+        return ONNX_DTYPES[dtype]
+    except KeyError:
+        raise ExportError(f"dtype {dtype} has no ONNX equivalent") from None
+
+
+class NotExpressible(Exception):
+    """Raised by a lowering when the chosen opset cannot express the node (collected, then reported)."""
+
+
+def lowers(*names: str):
+    def deco(fn):
+        for n in names:
+            LOWERINGS[n] = fn
+        return fn
+    return deco
+
+
+def has_lowering(name: str) -> bool:
+    return name in LOWERINGS
+
+
+def tensor_proto(array: np.ndarray, name: str, dtype: str | None = None) -> onnx.TensorProto:
+    """An ONNX tensor from a NumPy array (raw little-endian bytes; bfloat16 via its uint16 bits)."""
+    array = np.asarray(array)
+    dtype = dtype or _dt.from_numpy_dtype(array.dtype)
+    array = np.array(array, dtype=_dt.to_numpy_dtype(dtype), order="C")  # (ascontiguousarray makes 0-d 1-d)
+    t = onnx.TensorProto()
+    t.name = name
+    t.data_type = onnx_dtype(dtype)
+    t.dims.extend(array.shape)
+    t.raw_data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+    return t
+
+
+def _factor(dim) -> tuple[int, list[str]]:
+    """``"4*batch*seq"`` -> (4, ["batch", "seq"]): dims are canonical products (``ir.dims``)."""
+    coef, syms = 1, []
+    for part in str(dim).split("*"):
+        part = part.strip()
+        if part.isdigit():
+            coef *= int(part)
+        else:
+            syms.append(part)
+    return coef, syms
+
+
+class Emitter:
+    """Collects the NodeProtos and initializers of one export; see the module docstring."""
+
+    def __init__(self, opset: int, reserved: Sequence[str] = ()):
+        self.opset = opset
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self._taken = set(reserved)
+        self._ids = itertools.count()
+        self._node_ids = itertools.count()
+        self._consts: dict[tuple, str] = {}
+        self._dims: dict[str, str] = {}
+        self._sources: dict[str, tuple[str, int, object]] = {}
+        self.node = None
+        self.in_types: list = []
+        self.out_types: list = []
+        self.scope = ""
+        self.loc = ""
+        self.args: list[str] = []
+        self.decomposer = None  # set by the exporter for the node being lowered
+
+    def decompose(self) -> list[str]:
+        """Lower the current node through its registry decomposition instead."""
+        return self.decomposer()
+
+    # ---- names and provenance -----------------------------------------------------------------
+    def fresh(self, stem: str = "t") -> str:
+        while True:
+            name = f"{stem}{next(self._ids)}"
+            if name not in self._taken:
+                self._taken.add(name)
+                return name
+
+    def reserve(self, name: str) -> str:
+        """``name`` itself if free, else ``name_1``, ``name_2``…"""
+        candidate, i = name, 0
+        while candidate in self._taken:
+            i += 1
+            candidate = f"{name}_{i}"
+        self._taken.add(candidate)
+        return candidate
+
+    def enter(self, node, in_types, out_types):
+        saved = (self.node, self.in_types, self.out_types, self.scope, self.loc)
+        self.node, self.in_types, self.out_types = node, list(in_types), list(out_types)
+        self.scope, self.loc = node.scope, node.loc
+        return saved
+
+    def leave(self, saved):
+        self.node, self.in_types, self.out_types, self.scope, self.loc = saved
+
+    # ---- emitting -------------------------------------------------------------------------------
+    def op(self, op_type: str, inputs: Sequence[str], outputs: int | Sequence[str] = 1, **attrs):
+        """Append one ONNX node; returns its output name (or the list of them if ``outputs`` != 1)."""
+        outs = [self.fresh() for _ in range(outputs)] if isinstance(outputs, int) else list(outputs)
+        k = next(self._node_ids)
+        name = f"{self.scope}/{op_type}_{k}" if self.scope else f"{op_type}_{k}"
+        doc = " @ ".join(p for p in (self.scope, self.loc) if p)
+        attrs = {key: v for key, v in attrs.items() if v is not None}
+        node = helper.make_node(op_type, list(inputs), outs, name=name, doc_string=doc or None, **attrs)
+        self.nodes.append(node)
+        return outs[0] if isinstance(outputs, int) and outputs == 1 else outs
+
+    def const(self, array, dtype: str | None = None) -> str:
+        """An initializer holding ``array`` (small ones shared between uses)."""
+        array = np.asarray(array)
+        dtype = dtype or _dt.from_numpy_dtype(array.dtype)
+        array = array.astype(_dt.to_numpy_dtype(dtype), copy=False)
+        key = None
+        if array.size <= 256:
+            key = (dtype, array.shape, array.tobytes())
+            if key in self._consts:
+                return self._consts[key]
+        name = self.fresh("const")
+        self.initializers.append(tensor_proto(array, name, dtype))
+        if key is not None:
+            self._consts[key] = name
+        return name
+
+    def ints(self, values) -> str:
+        return self.const(np.asarray(list(values), dtype=np.int64))
+
+    def scalar(self, value, dtype: str) -> str:
+        return self.const(np.asarray(value, dtype=_dt.to_numpy_dtype(dtype)), dtype)
+
+    def cast(self, x: str, dtype: str) -> str:
+        return self.op("Cast", [x], to=onnx_dtype(dtype))
+
+    # ---- symbolic dims ------------------------------------------------------------------------------
+    def bind_symbols(self, inputs) -> None:
+        """Note where each symbolic dim can be read at run time (graph input, axis, static divisor)."""
+        pending = []
+        for value in inputs:
+            for axis, dim in enumerate(value.type.shape):
+                if isinstance(dim, str):
+                    pending.append((value.name, axis, dim))
+        changed = True
+        while changed:
+            changed = False
+            for name, axis, dim in pending:
+                coef, syms = _factor(dim)
+                unknown = [s for s in set(syms) if s not in self._sources]
+                if len(unknown) == 1 and syms.count(unknown[0]) == 1:
+                    rest = list(syms)
+                    rest.remove(unknown[0])
+                    self._sources[unknown[0]] = (name, axis, (coef, rest))
+                    changed = True
+
+    def _symbol(self, sym: str) -> str:
+        if sym in self._dims:
+            return self._dims[sym]
+        if sym not in self._sources:
+            raise ExportError(f"symbolic dim {sym!r} is not a dim of any graph input, so its value is not "
+                              "known at run time", hint="give the graph an input whose shape holds it")
+        name, axis, (coef, rest) = self._sources[sym]
+        saved = (self.scope, self.loc)
+        self.scope, self.loc = "", ""
+        out = self.op("Shape", [name], start=axis, end=axis + 1)
+        if coef != 1 or rest:
+            out = self.op("Div", [out, self.dim(dim_product([coef] + rest))])
+        self.scope, self.loc = saved
+        self._dims[sym] = out
+        return out
+
+    def dim(self, dim) -> str:
+        """A 1-element int64 tensor holding ``dim`` (static or symbolic) at run time."""
+        if isinstance(dim, int):
+            return self.ints([dim])
+        if dim in self._dims:
+            return self._dims[dim]
+        coef, syms = _factor(dim)
+        out = None
+        for s in syms:
+            t = self._symbol(s)
+            out = t if out is None else self.op("Mul", [out, t])
+        if coef != 1:
+            out = self.op("Mul", [out, self.ints([coef])])
+        self._dims[dim] = out
+        return out
+
+    def shape(self, dims) -> str:
+        """A 1-D int64 tensor with the shape ``dims`` (constant when every dim is static)."""
+        dims = list(dims)
+        if all(isinstance(d, int) for d in dims):
+            return self.ints(dims)
+        parts, run = [], []
+        for d in dims:
+            if isinstance(d, int):
+                run.append(d)
+                continue
+            if run:
+                parts.append(self.ints(run))
+                run = []
+            parts.append(self.dim(d))
+        if run:
+            parts.append(self.ints(run))
+        return parts[0] if len(parts) == 1 else self.op("Concat", parts, axis=0)
+
+    def numel(self, dims) -> str:
+        """A 0-d int64 tensor with the product of ``dims``."""
+        return self.op("Reshape", [self.dim(dim_product(list(dims)) if dims else 1), self.ints([])])
+
+
+def reduce(ctx: Emitter, op_type: str, x: str, axes, keepdims: bool) -> str:
+    """A Reduce* node; axes moved from attribute to input at opset 18 (ReduceSum at 13)."""
+    if axes is not None and len(axes) == 0:
+        return ctx.op("Identity", [x])
+    keep = int(bool(keepdims))
+    if axes is None:
+        return ctx.op(op_type, [x], keepdims=keep)
+    if op_type == "ReduceSum" or ctx.opset >= 18:
+        return ctx.op(op_type, [x, ctx.ints(axes)], keepdims=keep)
+    return ctx.op(op_type, [x], keepdims=keep, axes=list(axes))

@@ -1,0 +1,262 @@
+"""ONNX lowerings of the nn ops (``graphforge/ops/nn_ops.py``): conv, pools, norms, dropout,
+embedding, attention — written from the contract in docs/ARCHITECTURE.md "nn ops".
+
+Native ONNX ops are used where their semantics match the contract (Conv, ConvTranspose, MaxPool on
+explicitly padded input, BatchNormalization, LayerNormalization, Attention at opset >= 23); float64
+convolutions and all average pools go through the slice form of ``lower_windows`` (onnxruntime has
+no float64 Conv/AveragePool kernels, and the contract's divisor is easiest to state exactly).
+Dropout's mask is the counter-based hash of the contract in uint32 arithmetic (onnxruntime's uint32
+Mul wraps mod 2**32); below opset 18, which has no BitwiseXor, ``x ^ y`` is computed bit by bit.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from graphforge import dtypes as _dt
+
+from .lower import lowers, reduce
+from .lower_windows import avg_divisor, conv_by_slices, dilate, pad_or_crop, pool_pads, windows
+
+__all__: list[str] = []
+
+_INT64_MAX = 2 ** 63 - 1
+_NATIVE_CONV = ("float32",)
+
+
+def _bias(ctx, y, args, rank):
+    if len(args) > 2:
+        b = ctx.op("Reshape", [args[2], ctx.ints([1, -1] + [1] * (rank - 2))])
+        y = ctx.op("Add", [y, b])
+    return y
+
+
+@lowers("conv2d")
+def _conv2d(ctx, args, attrs):
+    xt, wt = ctx.in_types[0], ctx.in_types[1]
+    dtype = xt.dtype
+    if dtype in _NATIVE_CONV:
+        return [ctx.op("Conv", args, strides=list(attrs["strides"]), pads=list(attrs["pads"]),
+                       dilations=list(attrs["dilations"]), group=attrs["groups"])]
+    pt, pl, pb, pr = attrs["pads"]
+    xp = pad_or_crop(ctx, args[0], [(pt, pb), (pl, pr)], 0.0, dtype)
+    out_hw = ctx.out_types[0].shape[2:]
+    y = conv_by_slices(ctx, xp, args[1], xt.shape, wt.shape, out_hw, attrs["strides"], attrs["dilations"],
+                       attrs["groups"])
+    return [_bias(ctx, y, args, 4)]
+
+
+@lowers("conv_transpose2d")
+def _conv_transpose2d(ctx, args, attrs):
+    xt, wt = ctx.in_types[0], ctx.in_types[1]
+    dtype = xt.dtype
+    if dtype in _NATIVE_CONV:
+        return [ctx.op("ConvTranspose", args, strides=list(attrs["strides"]), pads=list(attrs["pads"]),
+                       dilations=list(attrs["dilations"]), group=attrs["groups"],
+                       output_padding=list(attrs.get("output_padding", [0, 0])))]
+    # a stride-1 conv over the zero-dilated input with the flipped, in/out-swapped kernel
+    g = attrs["groups"]
+    cin, cout_g, kh, kw = wt.shape
+    (sh, sw), (dh, dw) = attrs["strides"], attrs["dilations"]
+    pt, pl, pb, pr = attrs["pads"]
+    oph, opw = attrs.get("output_padding", [0, 0])
+    n, _, h, w = xt.shape
+    xd = dilate(ctx, args[0], xt.shape, (sh, sw))
+    hd, wd = (h - 1) * sh + 1, (w - 1) * sw + 1
+    ph, pw = dh * (kh - 1), dw * (kw - 1)
+    pads = [(ph - pt, ph - pb + oph), (pw - pl, pw - pr + opw)]
+    xp = pad_or_crop(ctx, xd, pads, 0.0, dtype)
+    wr = ctx.op("Reshape", [args[1], ctx.ints([g, cin // g, cout_g, kh, kw])])
+    wr = ctx.op("Transpose", [wr], perm=[0, 2, 1, 3, 4])
+    wr = ctx.op("Reshape", [wr, ctx.ints([g * cout_g, cin // g, kh, kw])])
+    wr = ctx.op("Slice", [wr, ctx.ints([-1, -1]), ctx.ints([-_INT64_MAX, -_INT64_MAX]), ctx.ints([2, 3]),
+                          ctx.ints([-1, -1])])
+    out_hw = ctx.out_types[0].shape[2:]
+    hp = hd + pads[0][0] + pads[0][1]
+    wp = wd + pads[1][0] + pads[1][1]
+    y = conv_by_slices(ctx, xp, wr, (n, cin, hp, wp), (g * cout_g, cin // g, kh, kw), out_hw, (1, 1), (dh, dw), g)
+    return [_bias(ctx, y, args, 4)]
+
+
+@lowers("max_pool2d")
+def _max_pool(ctx, args, attrs):
+    xt = ctx.in_types[0]
+    out_hw = ctx.out_types[0].shape[2:]
+    pads = pool_pads(xt.shape[2:], out_hw, attrs)
+    floating = _dt.is_float(xt.dtype)
+    low = -math.inf if floating else int(np.iinfo(_dt.to_numpy_dtype(xt.dtype)).min)
+    xp = pad_or_crop(ctx, args[0], pads, low, xt.dtype)
+    if xt.dtype in ("float32", "float64"):
+        # the padding (incl. ceil_mode rows) is explicit, so MaxPool sees no pads and floor mode
+        return [ctx.op("MaxPool", [xp], kernel_shape=list(attrs["kernel"]), strides=list(attrs["strides"]))]
+    stack = windows(ctx, xp, attrs["kernel"], attrs["strides"], (1, 1), out_hw)
+    return [reduce(ctx, "ReduceMax", stack, [2], False)]
+
+
+@lowers("avg_pool2d")
+def _avg_pool(ctx, args, attrs):
+    xt = ctx.in_types[0]
+    out_hw = ctx.out_types[0].shape[2:]
+    pads = pool_pads(xt.shape[2:], out_hw, attrs)
+    xp = pad_or_crop(ctx, args[0], pads, 0.0, xt.dtype)
+    stack = windows(ctx, xp, attrs["kernel"], attrs["strides"], (1, 1), out_hw)
+    total = reduce(ctx, "ReduceSum", stack, [2], False)
+    div = avg_divisor(xt.shape[2:], pads, attrs)
+    return [ctx.op("Div", [total, ctx.const(div, xt.dtype)])]
+
+
+@lowers("global_avg_pool2d")
+def _global_avg_pool(ctx, args, attrs):
+    return [reduce(ctx, "ReduceMean", args[0], [2, 3], True)]
+
+
+@lowers("batch_norm")
+def _batch_norm(ctx, args, attrs):
+    x, scale, bias, rm, rv = args
+    xt = ctx.in_types[0]
+    dtype = xt.dtype
+    eps = float(attrs["eps"])
+    if not attrs["training"]:
+        return [ctx.op("BatchNormalization", args, epsilon=eps)]
+    rank = xt.rank
+    shp = ctx.ints([1, -1] + [1] * (rank - 2))
+    axes = [0] + list(range(2, rank))
+    mu = reduce(ctx, "ReduceMean", x, axes, True)
+    d = ctx.op("Sub", [x, mu])
+    var = reduce(ctx, "ReduceMean", ctx.op("Mul", [d, d]), axes, True)
+    inv = ctx.op("Sqrt", [ctx.op("Add", [var, ctx.scalar(eps, dtype)])])
+    y = ctx.op("Div", [d, inv])
+    y = ctx.op("Add", [ctx.op("Mul", [y, ctx.op("Reshape", [scale, shp])]), ctx.op("Reshape", [bias, shp])])
+    m = ctx.scalar(attrs["momentum"], dtype)
+    keep = ctx.scalar(1.0 - attrs["momentum"], dtype)
+    flat = ctx.ints([-1])
+    mu_c, var_c = ctx.op("Reshape", [mu, flat]), ctx.op("Reshape", [var, flat])
+    n_dims = [xt.shape[a] for a in axes]
+    n = ctx.cast(ctx.numel(n_dims), dtype)
+    one = ctx.scalar(1.0, dtype)
+    # unbiased = var * n / (n - 1), and var itself when n == 1 (as the reference)
+    factor = ctx.op("Div", [n, ctx.op("Max", [ctx.op("Sub", [n, one]), one])])
+    factor = ctx.op("Where", [ctx.op("Greater", [n, one]), factor, one])
+    unbiased = ctx.op("Mul", [var_c, factor])
+    new_rm = ctx.op("Add", [ctx.op("Mul", [keep, rm]), ctx.op("Mul", [m, mu_c])])
+    new_rv = ctx.op("Add", [ctx.op("Mul", [keep, rv]), ctx.op("Mul", [m, unbiased])])
+    return [y, new_rm, new_rv]
+
+
+@lowers("layer_norm")
+def _layer_norm(ctx, args, attrs):
+    xt = ctx.in_types[0]
+    axis = attrs["axis"] % xt.rank
+    dtype = xt.dtype
+    norm_shape = xt.shape[axis:]
+    inputs = list(args)
+    if dtype != "float32" or (len(inputs) == 1 and not all(isinstance(d, int) for d in norm_shape)):
+        # onnxruntime's float64 LayerNormalization is only ~1e-10 accurate: use the primitives
+        return ctx.decompose()
+    if len(inputs) == 1:
+        inputs.append(ctx.const(np.ones(norm_shape), dtype))
+    return [ctx.op("LayerNormalization", inputs, axis=axis, epsilon=float(attrs["eps"]))]
+
+
+# ---- dropout ---------------------------------------------------------------------------------------
+
+def _xor_u32(ctx, a, b):
+    if ctx.opset >= 18:
+        return ctx.op("BitwiseXor", [a, b])
+    # opset 17 has Xor for bools only: split both operands into their 32 bits (last axis), xor the
+    # bits, and put the word back together (in int64, where the sum of the bit values is exact)
+    shifts = ctx.const(np.arange(32, dtype=np.uint32))
+    two = ctx.scalar(2, "uint32")
+    bits = []
+    for v in (a, b):
+        u = ctx.op("Unsqueeze", [v, ctx.ints([-1])])
+        bits.append(ctx.cast(ctx.op("Mod", [ctx.op("BitShift", [u, shifts], direction="RIGHT"), two]), "bool"))
+    x = ctx.cast(ctx.op("Xor", bits), "int64")
+    word = ctx.op("Mul", [x, ctx.const(2 ** np.arange(32, dtype=np.int64))])
+    return ctx.cast(reduce(ctx, "ReduceSum", word, [-1], False), "uint32")
+
+
+def _shr(ctx, h, k):
+    return ctx.op("BitShift", [h, ctx.scalar(k, "uint32")], direction="RIGHT")
+
+
+def dropout_keep(ctx, shape, key, p: float) -> str:
+    """The contract's keep mask for a tensor of ``shape`` (dims may be symbolic)."""
+    u32 = lambda v: ctx.scalar(v, "uint32")  # noqa: E731
+    n = ctx.numel(shape) if shape else ctx.const(np.array(1, np.int64))
+    i = ctx.op("Range", [ctx.const(np.array(0, np.int64)), n, ctx.const(np.array(1, np.int64))])
+    i = ctx.op("Reshape", [ctx.cast(i, "uint32"), ctx.shape(shape)])
+    h = ctx.op("Add", [i, ctx.op("Mul", [key, u32(0x9E3779B9)])])
+    h = _xor_u32(ctx, h, _shr(ctx, h, 16))
+    h = ctx.op("Mul", [h, u32(0x7FEB352D)])
+    h = _xor_u32(ctx, h, _shr(ctx, h, 15))
+    h = ctx.op("Mul", [h, u32(0x846CA68B)])
+    h = _xor_u32(ctx, h, _shr(ctx, h, 16))
+    return ctx.op("GreaterOrEqual", [_shr(ctx, h, 8), u32(round(p * 2 ** 24))])
+
+
+@lowers("dropout")
+def _dropout(ctx, args, attrs):
+    x, key = args
+    xt = ctx.in_types[0]
+    p = float(attrs["p"])
+    keep = dropout_keep(ctx, list(xt.shape), key, p)
+    scaled = ctx.op("Div", [x, ctx.scalar(1.0 - p, xt.dtype)])
+    return [ctx.op("Where", [keep, scaled, ctx.scalar(0.0, xt.dtype)])]
+
+
+@lowers("embedding")
+def _embedding(ctx, args, attrs):
+    return [ctx.op("Gather", args, axis=0)]
+
+
+# ---- attention ---------------------------------------------------------------------------------------
+
+def _causal(ctx, sq, sk):
+    """(Sq, Sk) bool, query i sees keys j <= i (top-left aligned), sizes possibly symbolic."""
+    zero, one = ctx.const(np.array(0, np.int64)), ctx.const(np.array(1, np.int64))
+    rows = ctx.op("Range", [zero, ctx.numel([sq]), one])
+    cols = ctx.op("Range", [zero, ctx.numel([sk]), one])
+    return ctx.op("LessOrEqual", [ctx.op("Unsqueeze", [cols, ctx.ints([0])]),
+                                  ctx.op("Unsqueeze", [rows, ctx.ints([1])])])
+
+
+@lowers("attention")
+def _attention(ctx, args, attrs):
+    q, k, v = args[:3]
+    mask = args[3] if len(args) > 3 else None
+    qt, kt = ctx.in_types[0], ctx.in_types[1]
+    dtype = qt.dtype
+    d = qt.shape[3]
+    scale = attrs.get("scale")
+    causal = bool(attrs.get("causal"))
+    sq, sk = qt.shape[2], kt.shape[2]
+    if causal:
+        tri = _causal(ctx, sq, sk)
+        mask = tri if mask is None else ctx.op("And", [mask, tri])
+    if ctx.opset >= 23 and dtype == "float32":  # (onnxruntime's float64 Attention is ~1e-10 accurate)
+        if scale is None and not isinstance(d, int):
+            scale_attr = None  # Attention's default is 1/sqrt(D) of the run-time head size
+        else:
+            scale_attr = float(scale) if scale is not None else 1.0 / math.sqrt(d)
+        native_mask = []
+        if mask is not None:  # onnxruntime wants the mask's (Sq, Sk) spelled out, not broadcast
+            native_mask = [ctx.op("Expand", [mask, ctx.shape(list(qt.shape[:2]) + [sq, sk])])]
+        out = ctx.op("Attention", [q, k, v] + native_mask, scale=scale_attr)
+    else:
+        s = ctx.op("MatMul", [q, ctx.op("Transpose", [k], perm=[0, 1, 3, 2])])
+        if scale is not None:
+            s = ctx.op("Mul", [s, ctx.scalar(float(scale), dtype)])
+        elif isinstance(d, int):
+            s = ctx.op("Mul", [s, ctx.scalar(1.0 / math.sqrt(d), dtype)])
+        else:
+            s = ctx.op("Div", [s, ctx.op("Sqrt", [ctx.cast(ctx.numel([d]), dtype)])])
+        if mask is not None:
+            s = ctx.op("Where", [mask, s, ctx.scalar(-math.inf, dtype)])
+        out = ctx.op("MatMul", [ctx.op("Softmax", [s], axis=-1), v])
+    if mask is not None:
+        # the contract (and PyTorch): a query row that may attend to nothing is NaN
+        any_key = reduce(ctx, "ReduceMax", ctx.cast(mask, "int32"), [-1], True)  # (..., Sq, 1)
+        out = ctx.op("Where", [ctx.cast(any_key, "bool"), out, ctx.scalar(math.nan, dtype)])
+    return [out]

@@ -1,0 +1,102 @@
+"""ONNX lowerings of the shape ops: reshape family, broadcast, transpose, concat/split/slice, pad,
+gather/scatter_add.
+
+Target shapes come from the node's output type, so a shape with symbolic dims (``["batch", -1]``,
+``"4*batch"``) is computed at run time from the graph inputs (``Emitter.shape``); one exported file
+serves every batch size.
+"""
+from __future__ import annotations
+
+
+from .lower import lowers
+
+__all__: list[str] = []
+
+_INT64_MAX = 2 ** 63 - 1
+
+
+@lowers("reshape", "flatten", "squeeze", "unsqueeze")
+def _reshape(ctx, args, attrs):
+    shape = ctx.out_types[0].shape
+    extra = {"allowzero": 1} if any(d == 0 for d in shape) else {}
+    return [ctx.op("Reshape", [args[0], ctx.shape(shape)], **extra)]
+
+
+@lowers("broadcast_to")
+def _broadcast_to(ctx, args, attrs):
+    return [ctx.op("Expand", [args[0], ctx.shape(ctx.out_types[0].shape)])]
+
+
+@lowers("transpose")
+def _transpose(ctx, args, attrs):
+    rank = ctx.in_types[0].rank
+    perm = attrs.get("perm")
+    perm = list(range(rank))[::-1] if perm is None else [p % rank for p in perm]
+    return [ctx.op("Transpose", args, perm=perm)]
+
+
+@lowers("concat")
+def _concat(ctx, args, attrs):
+    rank = ctx.in_types[0].rank
+    if len(args) == 1:
+        return [ctx.op("Identity", args)]
+    return [ctx.op("Concat", args, axis=attrs["axis"] % rank)]
+
+
+@lowers("split")
+def _split(ctx, args, attrs):
+    rank = ctx.in_types[0].rank
+    sizes = [int(s) for s in attrs["sizes"]]
+    if len(sizes) == 1:
+        return [ctx.op("Identity", args)]
+    return ctx.op("Split", [args[0], ctx.ints(sizes)], outputs=len(sizes), axis=attrs["axis"] % rank)
+
+
+@lowers("slice")
+def _slice(ctx, args, attrs):
+    rank = ctx.in_types[0].rank
+    starts = list(attrs["starts"])
+    axes = attrs.get("axes")
+    axes = list(range(len(starts))) if axes is None else [a % rank for a in axes]
+    steps = attrs.get("steps") or [1] * len(axes)
+    ends = [min(int(e), _INT64_MAX) for e in attrs["ends"]]
+    return [ctx.op("Slice", [args[0], ctx.ints(starts), ctx.ints(ends), ctx.ints(axes), ctx.ints(steps)])]
+
+
+@lowers("pad")
+def _pad(ctx, args, attrs):
+    t = ctx.in_types[0]
+    pads = list(attrs["pads"])
+    onnx_pads = pads[0::2] + pads[1::2]  # ONNX: every axis's begin, then every axis's end
+    mode = attrs.get("mode", "constant")
+    if not any(onnx_pads):
+        return [ctx.op("Identity", args)]
+    if mode == "constant":
+        value = ctx.scalar(attrs.get("value", 0.0), t.dtype)
+        return [ctx.op("Pad", [args[0], ctx.ints(onnx_pads), value], mode="constant")]
+    return [ctx.op("Pad", [args[0], ctx.ints(onnx_pads)], mode="edge" if mode == "edge" else "reflect")]
+
+
+@lowers("gather")
+def _gather(ctx, args, attrs):
+    rank = ctx.in_types[0].rank
+    return [ctx.op("Gather", args, axis=attrs["axis"] % rank)]  # negative indices wrap, like np.take
+
+
+@lowers("scatter_add")
+def _scatter_add(ctx, args, attrs):
+    base, idx, upd = args
+    bt, it, ut = ctx.in_types
+    axis = attrs["axis"] % bt.rank
+    # updates (base[:axis], *idx.shape, base[axis+1:]) -> (base[:axis], n, base[axis+1:]); indices
+    # broadcast to that shape, then ScatterElements accumulates duplicates with reduction="add".
+    flat = list(bt.shape[:axis]) + [it.numel] + list(bt.shape[axis + 1:])
+    upd = ctx.op("Reshape", [upd, ctx.shape(flat)])
+    if it.dtype != "int64":
+        idx = ctx.cast(idx, "int64")
+    lead = [1] * axis + [it.numel] + [1] * (bt.rank - axis - 1)
+    idx = ctx.op("Reshape", [idx, ctx.shape(lead)])
+    idx = ctx.op("Expand", [idx, ctx.shape(flat)])
+    return [ctx.op("ScatterElements", [base, idx, upd], axis=axis, reduction="add")]
+
+

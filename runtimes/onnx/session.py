@@ -1,0 +1,182 @@
+"""onnxruntime sessions: :class:`OrtSession` (reusable) and ``run`` (the ``gf.run`` entry point).
+
+``run`` keeps one session per graph (weakly keyed, so it dies with the graph) and per options:
+repeated ``gf.run`` calls do not re-export. The session bakes the stored parameters in as
+initializers; it is rebuilt when a stored array is replaced (``graph.params[name] = new``).
+Parameters passed to ``gf.run(..., params=...)`` that differ from the stored ones are fed instead,
+through a second session whose parameters are graph inputs. (In-place writes into a stored array
+are not seen by a session built before them: assign a new array, or pass ``params=``.)
+
+Providers: CUDA when ``onnxruntime.get_available_providers()`` has it (then CPU as fallback), else CPU.
+"""
+from __future__ import annotations
+
+import os
+import weakref
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from graphforge import dtypes as _dt
+from graphforge.errors import BackendError, InputError
+from graphforge.ir.graph import Graph
+
+from .export import to_onnx
+
+__all__ = ["OrtSession", "run", "default_providers"]
+
+_LEVELS = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+           "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+           "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+           "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
+_BF16 = np.dtype(_dt.to_numpy_dtype("bfloat16"))
+
+
+def default_providers() -> list[str]:
+    available = ort.get_available_providers()
+    if "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+class OrtSession:
+    """An onnxruntime session for a Graph (exported here) or an ONNX model (proto, bytes or path).
+
+    ``optimization``: ``"all"`` (default), ``"extended"``, ``"basic"`` or ``"disable"``.
+    ``run(inputs)`` takes a dict name -> array, a sequence in input order, or one array, and returns
+    the outputs as a list of NumPy arrays (bfloat16 travels as ml_dtypes.bfloat16)."""
+
+    def __init__(self, graph_or_proto, providers: Sequence[str] | None = None, optimization: str = "all", *,
+                 opset: int | None = None, params_as_inputs=False, **export_options):
+        if optimization not in _LEVELS:
+            raise InputError(f"unknown optimization level {optimization!r}; choose one of {', '.join(_LEVELS)}")
+        self.graph = graph_or_proto if isinstance(graph_or_proto, Graph) else None
+        if self.graph is not None:
+            self.proto = to_onnx(self.graph, opset, params_as_inputs=params_as_inputs, **export_options)
+            payload = self.proto.SerializeToString()
+        elif isinstance(graph_or_proto, onnx.ModelProto):
+            self.proto = graph_or_proto
+            payload = graph_or_proto.SerializeToString()
+        elif isinstance(graph_or_proto, (bytes, bytearray)):
+            self.proto, payload = None, bytes(graph_or_proto)
+        elif isinstance(graph_or_proto, (str, os.PathLike)):
+            self.proto, payload = None, os.fspath(graph_or_proto)
+        else:
+            raise InputError(f"OrtSession takes a Graph, an onnx.ModelProto, bytes or a path, got "
+                             f"{type(graph_or_proto).__name__}")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = _LEVELS[optimization]
+        options.log_severity_level = 3
+        self.providers = list(providers) if providers else default_providers()
+        try:
+            self._session = ort.InferenceSession(payload, options, providers=self.providers)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise BackendError(f"onnxruntime cannot load the model: {exc}") from exc
+        self.input_names = [i.name for i in self._session.get_inputs()]
+        self.output_names = [o.name for o in self._session.get_outputs()]
+
+    def run(self, inputs: Any) -> list[np.ndarray]:
+        feed = self._feed(inputs)
+        try:
+            if any(a.dtype == _BF16 for a in feed.values()) or self._has_bf16_outputs():
+                return self._run_ort_values(feed)
+            return [np.asarray(o) for o in self._session.run(None, feed)]
+        except Exception as exc:  # noqa: BLE001
+            raise BackendError(f"onnxruntime failed: {type(exc).__name__}: {exc}") from exc
+
+    __call__ = run
+
+    def _feed(self, inputs) -> dict[str, np.ndarray]:
+        if isinstance(inputs, Mapping):
+            missing = [n for n in self.input_names if n not in inputs]
+            if missing:
+                raise InputError(f"the ONNX model takes inputs {self.input_names}; missing {missing}")
+            return {n: np.asarray(inputs[n]) for n in self.input_names}
+        if isinstance(inputs, np.ndarray) or np.isscalar(inputs):
+            inputs = [inputs]
+        inputs = list(inputs)
+        if len(inputs) != len(self.input_names):
+            raise InputError(f"the ONNX model takes {len(self.input_names)} inputs ({', '.join(self.input_names)}), "
+                             f"got {len(inputs)}")
+        return {n: np.asarray(a) for n, a in zip(self.input_names, inputs)}
+
+    def _has_bf16_outputs(self) -> bool:
+        return any(o.type == "tensor(bfloat16)" for o in self._session.get_outputs())
+
+    def _run_ort_values(self, feed):
+        # onnxruntime's NumPy bridge has no bfloat16: pass the bits as uint16 tagged with the ONNX type
+        values = {}
+        for name, a in feed.items():
+            if a.dtype == _BF16:
+                values[name] = ort.OrtValue.ortvalue_from_numpy_with_onnx_type(
+                    np.ascontiguousarray(a).view(np.uint16), onnx.TensorProto.BFLOAT16)
+            else:
+                values[name] = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a))
+        outs = self._session.run_with_ort_values(self.output_names, values)
+        result = []
+        for meta, o in zip(self._session.get_outputs(), outs):
+            if meta.type == "tensor(bfloat16)":
+                result.append(_bf16_from_ortvalue(o))
+            else:
+                result.append(np.asarray(o.numpy()))
+        return result
+
+
+def _bf16_from_ortvalue(value) -> np.ndarray:
+    """Copy a (CPU) bfloat16 OrtValue's bytes into an ml_dtypes.bfloat16 array."""
+    import ctypes
+
+    out = np.empty(tuple(value.shape()), dtype=np.uint16)
+    if out.nbytes:
+        ctypes.memmove(out.ctypes.data, value.data_ptr(), out.nbytes)
+    return out.view(_BF16)
+
+
+# ---- gf.run entry point ------------------------------------------------------------------------------
+
+def _fingerprint(graph: Graph) -> tuple:
+    return (len(graph.nodes), tuple(id(n) for n in graph.nodes), tuple(id(o) for o in graph.outputs),
+            tuple(id(v) for v in graph.inputs), tuple(graph.param_values))
+
+
+_CACHE: "weakref.WeakKeyDictionary[Graph, dict]" = weakref.WeakKeyDictionary()
+
+
+def _session_for(graph: Graph, key: tuple, make, snapshot: dict | None = None):
+    per_graph = _CACHE.setdefault(graph, {})
+    entry = per_graph.get(key)
+    if entry is not None and snapshot is not None:
+        if any(entry[1].get(n) is not a for n, a in snapshot.items()):
+            entry = None
+    if entry is None:
+        if len(per_graph) > 16:
+            per_graph.clear()
+        entry = (make(), snapshot or {})
+        per_graph[key] = entry
+    return entry[0]
+
+
+def run(graph: Graph, arrays, env: Mapping[str, int], params: Mapping[str, np.ndarray], **options) -> list[np.ndarray]:
+    """``gf.run(graph, inputs, backend="onnxruntime", params=None, optimization=, providers=, opset=)``."""
+    optimization = options.pop("optimization", "all")
+    providers = options.pop("providers", None)
+    opset = options.pop("opset", None)
+    if options:
+        raise InputError(f"unknown onnxruntime option(s) {', '.join(sorted(options))}; "
+                         "use optimization=, providers=, opset=")
+    stored = graph.params
+    fed = sorted(n for n in graph.param_values if params[n] is not stored.get(n))
+    base = (_fingerprint(graph), optimization, tuple(providers or ()), opset)
+    names = [v.name for v in graph.inputs]
+    if not fed:
+        snapshot = {n: stored[n] for n in graph.param_values}
+        session = _session_for(graph, base + ("baked",), lambda: OrtSession(
+            graph, providers, optimization, opset=opset), snapshot)
+        return session.run(dict(zip(names, arrays)))
+    session = _session_for(graph, base + ("fed",), lambda: OrtSession(
+        graph, providers, optimization, opset=opset, params_as_inputs=True))
+    feed = dict(zip(names, arrays))
+    feed.update({n: params[n] for n in graph.param_values})
+    return session.run(feed)
