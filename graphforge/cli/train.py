@@ -9,16 +9,21 @@ Train-file convention (plain module-level names; the file is executed as a scrip
 * ``optimizer``   an optax ``GradientTransformation`` (or a zero-argument callable returning one)
 * ``data()``      returns ``(x, y)`` or ``(x, y, x_val, y_val)`` (NumPy arrays, or lists of arrays)
 * optional: ``metrics`` (name → fn like ``nn.functional.accuracy``), ``batch_size`` (32), ``epochs`` (1),
-  ``seed`` (0)
+  ``seed`` (0), ``mesh`` (``{"data": 4, "model": 2}``; default: data-parallel over all visible devices),
+  ``param_sharding`` (glob → PartitionSpec entries, e.g. ``{"*.ffn.fc1.weight": ("model", None)}``)
 
 ``--epochs`` overrides ``epochs``; ``--checkpoint-dir D`` writes a checkpoint after every epoch;
 ``--resume`` continues from the newest checkpoint in D (bitwise the same losses as an uninterrupted run).
+
+Several processes (hosts) train together when each is started with ``--num-processes N --process-id I
+--coordinator HOST:PORT`` (the same coordinator everywhere; process 0 hosts it): ``jax.distributed``
+is initialised before the file runs, the batch is split over every process's devices (each process
+reads only its rows), checkpoints are written by process 0 and read by all; only process 0 prints.
+``--mesh data=4,model=2`` overrides the file's ``mesh``. See docs/distributed.md.
 """
 from __future__ import annotations
 
 import argparse
-import os
-import runpy
 import sys
 
 __all__ = ["add_parser", "run", "load_train_file"]
@@ -36,20 +41,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --checkpoint-dir")
     p.add_argument("--plot", default=None, help="write the history plot (PNG) here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--mesh", default=None, metavar="AXIS=N,...",
+                   help="device mesh, e.g. data=4,model=2 (default: the file's `mesh`, else data-parallel over "
+                        "all visible devices)")
+    p.add_argument("--num-processes", type=int, default=None, help="processes training together (multi-host)")
+    p.add_argument("--process-id", type=int, default=None, help="this process's index in [0, --num-processes)")
+    p.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="address of the coordinator (served by process 0), the same on every process")
+    p.add_argument("--coordinator-timeout", type=int, default=300, metavar="S",
+                   help="seconds to wait for all processes to join (default 300)")
     p.set_defaults(command="train")
     return p
 
 
 def load_train_file(path: str) -> dict:
     """The file's module namespace, checked against the convention (GraphforgeError if it breaks it)."""
+    from graphforge.cli.modelfile import run_model_file
     from graphforge.errors import LoadError
 
-    if not os.path.isfile(path):
-        raise LoadError(f"train file {path!r} does not exist")
-    try:
-        ns = runpy.run_path(path, run_name="__graphforge_train__")
-    except Exception as exc:  # noqa: BLE001 - the user's file failed; say where
-        raise LoadError(f"running {path!r} failed: {type(exc).__name__}: {exc}") from exc
+    ns = run_model_file(path, run_name="__graphforge_train__")  # LoadError naming the user's line
     if "model" not in ns and "make_model" not in ns:
         raise LoadError(f"{path!r} defines no `model` (an nn.Module) or `make_model()`",
                         hint="see `graphforge train --help` for the train-file convention")
@@ -60,17 +70,56 @@ def load_train_file(path: str) -> dict:
     return ns
 
 
+def parse_mesh(text: str) -> dict[str, int]:
+    """``"data=4,model=2"`` -> ``{"data": 4, "model": 2}`` (InputError when malformed)."""
+    from graphforge.errors import InputError
+
+    out: dict[str, int] = {}
+    for part in (text or "").split(","):
+        name, eq, size = part.strip().partition("=")
+        try:
+            n = int(size)
+        except ValueError:
+            n = 0
+        if not eq or not name.strip() or (n < 1 and n != -1) or name.strip() in out:
+            raise InputError(f"--mesh {text!r}: expected AXIS=SIZE pairs like data=4,model=2")
+        out[name.strip()] = n
+    return out
+
+
+def _start_processes(args) -> bool:
+    """Join the multi-process run the flags describe (before anything touches JAX devices).
+    Returns whether this process prints (process 0, or the only one)."""
+    from graphforge.errors import InputError
+
+    flags = (args.num_processes, args.process_id, args.coordinator)
+    if all(f is None for f in flags):
+        return True
+    if any(f is None for f in flags):
+        raise InputError("--num-processes, --process-id and --coordinator go together",
+                         hint="e.g. --num-processes 2 --process-id 0 --coordinator 127.0.0.1:12345")
+    from graphforge.train.distributed import initialize
+    initialize(args.coordinator, args.num_processes, args.process_id, timeout_s=args.coordinator_timeout)
+    return args.process_id == 0
+
+
 def run(args) -> int:
     import graphforge as gf
 
     try:
+        lead = _start_processes(args)
+        if not lead:
+            args.quiet = True
+            args.plot = None
         ns = load_train_file(args.file)
         model = ns["model"] if "model" in ns else ns["make_model"]()
         opt = ns["optimizer"]
         if callable(opt) and not hasattr(opt, "update"):
             opt = opt()
+        mesh = parse_mesh(args.mesh) if args.mesh else ns.get("mesh")
         trainer = gf.Trainer(model, loss_fn=ns["loss"], optimizer=opt, inputs=ns["inputs"], targets=ns["targets"],
-                             metrics=ns.get("metrics"), seed=ns.get("seed", 0), progress=not args.quiet)
+                             metrics=ns.get("metrics"), seed=ns.get("seed", 0), progress=not args.quiet,
+                             mesh=mesh, param_sharding=ns.get("param_sharding"))
         data = ns["data"]()
         x, y = data[0], data[1]
         val = (data[2], data[3]) if len(data) >= 4 else None
@@ -82,10 +131,11 @@ def run(args) -> int:
             from graphforge.train.checkpoint import latest_checkpoint
             if latest_checkpoint(args.checkpoint_dir):
                 trainer.load_checkpoint(args.checkpoint_dir)
-                print(f"resumed from step {trainer.step} (epoch {trainer.epoch})")
+                if lead:
+                    print(f"resumed from step {trainer.step} (epoch {trainer.epoch})")
         history = trainer.fit(x, y, epochs=epochs, batch_size=batch_size, validation_data=val,
                               checkpoint_dir=args.checkpoint_dir, verbose=True if not args.quiet else False)
-        if args.quiet:
+        if args.quiet and lead:
             for e in range(len(next(iter(history.values()), []))):
                 print(f"epoch {e + 1}/{epochs}: " + ", ".join(f"{k}={v[e]:.4f}" for k, v in history.items()))
         if args.plot:

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import LoadError
 from ..params_io import load_arrays, save_arrays
 
-__all__ = ["write_checkpoint", "read_checkpoint", "latest_checkpoint"]
+__all__ = ["write_checkpoint", "read_checkpoint", "latest_checkpoint", "checkpoint_path"]
 
 
 def _fsync_dir(path: str) -> None:
@@ -31,9 +31,18 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def write_checkpoint(directory: str, step: int, params: dict, opt_leaves: list, meta: dict, keep: int = 3) -> str:
+def checkpoint_path(directory: str, step: int) -> str:
+    return os.path.join(directory, f"ckpt-{step:08d}")
+
+
+def write_checkpoint(directory: str, step: int, params: dict, opt_leaves: list, meta: dict, keep: int = 3,
+                     write: bool = True) -> str:
+    """Write (``write=False``: only name) the checkpoint of ``step``. Multi-process runs pass
+    ``write`` true on process 0 only, so a shared directory is written once."""
+    final = checkpoint_path(directory, step)
+    if not write:
+        return final
     os.makedirs(directory, exist_ok=True)
-    final = os.path.join(directory, f"ckpt-{step:08d}")
     tmp = tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=directory)
     try:
         save_arrays({k: np.asarray(v) for k, v in params.items()}, os.path.join(tmp, "params.safetensors"))

@@ -25,6 +25,7 @@ from ..trace.builder import Builder
 from ..trace.tensor import Tensor
 from ..trace.tracer import trace
 from . import checkpoint as _ckpt
+from .distributed import RowView
 
 __all__ = ["Trainer", "plot_history", "step_key"]
 
@@ -72,11 +73,16 @@ def _with_loss(model, input_specs, target_specs, loss_fn, metrics, seed, trainin
 
 class Trainer:
     """Train ``model`` (an ``nn.Module``) on ``loss_fn(predictions..., targets...)`` with an optax
-    ``optimizer`` (any ``GradientTransformation``, used unchanged)."""
+    ``optimizer`` (any ``GradientTransformation``, used unchanged).
+
+    ``mesh`` (None: data-parallel over all visible devices when there are several; a
+    ``jax.sharding.Mesh`` or ``{"data": 4, "model": 2}``) and ``param_sharding`` (glob -> PartitionSpec
+    entries; None: ``distributed.DEFAULT_PARAM_RULES``) scale the step out; see docs/distributed.md."""
 
     def __init__(self, model, loss_fn: Callable, optimizer, inputs, targets, *,
                  metrics: Mapping[str, Callable] | None = None, seed: int = 0, progress: bool = True,
-                 precision: str = "default", keep_checkpoints: int = 3):
+                 precision: str = "default", keep_checkpoints: int = 3, mesh=None,
+                 param_sharding: Mapping[str, tuple] | None = None):
         from ..api import grad
 
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
@@ -99,6 +105,11 @@ class Trainer:
             self._params = {n: jnp.asarray(self.train_graph.params[n]) for n in self.trainable}
             self._buffers = {n: jnp.asarray(self.train_graph.params[n]) for n in self.buffers}
             self._opt_state = optimizer.init(self._params)
+        # mesh=None: data-parallel over all devices when there are several; None plan = one device
+        from . import distributed
+        self._dist = distributed.resolve(mesh, param_sharding, self._params)
+        if self._dist is not None:
+            self._place_state()
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
@@ -109,10 +120,23 @@ class Trainer:
 
     # ---- state ----------------------------------------------------------------------------------
     @property
+    def distributed(self):
+        """The sharding plan (``graphforge.train.distributed.Distributed``), None on one device."""
+        return self._dist
+
+    def _place_state(self) -> None:
+        d = self._dist
+        with _x64():
+            self._params = d.place_tree(self._params, d.state_shardings(list(self._params)))
+            self._buffers = d.place_tree(self._buffers, d.state_shardings(list(self._buffers)))
+            self._opt_state = d.place_tree(self._opt_state, d.opt_shardings(self._opt_state, self._params))
+
+    @property
     def params(self) -> dict[str, np.ndarray]:
         """Current trainable params and buffers as NumPy arrays (names as in ``trainer.graph``)."""
-        out = {n: np.asarray(v) for n, v in self._params.items()}
-        out.update({n: np.asarray(v) for n, v in self._buffers.items()})
+        host = np.asarray if self._dist is None else self._dist.to_host
+        out = {n: host(v) for n, v in self._params.items()}
+        out.update({n: host(v) for n, v in self._buffers.items()})
         return out
 
     def export_graph(self) -> Graph:
@@ -152,7 +176,10 @@ class Trainer:
                 buffers = {b: outs[ui[b]] for b in buffers}
                 return params, buffers, opt_state, outs[0], {m: outs[i] for m, i in mi}
 
-            fn = jax.jit(step, donate_argnums=(0, 1, 2))
+            if self._dist is None:
+                fn = jax.jit(step, donate_argnums=(0, 1, 2))
+            else:
+                fn = self._dist.jit_step(step, self._params, self._buffers, self._opt_state, [b.shape for b in bound])
             self._steps[key] = fn
         return fn, bound
 
@@ -164,9 +191,20 @@ class Trainer:
         key = (id(graph), signature(bound))
         fn = self._evals.get(key)
         if fn is None:
-            fn = jax.jit(lower(graph, env, precision=self.precision))
+            fn = lower(graph, env, precision=self.precision)
+            fn = jax.jit(fn) if self._dist is None else self._dist.jit_eval(
+                fn, {**self._params, **self._buffers}, [b.shape for b in bound])
             self._evals[key] = fn
         return fn, bound
+
+    def _device_inputs(self, bound) -> tuple:
+        import jax.numpy as jnp
+        if self._dist is None:
+            return tuple(jnp.asarray(a) for a in bound)
+        return self._dist.place_inputs(bound, [b.dtype for b in bound])
+
+    def _host(self, x) -> np.ndarray:
+        return np.asarray(x) if self._dist is None else self._dist.to_host(x)
 
     def _inputs(self, xs: Sequence, ys: Sequence, step: int) -> list:
         arrays = list(xs) + list(ys)
@@ -181,6 +219,8 @@ class Trainer:
 
         xs, ys = _as_batch(x), _as_batch(y)
         arrays = self._inputs(xs, ys, self.step)
+        if self._dist is not None:
+            return self._train_step_sharded(arrays)
         # fast path: a batch whose shapes/dtypes were seen before skips re-binding (and device arrays
         # stay on the device); anything new goes through gf's input checks and is compiled once
         quick = tuple((tuple(np.shape(a)), str(a.dtype)) for a in arrays)
@@ -193,6 +233,26 @@ class Trainer:
                 args = tuple(jnp.asarray(a) for a in bound)
             else:
                 fn, args = hit, tuple(arrays)
+            self._params, self._buffers, self._opt_state, loss, mets = fn(
+                self._params, self._buffers, self._opt_state, args)
+        self.step += 1
+        self._last = (loss, mets)
+        return {"loss": loss, **mets}
+
+    def _train_step_sharded(self, arrays) -> dict:
+        """The mesh variant of train_step: ``arrays`` are the global batch (the same on every
+        process, NumPy, ``RowView`` or global jax.Arrays); each process places only its own rows."""
+        from .distributed import _stand_ins
+
+        quick = tuple((tuple(np.shape(a)), str(a.dtype)) for a in arrays)
+        with _x64():
+            hit = self._quick.get(quick)
+            if hit is None:
+                # gf's input checks and binding see zero-memory stand-ins: no batch is copied here
+                fn, bound = self._train_fn(_stand_ins(arrays))
+                hit = self._quick[quick] = (fn, [b.dtype for b in bound])
+            fn, dtypes = hit
+            args = self._dist.place_inputs(arrays, dtypes)
             self._params, self._buffers, self._opt_state, loss, mets = fn(
                 self._params, self._buffers, self._opt_state, args)
         self.step += 1
@@ -226,7 +286,7 @@ class Trainer:
                 out = self.train_step(bx, by)
                 loss = float(out["loss"])
                 self.step_losses.append(loss)
-                n = len(_as_list(bx)[0])
+                n = len(_as_batch(bx)[0])
                 for k, v in out.items():
                     sums[k] = sums.get(k, 0.0) + float(v) * n
                 count += n
@@ -262,12 +322,14 @@ class Trainer:
         def gen():
             for i in range(total):
                 idx = order[i * batch_size:(i + 1) * batch_size]
-                yield [a[idx] for a in xs], [a[idx] for a in ys]
+                if self._dist is not None:  # lazy rows: each process reads only its devices' part
+                    yield [RowView(a, idx) for a in xs], [RowView(a, idx) for a in ys]
+                else:
+                    yield [a[idx] for a in xs], [a[idx] for a in ys]
         return gen(), total
 
     def evaluate(self, x, y, *, batch_size: int = 256) -> dict[str, float]:
         """Mean loss and metrics in eval mode (weighted by batch size)."""
-        import jax.numpy as jnp
         from graphforge.runtimes.jax import x64
 
         xs, ys = _as_list(x), _as_list(y)
@@ -279,16 +341,15 @@ class Trainer:
             for i in range(0, n, batch_size):
                 arrays = [a[i:i + batch_size] for a in xs] + [a[i:i + batch_size] for a in ys]
                 fn, bound = self._eval_fn(self.eval_graph, arrays)
-                outs = fn(params, tuple(jnp.asarray(a) for a in bound))
+                outs = fn(params, self._device_inputs(bound))
                 m = len(arrays[0])
                 for k, o in zip(names, outs):
                     if k in sums:
-                        sums[k] += float(o) * m
+                        sums[k] += float(self._host(o)) * m
         return {k: v / max(n, 1) for k, v in sums.items()}
 
     def predict(self, x, *, batch_size: int = 1024):
         """Model outputs in eval mode (NumPy; one array, or a list for several outputs)."""
-        import jax.numpy as jnp
         from graphforge.runtimes.jax import x64
 
         xs = _as_list(x)
@@ -298,7 +359,7 @@ class Trainer:
         with x64():
             for i in range(0, n, batch_size):
                 fn, bound = self._eval_fn(self.graph, [a[i:i + batch_size] for a in xs])
-                chunks.append([np.asarray(o) for o in fn(params, tuple(jnp.asarray(a) for a in bound))])
+                chunks.append([self._host(o) for o in fn(params, self._device_inputs(bound))])
         outs = [np.concatenate([c[j] for c in chunks]) for j in range(len(chunks[0]))]
         return outs[0] if len(outs) == 1 else outs
 
@@ -311,12 +372,19 @@ class Trainer:
         import jax
 
         leaves, treedef = jax.tree_util.tree_flatten(self._opt_state)
+        leaves = [self._host(l) for l in leaves]  # (a collective for cross-process shards: all call it)
         meta = {"format": "graphforge-checkpoint/1", "step": self.step, "epoch": self.epoch,
                 "batch_in_epoch": self.batch_in_epoch, "seed": self.seed, "treedef": str(treedef),
                 "params": self._signature(), "history": getattr(self, "history", {}) or {},
                 "step_losses": self.step_losses}
-        return _ckpt.write_checkpoint(directory, self.step, self.params, [np.asarray(l) for l in leaves], meta,
-                                      keep=self.keep_checkpoints)
+        params = self.params
+        if self._dist is None:
+            return _ckpt.write_checkpoint(directory, self.step, params, leaves, meta, keep=self.keep_checkpoints)
+        # several processes: written once, by process 0; the others wait until it is complete
+        path = _ckpt.write_checkpoint(directory, self.step, params, leaves, meta, keep=self.keep_checkpoints,
+                                      write=self._dist.is_writer)
+        self._dist.barrier(f"graphforge-checkpoint-{self.step}")
+        return path
 
     def load_checkpoint(self, directory: str) -> None:
         """Restore a checkpoint written by ``save_checkpoint`` (LoadError if it is another model's)."""
@@ -338,10 +406,17 @@ class Trainer:
             self._params = {n: jnp.asarray(params[n]) for n in self.trainable}
             self._buffers = {n: jnp.asarray(params[n]) for n in self.buffers}
             self._opt_state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(l) for l in leaves])
+        if self._dist is not None:
+            self._place_state()
         self.step, self.epoch = int(meta["step"]), int(meta["epoch"])
         self.batch_in_epoch = int(meta.get("batch_in_epoch", 0))
         self.history = {k: list(v) for k, v in meta.get("history", {}).items()}
         self.step_losses = list(meta.get("step_losses", []))
+
+
+def _x64():
+    from graphforge.runtimes.jax import x64
+    return x64()
 
 
 def _as_batch(x) -> list:
