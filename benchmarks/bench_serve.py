@@ -1,13 +1,26 @@
 """Load generator for ``graphforge serve``: latency percentiles and throughput, batching on vs off.
 
-Builds the README's 784-128-10 MLP as ONNX (with ``onnx.helper``, random weights, symbolic batch
-dim), starts ``python -m graphforge.serve`` on a free 127.0.0.1 port for each setting, and drives it
-with asyncio + httpx at concurrency 1, 4, 16 and 64: every client sends one-row requests back to
-back for ``--duration`` seconds (or until ``--max-requests``), after a short warm-up. It reports
-p50/p95/p99 latency, throughput, and the mean rows per onnxruntime call read from ``/metrics``.
-Everything is bounded (time, requests) and stays on loopback; servers are stopped at the end.
+For each model it builds an ONNX MLP with ``onnx.helper`` (random weights, symbolic ``batch`` dim),
+starts two ``python -m graphforge.serve`` children on free 127.0.0.1 ports, one with dynamic
+batching (``--max-batch 64 --max-wait-ms 2``) and one without (``--max-batch 1``), and drives them at
+concurrency 1, 4, 16 and 64: every simulated client keeps one keep-alive connection and sends
+one-row requests back to back (closed loop) for ``--duration`` seconds or ``--max-requests``, after a
+short warm-up. The two settings are measured cell by cell, ``--rounds`` times in alternating order,
+so a neighbour's load on a shared machine hits both alike. It reports p50/p95/p99 latency, throughput, the mean
+rows per onnxruntime call read from ``/metrics``, and the server's CPU time per request.
 
-    python benchmarks/bench_serve.py [--duration 3] [--format npy|json] [--json out.json]
+Models: ``mlp`` is the README's 784-128-10 (about 0.1 M multiply-adds a row: the HTTP request costs
+far more than the inference, so batching can only save the per-call overhead); ``wide`` is
+784-2048-2048-10 (5.8 M multiply-adds and 23 MB of weights a row: one-row calls stream all the
+weights from memory for each request, a batched call streams them once for 64 rows).
+
+The client speaks HTTP/1.1 over asyncio streams by itself: a general HTTP client library costs
+more CPU per request than the server, and on a small machine it would measure itself.
+Everything is bounded (time, requests, an overall ``--timeout``) and stays on loopback; the
+servers are stopped (SIGTERM, then SIGKILL) at the end.
+
+    python benchmarks/bench_serve.py [--models mlp,wide] [--duration 1.5] [--rounds 2] [--format npy|json]
+                                     [--json out.json]
 """
 from __future__ import annotations
 
@@ -17,6 +30,7 @@ import io
 import json
 import os
 import platform
+import re
 import signal
 import socket
 import subprocess
@@ -26,26 +40,34 @@ import time
 
 import numpy as np
 
-__all__ = ["build_mlp", "ServerProcess", "run_load", "main"]
+__all__ = ["MODELS", "build_mlp", "ServerProcess", "Connection", "http_request", "run_load", "merge_runs",
+           "batch_stats", "main"]
 
 HOST = "127.0.0.1"
+MODELS = {"mlp": (784, 128, 10), "wide": (784, 2048, 2048, 10)}
+"""Benchmark models: layer widths of a MatMul+Add(+Relu) MLP."""
 
 
-def build_mlp(path: str, seed: int = 0) -> str:
-    """The 784-128-10 MLP (MatMul+Add+Relu+MatMul+Add) with a ``batch`` dim_param."""
+def build_mlp(path: str, dims=MODELS["mlp"], seed: int = 0) -> str:
+    """An MLP with layer widths ``dims`` (ReLU between layers) and a ``batch`` dim_param."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
-    inits = {"w1": rng.standard_normal((784, 128)) * 0.05, "b1": np.zeros(128),
-             "w2": rng.standard_normal((128, 10)) * 0.1, "b2": np.zeros(10)}
-    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h0"]), helper.make_node("Add", ["h0", "b1"], ["h1"]),
-             helper.make_node("Relu", ["h1"], ["h2"]), helper.make_node("MatMul", ["h2", "w2"], ["h3"]),
-             helper.make_node("Add", ["h3", "b2"], ["y"])]
+    nodes, inits, cur = [], [], "x"
+    for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
+        w = (rng.standard_normal((d_in, d_out)) / np.sqrt(d_in)).astype(np.float32)
+        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(np.zeros(d_out, np.float32), f"b{i}")]
+        last = i == len(dims) - 2
+        nodes += [helper.make_node("MatMul", [cur, f"w{i}"], [f"mm{i}"]),
+                  helper.make_node("Add", [f"mm{i}", f"b{i}"], ["y" if last else f"pre{i}"])]
+        if not last:
+            nodes.append(helper.make_node("Relu", [f"pre{i}"], [f"h{i}"]))
+            cur = f"h{i}"
     graph = helper.make_graph(
-        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 784])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 10])],
-        [numpy_helper.from_array(a.astype(np.float32), n) for n, a in inits.items()])
+        nodes, "mlp_" + "_".join(map(str, dims)),
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", dims[0]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", dims[-1]])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="bench_serve")
     onnx.checker.check_model(model)
     onnx.save(model, path)
@@ -58,12 +80,77 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# -- a minimal HTTP/1.1 keep-alive client ----------------------------------------------------------
+class Connection:
+    """One keep-alive HTTP/1.1 connection: ``await request(raw_bytes) -> (status, body)``.
+
+    Requests are pre-serialised (:func:`http_request`); replies must carry Content-Length, which is
+    what the server sends. A closed connection is reopened once per request.
+    """
+
+    _STATUS = re.compile(rb"HTTP/1\.[01] (\d{3})")
+    _LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
+
+    def __init__(self, port: int):
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def _open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
+
+    async def request(self, raw: bytes) -> tuple[int, bytes]:
+        for attempt in (0, 1):
+            if self.writer is None:
+                await self._open()
+            try:
+                self.writer.write(raw)
+                head = await self.reader.readuntil(b"\r\n\r\n")
+                break
+            except (ConnectionError, asyncio.IncompleteReadError):
+                await self.close()
+                if attempt:
+                    raise
+        status = self._STATUS.match(head)
+        length = self._LENGTH.search(head)
+        if status is None or length is None:
+            raise ConnectionError(f"unexpected reply head {head[:120]!r}")
+        body = await self.reader.readexactly(int(length.group(1)))
+        if b"connection: close" in head.lower():
+            await self.close()
+        return int(status.group(1)), body
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            try:
+                await self.writer.wait_closed()
+            except ConnectionError:
+                pass
+        self.reader = self.writer = None
+
+
+def http_request(method: str, path: str, body: bytes = b"", content_type: str | None = None) -> bytes:
+    head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\n"
+    if content_type:
+        head += f"Content-Type: {content_type}\r\n"
+    if body or method == "POST":
+        head += f"Content-Length: {len(body)}\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+async def _get(port: int, path: str) -> tuple[int, bytes]:
+    conn = Connection(port)
+    try:
+        return await conn.request(http_request("GET", path))
+    finally:
+        await conn.close()
+
+
 class ServerProcess:
     """``python -m graphforge.serve`` in a child process on a free loopback port."""
 
     def __init__(self, model: str, *flags: str, start_timeout: float = 60.0):
-        import httpx
-
         self.port = _free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.proc = subprocess.Popen([sys.executable, "-m", "graphforge.serve", model, "--host", HOST,
@@ -72,9 +159,9 @@ class ServerProcess:
         deadline = time.monotonic() + start_timeout
         while True:
             try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
+                if asyncio.run(_get(self.port, "/healthz"))[0] == 200:
                     return
-            except httpx.TransportError:
+            except OSError:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
@@ -91,13 +178,15 @@ class ServerProcess:
                 self.proc.wait(10)
 
 
-def _batch_stats(url: str) -> tuple[float, float]:
+async def batch_stats(port: int) -> tuple[float, float]:
     """(onnxruntime calls, rows) so far, from /metrics."""
-    import httpx
     from prometheus_client.parser import text_string_to_metric_families
 
+    status, body = await _get(port, "/metrics")
+    if status != 200:
+        raise RuntimeError(f"GET /metrics answered {status}")
     calls = rows = 0.0
-    for fam in text_string_to_metric_families(httpx.get(url + "/metrics", timeout=10).text):
+    for fam in text_string_to_metric_families(body.decode()):
         for s in fam.samples:
             if s.name == "graphforge_serve_batch_size_count":
                 calls = s.value
@@ -106,40 +195,56 @@ def _batch_stats(url: str) -> tuple[float, float]:
     return calls, rows
 
 
-async def run_load(url: str, concurrency: int, duration: float, max_requests: int, fmt: str,
-                   warmup: float = 0.3) -> dict:
-    """``concurrency`` clients posting one-row requests back to back; latency stats in ms."""
-    import httpx
-
-    rng = np.random.default_rng(concurrency)
-    rows = rng.standard_normal((64, 1, 784)).astype(np.float32)
-    if fmt == "npy":
-        bodies = []
-        for r in rows:
+def _bodies(d_in: int, fmt: str, seed: int, n: int = 64) -> list[bytes]:
+    rows = np.random.default_rng(seed).standard_normal((n, 1, d_in)).astype(np.float32)
+    out = []
+    for r in rows:
+        if fmt == "npy":
             buf = io.BytesIO()
             np.save(buf, r)
-            bodies.append(buf.getvalue())
-        headers = {"content-type": "application/x-npy"}
-    else:
-        bodies = [json.dumps({"inputs": {"x": r.tolist()}}).encode() for r in rows]
-        headers = {"content-type": "application/json"}
+            out.append(http_request("POST", "/v1/predict", buf.getvalue(), "application/x-npy"))
+        else:
+            body = json.dumps({"inputs": {"x": r.tolist()}}).encode()
+            out.append(http_request("POST", "/v1/predict", body, "application/json"))
+    return out
+
+
+def process_cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of process ``pid`` (all its threads) so far; NaN where unknown.
+
+    On a shared machine, wall-clock throughput moves with the neighbours' load; the server's CPU
+    time per request is what batching saves, and it moves much less."""
+    if pid is None:
+        return float("nan")
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+async def run_load(port: int, concurrency: int, duration: float, max_requests: int, fmt: str = "npy",
+                   d_in: int = 784, warmup: float = 0.3, pid: int | None = None) -> dict:
+    """``concurrency`` closed-loop clients posting one-row requests; latency stats in ms.
+
+    ``pid``: the server's process, whose CPU time per request is reported (Linux)."""
+    bodies = _bodies(d_in, fmt, seed=concurrency)
     latencies: list[float] = []
     errors = 0
-    # one single-connection AsyncClient per simulated user: a shared pool of many connections
-    # costs the client more CPU than the server spends per request
-    clients = [httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_connections=1))
-               for _ in range(concurrency)]
+    conns = [Connection(port) for _ in range(concurrency)]
 
     async def client_loop(cid: int, until: float, record: bool) -> None:
         nonlocal errors
-        client, k = clients[cid], cid
+        conn, k = conns[cid], cid
         while time.perf_counter() < until and (not record or len(latencies) < max_requests):
             t0 = time.perf_counter()
             try:
-                resp = await client.post("/v1/predict", content=bodies[k % len(bodies)], headers=headers)
-                ok = resp.status_code == 200
-            except httpx.HTTPError:
+                status, _ = await conn.request(bodies[k % len(bodies)])
+                ok = status == 200
+            except (OSError, asyncio.IncompleteReadError):
                 ok = False
+                await conn.close()
             dt = time.perf_counter() - t0
             k += concurrency
             if not ok:
@@ -149,57 +254,138 @@ async def run_load(url: str, concurrency: int, duration: float, max_requests: in
 
     try:
         await asyncio.gather(*(client_loop(c, time.perf_counter() + warmup, False) for c in range(concurrency)))
-        calls0, rows0 = await asyncio.to_thread(_batch_stats, url)
+        errors = 0
+        calls0, rows0 = await batch_stats(port)
+        cpu0 = process_cpu_seconds(pid)
         t0 = time.perf_counter()
         await asyncio.gather(*(client_loop(c, t0 + duration, True) for c in range(concurrency)))
         elapsed = time.perf_counter() - t0
-        calls1, rows1 = await asyncio.to_thread(_batch_stats, url)
+        cpu1 = process_cpu_seconds(pid)
+        calls1, rows1 = await batch_stats(port)
     finally:
-        for client in clients:
-            await client.aclose()
+        for conn in conns:
+            await conn.close()
     lat = np.asarray(latencies) * 1000.0
+
+    def pct(q: float) -> float:
+        return float(np.percentile(lat, q)) if lat.size else float("nan")
+
     return {"concurrency": concurrency, "requests": len(latencies), "errors": errors, "seconds": elapsed,
             "throughput_rps": len(latencies) / elapsed if elapsed else 0.0,
-            "p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
-            "p95_ms": float(np.percentile(lat, 95)) if lat.size else float("nan"),
-            "p99_ms": float(np.percentile(lat, 99)) if lat.size else float("nan"),
-            "mean_batch_rows": (rows1 - rows0) / (calls1 - calls0) if calls1 > calls0 else float("nan")}
+            "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99),
+            "mean_batch_rows": (rows1 - rows0) / (calls1 - calls0) if calls1 > calls0 else float("nan"),
+            "server_cpu_ms_per_request": (cpu1 - cpu0) * 1000.0 / len(latencies) if latencies else float("nan"),
+            "server_cpu_s": cpu1 - cpu0, "calls": calls1 - calls0, "rows": rows1 - rows0,
+            "latencies_ms": lat.tolist()}
+
+
+def merge_runs(runs: list[dict]) -> dict:
+    """One cell from several rounds: requests and time add up, percentiles over all latencies."""
+    lat = np.concatenate([np.asarray(r["latencies_ms"]) for r in runs])
+    seconds = sum(r["seconds"] for r in runs)
+    calls, rows = sum(r["calls"] for r in runs), sum(r["rows"] for r in runs)
+    cpu = sum(r["server_cpu_s"] for r in runs)
+
+    def pct(q: float) -> float:
+        return float(np.percentile(lat, q)) if lat.size else float("nan")
+
+    return {"concurrency": runs[0]["concurrency"], "rounds": len(runs), "requests": int(lat.size),
+            "errors": sum(r["errors"] for r in runs), "seconds": seconds,
+            "throughput_rps": lat.size / seconds if seconds else 0.0,
+            "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99),
+            "mean_batch_rows": rows / calls if calls else float("nan"),
+            "server_cpu_ms_per_request": cpu * 1000.0 / lat.size if lat.size else float("nan"),
+            "round_throughputs_rps": [r["throughput_rps"] for r in runs]}
+
+
+def _cpu_text() -> str:
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    load = ""
+    if hasattr(os, "getloadavg"):
+        load = f", load average {os.getloadavg()[0]:.1f}"
+    return f"{name}, {os.cpu_count()} CPUs{load}"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="mlp,wide", help=f"comma-separated, from {sorted(MODELS)}")
     parser.add_argument("--concurrency", default="1,4,16,64", help="comma-separated client counts")
-    parser.add_argument("--duration", type=float, default=3.0, help="seconds measured per cell (default 3)")
+    parser.add_argument("--duration", type=float, default=1.5,
+                        help="seconds measured per cell and round (default 1.5)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="times each cell is measured, alternating with the other setting (default 2)")
     parser.add_argument("--max-requests", type=int, default=20000, help="cap on requests per cell")
     parser.add_argument("--format", choices=["npy", "json"], default="npy", help="request body format")
     parser.add_argument("--max-wait-ms", type=float, default=2.0, help="batching window when batching is on")
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--server-flag", action="append", default=[], metavar="FLAG",
-                        help="extra flag for the server, e.g. --server-flag=--intra-op-threads=1 (repeatable)")
+                        help="extra flag for both servers, e.g. --server-flag=--intra-op-threads=1 (repeatable)")
+    parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds in all")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args(argv)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        parser.error(f"unknown model {unknown[0]!r}; choose from {sorted(MODELS)}")
     levels = [int(c) for c in args.concurrency.split(",")]
-    settings = {"batching on": ["--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms)],
-                "batching off": ["--max-batch", "1"]}
+    settings = {"on": ["--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms)],
+                "off": ["--max-batch", "1"]}
+    deadline = time.monotonic() + args.timeout
     results = []
-    print(f"# graphforge serve, MLP 784-128-10 float32, one row per request, {args.format} bodies; "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; {args.duration:g} s per cell")
-    print(f"{'setting':<13} {'conc':>4} {'reqs':>6} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
-          f"{'rows/call':>9} {'errors':>6}")
+    print(f"# graphforge serve load test: one row per request, {args.format} bodies, closed-loop keep-alive "
+          f"clients, {args.rounds} x {args.duration:g} s per cell; batching on = --max-batch {args.max_batch} "
+          f"--max-wait-ms {args.max_wait_ms:g}, off = --max-batch 1")
+    print(f"# {_cpu_text()}; Python {platform.python_version()}")
+    print(f"{'model':<20} {'conc':>4} | {'on req/s':>8} {'p50':>7} {'p95':>7} {'p99':>7} {'rows/call':>9} "
+          f"{'cpu/req':>7} | {'off req/s':>9} {'p50':>7} {'p95':>7} {'p99':>7} {'cpu/req':>7} | {'speedup':>7}")
     with tempfile.TemporaryDirectory() as tmp:
-        model = build_mlp(os.path.join(tmp, "mlp.onnx"))
-        for name, flags in settings.items():
-            server = ServerProcess(model, *flags, *args.server_flag)
+        for model_name in models:
+            dims = MODELS[model_name]
+            label = f"{model_name} {'-'.join(map(str, dims))}"
+            path = build_mlp(os.path.join(tmp, f"{model_name}.onnx"), dims)
+            servers = {}
             try:
-                for c in levels:
-                    r = asyncio.run(run_load(server.url, c, args.duration, args.max_requests, args.format))
-                    r["setting"] = name
-                    results.append(r)
-                    print(f"{name:<13} {c:>4} {r['requests']:>6} {r['throughput_rps']:>8.0f} {r['p50_ms']:>8.2f} "
-                          f"{r['p95_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['mean_batch_rows']:>9.1f} {r['errors']:>6}",
-                          flush=True)
+                for name, flags in settings.items():
+                    servers[name] = ServerProcess(path, *flags, *args.server_flag)
+                for i, c in enumerate(levels):
+                    if time.monotonic() > deadline:
+                        print(f"# --timeout {args.timeout:g} s reached; stopping early")
+                        break
+                    runs: dict[str, list[dict]] = {name: [] for name in settings}
+                    for k in range(args.rounds):
+                        order = list(settings) if (i + k) % 2 == 0 else list(settings)[::-1]
+                        for name in order:
+                            runs[name].append(asyncio.run(run_load(
+                                servers[name].port, c, args.duration, args.max_requests, args.format, dims[0],
+                                pid=servers[name].proc.pid)))
+                    row = {}
+                    for name in settings:
+                        r = merge_runs(runs[name])
+                        r.update(setting=name, model=model_name, dims=list(dims))
+                        results.append(r)
+                        row[name] = r
+                    on, off = row["on"], row["off"]
+                    speedup = on["throughput_rps"] / off["throughput_rps"] if off["throughput_rps"] else float("nan")
+                    errs = on["errors"] + off["errors"]
+                    print(f"{label:<20} {c:>4} | {on['throughput_rps']:>8.0f} {on['p50_ms']:>7.2f} "
+                          f"{on['p95_ms']:>7.2f} {on['p99_ms']:>7.2f} {on['mean_batch_rows']:>9.1f} "
+                          f"{on['server_cpu_ms_per_request']:>7.2f} | "
+                          f"{off['throughput_rps']:>9.0f} {off['p50_ms']:>7.2f} {off['p95_ms']:>7.2f} "
+                          f"{off['p99_ms']:>7.2f} {off['server_cpu_ms_per_request']:>7.2f} | {speedup:>6.2f}x"
+                          + (f"  ({errs} errors)" if errs else ""), flush=True)
             finally:
-                server.stop()
+                for server in servers.values():
+                    server.stop()
+    print("# latencies in ms; cpu/req = the server process's CPU ms per request (all threads); "
+          "speedup = throughput with batching / without")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -6,6 +6,7 @@ fails the others of a batch.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -22,7 +23,7 @@ from starlette.routing import Route
 from .batcher import DynamicBatcher
 from .codec import decode_request, encode_response, response_format
 from .config import ServeConfig
-from .errors import BadRequestError, PayloadTooLargeError, ServeError
+from .errors import BadRequestError, PayloadTooLargeError, RequestTimeoutError, ServeError
 from .metrics import MetricsMiddleware, ServeMetrics
 from .model import ModelRunner
 
@@ -45,10 +46,22 @@ class Service:
 
 
 def _error(status: int, kind: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
+    # 503s are transient (full queue, draining): tell well-behaved clients when to come back.
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status, headers=headers)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The whole body, at most ``limit`` bytes, within ``timeout`` seconds (a stalled client
+    would otherwise hold its place among the ``--queue-size`` admitted requests for ever)."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await _read_body_unbounded(request, limit)
+    except TimeoutError:
+        raise RequestTimeoutError(f"the request body did not arrive within {timeout:g} s (--body-timeout)") from None
+
+
+async def _read_body_unbounded(request: Request, limit: int) -> bytes:
     length = request.headers.get("content-length")
     if length is not None:
         try:
@@ -97,7 +110,7 @@ def create_app(model: str | os.PathLike | ModelRunner, config: ServeConfig | Non
         metrics.inflight.inc()
         try:
             with batcher.receiving():
-                body = await _read_body(request, config.max_body_bytes)
+                body = await _read_body(request, config.max_body_bytes, config.body_timeout)
                 content_type = request.headers.get("content-type")
                 if len(body) > _OFFLOAD_BYTES:
                     fmt, feeds, rows = await run_in_threadpool(decode_and_validate, body, content_type)
@@ -118,7 +131,8 @@ def create_app(model: str | os.PathLike | ModelRunner, config: ServeConfig | Non
         doc = runner.describe()
         doc["serving"] = {"batching": batcher.batching, "max_batch": config.max_batch,
                           "max_wait_ms": config.max_wait_ms, "workers": config.workers,
-                          "queue_size": config.queue_size, "max_body_bytes": config.max_body_bytes}
+                          "queue_size": config.queue_size, "max_body_bytes": config.max_body_bytes,
+                          "body_timeout": config.body_timeout}
         return JSONResponse(doc)
 
     async def healthz(request: Request) -> Response:

@@ -3,9 +3,14 @@
 Requests enter a bounded FIFO (:class:`QueueFullError` when it is full). Each of ``workers``
 asyncio tasks takes the oldest request, then gathers queued requests with the same *key* (input
 names, non-batch dims and dtypes) until ``max_batch`` rows are reached or ``max_wait_ms`` has passed
-since the oldest one arrived (it stops waiting early when no other request is being received,
-so a lone client pays no batching delay), and runs the batch in a worker thread (onnxruntime releases the
-GIL, so the event loop stays free). Results are split back by each request's row count.
+since the oldest one arrived, and runs the batch in a worker thread (onnxruntime releases the GIL, so
+the event loop stays free). Results are split back by each request's row count.
+
+The window is only waited out while more requests are expected: while one is being received, or
+while fewer requests are in the batch than were in the server at once lately (the peak of
+:attr:`DynamicBatcher.active` over the last one to two seconds). So a lone client pays no batching
+delay, and a closed loop of N clients, whose requests come back a little apart after each answer,
+is gathered into batches of about N instead of being split into whatever arrived in the same tick.
 
 If a merged run fails, every request of the batch is re-run alone, so only the one that really
 fails gets the error. If a model's outputs turn out not to follow the batch dim, batching is
@@ -66,6 +71,9 @@ class DynamicBatcher:
         self._stopping = False
         self.running_batches = 0
         self.arriving = 0  # requests being received/validated, not yet submitted
+        self.active = 0  # requests being received, queued or running, not yet answered
+        self._running_jobs = 0  # requests inside batches that onnxruntime is running
+        self._peak_window = (0.0, 0, 0)  # (window start, peak there, peak of the window before)
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -100,29 +108,71 @@ class DynamicBatcher:
     # -- requests -----------------------------------------------------------------------------
     @contextlib.contextmanager
     def receiving(self):
-        """Mark a request as on its way (body being read and checked): batches wait for it."""
+        """Admit a request and mark it as on its way (body being read and checked): batches wait for it.
+
+        Requests being received count against ``queue_size`` with the queued ones, so the bodies
+        held in memory are bounded too: past that, :class:`QueueFullError` (503) before any byte
+        of the body is read.
+        """
+        if self._stopping:
+            raise ShuttingDownError("the server is shutting down")
+        if self.arriving + len(self._pending) >= self.queue_size:
+            self._reject()
         self.arriving += 1
+        self._enter()
         try:
             yield
         finally:
             self.arriving -= 1
+            self._leave()
             self._notify()
+
+    def recent_concurrency(self) -> int:
+        """The most requests that were in the server at once in the last one to two seconds."""
+        start, peak, before = self._roll_window()
+        return max(peak, before, self.active)
+
+    def _roll_window(self) -> tuple[float, int, int]:
+        now = time.monotonic()
+        start, peak, before = self._peak_window
+        if now - start >= 1.0:  # a new one-second window; the last one is kept only if it just ended
+            before = peak if now - start < 2.0 else 0
+            start, peak = now, 0
+            self._peak_window = (start, peak, before)
+        return self._peak_window
+
+    def _enter(self) -> None:
+        self.active += 1
+        start, peak, before = self._roll_window()
+        if self.active > peak:
+            self._peak_window = (start, self.active, before)
+
+    def _leave(self) -> None:
+        self.active -= 1
 
     async def submit(self, feeds: dict[str, np.ndarray], rows: int | None) -> list[np.ndarray]:
         """Queue validated feeds and wait for their outputs."""
         if self._stopping:
             raise ShuttingDownError("the server is shutting down")
         if len(self._pending) >= self.queue_size:
-            if self.metrics is not None:
-                self.metrics.rejected.labels("queue_full").inc()
-            raise QueueFullError(f"the request queue is full ({self.queue_size} waiting); retry later")
+            self._reject()
         job = Job(feeds, rows, batch_key(feeds), asyncio.get_running_loop().create_future())
         self._pending.append(job)
         self._set_depth()
+        self._enter()
         self._notify()
-        return await job.future
+        try:
+            return await job.future
+        finally:
+            self._leave()
 
     # -- internals ----------------------------------------------------------------------------
+    def _reject(self):
+        if self.metrics is not None:
+            self.metrics.rejected.labels("queue_full").inc()
+        raise QueueFullError(f"the request queue is full ({self.queue_size} requests waiting or being "
+                             "received, --queue-size); retry later")
+
     def _set_depth(self) -> None:
         if self.metrics is not None:
             self.metrics.queue_depth.set(len(self._pending))
@@ -156,29 +206,38 @@ class DynamicBatcher:
                 return None
             await self._wait_arrival(None)
 
-    def _take_compatible(self, batch: list[Job], rows: int) -> int:
+    def _take_compatible(self, batch: list[Job], rows: int) -> tuple[int, bool]:
+        """Move queued requests that fit into ``batch``; (rows, whether one compatible did not fit)."""
         key = batch[0].key
         kept: deque[Job] = deque()
+        overflow = False
         while self._pending:
             job = self._pending.popleft()
             if job.future.done():
                 continue
-            if job.key == key and job.rows is not None and rows + job.rows <= self.max_batch:
-                batch.append(job)
-                rows += job.rows
-            else:
-                kept.append(job)
+            if job.key == key and job.rows is not None:
+                if rows + job.rows <= self.max_batch:
+                    batch.append(job)
+                    rows += job.rows
+                    continue
+                overflow = True
+            kept.append(job)
         self._pending = kept
         self._set_depth()
-        return rows
+        return rows, overflow
 
     async def _gather(self, batch: list[Job]) -> None:
         first = batch[0]
         rows = first.rows
         deadline = first.enqueued + self.max_wait
         while True:
-            rows = self._take_compatible(batch, rows)
-            if rows >= self.max_batch or self._stopping or self.arriving == 0:
+            rows, overflow = self._take_compatible(batch, rows)
+            if rows >= self.max_batch or overflow or self._stopping:
+                return  # as full as it gets: the next request starts the next batch
+            # Requests that could still join: those in the server lately, less this batch and
+            # those that other workers are running now.
+            expected = self.recent_concurrency() - len(batch) - self._running_jobs
+            if self.arriving == 0 and expected <= 0:
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -195,6 +254,7 @@ class DynamicBatcher:
             if self.batching and job.rows is not None and job.rows < self.max_batch:
                 await self._gather(batch)
             self.running_batches += 1
+            self._running_jobs += len(batch)
             try:
                 results = await loop.run_in_executor(self._executor, self._run_batch, batch)
             except asyncio.CancelledError:  # stop() gave up waiting: do not leave clients hanging
@@ -206,6 +266,7 @@ class DynamicBatcher:
                 results = [exc] * len(batch)
             finally:
                 self.running_batches -= 1
+                self._running_jobs -= len(batch)
             for j, res in zip(batch, results):
                 if j.future.done():
                     continue

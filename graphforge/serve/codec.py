@@ -75,10 +75,10 @@ def decode_request(body: bytes, content_type: str | None, *, max_array_bytes: in
 def _decode_json(body: bytes) -> dict[str | None, np.ndarray]:
     try:
         payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequestError(f"malformed JSON: {exc}") from None
     except RecursionError:
         raise BadRequestError("malformed JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer over Python's digit limit
+        raise BadRequestError(f"malformed JSON: {exc}") from None
     if isinstance(payload, dict):
         if "inputs" not in payload:
             raise BadRequestError('JSON body needs an "inputs" key: {"inputs": {"x": [[...]]}} '

@@ -24,6 +24,7 @@ class ServeConfig:
     workers: int = 1
     queue_size: int = 256
     max_body_bytes: int = 16 * 1024 * 1024
+    body_timeout: float = 30.0
     intra_op_threads: int = 0
     graceful_timeout: float = 30.0
     log_level: str = "info"
@@ -43,6 +44,7 @@ class ServeConfig:
             (self.workers >= 1, f"--workers must be >= 1, got {self.workers}"),
             (self.queue_size >= 1, f"--queue-size must be >= 1, got {self.queue_size}"),
             (self.max_body_bytes >= 1, f"--max-body-bytes must be >= 1, got {self.max_body_bytes}"),
+            (self.body_timeout > 0, f"--body-timeout must be > 0, got {self.body_timeout}"),
             (self.intra_op_threads >= 0, f"--intra-op-threads must be >= 0, got {self.intra_op_threads}"),
             (self.graceful_timeout >= 0, f"--graceful-timeout must be >= 0, got {self.graceful_timeout}"),
             (bool(self.host), "--host must not be empty"),
@@ -68,9 +70,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=d.workers,
                         help=f"inference worker threads running onnxruntime concurrently (default {d.workers})")
     parser.add_argument("--queue-size", type=int, default=d.queue_size,
-                        help=f"requests that may wait for a worker; more are answered 503 (default {d.queue_size})")
+                        help="requests that may be received or wait for a worker at once; more are answered 503 "
+                             f"(default {d.queue_size})")
     parser.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes,
                         help=f"largest request body, and largest decoded arrays (default {d.max_body_bytes})")
+    parser.add_argument("--body-timeout", type=float, default=d.body_timeout,
+                        help="seconds a client may take to send a request body, then 408 "
+                             f"(default {d.body_timeout:g})")
     parser.add_argument("--intra-op-threads", type=int, default=d.intra_op_threads,
                         help="onnxruntime threads per call, 0 for its default")
     parser.add_argument("--graceful-timeout", type=float, default=d.graceful_timeout,
@@ -85,5 +91,6 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
     """A validated :class:`ServeConfig` from parsed flags."""
     return ServeConfig(host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                        workers=args.workers, queue_size=args.queue_size, max_body_bytes=args.max_body_bytes,
+                       body_timeout=args.body_timeout,
                        intra_op_threads=args.intra_op_threads, graceful_timeout=args.graceful_timeout,
                        log_level=args.log_level, access_log=args.access_log).validate()

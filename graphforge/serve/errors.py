@@ -12,6 +12,7 @@ __all__ = [
     "BadRequestError",
     "PayloadTooLargeError",
     "UnsupportedMediaTypeError",
+    "RequestTimeoutError",
     "QueueFullError",
     "ShuttingDownError",
     "InferenceError",
@@ -41,6 +42,12 @@ class UnsupportedMediaTypeError(ServeError, InputError):
     """A ``Content-Type`` that is neither JSON nor ``.npy``/``.npz``: 415."""
 
     status = 415
+
+
+class RequestTimeoutError(ServeError, InputError):
+    """The client took longer than ``--body-timeout`` to send its body: 408."""
+
+    status = 408
 
 
 class QueueFullError(ServeError):

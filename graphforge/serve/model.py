@@ -44,13 +44,13 @@ class TensorInfo:
 
 
 def default_providers() -> list[str]:
-    """``CUDAExecutionProvider`` (then CPU) when this onnxruntime build has it, else CPU only."""
-    import onnxruntime as ort
+    """``CUDAExecutionProvider`` (then CPU) when this onnxruntime build has it, else CPU only.
 
-    available = ort.get_available_providers()
-    if "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
+    The ONNX back end's choice, so ``gf.run(..., backend="onnxruntime")`` and the server agree.
+    """
+    from graphforge.runtimes.onnx.session import default_providers as _runtime_default
+
+    return list(_runtime_default())
 
 
 def _value_info(vi, what: str, path: str) -> TensorInfo:

@@ -150,6 +150,7 @@ def test_full_queue_answers_503(models):
             wait_for(lambda: server.service.batcher.queue_depth == 2, what="a full queue")
             r = client.post("/v1/predict", json=[[3.0] * 6])
             assert r.status_code == 503
+            assert r.headers["retry-after"] == "1"
             assert r.json()["error"]["type"] == "QueueFullError"
             assert "queue is full" in r.json()["error"]["message"]
             gate.open()
@@ -160,3 +161,70 @@ def test_full_queue_answers_503(models):
         assert sample(s, "graphforge_serve_requests_total", endpoint="/v1/predict", method="POST", status=503) == 1
         assert sample(s, "graphforge_serve_rejected_requests_total", reason="queue_full") == 1
         assert client.post("/v1/predict", json=[[3.0] * 6]).status_code == 200  # room again
+
+
+def test_closed_loop_clients_are_gathered_into_full_batches(models):
+    """N clients that each send the next request when the last is answered arrive a little apart;
+    the batcher waits (within the window) for the ones it has seen lately instead of running
+    whatever arrived in the same event-loop tick."""
+    import asyncio
+
+    from bench_helpers import closed_loop
+
+    clients, per_client = 8, 12
+    with running(models["small"], max_batch=64, max_wait_ms=200) as (server, client):
+        statuses = asyncio.run(closed_loop(server.port, clients, per_client, b"[[0.5, 0.5, 0.5, 0.5, 0.5, 0.5]]"))
+        assert statuses == {200: clients * per_client}
+        count, reqs, rows = _batches(client)
+    assert reqs == rows == clients * per_client
+    # a lone first request, then batches of all 8 (a client late by > 200 ms splits one in two)
+    assert reqs / count >= 6, f"{count} onnxruntime calls for {reqs} requests"
+
+
+def test_stalled_body_counts_against_the_queue_then_times_out(models):
+    """A client that stops sending its body holds a place among the admitted requests (bodies in
+    memory are bounded), and loses it with a 408 after --body-timeout."""
+    import socket
+
+    with running(models["small"], queue_size=1, body_timeout=0.5) as (server, client):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+            raw.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: 200\r\n\r\n[[1.0, ")
+            wait_for(lambda: server.service.batcher.arriving == 1, what="the stalled request to be admitted")
+            r = client.post("/v1/predict", json=[[1.0] * 6])
+            assert r.status_code == 503 and "--queue-size" in r.json()["error"]["message"]
+            reply = b""
+            while b"--body-timeout" not in reply:  # the head and the body may come in separate segments
+                chunk = raw.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 408"), reply[:80]
+        assert b"--body-timeout" in reply
+        assert server.service.batcher.arriving == 0
+        assert client.post("/v1/predict", json=[[1.0] * 6]).status_code == 200
+        s = metric_samples(client)
+        assert sample(s, "graphforge_serve_requests_total", endpoint="/v1/predict", method="POST", status=408) == 1
+
+
+def test_two_workers_run_batches_side_by_side(models):
+    rng = np.random.default_rng(8)
+    xs = [rng.standard_normal((k % 3 + 1, 6)).astype(np.float32) for k in range(12)]
+    want = ort_run(models["small"], {"x": np.concatenate(xs)})[0]
+    with running(models["small"], workers=2, max_batch=4, max_wait_ms=20) as (server, client):
+        gate = Gate(server.service.runner)
+        with ThreadPoolExecutor(12) as pool:
+            futs = [pool.submit(client.post, "/v1/predict", json={"inputs": {"x": x.tolist()}}) for x in xs]
+            gate.wait_entered()
+            gate.wait_entered()  # both workers are inside onnxruntime at once
+            gate.open()
+            resps = [f.result(20) for f in futs]
+        gate.restore()
+        off = 0
+        for x, r in zip(xs, resps):
+            assert r.status_code == 200, r.text
+            np.testing.assert_allclose(r.json()["outputs"]["y"], want[off:off + len(x)], rtol=1e-5, atol=1e-6)
+            off += len(x)
+        count, reqs, rows = _batches(client)
+    assert reqs == 12 and rows == sum(len(x) for x in xs) == 24
+    assert count >= 6  # no call above --max-batch 4 rows

@@ -69,6 +69,7 @@ def test_binds_loopback_only_by_default(models):
 @pytest.mark.parametrize("options,needle", [
     ({"max_batch": 0}, "--max-batch"), ({"max_wait_ms": -1}, "--max-wait-ms"), ({"workers": 0}, "--workers"),
     ({"queue_size": 0}, "--queue-size"), ({"max_body_bytes": 0}, "--max-body-bytes"),
+    ({"body_timeout": 0}, "--body-timeout"),
     ({"port": 70000}, "--port"), ({"host": "no-such-host.invalid"}, "cannot resolve"),
 ])
 def test_bad_options_are_typed_errors(models, options, needle):
@@ -135,11 +136,11 @@ def test_cli_subcommand(tmp_path, capsys):
     sub = parser.add_subparsers(dest="command")
     cli_serve.add_parser(sub)
     args = parser.parse_args(["serve", "m.onnx", "--max-batch", "8", "--max-wait-ms", "0", "--workers", "2",
-                              "--queue-size", "5", "--max-body-bytes", "1000"])
+                              "--queue-size", "5", "--max-body-bytes", "1000", "--body-timeout", "2.5"])
     assert (args.command, args.model, args.host, args.port) == ("serve", "m.onnx", "127.0.0.1", 8000)
     config = config_from_args(args)
     assert (config.max_batch, config.max_wait_ms, config.workers, config.queue_size, config.max_body_bytes,
-            config.batching) == (8, 0.0, 2, 5, 1000, False)
+            config.body_timeout, config.batching) == (8, 0.0, 2, 5, 1000, 2.5, False)
     assert cli_serve.run(parser.parse_args(["serve", str(tmp_path / "missing.onnx"), "--port", "0"])) == 2
     assert cli_serve.run(parser.parse_args(["serve", "m.onnx", "--max-batch", "0"])) == 2
     err = capsys.readouterr().err

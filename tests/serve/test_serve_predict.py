@@ -142,6 +142,7 @@ def test_bad_bodies(mlp_server):
         (b"[" * 100_000 + b"]" * 100_000, "application/json", 400, ""),
         (b"", "application/json", 400, "empty request body"),
         (b"\xff\xfe\x00", "application/json", 400, "malformed JSON"),
+        (b"[[" + b"1" * 5000 + b"]]", "application/json", 400, "malformed JSON"),  # over int's digit limit
         (b"x,y\n1,2", "text/csv", 415, "unsupported Content-Type"),
         (_npy(x64), "application/x-npy", 400, "dtype float64, the model expects float32"),
         (pickled.getvalue(), "application/x-npy", 400, "only plain numeric and bool arrays"),
@@ -237,3 +238,37 @@ def test_metrics_counters_move(mlp_server):
     assert ("graphforge_serve_queue_depth", frozenset()) in after
     assert sample(after, "graphforge_serve_queue_depth") == 0
     assert sample(after, "graphforge_serve_inflight_requests") == 0
+
+
+def test_mutated_bodies_never_cause_a_server_error(models, mlp_server):
+    """Random byte flips, truncations and splices of valid JSON/.npy/.npz bodies: every answer is
+    200 or a 4xx naming the problem, never a 5xx, and the server keeps serving."""
+    _, client = mlp_server
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 784)).astype(np.float32)
+    seeds = [(b'{"inputs": {"x": [[' + b", ".join(b"%.3f" % v for v in x[0, :784]) + b"]]}}", "application/json"),
+             (_npy(x), "application/x-npy"), (_npz(x=x), "application/x-npz"), (_npy(x), "application/octet-stream")]
+    statuses = set()
+    for i in range(160):
+        body, ctype = seeds[i % len(seeds)]
+        data = bytearray(body)
+        kind = rng.integers(4)
+        if kind == 0:  # flip bytes, mostly in the header where parsing happens
+            for pos in rng.integers(0, min(len(data), 160), size=rng.integers(1, 6)):
+                data[pos] = int(rng.integers(256))
+        elif kind == 1:
+            data = data[:int(rng.integers(0, len(data)))]
+        elif kind == 2:
+            pos = int(rng.integers(0, min(len(data), 160)))
+            data[pos:pos] = bytes(rng.integers(0, 256, size=int(rng.integers(1, 40)), dtype=np.uint8))
+        else:
+            other = seeds[int(rng.integers(len(seeds)))][0]
+            cut = int(rng.integers(0, min(len(data), len(other))))
+            data = data[:cut] + other[cut:]
+        resp = client.post("/v1/predict", content=bytes(data), headers={"content-type": ctype})
+        statuses.add(resp.status_code)
+        assert resp.status_code in (200, 400, 413, 415), (i, kind, resp.status_code, resp.text[:200])
+        if resp.status_code != 200:
+            assert resp.json()["error"]["message"]
+    assert 400 in statuses
+    assert client.get("/healthz").status_code == 200
