@@ -31,6 +31,7 @@ from graphforge import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _data import digits  # noqa: E402  (the examples' shared data loader)
+from _common import finish  # noqa: E402  (the examples' shared reporting)
 
 __all__ = ["shift", "Augmented", "main"]
 
@@ -103,10 +104,7 @@ def main(argv=None) -> int:
     failed = []
     if not args.quick and (gain < 0.10 or results["augmented"][0] < 0.93):
         failed.append("augmentation did not make the model robust to shifts (or cost too much clean accuracy)")
-    print(f"total wall time {time.perf_counter() - t_start:.1f} s")
-    for msg in failed:
-        print(f"FAILED: {msg}", file=sys.stderr)
-    return 1 if failed else 0
+    return finish(failed, t_start)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from graphforge.trace.tensor import apply
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _data import digits  # noqa: E402  (the examples' shared data loader)
+from _common import finish  # noqa: E402  (the examples' shared reporting)
 
 __all__ = ["mish", "squareplus", "RMSNorm", "ResidualBlock", "Classifier", "main"]
 
@@ -254,10 +255,7 @@ def main(argv=None) -> int:
     if diff > 1e-3:
         failed.append("JAX and onnxruntime disagree")
 
-    print(f"total wall time {time.perf_counter() - t_start:.1f} s")
-    for msg in failed:
-        print(f"FAILED: {msg}", file=sys.stderr)
-    return 1 if failed else 0
+    return finish(failed, t_start)
 
 
 if __name__ == "__main__":

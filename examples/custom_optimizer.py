@@ -35,6 +35,7 @@ from graphforge import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mlp import MLP, load_data  # noqa: E402  (the model and data of examples/mlp.py)
+from _common import finish  # noqa: E402  (the examples' shared reporting)
 
 __all__ = ["LionState", "lion", "main"]
 
@@ -114,10 +115,7 @@ def main(argv=None) -> int:
         if not same:
             failed.append("the checkpoint round trip changed the model")
 
-    print(f"total wall time {time.perf_counter() - t_start:.1f} s")
-    for msg in failed:
-        print(f"FAILED: {msg}", file=sys.stderr)
-    return 1 if failed else 0
+    return finish(failed, t_start)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from graphforge import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _data import digits  # noqa: E402  (the examples' shared data loader)
+from _common import finish  # noqa: E402  (the examples' shared reporting)
 
 __all__ = ["Generator", "Discriminator", "DiscriminatorLoss", "GeneratorLoss", "main"]
 
@@ -220,10 +221,7 @@ def main(argv=None) -> int:
     if diff > 1e-4:
         failed.append("JAX and onnxruntime disagree on the generator")
 
-    print(f"total wall time {time.perf_counter() - t_start:.1f} s")
-    for msg in failed:
-        print(f"FAILED: {msg}", file=sys.stderr)
-    return 1 if failed else 0
+    return finish(failed, t_start)
 
 
 if __name__ == "__main__":

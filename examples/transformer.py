@@ -31,6 +31,7 @@ from graphforge import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _data import digits  # noqa: E402  (the examples' shared data loader)
+from _common import finish, fit_and_evaluate, onnx_agrees  # noqa: E402  (the examples' shared reporting)
 
 __all__ = ["RowTransformer", "sinusoidal_positions", "main"]
 
@@ -88,12 +89,7 @@ def main(argv=None) -> int:
     train_ops = trainer.train_graph.op_counts()
     print(f"{model.num_parameters():,} trainable params; train graph: attention {train_ops.get('attention', 0)}, "
           f"softmax {train_ops.get('softmax', 0)}, dropout {train_ops.get('dropout', 0)}")
-    t0 = time.perf_counter()
-    trainer.fit(x_train, y_train, epochs=epochs, batch_size=64)
-    t_train = time.perf_counter() - t0
-    test = trainer.evaluate(x_test, y_test)
-    print(f"trained {epochs} epochs ({trainer.step} steps) in {t_train:.1f} s: "
-          f"test loss {test['loss']:.4f}, test accuracy {test['accuracy'] * 100:.2f} %")
+    test = fit_and_evaluate(trainer, x_train, y_train, x_test, y_test, epochs)
     failed = []
     if not args.quick and test["accuracy"] < 0.95:
         failed.append(f"test accuracy {test['accuracy'] * 100:.2f} % is below 95 %")
@@ -120,17 +116,10 @@ def main(argv=None) -> int:
           f"ops {onnx_ops}")
     if len(attention_nodes) != model.encoder.num_layers:
         failed.append("the ONNX file does not hold one fused attention node per layer")
-    ort_pred = gf.run(optimised, x_test, backend="onnxruntime")[0]
-    diff = float(np.max(np.abs(ort_pred - jax_pred)))
-    agree = float(np.mean(ort_pred.argmax(-1) == jax_pred.argmax(-1)))
-    print(f"JAX vs onnxruntime: max |Δlogit| {diff:.2e}, argmax agreement {agree * 100:.1f} %")
-    if diff > 1e-3 or agree < 1.0:
+    if not onnx_agrees(gf.run(optimised, x_test, backend="onnxruntime")[0], jax_pred):
         failed.append("JAX and onnxruntime disagree")
 
-    print(f"total wall time {time.perf_counter() - t_start:.1f} s")
-    for msg in failed:
-        print(f"FAILED: {msg}", file=sys.stderr)
-    return 1 if failed else 0
+    return finish(failed, t_start)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Helpers shared by the foundation tests: one-node graphs from op-table samples, float64 copies
-for gradient checks, and central finite differences."""
+for gradient checks, central finite differences, and the small whole models several tests trace."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,6 +7,7 @@ import pytest
 
 import graphforge as gf
 from graphforge import dtypes as _dt
+from graphforge import nn
 from graphforge.ir.dims import dim_symbols, resolve_shape
 from graphforge.ir.graph import Graph
 from graphforge.ir.types import TensorType
@@ -16,7 +17,7 @@ from graphforge.trace.builder import Builder
 from graphforge.trace.tensor import Tensor
 
 __all__ = ["sample_params", "op_params", "build_sample_graph", "to_float64", "sample_arrays",
-           "weighted_loss_graph", "numeric_grad", "resolve_shape", "dim_symbols"]
+           "weighted_loss_graph", "numeric_grad", "resolve_shape", "dim_symbols", "MLPLoss", "EncoderLoss"]
 
 
 def sample_params(predicate=None) -> list:
@@ -98,3 +99,28 @@ def numeric_grad(fn, arrays: list[np.ndarray], i: int, eps: float = 1e-6) -> np.
         minus[i][idx] -= eps
         grad[idx] = (float(fn(plus)) - float(fn(minus))) / (2 * eps)
     return grad
+
+
+# ---- small whole models ---------------------------------------------------------------------------
+
+class MLPLoss(nn.Module):
+    """12 -> 16 -> 5 logits and their cross-entropy against int64 labels ``y``: a scalar-loss model."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer1 = nn.Linear(12, 16)
+        self.layer2 = nn.Linear(16, 5)
+
+    def forward(self, x, y):
+        return nn.functional.cross_entropy(self.layer2(self.layer1(x).relu()), y)
+
+
+class EncoderLoss(nn.Module):
+    """A two-layer nn.TransformerEncoder (d_model 16, 2 heads, no dropout) under a mean-square loss."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.TransformerEncoder(num_layers=2, d_model=16, nhead=2, dim_feedforward=32, dropout=0.0)
+
+    def forward(self, x):
+        return (self.enc(x) ** 2).mean()

@@ -22,18 +22,26 @@ def _conv_out(size, k, s, p0, p1, d):
     return (size + p0 + p1 - d * (k - 1) - 1) // s + 1
 
 
-def _conv2d_rule(ts, attrs):
+def _check_conv_operands(ts, attrs, op, layout):
+    """The checks conv2d and conv_transpose2d share, in order: a float input, one dtype for all
+    operands, well-formed attr pairs, an NCHW input, a rank-4 weight (``layout`` names its axes),
+    groups >= 1. Returns ``(x, w, groups)``."""
     x, w = ts[0], ts[1]
-    op = "conv2d"
-    require_float(x, "conv2d's input")
-    same_dtype(ts, "conv2d's input, weight and bias")
+    require_float(x, f"{op}'s input")
+    same_dtype(ts, f"{op}'s input, weight and bias")
     _check_pairs(attrs, op)
     _require_nchw(x, op)
     if w.rank != 4:
-        raise ShapeError(f"conv2d: the weight must be rank 4 (out, in/groups, kh, kw), got {_fmt(w)}")
+        raise ShapeError(f"{op}: the weight must be rank 4 ({layout}), got {_fmt(w)}")
     g = attrs["groups"]
     if g < 1:
-        raise ShapeError(f"conv2d: groups must be >= 1, got {g}")
+        raise ShapeError(f"{op}: groups must be >= 1, got {g}")
+    return x, w, g
+
+
+def _conv2d_rule(ts, attrs):
+    op = "conv2d"
+    x, w, g = _check_conv_operands(ts, attrs, op, "out, in/groups, kh, kw")
     out_c, in_per_group, kh, kw = w.shape
     want_c = dim_product([in_per_group, g])
     if x.shape[1] != want_c:
@@ -77,13 +85,20 @@ def _conv2d_np(x, w, attrs):
     return out.reshape(n, o, oh, ow)
 
 
-def _conv2d_ref(xs, attrs, env=None):
-    x = xs[0]
-    cd = compute_dtype(x)
-    y = _conv2d_np(x.astype(cd), xs[1].astype(cd), attrs)
-    if len(xs) == 3:
-        y = y + xs[2].astype(cd).reshape(1, -1, 1, 1)
-    return [y.astype(x.dtype)]
+def _biased_reference(conv_np):
+    """The reference kernel for ``conv_np(x, w, attrs)``: computed in the compute dtype, plus the
+    optional per-channel bias, returned C-contiguous in the input's dtype."""
+    def reference(xs, attrs, env=None):
+        x = xs[0]
+        cd = compute_dtype(x)
+        y = conv_np(x.astype(cd), xs[1].astype(cd), attrs)
+        if len(xs) == 3:
+            y = y + xs[2].astype(cd).reshape(1, -1, 1, 1)
+        return [np.ascontiguousarray(y).astype(x.dtype)]
+    return reference
+
+
+_conv2d_ref = _biased_reference(_conv2d_np)
 
 
 def _conv_flops(ins, outs, attrs):
@@ -167,17 +182,8 @@ def _convt_out(size, k, s, p0, p1, d, op):
 
 
 def _conv_transpose2d_rule(ts, attrs):
-    x, w = ts[0], ts[1]
     op = "conv_transpose2d"
-    require_float(x, "conv_transpose2d's input")
-    same_dtype(ts, "conv_transpose2d's input, weight and bias")
-    _check_pairs(attrs, op)
-    _require_nchw(x, op)
-    if w.rank != 4:
-        raise ShapeError(f"conv_transpose2d: the weight must be rank 4 (in, out/groups, kh, kw), got {_fmt(w)}")
-    g = attrs["groups"]
-    if g < 1:
-        raise ShapeError(f"conv_transpose2d: groups must be >= 1, got {g}")
+    x, w, g = _check_conv_operands(ts, attrs, op, "in, out/groups, kh, kw")
     in_c, out_per_group, kh, kw = w.shape
     if x.shape[1] != in_c:
         hint = ("if your data is NHWC, transpose it with x.permute(0, 3, 1, 2)" if x.shape[3] == in_c
@@ -223,13 +229,7 @@ def _conv_transpose2d_np(x, w, attrs):
     return y.reshape(n, g * og, full_h - pt - pb, full_w - pl - pr)
 
 
-def _conv_transpose2d_ref(xs, attrs, env=None):
-    x = xs[0]
-    cd = compute_dtype(x)
-    y = _conv_transpose2d_np(x.astype(cd), xs[1].astype(cd), attrs)
-    if len(xs) == 3:
-        y = y + xs[2].astype(cd).reshape(1, -1, 1, 1)
-    return [np.ascontiguousarray(y).astype(x.dtype)]
+_conv_transpose2d_ref = _biased_reference(_conv_transpose2d_np)
 
 
 def _conv_transpose2d_vjp(inputs, outputs, cots, attrs):

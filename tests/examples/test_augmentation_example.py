@@ -1,30 +1,19 @@
 """examples/augmentation.py: the shift is exact, the pipeline re-iterates, and quick mode runs."""
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import pytest
+
+from example_helpers import load_example
 
 pytest.importorskip("jax")
 pytest.importorskip("sklearn")
 pytest.importorskip("onnxruntime")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _load(name):
-    """Import examples/<name>.py in-process (sharing the JAX import and compile caches across tests)."""
-    spec = importlib.util.spec_from_file_location(f"gf_example_{name}", os.path.join(ROOT, "examples", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_shift_moves_pixels_and_fills_background():
     import numpy as np
 
-    shift = _load("augmentation").shift
+    shift = load_example("augmentation").shift
     a = np.arange(2 * 64, dtype=np.float32).reshape(2, 8, 8) + 1
     s = shift(a, np.array([1, -1]), np.array([0, 1]))
     np.testing.assert_array_equal(s[0, 1:], a[0, :-1])          # down one row
@@ -37,7 +26,7 @@ def test_shift_moves_pixels_and_fills_background():
 def test_pipeline_is_reiterable_and_reshuffles():
     import numpy as np
 
-    aug = _load("augmentation")
+    aug = load_example("augmentation")
     x = np.random.default_rng(0).uniform(0, 1, (100, 8, 8)).astype(np.float32)
     y = np.arange(100)
     pipe = aug.Augmented(x, y, batch_size=32)
@@ -49,6 +38,6 @@ def test_pipeline_is_reiterable_and_reshuffles():
 
 
 def test_augmentation_example_quick(capsys):
-    assert _load("augmentation").main(["--quick"]) == 0
+    assert load_example("augmentation").main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert "plain    :" in out and "augmented:" in out and "shifted by one pixel" in out, out

@@ -2,17 +2,17 @@
 process-wide, which must not leak into other tests' view of the op registry)."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 import pytest
 
+from example_helpers import ROOT
+
 pytest.importorskip("jax")
 pytest.importorskip("sklearn")
 pytest.importorskip("onnxruntime")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 CHECKS = r"""
 import sys

@@ -1,31 +1,20 @@
 """examples/custom_optimizer.py: the hand-written Lion matches its update rule and trains in the Trainer."""
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import pytest
+
+from example_helpers import load_example
 
 pytest.importorskip("jax")
 pytest.importorskip("sklearn")
 pytest.importorskip("onnxruntime")
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _load(name):
-    """Import examples/<name>.py in-process (sharing the JAX import and compile caches across tests)."""
-    spec = importlib.util.spec_from_file_location(f"gf_example_{name}", os.path.join(ROOT, "examples", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_lion_update_rule():
     import jax.numpy as jnp
     import numpy as np
 
-    lion = _load("custom_optimizer").lion
+    lion = load_example("custom_optimizer").lion
     opt = lion(0.1, b1=0.9, b2=0.99, weight_decay=0.5)
     params = {"w": jnp.array([1.0, -2.0, 0.5])}
     state = opt.init(params)
@@ -40,7 +29,7 @@ def test_lion_update_rule():
 
 
 def test_custom_optimizer_example_quick(capsys):
-    assert _load("custom_optimizer").main(["--quick"]) == 0
+    assert load_example("custom_optimizer").main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert "lion :" in out and "adam :" in out, out
     assert "predictions identical True" in out

@@ -1,28 +1,17 @@
 """examples/gan.py runs a few alternating steps: finite losses, a PNG grid, the generator in ONNX."""
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import pytest
+
+from example_helpers import load_example
 
 pytest.importorskip("jax")
 pytest.importorskip("sklearn")
 pytest.importorskip("onnxruntime")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _load(name):
-    """Import examples/<name>.py in-process (sharing the JAX import and compile caches across tests)."""
-    spec = importlib.util.spec_from_file_location(f"gf_example_{name}", os.path.join(ROOT, "examples", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_gan_example_quick(capsys, tmp_path):
-    assert _load("gan").main(["--quick", "--out", str(tmp_path)]) == 0
+    assert load_example("gan").main(["--quick", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     png = tmp_path / "gan_samples.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -39,7 +28,7 @@ def test_gan_updates_only_its_player():
 
     import graphforge as gf
 
-    gan = _load("gan")
+    gan = load_example("gan")
     G, D = gan.Generator(), gan.Discriminator()
     z_spec = gf.TensorSpec((4, gan.LATENT), "float32", name="z")
     d_graph = gf.trace(gan.DiscriminatorLoss(G, D), gf.TensorSpec((4, 1, 8, 8), "float32", name="real"), z_spec)

@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
+from example_helpers import ROOT
+
 pytest.importorskip("jax")
 pytest.importorskip("sklearn")
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_mlp_example_quick():

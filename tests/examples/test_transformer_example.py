@@ -1,28 +1,17 @@
 """examples/transformer.py runs end to end in quick mode: fused attention in the IR and in ONNX."""
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import pytest
+
+from example_helpers import load_example
 
 pytest.importorskip("jax")
 pytest.importorskip("sklearn")
 pytest.importorskip("onnxruntime")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _load(name):
-    """Import examples/<name>.py in-process (sharing the JAX import and compile caches across tests)."""
-    spec = importlib.util.spec_from_file_location(f"gf_example_{name}", os.path.join(ROOT, "examples", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_transformer_example_quick(capsys, tmp_path):
-    assert _load("transformer").main(["--quick", "--out", str(tmp_path)]) == 0
+    assert load_example("transformer").main(["--quick", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "attention 2, softmax 0" in out, out
     assert "2 attention node(s)" in out, out

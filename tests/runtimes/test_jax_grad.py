@@ -12,9 +12,8 @@ jax = pytest.importorskip("jax")
 
 import graphforge as gf  # noqa: E402
 from graphforge import dtypes as _dt  # noqa: E402
-from graphforge import nn  # noqa: E402
 from graphforge.ops.registry import NOT_DIFFERENTIABLE, all_ops  # noqa: E402
-from gf_testutil import resolve_shape, sample_arrays, to_float64, weighted_loss_graph  # noqa: E402
+from gf_testutil import EncoderLoss, MLPLoss, resolve_shape, sample_arrays, to_float64, weighted_loss_graph  # noqa: E402
 
 
 def _wrt(opdef, sample):
@@ -72,30 +71,11 @@ def _ort_available():
     return None
 
 
-class _MLP(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.layer1 = nn.Linear(12, 16)
-        self.layer2 = nn.Linear(16, 5)
-
-    def forward(self, x, y):
-        return nn.functional.cross_entropy(self.layer2(self.layer1(x).relu()), y)
-
-
-class _Encoder(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.enc = nn.TransformerEncoder(num_layers=2, d_model=16, nhead=2, dim_feedforward=32, dropout=0.0)
-
-    def forward(self, x):
-        return (self.enc(x) ** 2).mean()
-
-
 def _model_cases():
     rng = np.random.default_rng(0)
-    mlp = (gf.trace(_MLP(), gf.TensorSpec(("batch", 12)), gf.TensorSpec(("batch",), "int64"), seed=0),
+    mlp = (gf.trace(MLPLoss(), gf.TensorSpec(("batch", 12)), gf.TensorSpec(("batch",), "int64"), seed=0),
            [rng.standard_normal((4, 12)).astype(np.float32), rng.integers(0, 5, 4)])
-    enc = (gf.trace(_Encoder(), gf.TensorSpec(("batch", 6, 16)), seed=0),
+    enc = (gf.trace(EncoderLoss(), gf.TensorSpec(("batch", 6, 16)), seed=0),
            [rng.standard_normal((3, 6, 16)).astype(np.float32)])
     return {"mlp": mlp, "transformer_encoder": enc}
 

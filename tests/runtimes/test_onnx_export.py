@@ -14,6 +14,7 @@ import graphforge as gf  # noqa: E402
 from graphforge import nn  # noqa: E402
 from graphforge.runtimes import onnx as gf_onnx  # noqa: E402
 from graphforge.runtimes.onnx import export as gf_export  # noqa: E402
+from gf_testutil import EncoderLoss, MLPLoss  # noqa: E402
 
 
 class _Block(nn.Module):
@@ -184,25 +185,10 @@ def test_transformer_encoder_export_matches_reference(encoder_graph, opset):
         np.testing.assert_allclose(session.run([x])[0], gf.run(encoder_graph, x)[0], rtol=1e-4, atol=1e-5)
 
 
-class _MLP(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.layer1 = nn.Linear(12, 16)
-        self.layer2 = nn.Linear(16, 5)
-
-    def forward(self, x, y):
-        return nn.functional.cross_entropy(self.layer2(self.layer1(x).relu()), y)
-
-
-class _EncoderLoss(_Encoder):
-    def forward(self, x):
-        return (self.enc(x) ** 2).mean()
-
-
 def test_gradient_graphs_run_in_onnxruntime():
     rng = np.random.default_rng(4)
-    mlp = gf.trace(_MLP(), gf.TensorSpec(("batch", 12)), gf.TensorSpec(("batch",), "int64"), seed=0)
-    enc = gf.trace(_EncoderLoss(), gf.TensorSpec(("batch", 6, 16)), seed=0)
+    mlp = gf.trace(MLPLoss(), gf.TensorSpec(("batch", 12)), gf.TensorSpec(("batch",), "int64"), seed=0)
+    enc = gf.trace(EncoderLoss(), gf.TensorSpec(("batch", 6, 16)), seed=0)
     cases = [(mlp, [rng.standard_normal((4, 12)).astype(np.float32), rng.integers(0, 5, 4)]),
              (enc, [rng.standard_normal((3, 6, 16)).astype(np.float32)])]
     for graph, arrays in cases:
