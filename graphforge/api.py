@@ -17,8 +17,9 @@ def optimize(graph, pipeline: str = "default", **options):
 def grad(graph, wrt: Any = "params", output: int = 0, **options):
     """Reverse-mode differentiation as a graph-to-graph pass: outputs = [loss, d loss/d wrt...]."""
     from graphforge.passes.autodiff import grad as _grad
+    from graphforge.runtime import require_graph
 
-    return _grad(graph, wrt=wrt, output=output, **options)
+    return _grad(require_graph(graph, "gf.grad"), wrt=wrt, output=output, **options)
 
 
 def to_onnx(graph, opset: int | None = None, **options):

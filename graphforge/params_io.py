@@ -90,11 +90,24 @@ def load_arrays(path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
 def save_params(graph_or_params, path: str) -> None:
     """Save a graph's parameters (or a dict of arrays) to ``path`` in safetensors format."""
     params = getattr(graph_or_params, "params", graph_or_params)
+    if not isinstance(params, Mapping):
+        # an nn.Module's parameters get their values when it is traced, so only a Graph (or a dict) has them
+        raise LoadError(f"gf.save_params saves a traced gf.Graph or a dict name -> array, got "
+                        f"{type(graph_or_params).__name__}",
+                        hint="trace the model first: g = gf.trace(model, gf.TensorSpec(shape, dtype)); "
+                             "gf.save_params(g, path)")
     save_arrays(params, path, {"format": "graphforge.params"})
 
 
 def load_params(path: str, graph=None) -> dict[str, np.ndarray]:
-    """Load parameters; with ``graph``, check names/shapes/dtypes against it and install them."""
+    """Load parameters; with ``graph``, check names/shapes/dtypes against it and install them.
+
+    ``load_params(graph, path)`` (the argument order of ``save_params``) is accepted too."""
+    if graph is not None and hasattr(path, "param_values") and isinstance(graph, (str, os.PathLike)):
+        path, graph = graph, path
+    if not isinstance(path, (str, os.PathLike)):
+        raise LoadError(f"gf.load_params needs the path of a .safetensors file, got {type(path).__name__}",
+                        hint="call gf.load_params(path, graph) or gf.load_params(graph, path)")
     arrays, _ = load_arrays(path)
     if graph is not None:
         missing = [n for n in graph.param_values if n not in arrays]

@@ -14,7 +14,7 @@ from .errors import InputError, LoadError
 from .ir.dims import unify_dims
 from .ir.graph import Graph
 
-__all__ = ["bind_inputs", "run", "BACKENDS", "resolve_params", "get_backend"]
+__all__ = ["bind_inputs", "run", "BACKENDS", "resolve_params", "get_backend", "require_graph"]
 
 # name -> module implementing ``run(graph, arrays, env, params) -> list[np.ndarray]``
 BACKENDS = {
@@ -24,6 +24,25 @@ BACKENDS = {
     "onnxruntime": "graphforge.runtimes.onnx",
     "ort": "graphforge.runtimes.onnx",
 }
+
+
+def require_graph(obj: Any, what: str) -> Graph:
+    """``obj`` if it is a Graph; a model that was never traced gets an InputError saying how."""
+    if isinstance(obj, Graph):
+        return obj
+    if hasattr(obj, "named_modules") or callable(obj):
+        # PyTorch/Keras habit: hand the model itself to summary/run/save; graphforge needs its trace
+        raise InputError(f"{what} works on a traced gf.Graph, got {type(obj).__name__}",
+                         hint="trace the model first: g = gf.trace(model, gf.TensorSpec(shape, dtype)), "
+                              f"then call {what}(g, ...)")
+    raise InputError(f"{what} works on a traced gf.Graph, got {type(obj).__name__}")
+
+
+def _is_one_array(obj: Any) -> bool:
+    """NumPy arrays, scalars and foreign tensors (jax.Array, torch CPU tensors): anything that
+    converts to one array by ``__array__``, as opposed to a list/tuple of per-input arrays."""
+    return (isinstance(obj, np.ndarray) or np.isscalar(obj)
+            or (not isinstance(obj, (list, tuple)) and hasattr(obj, "__array__") and hasattr(obj, "shape")))
 
 
 def bind_inputs(graph: Graph, inputs: Any) -> tuple[list[np.ndarray], dict[str, int]]:
@@ -44,7 +63,7 @@ def bind_inputs(graph: Graph, inputs: Any) -> tuple[list[np.ndarray], dict[str, 
                              + (f"unexpected {unknown}" if unknown else ""))
         arrays = [inputs[n] for n in names]
     else:
-        if isinstance(inputs, np.ndarray) or np.isscalar(inputs):
+        if _is_one_array(inputs):
             inputs = [inputs]
         try:
             arrays = list(inputs)
@@ -54,8 +73,11 @@ def bind_inputs(graph: Graph, inputs: Any) -> tuple[list[np.ndarray], dict[str, 
         if len(arrays) == len(specs) - 1 and specs and specs[-1].name == "rng":
             arrays.append(np.uint32(0))
         if len(arrays) != len(specs):
+            # a nested Python list for a one-input graph is the usual way to land here
+            hint = ("a list or tuple is read as one array per input; pass one input as a NumPy array "
+                    "(np.asarray(data, dtype=...)) or a dict name -> array") if isinstance(inputs, (list, tuple)) else None
             raise InputError(f"graph {graph.name!r} takes {len(specs)} inputs "
-                             f"({', '.join(v.name for v in specs)}), got {len(arrays)}")
+                             f"({', '.join(v.name for v in specs)}), got {len(arrays)}", hint=hint)
     env: dict[str, int] = {}
     out = []
     for spec, array in zip(specs, arrays):
@@ -121,6 +143,7 @@ def run(graph: Graph, inputs: Any, backend: str = "reference", params: Mapping[s
         **options) -> list[np.ndarray]:
     """Evaluate ``graph`` on ``inputs`` with a back end (``"reference"``, ``"jax"``,
     ``"onnxruntime"``); returns the list of output arrays."""
+    graph = require_graph(graph, "gf.run")
     module = get_backend(backend)
     arrays, env = bind_inputs(graph, inputs)
     return module.run(graph, arrays, env, resolve_params(graph, params), **options)

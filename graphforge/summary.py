@@ -40,6 +40,9 @@ def _numel(t: TensorType) -> int:
 
 def summary(graph: Graph, print_fn=print) -> str:
     """Print (and return) output shape, parameter count and FLOPs for each module scope."""
+    from .runtime import require_graph
+
+    graph = require_graph(graph, "gf.summary")
     rows: dict[str, dict] = {}
     for node in graph.nodes:
         row = rows.setdefault(node.scope or "(root)", {"ops": [], "out": None, "flops": 0, "params": set()})

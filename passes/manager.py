@@ -267,6 +267,11 @@ class PassManager:
         if unknown:
             raise PassError(f"print_after names unknown pass(es) {', '.join(unknown)}; known passes: "
                             f"{', '.join(list_passes())}")
+        absent = sorted(n for n in self.print_after if n not in unknown and n not in self.passes)
+        if absent:
+            # otherwise nothing would ever be printed, with no word why
+            raise PassError(f"print_after names pass(es) {', '.join(absent)} not in the pipeline "
+                            f"{str(self.plan)!r}", hint="add the pass to the pipeline or print after one it runs")
         self.stream = stream
         self.report: PassReport | None = None
 

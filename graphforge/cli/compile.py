@@ -100,7 +100,12 @@ def _check_passes(pipeline: str, print_after: list[str]):
     from graphforge.errors import InputError
     from graphforge.passes.manager import PassManager
 
-    manager = PassManager(pipeline, print_after=print_after or None)  # PassError for bad names/syntax
+    from graphforge.passes.manager import list_passes
+
+    manager = PassManager(pipeline)  # PassError for bad pass names/syntax
+    unknown = [n for n in print_after if n not in list_passes()]
+    if unknown:
+        PassManager(pipeline, print_after=unknown)  # the PassError naming the unknown passes
     missing = [n for n in print_after if n not in manager.passes]
     if missing:
         raise InputError(f"--print-after {','.join(missing)}: not in the pipeline {manager.pipeline_text!r}",

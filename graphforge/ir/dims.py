@@ -58,11 +58,16 @@ def check_dim(dim) -> Dim:
     if isinstance(dim, (int,)) or hasattr(dim, "__index__") and not isinstance(dim, str):
         value = int(dim)
         if value < 0:
-            raise ShapeError(f"dims must be non-negative, got {value}")
+            raise ShapeError(f"dims must be non-negative, got {value}", hint=_DYNAMIC_HINT)
         return value
     if isinstance(dim, str):
         return _build(*_factors(str(dim)))
-    raise ShapeError(f"a dim must be an int or a symbol name, got {dim!r}")
+    raise ShapeError(f"a dim must be an int or a symbol name, got {dim!r}",
+                     hint=_DYNAMIC_HINT if dim is None else None)
+
+
+# Keras spells a dynamic dim None and ONNX -1; graphforge names it, so equal names bind equal sizes
+_DYNAMIC_HINT = "for a dim known only at run time use a symbol name, e.g. 'batch' in ('batch', 784)"
 
 
 def dim_product(dims) -> Dim:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import dtypes as _dt
+from ..errors import ShapeError
 from .dims import Dim, check_dim, dim_product, is_static, resolve_shape
 
 __all__ = ["TensorType", "TensorSpec"]
@@ -47,6 +48,9 @@ class TensorSpec(TensorType):
     """A graph input: a TensorType with an optional name (``gf.TensorSpec(("batch", 784), "float32")``)."""
 
     def __init__(self, shape, dtype="float32", name: str | None = None):
+        if isinstance(shape, (str, int)) or not hasattr(shape, "__iter__"):
+            raise ShapeError(f"a TensorSpec shape is a tuple of dims, got {shape!r}",
+                             hint=f"write ({shape!r},) for a rank-1 shape, or e.g. ('batch', {shape!r})")
         super().__init__(tuple(shape), dtype)
         object.__setattr__(self, "name", name)
 

@@ -263,14 +263,19 @@ class Trainer:
     def fit(self, x=None, y=None, *, epochs: int = 1, batch_size: int = 32, validation_data=None,
             shuffle: bool = True, checkpoint_dir: str | None = None, resume: bool = False,
             verbose: bool | None = None) -> dict[str, list[float]]:
-        """Train for ``epochs`` (counting already-trained epochs when resuming). ``x``/``y``: arrays
-        (or lists of arrays for several inputs/targets), or ``x`` an iterable of ``(x, y)`` batches
-        (re-iterated each epoch if it is a re-iterable). Returns the history dict
-        (``loss``, metrics, ``val_loss``, ``val_<metric>`` per epoch)."""
+        """Train for ``epochs`` more epochs, like Keras (with ``resume=True``: up to ``epochs`` in all,
+        counting the epochs of the checkpoint it resumes from). ``x``/``y``: arrays (or lists of
+        arrays for several inputs/targets), or ``x`` an iterable of ``(x, y)`` batches (re-iterated
+        each epoch if it is a re-iterable). Returns the history dict (``loss``, metrics,
+        ``val_loss``, ``val_<metric>`` per epoch, over every ``fit`` of this trainer)."""
         from tqdm.auto import tqdm
 
         if resume and checkpoint_dir and _ckpt.latest_checkpoint(checkpoint_dir):
             self.load_checkpoint(checkpoint_dir)
+        # a resumed run finishes the planned total; a plain call trains that many more epochs (a second
+        # fit(epochs=N) would otherwise silently do nothing)
+        if not resume:
+            epochs = self.epoch + epochs
         verbose = self.progress if verbose is None else verbose
         history: dict[str, list[float]] = getattr(self, "history", None) or {}
         self.history = history
@@ -278,7 +283,9 @@ class Trainer:
             batches, total = self._batches(x, y, batch_size, shuffle)
             sums: dict[str, float] = {}
             count = 0
-            bar = tqdm(total=total, desc=f"epoch {self.epoch + 1}/{epochs}", disable=not verbose, leave=False)
+            # disable=None: tqdm draws only on a terminal; a log file gets just the per-epoch lines
+            bar = tqdm(total=total, desc=f"epoch {self.epoch + 1}/{epochs}", disable=None if verbose else True,
+                       leave=False)
             bar.update(self.batch_in_epoch)
             for bi, (bx, by) in enumerate(batches):
                 if bi < self.batch_in_epoch:
@@ -314,7 +321,7 @@ class Trainer:
             except TypeError:
                 total = None
             return ((b[0], b[1]) for b in x), total
-        xs, ys = _as_list(x), _as_list(y)
+        xs, ys = self._arrays(x, y, "fit")
         n = len(xs[0])
         order = (np.random.default_rng([self.seed, self.epoch]).permutation(n) if shuffle else np.arange(n))
         total = math.ceil(n / batch_size)
@@ -332,7 +339,7 @@ class Trainer:
         """Mean loss and metrics in eval mode (weighted by batch size)."""
         from graphforge.runtimes.jax import x64
 
-        xs, ys = _as_list(x), _as_list(y)
+        xs, ys = self._arrays(x, y, "evaluate")
         n = len(xs[0])
         names = self.eval_graph.output_names
         sums = {k: 0.0 for k in names if not k.startswith("update:")}
@@ -352,16 +359,27 @@ class Trainer:
         """Model outputs in eval mode (NumPy; one array, or a list for several outputs)."""
         from graphforge.runtimes.jax import x64
 
-        xs = _as_list(x)
-        n = len(xs[0])
+        xs = _as_list(x, self._n_inputs, "predict", "inputs")
+        n = _rows(xs, "predict")
         params = {**self._params, **self._buffers}
         chunks = []
         with x64():
-            for i in range(0, n, batch_size):
+            for i in range(0, max(n, 1), batch_size):  # no rows: one empty batch gives typed empty outputs
                 fn, bound = self._eval_fn(self.graph, [a[i:i + batch_size] for a in xs])
                 chunks.append([self._host(o) for o in fn(params, self._device_inputs(bound))])
         outs = [np.concatenate([c[j] for c in chunks]) for j in range(len(chunks[0]))]
         return outs[0] if len(outs) == 1 else outs
+
+    def _arrays(self, x, y, what: str) -> tuple[list, list]:
+        """Inputs and targets as lists of arrays with one common number of rows (InputError if not)."""
+        if y is None and self.target_specs:
+            raise InputError(f"{what}(x, y) needs the targets y ({len(self.target_specs)} array(s) like "
+                             f"{', '.join(str(getattr(t, 'type', t)) for t in self.target_specs)})",
+                             hint="pass them as the second argument, or x as an iterable of (x, y) batches")
+        xs = _as_list(x, self._n_inputs, what, "inputs")
+        ys = [] if y is None else _as_list(y, len(self.target_specs), what, "targets")
+        _rows(xs + ys, what)
+        return xs, ys
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def _signature(self) -> dict:
@@ -425,20 +443,49 @@ def _as_batch(x) -> list:
     return [a if hasattr(a, "dtype") and hasattr(a, "shape") else np.asarray(a) for a in items]
 
 
-def _as_list(x) -> list:
-    if isinstance(x, (list, tuple)):
-        return [np.asarray(a) for a in x]
-    return [np.asarray(x)]
+def _as_list(x, expected: int | None = None, what: str = "", kind: str = "inputs") -> list:
+    """``x`` as a list of arrays: one per input (or target) when it is a list of that many, else
+    one array (so a nested Python list for a one-input model is its data, not a list of inputs)."""
+    if isinstance(x, (list, tuple)) and not (expected == 1 and len(x) != 1):
+        if expected is not None and len(x) != expected:
+            raise InputError(f"{what}: the model has {expected} {kind}, got a list of {len(x)} arrays")
+        items = list(x)
+    else:
+        items = [x]
+    try:
+        return [np.asarray(a) for a in items]
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{what}: {kind} are not array-like: {exc}") from None
+
+
+def _rows(arrays: list, what: str) -> int:
+    """The common leading dim of ``arrays`` (the number of examples)."""
+    counts = [a.shape[0] if a.ndim else None for a in arrays]
+    if None in counts:
+        raise InputError(f"{what}: every input and target needs a leading batch dim, got shapes "
+                         f"{[tuple(a.shape) for a in arrays]}")
+    if len(set(counts)) > 1:
+        raise InputError(f"{what}: inputs and targets have different numbers of rows: {counts}",
+                         hint="x and y must hold the same examples, one row each")
+    return counts[0] if counts else 0
 
 
 def plot_history(history: Mapping[str, Sequence[float]], path: str) -> str:
     """Plot every history curve (loss and metrics, with their ``val_`` twins) to a PNG at ``path``."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import io
+    import os
+
+    # a Figure on an Agg canvas, not pyplot: the user's matplotlib backend (a notebook's inline
+    # one, a GUI) stays as it was and no global figure is left open
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from ..params_io import atomic_write_bytes
 
     keys = [k for k in history if not k.startswith("val_")]
-    fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(4 * max(len(keys), 1), 3), squeeze=False)
+    fig = Figure(figsize=(4 * max(len(keys), 1), 3))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, max(len(keys), 1), squeeze=False)
     for ax, k in zip(axes[0], keys):
         ax.plot(range(1, len(history[k]) + 1), history[k], label=k)
         if f"val_{k}" in history:
@@ -447,6 +494,8 @@ def plot_history(history: Mapping[str, Sequence[float]], path: str) -> str:
         ax.set_title(k)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    path = os.fspath(path)
+    atomic_write_bytes(path, buf.getvalue())
     return path

@@ -288,6 +288,10 @@ def save_onnx(graph: Graph, path, opset: int | None = None, *, external_data_thr
     base = os.path.basename(path)
     if not base:
         raise ExportError(f"save_onnx needs a file path, got {path!r}")
+    if os.path.isdir(path):
+        # else the rename fails with a message naming graphforge's temp folder, not the user's path
+        raise ExportError(f"save_onnx: {path!r} is a directory",
+                          hint=f"give a file name, e.g. {os.path.join(path, 'model.onnx')!r}")
     data_name = base + ".data"
     try:
         os.makedirs(directory, exist_ok=True)
