@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _data import digits  # noqa: E402  (the examples' shared data loader)
 from _common import finish, fit_and_evaluate, onnx_agrees  # noqa: E402  (the examples' shared reporting)
 
-__all__ = ["LeNet", "main"]
+__all__ = ["LeNet", "inputs", "make_model", "main"]
 
 
 class LeNet(nn.Module):
@@ -56,6 +56,15 @@ class LeNet(nn.Module):
         return self.fc2(self.fc1(x).relu())
 
 
+# The CLI's model-file convention (docs/cli.md): `graphforge compile examples/cnn.py -o model.onnx --verify`
+# traces make_model() on these inputs.
+inputs = gf.TensorSpec(("batch", 1, 8, 8), "float32", name="image")
+
+
+def make_model() -> LeNet:
+    return LeNet()
+
+
 def main(argv=None) -> int:
     import optax
 
@@ -68,7 +77,7 @@ def main(argv=None) -> int:
 
     x_train, x_test, y_train, y_test = digits()
     x_train, x_test = x_train[:, None], x_test[:, None]        # NCHW: (n, 1, 8, 8)
-    spec = gf.TensorSpec(("batch", 1, 8, 8), "float32", name="image")
+    spec = inputs
 
     model = LeNet()
     epochs = args.epochs or (2 if args.quick else 30)

@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _data import digits  # noqa: E402  (the examples' shared data loader)
 from _common import finish, fit_and_evaluate, onnx_agrees  # noqa: E402  (the examples' shared reporting)
 
-__all__ = ["RowTransformer", "sinusoidal_positions", "main"]
+__all__ = ["RowTransformer", "inputs", "make_model", "sinusoidal_positions", "main"]
 
 
 def sinusoidal_positions(length: int, dim: int) -> np.ndarray:
@@ -66,6 +66,15 @@ class RowTransformer(nn.Module):
         return self.head(h.mean(axis=1))
 
 
+# The CLI's model-file convention (docs/cli.md): `graphforge compile examples/transformer.py -o model.onnx --verify`
+# traces make_model() on these inputs.
+inputs = gf.TensorSpec(("batch", 8, 8), "float32", name="rows")
+
+
+def make_model() -> RowTransformer:
+    return RowTransformer()
+
+
 def main(argv=None) -> int:
     import optax
 
@@ -77,7 +86,7 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
 
     x_train, x_test, y_train, y_test = digits()               # (n, 8, 8): 8 tokens of 8 features
-    spec = gf.TensorSpec(("batch", 8, 8), "float32", name="rows")
+    spec = inputs
     model = RowTransformer()
     epochs = args.epochs or (2 if args.quick else 30)
     steps = epochs * -(-len(x_train) // 64)
