@@ -53,6 +53,9 @@ def test_train_command_trains_checkpoints_and_resumes(tmp_path, capsys):
     assert cli_train.run(args) == 0
     out = capsys.readouterr().out
     assert "resumed from step 8" in out and "epoch 3/3" in out
+    # --epochs is the total: the resumed run trains the one missing epoch (4 steps), not 3 more
+    assert "epoch 4/" not in out
+    assert sorted(p.name for p in ckpt.iterdir())[-1] == "ckpt-00000012"
 
 
 def test_train_command_reports_a_bad_file(tmp_path, capsys):
