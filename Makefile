@@ -23,6 +23,16 @@ test-slow: $(STAMP)
 demo: $(STAMP)
 	$(PY) examples/mlp.py
 
+# bench: PyTorch (the local torch==2.13.0 wheel) and onnxscript come from the optional `bench`
+# extra, installed only here — never a dependency of graphforge itself.
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
 

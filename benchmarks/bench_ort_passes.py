@@ -3,19 +3,28 @@ DISABLED, against the unoptimised export with ORT's optimisations ENABLED, for a
 and Transformer encoder (plus nn's TransformerEncoder when it exists). Prints ONNX node counts
 before/after and the latency ratio optimised/ORT-optimised (target <= 1.0).
 
-    python benchmarks/bench_ort_passes.py [--batch 32] [--runs 200]
+Timing: the two sessions' runs are interleaved (``benchmarks.common.interleaved_medians``).
+
+    python benchmarks/bench_ort_passes.py [--batch 32] [--rounds 15] [--json out.json]
 """
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
-import time
 
 import numpy as np
 
 import graphforge as gf
 from graphforge import nn
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.common import add_common_args, interleaved_medians, machine_info, write_json  # noqa: E402
+
+__all__ = ["MLP", "EncoderLayer", "Encoder", "compare", "main"]
 
 
 class MLP(nn.Module):
@@ -95,18 +104,7 @@ def _session(proto, optimise: bool):
     return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def _latency(session, feed, runs: int) -> float:
-    for _ in range(max(3, runs // 10)):
-        session.run(None, feed)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        session.run(None, feed)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
-def compare(name, model, spec, x, runs):
+def compare(name, model, spec, x, rounds: int = 15, tiny: bool = False) -> dict:
     from graphforge.runtimes.onnx import to_onnx
 
     g = gf.trace(model, spec, seed=0)
@@ -116,37 +114,44 @@ def compare(name, model, spec, x, runs):
     feed_raw = {raw_sess.get_inputs()[0].name: x}
     feed_opt = {opt_sess.get_inputs()[0].name: x}
     np.testing.assert_allclose(opt_sess.run(None, feed_opt)[0], raw_sess.run(None, feed_raw)[0], rtol=1e-3, atol=1e-4)
-    t_raw, t_opt = _latency(raw_sess, feed_raw, runs), _latency(opt_sess, feed_opt, runs)
+    res = interleaved_medians({"ort_opt": lambda: raw_sess.run(None, feed_raw), "gf_opt": lambda: opt_sess.run(None, feed_opt)},
+                              rounds=rounds, warmup=1 if tiny else 10, min_chunk_s=0.002 if tiny else 0.05)
+    t_raw, t_opt = res["ort_opt"]["median_s"], res["gf_opt"]["median_s"]
     print(f"{name:12s} onnx nodes {len(raw_proto.graph.node):5d} -> {len(opt_proto.graph.node):5d}   "
           f"unoptimised+ORT-opt {t_raw * 1e3:8.3f} ms   graphforge-opt+ORT-off {t_opt * 1e3:8.3f} ms   "
           f"ratio {t_opt / t_raw:5.2f}", flush=True)
+    return {"name": name, "nodes_raw": len(raw_proto.graph.node), "nodes_opt": len(opt_proto.graph.node),
+            "results": res, "ratio": t_opt / t_raw}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seq", type=int, default=64)
-    parser.add_argument("--runs", type=int, default=100)
+    add_common_args(parser)
     args = parser.parse_args(argv)
+    rounds = 3 if args.tiny else args.rounds
+    # --tiny: the same models at a fraction of the size (the smoke test)
+    mlp_sizes, enc = ((32, 64, 64, 10), dict(layers=1, d=32, heads=2, ff=64)) if args.tiny else \
+        ((256, 512, 512, 10), dict(layers=4, d=256, heads=4, ff=1024))
+    seq = 8 if args.tiny else args.seq
     try:
         from graphforge.runtimes.onnx import to_onnx  # noqa: F401
     except ImportError as exc:
         print(f"graphforge.runtimes.onnx.to_onnx is not available yet ({exc}); nothing to compare", file=sys.stderr)
         return 1
     rng = np.random.default_rng(0)
-    compare("mlp", MLP(), gf.TensorSpec(("batch", 256), "float32"),
-            rng.standard_normal((args.batch, 256)).astype(np.float32), args.runs)
-    compare("encoder", Encoder(), gf.TensorSpec(("batch", args.seq, 256), "float32"),
-            rng.standard_normal((max(1, args.batch // 8), args.seq, 256)).astype(np.float32), args.runs)
-    if hasattr(nn, "TransformerEncoder"):
-        try:
-            model = nn.TransformerEncoder(num_layers=4, d_model=256, nhead=4, dim_feedforward=1024)
-            model.eval()
-        except TypeError as exc:
-            print(f"nn.TransformerEncoder skipped: {exc}")
-        else:
-            compare("nn.encoder", model, gf.TensorSpec(("batch", args.seq, 256), "float32"),
-                    rng.standard_normal((max(1, args.batch // 8), args.seq, 256)).astype(np.float32), args.runs)
+    d = enc["d"]
+    rows = [compare("mlp", MLP(mlp_sizes), gf.TensorSpec(("batch", mlp_sizes[0]), "float32"),
+                    rng.standard_normal((args.batch, mlp_sizes[0])).astype(np.float32), rounds, args.tiny),
+            compare("encoder", Encoder(**enc), gf.TensorSpec(("batch", seq, d), "float32"),
+                    rng.standard_normal((max(1, args.batch // 8), seq, d)).astype(np.float32), rounds, args.tiny)]
+    model = nn.TransformerEncoder(num_layers=enc["layers"], d_model=d, nhead=enc["heads"], dim_feedforward=enc["ff"])
+    model.eval()
+    rows.append(compare("nn.encoder", model, gf.TensorSpec(("batch", seq, d), "float32"),
+                        rng.standard_normal((max(1, args.batch // 8), seq, d)).astype(np.float32), rounds, args.tiny))
+    if args.json:
+        write_json(args.json, {"machine": machine_info(), "ort_passes": rows})
     return 0
 
 

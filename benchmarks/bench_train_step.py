@@ -1,100 +1,61 @@
 """Median train-step time: graphforge-JAX (``gf.Trainer.train_step``) vs the same model written by
-hand in JAX + optax, in one run. Target ratio graphforge / hand-written ≤ 1.05.
+hand in JAX + optax vs PyTorch eager on the CPU (when torch is importable). Target ratio
+graphforge / hand-written JAX ≤ 1.05.
 
-Cases: MLP 784-128-10 (cross-entropy, adam) at batch 128 and 1024; Transformer encoder (2 layers,
-d=128, 4 heads, FFN 512, post-norm, ReLU, dropout 0, seq 64, batch 32, loss mean(out²), adam).
-Both sides: float32, jitted, buffers donated, timed per step with ``block_until_ready``.
+Cases (``--case``): ``mlp128``, ``mlp1024`` (MLP 784-128-10, cross-entropy), ``lenet`` (LeNet-5-style
+CNN on 28×28, batch 128), ``transformer`` (2-layer encoder, d=128, 4 heads, FFN 512, seq 64, batch
+32, loss mean(out²)). Every side: float32, the same initial weights (graphforge's, loaded into the
+others), the same batch, adam(1e-3); the JAX sides are jitted with the params/optimizer state
+donated and synchronised per step with ``block_until_ready``; the batch is already on the device.
+The first step's loss is recorded per side (equal losses = the same function was timed).
 
-    python benchmarks/bench_train_step.py [--steps N] [--quick]
+    python benchmarks/bench_train_step.py [--case mlp128,...] [--rounds 15] [--json out.json]
 """
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import os
+import sys
 
 import numpy as np
 
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-def _median_step(step_fn, steps: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        step_fn()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step_fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from benchmarks.common import add_common_args, interleaved_medians, machine_info, write_json  # noqa: E402
+from benchmarks.models import MODELS, TINY, gf_params, jax_loss, torch_available, torch_loss  # noqa: E402
+
+__all__ = ["CASES", "make_steps", "measure", "main"]
+
+# case name -> (model, batch)
+CASES = {"mlp128": ("mlp", 128), "mlp1024": ("mlp", 1024), "lenet": ("lenet", 128), "transformer": ("transformer", 32)}
+TINY_BATCH = 4
 
 
-def _device(*arrays):
-    """Device-resident batches (both sides get the same: no host→device copy inside the step)."""
+def _gf_step(spec, params, x, y):
     import jax.numpy as jnp
+    import optax
+
+    import graphforge as gf
     from graphforge.runtimes.jax import x64
+
+    target = gf.TensorSpec(("batch",), "int64") if y is not None else []
+    t = gf.Trainer(spec.gf_model(), loss_fn=spec.gf_loss(), optimizer=optax.adam(1e-3), inputs=[spec.spec()],
+                   targets=target, seed=0, progress=False)
     with x64():
-        return [jnp.asarray(a) for a in arrays]
+        xd = jnp.asarray(x)
+        yd = jnp.asarray(y) if y is not None else []
+    return lambda: t.train_step(xd, yd)["loss"].block_until_ready(), t
 
 
-# ---- graphforge side --------------------------------------------------------------------------
-
-def gf_mlp(batch, steps):
-    import optax
-    import graphforge as gf
-    from graphforge import nn
-
-    class MLP(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.layer1 = nn.Linear(784, 128)
-            self.layer2 = nn.Linear(128, 10)
-
-        def forward(self, x):
-            return self.layer2(self.layer1(x).relu())
-
-    t = gf.Trainer(MLP(), loss_fn=nn.functional.cross_entropy, optimizer=optax.adam(1e-3),
-                   inputs=[gf.TensorSpec(("batch", 784))], targets=gf.TensorSpec(("batch",), "int64"),
-                   seed=0, progress=False)
-    rng = np.random.default_rng(0)
-    x, y = _device(rng.standard_normal((batch, 784)).astype(np.float32), rng.integers(0, 10, batch))
-    return _median_step(lambda: t.train_step(x, y)["loss"].block_until_ready(), steps)
-
-
-def gf_transformer(batch, steps, seq=64, d=128, heads=4, ffn=512):
-    import optax
-    import graphforge as gf
-    from graphforge import nn
-
-    class Enc(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.enc = nn.TransformerEncoder(num_layers=2, d_model=d, nhead=heads, dim_feedforward=ffn, dropout=0.0)
-
-        def forward(self, x):
-            return self.enc(x)
-
-    t = gf.Trainer(Enc(), loss_fn=lambda out: (out * out).mean(), optimizer=optax.adam(1e-3),
-                   inputs=[gf.TensorSpec(("batch", seq, d))], targets=[], seed=0, progress=False)
-    (x,) = _device(np.random.default_rng(0).standard_normal((batch, seq, d)).astype(np.float32))
-    return _median_step(lambda: t.train_step(x, [])["loss"].block_until_ready(), steps)
-
-
-# ---- hand-written JAX + optax ------------------------------------------------------------------
-
-def jax_mlp(batch, steps):
+def _jax_step(spec, params, x, y):
     import jax
     import jax.numpy as jnp
     import optax
 
-    k1, k2 = jax.random.split(jax.random.PRNGKey(0))
-    params = {"w1": jax.random.normal(k1, (128, 784)) * 0.03, "b1": jnp.zeros(128),
-              "w2": jax.random.normal(k2, (10, 128)) * 0.08, "b2": jnp.zeros(10)}
+    p = {k: jnp.asarray(v) for k, v in params.items()}
     opt = optax.adam(1e-3)
-    state = opt.init(params)
-
-    def loss_fn(p, x, y):
-        h = jax.nn.relu(x @ p["w1"].T + p["b1"])
-        logits = h @ p["w2"].T + p["b2"]
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    loss_fn = jax_loss(spec)
 
     def step(p, s, x, y):
         loss, g = jax.value_and_grad(loss_fn)(p, x, y)
@@ -102,82 +63,82 @@ def jax_mlp(batch, steps):
         return optax.apply_updates(p, u), s, loss
 
     step = jax.jit(step, donate_argnums=(0, 1))
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.standard_normal((batch, 784)).astype(np.float32))
-    y = jnp.asarray(rng.integers(0, 10, batch).astype(np.int32))
-    box = [params, state]
+    xd = jnp.asarray(x)
+    yd = jnp.asarray(y.astype(np.int32)) if y is not None else None
+    box = [p, opt.init(p)]
 
     def one():
-        box[0], box[1], loss = step(box[0], box[1], x, y)
-        loss.block_until_ready()
-    return _median_step(one, steps)
+        box[0], box[1], loss = step(box[0], box[1], xd, yd)
+        return loss.block_until_ready()
+    return one, (step, box, xd, yd)
 
 
-def jax_transformer(batch, steps, seq=64, d=128, heads=4, ffn=512):
-    import jax
-    import jax.numpy as jnp
-    import optax
+def _torch_step(spec, params, x, y):
+    import torch
 
-    keys = iter(jax.random.split(jax.random.PRNGKey(0), 16))
-
-    def lin(i, o):
-        return {"w": jax.random.normal(next(keys), (i, o)) / np.sqrt(i), "b": jnp.zeros(o)}
-
-    params = [{"qkv": lin(d, 3 * d), "out": lin(d, d), "fc1": lin(d, ffn), "fc2": lin(ffn, d),
-               "ln1": (jnp.ones(d), jnp.zeros(d)), "ln2": (jnp.ones(d), jnp.zeros(d))} for _ in range(2)]
-
-    def ln(x, p):
-        mu = x.mean(-1, keepdims=True)
-        var = ((x - mu) ** 2).mean(-1, keepdims=True)
-        return (x - mu) * jax.lax.rsqrt(var + 1e-5) * p[0] + p[1]
-
-    def layer(x, p):
-        b, s, _ = x.shape
-        qkv = (x @ p["qkv"]["w"] + p["qkv"]["b"]).reshape(b, s, 3, heads, d // heads)
-        a = jax.nn.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]).reshape(b, s, d)
-        x = ln(x + a @ p["out"]["w"] + p["out"]["b"], p["ln1"])
-        h = jax.nn.relu(x @ p["fc1"]["w"] + p["fc1"]["b"]) @ p["fc2"]["w"] + p["fc2"]["b"]
-        return ln(x + h, p["ln2"])
-
-    def loss_fn(ps, x):
-        for p in ps:
-            x = layer(x, p)
-        return (x * x).mean()
-
-    opt = optax.adam(1e-3)
-    state = opt.init(params)
-
-    def step(p, s, x):
-        loss, g = jax.value_and_grad(loss_fn)(p, x)
-        u, s = opt.update(g, s, p)
-        return optax.apply_updates(p, u), s, loss
-
-    step = jax.jit(step, donate_argnums=(0, 1))
-    x = jnp.asarray(np.random.default_rng(0).standard_normal((batch, seq, d)).astype(np.float32))
-    box = [params, state]
+    model = spec.torch_model()
+    model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in params.items()})
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch_loss(spec)
+    xt = torch.from_numpy(x)
+    yt = torch.from_numpy(y) if y is not None else None
 
     def one():
-        box[0], box[1], loss = step(box[0], box[1], x)
-        loss.block_until_ready()
-    return _median_step(one, steps)
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(xt), yt)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+    return one, model
+
+
+def make_steps(case: str, tiny: bool = False, torch: bool | None = None) -> tuple[dict, dict]:
+    """``({contender: step_fn}, info)`` for one case; each step_fn runs one synchronous train step."""
+    model, batch = CASES[case]
+    spec = MODELS[model].scaled(**TINY[model]) if tiny else MODELS[model]
+    batch = TINY_BATCH if tiny else batch
+    params = gf_params(spec)
+    x, y = spec.inputs(batch)
+    steps = {"graphforge": _gf_step(spec, params, x, y)[0], "jax": _jax_step(spec, params, x, y)[0]}
+    if torch if torch is not None else torch_available():
+        import torch as _torch
+        steps["torch"] = _torch_step(spec, params, x, y)[0]
+        return steps, {"model": model, "batch": batch, "sizes": spec.sizes, "torch_threads": _torch.get_num_threads()}
+    return steps, {"model": model, "batch": batch, "sizes": spec.sizes}
+
+
+def measure(case: str, rounds: int = 15, tiny: bool = False, torch: bool | None = None) -> dict:
+    steps, info = make_steps(case, tiny, torch)
+    # the first step of each side from the same weights and batch: equal losses = same model
+    first_loss = {n: float(np.asarray(fn())) for n, fn in steps.items()}
+    res = interleaved_medians(steps, rounds=rounds, warmup=1 if tiny else 5, min_chunk_s=0.002 if tiny else 0.05)
+    return {"case": case, **info, "first_loss": first_loss, "results": res,
+            "ratio_gf_jax": res["graphforge"]["median_s"] / res["jax"]["median_s"],
+            "ratio_gf_torch": res["graphforge"]["median_s"] / res["torch"]["median_s"] if "torch" in res else None}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--quick", action="store_true", help="5 steps per case")
+    parser.add_argument("--case", default=",".join(CASES), help=f"comma-separated, from {', '.join(CASES)}")
+    parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when importable")
+    add_common_args(parser)
     args = parser.parse_args(argv)
-    steps = 5 if args.quick else args.steps
     import jax
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; median of {steps} steps")
-    cases = [("MLP 784-128-10, batch 128", lambda: gf_mlp(128, steps), lambda: jax_mlp(128, steps)),
-             ("MLP 784-128-10, batch 1024", lambda: gf_mlp(1024, steps), lambda: jax_mlp(1024, steps)),
-             ("Transformer enc 2x(d128,h4), seq 64, batch 32",
-              lambda: gf_transformer(32, steps), lambda: jax_transformer(32, steps))]
-    print(f"{'case':48s} {'graphforge ms':>14s} {'hand JAX ms':>12s} {'ratio':>7s}")
-    for name, gf_fn, jax_fn in cases:
-        g, j = gf_fn(), jax_fn()
-        print(f"{name:48s} {g * 1e3:14.3f} {j * 1e3:12.3f} {g / j:7.3f}", flush=True)
+    rounds = 3 if args.tiny else args.rounds
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; median of {rounds} interleaved rounds")
+    rows = []
+    print(f"{'case':12s} {'graphforge ms':>14s} {'hand JAX ms':>12s} {'torch ms':>9s} {'gf/jax':>7s} {'gf/torch':>9s}")
+    for case in args.case.split(","):
+        r = measure(case, rounds, args.tiny, False if args.no_torch else None)
+        rows.append(r)
+        res = r["results"]
+        t = f"{res['torch']['median_s'] * 1e3:9.3f}" if "torch" in res else f"{'-':>9s}"
+        rt = f"{r['ratio_gf_torch']:9.3f}" if r["ratio_gf_torch"] else f"{'-':>9s}"
+        print(f"{case:12s} {res['graphforge']['median_s'] * 1e3:14.3f} {res['jax']['median_s'] * 1e3:12.3f} {t} "
+              f"{r['ratio_gf_jax']:7.3f} {rt}", flush=True)
+    if args.json:
+        write_json(args.json, {"machine": machine_info(), "train_step": rows})
     return 0
 
 

@@ -1,0 +1,90 @@
+"""Shared measurement helpers of the benchmark suite: interleaved medians, machine facts, JSON out.
+
+Timing discipline (every benchmark uses it): each contender is warmed up, then the contenders'
+timed chunks are *interleaved* round by round (the order rotates every round), so a burst of load
+from someone else on this shared 2-core box hits all contenders alike instead of one; a chunk
+runs enough calls to last at least ``min_chunk_s`` (timer resolution, Python call overhead) and
+the result is the median per-call time over the rounds, with the inter-quartile range as spread.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from typing import Callable, Mapping
+
+__all__ = ["interleaved_medians", "machine_info", "write_json", "add_common_args", "summary"]
+
+
+def _chunk(fn: Callable[[], object], n: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t0) / n
+
+
+def interleaved_medians(contenders: Mapping[str, Callable[[], object]], *, rounds: int = 15, warmup: int = 3,
+                        min_chunk_s: float = 0.02, max_inner: int = 1000) -> dict[str, dict]:
+    """``{name: {"median_s", "q1_s", "q3_s", "rounds", "inner"}}`` for callables that each do one
+    unit of work synchronously (block until the result exists)."""
+    names = list(contenders)
+    inner = {}
+    for name in names:
+        for _ in range(warmup):
+            contenders[name]()
+        once = _chunk(contenders[name], 1)
+        inner[name] = max(1, min(max_inner, math.ceil(min_chunk_s / max(once, 1e-9))))
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            samples[name].append(_chunk(contenders[name], inner[name]))
+    return {n: summary(samples[n]) | {"inner": inner[n]} for n in names}
+
+
+def summary(samples: list[float]) -> dict:
+    """Median and quartiles of per-call seconds."""
+    s = sorted(samples)
+    q = statistics.quantiles(s, n=4) if len(s) >= 2 else [s[0]] * 3
+    return {"median_s": statistics.median(s), "q1_s": q[0], "q3_s": q[2], "rounds": len(s)}
+
+
+def machine_info() -> dict:
+    """What the numbers were measured on, including the load when they were."""
+    info = {"platform": platform.platform(), "python": sys.version.split()[0], "cpus": os.cpu_count(),
+            "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return info
+
+
+def write_json(path: str, data) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (temp file in the same folder, then rename)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, default=float)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def add_common_args(parser) -> None:
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    parser.add_argument("--tiny", action="store_true",
+                        help="tiny sizes and few repeats: checks the benchmark runs, measures nothing useful")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds per contender")

@@ -1,0 +1,350 @@
+"""``make bench``: run graphforge's side-by-side benchmarks, print one table of medians and ratios,
+check the targets, write ``benchmarks/results.json`` and a PNG chart.
+
+Each comparison runs in its own Python process (a train-step case, a model's inference or export,
+the compile-scaling sweep, …), so one contender's JIT caches, thread pools or allocator state never
+leak into another comparison; inside a process the contenders' repeats are interleaved (see
+``benchmarks/common.py``). Load matters on a shared box: the load average at start and end is
+recorded with the results, and a warning is printed when the machine was busy.
+
+Targets (``TARGETS``): graphforge-JAX train step / hand-written JAX ≤ 1.05 on every case;
+graphforge ONNX / torch.onnx latency ≤ 1.0 with ≤ nodes; export ≥ 10× faster than torch dynamo;
+100k-node graph through trace + passes + export < 10 s with flat time per node; graphforge's
+optimised ONNX with ORT optimisations off / unoptimised ONNX with ORT's on ≤ 1.0.
+
+    python benchmarks/run.py [--quick] [--only train,inference,export,scaling,flops,ort]
+                             [--serve] [--distributed] [--json PATH] [--chart PATH] [--strict]
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.common import machine_info, write_json  # noqa: E402
+
+__all__ = ["STEPS", "TARGETS", "run_all", "check_targets", "format_table", "plot", "main"]
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+STEPS = ("train", "inference", "export", "scaling", "flops", "ort")
+TARGETS = {"train_ratio_max": 1.05, "inference_ratio_max": 1.0, "export_speedup_min": 10.0,
+           "scaling_100k_s_max": 10.0, "scaling_flatness_max": 2.0, "ort_ratio_max": 1.0}
+
+
+def _invoke(module: str, argv: list[str], in_process: bool) -> tuple[bool, str]:
+    """Run ``benchmarks/<module>.py argv`` in a fresh process (or in this one, for the smoke test);
+    its table goes to our stdout as it runs. Returns (ok, error tail)."""
+    if in_process:
+        try:
+            rc = importlib.import_module(f"benchmarks.{module}").main(argv)
+        except Exception as exc:  # noqa: BLE001 - one failed benchmark must not hide the others
+            return False, f"{type(exc).__name__}: {exc}"
+        return rc in (0, None), "" if rc in (0, None) else f"exit status {rc}"
+    env = dict(os.environ, PYTHONWARNINGS="ignore", TF_CPP_MIN_LOG_LEVEL="2")
+    with tempfile.TemporaryFile(mode="w+") as err:
+        proc = subprocess.run([sys.executable, os.path.join(HERE, module + ".py"), *argv], stderr=err, env=env)
+        err.seek(0)
+        tail = err.read()[-3000:]
+    return proc.returncode == 0, tail if proc.returncode else ""
+
+
+def _load(path: str, key: str):
+    with open(path) as f:
+        return json.load(f)[key]
+
+
+def run_all(steps, tmp: str, *, quick: bool = False, tiny: bool = False, in_process: bool = False,
+            torch: bool = True, cases=None, models=None, serve: bool = False, distributed: bool = False) -> dict:
+    """Run the selected benchmarks; ``{section: rows, "errors": {...}}``."""
+    from benchmarks.bench_train_step import CASES
+    from benchmarks.models import MODELS
+
+    cases = list(cases or CASES)
+    models = list(models or MODELS)
+    rounds = ["--rounds", "7" if quick else "15"]
+    common = (["--tiny"] if tiny else []) + ([] if torch else ["--no-torch"])
+    out: dict = {"errors": {}}
+
+    def step(label, module, argv, key, path):
+        print(f"\n== {label}", flush=True)
+        ok, err = _invoke(module, argv + ["--json", path], in_process)
+        if not ok:
+            out["errors"][label] = err.strip().splitlines()[-12:] if err else ["failed"]
+            print(f"!! {label} failed:\n   " + "\n   ".join(out["errors"][label]), flush=True)
+            return None
+        return _load(path, key)
+
+    if "train" in steps or "flops" in steps:
+        out["train_step"] = []
+        for case in cases:
+            rows = step(f"train step {case}", "bench_train_step", ["--case", case, *rounds, *common], "train_step",
+                        os.path.join(tmp, f"train-{case}.json"))
+            out["train_step"] += rows or []
+    if "inference" in steps:
+        out["inference"] = []
+        for model in models:
+            rows = step(f"inference {model}", "bench_inference", ["--model", model, *rounds, *common], "inference",
+                        os.path.join(tmp, f"inference-{model}.json"))
+            out["inference"] += rows or []
+    if "export" in steps:
+        out["export"] = []
+        for model in models:
+            rows = step(f"export {model}", "bench_export", ["--model", model, "--rounds", "3" if quick else "5", *common],
+                        "export", os.path.join(tmp, f"export-{model}.json"))
+            out["export"] += rows or []
+    if "scaling" in steps:
+        out["scaling"] = step("compile-time scaling", "bench_compile_scaling", ["--tiny"] if tiny else [], "scaling",
+                              os.path.join(tmp, "scaling.json")) or []
+    if "flops" in steps and out.get("train_step"):
+        train_json = os.path.join(tmp, "train-all.json")
+        write_json(train_json, {"train_step": out["train_step"]})
+        out["flops"] = step("achieved GFLOP/s", "bench_flops", ["--train-json", train_json] + (["--tiny"] if tiny else []),
+                            "flops", os.path.join(tmp, "flops.json"))
+    if "ort" in steps:
+        out["ort_passes"] = step("graphforge passes vs ORT's optimiser", "bench_ort_passes",
+                                 [*rounds] + (["--tiny"] if tiny else []), "ort_passes", os.path.join(tmp, "ort.json")) or []
+    # the serving and distributed benchmarks belong to other owners: run them only when asked
+    for flag, module, key in ((serve, "bench_serve", "serve"), (distributed, "bench_distributed", "distributed")):
+        if flag and os.path.exists(os.path.join(HERE, module + ".py")):
+            path = os.path.join(tmp, key + ".json")
+            print(f"\n== {module}", flush=True)
+            ok, err = _invoke(module, ["--json", path], in_process)
+            if ok and os.path.exists(path):
+                with open(path) as f:
+                    out[key] = json.load(f)
+            else:
+                out["errors"][module] = err.strip().splitlines()[-12:] if err else ["failed"]
+    return out
+
+
+def check_targets(res: dict) -> list[dict]:
+    """One row per target: what was measured, the bound, met or not."""
+    t = TARGETS
+    rows = []
+    for r in res.get("train_step", []):
+        rows.append({"target": f"train {r['case']}: graphforge/JAX", "value": r["ratio_gf_jax"],
+                     "bound": f"<= {t['train_ratio_max']}", "met": r["ratio_gf_jax"] <= t["train_ratio_max"]})
+    for m in res.get("inference", []):
+        n = m["nodes"]
+        for row in m["rows"]:
+            if row["ratio_gf_torch"] is not None:
+                ok = row["ratio_gf_torch"] <= t["inference_ratio_max"] and n["graphforge"] <= n["torch"]
+                rows.append({"target": f"inference {m['model']} b{row['batch']}: gf-ORT/torch-ORT (nodes {n['graphforge']}"
+                             f"/{n['torch']})", "value": row["ratio_gf_torch"], "bound": "<= 1.0, nodes <=", "met": ok})
+    for m in res.get("export", []):
+        if m["speedup_vs_torch"] is not None:
+            rows.append({"target": f"export {m['model']}: torch dynamo / graphforge", "value": m["speedup_vs_torch"],
+                         "bound": f">= {t['export_speedup_min']}", "met": m["speedup_vs_torch"] >= t["export_speedup_min"]})
+    sc = [r for r in res.get("scaling", []) if "export_s" in r]
+    if sc:
+        big = max(sc, key=lambda r: r["nodes"])
+        rows.append({"target": f"{big['nodes']}-node graph trace+passes+export (s)", "value": big["total_s"],
+                     "bound": f"< {t['scaling_100k_s_max']}", "met": big["total_s"] < t["scaling_100k_s_max"]})
+        per = [r["us_per_node"] for r in sc]
+        flat = max(per) / min(per)
+        rows.append({"target": "time per node, largest/smallest over sizes", "value": flat,
+                     "bound": f"<= {t['scaling_flatness_max']}", "met": flat <= t["scaling_flatness_max"]})
+    for r in res.get("ort_passes", []):
+        rows.append({"target": f"ORT passes {r['name']}: gf-opt(ORT off)/ORT-opt", "value": r["ratio"],
+                     "bound": f"<= {t['ort_ratio_max']}", "met": r["ratio"] <= t["ort_ratio_max"]})
+    return rows
+
+
+def _ms(r, key):
+    return f"{r[key]['median_s'] * 1e3:.3f}" if key in r else "-"
+
+
+def format_table(res: dict) -> str:
+    """The summary table (markdown, so the lead can paste it into README)."""
+    lines = []
+    if res.get("train_step"):
+        lines += ["### Train step (median ms)", "", "| case | graphforge-JAX | hand JAX+optax | PyTorch eager | gf/JAX | gf/torch |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for r in res["train_step"]:
+            rs = r["results"]
+            gt = f"{r['ratio_gf_torch']:.2f}" if r["ratio_gf_torch"] else "-"
+            lines.append(f"| {r['case']} (batch {r['batch']}) | {_ms(rs, 'graphforge')} | {_ms(rs, 'jax')} | "
+                         f"{_ms(rs, 'torch')} | {r['ratio_gf_jax']:.3f} | {gt} |")
+    if res.get("inference"):
+        lines += ["", "### Inference latency (median ms)", "",
+                  "| model | batch | gf ONNX (ORT) | torch.onnx (ORT) | jax.jit | gf-JAX | gf/torch | ONNX nodes gf/torch |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for m in res["inference"]:
+            for row in m["rows"]:
+                rs = row["results"]
+                ratio = f"{row['ratio_gf_torch']:.2f}" if row["ratio_gf_torch"] else "-"
+                lines.append(f"| {m['model']} | {row['batch']} | {_ms(rs, 'graphforge-ort')} | {_ms(rs, 'torch-ort')} | "
+                             f"{_ms(rs, 'jax')} | {_ms(rs, 'graphforge-jax')} | {ratio} | "
+                             f"{m['nodes']['graphforge']}/{m['nodes'].get('torch', '-')} |")
+    if res.get("export"):
+        lines += ["", "### Export time (median s; first run in brackets)", "",
+                  "| model | graphforge compile path | torch.onnx dynamo | speed-up |", "|---|---:|---:|---:|"]
+        for m in res["export"]:
+            rs = m["results"]
+
+            def cell(k):
+                return f"{rs[k]['median_s']:.3f} ({rs[k]['cold_s']:.3f})" if k in rs else "-"
+            sp = f"{m['speedup_vs_torch']:.0f}x" if m["speedup_vs_torch"] else "-"
+            lines.append(f"| {m['model']} | {cell('graphforge')} | {cell('torch')} | {sp} |")
+    if res.get("scaling"):
+        lines += ["", "### Compile-time scaling (trace + default pipeline + ONNX export)", "",
+                  "| nodes | after passes | trace s | passes s | export s | total s | µs/node |", "|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in res["scaling"]:
+            ex = f"{r['export_s']:.3f}" if "export_s" in r else "n/a"
+            lines.append(f"| {r['nodes']} | {r['nodes_after']} | {r['trace_s']:.3f} | {r['optimize_s']:.3f} | {ex} | "
+                         f"{r['total_s']:.3f} | {r['us_per_node']:.1f} |")
+    if res.get("flops"):
+        pk = res["flops"]["peak"]
+        lines += ["", f"### Achieved GFLOP/s per train step (matmul peak {pk['peak_gflops']:.1f} GFLOP/s: "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in pk["gflops"].items()) + f", {pk['n']}² float32)", "",
+                  "| case | MFLOP/step (gf count / XLA) | graphforge-JAX | hand JAX | PyTorch |", "|---|---:|---:|---:|---:|"]
+        for r in res["flops"]["rows"]:
+            g = r["gflops"]
+
+            def c(k):
+                return f"{g[k]:.1f} ({r['fraction_of_peak'][k]:.0%})" if k in g else "-"
+            xla = r["flops"]["xla_count"]
+            lines.append(f"| {r['case']} | {r['flops']['graphforge_count'] / 1e6:.1f} / {(xla or 0) / 1e6:.1f} | "
+                         f"{c('graphforge')} | {c('jax')} | {c('torch')} |")
+    if res.get("ort_passes"):
+        lines += ["", "### graphforge passes (ORT optimiser off) vs ORT's optimiser on the unoptimised export", "",
+                  "| model | ONNX nodes raw → gf | unoptimised + ORT opt ms | gf-optimised, ORT off ms | ratio |",
+                  "|---|---:|---:|---:|---:|"]
+        for r in res["ort_passes"]:
+            rs = r["results"]
+            lines.append(f"| {r['name']} | {r['nodes_raw']} → {r['nodes_opt']} | {_ms(rs, 'ort_opt')} | {_ms(rs, 'gf_opt')} | "
+                         f"{r['ratio']:.2f} |")
+    if res.get("targets"):
+        lines += ["", "### Targets", "", "| target | measured | bound | met |", "|---|---:|---|---|"]
+        for t in res["targets"]:
+            lines.append(f"| {t['target']} | {t['value']:.3f} | {t['bound']} | {'yes' if t['met'] else '**NO**'} |")
+    return "\n".join(lines)
+
+
+def plot(res: dict, path: str) -> None:
+    """Four panels: train step, inference latency, export time, time per node; written atomically."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+
+    def bars(ax, labels, series, title, ylabel, log=False):
+        x = np.arange(len(labels))
+        width = 0.8 / max(1, len(series))
+        for i, (name, vals) in enumerate(series.items()):
+            ax.bar(x + (i - (len(series) - 1) / 2) * width, [v if v is not None else 0 for v in vals], width, label=name)
+        ax.set_xticks(x, labels, rotation=15, fontsize=8)
+        ax.set_title(title)
+        ax.set_ylabel(ylabel)
+        if log:
+            ax.set_yscale("log")
+        ax.legend(fontsize=8)
+
+    def med(rs, k, scale=1e3):
+        return rs[k]["median_s"] * scale if k in rs else None
+
+    tr = res.get("train_step", [])
+    bars(axes[0, 0], [r["case"] for r in tr], {n: [med(r["results"], k) for r in tr] for n, k in
+         (("graphforge-JAX", "graphforge"), ("hand JAX+optax", "jax"), ("PyTorch eager", "torch"))},
+         "Train step", "median ms (log)", log=True)
+    inf = [(m["model"], row) for m in res.get("inference", []) for row in m["rows"]]
+    bars(axes[0, 1], [f"{m} b{row['batch']}" for m, row in inf], {n: [med(row["results"], k) for _, row in inf] for n, k in
+         (("graphforge ONNX/ORT", "graphforge-ort"), ("torch.onnx/ORT", "torch-ort"), ("jax.jit", "jax"))},
+         "Inference latency", "median ms (log)", log=True)
+    ex = res.get("export", [])
+    bars(axes[1, 0], [m["model"] for m in ex], {n: [med(m["results"], k, 1.0) for m in ex] for n, k in
+         (("graphforge compile", "graphforge"), ("torch.onnx dynamo", "torch"))}, "Export time", "median s (log)", log=True)
+    ax = axes[1, 1]
+    sc = res.get("scaling", [])
+    if sc:
+        ax.plot([r["nodes"] for r in sc], [r["us_per_node"] for r in sc], "o-", label="trace+passes+export")
+        ax.plot([r["nodes"] for r in sc], [r["optimize_s"] / r["nodes"] * 1e6 for r in sc], "s--", label="passes only")
+        ax.set_xscale("log")
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=8)
+    ax.set_title("Compile time per node")
+    ax.set_xlabel("graph nodes")
+    ax.set_ylabel("µs / node")
+    m = res.get("machine", {})
+    load = [f"{(m.get(k) or [float('nan')])[0]:.1f}" for k in ("loadavg_start", "loadavg_end")]
+    fig.suptitle(f"graphforge benchmarks — {m.get('cpu', '?')}, {m.get('cpus', '?')} CPUs, "
+                 f"load average {load[0]} → {load[1]}", fontsize=10)
+    fig.tight_layout()
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=90)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(STEPS), help=f"comma-separated subset of {', '.join(STEPS)}")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (7 rounds)")
+    parser.add_argument("--tiny", action="store_true", help="tiny sizes: checks everything runs (the smoke test)")
+    parser.add_argument("--cases", help="train-step cases (default all)")
+    parser.add_argument("--models", help="inference/export models (default all)")
+    parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when importable")
+    parser.add_argument("--serve", action="store_true", help="also run benchmarks/bench_serve.py")
+    parser.add_argument("--distributed", action="store_true", help="also run benchmarks/bench_distributed.py")
+    parser.add_argument("--in-process", action="store_true", help="run the benchmarks in this process (tests)")
+    parser.add_argument("--json", default=os.path.join(HERE, "results.json"))
+    parser.add_argument("--chart", default=os.path.join(HERE, "results.png"))
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+    steps = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(steps) - set(STEPS))
+    if unknown:
+        parser.error(f"unknown step(s) {', '.join(unknown)}; choose from {', '.join(STEPS)}")
+    from benchmarks.models import torch_available
+    torch = not args.no_torch and torch_available()
+    info = machine_info()
+    info["loadavg_start"] = info.pop("loadavg")
+    if info["loadavg_start"] and info["loadavg_start"][0] > 0.5 * (info["cpus"] or 1):
+        print(f"warning: load average {info['loadavg_start'][0]:.2f} on {info['cpus']} CPUs — others are using this "
+              f"machine; medians and ratios will be noisy (rerun when `uptime` shows it quieter)", flush=True)
+    if not torch:
+        print("PyTorch is not importable: the torch columns are left out (`make bench` installs the bench extra)")
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="gf-bench-") as tmp:
+        res = run_all(steps, tmp, quick=args.quick, tiny=args.tiny, in_process=args.in_process, torch=torch,
+                      cases=args.cases.split(",") if args.cases else None,
+                      models=args.models.split(",") if args.models else None, serve=args.serve,
+                      distributed=args.distributed)
+    info["loadavg_end"] = list(os.getloadavg())
+    info["wall_s"] = time.perf_counter() - t0
+    info["tiny"] = args.tiny
+    res["machine"] = info
+    res["targets"] = check_targets(res)
+    table = format_table(res)
+    print("\n" + table)
+    print(f"\nload average {info['loadavg_start'][0]:.2f} → {info['loadavg_end'][0]:.2f} on {info['cpus']} CPUs; "
+          f"{info['wall_s']:.0f} s in all")
+    write_json(args.json, res)
+    plot(res, args.chart)
+    print(f"wrote {args.json} and {args.chart}")
+    if res["errors"]:
+        print(f"{len(res['errors'])} benchmark(s) failed: {', '.join(res['errors'])}", file=sys.stderr)
+        return 1
+    if args.strict and not all(t["met"] for t in res["targets"]):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

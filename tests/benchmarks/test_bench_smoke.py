@@ -1,0 +1,113 @@
+"""Smoke test of the benchmark suite: every benchmark module runs end to end at tiny sizes, so
+they don't rot. No timing is asserted (this box is shared); what is asserted is what the numbers
+rest on — the contenders compute the same function (equal first-step losses, outputs checked
+inside the inference benchmark), the counts are positive, the runner writes its JSON and chart.
+PyTorch columns are exercised only in the slow tier (torch is the optional ``bench`` extra)."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+pytest.importorskip("jax")
+pytest.importorskip("onnxruntime")
+
+
+def _load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def test_train_step_and_flops_run_tiny(tmp_path):
+    from benchmarks import bench_flops, bench_train_step
+
+    train = tmp_path / "train.json"
+    assert bench_train_step.main(["--tiny", "--no-torch", "--case", "mlp128,lenet", "--json", str(train)]) == 0
+    rows = _load(train)["train_step"]
+    assert [r["case"] for r in rows] == ["mlp128", "lenet"]
+    for r in rows:
+        assert set(r["results"]) == {"graphforge", "jax"}
+        # same weights, same batch: the first step's loss must agree, or the sides time different models
+        assert r["first_loss"]["graphforge"] == pytest.approx(r["first_loss"]["jax"], rel=1e-4)
+        assert r["results"]["graphforge"]["median_s"] > 0
+    flops = tmp_path / "flops.json"
+    assert bench_flops.main(["--tiny", "--train-json", str(train), "--json", str(flops)]) == 0
+    out = _load(flops)["flops"]
+    assert out["peak"]["peak_gflops"] > 0
+    for r in out["rows"]:
+        assert r["flops"]["graphforge_count"] > 0
+        assert set(r["gflops"]) == {"graphforge", "jax"}
+
+
+def test_inference_runs_tiny(tmp_path):
+    from benchmarks import bench_inference
+
+    path = tmp_path / "inf.json"
+    assert bench_inference.main(["--tiny", "--no-torch", "--model", "mlp,transformer", "--batches", "1,3",
+                                 "--json", str(path)]) == 0
+    models = _load(path)["inference"]
+    assert [m["model"] for m in models] == ["mlp", "transformer"]
+    for m in models:
+        assert m["nodes"]["graphforge"] > 0
+        assert [row["batch"] for row in m["rows"]] == [1, 3]
+        assert set(m["rows"][0]["results"]) == {"graphforge-ort", "jax", "graphforge-jax"}
+
+
+def test_export_scaling_and_ort_passes_run_tiny(tmp_path):
+    from benchmarks import bench_compile_scaling, bench_export, bench_ort_passes
+
+    exp = tmp_path / "export.json"
+    assert bench_export.main(["--tiny", "--no-torch", "--model", "mlp", "--json", str(exp)]) == 0
+    (m,) = _load(exp)["export"]
+    assert m["results"]["graphforge"]["file_bytes"] > 0
+    sc = tmp_path / "scaling.json"
+    assert bench_compile_scaling.main(["--tiny", "--json", str(sc)]) == 0
+    rows = _load(sc)["scaling"]
+    assert [r["nodes"] > 0 for r in rows] == [True, True] and rows[0]["nodes"] < rows[1]["nodes"]
+    ort = tmp_path / "ort.json"
+    assert bench_ort_passes.main(["--tiny", "--batch", "2", "--json", str(ort)]) == 0
+    for r in _load(ort)["ort_passes"]:
+        assert r["nodes_opt"] <= r["nodes_raw"]
+
+
+def test_runner_writes_table_json_and_chart(tmp_path, capsys):
+    from benchmarks import run
+
+    res, chart = tmp_path / "results.json", tmp_path / "results.png"
+    assert run.main(["--tiny", "--in-process", "--no-torch", "--only", "scaling", "--json", str(res),
+                     "--chart", str(chart)]) == 0
+    data = _load(res)
+    assert data["scaling"] and data["errors"] == {}
+    assert any(t["target"].startswith("time per node") for t in data["targets"])
+    with open(chart, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert "Compile-time scaling" in capsys.readouterr().out
+
+
+def test_runner_rejects_unknown_step(tmp_path):
+    from benchmarks import run
+
+    with pytest.raises(SystemExit):
+        run.main(["--only", "nonsense", "--json", str(tmp_path / "r.json")])
+
+
+@pytest.mark.slow
+def test_runner_with_torch_tiny(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxscript")
+    from benchmarks import run
+
+    res = tmp_path / "results.json"
+    assert run.main(["--tiny", "--in-process", "--only", "train,inference,export", "--cases", "mlp128",
+                     "--models", "mlp", "--json", str(res), "--chart", str(tmp_path / "c.png")]) == 0
+    data = _load(res)
+    (tr,) = data["train_step"]
+    assert tr["first_loss"]["torch"] == pytest.approx(tr["first_loss"]["jax"], rel=1e-4)
+    assert data["inference"][0]["nodes"]["torch"] > 0
+    assert data["export"][0]["speedup_vs_torch"] > 0
