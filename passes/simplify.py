@@ -2,7 +2,10 @@
 
 * ``x*1``, ``1*x``, ``x+0``, ``0+x``, ``x-0``, ``x/1``, ``x**1`` → ``x`` (only when the constant does
   not broadcast ``x`` to a larger shape or another dtype);
-* ``neg(neg(x))`` → ``x``;
+* ``neg(neg(x))``, ``logical_not(logical_not(x))`` → ``x``;
+* the ``axis`` of ``softmax``/``log_softmax``/``layer_norm`` in its negative spelling (``softmax(x, 1)``
+  on a rank-3 ``x`` → ``axis=-2``), the one ``nn`` layers and the fusion rules use, so one
+  computation has one graph whichever way the user counted the axis (and CSE can merge them);
 * ``transpose(transpose(x))`` → one transpose, or ``x`` when the permutations cancel;
 * ``reshape`` of a ``reshape``/``flatten``/``squeeze``/``unsqueeze`` → one ``reshape``;
 * no-op ``reshape``/``flatten``/``squeeze``/``unsqueeze``/``broadcast_to``/``cast``/``transpose``
@@ -28,6 +31,9 @@ __all__ = ["simplify"]
 
 _NOOP_WHEN_SAME_TYPE = {"reshape", "flatten", "squeeze", "unsqueeze", "broadcast_to", "cast"}
 _RESHAPE_LIKE = {"reshape", "flatten", "squeeze", "unsqueeze"}
+_INVOLUTIONS = {"neg", "logical_not"}
+# Ops whose int ``axis`` counts dims of their first input (the same rank as their result).
+_AXIS_OPS = {"softmax", "log_softmax", "layer_norm"}
 
 
 def _identity_operand(graph: Graph, node: Node) -> Value | None:
@@ -80,10 +86,15 @@ def simplify(graph: Graph) -> tuple[Graph, bool]:
         replacement: Value | None = None
         if op in ("add", "mul", "sub", "div", "pow"):
             replacement = _identity_operand(graph, node)
-        elif op == "neg":
+        elif op in _INVOLUTIONS:
             src = node.inputs[0].producer
-            if src is not None and src.op == "neg":
+            if src is not None and src.op == op:
                 replacement = src.inputs[0]
+        elif op in _AXIS_OPS:
+            axis, rank = node.attrs.get("axis"), node.inputs[0].type.rank
+            if isinstance(axis, int) and not isinstance(axis, bool) and 0 <= axis < rank:
+                node.attrs = dict(node.attrs, axis=axis - rank)
+                changed = True
         elif op == "transpose":
             x = node.inputs[0]
             perm = _perm(node.attrs.get("perm"), x.type.rank)

@@ -14,6 +14,8 @@ RULE_MODULES = [
     "layer_norm",
     "gelu",
     "silu",
+    "sigmoid",
+    "relu",
     "softmax",
     "log_softmax",
     "matmul_bias",

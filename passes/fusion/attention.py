@@ -2,11 +2,13 @@
 
 Matches ``softmax(mask(scale(q @ kt))) @ v`` with rank-4 ``q``/``kt``/``v`` (B, H, S, D); ``k`` is
 ``kt`` with its last two axes swapped (a transpose producing ``kt`` is undone, composed with any
-permutation before it, so ``heads(k).transpose(-2, -1)`` gives ``k = heads(k)``); the scale a constant multiplier or divisor (or applied
-to ``q``, or absent: scale 1), and the optional mask either ``where(mask, s, -inf)`` (a fill of
--inf or below -1e4; ``where(mask, -inf, s)`` inverts it) or ``s + m`` with a constant ``m`` of
-zeros and -inf/large negatives. A constant lower-triangular square mask becomes ``causal=True``.
-A scale equal to 1/sqrt(D) is written ``scale=None`` (the op's default)."""
+permutation before it, so ``heads(k).transpose(-2, -1)`` gives ``k = heads(k)``); the scale a
+constant multiplier or divisor (or applied to ``q`` as ``q * c`` or ``q / c``, or absent: scale 1),
+and the optional mask either ``where(mask, s, -inf)`` (a fill of -inf or below -1e4;
+``where(mask, -inf, s)`` inverts it, and ``simplify`` then cancels the ``~~mask`` that
+``where(~mask, -inf, s)`` leaves) or ``s + m`` with a constant ``m`` of zeros and -inf/large negatives. A constant
+lower-triangular square mask becomes ``causal=True``. A scale equal to 1/sqrt(D) is written
+``scale=None`` (the op's default)."""
 from __future__ import annotations
 
 import math
@@ -23,7 +25,9 @@ __all__ = ["RULE"]
 Q, V = Var("q", rank=4), Var("v", rank=4)
 # k^T, produced by a transpose; k is recovered from it (see _key)
 _KT = Var("kt", rank=4, where=lambda v: v.producer is not None and v.producer.op == "transpose")
-_QK = AnyOf(Op("matmul", Op("mul", Q, Const(name="qscale")), _KT), Op("matmul", Q, _KT))
+_QK = AnyOf(Op("matmul", Op("mul", Q, Const(name="qscale")), _KT),
+            Op("matmul", Op("div", Q, Const(name="qdiv")), _KT),
+            Op("matmul", Q, _KT))
 _SCALED = AnyOf(Op("mul", _QK, Const(name="scale")), Op("div", _QK, Const(name="inv_scale")), _QK)
 _FILL = Const(name="fill", where=lambda c: c <= -1e4)
 _MASKED = AnyOf(
@@ -35,17 +39,22 @@ _MASKED = AnyOf(
 _PATTERN = Op("matmul", Op("softmax", _MASKED, attrs={"axis": lambda a: a % 4 == 3}, name="sm"), V)
 
 
+def _inverse(c: float) -> float:
+    return 1.0 / c if c else float("inf")
+
+
 def _scale(m) -> float:
+    """The product of every factor the match found: on ``q`` (``q * c``, ``q / c``) and on the
+    scores (``s * c``, ``s / c``); 1 when there is none. A division by 0 gives inf (refused)."""
+    s = 1.0
     if "qscale" in m:
-        s = m["qscale"]
-    elif "scale" in m:
-        s = m["scale"]
-    elif "inv_scale" in m:
-        s = 1.0 / m["inv_scale"] if m["inv_scale"] else float("inf")
-    else:
-        s = 1.0
-    if "qscale" in m and ("scale" in m or "inv_scale" in m):
-        s *= m["scale"] if "scale" in m else 1.0 / m["inv_scale"]
+        s *= m["qscale"]
+    if "qdiv" in m:
+        s *= _inverse(m["qdiv"])
+    if "scale" in m:
+        s *= m["scale"]
+    if "inv_scale" in m:
+        s *= _inverse(m["inv_scale"])
     return s
 
 

@@ -1,9 +1,12 @@
 """LayerNorm spelled out → ``layer_norm(x, gamma?, beta?, axis, eps)``.
 
-Matches ``mu = mean(x)``, ``d = x - mu``, ``var = mean(d*d | d**2)``, then ``d * rsqrt(var + eps)``
-(also ``d * reciprocal(sqrt(var + eps))``, ``d * (1 / sqrt(var + eps))``) or ``d / sqrt(var + eps)``,
-optionally times ``gamma`` and plus ``beta``, with the means over the same trailing axes (kept
-dims). ``gamma``/``beta`` must span exactly the normalised axes."""
+Matches ``mu = mean(x)``, ``d = x - mu``, ``var = mean(d*d | d**2)`` (what ``x.var(...)`` and
+``square(d)`` trace to), then ``d * rsqrt(var + eps)`` (also ``d * reciprocal(sqrt(var + eps))``,
+``d * (1 / sqrt(var + eps))``, ``d * (var + eps) ** -0.5``) or ``d / sqrt(var + eps)`` (also
+``d / (var + eps) ** 0.5``), optionally times ``gamma`` — applied after the normalisation or to ``d``
+before it (``gamma * d / sqrt(...)``) — and plus ``beta``, with the means over the same trailing
+axes (kept dims, given as negative or positive indices). ``gamma``/``beta`` must span exactly the
+normalised axes."""
 from __future__ import annotations
 
 from graphforge.trace.tensor import apply
@@ -19,11 +22,13 @@ _KEEP = {"keepdims": True, "axes": lambda a: a is not None and len(a) >= 1}
 D = Op("sub", X, Op("mean", X, attrs=_KEEP, name="mu"), name="d")
 _VAR = Op("mean", AnyOf(Op("mul", D, D), Op("pow", D, Const(2.0))), attrs=_KEEP, name="var")
 _VE = Op("add", _VAR, Const(name="eps", where=lambda e: e > 0))
-_SQRT = Op("sqrt", _VE)
-_INV = AnyOf(Op("rsqrt", _VE), Op("reciprocal", _SQRT), Op("div", Const(1.0), _SQRT))
+_SQRT = AnyOf(Op("sqrt", _VE), Op("pow", _VE, Const(0.5)))
+_INV = AnyOf(Op("rsqrt", _VE), Op("reciprocal", _SQRT), Op("div", Const(1.0), _SQRT),
+             Op("pow", _VE, Const(-0.5)))
 G, B = Var("gamma"), Var("beta")
 
-_SCALED = AnyOf(Assoc("mul", D, _INV, G), Op("mul", Op("div", D, _SQRT), G))
+_SCALED = AnyOf(Assoc("mul", D, _INV, G), Op("mul", Op("div", D, _SQRT), G),
+                Op("div", Op("mul", D, G), _SQRT))
 _PATTERNS = [
     Op("add", _SCALED, B),
     _SCALED,
