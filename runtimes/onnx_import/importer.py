@@ -25,7 +25,8 @@ from graphforge.trace.builder import Builder
 
 from .external import load_model_checked
 
-__all__ = ["from_onnx", "IMPORTERS", "importer", "ImportContext", "supported_op_types", "NeedsConstantError"]
+__all__ = ["from_onnx", "IMPORTERS", "importer", "ImportContext", "Known", "supported_op_types",
+           "NeedsConstantError"]
 
 
 class NeedsConstantError(UnsupportedOpError):
@@ -38,12 +39,28 @@ class NeedsConstantError(UnsupportedOpError):
         self.tensor = tensor
         super().__init__(message, **kw)
 
+class Known:
+    """An importer result that is both a graph Value and a value known at import time.
+
+    Consumers that need a constant (a Reshape shape, Slice starts…) read ``array``; everything else
+    uses ``value``. When only the constant is consumed, the node producing ``value`` is dead and is
+    removed at the end of the import."""
+
+    __slots__ = ("value", "array")
+
+    def __init__(self, value: Value, array):
+        self.value = value
+        self.array = np.asarray(array)
+
+
 IMPORTERS: dict[str, Callable[["ImportContext", onnx.NodeProto], list[Any]]] = {}
 _NAME = re.compile(r"[^\w.\-/]")
 _SMALL = 64  # constants up to this many elements become `constant` nodes, larger ones const params
 # ops never folded at import time even on constant inputs (random or side-effecting)
 _NO_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
             "Bernoulli"}
+# ops whose importer handles constant inputs itself (e.g. an integer Range stays an `arange` node)
+_OWN_FOLD = {"Range"}
 
 
 def importer(*op_types: str):
@@ -60,7 +77,7 @@ def supported_op_types() -> list[str]:
 
 
 def _load_tables():
-    from . import ops_attention, ops_basic, ops_composite, ops_more, ops_nn  # noqa: F401  (register the tables)
+    from . import ops_attention, ops_basic, ops_composite, ops_more, ops_nn, ops_resize  # noqa: F401  (the tables)
 
 
 def onnx_dtype(elem_type: int) -> str:
@@ -99,6 +116,11 @@ class ImportContext:
 
     def need_const(self, node: onnx.NodeProto, i: int, what: str) -> np.ndarray:
         arr = self.const(node.input[i])
+        v = self.values.get(node.input[i])
+        if arr is None and v is not None and v.kind == "param":
+            # a float initializer used as an attribute (a ratio, a clip bound): its stored value is fixed
+            # at import time (const() does not do this, so weights are never folded away)
+            arr = self.graph.params[v.name]
         if arr is None:
             raise NeedsConstantError(f"{node.op_type} node {node.name!r}: input {i} ({what}) must be a "
                                      "constant known at import time", tensor=node.input[i], op=node.op_type)
@@ -171,7 +193,7 @@ def _value_type(ctx: ImportContext, vi: onnx.ValueInfoProto) -> TensorType:
 
 def _fold(ctx: ImportContext, node: onnx.NodeProto) -> list[np.ndarray] | None:
     """Evaluate ``node`` with onnx's reference evaluator when all its inputs are static."""
-    if node.op_type in _NO_FOLD or node.domain not in ("", "ai.onnx"):
+    if node.op_type in _NO_FOLD or node.op_type in _OWN_FOLD or node.domain not in ("", "ai.onnx"):
         return None
     ins = [ctx.const(n) if n else None for n in node.input]
     if any(n and a is None for n, a in zip(node.input, ins)):
@@ -257,7 +279,10 @@ def from_onnx(model_or_path, *, check: bool = True, fold: bool = True, name: str
         for oname, out in zip(node.output, outs):
             if not oname or out is None:
                 continue
-            if isinstance(out, Value):
+            if isinstance(out, Known):
+                ctx.values[oname] = out.value
+                ctx.consts[oname] = out.array
+            elif isinstance(out, Value):
                 ctx.values[oname] = out
             else:
                 ctx.consts[oname] = np.asarray(out)
@@ -265,10 +290,18 @@ def from_onnx(model_or_path, *, check: bool = True, fold: bool = True, name: str
     for vi in g.output:
         out_values.append(ctx.value(vi.name))
     graph.set_outputs(out_values, [vi.name for vi in g.output])
+    _drop_dead_nodes(graph)
     _drop_unused_params(graph)
     graph.toposort()
     graph.verify()
     return graph
+
+
+def _drop_dead_nodes(graph: Graph) -> None:
+    """Remove nodes whose results nothing uses (e.g. the run-time half of a :class:`Known`)."""
+    from graphforge.passes.dce import dce
+
+    dce(graph)
 
 
 def _drop_unused_params(graph: Graph) -> None:

@@ -1,7 +1,8 @@
 """Importer for the ONNX ``Attention`` op (opset 23+), composed of matmul/softmax/where, following onnx's
 reference semantics: 3-D or 4-D inputs, KV cache (past/present), grouped-query heads, boolean or additive
 masks (padded to the total KV length), top-left/bottom-right causal frontier, softcap, sliding windows,
-``nonpad_kv_seqlen``, ``qk_matmul_output_mode`` 0–3 and ``softmax_precision``. Fully masked rows give 0."""
+``nonpad_kv_seqlen``, ``qk_matmul_output_mode`` 0–3 and ``softmax_precision``. Fully masked rows give 0.
+Plain attention (none of those extras) becomes the registry's ``attention`` op."""
 from __future__ import annotations
 
 import numpy as np
@@ -24,6 +25,23 @@ def _heads(ctx, x, n):
     return ctx.emit("transpose", [y], perm=[0, 2, 1, 3])
 
 
+def _plain(ctx, node, a, q, k) -> bool:
+    """True when the node is plain scaled-dot-product attention: the registry's ``attention`` op.
+
+    That is: no mask / KV cache / padding lengths, as many kv heads as query heads, no softcap,
+    window, extra outputs or softmax precision. (Its causal mask is top-left aligned, as ONNX's
+    without a cache.)"""
+    extra_in = any(ctx.has(node, i) for i in range(3, 7))
+    extra_out = any(o for o in node.output[1:])
+    fancy = (float(a.get("softcap", 0.0) or 0.0) != 0.0 or int(a.get("qk_matmul_output_mode", 0)) != 0
+             or int(a.get("left_window_size", -1)) >= 0 or int(a.get("right_window_size", -1)) >= 0
+             or a.get("softmax_precision") is not None)
+    # float16 stays composed: the JAX lowering of `attention` asks XLA:CPU for an F16 dot_general with
+    # F32 accumulation, which it rejects (reported to the JAX back end's owner)
+    return (q.type.dtype != "float16" and not extra_in and not extra_out and not fancy
+            and q.type.shape[1] == k.type.shape[1])
+
+
 @importer("Attention")
 def _attention(ctx: ImportContext, node):
     a = attrs_of(node)
@@ -35,6 +53,14 @@ def _attention(ctx: ImportContext, node):
         q = _heads(ctx, q, int(a["q_num_heads"]))
         k = _heads(ctx, k, int(a["kv_num_heads"]))
         v = _heads(ctx, v, int(a["kv_num_heads"]))
+    if _plain(ctx, node, a, q, k):
+        scale = a.get("scale")
+        y = e("attention", [q, k, v], scale=None if scale is None else float(scale),
+              causal=bool(int(a.get("is_causal", 0))))
+        if rank == 3:
+            b, h, s, d = y.type.shape
+            y = e("reshape", [e("transpose", [y], perm=[0, 2, 1, 3])], shape=[b, s, h * d])
+        return [y]
     past_k = ctx.input(node, 4) if ctx.has(node, 4) else None
     past_v = ctx.input(node, 5) if ctx.has(node, 5) else None
     nonpad = ctx.need_const(node, 6, "nonpad_kv_seqlen").reshape(-1) if ctx.has(node, 6) else None

@@ -8,7 +8,7 @@ from onnx import numpy_helper
 from graphforge.dtypes import from_numpy_dtype, is_float
 from graphforge.errors import UnsupportedOpError
 
-from .importer import ImportContext, importer, onnx_dtype
+from .importer import ImportContext, Known, importer, onnx_dtype
 
 __all__ = ["attrs_of"]
 
@@ -72,16 +72,30 @@ def _identity(ctx, node):
 
 @importer("Dropout")
 def _dropout(ctx, node):
-    # inference: identity (training_mode input, if given, must be a constant false)
-    if ctx.has(node, 2):
-        tm = ctx.need_const(node, 2, "training_mode")
-        if bool(np.asarray(tm).item()):
-            _unsupported(node, "training_mode=True is not supported on import")
+    """Inference: identity. Training mode (``training_mode`` a constant true): graphforge's own
+    ``dropout`` op, its mask seeded by the ``seed`` attribute. The kept/dropped pattern therefore differs
+    from onnxruntime's RNG, but it is a proper dropout and reproducible on every graphforge back end."""
     x = ctx.input(node, 0)
-    outs = [x]
-    if len(node.output) > 1 and node.output[1]:
-        outs.append(np.ones(x.type.shape, dtype=bool) if all(isinstance(d, int) for d in x.type.shape)
-                    else ctx.emit("broadcast_to", [ctx.scalar(True, "bool")], shape=list(x.type.shape)))
+    training = ctx.has(node, 2) and bool(np.asarray(ctx.need_const(node, 2, "training_mode")).item())
+    want_mask = len(node.output) > 1 and bool(node.output[1])
+    if not training:
+        outs = [x]
+        if want_mask:
+            outs.append(np.ones(x.type.shape, dtype=bool) if all(isinstance(d, int) for d in x.type.shape)
+                        else ctx.emit("broadcast_to", [ctx.scalar(True, "bool")], shape=list(x.type.shape)))
+        return outs
+    if not is_float(x.type.dtype):
+        _unsupported(node, f"training-mode Dropout of a {x.type.dtype} tensor")
+    a = attrs_of(node)
+    ratio = float(np.asarray(ctx.need_const(node, 1, "ratio")).reshape(())) if ctx.has(node, 1) else \
+        float(a.get("ratio", 0.5))
+    key = ctx.scalar(int(a.get("seed", 0)) % (1 << 32), "uint32")
+    y = ctx.emit("dropout", [x, key], p=ratio)
+    outs = [y]
+    if want_mask:  # the same key on a tensor of ones: kept elements are exactly the non-zero ones
+        ones = ctx.emit("broadcast_to", [ctx.scalar(1, x.type.dtype)], shape=list(x.type.shape))
+        kept = ctx.emit("dropout", [ones, key], p=ratio)
+        outs.append(ctx.emit("not_equal", [kept, ctx.scalar(0, x.type.dtype)]))
     return outs
 
 
@@ -138,6 +152,10 @@ def _trelu(ctx, node):
 def _prelu(ctx, node):
     x, slope = ctx.input(node, 0), ctx.input(node, 1)
     dt = x.type.dtype
+    xs, ss = x.type.shape, slope.type.shape
+    if len(ss) == 1 and len(xs) > 2 and ss[0] == xs[1] and ss[0] != xs[-1]:
+        # PRelu-1/6 (and converters targeting them): a (C,) slope is per channel, not right-aligned
+        slope = ctx.emit("reshape", [slope], shape=[-1] + [1] * (len(xs) - 2))
     return [ctx.emit("where", [ctx.emit("less", [x, ctx.scalar(0, dt)]), ctx.emit("mul", [x, slope]), x])]
 
 
@@ -321,10 +339,14 @@ def _shape(ctx, node):
 
 @importer("Size")
 def _size(ctx, node):
+    c = ctx.const(node.input[0])
+    if c is not None:
+        return [np.array(c.size, dtype=np.int64)]
     x = ctx.value(node.input[0])
-    if all(isinstance(d, int) for d in x.type.shape):
-        return [np.array(int(np.prod(x.type.shape, dtype=np.int64)), dtype=np.int64)]
-    return [ctx.emit("dim_size", [x], axes=list(range(len(x.type.shape))), dtype="int64")]
+    size = ctx.emit("dim_size", [x], axes=list(range(len(x.type.shape))), dtype="int64")
+    if all(isinstance(d, int) for d in x.type.shape):  # static: shape arithmetic can still fold on it
+        return [Known(size, np.array(int(np.prod(x.type.shape, dtype=np.int64)), dtype=np.int64))]
+    return [size]
 
 
 @importer("ConstantOfShape")
@@ -437,6 +459,13 @@ def _slice(ctx, node):
 def _gather(ctx, node):
     x, idx = ctx.input(node, 0), ctx.input(node, 1)
     axis = int(attrs_of(node).get("axis", 0))
+    shape = x.type.shape
+    if axis in (0, -len(shape)) and len(shape) >= 2 and is_float(x.type.dtype) and \
+            all(isinstance(d, int) for d in shape[1:]):
+        # rows of a table (token embeddings, …): the embedding op, whose VJP is a scatter_add of rows
+        table = x if len(shape) == 2 else ctx.emit("reshape", [x], shape=[shape[0], -1])
+        y = ctx.emit("embedding", [table, idx])
+        return [y if len(shape) == 2 else ctx.emit("reshape", [y], shape=list(idx.type.shape) + list(shape[1:]))]
     return [ctx.emit("gather", [x, idx], axis=axis)]
 
 
@@ -464,8 +493,17 @@ def _tile(ctx, node):
 
 @importer("Range")
 def _range(ctx, node):
-    s, l, d = (ctx.need_const(node, i, n) for i, n in enumerate(("start", "limit", "delta")))
-    return [np.arange(s, l, d).astype(np.asarray(s).dtype)]
+    s, l, d = (np.asarray(ctx.need_const(node, i, n)).reshape(()) for i, n in
+               enumerate(("start", "limit", "delta")))
+    dt = np.asarray(s).dtype
+    # ONNX: n = max(ceil((limit - start) / delta), 0), element i = start + i * delta (in the input dtype)
+    n = max(int(np.ceil((float(l) - float(s)) / float(d))), 0) if float(d) != 0 else 0
+    arr = (s + np.arange(n, dtype=dt) * d).astype(dt) if n else np.zeros((0,), dt)
+    if dt.kind in "iu" and n:  # integer ranges stay an `arange` node (no stored table)
+        v = ctx.emit("arange", [], start=int(s), stop=int(s) + n * int(d), step=int(d),
+                     dtype=from_numpy_dtype(dt))
+        return [Known(v, arr)]
+    return [arr]
 
 
 @importer("Pad")

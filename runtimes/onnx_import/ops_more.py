@@ -1,5 +1,5 @@
-"""Importers for Mod, CumSum, GatherElements and the NegativeLogLikelihood / SoftmaxCrossEntropy losses,
-written as compositions of graphforge registry ops."""
+"""Importers for Mod, CumSum/CumProd, GatherElements/GatherND, ScatterElements/ScatterND and the NegativeLogLikelihood /
+SoftmaxCrossEntropy losses, written as compositions of graphforge registry ops."""
 from __future__ import annotations
 
 import numpy as np
@@ -138,3 +138,150 @@ def _sce(ctx, node):
     logp = ctx.emit("log_softmax", [scores], axis=1)
     w = ctx.input(node, 2) if ctx.has(node, 2) else None
     return [_nll(ctx, node, logp, ctx.input(node, 1), w, a), logp]
+
+
+# ---- scatters -------------------------------------------------------------------------------------
+def _lowest(dt: str, highest: bool):
+    from graphforge.dtypes import to_numpy_dtype
+
+    npdt = np.dtype(to_numpy_dtype(dt)) if dt != "bfloat16" else np.dtype(np.float32)
+    if npdt.kind == "f":
+        return np.inf if highest else -np.inf
+    info = np.iinfo(npdt)
+    return info.max if highest else info.min
+
+
+def _scatter_rows(ctx, node, data, idx, upd, reduction: str):
+    """``data`` (N, *rest) with rows ``idx`` (U,) (already in [0, N)) combined with ``upd`` (U, *rest).
+
+    add → ``scatter_add``; none → the rows replaced (through two ``scatter_add``s: indices are unique
+    per ONNX); mul/max/min → a dense (U, N) row-match mask reduced over U (exact, O(U·N))."""
+    e = ctx.emit
+    dt = data.type.dtype
+    n, rest = data.type.shape[0], list(data.type.shape[1:])
+    u = idx.type.shape[0]
+    if reduction == "add":
+        return e("scatter_add", [data, idx, upd], axis=0)
+    if reduction == "none":
+        zeros = e("broadcast_to", [ctx.scalar(0, dt)], shape=[n, *rest])
+        hits = e("scatter_add", [e("broadcast_to", [ctx.scalar(0, "int32")], shape=[n, *rest]), idx,
+                                 e("broadcast_to", [ctx.scalar(1, "int32")], shape=[u, *rest])], axis=0)
+        vals = e("scatter_add", [zeros, idx, upd], axis=0)
+        return e("where", [e("greater", [hits, ctx.scalar(0, "int32")]), vals, data])
+    if reduction not in ("mul", "max", "min"):
+        _unsupported(node, f"reduction {reduction!r}")
+    ones_rest = [1] * len(rest)
+    match = e("equal", [e("reshape", [idx], shape=[u, 1, *ones_rest]),
+                        ctx.materialize(np.arange(n, dtype=np.int64).reshape(1, n, *ones_rest), "scatter_rows")])
+    cand_upd = e("reshape", [upd], shape=[u, 1, *rest])
+    if reduction == "mul":
+        picked = e("where", [match, cand_upd, ctx.scalar(1, dt)])
+        return e("mul", [data, e("prod", [picked], axes=[0], keepdims=False)])
+    op = "max" if reduction == "max" else "min"
+    picked = e("where", [match, cand_upd, ctx.scalar(_lowest(dt, highest=op == "min"), dt)])
+    red = e(op, [picked], axes=[0], keepdims=False)
+    return e("maximum" if op == "max" else "minimum", [data, red])
+
+
+def _static(node, *types):
+    for t in types:
+        if not all(isinstance(d, int) for d in t.shape):
+            _unsupported(node, "symbolic shapes")
+
+
+def _wrap(ctx, i, n):
+    e = ctx.emit
+    i = ctx.cast(i, "int64")
+    return e("where", [e("less", [i, ctx.scalar(0, "int64")]), e("add", [i, ctx.scalar(n, "int64")]), i])
+
+
+@importer("ScatterElements", "Scatter")
+def _scatter_elements(ctx, node):
+    data, idx, upd = (ctx.input(node, i) for i in range(3))
+    a = attrs_of(node)
+    rank = len(data.type.shape)
+    axis = int(a.get("axis", 0)) % rank
+    xs, ishape = data.type.shape, idx.type.shape
+    _static(node, data.type, idx.type)
+    strides = [int(np.prod(xs[d + 1:], dtype=np.int64)) for d in range(rank)]
+    grid = np.indices(ishape, dtype=np.int64)
+    base = sum((grid[d] * strides[d] for d in range(rank) if d != axis), np.zeros(ishape, np.int64))
+    e = ctx.emit
+    flat = e("add", [e("mul", [_wrap(ctx, idx, xs[axis]), ctx.scalar(strides[axis], "int64")]),
+                     ctx.materialize(np.asarray(base, np.int64), "scatter_base")])
+    u = int(np.prod(ishape, dtype=np.int64))
+    out = _scatter_rows(ctx, node, e("reshape", [data], shape=[-1]), e("reshape", [flat], shape=[u]),
+                        e("reshape", [upd], shape=[u]), a.get("reduction", "none"))
+    return [e("reshape", [out], shape=list(xs))]
+
+
+@importer("ScatterND")
+def _scatter_nd(ctx, node):
+    data, idx, upd = (ctx.input(node, i) for i in range(3))
+    a = attrs_of(node)
+    xs, ishape = data.type.shape, idx.type.shape
+    _static(node, data.type, idx.type)
+    k = ishape[-1]
+    lead = [int(d) for d in ishape[:-1]]
+    u = int(np.prod(lead, dtype=np.int64))
+    rest = list(xs[k:])
+    e = ctx.emit
+    i2 = e("reshape", [idx], shape=[u, k])
+    flat = None
+    for j in range(k):  # row index into data reshaped to (prod(xs[:k]), *xs[k:])
+        stride = int(np.prod(xs[j + 1:k], dtype=np.int64))
+        col = e("reshape", [e("slice", [i2], starts=[j], ends=[j + 1], axes=[1])], shape=[u])
+        term = e("mul", [_wrap(ctx, col, xs[j]), ctx.scalar(stride, "int64")])
+        flat = term if flat is None else e("add", [flat, term])
+    rows = int(np.prod(xs[:k], dtype=np.int64))
+    out = _scatter_rows(ctx, node, e("reshape", [data], shape=[rows, *rest]), flat,
+                        e("reshape", [upd], shape=[u, *rest]), a.get("reduction", "none"))
+    return [e("reshape", [out], shape=list(xs))]
+
+
+@importer("CumProd")
+def _cumprod(ctx, node):
+    """y_i = prod over the j that precede i (per exclusive/reverse): a (n, n) mask reduced with ``prod``."""
+    x = ctx.input(node, 0)
+    a = attrs_of(node)
+    rank = len(x.type.shape)
+    axis = int(np.asarray(ctx.need_const(node, 1, "axis")).reshape(-1)[0]) % rank
+    n = x.type.shape[axis]
+    if not isinstance(n, int):
+        _unsupported(node, "symbolic axis length")
+    i, j = np.indices((n, n))
+    excl, rev = int(a.get("exclusive", 0)), int(a.get("reverse", 0))
+    m = (j > i if excl else j >= i) if rev else (j < i if excl else j <= i)  # m[i, j]: x_j multiplies y_i
+    e = ctx.emit
+    perm = [d for d in range(rank) if d != axis] + [axis]
+    xt = e("transpose", [x], perm=perm) if axis != rank - 1 else x
+    picked = e("where", [ctx.materialize(m, "cumprod_mask"), e("unsqueeze", [xt], axes=[rank - 1]),
+                         ctx.scalar(1, x.type.dtype)])
+    y = e("prod", [picked], axes=[-1], keepdims=False)
+    if axis != rank - 1:
+        y = e("transpose", [y], perm=[int(p) for p in np.argsort(perm)])
+    return [y]
+
+
+@importer("GatherND")
+def _gather_nd(ctx, node):
+    data, idx = ctx.input(node, 0), ctx.input(node, 1)
+    b = int(attrs_of(node).get("batch_dims", 0))
+    xs, ishape = data.type.shape, idx.type.shape
+    _static(node, data.type, idx.type)
+    k = ishape[-1]
+    lead = [int(d) for d in ishape[:-1]]
+    u = int(np.prod(lead, dtype=np.int64))
+    strides = [int(np.prod(xs[d + 1:b + k], dtype=np.int64)) for d in range(b + k)]
+    grid = np.indices(lead, dtype=np.int64) if lead else np.zeros((0,), np.int64)
+    base = sum((grid[d] * strides[d] for d in range(b)), np.zeros(lead, np.int64)).reshape(u)
+    e = ctx.emit
+    i2 = e("reshape", [idx], shape=[u, k])
+    flat = ctx.materialize(base, "gather_nd_base")
+    for j in range(k):
+        col = e("reshape", [e("slice", [i2], starts=[j], ends=[j + 1], axes=[1])], shape=[u])
+        flat = e("add", [flat, e("mul", [_wrap(ctx, col, xs[b + j]), ctx.scalar(strides[b + j], "int64")])])
+    rest = list(xs[b + k:])
+    rows = e("reshape", [data], shape=[int(np.prod(xs[:b + k], dtype=np.int64)), *rest])
+    y = e("gather", [rows, flat], axis=0)
+    return [e("reshape", [y], shape=lead + rest)]

@@ -137,6 +137,8 @@ def _pool2d(ctx, node, x, a):
     pads = _spatial(ctx, node, x, kernel, strides, dil, list(a.get("pads", [0, 0, 0, 0])), a.get("auto_pad", "NOTSET"))
     ceil = bool(int(a.get("ceil_mode", 0)))
     include = bool(int(a.get("count_include_pad", 0)))
+    if node.op_type == "AveragePool" and not any(pads) and list(kernel) == list(x.type.shape[2:]):
+        return ctx.emit("global_avg_pool2d", [x])  # one window over the whole image (ResNet/Inception heads)
     big = any(pads[i] > kernel[i % 2] // 2 for i in range(4))
     if big and not ceil and (node.op_type == "MaxPool" or include):
         # pads wider than half the kernel: pad explicitly (-inf for max, 0 counted for average)
@@ -193,23 +195,26 @@ def _ln(ctx, node):
 
 @importer("LRN")
 def _lrn(ctx, node):
-    """y = x / (bias + alpha/size * sum_{window over C} x^2) ** beta, as pad + sum of channel slices."""
+    """y = x / (bias + alpha/size * sum_{window over C} x^2) ** beta.
+
+    The channel-window sum is one ``conv2d`` over x² viewed as (N, 1, C, H·W) with a (1, 1, size, 1)
+    kernel filled with alpha/size (padded (size-1)//2 before, the rest after), so the whole op is seven
+    nodes that every back end runs natively."""
     a = attrs_of(node)
     x = ctx.input(node, 0)
     size = int(a["size"])
     alpha, beta, bias = float(a.get("alpha", 1e-4)), float(a.get("beta", 0.75)), float(a.get("bias", 1.0))
-    c = x.type.shape[1]
-    if not isinstance(c, int) or len(x.type.shape) != 4:
-        _unsupported(node, "LRN needs a static channel dim and NCHW input")
+    shape = x.type.shape
+    if len(shape) < 3 or not all(isinstance(d, int) for d in shape[1:]):
+        _unsupported(node, "LRN needs static channel and spatial dims (N, C, ...)")
     dt = x.type.dtype
-    sq = ctx.emit("mul", [x, x])
-    lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
-    padded = ctx.emit("pad", [sq], pads=[0, 0, lo, hi, 0, 0, 0, 0])
-    acc = None
-    for k in range(size):
-        part = ctx.emit("slice", [padded], starts=[k], ends=[k + c], axes=[1])
-        acc = part if acc is None else ctx.emit("add", [acc, part])
-    den = ctx.emit("add", [ctx.scalar(bias, dt), ctx.emit("mul", [acc, ctx.scalar(alpha / size, dt)])])
+    c, rest = shape[1], int(np.prod(shape[2:], dtype=np.int64))
+    lo = (size - 1) // 2
+    sq = ctx.emit("reshape", [ctx.emit("mul", [x, x])], shape=[shape[0], 1, c, rest])
+    npdt = np.float32 if dt in ("float16", "bfloat16") else np.dtype(dt)
+    w = ctx.cast(ctx.materialize(np.full((1, 1, size, 1), alpha / size, npdt), "lrn_window"), dt)
+    acc = ctx.emit("conv2d", [sq, w], strides=[1, 1], pads=[lo, 0, size - 1 - lo, 0], dilations=[1, 1], groups=1)
+    den = ctx.emit("add", [ctx.emit("reshape", [acc], shape=list(shape)), ctx.scalar(bias, dt)])
     return [ctx.emit("div", [x, ctx.emit("pow", [den, ctx.scalar(beta, dt)])])]
 
 

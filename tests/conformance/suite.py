@@ -23,7 +23,7 @@ from graphforge.runtimes.onnx_import import supported_op_types
 from .exclusions import EXCLUDED, exclusion_reason
 
 __all__ = ["Outcome", "run_suite", "node_case_ops", "summarize", "per_op", "registry_ops_covered", "claimed_ops",
-           "CATEGORIES", "USED_OPS"]
+           "ci_sample", "COVERAGE_CASES", "CATEGORIES", "USED_OPS"]
 
 CATEGORIES = ("Node", "Simple", "PyTorchConverted", "PyTorchOperator", "Real")
 
@@ -88,9 +88,11 @@ def _base(name: str) -> str:
 
 
 def run_suite(categories=CATEGORIES, *, include: str | None = None, backend: str | None = None,
-              op_types: set[str] | None = None, expanded: bool = True, progress=None) -> list[Outcome]:
-    """Run the selected cases one by one; ``op_types`` limits Node cases to those ops; ``expanded``
-    False skips the ``*_expanded`` duplicates (the op's function body run as a graph)."""
+              op_types: set[str] | None = None, names: set[str] | None = None, expanded: bool = True,
+              progress=None) -> list[Outcome]:
+    """Run the selected cases one by one; ``op_types`` limits Node cases to those ops, ``names`` to those
+    case names; ``expanded`` False skips the ``*_expanded`` duplicates (the op's function body run as a
+    graph)."""
     bt = onnx.backend.test.BackendTest(make_backend(backend), __name__)
     items = bt._filtered_test_items  # category -> name -> TestItem
     ops = node_case_ops()
@@ -104,6 +106,8 @@ def run_suite(categories=CATEGORIES, *, include: str | None = None, backend: str
             if inc and not inc.search(base):
                 continue
             if not expanded and "_expanded" in base:
+                continue
+            if names is not None and base not in names:
                 continue
             if category == "Node" and op_types is not None and ops.get(base) not in op_types:
                 continue
@@ -135,6 +139,26 @@ def run_suite(categories=CATEGORIES, *, include: str | None = None, backend: str
             if progress:
                 progress(results[-1])
     return results
+
+
+# Node cases added to the CI sample because they are the ones that reach a registry op (the sample's
+# per-op picks alone do not).
+COVERAGE_CASES = ("test_range_int32_type_negative_delta", "test_training_dropout_zero_ratio_mask", "test_gather_0",
+                  "test_attention_4d_causal", "test_erf", "test_flatten_axis1")
+
+
+def ci_sample(per_op_cases: int = 2) -> set[str]:
+    """The bounded CI tier: for every claimed ONNX op its first and last non-expanded, non-excluded node
+    case (by name), plus :data:`COVERAGE_CASES`."""
+    claimed = set(claimed_ops())
+    by_op: dict[str, list[str]] = defaultdict(list)
+    for name, op in sorted(node_case_ops().items()):
+        if op in claimed and "_expanded" not in name and not exclusion_reason("Node", name):
+            by_op[op].append(name)
+    picked: set[str] = set()
+    for names in by_op.values():
+        picked.update(names[:1] + names[-1:] if per_op_cases >= 2 else names[:per_op_cases])
+    return picked | set(COVERAGE_CASES)
 
 
 def summarize(results: list[Outcome]) -> dict:

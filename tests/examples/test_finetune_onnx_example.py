@@ -27,6 +27,6 @@ def test_finetune_onnx_example_quick(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     out = proc.stdout
     assert "imported" in out and "argmax agreement with JAX 1.000" in out
-    after = float(out.split("after fine-tuning -> ")[1].split()[0])
+    after = float(out.split("before fine-tuning -> ")[1].split()[0])
     assert after > 0.5, out
     assert (tmp_path / "digits_mlp_finetuned.onnx").exists()

@@ -56,3 +56,48 @@ def test_compare_detects_a_difference(tmp_path):
     with pytest.raises(AssertionError):
         cli_optimize.compare_onnx_files(str(a), str(b), feeds, 1e-4, 1e-5)
     assert cli_optimize.compare_onnx_files(str(a), str(a), feeds, 1e-4, 1e-5) == 0.0
+
+
+# SqueezeNet's 1000 logits are all 9.475692e9 (its light weights are constants), where float32 spacing is
+# 1024: onnxruntime's conv accumulation moves some by one ulp (relative 8.6e-7) — for the unoptimised import
+# too — and softmax turns that into 0.00133 vs 0. Its expected softmax is not comparable; the CLI's own
+# random-input check (original vs optimised file in onnxruntime) still runs.
+ILL_CONDITIONED = {"squeezenet"}
+
+
+def _optimize_light(name, tmp_path, capsys):
+    """`graphforge optimize` on a light model: node count kept or smaller, outputs still onnx's expected ones."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from conformance.light import LIGHT_DIR, light_case
+
+    model, feeds, expected = light_case(name)
+    src, dst = os.path.join(LIGHT_DIR, f"light_{name}.onnx"), tmp_path / f"{name}_opt.onnx"
+    assert cli_optimize.run(_parse([src, "-o", str(dst)])) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "outputs match" in out
+    opt = onnx.load(str(dst))
+    assert len(opt.graph.node) <= len(model.graph.node), out
+    if name in ILL_CONDITIONED:
+        return
+    sess = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {i.name: a for i, a in zip(sess.get_inputs(), feeds.values())})
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-3, atol=1e-7)  # onnx's model-test tolerances
+
+
+@pytest.mark.skipif(not _exporter_available(), reason="the ONNX exporter (gf.save_onnx) is not in the tree yet")
+def test_optimize_light_alexnet(tmp_path, capsys):
+    _optimize_light("bvlc_alexnet", tmp_path, capsys)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _exporter_available(), reason="the ONNX exporter (gf.save_onnx) is not in the tree yet")
+@pytest.mark.parametrize("name", ["densenet121", "inception_v1", "inception_v2", "resnet50", "shufflenet",
+                                  "squeezenet", "vgg19", "zfnet512"])
+def test_optimize_light_models(name, tmp_path, capsys):
+    if name == "inception_v1":
+        pytest.xfail("its 7x7 AveragePool with pads exports as 49 Slice+Unsqueeze windows (the ONNX exporter's "
+                     "avg_pool2d lowering), 237 -> 268 ONNX nodes; reported to the exporter's owner")
+    _optimize_light(name, tmp_path, capsys)

@@ -90,8 +90,8 @@ def test_softmax_opset11_coerces_to_2d():
 
 def test_unsupported_ops_listed_at_once():
     nodes = [helper.make_node("TopK", ["x", "k"], ["v", "i"], name="topk_a"),
-             helper.make_node("Resize", ["x", "", "sc"], ["r"], name="resize_1"),
-             helper.make_node("Resize", ["r", "", "sc"], ["r2"], name="resize_2"),
+             helper.make_node("Round", ["x"], ["r"], name="round_1"),
+             helper.make_node("Round", ["r"], ["r2"], name="round_2"),
              helper.make_node("Relu", ["r2"], ["y"], name="ok")]
     inits = [numpy_helper.from_array(np.array([1], np.int64), "k"),
              numpy_helper.from_array(np.array([1, 1, 1, 1], np.float32), "sc")]
@@ -101,7 +101,7 @@ def test_unsupported_ops_listed_at_once():
     with pytest.raises(gf.UnsupportedOpError) as exc:
         gf.from_onnx(m)
     msg = str(exc.value)
-    assert "Resize (node 'resize_1', 2 nodes)" in msg and "TopK (node 'topk_a', 1 node)" in msg
+    assert "Round (node 'round_1', 2 nodes)" in msg and "TopK (node 'topk_a', 1 node)" in msg
     assert "2 op type(s)" in msg
 
 
@@ -200,6 +200,153 @@ def test_graph_module_finetunes_only_chosen_params():
         GraphModule(g, trainable=["nope"])
 
 
+def _onnx_ref(model, feeds):
+    from onnx.reference import ReferenceEvaluator
+    return ReferenceEvaluator(model).run(None, feeds)
+
+
+def _vi(name, elem, shape):
+    return helper.make_tensor_value_info(name, elem, shape)
+
+
+@pytest.mark.parametrize("op,reduction", [("ScatterElements", "none"), ("ScatterElements", "add"),
+                                          ("ScatterElements", "max"), ("ScatterND", "none"),
+                                          ("ScatterND", "mul"), ("ScatterND", "add")])
+def test_scatters_match_onnx(op, reduction):
+    rng = np.random.default_rng(4)
+    data = rng.normal(size=(4, 5)).astype(np.float32)
+    if op == "ScatterElements":
+        idx = np.array([[1, -1, 0], [3, 2, 2]], np.int64)  # duplicates only where a reduction combines them
+        if reduction == "none":
+            idx = np.array([[1, -1, 0], [3, 2, 1]], np.int64)
+        upd, attrs = rng.normal(size=(2, 3)).astype(np.float32), {"axis": 1}
+    else:
+        idx = np.array([[3], [0], [3]] if reduction != "none" else [[3], [0], [-3]], np.int64)
+        upd, attrs = rng.normal(size=(3, 5)).astype(np.float32), {}
+    m = _model([helper.make_node(op, ["data", "idx", "upd"], ["y"], reduction=reduction, **attrs)],
+               [_vi("data", TensorProto.FLOAT, [4, 5]), _vi("upd", TensorProto.FLOAT, list(upd.shape))],
+               [_vi("y", TensorProto.FLOAT, [4, 5])], [numpy_helper.from_array(idx, "idx")], opset=18)
+    g = gf.from_onnx(m)
+    feeds = {"data": data, "upd": upd}
+    if reduction in ("none", "add"):
+        assert "scatter_add" in g.op_counts()
+    for backend in ("reference", "jax"):
+        np.testing.assert_allclose(gf.run(g, feeds, backend=backend)[0], _onnx_ref(m, feeds)[0], rtol=1e-6)
+
+
+def test_size_is_dim_size_and_folds_when_static():
+    sym = _model([helper.make_node("Size", ["x"], ["n"])], [_vi("x", TensorProto.FLOAT, ["b", 3])],
+                 [_vi("n", TensorProto.INT64, [])])
+    g = gf.from_onnx(sym)
+    assert g.op_counts() == {"dim_size": 1}
+    assert int(gf.run(g, {"x": np.zeros((4, 3), np.float32)})[0]) == 12
+    # static shape: the size is known at import time; its consumer folds and the dim_size node is dropped
+    nodes = [helper.make_node("Size", ["x"], ["n"]), helper.make_node("Cast", ["n"], ["nf"], to=TensorProto.FLOAT),
+             helper.make_node("Div", ["x", "nf"], ["y"])]
+    st = _model(nodes, [_vi("x", TensorProto.FLOAT, [2, 3])], [_vi("y", TensorProto.FLOAT, [2, 3])])
+    g = gf.from_onnx(st)
+    assert "dim_size" not in g.op_counts() and g.op_counts()["div"] == 1
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_allclose(gf.run(g, {"x": x})[0], x / 6)
+
+
+def test_integer_range_is_arange():
+    inits = [numpy_helper.from_array(np.array(v, np.int32), n) for n, v in (("s", 10), ("l", 1), ("d", -3))]
+    m = _model([helper.make_node("Range", ["s", "l", "d"], ["y"])], [], [_vi("y", TensorProto.INT32, [3])], inits)
+    g = gf.from_onnx(m)
+    assert g.op_counts() == {"arange": 1}
+    np.testing.assert_array_equal(gf.run(g, {})[0], np.array([10, 7, 4], np.int32))
+
+
+def test_training_dropout_is_graphforge_dropout():
+    inits = [numpy_helper.from_array(np.array(0.5, np.float32), "r"), numpy_helper.from_array(np.array(True), "t")]
+    m = _model([helper.make_node("Dropout", ["x", "r", "t"], ["y", "mask"], seed=7)],
+               [_vi("x", TensorProto.FLOAT, [8, 64])],
+               [_vi("y", TensorProto.FLOAT, [8, 64]), _vi("mask", TensorProto.BOOL, [8, 64])], inits)
+    g = gf.from_onnx(m)
+    assert g.op_counts()["dropout"] == 2
+    x = np.random.default_rng(5).normal(size=(8, 64)).astype(np.float32) + 3
+    y, mask = gf.run(g, {"x": x}, backend="reference")
+    np.testing.assert_allclose(y, np.where(mask, x * 2, 0), rtol=1e-6)
+    assert 0.35 < mask.mean() < 0.65
+    yj, mj = gf.run(g, {"x": x}, backend="jax")  # the counter-based mask is the same on every back end
+    np.testing.assert_array_equal(mj, mask)
+    np.testing.assert_allclose(yj, y, rtol=1e-6)
+
+
+def test_gather_rows_is_embedding():
+    table = np.random.default_rng(6).normal(size=(5, 2, 3)).astype(np.float32)
+    m = _model([helper.make_node("Gather", ["t", "i"], ["y"], axis=0)], [_vi("i", TensorProto.INT64, [2, 2])],
+               [_vi("y", TensorProto.FLOAT, [2, 2, 2, 3])], [numpy_helper.from_array(table, "t")])
+    g = gf.from_onnx(m)
+    assert g.op_counts()["embedding"] == 1
+    i = np.array([[0, -1], [4, 2]], np.int64)
+    np.testing.assert_array_equal(gf.run(g, {"i": i})[0], table[i])
+
+
+@pytest.mark.parametrize("causal", [0, 1])
+def test_plain_attention_is_the_registry_op(causal):
+    rng = np.random.default_rng(7)
+    q, k, v = (rng.normal(size=s).astype(np.float32) for s in ((1, 2, 3, 4), (1, 2, 5, 4), (1, 2, 5, 6)))
+    m = _model([helper.make_node("Attention", ["q", "k", "v"], ["y"], is_causal=causal, scale=0.3)],
+               [_vi("q", TensorProto.FLOAT, [1, 2, 3, 4]), _vi("k", TensorProto.FLOAT, [1, 2, 5, 4]),
+                _vi("v", TensorProto.FLOAT, [1, 2, 5, 6])], [_vi("y", TensorProto.FLOAT, [1, 2, 3, 6])], opset=23)
+    m.ir_version = 10
+    g = gf.from_onnx(m)
+    assert g.op_counts() == {"attention": 1}
+    feeds = {"q": q, "k": k, "v": v}
+    np.testing.assert_allclose(gf.run(g, feeds)[0], _onnx_ref(m, feeds)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_prelu_per_channel_slope_of_old_opsets():
+    slope = np.array([0.1, 0.2, 0.3], np.float32)
+    m = _model([helper.make_node("PRelu", ["x", "s"], ["y"])],
+               [_vi("x", TensorProto.FLOAT, [2, 3, 4]), _vi("s", TensorProto.FLOAT, [3])],
+               [_vi("y", TensorProto.FLOAT, [2, 3, 4])], [numpy_helper.from_array(slope, "s")], opset=6)
+    m.ir_version = 3
+    x = np.random.default_rng(8).normal(size=(2, 3, 4)).astype(np.float32)
+    np.testing.assert_allclose(gf.run(gf.from_onnx(m), {"x": x})[0], np.where(x < 0, x * slope[:, None], x))
+
+
+@pytest.mark.parametrize("batch_dims", [0, 1])
+def test_gather_nd_and_cumprod_match_onnx(batch_dims):
+    rng = np.random.default_rng(9)
+    data = rng.normal(size=(2, 3, 4)).astype(np.float32)
+    idx = np.array([[[1, 2]], [[0, -1]]], np.int64) if batch_dims else np.array([[1, 2], [0, -1]], np.int64)
+    out_shape = [2, 1] if batch_dims else [2, 4]
+    m = _model([helper.make_node("GatherND", ["data", "idx"], ["g"], batch_dims=batch_dims),
+                helper.make_node("CumProd", ["g", "ax"], ["y"], exclusive=batch_dims, reverse=1)],
+               [_vi("data", TensorProto.FLOAT, [2, 3, 4])], [_vi("y", TensorProto.FLOAT, out_shape)],
+               [numpy_helper.from_array(idx, "idx"), numpy_helper.from_array(np.array(-1, np.int64), "ax")], opset=26)
+    m.ir_version = 10
+    feeds = {"data": data}
+    np.testing.assert_allclose(gf.run(gf.from_onnx(m), feeds)[0], _onnx_ref(m, feeds)[0], rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode,ctm", [("nearest", "asymmetric"), ("linear", "half_pixel"),
+                                      ("cubic", "align_corners")])
+def test_resize_matches_onnxruntime(mode, ctm):
+    x = np.random.default_rng(10).normal(size=(1, 2, 3, 4)).astype(np.float32)
+    m = _model([helper.make_node("Resize", ["x", "", "sc"], ["y"], mode=mode, coordinate_transformation_mode=ctm)],
+               [_vi("x", TensorProto.FLOAT, [1, 2, 3, 4])], [_vi("y", TensorProto.FLOAT, [1, 2, 6, 6])],
+               [numpy_helper.from_array(np.array([1, 1, 2, 1.5], np.float32), "sc")], opset=19)
+    g = gf.from_onnx(m)
+    assert g.op_counts().get("gather" if mode == "nearest" else "matmul") == 2  # one per resized axis
+    np.testing.assert_allclose(gf.run(g, {"x": x}, backend="jax")[0], _ort(m, {"x": x})[0], rtol=1e-5, atol=1e-6)
+
+
+def test_whole_image_average_pool_and_lrn_import_compactly():
+    x = np.random.default_rng(11).normal(size=(2, 6, 5, 5)).astype(np.float32)
+    m = _model([helper.make_node("LRN", ["x"], ["l"], size=3, alpha=1e-2, beta=0.7, bias=1.5),
+                helper.make_node("AveragePool", ["l"], ["y"], kernel_shape=[5, 5])],
+               [_vi("x", TensorProto.FLOAT, [2, 6, 5, 5])], [_vi("y", TensorProto.FLOAT, [2, 6, 1, 1])])
+    g = gf.from_onnx(m)
+    counts = g.op_counts()
+    assert counts["global_avg_pool2d"] == 1 and counts["conv2d"] == 1
+    assert sum(counts.values()) - counts.get("constant", 0) == 8, counts  # LRN: 7 nodes, the pool: 1
+    np.testing.assert_allclose(gf.run(g, {"x": x})[0], _ort(m, {"x": x})[0], rtol=1e-5, atol=1e-6)
+
+
 FAST_LIGHT = ("resnet50", "shufflenet")
 
 
@@ -225,7 +372,8 @@ def test_light_model_fast(name):
 @pytest.mark.parametrize("name", light_models())
 def test_light_model_all_jax(name):
     if name == "squeezenet":
-        pytest.xfail("JAX back end yields NaN on squeezenet (reference back end matches); reported to the JAX owner")
+        pytest.xfail("squeezenet's logits are all 9.475692e9 (float32 spacing 1024); the jitted JAX graph gives "
+                     "NaN after softmax although the same lowering run eagerly matches; reported to the JAX owner")
     _check_light(name, "jax")
 
 

@@ -1,0 +1,160 @@
+"""Importers for ONNX ``Resize`` and ``Upsample`` with static shapes and constant scales/sizes/roi.
+
+Every Resize mode (nearest with its four rounding modes, linear, cubic, antialias, every coordinate
+transformation incl. ``tf_crop_and_resize``) is linear in the input and separable, one axis at a time.
+For each resized axis the importer asks onnx's own reference implementation for the (n_in, n_out)
+weight matrix — by resizing the rows of an identity matrix — and emits, along that axis, a ``gather``
+(nearest: one 1 per output) or a ``matmul`` with the matrix (plus the constant that
+``tf_crop_and_resize`` puts where the crop leaves the image). So graphforge follows onnx's definition
+exactly, with no interpolation code of its own.
+"""
+from __future__ import annotations
+
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+
+from graphforge.dtypes import is_float
+from graphforge.errors import UnsupportedOpError
+
+from .importer import ImportContext, importer
+from .ops_basic import attrs_of
+
+__all__: list[str] = []
+
+_PASS_ATTRS = ("mode", "coordinate_transformation_mode", "cubic_coeff_a", "exclude_outside", "nearest_mode",
+               "antialias")
+
+
+def _unsupported(node, why: str):
+    raise UnsupportedOpError(f"{node.op_type} node {node.name!r}: {why}", op=node.op_type)
+
+
+def _axis_weights(attrs: dict, n: int, *, scale=None, size=None, roi=None, extrapolation: float = 0.0):
+    """(W (n, m), b (m,)) with resize_along_axis(x) = x @ W + b, from onnx's reference Resize."""
+    from onnx.reference import ReferenceEvaluator
+
+    kw = {k: attrs[k] for k in _PASS_ATTRS if k in attrs}
+    names, inits = ["X", "", "", ""], []
+    if roi is not None:
+        names[1] = "roi"
+        inits.append(numpy_helper.from_array(np.asarray(roi, np.float32), "roi"))
+    if size is not None:
+        names[3] = "sizes"
+        inits.append(numpy_helper.from_array(np.array([size], np.int64), "sizes"))
+    else:
+        names[2] = "scales"
+        inits.append(numpy_helper.from_array(np.array([scale], np.float32), "scales"))
+    while names[-1] == "":
+        names.pop()
+
+    def run(x, extrap):
+        node = helper.make_node("Resize", names, ["Y"], axes=[1], extrapolation_value=float(extrap), **kw)
+        g = helper.make_graph([node], "basis", [helper.make_tensor_value_info("X", TensorProto.DOUBLE, list(x.shape))],
+                              [helper.make_tensor_value_info("Y", TensorProto.DOUBLE, None)], inits)
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)])
+        return np.asarray(ReferenceEvaluator(m).run(None, {"X": x})[0])
+
+    w = run(np.eye(n, dtype=np.float64), 0.0)
+    b = run(np.zeros((1, n), np.float64), extrapolation)[0] if extrapolation else np.zeros(w.shape[1])
+    return w, b
+
+
+def _resize_plan(ctx: ImportContext, node, shape):
+    """Per resized axis: (axis, scale or None, size or None, roi pair or None), for a Resize node."""
+    a = attrs_of(node)
+    rank = len(shape)
+    axes = [int(d) % rank for d in a.get("axes", range(rank))]
+    if ctx.opset < 11:
+        scales, sizes, roi = ctx.need_const(node, 1, "scales").reshape(-1), None, None
+    else:
+        roi = ctx.need_const(node, 1, "roi").reshape(-1) if ctx.has(node, 1) else None
+        scales = ctx.need_const(node, 2, "scales").reshape(-1) if ctx.has(node, 2) else None
+        sizes = ctx.need_const(node, 3, "sizes").reshape(-1) if ctx.has(node, 3) else None
+        if scales is not None and scales.size == 0:
+            scales = None
+        if roi is not None and roi.size == 0:
+            roi = None
+    if scales is None and sizes is None:
+        _unsupported(node, "neither scales nor sizes is given")
+    k = len(axes)
+    if len(scales if scales is not None else sizes) == rank and k != rank:
+        _unsupported(node, "axes and full-rank scales/sizes disagree")
+    if roi is not None and a.get("coordinate_transformation_mode") != "tf_crop_and_resize":
+        roi = None  # only tf_crop_and_resize reads roi
+    policy = a.get("keep_aspect_ratio_policy", "stretch")
+    plan = []
+    if sizes is not None and policy != "stretch":
+        ratios = [float(sizes[i]) / shape[d] for i, d in enumerate(axes)]
+        s = min(ratios) if policy == "not_larger" else max(ratios)
+        for d in axes:
+            plan.append((d, s, int(s * shape[d] + 0.5)))
+    elif sizes is not None:
+        plan = [(d, None, int(sizes[i])) for i, d in enumerate(axes)]
+    else:
+        plan = [(d, float(scales[i]), int(np.floor(float(scales[i]) * shape[d]))) for i, d in enumerate(axes)]
+    out = []
+    for i, (d, s, m) in enumerate(plan):
+        r = (float(roi[i]), float(roi[k + i])) if roi is not None else None
+        out.append((d, s, m, r))
+    return out
+
+
+def _apply(ctx, node, x, attrs, plan):
+    e = ctx.emit
+    rank = len(x.type.shape)
+    dt = x.type.dtype
+    extrap = float(attrs.get("extrapolation_value", 0.0)) if attrs.get("coordinate_transformation_mode") == \
+        "tf_crop_and_resize" else 0.0
+    y = x
+    for d, s, m, r in plan:
+        n = x.type.shape[d]
+        if m == n and r is None and (s is None or s == 1.0) and not int(attrs.get("antialias", 0)):
+            w, b = np.eye(n), np.zeros(n)
+        else:
+            w, b = _axis_weights(attrs, n, scale=s, size=m if s is None else None, roi=r, extrapolation=extrap)
+            if w.shape[1] != m:
+                _unsupported(node, f"axis {d}: onnx's reference gives {w.shape[1]} outputs, expected {m}")
+        if w.shape == (n, n) and np.array_equal(w, np.eye(n)) and not np.any(b):
+            continue
+        onehot = np.all((w == 0) | (w == 1)) and np.all(w.sum(axis=0) == 1) and not np.any(b)
+        if onehot:  # nearest: pick rows (exact for every dtype)
+            idx = np.argmax(w, axis=0).astype(np.int64)
+            y = e("gather", [y, ctx.materialize(idx, "resize_index")], axis=d)
+            continue
+        if not is_float(dt):
+            _unsupported(node, f"{attrs.get('mode', 'nearest')} interpolation of a {dt} tensor")
+        perm = [i for i in range(rank) if i != d] + [d]
+        t = e("transpose", [y], perm=perm) if d != rank - 1 else y
+        npdt = np.float32 if dt in ("float16", "bfloat16") else np.dtype(dt)
+        t = e("matmul", [t, ctx.cast(ctx.materialize(w.astype(npdt), "resize_weights"), dt)])
+        if np.any(b):
+            t = e("add", [t, ctx.cast(ctx.materialize(b.astype(npdt), "resize_fill"), dt)])
+        y = e("transpose", [t], perm=[int(p) for p in np.argsort(perm)]) if d != rank - 1 else t
+    return y
+
+
+@importer("Resize")
+def _resize(ctx: ImportContext, node):
+    x = ctx.input(node, 0)
+    shape = x.type.shape
+    if not all(isinstance(v, int) for v in shape):
+        _unsupported(node, "symbolic input dims")
+    a = attrs_of(node)
+    if ctx.opset < 11:  # Resize-10: asymmetric coordinates, nearest rounds down... as Upsample
+        a = {**a, "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
+    return [_apply(ctx, node, x, a, _resize_plan(ctx, node, shape))]
+
+
+@importer("Upsample")
+def _upsample(ctx, node):
+    x = ctx.input(node, 0)
+    shape = x.type.shape
+    if not all(isinstance(v, int) for v in shape):
+        _unsupported(node, "symbolic input dims")
+    a = attrs_of(node)
+    scales = np.asarray(a["scales"]) if "scales" in a else ctx.need_const(node, 1, "scales").reshape(-1)
+    mode = a.get("mode", "nearest")
+    attrs = {"mode": "linear" if mode in ("linear", "bilinear") else "nearest",
+             "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
+    plan = [(d, float(s), int(np.floor(float(s) * shape[d])), None) for d, s in enumerate(scales)]
+    return [_apply(ctx, node, x, attrs, plan)]
