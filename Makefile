@@ -37,4 +37,8 @@ clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
 
 conformance: $(STAMP)
-	$(PY) -m tests.conformance.run --per-op
+	$(PY) -m tests.conformance.run --per-op --check
+
+# 10,000 random graphs through every back end's oracles, then 50 SIGKILLs of a checkpointing run
+fuzz: $(STAMP)
+	$(PY) tests/fuzz/run.py --graphs 10000 --jax-every 20 --kill-runs 50
