@@ -118,7 +118,9 @@ def main(argv=None) -> int:
     import onnx
     proto = onnx.load(path)
     onnx_ops = sorted({n.op_type for n in proto.graph.node})
-    attention_nodes = [n for n in proto.graph.node if "Attention" in n.op_type]
+    # native Attention where onnxruntime has a kernel at this opset, else one MatMul-Softmax-MatMul each
+    attention_nodes = ([n for n in proto.graph.node if "Attention" in n.op_type]
+                       or [n for n in proto.graph.node if n.op_type == "Softmax"])
     kinds = sorted({f"{n.domain or 'ai.onnx'}.{n.op_type}" for n in attention_nodes})
     print(f"ONNX {path}: {len(proto.graph.node)} nodes, {len(attention_nodes)} attention node(s) "
           f"({', '.join(kinds) or 'none'}); "

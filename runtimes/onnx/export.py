@@ -10,6 +10,17 @@ inference before it is returned or written.
 
 Composite ops without a lowering (or whose lowering asks for it, e.g. LayerNormalization without a
 static scale shape) are lowered through their registry decomposition.
+
+Native composite ops (LayerNormalization, Gelu, Attention) follow one rule, ``native_ops=``: by
+default (None) a composite is emitted as its native ONNX op when the opset defines it *and* the
+installed onnxruntime has a kernel for it at that opset (probed once per op and opset, see
+``kernels.py``: onnxruntime 1.32 runs Attention natively at opsets 23-24 but expands it into ~59
+nodes at 25+), else as graphforge's decomposition. ``native_ops=True`` emits every native op the
+opset defines (for another runtime), ``False`` none, a set of op names just those.
+
+The graph stays tight: a graph output is the producing node's own output (an Identity only for an
+output that is a graph input or an initializer, or one value returned under a second name), and
+nodes whose results nothing uses are dropped, with the constants only they read.
 """
 from __future__ import annotations
 
@@ -174,12 +185,13 @@ def _value_info(name: str, t) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, onnx_dtype(t.dtype), [d for d in t.shape])
 
 
-def build_model(graph: Graph, opset: int, *, name: str | None = None, params_as_inputs=False) -> onnx.ModelProto:
+def build_model(graph: Graph, opset: int, *, name: str | None = None, params_as_inputs=False,
+                native_ops=None) -> onnx.ModelProto:
     """The unchecked ModelProto for ``graph`` (``to_onnx`` checks it)."""
     params = list(graph.param_values.items())
     fed = set(n for n, _ in params) if params_as_inputs is True else set(params_as_inputs or ())
     reserved = [v.name for v in graph.inputs] + [n for n, _ in params]
-    ctx = Emitter(opset, reserved)
+    ctx = Emitter(opset, reserved, native_ops)
     ctx.bind_symbols(graph.inputs)
     env: dict[int, str] = {id(v): v.name for v in graph.inputs}
     initializers, inputs = [], [_value_info(v.name, v.type) for v in graph.inputs]
@@ -199,13 +211,20 @@ def build_model(graph: Graph, opset: int, *, name: str | None = None, params_as_
         raise UnsupportedOpError(f"{len(lines)} node(s) cannot be expressed in ONNX opset {opset}:\n"
                                  + "\n".join(lines), ops=[n.op for n, _ in driver.unsupported],
                                  hint=f"try a newer opset (up to {max_opset()}) or rewrite those ops")
-    outputs = []
-    for i, (value, oname) in enumerate(zip(graph.outputs, graph.output_names)):
+    results = [env[id(value)] for value in graph.outputs]
+    nodes, consts = _live(ctx.nodes, ctx.initializers, results)
+    outputs, renamed = [], {}
+    for i, (value, src, oname) in enumerate(zip(graph.outputs, results, graph.output_names)):
         out = ctx.reserve(oname or f"output{i}")
-        ctx.scope, ctx.loc = "", ""
-        ctx.op("Identity", [env[id(value)]], outputs=[out])
+        if src not in renamed and ctx.producer(src) is not None:
+            _rename(nodes, src, out)  # the producer writes the graph output itself
+            renamed[src] = out
+        else:  # a graph input, an initializer, or a value already returned under another name
+            ctx.scope, ctx.loc = "", ""
+            ctx.op("Identity", [renamed.get(src, src)], outputs=[out])
+            nodes.append(ctx.nodes[-1])
         outputs.append(_value_info(out, value.type))
-    onnx_graph = helper.make_graph(ctx.nodes, name or graph.name, inputs, outputs, initializers + ctx.initializers,
+    onnx_graph = helper.make_graph(nodes, name or graph.name, inputs, outputs, initializers + consts,
                                    doc_string=f"exported by graphforge from graph {graph.name!r}")
     from graphforge import __version__
 
@@ -214,6 +233,24 @@ def build_model(graph: Graph, opset: int, *, name: str | None = None, params_as_
                               producer_version=__version__)
     helper.set_model_props(model, {"graphforge_version": __version__, "graphforge_graph": graph.name})
     return model
+
+
+def _live(nodes, consts, results):
+    """The nodes (in order) and emitter constants that the ``results`` depend on."""
+    need, kept = set(results), []
+    for node in reversed(nodes):
+        if any(o in need for o in node.output):
+            kept.append(node)
+            need.update(node.input)
+    return kept[::-1], [c for c in consts if c.name in need]
+
+
+def _rename(nodes, old: str, new: str) -> None:
+    for node in nodes:
+        for field in (node.input, node.output):
+            for i, n in enumerate(field):
+                if n == old:
+                    field[i] = new
 
 
 def validate(model: onnx.ModelProto) -> None:
@@ -236,18 +273,21 @@ def validate(model: onnx.ModelProto) -> None:
 
 
 def to_onnx(graph: Graph, opset: int | None = None, *, external_data_threshold: int = 2 ** 31,
-            name: str | None = None, params_as_inputs=False) -> onnx.ModelProto:
+            name: str | None = None, params_as_inputs=False, native_ops=None) -> onnx.ModelProto:
     """Lower ``graph`` to a checked ``onnx.ModelProto`` at ``opset`` (default: :func:`max_opset`).
 
     ``external_data_threshold`` matters to :func:`save_onnx` only (an in-memory proto holds all
     its data); it is accepted here so both take the same options. ``params_as_inputs`` (True or a
-    set of names) makes those parameters graph inputs instead of initializers."""
+    set of names) makes those parameters graph inputs instead of initializers. ``native_ops``: which
+    composites (LayerNormalization, Gelu, Attention) are native ONNX ops; None (default) = those the
+    opset has and the installed onnxruntime runs with a kernel, True = all the opset has (for
+    another runtime), False = none, or a set of those op names (see the module docstring)."""
     if not isinstance(graph, Graph):
         raise ExportError(f"to_onnx expects a graphforge Graph, got {type(graph).__name__}",
                           hint="trace a model first: g = gf.trace(model, gf.TensorSpec(...))")
     opset = check_opset(opset)
     _check_threshold(external_data_threshold)
-    model = build_model(graph, opset, name=name, params_as_inputs=params_as_inputs)
+    model = build_model(graph, opset, name=name, params_as_inputs=params_as_inputs, native_ops=native_ops)
     validate(model)
     return model
 

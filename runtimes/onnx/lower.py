@@ -8,6 +8,14 @@ gives a 1-D int64 tensor for a shape that may hold symbolic dims (computed at ru
 graph inputs with Shape/Div/Mul/Concat). ``ctx.in_types``/``ctx.out_types`` are the node's types
 (half types already raised to float32 for compute ops, see :data:`DTYPE_GENERIC`).
 
+Shape-moving helpers keep the graph tight: ``ctx.reshape`` uses ``Flatten`` when the result is the
+rank-2 collapse at an axis, else a *constant* target shape where it can (``0`` copies the input dim
+at the same position, one ``-1`` when every other dim is static), computing it at run time only when
+neither works; ``ctx.expand`` writes ``1`` for every dim the input already has; ``ctx.transpose``
+folds a Transpose of a Transpose into one. ``ctx.native("Attention")`` says whether to emit a
+composite op natively (see ``kernels.native_policy``); a lowering that says no decomposes it. Nodes
+left without a use (e.g. the inner Transpose of a folded pair) are dropped by the exporter.
+
 Register a lowering with ``@lowers("relu")``. A lowering that cannot express its node at the chosen
 opset raises :class:`NotExpressible`; the exporter collects every such node before it reports.
 """
@@ -23,6 +31,8 @@ from onnx import TensorProto, helper
 from graphforge import dtypes as _dt
 from graphforge.errors import ExportError
 from graphforge.ir.dims import dim_product
+
+from .kernels import native_policy
 
 __all__ = ["lowers", "LOWERINGS", "Emitter", "has_lowering", "NotExpressible", "ONNX_DTYPES", "onnx_dtype",
            "DTYPE_GENERIC", "HALF", "reduce"]
@@ -92,8 +102,10 @@ def _factor(dim) -> tuple[int, list[str]]:
 class Emitter:
     """Collects the NodeProtos and initializers of one export; see the module docstring."""
 
-    def __init__(self, opset: int, reserved: Sequence[str] = ()):
+    def __init__(self, opset: int, reserved: Sequence[str] = (), native_ops=None):
         self.opset = opset
+        self._native = native_policy(native_ops)
+        self._producers: dict[str, onnx.NodeProto] = {}
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self._taken = set(reserved)
@@ -109,6 +121,14 @@ class Emitter:
         self.loc = ""
         self.args: list[str] = []
         self.decomposer = None  # set by the exporter for the node being lowered
+
+    def native(self, op_type: str) -> bool:
+        """Emit the composite ``op_type`` as one native node at this opset (else decompose it)?"""
+        return self._native(op_type, self.opset)
+
+    def producer(self, name: str):
+        """The NodeProto emitted so far whose output is ``name`` (None for inputs and initializers)."""
+        return self._producers.get(name)
 
     def decompose(self) -> list[str]:
         """Lower the current node through its registry decomposition instead."""
@@ -150,6 +170,8 @@ class Emitter:
         attrs = {key: v for key, v in attrs.items() if v is not None}
         node = helper.make_node(op_type, list(inputs), outs, name=name, doc_string=doc or None, **attrs)
         self.nodes.append(node)
+        for out in outs:
+            self._producers[out] = node
         return outs[0] if isinstance(outputs, int) and outputs == 1 else outs
 
     def const(self, array, dtype: str | None = None) -> str:
@@ -247,6 +269,52 @@ class Emitter:
             parts.append(self.ints(run))
         return parts[0] if len(parts) == 1 else self.op("Concat", parts, axis=0)
 
+    def reshape(self, x: str, in_shape, out_shape) -> str:
+        """``x`` (of ``in_shape``) reshaped to ``out_shape``, with as little run-time shape math as possible."""
+        ins, outs = list(in_shape), list(out_shape)
+        if all(isinstance(d, int) for d in outs):
+            extra = {"allowzero": 1} if 0 in outs else {}
+            return self.op("Reshape", [x, self.ints(outs)], **extra)
+        if len(outs) == 2:
+            for axis in range(len(ins) + 1):
+                if dim_product(ins[:axis]) == outs[0] and dim_product(ins[axis:]) == outs[1]:
+                    return self.op("Flatten", [x], axis=axis)
+        if 0 not in outs:  # (allowzero=0 reads a literal 0 as "copy", so no static 0 may appear)
+            spec = [d if isinstance(d, int) else 0 if i < len(ins) and ins[i] == d else None
+                    for i, d in enumerate(outs)]
+            open_ = [i for i, d in enumerate(spec) if d is None]
+            if not open_:
+                return self.op("Reshape", [x, self.ints(spec)])
+            # -1 only beside static dims: a copied dim may be 0 at run time, and -1 cannot be
+            # inferred next to a zero
+            if len(open_) == 1 and all(isinstance(d, int) for i, d in enumerate(outs) if i != open_[0]):
+                spec[open_[0]] = -1
+                return self.op("Reshape", [x, self.ints(spec)])
+        # a run-time dim may be 0: allowzero=1 keeps it 0 instead of copying the input's dim
+        return self.op("Reshape", [x, self.shape(outs)], allowzero=1)
+
+    def expand(self, x: str, in_shape, out_shape) -> str:
+        """``x`` (of ``in_shape``) broadcast to ``out_shape``: ``1`` keeps each dim the input already has."""
+        ins, outs = list(in_shape), list(out_shape)
+        if ins == outs:
+            return x
+        lead = len(outs) - len(ins)
+        spec = [1 if not isinstance(d, int) and i >= lead and ins[i - lead] == d else d for i, d in enumerate(outs)]
+        return self.op("Expand", [x, self.shape(spec)])
+
+    def transpose(self, x: str, perm) -> str:
+        """``Transpose(x, perm)``; a Transpose of a Transpose becomes one (the inner one dies if unused)."""
+        perm = [int(p) for p in perm]
+        inner = self.producer(x)
+        first = [a for a in inner.attribute if a.name == "perm"] if inner is not None else []
+        if inner is not None and inner.op_type == "Transpose" and first:
+            first = list(helper.get_attribute_value(first[0]))
+            perm = [first[p] for p in perm]
+            x = inner.input[0]
+        if perm == list(range(len(perm))):
+            return x
+        return self.op("Transpose", [x], perm=perm)
+
     def numel(self, dims) -> str:
         """A 0-d int64 tensor with the product of ``dims``."""
         return self.op("Reshape", [self.dim(dim_product(list(dims)) if dims else 1), self.ints([])])
@@ -255,7 +323,7 @@ class Emitter:
 def reduce(ctx: Emitter, op_type: str, x: str, axes, keepdims: bool) -> str:
     """A Reduce* node; axes moved from attribute to input at opset 18 (ReduceSum at 13)."""
     if axes is not None and len(axes) == 0:
-        return ctx.op("Identity", [x])
+        return x
     keep = int(bool(keepdims))
     if axes is None:
         return ctx.op(op_type, [x], keepdims=keep)

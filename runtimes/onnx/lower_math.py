@@ -40,7 +40,9 @@ def erf(ctx: Emitter, x: str, dtype: str) -> str:
         return ctx.op("Erf", [x])
     # onnxruntime has no float64 Erf kernel: erf(x) = 2/sqrt(pi) * x * exp(-x^2) * S(x^2) with
     # S(t) = 1 + 2t/3 (1 + 2t/5 (1 + ...)), all terms positive; |x| is clamped at 6 (erf(6) == 1.0).
-    c = ctx.op("Clip", [x, ctx.scalar(-6.0, dtype), ctx.scalar(6.0, dtype)])
+    # The clamp is Max/Min, not Clip: onnxruntime's Relu+Clip fusion only handles float32 bounds and
+    # refuses to load a float64 Clip that follows a Relu.
+    c = ctx.op("Min", [ctx.op("Max", [x, ctx.scalar(-6.0, dtype)]), ctx.scalar(6.0, dtype)])
     t = ctx.op("Mul", [c, c])
     t2 = ctx.op("Mul", [t, ctx.scalar(2.0, dtype)])
     one = ctx.scalar(1.0, dtype)
@@ -53,7 +55,7 @@ def erf(ctx: Emitter, x: str, dtype: str) -> str:
 
 
 def gelu(ctx: Emitter, x: str, dtype: str, approximate: str) -> str:
-    if ctx.opset >= 20 and (approximate == "tanh" or dtype != "float64"):
+    if ctx.native("Gelu") and (approximate == "tanh" or dtype != "float64"):
         return ctx.op("Gelu", [x], approximate=approximate)
     half, one = ctx.scalar(0.5, dtype), ctx.scalar(1.0, dtype)
     if approximate == "tanh":
@@ -186,7 +188,7 @@ def _where(ctx, args, attrs):
 def _cast(ctx, args, attrs):
     src, dst = ctx.in_types[0].dtype, attrs["dtype"]
     if src == dst:
-        return [ctx.op("Identity", args)]
+        return [args[0]]
     x = args[0]
     if src == "bfloat16" and dst != "float32":
         x, src = ctx.cast(x, "float32"), "float32"
@@ -202,8 +204,6 @@ def _clip(ctx, args, attrs):
         x = ctx.op("Max", [x, ctx.scalar(attrs["min"], dtype)])
     if attrs.get("max") is not None:
         x = ctx.op("Min", [x, ctx.scalar(attrs["max"], dtype)])
-    if x is args[0]:
-        x = ctx.op("Identity", [x])
     return [x]
 
 
@@ -223,7 +223,7 @@ def _reduce(ctx, args, attrs):
     t = ctx.in_types[0]
     axes = _norm_axes(attrs["axes"], t.rank)
     if t.rank == 0:
-        return [ctx.op("Identity", args)]
+        return [args[0]]
     x = args[0]
     if ctx.node.op == "mean" and not _dt.is_float(t.dtype):
         m = reduce(ctx, "ReduceMean", ctx.cast(x, "float64"), axes, attrs["keepdims"])
@@ -272,7 +272,7 @@ def _linear(ctx, args, attrs):
         inputs = [x, w] + ([bias] if bias is not None else [])
         y = ctx.op("Gemm", inputs, transB=int(transpose_b))
     else:
-        wt = ctx.op("Transpose", [w], perm=[1, 0]) if transpose_b else w
+        wt = ctx.transpose(w, [1, 0]) if transpose_b else w
         y = ctx.op("MatMul", [x, wt])
         if bias is not None:
             y = ctx.op("Add", [y, bias])
@@ -283,13 +283,13 @@ def _linear(ctx, args, attrs):
 
 @lowers("constant")
 def _constant(ctx, args, attrs):
-    return [ctx.op("Identity", [ctx.const(np.asarray(attrs["value"]), ctx.out_types[0].dtype)])]
+    return [ctx.const(np.asarray(attrs["value"]), ctx.out_types[0].dtype)]
 
 
 @lowers("arange")
 def _arange(ctx, args, attrs):
     values = np.arange(attrs["start"], attrs["stop"], attrs["step"])
-    return [ctx.op("Identity", [ctx.const(values, ctx.out_types[0].dtype)])]
+    return [ctx.const(values, ctx.out_types[0].dtype)]
 
 
 @lowers("one_hot")
@@ -307,8 +307,8 @@ def _dim_size(ctx, args, attrs):
     dtype = ctx.out_types[0].dtype
     total = dim_product(dims) if dims else 1
     if isinstance(total, int):
-        return [ctx.op("Identity", [ctx.scalar(total, dtype)])]
+        return [ctx.scalar(total, dtype)]
     n = ctx.numel(dims)
-    return [ctx.cast(n, dtype) if dtype != "int64" else ctx.op("Identity", [n])]
+    return [ctx.cast(n, dtype) if dtype != "int64" else n]
 
 

@@ -2,7 +2,10 @@
 embedding, attention — written from the contract in docs/ARCHITECTURE.md "nn ops".
 
 Native ONNX ops are used where their semantics match the contract (Conv, ConvTranspose, MaxPool on
-explicitly padded input, BatchNormalization, LayerNormalization, Attention at opset >= 23); float64
+explicitly padded input, BatchNormalization, and the composites LayerNormalization and Attention
+where ``ctx.native`` allows: the opset defines them and onnxruntime has a kernel, see
+``kernels.py``; otherwise LayerNorm goes through its decomposition and attention through
+MatMul-Softmax-MatMul); float64
 convolutions and all average pools go through the slice form of ``lower_windows`` (onnxruntime has
 no float64 Conv/AveragePool kernels, and the contract's divisor is easiest to state exactly).
 Dropout's mask is the counter-based hash of the contract in uint32 arithmetic (onnxruntime's uint32
@@ -15,6 +18,7 @@ import math
 import numpy as np
 
 from graphforge import dtypes as _dt
+from graphforge.ir.dims import dim_product
 
 from .lower import lowers, reduce
 from .lower_windows import avg_divisor, conv_by_slices, dilate, pad_or_crop, pool_pads, windows
@@ -100,9 +104,18 @@ def _avg_pool(ctx, args, attrs):
     out_hw = ctx.out_types[0].shape[2:]
     pads = pool_pads(xt.shape[2:], out_hw, attrs)
     xp = pad_or_crop(ctx, args[0], pads, 0.0, xt.dtype)
+    div = avg_divisor(xt.shape[2:], pads, attrs)
+    if xt.dtype == "float32":
+        # the padding is explicit, so AveragePool (no pads) gives sum / (kh*kw); where the contract's
+        # divisor is smaller (windows clipped at the border) one constant multiply corrects it
+        kh, kw = attrs["kernel"]
+        mean = ctx.op("AveragePool", [xp], kernel_shape=[kh, kw], strides=list(attrs["strides"]))
+        if np.all(div == kh * kw):
+            return [mean]
+        return [ctx.op("Mul", [mean, ctx.const((kh * kw) / div, xt.dtype)])]
+    # float64: onnxruntime has no AveragePool kernel, so windows are summed from strided slices
     stack = windows(ctx, xp, attrs["kernel"], attrs["strides"], (1, 1), out_hw)
     total = reduce(ctx, "ReduceSum", stack, [2], False)
-    div = avg_divisor(xt.shape[2:], pads, attrs)
     return [ctx.op("Div", [total, ctx.const(div, xt.dtype)])]
 
 
@@ -151,7 +164,8 @@ def _layer_norm(ctx, args, attrs):
     dtype = xt.dtype
     norm_shape = xt.shape[axis:]
     inputs = list(args)
-    if dtype != "float32" or (len(inputs) == 1 and not all(isinstance(d, int) for d in norm_shape)):
+    if (dtype != "float32" or not ctx.native("LayerNormalization")
+            or (len(inputs) == 1 and not all(isinstance(d, int) for d in norm_shape))):
         # onnxruntime's float64 LayerNormalization is only ~1e-10 accurate: use the primitives
         return ctx.decompose()
     if len(inputs) == 1:
@@ -186,7 +200,7 @@ def dropout_keep(ctx, shape, key, p: float) -> str:
     u32 = lambda v: ctx.scalar(v, "uint32")  # noqa: E731
     n = ctx.numel(shape) if shape else ctx.const(np.array(1, np.int64))
     i = ctx.op("Range", [ctx.const(np.array(0, np.int64)), n, ctx.const(np.array(1, np.int64))])
-    i = ctx.op("Reshape", [ctx.cast(i, "uint32"), ctx.shape(shape)])
+    i = ctx.reshape(ctx.cast(i, "uint32"), [dim_product(list(shape))], list(shape))
     h = ctx.op("Add", [i, ctx.op("Mul", [key, u32(0x9E3779B9)])])
     h = _xor_u32(ctx, h, _shr(ctx, h, 16))
     h = ctx.op("Mul", [h, u32(0x7FEB352D)])
@@ -222,11 +236,19 @@ def _causal(ctx, sq, sk):
                                   ctx.op("Unsqueeze", [rows, ctx.ints([1])])])
 
 
+def _broadcast(a, b):
+    """The NumPy broadcast of two shapes (dims may be symbolic; a 1 gives way to the other dim)."""
+    n = max(len(a), len(b))
+    a, b = [1] * (n - len(a)) + list(a), [1] * (n - len(b)) + list(b)
+    return [y if x == 1 else x for x, y in zip(a, b)]
+
+
 @lowers("attention")
 def _attention(ctx, args, attrs):
     q, k, v = args[:3]
     mask = args[3] if len(args) > 3 else None
     qt, kt = ctx.in_types[0], ctx.in_types[1]
+    mask_shape = list(ctx.in_types[3].shape) if mask is not None else None
     dtype = qt.dtype
     d = qt.shape[3]
     scale = attrs.get("scale")
@@ -235,17 +257,18 @@ def _attention(ctx, args, attrs):
     if causal:
         tri = _causal(ctx, sq, sk)
         mask = tri if mask is None else ctx.op("And", [mask, tri])
-    if ctx.opset >= 23 and dtype == "float32":  # (onnxruntime's float64 Attention is ~1e-10 accurate)
+        mask_shape = _broadcast(mask_shape or [], [sq, sk])
+    if ctx.native("Attention") and dtype == "float32":  # (onnxruntime's float64 Attention is ~1e-10 accurate)
         if scale is None and not isinstance(d, int):
             scale_attr = None  # Attention's default is 1/sqrt(D) of the run-time head size
         else:
             scale_attr = float(scale) if scale is not None else 1.0 / math.sqrt(d)
         native_mask = []
         if mask is not None:  # onnxruntime wants the mask's (Sq, Sk) spelled out, not broadcast
-            native_mask = [ctx.op("Expand", [mask, ctx.shape(list(qt.shape[:2]) + [sq, sk])])]
+            native_mask = [ctx.expand(mask, mask_shape, list(qt.shape[:2]) + [sq, sk])]
         out = ctx.op("Attention", [q, k, v] + native_mask, scale=scale_attr)
     else:
-        s = ctx.op("MatMul", [q, ctx.op("Transpose", [k], perm=[0, 1, 3, 2])])
+        s = ctx.op("MatMul", [q, ctx.transpose(k, [0, 1, 3, 2])])
         if scale is not None:
             s = ctx.op("Mul", [s, ctx.scalar(float(scale), dtype)])
         elif isinstance(d, int):

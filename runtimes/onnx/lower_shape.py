@@ -1,9 +1,11 @@
 """ONNX lowerings of the shape ops: reshape family, broadcast, transpose, concat/split/slice, pad,
 gather/scatter_add.
 
-Target shapes come from the node's output type, so a shape with symbolic dims (``["batch", -1]``,
-``"4*batch"``) is computed at run time from the graph inputs (``Emitter.shape``); one exported file
-serves every batch size.
+Target shapes come from the node's output type. A shape with symbolic dims (``["batch", -1]``,
+``"4*batch"``) becomes ``Flatten`` or a constant shape with ``0`` (copy the input's dim) / ``-1``
+where that is exactly equivalent (``Emitter.reshape``/``expand``), and is computed at run time from
+the graph inputs otherwise (``Emitter.shape``); one exported file serves every batch size. Ops that
+change nothing (one-part concat/split, zero pads) return their input instead of an Identity node.
 """
 from __future__ import annotations
 
@@ -17,14 +19,12 @@ _INT64_MAX = 2 ** 63 - 1
 
 @lowers("reshape", "flatten", "squeeze", "unsqueeze")
 def _reshape(ctx, args, attrs):
-    shape = ctx.out_types[0].shape
-    extra = {"allowzero": 1} if any(d == 0 for d in shape) else {}
-    return [ctx.op("Reshape", [args[0], ctx.shape(shape)], **extra)]
+    return [ctx.reshape(args[0], ctx.in_types[0].shape, ctx.out_types[0].shape)]
 
 
 @lowers("broadcast_to")
 def _broadcast_to(ctx, args, attrs):
-    return [ctx.op("Expand", [args[0], ctx.shape(ctx.out_types[0].shape)])]
+    return [ctx.expand(args[0], ctx.in_types[0].shape, ctx.out_types[0].shape)]
 
 
 @lowers("transpose")
@@ -32,14 +32,14 @@ def _transpose(ctx, args, attrs):
     rank = ctx.in_types[0].rank
     perm = attrs.get("perm")
     perm = list(range(rank))[::-1] if perm is None else [p % rank for p in perm]
-    return [ctx.op("Transpose", args, perm=perm)]
+    return [ctx.transpose(args[0], perm)]
 
 
 @lowers("concat")
 def _concat(ctx, args, attrs):
     rank = ctx.in_types[0].rank
     if len(args) == 1:
-        return [ctx.op("Identity", args)]
+        return [args[0]]
     return [ctx.op("Concat", args, axis=attrs["axis"] % rank)]
 
 
@@ -48,7 +48,7 @@ def _split(ctx, args, attrs):
     rank = ctx.in_types[0].rank
     sizes = [int(s) for s in attrs["sizes"]]
     if len(sizes) == 1:
-        return [ctx.op("Identity", args)]
+        return [args[0]]
     return ctx.op("Split", [args[0], ctx.ints(sizes)], outputs=len(sizes), axis=attrs["axis"] % rank)
 
 
@@ -70,7 +70,7 @@ def _pad(ctx, args, attrs):
     onnx_pads = pads[0::2] + pads[1::2]  # ONNX: every axis's begin, then every axis's end
     mode = attrs.get("mode", "constant")
     if not any(onnx_pads):
-        return [ctx.op("Identity", args)]
+        return [args[0]]
     if mode == "constant":
         value = ctx.scalar(attrs.get("value", 0.0), t.dtype)
         return [ctx.op("Pad", [args[0], ctx.ints(onnx_pads), value], mode="constant")]
@@ -91,12 +91,12 @@ def _scatter_add(ctx, args, attrs):
     # updates (base[:axis], *idx.shape, base[axis+1:]) -> (base[:axis], n, base[axis+1:]); indices
     # broadcast to that shape, then ScatterElements accumulates duplicates with reduction="add".
     flat = list(bt.shape[:axis]) + [it.numel] + list(bt.shape[axis + 1:])
-    upd = ctx.op("Reshape", [upd, ctx.shape(flat)])
+    upd = ctx.reshape(upd, ut.shape, flat)
     if it.dtype != "int64":
         idx = ctx.cast(idx, "int64")
     lead = [1] * axis + [it.numel] + [1] * (bt.rank - axis - 1)
-    idx = ctx.op("Reshape", [idx, ctx.shape(lead)])
-    idx = ctx.op("Expand", [idx, ctx.shape(flat)])
+    idx = ctx.reshape(idx, it.shape, lead)
+    idx = ctx.expand(idx, lead, flat)
     return [ctx.op("ScatterElements", [base, idx, upd], axis=axis, reduction="add")]
 
 

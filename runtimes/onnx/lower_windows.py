@@ -67,10 +67,10 @@ def conv_by_slices(ctx: Emitter, x: str, w: str, x_shape, w_shape, out_hw, strid
     g = groups
     stack = windows(ctx, x, (kh, kw), strides, dilations, out_hw)
     oh, ow = out_hw
-    stack = ctx.op("Reshape", [stack, ctx.shape([n, g, cg, kh * kw, oh, ow])])
-    wr = ctx.op("Reshape", [w, ctx.shape([g, _div(o, g), cg, kh * kw])])
+    stack = ctx.reshape(stack, [n, c, kh * kw, oh, ow], [n, g, cg, kh * kw, oh, ow])
+    wr = ctx.reshape(w, w_shape, [g, _div(o, g), cg, kh * kw])
     y = ctx.op("Einsum", [stack, wr], equation="ngckhw,gock->ngohw")
-    return ctx.op("Reshape", [y, ctx.shape([n, o, oh, ow])])
+    return ctx.reshape(y, [n, g, _div(o, g), oh, ow], [n, o, oh, ow])
 
 
 def dilate(ctx: Emitter, x: str, x_shape, strides) -> str:
@@ -81,7 +81,7 @@ def dilate(ctx: Emitter, x: str, x_shape, strides) -> str:
     n, c, h, w = x_shape
     u = ctx.op("Unsqueeze", [x, ctx.ints([3, 5])])
     u = ctx.op("Pad", [u, ctx.ints([0, 0, 0, 0, 0, 0, 0, 0, 0, sh - 1, 0, sw - 1])], mode="constant")
-    u = ctx.op("Reshape", [u, ctx.shape([n, c, h * sh, w * sw])])
+    u = ctx.reshape(u, [n, c, h, sh, w, sw], [n, c, h * sh, w * sw])
     return ctx.op("Slice", [u, ctx.ints([0, 0]), ctx.ints([(h - 1) * sh + 1, (w - 1) * sw + 1]), ctx.ints([2, 3])])
 
 

@@ -159,24 +159,27 @@ def _session_for(graph: Graph, key: tuple, make, snapshot: dict | None = None):
 
 
 def run(graph: Graph, arrays, env: Mapping[str, int], params: Mapping[str, np.ndarray], **options) -> list[np.ndarray]:
-    """``gf.run(graph, inputs, backend="onnxruntime", params=None, optimization=, providers=, opset=)``."""
+    """``gf.run(graph, inputs, backend="onnxruntime", params=None, optimization=, providers=, opset=,
+    native_ops=)``."""
     optimization = options.pop("optimization", "all")
     providers = options.pop("providers", None)
     opset = options.pop("opset", None)
+    native = options.pop("native_ops", None)
     if options:
         raise InputError(f"unknown onnxruntime option(s) {', '.join(sorted(options))}; "
-                         "use optimization=, providers=, opset=")
+                         "use optimization=, providers=, opset=, native_ops=")
+    native_key = native if native is None or isinstance(native, bool) else tuple(sorted(map(str, native)))
     stored = graph.params
     fed = sorted(n for n in graph.param_values if params[n] is not stored.get(n))
-    base = (_fingerprint(graph), optimization, tuple(providers or ()), opset)
+    base = (_fingerprint(graph), optimization, tuple(providers or ()), opset, native_key)
     names = [v.name for v in graph.inputs]
     if not fed:
         snapshot = {n: stored[n] for n in graph.param_values}
         session = _session_for(graph, base + ("baked",), lambda: OrtSession(
-            graph, providers, optimization, opset=opset), snapshot)
+            graph, providers, optimization, opset=opset, native_ops=native), snapshot)
         return session.run(dict(zip(names, arrays)))
     session = _session_for(graph, base + ("fed",), lambda: OrtSession(
-        graph, providers, optimization, opset=opset, params_as_inputs=True))
+        graph, providers, optimization, opset=opset, params_as_inputs=True, native_ops=native))
     feed = dict(zip(names, arrays))
     feed.update({n: params[n] for n in graph.param_values})
     return session.run(feed)

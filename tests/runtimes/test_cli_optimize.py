@@ -97,7 +97,4 @@ def test_optimize_light_alexnet(tmp_path, capsys):
 @pytest.mark.parametrize("name", ["densenet121", "inception_v1", "inception_v2", "resnet50", "shufflenet",
                                   "squeezenet", "vgg19", "zfnet512"])
 def test_optimize_light_models(name, tmp_path, capsys):
-    if name == "inception_v1":
-        pytest.xfail("its 7x7 AveragePool with pads exports as 49 Slice+Unsqueeze windows (the ONNX exporter's "
-                     "avg_pool2d lowering), 237 -> 268 ONNX nodes; reported to the exporter's owner")
     _optimize_light(name, tmp_path, capsys)

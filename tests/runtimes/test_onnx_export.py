@@ -14,6 +14,7 @@ import graphforge as gf  # noqa: E402
 from graphforge import nn  # noqa: E402
 from graphforge.runtimes import onnx as gf_onnx  # noqa: E402
 from graphforge.runtimes.onnx import export as gf_export  # noqa: E402
+from graphforge.runtimes.onnx import kernels as gf_kernels  # noqa: E402
 from gf_testutil import EncoderLoss, MLPLoss  # noqa: E402
 
 
@@ -132,9 +133,111 @@ def test_every_supported_opset_exports_and_runs():
         ops = {n.op_type for n in model.graph.node}
         assert "LayerNormalization" in ops
         assert ("Gelu" in ops) == (opset >= 20), opset
-        assert ("Attention" in ops) == (opset >= 23), opset
+        # native Attention only where onnxruntime has a kernel (it expands the op's body at 25+)
+        assert ("Attention" in ops) == (opset >= 23 and gf_kernels.ort_runs_natively("Attention", opset)), opset
         got = gf_onnx.OrtSession(model).run([x, m])[0]
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=f"opset {opset}")
+    top = gf_onnx.max_opset()
+    for native_ops, present in ((True, {"Attention", "Gelu", "LayerNormalization"}), (False, set()),
+                                ({"Attention"}, {"Attention"})):
+        model = gf.to_onnx(g, opset=top, native_ops=native_ops)
+        ops = {n.op_type for n in model.graph.node}
+        assert ops & {"Attention", "Gelu", "LayerNormalization"} == present, native_ops
+        got = gf_onnx.OrtSession(model).run([x, m])[0]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=f"native_ops={native_ops}")
+    np.testing.assert_allclose(gf.run(g, [x, m], backend="onnxruntime", native_ops=False)[0], want,
+                               rtol=1e-5, atol=1e-6)
+    for bad in ("Attention", {"Softmax"}, 3):
+        with pytest.raises(gf.ExportError, match="native_ops"):
+            gf.to_onnx(g, native_ops=bad)
+
+
+def test_kernel_probe_matches_what_onnxruntime_runs(tmp_path):
+    import onnxruntime as ort
+
+    for opset in (17, 23, gf_onnx.max_opset()):
+        for op, (shapes, attrs) in gf_kernels.COMPOSITE_OPS.items():
+            if not gf_kernels.opset_has(op, opset):
+                assert not gf_kernels.ort_runs_natively(op, opset)
+                continue
+            names = [f"i{k}" for k in range(len(shapes))]
+            graph = onnx.helper.make_graph(
+                [onnx.helper.make_node(op, names, ["y"], **attrs)], "one",
+                [onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, s) for n, s in zip(names, shapes)],
+                [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)])
+            model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)])
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            options.optimized_model_filepath = str(tmp_path / f"{op}{opset}.onnx")
+            ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+            ran = len(onnx.load(options.optimized_model_filepath).graph.node)
+            assert gf_kernels.ort_runs_natively(op, opset) == (ran == 1), (op, opset, ran)
+
+
+# ---- tight graphs ------------------------------------------------------------------------------------
+
+def _ops(model):
+    return [n.op_type for n in model.graph.node]
+
+
+def test_graph_outputs_are_written_by_their_producers():
+    mlp = gf.trace(nn.seq().add(nn.Linear(6, 4)).add_fn(gf.relu).add(nn.Linear(4, 2)),
+                   gf.TensorSpec(("batch", 6)), seed=0)
+    model = gf.to_onnx(mlp)
+    assert _ops(model) == ["Gemm", "Relu", "Gemm"]
+    assert model.graph.node[-1].output[0] == model.graph.output[0].name
+
+    def f(x):
+        y = gf.relu(x)
+        return x, y, y, gf.constant(np.ones(3, np.float32))
+    g = gf.trace(f, gf.TensorSpec(("batch", 3)))
+    model = gf.to_onnx(g)
+    # an input, a second name for one value and a constant each need an Identity; the first y does not
+    assert sorted(_ops(model)) == ["Identity", "Identity", "Identity", "Relu"]
+    relu = next(n for n in model.graph.node if n.op_type == "Relu")
+    assert relu.output[0] == model.graph.output[1].name
+    x = np.arange(6, dtype=np.float32).reshape(2, 3) - 3
+    for got, want in zip(gf_onnx.OrtSession(model).run([x]), gf.run(g, x)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_symbolic_reshapes_use_constant_shapes():
+    def f(x):
+        b = x.shape[0]
+        heads = gf.reshape(x, [b, 6, 2, 4])             # (batch, 6, 8) -> (batch, 6, 2, 4): 0 copies batch
+        t = gf.transpose(heads, [0, 2, 1, 3])
+        back = gf.reshape(gf.transpose(t, [0, 2, 1, 3]), [b, 6, 8])
+        flat = gf.flatten(back, 1)                      # (batch, 48): Flatten(axis=1)
+        rows = gf.reshape(back, [-1, 8])               # (6*batch, 8): -1 beside a static dim
+        grid = gf.broadcast_to(gf.reshape(flat, [b, 1, 48]), [b, 3, 48])   # Expand with a constant shape
+        return flat, rows, grid
+    g = gf.trace(f, gf.TensorSpec(("batch", 6, 8)))
+    model = gf.to_onnx(g)
+    ops = _ops(model)
+    assert not {"Shape", "Concat", "Gather"} & set(ops), ops
+    assert "Flatten" in ops
+    assert ops.count("Transpose") == 0, ops       # a transpose of a transpose that undoes it is nothing
+    session = gf_onnx.OrtSession(model)
+    rng = np.random.default_rng(5)
+    for batch in (1, 7, 64):
+        x = rng.standard_normal((batch, 6, 8)).astype(np.float32)
+        for got, want in zip(session.run([x]), gf.run(g, x)):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_reshape_that_needs_the_run_time_shape_still_computes_it():
+    def f(x):
+        b, s = x.shape[0], x.shape[1]
+        return gf.reshape(x, [s, b]), gf.reshape(x, [b * s])   # (seq, batch) needs both dims at run time
+    g = gf.trace(f, gf.TensorSpec(("batch", "seq")))
+    model = gf.to_onnx(g)
+    assert _ops(model).count("Shape") == 2 and _ops(model).count("Reshape") == 2, _ops(model)
+    session = gf_onnx.OrtSession(model)
+    for shape in ((1, 3), (4, 5), (0, 2), (3, 0)):
+        x = np.arange(int(np.prod(shape)), dtype=np.float32).reshape(shape)
+        swapped, flat = session.run([x])
+        np.testing.assert_array_equal(swapped, x.reshape(shape[::-1]))
+        np.testing.assert_array_equal(flat, x.reshape(-1))
 
 
 def test_failed_save_leaves_nothing_behind(tmp_path, monkeypatch):
