@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["optimize", "grad", "to_onnx", "save_onnx", "from_onnx"]
+__all__ = ["optimize", "grad", "to_onnx", "save_onnx", "from_onnx", "TrainingModeExportWarning"]
 
 
 def optimize(graph, pipeline: str = "default", **options):
@@ -22,10 +22,30 @@ def grad(graph, wrt: Any = "params", output: int = 0, **options):
     return _grad(require_graph(graph, "gf.grad"), wrt=wrt, output=output, **options)
 
 
+class TrainingModeExportWarning(UserWarning):
+    """A graph traced in training mode (dropout active, batch statistics) is being exported."""
+
+
+def _warn_if_training(graph) -> None:
+    """Exporting a training-mode graph is almost always a forgotten ``model.eval()``: say where."""
+    import warnings
+
+    sites = [n for n in graph.nodes if n.op == "dropout" or (n.op == "batch_norm" and n.attrs.get("training"))]
+    if not sites:
+        return
+    where = "; ".join(f"{n.op} at {n.scope or '<top>'}" + (f" ({n.loc})" if n.loc else "") for n in sites[:3])
+    warnings.warn(f"exporting graph {graph.name!r} traced in training mode: {where}"
+                  + (f" and {len(sites) - 3} more" if len(sites) > 3 else "")
+                  + "; the exported model will drop activations at random / use batch statistics. Call "
+                  "model.eval() before gf.trace (or pass training=False to gf.trace)",
+                  TrainingModeExportWarning, stacklevel=3)
+
+
 def to_onnx(graph, opset: int | None = None, **options):
-    """Lower to a checked ``onnx.ModelProto``."""
+    """Lower to a checked ``onnx.ModelProto`` (warns when the graph was traced in training mode)."""
     from graphforge.runtimes.onnx import to_onnx as _to_onnx
 
+    _warn_if_training(graph)
     return _to_onnx(graph, opset=opset, **options)
 
 
@@ -33,6 +53,7 @@ def save_onnx(graph, path: str, opset: int | None = None, **options):
     """Lower to ONNX and write ``path`` atomically (external data for large weights)."""
     from graphforge.runtimes.onnx import save_onnx as _save_onnx
 
+    _warn_if_training(graph)
     return _save_onnx(graph, path, opset=opset, **options)
 
 

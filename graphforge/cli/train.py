@@ -103,6 +103,23 @@ def _start_processes(args) -> bool:
     return args.process_id == 0
 
 
+def _call_user(what: str, fn, path: str, *, only_if_in_file: bool = False):
+    """Call code the train file supplied; its exceptions become a LoadError naming the file's line.
+    With ``only_if_in_file`` only failures raised inside the file are converted (graphforge's own
+    bugs keep their traceback)."""
+    from graphforge.cli.modelfile import _describe_failure, user_frame
+    from graphforge.errors import GraphforgeError, LoadError
+
+    try:
+        return fn()
+    except GraphforgeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's code failed; say where
+        if only_if_in_file and not user_frame(exc, path):
+            raise
+        raise LoadError(_describe_failure(f"{what} in {path!r}", exc, path)) from None
+
+
 def run(args) -> int:
     import graphforge as gf
 
@@ -112,15 +129,16 @@ def run(args) -> int:
             args.quiet = True
             args.plot = None
         ns = load_train_file(args.file)
-        model = ns["model"] if "model" in ns else ns["make_model"]()
+        model = ns["model"] if "model" in ns else _call_user("make_model()", ns["make_model"], args.file)
         opt = ns["optimizer"]
         if callable(opt) and not hasattr(opt, "update"):
-            opt = opt()
+            opt = _call_user("optimizer()", opt, args.file)
         mesh = parse_mesh(args.mesh) if args.mesh else ns.get("mesh")
-        trainer = gf.Trainer(model, loss_fn=ns["loss"], optimizer=opt, inputs=ns["inputs"], targets=ns["targets"],
-                             metrics=ns.get("metrics"), seed=ns.get("seed", 0), progress=not args.quiet,
-                             mesh=mesh, param_sharding=ns.get("param_sharding"))
-        data = ns["data"]()
+        trainer = _call_user("tracing the model and loss", lambda: gf.Trainer(
+            model, loss_fn=ns["loss"], optimizer=opt, inputs=ns["inputs"], targets=ns["targets"],
+            metrics=ns.get("metrics"), seed=ns.get("seed", 0), progress=not args.quiet,
+            mesh=mesh, param_sharding=ns.get("param_sharding")), args.file, only_if_in_file=True)
+        data = _call_user("data()", ns["data"], args.file)
         x, y = data[0], data[1]
         val = (data[2], data[3]) if len(data) >= 4 else None
         epochs = args.epochs or ns.get("epochs", 1)

@@ -59,6 +59,8 @@ def check_dim(dim) -> Dim:
         value = int(dim)
         if value < 0:
             raise ShapeError(f"dims must be non-negative, got {value}", hint=_DYNAMIC_HINT)
+        if value >= 2**63:  # no back end (NumPy, XLA, ONNX: int64 dims) can hold it
+            raise ShapeError(f"dim {value} does not fit in int64")
         return value
     if isinstance(dim, str):
         return _build(*_factors(str(dim)))

@@ -18,15 +18,30 @@ def _reduce(loss, reduction: str):
     raise ShapeError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
-def nll_loss(log_probs, labels, reduction: str = "mean"):
+def _where(loss_name: str) -> dict:
+    """Provenance for a loss's own errors: the module scope being traced and the user's line."""
+    from ..trace.builder import active_builder, user_location
+
+    builder = active_builder()
+    return {"scope": builder.current_scope if builder is not None else None, "op": loss_name,
+            "loc": user_location(full=True) or None}
+
+
+def nll_loss(log_probs, labels, reduction: str = "mean", *, _name: str = "nll_loss"):
     """Negative log-likelihood of integer ``labels`` under ``log_probs`` (classes on the last axis)."""
     if not _dt.is_int(labels.dtype):
-        raise DTypeError(f"labels must be integer class indices, got {labels.type}",
-                         hint="pass int64 (or int32) labels; use mse_loss or binary_cross_entropy_with_logits "
-                              "for float targets")
+        one_hot = tuple(labels.shape) == tuple(log_probs.shape)
+        raise DTypeError(f"labels must be integer class indices, got {labels.type} for logits {log_probs.type}",
+                         hint=("these look like one-hot/probability targets: pass class indices "
+                               "(labels.argmax(-1), as int64)" if one_hot else
+                               "pass int64 (or int32) labels, e.g. y.astype('int64') and "
+                               "gf.TensorSpec(('batch',), 'int64'); use mse_loss or "
+                               "binary_cross_entropy_with_logits for float targets"), **_where(_name))
     if tuple(labels.shape) != tuple(log_probs.shape[:-1]):
         raise ShapeError(f"labels of shape {labels.type} do not match logits {log_probs.type}: expected labels "
-                         f"of shape ({', '.join(map(str, log_probs.shape[:-1]))})")
+                         f"of shape ({', '.join(map(str, log_probs.shape[:-1]))})",
+                         hint="labels hold one class index per row; squeeze a trailing size-1 axis",
+                         **_where(_name))
     picked = ops.sum(ops.one_hot(labels, log_probs.shape[-1], log_probs.dtype) * log_probs, -1)
     return _reduce(-picked, reduction)
 
@@ -34,7 +49,7 @@ def nll_loss(log_probs, labels, reduction: str = "mean"):
 def cross_entropy(logits, labels, reduction: str = "mean", label_smoothing: float = 0.0):
     """Softmax cross-entropy of ``logits`` (batch..., classes) against integer ``labels``."""
     logp = ops.log_softmax(logits, -1)
-    loss = nll_loss(logp, labels, "none")
+    loss = nll_loss(logp, labels, "none", _name="cross_entropy")
     if label_smoothing:
         loss = (1 - label_smoothing) * loss - label_smoothing * ops.mean(logp, -1)
     return _reduce(loss, reduction)

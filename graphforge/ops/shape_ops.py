@@ -355,9 +355,17 @@ def _gather_rule(ts, attrs):
     return [TensorType(data.shape[:axis] + idx.shape + data.shape[axis + 1:], data.dtype)]
 
 
+def _check_index_range(op: str, idx: np.ndarray, n: int) -> None:
+    """Indices must lie in [-n, n) (negative ones wrap once): below -n NumPy would wrap twice and a
+    back end clamps, so out-of-range indices are refused like embedding's (the semantics all agree on)."""
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        raise IndexError(f"{op} index out of range [{-n}, {n}): min {idx.min()}, max {idx.max()}")
+
+
 def _gather_ref(xs, attrs, env=None):
     data, idx = xs
     axis = attrs["axis"] % data.ndim
+    _check_index_range("gather", idx, data.shape[axis])
     idx = np.where(idx < 0, idx + data.shape[axis], idx)
     return [np.take(data, idx, axis=axis)]
 
@@ -408,6 +416,7 @@ def _scatter_rule(ts, attrs):
 def _scatter_ref(xs, attrs, env=None):
     base, idx, upd = xs
     axis = attrs["axis"] % base.ndim
+    _check_index_range("scatter_add", idx, base.shape[axis])
     idx = np.where(idx < 0, idx + base.shape[axis], idx)
     out = np.array(base, copy=True)
     moved = np.moveaxis(out, axis, 0)

@@ -25,7 +25,7 @@ class SymDim(str):
     def _refuse(self, *_):
         raise TraceError(f"cannot decide a Python condition on the symbolic dim {str(self)!r}: its value is "
                          "only known at run time", hint="write shape logic with static dims, or give "
-                         "the input a static size in its TensorSpec")
+                         "the input a static size in its TensorSpec", **_user_site())
 
     __lt__ = __le__ = __gt__ = __ge__ = __bool__ = _refuse
     __array_ufunc__ = None  # NumPy scalars defer to our operators (np.int64(2) * dim)
@@ -64,6 +64,15 @@ class SymDim(str):
 
     def __eq__(self, other):
         return str.__eq__(self, other)
+
+
+def _user_site() -> dict:
+    """Scope and ``file:line`` of the user's code that branched on a symbolic value."""
+    from .builder import active_builder, user_location
+
+    builder = active_builder()
+    return {"scope": builder.current_scope if builder is not None else None,
+            "loc": user_location(full=True) or None}
 
 
 def _py_dims(shape) -> tuple:
@@ -115,8 +124,9 @@ class Tensor:
         return f"Tensor({self.value.type})"
 
     def __bool__(self):
-        raise TraceError("cannot use a symbolic Tensor as a Python bool (if/while/and/or): its value is only "
-                         "known at run time", hint="use gf.where(cond, a, b) to select between values")
+        raise TraceError(f"cannot use a symbolic Tensor ({self.value.type}) as a Python bool (if/while/and/or): "
+                         "its value is only known at run time",
+                         hint="use gf.where(cond, a, b) to select between values", **_user_site())
 
     def __len__(self):
         if not self.shape:
