@@ -92,18 +92,17 @@ def fold(graph: Graph) -> tuple[Graph, bool]:
 def _foldable(graph: Graph, node) -> bool:
     if node.op == "constant" or not node.outputs:
         return False
-    if not all(o.type.is_static for o in node.outputs):
-        return False
-    try:
-        opdef = registry.get_op(node.op)
-    except GraphforgeError:
-        return False
-    if opdef.random:
-        return False
+    # Cheapest test first: most nodes read a non-constant.
     for v in node.inputs:
         if v.producer is not None:
             if v.producer.op != "constant":
                 return False
         elif v.kind != "const" or v.name not in graph.params:
             return False
-    return True
+    if not all(o.type.is_static for o in node.outputs):
+        return False
+    try:
+        opdef = registry.get_op(node.op)
+    except GraphforgeError:
+        return False
+    return not opdef.random

@@ -1,5 +1,8 @@
 """``infer``: re-run every node's type rule, check the declared result types, fill default attributes.
 
+Nodes whose type stamp still holds (built by a Builder, or checked by an earlier ``infer``, with
+nothing changed since: same OpDef, equal input/result types and attributes) are skipped.
+
 A node whose declared types disagree with its op's type rule raises :class:`PassError` naming the
 node's module scope, op and source location. Attributes left out (e.g. in hand-written IR) are
 filled with their schema defaults so that later passes (CSE, patterns) see one spelling."""
@@ -18,6 +21,10 @@ __all__ = ["infer"]
 def infer(graph: Graph) -> tuple[Graph, bool]:
     changed = False
     for node in graph.nodes:
+        # A node built by a Builder (tracing, passes) had its rule run on exactly these types and
+        # attributes (rule 3); unless something changed since, re-running it cannot disagree.
+        if node.type_stamp is not None and registry.stamp_holds(node):
+            continue
         try:
             opdef = registry.get_op(node.op)
             attrs = registry.check_attrs(opdef, node.attrs)
@@ -33,4 +40,5 @@ def infer(graph: Graph) -> tuple[Graph, bool]:
         if set(attrs) != set(node.attrs):
             node.attrs = attrs
             changed = True
+        node.type_stamp = registry.type_stamp(opdef, [v.type for v in node.inputs], node.attrs, declared)
     return graph, changed

@@ -318,7 +318,10 @@ class Rule:
     def find(self, node: Node, graph: Graph, outs: set[int], dead=()) -> Match | None:
         """The first match rooted at ``node`` that passes the use constraints and ``check``
         (uses by nodes in ``dead``, erased but not yet removed, do not count)."""
+        first = node.outputs[0] if node.outputs else None
         for pattern in self.patterns:
+            if first is not None and not _may_match(pattern, first, _PREFILTER_DEPTH):
+                continue
             for m in pattern.match_node(node, graph):
                 if self.internal_uses_only and not _internal_only(m, node, outs, dead):
                     continue
@@ -326,6 +329,82 @@ class Rule:
                     continue
                 return m
         return None
+
+
+# How deep the structural pre-check looks below a pattern's root (deeper costs more per node and
+# rejects little more: most candidates fail at their root's operands).
+_PREFILTER_DEPTH = 3
+
+
+def _commutative(node: Node) -> bool:
+    opdef = registry.lookup_op(node.op)
+    return opdef is not None and opdef.commutative
+
+
+def _may_match(p: Pattern, value: Value, depth: int) -> bool:
+    """A cheap necessary condition for ``p`` to match ``value``: False only when no match exists.
+
+    It mirrors the structural tests of the built-in pattern classes (op names, operand counts,
+    ``one_use``, both operand orders of commutative ops, constants, Var rank/dtype/kind) without
+    building Match objects or generators; predicates (``where``, attribute tests, captures) are left
+    to the full match. Subclasses and unknown patterns always pass."""
+    kind = type(p)
+    if kind is Var:
+        t = value.type
+        return ((p.rank is None or len(t.shape) == p.rank) and (p.dtype is None or t.dtype == p.dtype)
+                and (p.kinds is None or value.kind in p.kinds))
+    if kind is Op:
+        node = value.producer
+        if node is None or node.op not in p.ops:
+            return False
+        ins, subs = node.inputs, p.inputs
+        if len(ins) != len(subs) or (p.one_use and len(value.uses) != 1):
+            return False
+        if depth <= 0:
+            return True
+        depth -= 1
+        for sub, v in zip(subs, ins):
+            if not _may_match(sub, v, depth):
+                break
+        else:
+            return True
+        if len(ins) == 2 and ins[0] is not ins[1]:
+            commutative = p.commutative if p.commutative is not None else _commutative(node)
+            if commutative:
+                return _may_match(p.inputs[0], ins[1], depth) and _may_match(p.inputs[1], ins[0], depth)
+        return False
+    if kind is Const:
+        node = value.producer
+        return node.op == "constant" if node is not None else value.kind == "const"
+    if kind is AnyOf:
+        for alt in p.alternatives:
+            if _may_match(alt, value, depth):
+                return True
+        return False
+    if kind is Assoc:
+        node = value.producer
+        if node is None or node.op != p.op or len(node.inputs) != 2:
+            return False  # (Assoc.match: a root that does not expand yields no split)
+        if depth <= 0:
+            return True
+        leaves = _assoc_leaves(p.op, node, len(p.operands))
+        return all(any(_may_match(o, leaf, depth - 1) for leaf in leaves) for o in p.operands)
+    return True
+
+
+def _assoc_leaves(op: str, root: Node, limit: int) -> list[Value]:
+    """Every value that can be a leaf of some split of the ``op`` tree at ``root`` (a superset of
+    what :meth:`Assoc._splits` yields: each operand is a leaf, and one-use ``op`` operands expand)."""
+    leaves: list[Value] = []
+    stack = [(v, limit - 1) for v in root.inputs]
+    while stack:
+        value, budget = stack.pop()
+        leaves.append(value)
+        node = value.producer
+        if (budget > 0 and node is not None and node.op == op and len(node.inputs) == 2
+                and len(value.uses) == 1 and len(node.outputs) == 1):
+            stack.extend((v, budget - 1) for v in node.inputs)
+    return leaves
 
 
 def _internal_only(m: Match, root: Node, outs: set[int], dead=()) -> bool:

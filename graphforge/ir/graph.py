@@ -65,18 +65,20 @@ class Node:
     """One op application. ``scope`` is the module path, ``loc`` the user's ``file:line``
     (several, separated by ``;``, when a node absorbed others in a fusion)."""
 
-    __slots__ = ("op", "inputs", "attrs", "outputs", "scope", "loc", "_id")
+    __slots__ = ("op", "inputs", "attrs", "outputs", "scope", "loc", "_id", "type_stamp")
 
     def __init__(self, op: str, inputs: Iterable[Value], attrs: dict[str, Any] | None,
                  output_types: Iterable[TensorType], *, scope: str = "", loc: str = ""):
         self.op = op
-        self.inputs: list[Value] = []
-        self.attrs = dict(attrs or {})
+        self.inputs: list[Value] = list(inputs)
+        self.attrs = dict(attrs) if attrs else {}
         self.scope = scope or ""
         self.loc = loc or ""
         self._id = next(_ids)
-        for i, value in enumerate(inputs):
-            self.inputs.append(value)
+        # What the op's type rule was last checked against (``ops.registry.type_stamp``), so that
+        # ``infer`` need not re-run rules on nodes nothing changed; None = never checked.
+        self.type_stamp = None
+        for i, value in enumerate(self.inputs):
             value.uses.append((self, i))
         self.outputs = [Value(t, producer=self, index=i) for i, t in enumerate(output_types)]
 
@@ -235,13 +237,16 @@ class Graph:
         # Filter each touched use list once (detaching node by node would search a shared
         # value's use list once per removed user: quadratic for a constant used everywhere).
         touched: dict[int, Value] = {}
-        for node in self.nodes:
+        kept: list[Node] = []
+        for node in self.nodes:  # one scan: collect the touched use lists and the survivors
             if id(node) in dead_ids:
                 for value in node.inputs:
                     touched[id(value)] = value
+            else:
+                kept.append(node)
         for value in touched.values():
             value.uses = [(n, i) for n, i in value.uses if id(n) not in dead_ids]
-        self.nodes = [n for n in self.nodes if id(n) not in dead_ids]
+        self.nodes = kept
 
     def remove_param(self, name: str) -> None:
         self.param_values.pop(name, None)
@@ -286,8 +291,9 @@ class Graph:
         for name, v in self.param_values.items():
             mapping[id(v)] = new.add_param(name, v.type, self.params.get(name), v.kind)
         for node in self.nodes:
-            copy = Node(node.op, [mapping[id(i)] for i in node.inputs], dict(node.attrs),
+            copy = Node(node.op, [mapping[id(i)] for i in node.inputs], node.attrs,
                         [o.type for o in node.outputs], scope=node.scope, loc=node.loc)
+            copy.type_stamp = node.type_stamp  # same op, equal types, equal attrs: still valid
             for old, fresh in zip(node.outputs, copy.outputs):
                 fresh.name = old.name
                 mapping[id(old)] = fresh

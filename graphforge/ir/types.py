@@ -5,9 +5,24 @@ from dataclasses import dataclass
 
 from .. import dtypes as _dt
 from ..errors import ShapeError
-from .dims import Dim, check_dim, dim_product, is_static, resolve_shape
+from .dims import Dim, check_dim, dim_product, resolve_shape
 
 __all__ = ["TensorType", "TensorSpec"]
+
+
+_INT64_END = 2 ** 63
+_CANONICAL_DTYPES = frozenset(_dt.DTYPES)
+# str dims known to be canonical (check_dim returned them unchanged); bounded so a long-running
+# process that sees ever new symbol names does not grow it without end.
+_CANONICAL_STR_DIMS: set[str] = set()
+_MAX_CACHED_DIMS = 4096
+
+
+def _checked_dim(dim):
+    out = check_dim(dim)
+    if type(out) is str and type(dim) is str and out == dim and len(_CANONICAL_STR_DIMS) < _MAX_CACHED_DIMS:
+        _CANONICAL_STR_DIMS.add(out)
+    return out
 
 
 @dataclass(frozen=True)
@@ -16,8 +31,18 @@ class TensorType:
     dtype: str
 
     def __post_init__(self):
-        object.__setattr__(self, "shape", tuple(check_dim(d) for d in self.shape))
-        object.__setattr__(self, "dtype", _dt.canonical_dtype(self.dtype))
+        shape = self.shape
+        # Fast path: type rules build most types from dims and dtypes that are already canonical
+        # (plain ints in int64 range, canonical str dims seen before, canonical dtype names);
+        # anything else goes through the full validation of check_dim / canonical_dtype.
+        if type(shape) is not tuple or not all(
+                (type(d) is int and 0 <= d < _INT64_END) or (type(d) is str and d in _CANONICAL_STR_DIMS)
+                for d in shape):
+            shape = tuple(_checked_dim(d) for d in shape)
+        object.__setattr__(self, "shape", shape)
+        dtype = self.dtype
+        if type(dtype) is not str or dtype not in _CANONICAL_DTYPES:
+            object.__setattr__(self, "dtype", _dt.canonical_dtype(dtype))
 
     @property
     def rank(self) -> int:
@@ -25,7 +50,7 @@ class TensorType:
 
     @property
     def is_static(self) -> bool:
-        return all(is_static(d) for d in self.shape)
+        return all(type(d) is int for d in self.shape)  # canonical dims are exact ints or strs
 
     @property
     def numel(self) -> Dim:

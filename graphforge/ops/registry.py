@@ -16,7 +16,8 @@ from ..errors import GraphforgeError, ShapeError, UnsupportedOpError
 from ..ir.types import TensorType
 
 __all__ = ["Attr", "REQUIRED", "NOT_DIFFERENTIABLE", "OpDef", "Sample", "register_op", "get_op",
-           "has_op", "all_ops", "check_attrs", "infer_types", "unregister_op"]
+           "has_op", "all_ops", "check_attrs", "infer_types", "unregister_op", "lookup_op", "type_stamp",
+           "stamp_holds"]
 
 
 class _Required:
@@ -114,6 +115,11 @@ def get_op(name: str) -> OpDef:
         raise UnsupportedOpError(f"unknown op {name!r}", ops=[name]) from None
 
 
+def lookup_op(name: str) -> OpDef | None:
+    """The OpDef registered as ``name``, or None (``get_op`` without the error, for hot loops)."""
+    return _REGISTRY.get(name)
+
+
 def has_op(name: str) -> bool:
     return name in _REGISTRY
 
@@ -146,7 +152,10 @@ def _check_kind(kind: str, value) -> bool:
 
 def check_attrs(opdef: OpDef, attrs: Mapping[str, Any]) -> dict[str, Any]:
     """Validate attributes against the schema, fill defaults, normalise lists; raise ShapeError."""
-    unknown = sorted(set(attrs) - set(opdef.attrs))
+    schema = opdef.attrs
+    if not schema and not attrs:
+        return {}
+    unknown = sorted(k for k in attrs if k not in schema)
     if unknown:
         raise ShapeError(f"unknown attribute(s) {', '.join(unknown)}; {opdef.name} takes "
                          f"{', '.join(opdef.attrs) or 'no attributes'}")
@@ -189,3 +198,69 @@ def infer_types(opdef: OpDef, input_types: list[TensorType], attrs: dict) -> lis
         want = f"{lo}" if lo == hi else f"{lo}..{hi if hi is not None else ''}"
         raise ShapeError(f"takes {want} inputs, got {n}")
     return list(opdef.type_rule(list(input_types), attrs))
+
+
+# ---- type stamps: which checks a node has passed ---------------------------------------------------
+# A stamp records that ``opdef``'s type rule, run on input types ``in_types`` with attributes
+# ``attrs`` (already through check_attrs), gave ``out_types``. Type rules are pure functions of
+# (types, attrs), so while a node still has the same OpDef, equal input and result types and equal
+# attributes, re-running its rule (the ``infer`` pass) cannot give another answer and is skipped.
+
+_SCALARS = (int, float, str, bool, type(None))
+
+
+def _freeze_attr(value, arrays: list):
+    kind = type(value)
+    if kind in _SCALARS:
+        return (kind, value)  # the type too: True == 1 == 1.0, but check_attrs tells them apart
+    if kind is list or kind is tuple:
+        return (kind, tuple(_freeze_attr(v, arrays) for v in value))
+    if kind is np.ndarray:
+        # By identity (the stamp keeps the array alive, so the id stays unique), shape and dtype.
+        arrays.append(value)
+        return (np.ndarray, id(value), value.shape, value.dtype.str)
+    raise TypeError  # anything else (dicts, user objects): no stamp, the node is always re-checked
+
+
+def _freeze_attrs(attrs: dict):
+    if not attrs:
+        return (), None
+    arrays: list = []
+    try:
+        frozen = tuple((k, _freeze_attr(v, arrays)) for k, v in attrs.items())
+    except TypeError:
+        return None, None
+    return frozen, arrays
+
+
+def type_stamp(opdef: OpDef, in_types, attrs: dict, out_types) -> tuple | None:
+    """The stamp of a node whose types ``opdef``'s rule just checked (None when its attributes
+    cannot be compared cheaply and safely)."""
+    frozen, arrays = _freeze_attrs(attrs)
+    if frozen is None:
+        return None
+    # The rule and schema objects too: an OpDef edited in place (a patched rule) is re-checked.
+    return (opdef, opdef.type_rule, opdef.attrs, opdef.num_inputs, tuple(in_types), frozen, tuple(out_types),
+            arrays)
+
+
+def stamp_holds(node) -> bool:
+    """Whether ``node``'s stamp still describes it: the same OpDef (rule and schema) registered under
+    its op name, equal input and result types, equal attributes."""
+    stamp = node.type_stamp
+    if stamp is None:
+        return False
+    opdef, rule, schema, num_inputs, in_types, frozen, out_types, _ = stamp
+    if (_REGISTRY.get(node.op) is not opdef or opdef.type_rule is not rule or opdef.attrs is not schema
+            or opdef.num_inputs != num_inputs):
+        return False
+    inputs, outputs = node.inputs, node.outputs
+    if len(inputs) != len(in_types) or len(outputs) != len(out_types):
+        return False
+    for v, t in zip(inputs, in_types):
+        if v.type is not t and v.type != t:
+            return False
+    for v, t in zip(outputs, out_types):
+        if v.type is not t and v.type != t:
+            return False
+    return _freeze_attrs(node.attrs)[0] == frozen

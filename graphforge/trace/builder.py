@@ -49,14 +49,33 @@ def current_builder() -> "Builder":
     return builder
 
 
+# co_filename -> its basename, or None for graphforge's own (and frozen) files. Emitting a node
+# walks several internal frames; deciding each by a dict hit instead of prefix tests and
+# os.path.basename keeps that walk cheap. Bounded: code compiled from ever new names (exec) only
+# stops being cached.
+_FILE_NAMES: dict[str, str | None] = {}
+_MAX_CACHED_FILES = 4096
+
+
+def _file_name(filename: str) -> str | None:
+    if filename.startswith(INTERNAL_DIRS) or filename.startswith("<frozen"):
+        name = None
+    else:
+        name = os.path.basename(filename)
+    if len(_FILE_NAMES) < _MAX_CACHED_FILES:
+        _FILE_NAMES[filename] = name
+    return name
+
+
 def user_location(full: bool = False) -> str:
     """``file:line`` of the innermost frame outside graphforge (the user's code)."""
     frame = sys._getframe(1)
+    names = _FILE_NAMES
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not filename.startswith(INTERNAL_DIRS) and not filename.startswith("<frozen"):
-            name = filename if full else os.path.basename(filename)
-            return f"{name}:{frame.f_lineno}"
+        name = names[filename] if filename in names else _file_name(filename)
+        if name is not None:
+            return f"{filename if full else name}:{frame.f_lineno}"
         frame = frame.f_back
     return ""
 
@@ -113,10 +132,11 @@ class Builder:
     def emit(self, op: str, inputs: Sequence[Value], attrs: dict | None = None) -> list[Value]:
         scope = self.current_scope
         loc = user_location() if self.capture_locations else self._loc
+        in_types = [v.type for v in inputs]
         try:
             opdef = registry.get_op(op)
             checked = registry.check_attrs(opdef, attrs or {})
-            out_types = registry.infer_types(opdef, [v.type for v in inputs], checked)
+            out_types = registry.infer_types(opdef, in_types, checked)
         except GraphforgeError as exc:
             full_loc = user_location(full=True) if self.capture_locations else loc
             detail = exc.detail
@@ -127,6 +147,7 @@ class Builder:
             raise type(exc)(detail, scope=scope or None, op=op, loc=full_loc or None,
                             hint=exc.hint) from None
         node = Node(op, inputs, checked, out_types, scope=scope, loc=loc)
+        node.type_stamp = registry.type_stamp(opdef, in_types, checked, [o.type for o in node.outputs])
         self.graph.append(node)
         return node.outputs
 

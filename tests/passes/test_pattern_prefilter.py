@@ -1,0 +1,65 @@
+"""The fusion driver's structural pre-check (``pattern._may_match``) is sound: it never rejects a
+node that a rule's pattern matches, so pruning with it leaves every fusion result unchanged."""
+import math
+
+import numpy as np
+import pytest
+
+import graphforge as gf
+from graphforge.passes import fusion, pattern
+from graphforge.passes.pattern import AnyOf, Assoc, Const, Op, Var
+
+F = gf.TensorSpec(("b", 3, 8), "float32")
+
+
+def _erf_gelu(x):
+    return 0.5 * x * (1 + gf.erf(x / math.sqrt(2.0)))
+
+
+def _tanh_gelu(x):
+    return x * (1 + gf.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x))) / 2
+
+
+def _layer_norm(x):
+    mu = gf.mean(x, -1, keepdims=True)
+    d = x - mu
+    return d / gf.sqrt(gf.mean(d * d, -1, keepdims=True) + 1e-5) * 2.0 + 1.0
+
+
+def _softmaxes(x):
+    e = gf.exp(x - gf.max(x, -1, keepdims=True))
+    s = e / gf.sum(e, -1, keepdims=True)
+    return s + (x - gf.log(gf.sum(gf.exp(x), -1, keepdims=True))) + x * gf.sigmoid(x) + gf.maximum(x, 0.0)
+
+
+def _linear(x):
+    w = gf.constant(np.ones((8, 8), dtype=np.float32))
+    h = x @ w.T + gf.constant(np.ones((8,), dtype=np.float32))
+    return gf.tanh(h) + _erf_gelu(h)
+
+
+@pytest.mark.parametrize("fn", [_erf_gelu, _tanh_gelu, _layer_norm, _softmaxes, _linear])
+def test_no_matching_node_is_rejected(fn):
+    g = gf.trace(fn, F)
+    checked = 0
+    for rule in fusion.RULES:
+        for pat in rule.patterns:
+            for node in g.nodes:
+                if any(True for _ in pat.match_node(node, g)):
+                    checked += 1
+                    for depth in range(0, 5):
+                        assert pattern._may_match(pat, node.outputs[0], depth), (rule.name, node.op, depth)
+    assert checked  # each graph holds at least one fusable spelling
+
+
+def test_it_rejects_what_cannot_match_and_passes_unknown_patterns():
+    g = gf.trace(lambda x: gf.exp(x) * 2.0, F)
+    root = g.outputs[0]
+    assert not pattern._may_match(Op("mul", Op("tanh", Var()), Const()), root, 3)
+    assert pattern._may_match(Op("mul", Const(), Op("exp", Var())), root, 3)  # commutative order
+    assert not pattern._may_match(Assoc("mul", Var(), Op("add", Var(), Var())), root, 3)
+    assert pattern._may_match(AnyOf(Op("add", Var(), Var()), Assoc("mul", Op("exp", Var()), Const())), root, 3)
+
+    class Anything(Var):  # a subclass may match differently: never pruned
+        pass
+    assert pattern._may_match(Op("mul", Anything(rank=7), Const()), root, 3)
