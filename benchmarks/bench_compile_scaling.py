@@ -25,7 +25,7 @@ from graphforge import nn
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import machine_info, write_json  # noqa: E402
+from benchmarks.common import write_results  # noqa: E402
 
 __all__ = ["Block", "Stack", "bench", "main", "TARGET_100K_S"]
 
@@ -104,8 +104,7 @@ def main(argv=None) -> int:
         export = f"{r['export_s']:9.3f}" if "export_s" in r else f"{'n/a':>9}"
         print(f"{r['nodes']:8d} {r['nodes_after']:7d} {r['trace_s']:8.3f} {r['optimize_s']:9.3f} {export} "
               f"{r['optimize_s'] / r['nodes'] * 1e6:13.1f} {total / r['nodes'] * 1e6:14.1f}", flush=True)
-    if args.json:
-        write_json(args.json, {"machine": machine_info(), "scaling": rows})
+    write_results(args.json, "scaling", rows)
     return 0
 
 

@@ -22,6 +22,11 @@ import time
 
 import numpy as np
 
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.common import write_json  # noqa: E402
+
 CASES = ("mlp", "encoder")
 
 
@@ -129,8 +134,7 @@ def main(argv=None) -> int:
           "(a gain up to that is XLA keeping more cores busy), so these figures show the overhead of SPMD "
           "partitioning and collectives, not a scaling result.")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+        write_json(args.json, rows)
     return 0
 
 

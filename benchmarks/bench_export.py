@@ -20,7 +20,7 @@ import time
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import add_common_args, machine_info, summary, write_json  # noqa: E402
+from benchmarks.common import add_common_args, summary, write_results  # noqa: E402
 from benchmarks.models import MODELS, TINY, gf_params, torch_available  # noqa: E402
 
 __all__ = ["gf_export", "torch_export", "measure", "main"]
@@ -86,8 +86,7 @@ def main(argv=None) -> int:
             if "torch" in r else (f"{'-':>9s}", f"{'-':>13s}", f"{'-':>9s}")
         print(f"{model:12s} {r['graphforge']['median_s']:13.4f} {t[0]} {r['graphforge']['cold_s']:10.4f} {t[1]} {t[2]}",
               flush=True)
-    if args.json:
-        write_json(args.json, {"machine": machine_info(), "export": out})
+    write_results(args.json, "export", out)
     return 0
 
 

@@ -22,7 +22,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import add_common_args, machine_info, write_json  # noqa: E402
+from benchmarks.common import add_common_args, write_results  # noqa: E402
 from benchmarks.models import MODELS, gf_params, jax_loss  # noqa: E402
 
 __all__ = ["matmul_peak", "step_flops", "measure", "main"]
@@ -108,8 +108,7 @@ def main(argv=None) -> int:
         ach = "  ".join(f"{k} {v:.2f} ({r['fraction_of_peak'][k]:.1%})" for k, v in r["gflops"].items())
         xla = r["flops"]["xla_count"]
         print(f"{r['case']:12s} {r['flops']['graphforge_count'] / 1e6:11.1f} {(xla or float('nan')) / 1e6:10.1f}  {ach}")
-    if args.json:
-        write_json(args.json, {"machine": machine_info(), "flops": out})
+    write_results(args.json, "flops", out)
     return 0
 
 

@@ -22,7 +22,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import add_common_args, interleaved_medians, machine_info, write_json  # noqa: E402
+from benchmarks.common import add_common_args, interleaved_medians, write_results  # noqa: E402
 from benchmarks.models import MODELS, TINY, gf_params, torch_available  # noqa: E402
 
 __all__ = ["ort_session", "gf_onnx", "torch_onnx", "measure", "main"]
@@ -149,8 +149,7 @@ def main(argv=None) -> int:
             print(f"{model:12s} {row['batch']:5d} {r['graphforge-ort']['median_s'] * 1e3:10.3f} {t} "
                   f"{r['jax']['median_s'] * 1e3:8.3f} {r['graphforge-jax']['median_s'] * 1e3:10.3f} {ratio} {nodes:>15s}",
                   flush=True)
-    if args.json:
-        write_json(args.json, {"machine": machine_info(), "inference": out})
+    write_results(args.json, "inference", out)
     return 0
 
 

@@ -22,7 +22,7 @@ from graphforge import nn
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import add_common_args, interleaved_medians, machine_info, write_json  # noqa: E402
+from benchmarks.common import add_common_args, interleaved_medians, write_results  # noqa: E402
 
 __all__ = ["MLP", "EncoderLayer", "Encoder", "compare", "main"]
 
@@ -150,8 +150,7 @@ def main(argv=None) -> int:
     model.eval()
     rows.append(compare("nn.encoder", model, gf.TensorSpec(("batch", seq, d), "float32"),
                         rng.standard_normal((max(1, args.batch // 8), seq, d)).astype(np.float32), rounds, args.tiny))
-    if args.json:
-        write_json(args.json, {"machine": machine_info(), "ort_passes": rows})
+    write_results(args.json, "ort_passes", rows)
     return 0
 
 

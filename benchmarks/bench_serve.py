@@ -40,6 +40,11 @@ import time
 
 import numpy as np
 
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.common import write_json  # noqa: E402
+
 __all__ = ["MODELS", "build_mlp", "ServerProcess", "Connection", "http_request", "run_load", "merge_runs",
            "batch_stats", "main"]
 
@@ -387,8 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     print("# latencies in ms; cpu/req = the server process's CPU ms per request (all threads); "
           "speedup = throughput with batching / without")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        write_json(args.json, results)
     return 0
 
 

@@ -22,7 +22,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import add_common_args, interleaved_medians, machine_info, write_json  # noqa: E402
+from benchmarks.common import add_common_args, interleaved_medians, write_results  # noqa: E402
 from benchmarks.models import MODELS, TINY, gf_params, jax_loss, torch_available, torch_loss  # noqa: E402
 
 __all__ = ["CASES", "make_steps", "measure", "main"]
@@ -137,8 +137,7 @@ def main(argv=None) -> int:
         rt = f"{r['ratio_gf_torch']:9.3f}" if r["ratio_gf_torch"] else f"{'-':>9s}"
         print(f"{case:12s} {res['graphforge']['median_s'] * 1e3:14.3f} {res['jax']['median_s'] * 1e3:12.3f} {t} "
               f"{r['ratio_gf_jax']:7.3f} {rt}", flush=True)
-    if args.json:
-        write_json(args.json, {"machine": machine_info(), "train_step": rows})
+    write_results(args.json, "train_step", rows)
     return 0
 
 

@@ -18,7 +18,7 @@ import tempfile
 import time
 from typing import Callable, Mapping
 
-__all__ = ["interleaved_medians", "machine_info", "write_json", "add_common_args", "summary"]
+__all__ = ["interleaved_medians", "machine_info", "write_json", "write_results", "add_common_args", "summary"]
 
 
 def _chunk(fn: Callable[[], object], n: int) -> float:
@@ -81,6 +81,12 @@ def write_json(path: str, data) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_results(path: str | None, key: str, rows) -> None:
+    """When ``path`` is given (a benchmark's ``--json``), write ``{"machine": ..., key: rows}`` there."""
+    if path:
+        write_json(path, {"machine": machine_info(), key: rows})
 
 
 def add_common_args(parser) -> None:

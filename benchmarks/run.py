@@ -82,24 +82,22 @@ def run_all(steps, tmp: str, *, quick: bool = False, tiny: bool = False, in_proc
             return None
         return _load(path, key)
 
+    def per_item(key, items, label, module, argv, file_prefix):
+        """``step`` once per case/model, their rows concatenated under ``out[key]`` (a failed one adds none)."""
+        out[key] = []
+        for item in items:
+            out[key] += step(f"{label} {item}", module, argv(item), key,
+                             os.path.join(tmp, f"{file_prefix}-{item}.json")) or []
+
     if "train" in steps or "flops" in steps:
-        out["train_step"] = []
-        for case in cases:
-            rows = step(f"train step {case}", "bench_train_step", ["--case", case, *rounds, *common], "train_step",
-                        os.path.join(tmp, f"train-{case}.json"))
-            out["train_step"] += rows or []
+        per_item("train_step", cases, "train step", "bench_train_step",
+                 lambda case: ["--case", case, *rounds, *common], "train")
     if "inference" in steps:
-        out["inference"] = []
-        for model in models:
-            rows = step(f"inference {model}", "bench_inference", ["--model", model, *rounds, *common], "inference",
-                        os.path.join(tmp, f"inference-{model}.json"))
-            out["inference"] += rows or []
+        per_item("inference", models, "inference", "bench_inference",
+                 lambda model: ["--model", model, *rounds, *common], "inference")
     if "export" in steps:
-        out["export"] = []
-        for model in models:
-            rows = step(f"export {model}", "bench_export", ["--model", model, "--rounds", "3" if quick else "5", *common],
-                        "export", os.path.join(tmp, f"export-{model}.json"))
-            out["export"] += rows or []
+        per_item("export", models, "export", "bench_export",
+                 lambda model: ["--model", model, "--rounds", "3" if quick else "5", *common], "export")
     if "scaling" in steps:
         out["scaling"] = step("compile-time scaling", "bench_compile_scaling", ["--tiny"] if tiny else [], "scaling",
                               os.path.join(tmp, "scaling.json")) or []

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 
-__all__ = ["add_parser", "run", "random_inputs", "verify_onnx_file", "VerifyMismatch", "parse_batch",
+__all__ = ["add_parser", "run", "random_inputs", "verify_onnx_file", "VerifyMismatch", "parse_batch", "report_errors",
            "check_output_path"]
 
 # Symbol sizes the random --verify inputs use: 1 catches broadcasting that only works for size 1
@@ -449,18 +449,28 @@ def _compile(args, out=None) -> int:
     return 0
 
 
-def run(args) -> int:
+def report_errors(command: str, output: str | None, work) -> int:
+    """``work()``'s exit status; a GraphforgeError or an OSError (the write of ``output`` failing)
+    becomes a one-line ``graphforge <command>: ...`` message on stderr and exit status 2."""
     from graphforge.errors import GraphforgeError
 
     try:
-        return _compile(args)
-    except VerifyMismatch as exc:
-        print(f"graphforge compile: --verify failed: {exc}\n  no file written to {args.output}", file=sys.stderr)
-        return 1
+        return work()
     except GraphforgeError as exc:
-        print(f"graphforge compile: {exc}", file=sys.stderr)
+        print(f"graphforge {command}: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"graphforge compile: cannot write {args.output!r}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"graphforge {command}: cannot write {output!r}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+
+
+def run(args) -> int:
+    def work() -> int:
+        try:
+            return _compile(args)
+        except VerifyMismatch as exc:
+            print(f"graphforge compile: --verify failed: {exc}\n  no file written to {args.output}", file=sys.stderr)
+            return 1
+
+    return report_errors("compile", args.output, work)
 

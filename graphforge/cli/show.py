@@ -134,15 +134,15 @@ def _write_atomic(path: str, text: str) -> None:
 
 
 def run(args) -> int:
-    from graphforge.cli.compile import parse_batch
-    from graphforge.errors import GraphforgeError
+    from graphforge.cli.compile import parse_batch, report_errors
 
     try:
         batch = parse_batch(args.batch) if args.batch is not None else None
     except argparse.ArgumentTypeError as exc:
         print(f"graphforge show: --batch: {exc}", file=sys.stderr)
         return 2
-    try:
+
+    def work() -> int:
         graph = load_graph(args.file, batch)
         if args.format == "text":
             text = str(graph) + "\n"
@@ -155,10 +155,6 @@ def run(args) -> int:
             print(f"wrote {args.output} ({args.format}, {len(graph.nodes)} nodes)", file=sys.stderr)
         else:
             sys.stdout.write(text)
-    except GraphforgeError as exc:
-        print(f"graphforge show: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"graphforge show: cannot write {args.output!r}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return report_errors("show", args.output, work)

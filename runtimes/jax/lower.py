@@ -8,8 +8,6 @@ with batch/contracting dims (no explicit transposes for ``linear``), ``lax.conv_
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,22 +15,12 @@ from jax import lax
 
 from graphforge import dtypes as _dt
 
+from .._registry import lowering_table
+
 __all__ = ["lowers", "LOWERINGS", "LowerCtx", "has_lowering"]
 
-LOWERINGS: dict[str, Callable] = {}
+LOWERINGS, lowers, has_lowering = lowering_table()
 _HALF = ("float16", "bfloat16")
-
-
-def lowers(*names: str):
-    def deco(fn):
-        for n in names:
-            LOWERINGS[n] = fn
-        return fn
-    return deco
-
-
-def has_lowering(name: str) -> bool:
-    return name in LOWERINGS
 
 
 class LowerCtx:

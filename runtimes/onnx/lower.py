@@ -22,7 +22,7 @@ opset raises :class:`NotExpressible`; the exporter collects every such node befo
 from __future__ import annotations
 
 import itertools
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import onnx
@@ -32,12 +32,13 @@ from graphforge import dtypes as _dt
 from graphforge.errors import ExportError
 from graphforge.ir.dims import dim_product
 
+from .._registry import lowering_table
 from .kernels import native_policy
 
 __all__ = ["lowers", "LOWERINGS", "Emitter", "has_lowering", "NotExpressible", "ONNX_DTYPES", "onnx_dtype",
            "DTYPE_GENERIC", "HALF", "reduce"]
 
-LOWERINGS: dict[str, Callable] = {}
+LOWERINGS, lowers, has_lowering = lowering_table()
 HALF = ("float16", "bfloat16")
 # ops that only move data: they run on any dtype, so half tensors are not raised to float32 around them
 DTYPE_GENERIC = {"reshape", "flatten", "squeeze", "unsqueeze", "transpose", "concat", "split", "slice",
@@ -60,18 +61,6 @@ def onnx_dtype(dtype: str) -> int:
 
 class NotExpressible(Exception):
     """Raised by a lowering when the chosen opset cannot express the node (collected, then reported)."""
-
-
-def lowers(*names: str):
-    def deco(fn):
-        for n in names:
-            LOWERINGS[n] = fn
-        return fn
-    return deco
-
-
-def has_lowering(name: str) -> bool:
-    return name in LOWERINGS
 
 
 def tensor_proto(array: np.ndarray, name: str, dtype: str | None = None) -> onnx.TensorProto:

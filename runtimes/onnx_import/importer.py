@@ -23,6 +23,7 @@ from graphforge.ir.graph import Graph, Value
 from graphforge.ir.types import TensorType
 from graphforge.trace.builder import Builder
 
+from .._registry import registrar
 from .external import load_model_checked
 
 __all__ = ["from_onnx", "IMPORTERS", "importer", "ImportContext", "Known", "supported_op_types",
@@ -63,12 +64,8 @@ _NO_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformL
 _OWN_FOLD = {"Range"}
 
 
-def importer(*op_types: str):
-    def deco(fn):
-        for t in op_types:
-            IMPORTERS[t] = fn
-        return fn
-    return deco
+importer = registrar(IMPORTERS)
+"""``@importer("Relu", ...)``: register the decorated function as the importer of those ONNX op types."""
 
 
 def supported_op_types() -> list[str]:

@@ -43,8 +43,9 @@ def _mod(ctx: ImportContext, node):
     return [e("where", [fix, e("add", [r, b]), r])]
 
 
-@importer("CumSum")
-def _cumsum(ctx, node):
+def _cumulative_mask(ctx, node):
+    """The input, its rank, the normalised axis and the (n, n) bool mask of a CumSum/CumProd node:
+    ``m[i, j]`` is true when x_j contributes to y_i under the node's exclusive/reverse attributes."""
     x = ctx.input(node, 0)
     a = attrs_of(node)
     rank = len(x.type.shape)
@@ -54,7 +55,12 @@ def _cumsum(ctx, node):
         _unsupported(node, "symbolic axis length")
     i, j = np.indices((n, n))
     excl, rev = int(a.get("exclusive", 0)), int(a.get("reverse", 0))
-    m = (j > i if excl else j >= i) if rev else (j < i if excl else j <= i)  # m[i, j]: x_j adds to y_i
+    return x, rank, axis, (j > i if excl else j >= i) if rev else (j < i if excl else j <= i)
+
+
+@importer("CumSum")
+def _cumsum(ctx, node):
+    x, rank, axis, m = _cumulative_mask(ctx, node)
     dt = x.type.dtype
     cdt = dt if is_float(dt) else "float64"
     xc = ctx.cast(x, cdt)
@@ -242,16 +248,7 @@ def _scatter_nd(ctx, node):
 @importer("CumProd")
 def _cumprod(ctx, node):
     """y_i = prod over the j that precede i (per exclusive/reverse): a (n, n) mask reduced with ``prod``."""
-    x = ctx.input(node, 0)
-    a = attrs_of(node)
-    rank = len(x.type.shape)
-    axis = int(np.asarray(ctx.need_const(node, 1, "axis")).reshape(-1)[0]) % rank
-    n = x.type.shape[axis]
-    if not isinstance(n, int):
-        _unsupported(node, "symbolic axis length")
-    i, j = np.indices((n, n))
-    excl, rev = int(a.get("exclusive", 0)), int(a.get("reverse", 0))
-    m = (j > i if excl else j >= i) if rev else (j < i if excl else j <= i)  # m[i, j]: x_j multiplies y_i
+    x, rank, axis, m = _cumulative_mask(ctx, node)
     e = ctx.emit
     perm = [d for d in range(rank) if d != axis] + [axis]
     xt = e("transpose", [x], perm=perm) if axis != rank - 1 else x
