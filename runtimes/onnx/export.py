@@ -204,6 +204,7 @@ def build_model(graph: Graph, opset: int, *, name: str | None = None, params_as_
                 raise ExportError(f"parameter {pname!r} has no value to store in the ONNX file",
                                   hint="load the weights first (gf.load_params) or pass params_as_inputs=True")
             initializers.append(tensor_proto(graph.params[pname], pname, value.type.dtype))
+            ctx.stored_params[pname] = (graph.params[pname], value.type.dtype)
     driver = _Driver(ctx)
     driver.lower_nodes(graph.nodes, env)
     if driver.unsupported:
@@ -213,6 +214,10 @@ def build_model(graph: Graph, opset: int, *, name: str | None = None, params_as_
                                  hint=f"try a newer opset (up to {max_opset()}) or rewrite those ops")
     results = [env[id(value)] for value in graph.outputs]
     nodes, consts = _live(ctx.nodes, ctx.initializers, results)
+    # a parameter whose only readers took its pre-transposed copy is not stored twice
+    if ctx.transposed_params:
+        read = {name for n in nodes for name in n.input}
+        initializers = [t for t in initializers if t.name not in ctx.transposed_params or t.name in read]
     outputs, renamed = [], {}
     for i, (value, src, oname) in enumerate(zip(graph.outputs, results, graph.output_names)):
         out = ctx.reserve(oname or f"output{i}")

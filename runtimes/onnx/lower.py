@@ -110,6 +110,10 @@ class Emitter:
         self.loc = ""
         self.args: list[str] = []
         self.decomposer = None  # set by the exporter for the node being lowered
+        # parameters stored as initializers (name -> (array, dtype)), so lowerings may store a
+        # re-laid-out copy instead of transposing a weight on every inference
+        self.stored_params: dict[str, tuple[np.ndarray, str]] = {}
+        self.transposed_params: dict[str, str] = {}  # param name -> its pre-transposed initializer
 
     def native(self, op_type: str) -> bool:
         """Emit the composite ``op_type`` as one native node at this opset (else decompose it)?"""
@@ -130,6 +134,23 @@ class Emitter:
             if name not in self._taken:
                 self._taken.add(name)
                 return name
+
+    def transposed_param(self, name: str) -> str | None:
+        """The transpose of the stored 2-D parameter ``name`` as an initializer of its own
+        (``<name>.T``, made once per export), or None when ``name`` is not a stored parameter.
+
+        A Transpose of a weight would otherwise run on every call unless the runtime folds it
+        (onnxruntime does only with its graph optimisations on); torch.onnx stores such weights
+        pre-transposed too. The original initializer is dropped when nothing else reads it."""
+        entry = self.stored_params.get(name)
+        if entry is None or entry[0].ndim != 2:
+            return None
+        if name not in self.transposed_params:
+            array, dtype = entry
+            tname = self.reserve(f"{name}.T")
+            self.initializers.append(tensor_proto(np.ascontiguousarray(array.T), tname, dtype))
+            self.transposed_params[name] = tname
+        return self.transposed_params[name]
 
     def reserve(self, name: str) -> str:
         """``name`` itself if free, else ``name_1``, ``name_2``…"""

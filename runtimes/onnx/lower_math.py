@@ -272,7 +272,7 @@ def _linear(ctx, args, attrs):
         inputs = [x, w] + ([bias] if bias is not None else [])
         y = ctx.op("Gemm", inputs, transB=int(transpose_b))
     else:
-        wt = ctx.transpose(w, [1, 0]) if transpose_b else w
+        wt = (ctx.transposed_param(w) or ctx.transpose(w, [1, 0])) if transpose_b else w
         y = ctx.op("MatMul", [x, wt])
         if bias is not None:
             y = ctx.op("Add", [y, bias])

@@ -301,3 +301,26 @@ def test_gradient_graphs_run_in_onnxruntime():
         assert len(got) == 1 + len(graph.trainable_names)
         for g_, w, name in zip(got, want, tg.output_names):
             np.testing.assert_allclose(g_, w, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_weights_of_rank3_linears_are_stored_pre_transposed():
+    """A (batch, seq, in) @ W^T linear reads a stored ``W.T`` instead of transposing W per call."""
+    class Proj(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(6, 4)
+
+        def forward(self, x):
+            return self.fc(x)
+
+    g = gf.trace(Proj(), gf.TensorSpec(("batch", 5, 6), "float32"), seed=0)
+    proto = gf.to_onnx(g)
+    ops = [n.op_type for n in proto.graph.node]
+    stored = {t.name: tuple(t.dims) for t in proto.graph.initializer}
+    assert "Transpose" not in ops and stored.get("fc.weight.T") == (6, 4) and "fc.weight" not in stored
+    x = np.random.default_rng(0).standard_normal((3, 5, 6)).astype(np.float32)
+    np.testing.assert_allclose(gf.run(g, [x], backend="onnxruntime")[0], gf.run(g, [x])[0], rtol=1e-5, atol=1e-6)
+    # overriding the weight at run time feeds it as an input: the Transpose is back, values follow
+    w = np.ones((4, 6), np.float32)
+    got = gf.run(g, [x], backend="onnxruntime", params={"fc.weight": w})[0]
+    np.testing.assert_allclose(got, gf.run(g, [x], params={"fc.weight": w})[0], rtol=1e-5, atol=1e-5)
