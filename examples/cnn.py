@@ -12,7 +12,7 @@ the network is LeNet's shape at a quarter of its size. Accuracy is on the shared
 (360 images, see ``_data.py``). Full mode fails (exit 1) below 97 % test accuracy or on any
 JAX/onnxruntime disagreement.
 
-Run: ``python examples/cnn.py`` (about 20 s on a laptop CPU), ``--quick`` for a smoke run (tests).
+Run: ``python examples/cnn.py`` (about 13 s on a 2-core CPU), ``--quick`` for a smoke run (tests).
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ or two digits. It says nothing about quality beyond that, and this small, briefl
 collapse partially: about 7 of the 10 digit classes show up (the minibatch-std feature of the
 discriminator helps; more steps and a larger generator would help more). A PNG grid of samples is written (``--out``, default a temp dir).
 
-Run: ``python examples/gan.py`` (about 30 s on a laptop CPU), ``--quick`` for a smoke run (tests).
+Run: ``python examples/gan.py`` (about 16 s on a 2-core CPU), ``--quick`` for a smoke run (tests).
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ attention has something to learn, but this is a small sequence task (tokens carr
 each); accuracy is on the shared held-out 20 % split (360 images). Full mode fails (exit 1) below
 95 % test accuracy, when the attention is not fused, or on any JAX/onnxruntime disagreement.
 
-Run: ``python examples/transformer.py`` (about 25 s on a laptop CPU), ``--quick`` for a smoke run.
+Run: ``python examples/transformer.py`` (about 15 s on a 2-core CPU), ``--quick`` for a smoke run.
 """
 from __future__ import annotations
 
