@@ -63,7 +63,7 @@ def test_wheel_installs_and_imports_every_subpackage(tmp_path):
     for name in ("README.md", "LICENSE"):
         if (ROOT / name).exists():
             shutil.copy(ROOT / name, src / name)
-    # Packages declared ahead of their code (cli/train/serve are being written) are left out.
+    # Packages declared in pyproject but without an __init__.py on disk are left out.
     pyproject = (ROOT / "pyproject.toml").read_text()
     for package in declared_packages():
         if not (package_dir(package) / "__init__.py").exists():

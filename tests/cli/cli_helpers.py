@@ -6,7 +6,7 @@ import subprocess
 import sys
 import textwrap
 
-__all__ = ["ROOT", "MLP_EXAMPLE", "SMALL_MODEL", "run_cli", "assert_clean_failure", "write", "exporter_available",
+__all__ = ["ROOT", "MLP_EXAMPLE", "SMALL_MODEL", "run_cli", "assert_clean_failure", "write",
            "leftovers"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -62,12 +62,3 @@ def assert_clean_failure(proc: subprocess.CompletedProcess, *needles: str, code:
 def leftovers(directory) -> list[str]:
     """Files in ``directory`` (staging folders included) — what a failed command must not leave."""
     return sorted(os.listdir(directory))
-
-
-def exporter_available() -> bool:
-    """True once the ONNX back end (gf.to_onnx / gf.save_onnx / gf.run(..., "onnxruntime")) is in the tree."""
-    try:
-        import graphforge.runtimes.onnx as backend
-    except ImportError:
-        return False
-    return all(hasattr(backend, name) for name in ("to_onnx", "save_onnx", "run"))

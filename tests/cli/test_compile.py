@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 
 import graphforge as gf
-from cli_helpers import (MLP_EXAMPLE, SMALL_MODEL, assert_clean_failure, exporter_available, leftovers, run_cli,
+from cli_helpers import (MLP_EXAMPLE, SMALL_MODEL, assert_clean_failure, leftovers, run_cli,
                          write)
 
-needs_exporter = pytest.mark.skipif(not exporter_available(), reason="the ONNX back end is not in the tree yet")
 
 
 # ---- errors, in a fresh process ------------------------------------------------------------------
@@ -177,7 +176,6 @@ def test_examples_mlp_follows_the_convention():
 
 # ---- success paths (need the ONNX back end) ------------------------------------------------------
 
-@needs_exporter
 def test_examples_mlp_compiles_verifies_and_runs_at_any_batch(tmp_path):
     """The acceptance check: one ONNX file from examples/mlp.py, run at batch 1, 7 and 64."""
     import onnxruntime as ort
@@ -207,7 +205,6 @@ def test_examples_mlp_compiles_verifies_and_runs_at_any_batch(tmp_path):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
-@needs_exporter
 def test_fixed_batch_print_after_and_sample_inputs(tmp_path, capsys):
     import onnxruntime as ort
 
@@ -227,7 +224,6 @@ def test_fixed_batch_print_after_and_sample_inputs(tmp_path, capsys):
     assert "sample_inputs: max abs error" in text and "4 traced -> 4 after 'none'" in text
 
 
-@needs_exporter
 def test_traced_graph_attribute_compiles(tmp_path, capsys):
     from graphforge.cli import main
 
@@ -242,7 +238,6 @@ def test_traced_graph_attribute_compiles(tmp_path, capsys):
     assert "(encoder)" in text and "random inputs (n=3)" in text
 
 
-@needs_exporter
 def test_unsupported_ops_are_all_listed_with_their_lines(tmp_path):
     path = write(tmp_path, "custom.py", """
         import numpy as np
@@ -301,7 +296,6 @@ SIN_MODEL = """
 """
 
 
-@needs_exporter
 def test_verify_names_the_node_a_wrong_lowering_breaks(tmp_path, capsys, monkeypatch):
     from graphforge.cli import main
     from graphforge.runtimes.onnx import LOWERINGS
@@ -318,7 +312,6 @@ def test_verify_names_the_node_a_wrong_lowering_breaks(tmp_path, capsys, monkeyp
     assert leftovers(tmp_path) == ["sinnet.py"]  # the failed file is not left behind
 
 
-@needs_exporter
 def test_verify_names_the_node_whose_weight_is_corrupt_in_the_file(tmp_path, capsys, monkeypatch):
     import onnx
     from onnx import numpy_helper

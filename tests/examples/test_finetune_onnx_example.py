@@ -14,13 +14,6 @@ pytest.importorskip("onnxruntime")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _exporter_available() -> bool:
-    import graphforge.runtimes.onnx as onnx_backend
-
-    return hasattr(onnx_backend, "save_onnx")
-
-
-@pytest.mark.skipif(not _exporter_available(), reason="the ONNX exporter (gf.save_onnx) is not in the tree yet")
 def test_finetune_onnx_example_quick(tmp_path):
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "finetune_onnx.py"), "--quick",
                            "--out", str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=ROOT)

@@ -7,9 +7,8 @@ import pytest
 
 import graphforge as gf
 from graphforge import nn
-from passtest import onnx_runner, ort_skip_reason, random_inputs
+from passtest import onnx_runner, random_inputs
 
-pytestmark = pytest.mark.skipif(ort_skip_reason() is not None, reason=str(ort_skip_reason()))
 
 
 def _hand_mlp():

@@ -16,12 +16,6 @@ from conformance.models import small_cnn  # noqa: E402
 from graphforge.cli import optimize as cli_optimize  # noqa: E402
 
 
-def _exporter_available() -> bool:
-    import graphforge.runtimes.onnx as onnx_backend
-
-    return hasattr(onnx_backend, "save_onnx")
-
-
 def _parse(argv):
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers()
@@ -29,7 +23,6 @@ def _parse(argv):
     return ap.parse_args(["optimize", *argv])
 
 
-@pytest.mark.skipif(not _exporter_available(), reason="the ONNX exporter (gf.save_onnx) is not in the tree yet")
 def test_optimize_small_cnn(tmp_path, capsys):
     src, dst = tmp_path / "cnn.onnx", tmp_path / "cnn_opt.onnx"
     onnx.save(small_cnn(), str(src))
@@ -87,13 +80,11 @@ def _optimize_light(name, tmp_path, capsys):
         np.testing.assert_allclose(g, e, rtol=1e-3, atol=1e-7)  # onnx's model-test tolerances
 
 
-@pytest.mark.skipif(not _exporter_available(), reason="the ONNX exporter (gf.save_onnx) is not in the tree yet")
 def test_optimize_light_alexnet(tmp_path, capsys):
     _optimize_light("bvlc_alexnet", tmp_path, capsys)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _exporter_available(), reason="the ONNX exporter (gf.save_onnx) is not in the tree yet")
 @pytest.mark.parametrize("name", ["densenet121", "inception_v1", "inception_v2", "resnet50", "shufflenet",
                                   "squeezenet", "vgg19", "zfnet512"])
 def test_optimize_light_models(name, tmp_path, capsys):

@@ -10,16 +10,13 @@ from serve_helpers import ort_run, running
 import graphforge as gf
 from graphforge import nn
 
-_onnx_rt = pytest.importorskip("graphforge.runtimes.onnx")
-if not hasattr(_onnx_rt, "save_onnx"):
-    pytest.skip("graphforge.runtimes.onnx.save_onnx is not available yet", allow_module_level=True)
 
 
 def test_serves_graphforge_exported_mlp(tmp_path):
     net = nn.seq().add(nn.Linear(784, 128)).add_fn(gf.relu).add(nn.Linear(128, 10))
     graph = gf.trace(net, gf.TensorSpec(("batch", 784), "float32"), seed=0)
     path = str(tmp_path / "gf_mlp.onnx")
-    _onnx_rt.save_onnx(graph, path)
+    gf.save_onnx(graph, path)
     x = np.random.default_rng(7).standard_normal((5, 784)).astype(np.float32)
     with running(path) as (_, client):
         doc = client.get("/v1/model").json()
