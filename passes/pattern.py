@@ -23,6 +23,7 @@ duplicating work).
 """
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any, Callable, Iterator, Sequence
 
@@ -81,9 +82,13 @@ class Match:
         return name in self.captures
 
 
-class Pattern:
+class Pattern(abc.ABC):
+    """A pattern over Values; subclasses say how they match (instantiating one that does not is a
+    TypeError, not a failure in the middle of a pass)."""
+
+    @abc.abstractmethod
     def match(self, value: Value, m: Match) -> Iterator[Match]:
-        raise NotImplementedError
+        """Every way ``value`` matches this pattern, extending ``m``."""
 
     def root_ops(self) -> set[str]:
         return set()
