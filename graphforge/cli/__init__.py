@@ -22,16 +22,6 @@ SUBCOMMANDS = {
 }
 
 
-def _available():
-    """(name, module) for each subcommand whose module exists in this install."""
-    for name, module in SUBCOMMANDS.items():
-        try:
-            yield name, importlib.import_module(f"graphforge.cli.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"graphforge.cli.{module}":
-                raise
-
-
 def build_parser() -> argparse.ArgumentParser:
     from graphforge import __version__
 
@@ -39,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "and serve deep-learning models.")
     parser.add_argument("--version", action="version", version=f"graphforge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for _name, module in _available():
-        module.add_parser(sub)
+    for module in SUBCOMMANDS.values():
+        importlib.import_module(f"graphforge.cli.{module}").add_parser(sub)
     return parser
 
 
