@@ -222,13 +222,13 @@ def build_model(graph: Graph, opset: int, *, name: str | None = None, params_as_
     for i, (value, src, oname) in enumerate(zip(graph.outputs, results, graph.output_names)):
         out = ctx.reserve(oname or f"output{i}")
         if src not in renamed and ctx.producer(src) is not None:
-            _rename(nodes, src, out)  # the producer writes the graph output itself
-            renamed[src] = out
+            renamed[src] = out  # the producer writes the graph output itself
         else:  # a graph input, an initializer, or a value already returned under another name
             ctx.scope, ctx.loc = "", ""
-            ctx.op("Identity", [renamed.get(src, src)], outputs=[out])
+            ctx.op("Identity", [src], outputs=[out])
             nodes.append(ctx.nodes[-1])
         outputs.append(_value_info(out, value.type))
+    _rename(nodes, renamed)
     onnx_graph = helper.make_graph(nodes, name or graph.name, inputs, outputs, initializers + consts,
                                    doc_string=f"exported by graphforge from graph {graph.name!r}")
     from graphforge import __version__
@@ -250,12 +250,16 @@ def _live(nodes, consts, results):
     return kept[::-1], [c for c in consts if c.name in need]
 
 
-def _rename(nodes, old: str, new: str) -> None:
+def _rename(nodes, renamed: dict[str, str]) -> None:
+    """Apply ``renamed`` (old tensor name -> new) to every node's inputs and outputs in one sweep
+    (a gradient graph has an output per parameter; one sweep each would be quadratic)."""
+    if not renamed:
+        return
     for node in nodes:
         for field in (node.input, node.output):
             for i, n in enumerate(field):
-                if n == old:
-                    field[i] = new
+                if n in renamed:
+                    field[i] = renamed[n]
 
 
 def validate(model: onnx.ModelProto) -> None:
