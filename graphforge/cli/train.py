@@ -152,8 +152,7 @@ def run(args) -> int:
                 if lead:
                     print(f"resumed from step {trainer.step} (epoch {trainer.epoch})")
         # --epochs is the total: a resumed run trains only the epochs its checkpoint has not done yet
-        first = trainer.epoch
-        history = trainer.fit(x, y, epochs=max(0, epochs - first), batch_size=batch_size, validation_data=val,
+        history = trainer.fit(x, y, epochs=max(0, epochs - trainer.epoch), batch_size=batch_size, validation_data=val,
                               checkpoint_dir=args.checkpoint_dir, verbose=True if not args.quiet else False)
         if args.quiet and lead:
             for e in range(len(next(iter(history.values()), []))):
