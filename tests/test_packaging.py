@@ -12,8 +12,8 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = {"graphforge": "graphforge", "passes": "graphforge.passes", "runtimes": "graphforge.runtimes"}
-# Always expected; graphforge/cli, train, serve are picked up below once their directories exist.
+SOURCES = {"graphforge": "graphforge", "passes": "graphforge.passes", "runtimes": "graphforge.runtimes",
+           "apps/train": "graphforge.train", "apps/serve": "graphforge.serve", "apps/cli": "graphforge.cli"}
 REQUIRED = ["graphforge", "graphforge.ir", "graphforge.ops", "graphforge.trace", "graphforge.nn",
             "graphforge.passes", "graphforge.runtimes", "graphforge.runtimes.reference",
             "graphforge.runtimes.jax", "graphforge.runtimes.onnx"]
@@ -37,7 +37,8 @@ def declared_packages() -> list[str]:
 
 def package_dir(package: str) -> Path:
     parts = package.split(".")
-    root = {"passes": "passes", "runtimes": "runtimes"}.get(parts[1]) if len(parts) > 1 else None
+    root = {"passes": "passes", "runtimes": "runtimes", "train": "apps/train", "serve": "apps/serve",
+            "cli": "apps/cli"}.get(parts[1]) if len(parts) > 1 else None
     if root:
         return ROOT.joinpath(root, *parts[2:])
     return ROOT.joinpath(*parts)

@@ -21,10 +21,10 @@ __all__ = ["Builder", "active_builder", "current_builder", "user_location", "INT
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _PARENT = os.path.dirname(_PKG_DIR)
 # Source frames inside these directories are graphforge's own; a node's location is the first
-# frame outside them (works for the editable layout, where passes/ and runtimes/ are siblings of
-# graphforge/, and for an installed wheel, where they are subpackages).
+# frame outside them (works for the editable layout, where passes/, runtimes/ and apps/ are
+# siblings of graphforge/, and for an installed wheel, where they are subpackages).
 INTERNAL_DIRS = tuple(os.path.join(p, "") for p in (
-    _PKG_DIR, os.path.join(_PARENT, "passes"), os.path.join(_PARENT, "runtimes")))
+    _PKG_DIR, os.path.join(_PARENT, "passes"), os.path.join(_PARENT, "runtimes"), os.path.join(_PARENT, "apps")))
 
 _local = threading.local()
 

@@ -419,7 +419,7 @@ def test_hostile_input_gives_typed_error(c: Case, tmp_path):
     assert not os.path.exists(os.path.join(tmp_path, "PWNED")), "a loader unpickled its input"
 
 
-SOURCE_DIRS = ["graphforge", "passes", "runtimes"]
+SOURCE_DIRS = ["graphforge", "passes", "runtimes", "apps"]
 
 
 def test_loaders_never_unpickle():
