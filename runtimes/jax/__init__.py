@@ -25,7 +25,8 @@ from graphforge.errors import BackendError, GraphforgeError, UnsupportedOpError
 from graphforge.ir.dims import resolve_shape
 from graphforge.ir.graph import Graph
 
-from . import lower_nn as _lower_nn  # noqa: F401  (registers the nn lowerings)
+# Importing the family modules fills LOWERINGS (one module per graphforge/ops family).
+from . import creation, elementwise, linalg, nn_ops, reduction, shape_ops  # noqa: F401
 from .lower import LOWERINGS, LowerCtx, has_lowering, lowers
 
 __all__ = ["run", "lower", "compile_graph", "x64", "LOWERINGS", "lowers", "has_lowering", "missing_lowerings",

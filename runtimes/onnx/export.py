@@ -37,9 +37,7 @@ from graphforge.errors import ExportError, GraphforgeError, UnsupportedOpError
 from graphforge.ir.graph import Graph
 from graphforge.ops import registry
 
-from . import lower_math as _lower_math  # noqa: F401  (registers the lowerings)
-from . import lower_nn as _lower_nn  # noqa: F401
-from . import lower_shape as _lower_shape  # noqa: F401
+from . import creation, elementwise, linalg, nn_ops, reduction, shape_ops  # noqa: F401  (fill LOWERINGS)
 from .lower import DTYPE_GENERIC, HALF, LOWERINGS, Emitter, NotExpressible, onnx_dtype, tensor_proto
 
 __all__ = ["to_onnx", "save_onnx", "MIN_OPSET", "max_opset", "default_opset", "check_opset", "missing_lowerings"]

@@ -1,6 +1,6 @@
 """ONNX → graphforge IR: validate an (untrusted) ONNX model and rebuild it as a typed Graph.
 
-Every ONNX op type has one importer function in :data:`IMPORTERS` (see ``ops_*.py``). Values known at
+Every ONNX op type has one importer function in :data:`IMPORTERS` (in the module named like the graphforge op family it maps onto: ``elementwise.py``, ``nn_ops.py``…). Values known at
 import time (integer initializers, ``Constant`` nodes, ``Shape`` of static shapes and anything computed
 only from those) are kept as NumPy arrays and folded with onnx's own reference evaluator, so shape
 arithmetic (Shape → Gather → Concat → Reshape) disappears at import. Float initializers become
@@ -27,7 +27,7 @@ from .._registry import registrar
 from .external import load_model_checked
 
 __all__ = ["from_onnx", "IMPORTERS", "importer", "ImportContext", "Known", "supported_op_types",
-           "NeedsConstantError"]
+           "NeedsConstantError", "attrs_of", "unsupported", "float_input"]
 
 
 class NeedsConstantError(UnsupportedOpError):
@@ -74,7 +74,30 @@ def supported_op_types() -> list[str]:
 
 
 def _load_tables():
-    from . import ops_attention, ops_basic, ops_composite, ops_more, ops_nn, ops_resize  # noqa: F401  (the tables)
+    # One module per graphforge/ops family; importing them fills IMPORTERS.
+    from . import creation, elementwise, linalg, nn_attention, nn_ops, nn_resize, reduction, shape_ops  # noqa: F401
+
+
+def attrs_of(node: onnx.NodeProto) -> dict:
+    """A node's attributes as Python values (strings decoded)."""
+    out = {}
+    for a in node.attribute:
+        v = onnx.helper.get_attribute_value(a)
+        if isinstance(v, bytes):
+            v = v.decode()
+        out[a.name] = v
+    return out
+
+
+def unsupported(node, why: str):
+    """Raise the typed error for an ONNX node graphforge cannot express, naming the node."""
+    raise UnsupportedOpError(f"{node.op_type} node {node.name!r}: {why}", op=node.op_type)
+
+
+def float_input(ctx, node):
+    """The node's first input and its dtype (for importers composed of float math)."""
+    x = ctx.input(node, 0)
+    return x, x.type.dtype
 
 
 def onnx_dtype(elem_type: int) -> str:

@@ -1,5 +1,5 @@
 """ONNX lowerings of the shape ops: reshape family, broadcast, transpose, concat/split/slice, pad,
-gather/scatter_add.
+gather/scatter_add, dim_size.
 
 Target shapes come from the node's output type. A shape with symbolic dims (``["batch", -1]``,
 ``"4*batch"``) becomes ``Flatten`` or a constant shape with ``0`` (copy the input's dim) / ``-1``
@@ -9,6 +9,7 @@ change nothing (one-part concat/split, zero pads) return their input instead of 
 """
 from __future__ import annotations
 
+from graphforge.ir.dims import dim_product
 
 from .lower import lowers
 
@@ -100,3 +101,15 @@ def _scatter_add(ctx, args, attrs):
     return [ctx.op("ScatterElements", [base, idx, upd], axis=axis, reduction="add")]
 
 
+
+
+@lowers("dim_size")
+def _dim_size(ctx, args, attrs):
+    t = ctx.in_types[0]
+    dims = [t.shape[a % t.rank] for a in attrs["axes"]]
+    dtype = ctx.out_types[0].dtype
+    total = dim_product(dims) if dims else 1
+    if isinstance(total, int):
+        return [ctx.scalar(total, dtype)]
+    n = ctx.numel(dims)
+    return [ctx.cast(n, dtype) if dtype != "int64" else n]

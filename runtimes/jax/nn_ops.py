@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .lower import _up, _wrap_idx, lowers
+from .lower import lowers, upcast
+from .shape_ops import wrap_index
 
 __all__: list[str] = []
 
@@ -79,7 +80,7 @@ def _avg_pool(ctx, args, attrs):
     x = args[0]
     pads = _pool_padding(x, ctx.shape, attrs)
     window, strides = (1, 1) + tuple(attrs["kernel"]), (1, 1) + tuple(attrs["strides"])
-    xc = _up(x)
+    xc = upcast(x)
     padding = [(0, 0), (0, 0)] + [(lo, hi + e) for lo, hi, e in pads]
     total = lax.reduce_window(xc, np.array(0, xc.dtype), lax.add, window, strides, padding)
     # divisor: the window clipped to [-pt, H+pb) (count_include_pad) or [0, H); static, folded by XLA
@@ -106,13 +107,13 @@ def _np_window_sum(a, k, s):
 @lowers("global_avg_pool2d")
 def _global_avg_pool(ctx, args, attrs):
     x = args[0]
-    return [jnp.mean(_up(x), axis=(2, 3), keepdims=True).astype(x.dtype)]
+    return [jnp.mean(upcast(x), axis=(2, 3), keepdims=True).astype(x.dtype)]
 
 
 @lowers("batch_norm")
 def _batch_norm(ctx, args, attrs):
     x, scale, bias, rm, rv = args
-    xc = _up(x)
+    xc = upcast(x)
     cd = xc.dtype
     shp = (1, -1) + (1,) * (x.ndim - 2)
     eps = jnp.asarray(attrs["eps"], cd)
@@ -136,7 +137,7 @@ def _batch_norm(ctx, args, attrs):
 @lowers("layer_norm")
 def _layer_norm(ctx, args, attrs):
     x = args[0]
-    xc = _up(x)
+    xc = upcast(x)
     axes = tuple(range(attrs["axis"] % x.ndim, x.ndim))
     mu = jnp.mean(xc, axis=axes, keepdims=True)
     d = xc - mu
@@ -174,7 +175,7 @@ def _dropout(ctx, args, attrs):
 @lowers("embedding")
 def _embedding(ctx, args, attrs):
     table, idx = args
-    return [jnp.take(table, _wrap_idx(idx, table.shape[0]), axis=0, mode="clip")]
+    return [jnp.take(table, wrap_index(idx, table.shape[0]), axis=0, mode="clip")]
 
 
 @lowers("attention")
@@ -203,7 +204,7 @@ def _attention(ctx, args, attrs):
         return [out.astype(ctx.dtype)]
     if native_causal:
         full = jnp.tril(jnp.ones((sq, sk), bool))
-    qc, kc, vc = _up(q), _up(k), _up(v)
+    qc, kc, vc = upcast(q), upcast(k), upcast(v)
     s = jnp.einsum("bhqd,bhkd->bhqk", qc, kc, precision=ctx.precision) * jnp.asarray(scale, qc.dtype)
     if full is not None:
         s = jnp.where(full, s, -jnp.inf)

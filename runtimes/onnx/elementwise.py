@@ -1,21 +1,18 @@
-"""ONNX lowerings of the elementwise, reduction, linear-algebra and creation ops.
+"""ONNX lowerings of the elementwise ops (``graphforge/ops/elementwise.py``).
 
 Where onnxruntime's CPU kernels lack a dtype the lowering spells the op with ones it has: float64
 ``erf`` is a positive-term series (no cancellation, ~1e-15 relative error), ``softplus`` is the
 stable ``relu(x) + log(1 + exp(-|x|))`` for every dtype, integer ``div`` guards the zero divisor
-(the contract gives 0 there; a raw integer Div by zero would trap) and integer ``mean`` reduces in
-float64 and truncates like the reference.
+(the contract gives 0 there; a raw integer Div by zero would trap).
 """
 from __future__ import annotations
 
 import math
 
-import numpy as np
 
 from graphforge import dtypes as _dt
-from graphforge.ir.dims import dim_product
 
-from .lower import Emitter, lowers, reduce
+from .lower import Emitter, lowers
 
 __all__ = ["erf", "gelu", "activation"]
 
@@ -205,110 +202,3 @@ def _clip(ctx, args, attrs):
     if attrs.get("max") is not None:
         x = ctx.op("Min", [x, ctx.scalar(attrs["max"], dtype)])
     return [x]
-
-
-# ---- reductions ---------------------------------------------------------------------------------------
-
-def _norm_axes(axes, rank):
-    if axes is None:
-        return None
-    return sorted({a % rank if rank else 0 for a in axes})
-
-
-_REDUCE = {"sum": "ReduceSum", "mean": "ReduceMean", "max": "ReduceMax", "min": "ReduceMin", "prod": "ReduceProd"}
-
-
-@lowers(*_REDUCE)
-def _reduce(ctx, args, attrs):
-    t = ctx.in_types[0]
-    axes = _norm_axes(attrs["axes"], t.rank)
-    if t.rank == 0:
-        return [args[0]]
-    x = args[0]
-    if ctx.node.op == "mean" and not _dt.is_float(t.dtype):
-        m = reduce(ctx, "ReduceMean", ctx.cast(x, "float64"), axes, attrs["keepdims"])
-        return [ctx.cast(m, t.dtype)]  # Cast truncates toward zero, like the reference's astype
-    if t.dtype in ("int32", "int16", "int8", "uint8", "uint32") and ctx.node.op in ("sum", "prod"):
-        # onnxruntime's integer reductions cover int32/int64; small ints wrap like NumPy after the cast
-        y = reduce(ctx, _REDUCE[ctx.node.op], ctx.cast(x, "int64"), axes, attrs["keepdims"])
-        return [ctx.cast(y, t.dtype)]
-    return [reduce(ctx, _REDUCE[ctx.node.op], x, axes, attrs["keepdims"])]
-
-
-@lowers("argmax", "argmin")
-def _argmax(ctx, args, attrs):
-    t = ctx.in_types[0]
-    op = "ArgMax" if ctx.node.op == "argmax" else "ArgMin"
-    x = args[0]
-    if t.dtype not in ("float32", "float64", "int32", "int64"):
-        x = ctx.cast(x, "float64" if _dt.is_float(t.dtype) or t.dtype == "uint32" else "int32")
-    return [ctx.op(op, [x], axis=attrs["axis"] % t.rank, keepdims=int(attrs["keepdims"]), select_last_index=0)]
-
-
-@lowers("softmax")
-def _softmax(ctx, args, attrs):
-    return [ctx.op("Softmax", args, axis=attrs["axis"] % ctx.in_types[0].rank)]
-
-
-@lowers("log_softmax")
-def _log_softmax(ctx, args, attrs):
-    return [ctx.op("LogSoftmax", args, axis=attrs["axis"] % ctx.in_types[0].rank)]
-
-
-# ---- linear algebra --------------------------------------------------------------------------------------
-
-@lowers("matmul")
-def _matmul(ctx, args, attrs):
-    return [ctx.op("MatMul", args)]
-
-
-@lowers("linear")
-def _linear(ctx, args, attrs):
-    x, w = args[0], args[1]
-    xt, dtype = ctx.in_types[0], ctx.out_types[0].dtype
-    bias = args[2] if len(args) > 2 else None
-    transpose_b = attrs.get("transpose_b", True)
-    if xt.rank == 2 and _dt.is_float(dtype):
-        inputs = [x, w] + ([bias] if bias is not None else [])
-        y = ctx.op("Gemm", inputs, transB=int(transpose_b))
-    else:
-        wt = (ctx.transposed_param(w) or ctx.transpose(w, [1, 0])) if transpose_b else w
-        y = ctx.op("MatMul", [x, wt])
-        if bias is not None:
-            y = ctx.op("Add", [y, bias])
-    return [activation(ctx, y, attrs.get("activation", "none"), dtype)]
-
-
-# ---- creation and size queries ----------------------------------------------------------------------------
-
-@lowers("constant")
-def _constant(ctx, args, attrs):
-    return [ctx.const(np.asarray(attrs["value"]), ctx.out_types[0].dtype)]
-
-
-@lowers("arange")
-def _arange(ctx, args, attrs):
-    values = np.arange(attrs["start"], attrs["stop"], attrs["step"])
-    return [ctx.const(values, ctx.out_types[0].dtype)]
-
-
-@lowers("one_hot")
-def _one_hot(ctx, args, attrs):
-    idx = ctx.cast(args[0], "int64") if ctx.in_types[0].dtype != "int64" else args[0]
-    idx = ctx.op("Unsqueeze", [idx, ctx.ints([-1])])
-    hit = ctx.op("Equal", [idx, ctx.const(np.arange(attrs["num_classes"], dtype=np.int64))])
-    return [ctx.cast(hit, ctx.out_types[0].dtype)]
-
-
-@lowers("dim_size")
-def _dim_size(ctx, args, attrs):
-    t = ctx.in_types[0]
-    dims = [t.shape[a % t.rank] for a in attrs["axes"]]
-    dtype = ctx.out_types[0].dtype
-    total = dim_product(dims) if dims else 1
-    if isinstance(total, int):
-        return [ctx.scalar(total, dtype)]
-    n = ctx.numel(dims)
-    return [ctx.cast(n, dtype) if dtype != "int64" else n]
-
-

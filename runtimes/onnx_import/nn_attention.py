@@ -7,16 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphforge.errors import UnsupportedOpError
 
-from .importer import ImportContext, importer, onnx_dtype
-from .ops_basic import attrs_of
+from .importer import attrs_of, ImportContext, importer, onnx_dtype, unsupported
 
 __all__: list[str] = []
 
-
-def _unsupported(node, why: str):
-    raise UnsupportedOpError(f"{node.op_type} node {node.name!r}: {why}", op=node.op_type)
 
 
 def _heads(ctx, x, n):
@@ -71,7 +66,7 @@ def _attention(ctx: ImportContext, node):
     sq, skv = q.type.shape[2], k.type.shape[2]
     batch = q.type.shape[0]
     if not isinstance(sq, int) or not isinstance(skv, int):
-        _unsupported(node, "symbolic sequence lengths")
+        unsupported(node, "symbolic sequence lengths")
     scale = a.get("scale")
     scale = 1.0 / np.sqrt(q.type.shape[3]) if scale is None else float(scale)
     root = np.sqrt(scale)
@@ -107,7 +102,7 @@ def _attention(ctx: ImportContext, node):
         static = static + np.where(allowed, 0, ninf).astype(npdt)
     if nonpad is not None:
         if not isinstance(batch, int):
-            _unsupported(node, "nonpad_kv_seqlen with a symbolic batch")
+            unsupported(node, "nonpad_kv_seqlen with a symbolic batch")
         pm = (np.arange(skv)[None, :] < nonpad[:, None]).reshape(-1, 1, 1, skv)
         static = static + np.where(pm, 0, ninf).astype(npdt)
     static = static.astype(npdt)
@@ -124,7 +119,7 @@ def _attention(ctx: ImportContext, node):
     qh, kh = q.type.shape[1], k.type.shape[1]
     if qh != kh:
         if qh % kh:
-            _unsupported(node, f"{qh} query heads are not a multiple of {kh} kv heads")
+            unsupported(node, f"{qh} query heads are not a multiple of {kh} kv heads")
         reps = qh // kh
 
         def rep(t):

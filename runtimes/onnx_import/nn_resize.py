@@ -6,27 +6,21 @@ For each resized axis the importer asks onnx's own reference implementation for 
 weight matrix — by resizing the rows of an identity matrix — and emits, along that axis, a ``gather``
 (nearest: one 1 per output) or a ``matmul`` with the matrix (plus the constant that
 ``tf_crop_and_resize`` puts where the crop leaves the image). So graphforge follows onnx's definition
-exactly, with no interpolation code of its own.
-"""
+exactly, with no interpolation code of its own."""
 from __future__ import annotations
 
 import numpy as np
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper, TensorProto
 
 from graphforge.dtypes import is_float
-from graphforge.errors import UnsupportedOpError
 
-from .importer import ImportContext, importer
-from .ops_basic import attrs_of
+from .importer import attrs_of, ImportContext, importer, unsupported
 
 __all__: list[str] = []
 
 _PASS_ATTRS = ("mode", "coordinate_transformation_mode", "cubic_coeff_a", "exclude_outside", "nearest_mode",
                "antialias")
 
-
-def _unsupported(node, why: str):
-    raise UnsupportedOpError(f"{node.op_type} node {node.name!r}: {why}", op=node.op_type)
 
 
 def _axis_weights(attrs: dict, n: int, *, scale=None, size=None, roi=None, extrapolation: float = 0.0):
@@ -75,10 +69,10 @@ def _resize_plan(ctx: ImportContext, node, shape):
         if roi is not None and roi.size == 0:
             roi = None
     if scales is None and sizes is None:
-        _unsupported(node, "neither scales nor sizes is given")
+        unsupported(node, "neither scales nor sizes is given")
     k = len(axes)
     if len(scales if scales is not None else sizes) == rank and k != rank:
-        _unsupported(node, "axes and full-rank scales/sizes disagree")
+        unsupported(node, "axes and full-rank scales/sizes disagree")
     if roi is not None and a.get("coordinate_transformation_mode") != "tf_crop_and_resize":
         roi = None  # only tf_crop_and_resize reads roi
     policy = a.get("keep_aspect_ratio_policy", "stretch")
@@ -113,7 +107,7 @@ def _apply(ctx, node, x, attrs, plan):
         else:
             w, b = _axis_weights(attrs, n, scale=s, size=m if s is None else None, roi=r, extrapolation=extrap)
             if w.shape[1] != m:
-                _unsupported(node, f"axis {d}: onnx's reference gives {w.shape[1]} outputs, expected {m}")
+                unsupported(node, f"axis {d}: onnx's reference gives {w.shape[1]} outputs, expected {m}")
         if w.shape == (n, n) and np.array_equal(w, np.eye(n)) and not np.any(b):
             continue
         onehot = np.all((w == 0) | (w == 1)) and np.all(w.sum(axis=0) == 1) and not np.any(b)
@@ -122,7 +116,7 @@ def _apply(ctx, node, x, attrs, plan):
             y = e("gather", [y, ctx.materialize(idx, "resize_index")], axis=d)
             continue
         if not is_float(dt):
-            _unsupported(node, f"{attrs.get('mode', 'nearest')} interpolation of a {dt} tensor")
+            unsupported(node, f"{attrs.get('mode', 'nearest')} interpolation of a {dt} tensor")
         perm = [i for i in range(rank) if i != d] + [d]
         t = e("transpose", [y], perm=perm) if d != rank - 1 else y
         npdt = np.float32 if dt in ("float16", "bfloat16") else np.dtype(dt)
@@ -138,7 +132,7 @@ def _resize(ctx: ImportContext, node):
     x = ctx.input(node, 0)
     shape = x.type.shape
     if not all(isinstance(v, int) for v in shape):
-        _unsupported(node, "symbolic input dims")
+        unsupported(node, "symbolic input dims")
     a = attrs_of(node)
     if ctx.opset < 11:  # Resize-10: asymmetric coordinates, nearest rounds down... as Upsample
         a = {**a, "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
@@ -150,7 +144,7 @@ def _upsample(ctx, node):
     x = ctx.input(node, 0)
     shape = x.type.shape
     if not all(isinstance(v, int) for v in shape):
-        _unsupported(node, "symbolic input dims")
+        unsupported(node, "symbolic input dims")
     a = attrs_of(node)
     scales = np.asarray(a["scales"]) if "scales" in a else ctx.need_const(node, 1, "scales").reshape(-1)
     mode = a.get("mode", "nearest")

@@ -6,7 +6,7 @@ explicitly padded input, BatchNormalization, and the composites LayerNormalizati
 where ``ctx.native`` allows: the opset defines them and onnxruntime has a kernel, see
 ``kernels.py``; otherwise LayerNorm goes through its decomposition and attention through
 MatMul-Softmax-MatMul); float64
-convolutions and all average pools go through the slice form of ``lower_windows`` (onnxruntime has
+convolutions and all average pools go through the slice form of ``nn_windows`` (onnxruntime has
 no float64 Conv/AveragePool kernels, and the contract's divisor is easiest to state exactly).
 Dropout's mask is the counter-based hash of the contract in uint32 arithmetic (onnxruntime's uint32
 Mul wraps mod 2**32); below opset 18, which has no BitwiseXor, ``x ^ y`` is computed bit by bit.
@@ -21,7 +21,7 @@ from graphforge import dtypes as _dt
 from graphforge.ir.dims import dim_product
 
 from .lower import lowers, reduce
-from .lower_windows import avg_divisor, conv_by_slices, dilate, pad_or_crop, pool_pads, windows
+from .nn_windows import avg_divisor, conv_by_slices, dilate, pad_or_crop, pool_pads, windows
 
 __all__: list[str] = []
 

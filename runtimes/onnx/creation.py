@@ -1,0 +1,31 @@
+"""ONNX lowerings of the creation ops (``graphforge/ops/creation.py``)."""
+from __future__ import annotations
+
+
+import numpy as np
+
+
+from .lower import lowers
+
+__all__: list[str] = []
+
+
+# ---- creation ----------------------------------------------------------------------------------------------
+
+@lowers("constant")
+def _constant(ctx, args, attrs):
+    return [ctx.const(np.asarray(attrs["value"]), ctx.out_types[0].dtype)]
+
+
+@lowers("arange")
+def _arange(ctx, args, attrs):
+    values = np.arange(attrs["start"], attrs["stop"], attrs["step"])
+    return [ctx.const(values, ctx.out_types[0].dtype)]
+
+
+@lowers("one_hot")
+def _one_hot(ctx, args, attrs):
+    idx = ctx.cast(args[0], "int64") if ctx.in_types[0].dtype != "int64" else args[0]
+    idx = ctx.op("Unsqueeze", [idx, ctx.ints([-1])])
+    hit = ctx.op("Equal", [idx, ctx.const(np.arange(attrs["num_classes"], dtype=np.int64))])
+    return [ctx.cast(hit, ctx.out_types[0].dtype)]

@@ -1,0 +1,35 @@
+"""ONNX lowerings of the linalg ops (``graphforge/ops/linalg.py``)."""
+from __future__ import annotations
+
+
+
+from graphforge import dtypes as _dt
+
+from .lower import lowers
+from .elementwise import activation
+
+__all__: list[str] = []
+
+
+# ---- linear algebra --------------------------------------------------------------------------------------
+
+@lowers("matmul")
+def _matmul(ctx, args, attrs):
+    return [ctx.op("MatMul", args)]
+
+
+@lowers("linear")
+def _linear(ctx, args, attrs):
+    x, w = args[0], args[1]
+    xt, dtype = ctx.in_types[0], ctx.out_types[0].dtype
+    bias = args[2] if len(args) > 2 else None
+    transpose_b = attrs.get("transpose_b", True)
+    if xt.rank == 2 and _dt.is_float(dtype):
+        inputs = [x, w] + ([bias] if bias is not None else [])
+        y = ctx.op("Gemm", inputs, transB=int(transpose_b))
+    else:
+        wt = (ctx.transposed_param(w) or ctx.transpose(w, [1, 0])) if transpose_b else w
+        y = ctx.op("MatMul", [x, wt])
+        if bias is not None:
+            y = ctx.op("Add", [y, bias])
+    return [activation(ctx, y, attrs.get("activation", "none"), dtype)]

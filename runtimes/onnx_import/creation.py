@@ -1,0 +1,84 @@
+"""Importers for ONNX constant-making ops onto ``graphforge/ops/creation.py``: Constant, ConstantOfShape, Range, OneHot, EyeLike."""
+from __future__ import annotations
+
+import numpy as np
+from onnx import numpy_helper
+
+from graphforge.dtypes import from_numpy_dtype
+
+from .importer import attrs_of, importer, Known, unsupported
+
+__all__: list[str] = []
+
+
+# ---- constants and shapes -----------------------------------------------------------------------
+@importer("Constant")
+def _constant(ctx, node):
+    a = attrs_of(node)
+    if "value" in a:
+        return [numpy_helper.to_array(a["value"])]
+    for k, dt in (("value_float", np.float32), ("value_int", np.int64)):
+        if k in a:
+            return [np.array(a[k], dtype=dt)]
+    for k, dt in (("value_floats", np.float32), ("value_ints", np.int64)):
+        if k in a:
+            return [np.array(list(a[k]), dtype=dt)]
+    unsupported(node, f"constant attribute {sorted(a)} is not supported")
+
+
+@importer("ConstantOfShape")
+def _cos(ctx, node):
+    shape = [int(i) for i in ctx.need_const(node, 0, "shape")]
+    a = attrs_of(node)
+    val = numpy_helper.to_array(a["value"]).reshape(-1)[0] if "value" in a else np.float32(0)
+    return [np.full(shape, val, dtype=np.asarray(val).dtype)]
+
+
+@importer("Range")
+def _range(ctx, node):
+    s, l, d = (np.asarray(ctx.need_const(node, i, n)).reshape(()) for i, n in
+               enumerate(("start", "limit", "delta")))
+    dt = np.asarray(s).dtype
+    # ONNX: n = max(ceil((limit - start) / delta), 0), element i = start + i * delta (in the input dtype)
+    n = max(int(np.ceil((float(l) - float(s)) / float(d))), 0) if float(d) != 0 else 0
+    arr = (s + np.arange(n, dtype=dt) * d).astype(dt) if n else np.zeros((0,), dt)
+    if dt.kind in "iu" and n:  # integer ranges stay an `arange` node (no stored table)
+        v = ctx.emit("arange", [], start=int(s), stop=int(s) + n * int(d), step=int(d),
+                     dtype=from_numpy_dtype(dt))
+        return [Known(v, arr)]
+    return [arr]
+
+
+@importer("OneHot")
+def _onehot(ctx, node):
+    idx = ctx.input(node, 0)
+    depth = int(np.asarray(ctx.need_const(node, 1, "depth")).reshape(-1)[0])
+    vals = ctx.need_const(node, 2, "values")
+    axis = int(attrs_of(node).get("axis", -1))
+    dt = from_numpy_dtype(vals.dtype)
+    idx = ctx.cast(idx, "int64")
+    # negative indices wrap
+    idx = ctx.emit("where", [ctx.emit("less", [idx, ctx.scalar(0, "int64")]),
+                             ctx.emit("add", [idx, ctx.scalar(depth, "int64")]), idx])
+    oh = ctx.emit("one_hot", [idx], num_classes=depth, dtype="bool")
+    y = ctx.emit("where", [oh, ctx.scalar(vals[1], dt), ctx.scalar(vals[0], dt)])
+    rank = len(y.type.shape)
+    if axis % rank != rank - 1:
+        perm = list(range(rank - 1))
+        perm.insert(axis % rank, rank - 1)
+        y = ctx.emit("transpose", [y], perm=perm)
+    return [y]
+
+
+@importer("EyeLike")
+def _eyelike(ctx, node):
+    from .importer import onnx_dtype
+    from graphforge.dtypes import to_numpy_dtype
+
+    x = ctx.input(node, 0)
+    a = attrs_of(node)
+    dt = onnx_dtype(a["dtype"]) if "dtype" in a else x.type.dtype
+    n, m = x.type.shape
+    if not isinstance(n, int) or not isinstance(m, int):
+        unsupported(node, "symbolic dims")
+    return [np.eye(n, m, int(a.get("k", 0)), dtype=to_numpy_dtype(dt))]

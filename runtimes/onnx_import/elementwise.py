@@ -1,0 +1,250 @@
+"""Importers for ONNX elementwise ops (unary/binary math, activations, comparisons, logic, casts) onto ``graphforge/ops/elementwise.py``; the ones graphforge has no op for are small compositions of its ops."""
+from __future__ import annotations
+
+import numpy as np
+
+from graphforge.dtypes import from_numpy_dtype, is_float
+
+from .importer import attrs_of, float_input, ImportContext, importer, onnx_dtype
+
+__all__: list[str] = []
+
+
+# ---- elementwise ------------------------------------------------------------------------------
+_UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Exp": "exp", "Log": "log", "Abs": "abs",
+          "Neg": "neg", "Sqrt": "sqrt", "Reciprocal": "reciprocal", "Sin": "sin", "Cos": "cos", "Erf": "erf",
+          "Sign": "sign", "Softplus": "softplus", "Not": "logical_not"}
+_BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Equal": "equal", "Greater": "greater",
+           "Less": "less", "GreaterOrEqual": "greater_equal", "LessOrEqual": "less_equal",
+           "And": "logical_and", "Or": "logical_or", "Xor": "logical_xor"}
+_VARIADIC = {"Max": "maximum", "Min": "minimum", "Sum": "add", "Mean": "add"}
+
+
+@importer(*_UNARY)
+def _unary(ctx: ImportContext, node):
+    return [ctx.emit(_UNARY[node.op_type], [ctx.input(node, 0)])]
+
+
+@importer(*_BINARY)
+def _binary(ctx: ImportContext, node):
+    return [ctx.emit(_BINARY[node.op_type], [ctx.input(node, 0), ctx.input(node, 1)])]
+
+
+@importer(*_VARIADIC)
+def _variadic(ctx: ImportContext, node):
+    xs = [ctx.input(node, i) for i in range(len(node.input)) if node.input[i]]
+    acc = xs[0]
+    for x in xs[1:]:
+        acc = ctx.emit(_VARIADIC[node.op_type], [acc, x])
+    if node.op_type == "Mean" and len(xs) > 1:
+        acc = ctx.emit("div", [acc, ctx.scalar(len(xs), acc.type.dtype)])
+    return [acc]
+
+
+@importer("Pow")
+def _pow(ctx, node):
+    x, y = ctx.input(node, 0), ctx.input(node, 1)
+    return [ctx.emit("pow", [x, ctx.cast(y, x.type.dtype)])]
+
+
+@importer("Identity")
+def _identity(ctx, node):
+    c = ctx.const(node.input[0])
+    return [c if c is not None else ctx.input(node, 0)]
+
+
+@importer("LeakyRelu")
+def _leaky(ctx, node):
+    return [ctx.emit("leaky_relu", [ctx.input(node, 0)], alpha=float(attrs_of(node).get("alpha", 0.01)))]
+
+
+@importer("Elu", "Selu", "Celu")
+def _elu(ctx, node):
+    a = attrs_of(node)
+    x = ctx.input(node, 0)
+    dt = x.type.dtype
+    if node.op_type == "Celu":
+        alpha = float(a.get("alpha", 1.0))
+        neg = ctx.emit("mul", [ctx.scalar(alpha, dt), ctx.emit("sub", [ctx.emit("exp", [ctx.emit("div", [x, ctx.scalar(alpha, dt)])]), ctx.scalar(1, dt)])])
+        return [ctx.emit("add", [ctx.emit("relu", [x]), ctx.emit("minimum", [ctx.scalar(0, dt), neg])])]
+    alpha = float(a.get("alpha", 1.0 if node.op_type == "Elu" else 1.67326319217681884765625))
+    gamma = float(a.get("gamma", 1.05070102214813232421875)) if node.op_type == "Selu" else 1.0
+    neg = ctx.emit("mul", [ctx.scalar(alpha, dt), ctx.emit("sub", [ctx.emit("exp", [x]), ctx.scalar(1, dt)])])
+    y = ctx.emit("where", [ctx.emit("greater", [x, ctx.scalar(0, dt)]), x, neg])
+    if gamma != 1.0:
+        y = ctx.emit("mul", [y, ctx.scalar(gamma, dt)])
+    return [y]
+
+
+@importer("HardSigmoid", "HardSwish")
+def _hard(ctx, node):
+    a = attrs_of(node)
+    x = ctx.input(node, 0)
+    dt = x.type.dtype
+    alpha = float(a.get("alpha", 0.2 if node.op_type == "HardSigmoid" else 1 / 6))
+    beta = float(a.get("beta", 0.5))
+    y = ctx.emit("clip", [ctx.emit("add", [ctx.emit("mul", [x, ctx.scalar(alpha, dt)]), ctx.scalar(beta, dt)])],
+                 min=0.0, max=1.0)
+    return [y if node.op_type == "HardSigmoid" else ctx.emit("mul", [x, y])]
+
+
+@importer("Softsign")
+def _softsign(ctx, node):
+    x = ctx.input(node, 0)
+    return [ctx.emit("div", [x, ctx.emit("add", [ctx.emit("abs", [x]), ctx.scalar(1, x.type.dtype)])])]
+
+
+@importer("ThresholdedRelu")
+def _trelu(ctx, node):
+    x = ctx.input(node, 0)
+    dt = x.type.dtype
+    alpha = float(attrs_of(node).get("alpha", 1.0))
+    return [ctx.emit("where", [ctx.emit("greater", [x, ctx.scalar(alpha, dt)]), x, ctx.scalar(0, dt)])]
+
+
+@importer("PRelu")
+def _prelu(ctx, node):
+    x, slope = ctx.input(node, 0), ctx.input(node, 1)
+    dt = x.type.dtype
+    xs, ss = x.type.shape, slope.type.shape
+    if len(ss) == 1 and len(xs) > 2 and ss[0] == xs[1] and ss[0] != xs[-1]:
+        # PRelu-1/6 (and converters targeting them): a (C,) slope is per channel, not right-aligned
+        slope = ctx.emit("reshape", [slope], shape=[-1] + [1] * (len(xs) - 2))
+    return [ctx.emit("where", [ctx.emit("less", [x, ctx.scalar(0, dt)]), ctx.emit("mul", [x, slope]), x])]
+
+
+@importer("Gelu")
+def _gelu(ctx, node):
+    approx = attrs_of(node).get("approximate", "none")
+    return [ctx.emit("gelu", [ctx.input(node, 0)], approximate=approx)]
+
+
+@importer("Clip")
+def _clip(ctx, node):
+    a = attrs_of(node)
+    x = ctx.input(node, 0)
+    if ctx.opset < 11:
+        lo, hi = a.get("min"), a.get("max")
+    else:
+        lo = float(ctx.need_const(node, 1, "min")) if ctx.has(node, 1) else None
+        hi = float(ctx.need_const(node, 2, "max")) if ctx.has(node, 2) else None
+    if not is_float(x.type.dtype):
+        y = x
+        if lo is not None:
+            y = ctx.emit("maximum", [y, ctx.scalar(lo, x.type.dtype)])
+        if hi is not None:
+            y = ctx.emit("minimum", [y, ctx.scalar(hi, x.type.dtype)])
+        return [y]
+    return [ctx.emit("clip", [x], min=lo, max=hi)]
+
+
+@importer("Where")
+def _where(ctx, node):
+    return [ctx.emit("where", [ctx.input(node, 0), ctx.input(node, 1), ctx.input(node, 2)])]
+
+
+@importer("Cast")
+def _cast(ctx, node):
+    to = onnx_dtype(attrs_of(node)["to"])
+    x = ctx.input(node, 0)
+    if x.type.dtype == "bool" and to != "bool" or to == x.type.dtype:
+        return [ctx.emit("cast", [x], dtype=to)] if to != x.type.dtype else [x]
+    return [ctx.emit("cast", [x], dtype=to)]
+
+
+@importer("CastLike")
+def _castlike(ctx, node):
+    like = ctx.const(node.input[1])
+    dt = from_numpy_dtype(like.dtype) if like is not None else ctx.input(node, 1).type.dtype
+    c = ctx.const(node.input[0])
+    if c is not None:  # only the dtype of `target_type` matters: the result stays static
+        from graphforge.dtypes import to_numpy_dtype
+        return [np.asarray(c).astype(to_numpy_dtype(dt))]
+    return [ctx.cast(ctx.input(node, 0), dt)]
+
+
+@importer("Tan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh")
+def _trig(ctx: ImportContext, node):
+    x, dt = float_input(ctx, node)
+    e = ctx.emit
+    one = ctx.scalar(1, dt)
+    half = ctx.scalar(0.5, dt)
+    t = node.op_type
+    if t == "Tan":
+        return [e("div", [e("sin", [x]), e("cos", [x])])]
+    if t in ("Sinh", "Cosh"):
+        a, b = e("exp", [x]), e("exp", [e("neg", [x])])
+        return [e("mul", [e("sub" if t == "Sinh" else "add", [a, b]), half])]
+    if t == "Asinh":
+        return [e("log", [e("add", [x, e("sqrt", [e("add", [e("mul", [x, x]), one])])])])]
+    if t == "Acosh":
+        return [e("log", [e("add", [x, e("sqrt", [e("sub", [e("mul", [x, x]), one])])])])]
+    return [e("mul", [half, e("log", [e("div", [e("add", [one, x]), e("sub", [one, x])])])])]
+
+
+@importer("Swish", "Mish")
+def _swish(ctx, node):
+    x, dt = float_input(ctx, node)
+    if node.op_type == "Mish":
+        return [ctx.emit("mul", [x, ctx.emit("tanh", [ctx.emit("softplus", [x])])])]
+    alpha = float(attrs_of(node).get("alpha", 1.0))
+    if alpha == 1.0:
+        return [ctx.emit("silu", [x])]
+    return [ctx.emit("mul", [x, ctx.emit("sigmoid", [ctx.emit("mul", [x, ctx.scalar(alpha, dt)])])])]
+
+
+@importer("Shrink")
+def _shrink(ctx, node):
+    x, dt = float_input(ctx, node)
+    a = attrs_of(node)
+    lambd, bias = float(a.get("lambd", 0.5)), float(a.get("bias", 0.0))
+    e = ctx.emit
+    lo = e("add", [x, ctx.scalar(bias, dt)])
+    hi = e("sub", [x, ctx.scalar(bias, dt)])
+    zero = ctx.scalar(0, dt)
+    return [e("where", [e("less", [x, ctx.scalar(-lambd, dt)]), lo,
+                        e("where", [e("greater", [x, ctx.scalar(lambd, dt)]), hi, zero])])]
+
+
+@importer("IsNaN", "IsInf")
+def _isnan(ctx, node):
+    x = ctx.input(node, 0)
+    if node.op_type == "IsNaN":
+        return [ctx.emit("not_equal", [x, x])]
+    a = attrs_of(node)
+    pos, neg = int(a.get("detect_positive", 1)), int(a.get("detect_negative", 1))
+    dt = x.type.dtype
+    outs = []
+    if pos:
+        outs.append(ctx.emit("equal", [x, ctx.scalar(np.inf, dt)]))
+    if neg:
+        outs.append(ctx.emit("equal", [x, ctx.scalar(-np.inf, dt)]))
+    if not outs:
+        return [ctx.emit("less", [x, ctx.scalar(-np.inf, dt)])]  # all False, NaN included
+    return [outs[0] if len(outs) == 1 else ctx.emit("logical_or", outs)]
+
+
+@importer("Mod")
+def _mod(ctx: ImportContext, node):
+    """Integer: exact (truncating div, sign fix-up for fmod=0). Float (fmod=1): a - trunc(a/b)*b with
+    trunc through an int64 cast (exact for |a/b| < 2**63)."""
+    a, b = ctx.input(node, 0), ctx.input(node, 1)
+    fmod = int(attrs_of(node).get("fmod", 0))
+    dt = a.type.dtype
+    e = ctx.emit
+    if is_float(dt):
+        q = e("div", [a, b])
+        t = e("cast", [e("cast", [q], dtype="int64")], dtype=dt)
+        if not fmod:
+            t = e("where", [e("greater", [t, q]), e("sub", [t, ctx.scalar(1, dt)]), t])
+        return [e("sub", [a, e("mul", [t, b])])]
+    if a.type.shape != b.type.shape:  # explicit broadcast: keeps integer div lowerings simple
+        shape = e("add", [a, b]).type.shape
+        a = e("broadcast_to", [a], shape=list(shape)) if a.type.shape != shape else a
+        b = e("broadcast_to", [b], shape=list(shape)) if b.type.shape != shape else b
+    r = e("sub", [a, e("mul", [e("div", [a, b]), b])])
+    if fmod:
+        return [r]
+    zero = ctx.scalar(0, dt)
+    fix = e("logical_and", [e("not_equal", [r, zero]), e("not_equal", [e("less", [r, zero]), e("less", [b, zero])])])
+    return [e("where", [fix, e("add", [r, b]), r])]

@@ -1,0 +1,362 @@
+"""Importers for ONNX neural-network ops onto ``graphforge/ops/nn_ops.py``: Conv/ConvTranspose, pools, Batch/Layer/Instance/Group/RMS/Lp/MeanVariance normalisation, LRN, Dropout and the NegativeLogLikelihood/SoftmaxCrossEntropy losses (``nn_attention.py``: Attention; ``nn_resize.py``: Resize/Upsample)."""
+from __future__ import annotations
+
+import numpy as np
+
+from graphforge.dtypes import is_float
+
+from .importer import attrs_of, float_input, importer, unsupported
+
+__all__: list[str] = []
+
+
+def _spatial(ctx, node, x, kernel, strides, dilations, pads, auto_pad):
+    shape = x.type.shape
+    if len(shape) != 4:
+        unsupported(node, f"only 2-D (NCHW) inputs are supported, got rank {len(shape)}")
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        pads = [0, 0, 0, 0]
+        for i in range(2):
+            size = shape[2 + i]
+            if not isinstance(size, int):
+                unsupported(node, "auto_pad with a symbolic spatial dim")
+            out = -(-size // strides[i])
+            total = max((out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - size, 0)
+            small, big = total // 2, total - total // 2
+            pads[i], pads[2 + i] = (small, big) if auto_pad == "SAME_UPPER" else (big, small)
+    elif auto_pad == "VALID":
+        pads = [0, 0, 0, 0]
+    return pads
+
+
+@importer("Conv")
+def _conv(ctx, node):
+    a = attrs_of(node)
+    x, w = ctx.input(node, 0), ctx.input(node, 1)
+    one_d = len(w.type.shape) == 3
+    if one_d:  # 1-D conv as a 2-D conv over (N, C, 1, W)
+        x, w = ctx.emit("unsqueeze", [x], axes=[2]), ctx.emit("unsqueeze", [w], axes=[2])
+        a = _as_2d(a)
+    if len(w.type.shape) != 4:
+        unsupported(node, f"only 1-D and 2-D convolutions are supported (weight rank {len(w.type.shape)})")
+    kernel = list(a.get("kernel_shape", w.type.shape[2:]))
+    strides = list(a.get("strides", [1, 1]))
+    dil = list(a.get("dilations", [1, 1]))
+    pads = _spatial(ctx, node, x, kernel, strides, dil, list(a.get("pads", [0, 0, 0, 0])), a.get("auto_pad", "NOTSET"))
+    ins = [x, w] + ([ctx.input(node, 2)] if ctx.has(node, 2) else [])
+    y = ctx.emit("conv2d", ins, strides=strides, pads=pads, dilations=dil, groups=int(a.get("group", 1)))
+    return [ctx.emit("squeeze", [y], axes=[2]) if one_d else y]
+
+
+def _as_2d(a: dict) -> dict:
+    """Attributes of a 1-D conv/pool rewritten for the (1, W) 2-D form."""
+    a = dict(a)
+    for k, fill in (("kernel_shape", 1), ("strides", 1), ("dilations", 1)):
+        if k in a:
+            a[k] = [fill] + list(a[k])
+    if "pads" in a:
+        a["pads"] = [0, a["pads"][0], 0, a["pads"][1]]
+    return a
+
+
+@importer("ConvTranspose")
+def _conv_t(ctx, node):
+    a = attrs_of(node)
+    x, w = ctx.input(node, 0), ctx.input(node, 1)
+    if len(w.type.shape) != 4:
+        unsupported(node, "only 2-D transposed convolutions are supported")
+    if "output_shape" in a or a.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        unsupported(node, "output_shape / SAME auto_pad are not supported")
+    ins = [x, w] + ([ctx.input(node, 2)] if ctx.has(node, 2) else [])
+    return [ctx.emit("conv_transpose2d", ins, strides=list(a.get("strides", [1, 1])),
+                     pads=list(a.get("pads", [0, 0, 0, 0])), dilations=list(a.get("dilations", [1, 1])),
+                     groups=int(a.get("group", 1)), output_padding=list(a.get("output_padding", [0, 0])))]
+
+
+@importer("MaxPool", "AveragePool")
+def _pool(ctx, node):
+    a = attrs_of(node)
+    x = ctx.input(node, 0)
+    if len(node.output) > 1 and node.output[1]:
+        unsupported(node, "the Indices output is not supported")
+    if len(a["kernel_shape"]) == 1:
+        x = ctx.emit("unsqueeze", [x], axes=[2])
+        a = _as_2d(a)
+        ys = _pool2d(ctx, node, x, a)
+        return [ctx.emit("squeeze", [ys], axes=[2])]
+    return [_pool2d(ctx, node, x, a)]
+
+
+def _pool2d(ctx, node, x, a):
+    kernel = list(a["kernel_shape"])
+    if len(kernel) != 2:
+        unsupported(node, "only 2-D pooling is supported")
+    strides = list(a.get("strides", [1, 1]))
+    dil = list(a.get("dilations", [1, 1]))
+    if dil != [1, 1]:
+        unsupported(node, "dilated pooling is not supported")
+    if int(a.get("storage_order", 0)):
+        unsupported(node, "storage_order=1")
+    pads = _spatial(ctx, node, x, kernel, strides, dil, list(a.get("pads", [0, 0, 0, 0])), a.get("auto_pad", "NOTSET"))
+    ceil = bool(int(a.get("ceil_mode", 0)))
+    include = bool(int(a.get("count_include_pad", 0)))
+    if node.op_type == "AveragePool" and not any(pads) and list(kernel) == list(x.type.shape[2:]):
+        return ctx.emit("global_avg_pool2d", [x])  # one window over the whole image (ResNet/Inception heads)
+    big = any(pads[i] > kernel[i % 2] // 2 for i in range(4))
+    if big and not ceil and (node.op_type == "MaxPool" or include):
+        # pads wider than half the kernel: pad explicitly (-inf for max, 0 counted for average)
+        fill = -np.inf if node.op_type == "MaxPool" else 0.0
+        if node.op_type == "MaxPool" and not x.type.dtype.startswith(("float", "bfloat")):
+            unsupported(node, "integer max pool with pads wider than half the kernel")
+        x = ctx.emit("pad", [x], pads=[0, 0, 0, 0, pads[0], pads[2], pads[1], pads[3]], value=fill)
+        pads = [0, 0, 0, 0]
+    if node.op_type == "MaxPool":
+        return ctx.emit("max_pool2d", [x], kernel=kernel, strides=strides, pads=pads, ceil_mode=ceil)
+    return ctx.emit("avg_pool2d", [x], kernel=kernel, strides=strides, pads=pads, ceil_mode=ceil,
+                    count_include_pad=include)
+
+
+@importer("GlobalAveragePool", "GlobalMaxPool")
+def _gpool(ctx, node):
+    x = ctx.input(node, 0)
+    rank = len(x.type.shape)
+    if node.op_type == "GlobalAveragePool" and rank == 4:
+        return [ctx.emit("global_avg_pool2d", [x])]
+    op = "mean" if node.op_type == "GlobalAveragePool" else "max"
+    return [ctx.emit(op, [x], axes=list(range(2, rank)), keepdims=True)]
+
+
+@importer("BatchNormalization")
+def _bn(ctx, node):
+    a = attrs_of(node)
+    if int(a.get("training_mode", 0)) or len([o for o in node.output if o]) > 1:
+        unsupported(node, "training-mode BatchNormalization (extra outputs) is not supported on import")
+    ins = [ctx.input(node, i) for i in range(5)]
+    return [ctx.emit("batch_norm", ins, eps=float(a.get("epsilon", 1e-5)), training=False)]
+
+
+@importer("LayerNormalization")
+def _ln(ctx, node):
+    a = attrs_of(node)
+    x = ctx.input(node, 0)
+    axis = int(a.get("axis", -1))
+    if int(a.get("stash_type", 1)) != 1 or x.type.dtype != "float32":
+        return _ln_decomposed(ctx, node, x, axis, float(a.get("epsilon", 1e-5)), int(a.get("stash_type", 1)))
+    extra = []
+    if len([o for o in node.output if o]) > 1:  # Mean / InvStdDev requested: computed beside layer_norm
+        extra = _ln_decomposed(ctx, node, x, axis, float(a.get("epsilon", 1e-5)), 1)[1:]
+    scale = ctx.input(node, 1)
+    want = tuple(x.type.shape[axis:])
+    if tuple(scale.type.shape) != want:
+        scale = ctx.emit("broadcast_to", [scale], shape=list(want))
+    ins = [x, scale]
+    if ctx.has(node, 2):
+        b = ctx.input(node, 2)
+        ins.append(b if tuple(b.type.shape) == want else ctx.emit("broadcast_to", [b], shape=list(want)))
+    return [ctx.emit("layer_norm", ins, axis=axis, eps=float(a.get("epsilon", 1e-5)))] + extra
+
+
+@importer("LRN")
+def _lrn(ctx, node):
+    """y = x / (bias + alpha/size * sum_{window over C} x^2) ** beta.
+
+    The channel-window sum is one ``conv2d`` over x² viewed as (N, 1, C, H·W) with a (1, 1, size, 1)
+    kernel filled with alpha/size (padded (size-1)//2 before, the rest after), so the whole op is seven
+    nodes that every back end runs natively."""
+    a = attrs_of(node)
+    x = ctx.input(node, 0)
+    size = int(a["size"])
+    alpha, beta, bias = float(a.get("alpha", 1e-4)), float(a.get("beta", 0.75)), float(a.get("bias", 1.0))
+    shape = x.type.shape
+    if len(shape) < 3 or not all(isinstance(d, int) for d in shape[1:]):
+        unsupported(node, "LRN needs static channel and spatial dims (N, C, ...)")
+    dt = x.type.dtype
+    c, rest = shape[1], int(np.prod(shape[2:], dtype=np.int64))
+    lo = (size - 1) // 2
+    sq = ctx.emit("reshape", [ctx.emit("mul", [x, x])], shape=[shape[0], 1, c, rest])
+    npdt = np.float32 if dt in ("float16", "bfloat16") else np.dtype(dt)
+    w = ctx.cast(ctx.materialize(np.full((1, 1, size, 1), alpha / size, npdt), "lrn_window"), dt)
+    acc = ctx.emit("conv2d", [sq, w], strides=[1, 1], pads=[lo, 0, size - 1 - lo, 0], dilations=[1, 1], groups=1)
+    den = ctx.emit("add", [ctx.emit("reshape", [acc], shape=list(shape)), ctx.scalar(bias, dt)])
+    return [ctx.emit("div", [x, ctx.emit("pow", [den, ctx.scalar(beta, dt)])])]
+
+
+def _ln_decomposed(ctx, node, x, axis, eps, stash):
+    """LayerNormalization with its Mean / InvStdDev outputs (computed in float32 when stash_type=1)."""
+    dt = x.type.dtype
+    rank = len(x.type.shape)
+    axes = list(range(axis % rank, rank))
+    xc = ctx.cast(x, "float32") if stash == 1 else x
+    cdt = xc.type.dtype
+    mean = ctx.emit("mean", [xc], axes=axes, keepdims=True)
+    d = ctx.emit("sub", [xc, mean])
+    var = ctx.emit("mean", [ctx.emit("mul", [d, d])], axes=axes, keepdims=True)
+    inv = ctx.emit("rsqrt", [ctx.emit("add", [var, ctx.scalar(eps, cdt)])])
+    y = ctx.cast(ctx.emit("mul", [d, inv]), dt)
+    y = ctx.emit("mul", [y, ctx.input(node, 1)])
+    if ctx.has(node, 2):
+        y = ctx.emit("add", [y, ctx.input(node, 2)])
+    return [y, mean, inv]
+
+
+@importer("Dropout")
+def _dropout(ctx, node):
+    """Inference: identity. Training mode (``training_mode`` a constant true): graphforge's own
+    ``dropout`` op, its mask seeded by the ``seed`` attribute. The kept/dropped pattern therefore differs
+    from onnxruntime's RNG, but it is a proper dropout and reproducible on every graphforge back end."""
+    x = ctx.input(node, 0)
+    training = ctx.has(node, 2) and bool(np.asarray(ctx.need_const(node, 2, "training_mode")).item())
+    want_mask = len(node.output) > 1 and bool(node.output[1])
+    if not training:
+        outs = [x]
+        if want_mask:
+            outs.append(np.ones(x.type.shape, dtype=bool) if all(isinstance(d, int) for d in x.type.shape)
+                        else ctx.emit("broadcast_to", [ctx.scalar(True, "bool")], shape=list(x.type.shape)))
+        return outs
+    if not is_float(x.type.dtype):
+        unsupported(node, f"training-mode Dropout of a {x.type.dtype} tensor")
+    a = attrs_of(node)
+    ratio = float(np.asarray(ctx.need_const(node, 1, "ratio")).reshape(())) if ctx.has(node, 1) else \
+        float(a.get("ratio", 0.5))
+    key = ctx.scalar(int(a.get("seed", 0)) % (1 << 32), "uint32")
+    y = ctx.emit("dropout", [x, key], p=ratio)
+    outs = [y]
+    if want_mask:  # the same key on a tensor of ones: kept elements are exactly the non-zero ones
+        ones = ctx.emit("broadcast_to", [ctx.scalar(1, x.type.dtype)], shape=list(x.type.shape))
+        kept = ctx.emit("dropout", [ones, key], p=ratio)
+        outs.append(ctx.emit("not_equal", [kept, ctx.scalar(0, x.type.dtype)]))
+    return outs
+
+
+@importer("LpNormalization")
+def _lpnorm(ctx, node):
+    x, dt = float_input(ctx, node)
+    a = attrs_of(node)
+    axis, p = int(a.get("axis", -1)), int(a.get("p", 2))
+    if p == 1:
+        n = ctx.emit("sum", [ctx.emit("abs", [x])], axes=[axis], keepdims=True)
+    elif p == 2:
+        n = ctx.emit("sqrt", [ctx.emit("sum", [ctx.emit("mul", [x, x])], axes=[axis], keepdims=True)])
+    else:
+        unsupported(node, f"p={p}")
+    zero = ctx.scalar(0, dt)
+    safe = ctx.emit("where", [ctx.emit("equal", [n, zero]), ctx.scalar(1, dt), n])
+    return [ctx.emit("where", [ctx.emit("equal", [n, zero]), zero, ctx.emit("div", [x, safe])])]
+
+
+def _normalize(ctx, x, axes, eps, dt):
+    """(x - mean) / sqrt(var + eps) over ``axes`` plus mean and inv-std (keepdims)."""
+    mean = ctx.emit("mean", [x], axes=axes, keepdims=True)
+    d = ctx.emit("sub", [x, mean])
+    var = ctx.emit("mean", [ctx.emit("mul", [d, d])], axes=axes, keepdims=True)
+    inv = ctx.emit("rsqrt", [ctx.emit("add", [var, ctx.scalar(eps, dt)])])
+    return ctx.emit("mul", [d, inv]), mean, inv
+
+
+def _channel_affine(ctx, y, scale, bias, rank):
+    shape = [-1] + [1] * (rank - 2)
+    y = ctx.emit("mul", [y, ctx.emit("reshape", [scale], shape=shape)])
+    return ctx.emit("add", [y, ctx.emit("reshape", [bias], shape=shape)])
+
+
+@importer("InstanceNormalization")
+def _instnorm(ctx, node):
+    x, dt = float_input(ctx, node)
+    rank = len(x.type.shape)
+    y, _, _ = _normalize(ctx, x, list(range(2, rank)), float(attrs_of(node).get("epsilon", 1e-5)), dt)
+    return [_channel_affine(ctx, y, ctx.input(node, 1), ctx.input(node, 2), rank)]
+
+
+@importer("GroupNormalization")
+def _groupnorm(ctx, node):
+    x, dt = float_input(ctx, node)
+    a = attrs_of(node)
+    groups = int(a["num_groups"])
+    shape = list(x.type.shape)
+    rank = len(shape)
+    if ctx.opset < 21:
+        unsupported(node, "opset-18 GroupNormalization (per-group scale) is not supported")
+    c = shape[1]
+    if not isinstance(c, int):
+        unsupported(node, "symbolic channel dim")
+    xg = ctx.emit("reshape", [x], shape=[shape[0], groups, -1])
+    y, _, _ = _normalize(ctx, xg, [2], float(a.get("epsilon", 1e-5)), dt)
+    y = ctx.emit("reshape", [y], shape=shape)
+    return [_channel_affine(ctx, y, ctx.input(node, 1), ctx.input(node, 2), rank)]
+
+
+@importer("MeanVarianceNormalization")
+def _mvn(ctx, node):
+    x, dt = float_input(ctx, node)
+    axes = [int(i) for i in attrs_of(node).get("axes", [0, 2, 3])]
+    mean = ctx.emit("mean", [x], axes=axes, keepdims=True)
+    d = ctx.emit("sub", [x, mean])
+    var = ctx.emit("mean", [ctx.emit("mul", [d, d])], axes=axes, keepdims=True)
+    return [ctx.emit("div", [d, ctx.emit("add", [ctx.emit("sqrt", [var]), ctx.scalar(1e-9, dt)])])]
+
+
+@importer("RMSNormalization")
+def _rmsnorm(ctx, node):
+    x, dt = float_input(ctx, node)
+    a = attrs_of(node)
+    rank = len(x.type.shape)
+    axis = int(a.get("axis", -1)) % rank
+    stash = int(a.get("stash_type", 1))
+    xc = ctx.cast(x, "float32") if stash == 1 and dt != "float32" else x
+    cdt = xc.type.dtype
+    ms = ctx.emit("mean", [ctx.emit("mul", [xc, xc])], axes=list(range(axis, rank)), keepdims=True)
+    y = ctx.emit("mul", [xc, ctx.emit("rsqrt", [ctx.emit("add", [ms, ctx.scalar(float(a.get("epsilon", 1e-5)), cdt)])])])
+    y = ctx.cast(y, dt)
+    return [ctx.emit("mul", [y, ctx.input(node, 1)])]
+
+
+def _nll(ctx, node, logp, target, weight, a):
+    """Negative log-likelihood of integer ``target`` under ``logp`` (N, C, d...) with ONNX reductions."""
+    e = ctx.emit
+    dt = logp.type.dtype
+    rank = len(logp.type.shape)
+    c = logp.type.shape[1]
+    if not isinstance(c, int):
+        unsupported(node, "symbolic class dim")
+    t = ctx.cast(target, "int64")
+    ignore = a.get("ignore_index")
+    mask = None
+    if ignore is not None:
+        mask = e("not_equal", [t, ctx.scalar(int(ignore), "int64")])
+        t = e("where", [mask, t, ctx.scalar(0, "int64")])
+    oh = e("one_hot", [t], num_classes=c, dtype=dt)  # (N, d..., C)
+    if rank > 2:
+        oh = e("transpose", [oh], perm=[0, rank - 1] + list(range(1, rank - 1)))
+    picked = e("sum", [e("mul", [oh, logp])], axes=[1], keepdims=False)
+    w = e("gather", [weight, t], axis=0) if weight is not None else None
+    if mask is not None:
+        m = e("cast", [mask], dtype=dt)
+        w = m if w is None else e("mul", [w, m])
+    loss = e("neg", [picked])
+    if w is not None:
+        loss = e("mul", [loss, w])
+    red = a.get("reduction", "mean")
+    if red == "none":
+        return loss
+    total = e("sum", [loss], axes=None, keepdims=False)
+    if red == "sum":
+        return total
+    if w is None:
+        return e("mean", [loss], axes=None, keepdims=False)
+    return e("div", [total, e("sum", [w], axes=None, keepdims=False)])
+
+
+@importer("NegativeLogLikelihoodLoss")
+def _nll_loss(ctx, node):
+    a = attrs_of(node)
+    w = ctx.input(node, 2) if ctx.has(node, 2) else None
+    return [_nll(ctx, node, ctx.input(node, 0), ctx.input(node, 1), w, a)]
+
+
+@importer("SoftmaxCrossEntropyLoss")
+def _sce(ctx, node):
+    a = attrs_of(node)
+    scores = ctx.input(node, 0)
+    logp = ctx.emit("log_softmax", [scores], axis=1)
+    w = ctx.input(node, 2) if ctx.has(node, 2) else None
+    return [_nll(ctx, node, logp, ctx.input(node, 1), w, a), logp]

@@ -1,0 +1,388 @@
+"""Importers for ONNX shape ops onto ``graphforge/ops/shape_ops.py``: Shape/Size (folded at import when static), Reshape/Flatten/Transpose/Squeeze/Unsqueeze, Concat/Split/Slice, Gather/GatherElements/GatherND, ScatterElements/ScatterND, Expand/Tile/Pad, Trilu, Depth/SpaceToDepth."""
+from __future__ import annotations
+
+import numpy as np
+
+from graphforge.dtypes import is_float
+
+from .importer import attrs_of, importer, Known, unsupported
+
+__all__: list[str] = []
+
+
+def _static_shape(ctx, node, x) -> list[int]:
+    shape = list(x.type.shape)
+    if not all(isinstance(d, int) for d in shape):
+        unsupported(node, f"shape {x.type} has symbolic dims; only static shapes fold at import time")
+    return shape
+
+
+@importer("Shape")
+def _shape(ctx, node):
+    a = attrs_of(node)
+    name = node.input[0]
+    c = ctx.const(name)
+    shape = list(c.shape) if c is not None else list(ctx.value(name).type.shape)
+    start, end = int(a.get("start", 0)), a.get("end")
+    sel = shape[start:] if end is None else shape[start:int(end)]
+    if all(isinstance(d, int) for d in sel):
+        return [np.array(sel, dtype=np.int64)]
+    x = ctx.value(name)
+    rank = len(shape)
+    parts = []
+    for i in range(rank)[start:None if end is None else int(end)]:
+        parts.append(ctx.emit("reshape", [ctx.emit("dim_size", [x], axes=[i], dtype="int64")], shape=[1]))
+    return [ctx.emit("concat", parts, axis=0) if len(parts) > 1 else parts[0]]
+
+
+@importer("Size")
+def _size(ctx, node):
+    c = ctx.const(node.input[0])
+    if c is not None:
+        return [np.array(c.size, dtype=np.int64)]
+    x = ctx.value(node.input[0])
+    size = ctx.emit("dim_size", [x], axes=list(range(len(x.type.shape))), dtype="int64")
+    if all(isinstance(d, int) for d in x.type.shape):  # static: shape arithmetic can still fold on it
+        return [Known(size, np.array(int(np.prod(x.type.shape, dtype=np.int64)), dtype=np.int64))]
+    return [size]
+
+
+@importer("Reshape")
+def _reshape(ctx, node):
+    x = ctx.input(node, 0)
+    shape = [int(i) for i in ctx.need_const(node, 1, "shape")]
+    allowzero = int(attrs_of(node).get("allowzero", 0))
+    if not allowzero:
+        shape = [x.type.shape[i] if s == 0 else s for i, s in enumerate(shape)]
+    return [ctx.emit("reshape", [x], shape=shape)]
+
+
+@importer("Flatten")
+def _flatten(ctx, node):
+    x = ctx.input(node, 0)
+    rank = len(x.type.shape)
+    axis = int(attrs_of(node).get("axis", 1))
+    axis = axis + rank if axis < 0 else axis
+    if axis == 0:
+        return [ctx.emit("reshape", [x], shape=[1, -1])]
+    y = ctx.emit("flatten", [x], start_axis=axis, end_axis=-1) if axis < rank else x
+    if axis > 1:
+        y = ctx.emit("flatten", [y], start_axis=0, end_axis=axis - 1)
+    if axis == rank:
+        y = ctx.emit("unsqueeze", [y], axes=[-1])
+    return [y]
+
+
+@importer("Transpose")
+def _transpose(ctx, node):
+    perm = attrs_of(node).get("perm")
+    return [ctx.emit("transpose", [ctx.input(node, 0)], perm=list(perm) if perm is not None else None)]
+
+
+def _axes(ctx, node, idx: int):
+    a = attrs_of(node)
+    if "axes" in a:
+        return [int(i) for i in a["axes"]]
+    if ctx.has(node, idx):
+        return [int(i) for i in ctx.need_const(node, idx, "axes").reshape(-1)]
+    return None
+
+
+@importer("Squeeze")
+def _squeeze(ctx, node):
+    return [ctx.emit("squeeze", [ctx.input(node, 0)], axes=_axes(ctx, node, 1))]
+
+
+@importer("Unsqueeze")
+def _unsqueeze(ctx, node):
+    x = ctx.input(node, 0)
+    axes = _axes(ctx, node, 1)
+    out_rank = len(x.type.shape) + len(axes)
+    return [ctx.emit("unsqueeze", [x], axes=sorted(a % out_rank for a in axes))]
+
+
+@importer("Concat")
+def _concat(ctx, node):
+    xs = [ctx.input(node, i) for i in range(len(node.input)) if node.input[i]]
+    return [ctx.emit("concat", xs, axis=int(attrs_of(node)["axis"]))]
+
+
+@importer("Split")
+def _split(ctx, node):
+    a = attrs_of(node)
+    x = ctx.input(node, 0)
+    axis = int(a.get("axis", 0))
+    dim = x.type.shape[axis]
+    if "split" in a:
+        sizes = [int(s) for s in a["split"]]
+    elif ctx.has(node, 1):
+        sizes = [int(s) for s in ctx.need_const(node, 1, "split")]
+    else:
+        if not isinstance(dim, int):
+            unsupported(node, "split of a symbolic dim without explicit sizes")
+        n = int(a.get("num_outputs", len(node.output)))
+        chunk = -(-dim // n)
+        sizes = [chunk] * (dim // chunk) + ([dim % chunk] if dim % chunk else [])
+    outs = ctx.emit_n("split", [x], axis=axis, sizes=sizes)
+    return outs
+
+
+@importer("Slice")
+def _slice(ctx, node):
+    x = ctx.input(node, 0)
+    if ctx.opset < 10:
+        a = attrs_of(node)
+        starts, ends, axes, steps = list(a["starts"]), list(a["ends"]), a.get("axes"), None
+    else:
+        starts = [int(i) for i in ctx.need_const(node, 1, "starts")]
+        ends = [int(i) for i in ctx.need_const(node, 2, "ends")]
+        axes = [int(i) for i in ctx.need_const(node, 3, "axes")] if ctx.has(node, 3) else None
+        steps = [int(i) for i in ctx.need_const(node, 4, "steps")] if ctx.has(node, 4) else None
+    big = 2 ** 63 - 1
+    ends = [min(max(e, -big), big) for e in ends]
+    starts = [min(max(s, -big), big) for s in starts]
+    return [ctx.emit("slice", [x], starts=list(map(int, starts)), ends=list(map(int, ends)),
+                     axes=list(map(int, axes)) if axes is not None else None, steps=steps)]
+
+
+@importer("Gather")
+def _gather(ctx, node):
+    x, idx = ctx.input(node, 0), ctx.input(node, 1)
+    axis = int(attrs_of(node).get("axis", 0))
+    shape = x.type.shape
+    if axis in (0, -len(shape)) and len(shape) >= 2 and is_float(x.type.dtype) and \
+            all(isinstance(d, int) for d in shape[1:]):
+        # rows of a table (token embeddings, …): the embedding op, whose VJP is a scatter_add of rows
+        table = x if len(shape) == 2 else ctx.emit("reshape", [x], shape=[shape[0], -1])
+        y = ctx.emit("embedding", [table, idx])
+        return [y if len(shape) == 2 else ctx.emit("reshape", [y], shape=list(idx.type.shape) + list(shape[1:]))]
+    return [ctx.emit("gather", [x, idx], axis=axis)]
+
+
+@importer("Expand")
+def _expand(ctx, node):
+    x = ctx.input(node, 0)
+    shape = [int(i) for i in ctx.need_const(node, 1, "shape")]
+    xs = list(x.type.shape)
+    rank = max(len(xs), len(shape))
+    xs = [1] * (rank - len(xs)) + xs
+    shape = [1] * (rank - len(shape)) + shape
+    out = [a if b == 1 else b for a, b in zip(xs, shape)]
+    return [ctx.emit("broadcast_to", [x], shape=out)]
+
+
+@importer("Tile")
+def _tile(ctx, node):
+    x = ctx.input(node, 0)
+    reps = [int(i) for i in ctx.need_const(node, 1, "repeats")]
+    for axis, r in enumerate(reps):
+        if r != 1:
+            x = ctx.emit("concat", [x] * r, axis=axis) if r > 0 else ctx.emit("slice", [x], starts=[0], ends=[0], axes=[axis])
+    return [x]
+
+
+@importer("Pad")
+def _pad(ctx, node):
+    a = attrs_of(node)
+    x = ctx.input(node, 0)
+    rank = len(x.type.shape)
+    mode = a.get("mode", "constant")
+    if ctx.opset < 11:
+        pads, value, axes = list(a["pads"]), float(a.get("value", 0.0)), None
+    else:
+        pads = [int(i) for i in ctx.need_const(node, 1, "pads")]
+        value = float(ctx.need_const(node, 2, "constant_value").reshape(-1)[0]) if ctx.has(node, 2) else 0.0
+        axes = [int(i) % rank for i in ctx.need_const(node, 3, "axes")] if ctx.has(node, 3) else None
+    axes = axes if axes is not None else list(range(rank))
+    n = len(axes)
+    full = [0] * (2 * rank)
+    for k, ax in enumerate(axes):
+        full[2 * ax], full[2 * ax + 1] = pads[k], pads[k + n]
+    if mode == "wrap" or mode not in ("constant", "reflect", "edge"):
+        unsupported(node, f"mode {mode!r}")
+    if any(p < 0 for p in full):
+        # negative pads crop
+        starts = [max(-full[2 * i], 0) for i in range(rank)]
+        ends = [(-full[2 * i + 1] if full[2 * i + 1] < 0 else 2 ** 63 - 1) for i in range(rank)]
+        ends = [e if e != 0 else 2 ** 63 - 1 for e in ends]
+        x = ctx.emit("slice", [x], starts=starts, ends=ends, axes=list(range(rank)))
+        full = [max(p, 0) for p in full]
+    if not any(full):
+        return [x]
+    return [ctx.emit("pad", [x], pads=full, mode=mode, value=value)]
+
+
+@importer("Trilu")
+def _trilu(ctx, node):
+    x = ctx.input(node, 0)
+    upper = int(attrs_of(node).get("upper", 1))
+    k = int(np.asarray(ctx.need_const(node, 1, "k")).reshape(-1)[0]) if ctx.has(node, 1) else 0
+    n, m = x.type.shape[-2:]
+    if not isinstance(n, int) or not isinstance(m, int):
+        unsupported(node, "symbolic matrix dims")
+    mask = np.triu(np.ones((n, m), bool), k) if upper else np.tril(np.ones((n, m), bool), k)
+    zero = np.zeros((), dtype=np.dtype(x.type.dtype) if x.type.dtype != "bfloat16" else np.float32)
+    return [ctx.emit("where", [ctx.materialize(mask, "trilu_mask"), x,
+                               ctx.emit("cast", [ctx.materialize(zero)], dtype=x.type.dtype)])]
+
+
+@importer("DepthToSpace", "SpaceToDepth")
+def _d2s(ctx, node):
+    x = ctx.input(node, 0)
+    a = attrs_of(node)
+    b = int(a["blocksize"])
+    n, c, h, w = x.type.shape
+    if node.op_type == "SpaceToDepth":
+        t = ctx.emit("reshape", [x], shape=[n, c, h // b, b, w // b, b])
+        crd = a.get("mode", "DCR") == "CRD"
+        t = ctx.emit("transpose", [t], perm=[0, 1, 3, 5, 2, 4] if crd else [0, 3, 5, 1, 2, 4])
+        return [ctx.emit("reshape", [t], shape=[n, c * b * b, h // b, w // b])]
+    if a.get("mode", "DCR") == "DCR":
+        t = ctx.emit("reshape", [x], shape=[n, b, b, c // (b * b), h, w])
+        t = ctx.emit("transpose", [t], perm=[0, 3, 4, 1, 5, 2])
+    else:
+        t = ctx.emit("reshape", [x], shape=[n, c // (b * b), b, b, h, w])
+        t = ctx.emit("transpose", [t], perm=[0, 1, 4, 2, 5, 3])
+    return [ctx.emit("reshape", [t], shape=[n, c // (b * b), h * b, w * b])]
+
+
+@importer("GatherElements")
+def _gather_elements(ctx, node):
+    x, idx = ctx.input(node, 0), ctx.input(node, 1)
+    rank = len(x.type.shape)
+    axis = int(attrs_of(node).get("axis", 0)) % rank
+    xs, ishape = x.type.shape, idx.type.shape
+    if not all(isinstance(d, int) for d in (*xs, *ishape)):
+        unsupported(node, "symbolic shapes")
+    strides = [int(np.prod(xs[d + 1:], dtype=np.int64)) for d in range(rank)]
+    grid = np.indices(ishape, dtype=np.int64) if ishape else np.zeros((rank,), np.int64)
+    base = sum(grid[d] * strides[d] for d in range(rank) if d != axis)
+    e = ctx.emit
+    i = ctx.cast(idx, "int64")
+    i = e("where", [e("less", [i, ctx.scalar(0, "int64")]), e("add", [i, ctx.scalar(xs[axis], "int64")]), i])
+    flat = e("add", [e("mul", [i, ctx.scalar(strides[axis], "int64")]),
+                     ctx.materialize(np.asarray(base, np.int64), "gather_elements_base")])
+    return [e("gather", [e("reshape", [x], shape=[-1]), flat], axis=0)]
+
+
+# ---- scatters -------------------------------------------------------------------------------------
+def _lowest(dt: str, highest: bool):
+    from graphforge.dtypes import to_numpy_dtype
+
+    npdt = np.dtype(to_numpy_dtype(dt)) if dt != "bfloat16" else np.dtype(np.float32)
+    if npdt.kind == "f":
+        return np.inf if highest else -np.inf
+    info = np.iinfo(npdt)
+    return info.max if highest else info.min
+
+
+def _scatter_rows(ctx, node, data, idx, upd, reduction: str):
+    """``data`` (N, *rest) with rows ``idx`` (U,) (already in [0, N)) combined with ``upd`` (U, *rest).
+
+    add → ``scatter_add``; none → the rows replaced (through two ``scatter_add``s: indices are unique
+    per ONNX); mul/max/min → a dense (U, N) row-match mask reduced over U (exact, O(U·N))."""
+    e = ctx.emit
+    dt = data.type.dtype
+    n, rest = data.type.shape[0], list(data.type.shape[1:])
+    u = idx.type.shape[0]
+    if reduction == "add":
+        return e("scatter_add", [data, idx, upd], axis=0)
+    if reduction == "none":
+        zeros = e("broadcast_to", [ctx.scalar(0, dt)], shape=[n, *rest])
+        hits = e("scatter_add", [e("broadcast_to", [ctx.scalar(0, "int32")], shape=[n, *rest]), idx,
+                                 e("broadcast_to", [ctx.scalar(1, "int32")], shape=[u, *rest])], axis=0)
+        vals = e("scatter_add", [zeros, idx, upd], axis=0)
+        return e("where", [e("greater", [hits, ctx.scalar(0, "int32")]), vals, data])
+    if reduction not in ("mul", "max", "min"):
+        unsupported(node, f"reduction {reduction!r}")
+    ones_rest = [1] * len(rest)
+    match = e("equal", [e("reshape", [idx], shape=[u, 1, *ones_rest]),
+                        ctx.materialize(np.arange(n, dtype=np.int64).reshape(1, n, *ones_rest), "scatter_rows")])
+    cand_upd = e("reshape", [upd], shape=[u, 1, *rest])
+    if reduction == "mul":
+        picked = e("where", [match, cand_upd, ctx.scalar(1, dt)])
+        return e("mul", [data, e("prod", [picked], axes=[0], keepdims=False)])
+    op = "max" if reduction == "max" else "min"
+    picked = e("where", [match, cand_upd, ctx.scalar(_lowest(dt, highest=op == "min"), dt)])
+    red = e(op, [picked], axes=[0], keepdims=False)
+    return e("maximum" if op == "max" else "minimum", [data, red])
+
+
+def _static(node, *types):
+    for t in types:
+        if not all(isinstance(d, int) for d in t.shape):
+            unsupported(node, "symbolic shapes")
+
+
+def _wrap(ctx, i, n):
+    e = ctx.emit
+    i = ctx.cast(i, "int64")
+    return e("where", [e("less", [i, ctx.scalar(0, "int64")]), e("add", [i, ctx.scalar(n, "int64")]), i])
+
+
+@importer("ScatterElements", "Scatter")
+def _scatter_elements(ctx, node):
+    data, idx, upd = (ctx.input(node, i) for i in range(3))
+    a = attrs_of(node)
+    rank = len(data.type.shape)
+    axis = int(a.get("axis", 0)) % rank
+    xs, ishape = data.type.shape, idx.type.shape
+    _static(node, data.type, idx.type)
+    strides = [int(np.prod(xs[d + 1:], dtype=np.int64)) for d in range(rank)]
+    grid = np.indices(ishape, dtype=np.int64)
+    base = sum((grid[d] * strides[d] for d in range(rank) if d != axis), np.zeros(ishape, np.int64))
+    e = ctx.emit
+    flat = e("add", [e("mul", [_wrap(ctx, idx, xs[axis]), ctx.scalar(strides[axis], "int64")]),
+                     ctx.materialize(np.asarray(base, np.int64), "scatter_base")])
+    u = int(np.prod(ishape, dtype=np.int64))
+    out = _scatter_rows(ctx, node, e("reshape", [data], shape=[-1]), e("reshape", [flat], shape=[u]),
+                        e("reshape", [upd], shape=[u]), a.get("reduction", "none"))
+    return [e("reshape", [out], shape=list(xs))]
+
+
+@importer("ScatterND")
+def _scatter_nd(ctx, node):
+    data, idx, upd = (ctx.input(node, i) for i in range(3))
+    a = attrs_of(node)
+    xs, ishape = data.type.shape, idx.type.shape
+    _static(node, data.type, idx.type)
+    k = ishape[-1]
+    lead = [int(d) for d in ishape[:-1]]
+    u = int(np.prod(lead, dtype=np.int64))
+    rest = list(xs[k:])
+    e = ctx.emit
+    i2 = e("reshape", [idx], shape=[u, k])
+    flat = None
+    for j in range(k):  # row index into data reshaped to (prod(xs[:k]), *xs[k:])
+        stride = int(np.prod(xs[j + 1:k], dtype=np.int64))
+        col = e("reshape", [e("slice", [i2], starts=[j], ends=[j + 1], axes=[1])], shape=[u])
+        term = e("mul", [_wrap(ctx, col, xs[j]), ctx.scalar(stride, "int64")])
+        flat = term if flat is None else e("add", [flat, term])
+    rows = int(np.prod(xs[:k], dtype=np.int64))
+    out = _scatter_rows(ctx, node, e("reshape", [data], shape=[rows, *rest]), flat,
+                        e("reshape", [upd], shape=[u, *rest]), a.get("reduction", "none"))
+    return [e("reshape", [out], shape=list(xs))]
+
+
+@importer("GatherND")
+def _gather_nd(ctx, node):
+    data, idx = ctx.input(node, 0), ctx.input(node, 1)
+    b = int(attrs_of(node).get("batch_dims", 0))
+    xs, ishape = data.type.shape, idx.type.shape
+    _static(node, data.type, idx.type)
+    k = ishape[-1]
+    lead = [int(d) for d in ishape[:-1]]
+    u = int(np.prod(lead, dtype=np.int64))
+    strides = [int(np.prod(xs[d + 1:b + k], dtype=np.int64)) for d in range(b + k)]
+    grid = np.indices(lead, dtype=np.int64) if lead else np.zeros((0,), np.int64)
+    base = sum((grid[d] * strides[d] for d in range(b)), np.zeros(lead, np.int64)).reshape(u)
+    e = ctx.emit
+    i2 = e("reshape", [idx], shape=[u, k])
+    flat = ctx.materialize(base, "gather_nd_base")
+    for j in range(k):
+        col = e("reshape", [e("slice", [i2], starts=[j], ends=[j + 1], axes=[1])], shape=[u])
+        flat = e("add", [flat, e("mul", [_wrap(ctx, col, xs[b + j]), ctx.scalar(strides[b + j], "int64")])])
+    rest = list(xs[b + k:])
+    rows = e("reshape", [data], shape=[int(np.prod(xs[:b + k], dtype=np.int64)), *rest])
+    y = e("gather", [rows, flat], axis=0)
+    return [e("reshape", [y], shape=lead + rest)]
