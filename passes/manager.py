@@ -58,7 +58,7 @@ def register_pass(name: str, *, replace: bool = False):
 
 def _ensure_builtin_passes() -> None:
     # The built-in passes register themselves on import.
-    from . import cse, dce, fold, fuse, infer, simplify  # noqa: F401
+    from . import cse, dce, decompose, fold, fuse, infer, simplify  # noqa: F401
 
 
 def list_passes() -> list[str]:
