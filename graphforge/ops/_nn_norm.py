@@ -11,7 +11,7 @@ from ._shapes import normalize_axis, require_float, same_dtype
 from .common import compute_dtype, elementwise_flops
 from .registry import Attr, OpDef, Sample, register_op
 
-__all__: list[str] = []
+__all__ = ["normalize"]
 
 
 # ---- batch_norm -----------------------------------------------------------------------------
@@ -176,25 +176,40 @@ def _ln_ref(xs, attrs, env=None):
     return [y.astype(x.dtype)]
 
 
-def _ln_core(x, axis, eps):
+def normalize(x, axes, eps):
+    """``(x - mean) / sqrt(var + eps)`` over ``axes`` (Tensors; biased variance), with the mean and the
+    inverse standard deviation (keepdims): the one graph-level spelling of the normalisation that
+    layer_norm's decomposition and VJP and the ONNX importer's Layer/Instance/Group norms share."""
     from .elementwise import rsqrt
     from .reduction import mean
 
-    axes = list(range(axis, x.ndim))
-    d = x - mean(x, axes, keepdims=True)
+    mu = mean(x, axes, keepdims=True)
+    d = x - mu
     var = mean(d * d, axes, keepdims=True)
     inv = rsqrt(var + eps)
-    return d * inv, inv, axes
+    return d * inv, mu, inv
+
+
+def _ln_core(x, axis, eps):
+    axes = list(range(axis, x.ndim))
+    xhat, _, inv = normalize(x, axes, eps)
+    return xhat, inv, axes
 
 
 def _ln_decompose(inputs, attrs):
+    from .elementwise import cast
+
+    dtype = inputs[0].dtype
+    half = dtype in ("float16", "bfloat16")
+    if half:  # half types compute in float32, like the reference (statistics in half lose digits)
+        inputs = [cast(t, F32) for t in inputs]
     x = inputs[0]
     y, _, _ = _ln_core(x, attrs["axis"] % x.ndim, attrs["eps"])
     if len(inputs) > 1:
         y = y * inputs[1]
     if len(inputs) > 2:
         y = y + inputs[2]
-    return [y]
+    return [cast(y, dtype) if half else y]
 
 
 def _ln_vjp(inputs, outputs, cots, attrs):

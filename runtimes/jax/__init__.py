@@ -24,13 +24,15 @@ from jax import lax
 from graphforge.errors import BackendError, GraphforgeError, UnsupportedOpError
 from graphforge.ir.dims import resolve_shape
 from graphforge.ir.graph import Graph
+from graphforge.ops.registry import lookup_op
+from graphforge.passes.decompose import decompose
 
 # Importing the family modules fills LOWERINGS (one module per graphforge/ops family).
 from . import creation, elementwise, linalg, nn_ops, reduction, shape_ops  # noqa: F401
 from .lower import LOWERINGS, LowerCtx, has_lowering, lowers
 
 __all__ = ["run", "lower", "compile_graph", "x64", "LOWERINGS", "lowers", "has_lowering", "missing_lowerings",
-           "signature"]
+           "signature", "decomposed"]
 
 _PRECISION = {"highest": lax.Precision.HIGHEST, "default": None, "high": lax.Precision.HIGH}
 
@@ -41,8 +43,38 @@ def x64():
 
 
 def missing_lowerings() -> list[str]:
+    """Registry ops with neither a JAX lowering nor a decomposition to fall back on."""
     from graphforge.ops.registry import all_ops
-    return sorted(n for n in all_ops() if not has_lowering(n))
+    return sorted(n for n, d in all_ops().items() if not has_lowering(n) and d.decompose is None)
+
+
+def _decomposable(op: str) -> bool:
+    opdef = lookup_op(op)
+    return opdef is not None and opdef.decompose is not None
+
+
+def decomposed(graph: Graph, outputs=None) -> tuple[Graph, list | None]:
+    """``graph`` with every composite op the JAX table does not lower (``layer_norm``…) replaced by
+    its registry decomposition (the ``decompose`` pass, on a copy; the graph itself when there is
+    none), and ``outputs`` (Values of ``graph``) mapped to the copy's."""
+    if all(LOWERINGS.can_lower(n) or not _decomposable(n.op) for n in graph.nodes):
+        return graph, outputs
+    work = graph.copy()
+    if outputs is not None:
+        # Graph.copy keeps inputs, params and nodes in order: pair the old Values with the new
+        mapping = {id(a): b for a, b in zip(graph.inputs, work.inputs)}
+        mapping.update((id(v), work.param_values[n]) for n, v in graph.param_values.items())
+        for old, new in zip(graph.nodes, work.nodes):
+            mapping.update((id(a), b) for a, b in zip(old.outputs, new.outputs))
+        # the requested values become the copy's outputs, so the pass redirects them as it rewrites
+        work.set_outputs([mapping[id(v)] for v in outputs])
+    refused: list = []
+    work, _ = decompose(work, LOWERINGS.can_lower, refused=refused)
+    if refused:
+        node, why = refused[0]
+        raise UnsupportedOpError(f"no JAX lowering for {node.op}, and {why}", ops=[node.op],
+                                 scope=node.scope, op=node.op, loc=node.loc)
+    return work, (list(work.outputs) if outputs is not None else None)
 
 
 def lower(graph: Graph, env: Mapping[str, int], *, precision: str = "highest", outputs=None):
@@ -51,6 +83,7 @@ def lower(graph: Graph, env: Mapping[str, int], *, precision: str = "highest", o
     ``params`` maps param/buffer/const names to arrays; names absent from it are baked in from
     ``graph.params`` as constants. ``outputs`` selects Values to return (default: graph outputs)."""
     prec = _PRECISION[precision]
+    graph, outputs = decomposed(graph, outputs)
     missing = sorted({n.op for n in graph.nodes if not has_lowering(n.op)})
     if missing:
         raise UnsupportedOpError(f"no JAX lowering for op(s) {', '.join(missing)}")

@@ -134,22 +134,6 @@ def _batch_norm(ctx, args, attrs):
     return [y.astype(x.dtype), new_rm.astype(rm.dtype), new_rv.astype(rv.dtype)]
 
 
-@lowers("layer_norm")
-def _layer_norm(ctx, args, attrs):
-    x = args[0]
-    xc = upcast(x)
-    axes = tuple(range(attrs["axis"] % x.ndim, x.ndim))
-    mu = jnp.mean(xc, axis=axes, keepdims=True)
-    d = xc - mu
-    var = jnp.mean(d * d, axis=axes, keepdims=True)
-    y = d / jnp.sqrt(var + jnp.asarray(attrs["eps"], xc.dtype))
-    if len(args) > 1:
-        y = y * args[1].astype(xc.dtype)
-    if len(args) > 2:
-        y = y + args[2].astype(xc.dtype)
-    return [y.astype(x.dtype)]
-
-
 def dropout_keep(shape, key, p: float):
     """The contract's counter-based mask (uint32 arithmetic wraps mod 2**32)."""
     u = jnp.uint32

@@ -8,8 +8,10 @@ is named ``<scope>/<OpType>_<k>`` and its ``doc_string`` is the graphforge node'
 graphforge version. Each model passes ``onnx.checker.check_model(full_check=True)`` and strict shape
 inference before it is returned or written.
 
-Composite ops without a lowering (or whose lowering asks for it, e.g. LayerNormalization without a
-static scale shape) are lowered through their registry decomposition.
+Before lowering, the ``decompose`` pass (``passes/decompose.py``) replaces each composite op this
+lowering table does not take as it is (``LOWERINGS.can_lower(node, emitter)``: no lowering, or one
+registered with a ``when=`` condition the node fails, e.g. LayerNormalization without a kernel or
+without a static scale shape) by its registry decomposition, on a copy of the graph.
 
 Native composite ops (LayerNormalization, Gelu, Attention) follow one rule, ``native_ops=``: by
 default (None) a composite is emitted as its native ONNX op when the opset defines it *and* the
@@ -36,6 +38,7 @@ from onnx import helper
 from graphforge.errors import ExportError, GraphforgeError, UnsupportedOpError
 from graphforge.ir.graph import Graph
 from graphforge.ops import registry
+from graphforge.passes.decompose import decompose
 
 from . import creation, elementwise, linalg, nn_ops, reduction, shape_ops  # noqa: F401  (fill LOWERINGS)
 from .lower import DTYPE_GENERIC, HALF, LOWERINGS, Emitter, NotExpressible, onnx_dtype, tensor_proto
@@ -105,9 +108,10 @@ def _where(node) -> str:
 
 
 class _Driver:
-    def __init__(self, ctx: Emitter):
+    def __init__(self, ctx: Emitter, refused=()):
         self.ctx = ctx
         self.unsupported: list[tuple] = []
+        self.refused = {id(node): why for node, why in refused}  # decompositions that did not apply
 
     def lower_nodes(self, nodes, env: dict) -> None:
         for node in nodes:
@@ -118,12 +122,11 @@ class _Driver:
 
     def lower_node(self, node, args) -> list[str]:
         ctx = self.ctx
-        fn = LOWERINGS.get(node.op)
-        if fn is None:
-            opdef = registry.get_op(node.op) if registry.has_op(node.op) else None
-            if opdef is not None and opdef.decompose is not None:
-                return self.decompose(node, args)
-            return self._unsupported(node, "no ONNX lowering and no decomposition")
+        if not LOWERINGS.can_lower(node, ctx):
+            why = "no ONNX lowering" if node.op not in LOWERINGS else "its ONNX lowering does not apply here"
+            return self._unsupported(node, self.refused.get(id(node)) or
+                                     (why + ("" if _decomposable(node.op) else " and no decomposition")))
+        fn = LOWERINGS[node.op]
         in_t = [v.type for v in node.inputs]
         out_t = [v.type for v in node.outputs]
         half = node.op not in DTYPE_GENERIC and any(t.dtype in HALF for t in in_t + out_t)
@@ -134,7 +137,6 @@ class _Driver:
                 ctx.in_types = [t.with_dtype("float32") if t.dtype in HALF else t for t in in_t]
                 ctx.out_types = [t.with_dtype("float32") if t.dtype in HALF else t for t in out_t]
             ctx.args = list(args)
-            ctx.decomposer = lambda: self.decompose(node, args)
             try:
                 outs = list(fn(ctx, args, node.attrs))
             except NotExpressible as exc:
@@ -153,30 +155,27 @@ class _Driver:
                               scope=node.scope, op=node.op, loc=node.loc)
         return outs
 
-    def decompose(self, node, args) -> list[str]:
-        from graphforge.trace.builder import Builder
-        from graphforge.trace.tensor import Tensor
-
-        opdef = registry.get_op(node.op)
-        if opdef.decompose is None:
-            return self._unsupported(node, "no decomposition into primitives")
-        sub = Graph(f"{node.op}.decomposed")
-        ins = [sub.add_input(f"in{i}", v.type) for i, v in enumerate(node.inputs)]
-        builder = Builder(sub, capture_locations=False)
-        try:
-            with builder.activate(), builder.provenance(node.scope, node.loc):
-                results = opdef.decompose([Tensor(v, builder) for v in ins], dict(node.attrs))
-        except GraphforgeError as exc:
-            return self._unsupported(node, exc.detail)
-        env = {id(v): a for v, a in zip(ins, args)}
-        for name, value in sub.param_values.items():
-            env[id(value)] = self.ctx.const(sub.params[name], value.type.dtype)
-        self.lower_nodes(sub.nodes, env)
-        return [env[id(r.value if isinstance(r, Tensor) else r)] for r in results]
-
     def _unsupported(self, node, why: str) -> list[str]:
         self.unsupported.append((node, why))
         return [self.ctx.fresh("unsupported") for _ in node.outputs]
+
+
+def decompose_for(graph: Graph, ctx: Emitter) -> tuple[Graph, list]:
+    """``graph`` with the composites this export cannot lower as they are decomposed (a copy; the
+    graph itself when there are none), and the ``(node, reason)`` of decompositions that did not apply."""
+    def keep(node) -> bool:
+        return LOWERINGS.can_lower(node, ctx)
+
+    if all(keep(node) or not _decomposable(node.op) for node in graph.nodes):
+        return graph, []
+    refused: list = []
+    work, _ = decompose(graph.copy(), keep, refused=refused)
+    return work, refused
+
+
+def _decomposable(op: str) -> bool:
+    opdef = registry.lookup_op(op)
+    return opdef is not None and opdef.decompose is not None
 
 
 def _value_info(name: str, t) -> onnx.ValueInfoProto:
@@ -186,6 +185,8 @@ def _value_info(name: str, t) -> onnx.ValueInfoProto:
 def build_model(graph: Graph, opset: int, *, name: str | None = None, params_as_inputs=False,
                 native_ops=None) -> onnx.ModelProto:
     """The unchecked ModelProto for ``graph`` (``to_onnx`` checks it)."""
+    # the lowering conditions ask an Emitter for the opset and the native-op policy only
+    graph, refused = decompose_for(graph, Emitter(opset, (), native_ops))
     params = list(graph.param_values.items())
     fed = set(n for n, _ in params) if params_as_inputs is True else set(params_as_inputs or ())
     reserved = [v.name for v in graph.inputs] + [n for n, _ in params]
@@ -203,7 +204,7 @@ def build_model(graph: Graph, opset: int, *, name: str | None = None, params_as_
                                   hint="load the weights first (gf.load_params) or pass params_as_inputs=True")
             initializers.append(tensor_proto(graph.params[pname], pname, value.type.dtype))
             ctx.stored_params[pname] = (graph.params[pname], value.type.dtype)
-    driver = _Driver(ctx)
+    driver = _Driver(ctx, refused)
     driver.lower_nodes(graph.nodes, env)
     if driver.unsupported:
         lines = [f"  {_where(n)}: {why}" for n, why in driver.unsupported]

@@ -13,10 +13,13 @@ rank-2 collapse at an axis, else a *constant* target shape where it can (``0`` c
 at the same position, one ``-1`` when every other dim is static), computing it at run time only when
 neither works; ``ctx.expand`` writes ``1`` for every dim the input already has; ``ctx.transpose``
 folds a Transpose of a Transpose into one. ``ctx.native("Attention")`` says whether to emit a
-composite op natively (see ``kernels.native_policy``); a lowering that says no decomposes it. Nodes
-left without a use (e.g. the inner Transpose of a folded pair) are dropped by the exporter.
+composite op natively (see ``kernels.native_policy``). Nodes left without a use (e.g. the inner
+Transpose of a folded pair) are dropped by the exporter.
 
-Register a lowering with ``@lowers("relu")``. A lowering that cannot express its node at the chosen
+Register a lowering with ``@lowers("relu")``; ``@lowers("layer_norm", when=fn)`` takes only the nodes
+``fn(node, emitter)`` accepts, and the exporter's ``decompose`` pass replaces the others by their
+registry decomposition before lowering starts (a lowering never decomposes its node itself). A
+lowering may lower a node through another op's lowering with ``ctx.lower_as(op, args, attrs)``. A lowering that cannot express its node at the chosen
 opset raises :class:`NotExpressible`; the exporter collects every such node before it reports.
 """
 from __future__ import annotations
@@ -88,6 +91,24 @@ def _factor(dim) -> tuple[int, list[str]]:
     return coef, syms
 
 
+class _Typed:
+    def __init__(self, type_):
+        self.type = type_
+
+
+class _Within:
+    """A stand-in node for an op lowered inside another node's lowering (``Emitter.lower_as``)."""
+
+    def __init__(self, op: str, attrs: dict, outer, in_types, out_types):
+        self.op, self.attrs = op, dict(attrs)
+        self.scope, self.loc = (outer.scope, outer.loc) if outer is not None else ("", "")
+        self.inputs = [_Typed(t) for t in in_types]  # what ``when=`` conditions read
+        self.outputs = [_Typed(t) for t in out_types]
+
+    def provenance(self) -> str:
+        return " @ ".join(p for p in (self.scope, self.loc) if p)
+
+
 class Emitter:
     """Collects the NodeProtos and initializers of one export; see the module docstring."""
 
@@ -109,7 +130,6 @@ class Emitter:
         self.scope = ""
         self.loc = ""
         self.args: list[str] = []
-        self.decomposer = None  # set by the exporter for the node being lowered
         # parameters stored as initializers (name -> (array, dtype)), so lowerings may store a
         # re-laid-out copy instead of transposing a weight on every inference
         self.stored_params: dict[str, tuple[np.ndarray, str]] = {}
@@ -123,9 +143,20 @@ class Emitter:
         """The NodeProto emitted so far whose output is ``name`` (None for inputs and initializers)."""
         return self._producers.get(name)
 
-    def decompose(self) -> list[str]:
-        """Lower the current node through its registry decomposition instead."""
-        return self.decomposer()
+    def lower_as(self, op: str, args: Sequence[str], attrs: dict, in_types=None, out_types=None) -> list[str]:
+        """Lower ``op`` (registry name) on ``args`` with its own lowering, inside the current node
+        (its provenance; types default to the current node's result types): how ``linear`` applies
+        its fused activation without a second copy of the activation's lowering."""
+        in_types = list(self.out_types[:1] * len(args) if in_types is None else in_types)
+        out_types = list(self.out_types[:1] if out_types is None else out_types)
+        node = _Within(op, attrs, self.node, in_types, out_types)
+        if not LOWERINGS.can_lower(node, self):
+            raise NotExpressible(f"{op} cannot be lowered here")
+        saved = self.enter(node, in_types, out_types)
+        try:
+            return list(LOWERINGS[op](self, list(args), attrs))
+        finally:
+            self.leave(saved)
 
     # ---- names and provenance -----------------------------------------------------------------
     def fresh(self, stem: str = "t") -> str:

@@ -20,7 +20,7 @@ import numpy as np
 from graphforge import dtypes as _dt
 from graphforge.ir.dims import dim_product
 
-from .lower import lowers, reduce
+from .lower import HALF, lowers, reduce
 from .nn_windows import avg_divisor, conv_by_slices, dilate, pad_or_crop, pool_pads, windows
 
 __all__: list[str] = []
@@ -157,19 +157,23 @@ def _batch_norm(ctx, args, attrs):
     return [y, new_rm, new_rv]
 
 
-@lowers("layer_norm")
+def _native_layer_norm(node, target) -> bool:
+    """Whether the export emits this layer_norm as one LayerNormalization (else it is decomposed)."""
+    xt = node.inputs[0].type
+    if xt.dtype not in ("float32",) + HALF:  # onnxruntime's float64 LayerNormalization is only ~1e-10 accurate
+        return False
+    # without a scale the export makes ones of the normalised shape, which must then be static
+    static = all(isinstance(d, int) for d in xt.shape[node.attrs["axis"] % xt.rank:])
+    return target.native("LayerNormalization") and (len(node.inputs) > 1 or static)
+
+
+@lowers("layer_norm", when=_native_layer_norm)
 def _layer_norm(ctx, args, attrs):
     xt = ctx.in_types[0]
     axis = attrs["axis"] % xt.rank
-    dtype = xt.dtype
-    norm_shape = xt.shape[axis:]
     inputs = list(args)
-    if (dtype != "float32" or not ctx.native("LayerNormalization")
-            or (len(inputs) == 1 and not all(isinstance(d, int) for d in norm_shape))):
-        # onnxruntime's float64 LayerNormalization is only ~1e-10 accurate: use the primitives
-        return ctx.decompose()
     if len(inputs) == 1:
-        inputs.append(ctx.const(np.ones(norm_shape), dtype))
+        inputs.append(ctx.const(np.ones(xt.shape[axis:]), xt.dtype))
     return [ctx.op("LayerNormalization", inputs, axis=axis, epsilon=float(attrs["eps"]))]
 
 

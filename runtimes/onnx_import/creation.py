@@ -1,4 +1,5 @@
-"""Importers for ONNX constant-making ops onto ``graphforge/ops/creation.py``: Constant, ConstantOfShape, Range, OneHot, EyeLike."""
+"""Importers for ONNX constant-making ops onto ``graphforge/ops/creation.py``: Constant, ConstantOfShape,
+Range, OneHot, EyeLike."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
-"""Importers for ONNX elementwise ops (unary/binary math, activations, comparisons, logic, casts) onto ``graphforge/ops/elementwise.py``; the ones graphforge has no op for are small compositions of its ops."""
+"""Importers for ONNX elementwise ops (unary/binary math, activations, comparisons, logic, casts) onto
+``graphforge/ops/elementwise.py``; the ones graphforge has no op for are small compositions of its ops."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,9 +1,14 @@
-"""Importers for ONNX neural-network ops onto ``graphforge/ops/nn_ops.py``: Conv/ConvTranspose, pools, Batch/Layer/Instance/Group/RMS/Lp/MeanVariance normalisation, LRN, Dropout and the NegativeLogLikelihood/SoftmaxCrossEntropy losses (``nn_attention.py``: Attention; ``nn_resize.py``: Resize/Upsample)."""
+"""Importers for ONNX neural-network ops onto ``graphforge/ops/nn_ops.py``: Conv/ConvTranspose, pools,
+Batch/Layer/Instance/Group/RMS/Lp/MeanVariance normalisation, LRN, Dropout and the
+NegativeLogLikelihood/SoftmaxCrossEntropy losses (``nn_attention.py``: Attention; ``nn_resize.py``:
+Resize/Upsample)."""
 from __future__ import annotations
 
 import numpy as np
 
 from graphforge.dtypes import is_float
+from graphforge.ops._nn_norm import normalize
+from graphforge.trace.tensor import Tensor
 
 from .importer import attrs_of, float_input, importer, unsupported
 
@@ -185,15 +190,9 @@ def _ln_decomposed(ctx, node, x, axis, eps, stash):
     """LayerNormalization with its Mean / InvStdDev outputs (computed in float32 when stash_type=1)."""
     dt = x.type.dtype
     rank = len(x.type.shape)
-    axes = list(range(axis % rank, rank))
     xc = ctx.cast(x, "float32") if stash == 1 else x
-    cdt = xc.type.dtype
-    mean = ctx.emit("mean", [xc], axes=axes, keepdims=True)
-    d = ctx.emit("sub", [xc, mean])
-    var = ctx.emit("mean", [ctx.emit("mul", [d, d])], axes=axes, keepdims=True)
-    inv = ctx.emit("rsqrt", [ctx.emit("add", [var, ctx.scalar(eps, cdt)])])
-    y = ctx.cast(ctx.emit("mul", [d, inv]), dt)
-    y = ctx.emit("mul", [y, ctx.input(node, 1)])
+    y, mean, inv = _normalize(ctx, xc, list(range(axis % rank, rank)), eps)
+    y = ctx.emit("mul", [ctx.cast(y, dt), ctx.input(node, 1)])
     if ctx.has(node, 2):
         y = ctx.emit("add", [y, ctx.input(node, 2)])
     return [y, mean, inv]
@@ -244,13 +243,12 @@ def _lpnorm(ctx, node):
     return [ctx.emit("where", [ctx.emit("equal", [n, zero]), zero, ctx.emit("div", [x, safe])])]
 
 
-def _normalize(ctx, x, axes, eps, dt):
-    """(x - mean) / sqrt(var + eps) over ``axes`` plus mean and inv-std (keepdims)."""
-    mean = ctx.emit("mean", [x], axes=axes, keepdims=True)
-    d = ctx.emit("sub", [x, mean])
-    var = ctx.emit("mean", [ctx.emit("mul", [d, d])], axes=axes, keepdims=True)
-    inv = ctx.emit("rsqrt", [ctx.emit("add", [var, ctx.scalar(eps, dt)])])
-    return ctx.emit("mul", [d, inv]), mean, inv
+def _normalize(ctx, x, axes, eps):
+    """(x - mean) / sqrt(var + eps) over ``axes`` plus mean and inv-std (keepdims), with the registry's
+    one spelling of it (``graphforge.ops._nn_norm.normalize``, also layer_norm's decomposition)."""
+    b = ctx.builder
+    with b.activate(), b.provenance(ctx.node_name, ""):
+        return tuple(t.value for t in normalize(Tensor(x, b), axes, eps))
 
 
 def _channel_affine(ctx, y, scale, bias, rank):
@@ -263,7 +261,7 @@ def _channel_affine(ctx, y, scale, bias, rank):
 def _instnorm(ctx, node):
     x, dt = float_input(ctx, node)
     rank = len(x.type.shape)
-    y, _, _ = _normalize(ctx, x, list(range(2, rank)), float(attrs_of(node).get("epsilon", 1e-5)), dt)
+    y, _, _ = _normalize(ctx, x, list(range(2, rank)), float(attrs_of(node).get("epsilon", 1e-5)))
     return [_channel_affine(ctx, y, ctx.input(node, 1), ctx.input(node, 2), rank)]
 
 
@@ -280,7 +278,7 @@ def _groupnorm(ctx, node):
     if not isinstance(c, int):
         unsupported(node, "symbolic channel dim")
     xg = ctx.emit("reshape", [x], shape=[shape[0], groups, -1])
-    y, _, _ = _normalize(ctx, xg, [2], float(a.get("epsilon", 1e-5)), dt)
+    y, _, _ = _normalize(ctx, xg, [2], float(a.get("epsilon", 1e-5)))
     y = ctx.emit("reshape", [y], shape=shape)
     return [_channel_affine(ctx, y, ctx.input(node, 1), ctx.input(node, 2), rank)]
 

@@ -1,4 +1,5 @@
-"""Importers for ONNX reductions, arg-reductions, Softmax/LogSoftmax/Hardmax and CumSum/CumProd onto ``graphforge/ops/reduction.py`` (cumulative ones as masked reductions)."""
+"""Importers for ONNX reductions, arg-reductions, Softmax/LogSoftmax/Hardmax and CumSum/CumProd onto
+``graphforge/ops/reduction.py`` (cumulative ones as masked reductions)."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,6 @@
-"""Importers for ONNX shape ops onto ``graphforge/ops/shape_ops.py``: Shape/Size (folded at import when static), Reshape/Flatten/Transpose/Squeeze/Unsqueeze, Concat/Split/Slice, Gather/GatherElements/GatherND, ScatterElements/ScatterND, Expand/Tile/Pad, Trilu, Depth/SpaceToDepth."""
+"""Importers for ONNX shape ops onto ``graphforge/ops/shape_ops.py``: Shape/Size (folded at import when
+static), Reshape/Flatten/Transpose/Squeeze/Unsqueeze, Concat/Split/Slice,
+Gather/GatherElements/GatherND, ScatterElements/ScatterND, Expand/Tile/Pad, Trilu, Depth/SpaceToDepth."""
 from __future__ import annotations
 
 import numpy as np
