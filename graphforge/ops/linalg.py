@@ -2,8 +2,6 @@
 (``act(x @ w.T + b)``, the Gemm-style op nn.Linear emits and the fusion pass produces)."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ..errors import ShapeError
@@ -11,12 +9,45 @@ from ..ir.types import TensorType
 from ..trace.tensor import apply
 from ._shapes import broadcast_shapes, require_float, same_dtype
 from .common import compute_dtype, numel, unbroadcast
-from .registry import Attr, OpDef, Sample, register_op
+from .registry import Attr, OpDef, Sample, get_op, register_op
 
-__all__ = ["matmul", "linear", "ACTIVATIONS", "apply_activation"]
+__all__ = ["matmul", "linear", "ACTIVATIONS", "ACTIVATION_OPS", "activation_op", "activation_name",
+           "apply_activation"]
 
 F32 = "float32"
-ACTIVATIONS = ("none", "relu", "gelu", "gelu_tanh", "tanh", "sigmoid", "silu")
+
+# The one table of linear's fused activations: attribute value -> (elementwise op, its attributes).
+# ``linear(activation=a)`` means that op applied to ``linear(activation="none")``; the reference, the
+# decomposition, the VJP and every back end's lowering go through the op itself, so no activation
+# formula is written twice.
+ACTIVATION_OPS: dict[str, tuple[str, dict]] = {
+    "relu": ("relu", {}),
+    "gelu": ("gelu", {"approximate": "none"}),
+    "gelu_tanh": ("gelu", {"approximate": "tanh"}),
+    "tanh": ("tanh", {}),
+    "sigmoid": ("sigmoid", {}),
+    "silu": ("silu", {}),
+}
+ACTIVATIONS = ("none",) + tuple(ACTIVATION_OPS)
+
+
+def activation_op(activation: str) -> tuple[str, dict] | None:
+    """The ``(op, attrs)`` a fused ``activation`` stands for; None for ``"none"``."""
+    if activation == "none":
+        return None
+    try:
+        op, attrs = ACTIVATION_OPS[activation]
+    except KeyError:
+        raise ShapeError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}") from None
+    return op, dict(attrs)
+
+
+def activation_name(op: str, attrs: dict) -> str | None:
+    """The ``activation`` value that fuses the elementwise ``op`` with ``attrs`` (None: not fusable)."""
+    for name, (act_op, act_attrs) in ACTIVATION_OPS.items():
+        if act_op == op and all(attrs.get(k) == v for k, v in act_attrs.items()):
+            return name
+    return None
 
 
 def _matmul_rule(ts, attrs):
@@ -118,28 +149,13 @@ def _linear_rule(ts, attrs):
     return [TensorType(x.shape[:-1] + (out_f,), x.dtype)]
 
 
-_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
-
-
 def apply_activation(y: np.ndarray, activation: str) -> np.ndarray:
-    """The NumPy meaning of a fused ``activation`` attribute (shared by the references)."""
-    from .elementwise import _erf, _softplus, _stable_sigmoid  # noqa: F401
-
-    if activation == "none":
+    """The NumPy meaning of a fused ``activation`` attribute: the activation op's own reference."""
+    act = activation_op(activation)
+    if act is None:
         return y
-    if activation == "relu":
-        return np.maximum(y, 0)
-    if activation == "gelu":
-        return 0.5 * y * (1 + _erf(y.astype(np.float64) / math.sqrt(2)).astype(y.dtype))
-    if activation == "gelu_tanh":
-        return 0.5 * y * (1 + np.tanh(_SQRT_2_OVER_PI * (y + 0.044715 * y ** 3)))
-    if activation == "tanh":
-        return np.tanh(y)
-    if activation == "sigmoid":
-        return _stable_sigmoid(y)
-    if activation == "silu":
-        return y * _stable_sigmoid(y)
-    raise ShapeError(f"unknown activation {activation!r}")
+    op, attrs = act
+    return get_op(op).reference([y], attrs)[0]
 
 
 def _linear_ref(xs, attrs, env=None):
@@ -153,12 +169,11 @@ def _linear_ref(xs, attrs, env=None):
 
 
 def _activate(t, activation):
-    from . import elementwise as E
-
-    return {
-        "none": lambda v: v, "relu": E.relu, "gelu": E.gelu, "gelu_tanh": lambda v: E.gelu(v, "tanh"),
-        "tanh": E.tanh, "sigmoid": E.sigmoid, "silu": E.silu,
-    }[activation](t)
+    act = activation_op(activation)
+    if act is None:
+        return t
+    op, attrs = act
+    return apply(op, t, **attrs)
 
 
 def _linear_decompose(inputs, attrs):
@@ -172,7 +187,6 @@ def _linear_decompose(inputs, attrs):
 
 
 def _linear_vjp(inputs, outputs, cots, attrs):
-    from . import elementwise as E
     from .reduction import sum as reduce_sum
     from .shape_ops import reshape, transpose
 
@@ -180,21 +194,13 @@ def _linear_vjp(inputs, outputs, cots, attrs):
     if g is None:
         return [None] * len(inputs)
     x, w = inputs[0], inputs[1]
-    act = attrs["activation"]
-    if act != "none":
-        y = outputs[0]
-        if act == "relu":
-            g = E.where(y > 0, g, 0.0)
-        elif act == "tanh":
-            g = g * (1 - y * y)
-        elif act == "sigmoid":
-            g = g * y * (1 - y)
-        else:  # gelu / silu need the pre-activation
-            pre = linear(*inputs, transpose_b=attrs["transpose_b"])
-            from ..ops.registry import get_op
-            name = {"gelu": "gelu", "gelu_tanh": "gelu", "silu": "silu"}[act]
-            extra = {"approximate": "tanh"} if act == "gelu_tanh" else ({"approximate": "none"} if act == "gelu" else {})
-            g = get_op(name).vjp([pre], [_activate(pre, act)], [g], extra)[0]
+    act = activation_op(attrs["activation"])
+    if act is not None:
+        # the activation op's own VJP, at the pre-activation (dead, and removed by DCE, when that
+        # VJP reads only the output, as tanh's and sigmoid's do)
+        op, act_attrs = act
+        pre = linear(*inputs, transpose_b=attrs["transpose_b"])
+        g = get_op(op).vjp([pre], [outputs[0]], [g], act_attrs)[0]
     out_f = g.shape[-1]
     in_f = x.shape[-1]
     g2 = reshape(g, [-1, out_f])

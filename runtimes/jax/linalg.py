@@ -1,13 +1,12 @@
 """JAX lowerings of the linalg ops (``graphforge/ops/linalg.py``)."""
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from jax import lax
 
+from graphforge.ops.linalg import activation_op
 
-
-from .lower import const_like, lowers
+from .lower import lowers
 
 __all__: list[str] = []
 
@@ -20,13 +19,6 @@ def _matmul(ctx, args, attrs):
     return [jnp.matmul(a, b, precision=ctx.precision).astype(ctx.dtype)]
 
 
-_ACT = {
-    "none": lambda y: y, "relu": lambda y: jnp.maximum(y, const_like(0, y)),
-    "gelu": lambda y: jax.nn.gelu(y, approximate=False), "gelu_tanh": lambda y: jax.nn.gelu(y, approximate=True),
-    "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid, "silu": lambda y: y * jax.nn.sigmoid(y),
-}
-
-
 @lowers("linear")
 def _linear(ctx, args, attrs):
     x, w = args[0], args[1]
@@ -37,4 +29,8 @@ def _linear(ctx, args, attrs):
         y = lax.dot_general(x, w, (((x.ndim - 1,), (0,)), ((), ())), precision=ctx.precision)
     if len(args) > 2:
         y = y + args[2]
-    return [_ACT[attrs.get("activation", "none")](y).astype(ctx.dtype)]
+    act = activation_op(attrs["activation"])
+    if act is not None:
+        op, act_attrs = act  # the activation op's own lowering: one activation table, in graphforge/ops
+        (y,) = ctx.lower_as(op, [y], act_attrs)
+    return [y.astype(ctx.dtype)]

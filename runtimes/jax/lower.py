@@ -22,6 +22,15 @@ LOWERINGS, lowers, has_lowering = lowering_table()
 _HALF = ("float16", "bfloat16")
 
 
+class _Within:
+    """A stand-in node for an op lowered inside another node's lowering (``LowerCtx.lower_as``)."""
+
+    def __init__(self, op: str, attrs: dict, outer):
+        self.op, self.attrs = op, dict(attrs)
+        self.scope, self.loc = outer.scope, outer.loc
+        self.inputs, self.outputs = outer.outputs[:1], outer.outputs[:1]
+
+
 class LowerCtx:
     """What a lowering may know about its node: resolved output shapes and dtypes."""
 
@@ -30,6 +39,13 @@ class LowerCtx:
         self.out_shapes = out_shapes
         self.out_dtypes = [_dt.to_numpy_dtype(v.type.dtype) for v in node.outputs]
         self.precision = precision
+
+    def lower_as(self, op: str, args, attrs: dict):
+        """Lower ``op`` (registry name) on ``args`` with its own lowering, for a result of this node's
+        first result type: how ``linear`` applies its fused activation without a second copy of the
+        activation's lowering."""
+        return LOWERINGS[op](LowerCtx(_Within(op, attrs, self.node), self.out_shapes[:1], self.precision),
+                             list(args), attrs)
 
     @property
     def shape(self):

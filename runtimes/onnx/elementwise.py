@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import math
 
-
 from graphforge import dtypes as _dt
 
 from .lower import Emitter, lowers
 
-__all__ = ["erf", "gelu", "activation"]
+__all__ = ["erf", "gelu"]
 
 
 # ---- unary ----------------------------------------------------------------------------------------
@@ -72,22 +71,6 @@ def _softplus(ctx, x, dtype):
     return ctx.op("Add", [ctx.op("Relu", [x]), log1p])
 
 
-def activation(ctx: Emitter, y: str, name: str, dtype: str) -> str:
-    if name == "none":
-        return y
-    if name == "relu":
-        return ctx.op("Relu", [y])
-    if name in ("gelu", "gelu_tanh"):
-        return gelu(ctx, y, dtype, "tanh" if name == "gelu_tanh" else "none")
-    if name == "tanh":
-        return ctx.op("Tanh", [y])
-    if name == "sigmoid":
-        return ctx.op("Sigmoid", [y])
-    if name == "silu":
-        return ctx.op("Mul", [y, ctx.op("Sigmoid", [y])])
-    raise ValueError(f"unknown activation {name!r}")
-
-
 _SIMPLE_UNARY = {"neg": "Neg", "exp": "Exp", "log": "Log", "sqrt": "Sqrt", "abs": "Abs", "sign": "Sign",
                  "relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "sin": "Sin", "cos": "Cos",
                  "reciprocal": "Reciprocal"}
@@ -125,7 +108,7 @@ def _gelu(ctx, args, attrs):
 
 @lowers("silu")
 def _silu(ctx, args, attrs):
-    return [activation(ctx, args[0], "silu", ctx.in_types[0].dtype)]
+    return [ctx.op("Mul", [args[0], ctx.op("Sigmoid", args)])]
 
 
 @lowers("softplus")

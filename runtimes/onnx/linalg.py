@@ -1,12 +1,10 @@
 """ONNX lowerings of the linalg ops (``graphforge/ops/linalg.py``)."""
 from __future__ import annotations
 
-
-
 from graphforge import dtypes as _dt
+from graphforge.ops.linalg import activation_op
 
 from .lower import lowers
-from .elementwise import activation
 
 __all__: list[str] = []
 
@@ -32,4 +30,8 @@ def _linear(ctx, args, attrs):
         y = ctx.op("MatMul", [x, wt])
         if bias is not None:
             y = ctx.op("Add", [y, bias])
-    return [activation(ctx, y, attrs.get("activation", "none"), dtype)]
+    act = activation_op(attrs["activation"])
+    if act is None:
+        return [y]
+    op, act_attrs = act  # the activation op's own lowering: one activation table, in graphforge/ops
+    return ctx.lower_as(op, [y], act_attrs)
