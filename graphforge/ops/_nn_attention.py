@@ -13,6 +13,9 @@ from ._nn_common import F32, F64, _fmt
 from ._shapes import broadcast_shapes, require_float, same_dtype
 from .common import compute_dtype
 from .registry import Attr, OpDef, Sample, register_op
+# modules, not names: the op families use each other's functions (looked up at call time)
+from . import (creation as _creation, elementwise as _elementwise, linalg as _linalg,
+               reduction as _reduction, shape_ops as _shape_ops)
 
 __all__: list[str] = []
 
@@ -68,65 +71,51 @@ def _attention_ref(xs, attrs, env=None):
 
 
 def _causal_mask(sq, sk):
-    from .creation import constant
-
     if not (is_static(sq) and is_static(sk)):
         raise UnsupportedOpError("attention(causal=True) with a symbolic sequence length has no decomposition "
                                  "into primitives (the triangular mask needs static sizes)", ops=["attention"])
-    return constant(np.tril(np.ones((sq, sk), dtype=bool)))
+    return _creation.constant(np.tril(np.ones((sq, sk), dtype=bool)))
 
 
 def _attention_probs(q, k, attrs, mask):
-    from .elementwise import rsqrt, where
-    from .linalg import matmul
-    from .reduction import softmax
-    from .shape_ops import dim_size, transpose
-
-    s = matmul(q, transpose(k, [0, 1, 3, 2]))
+    s = _linalg.matmul(q, _shape_ops.transpose(k, [0, 1, 3, 2]))
     if attrs["scale"] is not None:
         s = s * attrs["scale"]
     elif is_static(q.shape[3]):
         s = s * (1.0 / math.sqrt(q.shape[3]))
     else:
-        s = s * rsqrt(dim_size(q, [3], q.dtype))
+        s = s * _elementwise.rsqrt(_shape_ops.dim_size(q, [3], q.dtype))
     if attrs["causal"]:
-        s = where(_causal_mask(q.shape[2], k.shape[2]), s, -math.inf)
+        s = _elementwise.where(_causal_mask(q.shape[2], k.shape[2]), s, -math.inf)
     if mask is not None:
-        s = where(mask, s, -math.inf)
-    return softmax(s, -1)
+        s = _elementwise.where(mask, s, -math.inf)
+    return _reduction.softmax(s, -1)
 
 
 def _attention_decompose(inputs, attrs):
-    from .linalg import matmul
-
     q, k, v = inputs[:3]
     p = _attention_probs(q, k, attrs, inputs[3] if len(inputs) > 3 else None)
-    return [matmul(p, v)]
+    return [_linalg.matmul(p, v)]
 
 
 def _attention_vjp(inputs, outputs, cots, attrs):
-    from .elementwise import rsqrt
-    from .linalg import matmul
-    from .reduction import sum as reduce_sum
-    from .shape_ops import dim_size, transpose
-
     g = cots[0]
     if g is None:
         return [None] * len(inputs)
     q, k, v = inputs[:3]
     p = _attention_probs(q, k, attrs, inputs[3] if len(inputs) > 3 else None)
     swap = [0, 1, 3, 2]
-    gv = matmul(transpose(p, swap), g)
-    gp = matmul(g, transpose(v, swap))
-    gs = p * (gp - reduce_sum(gp * p, -1, keepdims=True))
+    gv = _linalg.matmul(_shape_ops.transpose(p, swap), g)
+    gp = _linalg.matmul(g, _shape_ops.transpose(v, swap))
+    gs = p * (gp - _reduction.sum(gp * p, -1, keepdims=True))
     if attrs["scale"] is not None:
         gs = gs * attrs["scale"]
     elif is_static(q.shape[3]):
         gs = gs * (1.0 / math.sqrt(q.shape[3]))
     else:
-        gs = gs * rsqrt(dim_size(q, [3], q.dtype))
-    gq = matmul(gs, k)
-    gk = matmul(transpose(gs, swap), q)
+        gs = gs * _elementwise.rsqrt(_shape_ops.dim_size(q, [3], q.dtype))
+    gq = _linalg.matmul(gs, k)
+    gk = _linalg.matmul(_shape_ops.transpose(gs, swap), q)
     return [gq, gk, gv] + ([None] if len(inputs) > 3 else [])
 
 

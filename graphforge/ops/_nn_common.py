@@ -7,6 +7,8 @@ import numpy as np
 from ..errors import ShapeError
 from ..ir.dims import is_static
 from ..ir.types import TensorType
+# modules, not names: the op families use each other's functions (looked up at call time)
+from . import creation as _creation
 
 __all__: list[str] = []
 
@@ -51,6 +53,4 @@ def _windows(xp, kh, kw, s, d, oh, ow):
     return win[:, :, ::sh, ::sw, ::dh, ::dw][:, :, :oh, :ow]
 
 def _zero(x):
-    from .creation import constant
-
-    return constant(np.zeros(()), x.dtype)
+    return _creation.constant(np.zeros(()), x.dtype)

@@ -12,6 +12,8 @@ from ._nn_common import F32, F64, _check_pairs, _fmt, _require_nchw, _static_spa
 from ._shapes import require_float, same_dtype
 from .common import compute_dtype, numel
 from .registry import Attr, OpDef, Sample, register_op
+# modules, not names: the op families use each other's functions (looked up at call time)
+from . import reduction as _reduction, shape_ops as _shape_ops
 
 __all__: list[str] = []
 
@@ -111,30 +113,27 @@ def _weight_grad(inp, cot, w_shape, attrs):
     """d(sum(conv2d(inp, W) * cot)) / dW as a conv2d over transposed tensors:
     input ``inp`` (N, C, H, W) viewed as (C/G, G*N, H, W), ``cot`` (N, O, OH, OW) as the weight
     (O, N, OH, OW), with the strides and dilations swapped."""
-    from .shape_ops import reshape, slice as slice_, transpose
 
     g = attrs["groups"]
     n = inp.shape[0]
     c = inp.shape[1]
     o, cg, kh, kw = w_shape
     if g == 1:
-        xt = transpose(inp, [1, 0, 2, 3])
+        xt = _shape_ops.transpose(inp, [1, 0, 2, 3])
     else:
-        xt = reshape(inp, [n, g, cg, inp.shape[2], inp.shape[3]])
-        xt = transpose(xt, [2, 1, 0, 3, 4])
-        xt = reshape(xt, [cg, dim_product([g, n]), inp.shape[2], inp.shape[3]])
-    wt = transpose(cot, [1, 0, 2, 3])
+        xt = _shape_ops.reshape(inp, [n, g, cg, inp.shape[2], inp.shape[3]])
+        xt = _shape_ops.transpose(xt, [2, 1, 0, 3, 4])
+        xt = _shape_ops.reshape(xt, [cg, dim_product([g, n]), inp.shape[2], inp.shape[3]])
+    wt = _shape_ops.transpose(cot, [1, 0, 2, 3])
     gw = apply("conv2d", xt, wt, strides=list(attrs["dilations"]), pads=list(attrs["pads"]),
                dilations=list(attrs["strides"]), groups=g)  # (C/G, O, kh', kw'), kh' >= kh
     if gw.shape[2] != kh or gw.shape[3] != kw:
-        gw = slice_(gw, [0, 0], [kh, kw], [2, 3])
+        gw = _shape_ops.slice(gw, [0, 0], [kh, kw], [2, 3])
     del c
-    return transpose(gw, [1, 0, 2, 3])
+    return _shape_ops.transpose(gw, [1, 0, 2, 3])
 
 
 def _conv2d_vjp(inputs, outputs, cots, attrs):
-    from .reduction import sum as reduce_sum
-
     g = cots[0]
     if g is None:
         return [None] * len(inputs)
@@ -150,7 +149,7 @@ def _conv2d_vjp(inputs, outputs, cots, attrs):
     gw = _weight_grad(x, g, tuple(w.shape), attrs)
     grads = [gx, gw]
     if len(inputs) == 3:
-        grads.append(reduce_sum(g, [0, 2, 3]))
+        grads.append(_reduction.sum(g, [0, 2, 3]))
     return grads
 
 
@@ -233,9 +232,6 @@ _conv_transpose2d_ref = _biased_reference(_conv_transpose2d_np)
 
 
 def _conv_transpose2d_vjp(inputs, outputs, cots, attrs):
-    from .reduction import sum as reduce_sum
-    from .shape_ops import slice as slice_
-
     g = cots[0]
     if g is None:
         return [None] * len(inputs)
@@ -244,11 +240,11 @@ def _conv_transpose2d_vjp(inputs, outputs, cots, attrs):
     # conv_transpose2d is the adjoint of conv2d (same weight layout read as (out, in/groups, ...)).
     gx = apply("conv2d", g, w, **conv_attrs)
     if gx.shape[2] != x.shape[2] or gx.shape[3] != x.shape[3]:
-        gx = slice_(gx, [0, 0], [x.shape[2], x.shape[3]], [2, 3])
+        gx = _shape_ops.slice(gx, [0, 0], [x.shape[2], x.shape[3]], [2, 3])
     gw = _weight_grad(g, x, tuple(w.shape), conv_attrs)
     grads = [gx, gw]
     if len(inputs) == 3:
-        grads.append(reduce_sum(g, [0, 2, 3]))
+        grads.append(_reduction.sum(g, [0, 2, 3]))
     return grads
 
 

@@ -10,6 +10,8 @@ from ._nn_common import F32, F64, _fmt
 from ._shapes import normalize_axis, require_float, same_dtype
 from .common import compute_dtype, elementwise_flops
 from .registry import Attr, OpDef, Sample, register_op
+# modules, not names: the op families use each other's functions (looked up at call time)
+from . import elementwise as _elementwise, reduction as _reduction, shape_ops as _shape_ops
 
 __all__ = ["normalize"]
 
@@ -65,10 +67,6 @@ def _bn_ref(xs, attrs, env=None):
 
 
 def _bn_vjp(inputs, outputs, cots, attrs):
-    from .elementwise import rsqrt
-    from .reduction import mean, sum as reduce_sum
-    from .shape_ops import dim_size, reshape
-
     x, scale, bias, rm, rv = inputs
     g = cots[0]
     eps, m = attrs["eps"], attrs["momentum"]
@@ -76,34 +74,34 @@ def _bn_vjp(inputs, outputs, cots, attrs):
     shp = [1, -1] + [1] * (x.ndim - 2)
 
     def bc(t):
-        return reshape(t, shp)
+        return _shape_ops.reshape(t, shp)
 
     if not attrs["training"]:
         if g is None:
             return [None] * 5
-        inv = rsqrt(rv + eps)
+        inv = _elementwise.rsqrt(rv + eps)
         xhat = (x - bc(rm)) * bc(inv)
-        gs = reduce_sum(g, axes)
-        gsx = reduce_sum(g * xhat, axes)
+        gs = _reduction.sum(g, axes)
+        gsx = _reduction.sum(g * xhat, axes)
         gx = g * bc(scale * inv)
         g_rm = -(gs * scale * inv)
         g_rv = gsx * scale * (-0.5) / (rv + eps)
         return [gx, gsx, gs, g_rm, g_rv]
     g_nm = cots[1] if len(cots) > 1 else None
     g_nv = cots[2] if len(cots) > 2 else None
-    n = dim_size(x, axes, x.dtype)
-    mu = mean(x, axes, keepdims=True)
+    n = _shape_ops.dim_size(x, axes, x.dtype)
+    mu = _reduction.mean(x, axes, keepdims=True)
     d = x - mu
-    var = mean(d * d, axes, keepdims=True)
-    inv = rsqrt(var + eps)
+    var = _reduction.mean(d * d, axes, keepdims=True)
+    inv = _elementwise.rsqrt(var + eps)
     xhat = d * inv
     gx = g_scale = g_bias = None
     if g is not None:
-        gs = reduce_sum(g, axes, keepdims=True)
-        gsx = reduce_sum(g * xhat, axes, keepdims=True)
+        gs = _reduction.sum(g, axes, keepdims=True)
+        gsx = _reduction.sum(g * xhat, axes, keepdims=True)
         gx = bc(scale) * inv * (g - gs / n - xhat * gsx / n)
-        g_scale = reshape(gsx, [x.shape[1]])
-        g_bias = reshape(gs, [x.shape[1]])
+        g_scale = _shape_ops.reshape(gsx, [x.shape[1]])
+        g_bias = _shape_ops.reshape(gs, [x.shape[1]])
     g_rm = g_rv = None
     if g_nm is not None:
         g_rm = g_nm * (1 - m)
@@ -114,8 +112,7 @@ def _bn_vjp(inputs, outputs, cots, attrs):
         extra = bc(g_nv) * d * (2 * m / (n - 1))
         gx = extra if gx is None else gx + extra
     if gx is not None and tuple(gx.shape) != tuple(x.shape):
-        from .shape_ops import broadcast_to
-        gx = broadcast_to(gx, x.shape)
+        gx = _shape_ops.broadcast_to(gx, x.shape)
     return [gx, g_scale, g_bias, g_rm, g_rv]
 
 
@@ -180,13 +177,11 @@ def normalize(x, axes, eps):
     """``(x - mean) / sqrt(var + eps)`` over ``axes`` (Tensors; biased variance), with the mean and the
     inverse standard deviation (keepdims): the one graph-level spelling of the normalisation that
     layer_norm's decomposition and VJP and the ONNX importer's Layer/Instance/Group norms share."""
-    from .elementwise import rsqrt
-    from .reduction import mean
 
-    mu = mean(x, axes, keepdims=True)
+    mu = _reduction.mean(x, axes, keepdims=True)
     d = x - mu
-    var = mean(d * d, axes, keepdims=True)
-    inv = rsqrt(var + eps)
+    var = _reduction.mean(d * d, axes, keepdims=True)
+    inv = _elementwise.rsqrt(var + eps)
     return d * inv, mu, inv
 
 
@@ -197,24 +192,20 @@ def _ln_core(x, axis, eps):
 
 
 def _ln_decompose(inputs, attrs):
-    from .elementwise import cast
-
     dtype = inputs[0].dtype
     half = dtype in ("float16", "bfloat16")
     if half:  # half types compute in float32, like the reference (statistics in half lose digits)
-        inputs = [cast(t, F32) for t in inputs]
+        inputs = [_elementwise.cast(t, F32) for t in inputs]
     x = inputs[0]
     y, _, _ = _ln_core(x, attrs["axis"] % x.ndim, attrs["eps"])
     if len(inputs) > 1:
         y = y * inputs[1]
     if len(inputs) > 2:
         y = y + inputs[2]
-    return [cast(y, dtype) if half else y]
+    return [_elementwise.cast(y, dtype) if half else y]
 
 
 def _ln_vjp(inputs, outputs, cots, attrs):
-    from .reduction import mean, sum as reduce_sum
-
     g = cots[0]
     if g is None:
         return [None] * len(inputs)
@@ -223,12 +214,12 @@ def _ln_vjp(inputs, outputs, cots, attrs):
     xhat, inv, axes = _ln_core(x, axis, attrs["eps"])
     lead = list(range(axis))
     gxhat = g * inputs[1] if len(inputs) > 1 else g
-    gx = inv * (gxhat - mean(gxhat, axes, keepdims=True) - xhat * mean(gxhat * xhat, axes, keepdims=True))
+    gx = inv * (gxhat - _reduction.mean(gxhat, axes, keepdims=True) - xhat * _reduction.mean(gxhat * xhat, axes, keepdims=True))
     grads = [gx]
     if len(inputs) > 1:
-        grads.append(reduce_sum(g * xhat, lead) if lead else g * xhat)
+        grads.append(_reduction.sum(g * xhat, lead) if lead else g * xhat)
     if len(inputs) > 2:
-        grads.append(reduce_sum(g, lead) if lead else g)
+        grads.append(_reduction.sum(g, lead) if lead else g)
     return grads
 
 

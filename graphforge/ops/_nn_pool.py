@@ -13,6 +13,9 @@ from ._nn_common import F32, F64, _check_pairs, _fmt, _require_nchw, _static_spa
 from ._shapes import require_float
 from .common import compute_dtype, numel
 from .registry import Attr, OpDef, Sample, register_op
+# modules, not names: the op families use each other's functions (looked up at call time)
+from . import (creation as _creation, elementwise as _elementwise, reduction as _reduction,
+               shape_ops as _shape_ops)
 
 __all__: list[str] = []
 
@@ -105,60 +108,50 @@ def _pool_indices(h, w, attrs):
 
 def _pool_patches(x, attrs, fill):
     """(N, C, OH, OW, kh, kw) patches of x as graph ops, plus what the scatter back needs."""
-    from .creation import constant
-    from .shape_ops import gather, pad, reshape
 
     idx, (hp, wp), (pt, pl, pb, pr) = _pool_indices(x.shape[2], x.shape[3], attrs)
-    xp = pad(x, [0, 0, 0, 0, pt, pb, pl, pr], value=fill) if (pt or pl or pb or pr) else x
-    flat = reshape(xp, [x.shape[0], x.shape[1], hp * wp])
-    idx_t = constant(idx)
-    return gather(flat, idx_t, 2), idx_t, (hp, wp), (pt, pl, pb, pr)
+    xp = _shape_ops.pad(x, [0, 0, 0, 0, pt, pb, pl, pr], value=fill) if (pt or pl or pb or pr) else x
+    flat = _shape_ops.reshape(xp, [x.shape[0], x.shape[1], hp * wp])
+    idx_t = _creation.constant(idx)
+    return _shape_ops.gather(flat, idx_t, 2), idx_t, (hp, wp), (pt, pl, pb, pr)
 
 
 def _pool_scatter(x, contrib, idx_t, hp_wp, pads):
     """Sum the per-window contributions (N, C, OH, OW, kh, kw) back onto x's positions."""
-    from .shape_ops import broadcast_to, reshape, scatter_add, slice as slice_
 
     hp, wp = hp_wp
     pt, pl, _, _ = pads
-    base = broadcast_to(_zero(x), [x.shape[0], x.shape[1], hp * wp])
-    gflat = scatter_add(base, idx_t, contrib, 2)
-    g = reshape(gflat, [x.shape[0], x.shape[1], hp, wp])
+    base = _shape_ops.broadcast_to(_zero(x), [x.shape[0], x.shape[1], hp * wp])
+    gflat = _shape_ops.scatter_add(base, idx_t, contrib, 2)
+    g = _shape_ops.reshape(gflat, [x.shape[0], x.shape[1], hp, wp])
     if (hp, wp) != (x.shape[2], x.shape[3]):
-        g = slice_(g, [pt, pl], [pt + x.shape[2], pl + x.shape[3]], [2, 3])
+        g = _shape_ops.slice(g, [pt, pl], [pt + x.shape[2], pl + x.shape[3]], [2, 3])
     return g
 
 def _max_pool_vjp(inputs, outputs, cots, attrs):
-    from .elementwise import cast, equal
-    from .reduction import sum as reduce_sum
-    from .shape_ops import unsqueeze
-
     g = cots[0]
     if g is None:
         return [None]
     x, y = inputs[0], outputs[0]
     patches, idx_t, hp_wp, pads = _pool_patches(x, attrs, -math.inf)
     # Ties share the cotangent evenly (like the max reduction's VJP).
-    mask = cast(equal(patches, unsqueeze(y, [4, 5])), x.dtype)
-    count = reduce_sum(mask, [4, 5], keepdims=True)
-    contrib = mask * unsqueeze(g, [4, 5]) / count
+    mask = _elementwise.cast(_elementwise.equal(patches, _shape_ops.unsqueeze(y, [4, 5])), x.dtype)
+    count = _reduction.sum(mask, [4, 5], keepdims=True)
+    contrib = mask * _shape_ops.unsqueeze(g, [4, 5]) / count
     return [_pool_scatter(x, contrib, idx_t, hp_wp, pads)]
 
 
 def _avg_pool_vjp(inputs, outputs, cots, attrs):
-    from .creation import constant
-    from .shape_ops import broadcast_to, unsqueeze
-
     g = cots[0]
     if g is None:
         return [None]
     x = inputs[0]
     idx, hp_wp, pads = _pool_indices(x.shape[2], x.shape[3], attrs)
     div = _avg_divisor(x.shape[2], x.shape[3], attrs).astype(_dt.to_numpy_dtype(x.dtype))
-    scaled = unsqueeze(g / constant(div, x.dtype), [4, 5])
+    scaled = _shape_ops.unsqueeze(g / _creation.constant(div, x.dtype), [4, 5])
     kh, kw = attrs["kernel"]
-    contrib = broadcast_to(scaled, list(g.shape) + [kh, kw])
-    return [_pool_scatter(x, contrib, constant(idx), hp_wp, pads)]
+    contrib = _shape_ops.broadcast_to(scaled, list(g.shape) + [kh, kw])
+    return [_pool_scatter(x, contrib, _creation.constant(idx), hp_wp, pads)]
 
 
 def _pool_flops(ins, outs, attrs):
@@ -212,19 +205,15 @@ def _gap_ref(xs, attrs, env=None):
 
 
 def _gap_vjp(inputs, outputs, cots, attrs):
-    from .shape_ops import broadcast_to, dim_size
-
     g = cots[0]
     if g is None:
         return [None]
     x = inputs[0]
-    return [broadcast_to(g / dim_size(x, [2, 3], x.dtype), x.shape)]
+    return [_shape_ops.broadcast_to(g / _shape_ops.dim_size(x, [2, 3], x.dtype), x.shape)]
 
 
 def _gap_decompose(inputs, attrs):
-    from .reduction import mean
-
-    return [mean(inputs[0], [2, 3], keepdims=True)]
+    return [_reduction.mean(inputs[0], [2, 3], keepdims=True)]
 
 
 register_op(OpDef(

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from ..dtypes import is_float
 from ..errors import DTypeError, ShapeError
 from ..ir.dims import Dim
 from ..ir.types import TensorType
@@ -66,8 +67,6 @@ def same_dtype(types: Sequence[TensorType], what: str = "inputs") -> str:
 
 
 def require_float(t: TensorType, what: str = "input") -> None:
-    from ..dtypes import is_float
-
     if not is_float(t.dtype):
         raise DTypeError(f"{what} must be a floating-point tensor, got {t}",
                          hint="cast it with x.astype('float32')")

@@ -39,6 +39,8 @@ def out_like(t: TensorType, dtype: str | None = None) -> list[TensorType]:
 
 def unbroadcast(g, shape):
     """Sum a cotangent ``g`` (a Tensor) down to ``shape`` after NumPy broadcasting."""
+    # Inside the function on purpose: every family imports this module's names at load time, so a
+    # module-level import of a family here would run that family before these names exist.
     from . import reduction, shape_ops
 
     gshape = tuple(g.shape)

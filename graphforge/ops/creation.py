@@ -6,7 +6,8 @@ import numpy as np
 from .. import dtypes as _dt
 from ..errors import DTypeError, ShapeError
 from ..ir.types import TensorType
-from ..trace.tensor import apply
+from ..trace.builder import current_builder
+from ..trace.tensor import apply, wrap
 from .common import numel
 from .registry import NOT_DIFFERENTIABLE, Attr, OpDef, Sample, register_op
 
@@ -29,9 +30,6 @@ register_op(OpDef(
 
 def constant(value, dtype=None):
     """A constant tensor inside the graph being traced."""
-    from ..trace.builder import current_builder
-    from ..trace.tensor import wrap
-
     array = np.asarray(value)
     if dtype is not None:
         array = array.astype(_dt.to_numpy_dtype(dtype))
@@ -78,9 +76,6 @@ register_op(OpDef(
 
 def arange(start: int, stop: int | None = None, step: int = 1, dtype="int64"):
     """``arange(stop)`` or ``arange(start, stop, step)`` with static integer bounds."""
-    from ..trace.builder import current_builder
-    from ..trace.tensor import wrap
-
     if stop is None:
         start, stop = 0, start
     builder = current_builder()

@@ -10,7 +10,7 @@ import numpy as np
 from .. import dtypes as _dt
 from ..errors import DTypeError
 from ..ir.types import TensorType
-from ..trace.tensor import Tensor, apply
+from ..trace.tensor import Tensor, apply, as_value, wrap
 from ._shapes import broadcast_shapes, require_float, same_dtype
 from .common import compute_dtype, elementwise_flops, out_like, unbroadcast
 from .registry import NOT_DIFFERENTIABLE, Attr, OpDef, Sample, register_op
@@ -455,8 +455,6 @@ register_op(OpDef(
 def where(cond, a, b):
     """Select ``a`` where ``cond`` is true, else ``b`` (broadcasting; the branches are promoted like a
     binary op's operands, so ``where(c, int_tensor, 0.5)`` is float32)."""
-    from ..trace.tensor import as_value, wrap
-
     a, b = _promote(a, b)
     if not isinstance(a, Tensor) and isinstance(b, Tensor):
         a = wrap(as_value(a, b.builder, b.dtype), b.builder)

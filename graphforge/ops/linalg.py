@@ -10,6 +10,8 @@ from ..trace.tensor import apply
 from ._shapes import broadcast_shapes, require_float, same_dtype
 from .common import compute_dtype, numel, unbroadcast
 from .registry import Attr, OpDef, Sample, get_op, register_op
+# modules, not names: the op families use each other's functions (looked up at call time)
+from . import elementwise as _elementwise, reduction as _reduction, shape_ops as _shape_ops
 
 __all__ = ["matmul", "linear", "ACTIVATIONS", "ACTIVATION_OPS", "activation_op", "activation_name",
            "apply_activation"]
@@ -81,30 +83,28 @@ def _matmul_flops(ins, outs, attrs):
 
 
 def _matmul_vjp(inputs, outputs, cots, attrs):
-    from .shape_ops import reshape, transpose, unsqueeze
-
     g = cots[0]
     if g is None:
         return [None, None]
     a, b = inputs
-    a2 = unsqueeze(a, 0) if a.ndim == 1 else a
-    b2 = unsqueeze(b, -1) if b.ndim == 1 else b
+    a2 = _shape_ops.unsqueeze(a, 0) if a.ndim == 1 else a
+    b2 = _shape_ops.unsqueeze(b, -1) if b.ndim == 1 else b
     # The cotangent with the axes NumPy dropped for 1-D operands put back (a dot product's is 0-D).
     gshape = list(g.shape)
     if a.ndim == 1:
         gshape.insert(len(gshape) - (0 if b.ndim == 1 else 1), 1)
     if b.ndim == 1:
         gshape.append(1)
-    g2 = reshape(g, gshape)
+    g2 = _shape_ops.reshape(g, gshape)
 
     def swap(t):
         perm = list(range(t.ndim))
         perm[-2:] = perm[-1], perm[-2]
-        return transpose(t, perm)
+        return _shape_ops.transpose(t, perm)
 
     ga = unbroadcast(matmul(g2, swap(b2)), a2.shape)
     gb = unbroadcast(matmul(swap(a2), g2), b2.shape)
-    return [reshape(ga, a.shape), reshape(gb, b.shape)]
+    return [_shape_ops.reshape(ga, a.shape), _shape_ops.reshape(gb, b.shape)]
 
 
 register_op(OpDef(
@@ -122,9 +122,8 @@ register_op(OpDef(
 
 def matmul(a, b):
     """Matrix product with NumPy semantics (batched, broadcasting, 1-D operands)."""
-    from .elementwise import _promote
 
-    a, b = _promote(a, b)
+    a, b = _elementwise._promote(a, b)
     return apply("matmul", a, b)
 
 
@@ -177,19 +176,14 @@ def _activate(t, activation):
 
 
 def _linear_decompose(inputs, attrs):
-    from .shape_ops import transpose
-
     x, w = inputs[0], inputs[1]
-    y = matmul(x, transpose(w) if attrs["transpose_b"] else w)
+    y = matmul(x, _shape_ops.transpose(w) if attrs["transpose_b"] else w)
     if len(inputs) == 3:
         y = y + inputs[2]
     return [_activate(y, attrs["activation"])]
 
 
 def _linear_vjp(inputs, outputs, cots, attrs):
-    from .reduction import sum as reduce_sum
-    from .shape_ops import reshape, transpose
-
     g = cots[0]
     if g is None:
         return [None] * len(inputs)
@@ -203,14 +197,14 @@ def _linear_vjp(inputs, outputs, cots, attrs):
         g = get_op(op).vjp([pre], [outputs[0]], [g], act_attrs)[0]
     out_f = g.shape[-1]
     in_f = x.shape[-1]
-    g2 = reshape(g, [-1, out_f])
-    x2 = reshape(x, [-1, in_f])
-    gx = matmul(g, w) if attrs["transpose_b"] else matmul(g, transpose(w))
-    gw = matmul(transpose(g2), x2) if attrs["transpose_b"] else matmul(transpose(x2), g2)
+    g2 = _shape_ops.reshape(g, [-1, out_f])
+    x2 = _shape_ops.reshape(x, [-1, in_f])
+    gx = matmul(g, w) if attrs["transpose_b"] else matmul(g, _shape_ops.transpose(w))
+    gw = matmul(_shape_ops.transpose(g2), x2) if attrs["transpose_b"] else matmul(_shape_ops.transpose(x2), g2)
     grads = [gx, gw]
     if len(inputs) == 3:
         # The bias may be (out,), (1,) or a scalar: sum the cotangent down to its shape.
-        grads.append(unbroadcast(reduce_sum(g2, 0), inputs[2].shape))
+        grads.append(unbroadcast(_reduction.sum(g2, 0), inputs[2].shape))
     return grads
 
 

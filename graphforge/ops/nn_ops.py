@@ -16,12 +16,15 @@ import numpy as np
 from .. import dtypes as _dt
 from ..errors import DTypeError, ShapeError, UnsupportedOpError
 from ..ir.types import TensorType
+from ..trace.builder import current_builder
 from ..trace.tensor import Tensor, apply
 from . import _nn_attention, _nn_conv, _nn_norm, _nn_pool  # noqa: F401  (register their ops)
 from ._nn_common import F32, F64, _fmt, _zero
 from ._shapes import require_float
 from .common import elementwise_flops
 from .registry import Attr, OpDef, Sample, register_op
+# modules, not names: the op families use each other's functions (looked up at call time)
+from . import creation as _creation, shape_ops as _shape_ops
 
 __all__ = ["conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "global_avg_pool2d", "batch_norm",
            "layer_norm", "dropout", "dropout_mask", "embedding", "attention", "scaled_dot_product_attention",
@@ -108,13 +111,11 @@ def _embedding_ref(xs, attrs, env=None):
 
 
 def _embedding_vjp(inputs, outputs, cots, attrs):
-    from .shape_ops import broadcast_to, scatter_add
-
     g = cots[0]
     if g is None:
         return [None, None]
     table, idx = inputs
-    return [scatter_add(broadcast_to(_zero(table), table.shape), idx, g, 0), None]
+    return [_shape_ops.scatter_add(_shape_ops.broadcast_to(_zero(table), table.shape), idx, g, 0), None]
 
 
 register_op(OpDef(
@@ -212,9 +213,7 @@ def global_avg_pool2d(x):
 
 
 def _const_like(value, n, like):
-    from .creation import full
-
-    return full((n,), value, like.dtype)
+    return _creation.full((n,), value, like.dtype)
 
 
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training: bool = False,
@@ -233,7 +232,6 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training: b
 def layer_norm(x, normalized_shape_or_axis=-1, weight=None, bias=None, eps: float = 1e-5):
     """Layer normalisation. The second argument is a first normalised ``axis`` (an int, default -1)
     or PyTorch's ``normalized_shape`` (a tuple/list: the trailing dims to normalise over)."""
-    from .creation import ones
 
     rank = len(x.shape)
     spec = normalized_shape_or_axis
@@ -248,7 +246,7 @@ def layer_norm(x, normalized_shape_or_axis=-1, weight=None, bias=None, eps: floa
         if not -rank <= axis < rank and rank and x.shape[-1] == axis:
             axis = -1  # PyTorch's int normalized_shape (e.g. layer_norm(x, 512))
     if weight is None and bias is not None:
-        weight = ones(tuple(x.shape[axis % rank:]), x.dtype)
+        weight = _creation.ones(tuple(x.shape[axis % rank:]), x.dtype)
     args = [x] + ([weight] if weight is not None else []) + ([bias] if bias is not None else [])
     return apply("layer_norm", *args, axis=axis, eps=eps)
 
@@ -260,7 +258,6 @@ def dropout(x, p: float = 0.5, key=None):
         return x
     if key is None:
         builder = x.builder if isinstance(x, Tensor) else None
-        from ..trace.builder import current_builder
         builder = builder or current_builder()
         key = Tensor(builder.rng_key(), builder)
     return apply("dropout", x, key, p=float(p))
@@ -278,13 +275,12 @@ def embedding(table, indices):
 def attention(q, k, v, mask=None, scale: float | None = None, causal: bool = False):
     """Scaled dot-product attention on (B, H, S, D) tensors (rank-3 (B, S, D) means one head);
     ``mask`` is bool, True = attend, broadcastable to (B, H, Sq, Sk)."""
-    from .shape_ops import squeeze, unsqueeze
 
     if q.ndim == 3 and k.ndim == 3 and v.ndim == 3:
         if mask is not None and mask.ndim == 3:
-            mask = unsqueeze(mask, 1)
-        out = attention(unsqueeze(q, 1), unsqueeze(k, 1), unsqueeze(v, 1), mask, scale, causal)
-        return squeeze(out, 1)
+            mask = _shape_ops.unsqueeze(mask, 1)
+        out = attention(_shape_ops.unsqueeze(q, 1), _shape_ops.unsqueeze(k, 1), _shape_ops.unsqueeze(v, 1), mask, scale, causal)
+        return _shape_ops.squeeze(out, 1)
     args = (q, k, v) if mask is None else (q, k, v, mask)
     return apply("attention", *args, scale=None if scale is None else float(scale), causal=causal)
 

@@ -9,6 +9,8 @@ from ..trace.tensor import apply
 from ._shapes import normalize_axes, normalize_axis, reduce_shape, require_float
 from .common import compute_dtype, elementwise_flops, numel, out_like
 from .registry import NOT_DIFFERENTIABLE, Attr, OpDef, Sample, register_op
+# modules, not names: the op families use each other's functions (looked up at call time)
+from . import elementwise as _elementwise, shape_ops as _shape_ops
 
 __all__ = ["sum", "mean", "max", "min", "prod", "argmax", "argmin", "softmax", "log_softmax", "var",
            "REDUCE_OPS"]
@@ -49,57 +51,47 @@ def _reduce_ref(fn):
 
 def _keep(g, x, attrs):
     """The cotangent of a reduction reshaped with kept dims so it broadcasts against ``x``."""
-    from .shape_ops import reshape
 
     axes = normalize_axes(attrs["axes"], x.ndim)
     if not attrs["keepdims"]:
-        g = reshape(g, reduce_shape(x.shape, axes, True))
+        g = _shape_ops.reshape(g, reduce_shape(x.shape, axes, True))
     return g
 
 
 def _sum_vjp(inputs, outputs, cots, attrs):
-    from .shape_ops import broadcast_to
-
     g = cots[0]
     if g is None:
         return [None]
-    return [broadcast_to(_keep(g, inputs[0], attrs), inputs[0].shape)]
+    return [_shape_ops.broadcast_to(_keep(g, inputs[0], attrs), inputs[0].shape)]
 
 
 def _mean_vjp(inputs, outputs, cots, attrs):
-    from .shape_ops import broadcast_to, dim_size
-
     g = cots[0]
     if g is None:
         return [None]
     x = inputs[0]
-    count = dim_size(x, normalize_axes(attrs["axes"], x.ndim), x.dtype)
-    return [broadcast_to(_keep(g, x, attrs) / count, x.shape)]
+    count = _shape_ops.dim_size(x, normalize_axes(attrs["axes"], x.ndim), x.dtype)
+    return [_shape_ops.broadcast_to(_keep(g, x, attrs) / count, x.shape)]
 
 
 def _chooser_vjp(inputs, outputs, cots, attrs):
-    from .elementwise import cast, equal
-    from .shape_ops import broadcast_to
-
     g = cots[0]
     if g is None:
         return [None]
     x = inputs[0]
     y = _keep(outputs[0], x, attrs)
     # Ties share the cotangent evenly, as jax.grad does.
-    mask = cast(equal(x, y), x.dtype)
+    mask = _elementwise.cast(_elementwise.equal(x, y), x.dtype)
     count = sum(mask, attrs["axes"], keepdims=True)
-    return [broadcast_to(_keep(g, x, attrs), x.shape) * mask / count]
+    return [_shape_ops.broadcast_to(_keep(g, x, attrs), x.shape) * mask / count]
 
 
 def _prod_vjp(inputs, outputs, cots, attrs):
-    from .shape_ops import broadcast_to
-
     g = cots[0]
     if g is None:
         return [None]
     x = inputs[0]
-    return [broadcast_to(_keep(g * outputs[0], x, attrs), x.shape) / x]
+    return [_shape_ops.broadcast_to(_keep(g * outputs[0], x, attrs), x.shape) / x]
 
 
 _REDUCE = {
@@ -156,8 +148,7 @@ def var(x, axis=None, keepdims: bool = False, correction: int = 0):
     d = x - mu
     out = mean(d * d, axis, keepdims=keepdims)
     if correction:
-        from .shape_ops import dim_size
-        n = dim_size(x, normalize_axes([axis] if isinstance(axis, int) else axis, x.ndim), x.dtype)
+        n = _shape_ops.dim_size(x, normalize_axes([axis] if isinstance(axis, int) else axis, x.ndim), x.dtype)
         out = out * n / (n - correction)
     return out
 
@@ -235,28 +226,22 @@ def _softmax_vjp(inputs, outputs, cots, attrs):
 
 
 def _log_softmax_vjp(inputs, outputs, cots, attrs):
-    from .elementwise import exp
-
     g = cots[0]
     if g is None:
         return [None]
-    return [g - exp(outputs[0]) * sum(g, attrs["axis"], keepdims=True)]
+    return [g - _elementwise.exp(outputs[0]) * sum(g, attrs["axis"], keepdims=True)]
 
 
 def _softmax_decompose(inputs, attrs):
-    from .elementwise import exp
-
     x, axis = inputs[0], attrs["axis"]
-    e = exp(x - max(x, axis, keepdims=True))
+    e = _elementwise.exp(x - max(x, axis, keepdims=True))
     return [e / sum(e, axis, keepdims=True)]
 
 
 def _log_softmax_decompose(inputs, attrs):
-    from .elementwise import exp, log
-
     x, axis = inputs[0], attrs["axis"]
     s = x - max(x, axis, keepdims=True)
-    return [s - log(sum(exp(s), axis, keepdims=True))]
+    return [s - _elementwise.log(sum(_elementwise.exp(s), axis, keepdims=True))]
 
 
 _SOFTMAX_SAMPLES = [

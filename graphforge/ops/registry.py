@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from ..dtypes import canonical_dtype
 from ..errors import GraphforgeError, ShapeError, UnsupportedOpError
 from ..ir.types import TensorType
 
@@ -183,7 +184,6 @@ def check_attrs(opdef: OpDef, attrs: Mapping[str, Any]) -> dict[str, Any]:
         elif spec.kind == "floats":
             value = [float(v) for v in value]
         elif spec.kind == "dtype":
-            from ..dtypes import canonical_dtype
             value = canonical_dtype(value)
         if spec.choices is not None and value not in spec.choices:
             raise ShapeError(f"attribute {key}={value!r} must be one of {', '.join(map(repr, spec.choices))}")

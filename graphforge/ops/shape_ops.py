@@ -14,6 +14,8 @@ from ..trace.tensor import Tensor, apply
 from ._shapes import broadcast_shapes, normalize_axes, normalize_axis, same_dtype
 from .common import numel, unbroadcast
 from .registry import NOT_DIFFERENTIABLE, Attr, OpDef, Sample, register_op
+# modules, not names: the op families use each other's functions (looked up at call time)
+from . import creation as _creation, elementwise as _elementwise
 
 __all__ = ["reshape", "transpose", "broadcast_to", "concat", "split", "chunk", "slice", "gather", "take",
            "scatter_add", "squeeze", "unsqueeze", "flatten", "pad", "dim_size", "getitem", "stack"]
@@ -230,22 +232,18 @@ def _split_ref(xs, attrs, env=None):
 
 
 def _split_vjp(inputs, outputs, cots, attrs):
-    from .elementwise import cast
-
     if all(g is None for g in cots):
         return [None]
     parts = []
     for g, out in zip(cots, outputs):
         if g is None:
-            g = broadcast_to(cast(_zero_like_scalar(out), out.dtype), out.shape)
+            g = broadcast_to(_elementwise.cast(_zero_like_scalar(out), out.dtype), out.shape)
         parts.append(g)
     return [concat(parts, attrs["axis"])]
 
 
 def _zero_like_scalar(t):
-    from .creation import constant
-
-    return constant(np.zeros((), dtype=_dt.to_numpy_dtype(t.dtype)), t.dtype)
+    return _creation.constant(np.zeros((), dtype=_dt.to_numpy_dtype(t.dtype)), t.dtype)
 
 
 register_op(OpDef(
@@ -307,8 +305,6 @@ def _slice_ref(xs, attrs, env=None):
 
 
 def _slice_vjp(inputs, outputs, cots, attrs):
-    from .creation import constant
-
     g = cots[0]
     if g is None:
         return [None]
@@ -322,7 +318,7 @@ def _slice_vjp(inputs, outputs, cots, attrs):
         idx = np.arange(dim)[builtins_slice(start, end, step)]
         shape[axis] = dim
         base = broadcast_to(_zero_like_scalar(x), shape)
-        g = scatter_add(base, constant(idx.astype(np.int64)), g, axis)
+        g = scatter_add(base, _creation.constant(idx.astype(np.int64)), g, axis)
     return [g]
 
 
@@ -581,8 +577,6 @@ def _pad_ref(xs, attrs, env=None):
 
 
 def _pad_vjp(inputs, outputs, cots, attrs):
-    from .creation import constant
-
     g = cots[0]
     if g is None:
         return [None]
@@ -597,7 +591,7 @@ def _pad_vjp(inputs, outputs, cots, attrs):
             shape[axis] = x.shape[axis]
             base = broadcast_to(_zero_like_scalar(x), shape)
             idx = _pad_indices(x.shape[axis], b, a, attrs["mode"])
-            g = scatter_add(base, constant(idx.astype(np.int64)), g, axis)
+            g = scatter_add(base, _creation.constant(idx.astype(np.int64)), g, axis)
     return [g]
 
 
@@ -641,12 +635,11 @@ register_op(OpDef(
 
 def dim_size(x, axes, dtype="int64"):
     """The run-time product of ``x``'s dims over ``axes``; a constant when they are static."""
-    from .creation import constant
 
     axes = [normalize_axis(a, x.ndim) for a in ([axes] if isinstance(axes, int) else axes)]
     dims = [x.type.shape[a] for a in axes]
     if all(is_static(d) for d in dims):
-        return constant(np.array(int(np.prod(dims, dtype=np.int64))), dtype)
+        return _creation.constant(np.array(int(np.prod(dims, dtype=np.int64))), dtype)
     return apply("dim_size", x, axes=axes, dtype=dtype)
 
 
@@ -655,7 +648,6 @@ def dim_size(x, axes, dtype="int64"):
 def getitem(x, index):
     """``x[...]`` with NumPy semantics: ints, slices (with steps), None, Ellipsis and one integer
     array index (a Tensor, list or NumPy array, gathered along its axis)."""
-    from .creation import constant
 
     if not isinstance(index, tuple):
         index = (index,)
@@ -718,7 +710,7 @@ def getitem(x, index):
         out = slice(out, starts, ends, axes, steps)
     k = 0  # rank of the array index
     if array_axis is not None:
-        idx = array_index if isinstance(array_index, Tensor) else constant(np.asarray(array_index, dtype=np.int64))
+        idx = array_index if isinstance(array_index, Tensor) else _creation.constant(np.asarray(array_index, dtype=np.int64))
         k = idx.ndim
         out = gather(out, idx, array_axis)
     if int_axes:
