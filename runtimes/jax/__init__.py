@@ -2,7 +2,9 @@
 
 ``lower(graph, env)`` gives ``f(params: dict, inputs: tuple) -> tuple(outputs)``; ``compile_graph``
 jits it (cached per graph identity + structure and input signature); ``run`` is the ``gf.run``
-entry point (``backend="jax"``) and returns NumPy arrays.
+entry point (``backend="jax"``) and returns NumPy arrays. ``lower`` first runs the ``decompose``
+pass (on a copy) for the composite ops the table has no lowering for (``layer_norm`` reaches XLA as
+its registry decomposition, which XLA fuses), see :func:`decomposed`.
 
 float64: JAX truncates 64-bit types unless x64 is enabled. We never flip the global flag
 (``jax.config.update("jax_enable_x64", True)`` would leak into the user's own JAX code); every

@@ -19,7 +19,6 @@ from .._registry import lowering_table
 __all__ = ["lowers", "LOWERINGS", "LowerCtx", "has_lowering", "is_float", "upcast", "const_like"]
 
 LOWERINGS, lowers, has_lowering = lowering_table()
-_HALF = ("float16", "bfloat16")
 
 
 class _Within:
