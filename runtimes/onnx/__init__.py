@@ -15,7 +15,9 @@
   reshapes use Flatten or constant shapes (``0`` copies a dim, one ``-1``), dead nodes are dropped.
 - ``run(graph, arrays, env, params, **options)`` is ``gf.run(..., backend="onnxruntime")``;
   :class:`OrtSession` is the reusable session.
-- The lowering table: ``LOWERINGS`` / ``@lowers("op")`` in ``lower*.py``; ``missing_lowerings()``.
+- The lowering table: ``LOWERINGS`` / ``@lowers("op", when=...)`` in ``lower.py``, filled by one module
+  per op family (``elementwise.py``, ``nn_ops.py``…); ``missing_lowerings()``. Every export first runs
+  the ``decompose`` pass (on a copy) for the composites the table does not take as they are.
 """
 from __future__ import annotations
 
