@@ -1,4 +1,4 @@
-"""A small declarative pattern language for local rewrites (fusion rules).
+"""A small declarative pattern language for local rewrites (simplification and fusion rules).
 
 Patterns describe the computation that produces a value, from the value upwards::
 
@@ -17,9 +17,9 @@ Patterns describe the computation that produces a value, from the value upwards:
 * :class:`AnyOf` tries alternatives in order.
 
 A :class:`Rule` couples patterns with a replacement built by the ordinary functional API on
-``Tensor``s (see :class:`passes.rewrite.Rewriter`) and counts its matches. By default every matched
-node other than the root must be used only inside the match (so the rewrite removes it instead of
-duplicating work).
+``Tensor``s (see :class:`passes.rewrite.Rewriter`); :mod:`passes.engine` runs sets of rules. By
+default every matched node other than the root must be used only inside the match (so the rewrite
+removes it instead of duplicating work).
 """
 from __future__ import annotations
 
@@ -292,12 +292,20 @@ def _match_perm(patterns: Sequence[Pattern], leaves: list[Value], m: Match) -> I
 class Rule:
     """A declarative rewrite: ``patterns`` (tried in order) rooted at one node, an optional
     ``check(match)``, and ``build(match, rw)`` returning the replacement value(s) for the root's
-    results, built with graphforge ops on ``rw.t(value)`` tensors. ``requires`` names ops that must
-    be registered for the rule to run. ``matches`` counts successful rewrites."""
+    results, built with graphforge ops on ``rw.t(value)`` tensors (or existing values: ``x * 1`` →
+    ``x``). ``requires`` names ops that must be registered for the rule to run.
+    ``internal_uses_only=False`` lets matched interior nodes have other users (they stay; the rule
+    must not duplicate work). ``provenance``: ``"merged"`` stamps new nodes with the scopes and
+    locations of every node the match covers (fusion), ``"root"`` with the root's alone (a
+    simplification that edits one node). Match counts are per run (``passes.engine.apply_rules``)."""
 
     def __init__(self, name: str, patterns: Pattern | Sequence[Pattern],
                  build: Callable[[Match, Rewriter], Any], *, check: Callable[[Match], bool] | None = None,
-                 requires: Sequence[str] = (), internal_uses_only: bool = True, doc: str = ""):
+                 requires: Sequence[str] = (), internal_uses_only: bool = True, doc: str = "",
+                 provenance: str = "merged"):
+        if provenance not in ("merged", "root"):
+            raise ValueError(f"Rule {name!r}: provenance must be 'merged' or 'root', not {provenance!r}")
+        self.provenance = provenance
         self.name = name
         self.patterns = [patterns] if isinstance(patterns, Pattern) else list(patterns)
         self.build = build
@@ -305,10 +313,9 @@ class Rule:
         self.requires = tuple(requires)
         self.internal_uses_only = internal_uses_only
         self.doc = doc
-        self.matches = 0
 
     def __repr__(self) -> str:
-        return f"Rule({self.name!r}, matches={self.matches})"
+        return f"Rule({self.name!r})"
 
     @property
     def available(self) -> bool:
