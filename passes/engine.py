@@ -19,7 +19,7 @@ from graphforge.errors import GraphforgeError
 from graphforge.ir.graph import Graph
 from graphforge.trace.tensor import Tensor
 
-from .pattern import Rule
+from .pattern import AnyOf, Assoc, Const, Op, Rule, Var
 from .rewrite import Rewriter, RewriteRefused, can_replace, erase_dead, output_ids, replace_value
 
 __all__ = ["RuleSet", "apply_rules", "MAX_SWEEPS"]
@@ -82,44 +82,121 @@ def apply_rules(graph: Graph, rules: Iterable[Rule], *, max_sweeps: int = MAX_SW
                 stats: dict[str, int] | None = None) -> bool:
     """Rewrite ``graph`` in place with ``rules`` until none fires (or ``max_sweeps`` sweeps).
 
-    Returns whether anything changed; ``stats`` (if given) gains ``rule name → matches``."""
+    Returns whether anything changed; ``stats`` (if given) gains ``rule name → matches``.
+
+    The first sweep looks at every node; later sweeps only at nodes a rewrite could have given a new
+    match: those within the rules' reach downstream of what changed (new nodes, nodes reading a
+    replacement, producers whose use lists shrank). A match rooted at a node covers only nodes a few
+    levels above it, so no other node's matches can have changed."""
     rules = [r for r in rules if r.available]
-    by_op: dict[str, list[Rule]] = {}
+    # op -> [(rule, its patterns' compiled pre-checks)]: most candidates fail the pre-check, so it
+    # runs here without the cost of a call to Rule.find.
+    by_op: dict[str, list] = {}
     for rule in rules:
+        checks = rule.prefilters()
+        if any(c is None for c in checks):
+            checks = None  # some pattern has no pre-check: always ask find
         for op in rule.root_ops():
-            by_op.setdefault(op, []).append(rule)
+            by_op.setdefault(op, []).append((rule, checks))
+    reach = _reach(rules)
     outs = output_ids(graph)
     rw = Rewriter(graph)
     changed = False
+    pending: set[int] | None = None  # ids of the nodes to look at; None: all of them
     for _ in range(max_sweeps):
         dead: dict[int, object] = {}
+        seeds: list = []
         fired = False
         # A snapshot: replacements built in this sweep are looked at in the next one.
         order = list(graph.nodes)
-        position = {id(n): i for i, n in enumerate(order)}
+        position: dict[int, int] | None = None
         for node in reversed(order):
             candidates = by_op.get(node.op)
-            if not candidates or id(node) in dead:
+            if not candidates or id(node) in dead or (pending is not None and id(node) not in pending):
                 continue
-            for rule in candidates:
+            first = node.outputs[0] if node.outputs else None
+            for rule, checks in candidates:
+                if checks is not None and first is not None:
+                    for check in checks:
+                        if check(first):
+                            break
+                    else:
+                        continue  # no pattern of this rule can match here
                 m = rule.find(node, graph, outs, dead)
                 if m is None:
                     continue
-                if _rewrite(graph, rw, rule, m, node, position, outs, dead):
+                if position is None and rule.provenance == "merged":  # the order of merged locations
+                    position = {id(n): i for i, n in enumerate(order)}
+                if _rewrite(graph, rw, rule, m, node, position, outs, dead, seeds):
                     if stats is not None:
                         stats[rule.name] = stats.get(rule.name, 0) + 1
                     fired = changed = True
                     break
         if dead:
+            for node in dead.values():  # their inputs lose a use: matches below them may change
+                seeds.extend(v.producer for v in node.inputs if v.producer is not None)
             graph.remove_nodes(dead.values())
         if not fired:
             break
+        pending = None if reach is None else _downstream(seeds, reach)
     return changed
 
 
-def _rewrite(graph, rw: Rewriter, rule: Rule, m, node, position, outs, dead) -> bool:
-    absorbed = sorted([node] + [n for n in m.nodes if n is not node],
-                      key=lambda n: position.get(id(n), len(position)))
+# Rules' checks may look a level or two beyond their pattern (a weight's producer, a value's users).
+_REACH_MARGIN = 2
+
+
+def _pattern_depth(p) -> int | None:
+    """How many levels of producers a pattern covers above its root (None: unknown)."""
+    kind = type(p)
+    if kind in (Var, Const):
+        return 0
+    if kind is Op:
+        inner = [_pattern_depth(i) for i in p.inputs]
+        return None if None in inner else 1 + max(inner, default=0)
+    if kind is AnyOf:
+        inner = [_pattern_depth(a) for a in p.alternatives]
+        return None if None in inner else max(inner, default=0)
+    if kind is Assoc:
+        inner = [_pattern_depth(o) for o in p.operands]
+        return None if None in inner else len(p.operands) - 1 + max(inner, default=0)
+    return None
+
+
+def _reach(rules: list[Rule]) -> int | None:
+    depth = 0
+    for rule in rules:
+        for pattern in rule.patterns:
+            d = _pattern_depth(pattern)
+            if d is None:
+                return None  # a pattern class the engine does not know: look at every node again
+            depth = max(depth, d)
+    return depth + _REACH_MARGIN
+
+
+def _downstream(seeds: list, reach: int) -> set[int]:
+    """Ids of ``seeds`` and of every node at most ``reach`` uses below one of them."""
+    unique = {id(n): n for n in seeds}  # a shared constant is a seed once per rewrite that read it
+    found = set(unique)
+    frontier = list(unique.values())
+    for _ in range(reach):
+        nxt = []
+        for node in frontier:
+            for out in node.outputs:
+                for user, _ in out.uses:
+                    if id(user) not in found:
+                        found.add(id(user))
+                        nxt.append(user)
+        if not nxt:
+            break
+        frontier = nxt
+    return found
+
+
+def _rewrite(graph, rw: Rewriter, rule: Rule, m, node, position, outs, dead, seeds) -> bool:
+    absorbed = [node] + [n for n in m.nodes if n is not node]
+    if position is not None:
+        absorbed.sort(key=lambda n: position.get(id(n), len(position)))
     try:
         with rw.at([node] if rule.provenance == "root" else absorbed, before=node):
             new = _values(rule.build(m, rw))
@@ -134,5 +211,14 @@ def _rewrite(graph, rw: Rewriter, rule: Rule, m, node, position, outs, dead) -> 
         return False
     for old, v in zip(node.outputs, new):
         replace_value(graph, old, v, outs)
+    # What the next sweep must look at: the new nodes, the readers of the replacements (their inputs
+    # changed), and the producers of what the match read (their use lists changed).
+    seeds.extend(rw.emitted)
+    for v in new:
+        seeds.extend(user for user, _ in v.uses)
+        if v.producer is not None:
+            seeds.append(v.producer)
+    for n in absorbed:
+        seeds.extend(v.producer for v in n.inputs if v.producer is not None)
     erase_dead(graph, absorbed, outs, dead)
     return True

@@ -12,7 +12,7 @@ from graphforge.ir.graph import Graph, Node, Value
 from graphforge.trace.builder import Builder
 from graphforge.trace.tensor import Tensor
 
-__all__ = ["constant_array", "scalar_value", "merge_provenance", "can_replace", "replace_value",
+__all__ = ["constant_array", "scalar_value", "splat_number", "merge_provenance", "can_replace", "replace_value",
            "erase_dead", "Rewriter", "output_ids"]
 
 
@@ -33,6 +33,11 @@ def scalar_value(graph: Graph, value: Value, max_elements: int = 1 << 16) -> flo
     array = constant_array(graph, value)
     if array is None or array.size == 0 or array.size > max_elements:
         return None
+    return splat_number(array)
+
+
+def splat_number(array: np.ndarray) -> float | None:
+    """The single value of a non-empty array whose elements are all equal, else None."""
     flat = array.reshape(-1)
     first = flat[0]
     if flat.size > 1 and not np.all(flat == first):

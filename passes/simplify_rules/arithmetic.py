@@ -14,7 +14,7 @@ X = Var("x")
 
 
 def _unit(value: float) -> Const:
-    return Const(where=lambda c: c == value)
+    return Const(value, rtol=0.0)  # exactly
 
 
 def _same_type(m) -> bool:
