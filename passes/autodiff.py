@@ -4,6 +4,9 @@ Walk the nodes that lie between the ``wrt`` values and the differentiated output
 emit each op's VJP rule (written with graphforge ops) as new nodes, accumulate cotangents with
 ``add``, and treat missing cotangents as symbolic zeros. The result is an ordinary Graph: it prints,
 optimises, and lowers to JAX and to ONNX like any other.
+
+Registered as the pass ``grad`` (``gf.optimize(g, "infer,grad,dce")``): the gradient of the first
+output with respect to every trainable parameter, as a new graph (the pass is not in place).
 """
 from __future__ import annotations
 
@@ -18,7 +21,9 @@ from graphforge.ops.registry import NOT_DIFFERENTIABLE, get_op
 from graphforge.trace.builder import Builder
 from graphforge.trace.tensor import Tensor
 
-__all__ = ["grad", "GRAD_PREFIX"]
+from .registry import register_pass
+
+__all__ = ["grad", "grad_pass", "GRAD_PREFIX"]
 
 GRAD_PREFIX = "grad:"
 
@@ -158,3 +163,10 @@ def grad(graph: Graph, wrt="params", output: int = 0, *, keep_outputs: bool = Fa
         from graphforge.passes import optimize as run_pipeline
         g = run_pipeline(g, "default" if optimize is True else optimize)
     return g
+
+
+@register_pass("grad", in_place=False, requires=("typed",), preserves=("typed",))
+def grad_pass(graph: Graph) -> tuple[Graph, bool]:
+    """Outputs ``[loss, grad:<param>...]``: ``gf.grad(graph)`` without its own optimisation (the
+    pipeline decides what runs after it)."""
+    return grad(graph, optimize=False), True

@@ -13,7 +13,7 @@ from graphforge.errors import GraphforgeError
 from graphforge.ir.graph import Graph
 from graphforge.ops import registry
 
-from .manager import register_pass
+from .registry import register_pass
 from .rewrite import can_replace, erase_dead, output_ids, replace_value
 
 __all__ = ["cse", "attr_key"]
@@ -39,7 +39,7 @@ def attr_key(attrs: dict) -> tuple:
     return tuple(sorted((k, _freeze(v)) for k, v in attrs.items()))
 
 
-@register_pass("cse")
+@register_pass("cse", preserves=("typed",))
 def cse(graph: Graph) -> tuple[Graph, bool]:
     outs = output_ids(graph)
     table: dict[tuple, object] = {}

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from graphforge.ir.graph import Graph
 
-from .manager import register_pass
+from .registry import register_pass
 
 __all__ = ["dce"]
 
 
-@register_pass("dce")
+@register_pass("dce", preserves=("typed",))
 def dce(graph: Graph) -> tuple[Graph, bool]:
     live = {id(o) for o in graph.outputs}
     dead = []

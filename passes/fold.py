@@ -18,7 +18,7 @@ from graphforge.ops import registry
 from graphforge.runtimes.reference import evaluate_node
 from graphforge.trace.builder import Builder
 
-from .manager import register_pass
+from .registry import register_pass
 from .rewrite import constant_array, erase_dead, output_ids, replace_value
 
 __all__ = ["fold", "INLINE_MAX_ELEMENTS", "FOLD_MAX_ELEMENTS"]
@@ -34,56 +34,51 @@ def _numel(t: TensorType) -> int:
     return n
 
 
-@register_pass("fold")
+@register_pass("fold", preserves=("typed",))
 def fold(graph: Graph) -> tuple[Graph, bool]:
     outs = output_ids(graph)
     builder = Builder(graph, capture_locations=False)
-    snapshot = graph.nodes
-    graph.nodes = []  # the builder appends replacements here, in place of the folded node
     folded = []
-    for node in snapshot:
+    for node in graph.nodes:  # the constants built below go before the cursor: not revisited
         if not _foldable(graph, node):
-            graph.nodes.append(node)
             continue
         args = [constant_array(graph, v) for v in node.inputs]
         in_size = sum(int(a.size) for a in args)
         sizes = [_numel(o.type) for o in node.outputs]
         if any(s > INLINE_MAX_ELEMENTS and (s > FOLD_MAX_ELEMENTS or s > in_size) for s in sizes):
-            graph.nodes.append(node)
             continue
         try:
             results = evaluate_node(node, args, {})
         except GraphforgeError:
-            graph.nodes.append(node)
             continue
-        mark = len(graph.nodes)
         replacements = []
-        for out, array in zip(node.outputs, results):
-            array = np.asarray(array).astype(_dt.to_numpy_dtype(out.type.dtype), copy=False)
-            if array.shape != out.type.shape:
-                replacements = None
-                break
-            if array.size <= INLINE_MAX_ELEMENTS:
-                with builder.provenance(node.scope, node.loc):
-                    replacements.append(builder.emit1("constant", [], {"value": np.array(array)}))
-            else:
-                if id(out) in outs:  # an output may not become a parameter
+        added_params = []
+        # Inline constants take the folded node's place in the order.
+        with builder.inserting_before(node), builder.recording() as emitted:
+            for out, array in zip(node.outputs, results):
+                array = np.asarray(array).astype(_dt.to_numpy_dtype(out.type.dtype), copy=False)
+                if array.shape != out.type.shape:
                     replacements = None
                     break
-                stem = f"{node.scope}.folded" if node.scope else "folded"
-                replacements.append(graph.add_param(graph.fresh_param_name(stem), out.type,
-                                                    np.ascontiguousarray(array), "const"))
-        if replacements is None or not all(
-                o.type == r.type for o, r in zip(node.outputs, replacements)):
-            for extra in graph.nodes[mark:]:
-                extra.detach()
-            del graph.nodes[mark:]
-            graph.nodes.append(node)
+                if array.size <= INLINE_MAX_ELEMENTS:
+                    with builder.provenance(node.scope, node.loc):
+                        replacements.append(builder.emit1("constant", [], {"value": np.array(array)}))
+                else:
+                    if id(out) in outs:  # an output may not become a parameter
+                        replacements = None
+                        break
+                    stem = f"{node.scope}.folded" if node.scope else "folded"
+                    name = graph.fresh_param_name(stem)
+                    replacements.append(graph.add_param(name, out.type, np.ascontiguousarray(array), "const"))
+                    added_params.append(name)
+        if replacements is None or not all(o.type == r.type for o, r in zip(node.outputs, replacements)):
+            graph.remove_nodes(emitted)  # undo: nothing reads them yet
+            for name in added_params:
+                graph.remove_param(name)
             continue
         for out, new in zip(node.outputs, replacements):
             replace_value(graph, out, new, outs)
-        graph.nodes.append(node)  # now unused; erased below with any constants it alone read
-        folded.append(node)
+        folded.append(node)  # now unused; erased below with any constants it alone read
     if folded:
         erase_dead(graph, folded, outs)
     return graph, bool(folded)

@@ -12,12 +12,12 @@ from graphforge.errors import GraphforgeError, PassError
 from graphforge.ir.graph import Graph
 from graphforge.ops import registry
 
-from .manager import register_pass
+from .registry import register_pass
 
 __all__ = ["infer"]
 
 
-@register_pass("infer")
+@register_pass("infer", provides=("typed",))
 def infer(graph: Graph) -> tuple[Graph, bool]:
     changed = False
     for node in graph.nodes:

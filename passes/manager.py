@@ -1,12 +1,15 @@
-"""The pass registry, pipeline strings and the :class:`PassManager`.
+"""Pipeline strings and the :class:`PassManager` (passes and their contracts live in
+:mod:`graphforge.passes.registry`; ``register_pass`` is re-exported here).
 
 A pass is a function ``pass(graph) -> (graph, changed)`` registered by name::
 
-    @register_pass("cse")
+    @register_pass("cse", preserves=("typed",))
     def cse(graph): ...
 
 Passes may edit the graph they are given in place (that is what makes them fast); the
-:class:`PassManager` therefore works on its own ``graph.copy()`` and never touches the caller's graph.
+:class:`PassManager` therefore gives an in-place pass its own ``graph.copy()`` and never touches the
+caller's graph. It honours each pass's contract: a required property (``typed``) that the graph does
+not have yet is established first by running the pass that provides it (recorded in the report).
 Call a registered pass directly only on a graph you own.
 
 Pipeline strings list pass names separated by commas. A parenthesised group followed by ``*``
@@ -25,54 +28,20 @@ import re
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from graphforge.errors import GraphforgeError, PassError
 from graphforge.ir.graph import Graph
 
+from .registry import _PASSES, get_pass, list_passes, pass_info, providers_of, register_pass  # noqa: F401
+
 __all__ = ["register_pass", "get_pass", "list_passes", "PassManager", "PassReport", "PassRecord",
            "optimize", "parse_pipeline", "DEFAULT_PIPELINE", "PIPELINES", "MAX_ITERATIONS"]
-
-PassFn = Callable[[Graph], "tuple[Graph, bool]"]
-_PASSES: dict[str, PassFn] = {}
 
 #: The pipeline ``gf.optimize(g)`` runs: canonicalise to a fixed point, fuse, clean up again.
 DEFAULT_PIPELINE = "infer,(fold,simplify,cse,dce)*,fuse,(fold,simplify,cse,dce)*"
 PIPELINES = {"default": DEFAULT_PIPELINE, "canonicalize": "infer,(fold,simplify,cse,dce)*", "none": ""}
 MAX_ITERATIONS = 10
-
-
-def register_pass(name: str, *, replace: bool = False):
-    """Decorator registering ``fn(graph) -> (graph, changed)`` under ``name``."""
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_\-]*", name or ""):
-        raise PassError(f"invalid pass name {name!r}")
-
-    def deco(fn: PassFn) -> PassFn:
-        if name in _PASSES and not replace and _PASSES[name] is not fn:
-            raise PassError(f"a pass named {name!r} is already registered; pass replace=True to override it")
-        _PASSES[name] = fn
-        fn.pass_name = name
-        return fn
-    return deco
-
-
-def _ensure_builtin_passes() -> None:
-    # The built-in passes register themselves on import.
-    from . import cse, dce, decompose, fold, fuse, infer, simplify  # noqa: F401
-
-
-def list_passes() -> list[str]:
-    _ensure_builtin_passes()
-    return sorted(_PASSES)
-
-
-def get_pass(name: str) -> PassFn:
-    _ensure_builtin_passes()
-    try:
-        return _PASSES[name]
-    except KeyError:
-        raise PassError(f"unknown pass {name!r}; known passes: {', '.join(sorted(_PASSES))}",
-                        hint="pipelines look like 'infer,(fold,simplify,cse,dce)*,fuse'") from None
 
 
 # ---- pipeline strings ---------------------------------------------------------------------------
@@ -193,6 +162,8 @@ class PassRecord:
     nodes_before: int
     nodes_after: int
     changed: bool
+    stats: dict = field(default_factory=dict)  # per-run counts the pass reported (matches per rule)
+    required_by: str = ""  # set when the manager ran this pass to establish what that pass requires
 
 
 @dataclass
@@ -215,10 +186,20 @@ class PassReport:
             e["removed"] += r.nodes_before - r.nodes_after
         return out
 
+    def stats(self, name: str | None = None) -> dict[str, int]:
+        """Counts the passes reported (e.g. matches per rewrite rule), summed over their runs;
+        ``name`` restricts them to one pass."""
+        total: dict[str, int] = {}
+        for r in self.records:
+            if name is None or r.name == name:
+                for key, count in r.stats.items():
+                    total[key] = total.get(key, 0) + count
+        return total
+
     def table(self) -> str:
         rows = [("pass", "iter", "time ms", "nodes in", "nodes out", "changed")]
         for r in self.records:
-            rows.append((r.name, str(r.iteration), f"{r.seconds * 1e3:.2f}", str(r.nodes_before),
+            rows.append((r.name + (f" (for {r.required_by})" if r.required_by else ""), str(r.iteration), f"{r.seconds * 1e3:.2f}", str(r.nodes_before),
                          str(r.nodes_after), "yes" if r.changed else "no"))
         rows.append(("total", "", f"{self.seconds * 1e3:.2f}", str(self.nodes_before), str(self.nodes_after), ""))
         widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
@@ -292,16 +273,21 @@ class PassManager:
         gc.disable()
         try:
             start = time.perf_counter()
-            g = graph.copy()
-            report = PassReport(str(self.plan), nodes_before=len(g.nodes))
+            report = PassReport(str(self.plan), nodes_before=len(graph.nodes))
             self.report = report
             self._history: list[str] = []
+            # The caller's graph is copied only before the first in-place pass; a pass that
+            # builds a new graph (in_place=False) hands over one the manager owns.
+            self._owned = False
+            self._properties: frozenset[str] = frozenset()
             if self.verify:
                 try:
-                    g.verify()
+                    graph.verify()
                 except GraphforgeError as exc:
                     raise PassError(f"the input graph is invalid before any pass ran: {exc}") from exc
-            g, _ = self._run_group(self.plan, g, 1)
+            g, _ = self._run_group(self.plan, graph, 1)
+            if not self._owned:
+                g = g.copy()  # every pass left it alone (or none ran): still return a new graph
             report.seconds = time.perf_counter() - start
             report.nodes_after = len(g.nodes)
         finally:
@@ -325,15 +311,35 @@ class PassManager:
                 break
         return g, any_change
 
-    def _run_pass(self, name: str, g: Graph, iteration: int) -> tuple[Graph, bool]:
-        fn = get_pass(name)
+    def _establish(self, info, g: Graph) -> Graph:
+        """Run the passes that provide what ``info`` requires and the graph lacks."""
+        for prop in info.requires:
+            if prop in self._properties:
+                continue
+            providers = [p for p in providers_of(prop) if not pass_info(p).requires]
+            if not providers:
+                raise PassError(f"pass {info.name!r} requires the graph to be {prop!r}, and no registered "
+                                "pass provides it")
+            g, _ = self._run_pass(providers[0], g, 1, required_by=info.name)
+        return g
+
+    def _run_pass(self, name: str, g: Graph, iteration: int, required_by: str = "") -> tuple[Graph, bool]:
+        info = pass_info(name)
+        g = self._establish(info, g)
+        fn = info.fn
+        if info.in_place and not self._owned:
+            g = g.copy()
+            self._owned = True
         before = len(g.nodes)
         previous = ", ".join(self._history) if self._history else "none"
+        stats: dict[str, int] = {}
         t0 = time.perf_counter()
         try:
-            result = fn(g)
+            result = fn(g, stats=stats) if info.stats else fn(g)
             if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], Graph)):
                 raise TypeError(f"a pass must return (Graph, changed), got {type(result).__name__}")
+            if not info.in_place and result[0] is not g:
+                self._owned = True
             g, changed = result[0], bool(result[1])
         except PassError as exc:
             raise PassError(f"pass {name!r} failed (passes run before it: {previous}): {exc.detail}",
@@ -342,6 +348,7 @@ class PassManager:
             raise PassError(f"pass {name!r} failed (passes run before it: {previous}): "
                             f"{type(exc).__name__}: {exc}") from exc
         seconds = time.perf_counter() - t0
+        self._properties = info.after(self._properties)
         self._history.append(name)
         if self.verify:
             try:
@@ -349,7 +356,8 @@ class PassManager:
             except GraphforgeError as exc:
                 raise PassError(f"pass {name!r} left an invalid graph (passes run before it: {previous}): "
                                 f"{exc}") from exc
-        self.report.records.append(PassRecord(name, iteration, seconds, before, len(g.nodes), changed))
+        self.report.records.append(PassRecord(name, iteration, seconds, before, len(g.nodes), changed,
+                                              stats, required_by))
         if name in self.print_after:
             _emit(self.stream, f"// IR after {name} (run {len(self._history)}, iteration {iteration})\n{g}")
         return g, changed

@@ -1,4 +1,4 @@
-"""A small declarative pattern language for local rewrites (fusion rules).
+"""A small declarative pattern language for local rewrites (simplification and fusion rules).
 
 Patterns describe the computation that produces a value, from the value upwards::
 
@@ -17,23 +17,25 @@ Patterns describe the computation that produces a value, from the value upwards:
 * :class:`AnyOf` tries alternatives in order.
 
 A :class:`Rule` couples patterns with a replacement built by the ordinary functional API on
-``Tensor``s (see :class:`passes.rewrite.Rewriter`) and counts its matches. By default every matched
-node other than the root must be used only inside the match (so the rewrite removes it instead of
-duplicating work).
+``Tensor``s (see :class:`passes.rewrite.Rewriter`); :mod:`passes.engine` runs sets of rules. By
+default every matched node other than the root must be used only inside the match (so the rewrite
+removes it instead of duplicating work).
 """
 from __future__ import annotations
 
 import abc
 import math
+
+import numpy as np
 from typing import Any, Callable, Iterator, Sequence
 
 from graphforge.errors import GraphforgeError
 from graphforge.ir.graph import Graph, Node, Value
 from graphforge.ops import registry
 
-from .rewrite import Rewriter, constant_array, scalar_value
+from .rewrite import Rewriter, constant_array, scalar_value, splat_number
 
-__all__ = ["Pattern", "Var", "Const", "Op", "Assoc", "AnyOf", "Match", "Rule", "attr_of"]
+__all__ = ["Pattern", "Var", "Const", "Op", "Assoc", "AnyOf", "Match", "Rule", "attr_of", "compile_prefilter"]
 
 
 def attr_of(node: Node, key: str):
@@ -130,14 +132,18 @@ class Const(Pattern):
                  where: Callable[[float], bool] | None = None):
         self.value, self.name, self.rtol, self.where = value, name, rtol, where
 
-    def match(self, value, m):
-        number = scalar_value(m.graph, value)
+    def accepts(self, number: float | None) -> bool:
+        """Whether a constant's splat value satisfies ``value``/``where``."""
         if number is None or math.isnan(number):
-            return
+            return False
         if self.value is not None and not math.isclose(number, self.value, rel_tol=self.rtol,
                                                        abs_tol=self.rtol if self.value == 0 else 0.0):
-            return
-        if self.where is not None and not self.where(number):
+            return False
+        return self.where is None or bool(self.where(number))
+
+    def match(self, value, m):
+        number = scalar_value(m.graph, value)
+        if not self.accepts(number):
             return
         if self.name is None:
             yield m
@@ -292,12 +298,20 @@ def _match_perm(patterns: Sequence[Pattern], leaves: list[Value], m: Match) -> I
 class Rule:
     """A declarative rewrite: ``patterns`` (tried in order) rooted at one node, an optional
     ``check(match)``, and ``build(match, rw)`` returning the replacement value(s) for the root's
-    results, built with graphforge ops on ``rw.t(value)`` tensors. ``requires`` names ops that must
-    be registered for the rule to run. ``matches`` counts successful rewrites."""
+    results, built with graphforge ops on ``rw.t(value)`` tensors (or existing values: ``x * 1`` →
+    ``x``). ``requires`` names ops that must be registered for the rule to run.
+    ``internal_uses_only=False`` lets matched interior nodes have other users (they stay; the rule
+    must not duplicate work). ``provenance``: ``"merged"`` stamps new nodes with the scopes and
+    locations of every node the match covers (fusion), ``"root"`` with the root's alone (a
+    simplification that edits one node). Match counts are per run (``passes.engine.apply_rules``)."""
 
     def __init__(self, name: str, patterns: Pattern | Sequence[Pattern],
                  build: Callable[[Match, Rewriter], Any], *, check: Callable[[Match], bool] | None = None,
-                 requires: Sequence[str] = (), internal_uses_only: bool = True, doc: str = ""):
+                 requires: Sequence[str] = (), internal_uses_only: bool = True, doc: str = "",
+                 provenance: str = "merged"):
+        if provenance not in ("merged", "root"):
+            raise ValueError(f"Rule {name!r}: provenance must be 'merged' or 'root', not {provenance!r}")
+        self.provenance = provenance
         self.name = name
         self.patterns = [patterns] if isinstance(patterns, Pattern) else list(patterns)
         self.build = build
@@ -305,10 +319,10 @@ class Rule:
         self.requires = tuple(requires)
         self.internal_uses_only = internal_uses_only
         self.doc = doc
-        self.matches = 0
+        self._prefilters = None  # compiled on first use (compile_prefilter)
 
     def __repr__(self) -> str:
-        return f"Rule({self.name!r}, matches={self.matches})"
+        return f"Rule({self.name!r})"
 
     @property
     def available(self) -> bool:
@@ -320,12 +334,18 @@ class Rule:
             out |= p.root_ops()
         return out
 
+    def prefilters(self) -> list:
+        """One compiled pre-check per pattern (:func:`compile_prefilter`; None: none)."""
+        if self._prefilters is None:
+            self._prefilters = [compile_prefilter(p, _PREFILTER_DEPTH) for p in self.patterns]
+        return self._prefilters
+
     def find(self, node: Node, graph: Graph, outs: set[int], dead=()) -> Match | None:
         """The first match rooted at ``node`` that passes the use constraints and ``check``
         (uses by nodes in ``dead``, erased but not yet removed, do not count)."""
         first = node.outputs[0] if node.outputs else None
-        for pattern in self.patterns:
-            if first is not None and not _may_match(pattern, first, _PREFILTER_DEPTH):
+        for pattern, may_match in zip(self.patterns, self.prefilters()):
+            if first is not None and may_match is not None and not may_match(first):
                 continue
             for m in pattern.match_node(node, graph):
                 if self.internal_uses_only and not _internal_only(m, node, outs, dead):
@@ -341,9 +361,18 @@ class Rule:
 _PREFILTER_DEPTH = 3
 
 
+_COMMUTATIVE: dict[str, bool] = {}  # op name -> OpDef.commutative, for registered ops only
+
+
 def _commutative(node: Node) -> bool:
+    known = _COMMUTATIVE.get(node.op)
+    if known is not None:
+        return known
     opdef = registry.lookup_op(node.op)
-    return opdef is not None and opdef.commutative
+    if opdef is None:
+        return False
+    _COMMUTATIVE[node.op] = bool(opdef.commutative)
+    return _COMMUTATIVE[node.op]
 
 
 def _may_match(p: Pattern, value: Value, depth: int) -> bool:
@@ -380,7 +409,18 @@ def _may_match(p: Pattern, value: Value, depth: int) -> bool:
         return False
     if kind is Const:
         node = value.producer
-        return node.op == "constant" if node is not None else value.kind == "const"
+        if node is None:
+            return value.kind == "const"
+        if node.op != "constant":
+            return False
+        if p.value is None and p.where is None:
+            return True
+        # A one-element constant is cheap to test here (most operands that are constants are not the
+        # number a rule wants); larger splats are left to the full match.
+        array = node.attrs.get("value")
+        if not isinstance(array, np.ndarray) or array.size != 1:
+            return True
+        return p.accepts(splat_number(array))
     if kind is AnyOf:
         for alt in p.alternatives:
             if _may_match(alt, value, depth):
@@ -395,6 +435,78 @@ def _may_match(p: Pattern, value: Value, depth: int) -> bool:
         leaves = _assoc_leaves(p.op, node, len(p.operands))
         return all(any(_may_match(o, leaf, depth - 1) for leaf in leaves) for o in p.operands)
     return True
+
+
+def compile_prefilter(p: Pattern, depth: int):
+    """:func:`_may_match` for one pattern as a closure, ``value -> bool`` (None: always True).
+
+    The rewrite engine tests every candidate node with it; resolving the pattern's structure once
+    instead of per node makes the test several times cheaper. It accepts exactly what
+    ``_may_match(p, value, depth)`` accepts."""
+    kind = type(p)
+    if kind is Var:
+        rank, dtype, kinds = p.rank, p.dtype, p.kinds
+        if rank is None and dtype is None and kinds is None:
+            return None
+
+        def var_check(value):
+            t = value.type
+            return ((rank is None or len(t.shape) == rank) and (dtype is None or t.dtype == dtype)
+                    and (kinds is None or value.kind in kinds))
+        return var_check
+    if kind is Op:
+        ops = frozenset(p.ops)
+        n = len(p.inputs)
+        one_use = p.one_use
+        subs = tuple(compile_prefilter(sub, depth - 1) for sub in p.inputs) if depth > 0 else (None,) * n
+        trivial = all(c is None for c in subs)
+        fixed_commutative = p.commutative
+
+        def op_check(value):
+            node = value.producer
+            if node is None or node.op not in ops:
+                return False
+            ins = node.inputs
+            if len(ins) != n or (one_use and len(value.uses) != 1):
+                return False
+            if trivial:
+                return True
+            for c, v in zip(subs, ins):
+                if c is not None and not c(v):
+                    break
+            else:
+                return True
+            if n == 2 and ins[0] is not ins[1]:
+                commutative = fixed_commutative if fixed_commutative is not None else _commutative(node)
+                if commutative:
+                    a, b = subs
+                    return (a is None or a(ins[1])) and (b is None or b(ins[0]))
+            return False
+        return op_check
+    if kind is Const:
+        wants_number = p.value is not None or p.where is not None
+
+        def const_check(value):
+            node = value.producer
+            if node is None:
+                return value.kind == "const"
+            if node.op != "constant":
+                return False
+            if not wants_number:
+                return True
+            array = node.attrs.get("value")
+            if not isinstance(array, np.ndarray) or array.size != 1:
+                return True
+            return p.accepts(splat_number(array))
+        return const_check
+    if kind is AnyOf:
+        alternatives = [compile_prefilter(a, depth) for a in p.alternatives]
+        if any(a is None for a in alternatives):
+            return None
+        return lambda value: any(a(value) for a in alternatives)
+    if kind is Assoc:
+        return lambda value: _may_match(p, value, depth)
+    return None
 
 
 def _assoc_leaves(op: str, root: Node, limit: int) -> list[Value]:

@@ -12,7 +12,7 @@ from graphforge.ir.graph import Graph, Node, Value
 from graphforge.trace.builder import Builder
 from graphforge.trace.tensor import Tensor
 
-__all__ = ["constant_array", "scalar_value", "merge_provenance", "can_replace", "replace_value",
+__all__ = ["constant_array", "scalar_value", "splat_number", "merge_provenance", "can_replace", "replace_value",
            "erase_dead", "Rewriter", "output_ids"]
 
 
@@ -33,6 +33,11 @@ def scalar_value(graph: Graph, value: Value, max_elements: int = 1 << 16) -> flo
     array = constant_array(graph, value)
     if array is None or array.size == 0 or array.size > max_elements:
         return None
+    return splat_number(array)
+
+
+def splat_number(array: np.ndarray) -> float | None:
+    """The single value of a non-empty array whose elements are all equal, else None."""
     flat = array.reshape(-1)
     first = flat[0]
     if flat.size > 1 and not np.all(flat == first):
@@ -132,35 +137,53 @@ class Rewriter:
     """Builds replacement subgraphs with the ordinary functional API::
 
         rw = Rewriter(graph)
-        with rw.at(nodes) as b:            # provenance merged from the nodes being replaced
+        with rw.at(nodes, before=root) as b:   # provenance merged from the nodes being replaced
             y = graphforge.ops.linear(rw.t(x), rw.t(w), rw.t(b))
 
-    New nodes are appended to the graph (call ``graph.toposort()`` afterwards). If the block raises a
+    New nodes go right before ``before`` (default: the end of the graph), so the graph stays in
+    topological order when they read only values defined before that node. If the block raises a
     :class:`GraphforgeError` (a type rule refused the replacement), the nodes it emitted are removed
-    and :class:`RewriteRefused` is raised instead."""
+    and :class:`RewriteRefused` is raised instead; :meth:`undo` removes them later (a replacement
+    that turned out unusable). ``rw.emitted`` lists the nodes of the last ``at`` block."""
 
     def __init__(self, graph: Graph):
         self.graph = graph
         self.builder = Builder(graph, capture_locations=False)
+        self.emitted: list[Node] = []
 
     def t(self, value: Value) -> Tensor:
         return Tensor(value, self.builder)
 
     @contextlib.contextmanager
-    def at(self, nodes: Iterable[Node]) -> Iterator[Builder]:
+    def at(self, nodes: Iterable[Node], before: Node | None = None) -> Iterator[Builder]:
         scope, loc = merge_provenance(nodes)
-        mark = len(self.graph.nodes)
-        try:
-            with self.builder.activate(), self.builder.provenance(scope, loc):
-                yield self.builder
-        except GraphforgeError as exc:
-            self.rollback(mark)
-            raise RewriteRefused(str(exc)) from exc
+        place = self.builder.inserting_at_end() if before is None else self.builder.inserting_before(before)
+        with place, self.builder.recording() as emitted:
+            self.emitted = emitted
+            try:
+                with self.builder.activate(), self.builder.provenance(scope, loc):
+                    yield self.builder
+            except GraphforgeError as exc:
+                self.undo()
+                raise RewriteRefused(str(exc)) from exc
 
-    def rollback(self, mark: int) -> None:
-        for node in self.graph.nodes[mark:]:
-            node.detach()
-        del self.graph.nodes[mark:]
+    def undo(self) -> None:
+        """Remove the nodes the last :meth:`at` block emitted (unused by anything else)."""
+        if self.emitted:
+            self.graph.remove_nodes(self.emitted)
+        self.emitted = []
+
+    def clone(self, node: Node, inputs=None, attrs=None) -> list[Value]:
+        """Emit ``node``'s op again with other ``inputs`` and/or ``attrs`` (its type rule re-run),
+        under ``node``'s own provenance and with its result names: the edited node, as a new one."""
+        with self.builder.provenance(node.scope, node.loc):
+            outs = self.builder.emit(node.op, list(node.inputs if inputs is None else inputs),
+                                     dict(node.attrs if attrs is None else attrs))
+        if len(outs) == len(node.outputs):
+            for new, old in zip(outs, node.outputs):
+                if new.name is None:
+                    new.name = old.name
+        return outs
 
 
 class RewriteRefused(Exception):

@@ -1,21 +1,27 @@
-"""The typed SSA graph: Value, Node, Graph.
+"""The typed SSA graph: Value, Node, Block, Graph.
 
 Values know their producer and their uses; every edit goes through the methods here
-(``replace_all_uses_with``, ``set_input``, ``remove_nodes``) so the use lists never go stale.
+(``replace_all_uses_with``, ``set_input``, insertion before/after a node, ``erase``/``remove_nodes``)
+so the use lists never go stale and no pass needs to rebuild or re-sort a node list.
+
+A :class:`Block` is an ordered, doubly linked list of nodes: O(1) insertion before/after a node and
+O(1) unlinking, while iteration, ``len``, indexing and ``in`` read like a list. The graph's top level
+is a Block (``graph.nodes``); a node's ``regions`` (empty today; control flow adds them) are Blocks
+too, so :meth:`Graph.walk` and the verifier already descend into nested regions.
 """
 from __future__ import annotations
 
 import itertools
 import re
 from builtins import type as builtins_type
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
 from ..errors import VerifyError
 from .types import TensorType
 
-__all__ = ["Value", "Node", "Graph", "VALUE_KINDS"]
+__all__ = ["Value", "Node", "Block", "Graph", "VALUE_KINDS"]
 
 # input: a runtime input; param: trainable weight; buffer: non-trainable state (running stats);
 # const: a large constant tensor held beside the params (e.g. produced by folding); node: an op result.
@@ -65,7 +71,8 @@ class Node:
     """One op application. ``scope`` is the module path, ``loc`` the user's ``file:line``
     (several, separated by ``;``, when a node absorbed others in a fusion)."""
 
-    __slots__ = ("op", "inputs", "attrs", "outputs", "scope", "loc", "_id", "type_stamp")
+    __slots__ = ("op", "inputs", "attrs", "outputs", "scope", "loc", "_id", "type_stamp", "regions",
+                 "_block", "_prev", "_next")
 
     def __init__(self, op: str, inputs: Iterable[Value], attrs: dict[str, Any] | None,
                  output_types: Iterable[TensorType], *, scope: str = "", loc: str = ""):
@@ -78,6 +85,12 @@ class Node:
         # What the op's type rule was last checked against (``ops.registry.type_stamp``), so that
         # ``infer`` need not re-run rules on nodes nothing changed; None = never checked.
         self.type_stamp = None
+        # Nested blocks this node owns (the branches of a conditional, a loop body); none yet.
+        self.regions: tuple[Block, ...] = ()
+        # Position: the Block holding the node (None while detached or once erased) and neighbours.
+        self._block: Block | None = None
+        self._prev: Node | None = None
+        self._next: Node | None = None
         for i, value in enumerate(self.inputs):
             value.uses.append((self, i))
         self.outputs = [Value(t, producer=self, index=i) for i, t in enumerate(output_types)]
@@ -100,12 +113,269 @@ class Node:
             except ValueError:
                 pass
 
+    @property
+    def block(self) -> "Block | None":
+        """The block holding this node (None when it is in no graph)."""
+        return self._block
+
+    @property
+    def next(self) -> "Node | None":
+        return self._next if self._block is not None else None
+
+    @property
+    def prev(self) -> "Node | None":
+        return self._prev if self._block is not None else None
+
     def provenance(self) -> str:
         parts = [p for p in (self.scope, self.loc) if p]
         return " @ ".join(parts)
 
     def __repr__(self) -> str:
         return f"Node({self.op}, scope={self.scope!r}, loc={self.loc!r})"
+
+
+class Block:
+    """An ordered list of nodes, doubly linked through the nodes themselves.
+
+    Reads like a list (``for n in block``, ``len``, ``block[i]``, ``reversed``, ``node in block``,
+    ``block == [...]``); edits go through :meth:`append`, :meth:`insert_before`,
+    :meth:`insert_after`, :meth:`move_before` and :meth:`erase`, all O(1) (``erase`` is O(uses of
+    the node's inputs)). Iteration tolerates edits made while it runs: nodes erased ahead of the
+    cursor are skipped, nodes inserted ahead of it are visited, nodes inserted behind it are not.
+
+    ``owner`` is the node whose region this block is (None for a graph's top level); ``arguments``
+    are the values a region receives from its owner (none at the top level, whose values come from
+    the graph's inputs and parameters)."""
+
+    __slots__ = ("_head", "_tail", "_len", "owner", "arguments")
+
+    def __init__(self, owner: Node | None = None, arguments: Iterable[Value] = ()):
+        self._head: Node | None = None
+        self._tail: Node | None = None
+        self._len = 0
+        self.owner = owner
+        self.arguments: list[Value] = list(arguments)
+
+    # ---- reading (list-like) ------------------------------------------------------------
+    def __len__(self) -> int:
+        return self._len
+
+    def __bool__(self) -> bool:
+        return self._len > 0
+
+    def __iter__(self) -> Iterator[Node]:
+        node = self._head
+        while node is not None:
+            # An erased node keeps its forward link, so a cursor standing on it still moves on.
+            if node._block is self:
+                yield node
+            node = node._next
+
+    def __reversed__(self) -> Iterator[Node]:
+        node = self._tail
+        while node is not None:
+            if node._block is self:
+                yield node
+            node = node._prev
+
+    def __contains__(self, node) -> bool:
+        return isinstance(node, Node) and node._block is self
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return list(self)[index]
+        if not isinstance(index, int):
+            raise TypeError(f"block indices must be integers or slices, not {type(index).__name__}")
+        n = self._len
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError("block index out of range")
+        if index < n // 2:
+            node = self._head
+            for _ in range(index):
+                node = node._next
+        else:
+            node = self._tail
+            for _ in range(n - 1 - index):
+                node = node._prev
+        return node
+
+    def index(self, node: Node) -> int:
+        for i, n in enumerate(self):
+            if n is node:
+                return i
+        raise ValueError(f"{node!r} is not in this block")
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, (Block, list, tuple)):
+            return len(self) == len(other) and all(a is b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None  # mutable, compared by content
+
+    @property
+    def first(self) -> Node | None:
+        return self._head
+
+    @property
+    def last(self) -> Node | None:
+        return self._tail
+
+    def walk(self) -> Iterator[Node]:
+        """Every node of this block and, depth first, of the regions each node owns."""
+        for node in self:
+            yield node
+            for region in node.regions:
+                yield from region.walk()
+
+    def __repr__(self) -> str:
+        return f"<Block of {self._len} nodes{' in ' + self.owner.op if self.owner is not None else ''}>"
+
+    # ---- editing ---------------------------------------------------------------------------
+    def _adopt(self, node: Node) -> None:
+        if not isinstance(node, Node):
+            raise VerifyError(f"only Nodes go into a graph, got {type(node).__name__}")
+        if node._block is not None:
+            raise VerifyError(f"{node!r} is already in a graph; erase it there first or use move_before")
+        node._block = self
+        self._len += 1
+
+    def append(self, node: Node) -> Node:
+        self._adopt(node)
+        node._prev, node._next = self._tail, None
+        if self._tail is None:
+            self._head = node
+        else:
+            self._tail._next = node
+        self._tail = node
+        return node
+
+    def _anchor(self, anchor: Node) -> None:
+        if not isinstance(anchor, Node) or anchor._block is not self:
+            raise VerifyError(f"cannot insert next to {anchor!r}: it is not in this block")
+
+    def insert_before(self, anchor: Node | None, node: Node) -> Node:
+        """Insert ``node`` right before ``anchor`` (``None``: at the end)."""
+        if anchor is None:
+            return self.append(node)
+        self._anchor(anchor)
+        self._adopt(node)
+        prev = anchor._prev
+        node._prev, node._next = prev, anchor
+        anchor._prev = node
+        if prev is None:
+            self._head = node
+        else:
+            prev._next = node
+        return node
+
+    def insert_after(self, anchor: Node, node: Node) -> Node:
+        """Insert ``node`` right after ``anchor``."""
+        self._anchor(anchor)
+        return self.insert_before(anchor._next, node)
+
+    def _unlink(self, node: Node) -> None:
+        # The node keeps its own links: an iterator standing on it continues from there. No cycle
+        # remains: its neighbours no longer point back at it.
+        prev, nxt = node._prev, node._next
+        if prev is None:
+            self._head = nxt
+        else:
+            prev._next = nxt
+        if nxt is None:
+            self._tail = prev
+        else:
+            nxt._prev = prev
+        node._block = None
+        self._len -= 1
+
+    def move_before(self, anchor: Node | None, node: Node) -> Node:
+        """Move ``node`` (already in this block) right before ``anchor`` (``None``: to the end)."""
+        if node._block is not self:
+            raise VerifyError(f"cannot move {node!r}: it is not in this block")
+        if anchor is node:
+            return node
+        if anchor is not None:
+            self._anchor(anchor)
+        self._unlink(node)
+        return self.insert_before(anchor, node)
+
+    def erase(self, node: Node) -> None:
+        """Remove ``node``; its results must be unused (redirect them first), else VerifyError."""
+        if node._block is not self:
+            raise VerifyError(f"cannot erase {node!r}: it is not in this block")
+        for out in node.outputs:
+            if out.uses:
+                raise VerifyError(f"cannot erase {node.op} ({node.provenance() or 'no provenance'}): its "
+                                  f"result is still used by {out.uses[0][0].op}",
+                                  hint="redirect the uses with graph.replace_all_uses_with first")
+        node.detach()
+        self._forget(node)
+
+    def _forget(self, node: Node) -> None:
+        """Unlink an erased node and drop its references to values: a removed node then forms no
+        Node↔Value cycle and is freed by reference counting, not by the cyclic GC."""
+        self._unlink(node)
+        node.inputs = []
+        node.outputs = []
+        for region in node.regions:
+            for inner in list(region):
+                inner.detach()
+                region._forget(inner)
+
+    def _relink(self, order: list[Node]) -> None:
+        """Put the block's nodes (exactly these, in any order) in ``order``."""
+        prev = None
+        for node in order:
+            node._prev = prev
+            if prev is not None:
+                prev._next = node
+            prev = node
+        if prev is not None:
+            prev._next = None
+        self._head = order[0] if order else None
+        self._tail = prev
+
+    def toposort(self) -> None:
+        """Restore a topological order, keeping the current one where it is valid (stable).
+
+        Values from outside the block (graph inputs, parameters, an enclosing block) count as
+        defined; a value produced by a node in no block is an error, like a cycle."""
+        order: list[Node] = []
+        state: dict[int, int] = {}  # 1 = visiting, 2 = done
+        for root in self:
+            if state.get(id(root)) == 2:
+                continue
+            stack = [(root, 0)]
+            while stack:
+                node, i = stack.pop()
+                if i == 0:
+                    if state.get(id(node)) == 2:
+                        continue
+                    state[id(node)] = 1
+                if i < len(node.inputs):
+                    stack.append((node, i + 1))
+                    producer = node.inputs[i].producer
+                    if producer is None:
+                        continue
+                    if producer._block is not self:
+                        if producer._block is None:
+                            raise VerifyError(f"{node.op} ({node.provenance() or 'no provenance'}) reads a "
+                                              f"result of a {producer.op} node that is not in the graph")
+                        continue
+                    s = state.get(id(producer))
+                    if s == 1:
+                        raise VerifyError(f"cycle through node {producer.op} ({producer.provenance()})")
+                    if s is None:
+                        stack.append((producer, 0))
+                else:
+                    state[id(node)] = 2
+                    order.append(node)
+        self._relink(order)
+        for node in order:
+            for region in node.regions:
+                region.toposort()
 
 
 class Graph:
@@ -116,7 +386,7 @@ class Graph:
         self.inputs: list[Value] = []
         self.outputs: list[Value] = []
         self.output_names: list[str] = []
-        self.nodes: list[Node] = []
+        self.body = Block()
         self.params: dict[str, np.ndarray] = {}
         self.param_values: dict[str, Value] = {}
 
@@ -157,9 +427,39 @@ class Graph:
                 return f"{stem}.{i}"
         raise AssertionError("unreachable")
 
+    @property
+    def nodes(self) -> Block:
+        """The top-level nodes in topological order (a :class:`Block`; read it like a list)."""
+        return self.body
+
     def append(self, node: Node) -> Node:
-        self.nodes.append(node)
-        return node
+        return self.body.append(node)
+
+    def insert_before(self, anchor: Node, node: Node) -> Node:
+        """Insert ``node`` right before ``anchor``, in ``anchor``'s block."""
+        return self._block_of(anchor).insert_before(anchor, node)
+
+    def insert_after(self, anchor: Node, node: Node) -> Node:
+        """Insert ``node`` right after ``anchor``, in ``anchor``'s block."""
+        return self._block_of(anchor).insert_after(anchor, node)
+
+    def erase(self, node: Node) -> None:
+        """Remove one node whose results are unused and are not graph outputs (else VerifyError)."""
+        block = self._block_of(node)
+        if any(self.is_output(o) for o in node.outputs):
+            raise VerifyError(f"cannot erase {node.op} ({node.provenance() or 'no provenance'}): its result "
+                              "is a graph output", hint="redirect it with graph.replace_all_uses_with first")
+        block.erase(node)
+
+    @staticmethod
+    def _block_of(node: Node) -> Block:
+        if not isinstance(node, Node) or node._block is None:
+            raise VerifyError(f"{node!r} is not in a graph")
+        return node._block
+
+    def walk(self) -> Iterator[Node]:
+        """Every node, in order, descending into the regions nodes own (depth first)."""
+        return self.body.walk()
 
     def set_outputs(self, values: list[Value], names: list[str] | None = None) -> None:
         self.outputs = list(values)
@@ -184,12 +484,18 @@ class Graph:
     def all_values(self) -> Iterable[Value]:
         yield from self.inputs
         yield from self.param_values.values()
-        for node in self.nodes:
+        yield from self._block_values(self.body)
+
+    def _block_values(self, block: Block) -> Iterable[Value]:
+        yield from block.arguments
+        for node in block:
             yield from node.outputs
+            for region in node.regions:
+                yield from self._block_values(region)
 
     def op_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for node in self.nodes:
+        for node in self.walk():
             counts[node.op] = counts.get(node.op, 0) + 1
         return dict(sorted(counts.items()))
 
@@ -219,12 +525,14 @@ class Graph:
     def remove_nodes(self, dead: Iterable[Node]) -> None:
         """Remove nodes; their outputs must be unused outside ``dead`` and not be graph outputs
         (redirect them first with :meth:`replace_all_uses_with`), else VerifyError and no change."""
-        dead = list(dead)
+        dead = list({id(n): n for n in dead}.values())
         dead_ids = {id(n) for n in dead}
         if not dead_ids:
             return
         outputs = {id(o) for o in self.outputs}
         for node in dead:
+            if not isinstance(node, Node) or node._block is None:
+                raise VerifyError(f"cannot remove {node!r}: it is not in a graph")
             for out in node.outputs:
                 if id(out) in outputs:
                     raise VerifyError(f"cannot remove {node.op} ({node.provenance() or 'no provenance'}): "
@@ -237,50 +545,24 @@ class Graph:
         # Filter each touched use list once (detaching node by node would search a shared
         # value's use list once per removed user: quadratic for a constant used everywhere).
         touched: dict[int, Value] = {}
-        kept: list[Node] = []
-        for node in self.nodes:  # one scan: collect the touched use lists and the survivors
-            if id(node) in dead_ids:
-                for value in node.inputs:
-                    touched[id(value)] = value
-            else:
-                kept.append(node)
+        for node in dead:
+            for value in node.inputs:
+                touched[id(value)] = value
         for value in touched.values():
             value.uses = [(n, i) for n, i in value.uses if id(n) not in dead_ids]
-        self.nodes = kept
+        for node in dead:
+            node._block._forget(node)
 
     def remove_param(self, name: str) -> None:
         self.param_values.pop(name, None)
         self.params.pop(name, None)
 
     def toposort(self) -> None:
-        """Restore topological order after edits, keeping the current order where it is valid."""
-        order: list[Node] = []
-        state: dict[int, int] = {}  # 1 = visiting, 2 = done
-        for root in self.nodes:
-            if state.get(id(root)) == 2:
-                continue
-            stack = [(root, 0)]
-            while stack:
-                node, i = stack.pop()
-                if i == 0:
-                    if state.get(id(node)) == 2:
-                        continue
-                    state[id(node)] = 1
-                if i < len(node.inputs):
-                    stack.append((node, i + 1))
-                    producer = node.inputs[i].producer
-                    if producer is not None:
-                        s = state.get(id(producer))
-                        if s == 1:
-                            raise VerifyError(f"cycle through node {producer.op} ({producer.provenance()})")
-                        if s is None:
-                            stack.append((producer, 0))
-                else:
-                    state[id(node)] = 2
-                    order.append(node)
-        if len(order) != len(self.nodes):
-            raise VerifyError("a node depends on a node that is not in the graph")
-        self.nodes = order
+        """Restore topological order after edits, keeping the current order where it is valid.
+
+        Passes do not need it (they insert replacements where they belong); it is kept for code
+        that builds nodes out of order, such as importers."""
+        self.body.toposort()
 
     def copy(self) -> "Graph":
         """A structural copy: new Values and Nodes, shared (immutable) parameter arrays."""
@@ -290,14 +572,7 @@ class Graph:
             mapping[id(v)] = new.add_input(v.name, v.type)
         for name, v in self.param_values.items():
             mapping[id(v)] = new.add_param(name, v.type, self.params.get(name), v.kind)
-        for node in self.nodes:
-            copy = Node(node.op, [mapping[id(i)] for i in node.inputs], node.attrs,
-                        [o.type for o in node.outputs], scope=node.scope, loc=node.loc)
-            copy.type_stamp = node.type_stamp  # same op, equal types, equal attrs: still valid
-            for old, fresh in zip(node.outputs, copy.outputs):
-                fresh.name = old.name
-                mapping[id(old)] = fresh
-            new.nodes.append(copy)
+        _copy_block(self.body, new.body, mapping)
         new.set_outputs([mapping[id(o)] for o in self.outputs], list(self.output_names))
         return new
 
@@ -335,3 +610,23 @@ class Graph:
 
     def __repr__(self) -> str:
         return f"<Graph {self.name}: {len(self.inputs)} inputs, {len(self.nodes)} nodes, {len(self.params)} params>"
+
+
+def _copy_block(src: Block, dst: Block, mapping: dict[int, Value]) -> None:
+    for node in src:
+        copy = Node(node.op, [mapping[id(i)] for i in node.inputs], node.attrs,
+                    [o.type for o in node.outputs], scope=node.scope, loc=node.loc)
+        copy.type_stamp = node.type_stamp  # same op, equal types, equal attrs: still valid
+        for old, fresh in zip(node.outputs, copy.outputs):
+            fresh.name = old.name
+            mapping[id(old)] = fresh
+        if node.regions:
+            regions = []
+            for region in node.regions:
+                args = [Value(a.type, name=a.name, kind=a.kind) for a in region.arguments]
+                mapping.update((id(a), b) for a, b in zip(region.arguments, args))
+                inner = Block(copy, args)
+                _copy_block(region, inner, mapping)
+                regions.append(inner)
+            copy.regions = tuple(regions)
+        dst.append(copy)

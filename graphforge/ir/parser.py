@@ -259,7 +259,7 @@ def parse(text: str, *, params: dict[str, np.ndarray] | None = None, verify: boo
             except VerifyError as exc:
                 raise ParseError(f"line {lineno}: {exc.detail}") from None
             continue
-        graph.nodes.append(_parse_node(_Cursor(line, lineno), env))
+        graph.append(_parse_node(_Cursor(line, lineno), env))
     if not closed:
         raise ParseError(f"line {lines[-1][0]}: missing closing '}}'")
     if params:

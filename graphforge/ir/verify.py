@@ -1,11 +1,14 @@
-"""``graph.verify()``: SSA, types, topological order, consistent use lists, known ops."""
+"""``graph.verify()``: SSA, types, topological order, consistent use lists and node links, known ops.
+
+Nested regions are checked like the top level: a node in a region may read the region's arguments,
+values defined before it in its region, and values visible where its region's owner stands."""
 from __future__ import annotations
 
 import numpy as np
 
 from .. import dtypes as _dt
 from ..errors import GraphforgeError, VerifyError
-from .graph import _VALUE_NAME, Graph
+from .graph import _VALUE_NAME, Block, Graph
 
 __all__ = ["verify_graph"]
 
@@ -44,12 +47,38 @@ def verify_graph(graph: Graph) -> None:
     stray = sorted(set(graph.params) - set(graph.param_values))
     if stray:
         raise VerifyError(f"stored arrays for names the graph does not declare: {', '.join(stray[:10])}")
-    for position, node in enumerate(graph.nodes):
-        where = f"node {position} ({node.op}{' @' + node.scope if node.scope else ''})"
+    visible = set(defined)  # what the top level may read; _verify_block adds each result
+    _verify_block(graph.body, define, visible, registry, "")
+    in_graph = {id(node) for node in graph.walk()}
+    for value in graph.all_values():
+        for user, index in value.uses:
+            if index >= len(user.inputs) or user.inputs[index] is not value:
+                raise VerifyError(f"value {value!r} lists a stale use by {user.op}")
+            if id(user) not in in_graph:
+                raise VerifyError(f"value {value!r} lists a use by a {user.op} node that is not in the graph "
+                                  "(removed without detach())")
+        if len({(id(user), index) for user, index in value.uses}) != len(value.uses):
+            raise VerifyError(f"value {value!r} lists one use twice")
+    if len(graph.outputs) != len(graph.output_names):
+        raise VerifyError("graph outputs and output names differ in length")
+    for i, out in enumerate(graph.outputs):
+        if id(out) not in visible:
+            raise VerifyError(f"output {i} ({graph.output_names[i]}) is not defined in this graph")
+    if len(set(graph.output_names)) != len(graph.output_names):
+        raise VerifyError(f"duplicate output names: {graph.output_names}")
+
+
+def _verify_block(block: Block, define, visible: set[int], registry, prefix: str) -> None:
+    _verify_links(block, prefix)
+    for arg in block.arguments:
+        define(arg, f"{prefix}region argument")
+        visible.add(id(arg))
+    for position, node in enumerate(block):
+        where = f"{prefix}node {position} ({node.op}{' @' + node.scope if node.scope else ''})"
         for i, value in enumerate(node.inputs):
-            if id(value) not in defined:
+            if id(value) not in visible:
                 producer = value.producer
-                if producer is not None and producer in graph.nodes:
+                if producer is not None and producer.block is not None:
                     raise VerifyError(f"{where}: input {i} is used before it is defined (topological order)")
                 raise VerifyError(f"{where}: input {i} ({value!r}) is not defined in this graph (dangling)")
             if (node, i) not in value.uses:
@@ -70,21 +99,25 @@ def verify_graph(graph: Graph) -> None:
         for j, out in enumerate(node.outputs):
             if out.producer is not node or out.index != j:
                 raise VerifyError(f"{where}: output {j} does not point back to its producer")
+        for k, region in enumerate(node.regions):
+            if region.owner is not node:
+                raise VerifyError(f"{where}: region {k} does not name this node as its owner")
+            # A region sees what is defined before its owner; its own values stay inside it.
+            _verify_block(region, define, set(visible), registry, f"{where} region {k}: ")
+        for out in node.outputs:
             define(out, where)
-    in_graph = {id(node) for node in graph.nodes}
-    for value in graph.all_values():
-        for user, index in value.uses:
-            if index >= len(user.inputs) or user.inputs[index] is not value:
-                raise VerifyError(f"value {value!r} lists a stale use by {user.op}")
-            if id(user) not in in_graph:
-                raise VerifyError(f"value {value!r} lists a use by a {user.op} node that is not in the graph "
-                                  "(removed without detach())")
-        if len({(id(user), index) for user, index in value.uses}) != len(value.uses):
-            raise VerifyError(f"value {value!r} lists one use twice")
-    if len(graph.outputs) != len(graph.output_names):
-        raise VerifyError("graph outputs and output names differ in length")
-    for i, out in enumerate(graph.outputs):
-        if id(out) not in defined:
-            raise VerifyError(f"output {i} ({graph.output_names[i]}) is not defined in this graph")
-    if len(set(graph.output_names)) != len(graph.output_names):
-        raise VerifyError(f"duplicate output names: {graph.output_names}")
+            visible.add(id(out))
+
+
+def _verify_links(block: Block, prefix: str) -> None:
+    """The doubly linked list is consistent: links agree both ways and the length is right."""
+    count, prev, node = 0, None, block.first
+    while node is not None:
+        if node.block is not block or node._prev is not prev:
+            raise VerifyError(f"{prefix}node list is corrupt at {node!r} (edited without the Block API)")
+        count += 1
+        if count > len(block):
+            break
+        prev, node = node, node._next
+    if count != len(block) or block.last is not prev:
+        raise VerifyError(f"{prefix}node list is corrupt: it links {count} nodes but records {len(block)}")

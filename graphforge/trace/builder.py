@@ -3,6 +3,10 @@
 ``emit`` validates attributes, runs the op's type rule and stamps provenance (module scope and the
 user's ``file:line``). A type error becomes a :class:`ShapeError` naming the module path, the op,
 the input types and the source line.
+
+New nodes go to the builder's insertion point: the end of the graph by default, or before/after a
+given node (``with builder.inserting_before(node):``), so a pass puts a replacement where it belongs
+instead of appending and re-sorting. ``with builder.recording() as new:`` collects what was emitted.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import threading
 from typing import Any, Iterator, Sequence
 
 from ..errors import GraphforgeError, ShapeError, TraceError
-from ..ir.graph import Graph, Node, Value
+from ..ir.graph import Block, Graph, Node, Value
 from ..ops import registry
 
 __all__ = ["Builder", "active_builder", "current_builder", "user_location", "INTERNAL_DIRS"]
@@ -81,7 +85,8 @@ def user_location(full: bool = False) -> str:
 
 
 class Builder:
-    """Appends typed nodes to ``graph``; the scope stack names the module being traced."""
+    """Adds typed nodes to ``graph`` at its insertion point; the scope stack names the module being
+    traced."""
 
     def __init__(self, graph: Graph, *, capture_locations: bool = True, scope: str = "", loc: str = ""):
         self.graph = graph
@@ -96,6 +101,10 @@ class Builder:
         self._rng: Value | None = None
         self._rng_sites = 0
         self.seed = 0
+        # Insertion point: new nodes go into ``_block`` before ``_before`` (None: at its end).
+        self._block: Block = graph.body
+        self._before: Node | None = None
+        self._records: list[list[Node]] = []
 
     # ---- context ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -124,6 +133,46 @@ class Builder:
         finally:
             self._scopes, self._loc, self.capture_locations = saved
 
+    # ---- insertion point ---------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _insertion(self, block: Block, before: Node | None) -> Iterator["Builder"]:
+        saved = (self._block, self._before)
+        self._block, self._before = block, before
+        try:
+            yield self
+        finally:
+            self._block, self._before = saved
+
+    def inserting_before(self, node: Node):
+        """Context: emitted nodes go right before ``node``, in emission order."""
+        return self._insertion(self._block_of(node), node)
+
+    def inserting_after(self, node: Node):
+        """Context: emitted nodes go right after ``node``, in emission order."""
+        # Inserting before the node that follows keeps successive emissions in order.
+        return self._insertion(self._block_of(node), node.next)
+
+    def inserting_at_end(self, block: Block | None = None):
+        """Context: emitted nodes go to the end of ``block`` (default: the graph's top level)."""
+        return self._insertion(self.graph.body if block is None else block, None)
+
+    @staticmethod
+    def _block_of(node: Node) -> Block:
+        if not isinstance(node, Node) or node.block is None:
+            raise TraceError(f"cannot insert next to {node!r}: it is not in a graph")
+        return node.block
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[list[Node]]:
+        """Context yielding a list that collects every node emitted inside it (to undo a rewrite)."""
+        record: list[Node] = []
+        self._records.append(record)
+        try:
+            yield record
+        finally:
+            # by identity: two records holding the same nodes compare equal
+            self._records[:] = [r for r in self._records if r is not record]
+
     @property
     def current_scope(self) -> str:
         return self._scopes[-1] if self._scopes else ""
@@ -148,7 +197,12 @@ class Builder:
                             hint=exc.hint) from None
         node = Node(op, inputs, checked, out_types, scope=scope, loc=loc)
         node.type_stamp = registry.type_stamp(opdef, in_types, checked, [o.type for o in node.outputs])
-        self.graph.append(node)
+        if self._before is None:
+            self._block.append(node)
+        else:
+            self._block.insert_before(self._before, node)
+        for record in self._records:
+            record.append(node)
         return node.outputs
 
     def emit1(self, op: str, inputs: Sequence[Value], attrs: dict | None = None) -> Value:

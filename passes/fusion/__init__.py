@@ -1,12 +1,16 @@
-"""Fusion rules, one per module; :data:`RULES` is the order the ``fuse`` pass tries them in.
+"""Fusion rules, one per module; :data:`RULES` (a :class:`~graphforge.passes.engine.RuleSet`) is
+the order the ``fuse`` pass tries them in.
 
-Each module defines ``RULE`` (a :class:`graphforge.passes.pattern.Rule`) with its own match
-counter (``RULE.matches``). Rules whose ops are not registered yet (``Rule.requires``) are skipped."""
+Each module defines ``RULE`` (a :class:`graphforge.passes.pattern.Rule`). Rules whose ops are not
+registered yet (``Rule.requires``) are skipped. Matches are counted per run, in the ``stats`` of
+``fuse`` (and the PassManager's report), not on the rules."""
 from __future__ import annotations
 
 from importlib import import_module
 
-__all__ = ["RULES", "RULE_MODULES", "match_counts", "reset_counts", "get_rule"]
+from ..engine import RuleSet
+
+__all__ = ["RULES", "RULE_MODULES", "get_rule"]
 
 # Order matters only between rules rooted at the same op: bigger patterns first.
 RULE_MODULES = [
@@ -23,21 +27,8 @@ RULE_MODULES = [
     "linear_activation",
     "conv_bn",
 ]
-RULES = [import_module(f"{__name__}.{name}").RULE for name in RULE_MODULES]
+RULES = RuleSet("fusion", [import_module(f"{__name__}.{name}").RULE for name in RULE_MODULES])
 
 
 def get_rule(name: str):
-    for rule in RULES:
-        if rule.name == name:
-            return rule
-    raise KeyError(name)
-
-
-def match_counts() -> dict[str, int]:
-    """Matches per rule since the last :func:`reset_counts`."""
-    return {r.name: r.matches for r in RULES}
-
-
-def reset_counts() -> None:
-    for r in RULES:
-        r.matches = 0
+    return RULES.get(name)

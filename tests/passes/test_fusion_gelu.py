@@ -51,14 +51,13 @@ graph g(%x: f32[batch,4]) {
 
 
 def test_wrong_constants_or_other_input_do_not_fuse():
-    before = fusion.get_rule("gelu").matches
     for fn in (lambda x, y: 0.5 * x * (1 + gf.erf(x / 1.5)),
                lambda x, y: 0.4 * x * (1 + gf.erf(x / math.sqrt(2))),
                lambda x, y: 0.5 * y * (1 + gf.erf(x / math.sqrt(2)))):
         g = gf.trace(fn, gf.TensorSpec((3,), "float32"), gf.TensorSpec((3,), "float32"))
-        out = optimize(g, "fuse", verify=True)
-        assert "gelu" not in out.op_counts()
-    assert fusion.get_rule("gelu").matches == before
+        reports = []
+        out = optimize(g, "fuse", verify=True, report=reports.append)
+        assert "gelu" not in out.op_counts() and "gelu" not in reports[0].stats()
 
 
 def test_shared_intermediate_blocks_fusion():

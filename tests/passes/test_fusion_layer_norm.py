@@ -87,7 +87,6 @@ graph g(%x: f32[batch,3,4]) {
 
 
 def test_non_trailing_axes_or_other_mean_do_not_fuse():
-    before = fusion.get_rule("layer_norm").matches
 
     def wrong_axis(x):
         mu = x.mean(0, keepdims=True)
@@ -100,8 +99,9 @@ def test_non_trailing_axes_or_other_mean_do_not_fuse():
         return d * gf.rsqrt((d * d).mean(0, keepdims=True) + 1e-5)
     for fn in (wrong_axis, wrong_var_axis):
         g = gf.trace(fn, gf.TensorSpec((4, 6), "float32"))
-        assert "layer_norm" not in optimize(g, verify=True).op_counts()
-    assert fusion.get_rule("layer_norm").matches == before
+        reports = []
+        assert "layer_norm" not in optimize(g, verify=True, report=reports.append).op_counts()
+        assert "layer_norm" not in reports[0].stats()
 
 
 def test_same_graph_as_nn_layer_norm():

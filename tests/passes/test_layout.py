@@ -1,7 +1,8 @@
-"""Every registered pass and every fusion rule has its own test file beside it (DESIGN rule 6)."""
+"""Every registered pass, fusion rule and simplification rule family has its own test file beside
+it (DESIGN rule 6)."""
 import os
 
-from graphforge.passes import fusion, list_passes
+from graphforge.passes import fusion, list_passes, simplify_rules
 
 HERE = os.path.dirname(__file__)
 
@@ -17,3 +18,5 @@ def test_each_pass_and_rule_has_a_test_file():
     for module in fusion.RULE_MODULES:
         assert f"test_fusion_{module}.py" in files, f"fusion rule {module!r} has no test file"
     assert [r.name for r in fusion.RULES] == fusion.RULE_MODULES
+    for module in simplify_rules.RULE_MODULES:
+        assert f"test_simplify_{module}.py" in files, f"simplify rule family {module!r} has no test file"

@@ -148,7 +148,7 @@ def test_failure_names_the_pass_and_those_before(temp_passes):
 def test_verify_catches_a_pass_that_breaks_the_graph(temp_passes):
     def break_it(graph):
         node = graph.nodes[1]
-        graph.nodes.insert(0, graph.nodes.pop(graph.nodes.index(node)))  # out of topological order
+        graph.nodes.move_before(graph.nodes.first, node)  # out of topological order
         return graph, True
     temp_passes("test_break", break_it)
     with pytest.raises(PassError) as err:

@@ -1,12 +1,13 @@
-"""The fusion driver's structural pre-check (``pattern._may_match``) is sound: it never rejects a
-node that a rule's pattern matches, so pruning with it leaves every fusion result unchanged."""
+"""The rewrite engine's structural pre-check (``pattern._may_match`` and its compiled form,
+``pattern.compile_prefilter``) is sound: it never rejects a node that a rule's pattern matches, so
+pruning with it leaves every rewrite unchanged; and the two forms agree on every node."""
 import math
 
 import numpy as np
 import pytest
 
 import graphforge as gf
-from graphforge.passes import fusion, pattern
+from graphforge.passes import fusion, pattern, simplify_rules
 from graphforge.passes.pattern import AnyOf, Assoc, Const, Op, Var
 
 F = gf.TensorSpec(("b", 3, 8), "float32")
@@ -42,13 +43,17 @@ def _linear(x):
 def test_no_matching_node_is_rejected(fn):
     g = gf.trace(fn, F)
     checked = 0
-    for rule in fusion.RULES:
+    for rule in simplify_rules.RULES + fusion.RULES:
         for pat in rule.patterns:
+            compiled = {depth: pattern.compile_prefilter(pat, depth) for depth in range(0, 5)}
             for node in g.nodes:
-                if any(True for _ in pat.match_node(node, g)):
-                    checked += 1
-                    for depth in range(0, 5):
-                        assert pattern._may_match(pat, node.outputs[0], depth), (rule.name, node.op, depth)
+                matches = any(True for _ in pat.match_node(node, g))
+                checked += matches
+                for depth in range(0, 5):
+                    slow = pattern._may_match(pat, node.outputs[0], depth)
+                    fast = compiled[depth] is None or compiled[depth](node.outputs[0])
+                    assert slow == fast, (rule.name, node.op, depth)
+                    assert slow or not matches, (rule.name, node.op, depth)
     assert checked  # each graph holds at least one fusable spelling
 
 
@@ -56,6 +61,9 @@ def test_it_rejects_what_cannot_match_and_passes_unknown_patterns():
     g = gf.trace(lambda x: gf.exp(x) * 2.0, F)
     root = g.outputs[0]
     assert not pattern._may_match(Op("mul", Op("tanh", Var()), Const()), root, 3)
+    assert not pattern.compile_prefilter(Op("mul", Op("tanh", Var()), Const()), 3)(root)
+    assert pattern.compile_prefilter(Op("mul", Const(), Op("exp", Var())), 3)(root)
+    assert not pattern.compile_prefilter(Op("mul", Var(), Const(3.0)), 3)(root)  # 2.0 is not 3.0
     assert pattern._may_match(Op("mul", Const(), Op("exp", Var())), root, 3)  # commutative order
     assert not pattern._may_match(Assoc("mul", Var(), Op("add", Var(), Var())), root, 3)
     assert pattern._may_match(AnyOf(Op("add", Var(), Var()), Assoc("mul", Op("exp", Var()), Const())), root, 3)
