@@ -75,7 +75,7 @@ def decompose(graph: Graph, keep: Callable[[Node], bool] | None = None, *,
                             hint="an OpDef.decompose must end in ops without a decomposition")
         opdef = lookup_op(node.op)
         try:
-            with rw.at([node]):
+            with rw.at([node], before=node):  # in place: the node's inputs are all defined here
                 results = opdef.decompose([rw.t(v) for v in node.inputs], dict(node.attrs))
         except RewriteRefused as exc:
             if refused is not None:
@@ -101,7 +101,6 @@ def decompose(graph: Graph, keep: Callable[[Node], bool] | None = None, *,
     if not done:
         return graph, False
     graph.remove_nodes(done)
-    graph.toposort()
     return graph, True
 
 
