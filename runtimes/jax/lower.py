@@ -4,7 +4,8 @@ A lowering is ``fn(ctx, args, attrs) -> list[jax.Array]`` where ``ctx`` is a :cl
 (the node, its concrete output shapes/dtypes with symbolic dims resolved from the input shapes).
 Register one with ``@lowers("relu")``. Lowerings target what XLA handles well: ``lax.dot_general``
 with batch/contracting dims (no explicit transposes for ``linear``), ``lax.conv_general_dilated``,
-``lax.reduce_window`` for pools, ``jax.nn.dot_product_attention`` for attention.
+``lax.reduce_window`` for pools. Softmax, log-softmax and attention share :func:`softmax_shift`
+(not ``jax.nn.softmax``/``dot_product_attention``): see its docstring for the XLA behaviour it guards.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from graphforge import dtypes as _dt
 
 from .._registry import lowering_table
 
-__all__ = ["lowers", "LOWERINGS", "LowerCtx", "has_lowering"]
+__all__ = ["lowers", "LOWERINGS", "LowerCtx", "has_lowering", "softmax_shift"]
 
 LOWERINGS, lowers, has_lowering = lowering_table()
 _HALF = ("float16", "bfloat16")
@@ -200,16 +201,35 @@ def _argmax(ctx, args, attrs):
     return [fn(args[0], axis=attrs["axis"], keepdims=attrs["keepdims"]).astype(ctx.dtype)]
 
 
+def softmax_shift(x, axis):
+    """``x - max(x)`` along ``axis``, exactly 0 where ``x`` is the maximum (NaN there if the max is ±inf/NaN).
+
+    Why not plain ``x - max(x)``: XLA duplicates a cheap elementwise producer of ``x`` (a mean's
+    ``* 1/n``, attention's ``* scale``) into both the max-reduction fusion and the ``exp(x - max)``
+    fusion, and the code generator contracts the multiply and the subtraction there into one fused
+    multiply-add. The max is then taken over rounded products while the subtraction sees unrounded
+    ones, so ``x - max`` is off by up to half an ulp of ``x`` (±512 at 1e10): every ``exp`` of a row
+    underflows to 0 (0/0) or overflows (inf/inf) and the whole row is NaN. A comparison is never
+    contracted, so ``x == max`` still sees the rounded value and pins the maximum to exactly 0; every
+    other entry is then at most 0 and the row's sum of exps lies in [1, n]. An all -inf row and a
+    +inf entry keep PyTorch's NaN (-inf - -inf and inf - inf are undefined)."""
+    m = jnp.max(x, axis=axis, keepdims=True, initial=-jnp.inf)  # (initial: an empty axis is fine)
+    at_max = jnp.where(jnp.isfinite(m), jnp.zeros_like(m), jnp.full_like(m, jnp.nan))
+    return jnp.where(x == m, at_max, x - m)
+
+
 @lowers("softmax")
 def _softmax(ctx, args, attrs):
-    x = args[0]
-    return [jax.nn.softmax(_up(x), axis=attrs["axis"]).astype(x.dtype)]
+    x, axis = args[0], attrs["axis"]
+    e = jnp.exp(softmax_shift(_up(x), axis))
+    return [(e / jnp.sum(e, axis=axis, keepdims=True)).astype(x.dtype)]
 
 
 @lowers("log_softmax")
 def _log_softmax(ctx, args, attrs):
-    x = args[0]
-    return [jax.nn.log_softmax(_up(x), axis=attrs["axis"]).astype(x.dtype)]
+    x, axis = args[0], attrs["axis"]
+    d = softmax_shift(_up(x), axis)
+    return [(d - jnp.log(jnp.sum(jnp.exp(d), axis=axis, keepdims=True))).astype(x.dtype)]
 
 
 # ---- linear algebra -------------------------------------------------------------------------------
