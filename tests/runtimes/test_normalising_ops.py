@@ -1,5 +1,6 @@
-"""The normalising ops — softmax, log_softmax, cross_entropy (log_softmax + a pick) and attention (a softmax
-over scores) — on every back end, for inputs scaled up to 1e30 and with ±inf entries.
+"""The normalising ops — softmax, log_softmax, cross_entropy (log_softmax + a pick), attention (a softmax
+over scores) and layer_norm — on every back end, for inputs scaled up to 1e30 and with ±inf entries.
+(batch_norm in eval mode is an affine map with stored statistics, not a normalisation of its input.)
 
 Semantics (NumPy's and PyTorch's; the reference, JAX and onnxruntime agree):
 - any finite row gives finite probabilities that sum to 1 and finite log-probabilities, however large the
@@ -13,6 +14,8 @@ Semantics (NumPy's and PyTorch's; the reference, JAX and onnxruntime agree):
   +inf (as does any -inf logit under label smoothing, which puts mass on every class); NaN rows stay NaN;
 - attention: a masked key gets weight exactly 0, so the output is a convex combination of the unmasked
   values.
+- layer_norm is scale invariant while its variance is a float32 (|x| up to ~1e18); beyond, the variance
+  overflows and the output is 0, never NaN.
 
 Inputs go through a multiplication inside the graph (``x * s``, attention's own ``* scale`` with
 1/sqrt(3)): that is the pattern XLA contracts into the max subtraction (issue 23).
@@ -185,3 +188,20 @@ def test_attention_masked_keys_get_zero_weight_and_a_fully_masked_row_is_nan(bac
     np.testing.assert_allclose(out[..., 0, :], 1.0, rtol=1e-6)
     np.testing.assert_allclose(out[..., 1, :], 4.0, rtol=1e-6)
     assert np.isnan(out[..., 2, :]).all()
+
+
+# ---- layer_norm: the other normalising op ---------------------------------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_layer_norm_is_scale_invariant_until_its_variance_overflows(backend):
+    """layer_norm(c * x) = layer_norm(x) while the variance (~c²) is a float32, i.e. up to c ≈ 1e18; beyond,
+    the variance is +inf and rsqrt(inf) = 0 gives zeros: finite on every back end, never NaN."""
+    g = gf.trace(lambda x, s: gf.layer_norm(x * s), gf.TensorSpec((ROWS, CLASSES), "float32"),
+                 gf.TensorSpec((), "float32"))
+    x = np.random.default_rng(3).standard_normal((ROWS, CLASSES)).astype(np.float32)
+    want = _run(g, [x, np.float32(1)], "reference")[0]
+    for scale in (1e5, 1e10, 1e18):
+        np.testing.assert_allclose(_run(g, [x, np.float32(scale)], backend)[0], want, rtol=1e-4, atol=1e-5,
+                                   err_msg=f"scale {scale:g}")
+    for scale in (1e20, 1e30):
+        np.testing.assert_array_equal(_run(g, [x, np.float32(scale)], backend)[0], 0)
