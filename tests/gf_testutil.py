@@ -17,7 +17,20 @@ from graphforge.trace.builder import Builder
 from graphforge.trace.tensor import Tensor
 
 __all__ = ["sample_params", "op_params", "build_sample_graph", "to_float64", "sample_arrays",
-           "weighted_loss_graph", "numeric_grad", "resolve_shape", "dim_symbols", "MLPLoss", "EncoderLoss"]
+           "weighted_loss_graph", "numeric_grad", "resolve_shape", "dim_symbols", "MLPLoss", "EncoderLoss",
+           "zip_outputs"]
+
+
+def zip_outputs(got, want, *more, what: str = "") -> list[tuple]:
+    """``zip(got, want, *more)`` for comparing outputs, after checking every sequence has the same length.
+
+    A bare zip stops at the shortest sequence, so a back end that drops (or adds) an output would be
+    compared on the common prefix and pass."""
+    seqs = [list(got), list(want), *(list(m) for m in more)]
+    lengths = [len(s) for s in seqs]
+    assert len(set(lengths)) == 1, f"{what + ': ' if what else ''}output counts differ: got {lengths[0]}, " \
+                                   f"expected {lengths[1:]}"
+    return list(zip(*seqs))
 
 
 def sample_params(predicate=None) -> list:

@@ -42,7 +42,9 @@ def nll_loss(log_probs, labels, reduction: str = "mean", *, _name: str = "nll_lo
                          f"of shape ({', '.join(map(str, log_probs.shape[:-1]))})",
                          hint="labels hold one class index per row; squeeze a trailing size-1 axis",
                          **_where(_name))
-    picked = ops.sum(ops.one_hot(labels, log_probs.shape[-1], log_probs.dtype) * log_probs, -1)
+    # select, not multiply by a one-hot: 0 * -inf is NaN, and a -inf log-probability (a masked class)
+    # must not poison the rows whose label is another class
+    picked = ops.sum(ops.where(ops.one_hot(labels, log_probs.shape[-1], "bool"), log_probs, 0.0), -1)
     return _reduce(-picked, reduction)
 
 

@@ -262,12 +262,14 @@ register_op(OpDef(
 
 
 def softmax(x, axis: int = -1):
-    """exp(x) / sum(exp(x)) along ``axis``, computed stably."""
+    """exp(x) / sum(exp(x)) along ``axis``, computed stably: finite for any finite row; -inf entries get 0,
+    a row that is all -inf or holds +inf or NaN is NaN (as PyTorch)."""
     return apply("softmax", x, axis=axis)
 
 
 def log_softmax(x, axis: int = -1):
-    """log(softmax(x)) along ``axis``, computed stably."""
+    """log(softmax(x)) along ``axis``, computed stably: finite for a finite row whose spread (max - min) is a
+    float32; -inf entries give -inf, a row that is all -inf or holds +inf or NaN is NaN (as PyTorch)."""
     return apply("log_softmax", x, axis=axis)
 
 

@@ -6,7 +6,8 @@ Register one with ``@lowers("relu")`` in the module named like the op's family i
 (``elementwise.py``, ``reduction.py``, ``linalg.py``, ``shape_ops.py``, ``creation.py``, ``nn_ops.py``).
 Lowerings target what XLA handles well: ``lax.dot_general`` with batch/contracting dims (no explicit
 transposes for ``linear``), ``lax.conv_general_dilated``, ``lax.reduce_window`` for pools,
-``jax.nn.dot_product_attention`` for attention.
+and :func:`softmax_shift` for softmax, log-softmax and attention
+(not ``jax.nn.softmax``/``dot_product_attention``: see its docstring for the XLA behaviour it guards).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from graphforge import dtypes as _dt
 
 from .._registry import lowering_table
 
-__all__ = ["lowers", "LOWERINGS", "LowerCtx", "has_lowering", "is_float", "upcast", "const_like"]
+__all__ = ["lowers", "LOWERINGS", "LowerCtx", "has_lowering", "is_float", "upcast", "const_like", "softmax_shift"]
 
 LOWERINGS, lowers, has_lowering = lowering_table()
 
@@ -66,3 +67,20 @@ def upcast(x):
 
 def const_like(value, like):
     return jnp.asarray(value, dtype=like.dtype)
+
+
+def softmax_shift(x, axis):
+    """``x - max(x)`` along ``axis``, exactly 0 where ``x`` is the maximum (NaN there if the max is ±inf/NaN).
+
+    Why not plain ``x - max(x)``: XLA duplicates a cheap elementwise producer of ``x`` (a mean's
+    ``* 1/n``, attention's ``* scale``) into both the max-reduction fusion and the ``exp(x - max)``
+    fusion, and the code generator contracts the multiply and the subtraction there into one fused
+    multiply-add. The max is then taken over rounded products while the subtraction sees unrounded
+    ones, so ``x - max`` is off by up to half an ulp of ``x`` (±512 at 1e10): every ``exp`` of a row
+    underflows to 0 (0/0) or overflows (inf/inf) and the whole row is NaN. A comparison is never
+    contracted, so ``x == max`` still sees the rounded value and pins the maximum to exactly 0; every
+    other entry is then at most 0 and the row's sum of exps lies in [1, n]. An all -inf row and a
+    +inf entry keep PyTorch's NaN (-inf - -inf and inf - inf are undefined)."""
+    m = jnp.max(x, axis=axis, keepdims=True, initial=-jnp.inf)  # (initial: an empty axis is fine)
+    at_max = jnp.where(jnp.isfinite(m), jnp.zeros_like(m), jnp.full_like(m, jnp.nan))
+    return jnp.where(x == m, at_max, x - m)

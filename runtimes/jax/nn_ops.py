@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .lower import lowers, upcast
+from .lower import lowers, softmax_shift, upcast
 from .shape_ops import wrap_index
 
 __all__: list[str] = []
@@ -174,26 +173,17 @@ def _attention(ctx, args, attrs):
     full = None
     if mask is not None:
         full = jnp.broadcast_to(mask, q.shape[:2] + (sq, sk))
-    native_causal = causal and sq == sk and full is None
-    if causal and not native_causal:
+    if causal:
         tri = jnp.tril(jnp.ones((sq, sk), bool))
         full = tri if full is None else jnp.logical_and(full, tri)
-    if v.shape[-1] == d and q.dtype in (jnp.float32, jnp.float16, jnp.bfloat16):
-        # (B, H, S, D) -> (B, S, H, D): the layout jax.nn.dot_product_attention takes
-        t = lambda a: jnp.swapaxes(a, 1, 2)  # noqa: E731
-        out = jnp.swapaxes(jax.nn.dot_product_attention(t(q), t(k), t(v), mask=full, scale=scale,
-                                                        is_causal=native_causal), 1, 2)
-        if full is not None:  # the contract (and PyTorch): a fully masked query row is NaN
-            out = jnp.where(jnp.any(full, axis=-1)[..., None], out, jnp.nan)
-        return [out.astype(ctx.dtype)]
-    if native_causal:
-        full = jnp.tril(jnp.ones((sq, sk), bool))
     qc, kc, vc = upcast(q), upcast(k), upcast(v)
     s = jnp.einsum("bhqd,bhkd->bhqk", qc, kc, precision=ctx.precision) * jnp.asarray(scale, qc.dtype)
     if full is not None:
         s = jnp.where(full, s, -jnp.inf)
-    m = jnp.max(s, axis=-1, keepdims=True)
-    e = jnp.exp(s - m)  # a fully masked row gives nan (as PyTorch and the reference)
+    # softmax_shift, not jax.nn.dot_product_attention: XLA contracts its `scores * scale` into the
+    # max subtraction, which turns rows of large scores into NaN. A fully masked row gives NaN (as
+    # PyTorch and the reference).
+    e = jnp.exp(softmax_shift(s, -1))
     pw = e / jnp.sum(e, axis=-1, keepdims=True)
     out = jnp.einsum("bhqk,bhkd->bhqd", pw, vc, precision=ctx.precision)
     return [out.astype(ctx.dtype)]

@@ -1,12 +1,11 @@
 """JAX lowerings of the reduction ops (``graphforge/ops/reduction.py``)."""
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 
 
-from .lower import LOWERINGS, is_float, lowers, upcast
+from .lower import LOWERINGS, is_float, lowers, softmax_shift, upcast
 
 __all__: list[str] = []
 
@@ -49,11 +48,13 @@ def _argmax(ctx, args, attrs):
 
 @lowers("softmax")
 def _softmax(ctx, args, attrs):
-    x = args[0]
-    return [jax.nn.softmax(upcast(x), axis=attrs["axis"]).astype(x.dtype)]
+    x, axis = args[0], attrs["axis"]
+    e = jnp.exp(softmax_shift(upcast(x), axis))
+    return [(e / jnp.sum(e, axis=axis, keepdims=True)).astype(x.dtype)]
 
 
 @lowers("log_softmax")
 def _log_softmax(ctx, args, attrs):
-    x = args[0]
-    return [jax.nn.log_softmax(upcast(x), axis=attrs["axis"]).astype(x.dtype)]
+    x, axis = args[0], attrs["axis"]
+    d = softmax_shift(upcast(x), axis)
+    return [(d - jnp.log(jnp.sum(jnp.exp(d), axis=axis, keepdims=True))).astype(x.dtype)]

@@ -127,6 +127,8 @@ def compare(got: list, want: list, rtol: float, atol: float, graph) -> str | Non
 
 
 def _bitwise(got: list, want: list) -> str | None:
+    if len(got) != len(want):
+        return f"{len(got)} outputs, expected {len(want)}"
     for i, (g, w) in enumerate(zip(got, want)):
         g, w = np.asarray(g), np.asarray(w)
         if g.dtype != w.dtype or g.shape != w.shape or g.tobytes() != w.tobytes():

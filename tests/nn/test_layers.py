@@ -11,6 +11,7 @@ import pytest
 
 import graphforge as gf
 from graphforge import nn
+from gf_testutil import zip_outputs
 
 RNG = np.random.default_rng(0)
 
@@ -172,7 +173,7 @@ def test_batch_norm_called_twice_chains_the_updates():
     names = [n for n in g.output_names if n.startswith("update:")]
     assert len(names) == 2 and len(g.trainable_names) == 2
     a, b = RNG.standard_normal((2, 3, 2, 2, 2)).astype(np.float32)
-    outs = dict(zip(g.output_names, gf.run(g, [a, b])))
+    outs = {n: o for o, n in zip_outputs(gf.run(g, [a, b]), g.output_names)}
     m1 = 0.1 * a.mean(axis=(0, 2, 3))
     want = 0.9 * m1 + 0.1 * b.mean(axis=(0, 2, 3))
     np.testing.assert_allclose(outs[names[0]], want, rtol=1e-5, atol=1e-6)
@@ -312,7 +313,7 @@ def test_cnn_trains_with_batch_norm_and_pooling():
     gg = gf.grad(g, keep_outputs=True)
     x = RNG.standard_normal((4, 1, 6, 6)).astype(np.float32)
     outs = gf.run(gg, [x, np.array([0, 1, 2, 1])])
-    grads = dict(zip(gg.output_names, outs))
+    grads = {n: o for o, n in zip_outputs(outs, gg.output_names)}
     assert grads["grad:sequential.0.weight"].shape == (4, 1, 3, 3)
     assert grads["update:sequential.1.running_var"].shape == (4,)
 

@@ -12,7 +12,7 @@ from graphforge.ir.types import TensorType
 from graphforge.ops.registry import NOT_DIFFERENTIABLE, Sample, all_ops, get_op
 from graphforge.trace.builder import Builder
 from graphforge.trace.tensor import Tensor
-from gf_testutil import numeric_grad, resolve_shape, sample_arrays, to_float64, weighted_loss_graph
+from gf_testutil import numeric_grad, resolve_shape, sample_arrays, to_float64, weighted_loss_graph, zip_outputs
 
 RTOL, ATOL = 1e-5, 1e-6
 
@@ -137,7 +137,7 @@ def test_grad_wrt_params_of_a_traced_model(mlp_module, rng):
     x = rng.standard_normal((4, 6)).astype(np.float32)
     labels = np.array([0, 2, 1, 2])
     outs = gf.run(gg, {"x": x, "labels": labels})
-    for name, grad in zip(g.trainable_names, outs[1:]):
+    for grad, name in zip_outputs(outs[1:], g.trainable_names):
         assert grad.shape == g.params[name].shape and grad.dtype == np.float32
     # Finite differences in float64 on one weight entry.
     p = {k: v.astype(np.float64) for k, v in g.params.items()}
@@ -159,7 +159,7 @@ def test_optimized_gradient_graph_computes_the_same_values(mlp_module, rng):
     raw = gf.grad(g, optimize=False)
     opt = gf.grad(g)
     assert opt.output_names == raw.output_names
-    for a, b in zip(gf.run(raw, inputs), gf.run(opt, inputs)):
+    for a, b in zip_outputs(gf.run(raw, inputs), gf.run(opt, inputs)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -240,7 +240,7 @@ def test_vjp_rules_keep_half_precision_dtypes(target):
         grads = gf.grad(graph, wrt=wrt, optimize=False)
         arrays = sample_arrays(half) + [np.ones(resolve_shape(v.type.shape, s.bind), _dt.to_numpy_dtype(target))
                                         for v in graph.inputs[len(half.inputs):]]
-        for value, array in zip(grads.outputs, gf.run(grads, arrays)):
+        for array, value in zip_outputs(gf.run(grads, arrays), grads.outputs):
             assert array.dtype == _dt.to_numpy_dtype(target), (op, k, value)
 
 
@@ -301,6 +301,6 @@ def test_default_gradient_pipeline_keeps_the_values(op, k):
     opt = gf.grad(graph, wrt=wrt)
     opt.verify()
     assert opt.output_names == raw.output_names
-    for a, b in zip(gf.run(raw, arrays), gf.run(opt, arrays)):
+    for a, b in zip_outputs(gf.run(raw, arrays), gf.run(opt, arrays)):
         assert a.dtype == b.dtype and a.shape == b.shape
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -9,7 +9,7 @@ import graphforge as gf
 from graphforge import dtypes as _dt
 from graphforge.ops.registry import NOT_DIFFERENTIABLE, all_ops, get_op
 from graphforge.ops.samples import make_inputs
-from gf_testutil import build_sample_graph, dim_symbols, op_params, resolve_shape, sample_params
+from gf_testutil import build_sample_graph, dim_symbols, op_params, resolve_shape, sample_params, zip_outputs
 
 SAMPLES = sample_params()
 
@@ -20,8 +20,7 @@ def test_type_rule_agrees_with_reference(op, k):
     graph, outs = build_sample_graph(op, sample)
     graph.verify()
     results = gf.run(graph, make_inputs(sample), backend="reference")
-    assert len(results) == len(outs)
-    for value, array in zip(outs, results):
+    for array, value in zip_outputs(results, outs):
         assert isinstance(array, np.ndarray)
         assert array.shape == resolve_shape(value.type.shape, sample.bind), (value.type, array.shape)
         assert array.dtype == _dt.to_numpy_dtype(value.type.dtype), (value.type, array.dtype)
@@ -35,7 +34,7 @@ def test_sample_text_round_trip(op, k):
     parsed = gf.parse(text)
     assert str(parsed) == text
     inputs = make_inputs(sample)
-    for a, b in zip(gf.run(graph, inputs), gf.run(parsed, inputs)):
+    for a, b in zip_outputs(gf.run(graph, inputs), gf.run(parsed, inputs)):
         np.testing.assert_array_equal(a, b)
 
 
@@ -218,7 +217,7 @@ def test_type_rules_refuse_cleanly_and_accepted_types_run(op):
                 # Index-valued inputs can be out of range for a mutated shape: a value error, reported.
                 assert op in ("gather", "scatter_add", "embedding"), str(exc)
                 continue
-            for value, array in zip(outs, results):
+            for array, value in zip_outputs(results, outs):
                 assert array.shape == resolve_shape(value.type.shape, concrete.bind)
                 assert array.dtype == _dt.to_numpy_dtype(value.type.dtype)
 

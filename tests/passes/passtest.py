@@ -8,6 +8,7 @@ import graphforge as gf
 from graphforge import dtypes as _dt
 from graphforge.ir.dims import dim_symbols, resolve_shape
 from graphforge.passes import PassManager, optimize
+from gf_testutil import zip_outputs
 
 
 def normalize(text: str) -> str:
@@ -94,15 +95,14 @@ def assert_equivalent(before, after, *, rtol=1e-4, atol=1e-5, seeds=(1, 2), ort=
         inputs = random_inputs(before, seed)
         want = gf.run(before, inputs)
         got = gf.run(after, inputs)
-        assert len(want) == len(got)
-        for w, g in zip(want, got):
+        for g, w in zip_outputs(got, want):
             assert w.shape == g.shape and w.dtype == g.dtype
             np.testing.assert_allclose(g, w, rtol=rtol, atol=atol)
     runner = onnx_runner() if ort else None
     if runner is not None and not _uses_stub_ops(after) and not _uses_stub_ops(before):
         inputs = random_inputs(before, seeds[0])
         want = gf.run(before, inputs)
-        for w, g in zip(want, runner(after, inputs)):
+        for g, w in zip_outputs(runner(after, inputs), want):
             np.testing.assert_allclose(g, w, rtol=rtol * 10, atol=atol * 10)
 
 

@@ -3,6 +3,7 @@ import numpy as np
 
 import graphforge as gf
 from graphforge import nn
+from gf_testutil import zip_outputs
 
 
 def _loss_graph():
@@ -24,7 +25,7 @@ def test_grad_is_optimised_by_default_with_outputs_preserved():
     opt.verify()
     rng = np.random.default_rng(0)
     inputs = {"x": rng.standard_normal((5, 6)).astype(np.float32), "y": rng.integers(0, 3, 5)}
-    for a, b in zip(gf.run(raw, inputs), gf.run(opt, inputs)):
+    for a, b in zip_outputs(gf.run(raw, inputs), gf.run(opt, inputs)):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
 
 
@@ -36,7 +37,7 @@ def test_unused_gradients_and_keep_outputs():
     opt = gf.grad(g, wrt=["x"], keep_outputs=True)
     assert opt.output_names == raw.output_names == ["loss", "grad:x", "aux"]
     x = np.array([1.0, -2.0, 3.0], np.float32)
-    for a, b in zip(gf.run(raw, {"x": x}), gf.run(opt, {"x": x})):
+    for a, b in zip_outputs(gf.run(raw, {"x": x}), gf.run(opt, {"x": x})):
         np.testing.assert_allclose(b, a, rtol=1e-6)
     np.testing.assert_allclose(gf.run(opt, {"x": x})[1], 2 * x)
 

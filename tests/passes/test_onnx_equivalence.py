@@ -8,6 +8,7 @@ import pytest
 import graphforge as gf
 from graphforge import nn
 from passtest import onnx_runner, random_inputs
+from gf_testutil import zip_outputs
 
 
 
@@ -41,5 +42,5 @@ def test_optimised_graph_on_onnxruntime(build):
     inputs = random_inputs(g, seed=4)
     want = gf.run(g, inputs)
     got = onnx_runner()(opt, inputs)
-    for w, o in zip(want, got):
+    for o, w in zip_outputs(got, want):
         np.testing.assert_allclose(o, w, rtol=1e-4, atol=1e-5)

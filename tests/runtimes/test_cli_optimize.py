@@ -12,6 +12,7 @@ pytest.importorskip("onnxruntime")
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from conformance.models import small_cnn  # noqa: E402
+from gf_testutil import zip_outputs  # noqa: E402
 
 from graphforge.cli import optimize as cli_optimize  # noqa: E402
 
@@ -53,8 +54,9 @@ def test_compare_detects_a_difference(tmp_path):
 
 # SqueezeNet's 1000 logits are all 9.475692e9 (its light weights are constants), where float32 spacing is
 # 1024: onnxruntime's conv accumulation moves some by one ulp (relative 8.6e-7) — for the unoptimised import
-# too — and softmax turns that into 0.00133 vs 0. Its expected softmax is not comparable; the CLI's own
-# random-input check (original vs optimised file in onnxruntime) still runs.
+# too — and softmax turns that into 0.00133 vs 0. Neither its expected softmax nor the CLI's own elementwise
+# check (original vs optimised file in onnxruntime, 0.002 vs 0.001) is meaningful: it runs with --no-check
+# and its outputs must be probability distributions.
 ILL_CONDITIONED = {"squeezenet"}
 
 
@@ -67,17 +69,20 @@ def _optimize_light(name, tmp_path, capsys):
 
     model, feeds, expected = light_case(name)
     src, dst = os.path.join(LIGHT_DIR, f"light_{name}.onnx"), tmp_path / f"{name}_opt.onnx"
-    assert cli_optimize.run(_parse([src, "-o", str(dst)])) == 0, capsys.readouterr().err
+    check = ["--no-check"] if name in ILL_CONDITIONED else []
+    assert cli_optimize.run(_parse([src, "-o", str(dst), *check])) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
-    assert "outputs match" in out
+    assert ("outputs match" in out) != bool(check)
     opt = onnx.load(str(dst))
     assert len(opt.graph.node) <= len(model.graph.node), out
-    if name in ILL_CONDITIONED:
-        return
     sess = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])
     got = sess.run(None, {i.name: a for i, a in zip(sess.get_inputs(), feeds.values())})
-    for g, e in zip(got, expected):
-        np.testing.assert_allclose(g, e, rtol=1e-3, atol=1e-7)  # onnx's model-test tolerances
+    for g, e in zip_outputs(got, expected):
+        if name in ILL_CONDITIONED:
+            assert np.isfinite(g).all() and (g >= 0).all()
+            np.testing.assert_allclose(g.sum(), 1.0, rtol=1e-5)
+        else:
+            np.testing.assert_allclose(g, e, rtol=1e-3, atol=1e-7)  # onnx's model-test tolerances
 
 
 def test_optimize_light_alexnet(tmp_path, capsys):

@@ -12,7 +12,8 @@ jax = pytest.importorskip("jax")
 import graphforge as gf  # noqa: E402
 from graphforge import dtypes as _dt  # noqa: E402
 from graphforge.ops.registry import NOT_DIFFERENTIABLE, all_ops  # noqa: E402
-from gf_testutil import EncoderLoss, MLPLoss, resolve_shape, sample_arrays, to_float64, weighted_loss_graph  # noqa: E402
+from gf_testutil import (EncoderLoss, MLPLoss, resolve_shape, sample_arrays, to_float64, weighted_loss_graph,  # noqa: E402
+                         zip_outputs)
 
 
 def _wrt(opdef, sample):
@@ -53,7 +54,7 @@ def test_grad_graph_on_jax_matches_jax_grad(op, k):
         want = jax.jit(jax.grad(loss))(tuple(bound[i] for i in wrt_idx))
         want = [np.asarray(w) for w in want]
     np.testing.assert_allclose(got[0], gf.run(graph, arrays, backend="jax")[0], rtol=1e-12)
-    for name, g, w in zip(wrt, got[1:], want):
+    for g, w, name in zip_outputs(got[1:], want, wrt):
         assert g.dtype == np.float64 and g.shape == w.shape
         np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-10, err_msg=f"d loss / d {name} of {op}")
 
@@ -81,8 +82,8 @@ def test_model_gradient_graph_runs_on_jax_and_onnxruntime(model_cases, name):
     ref = gf.run(tg, arrays, backend="reference")
     got = gf.run(tg, arrays, backend="jax")
     assert len(got) == 1 + len(graph.trainable_names)
-    for r, g in zip(ref, got):
+    for g, r in zip_outputs(got, ref):
         np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5)
     ort = gf.run(tg, arrays, backend="onnxruntime")
-    for o, g, n in zip(ort, got, tg.output_names):
+    for o, g, n in zip_outputs(ort, got, tg.output_names):
         np.testing.assert_allclose(o, g, rtol=1e-4, atol=1e-5, err_msg=n)

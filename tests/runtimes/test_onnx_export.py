@@ -15,7 +15,7 @@ from graphforge import nn  # noqa: E402
 from graphforge.runtimes import onnx as gf_onnx  # noqa: E402
 from graphforge.runtimes.onnx import export as gf_export  # noqa: E402
 from graphforge.runtimes.onnx import kernels as gf_kernels  # noqa: E402
-from gf_testutil import EncoderLoss, MLPLoss  # noqa: E402
+from gf_testutil import EncoderLoss, MLPLoss, zip_outputs  # noqa: E402
 
 
 class _Block(nn.Module):
@@ -65,7 +65,7 @@ def test_product_dims_and_symbolic_broadcast():
     for batch in (1, 5):
         x = np.arange(batch * 3, dtype=np.float32).reshape(batch, 3)
         y = np.array([0.5], np.float32)
-        for got, want in zip(session.run([x, y]), gf.run(g, [x, y])):
+        for got, want in zip_outputs(session.run([x, y]), gf.run(g, [x, y])):
             np.testing.assert_allclose(got, want)
 
 
@@ -197,7 +197,7 @@ def test_graph_outputs_are_written_by_their_producers():
     relu = next(n for n in model.graph.node if n.op_type == "Relu")
     assert relu.output[0] == model.graph.output[1].name
     x = np.arange(6, dtype=np.float32).reshape(2, 3) - 3
-    for got, want in zip(gf_onnx.OrtSession(model).run([x]), gf.run(g, x)):
+    for got, want in zip_outputs(gf_onnx.OrtSession(model).run([x]), gf.run(g, x)):
         np.testing.assert_array_equal(got, want)
 
 
@@ -221,7 +221,7 @@ def test_symbolic_reshapes_use_constant_shapes():
     rng = np.random.default_rng(5)
     for batch in (1, 7, 64):
         x = rng.standard_normal((batch, 6, 8)).astype(np.float32)
-        for got, want in zip(session.run([x]), gf.run(g, x)):
+        for got, want in zip_outputs(session.run([x]), gf.run(g, x)):
             np.testing.assert_array_equal(got, want)
 
 
@@ -299,7 +299,7 @@ def test_gradient_graphs_run_in_onnxruntime():
         want = gf.run(tg, arrays)
         got = gf.run(tg, arrays, backend="onnxruntime")
         assert len(got) == 1 + len(graph.trainable_names)
-        for g_, w, name in zip(got, want, tg.output_names):
+        for g_, w, name in zip_outputs(got, want, tg.output_names):
             np.testing.assert_allclose(g_, w, rtol=1e-4, atol=1e-5, err_msg=name)
 
 

@@ -16,6 +16,7 @@ import graphforge as gf  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from conformance.light import light_case, light_models  # noqa: E402
 from conformance.models import mlp_classifier, small_cnn  # noqa: E402
+from gf_testutil import zip_outputs  # noqa: E402
 
 
 def _ort(model, feeds):
@@ -348,15 +349,35 @@ def test_whole_image_average_pool_and_lrn_import_compactly():
 
 
 FAST_LIGHT = ("resnet50", "shufflenet")
+# SqueezeNet's 1000 logits for onnx's test image all lie within a few ulp of 9.4757e9 (float32 spacing 1024),
+# so which of them are largest depends on the rounding of every conv before them: each back end, and the
+# stored expected output, puts the softmax mass on different classes (max difference 0.003-0.025 against
+# values of 0.001). Elementwise comparison of its probabilities is meaningless; its logits are compared to
+# float32 rounding instead, and its probabilities must form a distribution.
+ILL_CONDITIONED = ("squeezenet",)
+
+
+def _run_light(name, backend, logits=False):
+    model, feeds, expected = light_case(name)
+    g = gf.from_onnx(model)
+    if logits:  # stop at the softmax input
+        g.set_outputs([next(n for n in g.nodes if n.op == "softmax").inputs[0]], ["logits"])
+    from graphforge.runtimes.onnx_import.importer import sanitize
+    return gf.run(g, {sanitize(k): v for k, v in feeds.items()}, backend=backend), expected
 
 
 def _check_light(name, backend):
-    model, feeds, expected = light_case(name)
-    g = gf.from_onnx(model)
-    from graphforge.runtimes.onnx_import.importer import sanitize
-    outs = gf.run(g, {sanitize(k): v for k, v in feeds.items()}, backend=backend)
-    for o, e in zip(outs, expected):
-        np.testing.assert_allclose(o, e, rtol=1e-3, atol=1e-7)  # onnx's model-test tolerances
+    outs, expected = _run_light(name, backend)
+    for o, e in zip_outputs(outs, expected):
+        if name in ILL_CONDITIONED:
+            assert np.isfinite(o).all() and (o >= 0).all(), o
+            np.testing.assert_allclose(o.sum(), 1.0, rtol=1e-5)
+        else:
+            np.testing.assert_allclose(o, e, rtol=1e-3, atol=1e-7)  # onnx's model-test tolerances
+    if name in ILL_CONDITIONED and backend != "reference":
+        got, want = _run_light(name, backend, logits=True)[0], _run_light(name, "reference", logits=True)[0]
+        for o, e in zip_outputs(got, want):
+            np.testing.assert_allclose(o, e, rtol=1e-6)  # measured: 1.2e-7 (jax), 4.2e-7 (onnxruntime)
 
 
 def test_light_models_are_shipped():
@@ -369,12 +390,17 @@ def test_light_model_fast(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", light_models())
+@pytest.mark.parametrize("name", [n for n in light_models() if n not in ILL_CONDITIONED])
 def test_light_model_all_jax(name):
-    if name == "squeezenet":
-        pytest.xfail("squeezenet's logits are all 9.475692e9 (float32 spacing 1024); the jitted JAX graph gives "
-                     "NaN after softmax although the same lowering run eagerly matches; reported to the JAX owner")
     _check_light(name, "jax")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["jax", "onnxruntime"])
+def test_squeezenet_probabilities_are_finite_and_sum_to_one(backend):
+    """Issue 23: the jitted JAX graph gave NaN in all 1000 outputs (XLA contracted the mean's ``* 1/169``
+    into softmax's max subtraction; see tests/runtimes/test_jax_softmax_stability.py for the reductions)."""
+    _check_light("squeezenet", backend)
 
 
 @pytest.mark.slow

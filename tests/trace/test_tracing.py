@@ -9,6 +9,7 @@ import pytest
 
 import graphforge as gf
 from graphforge.trace.tensor import SymDim
+from gf_testutil import zip_outputs
 
 X = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6) / 10 - 5
 
@@ -69,7 +70,7 @@ def test_indexing_with_a_tensor_index():
 def test_indexing_a_symbolic_batch():
     g = gf.trace(lambda t: (t[:, 0], t[..., ::-1], t[:, None, 1:3]), gf.TensorSpec(("batch", 5, 6), "float32"))
     assert [str(o.type) for o in g.outputs] == ["f32[batch,6]", "f32[batch,5,6]", "f32[batch,1,2,6]"]
-    for got, want in zip(gf.run(g, [X]), (X[:, 0], X[..., ::-1], X[:, None, 1:3])):
+    for got, want in zip_outputs(gf.run(g, [X]), (X[:, 0], X[..., ::-1], X[:, None, 1:3])):
         np.testing.assert_array_equal(got, want)
 
 
@@ -107,8 +108,7 @@ def test_operators_and_methods_match_numpy():
             a.reshape(-1), np.broadcast_to(a, (2, 3, 4)), np.where(a > 1, a, 0.0), e / e.sum(-1, keepdims=True),
             a.var(0), a * a, a, a.astype(np.int64), (a > 1) & (a < 1.5), (a > 1) | (a < 0.6),
             (a > 1) ^ (a > 1.5), ~(a > 1), a == a, a != 1.0, a >= 1.0, a <= 1.0)
-    assert len(got) == len(want)
-    for i, (g, w) in enumerate(zip(got, want)):
+    for i, (g, w) in enumerate(zip_outputs(got, want)):
         w = np.asarray(w)
         assert g.shape == w.shape, i
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6, err_msg=str(i))
@@ -261,7 +261,7 @@ def test_symbolic_dim_times_a_float_is_a_trace_error():
 def test_numpy_operands_on_the_left_defer_to_the_tensor():
     x = np.arange(3, dtype=np.float32)
     outs = run1(lambda t: (np.float32(2) * t, np.ones(3, np.float32) + t, np.float64(0.5) - t, 2 ** t), x)
-    for got, want in zip(outs, (2 * x, 1 + x, 0.5 - x, 2.0 ** x)):
+    for got, want in zip_outputs(outs, (2 * x, 1 + x, 0.5 - x, 2.0 ** x)):
         assert got.dtype == np.float32
         np.testing.assert_allclose(got, want)
 
