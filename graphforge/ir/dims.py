@@ -38,7 +38,7 @@ from ..errors import ShapeError
 __all__ = ["Dim", "is_static", "is_symbolic", "check_dim", "parse_dim", "format_dim", "dim_product",
            "dim_divide", "dim_symbols", "resolve_dim", "resolve_shape", "unify_dims", "dim_add", "dim_sub",
            "dim_mul", "dim_neg", "dim_floordiv", "dim_ceildiv", "dim_mod", "dim_max", "dim_min", "dim_le",
-           "dim_tree", "dim_monomial", "dim_expr", "is_dim_text", "Requirement", "require_le", "require_divisible",
+           "dim_tree", "dim_monomial", "dim_expr", "is_polynomial", "require_equal", "is_dim_text", "Requirement", "require_le", "require_divisible",
            "collect_requirements", "resolve_attr_dims", "has_symbolic_attr"]
 
 Dim = Union[int, str]
@@ -440,6 +440,23 @@ def dim_monomial(dim: Dim) -> tuple[int, list[str]] | None:
     if any(x in _ATOMS for x in mono):
         return None
     return coef, list(mono)
+
+
+def is_polynomial(dim: Dim) -> bool:
+    """True when ``dim`` has no floor/max/min atom: then two different spellings are different
+    functions of the symbols, and a size check between them can be decided at trace time."""
+    return type(dim) is int or not any(x in _ATOMS for m in _P(dim) for x in m)
+
+
+def require_equal(lhs, rhs, reason: str) -> None:
+    """Require ``lhs == rhs`` where equality hangs on floor/max/min atoms (``2*floor(seq/2)`` vs
+    ``seq``): two guards; between plain polynomials a difference is a ShapeError at once."""
+    if lhs == rhs:
+        return
+    if is_polynomial(lhs) and is_polynomial(rhs):
+        raise ShapeError(f"{reason}: {lhs} != {rhs}")
+    require_le(lhs, rhs, reason)
+    require_le(rhs, lhs, reason)
 
 
 def dim_symbols(dim: Dim) -> set[str]:

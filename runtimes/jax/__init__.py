@@ -22,7 +22,7 @@ import numpy as np
 from jax import lax
 
 from graphforge.errors import BackendError, GraphforgeError, UnsupportedOpError
-from graphforge.ir.dims import resolve_shape
+from graphforge.ir.dims import has_symbolic_attr, resolve_attr_dims, resolve_shape
 from graphforge.ir.graph import Graph
 
 from . import lower_nn as _lower_nn  # noqa: F401  (registers the nn lowerings)
@@ -59,7 +59,7 @@ def lower(graph: Graph, env: Mapping[str, int], *, precision: str = "highest", o
             shapes = [tuple(resolve_shape(v.type.shape, env)) for v in node.outputs]
         except GraphforgeError:
             raise
-        plan.append((node, LowerCtx(node, shapes, prec)))
+        plan.append((node, LowerCtx(node, shapes, prec), _concrete_attrs(node, env)))
     outs = list(graph.outputs if outputs is None else outputs)
     stored = graph.params
 
@@ -69,9 +69,9 @@ def lower(graph: Graph, env: Mapping[str, int], *, precision: str = "highest", o
             vals[id(spec)] = x
         for name, v in graph.param_values.items():
             vals[id(v)] = params[name] if name in params else jnp.asarray(stored[name])
-        for node, ctx in plan:
+        for node, ctx, attrs in plan:
             try:
-                res = LOWERINGS[node.op](ctx, [vals[id(v)] for v in node.inputs], node.attrs)
+                res = LOWERINGS[node.op](ctx, [vals[id(v)] for v in node.inputs], attrs)
             except GraphforgeError:
                 raise
             except Exception as exc:  # noqa: BLE001 - name the node that failed
@@ -82,6 +82,19 @@ def lower(graph: Graph, env: Mapping[str, int], *, precision: str = "highest", o
         return tuple(vals[id(o)] for o in outs)
 
     return fn
+
+
+def _concrete_attrs(node, env: Mapping[str, int]) -> dict:
+    """The node's attributes with symbolic dims (slice bounds, reshape targets, arange bounds)
+    resolved: one compilation serves one concrete binding, so lowerings only see ints."""
+    from graphforge.ops.registry import lookup_op
+
+    attrs = node.attrs
+    opdef = lookup_op(node.op)
+    if opdef is None or not has_symbolic_attr(attrs) and not any(type(v) is str for v in attrs.values()):
+        return attrs
+    keys = [k for k, spec in opdef.attrs.items() if spec.kind in ("dim", "dims") and attrs.get(k) is not None]
+    return resolve_attr_dims(attrs, keys, env) if keys else attrs
 
 
 def signature(arrays) -> tuple:
