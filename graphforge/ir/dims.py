@@ -28,6 +28,7 @@ for every binding is a ShapeError at once.
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import threading
 from dataclasses import dataclass
@@ -146,6 +147,11 @@ def _floor(num: Poly, k: int) -> Poly:
     """floor(num / k) in canonical form (k >= 1)."""
     if k == 1:
         return num
+    g = math.gcd(k, *num.values())
+    if g > 1:  # floor((8*seq)/16) is floor(seq/2)
+        num, k = {m: c // g for m, c in num.items()}, k // g
+        if k == 1:
+            return num
     outside: Poly = {}
     inside: Poly = {}
     for m, c in num.items():
@@ -682,8 +688,15 @@ def require_le(lhs, rhs, reason: str) -> None:
         return
     if known is False:
         raise ShapeError(f"{reason}: needs {lhs} <= {rhs}, which never holds")
-    _record(Requirement("le", check_dim(lhs) if isinstance(lhs, str) else int(lhs),
-                        check_dim(rhs) if isinstance(rhs, str) else int(rhs), reason))
+    # one spelling per fact: constants on one side ("seq <= 64", "1 <= seq", not "0 <= seq-1")
+    diff = _p_add(_P(rhs), _P(lhs), -1)
+    k = diff.get((), 0)
+    rest = {m: c for m, c in diff.items() if m}
+    if all(c < 0 for c in rest.values()):
+        lhs, rhs = _p_dim(_p_scale(rest, -1)), k
+    elif all(c > 0 for c in rest.values()):
+        lhs, rhs = -k, _p_dim(rest)
+    _record(Requirement("le", dim_expr(lhs), dim_expr(rhs), reason))
 
 
 def require_divisible(lhs, k: int, reason: str) -> None:
@@ -693,6 +706,8 @@ def require_divisible(lhs, k: int, reason: str) -> None:
         return
     if _p_int(a) is not None:
         raise ShapeError(f"{reason}: needs {lhs} to be a multiple of {k}")
+    g = math.gcd(k, *a.values())  # "8*seq % 16 == 0" is "seq % 2 == 0"
+    a, k = {m: c // g for m, c in a.items()}, k // g
     _record(Requirement("divisible", _p_dim(a), int(k), reason))
 
 
