@@ -28,8 +28,8 @@ from graphforge.ir.graph import Graph
 from . import lower_nn as _lower_nn  # noqa: F401  (registers the nn lowerings)
 from .lower import LOWERINGS, LowerCtx, has_lowering, lowers
 
-__all__ = ["run", "lower", "compile_graph", "x64", "LOWERINGS", "lowers", "has_lowering", "missing_lowerings",
-           "signature"]
+__all__ = ["run", "lower", "compile_graph", "compiled_count", "x64", "LOWERINGS", "lowers", "has_lowering",
+           "missing_lowerings", "signature"]
 
 _PRECISION = {"highest": lax.Precision.HIGHEST, "default": None, "high": lax.Precision.HIGH}
 
@@ -122,8 +122,23 @@ def compile_graph(graph: Graph, arrays, env: Mapping[str, int], *, precision: st
     return fn
 
 
+def compiled_count(graph: Graph) -> int:
+    """How many compilations of ``graph`` are cached (one per concrete input signature)."""
+    return len(_CACHE.get(graph, {}))
+
+
 def run(graph: Graph, arrays, env: Mapping[str, int], params: Mapping[str, np.ndarray], **options) -> list[np.ndarray]:
+    """``gf.run(..., backend="jax")``. Options: ``precision``; ``bucket`` ("pow2", an int N or a
+    dict symbol -> rule) pads symbolic input dims to buckets (see :mod:`.buckets` for when it is valid)."""
     precision = options.get("precision", "highest")
+    bucket = options.get("bucket")
+    if bucket is not None:
+        from .buckets import bucket_env, crop_outputs, pad_inputs
+
+        padded = bucket_env(graph, env, bucket)
+        if padded is not None:
+            outs = run(graph, pad_inputs(graph, arrays, padded), padded, params, precision=precision)
+            return crop_outputs(graph, outs, env, padded)
     with x64():
         fn = compile_graph(graph, arrays, env, precision=precision)
         used = {n: params[n] for n in graph.param_values}
