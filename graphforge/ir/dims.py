@@ -461,6 +461,14 @@ def require_equal(lhs, rhs, reason: str) -> None:
         return
     if is_polynomial(lhs) and is_polynomial(rhs):
         raise ShapeError(f"{reason}: {lhs} != {rhs}")
+    diff = _p_add(_P(lhs), _P(rhs), -1)
+    for m, c in diff.items():  # P - k*floor(P/k) == 0 is P % k == 0 (chunks, reshapes by k)
+        info = _ATOMS.get(m[0]) if len(m) == 1 else None
+        if info is not None and info[0] == "floor" and abs(c) == info[2]:
+            num, k = info[1], info[2]
+            if _p_add(_p_scale(diff, -1 if c > 0 else 1), _p_add(num, _p_scale(_atom_poly(m[0]), k), -1), -1) == {}:
+                require_divisible(_p_dim(num), k, reason)
+                return
     require_le(lhs, rhs, reason)
     require_le(rhs, lhs, reason)
 

@@ -236,7 +236,10 @@ def _split_rule(ts, attrs):
         raise ShapeError(f"split: invalid sizes {sizes}")
     total = dim_add(*sizes)
     if t.shape[axis] != total:
-        raise ShapeError(f"split: sizes {sizes} add up to {total}, but axis {axis} has {t.shape[axis]}")
+        if is_polynomial(total) and is_polynomial(t.shape[axis]):
+            raise ShapeError(f"split: sizes {sizes} add up to {total}, but axis {axis} has {t.shape[axis]}")
+        # chunks of a symbolic axis (2*floor(seq/2) vs seq): equal exactly when the axis divides
+        require_equal(total, t.shape[axis], f"split of axis {axis} ({t.shape[axis]}) into {sizes}")
     out = []
     for s in sizes:
         shape = list(t.shape)
@@ -284,9 +287,9 @@ def split(x, sizes, axis: int = 0):
     """Split along ``axis`` into pieces of the given sizes (an int splits into equal pieces)."""
     if isinstance(sizes, int):
         dim = x.shape[axis]
-        if not isinstance(dim, int) or dim % sizes:
+        if isinstance(dim, int) and dim % sizes:
             raise ShapeError(f"split: axis {axis} of size {dim} does not divide into {sizes} equal parts")
-        sizes = [dim // sizes] * sizes
+        sizes = [dim // sizes] * sizes  # a symbolic axis: floor(seq/n) each, guarded by seq % n == 0
     out = apply("split", x, axis=axis, sizes=[d if isinstance(d, int) else str(d) for d in sizes])
     return out if isinstance(out, tuple) else (out,)
 
@@ -334,7 +337,7 @@ def _symbolic_bounds(dim, start, end, step, axis):
                          hint="flip with a static size, or index with gf.gather(x, gf.arange(...))")
     where = f"slice [{start}:{end}] of axis {axis} (size {dim})"
 
-    def bound(b, is_end):
+    def bound(b):
         if is_static(b) and b >= INT_MAX:
             return dim
         if is_static(b) and b < 0:
@@ -345,7 +348,7 @@ def _symbolic_bounds(dim, start, end, step, axis):
             require_le(0, b, where)
         return b
 
-    s, e = bound(start, False), bound(end, True)
+    s, e = bound(start), bound(end)
     require_le(s, e, where)
     return s, e
 

@@ -185,3 +185,16 @@ def test_gradients_flow_through_a_symbolic_slice():
     bumped[pos][i] -= 2 * eps
     down = gf.run(g, [x], params=bumped)[0]
     np.testing.assert_allclose(grad_pos[i], (up - down) / (2 * eps), rtol=2e-2, atol=1e-4)
+
+
+def test_chunks_of_a_symbolic_axis_guard_divisibility():
+    g = gf.trace(lambda x: gf.chunk(x, 2, 1), gf.TensorSpec(("batch", "seq"), "float32"))
+    assert [str(o.type) for o in g.outputs] == ["f32[batch,floor(seq/2)]"] * 2
+    assert [str(r.requirement) for r in guards(g)] == ["seq % 2 == 0"]
+    x = np.arange(12, dtype=np.float32).reshape(2, 6)
+    for backend in BACKENDS:
+        a, b = gf.run(g, [x], backend=backend)
+        np.testing.assert_array_equal(a, x[:, :3])
+        np.testing.assert_array_equal(b, x[:, 3:])
+    with pytest.raises(gf.InputError, match="seq % 2 == 0"):
+        gf.run(g, [np.zeros((2, 5), np.float32)])
