@@ -9,6 +9,7 @@ from graphforge.dtypes import from_numpy_dtype, is_float
 from graphforge.errors import UnsupportedOpError
 
 from .importer import ImportContext, Known, importer, onnx_dtype
+from .shape_values import as_dims, as_dim, dims_array, is_dims
 
 __all__ = ["attrs_of"]
 
@@ -334,7 +335,8 @@ def _shape(ctx, node):
     parts = []
     for i in range(rank)[start:None if end is None else int(end)]:
         parts.append(ctx.emit("reshape", [ctx.emit("dim_size", [x], axes=[i], dtype="int64")], shape=[1]))
-    return [ctx.emit("concat", parts, axis=0) if len(parts) > 1 else parts[0]]
+    # also known at import time as dims, for the shape arithmetic that feeds Reshape/Expand/… (shape_values)
+    return [Known(ctx.emit("concat", parts, axis=0) if len(parts) > 1 else parts[0], dims_array(sel))]
 
 
 @importer("Size")
@@ -351,16 +353,18 @@ def _size(ctx, node):
 
 @importer("ConstantOfShape")
 def _cos(ctx, node):
-    shape = [int(i) for i in ctx.need_const(node, 0, "shape")]
+    shape = as_dims(ctx.need_const(node, 0, "shape", dims=True))
     a = attrs_of(node)
     val = numpy_helper.to_array(a["value"]).reshape(-1)[0] if "value" in a else np.float32(0)
+    if not all(isinstance(d, int) for d in shape):  # a run-time shape: a broadcast scalar
+        return [ctx.emit("broadcast_to", [ctx.materialize(np.asarray(val))], shape=shape)]
     return [np.full(shape, val, dtype=np.asarray(val).dtype)]
 
 
 @importer("Reshape")
 def _reshape(ctx, node):
     x = ctx.input(node, 0)
-    shape = [int(i) for i in ctx.need_const(node, 1, "shape")]
+    shape = as_dims(ctx.need_const(node, 1, "shape", dims=True))
     allowzero = int(attrs_of(node).get("allowzero", 0))
     if not allowzero:
         shape = [x.type.shape[i] if s == 0 else s for i, s in enumerate(shape)]
@@ -444,14 +448,14 @@ def _slice(ctx, node):
         a = attrs_of(node)
         starts, ends, axes, steps = list(a["starts"]), list(a["ends"]), a.get("axes"), None
     else:
-        starts = [int(i) for i in ctx.need_const(node, 1, "starts")]
-        ends = [int(i) for i in ctx.need_const(node, 2, "ends")]
+        starts = as_dims(ctx.need_const(node, 1, "starts", dims=True))
+        ends = as_dims(ctx.need_const(node, 2, "ends", dims=True))
         axes = [int(i) for i in ctx.need_const(node, 3, "axes")] if ctx.has(node, 3) else None
         steps = [int(i) for i in ctx.need_const(node, 4, "steps")] if ctx.has(node, 4) else None
     big = 2 ** 63 - 1
-    ends = [min(max(e, -big), big) for e in ends]
-    starts = [min(max(s, -big), big) for s in starts]
-    return [ctx.emit("slice", [x], starts=list(map(int, starts)), ends=list(map(int, ends)),
+    ends = [e if isinstance(e, str) else min(max(e, -big), big) for e in ends]
+    starts = [s if isinstance(s, str) else min(max(s, -big), big) for s in starts]
+    return [ctx.emit("slice", [x], starts=starts, ends=ends,
                      axes=list(map(int, axes)) if axes is not None else None, steps=steps)]
 
 
@@ -472,7 +476,7 @@ def _gather(ctx, node):
 @importer("Expand")
 def _expand(ctx, node):
     x = ctx.input(node, 0)
-    shape = [int(i) for i in ctx.need_const(node, 1, "shape")]
+    shape = as_dims(ctx.need_const(node, 1, "shape", dims=True))
     xs = list(x.type.shape)
     rank = max(len(xs), len(shape))
     xs = [1] * (rank - len(xs)) + xs
@@ -493,8 +497,13 @@ def _tile(ctx, node):
 
 @importer("Range")
 def _range(ctx, node):
-    s, l, d = (np.asarray(ctx.need_const(node, i, n)).reshape(()) for i, n in
+    s, l, d = (np.asarray(ctx.need_const(node, i, n, dims=True)).reshape(()) for i, n in
                enumerate(("start", "limit", "delta")))
+    if is_dims(s) or is_dims(l):  # bounds from run-time shapes: an arange with symbolic bounds
+        if is_dims(d) or int(d) <= 0:
+            _unsupported(node, "a Range over symbolic bounds needs a static positive delta")
+        dtype = from_numpy_dtype(d.dtype) if d.dtype.kind in "iu" else "int64"
+        return [ctx.emit("arange", [], start=as_dim(s.item()), stop=as_dim(l.item()), step=int(d), dtype=dtype)]
     dt = np.asarray(s).dtype
     # ONNX: n = max(ceil((limit - start) / delta), 0), element i = start + i * delta (in the input dtype)
     n = max(int(np.ceil((float(l) - float(s)) / float(d))), 0) if float(d) != 0 else 0
