@@ -33,7 +33,7 @@ class SymDim(str):
         about = f"{str(self)!r}" if other is None else f"{str(self)!r} and {other!r}"
         raise TraceError(f"cannot decide {what} on the symbolic dim {about}: its value is only known at "
                          "run time", hint="branch with gf.cond(pred, true_fn, false_fn, ...) (or gf.where for "
-                         "values), or give the input a fixed size in its gf.TensorSpec", **_user_site())
+                         "values), or give the input a static (fixed) size in its gf.TensorSpec", **_user_site())
 
     def _compare(self, other, op):
         if isinstance(other, bool) or not isinstance(other, (str, numbers.Integral)):
