@@ -11,7 +11,8 @@ import numpy as np
 
 from . import dtypes as _dt
 from .errors import InputError, LoadError
-from .ir.dims import unify_dims
+from .guards import check_guards
+from .ir.dims import dim_symbols, resolve_dim, unify_dims
 from .ir.graph import Graph
 
 __all__ = ["bind_inputs", "run", "BACKENDS", "resolve_params", "get_backend", "require_graph"]
@@ -78,7 +79,6 @@ def bind_inputs(graph: Graph, inputs: Any) -> tuple[list[np.ndarray], dict[str, 
                     "(np.asarray(data, dtype=...)) or a dict name -> array") if isinstance(inputs, (list, tuple)) else None
             raise InputError(f"graph {graph.name!r} takes {len(specs)} inputs "
                              f"({', '.join(v.name for v in specs)}), got {len(arrays)}", hint=hint)
-    env: dict[str, int] = {}
     out = []
     for spec, array in zip(specs, arrays):
         want = _dt.to_numpy_dtype(spec.type.dtype)
@@ -96,13 +96,60 @@ def bind_inputs(graph: Graph, inputs: Any) -> tuple[list[np.ndarray], dict[str, 
         if array.ndim != len(spec.type.shape):
             raise InputError(f"input {spec.name!r} has shape {array.shape}, the graph expects "
                              f"{spec.type} (rank {len(spec.type.shape)})")
-        for axis, (dim, actual) in enumerate(zip(spec.type.shape, array.shape)):
-            if not unify_dims(dim, actual, env):
-                bound = f" (already bound to {env[dim]})" if isinstance(dim, str) and dim in env else ""
-                raise InputError(f"input {spec.name!r} has shape {array.shape}, the graph expects "
-                                 f"{spec.type}: axis {axis} is {actual}, expected {dim}{bound}")
         out.append(array)
+    env, bound_by = _bind_symbols(graph, specs, out)
+    check_guards(graph, env, bound_by)
     return out, env
+
+
+def _bind_symbols(graph: Graph, specs, arrays) -> tuple[dict[str, int], dict[str, str]]:
+    """Bind every symbolic dim of the inputs from the arrays' shapes; ``bound_by`` says which input
+    and axis gave each symbol its value, so a disagreement names both inputs."""
+    env: dict[str, int] = {}
+    bound_by: dict[str, str] = {}
+    pending = []
+    for spec, array in zip(specs, arrays):
+        for axis, (dim, actual) in enumerate(zip(spec.type.shape, array.shape)):
+            if type(dim) is int:
+                if dim != actual:
+                    raise InputError(f"input {spec.name!r} has shape {array.shape}, the graph expects "
+                                     f"{spec.type}: axis {axis} is {actual}, expected {dim}")
+                continue
+            pending.append((spec, array, axis, dim, actual))
+    # plain symbols first, then expressions (seq+1) whose other symbols are bound by then
+    pending.sort(key=lambda item: len(dim_symbols(item[3])) != 1 or item[3] not in dim_symbols(item[3]))
+    while pending:
+        progress, left = False, []
+        for item in pending:
+            spec, array, axis, dim, actual = item
+            unknown = dim_symbols(dim) - env.keys()
+            if len(unknown) > 1:
+                left.append(item)
+                continue
+            if not unify_dims(dim, actual, env):
+                raise InputError(_conflict(spec, array, axis, dim, actual, env, bound_by))
+            for sym in unknown:
+                bound_by[sym] = f"input {spec.name!r} axis {axis}"
+            progress = True
+        if not progress:
+            spec, array, axis, dim, actual = left[0]
+            raise InputError(f"input {spec.name!r} has shape {array.shape}, the graph expects {spec.type}: "
+                             f"axis {axis} ({dim}) cannot be solved for its symbols from the size {actual}",
+                             hint="give one input a plain symbol for each dim (e.g. 'seq') so it can be bound")
+        pending = left
+    return env, bound_by
+
+
+def _conflict(spec, array, axis, dim, actual, env, bound_by) -> str:
+    text = (f"input {spec.name!r} has shape {array.shape}, the graph expects {spec.type}: "
+            f"axis {axis} is {actual}, expected {dim}")
+    syms = sorted(s for s in dim_symbols(dim) if s in env)
+    if dim in env:  # two inputs disagree about one symbol: name both
+        text += f" (already bound to {env[dim]}); {bound_by.get(dim, 'another input')} bound {dim} = {env[dim]}"
+    elif syms:
+        text += f" (= {resolve_dim(dim, env)}: " + "; ".join(
+            f"{s} = {env[s]} bound by {bound_by.get(s, 'another input')}" for s in syms) + ")"
+    return text
 
 
 def resolve_params(graph: Graph, params: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray]:

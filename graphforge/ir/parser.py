@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..errors import GraphforgeError, ParseError, VerifyError
-from .dims import parse_dim
+from .dims import is_dim_text, parse_dim
 from .graph import Graph, Node, Value
 from .types import TensorType
 
@@ -72,10 +72,49 @@ def _parse_type(text: str, cur: _Cursor) -> TensorType:
         raise cur.error(f"malformed tensor type {text.strip()!r} (expected like f32[batch,128])")
     try:
         dtype = _dt.from_short_name(m.group(1))
-        dims = [parse_dim(d) for d in m.group(2).split(",")] if m.group(2).strip() else []
+        dims = [parse_dim(d) for d in _split_dims(m.group(2))] if m.group(2).strip() else []
         return TensorType(tuple(dims), dtype)
     except GraphforgeError as exc:
         raise cur.error(exc.detail) from None
+
+
+def _split_dims(text: str) -> list[str]:
+    """The dims of ``f32[...]``: commas inside ``max(a,b)`` do not separate dims."""
+    parts, depth, start = [], 0, 0
+    for i, c in enumerate(text):
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
+
+
+def _dim_token(cur: _Cursor) -> str | None:
+    """The symbolic dim expression at the cursor (``seq-1``, ``2*seq``, ``max(a,b)``), or None."""
+    text, pos, depth = cur.text, cur.pos, 0
+    end = pos
+    while end < len(text):
+        c = text[end]
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            if depth == 0:
+                break
+            depth -= 1
+        elif c in ",]}" and depth == 0:
+            break
+        elif not (c.isalnum() or c in "_*+-/ " or (c == "," and depth)):
+            return None
+        end += 1
+    token = text[pos:end].strip()
+    if token in ("inf", "-inf", "nan") or not is_dim_text(token):
+        return None
+    cur.pos = pos + len(text[pos:end].rstrip())
+    return token
 
 
 def _read_type(cur: _Cursor) -> TensorType:
@@ -101,6 +140,12 @@ def _read_scalar(cur: _Cursor) -> Any:
         text = _json_string(cur, m.group(0))
         cur.pos = m.end()
         return text
+    token = _dim_token(cur)
+    if token is not None:  # a symbolic dim inside a list
+        try:
+            return parse_dim(token)
+        except GraphforgeError as exc:
+            raise cur.error(exc.detail) from None
     m = re.compile(_NUMBER).match(cur.text, cur.pos)
     if m and not (cur.text[m.end():m.end() + 1].isalnum() or cur.text[m.end():m.end() + 1] in "_*"):
         cur.pos = m.end()

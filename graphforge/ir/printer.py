@@ -18,6 +18,7 @@ import re
 import numpy as np
 
 from .. import dtypes as _dt
+from .dims import check_dim, is_dim_text
 from .graph import Graph, Value
 
 __all__ = ["print_graph", "format_attr_value", "format_value_name"]
@@ -71,9 +72,13 @@ _KEYWORDS = ("true", "false", "none", "inf", "nan")
 
 
 def _is_dim_text(text: str) -> bool:
-    # Words the parser reads as literals are quoted so they come back as strings.
-    return (bool(text) and all(c.isalnum() or c in "_*" for c in text) and not text[0].isdigit()
-            and text not in _KEYWORDS)
+    # Words the parser reads as literals are quoted so they come back as strings; a symbolic dim
+    # expression ("seq-1", "max(a,b)") is printed bare only in its canonical spelling.
+    if not text or text in _KEYWORDS:
+        return False
+    if all(c.isalnum() or c == "_" for c in text):
+        return not text[0].isdigit()
+    return is_dim_text(text) and check_dim(text) == text
 
 
 _BARE_OUTPUT_NAME = re.compile(r"[\w.:]+")

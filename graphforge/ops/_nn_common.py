@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
-from ..ir.dims import is_static
+from ..ir.dims import dim_add, dim_floordiv, dim_mul, is_static, require_le
 from ..ir.types import TensorType
 # modules, not names: the op families use each other's functions (looked up at call time)
 from . import creation as _creation
@@ -38,6 +38,21 @@ def _static_spatial(x: TensorType, op: str, what="input"):
         raise ShapeError(f"{op}: needs static spatial dims (H, W) in its {what}, got {_fmt(x)}",
                          hint="give the image size as ints in the TensorSpec; only the batch dim may be symbolic")
     return h, w
+
+
+def _window_out(size, k, s, p0, p1, d, op, axis):
+    """Output length of a window op (conv, floor-mode pool) over a symbolic ``size``: the formula
+    as a dim expression, with the guard that the padded input holds one (dilated) window."""
+    span = d * (k - 1) + 1
+    require_le(span, dim_add(size, p0 + p1), f"{op}: the {'height' if axis == 2 else 'width'} must hold the "
+               f"window of {span} (kernel {k}, dilation {d}, pads {p0}+{p1})")
+    return dim_add(dim_floordiv(dim_add(size, p0 + p1 - span), s), 1)
+
+
+def _transposed_out(size, k, s, p0, p1, d, out_pad, op):
+    out = dim_add(dim_mul(size, s), -s - p0 - p1 + d * (k - 1) + 1 + out_pad)
+    require_le(1, out, f"{op}: pads {p0}+{p1} must leave an output")
+    return out
 
 
 def _require_nchw(x: TensorType, op: str):

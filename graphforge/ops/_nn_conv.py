@@ -8,7 +8,8 @@ from ..errors import ShapeError
 from ..ir.dims import dim_product, is_static
 from ..ir.types import TensorType
 from ..trace.tensor import apply
-from ._nn_common import F32, F64, _check_pairs, _fmt, _require_nchw, _static_spatial, _windows
+from ._nn_common import (F32, F64, _check_pairs, _fmt, _require_nchw, _transposed_out, _window_out,
+                         _windows)
 from ._shapes import require_float, same_dtype
 from .common import compute_dtype, numel
 from .registry import Attr, OpDef, Sample, register_op
@@ -59,10 +60,14 @@ def _conv2d_rule(ts, attrs):
         raise ShapeError(f"conv2d: {out_c} output channels do not divide into groups={g}")
     if not (is_static(kh) and is_static(kw)):
         raise ShapeError(f"conv2d: the kernel size must be static, got {_fmt(w)}")
-    h, wd = _static_spatial(x, op)
+    h, wd = x.shape[2], x.shape[3]
     (sh, sw), (pt, pl, pb, pr), (dh, dw) = attrs["strides"], attrs["pads"], attrs["dilations"]
-    oh, ow = _conv_out(h, kh, sh, pt, pb, dh), _conv_out(wd, kw, sw, pl, pr, dw)
-    if oh < 1 or ow < 1:
+    if not (is_static(h) and is_static(wd)):  # e.g. a variable image size: sizes are dim expressions
+        oh = _conv_out(h, kh, sh, pt, pb, dh) if is_static(h) else _window_out(h, kh, sh, pt, pb, dh, op, 2)
+        ow = _conv_out(wd, kw, sw, pl, pr, dw) if is_static(wd) else _window_out(wd, kw, sw, pl, pr, dw, op, 3)
+    else:
+        oh, ow = _conv_out(h, kh, sh, pt, pb, dh), _conv_out(wd, kw, sw, pl, pr, dw)
+    if is_static(oh) and is_static(ow) and (oh < 1 or ow < 1):
         raise ShapeError(f"conv2d: the (dilated) kernel {kh}x{kw} (dilation {dh}x{dw}) is larger than the padded "
                          f"input {h + pt + pb}x{wd + pl + pr} of {_fmt(x)}", hint="pad the input or use a smaller kernel")
     if len(ts) == 3 and tuple(ts[2].shape) != (out_c,):
@@ -170,6 +175,9 @@ register_op(OpDef(
                note="groups, dilation, stride"),
         Sample([TensorType(("batch", 2, 4, 4), F64), TensorType((2, 1, 3, 3), F64)],
                attrs={"pads": [1, 1, 1, 1], "groups": 2}, bind={"batch": 3}, note="depthwise, symbolic batch"),
+        Sample([TensorType(("batch", 2, "h", "w"), F32), TensorType((3, 2, 3, 2), F32)],
+               attrs={"strides": [2, 1], "pads": [1, 0, 0, 1], "dilations": [1, 2]}, bind={"batch": 2, "h": 7, "w": 5},
+               grad=False, note="symbolic H, W: floor((h-1)/2)+1 and w-1, guarded by h >= 2, w >= 2"),
     ],
 ))
 
@@ -198,10 +206,11 @@ def _conv_transpose2d_rule(ts, attrs):
     if not (0 <= op_h < max(sh, dh) and 0 <= op_w < max(sw, dw)):
         raise ShapeError(f"conv_transpose2d: output_padding {attrs['output_padding']} must be two ints, each "
                          f"smaller than the stride or the dilation ({[sh, sw]}, {[dh, dw]})")
-    h, wd = _static_spatial(x, op)
+    h, wd = x.shape[2], x.shape[3]
     pt, pl, pb, pr = attrs["pads"]
-    oh, ow = _convt_out(h, kh, sh, pt, pb, dh, op_h), _convt_out(wd, kw, sw, pl, pr, dw, op_w)
-    if oh < 1 or ow < 1:
+    oh = _convt_out(h, kh, sh, pt, pb, dh, op_h) if is_static(h) else _transposed_out(h, kh, sh, pt, pb, dh, op_h, op)
+    ow = _convt_out(wd, kw, sw, pl, pr, dw, op_w) if is_static(wd) else _transposed_out(wd, kw, sw, pl, pr, dw, op_w, op)
+    if is_static(oh) and is_static(ow) and (oh < 1 or ow < 1):
         raise ShapeError(f"conv_transpose2d: pads {attrs['pads']} crop the whole output of {_fmt(x)}")
     out_c = dim_product([out_per_group, g])
     if len(ts) == 3 and tuple(ts[2].shape) != (out_c,):
@@ -267,5 +276,8 @@ register_op(OpDef(
         Sample([TensorType((1, 4, 3, 4), F64), TensorType((4, 1, 3, 2), F64), TensorType((2,), F64)],
                attrs={"strides": [2, 1], "pads": [0, 1, 1, 0], "dilations": [1, 2], "groups": 2},
                note="groups, dilation"),
+        Sample([TensorType((1, 2, "h", "w"), F32), TensorType((2, 3, 3, 2), F32)],
+               attrs={"strides": [2, 1], "pads": [1, 0, 0, 0], "output_padding": [1, 0]}, bind={"h": 3, "w": 4},
+               grad=False, note="symbolic H, W: 2*h+1 and w+1"),
     ],
 ))

@@ -9,7 +9,9 @@ import numpy as np
 from .. import dtypes as _dt
 from ..errors import ShapeError
 from ..ir.types import TensorType
-from ._nn_common import F32, F64, _check_pairs, _fmt, _require_nchw, _static_spatial, _windows, _zero
+from ..ir.dims import is_static
+from ._nn_common import (F32, F64, _check_pairs, _fmt, _require_nchw, _static_spatial, _window_out, _windows,
+                         _zero)
 from ._shapes import require_float
 from .common import compute_dtype, numel
 from .registry import Attr, OpDef, Sample, register_op
@@ -45,10 +47,19 @@ def _pool_rule(op):
         require_float(x, f"{op}'s input")
         _check_pairs(attrs, op)
         _require_nchw(x, op)
-        h, w = _static_spatial(x, op)
         (kh, kw), (pt, pl, pb, pr) = attrs["kernel"], attrs["pads"]
         if 2 * max(pt, pb) > kh or 2 * max(pl, pr) > kw:
             raise ShapeError(f"{op}: pads {attrs['pads']} must be at most half the kernel {attrs['kernel']}")
+        # symbolic H/W: max pooling in floor mode (ceil_mode's last-window rule and avg's divisor
+        # map are computed from static sizes by the lowerings)
+        if not (is_static(x.shape[2]) and is_static(x.shape[3])) and not attrs["ceil_mode"] and op == "max_pool2d":
+            (sh, sw) = attrs["strides"]
+            oh = (_pool_geometry(x.shape[2], 1 + pl + pr, attrs)[0][0] if is_static(x.shape[2])
+                  else _window_out(x.shape[2], kh, sh, pt, pb, 1, op, 2))
+            ow = (_pool_geometry(1 + pt + pb, x.shape[3], attrs)[1][0] if is_static(x.shape[3])
+                  else _window_out(x.shape[3], kw, sw, pl, pr, 1, op, 3))
+            return [TensorType((x.shape[0], x.shape[1], oh, ow), x.dtype)]
+        h, w = _static_spatial(x, op)
         if h + pt + pb < kh or w + pl + pr < kw:
             raise ShapeError(f"{op}: the kernel {kh}x{kw} is larger than the padded input {h + pt + pb}x"
                              f"{w + pl + pr} of {_fmt(x)}", hint="use a smaller kernel or global_avg_pool2d")
@@ -174,6 +185,9 @@ register_op(OpDef(
                domain=["distinct"], note="ceil_mode"),
         Sample([TensorType((1, 1, 4, 5), F64)], attrs={"kernel": [3, 3], "strides": [1, 2], "pads": [1, 1, 1, 1],
                                                      "ceil_mode": True}, domain=["distinct"]),
+        Sample([TensorType(("batch", 2, "h", "w"), F32)], attrs={"kernel": [2, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]},
+               bind={"batch": 2, "h": 5, "w": 6}, domain=["distinct"], grad=False,
+               note="symbolic H, W (floor mode): floor((h+2)/2) and floor((w+1)/2)"),
     ],
 ))
 register_op(OpDef(

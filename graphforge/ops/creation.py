@@ -1,17 +1,20 @@
-"""Ops that create tensors: ``constant``, ``arange`` and ``one_hot``."""
+"""Ops that create tensors: ``constant``, ``arange``, ``one_hot`` and ``dim_value``; and the
+functional ``full``/``zeros``/``ones``/``tril``/``triu`` built from them (shapes and bounds may be
+symbolic dims such as ``x.shape[1]``)."""
 from __future__ import annotations
 
 import numpy as np
 
 from .. import dtypes as _dt
 from ..errors import DTypeError, ShapeError
+from ..ir.dims import dim_ceildiv, dim_sub, is_static, require_le, resolve_attr_dims, resolve_dim
 from ..ir.types import TensorType
 from ..trace.builder import current_builder
 from ..trace.tensor import apply, wrap
 from .common import numel
 from .registry import NOT_DIFFERENTIABLE, Attr, OpDef, Sample, register_op
 
-__all__ = ["constant", "arange", "one_hot", "full", "zeros", "ones"]
+__all__ = ["constant", "arange", "one_hot", "full", "zeros", "ones", "tril", "triu", "dim_value"]
 
 
 def _constant_rule(ts, attrs):
@@ -39,9 +42,19 @@ def constant(value, dtype=None):
     return wrap(builder.emit1("constant", [], {"value": array}), builder)
 
 
+def _dims(shape):
+    return [d if isinstance(d, str) else int(d) for d in shape]
+
+
 def full(shape, fill_value, dtype="float32"):
-    """A constant tensor of static ``shape`` filled with ``fill_value``."""
-    return constant(np.full(tuple(shape), fill_value, dtype=_dt.to_numpy_dtype(dtype)), dtype)
+    """A tensor of ``shape`` filled with ``fill_value``; symbolic dims (``x.shape[0]``) give a
+    run-time shape (a broadcast scalar), static shapes a constant."""
+    shape = _dims(shape)
+    if all(isinstance(d, int) for d in shape):
+        return constant(np.full(tuple(shape), fill_value, dtype=_dt.to_numpy_dtype(dtype)), dtype)
+    from .shape_ops import broadcast_to
+
+    return broadcast_to(constant(np.array(fill_value, dtype=_dt.to_numpy_dtype(dtype)), dtype), shape)
 
 
 def zeros(shape, dtype="float32"):
@@ -56,30 +69,88 @@ def _arange_rule(ts, attrs):
     start, stop, step = attrs["start"], attrs["stop"], attrs["step"]
     if step == 0:
         raise ShapeError("arange: step must not be 0")
-    n = max(0, -(-(stop - start) // step))
+    if is_static(start) and is_static(stop):
+        n = max(0, -(-(stop - start) // step))
+    elif step < 0:
+        raise ShapeError(f"arange: a negative step needs static bounds, got start={start}, stop={stop}")
+    else:
+        require_le(start, stop, f"arange({start}, {stop}, {step})")
+        n = dim_ceildiv(dim_sub(stop, start), step)
     return [TensorType((n,), attrs["dtype"])]
 
 
 def _arange_ref(xs, attrs, env=None):
-    return [np.arange(attrs["start"], attrs["stop"], attrs["step"], dtype=_dt.to_numpy_dtype(attrs["dtype"]))]
+    a = resolve_attr_dims(attrs, ("start", "stop"), env or {})
+    return [np.arange(a["start"], a["stop"], a["step"], dtype=_dt.to_numpy_dtype(a["dtype"]))]
 
 
 register_op(OpDef(
     name="arange", family="creation", num_inputs=(0, 0),
-    attrs={"start": Attr("int", 0), "stop": Attr("int"), "step": Attr("int", 1), "dtype": Attr("dtype", "int64")},
+    attrs={"start": Attr("dim", 0), "stop": Attr("dim"), "step": Attr("int", 1), "dtype": Attr("dtype", "int64")},
     type_rule=_arange_rule, reference=_arange_ref, flops=lambda i, o, a: 0, vjp=NOT_DIFFERENTIABLE,
-    doc="Integers start, start+step, … below stop (also known as iota).",
+    doc="Integers start, start+step, … below stop (also known as iota); start/stop may be symbolic dims.",
     samples=[Sample([], attrs={"stop": 5}), Sample([], attrs={"start": 2, "stop": 11, "step": 3, "dtype": "float32"}),
              Sample([], attrs={"start": 5, "stop": 0, "step": -2, "dtype": "int32"})],
+    # (a zero-input op has no input to bind a symbol: tests/trace/test_symbolic_shapes.py runs the
+    # symbolic bounds on every back end)
 ))
 
 
-def arange(start: int, stop: int | None = None, step: int = 1, dtype="int64"):
-    """``arange(stop)`` or ``arange(start, stop, step)`` with static integer bounds."""
+def arange(start, stop=None, step: int = 1, dtype="int64"):
+    """``arange(stop)`` or ``arange(start, stop, step)``; bounds are ints or symbolic dims
+    (``gf.arange(x.shape[1])``), the step a static int."""
     if stop is None:
         start, stop = 0, start
+    start, stop = _dims([start])[0], _dims([stop])[0]
     builder = current_builder()
     return wrap(builder.emit1("arange", [], {"start": start, "stop": stop, "step": step, "dtype": dtype}), builder)
+
+
+def _tri(x, k, lower):
+    from .elementwise import greater_equal, less_equal, where
+    from .shape_ops import unsqueeze
+
+    rows, cols = x.shape[-2], x.shape[-1]
+    i = unsqueeze(arange(rows), 1)
+    j = unsqueeze(arange(cols), 0)
+    if k:
+        i = i + int(k)
+    keep = greater_equal(i, j) if lower else less_equal(i, j)
+    return where(keep, x, np.zeros((), dtype=_dt.to_numpy_dtype(x.dtype)))
+
+
+def tril(x, k: int = 0):
+    """The lower triangle of the last two axes (``j <= i + k``), zeros above; works on symbolic
+    sizes, e.g. the causal mask ``gf.tril(gf.ones((n, n)))`` with ``n = x.shape[1]``."""
+    return _tri(x, k, True)
+
+
+def triu(x, k: int = 0):
+    """The upper triangle of the last two axes (``j >= i + k``), zeros below."""
+    return _tri(x, k, False)
+
+
+def _dim_value_ref(xs, attrs, env=None):
+    return [np.array(resolve_dim(attrs["dim"], env or {}), dtype=_dt.to_numpy_dtype(attrs["dtype"]))]
+
+
+register_op(OpDef(
+    name="dim_value", family="creation", num_inputs=(0, 0),
+    attrs={"dim": Attr("dim"), "dtype": Attr("dtype", "int64")},
+    type_rule=lambda ts, a: [TensorType((), a["dtype"])], reference=_dim_value_ref, flops=lambda i, o, a: 0,
+    vjp=NOT_DIFFERENTIABLE,
+    doc="The run-time value of a (symbolic) dim expression as a scalar: ``x / x.shape[1]`` in a model.",
+    samples=[Sample([], attrs={"dim": 5}), Sample([], attrs={"dim": 3, "dtype": "float32"})],
+))
+
+
+def dim_value(dim, dtype="int64"):
+    """A 0-d tensor holding the run-time value of ``dim`` (an int or a symbolic dim)."""
+    dim = _dims([dim])[0]
+    if isinstance(dim, int):
+        return constant(np.array(dim), dtype)
+    builder = current_builder()
+    return wrap(builder.emit1("dim_value", [], {"dim": dim, "dtype": dtype}), builder)
 
 
 def _one_hot_rule(ts, attrs):

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..dtypes import canonical_dtype
 from ..errors import GraphforgeError, ShapeError, UnsupportedOpError
+from ..ir.dims import dim_expr
 from ..ir.types import TensorType
 
 __all__ = ["Attr", "REQUIRED", "NOT_DIFFERENTIABLE", "OpDef", "Sample", "register_op", "get_op",
@@ -38,7 +39,7 @@ class _NotDifferentiable:
 
 NOT_DIFFERENTIABLE = _NotDifferentiable()
 
-_ATTR_KINDS = ("int", "float", "bool", "str", "ints", "floats", "dims", "dtype", "tensor", "any")
+_ATTR_KINDS = ("int", "float", "bool", "str", "ints", "floats", "dim", "dims", "dtype", "tensor", "any")
 
 
 @dataclass(frozen=True)
@@ -144,8 +145,10 @@ def _check_kind(kind: str, value) -> bool:
         return isinstance(value, (list, tuple)) and all(_check_kind("int", v) for v in value)
     if kind == "floats":
         return isinstance(value, (list, tuple)) and all(_check_kind("float", v) for v in value)
+    if kind == "dim":  # an int or a symbolic dim expression (``x.shape[1] - 1``)
+        return _check_kind("int", value) or isinstance(value, str)
     if kind == "dims":
-        return isinstance(value, (list, tuple)) and all(_check_kind("int", v) or isinstance(v, str) for v in value)
+        return isinstance(value, (list, tuple)) and all(_check_kind("dim", v) for v in value)
     if kind == "tensor":
         return isinstance(value, np.ndarray)
     return False
@@ -179,8 +182,12 @@ def check_attrs(opdef: OpDef, attrs: Mapping[str, Any]) -> dict[str, Any]:
             value = float(value)
         elif spec.kind == "bool":
             value = bool(value)
-        elif spec.kind in ("ints", "dims"):
-            value = [v if isinstance(v, str) else int(v) for v in value]
+        elif spec.kind == "ints":
+            value = [int(v) for v in value]
+        elif spec.kind == "dims":
+            value = [dim_expr(v) if isinstance(v, str) else int(v) for v in value]
+        elif spec.kind == "dim":
+            value = dim_expr(value) if isinstance(value, str) else int(value)
         elif spec.kind == "floats":
             value = [float(v) for v in value]
         elif spec.kind == "dtype":

@@ -8,9 +8,11 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..errors import DTypeError, ShapeError
-from ..ir.dims import dim_divide, dim_product, is_static, resolve_dim
+from ..ir.dims import (dim_add, dim_ceildiv, dim_divide, dim_floordiv, dim_monomial, dim_product, dim_sub,
+                       is_polynomial, is_static, require_divisible, require_equal, require_le, resolve_attr_dims,
+                       resolve_dim)
 from ..ir.types import TensorType
-from ..trace.tensor import Tensor, apply
+from ..trace.tensor import SymDim, Tensor, apply
 from ._shapes import broadcast_shapes, normalize_axes, normalize_axis, same_dtype
 from .common import numel, unbroadcast
 from .registry import NOT_DIFFERENTIABLE, Attr, OpDef, Sample, register_op
@@ -43,13 +45,30 @@ def _reshape_target(in_shape, spec) -> tuple:
     if -1 in spec:
         rest = dim_divide(total, known)
         if rest is None:
-            raise ShapeError(f"cannot reshape ({', '.join(map(str, in_shape))}) to {list(spec)}: "
-                             f"{total} elements do not divide by {known}")
+            rest = _divide_with_guard(total, known, in_shape, spec)
         return tuple(rest if d == -1 else d for d in spec)
     if known != total:
-        raise ShapeError(f"cannot reshape ({', '.join(map(str, in_shape))}) with {total} elements "
-                         f"to ({', '.join(map(str, spec))}) with {known}")
+        if is_polynomial(known) and is_polynomial(total):
+            raise ShapeError(f"cannot reshape ({', '.join(map(str, in_shape))}) with {total} elements "
+                             f"to ({', '.join(map(str, spec))}) with {known}")
+        # e.g. (batch, floor(seq/2), 2) back to (batch, seq): equal exactly when seq is even
+        require_equal(known, total, f"reshape of ({', '.join(map(str, in_shape))}) to {list(spec)}")
     return tuple(spec)
+
+
+def _divide_with_guard(total, known, in_shape, spec):
+    """``total / known`` for a -1 whose size divides only for some bindings (``seq`` split by 4):
+    ``floor(total/k)`` with the guard ``total % k == 0``; a static remainder is a ShapeError."""
+    mono = dim_monomial(known)
+    part = None
+    if mono is not None and mono[0] > 0 and not isinstance(total, int):
+        coef, syms = mono
+        part = dim_divide(total, dim_product(syms)) if syms else total
+    if part is None or isinstance(part, int):
+        raise ShapeError(f"cannot reshape ({', '.join(map(str, in_shape))}) to {list(spec)}: "
+                         f"{total} elements do not divide by {known}")
+    require_divisible(part, coef, f"reshape of ({', '.join(map(str, in_shape))}) to {list(spec)}")
+    return dim_floordiv(part, coef)
 
 
 def _reshape_rule(ts, attrs):
@@ -70,7 +89,9 @@ register_op(OpDef(
     samples=[Sample([TensorType((2, 6), F32)], attrs={"shape": [3, 4]}),
              Sample([TensorType(("batch", 4, 4), F32)], attrs={"shape": ["batch", -1]}, bind={"batch": 2}),
              Sample([TensorType(("batch", 6), F32)], attrs={"shape": [-1, 3]}, bind={"batch": 3}),
-             Sample([TensorType((4,), "int64")], attrs={"shape": [2, 1, 2]}, domain=["int:0:9"], grad=False)],
+             Sample([TensorType((4,), "int64")], attrs={"shape": [2, 1, 2]}, domain=["int:0:9"], grad=False),
+             # -1 beside a static 2 splits seq: floor(seq/2), guarded by seq % 2 == 0
+             Sample([TensorType(("batch", "seq"), F32)], attrs={"shape": ["batch", -1, 2]}, bind={"batch": 2, "seq": 6})],
 ))
 
 
@@ -166,10 +187,7 @@ def _concat_rule(ts, attrs):
         for i, (a, b) in enumerate(zip(t.shape, ts[0].shape)):
             if i != axis and a != b:
                 raise ShapeError(f"concat along axis {axis}: dim {i} differs ({a} vs {b})")
-        d = t.shape[axis]
-        if not is_static(d):
-            raise ShapeError(f"concat along a symbolic dim ({d}) is not supported")
-        total += d
+        total = dim_add(total, t.shape[axis])
     shape = list(ts[0].shape)
     shape[axis] = total
     return [TensorType(tuple(shape), dtype)]
@@ -192,7 +210,9 @@ register_op(OpDef(
     samples=[Sample([TensorType((2, 3), F32), TensorType((2, 5), F32)], attrs={"axis": 1}),
              Sample([TensorType(("batch", 2), F32), TensorType(("batch", 1), F32), TensorType(("batch", 3), F32)],
                     attrs={"axis": -1}, bind={"batch": 2}),
-             Sample([TensorType((1, 3), "float64"), TensorType((2, 3), "float64")], attrs={"axis": 0})],
+             Sample([TensorType((1, 3), "float64"), TensorType((2, 3), "float64")], attrs={"axis": 0}),
+             Sample([TensorType(("batch", "seq"), F32), TensorType(("batch", 3), F32)], attrs={"axis": 1},
+                    bind={"batch": 2, "seq": 4}, note="a symbolic concat axis: seq+3")],
 ))
 
 
@@ -214,10 +234,14 @@ def _split_rule(ts, attrs):
     t = ts[0]
     axis = normalize_axis(attrs["axis"], t.rank)
     sizes = attrs["sizes"]
-    if any(s < 0 for s in sizes) or not sizes:
+    if not sizes or any(is_static(s) and s < 0 for s in sizes):
         raise ShapeError(f"split: invalid sizes {sizes}")
-    if t.shape[axis] != sum(sizes):
-        raise ShapeError(f"split: sizes {sizes} add up to {sum(sizes)}, but axis {axis} has {t.shape[axis]}")
+    total = dim_add(*sizes)
+    if t.shape[axis] != total:
+        if is_polynomial(total) and is_polynomial(t.shape[axis]):
+            raise ShapeError(f"split: sizes {sizes} add up to {total}, but axis {axis} has {t.shape[axis]}")
+        # chunks of a symbolic axis (2*floor(seq/2) vs seq): equal exactly when the axis divides
+        require_equal(total, t.shape[axis], f"split of axis {axis} ({t.shape[axis]}) into {sizes}")
     out = []
     for s in sizes:
         shape = list(t.shape)
@@ -227,7 +251,7 @@ def _split_rule(ts, attrs):
 
 
 def _split_ref(xs, attrs, env=None):
-    offsets = np.cumsum(attrs["sizes"])[:-1]
+    offsets = np.cumsum(resolve_attr_dims(attrs, ("sizes",), env or {})["sizes"])[:-1]
     return [np.array(p) for p in np.split(xs[0], offsets, axis=attrs["axis"])]
 
 
@@ -247,11 +271,13 @@ def _zero_like_scalar(t):
 
 
 register_op(OpDef(
-    name="split", family="shape", num_inputs=(1, 1), attrs={"axis": Attr("int", 0), "sizes": Attr("ints")},
+    name="split", family="shape", num_inputs=(1, 1), attrs={"axis": Attr("int", 0), "sizes": Attr("dims")},
     type_rule=_split_rule, reference=_split_ref, flops=_free, vjp=_split_vjp,
     samples=[Sample([TensorType((2, 6), F32)], attrs={"axis": 1, "sizes": [2, 4]}),
              Sample([TensorType(("batch", 6), F32)], attrs={"axis": -1, "sizes": [3, 3]}, bind={"batch": 2}),
-             Sample([TensorType((5, 2), "float64")], attrs={"axis": 0, "sizes": [1, 1, 3]})],
+             Sample([TensorType((5, 2), "float64")], attrs={"axis": 0, "sizes": [1, 1, 3]}),
+             Sample([TensorType(("batch", "seq+2"), F32)], attrs={"axis": 1, "sizes": [2, "seq"]},
+                    bind={"batch": 2, "seq": 3}, note="symbolic sizes: the axis is seq+2")],
 ))
 
 
@@ -259,10 +285,10 @@ def split(x, sizes, axis: int = 0):
     """Split along ``axis`` into pieces of the given sizes (an int splits into equal pieces)."""
     if isinstance(sizes, int):
         dim = x.shape[axis]
-        if not isinstance(dim, int) or dim % sizes:
+        if isinstance(dim, int) and dim % sizes:
             raise ShapeError(f"split: axis {axis} of size {dim} does not divide into {sizes} equal parts")
-        sizes = [dim // sizes] * sizes
-    out = apply("split", x, axis=axis, sizes=list(sizes))
+        sizes = [dim // sizes] * sizes  # a symbolic axis: floor(seq/n) each, guarded by seq % n == 0
+    out = apply("split", x, axis=axis, sizes=[d if isinstance(d, int) else str(d) for d in sizes])
     return out if isinstance(out, tuple) else (out,)
 
 
@@ -288,16 +314,51 @@ def _slice_rule(ts, attrs):
         if step == 0:
             raise ShapeError("slice: step must not be 0")
         dim = shape[axis]
-        if not is_static(dim):
-            if start == 0 and end >= INT_MAX and step == 1:
-                continue
-            raise ShapeError(f"slice: cannot slice the symbolic dim {dim} with static bounds")
-        shape[axis] = len(range(*builtins_slice(start, end, step).indices(dim)))
+        if is_static(dim) and is_static(start) and is_static(end):
+            shape[axis] = len(range(*builtins_slice(start, end, step).indices(dim)))
+            continue
+        if start == 0 and is_static(end) and end >= INT_MAX and step == 1:
+            continue
+        shape[axis] = _symbolic_extent(dim, start, end, step, axis)
     return [TensorType(tuple(shape), t.dtype)]
+
+
+def _symbolic_bounds(dim, start, end, step, axis):
+    """Python's slice bounds on an axis of size ``dim`` where ``dim`` or a bound is symbolic.
+
+    Python clamps bounds to the axis; a symbolic bound cannot be clamped at trace time, so the
+    slice *requires* that it lies inside the axis (``seq <= 64`` for ``table[:seq]`` on a 64-row
+    table): the guard is recorded with the node and checked when inputs are bound."""
+    if step < 0:
+        raise ShapeError(f"slice: a negative step on axis {axis} needs static bounds and a static dim, "
+                         f"got [{start}:{end}:{step}] on a dim of size {dim}",
+                         hint="flip with a static size, or index with gf.gather(x, gf.arange(...))")
+    where = f"slice [{start}:{end}] of axis {axis} (size {dim})"
+
+    def bound(b):
+        if is_static(b) and b >= INT_MAX:
+            return dim
+        if is_static(b) and b < 0:
+            require_le(-b, dim, where)
+            return dim_add(dim, b)
+        require_le(b, dim, where)
+        if not is_static(b):
+            require_le(0, b, where)
+        return b
+
+    s, e = bound(start), bound(end)
+    require_le(s, e, where)
+    return s, e
+
+
+def _symbolic_extent(dim, start, end, step, axis):
+    s, e = _symbolic_bounds(dim, start, end, step, axis)
+    return dim_ceildiv(dim_sub(e, s), step)
 
 
 def _slice_ref(xs, attrs, env=None):
     x = xs[0]
+    attrs = resolve_attr_dims(attrs, ("starts", "ends"), env or {})
     index = [builtins_slice(None)] * x.ndim
     for axis, start, end, step in _slice_params(attrs, x.ndim):
         index[axis] = builtins_slice(start, end, step)
@@ -313,31 +374,42 @@ def _slice_vjp(inputs, outputs, cots, attrs):
     # Scatter the cotangent back one sliced axis at a time (works for any step sign).
     for axis, start, end, step in reversed(_slice_params(attrs, x.ndim)):
         dim = x.shape[axis]
-        if not isinstance(dim, int):
-            continue
-        idx = np.arange(dim)[builtins_slice(start, end, step)]
+        if isinstance(dim, int) and is_static(start) and is_static(end):
+            idx = _creation.constant(np.arange(dim)[builtins_slice(start, end, step)].astype(np.int64))
+        elif start == 0 and is_static(end) and end >= INT_MAX and step == 1:
+            continue  # the whole axis
+        else:  # symbolic bounds: the positions are a run-time range
+            s, e = _symbolic_bounds(dim, start, end, step, axis)
+            idx = _creation.arange(s, e, step)
         shape[axis] = dim
         base = broadcast_to(_zero_like_scalar(x), shape)
-        g = scatter_add(base, _creation.constant(idx.astype(np.int64)), g, axis)
+        g = scatter_add(base, idx, g, axis)
     return [g]
 
 
 register_op(OpDef(
     name="slice", family="shape", num_inputs=(1, 1),
-    attrs={"starts": Attr("ints"), "ends": Attr("ints"), "axes": Attr("ints", None, optional=True),
+    attrs={"starts": Attr("dims"), "ends": Attr("dims"), "axes": Attr("ints", None, optional=True),
            "steps": Attr("ints", None, optional=True)},
     type_rule=_slice_rule, reference=_slice_ref, flops=_free, vjp=_slice_vjp,
     samples=[Sample([TensorType((4, 6), F32)], attrs={"starts": [1], "ends": [5], "axes": [1]}),
              Sample([TensorType(("batch", 6), F32)], attrs={"starts": [0], "ends": [6], "axes": [1], "steps": [2]},
                     bind={"batch": 2}),
              Sample([TensorType((5, 4), "float64")], attrs={"starts": [4, -1], "ends": [-6, 0], "axes": [0, 1],
-                                                            "steps": [-2, -1]})],
+                                                            "steps": [-2, -1]}),
+             Sample([TensorType(("batch", "seq"), F32)], attrs={"starts": [1], "ends": [INT_MAX], "axes": [1]},
+                    bind={"batch": 2, "seq": 5}, note="x[:, 1:] on a symbolic axis: seq-1"),
+             Sample([TensorType((6, "seq"), F32)], attrs={"starts": [0, 0], "ends": ["seq", -1], "axes": [0, 1]},
+                    bind={"seq": 4}, note="symbolic bounds: table[:seq, :-1], guarded by seq <= 6")],
 ))
 
 
 def slice(x, starts, ends, axes=None, steps=None):  # noqa: A001
-    """Slice with per-axis ``starts``/``ends``/``steps`` (Python semantics, ends clamp)."""
-    return apply("slice", x, starts=list(starts), ends=list(ends), axes=None if axes is None else list(axes),
+    """Slice with per-axis ``starts``/``ends``/``steps`` (Python semantics, ends clamp). Bounds may be
+    symbolic dims (``x.shape[1] - 1``); a symbolic bound must lie inside its axis (a recorded guard)."""
+    starts = [b if isinstance(b, int) else str(b) for b in starts]
+    ends = [b if isinstance(b, int) else str(b) for b in ends]
+    return apply("slice", x, starts=starts, ends=ends, axes=None if axes is None else list(axes),
                  steps=None if steps is None else list(steps))
 
 
@@ -523,7 +595,9 @@ register_op(OpDef(
     decompose=lambda inputs, a: [reshape(inputs[0], _flatten_shape(inputs[0].type, a))],
     samples=[Sample([TensorType((2, 3, 4), F32)]),
              Sample([TensorType(("batch", 2, 2, 3), F32)], attrs={"start_axis": 1, "end_axis": 2}, bind={"batch": 2}),
-             Sample([TensorType((2, 3), "float64")], attrs={"start_axis": 0})],
+             Sample([TensorType((2, 3), "float64")], attrs={"start_axis": 0}),
+             Sample([TensorType(("batch", "seq", 3), F32)], attrs={"start_axis": 0, "end_axis": 1},
+                    bind={"batch": 2, "seq": 3}, note="batch*seq")],
 ))
 
 
@@ -548,11 +622,13 @@ def _pad_rule(ts, attrs):
     shape = []
     for d, (b, a) in zip(t.shape, _pad_pairs(attrs, t.rank)):
         if b or a:
-            if not is_static(d):
-                raise ShapeError(f"pad: cannot pad the symbolic dim {d}")
-            if attrs["mode"] == "reflect" and (b >= d or a >= d):
-                raise ShapeError(f"pad: reflect padding ({b}, {a}) must be smaller than the dim ({d})")
-            shape.append(d + b + a)
+            if attrs["mode"] == "reflect":
+                if is_static(d) and (b >= d or a >= d):
+                    raise ShapeError(f"pad: reflect padding ({b}, {a}) must be smaller than the dim ({d})")
+                require_le(max(b, a) + 1, d, f"reflect padding ({b}, {a})")
+            elif attrs["mode"] == "edge" and not is_static(d):
+                require_le(1, d, f"edge padding ({b}, {a})")
+            shape.append(dim_add(d, b + a))
         else:
             shape.append(d)
     return [TensorType(tuple(shape), t.dtype)]
@@ -602,7 +678,9 @@ register_op(OpDef(
     type_rule=_pad_rule, reference=_pad_ref, flops=_free, vjp=_pad_vjp,
     samples=[Sample([TensorType((2, 3), F32)], attrs={"pads": [1, 0, 2, 1], "value": 0.5}),
              Sample([TensorType(("batch", 4), F32)], attrs={"pads": [0, 0, 2, 1], "mode": "reflect"}, bind={"batch": 2}),
-             Sample([TensorType((3, 2), "float64")], attrs={"pads": [1, 2, 1, 1], "mode": "edge"})],
+             Sample([TensorType((3, 2), "float64")], attrs={"pads": [1, 2, 1, 1], "mode": "edge"}),
+             Sample([TensorType(("batch", "seq"), F32)], attrs={"pads": [0, 0, 1, 2]}, bind={"batch": 2, "seq": 3},
+                    note="a padded symbolic axis: seq+3")],
 ))
 
 
@@ -645,6 +723,17 @@ def dim_size(x, axes, dtype="int64"):
 
 # ---- Python indexing ------------------------------------------------------------------------
 
+def _bound(b):
+    """A slice bound as an attribute: an int, or the text of a symbolic dim (``x.shape[1] - 1``)."""
+    if isinstance(b, SymDim):
+        return str(b)
+    try:
+        return int(b)
+    except (TypeError, ValueError):
+        raise ShapeError(f"a slice bound must be an int or a symbolic dim, got {type(b).__name__}",
+                         hint="a bound computed from tensor values is not supported; use gf.gather") from None
+
+
 def getitem(x, index):
     """``x[...]`` with NumPy semantics: ints, slices (with steps), None, Ellipsis and one integer
     array index (a Tensor, list or NumPy array, gathered along its axis)."""
@@ -686,7 +775,7 @@ def getitem(x, index):
                     raise ShapeError("slice step cannot be zero")
                 start = item.start if item.start is not None else (0 if step > 0 else INT_MAX)
                 end = item.stop if item.stop is not None else (INT_MAX if step > 0 else -INT_MAX)
-                starts.append(int(start)); ends.append(int(end)); axes.append(axis); steps.append(step)
+                starts.append(_bound(start)); ends.append(_bound(end)); axes.append(axis); steps.append(step)
             parts.append("axis")
         elif isinstance(item, (int, np.integer)):
             dim = x.shape[axis]
@@ -696,6 +785,11 @@ def getitem(x, index):
             if not isinstance(dim, int) and i < 0:
                 raise ShapeError(f"negative index {i} on the symbolic axis {axis} ({dim})")
             starts.append(i); ends.append(i + 1 if i != -1 else INT_MAX); axes.append(axis); steps.append(1)
+            int_axes.append(axis)
+            advanced_positions.append(position)
+        elif isinstance(item, SymDim):  # a symbolic dim (x[:, x.shape[1] - 1]): a run-time position
+            i = _bound(item)
+            starts.append(i); ends.append(dim_add(i, 1)); axes.append(axis); steps.append(1)
             int_axes.append(axis)
             advanced_positions.append(position)
         elif isinstance(item, (Tensor, list, np.ndarray)):

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..errors import TraceError
-from ..ir.dims import dim_product
+from ..ir.dims import dim_add, dim_floordiv, dim_le, dim_mod, dim_mul, dim_neg, dim_sub
 from ..ir.graph import Value
 from .builder import Builder, current_builder
 
@@ -20,50 +20,113 @@ __all__ = ["Tensor", "SymDim", "apply", "as_value", "is_tensor_like", "wrap"]
 
 
 class SymDim(str):
-    """A symbolic dim as seen from Python (``x.shape[0]``): usable in shapes, not in branches."""
+    """A symbolic dim as seen from Python (``x.shape[1]``): its text is the canonical dim expression.
 
-    def _refuse(self, *_):
-        raise TraceError(f"cannot decide a Python condition on the symbolic dim {str(self)!r}: its value is "
-                         "only known at run time", hint="write shape logic with static dims, or give "
-                         "the input a static size in its TensorSpec", **_user_site())
+    It computes with ints and other dims (``n - 1``, ``2 * n``, ``n // 2``, ``n % 4``, ``-n``), and
+    works wherever a size or a bound goes: slicing (``x[:, : n - 1]``, ``table[:n]``), ``gf.arange(n)``,
+    reshape targets, ``gf.zeros((x.shape[0], 16))``. With a Tensor it becomes a run-time scalar
+    (``x / n``). A comparison is answered when it holds for every size (``n - 1 < n``); one that
+    depends on the run-time value (``if n > 64:``) is a TraceError naming the dim and the line.
+    ``==`` compares the expressions (equal spellings are equal dims)."""
 
-    __lt__ = __le__ = __gt__ = __ge__ = __bool__ = _refuse
+    def _refuse(self, what="a Python condition", other=None):
+        about = f"{str(self)!r}" if other is None else f"{str(self)!r} and {other!r}"
+        raise TraceError(f"cannot decide {what} on the symbolic dim {about}: its value is only known at "
+                         "run time", hint="branch with gf.cond(pred, true_fn, false_fn, ...) (or gf.where for "
+                         "values), or give the input a static (fixed) size in its gf.TensorSpec", **_user_site())
+
+    def _compare(self, other, op):
+        if isinstance(other, bool) or not isinstance(other, (str, numbers.Integral)):
+            return NotImplemented
+        lhs, rhs = (self, other) if op in ("<", "<=") else (other, self)
+        if op in ("<", ">"):
+            lhs = dim_add(lhs, 1)
+        known = dim_le(lhs, rhs)
+        if known is None:
+            self._refuse(f"'{self} {op} {other}'")
+        return known
+
+    def __lt__(self, other): return self._compare(other, "<")
+    def __le__(self, other): return self._compare(other, "<=")
+    def __gt__(self, other): return self._compare(other, ">")
+    def __ge__(self, other): return self._compare(other, ">=")
+
+    def __bool__(self):
+        self._refuse("truthiness (a dim may be 0)")
+
     __array_ufunc__ = None  # NumPy scalars defer to our operators (np.int64(2) * dim)
 
     def __int__(self):
-        self._refuse()
+        self._refuse("int()")
 
     def __index__(self):
-        self._refuse()
+        self._refuse("an int (range(), list sizes, NumPy shapes)")
 
     def __float__(self):  # also what math.sqrt(x.shape[-1]) calls
-        self._refuse()
+        self._refuse("float()")
 
     def __complex__(self):
-        self._refuse()
+        self._refuse("complex()")
 
-    def __mul__(self, other):
-        if isinstance(other, str):
-            return SymDim(dim_product([str(self), str(other)]))
-        if isinstance(other, numbers.Integral) and not isinstance(other, bool):
-            return SymDim(dim_product([str(self), int(other)]))
+    def _dim_op(self, other, fn, reverse=False):
+        if isinstance(other, bool):
+            return NotImplemented
+        if isinstance(other, (str, numbers.Integral)):
+            a, b = (other, self) if reverse else (self, other)
+            return _sym(fn(a if isinstance(a, str) else int(a), b if isinstance(b, str) else int(b)))
         if isinstance(other, numbers.Number):
-            self._arith()
+            raise TraceError(f"symbolic dim {str(self)!r} computes with ints and dims, not {other!r}",
+                             hint="use // for a size; for a float value use gf.dim_value(n, 'float32')",
+                             **_user_site())
+        return NotImplemented  # a Tensor: its reflected operator makes the dim a run-time scalar
+
+    def __add__(self, o): return self._dim_op(o, dim_add)
+    def __radd__(self, o): return self._dim_op(o, dim_add, True)
+    def __sub__(self, o): return self._dim_op(o, dim_sub)
+    def __rsub__(self, o): return self._dim_op(o, dim_sub, True)
+    def __mul__(self, o): return self._dim_op(o, dim_mul)
+    def __rmul__(self, o): return self._dim_op(o, dim_mul, True)
+    def __floordiv__(self, o): return self._dim_op(o, dim_floordiv)
+    def __mod__(self, o): return self._dim_op(o, dim_mod)
+    def __neg__(self): return _sym(dim_neg(self))
+    def __pos__(self): return self
+
+    def __truediv__(self, other):
+        if isinstance(other, (numbers.Number, str)) and not isinstance(other, bool):
+            raise TraceError(f"'{self} / {other}' is not a dim: true division gives a float",
+                             hint="use // (floor) for a size, or gf.dim_value(n, 'float32') / d for a value",
+                             **_user_site())
         return NotImplemented
 
-    __rmul__ = __mul__
+    def __rtruediv__(self, other):
+        if isinstance(other, numbers.Number) and not isinstance(other, bool):
+            raise TraceError(f"'{other} / {self}' is not a dim: true division gives a float",
+                             hint="use gf.dim_value(n, 'float32') for a run-time value", **_user_site())
+        return NotImplemented
 
-    def _arith(self, *_):
-        raise TraceError(f"symbolic dim {str(self)!r} only supports multiplication by ints and dims",
-                         hint="use -1 in reshape for the remaining size, or give the input a static size")
+    def __rfloordiv__(self, other):
+        raise TraceError(f"'{other} // {self}': only a dim divided by an int is a dim expression",
+                         hint="use gf.dim_value(n) with tensor ops for run-time arithmetic", **_user_site())
 
-    __add__ = __radd__ = __sub__ = __rsub__ = __truediv__ = __rtruediv__ = __floordiv__ = _arith
-    __rfloordiv__ = __pow__ = __rpow__ = __neg__ = _arith  # (% stays str formatting)
+    def __pow__(self, other):
+        if isinstance(other, numbers.Integral) and not isinstance(other, bool) and other >= 0:
+            out: object = 1
+            for _ in range(int(other)):
+                out = dim_mul(out, self)
+            return _sym(out)
+        return NotImplemented
 
     __hash__ = str.__hash__
 
     def __eq__(self, other):
         return str.__eq__(self, other)
+
+    def __ne__(self, other):
+        return str.__ne__(self, other)
+
+
+def _sym(dim):
+    return SymDim(dim) if isinstance(dim, str) else dim
 
 
 def _user_site() -> dict:
@@ -265,6 +328,11 @@ def as_value(x, builder: Builder, like_dtype: str | None = None) -> Value:
     it is of the same kind as ``like_dtype``, in which case they adopt it (no silent float64)."""
     if isinstance(x, Tensor):
         return x.value
+    if isinstance(x, SymDim):  # a dim used as a value (x / x.shape[1]): computed at run time
+        dtype = like_dtype or "int64"
+        if _dt.is_float(dtype) or _dt.is_int(dtype):
+            return builder.emit1("dim_value", [], {"dim": str(x), "dtype": dtype})
+        return builder.emit1("dim_value", [], {"dim": str(x), "dtype": "int64"})
     if isinstance(x, (bool, np.bool_)):
         array = np.array(x, dtype=np.bool_)
     elif isinstance(x, numbers.Number):

@@ -24,7 +24,7 @@ import numpy as np
 from jax import lax
 
 from graphforge.errors import BackendError, GraphforgeError, UnsupportedOpError
-from graphforge.ir.dims import resolve_shape
+from graphforge.ir.dims import has_symbolic_attr, resolve_attr_dims, resolve_shape
 from graphforge.ir.graph import Graph
 from graphforge.ops.registry import lookup_op
 from graphforge.passes.decompose import decompose
@@ -33,8 +33,8 @@ from graphforge.passes.decompose import decompose
 from . import creation, elementwise, linalg, nn_ops, reduction, shape_ops  # noqa: F401
 from .lower import LOWERINGS, LowerCtx, has_lowering, lowers
 
-__all__ = ["run", "lower", "compile_graph", "x64", "LOWERINGS", "lowers", "has_lowering", "missing_lowerings",
-           "signature", "decomposed"]
+__all__ = ["run", "lower", "compile_graph", "compiled_count", "x64", "LOWERINGS", "lowers", "has_lowering",
+           "missing_lowerings", "signature", "decomposed"]
 
 _PRECISION = {"highest": lax.Precision.HIGHEST, "default": None, "high": lax.Precision.HIGH}
 
@@ -95,7 +95,7 @@ def lower(graph: Graph, env: Mapping[str, int], *, precision: str = "highest", o
             shapes = [tuple(resolve_shape(v.type.shape, env)) for v in node.outputs]
         except GraphforgeError:
             raise
-        plan.append((node, LowerCtx(node, shapes, prec)))
+        plan.append((node, LowerCtx(node, shapes, prec), _concrete_attrs(node, env)))
     outs = list(graph.outputs if outputs is None else outputs)
     stored = graph.params
 
@@ -105,9 +105,9 @@ def lower(graph: Graph, env: Mapping[str, int], *, precision: str = "highest", o
             vals[id(spec)] = x
         for name, v in graph.param_values.items():
             vals[id(v)] = params[name] if name in params else jnp.asarray(stored[name])
-        for node, ctx in plan:
+        for node, ctx, attrs in plan:
             try:
-                res = LOWERINGS[node.op](ctx, [vals[id(v)] for v in node.inputs], node.attrs)
+                res = LOWERINGS[node.op](ctx, [vals[id(v)] for v in node.inputs], attrs)
             except GraphforgeError:
                 raise
             except Exception as exc:  # noqa: BLE001 - name the node that failed
@@ -118,6 +118,19 @@ def lower(graph: Graph, env: Mapping[str, int], *, precision: str = "highest", o
         return tuple(vals[id(o)] for o in outs)
 
     return fn
+
+
+def _concrete_attrs(node, env: Mapping[str, int]) -> dict:
+    """The node's attributes with symbolic dims (slice bounds, reshape targets, arange bounds)
+    resolved: one compilation serves one concrete binding, so lowerings only see ints."""
+    from graphforge.ops.registry import lookup_op
+
+    attrs = node.attrs
+    opdef = lookup_op(node.op)
+    if opdef is None or not has_symbolic_attr(attrs) and not any(type(v) is str for v in attrs.values()):
+        return attrs
+    keys = [k for k, spec in opdef.attrs.items() if spec.kind in ("dim", "dims") and attrs.get(k) is not None]
+    return resolve_attr_dims(attrs, keys, env) if keys else attrs
 
 
 def signature(arrays) -> tuple:
@@ -145,8 +158,23 @@ def compile_graph(graph: Graph, arrays, env: Mapping[str, int], *, precision: st
     return fn
 
 
+def compiled_count(graph: Graph) -> int:
+    """How many compilations of ``graph`` are cached (one per concrete input signature)."""
+    return len(_CACHE.get(graph, {}))
+
+
 def run(graph: Graph, arrays, env: Mapping[str, int], params: Mapping[str, np.ndarray], **options) -> list[np.ndarray]:
+    """``gf.run(..., backend="jax")``. Options: ``precision``; ``bucket`` ("pow2", an int N or a
+    dict symbol -> rule) pads symbolic input dims to buckets (see :mod:`.buckets` for when it is valid)."""
     precision = options.get("precision", "highest")
+    bucket = options.get("bucket")
+    if bucket is not None:
+        from .buckets import bucket_env, crop_outputs, pad_inputs
+
+        padded = bucket_env(graph, env, bucket)
+        if padded is not None:
+            outs = run(graph, pad_inputs(graph, arrays, padded), padded, params, precision=precision)
+            return crop_outputs(graph, outs, env, padded)
     with x64():
         fn = compile_graph(graph, arrays, env, precision=precision)
         used = {n: params[n] for n in graph.param_values}

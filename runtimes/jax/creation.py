@@ -23,6 +23,11 @@ def _arange(ctx, args, attrs):
     return [jnp.arange(attrs["start"], attrs["stop"], attrs["step"]).astype(ctx.dtype)]
 
 
+@lowers("dim_value")
+def _dim_value(ctx, args, attrs):
+    return [jnp.asarray(attrs["dim"], dtype=ctx.dtype)]  # resolved from the input shapes (lower())
+
+
 @lowers("one_hot")
 def _one_hot(ctx, args, attrs):
     idx = args[0]

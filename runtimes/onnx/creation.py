@@ -19,8 +19,18 @@ def _constant(ctx, args, attrs):
 
 @lowers("arange")
 def _arange(ctx, args, attrs):
+    dtype = ctx.out_types[0].dtype
+    if isinstance(attrs["start"], str) or isinstance(attrs["stop"], str):  # bounds known at run time
+        out = ctx.op("Range", [ctx.scalar_dim(attrs["start"]), ctx.scalar_dim(attrs["stop"]),
+                               ctx.scalar(attrs["step"], "int64")])
+        return [out if dtype == "int64" else ctx.cast(out, dtype)]
     values = np.arange(attrs["start"], attrs["stop"], attrs["step"])
-    return [ctx.const(values, ctx.out_types[0].dtype)]
+    return [ctx.const(values, dtype)]
+
+
+@lowers("dim_value")
+def _dim_value(ctx, args, attrs):
+    return [ctx.scalar_dim(attrs["dim"], ctx.out_types[0].dtype)]
 
 
 @lowers("one_hot")

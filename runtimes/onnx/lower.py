@@ -33,7 +33,7 @@ from onnx import TensorProto, helper
 
 from graphforge import dtypes as _dt
 from graphforge.errors import ExportError
-from graphforge.ir.dims import dim_product
+from graphforge.ir.dims import dim_monomial, dim_product, dim_sub, dim_symbols, dim_tree
 
 from .._registry import lowering_table
 from .kernels import native_policy
@@ -79,16 +79,9 @@ def tensor_proto(array: np.ndarray, name: str, dtype: str | None = None) -> onnx
     return t
 
 
-def _factor(dim) -> tuple[int, list[str]]:
-    """``"4*batch*seq"`` -> (4, ["batch", "seq"]): dims are canonical products (``ir.dims``)."""
-    coef, syms = 1, []
-    for part in str(dim).split("*"):
-        part = part.strip()
-        if part.isdigit():
-            coef *= int(part)
-        else:
-            syms.append(part)
-    return coef, syms
+def _factor(dim) -> tuple[int, list[str]] | None:
+    """``"4*batch*seq"`` -> (4, ["batch", "seq"]); None for other expressions (``seq-1``)."""
+    return dim_monomial(dim)
 
 
 class _Typed:
@@ -252,7 +245,16 @@ class Emitter:
         while changed:
             changed = False
             for name, axis, dim in pending:
-                coef, syms = _factor(dim)
+                factored = _factor(dim)
+                if factored is None:  # an input dim like seq+2: seq = size - 2 once the rest is known
+                    unknown = [s for s in dim_symbols(dim) if s not in self._sources]
+                    if len(unknown) == 1:
+                        rest = dim_sub(dim, unknown[0])
+                        if unknown[0] not in dim_symbols(rest):
+                            self._sources[unknown[0]] = (name, axis, ("offset", rest))
+                            changed = True
+                    continue
+                coef, syms = factored
                 unknown = [s for s in set(syms) if s not in self._sources]
                 if len(unknown) == 1 and syms.count(unknown[0]) == 1:
                     rest = list(syms)
@@ -270,7 +272,9 @@ class Emitter:
         saved = (self.scope, self.loc)
         self.scope, self.loc = "", ""
         out = self.op("Shape", [name], start=axis, end=axis + 1)
-        if coef != 1 or rest:
+        if coef == "offset":
+            out = self.op("Sub", [out, self.dim(rest)])
+        elif coef != 1 or rest:
             out = self.op("Div", [out, self.dim(dim_product([coef] + rest))])
         self.scope, self.loc = saved
         self._dims[sym] = out
@@ -282,15 +286,45 @@ class Emitter:
             return self.ints([dim])
         if dim in self._dims:
             return self._dims[dim]
-        coef, syms = _factor(dim)
-        out = None
-        for s in syms:
-            t = self._symbol(s)
-            out = t if out is None else self.op("Mul", [out, t])
-        if coef != 1:
-            out = self.op("Mul", [out, self.ints([coef])])
+        factored = _factor(dim)
+        if factored is None:  # an expression: Add/Mul/Div/Max/Min over the symbols (ir.dims.dim_tree)
+            out = self._dim_tree(dim_tree(dim))
+        else:
+            coef, syms = factored
+            out = None
+            for s in syms:
+                t = self._symbol(s)
+                out = t if out is None else self.op("Mul", [out, t])
+            if coef != 1:
+                out = self.op("Mul", [out, self.ints([coef])])
         self._dims[dim] = out
         return out
+
+    def _dim_tree(self, tree) -> str:
+        kind = tree[0]
+        if kind == "int":
+            return self.ints([tree[1]])
+        if kind == "sym":
+            return self._symbol(tree[1])
+        if kind == "floordiv":  # the numerator of a canonical floor is >= 0: Div's truncation is floor
+            return self.op("Div", [self._dim_tree(tree[1]), self.ints([tree[2]])])
+        parts = tree[1]
+        if kind in ("max", "min"):
+            return self.op(kind.capitalize(), [self._dim_tree(p) for p in parts])
+        out = self._dim_tree(parts[0])
+        for p in parts[1:]:
+            if kind == "add" and p[0] == "int" and p[1] < 0:
+                out = self.op("Sub", [out, self.ints([-p[1]])])
+            else:
+                out = self.op("Add" if kind == "add" else "Mul", [out, self._dim_tree(p)])
+        return out
+
+    def scalar_dim(self, dim, dtype: str = "int64") -> str:
+        """A 0-d tensor of ``dtype`` holding ``dim`` at run time."""
+        if isinstance(dim, int):
+            return self.scalar(dim, dtype)
+        out = self.op("Reshape", [self.dim(dim), self.ints([])])
+        return out if dtype == "int64" else self.cast(out, dtype)
 
     def shape(self, dims) -> str:
         """A 1-D int64 tensor with the shape ``dims`` (constant when every dim is static)."""

@@ -22,6 +22,9 @@ def pool_pads(in_hw, out_hw, attrs) -> list[tuple[int, int]]:
     pt, pl, pb, pr = attrs["pads"]
     out = []
     for i, (lo, hi) in enumerate(((pt, pb), (pl, pr))):
+        if not (isinstance(out_hw[i], int) and isinstance(in_hw[i], int)):
+            out.append((lo, hi))  # symbolic H/W is floor mode only: no extra rows (ops/_nn_pool.py)
+            continue
         need = (out_hw[i] - 1) * s[i] + k[i]
         extra = max(0, need - (in_hw[i] + lo + hi))
         out.append((lo, hi + extra))

@@ -47,10 +47,10 @@ def _concat(ctx, args, attrs):
 @lowers("split")
 def _split(ctx, args, attrs):
     rank = ctx.in_types[0].rank
-    sizes = [int(s) for s in attrs["sizes"]]
+    sizes = [s if isinstance(s, str) else int(s) for s in attrs["sizes"]]
     if len(sizes) == 1:
         return [args[0]]
-    return ctx.op("Split", [args[0], ctx.ints(sizes)], outputs=len(sizes), axis=attrs["axis"] % rank)
+    return ctx.op("Split", [args[0], ctx.shape(sizes)], outputs=len(sizes), axis=attrs["axis"] % rank)
 
 
 @lowers("slice")
@@ -60,8 +60,9 @@ def _slice(ctx, args, attrs):
     axes = attrs.get("axes")
     axes = list(range(len(starts))) if axes is None else [a % rank for a in axes]
     steps = attrs.get("steps") or [1] * len(axes)
-    ends = [min(int(e), _INT64_MAX) for e in attrs["ends"]]
-    return [ctx.op("Slice", [args[0], ctx.ints(starts), ctx.ints(ends), ctx.ints(axes), ctx.ints(steps)])]
+    ends = [e if isinstance(e, str) else min(int(e), _INT64_MAX) for e in attrs["ends"]]
+    # symbolic bounds (x[:, :seq-1]) are computed from the input shapes at run time
+    return [ctx.op("Slice", [args[0], ctx.shape(starts), ctx.shape(ends), ctx.ints(axes), ctx.ints(steps)])]
 
 
 @lowers("pad")

@@ -8,6 +8,7 @@ from onnx import numpy_helper
 from graphforge.dtypes import from_numpy_dtype
 
 from .importer import attrs_of, importer, Known, unsupported
+from .shape_values import as_dim, as_dims, is_dims
 
 __all__: list[str] = []
 
@@ -29,16 +30,23 @@ def _constant(ctx, node):
 
 @importer("ConstantOfShape")
 def _cos(ctx, node):
-    shape = [int(i) for i in ctx.need_const(node, 0, "shape")]
+    shape = as_dims(ctx.need_const(node, 0, "shape", dims=True))
     a = attrs_of(node)
     val = numpy_helper.to_array(a["value"]).reshape(-1)[0] if "value" in a else np.float32(0)
+    if not all(isinstance(d, int) for d in shape):  # a run-time shape: a broadcast scalar
+        return [ctx.emit("broadcast_to", [ctx.materialize(np.asarray(val))], shape=shape)]
     return [np.full(shape, val, dtype=np.asarray(val).dtype)]
 
 
 @importer("Range")
 def _range(ctx, node):
-    s, l, d = (np.asarray(ctx.need_const(node, i, n)).reshape(()) for i, n in
+    s, l, d = (np.asarray(ctx.need_const(node, i, n, dims=True)).reshape(()) for i, n in
                enumerate(("start", "limit", "delta")))
+    if is_dims(s) or is_dims(l):  # bounds from run-time shapes: an arange with symbolic bounds
+        if is_dims(d) or int(d) <= 0:
+            unsupported(node, "a Range over symbolic bounds needs a static positive delta")
+        dtype = from_numpy_dtype(d.dtype) if d.dtype.kind in "iu" else "int64"
+        return [ctx.emit("arange", [], start=as_dim(s.item()), stop=as_dim(l.item()), step=int(d), dtype=dtype)]
     dt = np.asarray(s).dtype
     # ONNX: n = max(ceil((limit - start) / delta), 0), element i = start + i * delta (in the input dtype)
     n = max(int(np.ceil((float(l) - float(s)) / float(d))), 0) if float(d) != 0 else 0

@@ -134,8 +134,12 @@ class ImportContext:
             return self.graph.params[v.name]
         return None
 
-    def need_const(self, node: onnx.NodeProto, i: int, what: str) -> np.ndarray:
+    def need_const(self, node: onnx.NodeProto, i: int, what: str, *, dims: bool = False) -> np.ndarray:
+        """The import-time value of input ``i``; ``dims=True``: the caller also takes a dims array
+        (a shape computed from symbolic input dims, see ``shape_values``)."""
         arr = self.const(node.input[i])
+        if arr is not None and arr.dtype == object and not dims:
+            arr = None
         v = self.values.get(node.input[i])
         if arr is None and v is not None and v.kind == "param":
             # a float initializer used as an attribute (a ratio, a clip bound): its stored value is fixed
@@ -157,6 +161,9 @@ class ImportContext:
 
     def materialize(self, arr: np.ndarray, hint: str = "const") -> Value:
         arr = np.asarray(arr)
+        if arr.dtype == object:  # a shape tensor holding symbolic dims: computed at run time
+            from .shape_values import materialize_dims
+            return materialize_dims(self, arr)
         if arr.size <= _SMALL:
             return self.emit("constant", [], value=arr)
         pname = self.graph.fresh_param_name(sanitize(hint) or "const")
@@ -218,6 +225,10 @@ def _fold(ctx: ImportContext, node: onnx.NodeProto) -> list[np.ndarray] | None:
     ins = [ctx.const(n) if n else None for n in node.input]
     if any(n and a is None for n, a in zip(node.input, ins)):
         return None
+    if any(a is not None and a.dtype == object for a in ins):  # shape arithmetic on symbolic dims
+        from .shape_values import fold_dims
+        return fold_dims(node, ins, {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute},
+                         ctx.opset)
     if node.op_type == "Constant" or any(a is not None and a.size > 1 << 20 for a in ins):
         return None
     from onnx.reference import ReferenceEvaluator

@@ -8,6 +8,7 @@ import numpy as np
 from graphforge.dtypes import is_float
 
 from .importer import attrs_of, importer, Known, unsupported
+from .shape_values import as_dims, dims_array
 
 __all__: list[str] = []
 
@@ -34,7 +35,8 @@ def _shape(ctx, node):
     parts = []
     for i in range(rank)[start:None if end is None else int(end)]:
         parts.append(ctx.emit("reshape", [ctx.emit("dim_size", [x], axes=[i], dtype="int64")], shape=[1]))
-    return [ctx.emit("concat", parts, axis=0) if len(parts) > 1 else parts[0]]
+    # also known at import time as dims, for the shape arithmetic that feeds Reshape/Expand/… (shape_values)
+    return [Known(ctx.emit("concat", parts, axis=0) if len(parts) > 1 else parts[0], dims_array(sel))]
 
 
 @importer("Size")
@@ -52,7 +54,7 @@ def _size(ctx, node):
 @importer("Reshape")
 def _reshape(ctx, node):
     x = ctx.input(node, 0)
-    shape = [int(i) for i in ctx.need_const(node, 1, "shape")]
+    shape = as_dims(ctx.need_const(node, 1, "shape", dims=True))
     allowzero = int(attrs_of(node).get("allowzero", 0))
     if not allowzero:
         shape = [x.type.shape[i] if s == 0 else s for i, s in enumerate(shape)]
@@ -136,14 +138,14 @@ def _slice(ctx, node):
         a = attrs_of(node)
         starts, ends, axes, steps = list(a["starts"]), list(a["ends"]), a.get("axes"), None
     else:
-        starts = [int(i) for i in ctx.need_const(node, 1, "starts")]
-        ends = [int(i) for i in ctx.need_const(node, 2, "ends")]
+        starts = as_dims(ctx.need_const(node, 1, "starts", dims=True))
+        ends = as_dims(ctx.need_const(node, 2, "ends", dims=True))
         axes = [int(i) for i in ctx.need_const(node, 3, "axes")] if ctx.has(node, 3) else None
         steps = [int(i) for i in ctx.need_const(node, 4, "steps")] if ctx.has(node, 4) else None
     big = 2 ** 63 - 1
-    ends = [min(max(e, -big), big) for e in ends]
-    starts = [min(max(s, -big), big) for s in starts]
-    return [ctx.emit("slice", [x], starts=list(map(int, starts)), ends=list(map(int, ends)),
+    ends = [e if isinstance(e, str) else min(max(e, -big), big) for e in ends]
+    starts = [s if isinstance(s, str) else min(max(s, -big), big) for s in starts]
+    return [ctx.emit("slice", [x], starts=starts, ends=ends,
                      axes=list(map(int, axes)) if axes is not None else None, steps=steps)]
 
 
@@ -164,7 +166,7 @@ def _gather(ctx, node):
 @importer("Expand")
 def _expand(ctx, node):
     x = ctx.input(node, 0)
-    shape = [int(i) for i in ctx.need_const(node, 1, "shape")]
+    shape = as_dims(ctx.need_const(node, 1, "shape", dims=True))
     xs = list(x.type.shape)
     rank = max(len(xs), len(shape))
     xs = [1] * (rank - len(xs)) + xs

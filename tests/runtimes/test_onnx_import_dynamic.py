@@ -1,0 +1,111 @@
+"""Importing dynamic-shape ONNX: shape tensors computed from ``Shape`` at run time (the
+``Shape → Gather → Concat → Reshape`` pattern of dynamic-batch exports) import with symbolic dims
+and run at sizes other than any fixed one on every back end."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import graphforge as gf
+
+BACKENDS = ("reference", "jax", "onnxruntime")
+
+
+def _i64(name, values):
+    return numpy_helper.from_array(np.asarray(values, dtype=np.int64), name)
+
+
+def _model(nodes, inputs, outputs, inits):
+    graph = helper.make_graph(nodes, "dynamic", inputs, outputs, initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _batch_model():
+    """x: (N, 32) -> reshape to (N, 4, 8); bias expanded to (N, 8); ones of (N, 3)."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "zero"], ["b"], axis=0),
+        helper.make_node("Unsqueeze", ["b", "axes0"], ["bu"]),
+        helper.make_node("Concat", ["bu", "four", "eight"], ["shape3"], axis=0),
+        helper.make_node("Reshape", ["x", "shape3"], ["y"]),
+        helper.make_node("Concat", ["bu", "eight"], ["shape2"], axis=0),
+        helper.make_node("Expand", ["bias", "shape2"], ["e"]),
+        helper.make_node("Concat", ["bu", "three"], ["shape_ones"], axis=0),
+        helper.make_node("ConstantOfShape", ["shape_ones"], ["ones"],
+                         value=numpy_helper.from_array(np.array([1.0], np.float32))),
+        helper.make_node("Mul", ["b", "two"], ["b2"]),                     # shape arithmetic
+        helper.make_node("Unsqueeze", ["b2", "axes0"], ["b2u"]),
+        helper.make_node("Concat", ["b2u", "sixteen"], ["shape_half"], axis=0),
+        helper.make_node("Reshape", ["x", "shape_half"], ["h"]),
+    ]
+    inits = [_i64("zero", 0), _i64("axes0", [0]), _i64("four", [4]), _i64("eight", [8]), _i64("three", [3]),
+             _i64("two", 2), _i64("sixteen", [16]),
+             numpy_helper.from_array(np.arange(8, dtype=np.float32).reshape(1, 8), "bias")]
+    return _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 32])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 8]),
+                   helper.make_tensor_value_info("e", TensorProto.FLOAT, ["N", 8]),
+                   helper.make_tensor_value_info("ones", TensorProto.FLOAT, ["N", 3]),
+                   helper.make_tensor_value_info("h", TensorProto.FLOAT, [None, 16])], inits)
+
+
+def _length_model():
+    """x: (N, S) -> Range(0, S), x[:, :S-1]."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "one"], ["n"], axis=0),
+        helper.make_node("Range", ["zero", "n", "one"], ["r"]),
+        helper.make_node("Sub", ["n", "one"], ["n1"]),
+        helper.make_node("Unsqueeze", ["n1", "axes0"], ["ends"]),
+        helper.make_node("Slice", ["x", "starts", "ends", "axes1"], ["sl"]),
+    ]
+    inits = [_i64("zero", 0), _i64("one", 1), _i64("axes0", [0]), _i64("starts", [0]), _i64("axes1", [1])]
+    return _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "S"])],
+                  [helper.make_tensor_value_info("r", TensorProto.INT64, ["S"]),
+                   helper.make_tensor_value_info("sl", TensorProto.FLOAT, ["N", None])], inits)
+
+
+def test_shape_gather_concat_reshape_expand_constantofshape_import_symbolically():
+    g = gf.from_onnx(_batch_model())
+    assert [str(o.type) for o in g.outputs] == ["f32[N,4,8]", "f32[N,8]", "f32[N,3]", "f32[2*N,16]"]
+    for n in (1, 3, 6):
+        x = np.random.default_rng(n).standard_normal((n, 32)).astype(np.float32)
+        want = [x.reshape(n, 4, 8), np.broadcast_to(np.arange(8, dtype=np.float32), (n, 8)),
+                np.ones((n, 3), np.float32), x.reshape(2 * n, 16)]
+        for backend in BACKENDS:
+            for got, exp in zip(gf.run(g, [x], backend=backend), want):
+                np.testing.assert_allclose(got, exp)
+
+
+def test_range_and_slice_bounds_from_run_time_shapes():
+    g = gf.from_onnx(_length_model())
+    assert [str(o.type) for o in g.outputs] == ["i64[S]", "f32[N,S-1]"]
+    for n, s in ((2, 5), (1, 9)):
+        x = np.random.default_rng(s).standard_normal((n, s)).astype(np.float32)
+        for backend in BACKENDS:
+            r, sl = gf.run(g, [x], backend=backend)
+            np.testing.assert_array_equal(r, np.arange(s))
+            np.testing.assert_array_equal(sl, x[:, : s - 1])
+
+
+def test_a_shape_used_as_data_is_computed_at_run_time():
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Mul", ["s", "two"], ["s2"]),
+             helper.make_node("Cast", ["s2"], ["f"], to=TensorProto.FLOAT)]
+    model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+                   [helper.make_tensor_value_info("f", TensorProto.FLOAT, [2])], [_i64("two", 2)])
+    g = gf.from_onnx(model)
+    for backend in BACKENDS:
+        np.testing.assert_array_equal(gf.run(g, [np.zeros((5, 3), np.float32)], backend=backend)[0], [10.0, 6.0])
+
+
+def test_ops_that_need_a_static_value_still_say_so():
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Tile", ["x", "s"], ["t"])]
+    model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+                   [helper.make_tensor_value_info("t", TensorProto.FLOAT, [None, None])], [])
+    from graphforge.runtimes.onnx_import import NeedsConstantError
+
+    with pytest.raises(NeedsConstantError, match="repeats"):
+        gf.from_onnx(model)
