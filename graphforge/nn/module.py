@@ -82,6 +82,23 @@ class Module:
             total += n
         return total
 
+    # ---- weights -------------------------------------------------------------------------
+    def state_dict(self, seed: int = 0) -> dict:
+        """Every parameter and buffer as a NumPy array by PyTorch-style name (``layer1.weight``).
+        Values a module has not been given (by ``load_state_dict`` or ``Parameter(array)``) are
+        the ones ``gf.trace(self, ..., seed=seed)`` initialises."""
+        from .state import state_dict
+        return state_dict(self, seed)
+
+    def load_state_dict(self, state, strict: bool = True):
+        """Set the weights: ``state`` is a dict name -> array (NumPy, or PyTorch tensors), or the
+        path of a .safetensors/.npz file (PyTorch's names are understood for the layers graphforge
+        mirrors; see ``graphforge.nn.state``). Later traces use these values. ``strict``: missing or
+        unexpected names raise ``gf.StateDictError`` (else they are returned, like PyTorch's
+        ``IncompatibleKeys``); shape/dtype mismatches always raise, and leave the module unchanged."""
+        from .state import load_state_dict
+        return load_state_dict(self, state, strict)
+
     # ---- modes ---------------------------------------------------------------------------
     def train(self, mode: bool = True) -> "Module":
         for m in self.modules():
