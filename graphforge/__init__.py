@@ -31,6 +31,11 @@ def __getattr__(name):
         return getattr(train, name)
     raise AttributeError(f"module 'graphforge' has no attribute {name!r}")
 
+
+def __dir__():
+    # the lazily loaded names (Trainer, plot_history) belong in dir(gf) like the eager ones
+    return sorted(set(globals()) | set(__all__))
+
 __all__ = (["errors", "ops", "nn", "from_onnx", "grad", "optimize", "save_onnx", "to_onnx", "Graph", "Node", "TensorSpec",
             "TensorType", "Value", "parse", "Trainer", "plot_history", "load_params", "save_params", "run", "summary", "Tensor", "trace",
             "__version__"] + errors.__all__ + [n for n in ops.__all__ if n not in ("registry",)])

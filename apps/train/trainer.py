@@ -18,7 +18,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import InputError, LoadError
+from ..errors import ConfigError, InputError, LoadError, ShapeError
 from ..ir.graph import Graph
 from ..ir.types import TensorSpec, TensorType
 from ..trace.builder import Builder
@@ -27,7 +27,42 @@ from ..trace.tracer import trace
 from . import checkpoint as _ckpt
 from .distributed import RowView
 
-__all__ = ["Trainer", "plot_history", "step_key"]
+__all__ = ["Trainer", "plot_history", "step_key", "OPTIMIZER_DEFAULTS"]
+
+# optimizer="name": the optax optimizer of that name with this learning rate (Keras's defaults:
+# 1e-3 for the adaptive ones, 1e-2 for plain SGD)
+OPTIMIZER_DEFAULTS = {"adam": 1e-3, "adamw": 1e-3, "adamax": 1e-3, "adamaxw": 1e-3, "nadam": 1e-3, "nadamw": 1e-3,
+                      "radam": 1e-3, "amsgrad": 1e-3, "adabelief": 1e-3, "adagrad": 1e-3, "adadelta": 1e-3,
+                      "rmsprop": 1e-3, "lamb": 1e-3, "lion": 1e-4, "novograd": 1e-3, "yogi": 1e-3, "sgd": 1e-2}
+
+
+def _resolve_optimizer(optimizer):
+    """An optax GradientTransformation, or a ConfigError saying how to give one."""
+    import optax
+
+    if isinstance(optimizer, str):
+        name = optimizer.strip().lower()
+        if name not in OPTIMIZER_DEFAULTS:
+            import difflib
+            close = difflib.get_close_matches(name, list(OPTIMIZER_DEFAULTS), n=3)
+            raise ConfigError(f"gf.Trainer: unknown optimizer name {optimizer!r}"
+                              + (f" (did you mean {', '.join(map(repr, close))}?)" if close else ""),
+                              hint=f"use one of {', '.join(sorted(OPTIMIZER_DEFAULTS))}, or pass an optax "
+                                   "transformation such as optimizer=optax.adam(3e-4)")
+        return getattr(optax, name)(OPTIMIZER_DEFAULTS[name])
+    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
+        raise ConfigError(f"gf.Trainer: optimizer must be an optax GradientTransformation or an optax name, got "
+                          f"{type(optimizer).__name__} {optimizer!r}",
+                          hint="e.g. optimizer=optax.adam(1e-3) or optimizer=\"adam\"")
+    return optimizer
+
+
+def _as_module(model):
+    """A Graph (e.g. from ``gf.from_onnx``) becomes a module whose params are all trainable."""
+    if isinstance(model, Graph):
+        from graphforge.runtimes.onnx_import import GraphModule
+        return GraphModule(model)
+    return model
 
 
 def step_key(seed: int, step: int) -> np.uint32:
@@ -61,19 +96,37 @@ def _with_loss(model, input_specs, target_specs, loss_fn, metrics, seed, trainin
             name = getattr(spec, "name", None) or ("y" if len(target_specs) == 1 else f"y{i}")
             targets.append(Tensor(g.add_input(name, t), builder))
         p = [Tensor(v, builder) for v, _ in preds]
-        loss = loss_fn(*p, *targets)
+        loss = _scalar_result("loss_fn", "loss", loss_fn(*p, *targets))
         outs, names = [loss.value], ["loss"]
         for mname, fn in (metrics or {}).items():
-            outs.append(fn(*p, *targets).value)
+            outs.append(_scalar_result(f"metrics[{mname!r}]", mname, fn(*p, *targets)).value)
             names.append(mname)
     g.set_outputs(outs + [v for v, _ in updates], names + [n for _, n in updates])
     g.verify()
     return g
 
 
+def _scalar_result(what: str, name: str, value) -> Tensor:
+    """The loss (or a metric) as a scalar Tensor; anything else is explained in Trainer terms."""
+    if not isinstance(value, Tensor):
+        raise ConfigError(f"gf.Trainer: {what} returned a {type(value).__name__}, not a graphforge Tensor",
+                          hint=f"{what} is traced: build the {name} with graphforge ops on its arguments")
+    if value.value.type.shape != ():
+        raise ShapeError(f"gf.Trainer: {what} returned {value.value.type}, but the {name} must be one number "
+                         "per batch (a scalar) for the Trainer to minimise/average it",
+                         hint="reduce it over the batch, e.g. return gf.mean(per_example_loss)")
+    return value
+
+
 class Trainer:
-    """Train ``model`` (an ``nn.Module``) on ``loss_fn(predictions..., targets...)`` with an optax
-    ``optimizer`` (any ``GradientTransformation``, used unchanged).
+    """Train ``model`` (an ``nn.Module``, or a ``gf.Graph`` such as ``gf.from_onnx(...)`` with all its
+    params trainable) on ``loss_fn(predictions..., targets...)`` with an optax ``optimizer`` (any
+    ``GradientTransformation``, used unchanged, or a name: ``"adam"`` is ``optax.adam(1e-3)``, see
+    ``OPTIMIZER_DEFAULTS``).
+
+    Trained weights go back into ``model`` at the end of every ``fit`` and ``load_checkpoint``
+    (``model.load_state_dict(trainer.state_dict())`` for a module, its ``params`` for a Graph), so
+    ``gf.trace(model, ...)`` afterwards sees them.
 
     ``mesh`` (None: data-parallel over all visible devices when there are several; a
     ``jax.sharding.Mesh`` or ``{"data": 4, "model": 2}``) and ``param_sharding`` (glob -> PartitionSpec
@@ -85,7 +138,10 @@ class Trainer:
                  param_sharding: Mapping[str, tuple] | None = None):
         from ..api import grad
 
+        optimizer = _resolve_optimizer(optimizer)
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        model = _as_module(model)
+        self._module = model
         self.input_specs, self.target_specs = _specs(inputs), _specs(targets)
         if not self.input_specs:
             raise InputError("gf.Trainer needs inputs=[gf.TensorSpec(...)] describing the model inputs")
@@ -117,6 +173,9 @@ class Trainer:
         self._steps: dict = {}
         self._evals: dict = {}
         self._quick: dict = {}
+        # gf.load_params(path, trainer.graph) must reach the weights the trainer trains, not a copy
+        for g in (self.graph, self.train_graph, self.eval_graph):
+            g._gf_on_params_loaded = lambda arrays: self.load_state_dict(arrays, strict=False)
 
     # ---- state ----------------------------------------------------------------------------------
     @property
@@ -146,6 +205,43 @@ class Trainer:
             if name in g.params:
                 g.params[name] = value.astype(g.params[name].dtype)
         return g
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The trained weights (params and buffers) by name, as NumPy arrays: what
+        ``model.load_state_dict`` and ``gf.save_params`` take."""
+        return self.params
+
+    def load_state_dict(self, state, strict: bool = True):
+        """Replace the weights the trainer trains (optimizer state and counters are kept): ``state``
+        as for ``nn.Module.load_state_dict`` (dict of NumPy arrays or PyTorch tensors, or a
+        .safetensors/.npz path; PyTorch's spellings of mirrored layers are understood). Missing or
+        unexpected names raise ``StateDictError`` when ``strict``; shape/dtype mismatches always."""
+        import jax.numpy as jnp
+        from graphforge.nn.state import _from_pytorch, check_state, read_state_source
+        from graphforge.runtimes.jax import x64
+
+        arrays = read_state_source(state)
+        _from_pytorch(self._module, arrays)
+        types = {n: self.train_graph.param_values[n].type for n in list(self._params) + list(self._buffers)}
+        fitted, result = check_state("Trainer.load_state_dict", arrays, types, strict)
+        with x64():
+            self._params = {n: jnp.asarray(fitted[n]) if n in fitted else v for n, v in self._params.items()}
+            self._buffers = {n: jnp.asarray(fitted[n]) if n in fitted else v for n, v in self._buffers.items()}
+        if self._dist is not None:
+            self._place_state()
+        self._write_back()
+        return result
+
+    def _write_back(self) -> None:
+        """Put the current weights into the model the user passed (see the class docstring)."""
+        params = self.params
+        if isinstance(self.model, Graph):
+            for name, value in params.items():
+                if name in self.model.params:
+                    self.model.params[name] = value.astype(self.model.params[name].dtype)
+        # strict=False: params adopted during the trace (a module called inside a function) have
+        # names the module tree does not know; everything it does know is written
+        self._module.load_state_dict(params, strict=False)
 
     # ---- compiled steps -------------------------------------------------------------------------
     def _env(self, graph, arrays):
@@ -263,25 +359,34 @@ class Trainer:
     # ---- fit / evaluate / predict ---------------------------------------------------------------
     def fit(self, x=None, y=None, *, epochs: int = 1, batch_size: int = 32, validation_data=None,
             shuffle: bool = True, checkpoint_dir: str | None = None, resume: bool = False,
-            verbose: bool | None = None) -> dict[str, list[float]]:
+            verbose: bool | None = None, steps_per_epoch: int | None = None) -> dict[str, list[float]]:
         """Train for ``epochs`` more epochs, like Keras (with ``resume=True``: up to ``epochs`` in all,
         counting the epochs of the checkpoint it resumes from). ``x``/``y``: arrays (or lists of
-        arrays for several inputs/targets), or ``x`` an iterable of ``(x, y)`` batches (re-iterated
-        each epoch if it is a re-iterable). Returns the history dict (``loss``, metrics,
-        ``val_loss``, ``val_<metric>`` per epoch, over every ``fit`` of this trainer)."""
+        arrays for several inputs/targets), or ``x`` an iterable of ``(x, y)`` batches.
+
+        An iterable of batches: a re-iterable (a list, a dataset whose ``__iter__`` restarts) is
+        iterated once per epoch; a one-shot iterator (a generator) needs ``steps_per_epoch`` when
+        more than one epoch is asked for (each epoch then takes the next ``steps_per_epoch``
+        batches of the one stream), else it is an ``InputError`` before any step — it could not
+        feed epoch 2. An epoch with no batches, or a stream that runs dry, is an ``InputError``.
+        Returns the history dict (``loss``, metrics, ``val_loss``, ``val_<metric>`` per epoch, over
+        every ``fit`` of this trainer). The trained weights go back into the model at the end."""
         from tqdm.auto import tqdm
 
+        if steps_per_epoch is not None and (not isinstance(steps_per_epoch, int) or steps_per_epoch < 1):
+            raise ConfigError(f"fit: steps_per_epoch must be a positive int, got {steps_per_epoch!r}")
         if resume and checkpoint_dir and _ckpt.latest_checkpoint(checkpoint_dir):
             self.load_checkpoint(checkpoint_dir)
         # a resumed run finishes the planned total; a plain call trains that many more epochs (a second
         # fit(epochs=N) would otherwise silently do nothing)
         if not resume:
             epochs = self.epoch + epochs
+        stream = self._stream(x, y, epochs - self.epoch, steps_per_epoch)
         verbose = self.progress if verbose is None else verbose
         history: dict[str, list[float]] = getattr(self, "history", None) or {}
         self.history = history
         while self.epoch < epochs:
-            batches, total = self._batches(x, y, batch_size, shuffle)
+            batches, total = self._batches(x, y, batch_size, shuffle, stream, steps_per_epoch)
             sums: dict[str, float] = {}
             count = 0
             # disable=None: tqdm draws only on a terminal; a log file gets just the per-epoch lines
@@ -302,6 +407,9 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}")
             bar.close()
+            if count == 0 and self.batch_in_epoch == 0:
+                raise InputError(f"fit: epoch {self.epoch + 1} got no batches from the data",
+                                 hint="an iterable of (x, y) batches must yield at least one batch per epoch")
             for k, v in sums.items():
                 history.setdefault(k, []).append(v / max(count, 1))
             if validation_data is not None:
@@ -313,10 +421,33 @@ class Trainer:
                 print(f"epoch {self.epoch}/{epochs}: " + ", ".join(f"{k}={v[-1]:.4f}" for k, v in history.items()))
             if checkpoint_dir:
                 self.save_checkpoint(checkpoint_dir)
+        self._write_back()
         return history
 
-    def _batches(self, x, y, batch_size, shuffle):
-        if y is None and x is not None and not isinstance(x, np.ndarray):
+    @staticmethod
+    def _is_batch_iterable(x, y) -> bool:
+        return y is None and x is not None and not isinstance(x, np.ndarray)
+
+    def _stream(self, x, y, epochs_left: int, steps_per_epoch):
+        """For batch iterables: the one iterator all epochs share (``steps_per_epoch``), or None
+        (re-iterated per epoch). A one-shot iterator without it is refused when it must feed
+        several epochs."""
+        if not self._is_batch_iterable(x, y):
+            return None
+        one_shot = iter(x) is x
+        if steps_per_epoch is not None:
+            return _Stream(x, one_shot)
+        if one_shot and epochs_left > 1:
+            raise InputError(f"fit(epochs={epochs_left}) got a one-shot iterator ({type(x).__name__}): it can be "
+                             "iterated only once, so epochs after the first would train nothing",
+                             hint="pass steps_per_epoch=N (each epoch takes the next N batches), a re-iterable "
+                                  "(a list of (x, y) batches, or an object whose __iter__ restarts), or epochs=1")
+        return None
+
+    def _batches(self, x, y, batch_size, shuffle, stream=None, steps_per_epoch=None):
+        if stream is not None:
+            return stream.take(steps_per_epoch, self.epoch), steps_per_epoch
+        if self._is_batch_iterable(x, y):
             try:
                 total = len(x)
             except TypeError:
@@ -431,6 +562,32 @@ class Trainer:
         self.batch_in_epoch = int(meta.get("batch_in_epoch", 0))
         self.history = {k: list(v) for k, v in meta.get("history", {}).items()}
         self.step_losses = list(meta.get("step_losses", []))
+        self._write_back()
+
+
+class _Stream:
+    """One pass over a batch iterable shared by epochs of ``steps_per_epoch`` batches (Keras's
+    meaning); a re-iterable restarts when it ends, a one-shot iterator running dry is an error."""
+
+    def __init__(self, source, one_shot: bool):
+        self.source, self.one_shot, self.it = source, one_shot, iter(source)
+
+    def take(self, n: int, epoch: int):
+        for i in range(n):
+            try:
+                b = next(self.it)
+            except StopIteration:
+                if self.one_shot:
+                    raise InputError(f"fit: the data iterator ran out after {i} of steps_per_epoch={n} batches "
+                                     f"in epoch {epoch + 1}",
+                                     hint="make steps_per_epoch * epochs at most the number of batches it yields, "
+                                          "or pass a re-iterable") from None
+                self.it = iter(self.source)
+                try:
+                    b = next(self.it)
+                except StopIteration:
+                    raise InputError("fit: the data yields no batches") from None
+            yield b[0], b[1]
 
 
 def _x64():
