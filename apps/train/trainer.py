@@ -198,6 +198,17 @@ class Trainer:
         out.update({n: host(v) for n, v in self._buffers.items()})
         return out
 
+    @property
+    def device_params(self) -> dict:
+        """The live trainable params and buffers as placed on the device(s) (jax Arrays, sharded
+        on a mesh): for inspecting placement (``.sharding``); ``params`` gives host copies."""
+        return {**self._params, **self._buffers}
+
+    @property
+    def opt_state(self):
+        """The live optax optimizer state (a pytree of jax Arrays, sharded like its params)."""
+        return self._opt_state
+
     def export_graph(self) -> Graph:
         """The eval-mode model graph with the trained params stored in it (ready for ``gf.to_onnx``)."""
         g = self.graph.copy()
@@ -335,6 +346,21 @@ class Trainer:
         self.step += 1
         self._last = (loss, mets)
         return {"loss": loss, **mets}
+
+    def compiled_step(self, x, y):
+        """The XLA-compiled train step ``train_step(x, y)`` would run, without taking a step:
+        ``.as_text()`` is its HLO, ``distributed.collective_bytes(...)`` its communication per step,
+        ``.memory_analysis()`` / ``.cost_analysis()`` what XLA reports."""
+        from graphforge.runtimes.jax import x64
+
+        from .distributed import _stand_ins
+
+        arrays = self._inputs(_as_batch(x), _as_batch(y), self.step)
+        with x64():
+            fn, bound = self._train_fn(_stand_ins(arrays))
+            args = (self._dist.place_inputs(arrays, [b.dtype for b in bound]) if self._dist is not None
+                    else tuple(np.asarray(a, dtype=b.dtype) for a, b in zip(arrays, bound)))
+            return fn.lower(self._params, self._buffers, self._opt_state, args).compile()
 
     def _train_step_sharded(self, arrays) -> dict:
         """The mesh variant of train_step: ``arrays`` are the global batch (the same on every

@@ -135,3 +135,13 @@ def test_the_training_names_are_public():
     names = dir(gf)
     for name in ("Trainer", "plot_history", "save_params", "load_params", "ConfigError", "StateDictError"):
         assert name in names and name in gf.__all__
+
+
+def test_compiled_step_is_a_trainer_method_that_takes_no_step(mlp_module, data):
+    x, y = data
+    t = _trainer(mlp_module)
+    before = t.state_dict()
+    compiled = t.compiled_step(x[:16], y[:16])
+    assert "HloModule" in compiled.as_text()
+    assert t.step == 0 and all(np.array_equal(v, t.state_dict()[k]) for k, v in before.items())
+    assert set(t.device_params) == set(before) and t.opt_state is not None
