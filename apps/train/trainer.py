@@ -26,48 +26,19 @@ from ..trace.builder import Builder
 from ..trace.tensor import Tensor
 from ..trace.tracer import trace
 from . import callbacks as _callbacks
+from .data import Stream as _Stream
+from .data import as_batch as _as_batch
+from .data import as_list as _as_list
+from .data import batch_rows as _batch_rows
+from .data import rows as _rows
+from .optimizers import OPTIMIZER_DEFAULTS
+from .optimizers import learning_rate as _learning_rate
+from .optimizers import resolve_optimizer as _resolve_optimizer
+from .plot import plot_history
 from . import checkpoint as _ckpt
 from .distributed import RowView
 
 __all__ = ["Trainer", "plot_history", "step_key", "OPTIMIZER_DEFAULTS"]
-
-# optimizer="name": the optax optimizer of that name with this learning rate (Keras's defaults:
-# 1e-3 for the adaptive ones, 1e-2 for plain SGD)
-OPTIMIZER_DEFAULTS = {"adam": 1e-3, "adamw": 1e-3, "adamax": 1e-3, "adamaxw": 1e-3, "nadam": 1e-3, "nadamw": 1e-3,
-                      "radam": 1e-3, "amsgrad": 1e-3, "adabelief": 1e-3, "adagrad": 1e-3, "adadelta": 1e-3,
-                      "rmsprop": 1e-3, "lamb": 1e-3, "lion": 1e-4, "novograd": 1e-3, "yogi": 1e-3, "sgd": 1e-2}
-
-
-def _resolve_optimizer(optimizer, learning_rate=None):
-    """An optax GradientTransformation, or a ConfigError saying how to give one. A name is built
-    with ``optax.inject_hyperparams`` so that its learning rate (a float or any optax schedule)
-    is logged per step."""
-    import optax
-
-    if learning_rate is not None and not isinstance(optimizer, str):
-        raise ConfigError("gf.Trainer: learning_rate= goes with an optimizer name (optimizer=\"adam\")",
-                          hint="an optax transformation carries its own learning rate: optax.adam(schedule)")
-    if isinstance(optimizer, str):
-        name = optimizer.strip().lower()
-        if name not in OPTIMIZER_DEFAULTS:
-            import difflib
-            close = difflib.get_close_matches(name, list(OPTIMIZER_DEFAULTS), n=3)
-            raise ConfigError(f"gf.Trainer: unknown optimizer name {optimizer!r}"
-                              + (f" (did you mean {', '.join(map(repr, close))}?)" if close else ""),
-                              hint=f"use one of {', '.join(sorted(OPTIMIZER_DEFAULTS))}, or pass an optax "
-                                   "transformation such as optimizer=optax.adam(3e-4)")
-        lr = OPTIMIZER_DEFAULTS[name] if learning_rate is None else learning_rate
-        if not (callable(lr) or isinstance(lr, (int, float))) or isinstance(lr, bool):
-            raise ConfigError(f"gf.Trainer: learning_rate must be a number or an optax schedule, got {lr!r}")
-        # float32 hyperparameters: under the trainer's scoped x64 a Python float would become a
-        # float64 array and lift every update to float64
-        return optax.inject_hyperparams(getattr(optax, name), hyperparam_dtype=np.float32)(learning_rate=lr)
-    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
-        raise ConfigError(f"gf.Trainer: optimizer must be an optax GradientTransformation or an optax name, got "
-                          f"{type(optimizer).__name__} {optimizer!r}",
-                          hint="e.g. optimizer=optax.adam(1e-3) or optimizer=\"adam\"")
-    return optimizer
-
 
 def _as_module(model):
     """A Graph (e.g. from ``gf.from_onnx``) becomes a module whose params are all trainable."""
@@ -672,47 +643,6 @@ class Trainer:
         self._write_back()
 
 
-class _Stream:
-    """One pass over a batch iterable shared by epochs of ``steps_per_epoch`` batches (Keras's
-    meaning); a re-iterable restarts when it ends, a one-shot iterator running dry is an error."""
-
-    def __init__(self, source, one_shot: bool):
-        self.source, self.one_shot, self.it = source, one_shot, iter(source)
-
-    def take(self, n: int, epoch: int):
-        for i in range(n):
-            try:
-                b = next(self.it)
-            except StopIteration:
-                if self.one_shot:
-                    raise InputError(f"fit: the data iterator ran out after {i} of steps_per_epoch={n} batches "
-                                     f"in epoch {epoch + 1}",
-                                     hint="make steps_per_epoch * epochs at most the number of batches it yields, "
-                                          "or pass a re-iterable") from None
-                self.it = iter(self.source)
-                try:
-                    b = next(self.it)
-                except StopIteration:
-                    raise InputError("fit: the data yields no batches") from None
-            yield b[0], b[1]
-
-
-def _learning_rate(opt_state):
-    """The learning rate an ``optax.inject_hyperparams`` optimizer used this step (None if the state
-    exposes none); found by walking the state's containers, which are static under jit."""
-    stack = [opt_state]
-    while stack:
-        node = stack.pop()
-        hp = getattr(node, "hyperparams", None)
-        if isinstance(hp, dict) and "learning_rate" in hp:
-            return hp["learning_rate"]
-        if isinstance(node, (tuple, list)):
-            stack.extend(reversed(node))
-        elif isinstance(node, dict):
-            stack.extend(node.values())
-    return None
-
-
 _STEP_MODULES: tuple = ()
 
 
@@ -738,13 +668,6 @@ def _stack_logs():
     return _STACK[0]
 
 
-def _batch_rows(b) -> int:
-    """Rows in a batch (its first input's leading dim) without converting it."""
-    first = b[0] if isinstance(b, (list, tuple)) else b
-    shape = getattr(first, "shape", None)
-    return int(shape[0]) if shape else len(first)
-
-
 def _fmt(v: float) -> str:
     return f"{v:.4g}" if abs(v) >= 1e4 or (v and abs(v) < 1e-3) else f"{v:.4f}"
 
@@ -754,65 +677,3 @@ def _x64():
     return x64()
 
 
-def _as_batch(x) -> list:
-    """Like _as_list, but keeps arrays that already have a dtype (jax device arrays stay put)."""
-    items = list(x) if isinstance(x, (list, tuple)) else [x]
-    return [a if hasattr(a, "dtype") and hasattr(a, "shape") else np.asarray(a) for a in items]
-
-
-def _as_list(x, expected: int | None = None, what: str = "", kind: str = "inputs") -> list:
-    """``x`` as a list of arrays: one per input (or target) when it is a list of that many, else
-    one array (so a nested Python list for a one-input model is its data, not a list of inputs)."""
-    if isinstance(x, (list, tuple)) and not (expected == 1 and len(x) != 1):
-        if expected is not None and len(x) != expected:
-            raise InputError(f"{what}: the model has {expected} {kind}, got a list of {len(x)} arrays")
-        items = list(x)
-    else:
-        items = [x]
-    try:
-        return [np.asarray(a) for a in items]
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"{what}: {kind} are not array-like: {exc}") from None
-
-
-def _rows(arrays: list, what: str) -> int:
-    """The common leading dim of ``arrays`` (the number of examples)."""
-    counts = [a.shape[0] if a.ndim else None for a in arrays]
-    if None in counts:
-        raise InputError(f"{what}: every input and target needs a leading batch dim, got shapes "
-                         f"{[tuple(a.shape) for a in arrays]}")
-    if len(set(counts)) > 1:
-        raise InputError(f"{what}: inputs and targets have different numbers of rows: {counts}",
-                         hint="x and y must hold the same examples, one row each")
-    return counts[0] if counts else 0
-
-
-def plot_history(history: Mapping[str, Sequence[float]], path: str) -> str:
-    """Plot every history curve (loss and metrics, with their ``val_`` twins) to a PNG at ``path``."""
-    import io
-    import os
-
-    # a Figure on an Agg canvas, not pyplot: the user's matplotlib backend (a notebook's inline
-    # one, a GUI) stays as it was and no global figure is left open
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from ..params_io import atomic_write_bytes
-
-    keys = [k for k in history if not k.startswith("val_")]
-    fig = Figure(figsize=(4 * max(len(keys), 1), 3))
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, max(len(keys), 1), squeeze=False)
-    for ax, k in zip(axes[0], keys):
-        ax.plot(range(1, len(history[k]) + 1), history[k], label=k)
-        if f"val_{k}" in history:
-            ax.plot(range(1, len(history[f"val_{k}"]) + 1), history[f"val_{k}"], label=f"val_{k}")
-        ax.set_xlabel("epoch")
-        ax.set_title(k)
-        ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    path = os.fspath(path)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
