@@ -38,7 +38,11 @@ from .plot import plot_history
 from . import checkpoint as _ckpt
 from .distributed import RowView
 
-__all__ = ["Trainer", "plot_history", "step_key", "OPTIMIZER_DEFAULTS"]
+__all__ = ["Trainer", "plot_history", "step_key", "OPTIMIZER_DEFAULTS", "TIMING_KEYS"]
+
+# history entries measured with the wall clock: they differ from run to run (a resumed or
+# distributed run matches an uninterrupted one in every other entry)
+TIMING_KEYS = ("examples_per_s", "step_time_ms")
 
 def _as_module(model):
     """A Graph (e.g. from ``gf.from_onnx``) becomes a module whose params are all trainable."""
@@ -492,8 +496,8 @@ class Trainer:
             self.step_history.setdefault(k, []).extend(col.tolist())
             logs[k] = float(col[-1]) if k == "lr" else float((col * w).sum() / max(w.sum(), 1.0))
         self.step_losses.extend(self.step_history["loss"][-len(outs):])
-        logs["examples_per_s"] = float(w.sum() / seconds) if seconds > 0 else float("nan")
-        logs["step_time_ms"] = 1e3 * seconds / len(outs)
+        logs[TIMING_KEYS[0]] = float(w.sum() / seconds) if seconds > 0 else float("nan")
+        logs[TIMING_KEYS[1]] = 1e3 * seconds / len(outs)
         return logs
 
     @staticmethod
