@@ -77,7 +77,7 @@ def worker(case: str, mesh_text: str, steps: int) -> dict:
         from graphforge.runtimes.jax import x64
         with x64():
             xs, ys = jnp.asarray(x), (jnp.asarray(y) if len(y) else [])
-    comm = dist.collective_bytes(dist.compiled_step(t, x, y).as_text())
+    comm = dist.collective_bytes(t.compiled_step(x, y).as_text())
     for _ in range(3):
         t.train_step(xs, ys)["loss"].block_until_ready()
     times = []

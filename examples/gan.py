@@ -1,10 +1,11 @@
 """A small DCGAN on the bundled 8×8 digits: two models, two optimizers, trained in alternation.
 
-``gf.Trainer`` trains one model on one loss, so the GAN loop is assembled from the public pieces it
-is made of: the two losses are traced to graphs (``gf.trace``), differentiated with respect to one
-player's parameters each (``gf.grad(graph, wrt=[...])``), lowered to JAX functions
-(``graphforge.runtimes.jax.lower``) and wrapped, together with each player's own optax optimizer, in
-a ``jax.jit``-compiled step. The generator (``Linear`` → two ``ConvTranspose2d`` upsamplings →
+``graphforge.train.MultiTrainer`` holds both models and one task per player: each task's loss is
+traced once (``gf.trace``), differentiated with respect to that player's parameters only
+(``gf.grad(graph, wrt=[...])``) and compiled, with the player's own optax optimizer, into one
+``jax.jit`` step; the loop alternates ``mt.step("discriminator", real, z)`` and
+``mt.step("generator", z)``, and ``mt.write_back()`` puts the trained weights into ``G`` and ``D``
+(``mt.save_checkpoint``/``load_checkpoint`` would cover both models and both optimizers). The generator (``Linear`` → two ``ConvTranspose2d`` upsamplings →
 sigmoid) is then traced on its own, exported to ONNX and run in onnxruntime, agreeing with JAX.
 
 Losses (non-saturating GAN, written with ``softplus``: ``softplus(-l)`` is the binary cross-entropy of
@@ -40,7 +41,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _data import digits  # noqa: E402  (the examples' shared data loader)
 from _common import finish  # noqa: E402  (the examples' shared reporting)
 
-__all__ = ["Generator", "Discriminator", "DiscriminatorLoss", "GeneratorLoss", "main"]
+__all__ = ["Generator", "Discriminator", "DiscriminatorLoss", "GeneratorLoss", "d_loss", "g_loss", "compile_step",
+           "main"]
 
 LATENT = 16
 
@@ -96,25 +98,25 @@ class GeneratorLoss(DiscriminatorLoss):
         return gf.softplus(-self.discriminator(self.generator(z))).mean()
 
 
+def d_loss(models, real, z):
+    """The discriminator's loss, with the models as attributes (``models.generator``)."""
+    fake = models.generator(z)
+    return gf.softplus(-models.discriminator(real)).mean() + gf.softplus(models.discriminator(fake)).mean()
+
+
+def g_loss(models, z):
+    """The generator's (non-saturating) loss."""
+    return gf.softplus(-models.discriminator(models.generator(z))).mean()
+
+
 def compile_step(loss_graph, player: str, optimizer):
-    """A jitted ``step(params, opt_state, *inputs) -> (params, opt_state, loss)`` that updates only the
-    params named ``<player>.*`` (the other player's params are read, not trained)."""
-    import jax
-    import optax
-    from graphforge.runtimes.jax import lower
+    """The one step of ``player`` that ``MultiTrainer`` compiles, over a traced loss graph:
+    ``step(params, opt_state, *inputs) -> (params, opt_state, loss)`` updating only ``<player>.*``."""
+    from graphforge.train.multi import player_step
 
     names = [n for n in loss_graph.trainable_names if n.startswith(player + ".")]
-    grad_graph = gf.grad(loss_graph, wrt=names)                 # outputs: loss, grad:<name>...
-    fwd = lower(grad_graph, {})                                 # static shapes: no symbolic dims to bind
-    at = {n[len("grad:"):]: i for i, n in enumerate(grad_graph.output_names) if n.startswith("grad:")}
-
-    def step(params, opt_state, *inputs):
-        outs = fwd(params, inputs)
-        mine = {n: params[n] for n in names}
-        updates, opt_state = optimizer.update({n: outs[at[n]] for n in names}, opt_state, mine)
-        return {**params, **optax.apply_updates(mine, updates)}, opt_state, outs[0]
-
-    return jax.jit(step), names
+    fn = player_step(loss_graph, names, optimizer, donate=False)
+    return (lambda params, opt_state, *inputs: fn(params, opt_state, inputs)), names
 
 
 def save_grid(images: np.ndarray, path: str, cols: int = 8) -> str:
@@ -137,9 +139,8 @@ def save_grid(images: np.ndarray, path: str, cols: int = 8) -> str:
 
 
 def main(argv=None) -> int:
-    import jax.numpy as jnp
     import optax
-    from graphforge.runtimes.jax import x64
+    from graphforge.train import MultiTrainer, Task
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a few steps: finite losses and a PNG (for tests)")
@@ -156,33 +157,27 @@ def main(argv=None) -> int:
     G, D = Generator(), Discriminator()
     real_spec = gf.TensorSpec((batch, 1, 8, 8), "float32", name="real")
     z_spec = gf.TensorSpec((batch, LATENT), "float32", name="z")
-    d_loss_graph = gf.trace(DiscriminatorLoss(G, D), real_spec, z_spec, seed=0)
-    g_loss_graph = gf.trace(GeneratorLoss(G, D), z_spec, seed=0)
-    d_optimizer, g_optimizer = optax.adam(5e-4, b1=0.5), optax.adam(1e-3, b1=0.5)   # one per player
-    d_step, d_names = compile_step(d_loss_graph, "discriminator", d_optimizer)
-    g_step, g_names = compile_step(g_loss_graph, "generator", g_optimizer)
-    print(f"discriminator: {len(d_names)} tensors, generator: {len(g_names)} tensors; "
-          f"D-loss gradient graph from a {len(d_loss_graph.nodes)}-node loss graph")
+    mt = MultiTrainer({"generator": G, "discriminator": D}, {     # one optimizer per player
+        "discriminator": Task(d_loss, [real_spec, z_spec], optax.adam(5e-4, b1=0.5)),
+        "generator": Task(g_loss, [z_spec], optax.adam(1e-3, b1=0.5))}, seed=0)
+    print("tasks: " + ", ".join(f"{t} trains {len(mt._names[t])} tensors" for t in mt.tasks))
 
     steps = args.steps or (5 if args.quick else 1000)
     rng = np.random.default_rng(0)
     d_losses, g_losses = [], []
-    with x64():
-        params = {n: jnp.asarray(v) for n, v in d_loss_graph.params.items()}
-        d_opt = d_optimizer.init({n: params[n] for n in d_names})
-        g_opt = g_optimizer.init({n: params[n] for n in g_names})
-        t0 = time.perf_counter()
-        for step in range(steps):
-            real = real_images[rng.integers(0, len(real_images), batch)]
-            z = rng.standard_normal((batch, LATENT)).astype(np.float32)
-            params, d_opt, d_loss = d_step(params, d_opt, real, z)             # 1. the discriminator
-            z = rng.standard_normal((batch, LATENT)).astype(np.float32)
-            params, g_opt, g_loss = g_step(params, g_opt, z)                   # 2. the generator
-            if step % max(steps // 10, 1) == 0 or step == steps - 1:
-                d_losses.append(float(d_loss))
-                g_losses.append(float(g_loss))
-                print(f"step {step:5d}: D loss {d_losses[-1]:.4f}, G loss {g_losses[-1]:.4f}")
-        t_train = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for step in range(steps):
+        real = real_images[rng.integers(0, len(real_images), batch)]
+        z = rng.standard_normal((batch, LATENT)).astype(np.float32)
+        d_loss_value = mt.step("discriminator", real, z)                        # 1. the discriminator
+        z = rng.standard_normal((batch, LATENT)).astype(np.float32)
+        g_loss_value = mt.step("generator", z)                                  # 2. the generator
+        if step % max(steps // 10, 1) == 0 or step == steps - 1:
+            d_losses.append(float(d_loss_value))
+            g_losses.append(float(g_loss_value))
+            print(f"step {step:5d}: D loss {d_losses[-1]:.4f}, G loss {g_losses[-1]:.4f}")
+    t_train = time.perf_counter() - t0
+    mt.write_back()                                                             # trained weights -> G, D
     print(f"{steps} alternating steps in {t_train:.1f} s")
     failed = []
     if not np.all(np.isfinite(d_losses + g_losses)):
@@ -190,8 +185,6 @@ def main(argv=None) -> int:
 
     # the trained generator on its own: symbolic batch, trained params, JAX and onnxruntime
     gen = gf.trace(G, gf.TensorSpec(("batch", LATENT), "float32", name="z"), seed=0)
-    for name in gen.params:
-        gen.params[name] = np.asarray(params["generator." + name])
     z = np.random.default_rng(1).standard_normal((256, LATENT)).astype(np.float32)
     samples = gf.run(gen, z, backend="jax")[0]
     png = save_grid(samples[:64], os.path.join(out_dir, "gan_samples.png"))

@@ -25,12 +25,18 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name):
-    # gf.Trainer / gf.plot_history load graphforge.train on first use (it needs jax/optax at run time)
-    if name in ("Trainer", "plot_history"):
+    # gf.Trainer / gf.plot_history / gf.callbacks load graphforge.train on first use (it needs
+    # jax/optax at run time)
+    if name in ("Trainer", "plot_history", "callbacks"):
         from . import train
         return getattr(train, name)
     raise AttributeError(f"module 'graphforge' has no attribute {name!r}")
 
+
+def __dir__():
+    # the lazily loaded names (Trainer, plot_history) belong in dir(gf) like the eager ones
+    return sorted(set(globals()) | set(__all__))
+
 __all__ = (["errors", "ops", "nn", "from_onnx", "grad", "optimize", "save_onnx", "to_onnx", "Graph", "Node", "TensorSpec",
-            "TensorType", "Value", "parse", "Trainer", "plot_history", "load_params", "save_params", "run", "summary", "Tensor", "trace",
+            "TensorType", "Value", "parse", "Trainer", "plot_history", "callbacks", "load_params", "save_params", "run", "summary", "Tensor", "trace",
             "__version__"] + errors.__all__ + [n for n in ops.__all__ if n not in ("registry",)])

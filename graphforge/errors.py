@@ -19,6 +19,8 @@ __all__ = [
     "InputError",
     "BackendError",
     "ExportError",
+    "ConfigError",
+    "StateDictError",
 ]
 
 
@@ -94,3 +96,19 @@ class BackendError(GraphforgeError):
 
 class ExportError(GraphforgeError):
     """A graph that cannot be written in the requested format."""
+
+
+class ConfigError(GraphforgeError, ValueError):
+    """A layer, initialiser, optimizer or Trainer set up with an invalid argument (e.g.
+    ``nn.Dropout(1.5)``, ``optimizer="adamm"``); the message names the argument and its valid range."""
+
+
+class StateDictError(LoadError):
+    """A state dict that does not fit a model: ``missing``, ``unexpected`` and ``mismatched``
+    (name -> (got, expected) shape/dtype text) list every offender, not only the first."""
+
+    def __init__(self, message: str, *, missing=(), unexpected=(), mismatched=None, **kw):
+        self.missing = list(missing)
+        self.unexpected = list(unexpected)
+        self.mismatched = dict(mismatched or {})
+        super().__init__(message, **kw)

@@ -102,13 +102,22 @@ def save_params(graph_or_params, path: str) -> None:
 def load_params(path: str, graph=None) -> dict[str, np.ndarray]:
     """Load parameters; with ``graph``, check names/shapes/dtypes against it and install them.
 
-    ``load_params(graph, path)`` (the argument order of ``save_params``) is accepted too."""
-    if graph is not None and hasattr(path, "param_values") and isinstance(graph, (str, os.PathLike)):
+    ``graph`` may also be an ``nn.Module`` or a ``gf.Trainer`` (anything with ``load_state_dict``):
+    the weights are installed there, strictly. A trainer's graphs (``trainer.graph`` …) pass the
+    weights on to the trainer, so it trains from them. ``load_params(graph, path)`` (the argument
+    order of ``save_params``) is accepted too."""
+    if graph is not None and not isinstance(path, (str, os.PathLike)) and isinstance(graph, (str, os.PathLike)):
         path, graph = graph, path
     if not isinstance(path, (str, os.PathLike)):
         raise LoadError(f"gf.load_params needs the path of a .safetensors file, got {type(path).__name__}",
                         hint="call gf.load_params(path, graph) or gf.load_params(graph, path)")
     arrays, _ = load_arrays(path)
+    if graph is not None and not hasattr(graph, "param_values"):
+        if not hasattr(graph, "load_state_dict"):
+            raise LoadError(f"gf.load_params installs weights into a gf.Graph, an nn.Module or a gf.Trainer, got "
+                            f"{type(graph).__name__}")
+        graph.load_state_dict(arrays, strict=True)
+        return arrays
     if graph is not None:
         missing = [n for n in graph.param_values if n not in arrays]
         unknown = [n for n in arrays if n not in graph.param_values]
@@ -124,4 +133,8 @@ def load_params(path: str, graph=None) -> dict[str, np.ndarray]:
                 raise LoadError(f"{path}: parameter {name!r} is {array.dtype}{list(array.shape)}, the graph "
                                 f"expects {want}")
         graph.params.update(arrays)
+        # a graph a gf.Trainer owns: its params are a snapshot, the trainer holds the live weights
+        on_loaded = getattr(graph, "_gf_on_params_loaded", None)
+        if on_loaded is not None:
+            on_loaded(arrays)
     return arrays

@@ -14,25 +14,44 @@ def rng() -> np.random.Generator:
 
 
 class _MLP(nn.Module):
-    def __init__(self):
+    """The README's MLP (burn/PyTorch style): ``layer2(relu(layer1(x)))``. The class name and its
+    forward living in this file are part of what tests assert (graph name ``_mlp``, ``conftest.py:``
+    locations)."""
+
+    def __init__(self, d_in: int = 6, hidden: int = 8, d_out: int = 3, dtype: str = "float32"):
         super().__init__()
-        self.layer1 = nn.Linear(6, 8)
-        self.layer2 = nn.Linear(8, 3)
+        self.layer1 = nn.Linear(d_in, hidden, dtype=dtype)
+        self.layer2 = nn.Linear(hidden, d_out, dtype=dtype)
 
     def forward(self, x):
         return self.layer2(self.layer1(x).relu())
 
 
+def readme_mlp(d_in: int = 6, hidden: int = 8, d_out: int = 3, *, style: str = "module",
+               dtype: str = "float32") -> nn.Module:
+    """A fresh README MLP: ``style="module"`` (params ``layer1.*``, ``layer2.*``) or ``"seq"`` (the
+    tch-rs builder: params ``0.*``, ``2.*``)."""
+    if style == "seq":
+        return nn.seq().add(nn.Linear(d_in, hidden, dtype=dtype)).add_fn(gf.relu).add(nn.Linear(hidden, d_out, dtype=dtype))
+    return _MLP(d_in, hidden, d_out, dtype)
+
+
+@pytest.fixture(scope="session")
+def make_mlp():
+    """The README MLP factory: ``make_mlp(d_in, hidden, d_out, style="module"|"seq", dtype=...)``."""
+    return readme_mlp
+
+
 @pytest.fixture
 def mlp_module() -> nn.Module:
     """The README's MLP (burn/PyTorch style), small: 6 -> 8 -> 3."""
-    return _MLP()
+    return readme_mlp()
 
 
 @pytest.fixture
 def mlp_seq() -> nn.Module:
     """The same MLP in the tch-rs builder style."""
-    return nn.seq().add(nn.Linear(6, 8)).add_fn(gf.relu).add(nn.Linear(8, 3))
+    return readme_mlp(style="seq")
 
 
 @pytest.fixture

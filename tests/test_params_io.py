@@ -12,10 +12,10 @@ from graphforge import nn
 from graphforge.params_io import load_arrays, save_arrays
 
 
-def test_round_trip_installs_the_values(mlp_graph, tmp_path):
+def test_round_trip_installs_the_values(mlp_graph, mlp_seq, tmp_path):
     path = str(tmp_path / "mlp.safetensors")
     gf.save_params(mlp_graph, path)
-    other = gf.trace(nn.seq().add(nn.Linear(6, 8)).add_fn(gf.relu).add(nn.Linear(8, 3)), gf.TensorSpec(("batch", 6)))
+    other = gf.trace(mlp_seq, gf.TensorSpec(("batch", 6)))
     renamed = gf.parse(str(mlp_graph))  # same model, no values
     loaded = gf.load_params(path, renamed)
     assert sorted(loaded) == sorted(mlp_graph.params)
@@ -87,30 +87,17 @@ def test_bad_paths_and_files_are_load_errors(mlp_graph, tmp_path):
         gf.load_params(str(truncated))
 
 
-def test_loading_another_models_file_is_a_load_error(mlp_graph, tmp_path):
+def test_loading_another_models_file_is_a_load_error(mlp_graph, make_mlp, tmp_path):
     path = str(tmp_path / "w.safetensors")
     gf.save_params(mlp_graph, path)
-    wider = gf.trace(_mlp(6, 9, 3), gf.TensorSpec(("batch", 6)))  # same names, other shapes
+    wider = gf.trace(make_mlp(6, 9, 3), gf.TensorSpec(("batch", 6)))  # same names, other shapes
     before = {k: v.copy() for k, v in wider.params.items()}
     with pytest.raises(gf.LoadError, match="parameter 'layer1"):
         gf.load_params(path, wider)
     assert all(np.array_equal(before[k], wider.params[k]) for k in before)  # nothing installed
-    f64 = gf.trace(_mlp(6, 8, 3, "float64"), gf.TensorSpec(("batch", 6), "float64"))
+    f64 = gf.trace(make_mlp(6, 8, 3, dtype="float64"), gf.TensorSpec(("batch", 6), "float64"))
     with pytest.raises(gf.LoadError, match="float32"):
         gf.load_params(path, f64)
-
-
-def _mlp(a, b, c, dtype="float32"):
-    class M(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.layer1 = nn.Linear(a, b, dtype=dtype)
-            self.layer2 = nn.Linear(b, c, dtype=dtype)
-
-        def forward(self, x):
-            return self.layer2(self.layer1(x).relu())
-
-    return M()
 
 
 # ---- gf.summary -----------------------------------------------------------------------------

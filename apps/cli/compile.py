@@ -6,6 +6,12 @@ The file declares the model and its inputs by the model-file convention (docs/cl
 onnxruntime and the graph on the reference back end on random inputs (and the file's
 ``sample_inputs``); on a mismatch it names the first diverging node, its scope and source line.
 
+``--weights W`` exports trained weights instead of the model's initial ones: ``W`` is a
+``.safetensors``/``.npz`` file (e.g. ``gf.save_params``, a PyTorch state dict) or a checkpoint
+directory of ``graphforge train --checkpoint-dir`` / ``Trainer.save_checkpoint`` (its newest
+checkpoint). Every parameter and buffer must be there with its shape (a typed error lists what
+is missing, unexpected or mismatched), so a file of another model is never half applied.
+
 The output appears only when everything succeeded: the model is exported into a temporary folder
 beside OUT, checked there, then renamed into place, so a failure never leaves a partial file.
 """
@@ -18,7 +24,7 @@ import sys
 import tempfile
 import time
 
-__all__ = ["add_parser", "run", "random_inputs", "verify_onnx_file", "VerifyMismatch", "parse_batch", "report_errors",
+__all__ = ["add_parser", "run", "install_weights", "random_inputs", "verify_onnx_file", "VerifyMismatch", "parse_batch", "report_errors",
            "check_output_path"]
 
 # Symbol sizes the random --verify inputs use: 1 catches broadcasting that only works for size 1
@@ -58,6 +64,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--rtol", type=float, default=1e-4, help="--verify relative tolerance (default 1e-4)")
     p.add_argument("--atol", type=float, default=1e-5, help="--verify absolute tolerance (default 1e-5)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random --verify inputs")
+    p.add_argument("--weights", default=None, metavar="FILE|CKPT_DIR",
+                   help="export these trained weights (.safetensors/.npz file, or a checkpoint directory) "
+                        "instead of the model's initial ones")
     p.set_defaults(command="compile")
     return p
 
@@ -377,6 +386,21 @@ def _count_params(graph) -> tuple[int, int]:
     return count, nbytes
 
 
+def install_weights(graph, source: str) -> None:
+    """Put the weights of ``source`` (file or checkpoint directory) into ``graph``, all or nothing."""
+    from graphforge.errors import LoadError
+    from graphforge.nn.state import load_graph_state
+
+    if os.path.isdir(source):
+        from graphforge.train.checkpoint import latest_checkpoint
+        ckpt = latest_checkpoint(source)
+        if ckpt is None:
+            raise LoadError(f"--weights {source!r}: a directory, but no checkpoint in it (ckpt-*/meta.json)",
+                            hint="pass a .safetensors/.npz file, or the --checkpoint-dir of graphforge train")
+        source = os.path.join(ckpt, "params.safetensors")
+    load_graph_state(graph, source, strict=True)
+
+
 def _compile(args, out=None) -> int:
     import graphforge as gf
     from graphforge.cli.modelfile import load_model_file, split_target, trace_model
@@ -392,6 +416,8 @@ def _compile(args, out=None) -> int:
     mf = load_model_file(args.target)
     t0 = time.perf_counter()
     traced = trace_model(mf, args.batch)
+    if getattr(args, "weights", None):
+        install_weights(traced, args.weights)
     t_trace = time.perf_counter() - t0
 
     t0 = time.perf_counter()

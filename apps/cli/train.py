@@ -12,7 +12,8 @@ Train-file convention (plain module-level names; the file is executed as a scrip
   ``seed`` (0), ``mesh`` (``{"data": 4, "model": 2}``; default: data-parallel over all visible devices),
   ``param_sharding`` (glob → PartitionSpec entries, e.g. ``{"*.ffn.fc1.weight": ("model", None)}``)
 
-``--epochs`` overrides ``epochs``; ``--checkpoint-dir D`` writes a checkpoint after every epoch;
+``--export OUT.onnx`` writes the trained model (eval mode, default pass pipeline) as ONNX after
+training, ready for onnxruntime or ``graphforge serve``; ``--epochs`` overrides ``epochs``; ``--checkpoint-dir D`` writes a checkpoint after every epoch;
 ``--resume`` continues from the newest checkpoint in D (bitwise the same losses as an uninterrupted run).
 
 Several processes (hosts) train together when each is started with ``--num-processes N --process-id I
@@ -40,6 +41,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-dir", default=None, help="write a checkpoint here after every epoch")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --checkpoint-dir")
     p.add_argument("--plot", default=None, help="write the history plot (PNG) here")
+    p.add_argument("--export", default=None, metavar="OUT.onnx",
+                   help="write the trained model as ONNX here (eval mode, default passes)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--mesh", default=None, metavar="AXIS=N,...",
                    help="device mesh, e.g. data=4,model=2 (default: the file's `mesh`, else data-parallel over "
@@ -128,6 +131,9 @@ def run(args) -> int:
         if not lead:
             args.quiet = True
             args.plot = None
+        if getattr(args, "export", None) and lead:
+            from graphforge.cli.compile import check_output_path
+            check_output_path(args.export)  # a bad path fails now, not after the training
         ns = load_train_file(args.file)
         model = ns["model"] if "model" in ns else _call_user("make_model()", ns["make_model"], args.file)
         opt = ns["optimizer"]
@@ -160,6 +166,9 @@ def run(args) -> int:
         if args.plot:
             gf.plot_history(history, args.plot)
             print(f"wrote {args.plot}")
+        if getattr(args, "export", None) and lead:
+            gf.save_onnx(gf.optimize(trainer.export_graph()), args.export)  # temp file + rename inside
+            print(f"wrote {args.export}")
     except gf.GraphforgeError as exc:
         print(f"graphforge train: {exc}", file=sys.stderr)
         return 2

@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import BackendError, InputError
 
 __all__ = ["Distributed", "DEFAULT_PARAM_RULES", "resolve", "make_mesh", "initialize", "collective_bytes",
-           "compiled_step", "RowView"]
+           "RowView"]
 
 #: Sharding applied when the mesh has a ``model`` axis and ``param_sharding`` is not given:
 #: Megatron-style feed-forward split (``fc1`` over its out-features, ``fc2`` over its in-features),
@@ -349,22 +349,6 @@ def collective_bytes(hlo_text: str) -> dict[str, int]:
         out[m.group("op")] = out.get(m.group("op"), 0) + size
     out["total"] = sum(out.values())
     return out
-
-
-def compiled_step(trainer, x, y):
-    """The XLA-compiled train step ``trainer.train_step(x, y)`` would run (no step is taken):
-    ``.as_text()`` is its HLO, ``collective_bytes(...)`` its communication per step."""
-    from graphforge.runtimes.jax import x64
-
-    from .trainer import _as_batch
-
-    arrays = trainer._inputs(_as_batch(x), _as_batch(y), trainer.step)
-    with x64():
-        fn, bound = trainer._train_fn(_stand_ins(arrays))
-        dist = trainer._dist
-        args = (dist.place_inputs(arrays, [b.dtype for b in bound]) if dist is not None
-                else tuple(np.asarray(a, dtype=b.dtype) for a, b in zip(arrays, bound)))
-        return fn.lower(trainer._params, trainer._buffers, trainer._opt_state, args).compile()
 
 
 def _stand_ins(arrays: Sequence) -> list:

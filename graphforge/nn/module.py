@@ -82,6 +82,23 @@ class Module:
             total += n
         return total
 
+    # ---- weights -------------------------------------------------------------------------
+    def state_dict(self, seed: int = 0) -> dict:
+        """Every parameter and buffer as a NumPy array by PyTorch-style name (``layer1.weight``).
+        Values a module has not been given (by ``load_state_dict`` or ``Parameter(array)``) are
+        the ones ``gf.trace(self, ..., seed=seed)`` initialises."""
+        from .state import state_dict
+        return state_dict(self, seed)
+
+    def load_state_dict(self, state, strict: bool = True):
+        """Set the weights: ``state`` is a dict name -> array (NumPy, or PyTorch tensors), or the
+        path of a .safetensors/.npz file (PyTorch's names are understood for the layers graphforge
+        mirrors; see ``graphforge.nn.state``). Later traces use these values. ``strict``: missing or
+        unexpected names raise ``gf.StateDictError`` (else they are returned, like PyTorch's
+        ``IncompatibleKeys``); shape/dtype mismatches always raise, and leave the module unchanged."""
+        from .state import load_state_dict
+        return load_state_dict(self, state, strict)
+
     # ---- modes ---------------------------------------------------------------------------
     def train(self, mode: bool = True) -> "Module":
         for m in self.modules():
@@ -152,7 +169,41 @@ class Lambda(Module):
         return getattr(self.fn, "__name__", repr(self.fn))
 
 
-class Sequential(Module):
+class _ModuleSeq(Module):
+    """The list behaviour Sequential and ModuleList share: children registered as ``0``, ``1``, ...
+    (PyTorch's naming), ``len``, indexing (negative indices and slices too) and iteration."""
+
+    def __init__(self, modules=()):
+        super().__init__()
+        for m in modules:
+            self._append(m)
+
+    def _append(self, module: Module) -> None:
+        if not isinstance(module, Module):
+            raise TraceError(f"{type(self).__name__} holds nn.Module instances, got {type(module).__name__}",
+                             hint="wrap a plain function with nn.Lambda(fn) (Sequential.add_fn does it for you)")
+        setattr(self, str(len(self._modules)), module)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __getitem__(self, index):
+        items = list(self._modules.values())
+        if isinstance(index, slice):
+            return type(self)(items[index]) if type(self) is ModuleList else Sequential(*items[index])
+        try:
+            return items[index]
+        except IndexError:
+            raise IndexError(f"{type(self).__name__} index {index} out of range (it holds {len(items)})") from None
+        except TypeError:
+            raise TypeError(f"{type(self).__name__} indices are integers or slices, got "
+                            f"{type(index).__name__}") from None
+
+    def __iter__(self):
+        return iter(list(self._modules.values()))
+
+
+class Sequential(_ModuleSeq):
     """Modules applied in order; children are named ``0``, ``1``, ... (PyTorch's naming)."""
 
     def __init__(self, *layers):
@@ -166,22 +217,13 @@ class Sequential(Module):
             if callable(module):
                 return self.add_fn(module)
             raise TraceError(f"Sequential.add expects a Module, got {type(module).__name__}")
-        setattr(self, str(len(self._modules)), module)
+        self._append(module)
         return self
 
     def add_fn(self, fn: Callable) -> "Sequential":
         """Append a plain function such as ``gf.relu``; returns self."""
-        setattr(self, str(len(self._modules)), Lambda(fn))
+        self._append(Lambda(fn))
         return self
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __getitem__(self, index: int) -> Module:
-        return list(self._modules.values())[index]
-
-    def __iter__(self):
-        return iter(self._modules.values())
 
     def forward(self, x):
         for layer in self._modules.values():
@@ -189,26 +231,17 @@ class Sequential(Module):
         return x
 
 
-class ModuleList(Module):
+class ModuleList(_ModuleSeq):
     """A list of modules registered as ``0``, ``1``, ...; iterate and index it in ``forward``."""
 
-    def __init__(self, modules=()):
-        super().__init__()
-        for m in modules:
-            self.append(m)
-
     def append(self, module: Module) -> "ModuleList":
-        setattr(self, str(len(self._modules)), module)
+        self._append(module)
         return self
 
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __getitem__(self, index: int) -> Module:
-        return list(self._modules.values())[index]
-
-    def __iter__(self):
-        return iter(self._modules.values())
+    def extend(self, modules) -> "ModuleList":
+        for m in modules:
+            self._append(m)
+        return self
 
     def forward(self, *args, **kwargs):
         raise TraceError("ModuleList has no forward(); iterate over it inside your module's forward()")

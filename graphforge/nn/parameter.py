@@ -1,4 +1,7 @@
-"""Parameter: a declared weight (shape, dtype, initialiser) that acts as a Tensor inside a trace."""
+"""Parameter: a declared weight (shape, dtype, initialiser) that acts as a Tensor inside a trace.
+
+Default initialisers: ``nn.Parameter`` draws from ``nn.init.normal(std=0.02)``, ``nn.Buffer`` starts
+at ``nn.init.zeros()``; the draw is deterministic per (trace seed, parameter name)."""
 from __future__ import annotations
 
 import zlib
@@ -6,7 +9,7 @@ import zlib
 import numpy as np
 
 from .. import dtypes as _dt
-from ..errors import ShapeError
+from ..errors import ConfigError, GraphforgeError, ShapeError
 from ..ir.dims import check_dim
 from ..trace.builder import current_builder
 from ..trace.tensor import Tensor
@@ -22,7 +25,11 @@ def param_rng(seed: int, name: str) -> np.random.Generator:
 
 class Parameter(Tensor):
     """A trainable tensor owned by a Module. ``Parameter(shape, init=...)`` declares one;
-    ``Parameter(array)`` fixes its value. Inside ``gf.trace`` it behaves like any Tensor."""
+    ``Parameter(array)`` fixes its value. Inside ``gf.trace`` it behaves like any Tensor.
+
+    ``init``: an initialiser from ``nn.init`` (``nn.init.kaiming_uniform()``; see that module for the
+    convention) or a function ``(shape, rng, dtype) -> array``; default ``nn.init.normal(std=0.02)``.
+    ``load_state_dict`` (or ``Parameter(array)``) fixes ``data``, which then wins over ``init``."""
 
     __slots__ = ("_shape", "_dtype", "init", "data", "trainable")
 
@@ -37,7 +44,7 @@ class Parameter(Tensor):
             if not all(isinstance(d, int) for d in self._shape):
                 raise ShapeError(f"parameter shapes must be static, got {self._shape}")
             self._dtype = _dt.canonical_dtype(dtype)
-        self.init = init or _init.normal(0.02)
+        self.init = _init.resolve(init, "nn.Parameter") if init is not None else _init.normal(0.02)
         self.trainable = trainable
 
     @property
@@ -65,7 +72,14 @@ class Parameter(Tensor):
         want = _dt.to_numpy_dtype(self._dtype)
         if self.data is not None:
             return np.asarray(self.data, dtype=want)
-        value = np.asarray(self.init(self._shape, param_rng(seed, name), self._dtype))
+        try:
+            value = np.asarray(self.init(self._shape, param_rng(seed, name), self._dtype))
+        except GraphforgeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a user's initialiser failed: say which parameter
+            raise ConfigError(f"the initialiser {self.init!r} of parameter {name!r} {self._shape} failed: "
+                              f"{type(exc).__name__}: {exc}",
+                              hint="an initialiser is called as init(shape, rng, dtype) and returns an array") from None
         if value.shape != self._shape:
             raise ShapeError(f"the initialiser of parameter {name!r} returned shape {value.shape}, "
                              f"expected {self._shape}")
@@ -78,4 +92,4 @@ class Parameter(Tensor):
 
 def Buffer(shape_or_value, dtype="float32", init=None) -> Parameter:
     """A non-trainable state tensor (e.g. BatchNorm running statistics)."""
-    return Parameter(shape_or_value, dtype, init or _init.zeros, trainable=False)
+    return Parameter(shape_or_value, dtype, init if init is not None else _init.zeros(), trainable=False)

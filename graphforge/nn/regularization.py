@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .. import ops
-from ..errors import ShapeError
+from ..errors import ConfigError
 from ..trace.builder import current_builder
 from ..trace.tensor import Tensor
 from .module import Module
@@ -16,8 +16,13 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5):
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ShapeError(f"Dropout probability must be in [0, 1], got {p}")
+        try:
+            ok = 0.0 <= float(p) <= 1.0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ConfigError(f"nn.Dropout: p is the probability of zeroing an element and must be in [0, 1], got {p!r}",
+                              hint="e.g. nn.Dropout(0.1); p=0 disables dropout")
         self.p = float(p)
 
     def forward(self, x):

@@ -57,14 +57,36 @@ def _collect_outputs(result: Any) -> tuple[list[Tensor], list[str]]:
                      "of Tensors, or a dict name -> Tensor")
 
 
+def _trace_graph(graph: Graph, specs, name: str | None) -> Graph:
+    """A Graph (e.g. from ``gf.from_onnx``) is already traced: a copy, its inputs checked against
+    ``specs`` when given (same dtype and rank; a static dim must agree unless either side is symbolic)."""
+    if specs and len(specs) != len(graph.inputs):
+        raise TraceError(f"graph {graph.name!r} has {len(graph.inputs)} input(s), got {len(specs)} spec(s)",
+                         hint="pass one gf.TensorSpec per graph input, or none to keep the graph's own")
+    for v, spec in zip(graph.inputs, specs):
+        t, _ = _as_type(spec)
+        ok = t.dtype == v.type.dtype and len(t.shape) == len(v.type.shape) and all(
+            a == b or isinstance(a, str) or isinstance(b, str) for a, b in zip(t.shape, v.type.shape))
+        if not ok:
+            raise TraceError(f"graph {graph.name!r} input {v.name!r} is {v.type}, the spec says {t}",
+                             hint="a graph keeps its own input types; pass matching specs or none")
+    out = graph.copy()
+    if name:
+        out.name = name
+    return out
+
+
 def trace(model, *specs, seed: int = 0, name: str | None = None, training: bool | None = None) -> Graph:
-    """Trace ``model`` (an ``nn.Module`` or a function of Tensors) on symbolic inputs.
+    """Trace ``model`` (an ``nn.Module`` or a function of Tensors) on symbolic inputs. A ``gf.Graph``
+    is accepted too and returned as a copy (``specs`` optional, checked against its inputs).
 
     ``specs`` are ``gf.TensorSpec(shape, dtype, name=...)``; symbolic dims (``"batch"``) stay symbolic.
     Parameters are initialised deterministically from ``seed``. ``training`` overrides the module's
     mode for this trace (dropout and batch-norm behave accordingly)."""
     from ..nn.module import Module
 
+    if isinstance(model, Graph):
+        return _trace_graph(model, specs, name)
     if not specs:
         raise TraceError("gf.trace needs at least one input spec, e.g. gf.TensorSpec(('batch', 784), 'float32')")
     is_module = isinstance(model, Module)

@@ -74,12 +74,12 @@ def main(out_path: str, ckpt_dir: str) -> None:
     res["mlp_single_losses"], res["mlp_dp_losses"] = single.step_losses, dp.step_losses
     res["mlp_single_history"], res["mlp_dp_history"] = hs, hd
     res["mlp_predict_diff"] = float(np.max(np.abs(single.predict(x[:40]) - dp.predict(x[:40]))))
-    res["mlp_param_spec"] = _spec(dp._params["layer1.weight"])
+    res["mlp_param_spec"] = _spec(dp.device_params["layer1.weight"])
     res["mlp_batch_spec"] = _spec(dp.distributed.place_inputs([x[:16]], [np.float32])[0])
     gy = dp.distributed.global_batch(y[:16])  # what a per-process data loader would build
     res["global_batch"] = {"spec": _spec(gy), "dtype": str(gy.dtype), "equal": bool(np.array_equal(gy, y[:16])),
                            "passes_through": dp.distributed.place(gy, dp.distributed.batch_sharded, gy.dtype) is gy}
-    comp = dist.compiled_step(dp, x[:16], y[:16])
+    comp = dp.compiled_step(x[:16], y[:16])
     res["mlp_collectives"] = dist.collective_bytes(comp.as_text())
     res["mlp_param_count"] = int(sum(np.size(v) for v in dp.params.values()))
     # checkpoint of the data-parallel run, read back by a single-device trainer
@@ -100,13 +100,13 @@ def main(out_path: str, ckpt_dir: str) -> None:
     sh = runs["sharded"]
     res["enc_sharded_params"] = {k: [None if e is None else str(e) for e in v]
                                  for k, v in sh.distributed.param_specs.items()}
-    res["enc_fc1_spec"] = _spec(sh._params["enc.layers.0.ffn.fc1.weight"])
-    res["enc_fc2_spec"] = _spec(sh._params["enc.layers.0.ffn.fc2.weight"])
-    res["enc_fc1_mu_spec"] = _spec(sh._opt_state[0].mu["enc.layers.0.ffn.fc1.weight"])
-    res["enc_fc1_local_shape"] = list(sh._params["enc.layers.0.ffn.fc1.weight"].addressable_shards[0].data.shape)
+    res["enc_fc1_spec"] = _spec(sh.device_params["enc.layers.0.ffn.fc1.weight"])
+    res["enc_fc2_spec"] = _spec(sh.device_params["enc.layers.0.ffn.fc2.weight"])
+    res["enc_fc1_mu_spec"] = _spec(sh.opt_state[0].mu["enc.layers.0.ffn.fc1.weight"])
+    res["enc_fc1_local_shape"] = list(sh.device_params["enc.layers.0.ffn.fc1.weight"].addressable_shards[0].data.shape)
     res["enc_sharded_vs_single_params"] = float(max(
         np.max(np.abs(runs["single"].params[k] - v)) for k, v in sh.params.items()))
-    res["enc_sharded_collectives"] = dist.collective_bytes(dist.compiled_step(sh, xe[:8], []).as_text())
+    res["enc_sharded_collectives"] = dist.collective_bytes(sh.compiled_step(xe[:8], []).as_text())
     with open(out_path, "w") as f:
         json.dump(res, f)
 

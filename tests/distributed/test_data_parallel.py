@@ -13,6 +13,8 @@ import sys
 import numpy as np
 import pytest
 
+from graphforge.train.trainer import TIMING_KEYS
+
 pytest.importorskip("optax")
 
 WORKER = os.path.join(os.path.dirname(__file__), "spmd_worker.py")
@@ -47,6 +49,8 @@ def test_mlp_data_parallel_losses_equal_single_device(results):
     np.testing.assert_allclose(dp, single, rtol=0, atol=1e-5)
     assert single[-1] < single[0]  # it trains
     for key, values in results["mlp_single_history"].items():
+        if key in TIMING_KEYS:
+            continue  # wall-clock throughput differs run to run
         np.testing.assert_allclose(results["mlp_dp_history"][key], values, rtol=0, atol=1e-5)
     assert results["mlp_predict_diff"] < 1e-5
 

@@ -14,6 +14,8 @@ import textwrap
 import numpy as np
 import pytest
 
+from graphforge.train.trainer import TIMING_KEYS
+
 pytest.importorskip("optax")
 
 TRAIN_FILE = textwrap.dedent('''
@@ -115,6 +117,8 @@ def test_two_processes_train_together_and_match_one_process(tmp_path):
     assert len(meta["step_losses"]) == 12
     np.testing.assert_allclose(meta["step_losses"], ref.step_losses, rtol=0, atol=1e-5)
     for key, values in history.items():
+        if key in TIMING_KEYS:
+            continue  # wall-clock throughput differs run to run
         np.testing.assert_allclose(meta["history"][key], values, rtol=0, atol=1e-5)
     from graphforge.params_io import load_arrays
     params, _ = load_arrays(os.path.join(d0, "ckpt-00000012", "params.safetensors"))

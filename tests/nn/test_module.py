@@ -73,29 +73,16 @@ def test_module_and_seq_styles_trace_the_same_graph(mlp_module, mlp_seq):
     assert a.op_counts() == b.op_counts() == {"linear": 2, "relu": 1}
 
 
-def test_same_seed_same_bytes_different_seed_different_values(mlp_module):
+def test_same_seed_same_bytes_different_seed_different_values(mlp_module, make_mlp):
     spec = gf.TensorSpec(("batch", 6), "float32")
     a = gf.trace(mlp_module, spec, seed=0)
-    b = gf.trace(_fresh_mlp(), spec, seed=0)
+    b = gf.trace(make_mlp(), spec, seed=0)
     c = gf.trace(mlp_module, spec, seed=1)
     assert list(a.params) == list(b.params) == list(c.params)
     for name in a.params:
         assert a.params[name].tobytes() == b.params[name].tobytes()
         assert a.params[name].dtype == np.float32
         assert a.params[name].tobytes() != c.params[name].tobytes()
-
-
-def _fresh_mlp():
-    class MLP(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.layer1 = nn.Linear(6, 8)
-            self.layer2 = nn.Linear(8, 3)
-
-        def forward(self, x):
-            return self.layer2(self.layer1(x).relu())
-
-    return MLP()
 
 
 def test_initialisation_follows_pytorch_bounds():
@@ -225,3 +212,21 @@ def test_custom_initialisers_are_cast_and_checked():
     g.verify()
     with pytest.raises(gf.ShapeError, match="returned shape \\(3,\\)"):
         gf.trace(M(lambda shape, rng, dtype: np.zeros(3)), gf.TensorSpec((2, 3)))
+
+
+def test_sequential_and_modulelist_share_one_list_behaviour():
+    layers = [nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1)]
+    for container in (nn.Sequential(*layers), nn.ModuleList(layers)):
+        assert len(container) == 3 and list(container) == layers
+        assert container[-1] is layers[2] and container[0] is layers[0]
+        head = container[:2]
+        assert type(head) is type(container) and list(head) == layers[:2]
+        assert [n for n, _ in container.named_parameters()] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+        with pytest.raises(IndexError, match="index 3 out of range \\(it holds 3\\)"):
+            container[3]
+        with pytest.raises(gf.TraceError, match="holds nn.Module instances, got int"):
+            container._append(3)
+    ml = nn.ModuleList().extend(layers[:1]).append(layers[1])
+    assert list(ml) == layers[:2]
+    g = gf.trace(nn.Sequential(*layers)[:2], gf.TensorSpec((4, 2)))
+    assert g.op_counts() == {"linear": 1, "relu": 1}

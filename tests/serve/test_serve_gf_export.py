@@ -8,12 +8,11 @@ import pytest
 from serve_helpers import ort_run, running
 
 import graphforge as gf
-from graphforge import nn
 
 
 
-def test_serves_graphforge_exported_mlp(tmp_path):
-    net = nn.seq().add(nn.Linear(784, 128)).add_fn(gf.relu).add(nn.Linear(128, 10))
+def test_serves_graphforge_exported_mlp(tmp_path, make_mlp):
+    net = make_mlp(784, 128, 10, style="seq")
     graph = gf.trace(net, gf.TensorSpec(("batch", 784), "float32"), seed=0)
     path = str(tmp_path / "gf_mlp.onnx")
     gf.save_onnx(graph, path)

@@ -65,3 +65,51 @@ def test_train_command_reports_a_bad_file(tmp_path, capsys):
     path.write_text("x = 1\n")
     assert cli_train.run(_args(cli_train, ["train", str(path), "--quiet"])) != 0
     assert "model" in capsys.readouterr().err
+
+
+def _onnx_predict(path, x):
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+
+def test_train_export_and_compile_weights_give_the_trained_model(tmp_path, capsys):
+    import numpy as np
+
+    from graphforge.cli import compile as cli_compile
+    from graphforge.cli import train as cli_train
+
+    path = tmp_path / "model.py"
+    path.write_text(TRAIN_FILE)
+    ckpt, exported = tmp_path / "ckpt", tmp_path / "trained.onnx"
+    assert cli_train.run(_args(cli_train, ["train", str(path), "--epochs", "2", "--checkpoint-dir", str(ckpt),
+                                           "--export", str(exported), "--quiet"])) == 0
+    assert f"wrote {exported}" in capsys.readouterr().out
+    compiled, untrained = tmp_path / "compiled.onnx", tmp_path / "untrained.onnx"
+    assert cli_compile.run(_args(cli_compile, ["compile", str(path), "-o", str(compiled), "--weights", str(ckpt)])) == 0
+    assert cli_compile.run(_args(cli_compile, ["compile", str(path), "-o", str(untrained)])) == 0
+    x = np.random.default_rng(1).standard_normal((5, 4)).astype(np.float32)
+    trained = _onnx_predict(exported, x)
+    np.testing.assert_allclose(_onnx_predict(compiled, x), trained, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(_onnx_predict(untrained, x), trained, atol=1e-3)
+
+
+def test_compile_weights_of_another_model_is_a_typed_error(tmp_path, capsys):
+    import numpy as np
+
+    import graphforge as gf
+    from graphforge.cli import compile as cli_compile
+
+    path = tmp_path / "model.py"
+    path.write_text(TRAIN_FILE)
+    wrong = tmp_path / "wrong.safetensors"
+    gf.save_params({"0.weight": np.zeros((8, 5), np.float32)}, str(wrong))
+    out = tmp_path / "m.onnx"
+    assert cli_compile.run(_args(cli_compile, ["compile", str(path), "-o", str(out), "--weights", str(wrong)])) == 2
+    err = capsys.readouterr().err
+    assert "0.weight: shape [8, 5] in the state dict, [8, 4] in the model" in err and "missing 3" in err
+    assert not out.exists()
+    assert cli_compile.run(_args(cli_compile, ["compile", str(path), "-o", str(out), "--weights",
+                                               str(tmp_path)])) == 2
+    assert "no checkpoint in it" in capsys.readouterr().err

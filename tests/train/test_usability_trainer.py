@@ -14,8 +14,8 @@ import graphforge as gf  # noqa: E402
 from graphforge import nn  # noqa: E402
 
 
-def _trainer(progress=False):
-    model = nn.seq().add(nn.Linear(4, 8)).add_fn(gf.relu).add(nn.Linear(8, 3))
+def _trainer(make_mlp, progress=False):
+    model = make_mlp(4, 8, 3, style="seq")
     return gf.Trainer(model, loss_fn=nn.functional.cross_entropy, optimizer=optax.sgd(0.1),
                       inputs=gf.TensorSpec(("batch", 4)), targets=gf.TensorSpec(("batch",), "int64"),
                       seed=0, progress=progress)
@@ -29,13 +29,13 @@ def data():
 
 
 @pytest.fixture(scope="module")
-def trainer():
-    return _trainer()
+def trainer(make_mlp):
+    return _trainer(make_mlp)
 
 
-def test_a_second_fit_trains_that_many_more_epochs(data):
+def test_a_second_fit_trains_that_many_more_epochs(data, make_mlp):
     x, y = data
-    t = _trainer()
+    t = _trainer(make_mlp)
     t.fit(x, y, epochs=2, batch_size=20)
     assert (t.epoch, t.step) == (2, 4)
     h = t.fit(x, y, epochs=1, batch_size=20)
@@ -55,9 +55,9 @@ def test_fit_with_mismatched_lengths_is_an_input_error(trainer, data):
         trainer.fit(x, y[:20], epochs=1)
 
 
-def test_fit_and_predict_accept_python_lists_for_one_input(data):
+def test_fit_and_predict_accept_python_lists_for_one_input(data, make_mlp):
     x, y = data
-    t = _trainer()
+    t = _trainer(make_mlp)
     t.fit(x.tolist(), y.tolist(), epochs=1, batch_size=20)
     assert t.step == 2
     assert t.predict(x[:3].tolist()).shape == (3, 3)
@@ -69,12 +69,12 @@ def test_predict_on_no_rows_gives_empty_outputs(trainer, data):
     assert out.shape == (0, 3) and out.dtype == np.float32
 
 
-def test_progress_bar_stays_out_of_a_log_file(monkeypatch, data):
+def test_progress_bar_stays_out_of_a_log_file(monkeypatch, data, make_mlp):
     x, y = data
     err, out = io.StringIO(), io.StringIO()   # StringIO.isatty() is False, like a redirected stream
     monkeypatch.setattr(sys, "stderr", err)
     monkeypatch.setattr(sys, "stdout", out)
-    _trainer(progress=True).fit(x, y, epochs=1, batch_size=10)
+    _trainer(make_mlp, progress=True).fit(x, y, epochs=1, batch_size=10)
     assert "\r" not in err.getvalue() and "it/s" not in err.getvalue()
     assert "epoch 1/1: loss=" in out.getvalue()  # the per-epoch line is still printed
 
