@@ -246,6 +246,12 @@ class ModelRepository:
                 changed.append(name)
             except (LoadError, ServeError) as exc:
                 log.warning("model %s: reload failed, still serving what was loaded: %s", name, exc)
+        for name in set(self._models) - set(on_disk):  # its directory is gone
+            try:
+                await self.unload(name)
+                changed.append(name)
+            except ModelNotFoundError:
+                pass  # unloaded meanwhile
         return changed
 
     def _retire(self, mv: ModelVersion) -> None:
