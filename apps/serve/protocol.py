@@ -36,11 +36,15 @@ def json_error_response(status: int, reason: str, message: str, *, close: bool =
 
 
 async def _over_capacity(scope, receive, send) -> None:
-    """The app of a connection over the cap: drain a small body, answer 503 and close."""
+    """The app of a connection over the cap: drain the body (5 s at most), answer 503 and close."""
     more = True
-    while more:
-        message = await receive()
-        more = message.get("more_body", False) and message["type"] == "http.request"
+    try:
+        async with asyncio.timeout(5.0):
+            while more:
+                message = await receive()
+                more = message.get("more_body", False) and message["type"] == "http.request"
+    except TimeoutError:
+        pass  # answer anyway; the close may then reset a client still sending
     body = json.dumps({"error": "too many open connections (--max-connections); retry later"}).encode()
     await send({"type": "http.response.start", "status": 503,
                 "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1"),

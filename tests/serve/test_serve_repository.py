@@ -194,3 +194,42 @@ def test_single_file_reloads_in_place(tmp_path):
         np.testing.assert_allclose(after, ort_run(path, {"x": x})[0], rtol=1e-5)
         assert not np.allclose(before, after)
         assert client.post("/v1/predict", json=x.tolist()).status_code == 200
+
+
+def test_cli_serves_a_repository_and_refuses_bad_flags(repo):
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "graphforge.serve", "--model-repository", str(repo),
+                             "--port", str(port), "--log-level", "warning"], stderr=subprocess.PIPE, text=True)
+    try:
+        banner = proc.stderr.readline()
+        assert "mlp/1" in banner and "mlp/2" in banner and "two/1" in banner, banner
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and proc.poll() is None, "server never came up"
+                time.sleep(0.05)
+        assert r.status_code == 200
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=HTTP_TIMEOUT) as client:
+            assert _infer(client, "mlp", np.ones((2, 6), np.float32)).json()["model_version"] == "2"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        proc.stderr.close()
+    for argv, needle in ((["--port", "0"], "either MODEL.onnx or --model-repository"),
+                         (["--model-repository", str(repo), "--host", "0.0.0.0"], "--allow-remote")):
+        done = subprocess.run([sys.executable, "-m", "graphforge.serve", *argv], capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 2 and needle in done.stderr and "Traceback" not in done.stderr
