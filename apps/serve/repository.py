@@ -124,6 +124,7 @@ class ModelRepository:
         self._on_retire = on_retire
         self._models: dict[str, dict[str, ModelVersion]] = {}
         self._failures: dict[str, str] = {}  # model -> why its last load failed
+        self._failed_state: dict[str, dict] = {}  # model -> the file state that failed to load
         self._lock: asyncio.Lock | None = None
         self._retiring: set[asyncio.Task] = set()
         self.started = False
@@ -208,12 +209,14 @@ class ModelRepository:
                 built = await asyncio.to_thread(self._build, name, files, current)
             except LoadError as exc:
                 self._failures[name] = str(exc)
+                self._failed_state[name] = {v: _stamp_or_none(p) for v, p in files.items()}
                 raise
             for mv in built.values():
                 if mv.batcher is None:
                     mv.batcher = self._make_batcher(mv.runner, mv.config, mv.name, mv.version)
                     await mv.batcher.start()
             self._failures.pop(name, None)
+            self._failed_state.pop(name, None)
             self._models[name] = built  # the swap: new requests see only the new table
             for version, old in current.items():
                 if built.get(version) is not old:
@@ -236,11 +239,11 @@ class ModelRepository:
         on_disk = self.scan()
         for name, files in on_disk.items():
             current = self._models.get(name)
-            if current is not None and {v: mv.stamp for v, mv in current.items()} == {
-                    v: _stamp_or_none(p) for v, p in files.items()}:
+            state = {v: _stamp_or_none(p) for v, p in files.items()}
+            if current is not None and {v: mv.stamp for v, mv in current.items()} == state:
                 continue
-            if current is None and name in self._failures:
-                continue  # failed before and unchanged since is not worth a retry every poll
+            if self._failed_state.get(name) == state:
+                continue  # failed to load as it is now: retry when the files change again
             try:
                 await self.load(name)
                 changed.append(name)
