@@ -19,8 +19,15 @@ more CPU per request than the server, and on a small machine it would measure it
 Everything is bounded (time, requests, an overall ``--timeout``) and stays on loopback; the
 servers are stopped (SIGTERM, then SIGKILL) at the end.
 
+A bounded **soak** follows (``--soak`` runs only it, ``--no-soak`` skips it): one batching server,
+``--soak-clients`` (32) keep-alive clients sending one-row requests over the Open Inference
+Protocol's binary tensors until ``--soak-requests`` (200 000) or ``--soak-seconds`` have passed;
+every answer is checked against onnxruntime run directly, and the server's resident memory and open
+file descriptors are sampled twice a second. It reports wrong answers, errors, throughput, and RSS
+and fd counts after warm-up vs at the end (flat = RSS grew < 32 MiB, fds by <= 2).
+
     python benchmarks/bench_serve.py [--models mlp,wide] [--duration 1.5] [--rounds 2] [--format npy|json]
-                                     [--json out.json]
+                                     [--soak | --no-soak] [--soak-requests N] [--soak-seconds S] [--json out.json]
 """
 from __future__ import annotations
 
@@ -46,7 +53,7 @@ if __package__ in (None, ""):
 from benchmarks.common import write_json  # noqa: E402
 
 __all__ = ["MODELS", "build_mlp", "ServerProcess", "Connection", "http_request", "run_load", "merge_runs",
-           "batch_stats", "main"]
+           "batch_stats", "v2_binary_request", "process_rss_fds", "run_soak", "main"]
 
 HOST = "127.0.0.1"
 MODELS = {"mlp": (784, 128, 10), "wide": (784, 2048, 2048, 10)}
@@ -100,6 +107,7 @@ class Connection:
         self.port = port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.last_head = b""  # the status line and headers of the last reply
 
     async def _open(self) -> None:
         self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
@@ -121,6 +129,7 @@ class Connection:
         if status is None or length is None:
             raise ConnectionError(f"unexpected reply head {head[:120]!r}")
         body = await self.reader.readexactly(int(length.group(1)))
+        self.last_head = head
         if b"connection: close" in head.lower():
             await self.close()
         return int(status.group(1)), body
@@ -212,6 +221,123 @@ def _bodies(d_in: int, fmt: str, seed: int, n: int = 64) -> list[bytes]:
             body = json.dumps({"inputs": {"x": r.tolist()}}).encode()
             out.append(http_request("POST", "/v1/predict", body, "application/json"))
     return out
+
+
+_HEADER_LENGTH = re.compile(rb"\r\ninference-header-content-length:\s*(\d+)", re.IGNORECASE)
+
+
+def v2_binary_request(model: str, x: np.ndarray) -> bytes:
+    """A pre-serialised ``POST /v2/models/<model>/infer`` with ``x`` as FP32 binary data, binary output."""
+    head = json.dumps({"inputs": [{"name": "x", "shape": list(x.shape), "datatype": "FP32",
+                                   "parameters": {"binary_data_size": x.nbytes}}],
+                       "parameters": {"binary_data_output": True}}).encode()
+    raw = http_request("POST", f"/v2/models/{model}/infer", head + np.ascontiguousarray(x, "<f4").tobytes(),
+                       "application/octet-stream")
+    # the header length goes with the headers: insert it before the blank line
+    split = raw.index(b"\r\n\r\n")
+    return raw[:split] + f"\r\nInference-Header-Content-Length: {len(head)}".encode() + raw[split:]
+
+
+def process_rss_fds(pid: int) -> tuple[float, int]:
+    """(resident MiB, open file descriptors) of process ``pid`` (Linux /proc); NaN/-1 where unknown."""
+    rss = float("nan")
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1]) / 1024.0
+                    break
+        fds = len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        fds = -1
+    return rss, fds
+
+
+async def run_soak(port: int, pid: int, model: str, d_in: int, expected_fn, *, clients: int = 32,
+                   max_requests: int = 200_000, max_seconds: float = 300.0, sample_every: float = 0.5) -> dict:
+    """Closed-loop clients until ``max_requests`` answers or ``max_seconds``; every answer checked.
+
+    ``expected_fn(rows) -> outputs`` gives the reference outputs (onnxruntime run directly)."""
+    rows = np.random.default_rng(7).standard_normal((64, 1, d_in)).astype(np.float32)
+    expected = [expected_fn(r) for r in rows]
+    bodies = [v2_binary_request(model, r) for r in rows]
+    done = wrong = errors = 0
+    samples: list[tuple[float, float, int]] = []
+    t0 = time.perf_counter()
+    stop_at = t0 + max_seconds
+
+    async def client(cid: int) -> None:
+        nonlocal done, wrong, errors
+        conn, k = Connection(port), cid
+        try:
+            while done + errors < max_requests and time.perf_counter() < stop_at:
+                i = k % len(bodies)
+                k += clients
+                try:
+                    status, body = await conn.request(bodies[i])
+                except (OSError, asyncio.IncompleteReadError):
+                    errors += 1
+                    await conn.close()
+                    continue
+                if status != 200:
+                    errors += 1
+                    continue
+                done += 1
+                n = _HEADER_LENGTH.search(conn.last_head)
+                head = json.loads(body[:int(n.group(1))] if n else body)
+                size = head["outputs"][0]["parameters"]["binary_data_size"]
+                got = np.frombuffer(body[len(body) - size:], "<f4").reshape(head["outputs"][0]["shape"])
+                if not np.allclose(got, expected[i], rtol=1e-4, atol=1e-5):
+                    wrong += 1
+        finally:
+            await conn.close()
+
+    async def sampler() -> None:
+        while True:
+            rss, fds = process_rss_fds(pid)
+            samples.append((time.perf_counter() - t0, rss, fds))
+            await asyncio.sleep(sample_every)
+
+    sampling = asyncio.create_task(sampler())
+    try:
+        await asyncio.gather(*(client(c) for c in range(clients)))
+    finally:
+        sampling.cancel()
+    elapsed = time.perf_counter() - t0
+    rss_end, fds_end = process_rss_fds(pid)
+    samples.append((elapsed, rss_end, fds_end))
+    warm = samples[max(1, len(samples) // 10)] if len(samples) > 2 else samples[0]  # after 10 % of the run
+    rss_growth = rss_end - warm[1]
+    fd_growth = fds_end - warm[2]
+    return {"clients": clients, "requests": done, "errors": errors, "wrong": wrong, "seconds": elapsed,
+            "throughput_rps": done / elapsed if elapsed else 0.0,
+            "rss_mib_warm": warm[1], "rss_mib_end": rss_end, "rss_mib_max": max(s[1] for s in samples),
+            "fds_warm": warm[2], "fds_end": fds_end, "fds_max": max(s[2] for s in samples),
+            "rss_flat": bool(rss_growth < 32.0), "fds_flat": bool(fd_growth <= 2),
+            "samples": samples}
+
+
+def _soak(args, tmp: str) -> dict:
+    import onnxruntime as ort
+
+    dims = MODELS["mlp"]
+    path = build_mlp(os.path.join(tmp, "soak.onnx"), dims)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    server = ServerProcess(path, "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms),
+                           "--max-connections", str(max(1024, 4 * args.soak_clients)), *args.server_flag)
+    try:
+        result = asyncio.run(run_soak(server.port, server.proc.pid, "soak", dims[0],
+                                      lambda x: session.run(None, {"x": x})[0], clients=args.soak_clients,
+                                      max_requests=args.soak_requests, max_seconds=args.soak_seconds))
+    finally:
+        server.stop()
+    print(f"# soak: {result['requests']} requests at {result['clients']} clients in {result['seconds']:.1f} s "
+          f"({result['throughput_rps']:.0f} req/s, OIP binary tensors), {result['wrong']} wrong answers, "
+          f"{result['errors']} errors; server RSS {result['rss_mib_warm']:.1f} MiB after warm-up -> "
+          f"{result['rss_mib_end']:.1f} MiB at the end (max {result['rss_mib_max']:.1f}), open fds "
+          f"{result['fds_warm']} -> {result['fds_end']} (max {result['fds_max']}): "
+          f"{'flat' if result['rss_flat'] and result['fds_flat'] else 'NOT flat'}", flush=True)
+    return result
 
 
 def process_cpu_seconds(pid: int | None) -> float:
@@ -332,8 +458,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-wait-ms", type=float, default=2.0, help="batching window when batching is on")
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--server-flag", action="append", default=[], metavar="FLAG",
-                        help="extra flag for both servers, e.g. --server-flag=--intra-op-threads=1 (repeatable)")
+                        help="extra flag for both servers, e.g. --server-flag=--workers=2 (repeatable)")
     parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds in all")
+    soak = parser.add_mutually_exclusive_group()
+    soak.add_argument("--soak", action="store_true", help="run only the soak")
+    soak.add_argument("--no-soak", action="store_true", help="skip the soak")
+    parser.add_argument("--soak-requests", type=int, default=200_000, help="soak: stop after this many answers")
+    parser.add_argument("--soak-seconds", type=float, default=300.0, help="soak: stop after this many seconds")
+    parser.add_argument("--soak-clients", type=int, default=32, help="soak: concurrent keep-alive clients")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -345,6 +477,12 @@ def main(argv: list[str] | None = None) -> int:
                 "off": ["--max-batch", "1"]}
     deadline = time.monotonic() + args.timeout
     results = []
+    if args.soak:
+        with tempfile.TemporaryDirectory() as tmp:
+            soak_result = _soak(args, tmp)
+        if args.json:
+            write_json(args.json, {"load": [], "soak": soak_result})
+        return 0 if soak_result["wrong"] == 0 and soak_result["errors"] == 0 else 1
     print(f"# graphforge serve load test: one row per request, {args.format} bodies, closed-loop keep-alive "
           f"clients, {args.rounds} x {args.duration:g} s per cell; batching on = --max-batch {args.max_batch} "
           f"--max-wait-ms {args.max_wait_ms:g}, off = --max-batch 1")
@@ -391,9 +529,13 @@ def main(argv: list[str] | None = None) -> int:
                     server.stop()
     print("# latencies in ms; cpu/req = the server process's CPU ms per request (all threads); "
           "speedup = throughput with batching / without")
+    soak_result = None
+    if not args.no_soak:
+        with tempfile.TemporaryDirectory() as tmp:
+            soak_result = _soak(args, tmp)
     if args.json:
-        write_json(args.json, results)
-    return 0
+        write_json(args.json, {"load": results, "soak": soak_result})
+    return 0 if soak_result is None or (soak_result["wrong"] == 0 and soak_result["errors"] == 0) else 1
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""``graphforge serve MODEL.onnx``: serve an ONNX model over HTTP (see :mod:`graphforge.serve`).
+"""``graphforge serve MODEL.onnx`` or ``--model-repository DIR``: serve ONNX models over HTTP (see :mod:`graphforge.serve`).
 
 The parser is built without importing Starlette, uvicorn or onnxruntime; they are loaded when
 the command runs.
@@ -15,10 +15,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     from graphforge.serve.config import add_arguments
 
     parser = subparsers.add_parser(
-        "serve", help="serve an ONNX model over HTTP with dynamic batching and /metrics",
-        description="Serve MODEL.onnx with onnxruntime: POST /v1/predict (JSON, .npy or .npz), "
-                    "GET /v1/model, GET /healthz, GET /metrics (Prometheus). Binds 127.0.0.1 unless "
-                    "--host says otherwise; SIGINT/SIGTERM shut down gracefully.")
+        "serve", help="serve ONNX models over HTTP (Open Inference Protocol) with dynamic batching",
+        description="Serve MODEL.onnx, or every model of --model-repository DIR, with onnxruntime: the Open "
+                    "Inference Protocol (KServe v2 / Triton HTTP: /v2/health/*, /v2/models/<m>[/versions/<v>]"
+                    "[/ready|/infer], /v2/repository/...), POST /v1/predict (JSON, .npy or .npz), GET /v1/model, "
+                    "GET /healthz, GET /metrics (Prometheus). Binds 127.0.0.1 unless --host and "
+                    "--allow-remote say otherwise; SIGINT/SIGTERM shut down gracefully.")
     add_arguments(parser)
     parser.set_defaults(command="serve")
     return parser

@@ -56,7 +56,8 @@ class DynamicBatcher:
     """Bounded queue + inference workers around ``runner.run(feeds) -> list[np.ndarray]``."""
 
     def __init__(self, runner, *, max_batch: int = 64, max_wait_ms: float = 2.0, workers: int = 1,
-                 queue_size: int = 256, batchable: bool = True, metrics=None):
+                 queue_size: int = 256, batchable: bool = True, metrics=None,
+                 labels: tuple[str, str] | None = None):
         self.runner = runner
         self.max_batch = int(max_batch)
         self.max_wait = float(max_wait_ms) / 1000.0
@@ -64,6 +65,7 @@ class DynamicBatcher:
         self.queue_size = int(queue_size)
         self.batching = bool(batchable) and self.max_batch > 1 and self.max_wait > 0
         self.metrics = metrics
+        self.labels = labels  # (model, version) for the per-model metrics
         self._pending: deque[Job] = deque()
         self._waiters: list[asyncio.Future] = []
         self._tasks: list[asyncio.Task] = []
@@ -174,8 +176,9 @@ class DynamicBatcher:
                              "received, --queue-size); retry later")
 
     def _set_depth(self) -> None:
-        if self.metrics is not None:
-            self.metrics.queue_depth.set(len(self._pending))
+        # The queue-depth gauge sums every batcher of the server when it is scraped (the app sets
+        # its function); this hook stays for subclasses that want to react to depth changes.
+        return None
 
     def _notify(self) -> None:
         waiters, self._waiters = self._waiters, []
@@ -253,6 +256,10 @@ class DynamicBatcher:
             batch = [job]
             if self.batching and job.rows is not None and job.rows < self.max_batch:
                 await self._gather(batch)
+            if self.metrics is not None:
+                now = time.monotonic()
+                for j in batch:
+                    self.metrics.observe_queue(self.labels, now - j.enqueued)
             self.running_batches += 1
             self._running_jobs += len(batch)
             try:
@@ -282,7 +289,7 @@ class DynamicBatcher:
             return self.runner.run(feeds)
         finally:
             if self.metrics is not None:
-                self.metrics.observe_batch(rows, requests, time.perf_counter() - start)
+                self.metrics.observe_batch(rows, requests, time.perf_counter() - start, self.labels)
 
     def _run_alone(self, job: Job) -> list[np.ndarray] | Exception:
         try:

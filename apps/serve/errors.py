@@ -17,6 +17,8 @@ __all__ = [
     "ShuttingDownError",
     "InferenceError",
     "ServeConfigError",
+    "ModelNotFoundError",
+    "UnauthorizedError",
 ]
 
 
@@ -48,6 +50,18 @@ class RequestTimeoutError(ServeError, InputError):
     """The client took longer than ``--body-timeout`` to send its body: 408."""
 
     status = 408
+
+
+class ModelNotFoundError(ServeError, InputError):
+    """A model (or a version of it) that the server does not serve, or no longer does: 404."""
+
+    status = 404
+
+
+class UnauthorizedError(ServeError, InputError):
+    """A request without the bearer token the server was started with (``--auth-token``): 401."""
+
+    status = 401
 
 
 class QueueFullError(ServeError):

@@ -48,7 +48,7 @@ def default_providers() -> list[str]:
 
     The ONNX back end's choice, so ``gf.run(..., backend="onnxruntime")`` and the server agree.
     """
-    from graphforge.runtimes.onnx.session import default_providers as _runtime_default
+    from graphforge.runtimes.onnx import default_providers as _runtime_default
 
     return list(_runtime_default())
 
@@ -100,10 +100,8 @@ def _batch_symbol(infos: list[TensorInfo]) -> tuple[bool, str | None]:
 class ModelRunner:
     """One ONNX model ready to serve. ``run`` is thread-safe (onnxruntime sessions are)."""
 
-    def __init__(self, path: str | os.PathLike, *, providers: list[str] | None = None,
-                 intra_op_threads: int = 0):
+    def __init__(self, path: str | os.PathLike, *, providers: list[str] | None = None):
         import onnx
-        import onnxruntime as ort
 
         self.path = os.fspath(path)
         try:
@@ -117,24 +115,22 @@ class ModelRunner:
         except Exception as exc:
             raise LoadError(f"{self.path} is not a valid ONNX model: {exc}") from exc
         del data
-        options = ort.SessionOptions()
-        if intra_op_threads:
-            options.intra_op_num_threads = int(intra_op_threads)
-        # Idle intra-op threads would otherwise spin, taking CPU from the event loop that feeds them.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.providers_requested = list(providers or default_providers())
+        from graphforge.errors import BackendError
+        from graphforge.runtimes.onnx import OrtSession
+
+        # The one onnxruntime session class of the ONNX back end, so `gf.run` and the server open
+        # models alike (providers, optimisation level, bfloat16 handling).
         try:
-            self.session = ort.InferenceSession(self.path, options, providers=self.providers_requested)
-        except Exception as exc:
+            self.session = OrtSession(self.path, self.providers_requested)
+        except BackendError as exc:
             raise LoadError(f"onnxruntime cannot load {self.path}: {exc}") from exc
-        self.providers = list(self.session.get_providers())
+        self.providers = list(self.session.providers)
 
         graph_inputs = {vi.name: vi for vi in proto.graph.input}
-        self.inputs = [_value_info(graph_inputs[a.name], "input", self.path)
-                       for a in self.session.get_inputs()]
+        self.inputs = [_value_info(graph_inputs[n], "input", self.path) for n in self.session.input_names]
         graph_outputs = {vi.name: vi for vi in proto.graph.output}
-        self.outputs = [_value_info(graph_outputs[a.name], "output", self.path)
-                        for a in self.session.get_outputs()]
+        self.outputs = [_value_info(graph_outputs[n], "output", self.path) for n in self.session.output_names]
         self.input_names = [i.name for i in self.inputs]
         self.output_names = [o.name for o in self.outputs]
         self._by_name = {i.name: i for i in self.inputs}
@@ -209,11 +205,13 @@ class ModelRunner:
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """One onnxruntime call; errors become :class:`InferenceError` (400 for InvalidArgument)."""
         try:
-            return self.session.run(self.output_names, dict(feeds))
+            return self.session.run(dict(feeds))
         except Exception as exc:
-            kind = type(exc).__name__
+            # OrtSession wraps onnxruntime's own exception; its type says whose fault it was.
+            cause = exc.__cause__ if exc.__cause__ is not None else exc
+            kind = type(cause).__name__
             status = 400 if kind == "InvalidArgument" else 500
-            raise InferenceError(f"inference failed ({kind}): {exc}", status=status) from exc
+            raise InferenceError(f"inference failed ({kind}): {cause}", status=status) from exc
 
     # -- description --------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:

@@ -66,9 +66,16 @@ def _uvicorn_server(app, config: ServeConfig, host: str, port: int):
                         self.signalled = list(captured)
                         captured.clear()
 
+    from .protocol import hardened_protocol
+
+    protocol = hardened_protocol(header_timeout=config.header_timeout, max_connections=config.max_connections,
+                                 linger=min(config.body_timeout, 5.0))
     uv_config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_level=config.log_level,
-                               access_log=config.access_log,
+                               access_log=config.access_log, http=protocol,
                                timeout_graceful_shutdown=config.graceful_timeout,
+                               timeout_keep_alive=config.keep_alive_timeout,
+                               h11_max_incomplete_event_size=config.max_header_bytes,
+                               backlog=max(128, min(config.max_connections, 4096)),
                                server_header=False)
     return _Server(uv_config)
 
@@ -80,10 +87,11 @@ class InferenceServer:
             httpx.post(srv.url + "/v1/predict", json={"inputs": {"x": [[...]]}})
     """
 
-    def __init__(self, model, config: ServeConfig | None = None):
+    def __init__(self, model=None, config: ServeConfig | None = None):
         from .app import create_app
 
         self.config = (config or ServeConfig(port=0, log_level="warning")).validate()
+        _warn_if_remote(self.config)
         self.app = create_app(model, self.config)
         self.service = self.app.state.service
         self._sock: socket.socket | None = None
@@ -145,19 +153,30 @@ class InferenceServer:
         self.stop()
 
 
-def serve(model: str | os.PathLike, config: ServeConfig | None = None) -> None:
-    """Serve ``model`` in the foreground until SIGINT/SIGTERM (then shut down gracefully)."""
+def _warn_if_remote(config: ServeConfig) -> None:
+    from .config import is_loopback
+
+    if is_loopback(config.host) is False:
+        auth = "bearer-token auth on" if config.auth_token else "NO authentication (see --auth-token)"
+        print(f"graphforge serve: WARNING: --host {config.host} with --allow-remote: other machines can reach "
+              f"this server; plain HTTP, {auth}", file=sys.stderr, flush=True)
+
+
+def serve(model: str | os.PathLike | None = None, config: ServeConfig | None = None) -> None:
+    """Serve ``model`` (or ``config.model_repository``) in the foreground until SIGINT/SIGTERM."""
     from .app import create_app
 
     config = (config or ServeConfig()).validate()
+    _warn_if_remote(config)
     app = create_app(model, config)
     sock = bind_socket(config.host, config.port)
     port = sock.getsockname()[1]
     host = f"[{config.host}]" if ":" in config.host else config.host
-    runner = app.state.service.runner
-    print(f"graphforge serve: {os.path.basename(runner.path)} (sha256 {runner.sha256[:12]}) on "
-          f"http://{host}:{port}  [{', '.join(runner.providers)}; batching "
-          f"{'on' if app.state.service.batcher.batching else 'off'}]", file=sys.stderr, flush=True)
+    repository = app.state.service.repository
+    served = ", ".join(f"{mv.name}/{mv.version} (sha256 {mv.runner.sha256[:12]}, batching "
+                       f"{'on' if mv.batcher.batching else 'off'})" for mv in repository.loaded())
+    providers = ", ".join(repository.loaded()[0].runner.providers)
+    print(f"graphforge serve: {served} on http://{host}:{port}  [{providers}]", file=sys.stderr, flush=True)
     try:
         _uvicorn_server(app, config, config.host, port).run(sockets=[sock])
     finally:

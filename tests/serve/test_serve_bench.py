@@ -39,3 +39,23 @@ def test_bench_model_and_client(tmp_path):
     merged = bench_serve.merge_runs([r, r])
     assert merged["requests"] == 2 * r["requests"]
     assert abs(merged["throughput_rps"] - r["throughput_rps"]) < 1e-6 * r["throughput_rps"]
+
+
+def test_soak_checks_every_answer_and_samples_the_server(tmp_path):
+    import os
+
+    import onnxruntime as ort
+
+    path = bench_serve.build_mlp(str(tmp_path / "soak.onnx"), (784, 16, 10))
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    with running(path, max_wait_ms=2) as (server, _):
+        r = asyncio.run(bench_serve.run_soak(server.port, os.getpid(), "soak", 784,
+                                             lambda x: session.run(None, {"x": x})[0], clients=4,
+                                             max_requests=150, max_seconds=30, sample_every=0.05))
+        assert r["requests"] >= 150 and r["errors"] == 0 and r["wrong"] == 0
+        assert r["rss_mib_end"] > 0 and r["fds_end"] > 0 and len(r["samples"]) >= 2
+        # a wrong reference is caught: every answer is compared
+        bad = asyncio.run(bench_serve.run_soak(server.port, os.getpid(), "soak", 784,
+                                               lambda x: session.run(None, {"x": x})[0] + 1.0, clients=2,
+                                               max_requests=20, max_seconds=30))
+        assert bad["wrong"] == bad["requests"] >= 20
