@@ -28,9 +28,9 @@ def test_train_step_and_flops_run_tiny(tmp_path):
     from benchmarks import bench_flops, bench_train_step
 
     train = tmp_path / "train.json"
-    assert bench_train_step.main(["--tiny", "--no-torch", "--case", "mlp128,lenet", "--json", str(train)]) == 0
+    assert bench_train_step.main(["--tiny", "--no-torch", "--case", "mlp128,lenet,resnet8", "--json", str(train)]) == 0
     rows = _load(train)["train_step"]
-    assert [r["case"] for r in rows] == ["mlp128", "lenet"]
+    assert [r["case"] for r in rows] == ["mlp128", "lenet", "resnet8"]
     for r in rows:
         assert set(r["results"]) == {"graphforge", "jax"}
         # same weights, same batch: the first step's loss must agree, or the sides time different models
