@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: install test test-slow demo bench fuzz conformance clean
+.PHONY: install test test-slow demo bench gpu-check fuzz conformance clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
+
+# gpu-check: one short prepared GPU run (train steps fp32/bf16 vs torch CUDA, ORT CUDA vs torch.onnx,
+# peak memory) writing benchmarks/gpu_results/gpu_check.{json,md}; needs a CUDA jaxlib and a CUDA torch
+# in the venv. On a machine without a GPU it says so and exits 0. Capped at 5 minutes.
+gpu-check: $(BENCH_STAMP)
+	timeout 300 $(PY) benchmarks/gpu_check.py $(GPU_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

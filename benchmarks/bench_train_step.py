@@ -3,7 +3,8 @@ hand in JAX + optax vs PyTorch eager on the CPU (when torch is importable). Targ
 graphforge / hand-written JAX ≤ 1.05.
 
 Cases (``--case``): ``mlp128``, ``mlp1024`` (MLP 784-128-10, cross-entropy), ``lenet`` (LeNet-5-style
-CNN on 28×28, batch 128), ``transformer`` (2-layer encoder, d=128, 4 heads, FFN 512, seq 64, batch
+CNN on 28×28, batch 128), ``resnet8`` (ResNet-8 with training-mode BatchNorm on 16×16 digits, batch
+128; every side also updates the running statistics), ``transformer`` (2-layer encoder, d=128, 4 heads, FFN 512, seq 64, batch
 32, loss mean(out²)). Every side: float32, the same initial weights (graphforge's, loaded into the
 others), the same batch, adam(1e-3); the JAX sides are jitted with the params/optimizer state
 donated and synchronised per step with ``block_until_ready``; the batch is already on the device.
@@ -23,12 +24,14 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import add_common_args, interleaved_medians, write_results  # noqa: E402
-from benchmarks.models import MODELS, TINY, gf_params, jax_loss, torch_available, torch_loss  # noqa: E402
+from benchmarks.models import (MODELS, TINY, gf_buffers, gf_params, jax_loss, jax_loss_with_state,  # noqa: E402
+                               torch_available, torch_loss)
 
 __all__ = ["CASES", "make_steps", "measure", "main"]
 
 # case name -> (model, batch)
-CASES = {"mlp128": ("mlp", 128), "mlp1024": ("mlp", 1024), "lenet": ("lenet", 128), "transformer": ("transformer", 32)}
+CASES = {"mlp128": ("mlp", 128), "mlp1024": ("mlp", 1024), "lenet": ("lenet", 128), "resnet8": ("resnet8", 128),
+         "transformer": ("transformer", 32)}
 TINY_BATCH = 4
 
 
@@ -54,7 +57,25 @@ def _jax_step(spec, params, x, y):
     import optax
 
     p = {k: jnp.asarray(v) for k, v in params.items()}
+    bufs = {k: jnp.asarray(v) for k, v in gf_buffers(spec).items()}
     opt = optax.adam(1e-3)
+    xd = jnp.asarray(x)
+    yd = jnp.asarray(y.astype(np.int32)) if y is not None else None
+    if bufs:   # BatchNorm: the running statistics are carried (and donated) like the params
+        loss_fn = jax_loss_with_state(spec)
+
+        def step(p, b, s, x, y):
+            (loss, b), g = jax.value_and_grad(loss_fn, has_aux=True)(p, b, x, y)
+            u, s = opt.update(g, s, p)
+            return optax.apply_updates(p, u), b, s, loss
+
+        step = jax.jit(step, donate_argnums=(0, 1, 2))
+        box = [p, bufs, opt.init(p)]
+
+        def one():
+            box[0], box[1], box[2], loss = step(box[0], box[1], box[2], xd, yd)
+            return loss.block_until_ready()
+        return one, (step, box, xd, yd)
     loss_fn = jax_loss(spec)
 
     def step(p, s, x, y):
@@ -63,8 +84,6 @@ def _jax_step(spec, params, x, y):
         return optax.apply_updates(p, u), s, loss
 
     step = jax.jit(step, donate_argnums=(0, 1))
-    xd = jnp.asarray(x)
-    yd = jnp.asarray(y.astype(np.int32)) if y is not None else None
     box = [p, opt.init(p)]
 
     def one():
@@ -77,7 +96,10 @@ def _torch_step(spec, params, x, y):
     import torch
 
     model = spec.torch_model()
-    model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in params.items()})
+    state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in {**params, **gf_buffers(spec)}.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # only BatchNorm's step counter (torch-only bookkeeping) may be left at its default
+    assert not unexpected and all(k.endswith("num_batches_tracked") for k in missing), (missing, unexpected)
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = torch_loss(spec)

@@ -11,6 +11,10 @@ Models (``MODELS[name]``):
 - ``mlp``: 784-128-10 MLP, ReLU, cross-entropy.
 - ``lenet``: LeNet-5-style CNN on (N, 1, 28, 28): conv 6@5x5 (pad 2) → ReLU → maxpool 2 →
   conv 16@5x5 → ReLU → maxpool 2 → 400-120-84-10, cross-entropy.
+- ``resnet8``: ResNet-8 for digit images (8x8 digits upsampled to (N, 1, 16, 16)): conv 16@3x3 →
+  BN → ReLU → three basic blocks (16, 32 /2, 64 /2 channels; two conv3x3-BN per block, a 1x1 conv-BN
+  shortcut where the shape changes) → global average pool → linear 10, cross-entropy. Convs have
+  no bias (BN follows); BatchNorm runs in training mode (batch statistics, running stats updated).
 - ``transformer``: encoder, 2 post-norm layers, d=128, 4 heads, FFN 512, ReLU, dropout 0, on
   (N, 64, 128); loss mean(out²).
 
@@ -33,7 +37,8 @@ from graphforge import nn
 # default thread count. It must be set before torch is first imported, hence here.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__all__ = ["ModelSpec", "MODELS", "TINY", "torch_available", "gf_params", "jax_loss", "torch_loss"]
+__all__ = ["ModelSpec", "MODELS", "TINY", "torch_available", "gf_params", "gf_buffers", "jax_loss",
+           "jax_loss_with_state", "torch_loss"]
 
 
 def torch_available() -> bool:
@@ -75,6 +80,47 @@ class LeNet(nn.Module):
         return self.fc3(self.fc2(self.fc1(x).relu()).relu())
 
 
+def _widths(w):
+    return (w, 2 * w, 4 * w)
+
+
+class BasicBlock(nn.Module):
+    """conv3x3-BN-ReLU-conv3x3-BN plus the shortcut (1x1 conv-BN where shape changes), then ReLU."""
+
+    def __init__(self, c_in, c_out, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.down = None
+        if stride != 1 or c_in != c_out:
+            self.down = nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False)
+            self.down_bn = nn.BatchNorm2d(c_out)
+
+    def forward(self, x):
+        h = self.bn1(self.conv1(x)).relu()
+        h = self.bn2(self.conv2(h))
+        return (h + (x if self.down is None else self.down_bn(self.down(x)))).relu()
+
+
+class ResNet8(nn.Module):
+    def __init__(self, size=16, width=16, d_out=10):
+        super().__init__()
+        w1, w2, w3 = _widths(width)
+        self.stem = nn.Conv2d(1, w1, 3, padding=1, bias=False)
+        self.stem_bn = nn.BatchNorm2d(w1)
+        self.block1, self.block2, self.block3 = BasicBlock(w1, w1, 1), BasicBlock(w1, w2, 2), BasicBlock(w2, w3, 2)
+        self.pool = nn.GlobalAvgPool2d()
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(w3, d_out)
+
+    def forward(self, x):
+        x = self.stem_bn(self.stem(x)).relu()
+        x = self.block3(self.block2(self.block1(x)))
+        return self.fc(self.flatten(self.pool(x)))
+
+
 def _gf_encoder(layers=2, d=128, heads=4, ffn=512, seq=64):
     return nn.TransformerEncoder(num_layers=layers, d_model=d, nhead=heads, dim_feedforward=ffn, dropout=0.0)
 
@@ -108,6 +154,40 @@ def jax_lenet(p, x, **_):
     x = jax.nn.relu(_jax_dense(p, "fc1", x))
     x = jax.nn.relu(_jax_dense(p, "fc2", x))
     return _jax_dense(p, "fc3", x)
+
+
+def _jax_bn(p, name, x, stats):
+    """Training-mode BatchNorm (biased batch variance normalises); the new running stats (unbiased
+    variance, momentum 0.1, as PyTorch) go into ``stats``."""
+    import jax
+    mean = x.mean((0, 2, 3))
+    var = ((x - mean[None, :, None, None]) ** 2).mean((0, 2, 3))
+    n = x.size // x.shape[1]
+    if stats is not None:
+        stats[name + ".running_mean"] = 0.9 * p[name + ".running_mean"] + 0.1 * jax.lax.stop_gradient(mean)
+        stats[name + ".running_var"] = 0.9 * p[name + ".running_var"] + 0.1 * jax.lax.stop_gradient(var) * n / (n - 1)
+    inv = jax.lax.rsqrt(var + 1e-5) * p[name + ".weight"]
+    return (x - mean[None, :, None, None]) * inv[None, :, None, None] + p[name + ".bias"][None, :, None, None]
+
+
+def jax_resnet8(p, x, stats=None, **_):
+    import jax
+    from jax import lax
+
+    def conv(name, x, stride, pad):
+        return lax.conv_general_dilated(x, p[name + ".weight"], (stride, stride), [(pad, pad), (pad, pad)],
+                                        dimension_numbers=("NCHW", "OIHW", "NCHW"))
+
+    def block(name, x, stride):
+        h = jax.nn.relu(_jax_bn(p, name + ".bn1", conv(name + ".conv1", x, stride, 1), stats))
+        h = _jax_bn(p, name + ".bn2", conv(name + ".conv2", h, 1, 1), stats)
+        if name + ".down.weight" in p:
+            x = _jax_bn(p, name + ".down_bn", conv(name + ".down", x, stride, 0), stats)
+        return jax.nn.relu(h + x)
+
+    x = jax.nn.relu(_jax_bn(p, "stem_bn", conv("stem", x, 1, 1), stats))
+    x = block("block3", block("block2", block("block1", x, 1), 2), 2)
+    return _jax_dense(p, "fc", x.mean((2, 3)))
 
 
 def jax_encoder(p, x, layers=2, heads=4, **_):
@@ -161,6 +241,35 @@ def _torch_modules():
             x = torch.flatten(x, 1)
             return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
 
+    class TBlock(tnn.Module):
+        def __init__(self, c_in, c_out, stride):
+            super().__init__()
+            self.conv1 = tnn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+            self.bn1 = tnn.BatchNorm2d(c_out)
+            self.conv2 = tnn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+            self.bn2 = tnn.BatchNorm2d(c_out)
+            self.down = None
+            if stride != 1 or c_in != c_out:
+                self.down = tnn.Conv2d(c_in, c_out, 1, stride=stride, bias=False)
+                self.down_bn = tnn.BatchNorm2d(c_out)
+
+        def forward(self, x):
+            h = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+            return torch.relu(h + (x if self.down is None else self.down_bn(self.down(x))))
+
+    class TResNet8(tnn.Module):
+        def __init__(self, size=16, width=16, d_out=10):
+            super().__init__()
+            w1, w2, w3 = _widths(width)
+            self.stem, self.stem_bn = tnn.Conv2d(1, w1, 3, padding=1, bias=False), tnn.BatchNorm2d(w1)
+            self.block1, self.block2, self.block3 = TBlock(w1, w1, 1), TBlock(w1, w2, 2), TBlock(w2, w3, 2)
+            self.fc = tnn.Linear(w3, d_out)
+
+        def forward(self, x):
+            x = torch.relu(self.stem_bn(self.stem(x)))
+            x = self.block3(self.block2(self.block1(x)))
+            return self.fc(x.mean((2, 3)))
+
     class TAttn(tnn.Module):
         def __init__(self, d, heads):
             super().__init__()
@@ -203,7 +312,7 @@ def _torch_modules():
                 x = layer(x)
             return x
 
-    return {"mlp": TMLP, "lenet": TLeNet, "transformer": TEncoder}
+    return {"mlp": TMLP, "lenet": TLeNet, "resnet8": TResNet8, "transformer": TEncoder}
 
 
 # ---- the shared description -----------------------------------------------------------------------
@@ -248,6 +357,8 @@ MODELS: dict[str, ModelSpec] = {
                      lambda s, b: (b, s["d_in"]), "cross_entropy"),
     "lenet": ModelSpec("lenet", LeNet, jax_lenet, {"size": 28, "c1": 6, "c2": 16, "f1": 120, "f2": 84, "d_out": 10},
                        lambda s, b: (b, 1, s["size"], s["size"]), "cross_entropy"),
+    "resnet8": ModelSpec("resnet8", ResNet8, jax_resnet8, {"size": 16, "width": 16, "d_out": 10},
+                         lambda s, b: (b, 1, s["size"], s["size"]), "cross_entropy"),
     "transformer": ModelSpec("transformer", _gf_encoder, jax_encoder,
                              {"layers": 2, "d": 128, "heads": 4, "ffn": 512, "seq": 64},
                              lambda s, b: (b, s["seq"], s["d"]), "mean_square"),
@@ -255,6 +366,7 @@ MODELS: dict[str, ModelSpec] = {
 
 # The smoke test's sizes: same structure, a fraction of the work.
 TINY = {"mlp": {"d_in": 32, "hidden": 16}, "lenet": {"size": 12, "c1": 2, "c2": 3, "f1": 8, "f2": 8},
+        "resnet8": {"size": 8, "width": 2},
         "transformer": {"layers": 1, "d": 16, "heads": 2, "ffn": 32, "seq": 8}}
 
 
@@ -262,6 +374,26 @@ def gf_params(spec: ModelSpec, seed: int = 0) -> dict[str, np.ndarray]:
     """The graphforge-initialised weights of ``spec`` (the other sides load these)."""
     g = gf.trace(spec.gf_model(), spec.spec(), seed=seed)
     return {k: np.asarray(v) for k, v in g.params.items() if k in set(g.trainable_names)}
+
+
+def gf_buffers(spec: ModelSpec, seed: int = 0) -> dict[str, np.ndarray]:
+    """The model's buffers (BatchNorm running statistics) as graphforge initialises them."""
+    g = gf.trace(spec.gf_model(), spec.spec(), seed=seed)
+    return {k: np.asarray(g.params[k]) for k, v in g.param_values.items() if v.kind == "buffer"}
+
+
+def jax_loss_with_state(spec: ModelSpec):
+    """``loss(params, buffers, x, y) -> (loss, new_buffers)`` for models with BatchNorm (the hand
+    JAX forward writes the new running statistics into a dict, as the other sides update theirs)."""
+    import optax
+
+    def loss(p, b, x, y):
+        stats = {}
+        out = spec.jax_forward({**p, **b}, x, stats=stats, **spec.sizes)
+        if spec.loss == "cross_entropy":
+            return optax.softmax_cross_entropy_with_integer_labels(out, y).mean(), stats
+        return (out * out).mean(), stats
+    return loss
 
 
 def jax_loss(spec: ModelSpec):

@@ -7,7 +7,9 @@ leak into another comparison; inside a process the contenders' repeats are inter
 ``benchmarks/common.py``). Load matters on a shared box: the load average at start and end is
 recorded with the results, and a warning is printed when the machine was busy.
 
-Targets (``TARGETS``): graphforge-JAX train step / hand-written JAX ≤ 1.05 on every case;
+Targets (``TARGETS``): graphforge-JAX train step / hand-written JAX ≤ 1.05 on every case, ≤ 1.02 on
+``mlp128`` (per-step overhead); the convolution cases (LeNet, ResNet-8) ≤ 1.0 of hand JAX *and* of
+PyTorch eager, each ratio against the peer measured in the same run;
 graphforge ONNX / torch.onnx latency ≤ 1.0 with ≤ nodes; export ≥ 10× faster than torch dynamo;
 100k-node graph through trace + passes + export < 10 s with flat time per node; graphforge's
 optimised ONNX with ORT optimisations off / unoptimised ONNX with ORT's on ≤ 1.0.
@@ -31,11 +33,13 @@ if __package__ in (None, ""):
 
 from benchmarks.common import machine_info, write_json  # noqa: E402
 
-__all__ = ["STEPS", "TARGETS", "run_all", "check_targets", "format_table", "plot", "main"]
+__all__ = ["STEPS", "TARGETS", "CONV_CASES", "run_all", "check_targets", "format_table", "plot", "main"]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# the train-step cases whose target is "no slower than either peer" (issue 21)
+CONV_CASES = ("lenet", "resnet8")
 STEPS = ("train", "inference", "export", "scaling", "flops", "ort")
-TARGETS = {"train_ratio_max": 1.05, "inference_ratio_max": 1.0, "export_speedup_min": 10.0,
+TARGETS = {"train_ratio_max": 1.05, "mlp128_ratio_max": 1.02, "conv_ratio_max": 1.0, "inference_ratio_max": 1.0, "export_speedup_min": 10.0,
            "scaling_100k_s_max": 10.0, "scaling_flatness_max": 2.0, "ort_ratio_max": 1.0}
 
 
@@ -128,8 +132,13 @@ def check_targets(res: dict) -> list[dict]:
     t = TARGETS
     rows = []
     for r in res.get("train_step", []):
+        bound = {"mlp128": t["mlp128_ratio_max"], **{c: t["conv_ratio_max"] for c in CONV_CASES}}.get(
+            r["case"], t["train_ratio_max"])
         rows.append({"target": f"train {r['case']}: graphforge/JAX", "value": r["ratio_gf_jax"],
-                     "bound": f"<= {t['train_ratio_max']}", "met": r["ratio_gf_jax"] <= t["train_ratio_max"]})
+                     "bound": f"<= {bound}", "met": r["ratio_gf_jax"] <= bound})
+        if r["case"] in CONV_CASES and r.get("ratio_gf_torch") is not None:
+            rows.append({"target": f"train {r['case']}: graphforge/PyTorch eager", "value": r["ratio_gf_torch"],
+                         "bound": f"<= {t['conv_ratio_max']}", "met": r["ratio_gf_torch"] <= t["conv_ratio_max"]})
     for m in res.get("inference", []):
         n = m["nodes"]
         for row in m["rows"]:

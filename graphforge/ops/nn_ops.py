@@ -2,8 +2,9 @@
 
 The contract every back end lowers is in docs/ARCHITECTURE.md ("nn ops"): layout NCHW, 2-D attrs
 ``[h, w]``, ``pads`` ``[top, left, bottom, right]``. Gradients are graphs: conv2d's input gradient is a
-``conv_transpose2d`` and its weight gradient a ``conv2d`` over transposed tensors; the pooling
-gradients are gather/scatter_add formulations over constant window indices (no helper op needed).
+``conv_transpose2d`` and its weight gradient a ``conv2d`` over transposed tensors; max_pool2d's is the
+native ``max_pool2d_grad`` op (first maximum of a window takes its cotangent), avg_pool2d's a
+gather/scatter_add formulation over constant window indices.
 ``layer_norm`` and ``attention`` are composite ops with a ``decompose`` into primitives.
 The op definitions live in the private parts ``_nn_conv``, ``_nn_pool``, ``_nn_norm`` and
 ``_nn_attention`` (imported here, so importing this module registers every nn op); dropout,

@@ -98,6 +98,35 @@ def _max_pool(ctx, args, attrs):
     return [reduce(ctx, "ReduceMax", stack, [2], False)]
 
 
+@lowers("max_pool2d_grad")
+def _max_pool_grad(ctx, args, attrs):
+    # ONNX has no pooling-gradient op: per window, a one-hot of its first maximum (ArgMax keeps the
+    # first on ties, the contract's rule) times the cotangent, then each kernel offset's slice is
+    # strided back onto the padded image (dilate + Pad) and the kh*kw slices are summed
+    xt, gt = ctx.in_types
+    n, c, h, w = xt.shape
+    oh, ow = gt.shape[2:]
+    (kh, kw), (sh, sw) = attrs["kernel"], attrs["strides"]
+    pads = pool_pads((h, w), (oh, ow), attrs)
+    xp = pad_or_crop(ctx, args[0], pads, -math.inf, xt.dtype)
+    hp, wp = h + sum(pads[0]), w + sum(pads[1])
+    stack = windows(ctx, xp, (kh, kw), (sh, sw), (1, 1), (oh, ow))          # (N, C, K, OH, OW)
+    arg = ctx.op("ArgMax", [stack], axis=2, keepdims=1, select_last_index=0)
+    k = ctx.const(np.arange(kh * kw, dtype=np.int64).reshape(1, 1, -1, 1, 1))
+    pick = ctx.cast(ctx.op("Equal", [arg, k]), xt.dtype)
+    contrib = ctx.op("Mul", [pick, ctx.op("Unsqueeze", [args[1], ctx.ints([2])])])
+    total = None
+    for i in range(kh):
+        for j in range(kw):
+            part = ctx.op("Gather", [contrib, ctx.ints([i * kw + j])], axis=2)
+            part = ctx.op("Squeeze", [part, ctx.ints([2])])
+            part = dilate(ctx, part, [n, c, oh, ow], (sh, sw))
+            rows, cols = (oh - 1) * sh + 1, (ow - 1) * sw + 1
+            part = pad_or_crop(ctx, part, [(i, hp - i - rows), (j, wp - j - cols)], 0.0, xt.dtype)
+            total = part if total is None else ctx.op("Add", [total, part])
+    return [pad_or_crop(ctx, total, [(-lo, -hi) for lo, hi in pads])]
+
+
 @lowers("avg_pool2d")
 def _avg_pool(ctx, args, attrs):
     xt = ctx.in_types[0]

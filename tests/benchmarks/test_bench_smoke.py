@@ -28,9 +28,9 @@ def test_train_step_and_flops_run_tiny(tmp_path):
     from benchmarks import bench_flops, bench_train_step
 
     train = tmp_path / "train.json"
-    assert bench_train_step.main(["--tiny", "--no-torch", "--case", "mlp128,lenet", "--json", str(train)]) == 0
+    assert bench_train_step.main(["--tiny", "--no-torch", "--case", "mlp128,lenet,resnet8", "--json", str(train)]) == 0
     rows = _load(train)["train_step"]
-    assert [r["case"] for r in rows] == ["mlp128", "lenet"]
+    assert [r["case"] for r in rows] == ["mlp128", "lenet", "resnet8"]
     for r in rows:
         assert set(r["results"]) == {"graphforge", "jax"}
         # same weights, same batch: the first step's loss must agree, or the sides time different models
@@ -111,3 +111,18 @@ def test_runner_with_torch_tiny(tmp_path):
     assert tr["first_loss"]["torch"] == pytest.approx(tr["first_loss"]["jax"], rel=1e-4)
     assert data["inference"][0]["nodes"]["torch"] > 0
     assert data["export"][0]["speedup_vs_torch"] > 0
+
+
+@pytest.mark.slow
+def test_conv_cases_compute_the_same_step_on_all_three_sides():
+    """LeNet and ResNet-8 (training-mode BatchNorm) from the same weights and batch: graphforge, hand
+    JAX and PyTorch give the same first *and second* loss (the second shows the updates — and
+    ResNet-8's running statistics — agree too)."""
+    pytest.importorskip("torch")
+    from benchmarks import bench_train_step
+
+    for case in ("lenet", "resnet8"):
+        steps, _ = bench_train_step.make_steps(case, tiny=True, torch=True)
+        losses = {n: [float(fn()), float(fn())] for n, fn in steps.items()}
+        for n in ("jax", "torch"):
+            assert losses[n] == pytest.approx(losses["graphforge"], rel=1e-4), (case, losses)
