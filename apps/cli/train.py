@@ -26,6 +26,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import exitcodes
+
 __all__ = ["add_parser", "run", "load_train_file"]
 
 _REQUIRED = ("inputs", "targets", "loss", "optimizer", "data")
@@ -161,6 +163,5 @@ def run(args) -> int:
             gf.plot_history(history, args.plot)
             print(f"wrote {args.plot}")
     except gf.GraphforgeError as exc:
-        print(f"graphforge train: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return exitcodes.report("train", exc)  # a lost peer is PEER_FAILURE (3), other typed errors USAGE (2)
+    return exitcodes.OK
