@@ -45,11 +45,14 @@ def main(argv: list[str] | None = None) -> int:
         return exitcodes.USAGE
     module = importlib.import_module(f"graphforge.cli.{SUBCOMMANDS[args.command]}")
     try:
-        return int(module.run(args) or 0)
+        code = int(module.run(args) or 0)
     except KeyboardInterrupt:
         return exitcodes.INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - typed errors a subcommand let through, and bugs: one line each
-        return exitcodes.report(args.command, exc)
+        code = exitcodes.report(args.command, exc)
+    if code == exitcodes.PEER_FAILURE:
+        exitcodes.exit_if_runtime_abandoned(code)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover - python -m graphforge.cli

@@ -25,7 +25,7 @@ import sys
 import traceback
 
 __all__ = ["OK", "CHECK_FAILED", "USAGE", "PEER_FAILURE", "INTERNAL", "INTERRUPTED", "code_for",
-           "report", "TABLE"]
+           "report", "TABLE", "exit_if_runtime_abandoned"]
 
 OK = 0
 CHECK_FAILED = 1
@@ -54,6 +54,19 @@ def code_for(exc: BaseException) -> int:
     if isinstance(exc, OSError):
         return USAGE
     return INTERNAL
+
+
+def exit_if_runtime_abandoned(code: int) -> None:
+    """End the process now when a multi-process run lost a peer after jax's runtime started: its
+    threads and exit barrier wait for the dead peer, so a normal interpreter exit would hang."""
+    peers = sys.modules.get("graphforge.train.peers")
+    if peers is not None and peers.watchdog.failed:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
 
 
 def report(command: str, exc: BaseException, *, stream=None) -> int:

@@ -101,7 +101,8 @@ def _start_processes(args) -> bool:
         raise InputError("--num-processes, --process-id and --coordinator go together",
                          hint="e.g. --num-processes 2 --process-id 0 --coordinator 127.0.0.1:12345")
     from graphforge.train.distributed import initialize
-    initialize(args.coordinator, args.num_processes, args.process_id, timeout_s=args.coordinator_timeout)
+    initialize(args.coordinator, args.num_processes, args.process_id, timeout_s=args.coordinator_timeout,
+               checkpoint_dir=args.checkpoint_dir)
     return args.process_id == 0
 
 
