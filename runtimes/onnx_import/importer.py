@@ -79,13 +79,24 @@ def _load_tables():
     from . import creation, elementwise, linalg, nn_attention, nn_ops, nn_resize, reduction, shape_ops  # noqa: F401
 
 
+# ONNX attributes that are flags: any other value than 0/1 means different things to different
+# runtimes (onnxruntime reads keepdims=-3 as false, onnx's reference as true), so it is refused
+_FLAGS = {"keepdims", "noop_with_empty_axes", "select_last_index", "exclusive", "reverse", "upper", "ceil_mode",
+          "count_include_pad", "is_causal", "transA", "transB", "largest", "sorted", "antialias"}
+
+
 def attrs_of(node: onnx.NodeProto) -> dict:
-    """A node's attributes as Python values (strings decoded)."""
+    """A node's attributes as Python values (strings decoded); a flag attribute must be 0 or 1."""
     out = {}
     for a in node.attribute:
         v = onnx.helper.get_attribute_value(a)
         if isinstance(v, bytes):
-            v = v.decode()
+            try:
+                v = v.decode()
+            except UnicodeDecodeError:
+                raise LoadError(f"{node.op_type} node {node.name!r}: attribute {a.name!r} is not UTF-8 text") from None
+        if a.name in _FLAGS and (not isinstance(v, int) or v not in (0, 1)):
+            raise LoadError(f"{node.op_type} node {node.name!r}: attribute {a.name}={v!r} must be 0 or 1")
         out[a.name] = v
     return out
 
@@ -245,6 +256,8 @@ def _fold(ctx: ImportContext, node: onnx.NodeProto) -> list[np.ndarray] | None:
     return [np.asarray(o) for o in outs]
 
 
+# what an importer raises when a node that passed onnx.checker still contradicts its op's contract
+_MALFORMED = (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError, OverflowError)
 _DATA_MAX = 1 << 12  # inputs up to this many elements are shown to shape inference as data (shapes, repeats)
 
 
@@ -350,7 +363,11 @@ def from_onnx(model_or_path, *, check: bool = True, fold: bool = True, name: str
             continue
         ctx.values[vi.name] = graph.add_input(sanitize(vi.name), _value_type(ctx, vi))
     for t in g.initializer:
-        arr = numpy_helper.to_array(t)
+        try:
+            arr = numpy_helper.to_array(t)
+        except _MALFORMED as exc:  # data that contradicts the declared dims/type (onnx.checker is lenient)
+            raise LoadError(f"initializer {t.name!r} (dims {list(t.dims)}) is malformed: {type(exc).__name__}: "
+                            f"{str(exc).strip()[:300]}") from None
         kind = "param" if arr.dtype.kind == "f" else "const"
         if arr.dtype.kind == "f" and arr.dtype.itemsize < 2:
             raise UnsupportedOpError(f"initializer {t.name!r}: dtype {arr.dtype} is not supported")
@@ -361,7 +378,9 @@ def from_onnx(model_or_path, *, check: bool = True, fold: bool = True, name: str
         if kind == "const":
             ctx.consts[t.name] = arr
     for node in g.node:
-        ctx.node_name = node.name or node.op_type
+        # a name with invalid UTF-8 comes back from protobuf as bytes: scopes are text
+        name = node.name.decode("utf-8", "replace") if isinstance(node.name, bytes) else node.name
+        ctx.node_name = name or str(node.op_type)
         folded = _fold(ctx, node) if fold else None
         try:
             if folded is not None:
@@ -373,6 +392,11 @@ def from_onnx(model_or_path, *, check: bool = True, fold: bool = True, name: str
                 raise
             raise type(exc)(f"while importing ONNX node {node.name!r} ({node.op_type}): {exc.detail}",
                             op=node.op_type, scope=node.name or None, hint=exc.hint) from None
+        except _MALFORMED as exc:
+            # the file passed onnx.checker yet contradicts what the op needs (a rank-2 Reshape shape,
+            # an attribute out of range…): an untrusted file's fault, reported as such
+            raise LoadError(f"ONNX node {node.name!r} ({node.op_type}) is malformed: {type(exc).__name__}: "
+                            f"{str(exc).strip()[:300]}", op=node.op_type, scope=node.name or None) from None
         for oname, out in zip(node.output, outs):
             if not oname or out is None:
                 continue
