@@ -87,10 +87,12 @@ def initialize(coordinator_address: str, num_processes: int, process_id: int, *,
     except (AttributeError, KeyError, ValueError):
         pass
     try:
-        # a short shutdown timeout: after a peer failure the exit barrier cannot complete
+        # a short shutdown timeout: after a peer failure the exit barrier cannot complete. The
+        # coordination service's heartbeat must outlast our watchdog (first step: 4x the deadline):
+        # when it fires first, jax ends the process from C++ with a stack instead of our typed error
         jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
                                    process_id=process_id, initialization_timeout=max(5, int(left)),
-                                   heartbeat_timeout_seconds=max(10, int(timeout_s)),
+                                   heartbeat_timeout_seconds=int(timeout_s * (_Guarded.FIRST_CALL_FACTOR + 2)) + 30,
                                    shutdown_timeout_seconds=max(5, min(30, int(timeout_s))))
     except RuntimeError as exc:
         raise BackendError(f"jax.distributed.initialize failed: {exc}",
