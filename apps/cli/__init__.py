@@ -38,19 +38,21 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from . import exitcodes
+
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
-        return 2
+        return exitcodes.USAGE
     module = importlib.import_module(f"graphforge.cli.{SUBCOMMANDS[args.command]}")
-    from graphforge.errors import GraphforgeError
-
     try:
-        return int(module.run(args) or 0)
-    except GraphforgeError as exc:  # a subcommand that let one through still gets a clean message
-        print(f"graphforge {args.command}: {exc}", file=sys.stderr)
-        return 2
+        code = int(module.run(args) or 0)
     except KeyboardInterrupt:
-        return 130
+        return exitcodes.INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - typed errors a subcommand let through, and bugs: one line each
+        code = exitcodes.report(args.command, exc)
+    if code == exitcodes.PEER_FAILURE:
+        exitcodes.exit_if_runtime_abandoned(code)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover - python -m graphforge.cli

@@ -10,8 +10,9 @@ column is the largest difference from the reference back end's outputs.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
+
+from . import exitcodes
 
 __all__ = ["add_parser", "run", "bench_backend", "format_table"]
 
@@ -149,7 +150,7 @@ def _bench(args) -> int:
         if "outputs" in r and ref is not None:
             r["diff"] = max((_max_abs(a, b) for a, b in zip(r["outputs"], ref["outputs"])), default=0.0)
     print(format_table(rows))
-    return 1 if any("error" in r for r in rows) else 0
+    return exitcodes.CHECK_FAILED if any("error" in r for r in rows) else exitcodes.OK
 
 
 def run(args) -> int:
@@ -158,5 +159,4 @@ def run(args) -> int:
     try:
         return _bench(args)
     except GraphforgeError as exc:
-        print(f"graphforge bench: {exc}", file=sys.stderr)
-        return 2
+        return exitcodes.report("bench", exc)

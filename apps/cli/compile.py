@@ -480,23 +480,26 @@ def report_errors(command: str, output: str | None, work) -> int:
     becomes a one-line ``graphforge <command>: ...`` message on stderr and exit status 2."""
     from graphforge.errors import GraphforgeError
 
+    from . import exitcodes
+
     try:
         return work()
     except GraphforgeError as exc:
-        print(f"graphforge {command}: {exc}", file=sys.stderr)
-        return 2
+        return exitcodes.report(command, exc)
     except OSError as exc:
         print(f"graphforge {command}: cannot write {output!r}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+        return exitcodes.USAGE
 
 
 def run(args) -> int:
+    from . import exitcodes
+
     def work() -> int:
         try:
             return _compile(args)
         except VerifyMismatch as exc:
             print(f"graphforge compile: --verify failed: {exc}\n  no file written to {args.output}", file=sys.stderr)
-            return 1
+            return exitcodes.CHECK_FAILED
 
     return report_errors("compile", args.output, work)
 

@@ -27,6 +27,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 def random_feeds(path: str, dims: dict[str, int] | None = None, seed: int = 0) -> dict:
     """Random inputs for the model at ``path`` from onnxruntime's view of its inputs."""
     import numpy as np
@@ -34,7 +39,13 @@ def random_feeds(path: str, dims: dict[str, int] | None = None, seed: int = 0) -
 
     dims = dims or {}
     rng = np.random.default_rng(seed)
-    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    from graphforge.errors import InputError
+
+    try:
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own (untyped) exception classes
+        raise InputError(f"onnxruntime cannot load {path!r}: {_first_line(exc)}",
+                         hint="pass --no-check to skip the output comparison") from None
     feeds = {}
     for inp in sess.get_inputs():
         shape = [d if isinstance(d, int) else dims.get(str(d), 2) for d in inp.shape]
@@ -56,11 +67,20 @@ def compare_onnx_files(a: str, b: str, feeds: dict, rtol: float, atol: float) ->
     import numpy as np
     import onnxruntime as ort
 
-    sa = ort.InferenceSession(a, providers=["CPUExecutionProvider"])
-    sb = ort.InferenceSession(b, providers=["CPUExecutionProvider"])
+    from graphforge.errors import InputError
+
     arrays = list(feeds.values())
-    outs_a = sa.run(None, feeds)
-    outs_b = sb.run(None, {i.name: x for i, x in zip(sb.get_inputs(), arrays)})
+    try:  # the input model is the user's: onnxruntime failing on it is an input problem, not a mismatch
+        sa = ort.InferenceSession(a, providers=["CPUExecutionProvider"])
+        outs_a = sa.run(None, feeds)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own (untyped) exception classes
+        raise InputError(f"onnxruntime cannot run {a!r} on random inputs for the output check: {_first_line(exc)}",
+                         hint="pass --no-check to skip the comparison") from None
+    try:
+        sb = ort.InferenceSession(b, providers=["CPUExecutionProvider"])
+        outs_b = sb.run(None, {i.name: x for i, x in zip(sb.get_inputs(), arrays)})
+    except Exception as exc:  # noqa: BLE001
+        raise AssertionError(f"onnxruntime cannot run the optimised {b!r}: {_first_line(exc)}") from None
     if len(outs_a) != len(outs_b):
         raise AssertionError(f"output count differs: {len(outs_a)} vs {len(outs_b)}")
     worst = 0.0
@@ -77,11 +97,17 @@ def run(args) -> int:
     import graphforge as gf
     from graphforge.errors import GraphforgeError
 
-    try:
-        dims = {}
-        for item in args.dim:
-            name, _, size = item.partition("=")
+    from . import exitcodes
+
+    dims = {}
+    for item in args.dim:
+        name, _, size = item.partition("=")
+        try:
             dims[name] = int(size)
+        except ValueError:
+            print(f"graphforge optimize: --dim {item!r}: expected NAME=SIZE with an integer SIZE", file=sys.stderr)
+            return exitcodes.USAGE
+    try:
         graph = gf.from_onnx(args.input)  # validates the (untrusted) file first
         before = len(onnx.load(args.input, load_external_data=False).graph.node)
         imported = len(graph.nodes)
@@ -98,8 +124,7 @@ def run(args) -> int:
             print(f"check: onnxruntime outputs match on random inputs (max abs error {err:.3g})")
     except AssertionError as exc:
         print(f"graphforge optimize: outputs differ after optimisation:\n{exc}", file=sys.stderr)
-        return 1
-    except (GraphforgeError, OSError, ValueError) as exc:
-        print(f"graphforge optimize: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return exitcodes.CHECK_FAILED
+    except (GraphforgeError, OSError) as exc:
+        return exitcodes.report("optimize", exc)
+    return exitcodes.OK

@@ -136,11 +136,13 @@ def _write_atomic(path: str, text: str) -> None:
 def run(args) -> int:
     from graphforge.cli.compile import parse_batch, report_errors
 
+    from . import exitcodes
+
     try:
         batch = parse_batch(args.batch) if args.batch is not None else None
     except argparse.ArgumentTypeError as exc:
         print(f"graphforge show: --batch: {exc}", file=sys.stderr)
-        return 2
+        return exitcodes.USAGE
 
     def work() -> int:
         graph = load_graph(args.file, batch)
@@ -155,6 +157,6 @@ def run(args) -> int:
             print(f"wrote {args.output} ({args.format}, {len(graph.nodes)} nodes)", file=sys.stderr)
         else:
             sys.stdout.write(text)
-        return 0
+        return exitcodes.OK
 
     return report_errors("show", args.output, work)

@@ -27,6 +27,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import exitcodes
+
 __all__ = ["add_parser", "run", "load_train_file"]
 
 _REQUIRED = ("inputs", "targets", "loss", "optimizer", "data")
@@ -102,7 +104,8 @@ def _start_processes(args) -> bool:
         raise InputError("--num-processes, --process-id and --coordinator go together",
                          hint="e.g. --num-processes 2 --process-id 0 --coordinator 127.0.0.1:12345")
     from graphforge.train.distributed import initialize
-    initialize(args.coordinator, args.num_processes, args.process_id, timeout_s=args.coordinator_timeout)
+    initialize(args.coordinator, args.num_processes, args.process_id, timeout_s=args.coordinator_timeout,
+               checkpoint_dir=args.checkpoint_dir)
     return args.process_id == 0
 
 
@@ -170,6 +173,5 @@ def run(args) -> int:
             gf.save_onnx(gf.optimize(trainer.export_graph()), args.export)  # temp file + rename inside
             print(f"wrote {args.export}")
     except gf.GraphforgeError as exc:
-        print(f"graphforge train: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return exitcodes.report("train", exc)  # a lost peer is PEER_FAILURE (3), other typed errors USAGE (2)
+    return exitcodes.OK

@@ -17,6 +17,13 @@ JAX devices; then every process runs the same program, the global batch of a ste
 ``jax.make_array_from_callback`` so each process reads only the rows its own devices hold, and
 checkpoints are written by process 0 only (all processes read them).
 
+Failing peers end in a typed :class:`PeerFailureError` within a bounded time, never an abort or a
+hang: :func:`initialize` first holds its own rendezvous on the coordinator's port (a process that
+never starts is reported after ``timeout_s``, where jax's client would abort the process from C++),
+and every step, evaluation, gather and barrier runs under a watchdog (:func:`guarded`) that turns a
+collective error (gloo's "connection closed by peer") or a deadline overrun into that error, naming
+the last checkpoint all processes completed so the job can restart with ``--resume``.
+
 jax is imported lazily (``import graphforge`` loads no back end).
 """
 from __future__ import annotations
@@ -30,9 +37,10 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..errors import BackendError, InputError
+from .peers import PeerFailureError, guarded, rendezvous, watchdog
 
 __all__ = ["Distributed", "DEFAULT_PARAM_RULES", "resolve", "make_mesh", "initialize", "collective_bytes",
-           "RowView"]
+           "RowView", "PeerFailureError"]
 
 #: Sharding applied when the mesh has a ``model`` axis and ``param_sharding`` is not given:
 #: Megatron-style feed-forward split (``fc1`` over its out-features, ``fc2`` over its in-features),
@@ -48,10 +56,14 @@ _DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "f16": 2, "bf16
                 "f32": 4, "s64": 8, "u64": 8, "f64": 8, "c64": 8, "c128": 16}
 
 
-def initialize(coordinator_address: str, num_processes: int, process_id: int, *, timeout_s: int = 300) -> None:
+def initialize(coordinator_address: str, num_processes: int, process_id: int, *, timeout_s: int = 300,
+               checkpoint_dir: str | None = None) -> None:
     """Join a multi-process run (``jax.distributed.initialize``); must precede any use of JAX devices.
 
-    On CPU the cross-process collectives go through gloo (jax's ``jax_cpu_collectives_implementation``)."""
+    ``timeout_s`` bounds the wait for every process to arrive and, afterwards, any one step or
+    collective (a peer that died or stopped answering): both end in :class:`PeerFailureError`, which
+    names the newest complete checkpoint in ``checkpoint_dir``. On CPU the cross-process collectives
+    go through gloo (jax's ``jax_cpu_collectives_implementation``)."""
     if not isinstance(num_processes, int) or num_processes < 1:
         raise InputError(f"num_processes must be a positive integer, got {num_processes!r}")
     if not isinstance(process_id, int) or not 0 <= process_id < num_processes:
@@ -59,6 +71,13 @@ def initialize(coordinator_address: str, num_processes: int, process_id: int, *,
     if not re.fullmatch(r"[\w.\-\[\]:]+:\d{1,5}", coordinator_address or ""):
         raise InputError(f"coordinator address must be HOST:PORT, got {coordinator_address!r}",
                          hint="e.g. --coordinator 127.0.0.1:12345 (the same on every process)")
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
+        raise InputError(f"the coordinator timeout must be a positive number of seconds, got {timeout_s!r}")
+    watchdog.configure(timeout_s=float(timeout_s), checkpoint_dir=checkpoint_dir, process_id=process_id,
+                       num_processes=num_processes)
+    # our own rendezvous first: jax's client aborts the process (SIGABRT from C++) when a peer is
+    # missing at its deadline, which no Python handler can turn into a message
+    left = rendezvous(coordinator_address, num_processes, process_id, timeout_s=float(timeout_s))
     import jax
 
     try:
@@ -68,8 +87,13 @@ def initialize(coordinator_address: str, num_processes: int, process_id: int, *,
     except (AttributeError, KeyError, ValueError):
         pass
     try:
+        # a short shutdown timeout: after a peer failure the exit barrier cannot complete. The
+        # coordination service's heartbeat must outlast our watchdog (first step: 4x the deadline):
+        # when it fires first, jax ends the process from C++ with a stack instead of our typed error
         jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
-                                   process_id=process_id, initialization_timeout=int(timeout_s))
+                                   process_id=process_id, initialization_timeout=max(5, int(left)),
+                                   heartbeat_timeout_seconds=int(timeout_s * (_Guarded.FIRST_CALL_FACTOR + 2)) + 30,
+                                   shutdown_timeout_seconds=max(5, min(30, int(timeout_s))))
     except RuntimeError as exc:
         raise BackendError(f"jax.distributed.initialize failed: {exc}",
                            hint="call it before anything uses JAX devices, and start all "
@@ -249,15 +273,18 @@ class Distributed:
         if not hasattr(x, "is_fully_addressable") or x.is_fully_addressable:
             return np.asarray(x)
         if x.is_fully_replicated:
-            return np.asarray(x.addressable_data(0))
+            return guarded(lambda: np.asarray(x.addressable_data(0)), what="reading a replicated value")
         from jax.experimental import multihost_utils
-        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return guarded(lambda: np.asarray(multihost_utils.process_allgather(x, tiled=True)), what="an all-gather")
 
     def barrier(self, name: str) -> None:
         import jax
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
-            multihost_utils.sync_global_devices(name)
+            guarded(multihost_utils.sync_global_devices, name, what=f"barrier {name!r}")
+            m = re.fullmatch(r"graphforge-checkpoint-(\d+)", name)
+            if m:  # every process is past this checkpoint's write: it is complete
+                watchdog.checkpoint_completed(int(m.group(1)))
 
     # ---- compiled functions ---------------------------------------------------------------------
     def jit_step(self, step, params, buffers, opt_state, input_shapes):
@@ -267,15 +294,42 @@ class Distributed:
         b = self.state_shardings(list(buffers))
         o = self.opt_shardings(opt_state, params)
         ins = tuple(self.input_shardings(input_shapes))
-        return jax.jit(step, donate_argnums=(0, 1, 2), in_shardings=(p, b, o, ins),
-                       out_shardings=(p, b, o, self.replicated, self.replicated))
+        return _Guarded(jax.jit(step, donate_argnums=(0, 1, 2), in_shardings=(p, b, o, ins),
+                                out_shardings=(p, b, o, self.replicated, self.replicated)), "a train step")
 
     def jit_eval(self, fn, params, input_shapes):
         import jax
 
         ins = tuple(self.input_shardings(input_shapes))
         # outputs replicated: scalars and predictions come back whole on every process
-        return jax.jit(fn, in_shardings=(self.state_shardings(list(params)), ins), out_shardings=self.replicated)
+        return _Guarded(jax.jit(fn, in_shardings=(self.state_shardings(list(params)), ins),
+                                out_shardings=self.replicated), "an evaluation step")
+
+
+class _Guarded:
+    """A jitted function whose calls run under the peer watchdog when several processes take part
+    (results are waited for inside it, so a collective failure surfaces here); everything else
+    (``lower``, ``trace``…) is the jitted function's."""
+
+    FIRST_CALL_FACTOR = 4
+    """The first call compiles, and the processes arrive at it as far apart as their start-up times:
+    it gets this many times the watchdog's deadline."""
+
+    def __init__(self, fn, what: str):
+        self._fn, self._what, self._called = fn, what, False
+
+    def __call__(self, *args, **kwargs):
+        import jax
+
+        if jax.process_count() <= 1:
+            return self._fn(*args, **kwargs)
+        limit = watchdog.timeout_s * (1 if self._called else self.FIRST_CALL_FACTOR)
+        out = guarded(lambda: jax.block_until_ready(self._fn(*args, **kwargs)), what=self._what, timeout_s=limit)
+        self._called = True
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self._fn, name)
 
 
 def _axes(spec) -> list:

@@ -160,13 +160,20 @@ def _read_scalar(cur: _Cursor) -> Any:
     raise cur.error("expected an attribute value")
 
 
-def _read_value(cur: _Cursor) -> Any:
+MAX_ATTR_DEPTH = 64
+"""Deepest bracket nesting of an attribute value; IR text is untrusted input, and unbounded nesting
+would exhaust Python's recursion limit instead of giving a ParseError."""
+
+
+def _read_value(cur: _Cursor, depth: int = 0) -> Any:
     if cur.peek() == "[":
+        if depth >= MAX_ATTR_DEPTH:
+            raise cur.error(f"attribute value nested deeper than {MAX_ATTR_DEPTH} brackets")
         cur.expect("[")
         items = []
         if not cur.accept("]"):
             while True:
-                items.append(_read_value(cur))
+                items.append(_read_value(cur, depth + 1))
                 if cur.accept("]"):
                     break
                 cur.expect(",")
@@ -174,7 +181,7 @@ def _read_value(cur: _Cursor) -> Any:
     if cur.accept("tensor<"):
         ttype = _read_type(cur)
         cur.expect(">")
-        items = _read_value(cur)
+        items = _read_value(cur, depth + 1)
         if not isinstance(items, list):
             raise cur.error("expected the tensor's flat element list")
         if not ttype.is_static:

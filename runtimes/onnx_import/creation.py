@@ -6,6 +6,7 @@ import numpy as np
 from onnx import numpy_helper
 
 from graphforge.dtypes import from_numpy_dtype
+from graphforge.errors import LoadError
 
 from .importer import attrs_of, importer, Known, unsupported
 from .shape_values import as_dim, as_dims, is_dims
@@ -35,7 +36,13 @@ def _cos(ctx, node):
     val = numpy_helper.to_array(a["value"]).reshape(-1)[0] if "value" in a else np.float32(0)
     if not all(isinstance(d, int) for d in shape):  # a run-time shape: a broadcast scalar
         return [ctx.emit("broadcast_to", [ctx.materialize(np.asarray(val))], shape=shape)]
-    return [np.full(shape, val, dtype=np.asarray(val).dtype)]
+    dt = np.asarray(val).dtype
+    if any(d < 0 for d in shape):
+        raise LoadError(f"ConstantOfShape node {node.name!r}: negative dimension in shape {shape}")
+    if ctx.afford(shape, dt.itemsize):
+        return [np.full(shape, val, dtype=dt)]
+    # over the import budget: a run-time broadcast of the scalar (nothing is allocated here)
+    return [ctx.emit("broadcast_to", [ctx.materialize(np.asarray(val, dtype=dt))], shape=shape)]
 
 
 @importer("Range")
@@ -49,13 +56,23 @@ def _range(ctx, node):
         return [ctx.emit("arange", [], start=as_dim(s.item()), stop=as_dim(l.item()), step=int(d), dtype=dtype)]
     dt = np.asarray(s).dtype
     # ONNX: n = max(ceil((limit - start) / delta), 0), element i = start + i * delta (in the input dtype)
-    n = max(int(np.ceil((float(l) - float(s)) / float(d))), 0) if float(d) != 0 else 0
-    arr = (s + np.arange(n, dtype=dt) * d).astype(dt) if n else np.zeros((0,), dt)
+    with np.errstate(all="ignore"):
+        count = np.ceil((float(l) - float(s)) / float(d)) if float(d) != 0 else 0.0
+    if not np.isfinite(count):
+        raise LoadError(f"Range node {node.name!r}: start={s}, limit={l}, delta={d} give no finite length")
+    n = max(int(count), 0)
+    fits = ctx.afford((n,), dt.itemsize)
+    arr = ((s + np.arange(n, dtype=dt) * d).astype(dt) if n else np.zeros((0,), dt)) if fits else None
     if dt.kind in "iu" and n:  # integer ranges stay an `arange` node (no stored table)
         v = ctx.emit("arange", [], start=int(s), stop=int(s) + n * int(d), step=int(d),
                      dtype=from_numpy_dtype(dt))
-        return [Known(v, arr)]
-    return [arr]
+        return [Known(v, arr) if fits else v]
+    if fits:
+        return [arr]
+    # an over-budget float range: start + arange(n) * delta computed at run time
+    gdt = from_numpy_dtype(dt)
+    idx = ctx.emit("cast", [ctx.emit("arange", [], start=0, stop=n, step=1, dtype="int64")], dtype=gdt)
+    return [ctx.emit("add", [ctx.emit("mul", [idx, ctx.scalar(d, gdt)]), ctx.scalar(s, gdt)])]
 
 
 @importer("OneHot")
@@ -90,4 +107,5 @@ def _eyelike(ctx, node):
     n, m = x.type.shape
     if not isinstance(n, int) or not isinstance(m, int):
         unsupported(node, "symbolic dims")
+    ctx.require((n, m), np.dtype(to_numpy_dtype(dt)).itemsize, f"the ({n}, {m}) identity")
     return [np.eye(n, m, int(a.get("k", 0)), dtype=to_numpy_dtype(dt))]

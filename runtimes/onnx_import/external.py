@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import onnx
 from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors
 
 from graphforge.errors import LoadError
 
 __all__ = ["load_model_checked", "resolve_external_data"]
+
+# packed two per byte
+_FOUR_BIT = {getattr(onnx.TensorProto, n) for n in ("INT4", "UINT4", "FLOAT4E2M1") if hasattr(onnx.TensorProto, n)}
 
 
 def _external_path(base_dir: str, location: str) -> str:
@@ -30,26 +34,61 @@ def _external_path(base_dir: str, location: str) -> str:
     return full
 
 
+def _dtype_name(tensor) -> str:
+    try:
+        return onnx.TensorProto.DataType.Name(tensor.data_type)
+    except ValueError:
+        return f"data type {tensor.data_type}"
+
+
+def _tensor_nbytes(tensor: onnx.TensorProto) -> int:
+    """Bytes the tensor's dims and dtype call for, or a LoadError when external data cannot hold it."""
+    if any(d < 0 for d in tensor.dims):
+        raise LoadError(f"tensor {tensor.name!r}: negative dims {list(tensor.dims)}")
+    try:
+        np_dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
+    except Exception:  # noqa: BLE001  (UNDEFINED or unknown code)
+        raise LoadError(f"tensor {tensor.name!r}: external data of {_dtype_name(tensor)} is not supported") from None
+    if tensor.data_type == onnx.TensorProto.STRING or np.dtype(np_dtype).kind == "O":
+        raise LoadError(f"tensor {tensor.name!r}: string tensors cannot use external data")
+    bits = 4 if tensor.data_type in _FOUR_BIT else 8 * np.dtype(np_dtype).itemsize
+    count = 1
+    for d in tensor.dims:
+        count *= int(d)
+    return (count * bits + 7) // 8
+
+
 def resolve_external_data(model: onnx.ModelProto, base_dir: str | None) -> None:
     """Read every external tensor into ``raw_data`` after checking its location and byte range."""
     for tensor in _get_all_tensors(model):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
-        info = ExternalDataInfo(tensor)
+        try:
+            info = ExternalDataInfo(tensor)
+        except (TypeError, ValueError):
+            raise LoadError(f"tensor {tensor.name!r}: malformed external data entries "
+                            f"{[(e.key, e.value) for e in tensor.external_data]}") from None
         if base_dir is None:
             raise LoadError(f"tensor {tensor.name!r} uses external data, but the model was not given as a "
                             "path (pass the file path so its directory can be resolved)")
         path = _external_path(base_dir, info.location)
         size = os.path.getsize(path)
-        offset = int(info.offset or 0)
-        length = info.length
+        need = _tensor_nbytes(tensor)
+        try:
+            offset = int(info.offset or 0)
+            length = None if info.length in (None, "") else int(info.length)
+        except (TypeError, ValueError):
+            raise LoadError(f"tensor {tensor.name!r}: external data offset/length are not integers") from None
         if offset < 0 or offset > size:
             raise LoadError(f"tensor {tensor.name!r}: external data offset {offset} outside {info.location!r} "
                             f"({size} bytes)")
-        if length is None or length == "":
-            length = size - offset
-        length = int(length)
-        if length < 0 or offset + length > size:
+        # the tensor's own byte size decides how much is read: a declared length must equal it, and the
+        # file must hold it; nothing is read before both are checked
+        if length is not None and length != need:
+            raise LoadError(f"tensor {tensor.name!r}: external data length {length} does not match the tensor's "
+                            f"{need} bytes (dims {list(tensor.dims)}, {_dtype_name(tensor)})")
+        length = need
+        if offset + length > size:
             raise LoadError(f"tensor {tensor.name!r}: external data range [{offset}, {offset + length}) "
                             f"exceeds {info.location!r} ({size} bytes)")
         with open(path, "rb") as f:

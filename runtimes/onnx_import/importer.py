@@ -24,10 +24,11 @@ from graphforge.ir.types import TensorType
 from graphforge.trace.builder import Builder
 
 from .._registry import registrar
+from .budget import ImportBudget, nbytes_of, resolve_max_constant_bytes
 from .external import load_model_checked
 
 __all__ = ["from_onnx", "IMPORTERS", "importer", "ImportContext", "Known", "supported_op_types",
-           "NeedsConstantError", "attrs_of", "unsupported", "float_input"]
+           "NeedsConstantError", "attrs_of", "unsupported", "float_input", "MIN_OPSET", "max_import_opset"]
 
 
 class NeedsConstantError(UnsupportedOpError):
@@ -78,13 +79,24 @@ def _load_tables():
     from . import creation, elementwise, linalg, nn_attention, nn_ops, nn_resize, reduction, shape_ops  # noqa: F401
 
 
+# ONNX attributes that are flags: any other value than 0/1 means different things to different
+# runtimes (onnxruntime reads keepdims=-3 as false, onnx's reference as true), so it is refused
+_FLAGS = {"keepdims", "noop_with_empty_axes", "select_last_index", "exclusive", "reverse", "upper", "ceil_mode",
+          "count_include_pad", "is_causal", "transA", "transB", "largest", "sorted", "antialias"}
+
+
 def attrs_of(node: onnx.NodeProto) -> dict:
-    """A node's attributes as Python values (strings decoded)."""
+    """A node's attributes as Python values (strings decoded); a flag attribute must be 0 or 1."""
     out = {}
     for a in node.attribute:
         v = onnx.helper.get_attribute_value(a)
         if isinstance(v, bytes):
-            v = v.decode()
+            try:
+                v = v.decode()
+            except UnicodeDecodeError:
+                raise LoadError(f"{node.op_type} node {node.name!r}: attribute {a.name!r} is not UTF-8 text") from None
+        if a.name in _FLAGS and (not isinstance(v, int) or v not in (0, 1)):
+            raise LoadError(f"{node.op_type} node {node.name!r}: attribute {a.name}={v!r} must be 0 or 1")
         out[a.name] = v
     return out
 
@@ -112,14 +124,24 @@ def onnx_dtype(elem_type: int) -> str:
 class ImportContext:
     """State of one import: the graph, a builder, ONNX name → Value or static ndarray, opset."""
 
-    def __init__(self, graph: Graph, opset: int):
+    def __init__(self, graph: Graph, opset: int, budget: ImportBudget | None = None):
         self.graph = graph
+        self.budget = budget or ImportBudget(resolve_max_constant_bytes())
         self.builder = Builder(graph, capture_locations=False)
         self.opset = opset
         self.values: dict[str, Value] = {}
         self.consts: dict[str, np.ndarray] = {}
         self._sym = 0
         self.node_name = ""
+
+    # ---- the import budget (see budget.py) -------------------------------------------------------
+    def afford(self, shape, itemsize: int) -> bool:
+        """True (and charged) when a ``shape`` array of ``itemsize`` bytes fits the import budget."""
+        return self.budget.afford(nbytes_of(shape, itemsize))
+
+    def require(self, shape, itemsize: int, what: str) -> None:
+        """Charge a ``shape`` array or raise :class:`LoadError` naming this node and the size."""
+        self.budget.require(nbytes_of(shape, itemsize), what, f"ONNX node {self.node_name!r}")
 
     # ---- reading inputs ------------------------------------------------------------------------
     def has(self, node: onnx.NodeProto, i: int) -> bool:
@@ -231,6 +253,9 @@ def _fold(ctx: ImportContext, node: onnx.NodeProto) -> list[np.ndarray] | None:
                          ctx.opset)
     if node.op_type == "Constant" or any(a is not None and a.size > 1 << 20 for a in ins):
         return None
+    predicted = _predicted_out_bytes(ctx, node, ins)
+    if predicted is None or not ctx.budget.afford(predicted):
+        return None  # unknown or over-budget size: the importer emits it as run-time computation
     from onnx.reference import ReferenceEvaluator
 
     try:
@@ -242,22 +267,87 @@ def _fold(ctx: ImportContext, node: onnx.NodeProto) -> list[np.ndarray] | None:
     return [np.asarray(o) for o in outs]
 
 
+# what an importer raises when a node that passed onnx.checker still contradicts its op's contract
+_MALFORMED = (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError, OverflowError)
+_DATA_MAX = 1 << 12  # inputs up to this many elements are shown to shape inference as data (shapes, repeats)
+
+
+def _predicted_out_bytes(ctx: ImportContext, node: onnx.NodeProto, ins) -> float | None:
+    """Bytes of ``node``'s outputs on these static inputs, by onnx's per-op shape inference (which
+    reads small constant inputs such as shapes and repeats); None when a shape stays unknown."""
+    from onnx import defs, shape_inference
+
+    try:
+        schema = defs.get_schema(node.op_type, ctx.opset, node.domain)
+        types, data = {}, {}
+        for n, a in zip(node.input, ins):
+            if not n:
+                continue
+            types[n] = onnx.helper.make_tensor_type_proto(onnx.helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+            if a.size <= _DATA_MAX:
+                data[n] = numpy_helper.from_array(a, n)
+        outs = shape_inference.infer_node_outputs(schema, node, types, data)
+    except Exception:  # noqa: BLE001  (no schema, unsupported dtype, inference refused: do not fold)
+        return None
+    total = 0.0
+    for name in node.output:
+        if not name:
+            continue
+        t = outs.get(name)
+        if t is None or not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
+            return None
+        dims = t.tensor_type.shape.dim
+        if not all(d.HasField("dim_value") for d in dims):
+            return None
+        try:
+            itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.tensor_type.elem_type)).itemsize
+        except Exception:  # noqa: BLE001
+            return None
+        total += nbytes_of([d.dim_value for d in dims], max(itemsize, 1))
+    return total
+
+
+def _check_opset(model: onnx.ModelProto) -> int:
+    """The default-domain opset of ``model``, refused when graphforge's importers do not know it."""
+    opset = 1  # no default-domain entry: only custom-domain ops, refused by name below
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            opset = int(imp.version)
+    hi = max_import_opset()
+    if not MIN_OPSET <= opset <= hi:
+        raise LoadError(f"ONNX model declares opset {opset}; graphforge imports opsets {MIN_OPSET}..{hi}",
+                        hint="re-export the model with a supported opset (e.g. onnx.version_converter)")
+    return opset
+
+
+MIN_OPSET = 1
+"""The oldest default-domain opset accepted (importers branch on ``ctx.opset`` where semantics changed)."""
+
+
+def max_import_opset() -> int:
+    """The newest opset the installed onnx knows (its reference evaluator folds constants with it)."""
+    return int(onnx.defs.onnx_opset_version())
+
+
 def from_onnx(model_or_path, *, check: bool = True, fold: bool = True, name: str | None = None,
-              constant_inputs: dict | None = None) -> Graph:
+              constant_inputs: dict | None = None, max_constant_bytes: int | None = None) -> Graph:
     """Import an ONNX model (``ModelProto``, path, or bytes) into a verified graphforge :class:`Graph`.
 
     The model is validated first (``onnx.checker`` full check, strict shape inference); external data
     is read only from inside the model's directory. Every unsupported op is listed in one
     :class:`UnsupportedOpError`. ``constant_inputs`` (ONNX input name → array) specialises graph inputs
     to fixed values (they are no longer inputs of the graph), e.g. a shape fed at run time.
+
+    ``max_constant_bytes`` bounds what the import computes in memory (folded constants, tables):
+    default :data:`budget.DEFAULT_MAX_CONSTANT_BYTES` or ``$GRAPHFORGE_MAX_CONSTANT_BYTES``. A value
+    over it stays run-time computation where the op allows, else the import raises :class:`LoadError`
+    naming the node and the size. Opsets outside ``MIN_OPSET..max_import_opset()`` are refused.
     """
     constant_inputs = dict(constant_inputs or {})
+    budget = ImportBudget(resolve_max_constant_bytes(max_constant_bytes))
     _load_tables()
     model = load_model_checked(model_or_path, check=check)
-    opset = 1
-    for imp in model.opset_import:
-        if imp.domain in ("", "ai.onnx"):
-            opset = imp.version
+    opset = _check_opset(model)
     g = model.graph
     # all unsupported ops at once
     missing: Counter = Counter()
@@ -274,7 +364,7 @@ def from_onnx(model_or_path, *, check: bool = True, fold: bool = True, name: str
                                  f"{listing}", hint="supported: " + ", ".join(supported_op_types()))
 
     graph = Graph(sanitize(name or g.name or "onnx_model"))
-    ctx = ImportContext(graph, opset)
+    ctx = ImportContext(graph, opset, budget)
     inits = {t.name: t for t in g.initializer}
     for vi in g.input:
         if vi.name in inits:
@@ -284,7 +374,11 @@ def from_onnx(model_or_path, *, check: bool = True, fold: bool = True, name: str
             continue
         ctx.values[vi.name] = graph.add_input(sanitize(vi.name), _value_type(ctx, vi))
     for t in g.initializer:
-        arr = numpy_helper.to_array(t)
+        try:
+            arr = numpy_helper.to_array(t)
+        except _MALFORMED as exc:  # data that contradicts the declared dims/type (onnx.checker is lenient)
+            raise LoadError(f"initializer {t.name!r} (dims {list(t.dims)}) is malformed: {type(exc).__name__}: "
+                            f"{str(exc).strip()[:300]}") from None
         kind = "param" if arr.dtype.kind == "f" else "const"
         if arr.dtype.kind == "f" and arr.dtype.itemsize < 2:
             raise UnsupportedOpError(f"initializer {t.name!r}: dtype {arr.dtype} is not supported")
@@ -295,7 +389,9 @@ def from_onnx(model_or_path, *, check: bool = True, fold: bool = True, name: str
         if kind == "const":
             ctx.consts[t.name] = arr
     for node in g.node:
-        ctx.node_name = node.name or node.op_type
+        # a name with invalid UTF-8 comes back from protobuf as bytes: scopes are text
+        name = node.name.decode("utf-8", "replace") if isinstance(node.name, bytes) else node.name
+        ctx.node_name = name or str(node.op_type)
         folded = _fold(ctx, node) if fold else None
         try:
             if folded is not None:
@@ -307,6 +403,11 @@ def from_onnx(model_or_path, *, check: bool = True, fold: bool = True, name: str
                 raise
             raise type(exc)(f"while importing ONNX node {node.name!r} ({node.op_type}): {exc.detail}",
                             op=node.op_type, scope=node.name or None, hint=exc.hint) from None
+        except _MALFORMED as exc:
+            # the file passed onnx.checker yet contradicts what the op needs (a rank-2 Reshape shape,
+            # an attribute out of range…): an untrusted file's fault, reported as such
+            raise LoadError(f"ONNX node {node.name!r} ({node.op_type}) is malformed: {type(exc).__name__}: "
+                            f"{str(exc).strip()[:300]}", op=node.op_type, scope=node.name or None) from None
         for oname, out in zip(node.output, outs):
             if not oname or out is None:
                 continue

@@ -83,6 +83,7 @@ def _attention(ctx: ImportContext, node):
         if pad_w > 0:
             mrank = len(mask.type.shape)
             mask = e("pad", [mask], pads=[0] * (2 * mrank - 1) + [pad_w], value=ninf)
+    ctx.require((4, sq, skv), np.dtype(npdt).itemsize, "the static attention bias")
     static = np.zeros((sq, skv), npdt)
     i_idx, j_idx = np.arange(sq)[:, None], np.arange(skv)[None, :]
     if nonpad is not None and past_k is None:

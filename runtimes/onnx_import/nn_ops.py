@@ -209,7 +209,8 @@ def _dropout(ctx, node):
     if not training:
         outs = [x]
         if want_mask:
-            outs.append(np.ones(x.type.shape, dtype=bool) if all(isinstance(d, int) for d in x.type.shape)
+            static = all(isinstance(d, int) for d in x.type.shape) and ctx.afford(x.type.shape, 1)
+            outs.append(np.ones(x.type.shape, dtype=bool) if static
                         else ctx.emit("broadcast_to", [ctx.scalar(True, "bool")], shape=list(x.type.shape)))
         return outs
     if not is_float(x.type.dtype):

@@ -102,6 +102,7 @@ def _apply(ctx, node, x, attrs, plan):
     y = x
     for d, s, m, r in plan:
         n = x.type.shape[d]
+        ctx.require((3, n, max(n, m or 0)), 8, f"the axis-{d} resize weights")
         if m == n and r is None and (s is None or s == 1.0) and not int(attrs.get("antialias", 0)):
             w, b = np.eye(n), np.zeros(n)
         else:

@@ -66,6 +66,7 @@ def _reduce(ctx, node):
         big = ((np.inf if node.op_type == "ReduceMin" else -np.inf) if npdt.kind == "f" else
                (True if node.op_type == "ReduceMin" else False) if npdt.kind == "b" else
                (np.iinfo(npdt).max if node.op_type == "ReduceMin" else np.iinfo(npdt).min))
+        ctx.require(shape, npdt.itemsize, "the empty-reduction result")
         return [np.full(shape, big, dtype=npdt)]
     t = node.op_type
     if t == "ReduceSumSquare" or t == "ReduceL2":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphforge.dtypes import is_float
+from graphforge.errors import LoadError
 
 from .importer import attrs_of, importer, Known, unsupported
 from .shape_values import as_dims, dims_array
@@ -175,10 +176,25 @@ def _expand(ctx, node):
     return [ctx.emit("broadcast_to", [x], shape=out)]
 
 
+_TILE_CONCAT_MAX = 64  # total extra copies a Tile may spell as concat inputs
+
+
 @importer("Tile")
 def _tile(ctx, node):
     x = ctx.input(node, 0)
     reps = [int(i) for i in ctx.need_const(node, 1, "repeats")]
+    if any(r < 0 for r in reps) or len(reps) != len(x.type.shape):
+        raise LoadError(f"Tile node {node.name!r}: repeats {reps} must be {len(x.type.shape)} non-negative ints")
+    if sum(r for r in reps if r != 1) > _TILE_CONCAT_MAX:
+        # many copies: one broadcast (x viewed as (1, d0, 1, d1, …) → (r0, d0, r1, d1, …)) instead of a
+        # concat with r inputs, so a hostile repeat count builds no giant node list
+        if not all(isinstance(d, int) for d in x.type.shape):
+            unsupported(node, f"repeats {reps} on a symbolic-shape input")
+        xs = list(x.type.shape)
+        spread = [v for d in xs for v in (1, d)]
+        big = [v for r, d in zip(reps, xs) for v in (r, d)]
+        y = ctx.emit("broadcast_to", [ctx.emit("reshape", [x], shape=spread)], shape=big)
+        return [ctx.emit("reshape", [y], shape=[r * d for r, d in zip(reps, xs)])]
     for axis, r in enumerate(reps):
         if r != 1:
             x = ctx.emit("concat", [x] * r, axis=axis) if r > 0 else ctx.emit("slice", [x], starts=[0], ends=[0], axes=[axis])
@@ -224,6 +240,7 @@ def _trilu(ctx, node):
     n, m = x.type.shape[-2:]
     if not isinstance(n, int) or not isinstance(m, int):
         unsupported(node, "symbolic matrix dims")
+    ctx.require((n, m), 1, f"the ({n}, {m}) Trilu mask")
     mask = np.triu(np.ones((n, m), bool), k) if upper else np.tril(np.ones((n, m), bool), k)
     zero = np.zeros((), dtype=np.dtype(x.type.dtype) if x.type.dtype != "bfloat16" else np.float32)
     return [ctx.emit("where", [ctx.materialize(mask, "trilu_mask"), x,
@@ -259,6 +276,7 @@ def _gather_elements(ctx, node):
     if not all(isinstance(d, int) for d in (*xs, *ishape)):
         unsupported(node, "symbolic shapes")
     strides = [int(np.prod(xs[d + 1:], dtype=np.int64)) for d in range(rank)]
+    ctx.require((len(ishape) + 1, *ishape), 8, "the index grid")
     grid = np.indices(ishape, dtype=np.int64) if ishape else np.zeros((rank,), np.int64)
     base = sum(grid[d] * strides[d] for d in range(rank) if d != axis)
     e = ctx.emit
@@ -333,6 +351,7 @@ def _scatter_elements(ctx, node):
     xs, ishape = data.type.shape, idx.type.shape
     _static(node, data.type, idx.type)
     strides = [int(np.prod(xs[d + 1:], dtype=np.int64)) for d in range(rank)]
+    ctx.require((len(ishape) + 1, *ishape), 8, "the index grid")
     grid = np.indices(ishape, dtype=np.int64)
     base = sum((grid[d] * strides[d] for d in range(rank) if d != axis), np.zeros(ishape, np.int64))
     e = ctx.emit
@@ -378,6 +397,7 @@ def _gather_nd(ctx, node):
     lead = [int(d) for d in ishape[:-1]]
     u = int(np.prod(lead, dtype=np.int64))
     strides = [int(np.prod(xs[d + 1:b + k], dtype=np.int64)) for d in range(b + k)]
+    ctx.require((len(lead) + 1, *lead), 8, "the index grid")
     grid = np.indices(lead, dtype=np.int64) if lead else np.zeros((0,), np.int64)
     base = sum((grid[d] * strides[d] for d in range(b)), np.zeros(lead, np.int64)).reshape(u)
     e = ctx.emit

@@ -1,14 +1,16 @@
 """``make fuzz``: the long differential-fuzzing tier (and the long checkpoint kill tier).
 
-    python -m tests.fuzz.run --graphs 10000 [--seed 0] [--jax-every 20] [--kill-runs 50]
+    python -m tests.fuzz.run --graphs 10000 [--seed 0] [--jax-every 20] [--kill-runs 50] [--onnx-mutations 2000]
 
 Every graph runs on the reference interpreter (float32 vs the float64 twin), through the default
 pipeline and ``cse,dce`` (bitwise), and on onnxruntime once that back end exists; every
 ``--jax-every``-th graph also runs on JAX (op by op, and jitted through ``gf.run``) with its
 gradient graph checked against ``jax.grad``. JAX compiles each new op shape (tens of
 milliseconds on a busy CPU), which is why only a share of the graphs goes through it. Prints the
-number of graphs run, mismatches and crashes, and the first failures with their seeds (rerun one
-with ``--graphs 1 --seed N --verbose``); exits 1 when anything failed.
+number of graphs run, their nodes and the registry ops they covered (of how many), mismatches and
+crashes, and the first failures with their seeds (rerun one with ``--graphs 1 --seed N --verbose``).
+Then the second campaign (``onnx_mutate.py``): ``--onnx-mutations`` mutated ONNX files through the
+importer under a 4 GiB address-space limit (a child process). Exits 1 when anything failed.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ def fuzz(graphs: int, seed: int = 0, jax_every: int = 20, verbose: bool = False,
 
     available = available_backends()
     counts = collections.Counter()
+    ops_seen: collections.Counter = collections.Counter()
     failures = []
     start = time.time()
     for k in range(graphs):
@@ -55,6 +58,7 @@ def fuzz(graphs: int, seed: int = 0, jax_every: int = 20, verbose: bool = False,
         findings = check_case(case, names, gradients="jax_eager" in names)
         counts["graphs"] += 1
         counts["nodes"] += len(case.graph.nodes)
+        ops_seen.update(case.ops)
         counts["jax_graphs"] += "jax_eager" in names
         counts["ort_graphs"] += "onnxruntime" in names
         kinds = {f.kind for f in findings}
@@ -74,7 +78,7 @@ def fuzz(graphs: int, seed: int = 0, jax_every: int = 20, verbose: bool = False,
             print(f"  {k + 1} graphs, {time.time() - start:.0f} s, {counts['mismatch']} mismatching, "
                   f"{counts['crash']} crashing", file=stream, flush=True)
     counts["seconds"] = round(time.time() - start, 1)
-    return {"counts": counts, "failures": failures, "backends": available}
+    return {"counts": counts, "failures": failures, "backends": available, "ops": ops_seen}
 
 
 def main(argv=None) -> int:
@@ -84,6 +88,8 @@ def main(argv=None) -> int:
     parser.add_argument("--jax-every", type=int, default=20)
     parser.add_argument("--max-nodes", type=int, default=40)
     parser.add_argument("--kill-runs", type=int, default=0, help="also SIGKILL this many checkpointing runs")
+    parser.add_argument("--onnx-mutations", type=int, default=2000,
+                        help="mutated ONNX files for the import campaign (0: skip it)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     # XLA compiles every new op shape; a persistent cache makes repeated `make fuzz` runs cheaper.
@@ -95,11 +101,26 @@ def main(argv=None) -> int:
     c = result["counts"]
     print(f"fuzz: {c['graphs']} graphs ({c['nodes']} nodes; {c['jax_graphs']} also on JAX with gradients, "
           f"{c['ort_graphs']} on onnxruntime) in {c['seconds']} s; back ends {', '.join(result['backends'])}")
+    from fuzz.gen import EXCLUDED, registry_ops
+
+    universe = set(registry_ops())
+    seen = set(result["ops"]) & universe
+    print(f"fuzz: ops covered {len(seen)} of {len(universe)} registry ops ({len(EXCLUDED)} excluded with a reason)"
+          + (f"; not drawn: {', '.join(sorted(universe - seen - set(EXCLUDED)))}" if universe - seen - set(EXCLUDED)
+             else ""))
     print(f"fuzz: {c['mismatch']} mismatching graphs, {c['crash']} crashing graphs, "
           f"{c['unsupported']} with ops onnxruntime does not support")
     for s, text in result["failures"]:
         print(f"--- seed {s}\n  {text}")
     failed = c["mismatch"] + c["crash"]
+    if args.onnx_mutations:
+        import subprocess
+
+        here = os.path.dirname(os.path.abspath(__file__))
+        # a child process: the campaign caps its own address space at 4 GiB
+        rc = subprocess.call([sys.executable, os.path.join(here, "onnx_mutate.py"), "--cases",
+                              str(args.onnx_mutations), "--seed", str(args.seed), "--memory-limit", "4G"])
+        failed += rc != 0
     if args.kill_runs:
         from reliability.killtest import kill_campaign
 

@@ -29,14 +29,15 @@ class Case:
     act: Callable          # act(tmp_path) -> anything; must raise
     words: tuple           # the message names the problem: every one of these (case-insensitive)
     setup: Callable | None = None  # setup(tmp_path): files that exist before the snapshot
+    memory: bool = False   # about memory: runs in a child process under a 4 GiB address-space limit
 
 
 CASES: list[Case] = []
 
 
-def case(name, words, setup=None):
+def case(name, words, setup=None, memory=False):
     def deco(fn):
-        CASES.append(Case(name, fn, tuple(words), setup))
+        CASES.append(Case(name, fn, tuple(words), setup, memory))
         return fn
     return deco
 
@@ -244,6 +245,129 @@ def _missing_onnx(tmp):
     return gf.from_onnx(os.path.join(tmp, "missing.onnx"))
 
 
+# ---- ONNX files that ask for terabytes, lie about their data, or contradict themselves (issue 20) ----
+# The memory cases run under a 4 GiB RLIMIT_AS: an import that tried to build the array would die
+# with MemoryError instead of the typed LoadError.
+
+from . import hostile_onnx as H  # noqa: E402
+
+GIB6 = 6 << 30
+
+
+def _model_setup(make, name="model.onnx"):
+    return lambda tmp: _write(tmp, name, make())
+
+
+def _import(tmp, **kw):
+    return gf.from_onnx(os.path.join(tmp, "model.onnx"), **kw)
+
+
+for _name, (_make, _words) in H.BUDGET_BOMBS.items():
+    case(f"import-budget-{_name}", _words, setup=_model_setup(_make), memory=True)(_import)
+    # unchecked and unfolded: the importer's own guards, not onnx.checker, must stop it
+    case(f"import-budget-{_name}-unchecked", _words[:1], setup=_model_setup(_make), memory=True)(
+        lambda tmp: _import(tmp, check=False, fold=False))
+
+for _name, (_make, _words) in H.MUTATIONS.items():
+    case(f"from_onnx-mutated-{_name}", _words, setup=_model_setup(_make))(_import)
+
+
+def _with_env(value, fn):
+    old = os.environ.get("GRAPHFORGE_MAX_CONSTANT_BYTES")
+    os.environ["GRAPHFORGE_MAX_CONSTANT_BYTES"] = value
+    try:
+        return fn()
+    finally:
+        if old is None:
+            del os.environ["GRAPHFORGE_MAX_CONSTANT_BYTES"]
+        else:
+            os.environ["GRAPHFORGE_MAX_CONSTANT_BYTES"] = old
+
+
+case("import-budget-env-small", ("eye", "16.0 KiB", "1.0 KiB", "GRAPHFORGE_MAX_CONSTANT_BYTES"),
+     setup=_model_setup(H.tiny_eyelike))(lambda tmp: _with_env("1k", lambda: _import(tmp)))
+case("import-budget-env-malformed", ("GRAPHFORGE_MAX_CONSTANT_BYTES", "lots"),
+     setup=_model_setup(H.tiny_eyelike))(lambda tmp: _with_env("lots", lambda: _import(tmp)))
+case("import-budget-argument-small", ("eye", "100 bytes", "max_constant_bytes"),
+     setup=_model_setup(H.tiny_eyelike))(lambda tmp: _import(tmp, max_constant_bytes=100))
+case("import-budget-argument-negative", ("max_constant_bytes", "-5"),
+     setup=_model_setup(H.tiny_eyelike))(lambda tmp: _import(tmp, max_constant_bytes=-5))
+
+for _version in (999, 29, 10_000):
+    case(f"from_onnx-opset-{_version}", (f"opset {_version}", "1..", "supported"),
+         setup=_model_setup(lambda v=_version: H.opset_model(v)))(_import)
+
+
+def _external_setup(file_size, **entries):
+    def setup(tmp):
+        H.write_sparse(os.path.join(tmp, "w.bin"), file_size)
+        _write(tmp, "model.onnx", H.external_model(**entries))
+    return setup
+
+
+EXTERNAL_CASES = [  # (name, file size, external_data entries, words)
+    ("length-6gib", GIB6, {"length": GIB6}, ("'w'", "length 6442450944", "48 bytes")),
+    ("length-short", GIB6, {"length": 10}, ("'w'", "length 10", "48 bytes")),
+    ("length-not-int", 64, {"length": "lots"}, ("'w'",)),
+    ("offset-past-end", 64, {"offset": 4096}, ("'w'", "offset 4096")),
+    ("offset-negative", 64, {"offset": -8}, ("'w'", "-8")),
+    ("file-too-small", 20, {}, ("'w'", "exceeds", "20 bytes")),
+    ("tensor-4tib-in-6gib-file", GIB6, {"dims": (1 << 20, 1 << 20)}, ("'w'", "exceeds")),
+    ("offset-leaves-too-little", GIB6, {"offset": GIB6 - 8}, ("'w'", "exceeds")),
+    ("absolute-location", 64, {"location": "/etc/passwd"}, ("/etc/passwd", "relative")),
+    ("missing-file", 64, {"location": "nope.bin"}, ("nope.bin", "not found")),
+    ("string-tensor", 64, {"dtype": H.TensorProto.STRING}, ("'w'", "string")),
+]
+for _name, _size, _entries, _words in EXTERNAL_CASES:
+    case(f"from_onnx-external-{_name}", _words, setup=_external_setup(_size, **_entries), memory=True)(_import)
+
+case("from_onnx-external-from-bytes", ("'w'", "path"))(lambda tmp: gf.from_onnx(H.external_model()))
+
+for _n in (65, 1000, 100_000):
+    case(f"parse-attr-nested-{_n}", ("nested deeper than 64",))(
+        lambda tmp, n=_n: gf.parse(_ir("%0: f32[2, 3] = reshape(%x) {shape=" + "[" * n + "2" + "]" * n
+                                        + "}\nreturn %0\n")))
+case("parse-tensor-literal-nested-1000", ("nested deeper than 64",))(
+    lambda tmp: gf.parse(_ir("%0: f32[1] = constant() {value=tensor<f32[1]>" + "[" * 1000 + "1" + "]" * 1000
+                             + "}\nreturn %0\n", header="graph g() {")))
+
+
+def _cli(argv_of):
+    """Run the CLI in-process; its exit status and stderr become a _CliFailed for the checks."""
+    def act(tmp):
+        import contextlib
+        import io
+
+        from graphforge.cli import main
+
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = main(argv_of(tmp))
+        raise _CliFailed(code, err.getvalue())
+    return act
+
+
+CLI_FILES = [  # (name, setup, words): each must give exit status 2 and one line, no traceback
+    ("opset-999", _model_setup(lambda: H.opset_model(999)), ("opset 999",)),
+    ("eyelike-4tib", _model_setup(H.BUDGET_BOMBS["eyelike"][0]), ("bomb", "TiB", "budget")),
+    ("trilu-1tib", _model_setup(H.BUDGET_BOMBS["trilu"][0]), ("bomb", "TiB", "budget")),
+    ("external-length-6gib", _external_setup(GIB6, length=GIB6), ("'w'", "48 bytes")),
+    ("garbage", lambda tmp: _write(tmp, "model.onnx", b"\x08\x07garbage\xff"), ("onnx",)),
+]
+for _name, _setup, _words in CLI_FILES:
+    case(f"cli-optimize-{_name}", ("exit status 2",) + _words, setup=_setup, memory=True)(
+        _cli(lambda tmp: ["optimize", os.path.join(tmp, "model.onnx"), "-o", os.path.join(tmp, "out.onnx")]))
+    case(f"cli-show-{_name}", ("exit status 2",) + _words, setup=_setup, memory=True)(
+        _cli(lambda tmp: ["show", os.path.join(tmp, "model.onnx")]))
+case("cli-show-nested-ir", ("exit status 2", "nested deeper than 64"),
+     setup=lambda tmp: _write(tmp, "g.gf", _ir("%0: f32[2, 3] = reshape(%x) {shape=" + "[" * 1000 + "2"
+                                                + "]" * 1000 + "}\nreturn %0\n").encode()))(
+    _cli(lambda tmp: ["show", os.path.join(tmp, "g.gf")]))
+case("cli-optimize-bad-dim", ("exit status 2", "--dim"), setup=_model_setup(lambda: H.opset_model(21)))(
+    _cli(lambda tmp: ["optimize", os.path.join(tmp, "model.onnx"), "-o", os.path.join(tmp, "out.onnx"),
+                      "--dim", "batch=many"]))
+
+
 # ---- run-time inputs on every back end --------------------------------------------------------------
 
 X = np.zeros((2, 4), np.float32)
@@ -386,6 +510,10 @@ def _snapshot(root) -> dict:
     for dirpath, dirs, files in os.walk(root):
         for f in files:
             p = os.path.join(dirpath, f)
+            st = os.stat(p)
+            if st.st_size > 64 << 20:  # the sparse multi-GiB weight files: size and mtime, not a 6 GiB read
+                out[os.path.relpath(p, root)] = (st.st_size, st.st_mtime_ns)
+                continue
             with open(p, "rb") as fh:
                 out[os.path.relpath(p, root)] = hashlib.sha256(fh.read()).hexdigest()
         for d in dirs:
@@ -394,29 +522,63 @@ def _snapshot(root) -> dict:
 
 
 def test_corpus_is_large_enough():
-    assert len(CASES) >= 50
+    assert len(CASES) >= 145  # 95 before issue 20, + at least 40 from its classes
+    assert sum(c.memory for c in CASES) >= 30
     assert len({c.name for c in CASES}) == len(CASES)
+
+
+def run_case(c: Case, root: str) -> dict:
+    """Run one case in ``root``: what it raised, how long it took, whether files changed."""
+    if c.setup is not None:
+        c.setup(root)
+    before = _snapshot(root)
+    start = time.monotonic()
+    try:
+        c.act(root)
+        out = {"type": None, "typed": False, "message": "no error raised"}
+    except BaseException as exc:  # noqa: BLE001 - MemoryError and RecursionError are what we look for
+        out = {"type": type(exc).__name__, "typed": isinstance(exc, GraphforgeError), "message": str(exc),
+               "code": getattr(exc, "code", None) if isinstance(exc, _CliFailed) else None}
+    out["elapsed"] = time.monotonic() - start
+    out["changed"] = _snapshot(root) != before
+    out["pwned"] = os.path.exists(os.path.join(root, "PWNED"))
+    return out
+
+
+MEMORY_LIMIT = 4 << 30
+_memory_results: dict = {}
+
+
+def _memory_result(c: Case) -> dict:
+    """Results of every memory case, from one child process under RLIMIT_AS = 4 GiB (run once)."""
+    if not _memory_results:
+        import subprocess
+        import sys
+
+        names = [m.name for m in CASES if m.memory]
+        here = os.path.dirname(os.path.abspath(__file__))
+        proc = subprocess.run([sys.executable, os.path.join(here, "memlimit_child.py"), str(MEMORY_LIMIT), *names],
+                              capture_output=True, text=True, timeout=240)
+        lines = proc.stdout.strip().splitlines()
+        assert proc.returncode == 0 and lines, f"memory-limited child failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
+        _memory_results.update(json.loads(lines[-1]))
+    return _memory_results[c.name]
 
 
 @pytest.mark.parametrize("c", CASES, ids=[c.name for c in CASES])
 def test_hostile_input_gives_typed_error(c: Case, tmp_path):
-    if c.setup is not None:
-        c.setup(str(tmp_path))
-    before = _snapshot(tmp_path)
-    start = time.monotonic()
-    with pytest.raises(GraphforgeError) as info:
-        c.act(str(tmp_path))
-    elapsed = time.monotonic() - start
-    message = str(info.value)
-    if isinstance(info.value, _CliFailed):
-        # the CLI reports typed errors as "graphforge train: <message>" with exit status 2
-        assert info.value.code == 2, message
+    r = _memory_result(c) if c.memory else run_case(c, str(tmp_path))
+    message = r["message"]
+    assert r["typed"], f"{c.name}: expected a GraphforgeError, got {r['type']}: {message[:2000]}"
+    if r.get("code") is not None:
+        # the CLI reports typed errors as "graphforge <command>: <message>" with exit status 2
+        assert r["code"] == 2, message
         assert "Traceback" not in message, message
     for word in c.words:
         assert word.lower() in message.lower(), f"{c.name}: message does not name {word!r}:\n{message}"
-    assert elapsed < 5.0, f"{c.name} took {elapsed:.1f} s"
-    assert _snapshot(tmp_path) == before, f"{c.name} wrote or changed files"
-    assert not os.path.exists(os.path.join(tmp_path, "PWNED")), "a loader unpickled its input"
+    assert r["elapsed"] < 5.0, f"{c.name} took {r['elapsed']:.1f} s"
+    assert not r["changed"], f"{c.name} wrote or changed files"
+    assert not r["pwned"], "a loader unpickled its input"
 
 
 SOURCE_DIRS = ["graphforge", "passes", "runtimes", "apps"]

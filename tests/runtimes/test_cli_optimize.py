@@ -36,7 +36,8 @@ def test_optimize_small_cnn(tmp_path, capsys):
 def test_optimize_reports_bad_input(tmp_path, capsys):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model")
-    assert cli_optimize.run(_parse([str(bad), "-o", str(tmp_path / "o.onnx")])) == 1
+    # bad input is USAGE (2) like every other command (it was 1 before issue 20, see apps/cli/exitcodes.py)
+    assert cli_optimize.run(_parse([str(bad), "-o", str(tmp_path / "o.onnx")])) == 2
     assert "graphforge optimize:" in capsys.readouterr().err
     assert not (tmp_path / "o.onnx").exists()
 
