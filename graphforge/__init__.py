@@ -11,17 +11,16 @@ and lower it to JAX/XLA or ONNX/onnxruntime::
     outs = gf.run(gf.optimize(g), {"x": x}, backend="onnxruntime")
 """
 from . import errors, ops
-from .api import from_onnx, grad, optimize, save_onnx, to_onnx
+from .api import from_onnx, grad, optimize, run, save_onnx, to_onnx
 from .errors import *  # noqa: F401,F403
 from .ir import Graph, Node, TensorSpec, TensorType, Value, parse
 from .ops import *  # noqa: F401,F403
 from .params_io import load_params, save_params
-from .runtime import run
 from .summary import summary
 from .trace import Tensor, trace
 from . import nn  # noqa: E402  (nn builds on ops and trace)
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402
 
 
 def __getattr__(name):

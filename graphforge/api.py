@@ -2,9 +2,24 @@
 stays free of jax/onnx (rule 1)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
-__all__ = ["optimize", "grad", "to_onnx", "save_onnx", "from_onnx", "TrainingModeExportWarning"]
+import numpy as np
+
+from .ir.graph import Graph
+
+__all__ = ["run", "optimize", "grad", "to_onnx", "save_onnx", "from_onnx",
+           "TrainingModeExportWarning"]
+
+
+def run(graph: Graph, inputs: Any, backend: str = "reference", params: Mapping[str, np.ndarray] | None = None,
+        **options) -> list[np.ndarray]:
+    """Evaluate ``graph`` on ``inputs`` with a back end (``"reference"``, ``"jax"``,
+    ``"onnxruntime"``); returns the list of output arrays. ``params`` overrides stored weights;
+    ``options`` go to the back end (e.g. ``bucket="pow2"`` for JAX)."""
+    from graphforge.runtimes import run as _run
+
+    return _run(graph, inputs, backend, params, **options)
 
 
 def optimize(graph, pipeline: str = "default", **options):

@@ -1,11 +1,10 @@
-"""Running graphs: input binding shared by every back end and the ``gf.run`` dispatcher.
+"""Binding inputs and parameters to a graph: what every back end does before it runs one.
 
-Back ends live in ``graphforge.runtimes.<name>`` and are imported on first use, so the core never
-imports jax, onnx or onnxruntime (rule 1)."""
+The ``gf.run`` dispatcher that picks a back end lives in the facade (``graphforge.api``): the core
+names no back end (rule 1 and the layering test)."""
 from __future__ import annotations
 
-import importlib
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -15,17 +14,7 @@ from .guards import check_guards
 from .ir.dims import dim_symbols, resolve_dim, unify_dims
 from .ir.graph import Graph
 
-__all__ = ["bind_inputs", "run", "BACKENDS", "resolve_params", "get_backend", "require_graph"]
-
-# name -> module implementing ``run(graph, arrays, env, params) -> list[np.ndarray]``
-BACKENDS = {
-    "reference": "graphforge.runtimes.reference",
-    "numpy": "graphforge.runtimes.reference",
-    "jax": "graphforge.runtimes.jax",
-    "onnxruntime": "graphforge.runtimes.onnx",
-    "ort": "graphforge.runtimes.onnx",
-}
-
+__all__ = ["bind_inputs", "resolve_params", "require_graph"]
 
 def require_graph(obj: Any, what: str) -> Graph:
     """``obj`` if it is a Graph; a model that was never traced gets an InputError saying how."""
@@ -178,19 +167,3 @@ def _kind(dtype: np.dtype) -> str:
     except Exception:  # noqa: BLE001 - object arrays, strings, ...
         return "other"
     return "float" if _dt.is_float(name) else "bool" if name == "bool" else "int"
-
-
-def get_backend(name: str):
-    if name not in BACKENDS:
-        raise InputError(f"unknown backend {name!r}; choose one of {', '.join(sorted(set(BACKENDS)))}")
-    return importlib.import_module(BACKENDS[name])
-
-
-def run(graph: Graph, inputs: Any, backend: str = "reference", params: Mapping[str, np.ndarray] | None = None,
-        **options) -> list[np.ndarray]:
-    """Evaluate ``graph`` on ``inputs`` with a back end (``"reference"``, ``"jax"``,
-    ``"onnxruntime"``); returns the list of output arrays."""
-    graph = require_graph(graph, "gf.run")
-    module = get_backend(backend)
-    arrays, env = bind_inputs(graph, inputs)
-    return module.run(graph, arrays, env, resolve_params(graph, params), **options)

@@ -10,7 +10,7 @@ output with respect to every trainable parameter, as a new graph (the pass is no
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 

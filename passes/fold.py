@@ -15,7 +15,7 @@ from graphforge.errors import GraphforgeError
 from graphforge.ir.graph import Graph
 from graphforge.ir.types import TensorType
 from graphforge.ops import registry
-from graphforge.runtimes.reference import evaluate_node
+from graphforge.ops.evaluate import evaluate_node
 from graphforge.trace.builder import Builder
 
 from .registry import register_pass

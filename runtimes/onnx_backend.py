@@ -55,7 +55,7 @@ class GraphforgeRep(BackendRep):
         return graph, {n: a for n, a in feed.items() if n not in consts}
 
     def run(self, inputs: Any, **kwargs: Any) -> tuple:
-        from graphforge.runtime import run as gf_run
+        from graphforge.runtimes import run as gf_run
         from graphforge.runtimes.onnx_import.importer import sanitize
 
         if isinstance(inputs, dict):

@@ -109,7 +109,7 @@ def _bench(args) -> int:
     from graphforge.cli.compile import _check_passes, _max_abs, random_inputs
     from graphforge.cli.modelfile import batch_symbol, load_model_file, trace_model
     from graphforge.errors import GraphforgeError, InputError
-    from graphforge.runtime import BACKENDS
+    from graphforge.runtimes import BACKENDS
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = [b for b in backends if b not in BACKENDS]

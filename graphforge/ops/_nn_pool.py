@@ -21,7 +21,7 @@ from ._shapes import require_float
 from .common import compute_dtype, numel
 from .registry import Attr, OpDef, Sample, register_op
 # modules, not names: the op families use each other's functions (looked up at call time)
-from . import (creation as _creation, elementwise as _elementwise, reduction as _reduction,
+from . import (creation as _creation, reduction as _reduction,
                shape_ops as _shape_ops)
 
 __all__: list[str] = []

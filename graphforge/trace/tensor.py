@@ -6,7 +6,6 @@ the op registry, so type errors surface at the line that caused them.
 from __future__ import annotations
 
 import numbers
-from typing import Any
 
 import numpy as np
 

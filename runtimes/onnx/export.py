@@ -230,7 +230,7 @@ def build_model(graph: Graph, opset: int, *, name: str | None = None, params_as_
     _rename(nodes, renamed)
     onnx_graph = helper.make_graph(nodes, name or graph.name, inputs, outputs, initializers + consts,
                                    doc_string=f"exported by graphforge from graph {graph.name!r}")
-    from graphforge import __version__
+    from graphforge.version import __version__
 
     model = helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", opset)],
                               ir_version=_ir_version(opset), producer_name="graphforge",

@@ -8,7 +8,6 @@ trainable params, integer/bool ones ``const`` params. Node names are kept as ``N
 """
 from __future__ import annotations
 
-import os
 import re
 from collections import Counter
 from typing import Any, Callable

@@ -10,44 +10,10 @@ from graphforge import dtypes as _dt
 from graphforge.errors import BackendError, GraphforgeError, ShapeError
 from graphforge.ir.dims import resolve_shape
 from graphforge.ir.graph import Graph, Node
+from graphforge.ops.evaluate import evaluate_node
 from graphforge.ops.registry import get_op
 
 __all__ = ["run", "evaluate", "evaluate_node"]
-
-
-def evaluate_node(node: Node, args: list[np.ndarray], env: Mapping[str, int] | None = None) -> list[np.ndarray]:
-    """Run one node's reference; results are checked against the node's declared types."""
-    opdef = get_op(node.op)
-    try:
-        # IEEE semantics (inf, nan, mean of nothing = nan) are results here, not warnings.
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            outs = opdef.reference(args, node.attrs, env or {})
-    except GraphforgeError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - report which node failed, with its provenance
-        raise BackendError(f"reference evaluation of {node.op} failed: {type(exc).__name__}: {exc}",
-                           scope=node.scope, op=node.op, loc=node.loc) from exc
-    outs = [np.asarray(o) for o in outs]
-    _check_results(node, outs, env or {})
-    return outs
-
-
-def _check_results(node: Node, outs: list[np.ndarray], env: Mapping[str, int]) -> None:
-    """The reference must produce what the type rule promised: a reference that disagrees with its
-    op's type rule is a bug that would otherwise surface far away (in folding or a back end)."""
-    if len(outs) != len(node.outputs):
-        raise BackendError(f"reference of {node.op} returned {len(outs)} results for {len(node.outputs)} outputs",
-                           scope=node.scope, op=node.op, loc=node.loc)
-    for value, array in zip(node.outputs, outs):
-        want = _dt.to_numpy_dtype(value.type.dtype)
-        try:
-            shape = resolve_shape(value.type.shape, env)
-        except ShapeError:  # a symbol the caller did not bind (evaluation of a fragment)
-            shape = array.shape
-        if array.dtype != want or array.shape != shape:
-            raise BackendError(f"reference of {node.op} returned {array.dtype}{list(array.shape)}, the node's "
-                               f"type is {value.type}", scope=node.scope, op=node.op, loc=node.loc)
 
 
 def evaluate(graph: Graph, arrays: list[np.ndarray], env: Mapping[str, int], params: Mapping[str, np.ndarray],

@@ -40,10 +40,10 @@ def test_bench_prints_a_latency_table_per_backend(tmp_path, capsys):
 
 
 def test_bench_reports_a_failing_backend_in_its_row(tmp_path, capsys, monkeypatch):
-    from graphforge import runtime
+    from graphforge import runtimes
     from graphforge.cli import main
 
-    monkeypatch.setitem(runtime.BACKENDS, "broken", "graphforge.no_such_backend_module")
+    monkeypatch.setitem(runtimes.BACKENDS, "broken", "graphforge.no_such_backend_module")
     small = write(tmp_path, "small.py", SMALL_MODEL)
     assert main(["bench", small, "--backends", "reference,broken", "--repeat", "2"]) == 1
     out = capsys.readouterr().out
