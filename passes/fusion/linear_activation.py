@@ -1,14 +1,17 @@
 """An activation applied to a ``linear`` (or to ``matmul(x, w)`` with a 2-D ``w``) → ``linear`` with
-that ``activation``: relu, gelu (exact → ``"gelu"``, tanh → ``"gelu_tanh"``), tanh, sigmoid, silu."""
+that ``activation``: every op of the registry's one fused-activation table (``ops.linalg.ACTIVATION_OPS``:
+relu, gelu exact and tanh, tanh, sigmoid, silu)."""
 from __future__ import annotations
 
 from graphforge import ops
+from graphforge.ops.linalg import ACTIVATION_OPS, activation_name
 
 from ..pattern import Op, Rule, Var
+from ..rewrite import RewriteRefused
 
 __all__ = ["RULE"]
 
-_ACTS = ("relu", "gelu", "tanh", "sigmoid", "silu")
+_ACTS = tuple(sorted({op for op, _ in ACTIVATION_OPS.values()}))
 _PATTERNS = [
     Op(_ACTS, Op("linear", Var("x"), Var("w"), Var("b"), name="lin", attrs={"activation": "none"})),
     Op(_ACTS, Op("linear", Var("x"), Var("w"), name="lin", attrs={"activation": "none"})),
@@ -16,14 +19,10 @@ _PATTERNS = [
 ]
 
 
-def _activation(node) -> str:
-    if node.op == "gelu":
-        return "gelu_tanh" if node.attrs.get("approximate", "none") == "tanh" else "gelu"
-    return node.op
-
-
 def _build(m, rw):
-    act = _activation(m.root)
+    act = activation_name(m.root.op, m.root.attrs)
+    if act is None:  # an attribute the table has no fused form for
+        raise RewriteRefused(f"{m.root.op} {m.root.attrs} has no fused linear activation")
     if "mm" in m:
         return ops.linear(rw.t(m["x"]), rw.t(m["w"]), transpose_b=False, activation=act)
     args = [rw.t(m["x"]), rw.t(m["w"])] + ([rw.t(m["b"])] if "b" in m else [])

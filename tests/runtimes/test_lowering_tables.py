@@ -199,7 +199,7 @@ def test_a_decomposition_that_does_not_apply_is_named_by_the_back_end(picky_op):
 
 # The fusion rule that builds linear(activation=...) still maps ops to names itself; it belongs to
 # passes/ and should switch to ops.linalg.activation_name (then drop it from this list).
-_SECOND_ACTIVATION_TABLE_ALLOWED = {"passes/fusion/linear_activation.py"}
+_SECOND_ACTIVATION_TABLE_ALLOWED: set[str] = set()
 
 
 def test_the_activation_values_are_spelled_in_one_table():
