@@ -186,9 +186,6 @@ def _memory_rows(cases, torch_device: str = "cuda", tiny: bool = False) -> list[
     (arguments + outputs + temporaries - donated aliases), a per-step figure that earlier sections
     cannot inflate (JAX's allocator peak is process-wide and cannot be reset); torch: the allocator
     peak over one step after a reset (params, grads and Adam state included)."""
-    import jax.numpy as jnp
-    import torch
-
     from benchmarks.bench_train_step import CASES as ALL, TINY_BATCH
     from benchmarks.models import MODELS, TINY, gf_buffers, gf_params, torch_loss
     from graphforge.runtimes.jax import x64
@@ -201,14 +198,13 @@ def _memory_rows(cases, torch_device: str = "cuda", tiny: bool = False) -> list[
         x, y = spec.inputs(TINY_BATCH if tiny else batch)
         t = _gf_trainer(spec)
         with x64():
-            args = (jnp.asarray(x),) + ((jnp.asarray(y),) if y is not None else ())
-            t.train_step(*args[:1], list(args[1:]))
-            fn = next(iter(t._steps.values()))
-            ma = fn.lower(t._params, t._buffers, t._opt_state, args).compile().memory_analysis()
+            ma = t.compiled_step(x, y).memory_analysis()
         jax_peak = (ma.argument_size_in_bytes + ma.output_size_in_bytes + ma.temp_size_in_bytes
                     - ma.alias_size_in_bytes) if ma is not None else None
         torch_peak = None
         if cuda:
+            import torch  # only here: the CPU-only tier of this script runs without torch
+
             tm = spec.torch_model()
             tm.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in
                                 {**gf_params(spec), **gf_buffers(spec)}.items()}, strict=False)

@@ -24,7 +24,7 @@ import numpy as np
 
 from graphforge import dtypes as _dt
 from graphforge.errors import GraphforgeError
-from graphforge.ir.dims import dim_symbols, resolve_shape
+from graphforge.ir.dims import collect_requirements, dim_symbols, resolve_shape
 from graphforge.ir.graph import Graph, Value
 from graphforge.ir.types import TensorType
 from graphforge.ops.registry import all_ops, check_attrs, get_op, infer_types
@@ -311,7 +311,12 @@ class _Gen:
             types = [c.v32.type if c is not None else t for c, t in zip(chosen, sample.inputs)]
             try:
                 checked = check_attrs(opdef, attrs)
-                infer_types(opdef, types, checked)
+                with collect_requirements() as reqs:
+                    infer_types(opdef, types, checked)
+                # a type rule's guard (slice [0:6] of a `batch` axis needs 6 <= batch) must hold for
+                # the sizes this graph is run at, else the graph is not one the fuzzer can run
+                if not all(req.holds(self.env) for req in reqs):
+                    continue
             except GraphforgeError:
                 continue
             if op in ("maximum", "minimum") and all(c is not None for c in chosen):
