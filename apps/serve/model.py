@@ -122,7 +122,10 @@ class ModelRunner:
         # The one onnxruntime session class of the ONNX back end, so `gf.run` and the server open
         # models alike (providers, optimisation level, bfloat16 handling).
         try:
-            self.session = OrtSession(self.path, self.providers_requested)
+            # Idle intra-op threads would otherwise spin between calls, taking CPU from the event
+            # loop that feeds them (measured: ~2x CPU per request on 2 cores; docs/serving.md).
+            self.session = OrtSession(self.path, self.providers_requested,
+                                      session_config={"session.intra_op.allow_spinning": "0"})
         except BackendError as exc:
             raise LoadError(f"onnxruntime cannot load {self.path}: {exc}") from exc
         self.providers = list(self.session.providers)

@@ -45,11 +45,15 @@ class OrtSession:
     """An onnxruntime session for a Graph (exported here) or an ONNX model (proto, bytes or path).
 
     ``optimization``: ``"all"`` (default), ``"extended"``, ``"basic"`` or ``"disable"``.
+    ``intra_op_threads`` (0 = onnxruntime's default) and ``session_config`` (onnxruntime session
+    config entries, e.g. ``{"session.intra_op.allow_spinning": "0"}`` for a server whose event loop
+    shares the cores) tune the session.
     ``run(inputs)`` takes a dict name -> array, a sequence in input order, or one array, and returns
     the outputs as a list of NumPy arrays (bfloat16 travels as ml_dtypes.bfloat16)."""
 
     def __init__(self, graph_or_proto, providers: Sequence[str] | None = None, optimization: str = "all", *,
-                 opset: int | None = None, params_as_inputs=False, **export_options):
+                 opset: int | None = None, params_as_inputs=False, intra_op_threads: int = 0,
+                 session_config: Mapping[str, str] | None = None, **export_options):
         if optimization not in _LEVELS:
             raise InputError(f"unknown optimization level {optimization!r}; choose one of {', '.join(_LEVELS)}")
         self.graph = graph_or_proto if isinstance(graph_or_proto, Graph) else None
@@ -69,6 +73,10 @@ class OrtSession:
         options = ort.SessionOptions()
         options.graph_optimization_level = _LEVELS[optimization]
         options.log_severity_level = 3
+        if intra_op_threads:
+            options.intra_op_num_threads = int(intra_op_threads)
+        for key, value in (session_config or {}).items():
+            options.add_session_config_entry(str(key), str(value))
         self.providers = list(providers) if providers else default_providers()
         try:
             self._session = ort.InferenceSession(payload, options, providers=self.providers)

@@ -324,3 +324,16 @@ def test_weights_of_rank3_linears_are_stored_pre_transposed():
     w = np.ones((4, 6), np.float32)
     got = gf.run(g, [x], backend="onnxruntime", params={"fc.weight": w})[0]
     np.testing.assert_allclose(got, gf.run(g, [x], params={"fc.weight": w})[0], rtol=1e-5, atol=1e-5)
+
+
+def test_ort_session_takes_thread_count_and_session_config(mlp_graph):
+    """The server opens models through OrtSession with spinning off; the options reach onnxruntime."""
+    width = mlp_graph.inputs[0].type.shape[1]
+    x = np.random.default_rng(0).standard_normal((3, width)).astype(np.float32)
+    plain = gf_onnx.OrtSession(mlp_graph)
+    tuned = gf_onnx.OrtSession(mlp_graph, intra_op_threads=1,
+                               session_config={"session.intra_op.allow_spinning": "0"})
+    opts = tuned._session.get_session_options()
+    assert opts.intra_op_num_threads == 1
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    np.testing.assert_array_equal(plain.run([x])[0], tuned.run([x])[0])
