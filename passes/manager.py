@@ -23,7 +23,6 @@ iterates to a fixed point (until no pass in it reports a change), at most ``max_
 """
 from __future__ import annotations
 
-import gc
 import re
 import sys
 import time
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from graphforge.errors import GraphforgeError, PassError
+from graphforge.ir.gcpause import gc_paused
 from graphforge.ir.graph import Graph
 
 from .registry import _PASSES, get_pass, list_passes, pass_info, providers_of, register_pass  # noqa: F401
@@ -269,9 +269,7 @@ class PassManager:
             raise PassError(f"passes run on a gf.Graph, got {type(graph).__name__}")
         # Passes allocate many small, long-lived objects; the cyclic GC's full collections would
         # make large graphs superlinear, so it is paused while the pipeline runs.
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
+        with gc_paused():
             start = time.perf_counter()
             report = PassReport(str(self.plan), nodes_before=len(graph.nodes))
             self.report = report
@@ -290,9 +288,6 @@ class PassManager:
                 g = g.copy()  # every pass left it alone (or none ran): still return a new graph
             report.seconds = time.perf_counter() - start
             report.nodes_after = len(g.nodes)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
         return g
 
     def _run_group(self, group: _Group, g: Graph, iteration: int) -> tuple[Graph, bool]:

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import dtypes as _dt
 from ..errors import TraceError
+from ..ir.gcpause import gc_paused
 from ..ir.graph import Graph
 from ..ir.types import TensorSpec, TensorType
 from .builder import Builder
@@ -83,6 +84,11 @@ def trace(model, *specs, seed: int = 0, name: str | None = None, training: bool 
     ``specs`` are ``gf.TensorSpec(shape, dtype, name=...)``; symbolic dims (``"batch"``) stay symbolic.
     Parameters are initialised deterministically from ``seed``. ``training`` overrides the module's
     mode for this trace (dropout and batch-norm behave accordingly)."""
+    with gc_paused():  # a graph is a web of cycles: see graphforge/ir/gcpause.py
+        return _trace(model, *specs, seed=seed, name=name, training=training)
+
+
+def _trace(model, *specs, seed: int = 0, name: str | None = None, training: bool | None = None) -> Graph:
     from ..nn.module import Module
 
     if isinstance(model, Graph):

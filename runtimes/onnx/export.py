@@ -36,6 +36,7 @@ import onnx
 from onnx import helper
 
 from graphforge.errors import ExportError, GraphforgeError, UnsupportedOpError
+from graphforge.ir.gcpause import gc_paused
 from graphforge.ir.graph import Graph
 from graphforge.ops import registry
 from graphforge.passes.decompose import decompose
@@ -295,8 +296,9 @@ def to_onnx(graph: Graph, opset: int | None = None, *, external_data_threshold: 
                           hint="trace a model first: g = gf.trace(model, gf.TensorSpec(...))")
     opset = check_opset(opset)
     _check_threshold(external_data_threshold)
-    model = build_model(graph, opset, name=name, params_as_inputs=params_as_inputs, native_ops=native_ops)
-    validate(model)
+    with gc_paused():  # building the protos beside a large graph: see graphforge/ir/gcpause.py
+        model = build_model(graph, opset, name=name, params_as_inputs=params_as_inputs, native_ops=native_ops)
+        validate(model)
     return model
 
 
