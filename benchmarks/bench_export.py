@@ -21,7 +21,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import add_common_args, summary, write_results  # noqa: E402
-from benchmarks.models import MODELS, TINY, gf_params, torch_available  # noqa: E402
+from benchmarks.models import MODELS, TINY, gf_buffers, gf_params, torch_available  # noqa: E402
 
 __all__ = ["gf_export", "torch_export", "measure", "main"]
 
@@ -42,7 +42,7 @@ def torch_export(spec, params, example, path: str) -> None:
 
 def measure(model: str, rounds: int = 5, tiny: bool = False, torch: bool | None = None) -> dict:
     spec = MODELS[model].scaled(**TINY[model]) if tiny else MODELS[model]
-    params = gf_params(spec)
+    params = {**gf_params(spec), **gf_buffers(spec)}
     example = spec.inputs(8)[0]
     sides = {"graphforge": lambda p: gf_export(spec, p)}
     if torch if torch is not None else torch_available():

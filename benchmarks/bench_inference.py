@@ -23,7 +23,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import add_common_args, interleaved_medians, write_results  # noqa: E402
-from benchmarks.models import MODELS, TINY, gf_params, torch_available  # noqa: E402
+from benchmarks.models import MODELS, TINY, gf_buffers, gf_params, torch_available  # noqa: E402
 
 __all__ = ["ort_session", "gf_onnx", "torch_onnx", "measure", "main"]
 
@@ -41,7 +41,7 @@ def gf_onnx(spec, opset: int | None = None):
     """graphforge's export of ``spec``: (optimised graph, ModelProto); ``opset`` None = the exporter's default."""
     import graphforge as gf
 
-    g = gf.optimize(gf.trace(spec.gf_model(), spec.spec(), seed=0))
+    g = gf.optimize(gf.trace(spec.gf_model(), spec.spec(), seed=0, training=False))  # inference: eval mode
     return g, gf.to_onnx(g, opset=opset)
 
 
@@ -51,7 +51,10 @@ def torch_onnx(spec, params, example, path=None):
     import torch
 
     model = spec.torch_model()
-    model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in params.items()})
+    # params and buffers (BatchNorm running statistics); torch's num_batches_tracked has no twin
+    missing, unexpected = model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in params.items()},
+                                                strict=False)
+    assert not unexpected and all(k.endswith("num_batches_tracked") for k in missing), (missing, unexpected)
     model.eval()
     batch = torch.export.Dim("batch", min=1, max=4096)
     program = torch.onnx.export(model, (torch.from_numpy(example),), path, dynamo=True,
@@ -77,7 +80,7 @@ def measure(model: str, batches=(1, 64), rounds: int = 15, tiny: bool = False, t
     from graphforge.runtimes.jax import lower, x64
 
     spec = MODELS[model].scaled(**TINY[model]) if tiny else MODELS[model]
-    params = gf_params(spec)
+    params = {**gf_params(spec), **gf_buffers(spec)}
     use_torch = torch if torch is not None else torch_available()
     graph, proto = gf_onnx(spec, opset)
     sessions = {"graphforge-ort": ort_session(proto, threads)}
@@ -88,7 +91,7 @@ def measure(model: str, batches=(1, 64), rounds: int = 15, tiny: bool = False, t
         nodes["torch"] = len(tproto.graph.node)
         nodes["torch_functions"] = len(tproto.functions)
     jparams = {k: jnp.asarray(v) for k, v in params.items()}
-    hand = jax.jit(lambda p, x: spec.jax_forward(p, x, **spec.sizes))
+    hand = jax.jit(lambda p, x: spec.jax_forward(p, x, training=False, **spec.sizes))
     rows = []
     for batch in batches:
         x, _ = spec.inputs(batch, seed=1)

@@ -156,10 +156,15 @@ def jax_lenet(p, x, **_):
     return _jax_dense(p, "fc3", x)
 
 
-def _jax_bn(p, name, x, stats):
+def _jax_bn(p, name, x, stats, training=True):
     """Training-mode BatchNorm (biased batch variance normalises); the new running stats (unbiased
-    variance, momentum 0.1, as PyTorch) go into ``stats``."""
+    variance, momentum 0.1, as PyTorch) go into ``stats``. ``training=False``: eval mode, the
+    running statistics in ``p`` normalise."""
     import jax
+    if not training:
+        inv = jax.lax.rsqrt(p[name + ".running_var"] + 1e-5) * p[name + ".weight"]
+        return ((x - p[name + ".running_mean"][None, :, None, None]) * inv[None, :, None, None]
+                + p[name + ".bias"][None, :, None, None])
     mean = x.mean((0, 2, 3))
     var = ((x - mean[None, :, None, None]) ** 2).mean((0, 2, 3))
     n = x.size // x.shape[1]
@@ -170,7 +175,7 @@ def _jax_bn(p, name, x, stats):
     return (x - mean[None, :, None, None]) * inv[None, :, None, None] + p[name + ".bias"][None, :, None, None]
 
 
-def jax_resnet8(p, x, stats=None, **_):
+def jax_resnet8(p, x, stats=None, training=True, **_):
     import jax
     from jax import lax
 
@@ -179,13 +184,13 @@ def jax_resnet8(p, x, stats=None, **_):
                                         dimension_numbers=("NCHW", "OIHW", "NCHW"))
 
     def block(name, x, stride):
-        h = jax.nn.relu(_jax_bn(p, name + ".bn1", conv(name + ".conv1", x, stride, 1), stats))
-        h = _jax_bn(p, name + ".bn2", conv(name + ".conv2", h, 1, 1), stats)
+        h = jax.nn.relu(_jax_bn(p, name + ".bn1", conv(name + ".conv1", x, stride, 1), stats, training))
+        h = _jax_bn(p, name + ".bn2", conv(name + ".conv2", h, 1, 1), stats, training)
         if name + ".down.weight" in p:
-            x = _jax_bn(p, name + ".down_bn", conv(name + ".down", x, stride, 0), stats)
+            x = _jax_bn(p, name + ".down_bn", conv(name + ".down", x, stride, 0), stats, training)
         return jax.nn.relu(h + x)
 
-    x = jax.nn.relu(_jax_bn(p, "stem_bn", conv("stem", x, 1, 1), stats))
+    x = jax.nn.relu(_jax_bn(p, "stem_bn", conv("stem", x, 1, 1), stats, training))
     x = block("block3", block("block2", block("block1", x, 1), 2), 2)
     return _jax_dense(p, "fc", x.mean((2, 3)))
 
