@@ -71,6 +71,11 @@ class Service:
         return self.default().batcher
 
 
+@dataclass
+class _Outcome:
+    status: int = 500
+
+
 def _v1_error(status: int, kind: str, message: str) -> JSONResponse:
     # 503s are transient (full queue, draining): tell well-behaved clients when to come back.
     headers = {"Retry-After": "1"} if status == 503 else None
@@ -174,6 +179,21 @@ def create_app(model: str | os.PathLike | ModelRunner | None = None, config: Ser
         return feeds, rows
 
     # -- /v1 -------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def observed(mv: ModelVersion):
+        """One inference request of ``mv`` in the metrics: in flight while the block runs, then its
+        status (500 unless the block sets ``outcome.status`` or raises a ServeError) and duration."""
+        metrics.inflight.inc()
+        outcome, start = _Outcome(), time.perf_counter()
+        try:
+            yield outcome
+        except ServeError as exc:
+            outcome.status = exc.status
+            raise
+        finally:
+            metrics.inflight.dec()
+            metrics.observe_inference(mv.name, mv.version, outcome.status, time.perf_counter() - start)
+
     async def predict(request: Request) -> Response:
         if service.draining:
             raise ShuttingDownError("the server is shutting down")
@@ -185,9 +205,7 @@ def create_app(model: str | os.PathLike | ModelRunner | None = None, config: Ser
             feeds, rows = check_feeds(runner, req.arrays, from_json=req.format == "json")
             return req.format, feeds, rows
 
-        metrics.inflight.inc()
-        start, status = time.perf_counter(), 500
-        try:
+        with observed(mv) as outcome:
             with batcher.receiving():
                 body = await _read_body(request, config.max_body_bytes, config.body_timeout)
                 content_type = request.headers.get("content-type")
@@ -202,14 +220,8 @@ def create_app(model: str | os.PathLike | ModelRunner | None = None, config: Ser
                 payload, media = await run_in_threadpool(encode_response, runner.output_names, outputs, out_fmt)
             else:
                 payload, media = encode_response(runner.output_names, outputs, out_fmt)
-            status = 200
+            outcome.status = 200
             return Response(payload, media_type=media)
-        except ServeError as exc:
-            status = exc.status
-            raise
-        finally:
-            metrics.inflight.dec()
-            metrics.observe_inference(mv.name, mv.version, status, time.perf_counter() - start)
 
     async def model_info(request: Request) -> Response:
         mv = service.default()
@@ -292,9 +304,7 @@ def create_app(model: str | os.PathLike | ModelRunner | None = None, config: Ser
         if service.draining:
             raise ShuttingDownError("the server is shutting down")
         mv = lookup(request)  # no await between the lookup and receiving(): a reload waits for us
-        metrics.inflight.inc()
-        start, status = time.perf_counter(), 500
-        try:
+        with observed(mv) as outcome:
             with mv.batcher.receiving():
                 body = await _read_body(request, config.max_body_bytes, config.body_timeout)
                 header_length = request.headers.get(HEADER_LENGTH)
@@ -308,14 +318,8 @@ def create_app(model: str | os.PathLike | ModelRunner | None = None, config: Ser
                 payload, headers = await run_in_threadpool(encode_v2, mv, req, wanted, outputs)
             else:
                 payload, headers = encode_v2(mv, req, wanted, outputs)
-            status = 200
+            outcome.status = 200
             return Response(payload, headers=headers)
-        except ServeError as exc:
-            status = exc.status
-            raise
-        finally:
-            metrics.inflight.dec()
-            metrics.observe_inference(mv.name, mv.version, status, time.perf_counter() - start)
 
     # -- /v2: repository ----------------------------------------------------------------------
     async def v2_index(request: Request) -> Response:
