@@ -2,6 +2,11 @@
 for gradient checks, central finite differences, and the small whole models several tests trace."""
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -18,7 +23,7 @@ from graphforge.trace.tensor import Tensor
 
 __all__ = ["sample_params", "op_params", "build_sample_graph", "to_float64", "sample_arrays",
            "weighted_loss_graph", "numeric_grad", "resolve_shape", "dim_symbols", "MLPLoss", "EncoderLoss",
-           "zip_outputs"]
+           "zip_outputs", "free_port", "spawn_train_process"]
 
 
 def zip_outputs(got, want, *more, what: str = "") -> list[tuple]:
@@ -137,3 +142,20 @@ class EncoderLoss(nn.Module):
 
     def forward(self, x):
         return (self.enc(x) ** 2).mean()
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago (tests bind 127.0.0.1 only)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn_train_process(train_file, pid: int, port: int, *extra: str) -> subprocess.Popen:
+    """Process ``pid`` of a two-process ``graphforge train`` on loopback (CPU, gloo collectives),
+    stdout and stderr merged into ``.stdout`` as text."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["JAX_PLATFORMS"] = "cpu"
+    cmd = [sys.executable, "-m", "graphforge.cli", "train", str(train_file), "--quiet",
+           "--num-processes", "2", "--process-id", str(pid), "--coordinator", f"127.0.0.1:{port}", *extra]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

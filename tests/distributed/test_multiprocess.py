@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 
+from gf_testutil import free_port, spawn_train_process
 from graphforge.train.trainer import TIMING_KEYS
 
 pytest.importorskip("optax")
@@ -43,23 +42,11 @@ TRAIN_FILE = textwrap.dedent('''
 SHARDED = TRAIN_FILE + 'param_sharding = {"0.weight": ("model", None), "0.bias": ("model",)}\n'
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch(train_file, dirs, extra=(), timeout=240):
     """Both processes of one run; returns their (rc, output). Kills both if they overrun."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env["JAX_PLATFORMS"] = "cpu"
-    procs = []
-    for pid, d in enumerate(dirs):
-        cmd = [sys.executable, "-m", "graphforge.cli", "train", str(train_file), "--quiet",
-               "--num-processes", "2", "--process-id", str(pid), "--coordinator", f"127.0.0.1:{port}",
-               "--coordinator-timeout", "60", "--checkpoint-dir", str(d), *extra]
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    port = free_port()
+    procs = [spawn_train_process(train_file, pid, port, "--coordinator-timeout", "60", "--checkpoint-dir", str(d),
+                                 *extra) for pid, d in enumerate(dirs)]
     outs = []
     try:
         for p in procs:

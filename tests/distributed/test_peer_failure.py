@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -15,6 +13,7 @@ import time
 import numpy as np
 import pytest
 
+from gf_testutil import free_port, spawn_train_process
 from graphforge.train import peers
 from graphforge.train.peers import PeerFailureError, guarded, rendezvous
 
@@ -40,18 +39,8 @@ TRAIN_FILE = textwrap.dedent('''
 ''')
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start(tmp_path, pid, port, *extra):
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env["JAX_PLATFORMS"] = "cpu"
-    cmd = [sys.executable, "-m", "graphforge.cli", "train", str(tmp_path / "train.py"), "--quiet",
-           "--num-processes", "2", "--process-id", str(pid), "--coordinator", f"127.0.0.1:{port}", *extra]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return spawn_train_process(tmp_path / "train.py", pid, port, *extra)
 
 
 def _finish(proc, timeout):
@@ -74,7 +63,7 @@ def _assert_clean_failure(rc, out):
 def test_one_of_two_processes_started_is_a_typed_error_in_bounded_time(tmp_path, pid):
     (tmp_path / "train.py").write_text(TRAIN_FILE)
     start = time.monotonic()
-    rc, out = _finish(_start(tmp_path, pid, _free_port(), "--coordinator-timeout", "4"), timeout=50)
+    rc, out = _finish(_start(tmp_path, pid, free_port(), "--coordinator-timeout", "4"), timeout=50)
     _assert_clean_failure(rc, out)
     assert "within 4 s" in out
     assert ("[1] did not reach" in out) if pid == 0 else ("not reachable" in out)
@@ -85,7 +74,7 @@ def test_one_of_two_processes_started_is_a_typed_error_in_bounded_time(tmp_path,
 def test_peer_lost_mid_training_ends_survivor_with_last_checkpoint(tmp_path, how):
     (tmp_path / "train.py").write_text(TRAIN_FILE)
     ckpt = tmp_path / "ckpt"
-    port = _free_port()
+    port = free_port()
     args = ("--epochs", "500", "--checkpoint-dir", str(ckpt), "--coordinator-timeout", "8")
     procs = [_start(tmp_path, pid, port, *args) for pid in (0, 1)]
     try:
@@ -160,7 +149,7 @@ def test_guarded_keeps_the_callers_x64_mode(fresh_watchdog):
 
 
 def test_rendezvous_gathers_all_processes_on_loopback():
-    port, errors, left = _free_port(), [], {}
+    port, errors, left = free_port(), [], {}
 
     def proc(pid):
         try:
@@ -178,7 +167,7 @@ def test_rendezvous_gathers_all_processes_on_loopback():
 
 
 def test_rendezvous_refuses_a_disagreeing_process_count():
-    port, errors = _free_port(), []
+    port, errors = free_port(), []
     t = threading.Thread(target=lambda: errors.append(pytest.raises(PeerFailureError, rendezvous,
                                                                     f"127.0.0.1:{port}", 2, 0, timeout_s=5)))
     t.start()
