@@ -121,6 +121,18 @@ class Gate:
         self.runner.run = self._real
 
 
+def first_answer(url: str, proc, timeout: float = 20.0):
+    """GET ``url`` until a server process ``proc`` started on loopback answers; its response.
+    Fails when ``proc`` exits first or nothing answers within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return httpx.get(url, timeout=2)
+        except httpx.TransportError:
+            assert time.monotonic() < deadline and proc.poll() is None, "server never came up"
+            time.sleep(0.05)
+
+
 def wait_for(predicate, timeout=10.0, what="condition"):
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -8,14 +8,14 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
 import pytest
 
-from serve_helpers import HTTP_TIMEOUT, Gate, ort_run, running, wait_for
+from gf_testutil import free_port
+from serve_helpers import HTTP_TIMEOUT, Gate, first_answer, ort_run, running, wait_for
 
 from graphforge.serve import InferenceServer, ServeConfig, ServeConfigError
 from graphforge.serve.config import add_arguments, config_from_args
@@ -91,23 +91,14 @@ def test_bad_model_file_is_a_load_error(tmp_path):
 
 
 def test_module_entry_point_serves_and_stops_on_sigterm(models):
-    with socket.socket() as s:  # a free loopback port for the child
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a free loopback port for the child
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "graphforge.serve", models["small"], "--port", str(port),
                              "--log-level", "warning"], stderr=subprocess.PIPE, text=True, env=env)
     try:
         banner = proc.stderr.readline()
         assert f"http://127.0.0.1:{port}" in banner, banner
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and proc.poll() is None, "server never came up"
-                time.sleep(0.05)
+        r = first_answer(f"http://127.0.0.1:{port}/healthz", proc)
         assert r.status_code == 200
         r = httpx.post(f"http://127.0.0.1:{port}/v1/predict", json=[[0.5] * 6], timeout=HTTP_TIMEOUT)
         assert r.status_code == 200

@@ -12,7 +12,8 @@ import httpx
 import numpy as np
 import pytest
 
-from serve_helpers import HTTP_TIMEOUT, Gate, mlp_model, ort_run, two_input_model, wait_for
+from gf_testutil import free_port
+from serve_helpers import HTTP_TIMEOUT, Gate, first_answer, mlp_model, ort_run, two_input_model, wait_for
 
 from graphforge.errors import LoadError
 from graphforge.serve import InferenceServer, ServeConfig
@@ -198,26 +199,16 @@ def test_single_file_reloads_in_place(tmp_path):
 
 def test_cli_serves_a_repository_and_refuses_bad_flags(repo):
     import signal
-    import socket
     import subprocess
     import sys
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "graphforge.serve", "--model-repository", str(repo),
                              "--port", str(port), "--log-level", "warning"], stderr=subprocess.PIPE, text=True)
     try:
         banner = proc.stderr.readline()
         assert "mlp/1" in banner and "mlp/2" in banner and "two/1" in banner, banner
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                r = httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and proc.poll() is None, "server never came up"
-                time.sleep(0.05)
+        r = first_answer(f"http://127.0.0.1:{port}/v2/health/ready", proc)
         assert r.status_code == 200
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=HTTP_TIMEOUT) as client:
             assert _infer(client, "mlp", np.ones((2, 6), np.float32)).json()["model_version"] == "2"
