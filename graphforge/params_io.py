@@ -134,7 +134,6 @@ def load_params(path: str, graph=None) -> dict[str, np.ndarray]:
                                 f"expects {want}")
         graph.params.update(arrays)
         # a graph a gf.Trainer owns: its params are a snapshot, the trainer holds the live weights
-        on_loaded = getattr(graph, "_gf_on_params_loaded", None)
-        if on_loaded is not None:
-            on_loaded(arrays)
+        for listener in graph.params_loaded_listeners:
+            listener(arrays)
     return arrays

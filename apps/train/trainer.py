@@ -164,7 +164,7 @@ class Trainer:
         self._quick: dict = {}
         # gf.load_params(path, trainer.graph) must reach the weights the trainer trains, not a copy
         for g in (self.graph, self.train_graph, self.eval_graph):
-            g._gf_on_params_loaded = lambda arrays: self.load_state_dict(arrays, strict=False)
+            g.params_loaded_listeners.append(lambda arrays: self.load_state_dict(arrays, strict=False))
 
     # ---- state ----------------------------------------------------------------------------------
     @property

@@ -389,6 +389,10 @@ class Graph:
         self.body = Block()
         self.params: dict[str, np.ndarray] = {}
         self.param_values: dict[str, Value] = {}
+        # Called with the arrays after gf.load_params installs them into this graph: an owner that
+        # keeps live copies of the weights elsewhere (a gf.Trainer, on the device) stays in sync.
+        # Not copied by copy(): a copy has no owner.
+        self.params_loaded_listeners: list = []
 
     # ---- construction -------------------------------------------------------------------
     def _check_name(self, name) -> None:
