@@ -43,15 +43,10 @@ def package_dirs() -> dict[str, Path]:
 
 def source_modules() -> dict[str, Path]:
     """Every graphforge module by dotted name, found through the package-dir mapping."""
-    dirs = package_dirs()
-    mapped = {d.resolve() for d in dirs.values()}
     modules: dict[str, Path] = {}
-    for pkg, directory in dirs.items():
+    for pkg, directory in package_dirs().items():  # (no mapped directory lies inside another)
         for path in directory.rglob("*.py"):
             rel = path.relative_to(directory)
-            # a subdirectory mapped on its own (apps/train under no parent) is listed under its own name
-            if any((directory / p).resolve() in mapped - {directory.resolve()} for p in rel.parents if str(p) != "."):
-                continue
             if "__pycache__" in rel.parts:
                 continue
             parts = list(rel.with_suffix("").parts)
