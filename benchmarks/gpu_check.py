@@ -230,7 +230,7 @@ def _onnx_rows(rounds) -> list[dict]:
     import torch
 
     import graphforge as gf
-    from benchmarks.models import MODELS, gf_params
+    from benchmarks.models import MODELS
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         raise RuntimeError(f"onnxruntime has no CUDAExecutionProvider (providers: {ort.get_available_providers()}); "

@@ -3,7 +3,6 @@ import numpy as np
 
 import graphforge as gf
 from graphforge.passes import optimize
-from passtest import check_pass
 
 
 def test_simplify_on_traced_model_keeps_values():
