@@ -1,0 +1,53 @@
+"""Real PyTorch dynamic-shape ONNX exports import symbolically and run at other sizes.
+
+The ONNX files and PyTorch's outputs come from tests/fixtures/make_dynamic_export_fixtures.py (run once
+with torch; committed). Each model was exported at (batch 2, seq 5); the tests run it at sizes the
+exporter never saw, on JAX and onnxruntime, against PyTorch's own eval-mode outputs."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import graphforge as gf
+
+HERE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "dynamic_exports")
+from graphforge.errors import UnsupportedOpError
+
+MODELS = ("encoder_padmask", "encoder_normfirst", "mha", "groupnorm", "bert_like",
+          # strict: this starts failing (and must be un-marked) the day Resize imports on symbolic dims
+          pytest.param("upsample", marks=pytest.mark.xfail(strict=True, raises=UnsupportedOpError,
+                                                           reason="Resize by scales on symbolic H/W (issue #19)")))
+BACKENDS = ("jax", "onnxruntime")
+
+
+def _cases(name):
+    arrays = np.load(os.path.join(HERE, f"{name}.npz"))
+    tags = sorted({k.split("/")[0] for k in arrays.files})
+    for tag in tags:
+        inputs = {k.split("/", 2)[2]: arrays[k] for k in arrays.files if k.startswith(f"{tag}/in/")}
+        n_out = sum(1 for k in arrays.files if k.startswith(f"{tag}/out/"))
+        yield tag, inputs, [arrays[f"{tag}/out/{j}"] for j in range(n_out)]
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def imported(request):
+    return request.param, gf.from_onnx(os.path.join(HERE, f"{request.param}.onnx"))
+
+
+def test_the_batch_stays_symbolic(imported):
+    name, graph = imported
+    for value in graph.inputs:
+        assert isinstance(value.type.shape[0], str), f"{name}: input {value.name} lost its dynamic batch"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_runs_at_sizes_the_exporter_never_saw(imported, backend):
+    name, graph = imported
+    for tag, inputs, expected in _cases(name):
+        got = gf.run(graph, inputs, backend=backend)
+        assert len(got) == len(expected), f"{name} {tag}"
+        for k, (g, e) in enumerate(zip(got, expected)):
+            np.testing.assert_allclose(np.asarray(g), e, rtol=1e-4, atol=1e-5,
+                                       err_msg=f"{name} at {tag}, output {k}, backend {backend}")
