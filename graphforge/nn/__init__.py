@@ -20,3 +20,9 @@ from .transformer import __all__ as _transformer_all
 __all__ = (["functional", "init", "Lambda", "Module", "ModuleList", "Sequential", "seq", "Buffer", "Parameter"]
            + list(_layers_all) + list(_conv_all) + list(_norm_all) + list(_regularization_all)
            + list(_embedding_all) + list(_attention_all) + list(_transformer_all))
+from .positional import *  # noqa: F401,F403,E402
+from .positional import __all__ as _positional_all  # noqa: E402
+from .decoder import *  # noqa: F401,F403,E402
+from .decoder import __all__ as _decoder_all  # noqa: E402
+
+__all__ += list(_positional_all) + list(_decoder_all)

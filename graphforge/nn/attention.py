@@ -101,11 +101,8 @@ class MultiHeadAttention(Module):
         """Attention spelled out, so dropout can act on the attention weights (training mode)."""
         s = ops.matmul(q, ops.transpose(k, [0, 1, 3, 2])) * (1.0 / math.sqrt(self.head_dim))
         if causal:
-            sq, sk = q.shape[2], k.shape[2]
-            if not (isinstance(sq, int) and isinstance(sk, int)):
-                raise ShapeError("causal attention with dropout needs static sequence lengths")
-            import numpy as np
-            s = ops.where(ops.constant(np.tril(np.ones((sq, sk), dtype=bool))), s, -math.inf)
+            # the op's top-left-aligned causal mask; tril works on symbolic lengths too
+            s = ops.where(ops.tril(ops.ones((q.shape[2], k.shape[2]))) > 0, s, -math.inf)
         if mask is not None:
             s = ops.where(mask, s, -math.inf)
         builder = current_builder()
