@@ -26,3 +26,7 @@ from .decoder import *  # noqa: F401,F403,E402
 from .decoder import __all__ as _decoder_all  # noqa: E402
 
 __all__ += list(_positional_all) + list(_decoder_all)
+from .recurrent import *  # noqa: F401,F403,E402
+from .recurrent import __all__ as _recurrent_all  # noqa: E402
+
+__all__ += list(_recurrent_all)
