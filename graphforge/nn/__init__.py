@@ -30,3 +30,7 @@ from .recurrent import *  # noqa: F401,F403,E402
 from .recurrent import __all__ as _recurrent_all  # noqa: E402
 
 __all__ += list(_recurrent_all)
+from .generation import *  # noqa: F401,F403,E402
+from .generation import __all__ as _generation_all  # noqa: E402
+
+__all__ += list(_generation_all)

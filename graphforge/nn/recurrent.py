@@ -20,10 +20,11 @@ from __future__ import annotations
 import math
 
 from .. import ops
-from ..errors import DTypeError, ShapeError
+from ..errors import DTypeError, ShapeError, TraceError
+from ..trace.builder import active_builder
 from ..trace.tensor import Tensor
 from . import init as _init
-from .module import Module
+from .module import Module, _adopt
 from .parameter import Parameter
 from .regularization import Dropout
 
@@ -272,6 +273,45 @@ class _RNNBase(Module):
         if self.mode == "lstm":
             return out, (pack([f[0] for f in finals]), pack([f[1] for f in finals]))
         return out, pack(finals)
+
+    def step(self, x, hx):
+        """One time step of every layer, without a loop: ``x`` (batch, input_size) and the state
+        (``h`` (num_layers, batch, H), or ``(h, c)`` for an LSTM) -> (top layer's output (batch, H),
+        new state). For decoding token by token inside ``gf.while_loop`` (unidirectional layers only)."""
+        # entered like __call__, so parameters get this module's names and nodes its scope
+        builder = active_builder()
+        if builder is None:
+            raise TraceError(f"{type(self).__name__}.step was called outside gf.trace")
+        if self._gf_path is None:
+            _adopt(builder, self)
+        with builder.scope(self._gf_path):
+            return self._step_all(x, hx)
+
+    def _step_all(self, x, hx):
+        name = type(self).__name__
+        if self.bidirectional:
+            raise ShapeError(f"{name}.step: a bidirectional layer reads the whole sequence; it cannot step",
+                             hint="decode with a unidirectional layer")
+        if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[-1] != self.input_size:
+            raise ShapeError(f"{name}.step expects (batch, {self.input_size}) input, got {getattr(x, 'type', x)}")
+        batch = x.shape[0]
+        if self.mode == "lstm":
+            h0, c0 = hx
+            states = list(zip(self._initial(h0, batch, x.dtype, True, "hidden state h"),
+                              self._initial(c0, batch, x.dtype, True, "cell state c")))
+        else:
+            states = self._initial(hx, batch, x.dtype, True, "hidden state h")
+        finals, out = [], x
+        for k in range(self.num_layers):
+            if k > 0:
+                out = self.inter_dropout(out)
+            w_ih, w_hh, b_ih, b_hh = self._weights(f"_l{k}")
+            new = _step(self.mode, _linear(out, w_ih, b_ih), states[k], w_hh, b_hh)
+            finals.append(new)
+            out = new[0] if self.mode == "lstm" else new
+        if self.mode == "lstm":
+            return out, (ops.stack([f[0] for f in finals], 0), ops.stack([f[1] for f in finals], 0))
+        return out, ops.stack(finals, 0)
 
     def extra_repr(self) -> str:
         extra = "".join(f", {k}={v}" for k, v in (("num_layers", self.num_layers), ("batch_first", self.batch_first),

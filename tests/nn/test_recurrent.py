@@ -127,6 +127,15 @@ def test_gradients_match_pytorch(fx, mode, layers, bi, bf):
         _check_grads(fx, key, g, _feeds(fx, key, mode, layers))
 
 
+@pytest.mark.parametrize("mode, layers, bi, bf", [c for c in COMBOS if c[1] == 2])
+def test_unrolled_gradients_match_pytorch(fx, mode, layers, bi, bf):
+    case = f"L{layers}_bi{int(bi)}_bf{int(bf)}"
+    layer = _layer(fx, mode, case, num_layers=layers, bidirectional=bi, batch_first=bf, unroll=True)
+    g = gf.trace(Net(layer, True, loss=True), *_specs(mode, layers, bi, bf, 4), training=False)
+    key = f"{mode}/{case}/4"
+    _check_grads(fx, key, g, _feeds(fx, key, mode, layers), backend="reference")
+
+
 @pytest.mark.parametrize("mode", sorted(LAYERS))
 @pytest.mark.parametrize("unroll", [pytest.param(False, marks=needs_scan), True])
 def test_lengths_match_pack_padded_sequence(fx, mode, unroll):
@@ -204,3 +213,30 @@ def test_bad_configuration_is_a_shape_error(make, match):
 def test_bad_input_names_what_is_wrong(fn, specs, match):
     with pytest.raises(gf.ShapeError, match=match):
         gf.trace(fn, *(gf.TensorSpec(s) for s in specs))
+
+
+@pytest.mark.parametrize("mode", sorted(LAYERS))
+def test_step_by_step_equals_the_whole_sequence(fx, mode):
+    """``layer.step`` (what in-graph decoding calls) walks the same recurrence as ``layer(x)``."""
+    layer = _layer(fx, mode, "L2_bi0_bf0", num_layers=2, unroll=True)
+    key = f"{mode}/L2_bi0_bf0/4"
+    n_states = 2 if mode == "lstm" else 1
+
+    def stepped(x, *hx):
+        state = tuple(hx) if mode == "lstm" else hx[0]
+        ys = []
+        for t in range(4):
+            y, state = layer.step(x[t], state)
+            ys.append(y)
+        return (gf.stack(ys, 0), *(state if mode == "lstm" else (state,)))
+
+    specs = [gf.TensorSpec((4, "batch", 3), "float64")] + [gf.TensorSpec((2, "batch", 4), "float64")] * n_states
+    g = gf.trace(stepped, *specs)
+    for got, want in zip(gf.run(g, _feeds(fx, key, mode, 2), backend="jax"), _expected(fx, key, mode)):
+        np.testing.assert_allclose(got, want, **TOL)
+
+
+def test_a_bidirectional_layer_cannot_step():
+    layer = nn.GRU(3, 4, bidirectional=True)
+    with pytest.raises(gf.ShapeError, match="bidirectional"):
+        gf.trace(lambda x, h: layer.step(x, h)[0], gf.TensorSpec((2, 3)), gf.TensorSpec((2, 2, 4)))
