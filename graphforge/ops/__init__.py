@@ -12,3 +12,7 @@ from . import creation, elementwise, linalg, nn_ops, reduction, shape_ops
 __all__ = (["registry", "NOT_DIFFERENTIABLE", "Attr", "OpDef", "Sample", "all_ops", "get_op", "register_op"]
            + creation.__all__ + elementwise.__all__ + linalg.__all__ + nn_ops.__all__ + reduction.__all__
            + shape_ops.__all__)
+from . import random  # noqa: E402
+from .random import *  # noqa: F401,F403,E402
+
+__all__ += random.__all__

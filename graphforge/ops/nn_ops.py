@@ -36,15 +36,9 @@ __all__ = ["conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "global_avg
 
 def dropout_mask(shape, key: int, p: float) -> np.ndarray:
     """The documented counter-based keep mask (bool, C order), bit-exact across back ends."""
-    n = int(np.prod(shape, dtype=np.int64))
-    m32 = np.uint64(0xFFFFFFFF)
-    i = np.arange(n, dtype=np.uint64) & m32
-    h = (i + np.uint64((int(key) * 0x9E3779B9) & 0xFFFFFFFF)) & m32
-    h ^= h >> np.uint64(16)
-    h = (h * np.uint64(0x7FEB352D)) & m32
-    h ^= h >> np.uint64(15)
-    h = (h * np.uint64(0x846CA68B)) & m32
-    h ^= h >> np.uint64(16)
+    from .random import counter_hash
+
+    h = counter_hash(int(np.prod(shape, dtype=np.int64)), key)
     return ((h >> np.uint64(8)) >= np.uint64(round(p * 2 ** 24))).reshape(shape)
 
 

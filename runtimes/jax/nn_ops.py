@@ -147,15 +147,9 @@ def _batch_norm(ctx, args, attrs):
 
 def dropout_keep(shape, key, p: float):
     """The contract's counter-based mask (uint32 arithmetic wraps mod 2**32)."""
-    u = jnp.uint32
-    i = lax.iota(u, max(int(np.prod(shape)), 1))[: int(np.prod(shape))].reshape(shape)
-    h = i + key.astype(u) * u(0x9E3779B9)
-    h = h ^ (h >> u(16))
-    h = h * u(0x7FEB352D)
-    h = h ^ (h >> u(15))
-    h = h * u(0x846CA68B)
-    h = h ^ (h >> u(16))
-    return (h >> u(8)) >= u(round(p * 2 ** 24))
+    from .random import counter_hash
+
+    return (counter_hash(shape, key) >> jnp.uint32(8)) >= jnp.uint32(round(p * 2 ** 24))
 
 
 @lowers("dropout")

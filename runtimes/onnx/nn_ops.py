@@ -230,17 +230,9 @@ def _shr(ctx, h, k):
 
 def dropout_keep(ctx, shape, key, p: float) -> str:
     """The contract's keep mask for a tensor of ``shape`` (dims may be symbolic)."""
-    u32 = lambda v: ctx.scalar(v, "uint32")  # noqa: E731
-    n = ctx.numel(shape) if shape else ctx.const(np.array(1, np.int64))
-    i = ctx.op("Range", [ctx.const(np.array(0, np.int64)), n, ctx.const(np.array(1, np.int64))])
-    i = ctx.reshape(ctx.cast(i, "uint32"), [dim_product(list(shape))], list(shape))
-    h = ctx.op("Add", [i, ctx.op("Mul", [key, u32(0x9E3779B9)])])
-    h = _xor_u32(ctx, h, _shr(ctx, h, 16))
-    h = ctx.op("Mul", [h, u32(0x7FEB352D)])
-    h = _xor_u32(ctx, h, _shr(ctx, h, 15))
-    h = ctx.op("Mul", [h, u32(0x846CA68B)])
-    h = _xor_u32(ctx, h, _shr(ctx, h, 16))
-    return ctx.op("GreaterOrEqual", [_shr(ctx, h, 8), u32(round(p * 2 ** 24))])
+    from .random import counter_hash
+
+    return ctx.op("GreaterOrEqual", [_shr(ctx, counter_hash(ctx, shape, key), 8), ctx.scalar(round(p * 2 ** 24), "uint32")])
 
 
 @lowers("dropout")
