@@ -56,4 +56,8 @@ NO_NODE_CASE: dict[str, str] = {
                        "its own samples check it on every back end (tests/runtimes/test_onnx_ops.py)",
     "random_uniform": "graphforge's counter-hash uniform draws (bit-exact across back ends); ONNX's RandomUniform"
                       "Like draws from an unspecified generator, so no node case can match it",
+    # issue #15: the ONNX import of If/Scan/Loop into these ops lands with branch cf-onnx, which removes these three
+    "cond": "control flow (If): its ONNX export/import is built on branch cf-onnx; until it lands no node case maps here",
+    "scan": "control flow (Scan): its ONNX export/import is built on branch cf-onnx; until it lands no node case maps here",
+    "while_loop": "control flow (Loop): its ONNX export/import is built on branch cf-onnx; until it lands none maps here",
 }
