@@ -20,9 +20,6 @@ CELLS = {"rnn": nn.RNNCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}
 COMBOS = list(itertools.product(sorted(LAYERS), (1, 2), (False, True), (False, True)))
 LENGTHS = (4, 6)
 TOL = dict(rtol=1e-5, atol=1e-10)
-# TEMPORARY until branch cf-core (gf.scan) is merged; removed by the merge commit
-import importlib.util  # noqa: E402
-needs_scan = pytest.mark.skipif(importlib.util.find_spec("graphforge.ops.control_flow") is None, reason="gf.scan not merged yet")
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +78,6 @@ def _expected(fx, key, mode):
     return [fx[f"{key}/{n}"] for n in ("out", "h_n", "c_n")[: 3 if mode == "lstm" else 2]]
 
 
-@needs_scan
 @pytest.mark.parametrize("mode, layers, bi, bf", COMBOS)
 @pytest.mark.parametrize("backend", ["reference", "jax", "onnxruntime"])
 def test_scan_layer_matches_pytorch_at_every_length(fx, backend, mode, layers, bi, bf):
@@ -116,7 +112,6 @@ def _check_grads(fx, key, g, feeds, backend="jax"):
         np.testing.assert_allclose(got[f"grad:net.{name}"], fx[f"{key}/grad/{name}"], err_msg=name, **TOL)
 
 
-@needs_scan
 @pytest.mark.parametrize("mode, layers, bi, bf", COMBOS)
 def test_gradients_match_pytorch(fx, mode, layers, bi, bf):
     case = f"L{layers}_bi{int(bi)}_bf{int(bf)}"
@@ -137,7 +132,7 @@ def test_unrolled_gradients_match_pytorch(fx, mode, layers, bi, bf):
 
 
 @pytest.mark.parametrize("mode", sorted(LAYERS))
-@pytest.mark.parametrize("unroll", [pytest.param(False, marks=needs_scan), True])
+@pytest.mark.parametrize("unroll", [False, True])
 def test_lengths_match_pack_padded_sequence(fx, mode, unroll):
     layer = _layer(fx, mode, "packed", num_layers=2, bidirectional=True, batch_first=True, unroll=unroll)
     seq = 5 if unroll else "seq"
@@ -165,7 +160,6 @@ def test_cells_match_pytorch(fx, mode):
         np.testing.assert_allclose(a, b, **TOL)
 
 
-@needs_scan
 def test_unbatched_input_gives_unbatched_states(fx):
     layer = _layer(fx, "gru", "L2_bi1_bf0", num_layers=2, bidirectional=True)
     g = gf.trace(Net(layer, True), gf.TensorSpec(("seq", 3), "float64"), gf.TensorSpec((4, 4), "float64"))
@@ -183,7 +177,6 @@ def test_parameter_names_and_shapes_are_pytorchs(fx):
     assert all(np.abs(v).max() <= bound for v in layer.state_dict().values())
 
 
-@needs_scan
 def test_dropout_acts_between_layers_in_training_mode_only():
     layer = nn.GRU(3, 4, num_layers=2, dropout=0.5)
     x = np.random.default_rng(0).standard_normal((5, 2, 3)).astype(np.float32)
