@@ -224,7 +224,8 @@ def _vi(name, elem, shape):
 def _ort(model, feed):
     import onnxruntime as ort
 
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {k: np.asarray(v) for k, v in feed.items()})
 
 
 def _check_import(model, feed, op, backends=BACKENDS):
