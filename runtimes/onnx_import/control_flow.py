@@ -316,10 +316,54 @@ def _loop_as_scan(ctx, node, body, init, length):
     it = block.add_argument(TensorType((), "int64"))
     bind = {body.input[0].name: it, body.input[1].name: np.array(True)}
     bind.update(zip([i.name for i in body.input[2:]], carry))
-    caps = _import_body(ctx, body, block, bind, [o.name for o in body.output[1:]])
+    try:
+        caps = _import_body(ctx, body, block, bind, [o.name for o in body.output[1:]])
+    except NeedsConstantError:
+        # the body needs a value at import time that varies per iteration (a Slice start computed
+        # from the iteration number): a short counted loop is unrolled, one body copy per step
+        _discard(block)
+        if not isinstance(length, int) or length > UNROLL_MAX:
+            raise
+        return _unrolled(ctx, node, body, init, length)
     iters = ctx.emit("arange", [], start=0, stop=length, step=1, dtype="int64")
     return _emit(ctx, "scan", caps + init + [iters],
                  {"num_consts": len(caps), "num_carry": len(init), "length": length}, [block])
+
+
+UNROLL_MAX = 64
+"""The longest counted Loop unrolled when its body needs the iteration number at import time."""
+
+
+def _discard(block: Block) -> None:
+    """Erase what a failed body import left in ``block`` (so no outer value keeps uses from it)."""
+    for n in reversed(list(block)):
+        block.erase(n)
+
+
+def _unrolled(ctx, node, body, init, length: int) -> list:
+    carry, rows = list(init), []
+    for i in range(length):
+        saved = (ctx.values, ctx.consts, ctx.node_name)
+        ctx.values, ctx.consts = dict(ctx.values), dict(ctx.consts)
+        try:
+            ctx.consts[body.input[0].name] = np.array(i, dtype=np.int64)
+            ctx.consts[body.input[1].name] = np.array(True)
+            for name, v in zip([x.name for x in body.input[2:]], carry):
+                ctx.consts.pop(name, None)
+                ctx.values[name] = v
+            import_nodes(ctx, body.node)
+            outs = [ctx.value(o.name) for o in body.output[1:]]
+        finally:
+            ctx.values, ctx.consts, ctx.node_name = saved
+        carry = outs[:len(init)]
+        rows.append(outs[len(init):])
+    stacked = []
+    for k, o in enumerate(body.output[1 + len(init):]):
+        parts = [ctx.emit("unsqueeze", [r[k]], axes=[0]) for r in rows]
+        if not parts:
+            unsupported(node, "an unrolled Loop of 0 iterations has no rows to give its scan outputs a shape")
+        stacked.append(parts[0] if len(parts) == 1 else ctx.emit("concat", parts, axis=0))
+    return carry + stacked
 
 
 def _loop_as_while(ctx, node, body, init, static_m):
