@@ -124,12 +124,14 @@ def grad(graph: Graph, wrt="params", output: int = 0, *, keep_outputs: bool = Fa
             if opdef.vjp is None:
                 raise UnsupportedOpError(f"op {node.op!r} has no VJP rule, so gradients cannot flow through it",
                                          ops=[node.op], scope=node.scope, op=node.op, loc=node.loc)
+            # Region ops (cond, scan, while_loop) build their VJP from their regions: they get the node.
+            extra = {"node": node} if opdef.regions else {}
             with builder.provenance(node.scope, node.loc):
                 try:
                     in_cots = opdef.vjp([Tensor(v, builder) for v in node.inputs],
                                         [Tensor(o, builder) for o in node.outputs],
                                         [None if c is None else Tensor(c, builder) for c in out_cots],
-                                        node.attrs)
+                                        node.attrs, **extra)
                 except GraphforgeError as exc:
                     raise type(exc)(f"while differentiating: {exc.detail}", scope=node.scope, op=node.op,
                                     loc=node.loc) from None
@@ -150,6 +152,9 @@ def grad(graph: Graph, wrt="params", output: int = 0, *, keep_outputs: bool = Fa
         for v in wrt_values:
             c = cotangents.get(id(v))
             grads.append(c if c is not None else _zeros(builder, v))
+    # A loop's VJP may replace its forward node by one that also saves residuals (redirecting every
+    # use and graph output), so the differentiated output is read again.
+    target = g.outputs[output]
     outputs = [target] + grads
     names = [target_name] + [GRAD_PREFIX + v.name for v in wrt_values]
     if keep_outputs:

@@ -39,13 +39,33 @@ def attr_key(attrs: dict) -> tuple:
     return tuple(sorted((k, _freeze(v)) for k, v in attrs.items()))
 
 
+def _blocks(block):
+    yield block
+    for node in block:
+        for region in node.regions:
+            yield from _blocks(region)
+
+
 @register_pass("cse", preserves=("typed",))
 def cse(graph: Graph) -> tuple[Graph, bool]:
     outs = output_ids(graph)
-    table: dict[tuple, object] = {}
     merged = []
     opdefs: dict[str, object] = {}
-    for node in graph.nodes:
+    # One table per block: a value never replaces one in another region (that would be an implicit
+    # capture, or a region value leaking out). Region ops themselves are not merged (their keys
+    # would have to compare whole bodies).
+    for block in list(_blocks(graph.body)):
+        table: dict[tuple, object] = {}
+        _cse_block(graph, block, table, merged, opdefs, outs)
+    if merged:
+        erase_dead(graph, merged, outs)
+    return graph, bool(merged)
+
+
+def _cse_block(graph, block, table, merged, opdefs, outs) -> None:
+    for node in block:
+        if node.regions:
+            continue
         opdef = opdefs.get(node.op)
         if opdef is None:
             try:
@@ -74,6 +94,3 @@ def cse(graph: Graph) -> tuple[Graph, bool]:
         for o, f in zip(node.outputs, first.outputs):
             replace_value(graph, o, f, outs)
         merged.append(node)
-    if merged:
-        erase_dead(graph, merged, outs)
-    return graph, bool(merged)

@@ -60,10 +60,11 @@ def decompose(graph: Graph, keep: Callable[[Node], bool] | None = None, *,
     not have) leaves the node as it is; with ``refused`` (a list) given, ``(node, reason)`` is
     appended there so the back end can name the node it still cannot lower."""
     keep = keep or (lambda node: False)
-    work = [(node, 0) for node in graph.nodes if _decomposable(node, keep)]
+    # Region bodies too (graph.walk): a composite op inside a loop body is decomposed in place there.
+    work = [(node, 0) for node in graph.walk() if _decomposable(node, keep)]
     if not work:
         return graph, False
-    known = {id(n) for n in graph.nodes}
+    known = {id(n) for n in graph.walk()}
     outs = output_ids(graph)
     rw = Rewriter(graph)
     done: list[Node] = []

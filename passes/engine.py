@@ -108,7 +108,7 @@ def apply_rules(graph: Graph, rules: Iterable[Rule], *, max_sweeps: int = MAX_SW
         seeds: list = []
         fired = False
         # A snapshot: replacements built in this sweep are looked at in the next one.
-        order = list(graph.nodes)
+        order = list(graph.walk())  # region bodies too: rewrites stay inside their block
         position: dict[int, int] | None = None
         for node in reversed(order):
             candidates = by_op.get(node.op)

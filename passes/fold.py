@@ -39,7 +39,8 @@ def fold(graph: Graph) -> tuple[Graph, bool]:
     outs = output_ids(graph)
     builder = Builder(graph, capture_locations=False)
     folded = []
-    for node in graph.nodes:  # the constants built below go before the cursor: not revisited
+    # Region bodies too (walk); the constants built below go before the cursor: not revisited.
+    for node in graph.walk():
         if not _foldable(graph, node):
             continue
         args = [constant_array(graph, v) for v in node.inputs]
@@ -85,7 +86,9 @@ def fold(graph: Graph) -> tuple[Graph, bool]:
 
 
 def _foldable(graph: Graph, node) -> bool:
-    if node.op == "constant" or not node.outputs:
+    if node.op == "constant" or not node.outputs or node.regions:
+        # A region op is not folded whole (its body is folded in place); its erasure would also
+        # drop the body nodes the walk is about to visit.
         return False
     # Cheapest test first: most nodes read a non-constant.
     for v in node.inputs:

@@ -9,7 +9,7 @@ filled with their schema defaults so that later passes (CSE, patterns) see one s
 from __future__ import annotations
 
 from graphforge.errors import GraphforgeError, PassError
-from graphforge.ir.graph import Graph
+from graphforge.ir.graph import YIELD, Graph
 from graphforge.ops import registry
 
 from .registry import register_pass
@@ -20,7 +20,9 @@ __all__ = ["infer"]
 @register_pass("infer", provides=("typed",))
 def infer(graph: Graph) -> tuple[Graph, bool]:
     changed = False
-    for node in graph.nodes:
+    for node in graph.walk():  # region bodies too
+        if node.op == YIELD:
+            continue
         # A node built by a Builder (tracing, passes) had its rule run on exactly these types and
         # attributes (rule 3); unless something changed since, re-running it cannot disagree.
         if node.type_stamp is not None and registry.stamp_holds(node):
@@ -28,7 +30,8 @@ def infer(graph: Graph) -> tuple[Graph, bool]:
         try:
             opdef = registry.get_op(node.op)
             attrs = registry.check_attrs(opdef, node.attrs)
-            types = registry.infer_types(opdef, [v.type for v in node.inputs], attrs)
+            types = registry.infer_types(opdef, [v.type for v in node.inputs], attrs,
+                                         regions=node.regions if (node.regions or opdef.regions) else None)
         except GraphforgeError as exc:
             raise PassError(f"type check failed: {exc.detail}", scope=node.scope or None, op=node.op,
                             loc=node.loc or None) from exc

@@ -57,7 +57,8 @@ def build_sample_graph(op: str, sample: Sample, name: str | None = None) -> tupl
     graph = Graph(name or f"{op}_sample")
     inputs = [graph.add_input(f"x{i}", t) for i, t in enumerate(sample.inputs)]
     builder = Builder(graph, capture_locations=False)
-    outs = builder.emit(op, inputs, dict(sample.attrs))
+    regions = sample.regions(builder, list(sample.inputs), dict(sample.attrs)) if sample.regions else None
+    outs = builder.emit(op, inputs, dict(sample.attrs), regions=regions)
     graph.set_outputs(outs)
     return graph, outs
 
@@ -74,7 +75,7 @@ def to_float64(sample: Sample) -> Sample:
             value = _WIDEN[value]
         attrs[key] = value
     return Sample(inputs, attrs=attrs, bind=dict(sample.bind), domain=sample.domain, grad=sample.grad,
-                  note=sample.note)
+                  note=sample.note, regions=sample.regions)
 
 
 def sample_arrays(sample: Sample, seed: int = 0) -> list[np.ndarray]:

@@ -21,11 +21,22 @@ import numpy as np
 from ..errors import VerifyError
 from .types import TensorType
 
-__all__ = ["Value", "Node", "Block", "Graph", "VALUE_KINDS"]
+__all__ = ["Value", "Node", "Block", "Graph", "VALUE_KINDS", "YIELD", "is_terminator"]
 
 # input: a runtime input; param: trainable weight; buffer: non-trainable state (running stats);
-# const: a large constant tensor held beside the params (e.g. produced by folding); node: an op result.
-VALUE_KINDS = ("input", "param", "buffer", "const", "node")
+# const: a large constant tensor held beside the params (e.g. produced by folding); node: an op result;
+# arg: an argument of a region (the branch of a cond, a loop body).
+VALUE_KINDS = ("input", "param", "buffer", "const", "node", "arg")
+
+# The terminator of every region: ``yield(%a, %b)`` names the region's results. It is no registered
+# op (it computes nothing, has no lowering and no VJP); the IR, the verifier and the region-aware
+# walkers know it by this name.
+YIELD = "yield"
+
+
+def is_terminator(node) -> bool:
+    """Whether ``node`` is a region's ``yield`` (passes leave it where it is)."""
+    return node.op == YIELD
 _ids = itertools.count()
 _VALUE_NAME = re.compile(r"[\w.\-/]+")  # what the parser reads after '%' (module paths, ONNX-style names)
 
@@ -85,7 +96,7 @@ class Node:
         # What the op's type rule was last checked against (``ops.registry.type_stamp``), so that
         # ``infer`` need not re-run rules on nodes nothing changed; None = never checked.
         self.type_stamp = None
-        # Nested blocks this node owns (the branches of a conditional, a loop body); none yet.
+        # Nested blocks this node owns (the branches of a conditional, a loop body).
         self.regions: tuple[Block, ...] = ()
         # Position: the Block holding the node (None while detached or once erased) and neighbours.
         self._block: Block | None = None
@@ -98,6 +109,13 @@ class Node:
     @property
     def output(self) -> Value:
         return self.outputs[0]
+
+    def set_regions(self, regions: Iterable["Block"]) -> None:
+        """Make ``regions`` this node's nested blocks (each names this node as its owner)."""
+        regions = tuple(regions)
+        for region in regions:
+            region.owner = self
+        self.regions = regions
 
     def set_input(self, index: int, value: Value) -> None:
         old = self.inputs[index]
@@ -217,6 +235,29 @@ class Block:
     @property
     def first(self) -> Node | None:
         return self._head
+
+    @property
+    def results(self) -> tuple:
+        """What the region yields: the inputs of its terminating ``yield`` (() for a top level)."""
+        last = self._tail
+        if last is not None and last.op == YIELD:
+            return tuple(last.inputs)
+        return ()
+
+    @property
+    def terminator(self) -> Node | None:
+        """The region's ``yield`` node (None at the top level or while it is being built)."""
+        last = self._tail
+        return last if last is not None and last.op == YIELD else None
+
+    def add_argument(self, type: TensorType, index: int | None = None, name: str | None = None) -> Value:
+        """A new region argument (at ``index``, default the end)."""
+        value = Value(type, name=name, kind="arg")
+        if index is None:
+            self.arguments.append(value)
+        else:
+            self.arguments.insert(index, value)
+        return value
 
     @property
     def last(self) -> Node | None:
@@ -555,7 +596,8 @@ class Graph:
         for value in touched.values():
             value.uses = [(n, i) for n, i in value.uses if id(n) not in dead_ids]
         for node in dead:
-            node._block._forget(node)
+            if node._block is not None:  # not already gone with the region of another removed node
+                node._block._forget(node)
 
     def remove_param(self, name: str) -> None:
         self.param_values.pop(name, None)
@@ -632,5 +674,5 @@ def _copy_block(src: Block, dst: Block, mapping: dict[int, Value]) -> None:
                 inner = Block(copy, args)
                 _copy_block(region, inner, mapping)
                 regions.append(inner)
-            copy.regions = tuple(regions)
+            copy.set_regions(regions)
         dst.append(copy)

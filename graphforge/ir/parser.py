@@ -10,7 +10,7 @@ import numpy as np
 from .. import dtypes as _dt
 from ..errors import GraphforgeError, ParseError, VerifyError
 from .dims import is_dim_text, parse_dim
-from .graph import Graph, Node, Value
+from .graph import YIELD, Block, Graph, Node, Value
 from .types import TensorType
 
 __all__ = ["parse"]
@@ -21,6 +21,7 @@ _STRING = r'"(?:[^"\\]|\\.)*"'
 _HEADER = re.compile(rf"^graph\s+({_STRING}|[\w.<>\-]+)\s*\((.*)\)\s*\{{\s*$")
 _PARAM = re.compile(rf"^(param|buffer|const)\s+%({_NAME})\s*:\s*(.+)$")
 _TYPE = re.compile(r"^([a-z0-9]+)\[([^\]]*)\]$")
+_REGION = re.compile(r"^([A-Za-z_]\w*)\s*\((.*)\)\s*:\s*$")
 
 
 class _Cursor:
@@ -276,7 +277,11 @@ def parse(text: str, *, params: dict[str, np.ndarray] | None = None, verify: boo
             cur.expect(",")
     closed = False
     returned = 0
-    for lineno, raw in lines[1:]:
+    body = lines[1:]
+    i = 0
+    while i < len(body):
+        lineno, raw = body[i]
+        i += 1
         line = raw.strip()
         if closed:
             raise ParseError(f"line {lineno}: text after the closing '}}'")
@@ -311,7 +316,13 @@ def parse(text: str, *, params: dict[str, np.ndarray] | None = None, verify: boo
             except VerifyError as exc:
                 raise ParseError(f"line {lineno}: {exc.detail}") from None
             continue
-        graph.append(_parse_node(_Cursor(line, lineno), env))
+        if _REGION.match(line):
+            raise ParseError(f"line {lineno}: region header {line!r} follows no node that owns regions")
+        node = _parse_node(_Cursor(line, lineno), env)
+        if node.op == YIELD:
+            raise ParseError(f"line {lineno}: 'yield' outside a region (the top level ends with 'return')")
+        graph.append(node)
+        i = _parse_regions(body, i, node, env)
     if not closed:
         raise ParseError(f"line {lines[-1][0]}: missing closing '}}'")
     if params:
@@ -323,16 +334,63 @@ def parse(text: str, *, params: dict[str, np.ndarray] | None = None, verify: boo
             want = _dt.to_numpy_dtype(graph.param_values[name].type.dtype)
             graph.params[name] = array if array.dtype == want else array.astype(want)
     for value in graph.all_values():
-        if value.kind == "node" and value.name is not None and value.name.isdigit():
+        if value.kind in ("node", "arg") and value.name is not None and value.name.isdigit():
             value.name = None
     if verify:
         graph.verify()
     return graph
 
 
+def _parse_regions(lines: list, i: int, node: Node, env: dict[str, Value]) -> int:
+    """The regions printed after ``node``'s line (``name(%a: type, ...):`` then its nodes, ending in
+    ``yield``); returns the index of the first line after them."""
+    regions = []
+    while i < len(lines):
+        lineno, raw = lines[i]
+        m = _REGION.match(raw.strip())
+        if not m:
+            break
+        i += 1
+        # A region's names stay inside it; outer names stay readable so that an implicit capture
+        # parses and verify() reports it with the node and the value.
+        inner = dict(env)
+        block = Block()
+        cur = _Cursor(m.group(2), lineno)
+        if not cur.at_end():
+            while True:
+                cur.expect("%")
+                name = cur.match(_NAME)
+                cur.expect(":")
+                ttype = _read_type(cur)
+                if name in inner and any(a.name == name for a in block.arguments):
+                    raise cur.error(f"region argument %{name} defined twice")
+                inner[name] = block.add_argument(ttype, name=name)
+                if cur.at_end():
+                    break
+                cur.expect(",")
+        while True:
+            if i >= len(lines):
+                raise ParseError(f"line {lineno}: region {m.group(1)!r} of {node.op} does not end with 'yield(...)'")
+            inner_lineno, inner_raw = lines[i]
+            line = inner_raw.strip()
+            i += 1
+            if line == "}" or line.startswith("return") or _REGION.match(line):
+                raise ParseError(f"line {inner_lineno}: region {m.group(1)!r} of {node.op} (line {lineno}) ends "
+                                 "without 'yield(...)'")
+            inner_node = _parse_node(_Cursor(line, inner_lineno), inner)
+            block.append(inner_node)
+            if inner_node.op == YIELD:
+                break
+            i = _parse_regions(lines, i, inner_node, inner)
+        regions.append(block)
+    if regions:
+        node.set_regions(regions)
+    return i
+
+
 def _parse_node(cur: _Cursor, env: dict[str, Value]) -> Node:
     results: list[tuple[str, TensorType]] = []
-    while True:
+    while cur.peek() == "%":  # a terminator (yield) has no results
         cur.expect("%")
         name = cur.match(_NAME)
         cur.expect(":")
@@ -340,6 +398,8 @@ def _parse_node(cur: _Cursor, env: dict[str, Value]) -> Node:
         if cur.accept("="):
             break
         cur.expect(",")
+        if cur.peek() != "%":
+            raise cur.error("expected '%' (another result) or '='")
     op = cur.match(r"[A-Za-z_][A-Za-z0-9_.]*")
     cur.expect("(")
     inputs: list[Value] = []

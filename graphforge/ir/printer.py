@@ -21,7 +21,7 @@ from .. import dtypes as _dt
 from .dims import check_dim, is_dim_text
 from .graph import Graph, Value
 
-__all__ = ["print_graph", "format_attr_value", "format_value_name"]
+__all__ = ["print_graph", "format_attr_value", "format_value_name", "region_names"]
 
 
 def _format_scalar(x) -> str:
@@ -96,12 +96,33 @@ def format_value_name(value: Value, numbering: dict[int, int]) -> str:
     return f"%{numbering[id(value)]}"
 
 
-def print_graph(graph: Graph) -> str:
-    numbering: dict[int, int] = {}
-    for node in graph.nodes:
+def region_names(node) -> list[str]:
+    """The names regions of ``node`` are printed with (the op's ``OpDef.regions``; ``region{k}``
+    for an op the registry does not know)."""
+    from ..ops.registry import lookup_op
+
+    opdef = lookup_op(node.op)
+    names = list(opdef.regions) if opdef is not None else []
+    return [names[k] if k < len(names) else f"region{k}" for k in range(len(node.regions))]
+
+
+def _number(block, numbering: dict[int, int]) -> None:
+    # Anonymous values are numbered in print order: a node's results, then its regions' arguments
+    # and nodes, depth first.
+    for value in block.arguments:
+        if value.name is None:
+            numbering[id(value)] = len(numbering)
+    for node in block:
         for out in node.outputs:
             if out.name is None:
                 numbering[id(out)] = len(numbering)
+        for region in node.regions:
+            _number(region, numbering)
+
+
+def print_graph(graph: Graph) -> str:
+    numbering: dict[int, int] = {}
+    _number(graph.body, numbering)
 
     def name(v: Value) -> str:
         try:
@@ -114,10 +135,20 @@ def print_graph(graph: Graph) -> str:
     lines.append(f"graph {_maybe_quote(graph.name, _BARE_GRAPH_NAME)}({args}) {{")
     for pname, v in graph.param_values.items():
         lines.append(f"  {v.kind} %{pname}: {v.type}")
-    for node in graph.nodes:
-        outs = ", ".join(f"{name(o)}: {o.type}" for o in node.outputs)
+    _print_block(graph.body, name, lines, "  ")
+    rets = ", ".join(f"{name(o)} as {_maybe_quote(n, _BARE_OUTPUT_NAME)}" for o, n in zip(graph.outputs, graph.output_names))
+    lines.append(f"  return {rets}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _print_block(block, name, lines: list, indent: str) -> None:
+    for node in block:
         ins = ", ".join(name(i) for i in node.inputs)
-        text = f"  {outs} = {node.op}({ins})"
+        text = f"{node.op}({ins})"
+        if node.outputs:
+            text = ", ".join(f"{name(o)}: {o.type}" for o in node.outputs) + " = " + text
+        text = indent + text
         if node.attrs:
             text += " {" + ", ".join(f"{k}={format_attr_value(v)}" for k, v in sorted(node.attrs.items())) + "}"
         if node.scope:
@@ -125,7 +156,8 @@ def print_graph(graph: Graph) -> str:
         if node.loc:
             text += f" ({node.loc})"
         lines.append(text)
-    rets = ", ".join(f"{name(o)} as {_maybe_quote(n, _BARE_OUTPUT_NAME)}" for o, n in zip(graph.outputs, graph.output_names))
-    lines.append(f"  return {rets}")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+        # A region: its name and arguments on one line, its nodes indented below, ending in yield.
+        for rname, region in zip(region_names(node), node.regions):
+            rargs = ", ".join(f"{name(a)}: {a.type}" for a in region.arguments)
+            lines.append(f"{indent}  {rname}({rargs}):")
+            _print_block(region, name, lines, indent + "    ")

@@ -1,14 +1,18 @@
 """``graph.verify()``: SSA, types, topological order, consistent use lists and node links, known ops.
 
-Nested regions are checked like the top level: a node in a region may read the region's arguments,
-values defined before it in its region, and values visible where its region's owner stands."""
+Nested regions are checked like the top level, under the explicit capture rule (docs/control_flow.md):
+a node in a region may read only the region's arguments and values defined before it in that region
+(the regions nested inside it keep their own values). An outer value a region needs is passed to the
+owner as an operand; reading it directly is an implicit capture, refused naming the value and node.
+Every region ends with exactly one ``yield``; the owner's type rule sees the regions' argument and
+result types."""
 from __future__ import annotations
 
 import numpy as np
 
 from .. import dtypes as _dt
 from ..errors import GraphforgeError, VerifyError
-from .graph import _VALUE_NAME, Block, Graph
+from .graph import _VALUE_NAME, YIELD, Block, Graph
 
 __all__ = ["verify_graph"]
 
@@ -68,28 +72,59 @@ def verify_graph(graph: Graph) -> None:
         raise VerifyError(f"duplicate output names: {graph.output_names}")
 
 
+def _describe(value) -> str:
+    return f"%{value.name}" if value.name else repr(value)
+
+
 def _verify_block(block: Block, define, visible: set[int], registry, prefix: str) -> None:
     _verify_links(block, prefix)
     for arg in block.arguments:
+        if arg.kind != "arg":
+            raise VerifyError(f"{prefix}region argument {arg!r} has kind {arg.kind!r} (expected 'arg')")
         define(arg, f"{prefix}region argument")
         visible.add(id(arg))
+    if block.owner is not None and block.terminator is None:
+        raise VerifyError(f"{prefix}the region does not end with 'yield'")
     for position, node in enumerate(block):
         where = f"{prefix}node {position} ({node.op}{' @' + node.scope if node.scope else ''})"
         for i, value in enumerate(node.inputs):
             if id(value) not in visible:
                 producer = value.producer
-                if producer is not None and producer.block is not None:
+                if producer is not None and producer.block is block:
                     raise VerifyError(f"{where}: input {i} is used before it is defined (topological order)")
+                if block.owner is not None and (value.kind != "node" or producer is not None and producer.block is not None):
+                    raise VerifyError(f"{where}: input {i} reads {_describe(value)}, defined outside this region of "
+                                      f"{block.owner.op} (an implicit capture)",
+                                      hint=f"pass the value to {block.owner.op} as an operand and read the region "
+                                           "argument (the capture rule is explicit, see docs/control_flow.md)")
+                if producer is not None and producer.block is not None:
+                    raise VerifyError(f"{where}: input {i} ({_describe(value)}) is defined inside a region of "
+                                      f"{producer.block.owner.op if producer.block.owner else 'another node'} "
+                                      "and is not visible here")
                 raise VerifyError(f"{where}: input {i} ({value!r}) is not defined in this graph (dangling)")
             if (node, i) not in value.uses:
                 raise VerifyError(f"{where}: input {i} does not list this node among its uses")
+        if node.op == YIELD:
+            if block.owner is None:
+                raise VerifyError(f"{where}: 'yield' outside a region (the top level ends with the graph outputs)")
+            if node is not block.last:
+                raise VerifyError(f"{where}: 'yield' must be the last node of its region")
+            if node.outputs or node.regions:
+                raise VerifyError(f"{where}: 'yield' has no results and no regions")
+            continue
         try:
             opdef = registry.get_op(node.op)
         except GraphforgeError as exc:
             raise VerifyError(f"{where}: {exc.detail}") from None
+        for k, region in enumerate(node.regions):
+            if region.owner is not node:
+                raise VerifyError(f"{where}: region {k} does not name this node as its owner")
+            # A region sees only its own arguments and values (explicit capture).
+            _verify_block(region, define, set(), registry, f"{where} region {k}: ")
         try:
             attrs = registry.check_attrs(opdef, node.attrs)
-            expected = registry.infer_types(opdef, [v.type for v in node.inputs], attrs)
+            expected = registry.infer_types(opdef, [v.type for v in node.inputs], attrs,
+                                            regions=node.regions if (node.regions or opdef.regions) else None)
         except GraphforgeError as exc:
             raise VerifyError(f"{where}: {exc.detail}") from None
         actual = [o.type for o in node.outputs]
@@ -99,11 +134,6 @@ def _verify_block(block: Block, define, visible: set[int], registry, prefix: str
         for j, out in enumerate(node.outputs):
             if out.producer is not node or out.index != j:
                 raise VerifyError(f"{where}: output {j} does not point back to its producer")
-        for k, region in enumerate(node.regions):
-            if region.owner is not node:
-                raise VerifyError(f"{where}: region {k} does not name this node as its owner")
-            # A region sees what is defined before its owner; its own values stay inside it.
-            _verify_block(region, define, set(visible), registry, f"{where} region {k}: ")
         for out in node.outputs:
             define(out, where)
             visible.add(id(out))

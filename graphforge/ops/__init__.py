@@ -1,6 +1,7 @@
 """The op registry and the functional API (``gf.relu``, ``gf.matmul``, ...), one family per module."""
 from . import registry
 from .creation import *  # noqa: F401,F403
+from .control_flow import *  # noqa: F401,F403
 from .elementwise import *  # noqa: F401,F403
 from .linalg import *  # noqa: F401,F403
 from .nn_ops import *  # noqa: F401,F403
@@ -8,7 +9,8 @@ from .reduction import *  # noqa: F401,F403
 from .registry import NOT_DIFFERENTIABLE, Attr, OpDef, Sample, all_ops, get_op, register_op
 from .shape_ops import *  # noqa: F401,F403
 from . import creation, elementwise, linalg, nn_ops, reduction, shape_ops
+from . import control_flow
 
 __all__ = (["registry", "NOT_DIFFERENTIABLE", "Attr", "OpDef", "Sample", "all_ops", "get_op", "register_op"]
            + creation.__all__ + elementwise.__all__ + linalg.__all__ + nn_ops.__all__ + reduction.__all__
-           + shape_ops.__all__)
+           + shape_ops.__all__ + control_flow.__all__)

@@ -16,7 +16,7 @@ from ..ir.dims import resolve_shape
 from ..ir.graph import Node
 from .registry import get_op
 
-__all__ = ["evaluate_node"]
+__all__ = ["evaluate_node", "evaluate_block"]
 
 
 def evaluate_node(node: Node, args: list[np.ndarray], env: Mapping[str, int] | None = None) -> list[np.ndarray]:
@@ -26,7 +26,10 @@ def evaluate_node(node: Node, args: list[np.ndarray], env: Mapping[str, int] | N
         # IEEE semantics (inf, nan, mean of nothing = nan) are results here, not warnings.
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            outs = opdef.reference(args, node.attrs, env or {})
+            if opdef.regions:
+                outs = opdef.reference(args, node.attrs, env or {}, regions=node.regions)
+            else:
+                outs = opdef.reference(args, node.attrs, env or {})
     except GraphforgeError:
         raise
     except Exception as exc:  # noqa: BLE001 - report which node failed, with its provenance
@@ -52,3 +55,16 @@ def _check_results(node: Node, outs: list[np.ndarray], env: Mapping[str, int]) -
         if array.dtype != want or array.shape != shape:
             raise BackendError(f"reference of {node.op} returned {array.dtype}{list(array.shape)}, the node's "
                                f"type is {value.type}", scope=node.scope, op=node.op, loc=node.loc)
+
+
+def evaluate_block(block, args: list[np.ndarray], env: Mapping[str, int] | None = None) -> list[np.ndarray]:
+    """Run a region with its op references: bind ``args`` to its arguments, evaluate its nodes in
+    order (nested regions through their owners' references) and return what its ``yield`` names."""
+    values: dict[int, np.ndarray] = {id(a): x for a, x in zip(block.arguments, args)}
+    for node in block:
+        if node.op == "yield":
+            return [values[id(v)] for v in node.inputs]
+        outs = evaluate_node(node, [values[id(v)] for v in node.inputs], env)
+        for value, array in zip(node.outputs, outs):
+            values[id(value)] = array
+    raise BackendError("a region without 'yield' cannot be evaluated")

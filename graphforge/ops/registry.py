@@ -18,7 +18,7 @@ from ..ir.dims import dim_expr
 from ..ir.types import TensorType
 
 __all__ = ["Attr", "REQUIRED", "NOT_DIFFERENTIABLE", "OpDef", "Sample", "register_op", "get_op",
-           "has_op", "all_ops", "check_attrs", "infer_types", "unregister_op", "lookup_op", "type_stamp",
+           "has_op", "all_ops", "check_attrs", "infer_types", "RegionSig", "region_sigs", "unregister_op", "lookup_op", "type_stamp",
            "stamp_holds"]
 
 
@@ -71,6 +71,8 @@ class Sample:
     domain: Sequence[Any] | None = None
     grad: bool = True
     note: str = ""
+    # Region ops: ``regions(builder, input_types, attrs) -> [Block]`` builds the sample's regions.
+    regions: Any = None
 
 
 @dataclass
@@ -90,6 +92,10 @@ class OpDef:
     commutative: bool = False
     elementwise: bool = False
     random: bool = False  # depends on an explicit RNG key input; CSE must not merge distinct keys
+    # Names of the regions a node of this op owns (control flow: ("then", "else"), ("body",)). A
+    # region op's type rule is ``type_rule(in_types, attrs, regions)`` with one RegionSig per region,
+    # and its reference ``reference(arrays, attrs, env, regions=blocks)``.
+    regions: tuple[str, ...] = ()
 
     @property
     def differentiable(self) -> bool:
@@ -198,12 +204,39 @@ def check_attrs(opdef: OpDef, attrs: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def infer_types(opdef: OpDef, input_types: list[TensorType], attrs: dict) -> list[TensorType]:
+@dataclass(frozen=True)
+class RegionSig:
+    """What a region op's type rule sees of one region: its argument and result (yield) types."""
+
+    args: tuple
+    results: tuple
+
+
+def region_sigs(regions) -> list[RegionSig]:
+    """The RegionSig of each Block (or RegionSig, passed through)."""
+    out = []
+    for r in regions:
+        if isinstance(r, RegionSig):
+            out.append(r)
+        else:
+            out.append(RegionSig(tuple(a.type for a in r.arguments), tuple(v.type for v in r.results)))
+    return out
+
+
+def infer_types(opdef: OpDef, input_types: list[TensorType], attrs: dict, regions=None) -> list[TensorType]:
     lo, hi = opdef.num_inputs
     n = len(input_types)
     if n < lo or (hi is not None and n > hi):
         want = f"{lo}" if lo == hi else f"{lo}..{hi if hi is not None else ''}"
         raise ShapeError(f"takes {want} inputs, got {n}")
+    if opdef.regions:
+        if regions is None or len(regions) != len(opdef.regions):
+            got = 0 if regions is None else len(regions)
+            raise ShapeError(f"{opdef.name} owns {len(opdef.regions)} region(s) ({', '.join(opdef.regions)}), got {got}",
+                             hint=f"build it with the tracing API (gf.{opdef.name}) or pass regions= to Builder.emit")
+        return list(opdef.type_rule(list(input_types), attrs, region_sigs(regions)))
+    if regions:
+        raise ShapeError(f"{opdef.name} owns no regions, got {len(regions)}")
     return list(opdef.type_rule(list(input_types), attrs))
 
 
@@ -243,6 +276,8 @@ def _freeze_attrs(attrs: dict):
 def type_stamp(opdef: OpDef, in_types, attrs: dict, out_types) -> tuple | None:
     """The stamp of a node whose types ``opdef``'s rule just checked (None when its attributes
     cannot be compared cheaply and safely)."""
+    if opdef.regions:  # the result types also depend on the regions: always re-checked
+        return None
     frozen, arrays = _freeze_attrs(attrs)
     if frozen is None:
         return None

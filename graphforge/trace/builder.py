@@ -17,10 +17,10 @@ import threading
 from typing import Any, Iterator, Sequence
 
 from ..errors import GraphforgeError, ShapeError, TraceError
-from ..ir.graph import Block, Graph, Node, Value
+from ..ir.graph import YIELD, Block, Graph, Node, Value
 from ..ops import registry
 
-__all__ = ["Builder", "active_builder", "current_builder", "user_location", "INTERNAL_DIRS"]
+__all__ = ["Builder", "RegionFrame", "active_builder", "current_builder", "user_location", "INTERNAL_DIRS"]
 
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _PARENT = os.path.dirname(_PKG_DIR)
@@ -84,6 +84,18 @@ def user_location(full: bool = False) -> str:
     return ""
 
 
+class RegionFrame:
+    """One region being traced: its block, the values it may read (``local``), and the outer values
+    it captured (``captured``, in argument order; ``map``: id(outer) -> argument)."""
+
+    def __init__(self, block: Block, capture_at: int):
+        self.block = block
+        self.capture_at = capture_at
+        self.local: set[int] = {id(a) for a in block.arguments}
+        self.captured: list[Value] = []
+        self.map: dict[int, Value] = {}
+
+
 class Builder:
     """Adds typed nodes to ``graph`` at its insertion point; the scope stack names the module being
     traced."""
@@ -105,6 +117,9 @@ class Builder:
         self._block: Block = graph.body
         self._before: Node | None = None
         self._records: list[list[Node]] = []
+        # Regions being traced, innermost last (gf.cond/scan/while_loop bodies): what each may read
+        # and the outer values it captured as extra operands (the capture rule is explicit).
+        self._frames: list[RegionFrame] = []
 
     # ---- context ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -177,15 +192,62 @@ class Builder:
     def current_scope(self) -> str:
         return self._scopes[-1] if self._scopes else ""
 
+    # ---- regions -----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def tracing_region(self, block: Block, capture_at: int = 0) -> Iterator["RegionFrame"]:
+        """Context: nodes emitted inside go to the end of ``block`` (a region being traced). An
+        input from outside the region is captured: it gets a new argument of ``block`` (inserted
+        at ``capture_at`` + the number captured so far) and the frame's ``captured`` lists the outer
+        value, which the caller passes to the region's owner as an operand."""
+        frame = RegionFrame(block, capture_at)
+        self._frames.append(frame)
+        try:
+            with self._insertion(block, None):
+                yield frame
+        finally:
+            self._frames.pop()
+
+    def _resolve(self, value: Value, depth: int) -> Value:
+        frame = self._frames[depth]
+        if id(value) in frame.local:
+            return value
+        arg = frame.map.get(id(value))
+        if arg is None:
+            outer = self._resolve(value, depth - 1) if depth > 0 else value
+            arg = frame.block.add_argument(value.type, index=frame.capture_at + len(frame.captured))
+            frame.captured.append(outer)
+            frame.map[id(value)] = arg
+            frame.local.add(id(arg))
+        return arg
+
+    def _captured_inputs(self, inputs: Sequence[Value]) -> list[Value]:
+        if not self._frames or self._block is not self._frames[-1].block:
+            return list(inputs)
+        depth = len(self._frames) - 1
+        return [self._resolve(v, depth) for v in inputs]
+
+    def emit_yield(self, values: Sequence[Value]) -> Node:
+        """End the region being built with ``yield(values)`` (outer values are captured)."""
+        values = self._captured_inputs(values)
+        node = Node(YIELD, values, None, [], scope=self.current_scope,
+                    loc=user_location() if self.capture_locations else self._loc)
+        self._block.append(node)
+        for record in self._records:
+            record.append(node)
+        return node
+
     # ---- emitting --------------------------------------------------------------------------
-    def emit(self, op: str, inputs: Sequence[Value], attrs: dict | None = None) -> list[Value]:
+    def emit(self, op: str, inputs: Sequence[Value], attrs: dict | None = None,
+             regions: Sequence[Block] | None = None) -> list[Value]:
         scope = self.current_scope
         loc = user_location() if self.capture_locations else self._loc
+        if self._frames:
+            inputs = self._captured_inputs(inputs)
         in_types = [v.type for v in inputs]
         try:
             opdef = registry.get_op(op)
             checked = registry.check_attrs(opdef, attrs or {})
-            out_types = registry.infer_types(opdef, in_types, checked)
+            out_types = registry.infer_types(opdef, in_types, checked, regions=regions)
         except GraphforgeError as exc:
             full_loc = user_location(full=True) if self.capture_locations else loc
             detail = exc.detail
@@ -196,6 +258,8 @@ class Builder:
             raise type(exc)(detail, scope=scope or None, op=op, loc=full_loc or None,
                             hint=exc.hint) from None
         node = Node(op, inputs, checked, out_types, scope=scope, loc=loc)
+        if regions:
+            node.set_regions(regions)
         node.type_stamp = registry.type_stamp(opdef, in_types, checked, [o.type for o in node.outputs])
         if self._before is None:
             self._block.append(node)
@@ -203,10 +267,13 @@ class Builder:
             self._block.insert_before(self._before, node)
         for record in self._records:
             record.append(node)
+        if self._frames and self._block is self._frames[-1].block:
+            self._frames[-1].local.update(id(o) for o in node.outputs)
         return node.outputs
 
-    def emit1(self, op: str, inputs: Sequence[Value], attrs: dict | None = None) -> Value:
-        return self.emit(op, inputs, attrs)[0]
+    def emit1(self, op: str, inputs: Sequence[Value], attrs: dict | None = None,
+              regions: Sequence[Block] | None = None) -> Value:
+        return self.emit(op, inputs, attrs, regions=regions)[0]
 
     # ---- parameters and randomness ---------------------------------------------------------
     def register_param(self, param, name: str, value) -> Value:

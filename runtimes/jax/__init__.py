@@ -31,6 +31,7 @@ from graphforge.passes.decompose import decompose
 
 # Importing the family modules fills LOWERINGS (one module per graphforge/ops family).
 from . import creation, elementwise, linalg, nn_ops, reduction, shape_ops  # noqa: F401
+from . import control_flow  # noqa: F401
 from .lower import LOWERINGS, LowerCtx, has_lowering, lowers
 
 __all__ = ["run", "lower", "compile_graph", "compiled_count", "x64", "LOWERINGS", "lowers", "has_lowering",
@@ -59,7 +60,7 @@ def decomposed(graph: Graph, outputs=None) -> tuple[Graph, list | None]:
     """``graph`` with every composite op the JAX table does not lower (``layer_norm``…) replaced by
     its registry decomposition (the ``decompose`` pass, on a copy; the graph itself when there is
     none), and ``outputs`` (Values of ``graph``) mapped to the copy's."""
-    if all(LOWERINGS.can_lower(n) or not _decomposable(n.op) for n in graph.nodes):
+    if all(LOWERINGS.can_lower(n) or not _decomposable(n.op) for n in graph.walk()):
         return graph, outputs
     work = graph.copy()
     if outputs is not None:
@@ -86,7 +87,7 @@ def lower(graph: Graph, env: Mapping[str, int], *, precision: str = "highest", o
     ``graph.params`` as constants. ``outputs`` selects Values to return (default: graph outputs)."""
     prec = _PRECISION[precision]
     graph, outputs = decomposed(graph, outputs)
-    missing = sorted({n.op for n in graph.nodes if not has_lowering(n.op)})
+    missing = sorted({n.op for n in graph.walk() if not has_lowering(n.op) and n.op != "yield"})
     if missing:
         raise UnsupportedOpError(f"no JAX lowering for op(s) {', '.join(missing)}")
     plan = []
@@ -95,7 +96,7 @@ def lower(graph: Graph, env: Mapping[str, int], *, precision: str = "highest", o
             shapes = [tuple(resolve_shape(v.type.shape, env)) for v in node.outputs]
         except GraphforgeError:
             raise
-        plan.append((node, LowerCtx(node, shapes, prec), _concrete_attrs(node, env)))
+        plan.append((node, LowerCtx(node, shapes, prec, env), _concrete_attrs(node, env)))
     outs = list(graph.outputs if outputs is None else outputs)
     stored = graph.params
 
@@ -139,7 +140,8 @@ def signature(arrays) -> tuple:
 
 
 def _fingerprint(graph: Graph) -> tuple:
-    return (len(graph.nodes), tuple(id(n) for n in graph.nodes), tuple(id(o) for o in graph.outputs))
+    nodes = tuple(id(n) for n in graph.walk())  # region bodies too: a pass may edit a loop body in place
+    return (len(nodes), nodes, tuple(id(o) for o in graph.outputs))
 
 
 _CACHE: "weakref.WeakKeyDictionary[Graph, dict]" = weakref.WeakKeyDictionary()

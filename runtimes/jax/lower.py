@@ -34,17 +34,18 @@ class _Within:
 class LowerCtx:
     """What a lowering may know about its node: resolved output shapes and dtypes."""
 
-    def __init__(self, node, out_shapes, precision):
+    def __init__(self, node, out_shapes, precision, env=None):
         self.node = node
         self.out_shapes = out_shapes
         self.out_dtypes = [_dt.to_numpy_dtype(v.type.dtype) for v in node.outputs]
         self.precision = precision
+        self.env = env if env is not None else {}  # symbol bindings (region ops lower their bodies with them)
 
     def lower_as(self, op: str, args, attrs: dict):
         """Lower ``op`` (registry name) on ``args`` with its own lowering, for a result of this node's
         first result type: how ``linear`` applies its fused activation without a second copy of the
         activation's lowering."""
-        return LOWERINGS[op](LowerCtx(_Within(op, attrs, self.node), self.out_shapes[:1], self.precision),
+        return LOWERINGS[op](LowerCtx(_Within(op, attrs, self.node), self.out_shapes[:1], self.precision, self.env),
                              list(args), attrs)
 
     @property

@@ -128,7 +128,11 @@ def _widen_attrs(attrs: dict) -> dict:
 # registry is drawn (its conformance samples give input types, attributes and domains); the coverage
 # test (tests/fuzz/test_coverage.py) fails when a registry op is neither drawable nor listed here, so
 # an op added by any branch either joins the fuzzer or says why not.
-EXCLUDED: dict[str, str] = {}
+EXCLUDED: dict[str, str] = {
+    "cond": "owns regions: a one-node draw from its samples has no bodies (region-drawing is issue #15 follow-up)",
+    "scan": "owns regions: a one-node draw from its samples has no bodies (region-drawing is issue #15 follow-up)",
+    "while_loop": "owns regions: a one-node draw from its samples has no bodies (issue #15 follow-up)",
+}
 
 
 def registry_ops() -> list[str]:

@@ -157,38 +157,67 @@ def test_builder_insertion_point_and_recording():
             pass
 
 
+def _cond_on(g, b, pred, operand, body_input=None):
+    """A cond node on ``operand`` whose two regions compute neg/sin of their argument (or of
+    ``body_input``, an outer value: an implicit capture)."""
+    regions = []
+    for op in ("neg", "sin"):
+        region = Block(None, [gf.Value(operand.type, kind="arg")])
+        with b.inserting_at_end(region):
+            inner = b.emit1(op, [region.arguments[0] if body_input is None else body_input])
+            b.emit_yield([inner])
+        regions.append(region)
+    return b.emit1("cond", [pred, operand], regions=regions)
+
+
 def test_regions_are_walked_verified_copied_and_erased_with_their_owner():
-    g, b = chain(["exp", "tanh"])
-    exp, tanh = list(g.nodes)
-    region = Block(owner=tanh)
-    tanh.regions = (region,)
-    with b.inserting_at_end(region):
-        inner = b.emit1("neg", [exp.output])  # a region reads a value from the enclosing block
-        b.emit1("sin", [inner])
-    assert len(g.nodes) == 2 and [n.op for n in g.walk()] == ["exp", "tanh", "neg", "sin"]
-    assert g.op_counts() == {"exp": 1, "neg": 1, "sin": 1, "tanh": 1}
+    g = Graph("cf")
+    x = g.add_input("x", F)
+    p = g.add_input("p", TensorType((), "bool"))
+    b = Builder(g, capture_locations=False)
+    e = b.emit1("exp", [x])
+    out = _cond_on(g, b, p, e)
+    owner = out.producer
+    g.set_outputs([out], ["out"])
+    assert len(g.nodes) == 2 and [n.op for n in g.walk()] == ["exp", "cond", "neg", "yield", "sin", "yield"]
+    assert owner.regions[0].owner is owner and owner.regions[0].results == (owner.regions[0].first.output,)
+    assert g.nodes.results == ()
     g.verify()
     c = g.copy()
-    assert [n.op for n in c.walk()] == ["exp", "tanh", "neg", "sin"]
-    assert c.nodes[1].regions[0].owner is c.nodes[1] and c.nodes[1].regions[0].first.inputs[0] is c.nodes[0].output
+    assert [n.op for n in c.walk()] == [n.op for n in g.walk()]
+    assert c.nodes[1].regions[0].owner is c.nodes[1]
+    assert c.nodes[1].regions[0].first.inputs[0] is c.nodes[1].regions[0].arguments[0]
     c.verify()
-    # a region may not read what its owner's block defines after the owner
-    late = Graph("late")
-    x = late.add_input("x", F)
-    lb = Builder(late, capture_locations=False)
-    owner = lb.emit1("exp", [x]).producer
-    after = lb.emit1("neg", [x])
-    owner.regions = (Block(owner=owner),)
-    with lb.inserting_at_end(owner.regions[0]):
-        lb.emit1("sin", [after])
-    late.set_outputs([owner.output])
-    with pytest.raises(VerifyError, match="region 0: node 0 \\(sin\\): input 0 is used before it is defined"):
-        late.verify()
-    # erasing the owner drops the region's uses of outer values too
-    g.set_outputs([exp.output], ["out"])
-    g.erase(tanh)
-    assert exp.output.uses == [] and [n.op for n in g.walk()] == ["exp"]
+    assert str(gf.parse(str(g))) == str(g)
+    # erasing the owner drops its regions and their nodes
+    g.set_outputs([e], ["out"])
+    g.erase(owner)
+    assert e.uses == [] and [n.op for n in g.walk()] == ["exp"]
     g.verify()
+
+
+def test_verify_refuses_an_implicit_capture_and_a_late_read():
+    g = Graph("cap")
+    x = g.add_input("x", F)
+    p = g.add_input("p", TensorType((), "bool"))
+    b = Builder(g, capture_locations=False)
+    e = b.emit1("exp", [x])
+    out = _cond_on(g, b, p, x, body_input=e)  # the bodies read %e directly
+    g.set_outputs([out])
+    with pytest.raises(VerifyError, match="region 0: node 0 \\(neg\\): input 0 reads .*implicit capture"):
+        g.verify()
+    # a region without its yield
+    g2 = Graph("noyield")
+    x2 = g2.add_input("x", F)
+    p2 = g2.add_input("p", TensorType((), "bool"))
+    b2 = Builder(g2, capture_locations=False)
+    out2 = _cond_on(g2, b2, p2, x2)
+    g2.set_outputs([out2])
+    region = out2.producer.regions[1]
+    term = region.terminator
+    region.erase(term)
+    with pytest.raises(VerifyError, match="does not end with 'yield'"):
+        g2.verify()
 
 
 def test_verify_catches_a_corrupt_node_list():

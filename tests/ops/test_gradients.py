@@ -235,7 +235,7 @@ def test_vjp_rules_keep_half_precision_dtypes(target):
         s = opdef.samples[k]
         inputs = [TensorType(t.shape, target) if _dt.is_float(t.dtype) else t for t in s.inputs]
         attrs = {a: (target if v in ("float32", "float64") else v) for a, v in s.attrs.items()}
-        half = Sample(inputs, attrs=attrs, bind=dict(s.bind), domain=s.domain)
+        half = Sample(inputs, attrs=attrs, bind=dict(s.bind), domain=s.domain, regions=s.regions)
         graph, data, weights = weighted_loss_graph(op, half)
         wrt = [n for i, n in enumerate(data) if _dt.is_float(inputs[i].dtype) and i not in opdef.nondiff_inputs]
         grads = gf.grad(graph, wrt=wrt, optimize=False)

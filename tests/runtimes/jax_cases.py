@@ -21,7 +21,9 @@ def sample_cases():
 def one_node_graph(op: str, sample) -> Graph:
     graph = Graph(op)
     ins = [graph.add_input(f"x{i}", t) for i, t in enumerate(sample.inputs)]
-    outs = Builder(graph, capture_locations=False).emit(op, ins, dict(sample.attrs))
+    builder = Builder(graph, capture_locations=False)
+    regions = sample.regions(builder, list(sample.inputs), dict(sample.attrs)) if sample.regions else None
+    outs = builder.emit(op, ins, dict(sample.attrs), regions=regions)
     graph.set_outputs(outs)
     return graph
 
