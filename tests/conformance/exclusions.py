@@ -55,8 +55,7 @@ NO_NODE_CASE: dict[str, str] = {
                  "folds to constants (tests/runtimes/test_onnx_import_dynamic.py imports it)",
     "max_pool2d_grad": "a gradient-only op (max_pool2d's VJP): ONNX has no pooling-gradient node to import; "
                        "its own samples check it on every back end (tests/runtimes/test_onnx_ops.py)",
-    # issue #15: the ONNX import of If/Scan/Loop into these ops lands with branch cf-onnx, which removes these three
-    "cond": "control flow (If): its ONNX export/import is built on branch cf-onnx; until it lands no node case maps here",
-    "scan": "control flow (Scan): its ONNX export/import is built on branch cf-onnx; until it lands no node case maps here",
-    "while_loop": "control flow (Loop): its ONNX export/import is built on branch cf-onnx; until it lands none maps here",
+    "while_loop": "no onnx node case has a Loop that a condition can end early (test_loop11 and the Range "
+                  "expansions are counted Loops: they import as scan or unrolled); tests/runtimes/"
+                  "test_onnx_control_flow.py imports data-dependent Loops as while_loop and runs them",
 }
