@@ -39,7 +39,7 @@ __all__ = ["register_pass", "get_pass", "list_passes", "PassManager", "PassRepor
            "optimize", "parse_pipeline", "DEFAULT_PIPELINE", "PIPELINES", "MAX_ITERATIONS"]
 
 #: The pipeline ``gf.optimize(g)`` runs: canonicalise to a fixed point, fuse, clean up again.
-DEFAULT_PIPELINE = "infer,(fold,simplify,cse,dce)*,fuse,(fold,simplify,cse,dce)*"
+DEFAULT_PIPELINE = "infer,(fold,simplify,cse,dce)*,fuse,hoist,(fold,simplify,cse,dce)*"
 PIPELINES = {"default": DEFAULT_PIPELINE, "canonicalize": "infer,(fold,simplify,cse,dce)*", "none": ""}
 MAX_ITERATIONS = 10
 

@@ -86,6 +86,8 @@ def _import_specialised(model, consts: dict, feed: dict):
             # computed from the inputs: specialise on every small integer input it may come from
             more = {n: np.asarray(a) for n, a in feed.items() if n not in consts
                     and np.asarray(a).dtype.kind in "iub" and np.asarray(a).size <= 64}
+            if not more:  # e.g. a Loop's trip count computed from float bounds (Range's expansion)
+                more = {n: np.asarray(a) for n, a in feed.items() if n not in consts and np.asarray(a).size <= 64}
             if not more:
                 raise
             consts.update(more)

@@ -69,7 +69,7 @@ def _cond_type(in_types, attrs, regions):
 
 
 def _scan_split(in_types, attrs):
-    nc, nk = attrs["num_consts"], attrs["num_carry"]
+    nc, nk = attrs.get("num_consts", 0), attrs["num_carry"]
     if nc < 0 or nk < 0 or nc + nk > len(in_types):
         raise ShapeError(f"scan has {len(in_types)} operands, fewer than num_consts={nc} + num_carry={nk}")
     return in_types[:nc], in_types[nc:nc + nk], in_types[nc + nk:]
@@ -99,10 +99,10 @@ def _scan_type(in_types, attrs, regions):
 
 
 def _while_type(in_types, attrs, regions):
-    nc = attrs["num_consts"]
+    nc = attrs.get("num_consts", 0)
     if nc < 0 or nc > len(in_types):
         raise ShapeError(f"while_loop has {len(in_types)} operands, fewer than num_consts={nc}")
-    if attrs["max_iterations"] < -1:
+    if attrs.get("max_iterations", -1) < -1:
         raise ShapeError(f"max_iterations must be >= 0 (or -1: unbounded), got {attrs['max_iterations']}")
     carry = list(in_types[nc:])
     cond_r, body = regions
@@ -132,10 +132,10 @@ def _cond_ref(args, attrs, env, regions):
 
 def _scan_ref(args, attrs, env, regions):
     (body,) = regions
-    nc, nk = attrs["num_consts"], attrs["num_carry"]
+    nc, nk = attrs.get("num_consts", 0), attrs["num_carry"]
     consts, carry, xs = list(args[:nc]), list(args[nc:nc + nk]), list(args[nc + nk:])
     length = resolve_dim(attrs["length"], env) if isinstance(attrs["length"], str) else attrs["length"]
-    steps = range(length - 1, -1, -1) if attrs["reverse"] else range(length)
+    steps = range(length - 1, -1, -1) if attrs.get("reverse", False) else range(length)
     ys: list = [None] * length
     for t in steps:
         outs = evaluate_block(body, consts + carry + [x[t] for x in xs], env)
@@ -152,9 +152,9 @@ def _scan_ref(args, attrs, env, regions):
 
 def _while_ref(args, attrs, env, regions):
     cond_r, body = regions
-    nc = attrs["num_consts"]
+    nc = attrs.get("num_consts", 0)
     consts, carry = list(args[:nc]), list(args[nc:])
-    limit = attrs["max_iterations"]
+    limit = attrs.get("max_iterations", -1)
     i = 0
     while (limit < 0 or i < limit) and _truth(evaluate_block(cond_r, consts + carry, env)[0]):
         carry = evaluate_block(body, consts + carry, env)
@@ -216,8 +216,8 @@ def _redirect(builder: Builder, old: list[Value], new: list[Value]) -> None:
 
 def _scan_vjp(inputs, outputs, cotangents, attrs, *, node):
     builder = _builder_of(inputs)
-    nc, nk = attrs["num_consts"], attrs["num_carry"]
-    length, reverse, remat = attrs["length"], attrs["reverse"], attrs["remat"]
+    nc, nk = attrs.get("num_consts", 0), attrs["num_carry"]
+    length, reverse, remat = attrs["length"], attrs.get("reverse", False), attrs.get("remat", False)
     ins = _vals(inputs)
     consts, init, xs = ins[:nc], ins[nc:nc + nk], ins[nc + nk:]
     (body,) = node.regions
@@ -296,7 +296,7 @@ def _scan_vjp(inputs, outputs, cotangents, attrs, *, node):
 
 
 def _while_vjp(inputs, outputs, cotangents, attrs, *, node):
-    limit = attrs["max_iterations"]
+    limit = attrs.get("max_iterations", -1)
     if limit < 0:
         raise UnsupportedOpError(
             "cannot differentiate an unbounded while_loop (its trip count is unknown, so there is no fixed "
@@ -305,7 +305,7 @@ def _while_vjp(inputs, outputs, cotangents, attrs, *, node):
             loc=node.loc)
     builder = _builder_of(inputs)
     scan_node = _while_as_scan(builder, node)
-    nc = attrs["num_consts"]
+    nc = attrs.get("num_consts", 0)
     outs = scan_node.outputs
     _redirect(builder, list(node.outputs), list(outs[1:]))
     s_inputs = [Tensor(v, builder) for v in scan_node.inputs]
@@ -319,8 +319,8 @@ def _while_as_scan(builder: Builder, node):
     """The bounded ``while_loop`` as a ``scan`` of ``max_iterations`` steps carrying a done flag
     (inserted right after it): a step runs the body only while not done and the cond holds."""
     cond_r, body = node.regions
-    nc = node.attrs["num_consts"]
-    limit = node.attrs["max_iterations"]
+    nc = node.attrs.get("num_consts", 0)
+    limit = node.attrs.get("max_iterations", -1)
     consts, init = list(node.inputs[:nc]), list(node.inputs[nc:])
     types = [v.type for v in node.inputs]
     block = Block(None, [Value(t, kind="arg") for t in [v.type for v in consts] + [TensorType((), "bool")] +
@@ -556,7 +556,7 @@ def _cond_regions(then_fn, else_fn):
 
 def _scan_regions(fn):
     def build(builder, in_types, attrs):
-        nc, nk = attrs["num_consts"], attrs["num_carry"]
+        nc, nk = attrs.get("num_consts", 0), attrs["num_carry"]
         types = list(in_types[:nc + nk]) + [TensorType(t.shape[1:], t.dtype) for t in in_types[nc + nk:]]
         return [_region(builder, types, fn)]
     return build

@@ -79,7 +79,7 @@ def _cond(ctx, args, attrs):
 @lowers("scan")
 def _scan(ctx, args, attrs):
     (body,) = ctx.node.regions
-    nc, nk = attrs["num_consts"], attrs["num_carry"]
+    nc, nk = attrs.get("num_consts", 0), attrs["num_carry"]
     consts, init, xs = args[:nc], args[nc:nc + nk], args[nc + nk:]
     f = lower_block(body, ctx.env, ctx.precision)
     length = attrs["length"]
@@ -93,20 +93,20 @@ def _scan(ctx, args, attrs):
     if attrs.get("remat"):
         step = jax.checkpoint(step)
     carry0 = tuple(_exact(c, d) for c, d in zip(init, carry_dtypes))
-    final, ys = lax.scan(step, carry0, tuple(xs), length=length, reverse=bool(attrs["reverse"]))
+    final, ys = lax.scan(step, carry0, tuple(xs), length=length, reverse=bool(attrs.get("reverse", False)))
     return list(final) + list(ys)
 
 
 @lowers("while_loop")
 def _while(ctx, args, attrs):
     cond_r, body = ctx.node.regions
-    nc = attrs["num_consts"]
+    nc = attrs.get("num_consts", 0)
     consts, init = list(args[:nc]), args[nc:]
     f_cond = lower_block(cond_r, ctx.env, ctx.precision)
     f_body = lower_block(body, ctx.env, ctx.precision)
     carry_dtypes = [_dt.to_numpy_dtype(v.type.dtype) for v in ctx.node.outputs]
     carry0 = tuple(_exact(c, d) for c, d in zip(init, carry_dtypes))
-    limit = attrs["max_iterations"]
+    limit = attrs.get("max_iterations", -1)
     if limit < 0:
         out = lax.while_loop(lambda c: f_cond(consts + list(c))[0], lambda c: tuple(f_body(consts + list(c))), carry0)
         return list(out)

@@ -42,6 +42,7 @@ from graphforge.ops import registry
 from graphforge.passes.decompose import decompose
 
 from . import creation, elementwise, linalg, nn_ops, reduction, shape_ops  # noqa: F401  (fill LOWERINGS)
+from . import control_flow  # noqa: F401  (cond/scan/while_loop → If/Scan/Loop)
 from . import random  # noqa: F401,E402  (random_uniform)
 from .lower import DTYPE_GENERIC, HALF, LOWERINGS, Emitter, NotExpressible, onnx_dtype, tensor_proto
 
@@ -114,6 +115,7 @@ class _Driver:
         self.ctx = ctx
         self.unsupported: list[tuple] = []
         self.refused = {id(node): why for node, why in refused}  # decompositions that did not apply
+        ctx.driver = self  # control-flow lowerings lower their regions' nodes through it
 
     def lower_nodes(self, nodes, env: dict) -> None:
         for node in nodes:
@@ -168,7 +170,7 @@ def decompose_for(graph: Graph, ctx: Emitter) -> tuple[Graph, list]:
     def keep(node) -> bool:
         return LOWERINGS.can_lower(node, ctx)
 
-    if all(keep(node) or not _decomposable(node.op) for node in graph.nodes):
+    if all(keep(node) or not _decomposable(node.op) for node in graph.walk()):
         return graph, []
     refused: list = []
     work, _ = decompose(graph.copy(), keep, refused=refused)
@@ -247,7 +249,7 @@ def _live(nodes, consts, results):
     for node in reversed(nodes):
         if any(o in need for o in node.output):
             kept.append(node)
-            need.update(node.input)
+            need.update(control_flow.reads(node))  # a subgraph reads outer names too
     return kept[::-1], [c for c in consts if c.name in need]
 
 
@@ -261,6 +263,8 @@ def _rename(nodes, renamed: dict[str, str]) -> None:
             for i, n in enumerate(field):
                 if n in renamed:
                     field[i] = renamed[n]
+        for graph in control_flow.subgraphs(node):  # a subgraph may read a renamed value by name
+            _rename(graph.node, renamed)
 
 
 def validate(model: onnx.ModelProto) -> None:

@@ -249,3 +249,20 @@ def _mod(ctx: ImportContext, node):
     zero = ctx.scalar(0, dt)
     fix = e("logical_and", [e("not_equal", [r, zero]), e("not_equal", [e("less", [r, zero]), e("less", [b, zero])])])
     return [e("where", [fix, e("add", [r, b]), r])]
+
+
+@importer("Floor", "Ceil")
+def _floor_ceil(ctx: ImportContext, node):
+    """Truncation through an int64 cast, stepped down (Floor) or up (Ceil) where it moved the wrong
+    way. Floats of magnitude >= 2**52 are integers already (and inf/NaN stay themselves): kept as is."""
+    x = ctx.input(node, 0)
+    dt = x.type.dtype
+    if not is_float(dt):
+        return [x]
+    e = ctx.emit
+    t = e("cast", [e("cast", [x], dtype="int64")], dtype=dt)
+    if node.op_type == "Floor":
+        r = e("where", [e("greater", [t, x]), e("sub", [t, ctx.scalar(1, dt)]), t])
+    else:
+        r = e("where", [e("less", [t, x]), e("add", [t, ctx.scalar(1, dt)]), t])
+    return [e("where", [e("less", [e("abs", [x]), ctx.scalar(2.0 ** 52, dt)]), r, x])]

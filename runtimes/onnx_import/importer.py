@@ -27,7 +27,8 @@ from .budget import ImportBudget, nbytes_of, resolve_max_constant_bytes
 from .external import load_model_checked
 
 __all__ = ["from_onnx", "IMPORTERS", "importer", "ImportContext", "Known", "supported_op_types",
-           "NeedsConstantError", "attrs_of", "unsupported", "float_input", "MIN_OPSET", "max_import_opset"]
+           "NeedsConstantError", "attrs_of", "unsupported", "float_input", "MIN_OPSET", "max_import_opset",
+           "import_nodes", "all_nodes", "onnx_dtype"]
 
 
 class NeedsConstantError(UnsupportedOpError):
@@ -76,6 +77,7 @@ def supported_op_types() -> list[str]:
 def _load_tables():
     # One module per graphforge/ops family; importing them fills IMPORTERS.
     from . import creation, elementwise, linalg, nn_attention, nn_ops, nn_resize, reduction, shape_ops  # noqa: F401
+    from . import control_flow  # noqa: F401  (If, Loop, Scan)
 
 
 # ONNX attributes that are flags: any other value than 0/1 means different things to different
@@ -132,6 +134,7 @@ class ImportContext:
         self.consts: dict[str, np.ndarray] = {}
         self._sym = 0
         self.node_name = ""
+        self.fold = True  # fold nodes whose inputs are all known at import time (from_onnx(fold=))
 
     # ---- the import budget (see budget.py) -------------------------------------------------------
     def afford(self, shape, itemsize: int) -> bool:
@@ -351,7 +354,7 @@ def from_onnx(model_or_path, *, check: bool = True, fold: bool = True, name: str
     # all unsupported ops at once
     missing: Counter = Counter()
     first_name: dict[str, str] = {}
-    for node in g.node:
+    for node in all_nodes(g):
         if node.domain not in ("", "ai.onnx") or node.op_type not in IMPORTERS:
             key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
             missing[key] += 1
@@ -364,6 +367,7 @@ def from_onnx(model_or_path, *, check: bool = True, fold: bool = True, name: str
 
     graph = Graph(sanitize(name or g.name or "onnx_model"))
     ctx = ImportContext(graph, opset, budget)
+    ctx.fold = fold
     inits = {t.name: t for t in g.initializer}
     for vi in g.input:
         if vi.name in inits:
@@ -387,11 +391,26 @@ def from_onnx(model_or_path, *, check: bool = True, fold: bool = True, name: str
         ctx.values[t.name] = v
         if kind == "const":
             ctx.consts[t.name] = arr
-    for node in g.node:
+    import_nodes(ctx, g.node)
+    out_values = []
+    for vi in g.output:
+        out_values.append(ctx.value(vi.name))
+    graph.set_outputs(out_values, [vi.name for vi in g.output])
+    _drop_dead_nodes(graph)
+    _drop_unused_params(graph)
+    graph.toposort()
+    graph.verify()
+    return graph
+
+
+def import_nodes(ctx: ImportContext, nodes) -> None:
+    """Import ONNX ``nodes`` in order at the builder's insertion point, recording each output in
+    ``ctx`` (the top-level graph, and a control-flow subgraph's body into its region alike)."""
+    for node in nodes:
         # a name with invalid UTF-8 comes back from protobuf as bytes: scopes are text
         name = node.name.decode("utf-8", "replace") if isinstance(node.name, bytes) else node.name
         ctx.node_name = name or str(node.op_type)
-        folded = _fold(ctx, node) if fold else None
+        folded = _fold(ctx, node) if ctx.fold else None
         try:
             if folded is not None:
                 outs: list[Any] = folded
@@ -417,15 +436,15 @@ def from_onnx(model_or_path, *, check: bool = True, fold: bool = True, name: str
                 ctx.values[oname] = out
             else:
                 ctx.consts[oname] = np.asarray(out)
-    out_values = []
-    for vi in g.output:
-        out_values.append(ctx.value(vi.name))
-    graph.set_outputs(out_values, [vi.name for vi in g.output])
-    _drop_dead_nodes(graph)
-    _drop_unused_params(graph)
-    graph.toposort()
-    graph.verify()
-    return graph
+
+
+def all_nodes(g: onnx.GraphProto):
+    """Every node of ``g``, those of its subgraphs (If branches, Loop/Scan bodies) included."""
+    for node in g.node:
+        yield node
+        for a in node.attribute:
+            for sub in ([a.g] if a.type == a.GRAPH else list(a.graphs) if a.type == a.GRAPHS else []):
+                yield from all_nodes(sub)
 
 
 def _drop_dead_nodes(graph: Graph) -> None:

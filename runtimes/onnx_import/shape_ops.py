@@ -103,6 +103,11 @@ def _unsqueeze(ctx, node):
     x = ctx.input(node, 0)
     axes = _axes(ctx, node, 1)
     out_rank = len(x.type.shape) + len(axes)
+    c = ctx.const(node.input[0])
+    if c is not None and c.dtype != object and c.size <= 64:
+        # (the evaluator folding constants picks Unsqueeze-13, which has no axes attribute: old opsets
+        # would otherwise leave e.g. a Loop counter's Slice start unknown at import time)
+        return [np.expand_dims(c, tuple(sorted(a % out_rank for a in axes)))]
     return [ctx.emit("unsqueeze", [x], axes=sorted(a % out_rank for a in axes))]
 
 

@@ -28,6 +28,8 @@ for _pat, _dt in ((r"(uint16|_u16)", "uint16"), (r"(uint64|_u64)", "uint64"),
     EXCLUDED[("Node", _pat)] = _DTYPES.format(_dt)
 EXCLUDED[("Node", r"_(sequence|opt|optional)($|_)|^test_optional|^test_sequence")] = \
     "sequence/optional values are not tensors; the IR has tensor values only"
+EXCLUDED[("Node", r"^test_(if|loop\d+)_seq")] = \
+    "control flow over sequence/optional values (SequenceConstruct/Insert, Optional*): the IR has tensor values only"
 # Variants of claimed ops that graphforge's registry ops do not cover (the importer raises
 # UnsupportedOpError for them, naming the attribute):
 EXCLUDED.update({
@@ -39,7 +41,6 @@ EXCLUDED.update({
     ("Node", r"^test_convtranspose_(1d|autopad_same|kernel_shape|output_shape)$"): "ConvTranspose output_shape / SAME auto_pad / 1-D are not imported",
     ("Node", r"^test_batchnorm_.*training_mode"): "training-mode BatchNormalization outputs running stats with ONNX's momentum convention; import is inference-only",
     ("Node", r"^test_training_dropout(_default)?(_mask)?$"): "training-mode Dropout with ratio > 0: the expected masks come from NumPy's RNG; graphforge's dropout has its own counter-based mask (ratio 0 cases run)",
-    ("Node", r"^test_range_.*_expanded$"): "the expanded Range body is a Loop (control flow is not in the IR)",
     ("Node", r"^test_mvn$"): "the test model fails onnx strict shape inference, which from_onnx requires for untrusted files",
     ("Node", r"^test_attention_4d_causal_fp16(_expanded)?$"): "float16 softmax: graphforge back ends accumulate softmax in float32 and differ from onnx's float16 reference by one float16 ulp on 2/192 elements",
     ("Node", r"^test_mod_float_edge_cases_fmod_0"): "float Mod is composed as a - floor(a/b)*b with floor through an int64 cast (no native floor/fmod op); inf/NaN edge cases differ",
@@ -56,8 +57,7 @@ NO_NODE_CASE: dict[str, str] = {
                        "its own samples check it on every back end (tests/runtimes/test_onnx_ops.py)",
     "random_uniform": "graphforge's counter-hash uniform draws (bit-exact across back ends); ONNX's RandomUniform"
                       "Like draws from an unspecified generator, so no node case can match it",
-    # issue #15: the ONNX import of If/Scan/Loop into these ops lands with branch cf-onnx, which removes these three
-    "cond": "control flow (If): its ONNX export/import is built on branch cf-onnx; until it lands no node case maps here",
-    "scan": "control flow (Scan): its ONNX export/import is built on branch cf-onnx; until it lands no node case maps here",
-    "while_loop": "control flow (Loop): its ONNX export/import is built on branch cf-onnx; until it lands none maps here",
+    "while_loop": "no onnx node case has a Loop that a condition can end early (test_loop11 and the Range "
+                  "expansions are counted Loops: they import as scan or unrolled); tests/runtimes/"
+                  "test_onnx_control_flow.py imports data-dependent Loops as while_loop and runs them",
 }

@@ -16,11 +16,7 @@ from graphforge.runtimes import onnx as gf_onnx  # noqa: E402
 from jax_cases import make_inputs, one_node_graph, sample_cases  # noqa: E402
 from gf_testutil import zip_outputs  # noqa: E402
 
-# The control-flow ops (issue #15) get their ONNX lowerings (If/Scan/Loop) on branch cf-onnx, which
-# removes this mark; until then they are expected to be missing here (and only here).
-AWAITING_ONNX = {"cond", "scan", "while_loop"}
-CASES = [pytest.param(c, marks=pytest.mark.xfail(reason="ONNX lowering lands with cf-onnx", strict=True))
-         if c[1] in AWAITING_ONNX and c[1] not in gf_onnx.LOWERINGS else c for c in sample_cases()]
+CASES = sample_cases()
 OPSETS = sorted({17, gf_onnx.max_opset()})
 
 
@@ -45,10 +41,9 @@ def _assert_matches(got, want, what=""):
 def test_every_op_has_an_onnx_lowering():
     from graphforge.ops.registry import all_ops
 
-    missing = [op for op in gf_onnx.missing_lowerings() if op not in AWAITING_ONNX]
-    assert missing == [], "ops without an ONNX lowering (add one in runtimes/onnx/lower*.py)"
+    assert gf_onnx.missing_lowerings() == [], "ops without an ONNX lowering (add one in runtimes/onnx/lower*.py)"
     # every op has its own lowering today; composites may also fall back on their decomposition
-    assert sorted(set(all_ops()) - set(gf_onnx.LOWERINGS) - AWAITING_ONNX) == []
+    assert sorted(set(all_ops()) - set(gf_onnx.LOWERINGS)) == []
 
 
 def test_missing_lowering_lists_every_node_with_its_line(monkeypatch):
@@ -68,7 +63,7 @@ def test_missing_lowering_lists_every_node_with_its_line(monkeypatch):
         assert loc in str(info.value)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[(c.values[0] if hasattr(c, "values") else c)[0] for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_onnxruntime_matches_reference(case):
     _, op, _, sample = case
     graph = one_node_graph(op, sample)
