@@ -107,7 +107,7 @@ class LSTMLM(nn.Module):
     def prefill(self, prompt):
         """Logits after the prompt and the LSTM state ``(h, c)``."""
         out, state = self.lstm(self.emb(prompt))
-        return self.head(out[:, -1]), state
+        return self.head(out[:, prompt.shape[1] - 1]), state
 
     def step(self, token, state):
         y, state = self.lstm.step(self.emb(token), state)
@@ -137,7 +137,7 @@ class TransformerLM(nn.Module):
         by room for the new tokens, and the index the next token goes to."""
         n = prompt.shape[1]
         buf = gf.concat([prompt, gf.zeros((prompt.shape[0], max_new_tokens), "int64")], 1)
-        logits = self(prompt)[:, -1]
+        logits = self(prompt)[:, n - 1]
         return logits, (buf, gf.dim_value(n))
 
     def step(self, token, state):
