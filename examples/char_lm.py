@@ -218,6 +218,7 @@ def main(argv=None) -> int:
         gf.plot_history(trainer.history, os.path.join(out, f"{name}_loss.png"))
         if not quick and bpc >= 3.0:
             failed.append(f"{name}: validation {bpc:.3f} bits/char is not below 3.0")
+        model.eval()  # no dropout while decoding
         g = gf.trace(generator(model, n_new), gf.TensorSpec((1, "plen"), "int64", name="prompt"), training=False)
         t0 = time.perf_counter()
         tokens_jax, count = gf.run(g, [prompt], backend="jax")

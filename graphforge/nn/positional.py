@@ -66,7 +66,7 @@ class PositionalEncoding(Module):
     def table(self, n, dtype: str = "float32"):
         """The (n, d_model) table for ``n`` positions (an int or a symbolic dim)."""
         ang = _angles(n, self.d_model, self.base, dtype)                    # (n, ceil(d/2))
-        pe = ops.reshape(ops.stack([ops.sin(ang), ops.cos(ang)], -1), [n, -1])  # interleave sin, cos
+        pe = ops.reshape(ops.stack([ops.sin(ang), ops.cos(ang)], -1), [n, 2 * ang.shape[-1]])  # interleave sin, cos
         if self.d_model % 2:
             pe = ops.slice(pe, [0], [self.d_model], [1])
         return pe

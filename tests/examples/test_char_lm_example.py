@@ -1,0 +1,29 @@
+"""examples/char_lm.py runs end to end in quick mode: both models train, write a loss plot, and
+their in-graph generators export to ONNX files that onnxruntime runs to JAX's tokens."""
+from __future__ import annotations
+
+import pytest
+
+from example_helpers import load_example
+
+pytest.importorskip("jax")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("matplotlib")
+
+
+def test_char_lm_example_quick(capsys, tmp_path):
+    assert load_example("char_lm").main(["--quick", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for name in ("lstm", "transformer"):
+        assert f"{name}: generator exported to" in out and "onnxruntime tokens equal JAX's" in out, out
+        assert (tmp_path / f"{name}_generate.onnx").exists() and (tmp_path / f"{name}_loss.png").exists()
+        bpc = float(out.split(f"{name}: ")[1].split("validation ")[1].split(" bits")[0])
+        assert 0 < bpc < 7.5, out  # 6 steps: barely trained, but no worse than uniform over 128 (7 bits) + slack
+    assert (tmp_path / "stdlib_train_quick.u8").stat().st_size == 1 << 16
+
+
+def test_tokenising_is_ascii_with_question_marks():
+    mod = load_example("char_lm")
+    tokens = mod.encode("aé\n")
+    assert tokens.tolist() == [97, 63, 63, 10]
+    assert mod.decode(mod.encode("def f():")) == "def f():"
