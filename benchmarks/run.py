@@ -41,6 +41,9 @@ CONV_CASES = ("lenet", "resnet8")
 STEPS = ("train", "inference", "export", "scaling", "flops", "ort")
 TARGETS = {"train_ratio_max": 1.05, "mlp128_ratio_max": 1.02, "conv_ratio_max": 1.0, "inference_ratio_max": 1.0, "export_speedup_min": 10.0,
            "scaling_100k_s_max": 10.0, "scaling_flatness_max": 2.0, "ort_ratio_max": 1.0}
+# issue 16: the LSTM step (benchmarks/bench_lstm.py)
+STEPS = STEPS + ("lstm",)
+TARGETS.update({"lstm_train_ratio_max": 1.0, "lstm_onnx_ratio_max": 1.0, "lstm_generate_speedup_min": 2.0})
 
 
 def _invoke(module: str, argv: list[str], in_process: bool) -> tuple[bool, str]:
@@ -113,6 +116,9 @@ def run_all(steps, tmp: str, *, quick: bool = False, tiny: bool = False, in_proc
     if "ort" in steps:
         out["ort_passes"] = step("graphforge passes vs ORT's optimiser", "bench_ort_passes",
                                  [*rounds] + (["--tiny"] if tiny else []), "ort_passes", os.path.join(tmp, "ort.json")) or []
+    if "lstm" in steps:
+        out["lstm"] = step("LSTM train step, ONNX inference, generation", "bench_lstm", [*rounds, *common], "lstm",
+                           os.path.join(tmp, "lstm.json")) or []
     # the serving and distributed benchmarks belong to other owners: run them only when asked
     for flag, module, key in ((serve, "bench_serve", "serve"), (distributed, "bench_distributed", "distributed")):
         if flag and os.path.exists(os.path.join(HERE, module + ".py")):
@@ -162,6 +168,17 @@ def check_targets(res: dict) -> list[dict]:
     for r in res.get("ort_passes", []):
         rows.append({"target": f"ORT passes {r['name']}: gf-opt(ORT off)/ORT-opt", "value": r["ratio"],
                      "bound": f"<= {t['ort_ratio_max']}", "met": r["ratio"] <= t["ort_ratio_max"]})
+    for r in res.get("lstm", []):
+        if r["part"] == "train":
+            rows.append({"target": "LSTM train step: graphforge / faster of hand JAX, PyTorch", "value": r["ratio_gf_best"],
+                         "bound": f"<= {t['lstm_train_ratio_max']}", "met": r["ratio_gf_best"] <= t["lstm_train_ratio_max"]})
+        elif r["part"] == "onnx" and r.get("ratio_gf_torch") is not None:
+            rows.append({"target": "LSTM ONNX inference: gf-ORT / torch.onnx-ORT", "value": r["ratio_gf_torch"],
+                         "bound": f"<= {t['lstm_onnx_ratio_max']}", "met": r["ratio_gf_torch"] <= t["lstm_onnx_ratio_max"]})
+        elif r["part"] == "generate":
+            rows.append({"target": "LSTM generation: in-graph Loop / Python loop tokens/s", "value": r["speedup"],
+                         "bound": f">= {t['lstm_generate_speedup_min']}",
+                         "met": r["speedup"] >= t["lstm_generate_speedup_min"] and r["same_tokens"]})
     return rows
 
 
@@ -229,6 +246,20 @@ def format_table(res: dict) -> str:
             rs = r["results"]
             lines.append(f"| {r['name']} | {r['nodes_raw']} → {r['nodes_opt']} | {_ms(rs, 'ort_opt')} | {_ms(rs, 'gf_opt')} | "
                          f"{r['ratio']:.2f} |")
+    if res.get("lstm"):
+        lines += ["", "### LSTM (2 layers, hidden 256, seq 64, batch 32; generation: char LM, 128 tokens)", "",
+                  "| part | graphforge | peers | ratio |", "|---|---:|---|---:|"]
+        for r in res["lstm"]:
+            rs = r["results"]
+            if r["part"] == "generate":
+                tps = r["tokens_per_s"]
+                lines.append(f"| generation tokens/s | {tps['in-graph Loop']:.0f} | Python loop {tps['python loop']:.0f} | "
+                             f"{r['speedup']:.2f}x |")
+                continue
+            peers = ", ".join(f"{k} {_ms(rs, k)} ms" for k in rs if k != "graphforge")
+            ratio = r["ratio_gf_best"] if r["part"] == "train" else r.get("ratio_gf_torch")
+            lines.append(f"| {r['part']} (median ms) | {_ms(rs, 'graphforge')} | {peers} | "
+                         f"{'-' if ratio is None else f'{ratio:.2f}'} |")
     if res.get("targets"):
         lines += ["", "### Targets", "", "| target | measured | bound | met |", "|---|---:|---|---|"]
         for t in res["targets"]:

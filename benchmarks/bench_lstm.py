@@ -1,0 +1,297 @@
+"""LSTM benchmarks (issue 16): train step, ONNX inference and in-graph generation.
+
+* ``train``: one Adam step of a 2-layer ``nn.LSTM`` (input 64, hidden 256, seq 64, batch 32,
+  loss mean(out²)) — graphforge-JAX (``gf.Trainer.train_step``, the layer on ``gf.scan``) vs the
+  same model written by hand with ``jax.lax.scan`` + optax vs PyTorch eager ``nn.LSTM`` (same
+  weights, same batch; the first step's losses are recorded). Target: graphforge ≤ 1.0× the faster
+  of the two.
+* ``onnx``: inference latency in onnxruntime of graphforge's export (ONNX ``Scan``) vs
+  ``torch.onnx.export`` of the same ``nn.LSTM`` (ONNX's native ``LSTM`` op). Target ≤ 1.0×.
+* ``generate``: greedy tokens/s of a character LSTM language model (vocab 128, embedding 64,
+  hidden 256, 2 layers): graphforge's whole ``generate(prompt)`` graph in one onnxruntime call (a
+  ``Loop``) vs a Python loop calling an onnxruntime one-step graph once per token. Target ≥ 2×.
+
+    python benchmarks/bench_lstm.py [--part train,onnx,generate] [--rounds 15] [--tiny] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.common import add_common_args, interleaved_medians, write_results  # noqa: E402
+
+__all__ = ["PARTS", "measure_train", "measure_onnx", "measure_generate", "main"]
+
+PARTS = ("train", "onnx", "generate")
+FULL = dict(features=64, hidden=256, layers=2, seq=64, batch=32, new_tokens=128)
+TINY = dict(features=8, hidden=16, layers=2, seq=8, batch=4, new_tokens=8)
+
+
+def _gf_lstm(sz):
+    from graphforge import nn
+
+    return nn.LSTM(sz["features"], sz["hidden"], num_layers=sz["layers"])
+
+
+def _inputs(sz):
+    return np.random.default_rng(0).standard_normal((sz["seq"], sz["batch"], sz["features"])).astype(np.float32)
+
+
+class _Net:
+    """The benchmarked module: LSTM output only (seq, batch, hidden)."""
+
+    @staticmethod
+    def make(sz):
+        from graphforge import nn
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.lstm = _gf_lstm(sz)
+
+            def forward(self, x):
+                return self.lstm(x)[0]
+        return Net()
+
+
+def _torch_lstm(sz, state: dict):
+    import torch
+
+    m = torch.nn.LSTM(sz["features"], sz["hidden"], num_layers=sz["layers"])
+    m.load_state_dict({k.split(".", 1)[1]: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()})
+    return m
+
+
+def _jax_lstm_loss(layers: int):
+    """mean(out²) of a PyTorch-layout LSTM written by hand with lax.scan."""
+    import jax
+    import jax.numpy as jnp
+
+    def layer(x, w_ih, w_hh, b_ih, b_hh):
+        xw = x @ w_ih.T + b_ih                                   # (seq, batch, 4H): one matmul
+        h0 = jnp.zeros((x.shape[1], w_hh.shape[1]), x.dtype)
+
+        def step(carry, xt):
+            h, c = carry
+            i, f, g, o = jnp.split(xt + h @ w_hh.T + b_hh, 4, -1)
+            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+            h = jax.nn.sigmoid(o) * jnp.tanh(c)
+            return (h, c), h
+        return jax.lax.scan(step, (h0, h0), xw)[1]
+
+    def loss(p, x):
+        for k in range(layers):
+            x = layer(x, *(p[f"lstm.{n}_l{k}"] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))
+        return jnp.mean(x * x)
+    return loss
+
+
+def measure_train(sz, rounds: int, tiny: bool, torch: bool) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    import graphforge as gf
+    from graphforge.runtimes.jax import x64
+
+    net = _Net.make(sz)
+    state = net.state_dict()
+    x = _inputs(sz)
+    trainer = gf.Trainer(net, lambda out: gf.mean(out * out), optax.adam(1e-3),
+                         inputs=[gf.TensorSpec(("seq", "batch", sz["features"]), "float32")], targets=[],
+                         seed=0, progress=False)
+    with x64():
+        xd = jnp.asarray(x)
+    steps = {"graphforge": lambda: trainer.train_step(xd, [])["loss"].block_until_ready()}
+
+    loss_fn, opt = _jax_lstm_loss(sz["layers"]), optax.adam(1e-3)
+
+    def jstep(p, s, x):
+        loss, g = jax.value_and_grad(loss_fn)(p, x)
+        u, s = opt.update(g, s, p)
+        return optax.apply_updates(p, u), s, loss
+    jstep = jax.jit(jstep, donate_argnums=(0, 1))
+    p = {k: jnp.asarray(v) for k, v in state.items()}
+    box = [p, opt.init(p)]
+
+    def one_jax():
+        box[0], box[1], loss = jstep(box[0], box[1], xd)
+        return loss.block_until_ready()
+    steps["jax"] = one_jax
+    if torch:
+        import torch as _torch
+        tm = _torch_lstm(sz, state)
+        topt = _torch.optim.Adam(tm.parameters(), lr=1e-3)
+        xt = _torch.from_numpy(x)
+
+        def one_torch():
+            topt.zero_grad(set_to_none=True)
+            out = tm(xt)[0]
+            loss = (out * out).mean()
+            loss.backward()
+            topt.step()
+            return loss.detach()
+        steps["torch"] = one_torch
+    first = {n: float(np.asarray(fn())) for n, fn in steps.items()}
+    res = interleaved_medians(steps, rounds=rounds, warmup=1 if tiny else 3, min_chunk_s=0.002 if tiny else 0.05)
+    best = min(res[n]["median_s"] for n in res if n != "graphforge")
+    return {"part": "train", "sizes": sz, "first_loss": first, "results": res,
+            "ratio_gf_jax": res["graphforge"]["median_s"] / res["jax"]["median_s"],
+            "ratio_gf_torch": res["graphforge"]["median_s"] / res["torch"]["median_s"] if "torch" in res else None,
+            "ratio_gf_best": res["graphforge"]["median_s"] / best}
+
+
+def measure_onnx(sz, rounds: int, tiny: bool, torch: bool) -> dict:
+    import onnxruntime as ort
+
+    import graphforge as gf
+
+    net = _Net.make(sz)
+    g = gf.trace(net, gf.TensorSpec(("seq", "batch", sz["features"]), "float32"), training=False)
+    x = _inputs(sz)
+    tmp = tempfile.mkdtemp(prefix="gf_bench_lstm_")
+    gf_path = os.path.join(tmp, "gf_lstm.onnx")
+    gf.save_onnx(g, gf_path)
+    so = ort.SessionOptions()
+    sessions = {"graphforge": ort.InferenceSession(gf_path, so, providers=["CPUExecutionProvider"])}
+    info = {}
+    if torch:
+        import torch as _torch
+        tm = _torch_lstm(sz, net.state_dict()).eval()
+        t_path = os.path.join(tmp, "torch_lstm.onnx")
+        try:
+            _torch.onnx.export(tm, (_torch.from_numpy(x),), t_path, input_names=["x"], output_names=["out"],
+                               dynamic_axes={"x": {0: "seq", 1: "batch"}}, dynamo=False)
+            info["torch_exporter"] = "torchscript"
+        except Exception as exc:  # noqa: BLE001 - a torch build without the TorchScript exporter: try dynamo
+            info["torchscript_error"] = f"{type(exc).__name__}: {exc}"[:200]
+            _torch.onnx.export(tm, (_torch.from_numpy(x),), t_path, input_names=["x"], output_names=["out"], dynamo=True)
+            info["torch_exporter"] = "dynamo"
+        sessions["torch.onnx"] = ort.InferenceSession(t_path, so, providers=["CPUExecutionProvider"])
+    outs = {n: s.run(None, {s.get_inputs()[0].name: x})[0] for n, s in sessions.items()}
+    if "torch.onnx" in outs:
+        info["max_abs_diff"] = float(np.max(np.abs(outs["graphforge"] - outs["torch.onnx"])))
+    import onnx
+    info["ops"] = {n: sorted({nd.op_type for nd in onnx.load(p).graph.node})
+                   for n, p in (("graphforge", gf_path), ("torch.onnx", os.path.join(tmp, "torch_lstm.onnx")))
+                   if os.path.exists(p)}
+    calls = {n: (lambda s=s: s.run(None, {s.get_inputs()[0].name: x})) for n, s in sessions.items()}
+    res = interleaved_medians(calls, rounds=rounds, warmup=1 if tiny else 3, min_chunk_s=0.002 if tiny else 0.05)
+    return {"part": "onnx", "sizes": sz, **info, "results": res,
+            "ratio_gf_torch": res["graphforge"]["median_s"] / res["torch.onnx"]["median_s"] if "torch.onnx" in res else None}
+
+
+def measure_generate(sz, rounds: int, tiny: bool) -> dict:
+    import onnxruntime as ort
+
+    import graphforge as gf
+    from graphforge import nn
+
+    vocab, n_new = 128, sz["new_tokens"]
+
+    class CharLSTM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(vocab, 64 if not tiny else 8)
+            self.lstm = nn.LSTM(64 if not tiny else 8, sz["hidden"], num_layers=sz["layers"], batch_first=True)
+            self.head = nn.Linear(sz["hidden"], vocab)
+
+        def forward(self, prompt, mode="generate", state=None):
+            if mode == "step":  # one token and the state in, logits and the state out
+                y, st = self.lstm.step(self.emb(prompt), state)
+                return (self.head(y), *st)
+            out, st = self.lstm(self.emb(prompt))
+            logits = self.head(out[:, prompt.shape[1] - 1])
+            if mode == "prefill":
+                return (logits, *st)
+
+            def step(tok, st):
+                logits, h, c = self.forward(tok, "step", st)
+                return logits, (h, c)
+            return nn.generate(step, logits, st, n_new)[0]
+
+    model = CharLSTM()
+    L, H = sz["layers"], sz["hidden"]
+    tmp = tempfile.mkdtemp(prefix="gf_bench_gen_")
+    spec_p = gf.TensorSpec((1, "plen"), "int64")
+    graphs = {
+        "loop": gf.trace(lambda p: model(p), spec_p, training=False),
+        "prefill": gf.trace(lambda p: model(p, "prefill"), spec_p, training=False),
+        "step": gf.trace(lambda t, h, c: model(t, "step", (h, c)), gf.TensorSpec((1,), "int64"),
+                         gf.TensorSpec((L, 1, H)), gf.TensorSpec((L, 1, H)), training=False),
+    }
+    sess = {}
+    for name, g in graphs.items():
+        path = os.path.join(tmp, f"{name}.onnx")
+        gf.save_onnx(g, path)
+        sess[name] = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    prompt = np.frombuffer(b"def __init__(self", np.uint8).astype(np.int64)[None]
+
+    def in_graph():
+        return sess["loop"].run(None, {sess["loop"].get_inputs()[0].name: prompt})[0]
+
+    def python_loop():
+        pre = sess["prefill"]
+        logits, h, c = pre.run(None, {pre.get_inputs()[0].name: prompt})
+        st = sess["step"]
+        names = [i.name for i in st.get_inputs()]
+        out = []
+        for _ in range(n_new):
+            tok = logits.argmax(-1)
+            out.append(int(tok[0]))
+            logits, h, c = st.run(None, dict(zip(names, (tok, h, c))))
+        return np.array(out)[None]
+
+    a, b = in_graph(), python_loop()
+    res = interleaved_medians({"in-graph Loop": in_graph, "python loop": python_loop}, rounds=rounds,
+                              warmup=1, min_chunk_s=0.002 if tiny else 0.05)
+    tps = {k: n_new / v["median_s"] for k, v in res.items()}
+    return {"part": "generate", "sizes": sz, "new_tokens": n_new, "same_tokens": bool(np.array_equal(a, b)),
+            "results": res, "tokens_per_s": tps, "speedup": tps["in-graph Loop"] / tps["python loop"]}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", default=",".join(PARTS), help=f"comma-separated, from {', '.join(PARTS)}")
+    parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when importable")
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    from benchmarks.models import torch_available
+
+    torch = not args.no_torch and torch_available()
+    sz = TINY if args.tiny else FULL
+    rounds = 3 if args.tiny else args.rounds
+    rows = []
+    for part in args.part.split(","):
+        if part == "train":
+            r = measure_train(sz, rounds, args.tiny, torch)
+            res = r["results"]
+            print("LSTM train step: " + ", ".join(f"{n} {v['median_s'] * 1e3:.2f} ms" for n, v in res.items())
+                  + f"; graphforge / best other = {r['ratio_gf_best']:.3f}; first losses {r['first_loss']}", flush=True)
+        elif part == "onnx":
+            r = measure_onnx(sz, rounds, args.tiny, torch)
+            res = r["results"]
+            ratio = f"{r['ratio_gf_torch']:.3f}" if r["ratio_gf_torch"] else "-"
+            print("LSTM ONNX inference (onnxruntime): " + ", ".join(f"{n} {v['median_s'] * 1e3:.2f} ms"
+                                                                    for n, v in res.items())
+                  + f"; graphforge / torch.onnx = {ratio}; ops {r.get('ops')}", flush=True)
+        elif part == "generate":
+            r = measure_generate(sz, rounds, args.tiny)
+            print("LSTM generation (onnxruntime): " + ", ".join(f"{n} {v:.0f} tokens/s" for n, v in r["tokens_per_s"].items())
+                  + f"; speed-up {r['speedup']:.2f}x; same tokens: {r['same_tokens']}", flush=True)
+        else:
+            parser.error(f"unknown part {part!r}; choose from {', '.join(PARTS)}")
+        rows.append(r)
+    write_results(args.json, "lstm", rows)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
