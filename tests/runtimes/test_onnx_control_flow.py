@@ -356,3 +356,36 @@ def test_import_refuses_a_branch_type_mismatch_with_a_typed_error():
         opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(gf.GraphforgeError):
         from_onnx(model)
+
+
+# ---- gradient graphs with regions -------------------------------------------------------------------
+
+def test_gradient_graph_with_scan_cond_and_bounded_while_exports_and_runs_in_onnxruntime():
+    from graphforge import nn
+
+    class Recurrent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Linear(3, 3)
+
+        def forward(self, x):
+            def step(h, xt):
+                h = gf.tanh(self.w(h) + xt)
+                return h, h
+
+            h, ys = gf.scan(step, gf.zeros((3,)), x)
+            hb = gf.cond(gf.sum(h) > 0, lambda a: a * 2.0, lambda a: a * a, h)
+            y = gf.while_loop(lambda c: gf.sum(c * c) < 10.0, lambda c: c * 1.5 + 0.1, hb, max_iterations=5)
+            return gf.sum(ys * ys) + gf.sum(y)
+
+    tg = gf.grad(gf.trace(Recurrent(), gf.TensorSpec((5, 3), name="x")))
+    proto = gf.to_onnx(tg)
+    from graphforge.runtimes.onnx_import.importer import all_nodes
+
+    kinds = [n.op_type for n in all_nodes(proto.graph)]
+    # the VJP of the scan is a second Scan running the other way
+    scans = [n for n in all_nodes(proto.graph) if n.op_type == "Scan"]
+    assert any(any(a.name == "scan_input_directions" for a in n.attribute) for n in scans), kinds
+    assert {"If", "Scan"} <= set(kinds)
+    x = np.random.default_rng(6).normal(size=(5, 3)).astype(np.float32)
+    _assert_all_equal(_run_all(tg, {"x": x}), rtol=1e-4, atol=1e-5)
