@@ -389,3 +389,27 @@ def test_gradient_graph_with_scan_cond_and_bounded_while_exports_and_runs_in_onn
     assert {"If", "Scan"} <= set(kinds)
     x = np.random.default_rng(6).normal(size=(5, 3)).astype(np.float32)
     _assert_all_equal(_run_all(tg, {"x": x}), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_scan_over_symbolic_dims_and_half_types_at_every_opset(dtype):
+    from graphforge.runtimes.onnx import max_opset
+
+    def f(x):
+        def step(h, xt):
+            h = gf.tanh(h * 0.5 + xt)
+            return h, gf.reshape(h, (-1,))  # a run-time shape (2*batch) computed inside the body
+
+        return gf.scan(step, gf.zeros((x.shape[1], 2), dtype), x)
+
+    g = gf.trace(f, gf.TensorSpec(("seq", "batch", 2), dtype, name="x"))
+    x = np.random.default_rng(7).normal(size=(4, 3, 2)).astype(dtype)
+    want = gf.run(g, {"x": x}, backend="reference")
+    import onnxruntime as ort
+
+    for opset in sorted({17, max_opset()}):
+        proto = gf.to_onnx(g, opset=opset)
+        sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        for gv, wv in zip(sess.run(None, {"x": x}), want):
+            assert gv.dtype == wv.dtype and gv.shape == wv.shape
+            np.testing.assert_allclose(gv.astype(np.float32), wv.astype(np.float32), rtol=1e-3, atol=1e-3)
