@@ -18,13 +18,29 @@ def _bind_ones(t: TensorType) -> TensorType:
 
 
 def node_flops(node) -> int:
-    """FLOPs of one node with every symbolic dim set to 1 (i.e. per example)."""
-    opdef = get_op(node.op)
-    if opdef.flops is None:
+    """FLOPs of one node with every symbolic dim set to 1 (i.e. per example). A control-flow node
+    adds its regions: a scan its trip count × the body, a while_loop ``max_iterations`` × (cond +
+    body) when bounded (once when the trip count is unknown), a cond its costlier branch."""
+    if node.op == "yield":
         return 0
-    ins = [_bind_ones(v.type) for v in node.inputs]
-    outs = [_bind_ones(v.type) for v in node.outputs]
-    return int(opdef.flops(ins, outs, node.attrs))
+    opdef = get_op(node.op)
+    own = 0
+    if opdef.flops is not None:
+        ins = [_bind_ones(v.type) for v in node.inputs]
+        outs = [_bind_ones(v.type) for v in node.outputs]
+        own = int(opdef.flops(ins, outs, node.attrs))
+    if not node.regions:
+        return own
+    per_region = [sum(node_flops(n) for n in region) for region in node.regions]
+    if node.op == "scan":
+        length = node.attrs.get("length", 1)
+        if isinstance(length, str):  # symbolic: per example, like every other dim
+            length = TensorType((length,), "float32").concrete({s: 1 for s in dim_symbols(length)})[0]
+        return own + int(length) * sum(per_region)
+    if node.op == "while_loop":
+        limit = node.attrs.get("max_iterations", -1)
+        return own + (limit if limit >= 0 else 1) * sum(per_region)
+    return own + max(per_region)
 
 
 def graph_flops(graph: Graph) -> int:

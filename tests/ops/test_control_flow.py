@@ -294,3 +294,21 @@ def test_second_order_gradient_through_a_scan():
     got = gf.run(second, [x])[1]
     want = numeric_grad(lambda xs: gf.run(first, xs)[0], [x], 0)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_summary_counts_trip_count_times_body():
+    from graphforge.summary import graph_flops
+
+    body_only = gf.trace(lambda h, w, xt: h @ w + xt, gf.TensorSpec((4,)), gf.TensorSpec((4, 4)), gf.TensorSpec((4,)))
+    per_step = graph_flops(body_only)
+    g = gf.trace(lambda x, w: gf.scan(lambda c, xt: (c @ w + xt, None), x[0], x)[0],
+                 gf.TensorSpec((10, 4)), gf.TensorSpec((4, 4)))
+    assert graph_flops(g) == 10 * per_step > 0
+    bounded = gf.trace(lambda x: gf.while_loop(lambda c: c.sum() > 0, lambda c: c * 0.5, x, max_iterations=7),
+                       gf.TensorSpec((4,)))
+    unbounded = gf.trace(lambda x: gf.while_loop(lambda c: c.sum() > 0, lambda c: c * 0.5, x), gf.TensorSpec((4,)))
+    assert graph_flops(bounded) == 7 * graph_flops(unbounded) > 0
+    branchy = gf.trace(lambda p, x: gf.cond(p, lambda u: u @ u, lambda u: u + 1.0, x),
+                       gf.TensorSpec((), "bool"), gf.TensorSpec((4, 4)))
+    assert graph_flops(branchy) == graph_flops(gf.trace(lambda u: u @ u, gf.TensorSpec((4, 4))))
+    assert "FLOPs per example" in gf.summary(g, print_fn=None)
