@@ -218,7 +218,7 @@ def build_model(graph: Graph, opset: int, *, name: str | None = None, params_as_
     nodes, consts = _live(ctx.nodes, ctx.initializers, results)
     # a parameter whose only readers took its pre-transposed copy is not stored twice
     if ctx.transposed_params:
-        read = {name for n in nodes for name in control_flow.reads(n)}
+        read = {name for n in nodes for name in control_flow.reads(n)}  # a loop body may read the original
         initializers = [t for t in initializers if t.name not in ctx.transposed_params or t.name in read]
     outputs, renamed = [], {}
     for i, (value, src, oname) in enumerate(zip(graph.outputs, results, graph.output_names)):
