@@ -38,9 +38,10 @@ __all__ = ["STEPS", "TARGETS", "CONV_CASES", "run_all", "check_targets", "format
 HERE = os.path.dirname(os.path.abspath(__file__))
 # the train-step cases whose target is "no slower than either peer" (issue 21)
 CONV_CASES = ("lenet", "resnet8")
-STEPS = ("train", "inference", "export", "scaling", "flops", "ort")
+STEPS = ("train", "inference", "export", "scaling", "flops", "ort", "scan_onnx")
 TARGETS = {"train_ratio_max": 1.05, "mlp128_ratio_max": 1.02, "conv_ratio_max": 1.0, "inference_ratio_max": 1.0, "export_speedup_min": 10.0,
            "scaling_100k_s_max": 10.0, "scaling_flatness_max": 2.0, "ort_ratio_max": 1.0}
+TARGETS["scan_onnx_ratio_max"] = 1.05  # issue 15: gf.scan RNN's ONNX in ORT / a hand-written ONNX Scan
 
 
 def _invoke(module: str, argv: list[str], in_process: bool) -> tuple[bool, str]:
@@ -113,6 +114,10 @@ def run_all(steps, tmp: str, *, quick: bool = False, tiny: bool = False, in_proc
     if "ort" in steps:
         out["ort_passes"] = step("graphforge passes vs ORT's optimiser", "bench_ort_passes",
                                  [*rounds] + (["--tiny"] if tiny else []), "ort_passes", os.path.join(tmp, "ort.json")) or []
+    if "scan_onnx" in steps:
+        out["scan_onnx"] = step("scan RNN: ONNX inference in onnxruntime", "bench_scan_onnx",
+                                [*rounds] + (["--tiny"] if tiny else []), "scan_onnx",
+                                os.path.join(tmp, "scan_onnx.json")) or []
     # the serving and distributed benchmarks belong to other owners: run them only when asked
     for flag, module, key in ((serve, "bench_serve", "serve"), (distributed, "bench_distributed", "distributed")):
         if flag and os.path.exists(os.path.join(HERE, module + ".py")):
@@ -162,6 +167,9 @@ def check_targets(res: dict) -> list[dict]:
     for r in res.get("ort_passes", []):
         rows.append({"target": f"ORT passes {r['name']}: gf-opt(ORT off)/ORT-opt", "value": r["ratio"],
                      "bound": f"<= {t['ort_ratio_max']}", "met": r["ratio"] <= t["ort_ratio_max"]})
+    for r in res.get("scan_onnx", []):
+        rows.append({"target": f"scan {r['name']}: gf ONNX/hand-written Scan (ORT)", "value": r["ratio"],
+                     "bound": f"<= {t['scan_onnx_ratio_max']}", "met": r["ratio"] <= t["scan_onnx_ratio_max"]})
     return rows
 
 
@@ -229,6 +237,13 @@ def format_table(res: dict) -> str:
             rs = r["results"]
             lines.append(f"| {r['name']} | {r['nodes_raw']} → {r['nodes_opt']} | {_ms(rs, 'ort_opt')} | {_ms(rs, 'gf_opt')} | "
                          f"{r['ratio']:.2f} |")
+    if res.get("scan_onnx"):
+        lines += ["", "### Scan RNN inference in onnxruntime (median ms)", "",
+                  "| recurrence | graphforge ONNX | hand-written ONNX Scan | ratio | nodes gf/hand |", "|---|---:|---:|---:|---:|"]
+        for r in res["scan_onnx"]:
+            rs = r["results"]
+            lines.append(f"| {r['name']} | {_ms(rs, 'graphforge-ort')} | {_ms(rs, 'hand-ort')} | {r['ratio']:.3f} | "
+                         f"{r['nodes']['graphforge']}/{r['nodes']['hand']} |")
     if res.get("targets"):
         lines += ["", "### Targets", "", "| target | measured | bound | met |", "|---|---:|---|---|"]
         for t in res["targets"]:
