@@ -435,3 +435,39 @@ def test_example_programs_each_export_to_one_onnx_file_that_runs_and_imports(tmp
         back = from_onnx(str(file))
         assert any(n.regions for n in back.nodes), name
         np.testing.assert_allclose(gf.run(back, feed, backend="jax")[0], want[0], rtol=1e-9, err_msg=name)
+
+
+def test_an_op_without_lowering_inside_a_body_is_reported_with_its_line(monkeypatch):
+    from graphforge.runtimes import onnx as gf_onnx
+
+    monkeypatch.delitem(gf_onnx.LOWERINGS, "sin")
+
+    def f(x):
+        def step(c, xt):
+            c = c + gf.sin(xt)  # the line the error must name
+            return c, c
+
+        return gf.scan(step, gf.zeros((2,)), x)
+
+    g = gf.trace(f, gf.TensorSpec((3, 2), name="x"))
+    with pytest.raises(gf.UnsupportedOpError) as info:
+        gf.to_onnx(g)
+    (line,) = {n.loc for n in g.walk() if n.op == "sin"}
+    assert line in str(info.value) and "sin" in str(info.value)
+
+
+def test_optimised_graph_with_hoisted_invariants_exports_and_matches():
+    def f(x, w):
+        def step(h, xt):
+            h = gf.tanh(gf.matmul(w * 2.0, h) + xt)  # w * 2.0 is loop-invariant: hoisted out
+            return h, h
+
+        return gf.scan(step, gf.zeros((3,)), x)
+
+    g = gf.trace(f, gf.TensorSpec((4, 3), name="x"), gf.TensorSpec((3, 3), name="w"))
+    opt = gf.optimize(g, verify=True)
+    rng = np.random.default_rng(8)
+    feed = {"x": rng.normal(size=(4, 3)).astype(np.float32), "w": rng.normal(size=(3, 3)).astype(np.float32)}
+    want = gf.run(g, feed, backend="reference")
+    for gv, wv in zip(gf.run(opt, feed, backend="onnxruntime"), want):
+        np.testing.assert_allclose(gv, wv, rtol=1e-5, atol=1e-6)
