@@ -471,3 +471,18 @@ def test_optimised_graph_with_hoisted_invariants_exports_and_matches():
     want = gf.run(g, feed, backend="reference")
     for gv, wv in zip(gf.run(opt, feed, backend="onnxruntime"), want):
         np.testing.assert_allclose(gv, wv, rtol=1e-5, atol=1e-6)
+
+
+def test_import_loop_with_int64_max_trip_count_and_a_data_dependent_condition():
+    """What exporters write for `while`: M = INT64_MAX, the condition decides. Not a 2**63-step bound."""
+    F, I, B = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
+    body = helper.make_graph(
+        [helper.make_node("Add", ["x_in", "one"], ["x_out"]), helper.make_node("Less", ["x_out", "limit"], ["c_out"])],
+        "body", [_vi("i", I, []), _vi("c_in", B, []), _vi("x_in", F, [])], [_vi("c_out", B, []), _vi("x_out", F, [])])
+    inits = [helper.make_tensor("M", I, [], [2 ** 63 - 1]), helper.make_tensor("one", F, [], [1.0]),
+             helper.make_tensor("go", TensorProto.BOOL, [], [True])]
+    model = _model([helper.make_node("Loop", ["M", "go", "x0"], ["x"], body=body)],
+                   [_vi("x0", F, []), _vi("limit", F, [])], [_vi("x", F, [])], inits=inits)
+    g = _check_import(model, {"x0": np.float32(0.5), "limit": np.float32(7.0)}, "while_loop")
+    (loop,) = [n for n in g.walk() if n.op == "while_loop"]
+    assert loop.attrs["max_iterations"] == -1
