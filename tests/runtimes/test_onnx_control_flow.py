@@ -514,3 +514,14 @@ def test_import_loop_with_int64_max_trip_count_and_a_data_dependent_condition():
     g = _check_import(model, {"x0": np.float32(0.5), "limit": np.float32(7.0)}, "while_loop")
     (loop,) = [n for n in g.walk() if n.op == "while_loop"]
     assert loop.attrs["max_iterations"] == -1
+
+
+def test_cond_and_while_over_a_symbolic_batch():
+    def f(x):
+        y = gf.cond(gf.sum(x) > 0, lambda v: v[:, :2] * 2.0, lambda v: v[:, 1:] - 1.0, x)
+        return gf.while_loop(lambda c: gf.sum(c * c) < 100.0,
+                             lambda c: gf.reshape(c * 1.5 + 0.1, (-1, 2)), y, max_iterations=30)
+
+    rng = np.random.default_rng(9)
+    feeds = [{"x": rng.normal(size=(n, 3)).astype(np.float32)} for n in (1, 4)]
+    _check_everywhere(f, [gf.TensorSpec(("batch", 3), name="x")], feeds, {"If", "Loop"}, rtol=1e-5, atol=1e-5)
