@@ -142,3 +142,13 @@ def test_conv_cases_compute_the_same_step_on_all_three_sides():
         losses = {n: [float(fn()), float(fn())] for n, fn in steps.items()}
         for n in ("jax", "torch"):
             assert losses[n] == pytest.approx(losses["graphforge"], rel=1e-4), (case, losses)
+
+
+def test_scan_rnn_runs_tiny(tmp_path):
+    from benchmarks import bench_scan_rnn
+
+    path = tmp_path / "rnn.json"
+    assert bench_scan_rnn.main(["--tiny", "--json", str(path)]) == 0
+    (row,) = _load(path)["scan_rnn"]
+    assert set(row["results"]) == {"graphforge", "jax"} and row["results"]["graphforge"]["median_s"] > 0
+    assert row["first_loss"]["graphforge"] == pytest.approx(row["first_loss"]["jax"], rel=1e-5)
