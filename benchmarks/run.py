@@ -38,12 +38,14 @@ __all__ = ["STEPS", "TARGETS", "CONV_CASES", "run_all", "check_targets", "format
 HERE = os.path.dirname(os.path.abspath(__file__))
 # the train-step cases whose target is "no slower than either peer" (issue 21)
 CONV_CASES = ("lenet", "resnet8")
-STEPS = ("train", "inference", "export", "scaling", "flops", "ort")
+STEPS = ("train", "inference", "export", "scaling", "flops", "ort", "scan_onnx", "rnn")
 TARGETS = {"train_ratio_max": 1.05, "mlp128_ratio_max": 1.02, "conv_ratio_max": 1.0, "inference_ratio_max": 1.0, "export_speedup_min": 10.0,
            "scaling_100k_s_max": 10.0, "scaling_flatness_max": 2.0, "ort_ratio_max": 1.0}
 # issue 16: the LSTM step (benchmarks/bench_lstm.py)
 STEPS = STEPS + ("lstm",)
 TARGETS.update({"lstm_train_ratio_max": 1.0, "lstm_onnx_ratio_max": 1.0, "lstm_generate_speedup_min": 2.0})
+TARGETS["scan_rnn_ratio_max"] = 1.05  # issue 15: gf.scan RNN train step / hand-written lax.scan + optax
+TARGETS["scan_onnx_ratio_max"] = 1.05  # issue 15: gf.scan RNN's ONNX in ORT / a hand-written ONNX Scan
 
 
 def _invoke(module: str, argv: list[str], in_process: bool) -> tuple[bool, str]:
@@ -119,6 +121,13 @@ def run_all(steps, tmp: str, *, quick: bool = False, tiny: bool = False, in_proc
     if "lstm" in steps:
         out["lstm"] = step("LSTM train step, ONNX inference, generation", "bench_lstm", [*rounds, *common], "lstm",
                            os.path.join(tmp, "lstm.json")) or []
+    if "scan_onnx" in steps:
+        out["scan_onnx"] = step("scan RNN: ONNX inference in onnxruntime", "bench_scan_onnx",
+                                [*rounds] + (["--tiny"] if tiny else []), "scan_onnx",
+                                os.path.join(tmp, "scan_onnx.json")) or []
+    if "rnn" in steps:
+        out["scan_rnn"] = step("scan RNN train step", "bench_scan_rnn", [*rounds, "--onnx"] + (["--tiny"] if tiny else []),
+                               "scan_rnn", os.path.join(tmp, "scan_rnn.json")) or []
     # the serving and distributed benchmarks belong to other owners: run them only when asked
     for flag, module, key in ((serve, "bench_serve", "serve"), (distributed, "bench_distributed", "distributed")):
         if flag and os.path.exists(os.path.join(HERE, module + ".py")):
@@ -179,6 +188,12 @@ def check_targets(res: dict) -> list[dict]:
             rows.append({"target": "LSTM generation: in-graph Loop / Python loop tokens/s", "value": r["speedup"],
                          "bound": f">= {t['lstm_generate_speedup_min']}",
                          "met": r["speedup"] >= t["lstm_generate_speedup_min"] and r["same_tokens"]})
+    for r in res.get("scan_onnx", []):
+        rows.append({"target": f"scan {r['name']}: gf ONNX/hand-written Scan (ORT)", "value": r["ratio"],
+                     "bound": f"<= {t['scan_onnx_ratio_max']}", "met": r["ratio"] <= t["scan_onnx_ratio_max"]})
+    for r in res.get("scan_rnn", []):
+        rows.append({"target": f"train {r['case']} (gf.scan): graphforge/lax.scan", "value": r["ratio_gf_jax"],
+                     "bound": f"<= {t['scan_rnn_ratio_max']}", "met": r["ratio_gf_jax"] <= t["scan_rnn_ratio_max"]})
     return rows
 
 
@@ -260,6 +275,20 @@ def format_table(res: dict) -> str:
             ratio = r["ratio_gf_best"] if r["part"] == "train" else r.get("ratio_gf_torch")
             lines.append(f"| {r['part']} (median ms) | {_ms(rs, 'graphforge')} | {peers} | "
                          f"{'-' if ratio is None else f'{ratio:.2f}'} |")
+    if res.get("scan_onnx"):
+        lines += ["", "### Scan RNN inference in onnxruntime (median ms)", "",
+                  "| recurrence | graphforge ONNX | hand-written ONNX Scan | ratio | nodes gf/hand |", "|---|---:|---:|---:|---:|"]
+        for r in res["scan_onnx"]:
+            rs = r["results"]
+            lines.append(f"| {r['name']} | {_ms(rs, 'graphforge-ort')} | {_ms(rs, 'hand-ort')} | {r['ratio']:.3f} | "
+                         f"{r['nodes']['graphforge']}/{r['nodes']['hand']} |")
+    if res.get("scan_rnn"):
+        lines += ["", "### Scan RNN train step (median ms)", "", "| case | graphforge (gf.scan) | lax.scan+optax | ratio | ORT forward |",
+                  "|---|---:|---:|---:|---:|"]
+        for r in res["scan_rnn"]:
+            ort = f"{r['onnx']['median_s'] * 1e3:.3f}" if r.get("onnx") else "-"
+            lines.append(f"| {r['case']} (batch {r['batch']}, H {r['hidden']}) | {_ms(r['results'], 'graphforge')} | "
+                         f"{_ms(r['results'], 'jax')} | {r['ratio_gf_jax']:.3f} | {ort} |")
     if res.get("targets"):
         lines += ["", "### Targets", "", "| target | measured | bound | met |", "|---|---:|---|---|"]
         for t in res["targets"]:

@@ -332,6 +332,8 @@ def _loop_as_scan(ctx, node, body, init, length):
 
 UNROLL_MAX = 64
 """The longest counted Loop unrolled when its body needs the iteration number at import time."""
+BOUND_MAX = 1024
+"""The largest static trip count an imported while-style Loop passes on as ``max_iterations``."""
 
 
 def _discard(block: Block) -> None:
@@ -395,7 +397,9 @@ def _loop_as_while(ctx, node, body, init, static_m):
 
     caps = _import_body(ctx, body, body_block, bind, [o.name for o in body.output], finish)
     operands = _same_operands([(cond_block, list(cond_frame.captured)), (body_block, caps)])
-    limit = static_m if isinstance(static_m, int) else -1
+    # A static M also bounds the loop (max_iterations: differentiable, a scan on JAX) when it is small;
+    # a huge M (INT64_MAX as "no limit", with a data-dependent cond) stays only the cond's i < M.
+    limit = static_m if isinstance(static_m, int) and static_m <= BOUND_MAX else -1
     outs = _emit(ctx, "while_loop", operands + [i0, c0] + init,
                  {"num_consts": len(operands), "max_iterations": limit}, [cond_block, body_block])
     return outs[2:]

@@ -76,6 +76,22 @@ def test_export_scaling_and_ort_passes_run_tiny(tmp_path):
         assert r["nodes_opt"] <= r["nodes_raw"]
 
 
+def test_scan_onnx_runs_tiny_and_the_runner_reports_it(tmp_path, capsys):
+    from benchmarks import bench_scan_onnx, run
+
+    out = tmp_path / "scan.json"
+    assert bench_scan_onnx.main(["--tiny", "--json", str(out)]) == 0  # outputs checked equal inside
+    (row,) = _load(out)["scan_onnx"]
+    assert row["ratio"] > 0 and row["nodes"]["graphforge"] > 0
+    res = tmp_path / "results.json"
+    assert run.main(["--tiny", "--in-process", "--no-torch", "--only", "scan_onnx", "--json", str(res),
+                     "--chart", str(tmp_path / "c.png")]) == 0
+    data = _load(res)
+    assert data["scan_onnx"] and data["errors"] == {}
+    assert any(t["target"].startswith("scan rnn") for t in data["targets"])
+    assert "Scan RNN inference in onnxruntime" in capsys.readouterr().out
+
+
 def test_runner_writes_table_json_and_chart(tmp_path, capsys):
     from benchmarks import run
 
@@ -126,3 +142,13 @@ def test_conv_cases_compute_the_same_step_on_all_three_sides():
         losses = {n: [float(fn()), float(fn())] for n, fn in steps.items()}
         for n in ("jax", "torch"):
             assert losses[n] == pytest.approx(losses["graphforge"], rel=1e-4), (case, losses)
+
+
+def test_scan_rnn_runs_tiny(tmp_path):
+    from benchmarks import bench_scan_rnn
+
+    path = tmp_path / "rnn.json"
+    assert bench_scan_rnn.main(["--tiny", "--json", str(path)]) == 0
+    (row,) = _load(path)["scan_rnn"]
+    assert set(row["results"]) == {"graphforge", "jax"} and row["results"]["graphforge"]["median_s"] > 0
+    assert row["first_loss"]["graphforge"] == pytest.approx(row["first_loss"]["jax"], rel=1e-5)

@@ -31,6 +31,8 @@ from graphforge.ops.registry import all_ops, check_attrs, get_op, infer_types
 from graphforge.ops.samples import _fill
 from graphforge.trace.builder import Builder
 
+from .regions import REGION_OPS, try_region_op
+
 __all__ = ["Chooser", "RandomChooser", "DataChooser", "FuzzCase", "generate", "FUZZ_OPS", "EXCLUDED",
            "registry_ops", "drawable"]
 
@@ -128,11 +130,7 @@ def _widen_attrs(attrs: dict) -> dict:
 # registry is drawn (its conformance samples give input types, attributes and domains); the coverage
 # test (tests/fuzz/test_coverage.py) fails when a registry op is neither drawable nor listed here, so
 # an op added by any branch either joins the fuzzer or says why not.
-EXCLUDED: dict[str, str] = {
-    "cond": "owns regions: a one-node draw from its samples has no bodies (region-drawing is issue #15 follow-up)",
-    "scan": "owns regions: a one-node draw from its samples has no bodies (region-drawing is issue #15 follow-up)",
-    "while_loop": "owns regions: a one-node draw from its samples has no bodies (issue #15 follow-up)",
-}
+EXCLUDED: dict[str, str] = {}
 
 
 def registry_ops() -> list[str]:
@@ -255,6 +253,8 @@ class _Gen:
         return all(self.env.get(k, v) == v for k, v in sample.bind.items())
 
     def try_op(self, op: str) -> bool:
+        if op in REGION_OPS:  # control flow: random bodies (tests/fuzz/regions.py)
+            return try_region_op(self, op)
         samples = [s for s in FUZZ_OPS[op] if self.sample_fits_env(s)]
         if not samples:
             return False

@@ -36,6 +36,34 @@ def _ops(proto) -> set[str]:
     return {n.op_type for n in all_nodes(proto.graph)}
 
 
+# ---- op table: every sample of the three ops, exported and imported back ------------------------------
+
+def _cf_samples():
+    from jax_cases import sample_cases
+
+    return [c for c in sample_cases() if c[1] in ("cond", "scan", "while_loop")]
+
+
+@pytest.mark.parametrize("case", _cf_samples(), ids=lambda c: c[0])
+def test_op_table_sample_round_trips_through_onnx(case):
+    """graph → ONNX (If/Scan/Loop) → from_onnx → the same region op; equal results on the reference."""
+    from jax_cases import make_inputs, one_node_graph
+
+    _, op, _, sample = case
+    graph = one_node_graph(op, sample)
+    arrays = make_inputs(sample)
+    want = gf.run(graph, arrays, backend="reference")
+    proto = gf.to_onnx(graph)
+    want_ops = {"cond": {"If"}, "scan": {"Scan", "Loop"}, "while_loop": {"Loop"}}[op]  # a scan without xs is a Loop
+    assert want_ops & _ops(proto), _ops(proto)
+    back = from_onnx(proto)
+    assert any(n.op in ("cond", "scan", "while_loop") for n in back.walk())
+    got = gf.run(back, dict(zip([v.name for v in back.inputs], arrays)), backend="reference")
+    for gv, wv in zip(got, want):
+        assert gv.dtype == wv.dtype and gv.shape == wv.shape
+        np.testing.assert_allclose(gv, wv, rtol=1e-6, atol=1e-7)
+
+
 # ---- the issue's three examples -------------------------------------------------------------------
 
 def newton_sqrt(a):
@@ -356,3 +384,144 @@ def test_import_refuses_a_branch_type_mismatch_with_a_typed_error():
         opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(gf.GraphforgeError):
         from_onnx(model)
+
+
+# ---- gradient graphs with regions -------------------------------------------------------------------
+
+def test_gradient_graph_with_scan_cond_and_bounded_while_exports_and_runs_in_onnxruntime():
+    from graphforge import nn
+
+    class Recurrent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Linear(3, 3)
+
+        def forward(self, x):
+            def step(h, xt):
+                h = gf.tanh(self.w(h) + xt)
+                return h, h
+
+            h, ys = gf.scan(step, gf.zeros((3,)), x)
+            hb = gf.cond(gf.sum(h) > 0, lambda a: a * 2.0, lambda a: a * a, h)
+            y = gf.while_loop(lambda c: gf.sum(c * c) < 10.0, lambda c: c * 1.5 + 0.1, hb, max_iterations=5)
+            return gf.sum(ys * ys) + gf.sum(y)
+
+    tg = gf.grad(gf.trace(Recurrent(), gf.TensorSpec((5, 3), name="x")))
+    proto = gf.to_onnx(tg)
+    from graphforge.runtimes.onnx_import.importer import all_nodes
+
+    kinds = [n.op_type for n in all_nodes(proto.graph)]
+    # the VJP of the scan is a second Scan running the other way
+    scans = [n for n in all_nodes(proto.graph) if n.op_type == "Scan"]
+    assert any(any(a.name == "scan_input_directions" for a in n.attribute) for n in scans), kinds
+    assert {"If", "Scan"} <= set(kinds)
+    x = np.random.default_rng(6).normal(size=(5, 3)).astype(np.float32)
+    _assert_all_equal(_run_all(tg, {"x": x}), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_scan_over_symbolic_dims_and_half_types_at_every_opset(dtype):
+    from graphforge.runtimes.onnx import max_opset
+
+    def f(x):
+        def step(h, xt):
+            h = gf.tanh(h * 0.5 + xt)
+            return h, gf.reshape(h, (-1,))  # a run-time shape (2*batch) computed inside the body
+
+        return gf.scan(step, gf.zeros((x.shape[1], 2), dtype), x)
+
+    g = gf.trace(f, gf.TensorSpec(("seq", "batch", 2), dtype, name="x"))
+    x = np.random.default_rng(7).normal(size=(4, 3, 2)).astype(dtype)
+    want = gf.run(g, {"x": x}, backend="reference")
+    import onnxruntime as ort
+
+    for opset in sorted({17, max_opset()}):
+        proto = gf.to_onnx(g, opset=opset)
+        sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        for gv, wv in zip(sess.run(None, {"x": x}), want):
+            assert gv.dtype == wv.dtype and gv.shape == wv.shape
+            np.testing.assert_allclose(gv.astype(np.float32), wv.astype(np.float32), rtol=1e-3, atol=1e-3)
+
+
+def test_example_programs_each_export_to_one_onnx_file_that_runs_and_imports(tmp_path):
+    """examples/control_flow.py (float64, symbolic sizes): file → onnxruntime and → from_onnx → JAX."""
+    import importlib.util
+    import os
+
+    import onnxruntime as ort
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "control_flow.py")
+    spec = importlib.util.spec_from_file_location("control_flow_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    for name, g, inputs, want in example.programs():
+        file = tmp_path / f"{name}.onnx"
+        gf.save_onnx(g, file)
+        sess = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
+        feed = {i.name: np.asarray(a) for i, a in zip(sess.get_inputs(), inputs)}
+        np.testing.assert_allclose(sess.run(None, feed)[0], want[0], rtol=1e-9, err_msg=name)
+        back = from_onnx(str(file))
+        assert any(n.regions for n in back.nodes), name
+        np.testing.assert_allclose(gf.run(back, feed, backend="jax")[0], want[0], rtol=1e-9, err_msg=name)
+
+
+def test_an_op_without_lowering_inside_a_body_is_reported_with_its_line(monkeypatch):
+    from graphforge.runtimes import onnx as gf_onnx
+
+    monkeypatch.delitem(gf_onnx.LOWERINGS, "sin")
+
+    def f(x):
+        def step(c, xt):
+            c = c + gf.sin(xt)  # the line the error must name
+            return c, c
+
+        return gf.scan(step, gf.zeros((2,)), x)
+
+    g = gf.trace(f, gf.TensorSpec((3, 2), name="x"))
+    with pytest.raises(gf.UnsupportedOpError) as info:
+        gf.to_onnx(g)
+    (line,) = {n.loc for n in g.walk() if n.op == "sin"}
+    assert line in str(info.value) and "sin" in str(info.value)
+
+
+def test_optimised_graph_with_hoisted_invariants_exports_and_matches():
+    def f(x, w):
+        def step(h, xt):
+            h = gf.tanh(gf.matmul(w * 2.0, h) + xt)  # w * 2.0 is loop-invariant: hoisted out
+            return h, h
+
+        return gf.scan(step, gf.zeros((3,)), x)
+
+    g = gf.trace(f, gf.TensorSpec((4, 3), name="x"), gf.TensorSpec((3, 3), name="w"))
+    opt = gf.optimize(g, verify=True)
+    rng = np.random.default_rng(8)
+    feed = {"x": rng.normal(size=(4, 3)).astype(np.float32), "w": rng.normal(size=(3, 3)).astype(np.float32)}
+    want = gf.run(g, feed, backend="reference")
+    for gv, wv in zip(gf.run(opt, feed, backend="onnxruntime"), want):
+        np.testing.assert_allclose(gv, wv, rtol=1e-5, atol=1e-6)
+
+
+def test_import_loop_with_int64_max_trip_count_and_a_data_dependent_condition():
+    """What exporters write for `while`: M = INT64_MAX, the condition decides. Not a 2**63-step bound."""
+    F, I, B = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
+    body = helper.make_graph(
+        [helper.make_node("Add", ["x_in", "one"], ["x_out"]), helper.make_node("Less", ["x_out", "limit"], ["c_out"])],
+        "body", [_vi("i", I, []), _vi("c_in", B, []), _vi("x_in", F, [])], [_vi("c_out", B, []), _vi("x_out", F, [])])
+    inits = [helper.make_tensor("M", I, [], [2 ** 63 - 1]), helper.make_tensor("one", F, [], [1.0]),
+             helper.make_tensor("go", TensorProto.BOOL, [], [True])]
+    model = _model([helper.make_node("Loop", ["M", "go", "x0"], ["x"], body=body)],
+                   [_vi("x0", F, []), _vi("limit", F, [])], [_vi("x", F, [])], inits=inits)
+    g = _check_import(model, {"x0": np.float32(0.5), "limit": np.float32(7.0)}, "while_loop")
+    (loop,) = [n for n in g.walk() if n.op == "while_loop"]
+    assert loop.attrs["max_iterations"] == -1
+
+
+def test_cond_and_while_over_a_symbolic_batch():
+    def f(x):
+        y = gf.cond(gf.sum(x) > 0, lambda v: v[:, :2] * 2.0, lambda v: v[:, 1:] - 1.0, x)
+        return gf.while_loop(lambda c: gf.sum(c * c) < 100.0,
+                             lambda c: gf.reshape(c * 1.5 + 0.1, (-1, 2)), y, max_iterations=30)
+
+    rng = np.random.default_rng(9)
+    feeds = [{"x": rng.normal(size=(n, 3)).astype(np.float32)} for n in (1, 4)]
+    _check_everywhere(f, [gf.TensorSpec(("batch", 3), name="x")], feeds, {"If", "Loop"}, rtol=1e-5, atol=1e-5)
