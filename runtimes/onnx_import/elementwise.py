@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphforge.dtypes import from_numpy_dtype, is_float
+from graphforge.dtypes import FLOAT8_DTYPES, INT4_DTYPES, from_numpy_dtype, is_float, to_numpy_dtype
 
 from .importer import attrs_of, float_input, ImportContext, importer, onnx_dtype
 
@@ -146,10 +146,13 @@ def _where(ctx, node):
 
 @importer("Cast")
 def _cast(ctx, node):
-    to = onnx_dtype(attrs_of(node)["to"])
+    a = attrs_of(node)
+    to = onnx_dtype(a["to"])
     x = ctx.input(node, 0)
-    if x.type.dtype == "bool" and to != "bool" or to == x.type.dtype:
-        return [ctx.emit("cast", [x], dtype=to)] if to != x.type.dtype else [x]
+    if to == x.type.dtype:
+        return [x]
+    if not int(a.get("saturate", 1)) and to in FLOAT8_DTYPES:
+        return [ctx.emit("cast", [x], dtype=to, saturate=False)]
     return [ctx.emit("cast", [x], dtype=to)]
 
 
@@ -157,11 +160,15 @@ def _cast(ctx, node):
 def _castlike(ctx, node):
     like = ctx.const(node.input[1])
     dt = from_numpy_dtype(like.dtype) if like is not None else ctx.input(node, 1).type.dtype
+    saturate = bool(int(attrs_of(node).get("saturate", 1))) or dt not in FLOAT8_DTYPES
     c = ctx.const(node.input[0])
-    if c is not None:  # only the dtype of `target_type` matters: the result stays static
-        from graphforge.dtypes import to_numpy_dtype
+    if c is not None and dt not in FLOAT8_DTYPES + INT4_DTYPES:
+        # only the dtype of `target_type` matters: the result stays static
         return [np.asarray(c).astype(to_numpy_dtype(dt))]
-    return [ctx.cast(ctx.input(node, 0), dt)]
+    x = ctx.input(node, 0)
+    if x.type.dtype == dt:
+        return [x]
+    return [ctx.emit("cast", [x], dtype=dt) if saturate else ctx.emit("cast", [x], dtype=dt, saturate=False)]
 
 
 @importer("Tan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh")

@@ -19,10 +19,9 @@ def exclusion_reason(category: str, name: str) -> str | None:
             return why
     return None
 
-_DTYPES = ("graphforge has no {} dtype (dtypes.py: float16/32/64, bfloat16, bool, int8/16/32/64, "
-           "uint8/uint32)")
-for _pat, _dt in ((r"(uint16|_u16)", "uint16"), (r"(uint64|_u64)", "uint64"),
-                  (r"float8|FLOAT8|e4m3|e5m2|e8m0", "float8"), (r"(^|_)u?int4|INT4", "int4"),
+_DTYPES = ("graphforge has no {} dtype (dtypes.py: float16/32/64, bfloat16, float8 e4m3fn/e4m3fnuz/e5m2/"
+           "e5m2fnuz, bool, int4/8/16/32/64, uint4/8/16/32/64)")
+for _pat, _dt in ((r"e8m0|E8M0", "float8e8m0"),
                   (r"(^|_)u?int2($|_)|INT2", "int2"), (r"float4|FLOAT4|e2m1", "float4"),
                   (r"_string", "string")):
     EXCLUDED[("Node", _pat)] = _DTYPES.format(_dt)
