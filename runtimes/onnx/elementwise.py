@@ -187,6 +187,14 @@ def _cast(ctx, args, attrs):
 @lowers("clip")
 def _clip(ctx, args, attrs):
     x, dtype = args[0], ctx.in_types[0].dtype
+    producer = ctx.producer(x)
+    if dtype != "float64" or producer is None or producer.op_type != "Relu":
+        # one native Clip (an imported Clip re-exports as one node); an absent bound is an empty input
+        lo = "" if attrs.get("min") is None else ctx.scalar(attrs["min"], dtype)
+        hi = "" if attrs.get("max") is None else ctx.scalar(attrs["max"], dtype)
+        return [ctx.op("Clip", [x, lo, hi] if hi else [x, lo])]
+    # onnxruntime's Relu+Clip fusion only handles float32 bounds and refuses to load a float64 Clip
+    # that follows a Relu: Max/Min there
     if attrs.get("min") is not None:
         x = ctx.op("Max", [x, ctx.scalar(attrs["min"], dtype)])
     if attrs.get("max") is not None:

@@ -171,25 +171,6 @@ def _castlike(ctx, node):
     return [ctx.emit("cast", [x], dtype=dt) if saturate else ctx.emit("cast", [x], dtype=dt, saturate=False)]
 
 
-@importer("Tan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh")
-def _trig(ctx: ImportContext, node):
-    x, dt = float_input(ctx, node)
-    e = ctx.emit
-    one = ctx.scalar(1, dt)
-    half = ctx.scalar(0.5, dt)
-    t = node.op_type
-    if t == "Tan":
-        return [e("div", [e("sin", [x]), e("cos", [x])])]
-    if t in ("Sinh", "Cosh"):
-        a, b = e("exp", [x]), e("exp", [e("neg", [x])])
-        return [e("mul", [e("sub" if t == "Sinh" else "add", [a, b]), half])]
-    if t == "Asinh":
-        return [e("log", [e("add", [x, e("sqrt", [e("add", [e("mul", [x, x]), one])])])])]
-    if t == "Acosh":
-        return [e("log", [e("add", [x, e("sqrt", [e("sub", [e("mul", [x, x]), one])])])])]
-    return [e("mul", [half, e("log", [e("div", [e("add", [one, x]), e("sub", [one, x])])])])]
-
-
 @importer("Swish", "Mish")
 def _swish(ctx, node):
     x, dt = float_input(ctx, node)
@@ -212,47 +193,3 @@ def _shrink(ctx, node):
     zero = ctx.scalar(0, dt)
     return [e("where", [e("less", [x, ctx.scalar(-lambd, dt)]), lo,
                         e("where", [e("greater", [x, ctx.scalar(lambd, dt)]), hi, zero])])]
-
-
-@importer("IsNaN", "IsInf")
-def _isnan(ctx, node):
-    x = ctx.input(node, 0)
-    if node.op_type == "IsNaN":
-        return [ctx.emit("not_equal", [x, x])]
-    a = attrs_of(node)
-    pos, neg = int(a.get("detect_positive", 1)), int(a.get("detect_negative", 1))
-    dt = x.type.dtype
-    outs = []
-    if pos:
-        outs.append(ctx.emit("equal", [x, ctx.scalar(np.inf, dt)]))
-    if neg:
-        outs.append(ctx.emit("equal", [x, ctx.scalar(-np.inf, dt)]))
-    if not outs:
-        return [ctx.emit("less", [x, ctx.scalar(-np.inf, dt)])]  # all False, NaN included
-    return [outs[0] if len(outs) == 1 else ctx.emit("logical_or", outs)]
-
-
-@importer("Mod")
-def _mod(ctx: ImportContext, node):
-    """Integer: exact (truncating div, sign fix-up for fmod=0). Float (fmod=1): a - trunc(a/b)*b with
-    trunc through an int64 cast (exact for |a/b| < 2**63)."""
-    a, b = ctx.input(node, 0), ctx.input(node, 1)
-    fmod = int(attrs_of(node).get("fmod", 0))
-    dt = a.type.dtype
-    e = ctx.emit
-    if is_float(dt):
-        q = e("div", [a, b])
-        t = e("cast", [e("cast", [q], dtype="int64")], dtype=dt)
-        if not fmod:
-            t = e("where", [e("greater", [t, q]), e("sub", [t, ctx.scalar(1, dt)]), t])
-        return [e("sub", [a, e("mul", [t, b])])]
-    if a.type.shape != b.type.shape:  # explicit broadcast: keeps integer div lowerings simple
-        shape = e("add", [a, b]).type.shape
-        a = e("broadcast_to", [a], shape=list(shape)) if a.type.shape != shape else a
-        b = e("broadcast_to", [b], shape=list(shape)) if b.type.shape != shape else b
-    r = e("sub", [a, e("mul", [e("div", [a, b]), b])])
-    if fmod:
-        return [r]
-    zero = ctx.scalar(0, dt)
-    fix = e("logical_and", [e("not_equal", [r, zero]), e("not_equal", [e("less", [r, zero]), e("less", [b, zero])])])
-    return [e("where", [fix, e("add", [r, b]), r])]

@@ -41,7 +41,6 @@ EXCLUDED.update({
     ("Node", r"^test_range_.*_expanded$"): "the expanded Range body is a Loop (control flow is not in the IR)",
     ("Node", r"^test_mvn$"): "the test model fails onnx strict shape inference, which from_onnx requires for untrusted files",
     ("Node", r"^test_attention_4d_causal_fp16(_expanded)?$"): "float16 softmax: graphforge back ends accumulate softmax in float32 and differ from onnx's float16 reference by one float16 ulp on 2/192 elements",
-    ("Node", r"^test_mod_float_edge_cases_fmod_0"): "float Mod is composed as a - floor(a/b)*b with floor through an int64 cast (no native floor/fmod op); inf/NaN edge cases differ",
     ("Node", r"^test_resize_downsample_sizes_nearest_not_smaller$"): "keep_aspect_ratio_policy not_smaller where round(scale*n) != floor(scale*n): the per-axis weights come from onnx's reference Resize driven by explicit scales, which rounds the output size down (the importer refuses it rather than guess)",
     ("Node", r"^test_wrap_pad"): "Pad mode 'wrap' is not a pad op mode (constant/reflect/edge)",
 })
