@@ -133,9 +133,9 @@ class OrtSession:
             elif a.dtype in _BITS:
                 carrier, code = _BITS[a.dtype]
                 values[name] = ort.OrtValue.ortvalue_from_numpy_with_onnx_type(
-                    np.ascontiguousarray(a).view(carrier), code)
+                    np.asarray(a, order="C").view(carrier), code)
             else:
-                values[name] = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a))
+                values[name] = ort.OrtValue.ortvalue_from_numpy(np.asarray(a, order="C"))
         outs = self._session.run_with_ort_values(self.output_names, values)
         result = []
         for meta, o in zip(self._session.get_outputs(), outs):
@@ -150,7 +150,7 @@ def _int4_ortvalue(a: np.ndarray):
     """A packed int4/uint4 OrtValue holding ``a``'s values."""
     import ctypes
 
-    nibbles = np.ascontiguousarray(a).reshape(-1).view(np.uint8) & np.uint8(0x0F)
+    nibbles = np.asarray(a, order="C").reshape(-1).view(np.uint8) & np.uint8(0x0F)
     if nibbles.size % 2:
         nibbles = np.concatenate([nibbles, np.zeros(1, np.uint8)])
     packed = np.ascontiguousarray(nibbles[0::2] | (nibbles[1::2] << np.uint8(4)))

@@ -36,16 +36,17 @@ __all__ = ["Chooser", "RandomChooser", "DataChooser", "FuzzCase", "generate", "F
 
 # Ops whose result jumps when an input moves by one ulp: they only read "exact" values.
 DISCONTINUOUS = {"sign", "equal", "not_equal", "greater", "greater_equal", "less", "less_equal",
-                 "argmax", "argmin"}
+                 "argmax", "argmin", "floor", "ceil", "round", "mod", "isnan", "isinf"}
 # Ops whose result is bit-identical in float32 and float64 when their inputs are.
 EXACT_PRESERVING = {"reshape", "transpose", "slice", "concat", "gather", "squeeze", "unsqueeze", "flatten",
                     "broadcast_to", "pad", "split", "neg", "abs", "relu", "sign", "max", "min", "maximum",
                     "minimum", "where", "clip", "max_pool2d", "embedding", "constant", "arange", "dim_size",
-                    "one_hot", "argmax", "argmin"} | DISCONTINUOUS
+                    "one_hot", "argmax", "argmin", "floor", "ceil", "round", "bitwise_and", "bitwise_or",
+                    "bitwise_xor", "bitwise_not", "bit_shift"} | DISCONTINUOUS
 # Gradients are only defined away from kinks; these ops need their inputs kept away from them.
 KINKED = {"relu", "abs", "leaky_relu", "maximum", "minimum", "max", "min", "max_pool2d", "clip"}
 MAX_ABS = 100.0          # pool values stay this small, so float32 rounding stays far below the oracle's tolerance
-SMALL_ARG = {"exp": 8.0, "sin": 20.0, "cos": 20.0, "softplus": 20.0, "pow": 3.0}
+SMALL_ARG = {"exp": 8.0, "sin": 20.0, "cos": 20.0, "softplus": 20.0, "pow": 3.0, "sinh": 8.0, "cosh": 8.0}
 
 
 class Chooser(abc.ABC):
@@ -136,15 +137,18 @@ def registry_ops() -> list[str]:
     return sorted(all_ops())
 
 
+_NARROW_FLOATS = ("float16", "bfloat16") + _dt.FLOAT8_DTYPES
+
+
 def _usable_ops() -> dict:
     ops = {}
     for name in registry_ops():
         if name in EXCLUDED:
             continue
-        # float16/bfloat16 samples are left out: the float64 twin cannot mirror their rounding
+        # float16/bfloat16/float8 samples are left out: the float64 twin cannot mirror their rounding
         samples = [s for s in get_op(name).samples
-                   if not any(t.dtype in ("float16", "bfloat16") for t in s.inputs)
-                   and not any(isinstance(v, str) and v in ("float16", "bfloat16") for v in s.attrs.values())]
+                   if not any(t.dtype in _NARROW_FLOATS for t in s.inputs)
+                   and not any(isinstance(v, str) and v in _NARROW_FLOATS for v in s.attrs.values())]
         if samples:
             ops[name] = samples
     return ops
@@ -227,6 +231,10 @@ class _Gen:
     # ---- leaves ---------------------------------------------------------------------------------
     def leaf(self, ttype: TensorType, domain) -> Entry:
         shape = resolve_shape(ttype.shape, self.env)
+        if isinstance(domain, np.ndarray) and domain.shape != tuple(shape):
+            # a sample's fixed values on a leaf of another shape (an elementwise operand that was
+            # broadcast): the same values repeated, so their properties (non-zero, in range) hold
+            domain = np.resize(domain, shape) if domain.size else "any"
         arr = _fill(shape, ttype.dtype, domain if domain is not None else "any", self.rng)
         arr = np.asarray(arr, dtype=_dt.to_numpy_dtype(ttype.dtype))
         name = f"x{self.n_leaves}"
