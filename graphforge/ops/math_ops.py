@@ -56,6 +56,7 @@ def _samples(domain: str, grad: bool = True):
 
 # Rounding: values whose fraction is far from the jump points, so finite differences see the flat part.
 _ROUNDING = np.array([[-2.5, -1.5, -0.5, 0.5], [1.5, 2.5, -0.7, 0.3], [3.2, -3.8, 0.0, 7.6]])
+_FLAT = np.array([[0.3, -1.7, 2.2, -0.6], [1.3, 3.4, -2.8, 0.7], [5.25, -4.65, 0.35, -0.25]])
 
 
 def _sqrt_(x):
@@ -80,19 +81,14 @@ _UNARY = {
 MATH_UNARY_OPS = tuple(_UNARY)
 
 for _name, (_fn, _rule, _flops, _domain) in _UNARY.items():
-    if _domain == "above_one":
-        _smp = [Sample([TensorType((3, 4), _F32)], domain=[np.linspace(1.2, 4.0, 12).reshape(3, 4)]),
-                Sample([TensorType(("batch", 3), _F32)], bind={"batch": 2}, domain=["positive"], grad=False),
-                Sample([TensorType((4,), "float64")], domain=[np.array([1.5, 2.0, 3.0, 10.0])])]
-    elif _name in ("floor", "ceil", "round"):
+    if _name in ("floor", "ceil", "round"):
         _smp = [Sample([TensorType((3, 4), _F32)], domain=[_ROUNDING], grad=False),
                 Sample([TensorType(("batch", 4), "float64")], bind={"batch": 3}, domain=[_ROUNDING], grad=False),
-                Sample([TensorType((2, 3), "float16")], domain=["any"], grad=False)]
+                Sample([TensorType((2, 3), "float16")], domain=["any"], grad=False),
+                # the gradient (zero) is checked where the function is flat: fractions 0.2..0.4
+                Sample([TensorType((3, 4), "float64")], domain=[_FLAT])]
     else:
         _smp = _samples(_domain)
-    if _domain == "above_one":
-        _smp[1] = Sample([TensorType(("batch", 3), _F32)], bind={"batch": 2},
-                         domain=[np.array([[1.1, 2.0, 3.0], [5.0, 1.5, 9.0]])])
     register_op(OpDef(
         name=_name, family="math", num_inputs=(1, 1), type_rule=_float_rule, reference=_float_ref(_fn),
         flops=elementwise_flops(_flops), vjp=_unary_vjp(_rule), samples=_smp, elementwise=True,
@@ -210,6 +206,9 @@ def _mod_vjp(inputs, outputs, cotangents, attrs):
     return [unbroadcast(g, a.shape), unbroadcast(-(g * q), b.shape)]
 
 
+# a / b stays >= 0.05 from an integer for every pairing (also after the values are repeated to other shapes)
+_MOD_A = np.array([[2.3, -1.1, 5.3], [-4.1, 0.9, 7.3]])
+_MOD_B = np.array([[1.0, 0.8, -1.5], [1.2, -2.0, 2.0]])
 _MOD_INT = np.array([[-7, -3, 0, 3, 7, 5], [9, -9, 4, -4, 13, -1]])
 _MOD_DIV = np.array([[2, -2, 3, 3, -2, 0], [4, 4, -3, -3, 5, 7]])
 
@@ -224,6 +223,11 @@ register_op(OpDef(
                domain=["any", np.array([0.7, -1.3, 2.1, -0.45])], grad=False),
         Sample([TensorType((3, 4), "float64"), TensorType((), "float64")], attrs={"fmod": True},
                domain=["any", np.array(0.8)], grad=False),
+        # gradients where the quotient is far from an integer (the remainder is smooth there)
+        Sample([TensorType((2, 3), "float64"), TensorType((2, 3), "float64")],
+               domain=[_MOD_A, _MOD_B]),
+        Sample([TensorType((2, 3), "float64"), TensorType((2, 3), "float64")], attrs={"fmod": True},
+               domain=[_MOD_A, _MOD_B]),
         Sample([TensorType((2, 6), "uint8"), TensorType((2, 6), "uint8")], domain=["int:0:200", "int:1:9"], grad=False),
     ],
 ))

@@ -231,10 +231,6 @@ class _Gen:
     # ---- leaves ---------------------------------------------------------------------------------
     def leaf(self, ttype: TensorType, domain) -> Entry:
         shape = resolve_shape(ttype.shape, self.env)
-        if isinstance(domain, np.ndarray) and domain.shape != tuple(shape):
-            # a sample's fixed values on a leaf of another shape (an elementwise operand that was
-            # broadcast): the same values repeated, so their properties (non-zero, in range) hold
-            domain = np.resize(domain, shape) if domain.size else "any"
         arr = _fill(shape, ttype.dtype, domain if domain is not None else "any", self.rng)
         arr = np.asarray(arr, dtype=_dt.to_numpy_dtype(ttype.dtype))
         name = f"x{self.n_leaves}"
