@@ -1,6 +1,7 @@
 """Elementwise math ops ONNX names one by one: rounding (``floor``, ``ceil``, ``round`` half to even),
 ``mod`` (Python-style, or C-style with ``fmod=True``), inverse and hyperbolic trigonometry, float
-classification (``isnan``, ``isinf``) and integer bit ops (``bitwise_and/or/xor/not``, ``bit_shift``).
+classification (``isnan``, ``isinf``), integer bit ops (``bitwise_and/or/xor/not``, ``bit_shift``) and
+``bitcast`` (the same bits read as another dtype of the same width).
 
 Gradients: rounding has a zero derivative almost everywhere (its VJP is a symbolic zero, so
 straight-through tricks stay explicit); ``mod``'s is ``(g, -g * q)`` with ``q`` its rounded quotient;
@@ -20,7 +21,7 @@ from .registry import NOT_DIFFERENTIABLE, Attr, OpDef, Sample, register_op
 
 __all__ = ["floor", "ceil", "round", "mod", "isnan", "isinf", "acos", "asin", "atan", "acosh", "asinh",
            "atanh", "sinh", "cosh", "tan", "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not",
-           "bit_shift", "MATH_UNARY_OPS", "BITWISE_OPS"]
+           "bit_shift", "bitcast", "MATH_UNARY_OPS", "BITWISE_OPS"]
 
 _F32 = "float32"
 
@@ -347,3 +348,34 @@ def bit_shift(a, b, direction: str = "LEFT"):
     a, b = _promote(a, b)
     return apply("bit_shift", a, b, direction=direction)
 
+
+
+# ---- bitcast -----------------------------------------------------------------------------------
+
+def _bitcast_rule(ts, attrs):
+    src, dst = ts[0].dtype, attrs["dtype"]
+    narrow = _dt.INT4_DTYPES
+    if dst == "bool" or src in narrow or dst in narrow:
+        raise DTypeError(f"bitcast {src} -> {dst}: bool results and 4-bit types have no defined bit layout here",
+                         hint="use cast for a value conversion")
+    if _dt.to_numpy_dtype(src).itemsize != _dt.to_numpy_dtype(dst).itemsize:
+        raise DTypeError(f"bitcast needs dtypes of the same width, got {src} -> {dst}", hint="use cast")
+    return out_like(ts[0], dst)
+
+
+register_op(OpDef(
+    name="bitcast", family="math", num_inputs=(1, 1), attrs={"dtype": Attr("dtype")}, type_rule=_bitcast_rule,
+    reference=lambda xs, attrs, env=None: [np.ascontiguousarray(xs[0]).view(_dt.to_numpy_dtype(attrs["dtype"]))
+                                           .reshape(xs[0].shape)],
+    flops=elementwise_flops(0), vjp=NOT_DIFFERENTIABLE, elementwise=True,
+    samples=[Sample([TensorType((2, 3), _F32)], attrs={"dtype": "int32"}),
+             Sample([TensorType(("batch",), "int64")], attrs={"dtype": "float64"}, bind={"batch": 4},
+                    domain=["int:-1000:1000"]),
+             Sample([TensorType((4,), "bool")], attrs={"dtype": "uint8"}, domain=["bool"]),
+             Sample([TensorType((3,), "uint16")], attrs={"dtype": "float16"}, domain=["int:0:30000"])],
+))
+
+
+def bitcast(x, dtype):
+    """``x``'s bits read as ``dtype`` (same width; ``bitcast(f32, "int32")`` gives the IEEE bit patterns)."""
+    return apply("bitcast", x, dtype=_dt.canonical_dtype(dtype))

@@ -89,3 +89,11 @@ def _shift(ctx, args, attrs):
         fill = jnp.where(a < 0, jnp.full_like(a, -1), jnp.zeros_like(a))
         return [jnp.where(valid, lax.shift_right_arithmetic(a, amount), fill)]
     return [jnp.where(valid, lax.shift_right_logical(a, amount), jnp.zeros_like(a))]
+
+
+@lowers("bitcast")
+def _bitcast(ctx, args, attrs):
+    x = args[0]
+    if x.dtype == jnp.bool_:  # XLA has no bitcast from pred: a bool is the byte 0 or 1
+        x = x.astype(jnp.uint8)
+    return [lax.bitcast_convert_type(x, ctx.dtype)]

@@ -13,12 +13,12 @@ import numpy as np
 
 from graphforge import dtypes as _dt
 
-from .lower import NotExpressible, lowers
+from .lower import NotExpressible, lowers, onnx_dtype
 
 __all__ = ["MIN_OPSET"]
 
 # ops whose ONNX form first exists at a later opset than graphforge's minimum (17)
-MIN_OPSET = {"bitwise_and": 18, "bitwise_or": 18, "bitwise_xor": 18, "bitwise_not": 18}
+MIN_OPSET = {"bitwise_and": 18, "bitwise_or": 18, "bitwise_xor": 18, "bitwise_not": 18, "bitcast": 26}
 
 _NATIVE = {"floor": "Floor", "ceil": "Ceil", "round": "Round", "acos": "Acos", "asin": "Asin", "atan": "Atan",
            "acosh": "Acosh", "asinh": "Asinh", "atanh": "Atanh", "sinh": "Sinh", "cosh": "Cosh", "tan": "Tan",
@@ -62,7 +62,7 @@ def _trig64(ctx, op, x):
 def _check_opset(ctx):
     need = MIN_OPSET.get(ctx.node.op, 0)
     if ctx.opset < need:
-        raise NotExpressible(f"{ctx.node.op} needs ONNX opset >= {need} (Bitwise* ops)")
+        raise NotExpressible(f"{ctx.node.op} needs ONNX opset >= {need}")
 
 
 @lowers(*_NATIVE)
@@ -156,3 +156,11 @@ def _bit_shift(ctx, args, attrs):
     out = ctx.op("Where", [neg, ctx.op("Sub", [minus_one, shifted]), shifted])
     fill = ctx.op("Where", [neg, minus_one, zero])
     return [ctx.cast(ctx.op("Where", [valid, out, fill]), dtype)]
+
+
+@lowers("bitcast")
+def _bitcast(ctx, args, attrs):
+    if ctx.in_types[0].dtype == "bool":  # a bool is the byte 0 or 1 (onnxruntime has no bool BitCast)
+        return [ctx.cast(args[0], attrs["dtype"])]
+    _check_opset(ctx)
+    return [ctx.op("BitCast", args, to=onnx_dtype(attrs["dtype"]))]

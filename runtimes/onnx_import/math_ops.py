@@ -1,7 +1,7 @@
 """Importers for the ONNX elementwise math ops onto ``graphforge/ops/math_ops.py``, one node each."""
 from __future__ import annotations
 
-from .importer import ImportContext, attrs_of, importer
+from .importer import ImportContext, attrs_of, importer, onnx_dtype
 
 __all__: list[str] = []
 
@@ -39,3 +39,8 @@ def _bit_shift(ctx: ImportContext, node):
     direction = attrs_of(node)["direction"]
     direction = direction.decode() if isinstance(direction, bytes) else direction
     return [ctx.emit("bit_shift", [ctx.input(node, 0), ctx.input(node, 1)], direction=direction)]
+
+
+@importer("BitCast")
+def _bitcast(ctx: ImportContext, node):
+    return [ctx.emit("bitcast", [ctx.input(node, 0)], dtype=onnx_dtype(attrs_of(node)["to"]))]

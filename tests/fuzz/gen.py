@@ -129,7 +129,9 @@ def _widen_attrs(attrs: dict) -> dict:
 # registry is drawn (its conformance samples give input types, attributes and domains); the coverage
 # test (tests/fuzz/test_coverage.py) fails when a registry op is neither drawable nor listed here, so
 # an op added by any branch either joins the fuzzer or says why not.
-EXCLUDED: dict[str, str] = {}
+EXCLUDED: dict[str, str] = {
+    "bitcast": "reads a float's bits as an integer: the float64 twin has other bits, so there is no oracle",
+}
 
 
 def registry_ops() -> list[str]:
