@@ -1,7 +1,9 @@
 """Dtypes: canonical names, short IR spellings, NumPy mapping and promotion.
 
-A dtype is a plain string (``"float32"``); ``bfloat16`` comes from ml_dtypes so that NumPy, JAX and
-ONNX agree on it bit for bit.
+A dtype is a plain string (``"float32"``); ``bfloat16``, the float8 formats (``float8e4m3fn``,
+``float8e4m3fnuz``, ``float8e5m2``, ``float8e5m2fnuz``) and the 4-bit integers (``int4``, ``uint4``)
+come from ml_dtypes so that NumPy, JAX and ONNX agree on them bit for bit. float8 and 4-bit types are
+storage types: references compute on them in float32 / int32 (:func:`compute_numpy_dtype`).
 """
 from __future__ import annotations
 
@@ -13,27 +15,39 @@ from .errors import DTypeError
 __all__ = [
     "DTYPES", "FLOAT_DTYPES", "INT_DTYPES", "SHORT_NAMES", "canonical_dtype", "to_numpy_dtype",
     "from_numpy_dtype", "is_float", "is_int", "is_bool", "promote_types", "short_name",
-    "from_short_name",
+    "from_short_name", "FLOAT8_DTYPES", "INT4_DTYPES", "int_range", "float_max", "min_onnx_opset",
 ]
 
 SHORT_NAMES = {
     "float64": "f64", "float32": "f32", "float16": "f16", "bfloat16": "bf16",
     "int64": "i64", "int32": "i32", "int16": "i16", "int8": "i8", "uint8": "u8", "uint32": "u32",
     "bool": "bool",
+    "uint16": "u16", "uint64": "u64", "int4": "i4", "uint4": "u4",
+    "float8e4m3fn": "f8e4m3fn", "float8e4m3fnuz": "f8e4m3fnuz", "float8e5m2": "f8e5m2",
+    "float8e5m2fnuz": "f8e5m2fnuz",
 }
 _FROM_SHORT = {v: k for k, v in SHORT_NAMES.items()}
 DTYPES = tuple(SHORT_NAMES)
-FLOAT_DTYPES = ("float64", "float32", "float16", "bfloat16")
-INT_DTYPES = ("int64", "int32", "int16", "int8", "uint8", "uint32")
+FLOAT8_DTYPES = ("float8e4m3fn", "float8e4m3fnuz", "float8e5m2", "float8e5m2fnuz")
+INT4_DTYPES = ("int4", "uint4")
+FLOAT_DTYPES = ("float64", "float32", "float16", "bfloat16") + FLOAT8_DTYPES
+INT_DTYPES = ("int64", "int32", "int16", "int8", "uint8", "uint32", "uint16", "uint64") + INT4_DTYPES
 
-_NUMPY = {name: np.dtype(name) for name in DTYPES if name != "bfloat16"}
-_NUMPY["bfloat16"] = np.dtype(ml_dtypes.bfloat16)
+_ML_DTYPES = {"bfloat16": ml_dtypes.bfloat16, "float8e4m3fn": ml_dtypes.float8_e4m3fn,
+              "float8e4m3fnuz": ml_dtypes.float8_e4m3fnuz, "float8e5m2": ml_dtypes.float8_e5m2,
+              "float8e5m2fnuz": ml_dtypes.float8_e5m2fnuz, "int4": ml_dtypes.int4, "uint4": ml_dtypes.uint4}
+_NUMPY = {name: np.dtype(_ML_DTYPES.get(name, name)) for name in DTYPES}
 _ALIASES = {"float": "float32", "double": "float64", "half": "float16", "int": "int64", "long": "int64",
-            "bf16": "bfloat16", **_FROM_SHORT}
+            "bf16": "bfloat16", "float8_e4m3fn": "float8e4m3fn", "float8_e4m3fnuz": "float8e4m3fnuz",
+            "float8_e5m2": "float8e5m2", "float8_e5m2fnuz": "float8e5m2fnuz", **_FROM_SHORT}
 
 # Rank of each dtype inside its kind: promotion picks the wider one; bf16 and f16 meet at f32.
-_FLOAT_RANK = {"float16": 1, "bfloat16": 1, "float32": 2, "float64": 3}
-_INT_RANK = {"bool": 0, "uint8": 1, "int8": 1, "int16": 2, "int32": 3, "uint32": 3, "int64": 4}
+# float8 ranks below the half types (any float8 mix meets at float16 ... see promote_types) and the
+# 4-bit ints below the 8-bit ones; uint64 ranks with int64 (a mix goes to int64, like JAX's weak rules
+# would not: there is no wider signed type).
+_FLOAT_RANK = {"float16": 1, "bfloat16": 1, "float32": 2, "float64": 3, **{f: 0 for f in FLOAT8_DTYPES}}
+_INT_RANK = {"bool": 0, "uint8": 1, "int8": 1, "int16": 2, "int32": 3, "uint32": 3, "int64": 4,
+             "uint16": 2, "uint64": 4, "int4": 0.5, "uint4": 0.5}
 
 
 def canonical_dtype(dtype) -> str:
@@ -63,6 +77,26 @@ def to_numpy_dtype(dtype: str) -> np.dtype:
     return _NUMPY[canonical_dtype(dtype)]
 
 
+def int_range(dtype: str) -> tuple[int, int]:
+    """(min, max) of an integer dtype (4-bit types included, which ``np.iinfo`` does not know)."""
+    info = ml_dtypes.iinfo(_NUMPY[dtype]) if dtype in INT4_DTYPES else np.iinfo(_NUMPY[dtype])
+    return int(info.min), int(info.max)
+
+
+def float_max(dtype: str) -> float:
+    """The largest finite value of a float dtype."""
+    return float(ml_dtypes.finfo(_NUMPY[dtype]).max)
+
+
+def min_onnx_opset(dtype: str) -> int:
+    """The first ONNX opset whose ops (Cast, Identity, ...) take tensors of ``dtype``."""
+    if dtype in FLOAT8_DTYPES:
+        return 19
+    if dtype in INT4_DTYPES:
+        return 21
+    return 1
+
+
 def is_float(dtype: str) -> bool:
     return dtype in _FLOAT_RANK
 
@@ -90,14 +124,14 @@ def promote_types(a: str, b: str) -> str:
     if a == b:
         return a
     if is_float(a) and is_float(b):
-        if _FLOAT_RANK[a] == _FLOAT_RANK[b]:  # float16 with bfloat16
-            return "float32"
+        if _FLOAT_RANK[a] == _FLOAT_RANK[b]:  # float16 with bfloat16, or two float8 formats
+            return "float16" if _FLOAT_RANK[a] == 0 else "float32"
         return a if _FLOAT_RANK[a] > _FLOAT_RANK[b] else b
     if is_float(a):
         return a
     if is_float(b):
         return b
     ra, rb = _INT_RANK[a], _INT_RANK[b]
-    if ra == rb:  # int8/uint8 or int32/uint32 mixes
-        return "int16" if ra == 1 else "int64"
+    if ra == rb:  # int8/uint8, int32/uint32, int4/uint4 or int64/uint64 mixes
+        return {0.5: "int8", 1: "int16", 2: "int32"}.get(ra, "int64")
     return a if ra > rb else b

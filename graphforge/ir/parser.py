@@ -212,8 +212,8 @@ def _tensor_literal(cur: _Cursor, items: list, dtype: str, np_dtype) -> np.ndarr
     else:
         ok = all(isinstance(x, int) and not isinstance(x, bool) for x in items)
         if ok and items:
-            info = np.iinfo(np_dtype)
-            bad = [x for x in items if not info.min <= x <= info.max]
+            lo, hi = _dt.int_range(dtype)  # (np.iinfo does not know the 4-bit types)
+            bad = [x for x in items if not lo <= x <= hi]
             if bad:
                 raise cur.error(f"tensor literal element {bad[0]} does not fit in {dtype}")
     if not ok:

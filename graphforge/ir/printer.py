@@ -40,6 +40,20 @@ def _format_scalar(x) -> str:
     raise TypeError(f"not a scalar: {x!r}")
 
 
+def _shown_attrs(node) -> dict:
+    """The node's attributes minus those its op declares ``elide_default`` that hold the default."""
+    if not node.attrs:
+        return node.attrs
+    from ..ops.registry import lookup_op  # (a function-level import: ops build on the IR)
+
+    opdef = lookup_op(node.op)
+    if opdef is None:
+        return node.attrs
+    return {k: v for k, v in node.attrs.items()
+            if not (k in opdef.attrs and opdef.attrs[k].elide_default and type(v) is type(opdef.attrs[k].default)
+                    and v == opdef.attrs[k].default)}
+
+
 def format_attr_value(value) -> str:
     if value is None:
         return "none"
@@ -149,8 +163,9 @@ def _print_block(block, name, lines: list, indent: str) -> None:
         if node.outputs:
             text = ", ".join(f"{name(o)}: {o.type}" for o in node.outputs) + " = " + text
         text = indent + text
-        if node.attrs:
-            text += " {" + ", ".join(f"{k}={format_attr_value(v)}" for k, v in sorted(node.attrs.items())) + "}"
+        attrs = _shown_attrs(node)
+        if attrs:
+            text += " {" + ", ".join(f"{k}={format_attr_value(v)}" for k, v in sorted(attrs.items())) + "}"
         if node.scope:
             text += f" @{node.scope}"
         if node.loc:

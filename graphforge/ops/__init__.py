@@ -4,16 +4,17 @@ from .creation import *  # noqa: F401,F403
 from .control_flow import *  # noqa: F401,F403
 from .elementwise import *  # noqa: F401,F403
 from .linalg import *  # noqa: F401,F403
+from .math_ops import *  # noqa: F401,F403
 from .nn_ops import *  # noqa: F401,F403
 from .reduction import *  # noqa: F401,F403
 from .registry import NOT_DIFFERENTIABLE, Attr, OpDef, Sample, all_ops, get_op, register_op
 from .shape_ops import *  # noqa: F401,F403
 from . import creation, elementwise, linalg, nn_ops, reduction, shape_ops
-from . import control_flow
+from . import control_flow, math_ops
 
 __all__ = (["registry", "NOT_DIFFERENTIABLE", "Attr", "OpDef", "Sample", "all_ops", "get_op", "register_op"]
            + creation.__all__ + elementwise.__all__ + linalg.__all__ + nn_ops.__all__ + reduction.__all__
-           + shape_ops.__all__ + control_flow.__all__)
+           + shape_ops.__all__ + control_flow.__all__ + math_ops.__all__)
 from . import random  # noqa: E402
 from .random import *  # noqa: F401,F403,E402
 

@@ -12,10 +12,16 @@ __all__ = ["compute_dtype", "numel", "elementwise_flops", "unbroadcast", "out_li
 
 
 def compute_dtype(x: np.ndarray) -> np.dtype:
-    """The dtype a reference computes in: half types are computed in float32 and cast back."""
-    if x.dtype in (np.float16, _dt.to_numpy_dtype("bfloat16")):
-        return np.dtype(np.float32)
+    """The dtype a reference computes in: half and float8 types in float32, 4-bit ints in 8 bits."""
+    if x.dtype in _WIDER:
+        return _WIDER[x.dtype]
     return x.dtype
+
+
+# Storage-only types compute in a wider one: half and float8 in float32, 4-bit ints in 8-bit ones.
+_WIDER = {_dt.to_numpy_dtype(name): np.dtype(np.float32) for name in ("float16", "bfloat16") + _dt.FLOAT8_DTYPES}
+_WIDER[_dt.to_numpy_dtype("int4")] = np.dtype(np.int8)
+_WIDER[_dt.to_numpy_dtype("uint4")] = np.dtype(np.uint8)
 
 
 def as_dtype(array, dtype: str) -> np.ndarray:

@@ -465,10 +465,19 @@ def where(cond, a, b):
 
 def _cast_ref(xs, attrs, env=None):
     x = xs[0]
-    target = _dt.to_numpy_dtype(attrs["dtype"])
-    if np.issubdtype(target, np.integer) and _dt.is_float(_dt.from_numpy_dtype(x.dtype)):
+    dst = attrs["dtype"]
+    target = _dt.to_numpy_dtype(dst)
+    src_float = _dt.is_float(_dt.from_numpy_dtype(x.dtype))
+    if _dt.is_int(dst) and src_float:
         with np.errstate(all="ignore"):  # truncation toward zero, like C, XLA and ONNX
             return [np.trunc(x.astype(np.float64)).astype(target)]
+    if dst in _dt.FLOAT8_DTYPES and src_float and attrs.get("saturate", True):
+        # ONNX Cast saturate=1: out-of-range values (infinities too) clamp to the largest finite
+        # float8 value; NaN stays NaN. Without it the conversion gives NaN (fn types) or inf (e5m2).
+        limit = _dt.float_max(dst)
+        wide = x.astype(np.float32) if x.dtype.itemsize < 4 else x
+        with np.errstate(invalid="ignore"):
+            return [np.clip(wide, -limit, limit).astype(target)]
     return [x.astype(target)]
 
 
@@ -481,7 +490,7 @@ def _cast_vjp(inputs, outputs, cotangents, attrs):
 
 
 register_op(OpDef(
-    name="cast", family="elementwise", num_inputs=(1, 1), attrs={"dtype": Attr("dtype")},
+    name="cast", family="elementwise", num_inputs=(1, 1), attrs={"dtype": Attr("dtype"), "saturate": Attr("bool", True, elide_default=True)},
     type_rule=lambda ts, attrs: out_like(ts[0], attrs["dtype"]), reference=_cast_ref,
     flops=elementwise_flops(0), vjp=_cast_vjp, elementwise=True,
     samples=[
@@ -491,16 +500,31 @@ register_op(OpDef(
         Sample([TensorType((5,), _F32)], attrs={"dtype": "int64"}, domain=["int:-9:9"], grad=False),
         Sample([TensorType((5,), "bool")], attrs={"dtype": "float32"}, domain=["bool"], grad=False),
         Sample([TensorType((5,), _F32)], attrs={"dtype": "float16"}, grad=False),
+        Sample([TensorType(("batch", 3), _F32)], attrs={"dtype": "float8e4m3fn"}, bind={"batch": 2},
+               domain=[np.array([[0.5, 1000.0, -np.inf], [np.inf, -600.0, 3.25]])], grad=False),
+        Sample([TensorType((2, 3), _F32)], attrs={"dtype": "float8e5m2", "saturate": False},
+               domain=[np.array([[0.5, 1e6, -np.inf], [0.001, -2.0, 3.25]])], grad=False),
+        Sample([TensorType((4,), "float16")], attrs={"dtype": "float8e4m3fnuz"},
+               domain=[np.array([0.3, -300.0, 7.0, 0.0])], grad=False),
+        Sample([TensorType((4,), "float8e5m2fnuz")], attrs={"dtype": "float32"},
+               domain=[np.array([0.25, -3.0, 1024.0, 0.0])], grad=False),
+        Sample([TensorType((5,), _F32)], attrs={"dtype": "int4"}, domain=[np.array([-8.5, -1.5, 0.0, 3.9, 7.0])],
+               grad=False),
+        Sample([TensorType((4,), "uint4")], attrs={"dtype": "uint16"}, domain=["int:0:16"], grad=False),
+        Sample([TensorType((4,), "uint64")], attrs={"dtype": "float64"}, domain=["int:0:1000"], grad=False),
     ],
 ))
 
 
-def cast(x, dtype):
-    """Convert ``x`` to ``dtype`` (float → int truncates toward zero)."""
+def cast(x, dtype, saturate: bool = True):
+    """Convert ``x`` to ``dtype`` (float → int truncates toward zero; float → float8 clamps
+    out-of-range values to the largest finite one unless ``saturate=False``)."""
     dtype = _dt.canonical_dtype(dtype)
     if isinstance(x, Tensor) and x.dtype == dtype:
         return x
-    return apply("cast", x, dtype=dtype)
+    if saturate:
+        return apply("cast", x, dtype=dtype)
+    return apply("cast", x, dtype=dtype, saturate=False)
 
 
 def _clip_ref(xs, attrs, env=None):

@@ -50,6 +50,9 @@ class Attr:
     default: Any = REQUIRED
     choices: tuple | None = None
     optional: bool = False  # None is accepted
+    # The text printer leaves the attribute out while it holds its default: an attribute added to an
+    # existing op (cast's ``saturate``) does not change how every graph that never sets it prints.
+    elide_default: bool = False
 
     def __post_init__(self):
         if self.kind not in _ATTR_KINDS:

@@ -1,9 +1,10 @@
 """Concrete inputs for conformance samples (shared by the op-table tests, the fuzzer and benchmarks).
 
-Domains: ``any`` (standard normal), ``positive`` (0.5..2), ``unit`` (-0.9..0.9), ``nonzero`` (|x| in
+Domains: ``any`` (standard normal), ``positive`` (0.5..2), ``above_one`` (1.1..3), ``unit`` (-0.9..0.9), ``nonzero`` (|x| in
 0.5..2 with random sign), ``distinct`` (a shuffled grid: no ties, gaps of at least 0.1),
 ``permutation`` (distinct integers), ``int:LO:HI`` (integers in [LO, HI)), ``bool``,
-``unclipped:LO:HI`` (values at least 0.05 away from the bounds), or a fixed NumPy array.
+``unclipped:LO:HI`` (values at least 0.05 away from the bounds), or a fixed NumPy array (repeated to fit
+another shape).
 """
 from __future__ import annotations
 
@@ -23,6 +24,10 @@ def sample_env(sample: Sample) -> dict[str, int]:
 def _fill(shape, dtype: str, domain, rng: np.random.Generator) -> np.ndarray:
     np_dtype = _dt.to_numpy_dtype(dtype)
     if isinstance(domain, np.ndarray):
+        if domain.shape != tuple(shape) and domain.size:
+            # fixed values asked for another shape (a test re-shaping a sample's inputs, a fuzzer
+            # broadcasting an operand): the values repeated, so their properties (non-zero, in range) hold
+            domain = np.resize(domain, shape)
         return domain.astype(np_dtype)
     size = int(np.prod(shape, dtype=np.int64))
     if domain == "bool" or dtype == "bool":
@@ -34,6 +39,8 @@ def _fill(shape, dtype: str, domain, rng: np.random.Generator) -> np.ndarray:
         return rng.permutation(size).reshape(shape).astype(np_dtype)
     if domain == "positive":
         x = rng.uniform(0.5, 2.0, size=shape)
+    elif domain == "above_one":
+        x = rng.uniform(1.1, 3.0, size=shape)
     elif domain == "unit":
         x = rng.uniform(-0.9, 0.9, size=shape)
     elif domain == "nonzero":

@@ -229,13 +229,21 @@ class Tensor:
     def __ge__(self, o): return _F().greater_equal(self, o)
     def __eq__(self, o): return _F().equal(self, o)  # noqa: elementwise, like PyTorch
     def __ne__(self, o): return _F().not_equal(self, o)
-    def __and__(self, o): return _F().logical_and(self, o)
-    def __rand__(self, o): return _F().logical_and(o, self)
-    def __or__(self, o): return _F().logical_or(self, o)
-    def __ror__(self, o): return _F().logical_or(o, self)
-    def __xor__(self, o): return _F().logical_xor(self, o)
-    def __rxor__(self, o): return _F().logical_xor(o, self)
-    def __invert__(self): return _F().logical_not(self)
+    # &, |, ^, ~ are logical on bool tensors and bitwise on integer ones (as in PyTorch and NumPy)
+    def __and__(self, o): return getattr(_F(), self._bit_or_logical("and"))(self, o)
+    def __rand__(self, o): return getattr(_F(), self._bit_or_logical("and"))(o, self)
+    def __or__(self, o): return getattr(_F(), self._bit_or_logical("or"))(self, o)
+    def __ror__(self, o): return getattr(_F(), self._bit_or_logical("or"))(o, self)
+    def __xor__(self, o): return getattr(_F(), self._bit_or_logical("xor"))(self, o)
+    def __rxor__(self, o): return getattr(_F(), self._bit_or_logical("xor"))(o, self)
+    def __invert__(self): return getattr(_F(), self._bit_or_logical("not"))(self)
+    def __mod__(self, o): return _F().mod(self, o)  # Python's sign rule, like PyTorch's remainder
+    def __rmod__(self, o): return _F().mod(o, self)
+    def __lshift__(self, o): return _F().bit_shift(self, o, "LEFT")
+    def __rshift__(self, o): return _F().bit_shift(self, o, "RIGHT")
+
+    def _bit_or_logical(self, kind: str) -> str:
+        return f"logical_{kind}" if self.dtype == "bool" else f"bitwise_{kind}"
     def __getitem__(self, index): return _F().getitem(self, index)
 
     # ---- tch-like methods (each a thin call into graphforge.ops) ---------------------------
@@ -308,6 +316,10 @@ _METHODS = {name: name for name in (
     "one_hot", "slice", "reciprocal", "logical_not", "argmin",
 )}
 _METHODS.update({"clamp": "clip", "exp_": "exp", "amax": "max", "amin": "min", "chunk": "chunk"})
+_METHODS.update({name: name for name in (
+    "floor", "ceil", "round", "isnan", "isinf", "tan", "sinh", "cosh", "asin", "acos", "atan", "asinh", "acosh",
+    "atanh", "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "mod")})
+_METHODS.update({"remainder": "mod", "arcsin": "asin", "arccos": "acos", "arctan": "atan"})
 
 _F_MODULE = None
 

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-
+from graphforge import dtypes as _dt
 
 from .lower import LOWERINGS, const_like, is_float, lowers, upcast
 
@@ -105,11 +105,17 @@ def _where(ctx, args, attrs):
 @lowers("cast")
 def _cast(ctx, args, attrs):
     x = args[0]
-    target = ctx.dtype
+    target, dst = ctx.dtype, attrs["dtype"]
     if target == np.bool_:
         return [x != 0]
-    if np.issubdtype(target, np.integer) and is_float(x):
+    if _dt.is_int(dst) and is_float(x):
         x = jnp.trunc(x)
+        if dst in _dt.INT4_DTYPES:  # wrap like the reference (ml_dtypes, ONNX), not XLA's saturation
+            x = lax.convert_element_type(x, jnp.int32)
+    elif dst in _dt.FLOAT8_DTYPES and is_float(x) and attrs.get("saturate", True):
+        limit = _dt.float_max(dst)  # ONNX saturate: clamp to the largest finite value, NaN stays
+        wide = x.astype(jnp.float32) if x.dtype.itemsize < 4 else x
+        x = jnp.clip(wide, -limit, limit)
     return [lax.convert_element_type(x, target)]
 
 

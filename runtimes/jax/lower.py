@@ -62,8 +62,10 @@ def is_float(x) -> bool:
 
 
 def upcast(x):
-    """Half types compute in float32 (like the reference)."""
-    return x.astype(jnp.float32) if x.dtype in (jnp.float16, jnp.bfloat16) else x
+    """Half and float8 types compute in float32 (like the reference)."""
+    if x.dtype in (jnp.float16, jnp.bfloat16) or (x.dtype.itemsize == 1 and is_float(x)):  # float8 too
+        return x.astype(jnp.float32)
+    return x
 
 
 def const_like(value, like):

@@ -11,7 +11,7 @@ import math
 
 from graphforge import dtypes as _dt
 
-from .lower import Emitter, lowers
+from .lower import Emitter, NotExpressible, lowers
 
 __all__ = ["erf", "gelu"]
 
@@ -170,17 +170,31 @@ def _cast(ctx, args, attrs):
     src, dst = ctx.in_types[0].dtype, attrs["dtype"]
     if src == dst:
         return [args[0]]
+    for dt in (src, dst):
+        if ctx.opset < _dt.min_onnx_opset(dt):
+            raise NotExpressible(f"Cast to or from {dt} needs opset >= {_dt.min_onnx_opset(dt)}")
     x = args[0]
     if src == "bfloat16" and dst != "float32":
         x, src = ctx.cast(x, "float32"), "float32"
     if dst == "bfloat16" and src != "float32":
         x = ctx.cast(x, "float32")
-    return [ctx.cast(x, dst)]  # float -> int truncates toward zero, like the reference
+    if dst in _dt.INT4_DTYPES and _dt.is_float(src):
+        x = ctx.cast(x, "int32")  # onnxruntime rounds float -> int4; the contract truncates, then wraps
+    # float -> int truncates toward zero, like the reference; float -> float8 saturates by default
+    return [ctx.cast(x, dst, saturate=attrs.get("saturate", True))]
 
 
 @lowers("clip")
 def _clip(ctx, args, attrs):
     x, dtype = args[0], ctx.in_types[0].dtype
+    producer = ctx.producer(x)
+    if dtype != "float64" or producer is None or producer.op_type != "Relu":
+        # one native Clip (an imported Clip re-exports as one node); an absent bound is an empty input
+        lo = "" if attrs.get("min") is None else ctx.scalar(attrs["min"], dtype)
+        hi = "" if attrs.get("max") is None else ctx.scalar(attrs["max"], dtype)
+        return [ctx.op("Clip", [x, lo, hi] if hi else [x, lo])]
+    # onnxruntime's Relu+Clip fusion only handles float32 bounds and refuses to load a float64 Clip
+    # that follows a Relu: Max/Min there
     if attrs.get("min") is not None:
         x = ctx.op("Max", [x, ctx.scalar(attrs["min"], dtype)])
     if attrs.get("max") is not None:

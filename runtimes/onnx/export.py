@@ -44,6 +44,7 @@ from graphforge.passes.decompose import decompose
 from . import creation, elementwise, linalg, nn_ops, reduction, shape_ops  # noqa: F401  (fill LOWERINGS)
 from . import control_flow  # noqa: F401  (cond/scan/while_loop → If/Scan/Loop)
 from . import random  # noqa: F401,E402  (random_uniform)
+from . import math_ops  # noqa: F401  (fill LOWERINGS)
 from .lower import DTYPE_GENERIC, HALF, LOWERINGS, Emitter, NotExpressible, onnx_dtype, tensor_proto
 
 __all__ = ["to_onnx", "save_onnx", "MIN_OPSET", "max_opset", "default_opset", "check_opset", "missing_lowerings"]

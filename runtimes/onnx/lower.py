@@ -29,6 +29,7 @@ from typing import Sequence
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 from onnx import TensorProto, helper
 
 from graphforge import dtypes as _dt
@@ -52,6 +53,10 @@ ONNX_DTYPES = {
     "bfloat16": TensorProto.BFLOAT16, "int64": TensorProto.INT64, "int32": TensorProto.INT32,
     "int16": TensorProto.INT16, "int8": TensorProto.INT8, "uint8": TensorProto.UINT8,
     "uint32": TensorProto.UINT32, "bool": TensorProto.BOOL,
+    "uint16": TensorProto.UINT16, "uint64": TensorProto.UINT64, "int4": TensorProto.INT4,
+    "uint4": TensorProto.UINT4, "float8e4m3fn": TensorProto.FLOAT8E4M3FN,
+    "float8e4m3fnuz": TensorProto.FLOAT8E4M3FNUZ, "float8e5m2": TensorProto.FLOAT8E5M2,
+    "float8e5m2fnuz": TensorProto.FLOAT8E5M2FNUZ,
 }
 
 
@@ -71,6 +76,8 @@ def tensor_proto(array: np.ndarray, name: str, dtype: str | None = None) -> onnx
     array = np.asarray(array)
     dtype = dtype or _dt.from_numpy_dtype(array.dtype)
     array = np.array(array, dtype=_dt.to_numpy_dtype(dtype), order="C")  # (ascontiguousarray makes 0-d 1-d)
+    if dtype in _dt.INT4_DTYPES:  # two 4-bit values per byte: onnx's own packing
+        return onnx.numpy_helper.from_array(array, name)
     t = onnx.TensorProto()
     t.name = name
     t.data_type = onnx_dtype(dtype)
@@ -230,7 +237,9 @@ class Emitter:
     def scalar(self, value, dtype: str) -> str:
         return self.const(np.asarray(value, dtype=_dt.to_numpy_dtype(dtype)), dtype)
 
-    def cast(self, x: str, dtype: str) -> str:
+    def cast(self, x: str, dtype: str, saturate: bool = True) -> str:
+        if not saturate and dtype in _dt.FLOAT8_DTYPES:
+            return self.op("Cast", [x], to=onnx_dtype(dtype), saturate=0)
         return self.op("Cast", [x], to=onnx_dtype(dtype))
 
     # ---- symbolic dims ------------------------------------------------------------------------------

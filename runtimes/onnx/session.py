@@ -32,6 +32,17 @@ _LEVELS = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
 _BF16 = np.dtype(_dt.to_numpy_dtype("bfloat16"))
+# dtypes onnxruntime's NumPy bridge does not know: passed as their bits (a same-size unsigned view)
+# tagged with the ONNX type; 4-bit ints travel packed two to a byte (low nibble first, ONNX's layout).
+_BITS = {_BF16: (np.uint16, onnx.TensorProto.BFLOAT16)}
+for _name, _code in (("float8e4m3fn", onnx.TensorProto.FLOAT8E4M3FN), ("float8e4m3fnuz", onnx.TensorProto.FLOAT8E4M3FNUZ),
+                     ("float8e5m2", onnx.TensorProto.FLOAT8E5M2), ("float8e5m2fnuz", onnx.TensorProto.FLOAT8E5M2FNUZ)):
+    _BITS[np.dtype(_dt.to_numpy_dtype(_name))] = (np.uint8, _code)
+_INT4 = {np.dtype(_dt.to_numpy_dtype("int4")): onnx.TensorProto.INT4,
+         np.dtype(_dt.to_numpy_dtype("uint4")): onnx.TensorProto.UINT4}
+_BITS.update({dt: (np.uint8, code) for dt, code in _INT4.items()})
+_BITS_BY_TYPE = {f"tensor({onnx.helper.tensor_dtype_to_string(code).split('.')[-1].lower()})": dt
+                 for dt, (_, code) in _BITS.items()}
 
 
 def default_providers() -> list[str]:
@@ -88,7 +99,7 @@ class OrtSession:
     def run(self, inputs: Any) -> list[np.ndarray]:
         feed = self._feed(inputs)
         try:
-            if any(a.dtype == _BF16 for a in feed.values()) or self._has_bf16_outputs():
+            if any(a.dtype in _BITS for a in feed.values()) or self._has_bf16_outputs():
                 return self._run_ort_values(feed)
             return [np.asarray(o) for o in self._session.run(None, feed)]
         except Exception as exc:  # noqa: BLE001
@@ -111,35 +122,62 @@ class OrtSession:
         return {n: np.asarray(a) for n, a in zip(self.input_names, inputs)}
 
     def _has_bf16_outputs(self) -> bool:
-        return any(o.type == "tensor(bfloat16)" for o in self._session.get_outputs())
+        return any(o.type in _BITS_BY_TYPE for o in self._session.get_outputs())
 
     def _run_ort_values(self, feed):
         # onnxruntime's NumPy bridge has no bfloat16: pass the bits as uint16 tagged with the ONNX type
         values = {}
         for name, a in feed.items():
-            if a.dtype == _BF16:
+            if a.dtype in _INT4:
+                values[name] = _int4_ortvalue(a)
+            elif a.dtype in _BITS:
+                carrier, code = _BITS[a.dtype]
                 values[name] = ort.OrtValue.ortvalue_from_numpy_with_onnx_type(
-                    np.ascontiguousarray(a).view(np.uint16), onnx.TensorProto.BFLOAT16)
+                    np.asarray(a, order="C").view(carrier), code)
             else:
-                values[name] = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a))
+                values[name] = ort.OrtValue.ortvalue_from_numpy(np.asarray(a, order="C"))
         outs = self._session.run_with_ort_values(self.output_names, values)
         result = []
         for meta, o in zip(self._session.get_outputs(), outs):
-            if meta.type == "tensor(bfloat16)":
-                result.append(_bf16_from_ortvalue(o))
+            if meta.type in _BITS_BY_TYPE:
+                result.append(_bits_from_ortvalue(o, _BITS_BY_TYPE[meta.type]))
             else:
                 result.append(np.asarray(o.numpy()))
         return result
 
 
-def _bf16_from_ortvalue(value) -> np.ndarray:
-    """Copy a (CPU) bfloat16 OrtValue's bytes into an ml_dtypes.bfloat16 array."""
+def _int4_ortvalue(a: np.ndarray):
+    """A packed int4/uint4 OrtValue holding ``a``'s values."""
     import ctypes
 
-    out = np.empty(tuple(value.shape()), dtype=np.uint16)
+    nibbles = np.asarray(a, order="C").reshape(-1).view(np.uint8) & np.uint8(0x0F)
+    if nibbles.size % 2:
+        nibbles = np.concatenate([nibbles, np.zeros(1, np.uint8)])
+    packed = np.ascontiguousarray(nibbles[0::2] | (nibbles[1::2] << np.uint8(4)))
+    value = ort.OrtValue.ortvalue_from_shape_and_type(list(a.shape), _INT4[a.dtype])
+    if packed.nbytes:
+        ctypes.memmove(value.data_ptr(), packed.ctypes.data, packed.nbytes)
+    return value
+
+
+def _bits_from_ortvalue(value, dtype: np.dtype) -> np.ndarray:
+    """Copy a (CPU) bfloat16 / float8 / 4-bit OrtValue's bytes into an ml_dtypes array of ``dtype``."""
+    import ctypes
+
+    shape = tuple(value.shape())
+    if dtype in _INT4:
+        count = int(np.prod(shape, dtype=np.int64))
+        packed = np.empty((count + 1) // 2, dtype=np.uint8)
+        if packed.nbytes:
+            ctypes.memmove(packed.ctypes.data, value.data_ptr(), packed.nbytes)
+        nibbles = np.stack([packed & np.uint8(0x0F), packed >> np.uint8(4)], axis=1).reshape(-1)[:count]
+        if _INT4[dtype] == onnx.TensorProto.INT4:  # sign-extend the nibble
+            return ((nibbles.astype(np.int8) ^ 8) - 8).astype(dtype).reshape(shape)
+        return nibbles.astype(dtype).reshape(shape)
+    out = np.empty(shape, dtype=_BITS[dtype][0])
     if out.nbytes:
         ctypes.memmove(out.ctypes.data, value.data_ptr(), out.nbytes)
-    return out.view(_BF16)
+    return out.view(dtype)
 
 
 # ---- gf.run entry point ------------------------------------------------------------------------------

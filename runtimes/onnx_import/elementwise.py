@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphforge.dtypes import from_numpy_dtype, is_float
+from graphforge.dtypes import FLOAT8_DTYPES, INT4_DTYPES, from_numpy_dtype, is_float, to_numpy_dtype
 
 from .importer import attrs_of, float_input, ImportContext, importer, onnx_dtype
 
@@ -146,10 +146,13 @@ def _where(ctx, node):
 
 @importer("Cast")
 def _cast(ctx, node):
-    to = onnx_dtype(attrs_of(node)["to"])
+    a = attrs_of(node)
+    to = onnx_dtype(a["to"])
     x = ctx.input(node, 0)
-    if x.type.dtype == "bool" and to != "bool" or to == x.type.dtype:
-        return [ctx.emit("cast", [x], dtype=to)] if to != x.type.dtype else [x]
+    if to == x.type.dtype:
+        return [x]
+    if not int(a.get("saturate", 1)) and to in FLOAT8_DTYPES:
+        return [ctx.emit("cast", [x], dtype=to, saturate=False)]
     return [ctx.emit("cast", [x], dtype=to)]
 
 
@@ -157,30 +160,15 @@ def _cast(ctx, node):
 def _castlike(ctx, node):
     like = ctx.const(node.input[1])
     dt = from_numpy_dtype(like.dtype) if like is not None else ctx.input(node, 1).type.dtype
+    saturate = bool(int(attrs_of(node).get("saturate", 1))) or dt not in FLOAT8_DTYPES
     c = ctx.const(node.input[0])
-    if c is not None:  # only the dtype of `target_type` matters: the result stays static
-        from graphforge.dtypes import to_numpy_dtype
+    if c is not None and dt not in FLOAT8_DTYPES + INT4_DTYPES:
+        # only the dtype of `target_type` matters: the result stays static
         return [np.asarray(c).astype(to_numpy_dtype(dt))]
-    return [ctx.cast(ctx.input(node, 0), dt)]
-
-
-@importer("Tan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh")
-def _trig(ctx: ImportContext, node):
-    x, dt = float_input(ctx, node)
-    e = ctx.emit
-    one = ctx.scalar(1, dt)
-    half = ctx.scalar(0.5, dt)
-    t = node.op_type
-    if t == "Tan":
-        return [e("div", [e("sin", [x]), e("cos", [x])])]
-    if t in ("Sinh", "Cosh"):
-        a, b = e("exp", [x]), e("exp", [e("neg", [x])])
-        return [e("mul", [e("sub" if t == "Sinh" else "add", [a, b]), half])]
-    if t == "Asinh":
-        return [e("log", [e("add", [x, e("sqrt", [e("add", [e("mul", [x, x]), one])])])])]
-    if t == "Acosh":
-        return [e("log", [e("add", [x, e("sqrt", [e("sub", [e("mul", [x, x]), one])])])])]
-    return [e("mul", [half, e("log", [e("div", [e("add", [one, x]), e("sub", [one, x])])])])]
+    x = ctx.input(node, 0)
+    if x.type.dtype == dt:
+        return [x]
+    return [ctx.emit("cast", [x], dtype=dt) if saturate else ctx.emit("cast", [x], dtype=dt, saturate=False)]
 
 
 @importer("Swish", "Mish")
@@ -205,64 +193,3 @@ def _shrink(ctx, node):
     zero = ctx.scalar(0, dt)
     return [e("where", [e("less", [x, ctx.scalar(-lambd, dt)]), lo,
                         e("where", [e("greater", [x, ctx.scalar(lambd, dt)]), hi, zero])])]
-
-
-@importer("IsNaN", "IsInf")
-def _isnan(ctx, node):
-    x = ctx.input(node, 0)
-    if node.op_type == "IsNaN":
-        return [ctx.emit("not_equal", [x, x])]
-    a = attrs_of(node)
-    pos, neg = int(a.get("detect_positive", 1)), int(a.get("detect_negative", 1))
-    dt = x.type.dtype
-    outs = []
-    if pos:
-        outs.append(ctx.emit("equal", [x, ctx.scalar(np.inf, dt)]))
-    if neg:
-        outs.append(ctx.emit("equal", [x, ctx.scalar(-np.inf, dt)]))
-    if not outs:
-        return [ctx.emit("less", [x, ctx.scalar(-np.inf, dt)])]  # all False, NaN included
-    return [outs[0] if len(outs) == 1 else ctx.emit("logical_or", outs)]
-
-
-@importer("Mod")
-def _mod(ctx: ImportContext, node):
-    """Integer: exact (truncating div, sign fix-up for fmod=0). Float (fmod=1): a - trunc(a/b)*b with
-    trunc through an int64 cast (exact for |a/b| < 2**63)."""
-    a, b = ctx.input(node, 0), ctx.input(node, 1)
-    fmod = int(attrs_of(node).get("fmod", 0))
-    dt = a.type.dtype
-    e = ctx.emit
-    if is_float(dt):
-        q = e("div", [a, b])
-        t = e("cast", [e("cast", [q], dtype="int64")], dtype=dt)
-        if not fmod:
-            t = e("where", [e("greater", [t, q]), e("sub", [t, ctx.scalar(1, dt)]), t])
-        return [e("sub", [a, e("mul", [t, b])])]
-    if a.type.shape != b.type.shape:  # explicit broadcast: keeps integer div lowerings simple
-        shape = e("add", [a, b]).type.shape
-        a = e("broadcast_to", [a], shape=list(shape)) if a.type.shape != shape else a
-        b = e("broadcast_to", [b], shape=list(shape)) if b.type.shape != shape else b
-    r = e("sub", [a, e("mul", [e("div", [a, b]), b])])
-    if fmod:
-        return [r]
-    zero = ctx.scalar(0, dt)
-    fix = e("logical_and", [e("not_equal", [r, zero]), e("not_equal", [e("less", [r, zero]), e("less", [b, zero])])])
-    return [e("where", [fix, e("add", [r, b]), r])]
-
-
-@importer("Floor", "Ceil")
-def _floor_ceil(ctx: ImportContext, node):
-    """Truncation through an int64 cast, stepped down (Floor) or up (Ceil) where it moved the wrong
-    way. Floats of magnitude >= 2**52 are integers already (and inf/NaN stay themselves): kept as is."""
-    x = ctx.input(node, 0)
-    dt = x.type.dtype
-    if not is_float(dt):
-        return [x]
-    e = ctx.emit
-    t = e("cast", [e("cast", [x], dtype="int64")], dtype=dt)
-    if node.op_type == "Floor":
-        r = e("where", [e("greater", [t, x]), e("sub", [t, ctx.scalar(1, dt)]), t])
-    else:
-        r = e("where", [e("less", [t, x]), e("add", [t, ctx.scalar(1, dt)]), t])
-    return [e("where", [e("less", [e("abs", [x]), ctx.scalar(2.0 ** 52, dt)]), r, x])]

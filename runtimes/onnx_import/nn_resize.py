@@ -13,6 +13,7 @@ import numpy as np
 from onnx import helper, numpy_helper, TensorProto
 
 from graphforge.dtypes import is_float
+from graphforge.ir.dims import dim_product
 
 from .importer import attrs_of, ImportContext, importer, unsupported
 
@@ -132,12 +133,56 @@ def _apply(ctx, node, x, attrs, plan):
 def _resize(ctx: ImportContext, node):
     x = ctx.input(node, 0)
     shape = x.type.shape
-    if not all(isinstance(v, int) for v in shape):
-        unsupported(node, "symbolic input dims")
     a = attrs_of(node)
     if ctx.opset < 11:  # Resize-10: asymmetric coordinates, nearest rounds down... as Upsample
         a = {**a, "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
+    if not all(isinstance(v, int) for v in shape):
+        return [_symbolic_repeat(ctx, node, x, a)]
     return [_apply(ctx, node, x, a, _resize_plan(ctx, node, shape))]
+
+
+_PROBE_SIZES = (1, 2, 3, 5, 8)
+
+
+def _symbolic_repeat(ctx: ImportContext, node, x, attrs):
+    """A Resize of symbolic dims by integer scales whose result repeats every element ``s`` times along
+    each axis (``nn.Upsample(scale_factor=2)``: nearest with asymmetric/floor or half-pixel rounding):
+    unsqueeze, broadcast and merge, so the output dim is ``s*dim``. Which resizes do that is asked of
+    onnx's own reference at several sizes (the weight pattern of an integer scale is periodic)."""
+    shape = list(x.type.shape)
+    rank = len(shape)
+    probe = [d if isinstance(d, int) else 4 for d in shape]  # a stand-in size to read the plan with
+    if ctx.opset >= 11 and ctx.has(node, 3):
+        unsupported(node, "symbolic input dims with 'sizes' (only integer 'scales' can be applied symbolically)")
+    plan = _resize_plan(ctx, node, probe)
+    if attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch" or any(r is not None for *_, r in plan):
+        unsupported(node, "symbolic input dims with an aspect-ratio policy or a crop")
+    e = ctx.emit
+    y = x
+    for d, s, _, _ in sorted(plan, reverse=True):  # from the last axis: earlier axis numbers stay valid
+        if s == 1.0 and isinstance(shape[d], str):
+            continue
+        if isinstance(shape[d], int):
+            y = _apply(ctx, node, y, attrs, [(d, s, int(np.floor(s * shape[d])), None)])
+            continue
+        k = int(s)
+        if k != s or k < 1 or not all(_repeats(attrs, n, k) for n in _PROBE_SIZES):
+            unsupported(node, f"symbolic dim {shape[d]!r} resized by scale {s} in mode "
+                              f"{attrs.get('mode', 'nearest')!r}: only integer-scale resizes that repeat each "
+                              "element (nearest) apply to symbolic dims")
+        cur = list(y.type.shape)
+        y = e("unsqueeze", [y], axes=[d + 1])
+        y = e("broadcast_to", [y], shape=cur[:d + 1] + [k] + cur[d + 1:])
+        y = e("reshape", [y], shape=cur[:d] + [dim_product([k, cur[d]])] + cur[d + 1:])
+    assert len(y.type.shape) == rank
+    return y
+
+
+def _repeats(attrs: dict, n: int, k: int) -> bool:
+    """Whether onnx's Resize with ``attrs`` and integer scale ``k`` on an axis of size ``n`` repeats each
+    element ``k`` times."""
+    w, b = _axis_weights(attrs, n, scale=float(k))
+    return w.shape == (n, n * k) and np.array_equal(w, np.repeat(np.eye(n), k, axis=1)) and not np.any(b)
 
 
 @importer("Upsample")

@@ -38,16 +38,17 @@ __all__ = ["Chooser", "RandomChooser", "DataChooser", "FuzzCase", "generate", "F
 
 # Ops whose result jumps when an input moves by one ulp: they only read "exact" values.
 DISCONTINUOUS = {"sign", "equal", "not_equal", "greater", "greater_equal", "less", "less_equal",
-                 "argmax", "argmin"}
+                 "argmax", "argmin", "floor", "ceil", "round", "mod", "isnan", "isinf"}
 # Ops whose result is bit-identical in float32 and float64 when their inputs are.
 EXACT_PRESERVING = {"reshape", "transpose", "slice", "concat", "gather", "squeeze", "unsqueeze", "flatten",
                     "broadcast_to", "pad", "split", "neg", "abs", "relu", "sign", "max", "min", "maximum",
                     "minimum", "where", "clip", "max_pool2d", "embedding", "constant", "arange", "dim_size",
-                    "one_hot", "argmax", "argmin"} | DISCONTINUOUS
+                    "one_hot", "argmax", "argmin", "floor", "ceil", "round", "bitwise_and", "bitwise_or",
+                    "bitwise_xor", "bitwise_not", "bit_shift"} | DISCONTINUOUS
 # Gradients are only defined away from kinks; these ops need their inputs kept away from them.
 KINKED = {"relu", "abs", "leaky_relu", "maximum", "minimum", "max", "min", "max_pool2d", "clip"}
 MAX_ABS = 100.0          # pool values stay this small, so float32 rounding stays far below the oracle's tolerance
-SMALL_ARG = {"exp": 8.0, "sin": 20.0, "cos": 20.0, "softplus": 20.0, "pow": 3.0}
+SMALL_ARG = {"exp": 8.0, "sin": 20.0, "cos": 20.0, "softplus": 20.0, "pow": 3.0, "sinh": 8.0, "cosh": 8.0}
 
 
 class Chooser(abc.ABC):
@@ -130,7 +131,9 @@ def _widen_attrs(attrs: dict) -> dict:
 # registry is drawn (its conformance samples give input types, attributes and domains); the coverage
 # test (tests/fuzz/test_coverage.py) fails when a registry op is neither drawable nor listed here, so
 # an op added by any branch either joins the fuzzer or says why not.
-EXCLUDED: dict[str, str] = {}
+EXCLUDED: dict[str, str] = {
+    "bitcast": "reads a float's bits as an integer: the float64 twin has other bits, so there is no oracle",
+}
 
 
 def registry_ops() -> list[str]:
@@ -138,15 +141,18 @@ def registry_ops() -> list[str]:
     return sorted(all_ops())
 
 
+_NARROW_FLOATS = ("float16", "bfloat16") + _dt.FLOAT8_DTYPES
+
+
 def _usable_ops() -> dict:
     ops = {}
     for name in registry_ops():
         if name in EXCLUDED:
             continue
-        # float16/bfloat16 samples are left out: the float64 twin cannot mirror their rounding
+        # float16/bfloat16/float8 samples are left out: the float64 twin cannot mirror their rounding
         samples = [s for s in get_op(name).samples
-                   if not any(t.dtype in ("float16", "bfloat16") for t in s.inputs)
-                   and not any(isinstance(v, str) and v in ("float16", "bfloat16") for v in s.attrs.values())]
+                   if not any(t.dtype in _NARROW_FLOATS for t in s.inputs)
+                   and not any(isinstance(v, str) and v in _NARROW_FLOATS for v in s.attrs.values())]
         if samples:
             ops[name] = samples
     return ops

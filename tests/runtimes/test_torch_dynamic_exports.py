@@ -13,12 +13,9 @@ import pytest
 import graphforge as gf
 
 HERE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "dynamic_exports")
-from graphforge.errors import UnsupportedOpError
 
 MODELS = ("encoder_padmask", "encoder_normfirst", "mha", "groupnorm", "bert_like",
-          # strict: this starts failing (and must be un-marked) the day Resize imports on symbolic dims
-          pytest.param("upsample", marks=pytest.mark.xfail(strict=True, raises=UnsupportedOpError,
-                                                           reason="Resize by scales on symbolic H/W (issue #19)")))
+          "upsample")  # Resize by integer scales on symbolic H/W (issue #19)
 BACKENDS = ("jax", "onnxruntime")
 
 

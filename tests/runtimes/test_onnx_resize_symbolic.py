@@ -1,0 +1,54 @@
+"""ONNX Resize on symbolic dims: integer scales whose result repeats each element (nearest upsampling,
+``nn.Upsample(scale_factor=k)``) import with ``k*dim`` output dims and match onnxruntime at any size;
+the resizes that cannot be applied symbolically are refused with a typed error naming why."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+import graphforge as gf  # noqa: E402
+
+
+def _resize_model(scales, **attrs):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2, "h", "w"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2, "oh", "ow"])
+    init = numpy_helper.from_array(np.asarray(scales, np.float32), "scales")
+    node = helper.make_node("Resize", ["x", "", "scales"], ["y"], **attrs)
+    m = helper.make_model(helper.make_graph([node], "r", [x], [y], [init]), opset_imports=[helper.make_opsetid("", 19)])
+    m.ir_version = 9
+    return m
+
+
+@pytest.mark.parametrize("scales,attrs", [
+    ([1, 1, 2, 2], dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")),
+    ([1, 1, 3, 1], dict(mode="nearest")),  # half_pixel, round_prefer_floor (the defaults)
+    ([1, 1, 2, 4], dict(mode="nearest", coordinate_transformation_mode="pytorch_half_pixel",
+                        nearest_mode="round_prefer_ceil")),
+])
+@pytest.mark.parametrize("backend", ["reference", "jax", "onnxruntime"])
+def test_integer_nearest_upsampling_on_symbolic_dims(scales, attrs, backend):
+    model = _resize_model(scales, **attrs)
+    graph = gf.from_onnx(model)
+    out = graph.outputs[0].type.shape
+    assert out[0] == "n" and out[1] == 2
+    assert [str(d) for d in out[2:]] == [d if s == 1 else f"{s}*{d}" for s, d in zip(scales[2:], ("h", "w"))]
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for shape in [(1, 2, 3, 4), (2, 2, 5, 1)]:
+        x = np.random.default_rng(sum(shape)).standard_normal(shape).astype(np.float32)
+        want = session.run(None, {"x": x})[0]
+        np.testing.assert_array_equal(gf.run(graph, {"x": x}, backend=backend)[0], want)
+
+
+@pytest.mark.parametrize("scales,attrs,why", [
+    ([1, 1, 2, 2], dict(mode="linear"), "repeat each element"),
+    ([1, 1, 1.5, 1], dict(mode="nearest"), "repeat each element"),
+    ([1, 1, 3, 1], dict(mode="nearest", coordinate_transformation_mode="asymmetric"), "repeat each element"),
+])
+def test_resizes_that_are_not_repeats_are_refused(scales, attrs, why):
+    with pytest.raises(gf.UnsupportedOpError, match=why):
+        gf.from_onnx(_resize_model(scales, **attrs))
