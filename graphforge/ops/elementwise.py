@@ -111,6 +111,8 @@ _UNARY = {
     "sin": (lambda x, a: np.sin(x), lambda x, y, g, a: g * cos(x), 1, True, "any", {}),
     "cos": (lambda x, a: np.cos(x), lambda x, y, g, a: neg(g * sin(x)), 1, True, "any", {}),
     "reciprocal": (lambda x, a: 1 / x, lambda x, y, g, a: neg(g * y * y), 1, True, "nonzero", {}),
+    # round half to even (ONNX Round, np.rint, jnp.round); piecewise constant: a zero gradient
+    "round": (lambda x, a: np.rint(x), lambda x, y, g, a: None, 1, True, "distinct", {}),
 }
 UNARY_OPS = tuple(_UNARY)
 

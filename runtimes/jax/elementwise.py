@@ -38,6 +38,7 @@ _UNARY = {
     "sin": lambda x, a: jnp.sin(x),
     "cos": lambda x, a: jnp.cos(x),
     "reciprocal": lambda x, a: 1 / x,
+    "round": lambda x, a: jnp.round(x),
 }
 
 

@@ -73,7 +73,7 @@ def _softplus(ctx, x, dtype):
 
 _SIMPLE_UNARY = {"neg": "Neg", "exp": "Exp", "log": "Log", "sqrt": "Sqrt", "abs": "Abs", "sign": "Sign",
                  "relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "sin": "Sin", "cos": "Cos",
-                 "reciprocal": "Reciprocal"}
+                 "reciprocal": "Reciprocal", "round": "Round"}
 
 
 @lowers(*_SIMPLE_UNARY)

@@ -14,7 +14,7 @@ __all__: list[str] = []
 # ---- elementwise ------------------------------------------------------------------------------
 _UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Exp": "exp", "Log": "log", "Abs": "abs",
           "Neg": "neg", "Sqrt": "sqrt", "Reciprocal": "reciprocal", "Sin": "sin", "Cos": "cos", "Erf": "erf",
-          "Sign": "sign", "Softplus": "softplus", "Not": "logical_not"}
+          "Sign": "sign", "Softplus": "softplus", "Not": "logical_not", "Round": "round"}
 _BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Equal": "equal", "Greater": "greater",
            "Less": "less", "GreaterOrEqual": "greater_equal", "LessOrEqual": "less_equal",
            "And": "logical_and", "Or": "logical_or", "Xor": "logical_xor"}
