@@ -14,6 +14,7 @@ per-tensor (a scalar or a 1-element 1-D tensor), per-axis (1-D, one per ``x.shap
 """
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 
 from .. import dtypes as _dt
@@ -29,14 +30,16 @@ from .registry import NOT_DIFFERENTIABLE, Attr, OpDef, Sample, register_op
 __all__ = ["quantize_linear", "dequantize_linear", "dynamic_quantize_linear", "matmul_integer", "conv_integer",
            "qlinear_matmul", "qlinear_conv", "QUANT_DTYPES", "qrange", "expand_quant_param", "quantize_np"]
 
-QUANT_DTYPES = ("uint8", "int8", "int16")
+# the integer types quantize_linear produces: those of ONNX's that graphforge's dtypes have (4-bit and
+# 16-bit unsigned types join when dtypes.py defines them)
+QUANT_DTYPES = tuple(d for d in ("uint8", "int8", "int16", "uint16", "int4", "uint4") if d in _dt.DTYPES)
 _SCALE_DTYPES = ("float32", "float16", "bfloat16")
 F32 = "float32"
 
 
 def qrange(dtype: str) -> tuple[int, int]:
     """The saturation range of a quantized dtype."""
-    info = np.iinfo(_dt.to_numpy_dtype(dtype))
+    info = ml_dtypes.iinfo(_dt.to_numpy_dtype(dtype))  # (np.iinfo does not know the 4-bit types)
     return int(info.min), int(info.max)
 
 

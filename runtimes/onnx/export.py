@@ -295,7 +295,7 @@ def to_onnx(graph: Graph, opset: int | None = None, *, external_data_threshold: 
     if not isinstance(graph, Graph):
         raise ExportError(f"to_onnx expects a graphforge Graph, got {type(graph).__name__}",
                           hint="trace a model first: g = gf.trace(model, gf.TensorSpec(...))")
-    opset = check_opset(opset)
+    opset = check_opset(opset) if opset is not None else quantize.qdq_opset(graph, check_opset(None))
     _check_threshold(external_data_threshold)
     with gc_paused():  # building the protos beside a large graph: see graphforge/ir/gcpause.py
         model = build_model(graph, opset, name=name, params_as_inputs=params_as_inputs, native_ops=native_ops)

@@ -18,7 +18,7 @@ from graphforge.ops.quantize import qrange
 
 from .lower import NotExpressible, lowers
 
-__all__ = ["ort_has_qdq_kernel"]
+__all__ = ["ort_has_qdq_kernel", "qdq_opset"]
 
 _OPSET_INT16_BLOCKED = 21
 
@@ -170,3 +170,19 @@ def _qlinear_matmul(ctx, args, attrs):
 @lowers("qlinear_conv")
 def _qlinear_conv(ctx, args, attrs):
     return [ctx.op("QLinearConv", args, **_conv_kw(attrs))]
+
+
+_QDQ_OPS = {"quantize_linear": "QuantizeLinear", "dequantize_linear": "DequantizeLinear"}
+
+
+def qdq_opset(graph, top: int) -> int:
+    """The default export opset for ``graph``: ``top``, or for a graph with quantize/dequantize
+    nodes the newest opset up to ``top`` at which onnxruntime has their kernels (a QDQ model
+    spelled with Div/Round/Clip instead would not be fused into integer kernels)."""
+    wanted = {_QDQ_OPS[n.op] for n in graph.walk() if n.op in _QDQ_OPS}
+    if not wanted:
+        return top
+    for opset in range(top, 16, -1):
+        if all(ort_has_qdq_kernel(op, opset) for op in wanted):
+            return opset
+    return top
