@@ -182,6 +182,10 @@ def qdq_opset(graph, top: int) -> int:
     wanted = {_QDQ_OPS[n.op] for n in graph.walk() if n.op in _QDQ_OPS}
     if not wanted:
         return top
+    if any(n.op == "quantize_linear" and n.outputs[0].type.dtype == "int8" for n in graph.walk()):
+        # onnxruntime 1.32's int8 → uint8 activation rewrite (x86) builds QuantizeLinear nodes that
+        # fail its own type check at opset >= 21 ("output_dtype INT8 does not match y_zero_point")
+        top = min(top, 20)
     for opset in range(top, 16, -1):
         if all(ort_has_qdq_kernel(op, opset) for op in wanted):
             return opset
