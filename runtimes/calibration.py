@@ -73,30 +73,41 @@ def percentile_range(hist: np.ndarray, edges: np.ndarray, percentile: float) -> 
     return float(edges[min(lo_i, len(edges) - 1)]), float(edges[min(hi_i + 1, len(edges) - 1)])
 
 
+def _smooth(d: np.ndarray, eps: float = 1e-4) -> np.ndarray | None:
+    """A distribution with no zero: zeros get ``eps``, taken evenly from the non-zero entries."""
+    d = d / d.sum()
+    zero = d == 0
+    n_zero, n_nonzero = int(zero.sum()), int((~zero).sum())
+    if n_nonzero == 0:
+        return None
+    out = d.copy()
+    out[zero] = eps
+    out[~zero] -= eps * n_zero / n_nonzero
+    return out if (out > 0).all() else None
+
+
 def _kl_threshold(hist: np.ndarray, edges: np.ndarray, levels: int = 128) -> float:
     """The clipping threshold (an edge of ``hist``, which counts |x| from 0) with the least KL
-    divergence between the clipped distribution and its ``levels``-level quantization."""
+    divergence between the clipped distribution and its ``levels``-level quantization
+    (TensorRT's calibration, as onnxruntime's entropy calibrator computes it)."""
     n = len(hist)
     if hist.sum() == 0 or n <= levels:
         return float(edges[-1])
     best, best_i = np.inf, n
     for i in range(levels, n + 1, max(1, (n - levels) // 256)):
-        p = hist[:i].astype(np.float64).copy()
-        p[i - 1] += hist[i:].sum()  # outliers clipped into the last bin
-        nonzero = p > 0
-        # merge the i bins into `levels` groups, spread each group's mass over its non-empty bins
-        groups = np.array_split(np.arange(i), levels)
+        sliced = hist[:i].astype(np.float64)
+        p = sliced.copy()
+        p[i - 1] += hist[i:].sum()  # the clipped outliers land in the last bin
+        nonzero = p != 0
         q = np.zeros(i)
-        for idx in groups:
-            mass = hist[idx].sum()
-            live = idx[hist[idx] > 0]
+        for idx in np.array_split(np.arange(i), levels):
+            live = idx[nonzero[idx]]
             if len(live):
-                q[live] = mass / len(live)
-        q_live = q[nonzero]
-        if np.any(q_live == 0):
+                q[live] = sliced[idx].sum() / len(live)
+        ps, qs = _smooth(p), (_smooth(q) if q.sum() > 0 else None)
+        if ps is None or qs is None:
             continue
-        pn, qn = p[nonzero] / p.sum(), q_live / q_live.sum()
-        kl = float(np.sum(pn * np.log(pn / qn)))
+        kl = float(np.sum(ps * np.log(ps / qs)))
         if kl < best:
             best, best_i = kl, i
     return float(edges[best_i])
