@@ -39,8 +39,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # the train-step cases whose target is "no slower than either peer" (issue 21)
 CONV_CASES = ("lenet", "resnet8")
 STEPS = ("train", "inference", "export", "scaling", "flops", "ort")
+STEPS += ("quantize",)  # post-training quantization vs onnxruntime's quantizer (bench_quantize.py)
 TARGETS = {"train_ratio_max": 1.05, "mlp128_ratio_max": 1.02, "conv_ratio_max": 1.0, "inference_ratio_max": 1.0, "export_speedup_min": 10.0,
            "scaling_100k_s_max": 10.0, "scaling_flatness_max": 2.0, "ort_ratio_max": 1.0}
+TARGETS.update({"quant_size_ratio_min": 3.5, "quant_accuracy_drop_max": 0.005, "quant_latency_ratio_max": 1.0})
 
 
 def _invoke(module: str, argv: list[str], in_process: bool) -> tuple[bool, str]:
@@ -113,6 +115,9 @@ def run_all(steps, tmp: str, *, quick: bool = False, tiny: bool = False, in_proc
     if "ort" in steps:
         out["ort_passes"] = step("graphforge passes vs ORT's optimiser", "bench_ort_passes",
                                  [*rounds] + (["--tiny"] if tiny else []), "ort_passes", os.path.join(tmp, "ort.json")) or []
+    if "quantize" in steps:
+        out["quantize"] = step("quantization vs onnxruntime's quantizer", "bench_quantize",
+                               [*rounds] + (["--tiny"] if tiny else []), "quantize", os.path.join(tmp, "quantize.json")) or []
     # the serving and distributed benchmarks belong to other owners: run them only when asked
     for flag, module, key in ((serve, "bench_serve", "serve"), (distributed, "bench_distributed", "distributed")):
         if flag and os.path.exists(os.path.join(HERE, module + ".py")):
@@ -162,6 +167,26 @@ def check_targets(res: dict) -> list[dict]:
     for r in res.get("ort_passes", []):
         rows.append({"target": f"ORT passes {r['name']}: gf-opt(ORT off)/ORT-opt", "value": r["ratio"],
                      "bound": f"<= {t['ort_ratio_max']}", "met": r["ratio"] <= t["ort_ratio_max"]})
+    rows += _quantize_targets(res.get("quantize", []))
+    return rows
+
+
+def _quantize_targets(rows_in: list) -> list[dict]:
+    """bench_quantize: graphforge's quantized files >= 3.5x smaller, within 0.5 pp of float32's
+    accuracy, no slower than onnxruntime's quantizer on the same float export."""
+    t, rows = TARGETS, []
+    base = next((r for r in rows_in if r["name"] == "float32"), None)
+    for r in rows_in:
+        if "vs" not in r or base is None:
+            continue
+        rows.append({"target": f"quantize {r['name']}: float32 bytes / bytes", "value": r["size_ratio"],
+                     "bound": f">= {t['quant_size_ratio_min']}", "met": r["size_ratio"] >= t["quant_size_ratio_min"]})
+        drop = base["accuracy"] - r["accuracy"]
+        rows.append({"target": f"quantize {r['name']}: accuracy drop vs float32", "value": drop,
+                     "bound": f"<= {t['quant_accuracy_drop_max']}", "met": drop <= t["quant_accuracy_drop_max"]})
+        for key in sorted(k for k in r if k.startswith("latency_ratio_b")):
+            rows.append({"target": f"quantize {r['name']} {key[14:]}: latency / {r['vs']}", "value": r[key],
+                         "bound": f"<= {t['quant_latency_ratio_max']}", "met": r[key] <= t["quant_latency_ratio_max"]})
     return rows
 
 
@@ -229,6 +254,13 @@ def format_table(res: dict) -> str:
             rs = r["results"]
             lines.append(f"| {r['name']} | {r['nodes_raw']} → {r['nodes_opt']} | {_ms(rs, 'ort_opt')} | {_ms(rs, 'gf_opt')} | "
                          f"{r['ratio']:.2f} |")
+    if res.get("quantize"):
+        lines += ["", "### Quantization (LeNet on digits; onnxruntime CPU)", "",
+                  "| model | bytes | × smaller | test accuracy | b1 ms | b64 ms |", "|---|---:|---:|---:|---:|---:|"]
+        for r in res["quantize"]:
+            lat = r["latency"]
+            lines.append(f"| {r['name']} | {r['bytes']} | {r['size_ratio']:.2f} | {r['accuracy'] * 100:.2f} % | "
+                         f"{lat['1']['median_s'] * 1e3:.3f} | {lat['64']['median_s'] * 1e3:.3f} |")
     if res.get("targets"):
         lines += ["", "### Targets", "", "| target | measured | bound | met |", "|---|---:|---|---|"]
         for t in res["targets"]:

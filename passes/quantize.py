@@ -12,10 +12,10 @@ Three modes (``gf.quantize`` picks one; the calibration that static mode needs i
   dropped: a uint8 range starting at 0 clips there exactly. Values that only move or max-pool
   a quantized activation (:data:`PASS_THROUGH`) reuse its parameters, so no requantisation sits
   between them. Graph outputs stay float.
-* ``int8-dynamic`` — :func:`quantize_dynamic` (pass ``quantize-dynamic``): weights as above; each
+* ``int8-dynamic`` — :func:`quantize_dynamic` (pass ``quantize_dynamic``): weights as above; each
   activation is quantized at run time (``dynamic_quantize_linear``) and the product is
   ``matmul_integer`` / ``conv_integer`` rescaled in float — onnxruntime's ``quantize_dynamic`` form.
-* ``int4-weight`` — :func:`quantize_weights_int4` (pass ``quantize-int4-weight``): weight-only,
+* ``int4-weight`` — :func:`quantize_weights_int4` (pass ``quantize_int4``): weight-only,
   symmetric 4-bit values in blocks of ``block_size`` along the input axis (per output channel
   for convolutions), dequantized before the float op. Stored as ``int4`` when graphforge's dtypes
   have it, else as int8 holding 4-bit values (same numbers, int8-sized file).
@@ -77,10 +77,10 @@ def _weight_axis(node: Node) -> tuple[int, int] | None:
 
 @dataclass
 class QuantPlan:
-    """What static quantization touches: the nodes, the values given QDQ pairs, and the values whose
+    """What static quantization touches: the ops (nodes), the values given QDQ pairs, and the values whose
     calibrated range each of those uses (``root[key]``; ``roots`` in graph order, to calibrate)."""
 
-    nodes: list[Node] = field(default_factory=list)
+    ops: list[Node] = field(default_factory=list)
     sites: list[Value] = field(default_factory=list)
     root: dict[int, Value] = field(default_factory=dict)
     roots: list[Value] = field(default_factory=list)
@@ -117,7 +117,7 @@ def plan(graph: Graph, params: dict | None = None) -> QuantPlan:
         wa = _weight_axis(node)
         if wa is None or node.inputs[1].name not in params:
             continue
-        p.nodes.append(node)
+        p.ops.append(node)
         add(node.inputs[0])
         out = node.outputs[0]
         relu = _sole_relu(graph, out)
@@ -309,7 +309,7 @@ def quantize_static(graph: Graph, ranges: dict[str, tuple[float, float]], *, red
     # 2. weights (and int32 biases) of the quantized ops
     cache: dict = {}
     weights = set()
-    for node in list(p.nodes):
+    for node in list(p.ops):
         if node.op == "linear" and node.attrs.get("activation") == "relu" and activation_dtype == "uint8" \
                 and id(node.outputs[0]) in dequantized:
             node = _without_activation(em, g, node)
@@ -435,14 +435,14 @@ def quantize_weights_int4(graph: Graph, *, block_size: int = 32, copy: bool = Tr
     return g
 
 
-@register_pass("quantize-dynamic")
+@register_pass("quantize_dynamic")
 def _quantize_dynamic_pass(graph: Graph):
     n = len(graph.nodes)
     out = quantize_dynamic(graph, copy=False)
     return out, len(out.nodes) != n
 
 
-@register_pass("quantize-int4-weight")
+@register_pass("quantize_int4")
 def _quantize_int4_pass(graph: Graph):
     before = set(graph.params)
     out = quantize_weights_int4(graph, copy=False)
