@@ -76,6 +76,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--calibration-method", choices=("minmax", "percentile", "entropy"), default="minmax",
                    help="how activation ranges are chosen (default minmax)")
     p.add_argument("--percentile", type=float, default=99.99, help="--calibration-method percentile (default 99.99)")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--contrib-ops", action="store_true",
+                        help="for onnxruntime only: emit its com.microsoft fused kernels (MultiHeadAttention, "
+                             "SkipLayerNormalization, BiasGelu/FastGelu) where they apply")
+    target.add_argument("--portable", action="store_true",
+                        help="standard ONNX only, runnable by any ONNX runtime (the default)")
     p.set_defaults(command="compile")
     return p
 
@@ -499,7 +505,7 @@ def _compile(args, out=None) -> int:
     try:
         staged = os.path.join(staging, os.path.basename(args.output))
         t0 = time.perf_counter()
-        gf.save_onnx(graph, staged, opset=args.opset)
+        gf.save_onnx(graph, staged, opset=args.opset, contrib_ops=bool(getattr(args, "contrib_ops", False)))
         t_export = time.perf_counter() - t0
         proto = onnx.load(staged, load_external_data=False)
         opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)

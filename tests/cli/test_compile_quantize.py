@@ -54,3 +54,22 @@ def test_calibration_file_must_name_the_inputs(tmp_path):
     assert_clean_failure(proc, "the model's input is 'x'", code=2)
     proc = run_cli("compile", model, "-o", str(tmp_path / "q.onnx"), "--calibration", str(calib))
     assert_clean_failure(proc, "only used with --quantize int8", code=2)
+
+
+def test_contrib_ops_flag_emits_onnxruntime_kernels(tmp_path, capsys):
+    import onnx
+
+    model = write(tmp_path, "enc.py", """
+        import graphforge as gf
+        from graphforge import nn
+        model = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, activation="gelu")
+        inputs = gf.TensorSpec(("batch", 5, 16), "float32")
+    """)
+    fused, plain = str(tmp_path / "fused.onnx"), str(tmp_path / "plain.onnx")
+    assert _compile(model, "-o", fused, "--contrib-ops", "--verify") == 0
+    assert _compile(model, "-o", plain, "--portable") == 0
+    capsys.readouterr()
+    assert "MultiHeadAttention" in {n.op_type for n in onnx.load(fused).graph.node}
+    assert {o.domain for o in onnx.load(plain).opset_import} == {""}
+    proc = run_cli("compile", model, "-o", str(tmp_path / "x.onnx"), "--contrib-ops", "--portable")
+    assert proc.returncode == 2 and "not allowed with" in proc.stderr
