@@ -84,8 +84,13 @@ def fold(graph: Graph) -> tuple[Graph, bool]:
     return graph, bool(folded)
 
 
+# a dequantize_linear of constants is how quantized weights are stored (QDQ): folding it would write
+# the float weights back into the file
+_KEEP = {"dequantize_linear"}
+
+
 def _foldable(graph: Graph, node) -> bool:
-    if node.op == "constant" or not node.outputs:
+    if node.op == "constant" or not node.outputs or node.op in _KEEP:
         return False
     # Cheapest test first: most nodes read a non-constant.
     for v in node.inputs:

@@ -158,3 +158,11 @@ def test_quantized_onnx_is_qdq_with_int8_initializers():
     types = {t.data_type for t in proto.graph.initializer if t.dims and np.prod(t.dims) > 8}
     assert onnx.TensorProto.FLOAT not in types or all(
         len(t.dims) == 1 for t in proto.graph.initializer if t.data_type == onnx.TensorProto.FLOAT)
+
+
+def test_optimize_after_quantize_keeps_the_weights_quantized():
+    """``fold`` never folds a dequantize_linear of constants back into float weights."""
+    g = _graph()
+    qg = gf.quantize(g, [_data()])
+    again = gf.optimize(qg)
+    assert again.op_counts()["dequantize_linear"] == qg.op_counts()["dequantize_linear"]
