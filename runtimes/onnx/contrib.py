@@ -12,7 +12,7 @@ these lowerings take over from the standard ones where they apply (each says whe
 * ``layer_norm(a + b)`` over the last axis of a 3-D float32 tensor with a scale →
   ``SkipLayerNormalization(a, b, scale, bias)`` (the residual add and the norm in one kernel; the
   Add stays for any other reader of the sum).
-* ``linear(activation="gelu"|"gelu_tanh")`` with a bias → MatMul + ``BiasGelu`` / ``FastGelu`` (bias
+* ``linear`` with a fused GELU (either flavour) and a bias → MatMul + ``BiasGelu`` / ``FastGelu`` (bias
   add and GELU in one kernel); ``gelu(approximate="tanh")`` → ``FastGelu``.
 
 The exporter asks :func:`contrib_lowering` for each node before its standard lowering and adds the
@@ -100,19 +100,29 @@ def _skip_layer_norm(ctx, args, attrs):
 
 # ---- linear + GELU -> MatMul + BiasGelu / FastGelu ------------------------------------------------
 
-_GELU = {"gelu": "BiasGelu", "gelu_tanh": "FastGelu"}
+# GELU flavour (the ``approximate`` attribute of the activation op linear fuses) -> contrib kernel
+_GELU = {"none": "BiasGelu", "tanh": "FastGelu"}
+
+
+def _gelu_kernel(activation: str) -> str | None:
+    from graphforge.ops.linalg import activation_op
+
+    act = activation_op(activation) if activation != "none" else None
+    if act is None or act[0] != "gelu":
+        return None
+    return _GELU.get(act[1].get("approximate", "none"))
 
 
 def _linear_gelu_applies(node) -> bool:
-    return (node.attrs.get("activation") in _GELU and len(node.inputs) == 3 and _f32(node)
-            and node.inputs[2].type.rank == 1 and node.inputs[0].type.rank >= 2)
+    return (_gelu_kernel(node.attrs.get("activation", "none")) is not None and len(node.inputs) == 3
+            and _f32(node) and node.inputs[2].type.rank == 1 and node.inputs[0].type.rank >= 2)
 
 
 def _linear_gelu(ctx, args, attrs):
     x, w, b = args
     wt = (ctx.transposed_param(w) or ctx.transpose(w, [1, 0])) if attrs.get("transpose_b", True) else w
     y = ctx.op("MatMul", [x, wt])
-    return [ctx.op(_GELU[attrs["activation"]], [y, b], domain=DOMAIN)]
+    return [ctx.op(_gelu_kernel(attrs["activation"]), [y, b], domain=DOMAIN)]
 
 
 def _fast_gelu_applies(node) -> bool:
