@@ -16,7 +16,7 @@ from onnx import TensorProto, helper
 from graphforge.ir.dims import is_static
 from graphforge.ops.quantize import qrange
 
-from .lower import NotExpressible, lowers
+from .lower import NotExpressible, lowers, onnx_dtype
 
 __all__ = ["ort_has_qdq_kernel", "qdq_opset"]
 
@@ -78,16 +78,12 @@ def ort_has_qdq_kernel(op_type: str, opset: int, int_type: int = TensorProto.INT
     return True
 
 
-_INT_TYPES = {"int8": TensorProto.INT8, "uint8": TensorProto.UINT8, "int16": TensorProto.INT16,
-              "int32": TensorProto.INT32}
-
-
 def _native_params(ctx, attrs, op_type: str, int_dtype: str) -> bool:
     if int_dtype == "int16" and ctx.opset < _OPSET_INT16_BLOCKED:
         return False
     if attrs["block_size"] and ctx.opset < _OPSET_INT16_BLOCKED:
         return False
-    return ort_has_qdq_kernel(op_type, ctx.opset, _INT_TYPES[int_dtype])
+    return ort_has_qdq_kernel(op_type, ctx.opset, onnx_dtype(int_dtype))
 
 
 @lowers("quantize_linear")
