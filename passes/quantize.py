@@ -27,6 +27,7 @@ another copy of the graph, names the same values.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,13 +35,15 @@ import numpy as np
 from graphforge import dtypes as _dt
 from graphforge.errors import ConfigError
 from graphforge.ir.graph import Graph, Node, Value
+from graphforge.ir.types import TensorType
 from graphforge.ops.quantize import qrange
 from graphforge.trace.builder import Builder
 
 from .registry import register_pass
 
 __all__ = ["QUANTIZED_OPS", "PASS_THROUGH", "QuantPlan", "plan", "value_key", "activation_params",
-           "quantize_weight", "drop_unused_params", "quantize_static", "quantize_dynamic", "quantize_weights_int4", "INT4_STORAGE"]
+           "quantize_weight", "drop_unused_params", "quantize_static", "quantize_dynamic", "quantize_weights_int4",
+           "INT4_STORAGE"]
 
 QUANTIZED_OPS = ("conv2d", "linear", "matmul")
 # ops whose output a quantized input's parameters describe too (they move or select values)
@@ -186,24 +189,17 @@ class _Emit:
         if array.size <= 64:
             return self.b.emit1("constant", [], {"value": array})
         name = self.graph.fresh_param_name(stem)
-        from graphforge.ir.types import TensorType
-
         return self.graph.add_param(name, TensorType(array.shape, _dt.from_numpy_dtype(array.dtype)),
                                     np.ascontiguousarray(array), "const")
 
+    @contextlib.contextmanager
     def at(self, node: Node | None, *, after: bool):
         """Insertion context: before/after ``node`` (None: the start of the graph), its provenance."""
-        import contextlib
-
-        @contextlib.contextmanager
-        def ctx():
-            first = self.graph.nodes.first
-            anchor = node if node is not None else first
-            scope, loc = (node.scope, node.loc) if node is not None else ("", "")
-            where = self.b.inserting_after(anchor) if (after and node is not None) else self.b.inserting_before(anchor)
-            with where, self.b.provenance(scope, loc):
-                yield self
-        return ctx()
+        anchor = node if node is not None else self.graph.nodes.first
+        scope, loc = (node.scope, node.loc) if node is not None else ("", "")
+        where = self.b.inserting_after(anchor) if (after and node is not None) else self.b.inserting_before(anchor)
+        with where, self.b.provenance(scope, loc):
+            yield self
 
     def emit(self, op, inputs, **attrs) -> Value:
         return self.b.emit1(op, inputs, attrs)
@@ -246,10 +242,6 @@ def drop_unused_params(graph: Graph) -> list[str]:
     for name in dead:
         graph.remove_param(name)
     return dead
-
-
-def _drop_unused_params(graph: Graph, names) -> None:
-    drop_unused_params(graph)
 
 
 def _check_ranges(ranges: dict, keys: list[str]) -> None:
@@ -308,19 +300,17 @@ def quantize_static(graph: Graph, ranges: dict[str, tuple[float, float]], *, red
             g.erase(relu)
     # 2. weights (and int32 biases) of the quantized ops
     cache: dict = {}
-    weights = set()
     for node in list(p.ops):
         if node.op == "linear" and node.attrs.get("activation") == "relu" and activation_dtype == "uint8" \
                 and id(node.outputs[0]) in dequantized:
             node = _without_activation(em, g, node)
         index, axis = _weight_axis(node)
-        weights.add(node.inputs[index].name)
         _, w_scale = _dequantized_weight(em, g, node, index, axis, bits=8, reduce_range=reduce_range,
                                          cache=cache)
         x = node.inputs[0]
         if len(node.inputs) == 3 and x.producer is not None and x.producer.op == "dequantize_linear":
-            _quantize_bias(em, g, node, x, w_scale, weights)
-    _drop_unused_params(g, weights)
+            _quantize_bias(em, g, node, x, w_scale)
+    drop_unused_params(g)
     g.verify()
     return g
 
@@ -330,7 +320,7 @@ def _is_relu_linear(site: Value) -> bool:
     return n is not None and n.op == "linear" and n.attrs.get("activation") == "relu"
 
 
-def _quantize_bias(em: _Emit, g: Graph, node: Node, x_dq: Value, w_scale: np.ndarray, weights: set) -> None:
+def _quantize_bias(em: _Emit, g: Graph, node: Node, x_dq: Value, w_scale: np.ndarray) -> None:
     b = node.inputs[2]
     out_ch = w_scale.shape[0]
     if b.kind not in ("param", "const") or b.name not in g.params or tuple(b.type.shape) != (out_ch,):
@@ -348,7 +338,6 @@ def _quantize_bias(em: _Emit, g: Graph, node: Node, x_dq: Value, w_scale: np.nda
         sv = em.const(scale, f"{b.name}.scale")
         dq = em.emit("dequantize_linear", [qv, sv], axis=0, block_size=0)
     node.set_input(2, dq)
-    weights.add(b.name)
 
 
 def _constant_of(g: Graph, v: Value):
@@ -364,14 +353,12 @@ def quantize_dynamic(graph: Graph, *, reduce_range: bool = True, copy: bool = Tr
     (``matmul_integer`` / ``conv_integer``) rescaled to float. Returns the new graph."""
     g = graph.copy() if copy else graph
     em = _Emit(g)
-    weights = set()
     for node in list(g.nodes):
         wa = _weight_axis(node)
         if wa is None or node.inputs[1].name not in g.params:
             continue
         index, axis = wa
         w = node.inputs[index]
-        weights.add(w.name)
         q, scale = quantize_weight(g.params[w.name], axis, bits=8, reduce_range=reduce_range)
         if node.op == "linear" and axis == 0:
             q = np.ascontiguousarray(q.T)  # matmul_integer takes B as (in, out)
@@ -404,7 +391,7 @@ def quantize_dynamic(graph: Graph, *, reduce_range: bool = True, copy: bool = Tr
                               f"{y.type}, expected {node.outputs[0].type}")
         g.replace_all_uses_with(node.outputs[0], y)
         g.erase(node)
-    _drop_unused_params(g, weights)
+    drop_unused_params(g)
     g.verify()
     return g
 
@@ -417,20 +404,18 @@ def quantize_weights_int4(graph: Graph, *, block_size: int = 32, copy: bool = Tr
     g = graph.copy() if copy else graph
     em = _Emit(g)
     cache: dict = {}
-    weights = set()
     for node in list(g.nodes):
         wa = _weight_axis(node)
         if wa is None or node.inputs[1].name not in g.params:
             continue
         index, out_axis = wa
-        weights.add(node.inputs[index].name)
         if node.op == "conv2d" or not block_size:
             axis, block = out_axis, 0
         else:
             axis, block = 1 - out_axis, block_size  # blocks run along the input features
         _dequantized_weight(em, g, node, index, axis, bits=4, reduce_range=False, block_size=block,
                             storage=INT4_STORAGE, cache=cache)
-    _drop_unused_params(g, weights)
+    drop_unused_params(g)
     g.verify()
     return g
 
