@@ -46,6 +46,8 @@ STEPS = STEPS + ("lstm",)
 TARGETS.update({"lstm_train_ratio_max": 1.0, "lstm_onnx_ratio_max": 1.0, "lstm_generate_speedup_min": 2.0})
 TARGETS["scan_rnn_ratio_max"] = 1.05  # issue 15: gf.scan RNN train step / hand-written lax.scan + optax
 TARGETS["scan_onnx_ratio_max"] = 1.05  # issue 15: gf.scan RNN's ONNX in ORT / a hand-written ONNX Scan
+STEPS += ("quantize",)  # post-training quantization vs onnxruntime's quantizer (bench_quantize.py)
+TARGETS.update({"quant_size_ratio_min": 3.5, "quant_accuracy_drop_max": 0.005, "quant_latency_ratio_max": 1.0})
 
 
 def _invoke(module: str, argv: list[str], in_process: bool) -> tuple[bool, str]:
@@ -128,6 +130,9 @@ def run_all(steps, tmp: str, *, quick: bool = False, tiny: bool = False, in_proc
     if "rnn" in steps:
         out["scan_rnn"] = step("scan RNN train step", "bench_scan_rnn", [*rounds, "--onnx"] + (["--tiny"] if tiny else []),
                                "scan_rnn", os.path.join(tmp, "scan_rnn.json")) or []
+    if "quantize" in steps:
+        out["quantize"] = step("quantization vs onnxruntime's quantizer", "bench_quantize",
+                               [*rounds] + (["--tiny"] if tiny else []), "quantize", os.path.join(tmp, "quantize.json")) or []
     # the serving and distributed benchmarks belong to other owners: run them only when asked
     for flag, module, key in ((serve, "bench_serve", "serve"), (distributed, "bench_distributed", "distributed")):
         if flag and os.path.exists(os.path.join(HERE, module + ".py")):
@@ -194,6 +199,26 @@ def check_targets(res: dict) -> list[dict]:
     for r in res.get("scan_rnn", []):
         rows.append({"target": f"train {r['case']} (gf.scan): graphforge/lax.scan", "value": r["ratio_gf_jax"],
                      "bound": f"<= {t['scan_rnn_ratio_max']}", "met": r["ratio_gf_jax"] <= t["scan_rnn_ratio_max"]})
+    rows += _quantize_targets(res.get("quantize", []))
+    return rows
+
+
+def _quantize_targets(rows_in: list) -> list[dict]:
+    """bench_quantize: graphforge's quantized files >= 3.5x smaller, within 0.5 pp of float32's
+    accuracy, no slower than onnxruntime's quantizer on the same float export."""
+    t, rows = TARGETS, []
+    base = next((r for r in rows_in if r["name"] == "float32"), None)
+    for r in rows_in:
+        if "vs" not in r or base is None:
+            continue
+        rows.append({"target": f"quantize {r['name']}: float32 bytes / bytes", "value": r["size_ratio"],
+                     "bound": f">= {t['quant_size_ratio_min']}", "met": r["size_ratio"] >= t["quant_size_ratio_min"]})
+        drop = base["accuracy"] - r["accuracy"]
+        rows.append({"target": f"quantize {r['name']}: accuracy drop vs float32", "value": drop,
+                     "bound": f"<= {t['quant_accuracy_drop_max']}", "met": drop <= t["quant_accuracy_drop_max"]})
+        for key in sorted(k for k in r if k.startswith("latency_ratio_b")):
+            rows.append({"target": f"quantize {r['name']} {key[14:]}: latency / {r['vs']}", "value": r[key],
+                         "bound": f"<= {t['quant_latency_ratio_max']}", "met": r[key] <= t["quant_latency_ratio_max"]})
     return rows
 
 
@@ -289,6 +314,13 @@ def format_table(res: dict) -> str:
             ort = f"{r['onnx']['median_s'] * 1e3:.3f}" if r.get("onnx") else "-"
             lines.append(f"| {r['case']} (batch {r['batch']}, H {r['hidden']}) | {_ms(r['results'], 'graphforge')} | "
                          f"{_ms(r['results'], 'jax')} | {r['ratio_gf_jax']:.3f} | {ort} |")
+    if res.get("quantize"):
+        lines += ["", "### Quantization (LeNet on digits; onnxruntime CPU)", "",
+                  "| model | bytes | × smaller | test accuracy | b1 ms | b64 ms |", "|---|---:|---:|---:|---:|---:|"]
+        for r in res["quantize"]:
+            lat = r["latency"]
+            lines.append(f"| {r['name']} | {r['bytes']} | {r['size_ratio']:.2f} | {r['accuracy'] * 100:.2f} % | "
+                         f"{lat['1']['median_s'] * 1e3:.3f} | {lat['64']['median_s'] * 1e3:.3f} |")
     if res.get("targets"):
         lines += ["", "### Targets", "", "| target | measured | bound | met |", "|---|---:|---|---|"]
         for t in res["targets"]:

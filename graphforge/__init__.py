@@ -39,3 +39,6 @@ def __dir__():
 __all__ = (["errors", "ops", "nn", "from_onnx", "grad", "optimize", "save_onnx", "to_onnx", "Graph", "Node", "TensorSpec",
             "TensorType", "Value", "parse", "Trainer", "plot_history", "callbacks", "load_params", "save_params", "run", "summary", "Tensor", "trace",
             "__version__"] + errors.__all__ + [n for n in ops.__all__ if n not in ("registry",)])
+
+from .api import quantize  # noqa: E402  (post-training quantization, QDQ)
+__all__ += ["quantize"]

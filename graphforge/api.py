@@ -77,3 +77,33 @@ def from_onnx(model_or_path, **options):
     from graphforge.runtimes.onnx_import import from_onnx as _from_onnx
 
     return _from_onnx(model_or_path, **options)
+
+
+QUANTIZE_MODES = ("int8-static", "int8-dynamic", "int4-weight")
+
+
+def quantize(graph, calibration=None, mode: str = "int8-static", *, method: str = "minmax",
+             percentile: float = 99.99, reduce_range: bool = True, activation_dtype: str = "uint8",
+             block_size: int = 32, backend: str = "onnxruntime"):
+    """Post-training quantization: a new graph in QDQ form (``gf.save_onnx`` writes it as QDQ ONNX).
+
+    ``mode``: ``"int8-static"`` (int8 per-channel weights, activations with ranges calibrated on
+    ``calibration`` — a batch or a list of batches of inputs, as ``gf.run`` takes them — by
+    ``method`` ``"minmax"``, ``"percentile"`` (``percentile``) or ``"entropy"``, run on ``backend``),
+    ``"int8-dynamic"`` (activations quantized at run time; no calibration) or ``"int4-weight"``
+    (4-bit weights in blocks of ``block_size``). See ``graphforge.passes.quantize``."""
+    from graphforge.errors import ConfigError
+    from graphforge.passes import quantize as _q
+    from graphforge.runtime import require_graph
+
+    graph = require_graph(graph, "gf.quantize")
+    if mode == "int8-static":
+        from graphforge.runtimes.calibration import calibrate
+
+        ranges = calibrate(graph, calibration, method=method, percentile=percentile, backend=backend)
+        return _q.quantize_static(graph, ranges, reduce_range=reduce_range, activation_dtype=activation_dtype)
+    if mode == "int8-dynamic":
+        return _q.quantize_dynamic(graph, reduce_range=reduce_range)
+    if mode == "int4-weight":
+        return _q.quantize_weights_int4(graph, block_size=block_size)
+    raise ConfigError(f"unknown quantization mode {mode!r}; choose one of {', '.join(QUANTIZE_MODES)}")

@@ -85,8 +85,13 @@ def fold(graph: Graph) -> tuple[Graph, bool]:
     return graph, bool(folded)
 
 
+# a dequantize_linear of constants is how quantized weights are stored (QDQ): folding it would write
+# the float weights back into the file
+_KEEP = {"dequantize_linear"}
+
+
 def _foldable(graph: Graph, node) -> bool:
-    if node.op == "constant" or not node.outputs or node.regions:
+    if node.op == "constant" or not node.outputs or node.regions or node.op in _KEEP:
         # A region op is not folded whole (its body is folded in place); its erasure would also
         # drop the body nodes the walk is about to visit.
         return False

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 
-__all__ = ["add_parser", "run", "install_weights", "random_inputs", "verify_onnx_file", "VerifyMismatch", "parse_batch", "report_errors",
+__all__ = ["add_parser", "run", "install_weights", "calibration_batches", "random_inputs", "verify_onnx_file", "VerifyMismatch", "parse_batch", "report_errors",
            "check_output_path"]
 
 # Symbol sizes the random --verify inputs use: 1 catches broadcasting that only works for size 1
@@ -67,8 +67,77 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--weights", default=None, metavar="FILE|CKPT_DIR",
                    help="export these trained weights (.safetensors/.npz file, or a checkpoint directory) "
                         "instead of the model's initial ones")
+    p.add_argument("--quantize", choices=("int8", "int8-dynamic", "int4"), default=None,
+                   help="post-training quantization to QDQ ONNX: int8 (static; needs --calibration), int8-dynamic, "
+                        "int4 (weight-only, blocked); see docs/serving.md")
+    p.add_argument("--calibration", default=None, metavar="DATA.npz",
+                   help="--quantize int8: calibration inputs (.npz: one array per model input, by name; a single "
+                        "array for a one-input model), batch on axis 0")
+    p.add_argument("--calibration-method", choices=("minmax", "percentile", "entropy"), default="minmax",
+                   help="how activation ranges are chosen (default minmax)")
+    p.add_argument("--percentile", type=float, default=99.99, help="--calibration-method percentile (default 99.99)")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--contrib-ops", action="store_true",
+                        help="for onnxruntime only: emit its com.microsoft fused kernels (MultiHeadAttention, "
+                             "SkipLayerNormalization, BiasGelu/FastGelu) where they apply")
+    target.add_argument("--portable", action="store_true",
+                        help="standard ONNX only, runnable by any ONNX runtime (the default)")
     p.set_defaults(command="compile")
     return p
+
+
+_QUANT_MODES = {"int8": "int8-static", "int8-dynamic": "int8-dynamic", "int4": "int4-weight"}
+_CALIBRATION_CHUNK = 256
+
+
+def calibration_batches(graph, path: str, batch: int | None = None) -> list:
+    """The batches of ``--calibration DATA.npz`` for ``graph``'s inputs (chunks along axis 0; of
+    exactly ``batch`` rows when the batch size is fixed)."""
+    import numpy as np
+
+    from graphforge.errors import InputError, LoadError
+
+    try:
+        data = np.load(path, allow_pickle=False)
+        arrays = {k: data[k] for k in data.files} if hasattr(data, "files") else {"arr_0": data}
+    except (OSError, ValueError) as exc:
+        raise LoadError(f"--calibration {path!r}: cannot read it as .npz/.npy: {exc}") from None
+    names = [v.name for v in graph.inputs if v.name != "rng"]
+    if len(names) == 1 and names[0] not in arrays:
+        if len(arrays) != 1:
+            raise InputError(f"--calibration {path!r}: holds {sorted(arrays)}, the model's input is {names[0]!r}",
+                             hint=f"save it with np.savez(path, {names[0]}=array)")
+        arrays = {names[0]: next(iter(arrays.values()))}
+    missing = [n for n in names if n not in arrays]
+    if missing:
+        raise InputError(f"--calibration {path!r}: no array for input(s) {', '.join(missing)} (has {sorted(arrays)})")
+    n = min(len(arrays[k]) for k in names)
+    step = batch or _CALIBRATION_CHUNK
+    chunks = [{k: arrays[k][i:i + step] for k in names} for i in range(0, n - (n % step if batch else 0), step)]
+    if not chunks:
+        raise InputError(f"--calibration {path!r}: {n} sample(s), fewer than one batch of {step}")
+    return chunks
+
+
+def _quantize(graph, args, out):
+    """``graph`` quantized as ``--quantize`` asks (the CLI's step between optimise and export)."""
+    import graphforge as gf
+    from graphforge.errors import InputError
+
+    mode = _QUANT_MODES[args.quantize]
+    calibration = None
+    if mode == "int8-static":
+        if not args.calibration:
+            raise InputError("--quantize int8 needs --calibration DATA.npz (representative inputs)",
+                             hint="or use --quantize int8-dynamic, which needs no calibration data")
+        calibration = calibration_batches(graph, args.calibration, args.batch)
+    elif args.calibration:
+        raise InputError(f"--calibration is only used by --quantize int8, not {args.quantize}")
+    q = gf.quantize(graph, calibration, mode=mode, method=args.calibration_method, percentile=args.percentile)
+    rows = sum(len(next(iter(b.values()))) for b in calibration) if calibration else 0
+    print(f"quantized   {mode}" + (f", {args.calibration_method} ranges from {rows} calibration rows"
+                                   if calibration else ""), file=out)
+    return q
 
 
 # ---- checks done before any work ------------------------------------------------------------------
@@ -424,6 +493,11 @@ def _compile(args, out=None) -> int:
     graph = gf.optimize(traced, args.passes, report=out if args.report else False, print_after=print_after or None,
                         stream=out)
     t_opt = time.perf_counter() - t0
+    if getattr(args, "quantize", None):
+        graph = _quantize(graph, args, out)
+    elif getattr(args, "calibration", None):
+        from graphforge.errors import InputError
+        raise InputError("--calibration is only used with --quantize int8")
 
     import onnx
 
@@ -431,7 +505,7 @@ def _compile(args, out=None) -> int:
     try:
         staged = os.path.join(staging, os.path.basename(args.output))
         t0 = time.perf_counter()
-        gf.save_onnx(graph, staged, opset=args.opset)
+        gf.save_onnx(graph, staged, opset=args.opset, contrib_ops=bool(getattr(args, "contrib_ops", False)))
         t_export = time.perf_counter() - t0
         proto = onnx.load(staged, load_external_data=False)
         opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
@@ -441,7 +515,8 @@ def _compile(args, out=None) -> int:
         if args.verify:
             t0 = time.perf_counter()
             verify_lines = verify_onnx_file(graph, staged, _feeds(graph, mf, args.seed, args.batch), opset=args.opset,
-                                            rtol=args.rtol, atol=args.atol, traced=traced)
+                                            rtol=args.rtol, atol=args.atol,
+                                            traced=None if getattr(args, "quantize", None) else traced)
             t_verify = time.perf_counter() - t0
         nbytes = sum(os.path.getsize(os.path.join(staging, f)) for f in os.listdir(staging))
         # Everything checked: move the file (and any external-data file beside it) into place.

@@ -19,3 +19,4 @@ from . import random  # noqa: E402
 from .random import *  # noqa: F401,F403,E402
 
 __all__ += random.__all__
+from . import quantize  # noqa: E402  (quantized ops; names stay in graphforge.ops.quantize)

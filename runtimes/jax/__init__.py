@@ -34,6 +34,7 @@ from . import creation, elementwise, linalg, nn_ops, reduction, shape_ops  # noq
 from . import control_flow  # noqa: F401
 from . import random  # noqa: F401,E402  (random_uniform)
 from . import math_ops  # noqa: F401
+from . import quantize  # noqa: F401,E402  (quantized ops)
 from .lower import LOWERINGS, LowerCtx, has_lowering, lowers
 
 __all__ = ["run", "lower", "compile_graph", "compiled_count", "x64", "LOWERINGS", "lowers", "has_lowering",

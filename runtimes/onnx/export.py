@@ -45,6 +45,8 @@ from . import creation, elementwise, linalg, nn_ops, reduction, shape_ops  # noq
 from . import control_flow  # noqa: F401  (cond/scan/while_loop → If/Scan/Loop)
 from . import random  # noqa: F401,E402  (random_uniform)
 from . import math_ops  # noqa: F401  (fill LOWERINGS)
+from . import quantize  # noqa: F401,E402  (quantized ops)
+from . import contrib  # noqa: E402  (onnxruntime's com.microsoft kernels, on request)
 from .lower import DTYPE_GENERIC, HALF, LOWERINGS, Emitter, NotExpressible, onnx_dtype, tensor_proto
 
 __all__ = ["to_onnx", "save_onnx", "MIN_OPSET", "max_opset", "default_opset", "check_opset", "missing_lowerings"]
@@ -132,6 +134,7 @@ class _Driver:
             return self._unsupported(node, self.refused.get(id(node)) or
                                      (why + ("" if _decomposable(node.op) else " and no decomposition")))
         fn = LOWERINGS[node.op]
+        special = contrib.contrib_lowering(node) if getattr(ctx, "contrib_ops", False) else None
         in_t = [v.type for v in node.inputs]
         out_t = [v.type for v in node.outputs]
         half = node.op not in DTYPE_GENERIC and any(t.dtype in HALF for t in in_t + out_t)
@@ -143,7 +146,8 @@ class _Driver:
                 ctx.out_types = [t.with_dtype("float32") if t.dtype in HALF else t for t in out_t]
             ctx.args = list(args)
             try:
-                outs = list(fn(ctx, args, node.attrs))
+                outs = special(ctx, args, node.attrs) if special is not None else None
+                outs = list(fn(ctx, args, node.attrs)) if outs is None else list(outs)
             except NotExpressible as exc:
                 return self._unsupported(node, str(exc))
             except GraphforgeError:
@@ -188,7 +192,7 @@ def _value_info(name: str, t) -> onnx.ValueInfoProto:
 
 
 def build_model(graph: Graph, opset: int, *, name: str | None = None, params_as_inputs=False,
-                native_ops=None) -> onnx.ModelProto:
+                native_ops=None, contrib_ops: bool = False) -> onnx.ModelProto:
     """The unchecked ModelProto for ``graph`` (``to_onnx`` checks it)."""
     # the lowering conditions ask an Emitter for the opset and the native-op policy only
     graph, refused = decompose_for(graph, Emitter(opset, (), native_ops))
@@ -196,6 +200,7 @@ def build_model(graph: Graph, opset: int, *, name: str | None = None, params_as_
     fed = set(n for n, _ in params) if params_as_inputs is True else set(params_as_inputs or ())
     reserved = [v.name for v in graph.inputs] + [n for n, _ in params]
     ctx = Emitter(opset, reserved, native_ops)
+    ctx.contrib_ops = bool(contrib_ops)  # onnxruntime's com.microsoft kernels (contrib.py)
     ctx.bind_symbols(graph.inputs)
     env: dict[int, str] = {id(v): v.name for v in graph.inputs}
     initializers, inputs = [], [_value_info(v.name, v.type) for v in graph.inputs]
@@ -237,7 +242,10 @@ def build_model(graph: Graph, opset: int, *, name: str | None = None, params_as_
                                    doc_string=f"exported by graphforge from graph {graph.name!r}")
     from graphforge.version import __version__
 
-    model = helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", opset)],
+    imports = [helper.make_opsetid("", opset)]
+    if any(n.domain == contrib.DOMAIN for n in nodes):
+        imports.append(helper.make_opsetid(contrib.DOMAIN, 1))
+    model = helper.make_model(onnx_graph, opset_imports=imports,
                               ir_version=_ir_version(opset), producer_name="graphforge",
                               producer_version=__version__)
     helper.set_model_props(model, {"graphforge_version": __version__, "graphforge_graph": graph.name})
@@ -288,8 +296,11 @@ def validate(model: onnx.ModelProto) -> None:
 
 
 def to_onnx(graph: Graph, opset: int | None = None, *, external_data_threshold: int = 2 ** 31,
-            name: str | None = None, params_as_inputs=False, native_ops=None) -> onnx.ModelProto:
+            name: str | None = None, params_as_inputs=False, native_ops=None,
+            contrib_ops: bool = False) -> onnx.ModelProto:
     """Lower ``graph`` to a checked ``onnx.ModelProto`` at ``opset`` (default: :func:`max_opset`).
+    ``contrib_ops=True``: for onnxruntime only, emit its ``com.microsoft`` fused kernels where they
+    apply (``contrib.py``); the default is portable, standard ONNX.
 
     ``external_data_threshold`` matters to :func:`save_onnx` only (an in-memory proto holds all
     its data); it is accepted here so both take the same options. ``params_as_inputs`` (True or a
@@ -300,10 +311,11 @@ def to_onnx(graph: Graph, opset: int | None = None, *, external_data_threshold: 
     if not isinstance(graph, Graph):
         raise ExportError(f"to_onnx expects a graphforge Graph, got {type(graph).__name__}",
                           hint="trace a model first: g = gf.trace(model, gf.TensorSpec(...))")
-    opset = check_opset(opset)
+    opset = check_opset(opset) if opset is not None else quantize.qdq_opset(graph, check_opset(None))
     _check_threshold(external_data_threshold)
     with gc_paused():  # building the protos beside a large graph: see graphforge/ir/gcpause.py
-        model = build_model(graph, opset, name=name, params_as_inputs=params_as_inputs, native_ops=native_ops)
+        model = build_model(graph, opset, name=name, params_as_inputs=params_as_inputs, native_ops=native_ops,
+                            contrib_ops=contrib_ops)
         validate(model)
     return model
 

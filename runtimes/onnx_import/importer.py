@@ -79,6 +79,7 @@ def _load_tables():
     from . import creation, elementwise, linalg, nn_attention, nn_ops, nn_resize, reduction, shape_ops  # noqa: F401
     from . import control_flow  # noqa: F401  (If, Loop, Scan)
     from . import math_ops  # noqa: F401
+    from . import quantize  # noqa: F401  (quantized ops)
 
 
 # ONNX attributes that are flags: any other value than 0/1 means different things to different

@@ -1,0 +1,150 @@
+"""onnxruntime contrib kernels (``com.microsoft`` domain) for graphforge's fused ops, when an export
+asks for them (``to_onnx(..., contrib_ops=True)``; ``graphforge compile --contrib-ops``).
+
+A portable export (the default) is standard ONNX only. For a file that only onnxruntime will run,
+these lowerings take over from the standard ones where they apply (each says when):
+
+* ``attention`` → ``MultiHeadAttention`` (float32, static head count and size): q/k/v go in as
+  (B, S, H·D) — the transposes around it cancel against the model's own head split/merge in
+  onnxruntime's transpose optimiser — the mask and ``causal`` become an additive bias of 0/−inf.
+  At the default opset onnxruntime 1.32 has no kernel for the standard ``Attention``, so the portable
+  export spells attention out in MatMul/Softmax nodes.
+* ``layer_norm(a + b)`` over the last axis of a 3-D float32 tensor with a scale →
+  ``SkipLayerNormalization(a, b, scale, bias)`` (the residual add and the norm in one kernel; the
+  Add stays for any other reader of the sum).
+* ``linear`` with a fused GELU (either flavour) and a bias → MatMul + ``BiasGelu`` / ``FastGelu`` (bias
+  add and GELU in one kernel); ``gelu(approximate="tanh")`` → ``FastGelu``.
+
+The exporter asks :func:`contrib_lowering` for each node before its standard lowering and adds the
+``com.microsoft`` opset import when a contrib node was emitted. Results agree with the portable
+export within float32 rounding (``tests/runtimes/test_onnx_contrib.py``: 1e-4).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from graphforge.ir.dims import is_static
+
+__all__ = ["DOMAIN", "contrib_lowering", "CONTRIB_OPS"]
+
+DOMAIN = "com.microsoft"
+
+
+def _f32(node) -> bool:
+    return all(v.type.dtype == "float32" for v in list(node.inputs[:3]) + list(node.outputs))
+
+
+# ---- attention -> MultiHeadAttention ------------------------------------------------------------------
+
+def _attention_applies(node) -> bool:
+    q, k, v = (i.type for i in node.inputs[:3])
+    if not _f32(node) or q.rank != 4 or k.rank != 4 or v.rank != 4:
+        return False
+    heads, d, dv = q.shape[1], q.shape[3], v.shape[3]
+    return all(is_static(x) for x in (heads, d, dv)) and k.shape[1] == heads and v.shape[1] == heads
+
+
+def _bsh(ctx, x: str, heads: int, d: int) -> str:
+    """(B, H, S, D) → (B, S, H·D)."""
+    return ctx.op("Reshape", [ctx.transpose(x, [0, 2, 1, 3]), ctx.ints([0, 0, heads * d])])
+
+
+def _attention(ctx, args, attrs):
+    from .nn_ops import _broadcast, _causal
+
+    qt, kt, vt = ctx.in_types[:3]
+    heads, d, dv = int(qt.shape[1]), int(qt.shape[3]), int(vt.shape[3])
+    sq, sk = qt.shape[2], kt.shape[2]
+    mask = args[3] if len(args) > 3 else None
+    mask_shape = list(ctx.in_types[3].shape) if mask is not None else None
+    if attrs.get("causal"):
+        tri = _causal(ctx, sq, sk)
+        mask = tri if mask is None else ctx.op("And", [mask, tri])
+        mask_shape = _broadcast(mask_shape or [], [sq, sk])
+    inputs = [_bsh(ctx, args[0], heads, d), _bsh(ctx, args[1], heads, d), _bsh(ctx, args[2], heads, dv)]
+    if mask is not None:
+        # (B|1, H|1, Sq, Sk) additive bias: 0 where attended, -inf elsewhere (a fully masked row is
+        # NaN, as the reference's)
+        shape4 = [1] * (4 - len(mask_shape)) + list(mask_shape)
+        if len(mask_shape) < 4:
+            mask = ctx.op("Unsqueeze", [mask, ctx.ints(list(range(4 - len(mask_shape))))])
+        mask = ctx.expand(mask, shape4, shape4[:2] + [sq, sk])
+        bias = ctx.op("Where", [mask, ctx.scalar(0.0, "float32"), ctx.scalar(-np.inf, "float32")])
+        inputs += ["", "", bias]  # (bias, key_padding_mask) absent, then attention_bias
+    scale = attrs.get("scale")
+    out = ctx.op("MultiHeadAttention", inputs, domain=DOMAIN, num_heads=heads,
+                 scale=float(scale) if scale is not None else 1.0 / math.sqrt(d))
+    out = ctx.op("Reshape", [out, ctx.ints([0, 0, heads, dv])])
+    return [ctx.transpose(out, [0, 2, 1, 3])]
+
+
+# ---- layer_norm(a + b) -> SkipLayerNormalization --------------------------------------------------
+
+def _skip_ln_applies(node) -> bool:
+    x = node.inputs[0]
+    add = x.producer
+    if not _f32(node) or len(node.inputs) < 2 or x.type.rank != 3 or node.attrs["axis"] % 3 != 2:
+        return False
+    return add is not None and add.op == "add" and all(i.type == x.type for i in add.inputs)
+
+
+def _skip_layer_norm(ctx, args, attrs):
+    add = ctx.producer(args[0])
+    if add is None or add.op_type != "Add":
+        return None  # the add was not lowered to one Add: the standard lowering applies
+    ins = [add.input[0], add.input[1], args[1]] + ([args[2]] if len(args) > 2 else [])
+    return [ctx.op("SkipLayerNormalization", ins, domain=DOMAIN, epsilon=float(attrs["eps"]))]
+
+
+# ---- linear + GELU -> MatMul + BiasGelu / FastGelu ------------------------------------------------
+
+# GELU flavour (the ``approximate`` attribute of the activation op linear fuses) -> contrib kernel
+_GELU = {"none": "BiasGelu", "tanh": "FastGelu"}
+
+
+def _gelu_kernel(activation: str) -> str | None:
+    from graphforge.ops.linalg import activation_op
+
+    act = activation_op(activation) if activation != "none" else None
+    if act is None or act[0] != "gelu":
+        return None
+    return _GELU.get(act[1].get("approximate", "none"))
+
+
+def _linear_gelu_applies(node) -> bool:
+    return (_gelu_kernel(node.attrs.get("activation", "none")) is not None and len(node.inputs) == 3
+            and _f32(node) and node.inputs[2].type.rank == 1 and node.inputs[0].type.rank >= 2)
+
+
+def _linear_gelu(ctx, args, attrs):
+    x, w, b = args
+    wt = (ctx.transposed_param(w) or ctx.transpose(w, [1, 0])) if attrs.get("transpose_b", True) else w
+    y = ctx.op("MatMul", [x, wt])
+    return [ctx.op(_gelu_kernel(attrs["activation"]), [y, b], domain=DOMAIN)]
+
+
+def _fast_gelu_applies(node) -> bool:
+    return node.attrs.get("approximate") == "tanh" and _f32(node)
+
+
+def _fast_gelu(ctx, args, attrs):
+    return [ctx.op("FastGelu", [args[0]], domain=DOMAIN)]
+
+
+# op -> (applies(node), lowering(ctx, args, attrs) -> names | None)
+CONTRIB_OPS = {
+    "attention": (_attention_applies, _attention),
+    "layer_norm": (_skip_ln_applies, _skip_layer_norm),
+    "linear": (_linear_gelu_applies, _linear_gelu),
+    "gelu": (_fast_gelu_applies, _fast_gelu),
+}
+
+
+def contrib_lowering(node):
+    """The contrib lowering for ``node`` (an IR node) when one applies, else None."""
+    entry = CONTRIB_OPS.get(node.op)
+    if entry is None or not entry[0](node):
+        return None
+    return entry[1]

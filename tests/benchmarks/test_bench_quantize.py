@@ -1,0 +1,40 @@
+"""Smoke test of benchmarks/bench_quantize.py through the runner (tiny: one epoch, 256 training rows):
+every contender's file is written, run and measured; the quantize targets are checked. No timing
+or accuracy bound is asserted here (tiny training, shared box) — only what the numbers rest on."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+pytest.importorskip("jax")
+pytest.importorskip("sklearn")
+pytest.importorskip("onnxruntime.quantization")
+
+
+def test_quantize_step_runs_tiny(tmp_path, capsys):
+    from benchmarks import run
+
+    res = tmp_path / "results.json"
+    assert run.main(["--tiny", "--in-process", "--no-torch", "--only", "quantize", "--json", str(res),
+                     "--chart", str(tmp_path / "c.png")]) == 0
+    with open(res) as f:
+        data = json.load(f)
+    assert data["errors"] == {}
+    rows = {r["name"]: r for r in data["quantize"]}
+    assert set(rows) == {"float32", "gf-int8-static", "gf-int8-dynamic", "ort-static", "ort-dynamic"}
+    for name, r in rows.items():
+        assert r["bytes"] > 0 and 0.0 <= r["accuracy"] <= 1.0
+        assert set(r["latency"]) == {"1", "64"}
+        if name != "float32":
+            assert r["size_ratio"] > 2.0, name  # int8 weights: far smaller than the float file
+    assert rows["gf-int8-static"]["vs"] == "ort-static"
+    targets = [t["target"] for t in data["targets"]]
+    assert any(t.startswith("quantize gf-int8-static: float32 bytes") for t in targets)
+    assert "Quantization (LeNet on digits" in capsys.readouterr().out

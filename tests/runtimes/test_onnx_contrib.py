@@ -1,0 +1,103 @@
+"""runtimes/onnx/contrib.py: ``to_onnx(..., contrib_ops=True)`` emits onnxruntime's com.microsoft fused
+kernels from graphforge's fused ops, and its outputs agree with the portable export within 1e-4."""
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pytest
+
+import graphforge as gf
+from graphforge import nn
+
+pytest.importorskip("onnxruntime")
+
+from graphforge.runtimes.onnx import OrtSession, to_onnx  # noqa: E402
+
+
+def _ops(proto):
+    return collections.Counter(n.op_type for n in proto.graph.node)
+
+
+def _domains(proto):
+    return {o.domain for o in proto.opset_import}
+
+
+def _encoder():
+    layer = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, activation="gelu", norm_first=False)
+    return gf.optimize(gf.trace(layer, gf.TensorSpec(("batch", 5, 16)), seed=0, training=False))
+
+
+def _agree(graph, arrays):
+    portable = OrtSession(graph).run(arrays)
+    fused = OrtSession(graph, contrib_ops=True).run(arrays)
+    ref = gf.run(graph, arrays, backend="reference")
+    for p, f, r in zip(portable, fused, ref):
+        np.testing.assert_allclose(f, p, atol=1e-4, rtol=1e-4)
+        np.testing.assert_allclose(f, r, atol=1e-4, rtol=1e-4)
+
+
+def test_encoder_layer_uses_contrib_kernels_and_agrees():
+    g = _encoder()
+    proto = to_onnx(g, contrib_ops=True)
+    ops = _ops(proto)
+    assert ops["MultiHeadAttention"] == 1 and ops["SkipLayerNormalization"] >= 1 and ops["BiasGelu"] == 1, ops
+    assert "com.microsoft" in _domains(proto)
+    assert all(n.domain in ("", "com.microsoft") for n in proto.graph.node)
+    _agree(g, [np.random.default_rng(0).normal(size=(3, 5, 16)).astype(np.float32)])
+
+
+def test_portable_export_is_standard_onnx():
+    proto = to_onnx(_encoder())
+    assert _domains(proto) == {""}
+    assert not any(n.domain for n in proto.graph.node)
+
+
+@pytest.mark.parametrize("causal,mask_shape", [(True, None), (False, (1, 1, 4, 6)), (True, (2, 1, 1, 6)),
+                                               (False, (4, 6))])
+def test_attention_masks_become_an_additive_bias(causal, mask_shape):
+    specs = [gf.TensorSpec((2, 3, 4, 8)), gf.TensorSpec((2, 3, 6, 8)), gf.TensorSpec((2, 3, 6, 8))]
+    rng = np.random.default_rng(1)
+    arrays = [rng.normal(size=s.shape).astype(np.float32) for s in specs]
+    if mask_shape is None:
+        g = gf.trace(lambda q, k, v: gf.attention(q, k, v, causal=causal, scale=0.3), *specs)
+    else:
+        specs.append(gf.TensorSpec(mask_shape, "bool"))
+        mask = rng.random(mask_shape) < 0.7
+        mask[..., 0] = True  # no fully masked row (NaN on every side)
+        arrays.append(mask)
+        g = gf.trace(lambda q, k, v, m: gf.attention(q, k, v, m, causal=causal), *specs)
+    assert _ops(to_onnx(g, contrib_ops=True))["MultiHeadAttention"] == 1
+    _agree(g, arrays)
+
+
+@pytest.mark.parametrize("activation,kernel", [("gelu", "BiasGelu"), ("gelu_tanh", "FastGelu")])
+def test_linear_gelu_becomes_bias_gelu(activation, kernel):
+    g = gf.optimize(gf.trace(_lin(activation), gf.TensorSpec(("batch", 3, 8)), seed=0))
+    assert _ops(to_onnx(g, contrib_ops=True))[kernel] == 1
+    _agree(g, [np.random.default_rng(2).normal(size=(2, 3, 8)).astype(np.float32)])
+
+
+def _lin(activation):
+    layer = nn.Linear(8, 16)
+
+    def f(x):
+        return gf.linear(x, layer.weight, layer.bias, activation=activation)
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = layer
+
+        def forward(self, x):
+            return f(x)
+    return M()
+
+
+def test_float64_and_unfused_graphs_keep_standard_ops():
+    g = gf.trace(lambda x: gf.gelu(x, approximate="tanh"), gf.TensorSpec((2, 3), "float64"))
+    proto = to_onnx(g, contrib_ops=True)
+    assert _domains(proto) == {""}
+    g32 = gf.trace(lambda x: gf.gelu(x, approximate="tanh"), gf.TensorSpec((2, 3)))
+    assert _ops(to_onnx(g32, contrib_ops=True))["FastGelu"] == 1
+    _agree(g32, [np.linspace(-3, 3, 6, dtype=np.float32).reshape(2, 3)])
