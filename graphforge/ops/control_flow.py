@@ -538,6 +538,11 @@ def fori_loop(lower, upper, body_fn, init):
 # ---- samples --------------------------------------------------------------------------------------------
 
 def _region(builder: Builder, types, fn) -> Block:
+    import inspect
+
+    arity = len(inspect.signature(fn).parameters)
+    if arity != len(types):  # operand lists of another length (the type-rule fuzz mutates them)
+        raise ShapeError(f"this sample's region takes {arity} arguments, the operands give {len(types)}")
     block = Block(None, [Value(t, kind="arg") for t in types])
     with builder.tracing_region(block, 0) as frame:
         builder.emit_yield([t.value for t in fn(*_wrap(builder, block.arguments))])

@@ -323,3 +323,18 @@ def test_fori_loop_gradient_and_guards_inside_bodies():
     g = gf.trace(lambda x: gf.scan(lambda c, xt: (c + xt[:5].sum(), None), x[0, 0], x)[0],
                  gf.TensorSpec((2, "n"), F64))
     assert guards(g), "the slice guard inside the body (5 <= n) is found"
+
+
+def test_a_body_value_used_outside_its_body_is_a_trace_error():
+    leaked = []
+
+    def f(x):
+        def body(c, xt):
+            leaked.append(c * 2.0)
+            return c + xt, None
+        c, _ = gf.scan(body, x[0], x)
+        return leaked[-1] + c
+
+    with pytest.raises(gf.TraceError, match="inside the body of scan") as info:
+        gf.trace(f, gf.TensorSpec((3, 2)))
+    assert "test_control_flow.py:" in str(info.value) and "return the value from the body" in str(info.value)
