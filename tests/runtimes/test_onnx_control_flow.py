@@ -543,3 +543,16 @@ def test_import_opset8_batched_scan_is_a_scan_over_the_batch_of_scans():
             "zs": rng.uniform(0.5, 1.5, size=(3, 4, 2)).astype(np.float32), "w": rng.normal(size=2).astype(np.float32)}
     g = _check_import(model, feed, "scan")
     assert sum(n.op == "scan" for n in g.walk()) == 2
+
+
+def test_a_graph_output_read_inside_bodies_keeps_its_name_there():
+    """y is both a graph output (renamed 'output' in ONNX) and read by name inside Scan and If bodies."""
+    def f(x):
+        y = x[0] * 2.0
+        c, ys = gf.scan(lambda c, xt: (c + y * xt, c), gf.zeros((3,)), x)
+        return y, ys, gf.cond(gf.sum(y) > 0, lambda a: a + y, lambda a: a - y, c)
+
+    feeds = [{"x": np.random.default_rng(11).normal(size=(4, 3)).astype(np.float32)}]
+    _, proto = _check_everywhere(f, [gf.TensorSpec((4, 3), name="x")], feeds, {"Scan", "If"})
+    producer = next(n for n in proto.graph.node if "output" in n.output)
+    assert producer.op_type == "Mul"  # the Mul writes the graph output itself, the bodies read that name
