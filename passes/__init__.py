@@ -13,3 +13,4 @@ from . import autodiff, cse, dce, decompose, fold, fuse, infer, simplify  # noqa
 
 __all__ = ["DEFAULT_PIPELINE", "MAX_ITERATIONS", "PIPELINES", "PassManager", "PassRecord", "PassReport",
            "get_pass", "list_passes", "optimize", "parse_pipeline", "register_pass", "PassInfo", "pass_info"]
+from . import mixed_precision  # noqa: F401,E402  (registers the mixed_precision pass)
