@@ -8,7 +8,7 @@ import numpy as np
 
 from .ir.graph import Graph
 
-__all__ = ["run", "optimize", "grad", "to_onnx", "save_onnx", "from_onnx",
+__all__ = ["run", "optimize", "grad", "to_onnx", "save_onnx", "from_onnx", "memory_report",
            "TrainingModeExportWarning"]
 
 
@@ -77,3 +77,23 @@ def from_onnx(model_or_path, **options):
     from graphforge.runtimes.onnx_import import from_onnx as _from_onnx
 
     return _from_onnx(model_or_path, **options)
+
+
+def memory_report(graph_or_trainer, *, optimizer_slots: int = 0, **dims):
+    """Peak-memory estimate (``graphforge.memory.MemoryReport``; ``print`` it for the per-scope
+    table) of a Graph, a traced model's graph, or a ``gf.Trainer``'s train step (its gradient graph,
+    params and live optax state). Bind symbolic dims by name: ``gf.memory_report(g, batch=128)``.
+    ``optimizer_slots`` (for a Graph): float32 copies of each trainable parameter the optimizer
+    keeps (Adam: 2)."""
+    from .memory import estimate_memory
+
+    grad_graph = getattr(graph_or_trainer, "grad_graph", None)
+    if grad_graph is not None:  # a gf.Trainer: what one train step holds
+        import jax
+
+        leaves = jax.tree_util.tree_leaves(graph_or_trainer.opt_state)
+        opt = sum(int(getattr(l, "nbytes", 0)) for l in leaves)
+        return estimate_memory(grad_graph, dims, optimizer_bytes=opt)
+    from .runtime import require_graph
+
+    return estimate_memory(require_graph(graph_or_trainer, "gf.memory_report"), dims, optimizer_slots=optimizer_slots)
