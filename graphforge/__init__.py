@@ -20,6 +20,7 @@ from .params_io import load_params, save_params
 from .summary import summary
 from .trace import Tensor, trace
 from . import nn  # noqa: E402  (nn builds on ops and trace)
+from .nn.remat import checkpoint  # noqa: E402
 
 from .version import __version__  # noqa: E402
 
@@ -39,4 +40,4 @@ def __dir__():
 
 __all__ = (["errors", "ops", "nn", "from_onnx", "grad", "optimize", "save_onnx", "to_onnx", "Graph", "Node", "TensorSpec",
             "TensorType", "Value", "parse", "Trainer", "plot_history", "callbacks", "load_params", "save_params", "run", "summary", "Tensor", "trace",
-            "__version__", "memory_report"] + errors.__all__ + [n for n in ops.__all__ if n not in ("registry",)])
+            "__version__", "memory_report", "checkpoint"] + errors.__all__ + [n for n in ops.__all__ if n not in ("registry",)])

@@ -119,12 +119,18 @@ class Trainer:
 
     ``mesh`` (None: data-parallel over all visible devices when there are several; a
     ``jax.sharding.Mesh`` or ``{"data": 4, "model": 2}``) and ``param_sharding`` (glob -> PartitionSpec
-    entries; None: ``distributed.DEFAULT_PARAM_RULES``) scale the step out; see docs/distributed.md."""
+    entries; None: ``distributed.DEFAULT_PARAM_RULES``) scale the step out; see docs/distributed.md.
+
+    ``precision``: ``"bf16-mixed"``/``"fp16-mixed"`` (or a ``graphforge.train.MixedPrecision``) train in
+    mixed precision with float32 master weights (fp16 with dynamic loss scaling); ``"default"``,
+    ``"high"``, ``"highest"`` are XLA's matmul precision for float32. ``remat``: rematerialise
+    activations in the backward pass (``"nothing"``/``"dots"`` for every top-level module, or a
+    mapping scope -> policy; ``nn.remat(module)`` marks modules too)."""
 
     def __init__(self, model, loss_fn: Callable, optimizer, inputs, targets, *,
                  metrics: Mapping[str, Callable] | None = None, seed: int = 0, progress: bool = True,
                  precision: str = "default", keep_checkpoints: int = 3, mesh=None,
-                 param_sharding: Mapping[str, tuple] | None = None, learning_rate=None):
+                 param_sharding: Mapping[str, tuple] | None = None, learning_rate=None, remat=None):
         from ..api import grad
 
         optimizer = _resolve_optimizer(optimizer, learning_rate)
@@ -148,7 +154,9 @@ class Trainer:
             self.eval_graph = mixed_precision(self.eval_graph, mp.dtype)
         # fp16: the loss's cotangent seed is the loss scale (an input ``d_output`` of the grad graph)
         self._loss_scaled = mp is not None and mp.scaled
-        self.grad_graph = grad(self.train_graph, wrt="params", keep_outputs=True, cotangent_input=self._loss_scaled)
+        # remat: a policy for every top-level module, or scope -> policy (besides nn.remat marks)
+        self.grad_graph = grad(self.train_graph, wrt="params", keep_outputs=True, cotangent_input=self._loss_scaled,
+                               remat=remat)
         if self._loss_scaled:
             optimizer = _dynamic_loss_scale(optimizer, mp)
         self._opt = optimizer

@@ -20,3 +20,6 @@ from .transformer import __all__ as _transformer_all
 __all__ = (["functional", "init", "Lambda", "Module", "ModuleList", "Sequential", "seq", "Buffer", "Parameter"]
            + list(_layers_all) + list(_conv_all) + list(_norm_all) + list(_regularization_all)
            + list(_embedding_all) + list(_attention_all) + list(_transformer_all))
+from .remat import checkpoint as _checkpoint, remat  # noqa: E402  (rematerialisation marks)
+
+__all__ += ["remat"]
