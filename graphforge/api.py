@@ -8,7 +8,7 @@ import numpy as np
 
 from .ir.graph import Graph
 
-__all__ = ["run", "optimize", "grad", "to_onnx", "save_onnx", "from_onnx", "memory_report",
+__all__ = ["run", "optimize", "grad", "to_onnx", "save_onnx", "from_onnx", "memory_report", "profile",
            "TrainingModeExportWarning"]
 
 
@@ -97,3 +97,12 @@ def memory_report(graph_or_trainer, *, optimizer_slots: int = 0, **dims):
     from .runtime import require_graph
 
     return estimate_memory(require_graph(graph_or_trainer, "gf.memory_report"), dims, optimizer_slots=optimizer_slots)
+
+
+def profile(model_or_graph, inputs, backend: str = "jax", **options):
+    """Time one forward run per node, rolled up per module scope and per user ``file:line``
+    (``graphforge.runtimes.profiling.ProfileReport``: ``print`` it, ``.chrome_trace(path)``,
+    ``.plot(path)``). ``backend``: ``"jax"`` (timed regions) or ``"onnxruntime"`` (its profiler)."""
+    from graphforge.runtimes.profiling import profile as _profile
+
+    return _profile(model_or_graph, inputs, backend, **options)
