@@ -38,7 +38,7 @@ __all__ = ["STEPS", "TARGETS", "CONV_CASES", "run_all", "check_targets", "format
 HERE = os.path.dirname(os.path.abspath(__file__))
 # the train-step cases whose target is "no slower than either peer" (issue 21)
 CONV_CASES = ("lenet", "resnet8")
-STEPS = ("train", "inference", "export", "scaling", "flops", "ort")
+STEPS = ("train", "inference", "export", "scaling", "flops", "ort", "precision")
 TARGETS = {"train_ratio_max": 1.05, "mlp128_ratio_max": 1.02, "conv_ratio_max": 1.0, "inference_ratio_max": 1.0, "export_speedup_min": 10.0,
            "scaling_100k_s_max": 10.0, "scaling_flatness_max": 2.0, "ort_ratio_max": 1.0}
 
@@ -113,6 +113,10 @@ def run_all(steps, tmp: str, *, quick: bool = False, tiny: bool = False, in_proc
     if "ort" in steps:
         out["ort_passes"] = step("graphforge passes vs ORT's optimiser", "bench_ort_passes",
                                  [*rounds] + (["--tiny"] if tiny else []), "ort_passes", os.path.join(tmp, "ort.json")) or []
+    if "precision" in steps:
+        out["precision_remat"] = step("mixed precision and remat (transformer)", "bench_precision_remat",
+                                      [*rounds] + (["--tiny"] if tiny else []), "precision_remat",
+                                      os.path.join(tmp, "precision.json")) or []
     # the serving and distributed benchmarks belong to other owners: run them only when asked
     for flag, module, key in ((serve, "bench_serve", "serve"), (distributed, "bench_distributed", "distributed")):
         if flag and os.path.exists(os.path.join(HERE, module + ".py")):
