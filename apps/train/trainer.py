@@ -125,12 +125,15 @@ class Trainer:
     mixed precision with float32 master weights (fp16 with dynamic loss scaling); ``"default"``,
     ``"high"``, ``"highest"`` are XLA's matmul precision for float32. ``remat``: rematerialise
     activations in the backward pass (``"nothing"``/``"dots"`` for every top-level module, or a
-    mapping scope -> policy; ``nn.remat(module)`` marks modules too)."""
+    mapping scope -> policy; ``nn.remat(module)`` marks modules too). ``sharding="fsdp"`` (with
+    ``mesh={"data": N}``, default all devices) shards every param of ``>= fsdp_min_size`` elements and
+    its optimizer state over the data axis (``trainer.device_bytes()``; see ``.fsdp``)."""
 
     def __init__(self, model, loss_fn: Callable, optimizer, inputs, targets, *,
                  metrics: Mapping[str, Callable] | None = None, seed: int = 0, progress: bool = True,
                  precision: str = "default", keep_checkpoints: int = 3, mesh=None,
-                 param_sharding: Mapping[str, tuple] | None = None, learning_rate=None, remat=None):
+                 param_sharding: Mapping[str, tuple] | None = None, learning_rate=None, remat=None,
+                 sharding: str | None = None, fsdp_min_size: int = 1024):
         from ..api import grad
 
         optimizer = _resolve_optimizer(optimizer, learning_rate)
@@ -172,6 +175,9 @@ class Trainer:
             self._opt_state = self._opt.init(self._params)
         # mesh=None: data-parallel over all devices when there are several; None plan = one device
         from . import distributed
+        from .fsdp import resolve_fsdp
+        # sharding="fsdp": every param >= fsdp_min_size elements (and its optimizer state) over "data"
+        mesh, param_sharding = resolve_fsdp(sharding, mesh, param_sharding, self._params, fsdp_min_size)
         self._dist = distributed.resolve(mesh, param_sharding, self._params)
         if self._dist is not None:
             self._place_state()
@@ -214,6 +220,12 @@ class Trainer:
         """The live trainable params and buffers as placed on the device(s) (jax Arrays, sharded
         on a mesh): for inspecting placement (``.sharding``); ``params`` gives host copies."""
         return {**self._params, **self._buffers}
+
+    def device_bytes(self) -> dict[str, int]:
+        """``{"params": bytes, "optimizer": bytes}`` one device holds (``sharding="fsdp"`` divides both
+        by the data-axis size)."""
+        from .fsdp import per_device_bytes
+        return per_device_bytes(self)
 
     @property
     def opt_state(self):
