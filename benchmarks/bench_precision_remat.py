@@ -5,8 +5,8 @@ seq 64), loss mean(out²), adam(1e-3), batch 32 (``--batch``). Contenders, each 
 
 * ``float32``: the baseline; ``bf16-mixed``, ``fp16-mixed``: ``precision=...`` (float32 master
   weights; fp16 with dynamic loss scaling);
-* ``remat-nothing``, ``remat-dots``: ``remat={"layers.i": policy}`` (each encoder layer recomputed
-  in the backward pass).
+* ``remat-nothing``, ``remat-dots``: ``remat={"layers.i.<attn|ffn|norm1|norm2>": policy}`` (each
+  encoder sub-layer recomputed in the backward pass, one at a time).
 
 For each: the median train-step time (interleaved rounds, after compilation), the IR estimate of
 the step's peak memory (``gf.memory_report(trainer, batch=B)``) and XLA's (``arguments + outputs -
@@ -48,7 +48,9 @@ def _trainer(name: str, layers: int, d: int, ffn: int, seq: int):
     if name.endswith("-mixed"):
         kw["precision"] = name
     if name.startswith("remat-"):
-        kw["remat"] = {f"layers.{i}": name.split("-", 1)[1] for i in range(layers)}
+        # each sub-layer its own region: one is recomputed at a time in the backward pass
+        kw["remat"] = {f"layers.{i}.{part}": name.split("-", 1)[1] for i in range(layers)
+                       for part in ("attn", "ffn", "norm1", "norm2")}
     return gf.Trainer(model, lambda out: gf.mean(out * out), optax.adam(1e-3),
                       inputs=gf.TensorSpec(("batch", seq, d)), targets=[], seed=0, progress=False, **kw)
 
