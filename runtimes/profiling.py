@@ -2,6 +2,9 @@
 
 Two back ends, each measured the way that is accurate for it:
 
+Time is per run (mean over ``repeat`` runs after ``warmup``); bytes are what each unit writes
+(onnxruntime's ``output_size``; JAX: the region's results).
+
 - ``onnxruntime``: its own profiler (``SessionOptions.enable_profiling``). Every kernel event
   names the ONNX node, and graphforge's ONNX node names are ``scope/OnnxOp_N`` with
   ``doc_string = "scope @ file:line"``, so events join back to the user's code by node name
@@ -33,6 +36,7 @@ import numpy as np
 from graphforge.errors import ConfigError, InputError
 from graphforge.ir.graph import Graph
 from graphforge.ir.types import TensorSpec
+from graphforge.memory import format_bytes
 
 __all__ = ["profile", "ProfileReport", "ProfileRow"]
 
@@ -49,6 +53,7 @@ class ProfileRow:
     loc: str
     time_us: float  # mean per run
     start_us: float = 0.0  # offset inside one run (for the trace)
+    bytes: int = 0  # bytes the unit writes (onnxruntime's output_size; JAX: its results' sizes)
 
 
 @dataclass
@@ -67,17 +72,31 @@ class ProfileReport:
             a[1] += 1
         return sorted(((k, t, n) for k, (t, n) in acc.items()), key=lambda x: -x[1])
 
-    def by_scope(self, depth: int | None = None) -> list[tuple[str, float, int]]:
-        """``[(scope, microseconds, rows)]``, slowest first; ``depth`` truncates scopes to their
-        first components (``depth=1``: the model's top-level modules)."""
+    def _bytes(self, key) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.rows:
+            out[key(r)] = out.get(key(r), 0) + r.bytes
+        return out
+
+    @staticmethod
+    def _scope_key(depth):
         def key(r):
             s = r.scope or "(root)"
             return ".".join(s.split(".")[:depth]) if depth else s
-        return self._group(key)
+        return key
+
+    @staticmethod
+    def _loc_key(r):
+        return (r.loc or "(unknown)").split(";")[0]
+
+    def by_scope(self, depth: int | None = None) -> list[tuple[str, float, int]]:
+        """``[(scope, microseconds, rows)]``, slowest first; ``depth`` truncates scopes to their
+        first components (``depth=1``: the model's top-level modules)."""
+        return self._group(self._scope_key(depth))
 
     def by_location(self) -> list[tuple[str, float, int]]:
         """``[(file:line, microseconds, rows)]``, slowest first (fused nodes: their first line)."""
-        return self._group(lambda r: (r.loc or "(unknown)").split(";")[0])
+        return self._group(self._loc_key)
 
     @property
     def measured_us(self) -> float:
@@ -85,12 +104,14 @@ class ProfileReport:
 
     def table(self, by: str = "scope", top: int = 20) -> str:
         groups = self.by_location() if by == "location" else self.by_scope()
+        written = self._bytes(self._loc_key if by == "location" else self._scope_key(None))
         total = self.measured_us or 1.0
         width = max([len(by)] + [len(k) for k, _, _ in groups[:top]])
         lines = [f"profile of {self.graph_name} on {self.backend} ({self.repeat} runs; whole graph "
                  f"{self.total_ms:.3f} ms, timed units {total / 1e3:.3f} ms)",
-                 f"{by.ljust(width)}  {'time (ms)':>10}  {'share':>6}  {'units':>5}"]
-        lines += [f"{k.ljust(width)}  {t / 1e3:10.4f}  {100 * t / total:5.1f}%  {n:5d}" for k, t, n in groups[:top]]
+                 f"{by.ljust(width)}  {'time (ms)':>10}  {'share':>6}  {'units':>5}  {'written':>10}"]
+        lines += [f"{k.ljust(width)}  {t / 1e3:10.4f}  {100 * t / total:5.1f}%  {n:5d}  "
+                  f"{format_bytes(written.get(k, 0)):>10}" for k, t, n in groups[:top]]
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -99,7 +120,8 @@ class ProfileReport:
     def chrome_trace(self, path: str) -> str:
         """Write a Chrome trace-event JSON of one run (each unit a complete event)."""
         events = [{"name": r.name, "cat": r.ops, "ph": "X", "ts": r.start_us, "dur": r.time_us, "pid": 0,
-                   "tid": 0, "args": {"scope": r.scope, "loc": r.loc, "ops": r.ops}} for r in self.rows]
+                   "tid": 0, "args": {"scope": r.scope, "loc": r.loc, "ops": r.ops, "bytes": r.bytes}}
+                  for r in self.rows]
         meta = [{"name": "process_name", "ph": "M", "pid": 0, "args": {"name": f"graphforge {self.backend}"}}]
         _atomic_write(path, json.dumps({"traceEvents": meta + events, "displayTimeUnit": "ms"}))
         return path
@@ -199,14 +221,15 @@ def _profile_ort(graph: Graph, arrays, repeat: int, warmup: int) -> ProfileRepor
         name = e["name"][: -len("_kernel_time")]
         if name.startswith("fused "):  # onnxruntime's name for a node it fused others into
             name = name[len("fused "):]
-        a = acc.setdefault(name, [0.0, e.get("args", {}).get("op_name", ""), e["ts"]])
+        args = e.get("args", {})
+        a = acc.setdefault(name, [0.0, args.get("op_name", ""), e["ts"], int(args.get("output_size", 0) or 0)])
         a[0] += e["dur"]
     rows = []
     t = 0.0
-    for name, (dur, op, _) in sorted(acc.items(), key=lambda kv: kv[1][2]):
+    for name, (dur, op, _, nbytes) in sorted(acc.items(), key=lambda kv: kv[1][2]):
         match = prov.get(name) or next((prov[n] for n in names if name.startswith(n)), None)
         scope, loc, _ = match or (name.split("/")[0] if "/" in name else "(onnxruntime)", "", op)
-        rows.append(ProfileRow(name, op, scope, loc, dur / repeat, t))
+        rows.append(ProfileRow(name, op, scope, loc, dur / repeat, t, nbytes))
         t += dur / repeat
     return ProfileReport("onnxruntime", graph.name, rows, total_ms, repeat)
 
@@ -284,10 +307,12 @@ def _profile_jax(graph: Graph, arrays, env, repeat: int, warmup: int) -> Profile
             fn = jax.jit(run_region)
             args = tuple(vals[id(v)] for v in ins)
             us = max(_median_us(fn, args, repeat, warmup) - overhead, 0.0)
-            for o, r in zip(outs, fn(*args)):
+            results = fn(*args)
+            for o, r in zip(outs, results):
                 vals[id(o)] = r
             head = region[0]
             ops = ",".join(dict.fromkeys(n.op for n in region))
-            rows.append(ProfileRow(f"{head.scope or '(root)'}/{ops}", ops, head.scope, head.loc, us, t))
+            nbytes = sum(int(r.nbytes) for r in results)
+            rows.append(ProfileRow(f"{head.scope or '(root)'}/{ops}", ops, head.scope, head.loc, us, t, nbytes))
             t += us
     return ProfileReport("jax", graph.name, rows, total_ms, repeat)

@@ -39,6 +39,7 @@ def test_heavy_layer_ranks_first(backend, tmp_path):
     heavy_line = next(i for i, line in enumerate(open(__file__), 1) if "# HEAVY LINE" in line)
     assert report.by_location()[0][0] == f"test_profiling.py:{heavy_line}", report.by_location()
     assert "heavy" in str(report) and report.total_ms > 0
+    assert sum(r.bytes for r in report.rows if r.scope.startswith("heavy")) >= 256 * 2048 * 4  # its hidden layer
     trace = json.loads(open(report.chrome_trace(str(tmp_path / "trace.json"))).read())
     events = [e for e in trace["traceEvents"] if e["ph"] == "X"]
     assert events and all({"ts", "dur", "name"} <= set(e) for e in events)
