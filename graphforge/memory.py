@@ -7,6 +7,7 @@ when known (a Trainer's, or ``optimizer_slots`` float32 copies of every trainabl
 2 for Adam). Elementwise chains are counted as a back end such as XLA runs them: a result of an
 elementwise op whose every consumer is elementwise too is *fused* (never materialised) — the
 number being estimated is what a fusing compiler allocates, not what an interpreter would.
+``optimization_barrier`` results are counted as the values they pass through (no new buffer).
 
 The peak is reported with the node where it happens and, per module scope, the parameter bytes
 and the activation bytes live at the peak (by the scope of the node that produced them). Symbolic
@@ -134,20 +135,31 @@ def estimate_memory(graph: Graph, dims: dict | None = None, *, optimizer_bytes: 
     nodes = list(graph.nodes)
     position = {id(n): i for i, n in enumerate(nodes)}
     end = len(nodes)
-    outputs = {id(o) for o in graph.outputs}
+    # an optimization_barrier's results are its inputs (no new buffer): they extend the inputs' lives
+    alias: dict[int, object] = {}
+    for node in nodes:
+        if node.op == "optimization_barrier":
+            for v, o in zip(node.inputs, node.outputs):
+                alias[id(o)] = alias.get(id(v), v)
+    last_use: dict[int, int] = {}
+    for i, node in enumerate(nodes):
+        for v in node.inputs:
+            root = alias.get(id(v), v)
+            last_use[id(root)] = max(last_use.get(id(root), i), i)
+    outputs = {id(alias.get(id(o), o)) for o in graph.outputs}
     frees: dict[int, list] = {}
     for i, node in enumerate(nodes):
         for o in node.outputs:
-            if id(o) in fused:
+            if id(o) in fused or id(o) in alias:
                 continue
-            last = end if id(o) in outputs else max((position.get(id(u), i) for u, _ in o.uses), default=i)
+            last = end if id(o) in outputs else last_use.get(id(o), i)
             frees.setdefault(last, []).append(o)
     live: dict[int, tuple] = {}
     current = peak = 0
     peak_at, peak_live, timeline = "(no nodes)", {}, []
     for i, node in enumerate(nodes):
         for o in node.outputs:
-            if id(o) not in fused:
+            if id(o) not in fused and id(o) not in alias:
                 b = value_bytes(o, env)
                 live[id(o)] = (b, node.scope or "(root)")
                 current += b
