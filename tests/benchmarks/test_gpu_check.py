@@ -81,3 +81,10 @@ def test_target_table_has_the_convolution_and_overhead_rows():
     assert rows["train lenet: graphforge/PyTorch eager"]["met"] is False
     assert rows["train resnet8: graphforge/PyTorch eager"]["met"] is True
     assert "train mlp128: graphforge/PyTorch eager" not in rows
+
+
+def test_precision_remat_section_runs_tiny_and_renders():
+    rows = gpu_check._precision_rows(rounds=1, tiny=True)
+    res = {"date": "2026-01-01T00:00:00+00:00", "devices": {"jax": ["gpu:0"], "torch": ["H200"]}}
+    gpu_check._section(res, "precision_remat", lambda: rows)
+    assert "bf16-mixed" in gpu_check.format_markdown(res)
