@@ -17,10 +17,12 @@ Policies (what is *saved*, i.e. not recomputed):
 
 The recomputation reads its inputs through an ``optimization_barrier`` together with a backward
 value of the node it precedes, so neither ``cse`` nor XLA merges it back into the forward pass or
-hoists it there. ``fit_memory_budget`` picks the fewest regions to rematerialise for a peak budget.
+hoists it there. ``fit_memory_budget`` (``RematBudget`` for the Trainer) picks the fewest regions to
+rematerialise for a peak budget.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from graphforge.errors import ConfigError
@@ -28,7 +30,7 @@ from graphforge.ir.graph import Graph, Value
 from graphforge.trace.builder import Builder
 
 __all__ = ["POLICIES", "SAVED_OPS", "remat_regions", "apply_remat", "region_of", "top_level_scopes",
-           "fit_memory_budget"]
+           "fit_memory_budget", "RematBudget", "scopes_at_depth"]
 
 POLICIES = ("nothing", "dots")
 SAVED_OPS = frozenset({"matmul", "linear", "conv2d", "conv_transpose2d", "attention"})
@@ -151,33 +153,58 @@ def _remat_region(graph: Graph, builder: Builder, forward: set[int], nodes: list
     return len(recompute)
 
 
+@dataclass(frozen=True)
+class RematBudget:
+    """The "fit a memory budget" policy: ``gf.Trainer(..., remat=RematBudget(2**30, {"batch": 64}))``
+    rematerialises the fewest top-level modules (``policy`` each) whose estimated step peak — the
+    optimizer state included — fits ``bytes`` (see :func:`fit_memory_budget`)."""
+
+    bytes: int
+    dims: Mapping[str, int] = field(default_factory=dict)
+    policy: str = "nothing"
+
+
+def scopes_at_depth(graph: Graph, depth: int) -> list[str]:
+    """Every node scope cut to its first ``depth`` components, in order of first appearance."""
+    seen: dict[str, None] = {}
+    for node in graph.nodes:
+        if node.scope:
+            seen.setdefault(".".join(node.scope.split(".")[:depth]), None)
+    return list(seen)
+
+
 def fit_memory_budget(graph: Graph, budget_bytes: int, dims: Mapping[str, int] | None = None, *,
-                      policy: str = "nothing", candidates: list[str] | None = None, **grad_options):
-    """``(grad_graph, regions)``: the gradient graph of ``graph`` rematerialising the fewest
-    module scopes (``candidates``, default the top-level ones; the largest activation producers
-    first) whose estimated peak (``gf.memory_report`` with ``dims``) fits ``budget_bytes``.
-    ConfigError when even rematerialising every candidate does not fit."""
-    from graphforge.memory import estimate_memory, value_bytes
-    from graphforge.memory import _bind
+                      policy: str = "nothing", candidates: list[str] | None = None, optimizer_bytes: int = 0,
+                      **grad_options):
+    """``(grad_graph, regions)``: the gradient graph of ``graph`` (``grad_options`` as for ``gf.grad``)
+    rematerialising the fewest module scopes whose estimated peak (``gf.memory_report`` with ``dims``,
+    plus ``optimizer_bytes``) fits ``budget_bytes``: the largest activation producers first, among
+    ``candidates`` or, by default, the model's modules level by level (the top-level ones, then
+    their children, ... — one region recomputed whole cannot lower the peak below its own size).
+    ConfigError when no choice fits."""
+    from graphforge.memory import _bind, estimate_memory, value_bytes
 
     from .autodiff import grad
 
-    candidates = list(top_level_scopes(graph) if candidates is None else candidates)
     env = _bind(graph, dict(dims or {}), None)
-    size = {c: 0 for c in candidates}
-    for node in graph.nodes:
-        r = region_of(node.scope, {c: policy for c in candidates})
-        if r is not None:
-            size[r] += sum(value_bytes(o, env) for o in node.outputs)
-    order = sorted(candidates, key=lambda c: -size[c])
+    depth = max((n.scope.count(".") + 1 for n in graph.nodes if n.scope), default=0)
+    levels = [list(candidates)] if candidates is not None else [scopes_at_depth(graph, d) for d in range(1, depth + 1)]
     best = None
-    for k in range(len(order) + 1):
-        regions = {c: policy for c in order[:k]}
-        gg = grad(graph, remat=regions, **grad_options)
-        peak = estimate_memory(gg, env).peak_bytes
-        best = (gg, regions, peak)
-        if peak <= budget_bytes:
-            return gg, regions
-    raise ConfigError(f"fit_memory_budget: the estimated peak is {best[2]:,} bytes even with every candidate "
-                      f"rematerialised ({policy!r}), over the budget of {budget_bytes:,}",
+    for level in levels:
+        size = {c: 0 for c in level}
+        for node in graph.nodes:
+            r = region_of(node.scope, {c: policy for c in level})
+            if r is not None:
+                size[r] += sum(value_bytes(o, env) for o in node.outputs)
+        order = sorted(level, key=lambda c: -size[c])
+        for k in range(len(order) + 1):
+            regions = {c: policy for c in order[:k]}
+            gg = grad(graph, remat=regions, **grad_options)
+            peak = estimate_memory(gg, env, optimizer_bytes=optimizer_bytes).peak_bytes
+            if best is None or peak < best[2]:
+                best = (gg, regions, peak)
+            if peak <= budget_bytes:
+                return gg, regions
+    raise ConfigError(f"fit_memory_budget: the lowest estimated peak found is {best[2]:,} bytes "
+                      f"(rematerialising {len(best[1])} scopes, {policy!r}), over the budget of {budget_bytes:,}",
                       hint="raise the budget, use a smaller batch, or mark finer scopes")

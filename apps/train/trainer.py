@@ -125,7 +125,8 @@ class Trainer:
     mixed precision with float32 master weights (fp16 with dynamic loss scaling); ``"default"``,
     ``"high"``, ``"highest"`` are XLA's matmul precision for float32. ``remat``: rematerialise
     activations in the backward pass (``"nothing"``/``"dots"`` for every top-level module, or a
-    mapping scope -> policy; ``nn.remat(module)`` marks modules too). ``sharding="fsdp"`` (with
+    mapping scope -> policy, or ``graphforge.passes.remat.RematBudget(bytes, dims)`` for the fewest
+    top-level modules that fit a peak budget; ``nn.remat(module)`` marks modules too). ``sharding="fsdp"`` (with
     ``mesh={"data": N}``, default all devices) shards every param of ``>= fsdp_min_size`` elements and
     its optimizer state over the data axis (``trainer.device_bytes()``; see ``.fsdp``)."""
 
@@ -158,11 +159,23 @@ class Trainer:
         # fp16: the loss's cotangent seed is the loss scale (an input ``d_output`` of the grad graph)
         self._loss_scaled = mp is not None and mp.scaled
         # remat: a policy for every top-level module, or scope -> policy (besides nn.remat marks)
-        self.grad_graph = grad(self.train_graph, wrt="params", keep_outputs=True, cotangent_input=self._loss_scaled,
-                               remat=remat)
         if self._loss_scaled:
             optimizer = _dynamic_loss_scale(optimizer, mp)
         self._opt = optimizer
+        from graphforge.passes.remat import RematBudget, fit_memory_budget
+        self.remat_regions = None
+        if isinstance(remat, RematBudget):  # the fewest regions whose step peak fits the budget
+            import jax
+            shapes = {n: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype)
+                      for n, a in self.train_graph.params.items() if n in self.train_graph.trainable_names}
+            opt_bytes = sum(int(np.prod(l.shape)) * np.dtype(l.dtype).itemsize
+                            for l in jax.tree_util.tree_leaves(jax.eval_shape(optimizer.init, shapes)))
+            self.grad_graph, self.remat_regions = fit_memory_budget(
+                self.train_graph, remat.bytes, remat.dims, policy=remat.policy, optimizer_bytes=opt_bytes,
+                wrt="params", keep_outputs=True, cotangent_input=self._loss_scaled)
+        else:
+            self.grad_graph = grad(self.train_graph, wrt="params", keep_outputs=True,
+                                   cotangent_input=self._loss_scaled, remat=remat)
         self.trainable = list(self.train_graph.trainable_names)
         self.buffers = [n[len("update:"):] for n in self.train_graph.output_names if n.startswith("update:")]
         self._names = [v.name for v in self.train_graph.inputs]

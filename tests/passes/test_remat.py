@@ -116,3 +116,19 @@ def test_bad_policies_are_config_errors():
         nn.remat(Block(4), "everything")
     with pytest.raises(ConfigError):
         gf.grad(_trace(), remat={"blocks.0": "some"})
+
+
+def test_trainer_remat_budget_fits_the_estimated_step_peak():
+    from graphforge.passes.remat import RematBudget
+
+    def trainer(remat=None):
+        return gf.Trainer(Net(), loss_fn=lambda out: out, optimizer=optax.adam(1e-3),
+                          inputs=[gf.TensorSpec(("batch", 32))], targets=[], progress=False, remat=remat)
+
+    full = gf.memory_report(trainer(), batch=1024).peak_bytes
+    budget = int(full * 0.8)
+    t = trainer(RematBudget(budget, {"batch": 1024}))
+    assert t.remat_regions and gf.memory_report(t, batch=1024).peak_bytes <= budget
+    x = X[:16]
+    np.testing.assert_allclose(float(t.train_step(x, [])["loss"]), float(trainer().train_step(x, [])["loss"]),
+                               rtol=1e-6)
