@@ -23,12 +23,13 @@ import numpy as np
 from graphforge import dtypes as _dt
 from graphforge.errors import ConfigError
 from graphforge.ir.graph import Graph, Value
+from graphforge.ir.types import TensorType
 from graphforge.ops.precision import FLOAT32, HALF, precision_class
 from graphforge.trace.builder import Builder
 
 from .registry import register_pass
 
-__all__ = ["mixed_precision", "half_precision", "HALF_DTYPES"]
+__all__ = ["mixed_precision", "half_precision", "mixed_precision_pass", "HALF_DTYPES"]
 
 HALF_DTYPES = ("float16", "bfloat16")
 
@@ -119,7 +120,6 @@ def half_precision(graph: Graph, dtype: str = "float16") -> Graph:
         array = g.params.get(name)
         # a param Value's type is fixed: a fresh half param takes over its name
         g.remove_param(name)
-        from graphforge.ir.types import TensorType
         new = g.add_param(name, TensorType(value.type.shape, half),
                           None if array is None else np.asarray(array).astype(np_half), value.kind)
         for node in users:

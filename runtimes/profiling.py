@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from graphforge.errors import ConfigError, InputError
+from graphforge.errors import ConfigError
 from graphforge.ir.graph import Graph
 from graphforge.ir.types import TensorSpec
 from graphforge.memory import format_bytes

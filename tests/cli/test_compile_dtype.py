@@ -1,13 +1,10 @@
 """``graphforge compile --dtype float16|bfloat16``: a half-precision ONNX file onnxruntime runs."""
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import onnx
 import pytest
 
-import graphforge as gf
 from cli_helpers import SMALL_MODEL, write
 
 

@@ -1,10 +1,7 @@
 """``graphforge profile FILE.py``: the sorted tables, trace.json and profile.png; typed errors."""
 from __future__ import annotations
 
-import io
 import json
-import os
-import sys
 
 import pytest
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import re
 
-import pytest
 
 DOC = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "training.md")
 SECTIONS = ("## Mixed precision", "## Memory: `gf.memory_report`", "## Rematerialisation: `nn.remat`, `gf.checkpoint`",
