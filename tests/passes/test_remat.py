@@ -132,3 +132,15 @@ def test_trainer_remat_budget_fits_the_estimated_step_peak():
     x = X[:16]
     np.testing.assert_allclose(float(t.train_step(x, [])["loss"]), float(trainer().train_step(x, [])["loss"]),
                                rtol=1e-6)
+
+
+def test_remat_composes_with_mixed_precision():
+    def trainer(**kw):
+        return gf.Trainer(Net(), loss_fn=lambda out: out, optimizer=optax.adam(1e-3),
+                          inputs=[gf.TensorSpec(("batch", 32))], targets=[], progress=False, precision="bf16-mixed",
+                          **kw)
+
+    a, b = trainer(), trainer(remat={f"blocks.{i}": "nothing" for i in range(4)})
+    for _ in range(2):
+        assert float(a.train_step(X, [])["loss"]) == float(b.train_step(X, [])["loss"])
+    assert gf.memory_report(b, batch=1024).peak_bytes < 0.7 * gf.memory_report(a, batch=1024).peak_bytes
