@@ -12,6 +12,8 @@ still run):
    on onnxruntime's CUDA execution provider (skipped with a reason when ORT has no CUDA provider).
 4. ``memory``: peak device memory of one train step per case (XLA's memory analysis of graphforge's
    compiled step; torch's ``max_memory_allocated`` over one step).
+5. ``precision_remat``: ``precision="bf16-mixed"``/``"fp16-mixed"`` and remat policies on the benchmark
+   Transformer (``benchmarks/bench_precision_remat.py``): step time, estimated and XLA-reported peak.
 
 It writes ``gpu_check.json`` (everything, with the machine and the date) and ``gpu_check.md`` (tables
 for docs/benchmarks.md) into ``--out`` (default ``benchmarks/gpu_results/``). On a machine without a
@@ -271,7 +273,20 @@ def run_check(cases=CASES, rounds: int = 7) -> dict:
     _section(out, "train_bf16", lambda: _train_rows(cases, rounds, bf16=True))
     _section(out, "onnx", lambda: _onnx_rows(rounds))
     _section(out, "memory", lambda: _memory_rows(cases))
+    _section(out, "precision_remat", lambda: _precision_rows(rounds))
     return out
+
+
+def _precision_rows(rounds: int, tiny: bool = False) -> list[dict]:
+    """precision="bf16-mixed"/"fp16-mixed" and remat policies on the benchmark Transformer: step time,
+    the IR's and XLA's peak (``benchmarks/bench_precision_remat.py`` on this machine's device)."""
+    from benchmarks.bench_precision_remat import measure
+
+    rows = measure(rounds=rounds, tiny=tiny)
+    for r in rows:
+        print(f"  {r['contender']:14s} {r['step_ms']:.3f} ms (x{r['time_ratio']:.2f})  XLA peak "
+              f"{r['xla_peak_bytes'] / 2 ** 20:.1f} MiB (x{r['xla_peak_ratio']:.2f})", flush=True)
+    return rows
 
 
 def format_markdown(res: dict) -> str:
@@ -309,6 +324,15 @@ def format_markdown(res: dict) -> str:
         for r in sec["rows"]:
             mib = [f"{b / 2 ** 20:.1f}" if b is not None else "-" for b in (r["jax_peak_bytes"], r["torch_peak_bytes"])]
             lines.append(f"| {r['case']} | {mib[0]} | {mib[1]} |")
+    else:
+        lines.append(f"failed: `{sec.get('error')}`")
+    sec = res.get("precision_remat", {})
+    lines += ["", "#### Mixed precision and remat (Transformer, gf.Trainer)", ""]
+    if sec.get("ok"):
+        lines += ["| contender | step ms | x f32 | est. peak x f32 | XLA peak MiB | x f32 |", "|---|---:|---:|---:|---:|---:|"]
+        for r in sec["rows"]:
+            lines.append(f"| {r['contender']} | {r['step_ms']:.3f} | {r['time_ratio']:.2f} | {r['est_peak_ratio']:.2f} | "
+                         f"{r['xla_peak_bytes'] / 2 ** 20:.1f} | {r['xla_peak_ratio']:.2f} |")
     else:
         lines.append(f"failed: `{sec.get('error')}`")
     return "\n".join(lines) + "\n"

@@ -39,6 +39,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # the train-step cases whose target is "no slower than either peer" (issue 21)
 CONV_CASES = ("lenet", "resnet8")
 STEPS = ("train", "inference", "export", "scaling", "flops", "ort", "scan_onnx", "rnn")
+STEPS += ("precision",)  # issue 17: mixed precision and remat (bench_precision_remat.py)
 TARGETS = {"train_ratio_max": 1.05, "mlp128_ratio_max": 1.02, "conv_ratio_max": 1.0, "inference_ratio_max": 1.0, "export_speedup_min": 10.0,
            "scaling_100k_s_max": 10.0, "scaling_flatness_max": 2.0, "ort_ratio_max": 1.0}
 # issue 16: the LSTM step (benchmarks/bench_lstm.py)
@@ -133,6 +134,10 @@ def run_all(steps, tmp: str, *, quick: bool = False, tiny: bool = False, in_proc
     if "quantize" in steps:
         out["quantize"] = step("quantization vs onnxruntime's quantizer", "bench_quantize",
                                [*rounds] + (["--tiny"] if tiny else []), "quantize", os.path.join(tmp, "quantize.json")) or []
+    if "precision" in steps:
+        out["precision_remat"] = step("mixed precision and remat (transformer)", "bench_precision_remat",
+                                      [*rounds] + (["--tiny"] if tiny else []), "precision_remat",
+                                      os.path.join(tmp, "precision.json")) or []
     # the serving and distributed benchmarks belong to other owners: run them only when asked
     for flag, module, key in ((serve, "bench_serve", "serve"), (distributed, "bench_distributed", "distributed")):
         if flag and os.path.exists(os.path.join(HERE, module + ".py")):

@@ -12,6 +12,7 @@ and lower it to JAX/XLA or ONNX/onnxruntime::
 """
 from . import errors, ops
 from .api import from_onnx, grad, optimize, run, save_onnx, to_onnx
+from .api import memory_report, profile
 from .errors import *  # noqa: F401,F403
 from .ir import Graph, Node, TensorSpec, TensorType, Value, parse
 from .ops import *  # noqa: F401,F403
@@ -19,6 +20,7 @@ from .params_io import load_params, save_params
 from .summary import summary
 from .trace import Tensor, trace
 from . import nn  # noqa: E402  (nn builds on ops and trace)
+from .nn.remat import checkpoint  # noqa: E402
 
 from .version import __version__  # noqa: E402
 
@@ -38,7 +40,7 @@ def __dir__():
 
 __all__ = (["errors", "ops", "nn", "from_onnx", "grad", "optimize", "save_onnx", "to_onnx", "Graph", "Node", "TensorSpec",
             "TensorType", "Value", "parse", "Trainer", "plot_history", "callbacks", "load_params", "save_params", "run", "summary", "Tensor", "trace",
-            "__version__"] + errors.__all__ + [n for n in ops.__all__ if n not in ("registry",)])
+            "__version__", "memory_report", "checkpoint", "profile"] + errors.__all__ + [n for n in ops.__all__ if n not in ("registry",)])
 
 from .api import quantize  # noqa: E402  (post-training quantization, QDQ)
 __all__ += ["quantize"]

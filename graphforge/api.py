@@ -8,7 +8,7 @@ import numpy as np
 
 from .ir.graph import Graph
 
-__all__ = ["run", "optimize", "grad", "to_onnx", "save_onnx", "from_onnx",
+__all__ = ["run", "optimize", "grad", "to_onnx", "save_onnx", "from_onnx", "memory_report", "profile",
            "TrainingModeExportWarning"]
 
 
@@ -107,3 +107,30 @@ def quantize(graph, calibration=None, mode: str = "int8-static", *, method: str 
     if mode == "int4-weight":
         return _q.quantize_weights_int4(graph, block_size=block_size)
     raise ConfigError(f"unknown quantization mode {mode!r}; choose one of {', '.join(QUANTIZE_MODES)}")
+def memory_report(graph_or_trainer, *, optimizer_slots: int = 0, **dims):
+    """Peak-memory estimate (``graphforge.memory.MemoryReport``; ``print`` it for the per-scope
+    table) of a Graph, a traced model's graph, or a ``gf.Trainer``'s train step (its gradient graph,
+    params and live optax state). Bind symbolic dims by name: ``gf.memory_report(g, batch=128)``.
+    ``optimizer_slots`` (for a Graph): float32 copies of each trainable parameter the optimizer
+    keeps (Adam: 2)."""
+    from .memory import estimate_memory
+
+    grad_graph = getattr(graph_or_trainer, "grad_graph", None)
+    if grad_graph is not None:  # a gf.Trainer: what one train step holds
+        import jax
+
+        leaves = jax.tree_util.tree_leaves(graph_or_trainer.opt_state)
+        opt = sum(int(getattr(l, "nbytes", 0)) for l in leaves)
+        return estimate_memory(grad_graph, dims, optimizer_bytes=opt)
+    from .runtime import require_graph
+
+    return estimate_memory(require_graph(graph_or_trainer, "gf.memory_report"), dims, optimizer_slots=optimizer_slots)
+
+
+def profile(model_or_graph, inputs, backend: str = "jax", **options):
+    """Time one forward run per node, rolled up per module scope and per user ``file:line``
+    (``graphforge.runtimes.profiling.ProfileReport``: ``print`` it, ``.chrome_trace(path)``,
+    ``.plot(path)``). ``backend``: ``"jax"`` (timed regions) or ``"onnxruntime"`` (its profiler)."""
+    from graphforge.runtimes.profiling import profile as _profile
+
+    return _profile(model_or_graph, inputs, backend, **options)

@@ -1,6 +1,8 @@
-"""``gf.summary(graph)``: a Keras/torchinfo-style table per module scope."""
+"""``gf.summary(graph)``: a Keras/torchinfo-style table per module scope (with the activation memory
+live at the estimated peak, :mod:`graphforge.memory`)."""
 from __future__ import annotations
 
+from .errors import GraphforgeError
 from .ir.dims import dim_symbols
 from .ir.graph import Graph
 from .ir.types import TensorType
@@ -68,12 +70,21 @@ def summary(graph: Graph, print_fn=print) -> str:
         for v in node.inputs:
             if v.kind in ("param", "buffer"):
                 row["params"].add(v.name)
-    header = ("Scope", "Ops", "Output", "Params", "FLOPs")
+    # memory: liveness estimate for one example (every symbolic dim bound to 1), see gf.memory_report
+    from .memory import estimate_memory, format_bytes
+
+    try:
+        mem = estimate_memory(graph, default_dim=1)
+    except GraphforgeError:  # a dim expression that has no size at 1 (e.g. seq-2): no estimate
+        mem = None
+    header = ("Scope", "Ops", "Output", "Act. mem", "Params", "FLOPs")
     table = []
     for scope, row in rows.items():
         ops = sorted(set(row["ops"]), key=row["ops"].index)
         nparams = sum(_numel(graph.param_values[n].type) for n in row["params"] if graph.param_values[n].kind == "param")
-        table.append((scope, ",".join(ops)[:32], str(row["out"]), f"{nparams:,}", f"{row['flops']:,}"))
+        act = mem.by_scope.get(scope, {}).get("activations", 0) if mem is not None else 0
+        table.append((scope, ",".join(ops)[:32], str(row["out"]), format_bytes(act), f"{nparams:,}",
+                      f"{row['flops']:,}"))
     widths = [max(len(h), *(len(r[i]) for r in table)) if table else len(h) for i, h in enumerate(header)]
     line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
     rule = "-" * len(line)
@@ -83,6 +94,10 @@ def summary(graph: Graph, print_fn=print) -> str:
     other = sum(_numel(v.type) for v in graph.param_values.values() if v.kind != "param")
     out += [rule, f"Trainable params: {trainable:,}   Non-trainable: {other:,}   "
                   f"FLOPs per example: {graph_flops(graph):,}   Nodes: {len(graph.nodes)}"]
+    if mem is not None:
+        out.append(f"Estimated peak memory (inference, one example): {format_bytes(mem.peak_bytes)} = params "
+                   f"{format_bytes(mem.param_bytes)} + inputs {format_bytes(mem.input_bytes)} + activations "
+                   f"{format_bytes(mem.activation_peak_bytes)} (gf.memory_report for a batch or a Trainer)")
     text = "\n".join(out)
     if print_fn is not None:
         print_fn(text)

@@ -15,3 +15,4 @@ from . import hoist  # noqa: F401,E402  (loop-invariant code motion out of scan/
 __all__ = ["DEFAULT_PIPELINE", "MAX_ITERATIONS", "PIPELINES", "PassManager", "PassRecord", "PassReport",
            "get_pass", "list_passes", "optimize", "parse_pipeline", "register_pass", "PassInfo", "pass_info"]
 from . import quantize  # noqa: F401,E402  (post-training quantization passes)
+from . import mixed_precision  # noqa: F401,E402  (registers the mixed_precision pass)

@@ -76,7 +76,7 @@ def _zeros(builder: Builder, value: Value) -> Value:
 
 
 def grad(graph: Graph, wrt="params", output: int = 0, *, keep_outputs: bool = False,
-         cotangent_input: bool = False, optimize: bool | str = True) -> Graph:
+         cotangent_input: bool = False, optimize: bool | str = True, remat=None) -> Graph:
     """Differentiate ``graph.outputs[output]`` with respect to ``wrt`` (``"params"`` for every trainable
     parameter, or a list of input/parameter names).
 
@@ -87,7 +87,11 @@ def grad(graph: Graph, wrt="params", output: int = 0, *, keep_outputs: bool = Fa
     ``optimize`` (default True) runs the default pass pipeline on the result (CSE of forward
     recomputations, DCE of unused cotangents, folding, fusion); a pipeline string runs that one
     instead and False returns the raw gradient graph. The outputs — their number, order, names and
-    values — are the same either way."""
+    values — are the same either way.
+
+    ``remat`` (a policy for every top-level module, or scope -> policy; added to the scopes
+    ``nn.remat``/``gf.checkpoint`` marked) recomputes those regions' activations in the backward
+    pass instead of keeping them (:mod:`graphforge.passes.remat`)."""
     if not 0 <= output < len(graph.outputs):
         raise GraphforgeError(f"gf.grad: output {output} does not exist (graph has {len(graph.outputs)} outputs)")
     g = graph.copy()
@@ -100,6 +104,9 @@ def grad(graph: Graph, wrt="params", output: int = 0, *, keep_outputs: bool = Fa
         raise ShapeError(f"gf.grad: output {target_name!r} has shape {target.type}, not a scalar",
                          hint="reduce it to a scalar loss (e.g. .mean()), or pass cotangent_input=True for a VJP")
     wrt_values = _resolve_wrt(g, wrt)
+    from .remat import apply_remat, remat_regions
+    regions = remat_regions(g, remat)
+    forward = {id(n) for n in g.nodes} if regions else set()
     builder = Builder(g, capture_locations=False)
     cotangents: dict[int, Value] = {}
     with builder.activate():
@@ -164,6 +171,7 @@ def grad(graph: Graph, wrt="params", output: int = 0, *, keep_outputs: bool = Fa
                 names.append(n)
     g.set_outputs(outputs, names)
     g.name = f"{graph.name}_grad"
+    apply_remat(g, forward, regions)  # a hook: the logic is in passes/remat.py
     if optimize:
         from graphforge.passes import optimize as run_pipeline
         g = run_pipeline(g, "default" if optimize is True else optimize)

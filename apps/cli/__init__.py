@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "optimize": "optimize",
     "serve": "serve",
     "bench": "bench",
+    "profile": "profile",
 }
 
 

@@ -6,6 +6,9 @@ The file declares the model and its inputs by the model-file convention (docs/cl
 onnxruntime and the graph on the reference back end on random inputs (and the file's
 ``sample_inputs``); on a mismatch it names the first diverging node, its scope and source line.
 
+``--dtype float16|bfloat16`` exports a half-precision model (``half_precision`` pass: half weights
+and compute, float32 reductions/softmax/norms; inputs and outputs keep their types).
+
 ``--weights W`` exports trained weights instead of the model's initial ones: ``W`` is a
 ``.safetensors``/``.npz`` file (e.g. ``gf.save_params``, a PyTorch state dict) or a checkpoint
 directory of ``graphforge train --checkpoint-dir`` / ``Trainer.save_checkpoint`` (its newest
@@ -82,6 +85,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                              "SkipLayerNormalization, BiasGelu/FastGelu) where they apply")
     target.add_argument("--portable", action="store_true",
                         help="standard ONNX only, runnable by any ONNX runtime (the default)")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
+                   help="compute and weight precision of the exported model: float16/bfloat16 store the "
+                        "weights in that type and compute in it, except reductions, softmax and norms "
+                        "(float32, per the op precision policy); inputs and outputs keep their types")
     p.set_defaults(command="compile")
     return p
 
@@ -492,6 +499,10 @@ def _compile(args, out=None) -> int:
     t0 = time.perf_counter()
     graph = gf.optimize(traced, args.passes, report=out if args.report else False, print_after=print_after or None,
                         stream=out)
+    dtype = getattr(args, "dtype", "float32") or "float32"
+    if dtype != "float32":
+        from graphforge.passes.mixed_precision import half_precision
+        graph = half_precision(graph, dtype)
     t_opt = time.perf_counter() - t0
     if getattr(args, "quantize", None):
         graph = _quantize(graph, args, out)
@@ -541,6 +552,8 @@ def _compile(args, out=None) -> int:
         f"  parameters  {count:,} ({_size(pbytes)})",
         f"  FLOPs       {flops:,}" + (" per example (symbolic dims = 1)" if has_symbols else ""),
         f"  opset       {opset}",
+        *([f"  dtype       {dtype} (weights and compute; float32 for reductions, softmax, norms)"]
+          if dtype != "float32" else []),
         f"  output      {args.output} ({_size(nbytes)})",
     ]
     if args.verify:

@@ -10,7 +10,9 @@ Train-file convention (plain module-level names; the file is executed as a scrip
 * ``data()``      returns ``(x, y)`` or ``(x, y, x_val, y_val)`` (NumPy arrays, or lists of arrays)
 * optional: ``metrics`` (name → fn like ``nn.functional.accuracy``), ``batch_size`` (32), ``epochs`` (1),
   ``seed`` (0), ``mesh`` (``{"data": 4, "model": 2}``; default: data-parallel over all visible devices),
-  ``param_sharding`` (glob → PartitionSpec entries, e.g. ``{"*.ffn.fc1.weight": ("model", None)}``)
+  ``param_sharding`` (glob → PartitionSpec entries, e.g. ``{"*.ffn.fc1.weight": ("model", None)}``),
+  ``precision`` (``"bf16-mixed"``, ``"fp16-mixed"``…), ``remat`` (``"nothing"``/``"dots"`` or scope → policy),
+  ``sharding`` (``"fsdp"``); ``--precision``, ``--remat``, ``--sharding`` override them
 
 ``--export OUT.onnx`` writes the trained model (eval mode, default pass pipeline) as ONNX after
 training, ready for onnxruntime or ``graphforge serve``; ``--epochs`` overrides ``epochs``; ``--checkpoint-dir D`` writes a checkpoint after every epoch;
@@ -46,6 +48,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--export", default=None, metavar="OUT.onnx",
                    help="write the trained model as ONNX here (eval mode, default passes)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--precision", default=None, metavar="P",
+                   help="bf16-mixed or fp16-mixed (mixed precision), or default/high/highest (overrides the file's `precision`)")
+    p.add_argument("--remat", default=None, choices=("nothing", "dots"),
+                   help="rematerialise every top-level module's activations with this policy (overrides `remat`)")
+    p.add_argument("--sharding", default=None, choices=("fsdp",),
+                   help="fsdp: shard params and optimizer state over the data axis (overrides `sharding`)")
     p.add_argument("--mesh", default=None, metavar="AXIS=N,...",
                    help="device mesh, e.g. data=4,model=2 (default: the file's `mesh`, else data-parallel over "
                         "all visible devices)")
@@ -146,7 +154,9 @@ def run(args) -> int:
         trainer = _call_user("tracing the model and loss", lambda: gf.Trainer(
             model, loss_fn=ns["loss"], optimizer=opt, inputs=ns["inputs"], targets=ns["targets"],
             metrics=ns.get("metrics"), seed=ns.get("seed", 0), progress=not args.quiet,
-            mesh=mesh, param_sharding=ns.get("param_sharding")), args.file, only_if_in_file=True)
+            mesh=mesh, param_sharding=ns.get("param_sharding"),
+            precision=args.precision or ns.get("precision", "default"), remat=args.remat or ns.get("remat"),
+            sharding=args.sharding or ns.get("sharding")), args.file, only_if_in_file=True)
         data = _call_user("data()", ns["data"], args.file)
         x, y = data[0], data[1]
         val = (data[2], data[3]) if len(data) >= 4 else None

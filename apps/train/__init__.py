@@ -10,3 +10,6 @@ from .multi import MultiTrainer, Task
 from .trainer import Trainer, plot_history
 
 __all__ = ["Trainer", "plot_history", "callbacks", "MultiTrainer", "Task"]
+from .precision import MixedPrecision  # noqa: E402  (Trainer(precision=MixedPrecision(...)))
+
+__all__ += ["MixedPrecision"]

@@ -35,6 +35,8 @@ from .optimizers import OPTIMIZER_DEFAULTS
 from .optimizers import learning_rate as _learning_rate
 from .optimizers import resolve_optimizer as _resolve_optimizer
 from .plot import plot_history
+from .precision import dynamic_loss_scale as _dynamic_loss_scale
+from .precision import resolve_precision as _resolve_precision
 from . import checkpoint as _ckpt
 from .distributed import RowView
 
@@ -117,12 +119,22 @@ class Trainer:
 
     ``mesh`` (None: data-parallel over all visible devices when there are several; a
     ``jax.sharding.Mesh`` or ``{"data": 4, "model": 2}``) and ``param_sharding`` (glob -> PartitionSpec
-    entries; None: ``distributed.DEFAULT_PARAM_RULES``) scale the step out; see docs/distributed.md."""
+    entries; None: ``distributed.DEFAULT_PARAM_RULES``) scale the step out; see docs/distributed.md.
+
+    ``precision``: ``"bf16-mixed"``/``"fp16-mixed"`` (or a ``graphforge.train.MixedPrecision``) train in
+    mixed precision with float32 master weights (fp16 with dynamic loss scaling); ``"default"``,
+    ``"high"``, ``"highest"`` are XLA's matmul precision for float32. ``remat``: rematerialise
+    activations in the backward pass (``"nothing"``/``"dots"`` for every top-level module, or a
+    mapping scope -> policy, or ``graphforge.passes.remat.RematBudget(bytes, dims)`` for the fewest
+    top-level modules that fit a peak budget; ``nn.remat(module)`` marks modules too). ``sharding="fsdp"`` (with
+    ``mesh={"data": N}``, default all devices) shards every param of ``>= fsdp_min_size`` elements and
+    its optimizer state over the data axis (``trainer.device_bytes()``; see ``.fsdp``)."""
 
     def __init__(self, model, loss_fn: Callable, optimizer, inputs, targets, *,
                  metrics: Mapping[str, Callable] | None = None, seed: int = 0, progress: bool = True,
                  precision: str = "default", keep_checkpoints: int = 3, mesh=None,
-                 param_sharding: Mapping[str, tuple] | None = None, learning_rate=None):
+                 param_sharding: Mapping[str, tuple] | None = None, learning_rate=None, remat=None,
+                 sharding: str | None = None, fsdp_min_size: int = 1024):
         from ..api import grad
 
         optimizer = _resolve_optimizer(optimizer, learning_rate)
@@ -134,10 +146,36 @@ class Trainer:
             raise InputError("gf.Trainer needs inputs=[gf.TensorSpec(...)] describing the model inputs")
         self.metrics = dict(metrics or {})
         self.seed, self.progress, self.precision, self.keep_checkpoints = seed, progress, precision, keep_checkpoints
+        # precision: an XLA matmul precision, or mixed precision (a policy; see .precision)
+        self._matmul_precision, self.mixed_precision = _resolve_precision(precision)
         self.train_graph = _with_loss(model, self.input_specs, self.target_specs, loss_fn, self.metrics, seed, True)
         self.eval_graph = _with_loss(model, self.input_specs, self.target_specs, loss_fn, self.metrics, seed, False)
         self.graph = trace(model, *self.input_specs, seed=seed, training=False)
-        self.grad_graph = grad(self.train_graph, wrt="params", keep_outputs=True)
+        mp = self.mixed_precision
+        if mp is not None:
+            from graphforge.passes.mixed_precision import mixed_precision
+            self.train_graph = mixed_precision(self.train_graph, mp.dtype)
+            self.eval_graph = mixed_precision(self.eval_graph, mp.dtype)
+        # fp16: the loss's cotangent seed is the loss scale (an input ``d_output`` of the grad graph)
+        self._loss_scaled = mp is not None and mp.scaled
+        # remat: a policy for every top-level module, or scope -> policy (besides nn.remat marks)
+        if self._loss_scaled:
+            optimizer = _dynamic_loss_scale(optimizer, mp)
+        self._opt = optimizer
+        from graphforge.passes.remat import RematBudget, fit_memory_budget
+        self.remat_regions = None
+        if isinstance(remat, RematBudget):  # the fewest regions whose step peak fits the budget
+            import jax
+            shapes = {n: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype)
+                      for n, a in self.train_graph.params.items() if n in self.train_graph.trainable_names}
+            opt_bytes = sum(int(np.prod(l.shape)) * np.dtype(l.dtype).itemsize
+                            for l in jax.tree_util.tree_leaves(jax.eval_shape(optimizer.init, shapes)))
+            self.grad_graph, self.remat_regions = fit_memory_budget(
+                self.train_graph, remat.bytes, remat.dims, policy=remat.policy, optimizer_bytes=opt_bytes,
+                wrt="params", keep_outputs=True, cotangent_input=self._loss_scaled)
+        else:
+            self.grad_graph = grad(self.train_graph, wrt="params", keep_outputs=True,
+                                   cotangent_input=self._loss_scaled, remat=remat)
         self.trainable = list(self.train_graph.trainable_names)
         self.buffers = [n[len("update:"):] for n in self.train_graph.output_names if n.startswith("update:")]
         self._names = [v.name for v in self.train_graph.inputs]
@@ -147,9 +185,12 @@ class Trainer:
         with x64():
             self._params = {n: jnp.asarray(self.train_graph.params[n]) for n in self.trainable}
             self._buffers = {n: jnp.asarray(self.train_graph.params[n]) for n in self.buffers}
-            self._opt_state = optimizer.init(self._params)
+            self._opt_state = self._opt.init(self._params)
         # mesh=None: data-parallel over all devices when there are several; None plan = one device
         from . import distributed
+        from .fsdp import resolve_fsdp
+        # sharding="fsdp": every param >= fsdp_min_size elements (and its optimizer state) over "data"
+        mesh, param_sharding = resolve_fsdp(sharding, mesh, param_sharding, self._params, fsdp_min_size)
         self._dist = distributed.resolve(mesh, param_sharding, self._params)
         if self._dist is not None:
             self._place_state()
@@ -192,6 +233,12 @@ class Trainer:
         """The live trainable params and buffers as placed on the device(s) (jax Arrays, sharded
         on a mesh): for inspecting placement (``.sharding``); ``params`` gives host copies."""
         return {**self._params, **self._buffers}
+
+    def device_bytes(self) -> dict[str, int]:
+        """``{"params": bytes, "optimizer": bytes}`` one device holds (``sharding="fsdp"`` divides both
+        by the data-axis size)."""
+        from .fsdp import per_device_bytes
+        return per_device_bytes(self)
 
     @property
     def opt_state(self):
@@ -257,23 +304,31 @@ class Trainer:
         key = signature(bound)
         fn = self._steps.get(key)
         if fn is None:
-            fwd = lower(self.grad_graph, env, precision=self.precision)
+            fwd = lower(self.grad_graph, env, precision=self._matmul_precision)
             names = self.grad_graph.output_names
             gi = {n[len("grad:"):]: i for i, n in enumerate(names) if n.startswith("grad:")}
             mi = [(m, names.index(m)) for m in self.metrics]
             ui = {b: names.index("update:" + b) for b in self.buffers}
-            opt = self.optimizer
+            opt = self._opt
+            scaled = self._loss_scaled
 
             def step(params, buffers, opt_state, inputs):
+                if scaled:  # fp16: backward from loss * scale; the optimizer wrapper unscales
+                    inputs = tuple(inputs) + (opt_state.scale,)
                 outs = fwd({**params, **buffers}, inputs)
                 grads = {n: outs[gi[n]] for n in params}
-                updates, opt_state = opt.update(grads, opt_state, params)
+                updates, new_state = opt.update(grads, opt_state, params)
                 params = optax.apply_updates(params, updates)
                 buffers = {b: outs[ui[b]] for b in buffers}
                 logs = {m: outs[i] for m, i in mi}
                 # the history's grad norm and learning rate come out of the same jitted step (one
                 # fused reduction; no extra dispatch or transfer per step)
                 logs["grad_norm"] = optax.tree.norm(grads)
+                if scaled:
+                    logs["grad_norm"] = logs["grad_norm"] / opt_state.scale
+                    logs["loss_scale"] = opt_state.scale
+                    logs["skipped_steps"] = new_state.skipped.astype("float32")
+                opt_state = new_state
                 lr = _learning_rate(opt_state)
                 if lr is not None:
                     logs["lr"] = lr
@@ -294,7 +349,7 @@ class Trainer:
         key = (id(graph), signature(bound))
         fn = self._evals.get(key)
         if fn is None:
-            fn = lower(graph, env, precision=self.precision)
+            fn = lower(graph, env, precision=self._matmul_precision)
             fn = jax.jit(fn) if self._dist is None else self._dist.jit_eval(
                 fn, {**self._params, **self._buffers}, [b.shape for b in bound])
             self._evals[key] = fn

@@ -434,6 +434,9 @@ class Graph:
         # keeps live copies of the weights elsewhere (a gf.Trainer, on the device) stays in sync.
         # Not copied by copy(): a copy has no owner.
         self.params_loaded_listeners: list = []
+        # Module scopes to rematerialise in the backward pass (scope -> policy, see passes/remat.py),
+        # marked by nn.remat / gf.checkpoint while tracing; copied by copy(), not printed.
+        self.remat_scopes: dict[str, str] = {}
 
     # ---- construction -------------------------------------------------------------------
     def _check_name(self, name) -> None:
@@ -620,6 +623,7 @@ class Graph:
             mapping[id(v)] = new.add_param(name, v.type, self.params.get(name), v.kind)
         _copy_block(self.body, new.body, mapping)
         new.set_outputs([mapping[id(o)] for o in self.outputs], list(self.output_names))
+        new.remat_scopes = dict(self.remat_scopes)
         return new
 
     # ---- analyses and printing ----------------------------------------------------------

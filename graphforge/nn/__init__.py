@@ -34,3 +34,6 @@ from .generation import *  # noqa: F401,F403,E402
 from .generation import __all__ as _generation_all  # noqa: E402
 
 __all__ += list(_generation_all)
+from .remat import checkpoint as _checkpoint, remat  # noqa: E402  (rematerialisation marks)
+
+__all__ += ["remat"]

@@ -20,3 +20,4 @@ from .random import *  # noqa: F401,F403,E402
 
 __all__ += random.__all__
 from . import quantize  # noqa: E402  (quantized ops; names stay in graphforge.ops.quantize)
+from . import barrier  # noqa: E402,F401  (optimization_barrier, for rematerialisation)

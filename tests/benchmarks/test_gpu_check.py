@@ -81,3 +81,16 @@ def test_target_table_has_the_convolution_and_overhead_rows():
     assert rows["train lenet: graphforge/PyTorch eager"]["met"] is False
     assert rows["train resnet8: graphforge/PyTorch eager"]["met"] is True
     assert "train mlp128: graphforge/PyTorch eager" not in rows
+
+
+def test_precision_remat_section_renders(monkeypatch):
+    # the measurement itself is tests/benchmarks/test_bench_precision_remat.py's; here: the section's rows
+    from benchmarks import bench_precision_remat
+
+    fake = [{"contender": c, "step_ms": 1.0, "time_ratio": 1.0, "est_peak_ratio": 0.5, "xla_peak_bytes": 2 ** 20,
+             "xla_peak_ratio": 0.6} for c in bench_precision_remat.CONTENDERS]
+    monkeypatch.setattr(bench_precision_remat, "measure", lambda **kw: fake)
+    rows = gpu_check._precision_rows(rounds=1, tiny=True)
+    res = {"date": "2026-01-01T00:00:00+00:00", "devices": {"jax": ["gpu:0"], "torch": ["H200"]}}
+    gpu_check._section(res, "precision_remat", lambda: rows)
+    assert "bf16-mixed" in gpu_check.format_markdown(res)

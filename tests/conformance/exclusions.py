@@ -59,3 +59,5 @@ NO_NODE_CASE: dict[str, str] = {
                   "expansions are counted Loops: they import as scan or unrolled); tests/runtimes/"
                   "test_onnx_control_flow.py imports data-dependent Loops as while_loop and runs them",
 }
+NO_NODE_CASE["optimization_barrier"] = ("rematerialisation's compiler barrier (passes/remat.py): ONNX has no such "
+                                        "node to import; its samples check it on every back end")

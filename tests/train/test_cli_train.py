@@ -113,3 +113,13 @@ def test_compile_weights_of_another_model_is_a_typed_error(tmp_path, capsys):
     assert cli_compile.run(_args(cli_compile, ["compile", str(path), "-o", str(out), "--weights",
                                                str(tmp_path)])) == 2
     assert "no checkpoint in it" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags", [["--precision", "bf16-mixed"], ["--precision", "fp16-mixed", "--remat", "nothing"]])
+def test_train_command_with_mixed_precision_and_remat(tmp_path, capsys, flags):
+    from graphforge.cli import main
+
+    path = tmp_path / "train_me.py"
+    path.write_text(TRAIN_FILE)
+    assert main(["train", str(path), "--epochs", "2", "--quiet", *flags]) == 0
+    assert "epoch 2/2" in capsys.readouterr().out

@@ -1,0 +1,42 @@
+"""``optimization_barrier``: identity on several values that compilers may not look through.
+
+Rematerialisation (:mod:`graphforge.passes.remat`) recomputes forward values in the backward pass.
+A compiler that sees the recomputation as a copy of the forward computation merges the two again
+(graphforge's ``cse``, XLA's CSE) and the memory saving is gone; routing the recomputation's inputs
+through a barrier — together with the backward value it must wait for — keeps it a separate
+computation that runs when the backward pass reaches it (``jax.lax.optimization_barrier``, which
+``jax.checkpoint`` uses the same way). Values pass through unchanged, gradients too.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir.types import TensorType
+from .registry import OpDef, Sample, register_op
+
+__all__ = ["optimization_barrier"]
+
+
+def _vjp(inputs, outputs, cotangents, attrs):
+    return list(cotangents)
+
+
+register_op(OpDef(
+    name="optimization_barrier", family="barrier", num_inputs=(1, None),
+    type_rule=lambda ts, attrs: list(ts),
+    reference=lambda xs, attrs, env=None: [np.asarray(x) for x in xs],
+    flops=lambda ins, outs, attrs: 0, vjp=_vjp,
+    doc="identity on its inputs that compilers may not merge, hoist or look through",
+    samples=[Sample([TensorType((3, 4), "float32")]),
+             Sample([TensorType(("batch", 4), "float32"), TensorType((4,), "float64")], bind={"batch": 2}),
+             Sample([TensorType((5,), "int64"), TensorType((2, 2), "float32")], domain=["int:-9:9", "any"],
+                    grad=False)],
+))
+
+
+def optimization_barrier(*xs):
+    """The values ``xs`` unchanged, as one unit no compiler pass merges or moves across."""
+    from ..trace.tensor import apply
+
+    out = apply("optimization_barrier", *xs)
+    return out if isinstance(out, tuple) else (out,)
