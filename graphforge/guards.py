@@ -53,13 +53,14 @@ def _symbolic(node) -> bool:
 
 def guards(graph: Graph) -> list[Guard]:
     """The guards of ``graph`` in node order, without repeats."""
-    key = (len(graph.nodes), tuple(map(id, graph.nodes)))
+    nodes = list(graph.walk())  # loop bodies and branches too
+    key = (len(nodes), tuple(map(id, nodes)))
     cached = _CACHE.get(graph)
     if cached is not None and cached[0] == key:
         return cached[1]
     out: list[Guard] = []
     seen = set()
-    for node in graph.nodes:
+    for node in nodes:
         if not _symbolic(node):
             continue
         opdef = registry.lookup_op(node.op)
@@ -67,7 +68,8 @@ def guards(graph: Graph) -> list[Guard]:
             continue
         try:
             with collect_requirements() as reqs:
-                registry.infer_types(opdef, [v.type for v in node.inputs], node.attrs)
+                registry.infer_types(opdef, [v.type for v in node.inputs], node.attrs,
+                                     regions=node.regions if opdef.regions else None)
         except GraphforgeError:  # verify() reports broken nodes; guards are about well-typed ones
             continue
         for req in reqs:

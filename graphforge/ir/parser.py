@@ -341,7 +341,11 @@ def parse(text: str, *, params: dict[str, np.ndarray] | None = None, verify: boo
     return graph
 
 
-def _parse_regions(lines: list, i: int, node: Node, env: dict[str, Value]) -> int:
+MAX_REGION_DEPTH = 64
+"""Deepest nesting of regions in IR text (untrusted input: a ParseError, not a RecursionError)."""
+
+
+def _parse_regions(lines: list, i: int, node: Node, env: dict[str, Value], depth: int = 0) -> int:
     """The regions printed after ``node``'s line (``name(%a: type, ...):`` then its nodes, ending in
     ``yield``); returns the index of the first line after them."""
     regions = []
@@ -350,6 +354,8 @@ def _parse_regions(lines: list, i: int, node: Node, env: dict[str, Value]) -> in
         m = _REGION.match(raw.strip())
         if not m:
             break
+        if depth >= MAX_REGION_DEPTH:
+            raise ParseError(f"line {lineno}: regions nested deeper than {MAX_REGION_DEPTH}")
         i += 1
         # A region's names stay inside it; outer names stay readable so that an implicit capture
         # parses and verify() reports it with the node and the value.
@@ -381,7 +387,7 @@ def _parse_regions(lines: list, i: int, node: Node, env: dict[str, Value]) -> in
             block.append(inner_node)
             if inner_node.op == YIELD:
                 break
-            i = _parse_regions(lines, i, inner_node, inner)
+            i = _parse_regions(lines, i, inner_node, inner, depth + 1)
         regions.append(block)
     if regions:
         node.set_regions(regions)

@@ -228,7 +228,9 @@ def _scan_vjp(inputs, outputs, cotangents, attrs, *, node):
     aug = copy_region(body)
     term = aug.terminator
     carry_args = aug.arguments[nc:nc + nk]
-    saved_nodes = [] if remat else [n for n in aug if n is not term and n.outputs and not n.regions]
+    # (constants are not saved: they are the same every step)
+    saved_nodes = [] if remat else [n for n in aug if n is not term and n.outputs and not n.regions
+                                    and n.op != "constant"]
     residuals = list(carry_args) + [o for n in saved_nodes for o in n.outputs]
     new_term = Node(YIELD, list(term.inputs) + residuals, None, [], scope=term.scope, loc=term.loc)
     aug.erase(term)
@@ -241,7 +243,8 @@ def _scan_vjp(inputs, outputs, cotangents, attrs, *, node):
 
     # Index the original body's values: residual k stands for orig_values[k].
     orig_carry = body.arguments[nc:nc + nk]
-    orig_nodes = [] if remat else [n for n in body if n.op != "yield" and n.outputs and not n.regions]
+    orig_nodes = [] if remat else [n for n in body if n.op != "yield" and n.outputs and not n.regions
+                                   and n.op != "constant"]
     orig_values = list(orig_carry) + [o for n in orig_nodes for o in n.outputs]
 
     # 2. The reverse scan: carries are the carry cotangents and the const cotangent sums.
@@ -535,6 +538,11 @@ def fori_loop(lower, upper, body_fn, init):
 # ---- samples --------------------------------------------------------------------------------------------
 
 def _region(builder: Builder, types, fn) -> Block:
+    import inspect
+
+    arity = len(inspect.signature(fn).parameters)
+    if arity != len(types):  # operand lists of another length (the type-rule fuzz mutates them)
+        raise ShapeError(f"this sample's region takes {arity} arguments, the operands give {len(types)}")
     block = Block(None, [Value(t, kind="arg") for t in types])
     with builder.tracing_region(block, 0) as frame:
         builder.emit_yield([t.value for t in fn(*_wrap(builder, block.arguments))])

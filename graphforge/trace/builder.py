@@ -220,6 +220,25 @@ class Builder:
             frame.local.add(id(arg))
         return arg
 
+    def _visible(self, value: Value) -> bool:
+        """Whether ``value`` may be read at the insertion point: a top-level value (captured if a
+        region is being traced), a value of a region being traced, or one of the insertion block or
+        a block enclosing it."""
+        producer = value.producer
+        if value.kind != "arg" and (producer is None or producer._block is None or producer._block.owner is None):
+            return True
+        for frame in self._frames:
+            if id(value) in frame.local:
+                return True
+        block = self._block
+        while block is not None:
+            if producer is not None and producer._block is block:
+                return True
+            if value.kind == "arg" and any(a is value for a in block.arguments):
+                return True
+            block = block.owner._block if block.owner is not None else None
+        return False
+
     def _captured_inputs(self, inputs: Sequence[Value]) -> list[Value]:
         if not self._frames or self._block is not self._frames[-1].block:
             return list(inputs)
@@ -241,6 +260,14 @@ class Builder:
              regions: Sequence[Block] | None = None) -> list[Value]:
         scope = self.current_scope
         loc = user_location() if self.capture_locations else self._loc
+        for v in inputs:
+            if not self._visible(v):
+                owner = v.producer._block.owner.op if v.producer is not None and v.producer._block.owner else "a region"
+                raise TraceError(f"{op} reads a value computed inside the body of {owner} from outside that body",
+                                 scope=scope or None, op=op, loc=(user_location(full=True) if self.capture_locations
+                                                                  else loc) or None,
+                                 hint="return the value from the body (as a carry, a scanned output or a branch "
+                                      "result) and use the op's result instead")
         if self._frames:
             inputs = self._captured_inputs(inputs)
         in_types = [v.type for v in inputs]

@@ -12,8 +12,8 @@ inside the body.
 
 * a ``scan`` when it is *counted*: the trip count ``M`` is known at import time (a number or a
   symbolic dim) and the condition cannot stop it early (``cond`` absent or constant true, and the
-  body's ``cond_out`` is ``cond_in`` passed through or a constant true). The iteration number is a
-  scanned ``arange(M)``; scan outputs become the scan's stacked ``ys``.
+  body's ``cond_out`` is ``cond_in`` passed through or a constant true). The iteration number, when
+  the body reads it, is a counter carry; scan outputs become the scan's stacked ``ys``.
 * otherwise a ``while_loop`` whose carry is ``(i, cond, v...)``: its cond region is
   ``cond and i < M``, its body the ONNX body plus ``i + 1``; a static ``M`` is also its
   ``max_iterations``. A Loop with scan outputs that is not counted stacks a data-dependent number
@@ -33,7 +33,7 @@ from graphforge.errors import LoadError
 from graphforge.ir.graph import Block, Value
 from graphforge.ir.types import TensorType
 
-from .importer import NeedsConstantError, attrs_of, import_nodes, importer, unsupported
+from .importer import NeedsConstantError, all_nodes, attrs_of, import_nodes, importer, unsupported
 from .shape_values import as_dim, is_dims
 
 __all__: list[str] = []
@@ -311,13 +311,23 @@ def _loop(ctx, node):
 
 
 def _loop_as_scan(ctx, node, body, init, length):
+    """A counted Loop as a scan of ``length`` steps. The iteration number, when the body reads it,
+    is one more carry counting up (not a scanned ``arange``: no memory in the trip count)."""
+    n = len(init)
+    counts = any(body.input[0].name in inner.input for inner in all_nodes(body))
     block = Block()
+    it = block.add_argument(TensorType((), "int64")) if counts else None
     carry = [block.add_argument(v.type) for v in init]
-    it = block.add_argument(TensorType((), "int64"))
-    bind = {body.input[0].name: it, body.input[1].name: np.array(True)}
+    bind = {body.input[1].name: np.array(True)}
+    if counts:
+        bind[body.input[0].name] = it
     bind.update(zip([i.name for i in body.input[2:]], carry))
+
+    def finish(results):  # the counter steps on after the body
+        return ([ctx.emit("add", [it, ctx.scalar(1, "int64")])] if counts else []) + results
+
     try:
-        caps = _import_body(ctx, body, block, bind, [o.name for o in body.output[1:]])
+        caps = _import_body(ctx, body, block, bind, [o.name for o in body.output[1:]], finish)
     except NeedsConstantError:
         # the body needs a value at import time that varies per iteration (a Slice start computed
         # from the iteration number): a short counted loop is unrolled, one body copy per step
@@ -325,9 +335,10 @@ def _loop_as_scan(ctx, node, body, init, length):
         if not isinstance(length, int) or length > UNROLL_MAX:
             raise
         return _unrolled(ctx, node, body, init, length)
-    iters = ctx.emit("arange", [], start=0, stop=length, step=1, dtype="int64")
-    return _emit(ctx, "scan", caps + init + [iters],
-                 {"num_consts": len(caps), "num_carry": len(init), "length": length}, [block])
+    start = [ctx.scalar(0, "int64")] if counts else []
+    outs = _emit(ctx, "scan", caps + start + init,
+                 {"num_consts": len(caps), "num_carry": n + len(start), "length": length}, [block])
+    return outs[len(start):]
 
 
 UNROLL_MAX = 64

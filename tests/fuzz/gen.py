@@ -225,6 +225,7 @@ class _Gen:
         self.n_leaves = 0
         self.ops: list[str] = []
         self.loss_weights: list[str] = []
+        self.no_grad = False  # a sample marked grad=False was drawn: its op's gradient is not defined there
 
     # ---- leaves ---------------------------------------------------------------------------------
     def leaf(self, ttype: TensorType, domain) -> Entry:
@@ -259,6 +260,7 @@ class _Gen:
         if not samples:
             return False
         sample = self.c.choice(samples)
+        self.no_grad = self.no_grad or not sample.grad
         opdef = get_op(op)
         for key, val in sample.bind.items():
             self.env.setdefault(key, val)
@@ -423,7 +425,7 @@ def generate(chooser: Chooser, *, min_nodes: int = 3, max_nodes: int = 40, with_
     values32 = [e.v32 for e in outs]
     values64 = [e.v64 for e in outs]
     names = [f"out{i}" for i in range(len(outs))]
-    if with_loss:
+    if with_loss and not gen.no_grad:  # (grad=False samples, e.g. symbolic conv sizes: no gradient oracle)
         loss = _add_loss(gen, outs)
         if loss is not None:
             values32.insert(0, loss[0])

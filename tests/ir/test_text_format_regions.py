@@ -71,3 +71,19 @@ def test_branch_type_mismatch_is_a_verify_error():
     bad = IR.replace("          yield(%6)", "          %7: f32[] = sum(%6) {axes=none, keepdims=false}\n          yield(%7)")
     with pytest.raises(gf.VerifyError, match="else branch"):
         gf.parse(bad)
+
+
+def test_deeply_nested_regions_are_a_parse_error_not_a_recursion_error():
+    from graphforge.ir.parser import MAX_REGION_DEPTH
+
+    depth = MAX_REGION_DEPTH + 5
+    lines = ["graph deep(%p: bool[], %x: f32[2]) {"]
+    indent = "  "
+    lines.append(f"{indent}%r0: f32[2] = cond(%p, %x)")
+    for k in range(depth):
+        lines.append(f"{indent}  then(%a{k}: f32[2]):")
+        indent += "    "
+        lines.append(f"{indent}%r{k + 1}: f32[2] = cond(%p, %a{k})")
+    text = "\n".join(lines) + "\n"
+    with pytest.raises(gf.ParseError, match="nested deeper"):
+        gf.parse(text)

@@ -312,3 +312,29 @@ def test_summary_counts_trip_count_times_body():
                        gf.TensorSpec((), "bool"), gf.TensorSpec((4, 4)))
     assert graph_flops(branchy) == graph_flops(gf.trace(lambda u: u @ u, gf.TensorSpec((4, 4))))
     assert "FLOPs per example" in gf.summary(g, print_fn=None)
+
+
+def test_fori_loop_gradient_and_guards_inside_bodies():
+    def f(x, k):
+        return gf.fori_loop(0, 3, lambda i, c: gf.sin(c) * k + i.astype("float64"), x).sum()
+
+    _grad_check(f, [gf.TensorSpec((3,), F64), gf.TensorSpec((), F64)], [rng.standard_normal(3), np.array(0.8)])
+    from graphforge.guards import guards
+    g = gf.trace(lambda x: gf.scan(lambda c, xt: (c + xt[:5].sum(), None), x[0, 0], x)[0],
+                 gf.TensorSpec((2, "n"), F64))
+    assert guards(g), "the slice guard inside the body (5 <= n) is found"
+
+
+def test_a_body_value_used_outside_its_body_is_a_trace_error():
+    leaked = []
+
+    def f(x):
+        def body(c, xt):
+            leaked.append(c * 2.0)
+            return c + xt, None
+        c, _ = gf.scan(body, x[0], x)
+        return leaked[-1] + c
+
+    with pytest.raises(gf.TraceError, match="inside the body of scan") as info:
+        gf.trace(f, gf.TensorSpec((3, 2)))
+    assert "test_control_flow.py:" in str(info.value) and "return the value from the body" in str(info.value)

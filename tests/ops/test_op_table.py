@@ -199,7 +199,10 @@ def test_type_rules_refuse_cleanly_and_accepted_types_run(op):
             graph = Graph("fuzz")
             ins = [graph.add_input(f"x{i}", t) for i, t in enumerate(types)]
             try:
-                outs = Builder(graph, capture_locations=False).emit(op, ins, dict(sample.attrs))
+                builder = Builder(graph, capture_locations=False)
+                # region ops: the sample's bodies, traced on the mutated operand types
+                regions = sample.regions(builder, types, dict(sample.attrs)) if sample.regions else None
+                outs = builder.emit(op, ins, dict(sample.attrs), regions=regions)
             except gf.GraphforgeError:
                 continue
             in_syms = set().union(set(), *(dim_symbols(d) for t in types for d in t.shape))
@@ -208,7 +211,8 @@ def test_type_rules_refuse_cleanly_and_accepted_types_run(op):
             graph.set_outputs(outs)
             domains = list(sample.domain) if sample.domain else []
             domains = [d if isinstance(d, str) else "any" for d in domains] + ["any"] * len(types)
-            concrete = Sample(types, attrs=sample.attrs, bind=dict(sample.bind, m=2), domain=domains[:len(types)])
+            concrete = Sample(types, attrs=sample.attrs, bind=dict(sample.bind, m=2), domain=domains[:len(types)],
+                              regions=sample.regions)
             arrays = make_inputs(concrete)
             if any(a.dtype != _dt.to_numpy_dtype(t.dtype) for a, t in zip(arrays, types)):
                 continue  # a domain that no longer fits the mutated dtype (e.g. "bool" for an int input)
