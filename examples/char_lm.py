@@ -116,13 +116,13 @@ class LSTMLM(nn.Module):
 
 
 class TransformerLM(nn.Module):
-    """Embedding·sqrt(d) + sinusoidal positions → causal pre-norm Transformer layers → LayerNorm →
+    """Embedding + sinusoidal positions → causal pre-norm Transformer layers → LayerNorm →
     Linear. Decoding keeps a token buffer in the loop and re-reads it each step (no KV cache)."""
 
     def __init__(self, d_model: int = 128, heads: int = 4, layers: int = 2, dropout: float = 0.1):
         super().__init__()
         self.emb = nn.Embedding(VOCAB, d_model)
-        self.pos = nn.PositionalEncoding(d_model, scale=math.sqrt(d_model))
+        self.pos = nn.PositionalEncoding(d_model)  # N(0, 1) embeddings: positions of the same scale
         self.blocks = nn.TransformerEncoder(num_layers=layers, d_model=d_model, nhead=heads,
                                             dim_feedforward=4 * d_model, dropout=dropout, activation="gelu",
                                             norm_first=True)
