@@ -230,9 +230,6 @@ def _scan8(ctx, node, body, m: int, a: dict):
     dirs = list(a.get("directions", [0] * m))
     if n < 0 or k < 0 or len(dirs) != m or not set(dirs) <= {0, 1}:
         raise LoadError(f"Scan node {node.name!r}: inputs/directions do not match num_scan_inputs={m}")
-    if len(set(dirs)) > 1:
-        unsupported(node, "Scan-8 with mixed directions is not supported")
-    reverse = dirs == [1] * m and m > 0
     batch = ins[0].type.shape[0]
     outer = Block()
     b_args = [outer.add_argument(v.type.with_shape(v.type.shape[1:])) for v in ins]
@@ -242,9 +239,11 @@ def _scan8(ctx, node, body, m: int, a: dict):
     bind = dict(zip([i.name for i in body.input], carry + slices))
     with ctx.builder.tracing_region(outer, 0) as frame:
         caps = _import_body(ctx, body, inner, bind, [o.name for o in body.output])
-        res = _emit(ctx, "scan", caps + b_args, {"num_consts": len(caps), "num_carry": n,
-                                                 "length": b_args[n].type.shape[0] if m else 0,
-                                                 "reverse": reverse}, [inner])
+        # Scan-8's directions reverse how an input is read only: its outputs stack in step order
+        seqs = [_reverse0(ctx, x) if d else x for x, d in zip(b_args[n:], dirs)]
+        res = _emit(ctx, "scan", caps + b_args[:n] + seqs, {"num_consts": len(caps), "num_carry": n,
+                                                            "length": b_args[n].type.shape[0] if m else 0},
+                    [inner])
         ctx.builder.emit_yield(res)
     outs = _emit(ctx, "scan", list(frame.captured) + ins,
                  {"num_consts": len(frame.captured), "num_carry": 0, "length": batch}, [outer])

@@ -525,3 +525,34 @@ def test_cond_and_while_over_a_symbolic_batch():
     rng = np.random.default_rng(9)
     feeds = [{"x": rng.normal(size=(n, 3)).astype(np.float32)} for n in (1, 4)]
     _check_everywhere(f, [gf.TensorSpec(("batch", 3), name="x")], feeds, {"If", "Loop"}, rtol=1e-5, atol=1e-5)
+
+
+def test_import_opset8_batched_scan_is_a_scan_over_the_batch_of_scans():
+    F = TensorProto.FLOAT
+    body = helper.make_graph(
+        [helper.make_node("Add", ["s_in", "x"], ["s1"]), helper.make_node("Mul", ["s1", "z"], ["s_out"]),
+         helper.make_node("Mul", ["s_out", "w"], ["y"])],
+        "body", [_vi("s_in", F, [2]), _vi("x", F, [2]), _vi("z", F, [2])], [_vi("s_out", F, [2]), _vi("y", F, [2])])
+    # directions reverse the first sequence only; outputs stack in step order (Scan-8)
+    model = _model([helper.make_node("Scan", ["", "s0", "xs", "zs"], ["s", "ys"], body=body, num_scan_inputs=2,
+                                     directions=[1, 0])],
+                   [_vi("s0", F, [3, 2]), _vi("xs", F, [3, 4, 2]), _vi("zs", F, [3, 4, 2]), _vi("w", F, [2])],
+                   [_vi("s", F, [3, 2]), _vi("ys", F, [3, 4, 2])], opset=8)
+    rng = np.random.default_rng(10)
+    feed = {"s0": rng.normal(size=(3, 2)).astype(np.float32), "xs": rng.normal(size=(3, 4, 2)).astype(np.float32),
+            "zs": rng.uniform(0.5, 1.5, size=(3, 4, 2)).astype(np.float32), "w": rng.normal(size=2).astype(np.float32)}
+    g = _check_import(model, feed, "scan")
+    assert sum(n.op == "scan" for n in g.walk()) == 2
+
+
+def test_a_graph_output_read_inside_bodies_keeps_its_name_there():
+    """y is both a graph output (renamed 'output' in ONNX) and read by name inside Scan and If bodies."""
+    def f(x):
+        y = x[0] * 2.0
+        c, ys = gf.scan(lambda c, xt: (c + y * xt, c), gf.zeros((3,)), x)
+        return y, ys, gf.cond(gf.sum(y) > 0, lambda a: a + y, lambda a: a - y, c)
+
+    feeds = [{"x": np.random.default_rng(11).normal(size=(4, 3)).astype(np.float32)}]
+    _, proto = _check_everywhere(f, [gf.TensorSpec((4, 3), name="x")], feeds, {"Scan", "If"})
+    producer = next(n for n in proto.graph.node if "output" in n.output)
+    assert producer.op_type == "Mul"  # the Mul writes the graph output itself, the bodies read that name
