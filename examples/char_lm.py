@@ -3,8 +3,9 @@
 Shows: ``nn.LSTM`` (2 layers, on ``gf.scan``) and a small decoder-only Transformer
 (``nn.TransformerEncoder`` layers with causal self-attention and ``nn.PositionalEncoding``) trained
 with ``gf.Trainer`` on batches streamed from a uint8 memmap; validation bits per character; a loss
-plot; and greedy generation *inside the graph* (``nn.generate``: one ``gf.while_loop``) that runs
-on JAX and exports to a single ONNX file, which onnxruntime runs to the same tokens.
+plot; and generation *inside the graph* (``nn.generate``: one ``gf.while_loop``; greedy, and sampled
+with a temperature and top-k from a seed) that runs on JAX and exports to a single ONNX file, which
+onnxruntime runs to the same tokens.
 
 Data, honestly: the Python standard library's own source, which every machine with Python has
 offline (``sysconfig.get_paths()["stdlib"]``). A fixed split by file: training on ``TRAIN_FILES``,
@@ -115,13 +116,13 @@ class LSTMLM(nn.Module):
 
 
 class TransformerLM(nn.Module):
-    """Embedding·sqrt(d) + sinusoidal positions → causal pre-norm Transformer layers → LayerNorm →
+    """Embedding + sinusoidal positions → causal pre-norm Transformer layers → LayerNorm →
     Linear. Decoding keeps a token buffer in the loop and re-reads it each step (no KV cache)."""
 
     def __init__(self, d_model: int = 128, heads: int = 4, layers: int = 2, dropout: float = 0.1):
         super().__init__()
         self.emb = nn.Embedding(VOCAB, d_model)
-        self.pos = nn.PositionalEncoding(d_model, scale=math.sqrt(d_model))
+        self.pos = nn.PositionalEncoding(d_model)  # N(0, 1) embeddings: positions of the same scale
         self.blocks = nn.TransformerEncoder(num_layers=layers, d_model=d_model, nhead=heads,
                                             dim_feedforward=4 * d_model, dropout=dropout, activation="gelu",
                                             norm_first=True)
@@ -150,15 +151,18 @@ class TransformerLM(nn.Module):
         return at, (buf, pos + 1)
 
 
-def generator(model, max_new_tokens: int, eos_id: int | None = None):
+def generator(model, max_new_tokens: int, eos_id: int | None = None, temperature: float = 0.0,
+              top_k: int | None = None):
     """A function of ``prompt`` (batch, plen) int64 → (tokens (batch, max_new_tokens), count) that
-    decodes greedily inside the graph (for ``gf.trace``)."""
+    decodes inside the graph (for ``gf.trace``): greedy, or sampled with ``temperature``/``top_k``
+    (the graph then takes the seed as its ``rng`` input)."""
     def generate(prompt):
         if isinstance(model, TransformerLM):
             logits, state = model.prefill(prompt, max_new_tokens)
         else:
             logits, state = model.prefill(prompt)
-        return nn.generate(model.step, logits, state, max_new_tokens, eos_id=eos_id)
+        return nn.generate(model.step, logits, state, max_new_tokens, eos_id=eos_id, temperature=temperature,
+                           top_k=top_k)
     return generate
 
 
@@ -235,6 +239,17 @@ def main(argv=None) -> int:
               f"{'equal' if same else 'DIFFER from'} JAX's")
         if not same:
             failed.append(f"{name}: onnxruntime's generated tokens differ from JAX's")
+        # sampled: the same seed gives the same text on both back ends
+        gs = gf.trace(generator(model, n_new, temperature=0.8, top_k=20),
+                      gf.TensorSpec((1, "plen"), "int64", name="prompt"), training=False)
+        feeds = {"prompt": prompt, "rng": np.uint32(1234)}
+        sampled_jax = gf.run(gs, feeds, backend="jax")[0]
+        sampled_ort = gf.run(gs, feeds, backend="onnxruntime")[0]
+        same = np.array_equal(sampled_jax, sampled_ort)
+        print(f"{name} sampled (temperature 0.8, top-k 20, seed 1234): {prompt_text + decode(sampled_jax[0])!r}; "
+              f"onnxruntime tokens {'equal' if same else 'DIFFER from'} JAX's")
+        if not same:
+            failed.append(f"{name}: onnxruntime's sampled tokens differ from JAX's for the same seed")
     return finish(failed, t_start)
 
 

@@ -80,6 +80,8 @@ def generate(step, logits, state, max_new_tokens: int, *, eos_id: int | None = N
 
     def cond(carry):
         i, _, _, _, done = carry
+        if eos_id is None:  # no sequence can end early: the count alone decides
+            return ops.less(i, n)
         remaining = ops.sum(ops.cast(ops.logical_not(done), "int64"))
         return ops.logical_and(ops.less(i, n), ops.greater(remaining, 0))
 

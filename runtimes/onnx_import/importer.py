@@ -77,6 +77,7 @@ def supported_op_types() -> list[str]:
 def _load_tables():
     # One module per graphforge/ops family; importing them fills IMPORTERS.
     from . import creation, elementwise, linalg, nn_attention, nn_ops, nn_resize, reduction, shape_ops  # noqa: F401
+    from . import recurrent  # noqa: F401  (LSTM/GRU/RNN)
     from . import control_flow  # noqa: F401  (If, Loop, Scan)
     from . import math_ops  # noqa: F401
     from . import quantize  # noqa: F401  (quantized ops)

@@ -16,6 +16,7 @@ def test_char_lm_example_quick(capsys, tmp_path):
     out = capsys.readouterr().out
     for name in ("lstm", "transformer"):
         assert f"{name}: generator exported to" in out and "onnxruntime tokens equal JAX's" in out, out
+        assert f"{name} sampled (temperature 0.8" in out and "DIFFER" not in out, out
         assert (tmp_path / f"{name}_generate.onnx").exists() and (tmp_path / f"{name}_loss.png").exists()
         bpc = float(out.split(f"{name}: ")[1].split("validation ")[1].split(" bits")[0])
         assert 0 < bpc < 7.5, out  # 6 steps: barely trained, but no worse than uniform over 128 (7 bits) + slack

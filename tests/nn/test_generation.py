@@ -102,18 +102,17 @@ def test_greedy_generation_matches_a_python_loop_on_every_backend():
 
 def test_generation_stops_when_every_sequence_ended():
     model = TinyLM()
-    g = gf.trace(lambda p: model(p, n=12, eos_id=10), gf.TensorSpec(("batch", "plen"), "int64"), seed=3)
-    # make token 10 (end) the argmax after two steps: bias the head towards it once the state moved
+    spec = gf.TensorSpec(("batch", "plen"), "int64")
     prompt = np.array([[1, 2, 3]], np.int64)
-    free, _ = gf.run(gf.trace(lambda p: model(p, n=12), gf.TensorSpec(("batch", "plen"), "int64"), seed=3), [prompt])
-    first_end = next((i for i, t in enumerate(free[0]) if t == 10), None)
-    tokens, count = gf.run(g, [prompt], backend="onnxruntime")
-    if first_end is None:
-        assert int(count) == 12 and 10 not in tokens
-    else:
-        assert int(count) == first_end + 1
-        assert (tokens[0, first_end:] == 10).all()
-        np.testing.assert_array_equal(tokens[0, :first_end], free[0, :first_end])
+    free = gf.run(gf.trace(lambda p: model(p, n=12), spec, seed=3), [prompt])[0][0]
+    end = int(free[2])                       # make the third greedy token the end token
+    first_end = int(np.flatnonzero(free == end)[0])
+    g = gf.trace(lambda p: model(p, n=12, eos_id=end), spec, seed=3)
+    for backend in ("jax", "onnxruntime"):
+        tokens, count = gf.run(g, [prompt], backend=backend)
+        assert int(count) == first_end + 1 < 12, backend          # the loop ended early
+        np.testing.assert_array_equal(tokens[0, :first_end + 1], free[:first_end + 1])
+        assert (tokens[0, first_end:] == end).all()
 
 
 def test_sampled_generation_is_equal_on_jax_and_onnxruntime():
