@@ -12,3 +12,5 @@ from . import creation, elementwise, linalg, nn_ops, reduction, shape_ops
 __all__ = (["registry", "NOT_DIFFERENTIABLE", "Attr", "OpDef", "Sample", "all_ops", "get_op", "register_op"]
            + creation.__all__ + elementwise.__all__ + linalg.__all__ + nn_ops.__all__ + reduction.__all__
            + shape_ops.__all__)
+from .contraction import einsum  # noqa: E402,F401  (N-ary Einstein summation, ops/contraction.py)
+__all__ = __all__ + ["einsum"]

@@ -76,6 +76,7 @@ def supported_op_types() -> list[str]:
 def _load_tables():
     # One module per graphforge/ops family; importing them fills IMPORTERS.
     from . import creation, elementwise, linalg, nn_attention, nn_ops, nn_resize, reduction, shape_ops  # noqa: F401
+    from . import contraction, selection  # noqa: F401  (Einsum; TopK, NonZero, Unique, Compress)
 
 
 # ONNX attributes that are flags: any other value than 0/1 means different things to different
