@@ -14,3 +14,5 @@ __all__ = (["registry", "NOT_DIFFERENTIABLE", "Attr", "OpDef", "Sample", "all_op
            + shape_ops.__all__)
 from .contraction import einsum  # noqa: E402,F401  (N-ary Einstein summation, ops/contraction.py)
 __all__ = __all__ + ["einsum"]
+from .selection import topk  # noqa: E402,F401  (ops/selection.py)
+__all__ = __all__ + ["topk"]

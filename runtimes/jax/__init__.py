@@ -32,6 +32,7 @@ from graphforge.passes.decompose import decompose
 # Importing the family modules fills LOWERINGS (one module per graphforge/ops family).
 from . import creation, elementwise, linalg, nn_ops, reduction, shape_ops  # noqa: F401
 from . import contraction  # noqa: F401  (einsum)
+from . import selection  # noqa: F401  (topk)
 from .lower import LOWERINGS, LowerCtx, has_lowering, lowers
 
 __all__ = ["run", "lower", "compile_graph", "compiled_count", "x64", "LOWERINGS", "lowers", "has_lowering",

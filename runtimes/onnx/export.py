@@ -43,6 +43,7 @@ from graphforge.passes.decompose import decompose
 
 from . import creation, elementwise, linalg, nn_ops, reduction, shape_ops  # noqa: F401  (fill LOWERINGS)
 from . import contraction  # noqa: F401  (einsum)
+from . import selection  # noqa: F401  (topk)
 from .lower import DTYPE_GENERIC, HALF, LOWERINGS, Emitter, NotExpressible, onnx_dtype, tensor_proto
 
 __all__ = ["to_onnx", "save_onnx", "MIN_OPSET", "max_opset", "default_opset", "check_opset", "missing_lowerings"]

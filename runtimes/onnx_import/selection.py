@@ -1,2 +1,19 @@
-"""Importers for the selection ops (graphforge/ops/selection.py)."""
+"""Importers for ONNX TopK onto ``graphforge/ops/selection.py`` (K must be a constant: the result
+type holds it)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .importer import attrs_of, importer
+
 __all__: list[str] = []
+
+
+@importer("TopK")
+def _topk(ctx, node):
+    a = attrs_of(node)
+    x = ctx.input(node, 0)
+    k = int(np.asarray(ctx.need_const(node, 1, "K")).reshape(-1)[0]) if ctx.has(node, 1) else int(a["k"])
+    values, indices = ctx.emit_n("topk", [x], k=k, axis=int(a.get("axis", -1)),
+                                     largest=bool(int(a.get("largest", 1))), sorted=bool(int(a.get("sorted", 1))))
+    return [values, indices]
