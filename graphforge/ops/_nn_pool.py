@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from .. import dtypes as _dt
-from ..errors import ShapeError
+from ..errors import DTypeError, ShapeError
 from ..ir.types import TensorType
 from ..ir.dims import is_static
 from ..trace.tensor import apply
@@ -64,12 +64,18 @@ def _dil(attrs):
 def _pool_rule(op):
     def rule(ts, attrs):
         x = ts[0]
-        require_float(x, f"{op}'s input")
+        if op == "max_pool2d":  # max needs only an order: integers pool too (padding is the type's minimum)
+            if x.dtype == "bool":
+                raise DTypeError(f"{op}: bool tensors have no order, got {_fmt(x)}", hint="cast to uint8 first")
+        else:
+            require_float(x, f"{op}'s input")
         nsp = _spatial_rank(x, op)
         _check_pairs(attrs, op, ("strides", "dilations", "kernel"), nsp)
         k, p, s, d = attrs["kernel"], attrs["pads"], attrs["strides"], _dil(attrs)
-        if any(2 * max(p[i], p[nsp + i]) > k[i] for i in range(nsp)):
-            raise ShapeError(f"{op}: pads {attrs['pads']} must be at most half the kernel {attrs['kernel']}")
+        # every window must reach the input (its last element lies past the begin padding)
+        if any(max(p[i], p[nsp + i]) > d[i] * (k[i] - 1) for i in range(nsp)):
+            raise ShapeError(f"{op}: pads {attrs['pads']} leave windows entirely in the padding (each pad must be at "
+                             f"most dilation*(kernel-1) = {[d[i] * (k[i] - 1) for i in range(nsp)]})")
         sizes = tuple(x.shape[2:])
         # symbolic spatial dims: max pooling in floor mode (ceil_mode's last-window rule and avg's
         # divisor map are computed from static sizes by the lowerings)
@@ -119,10 +125,14 @@ def pool_window_counts(sizes, attrs) -> np.ndarray:
     return counts.astype(np.float64)
 
 
+def _lowest(dtype):
+    return -np.inf if np.issubdtype(dtype, np.floating) else np.iinfo(dtype).min
+
+
 def _max_pool_ref(xs, attrs, env=None):
     x = xs[0]
     cd = compute_dtype(x)
-    win = _pool_windows(x.astype(cd), attrs, -np.inf)
+    win = _pool_windows(x.astype(cd), attrs, _lowest(np.dtype(cd)))
     n = len(attrs["kernel"])
     return [win.max(axis=tuple(range(-n, 0))).astype(x.dtype)]
 
@@ -271,6 +281,9 @@ register_op(OpDef(
                domain=["distinct"], note="3-D, dilation, padding"),
         Sample([TensorType((1, 1, 6, 6), F64)], attrs={"kernel": [2, 2], "strides": [1, 1], "dilations": [2, 2]},
                domain=["distinct"], note="2-D dilation"),
+        Sample([TensorType((2, 1, 5, 5), "uint8")], attrs={"kernel": [3, 3], "strides": [2, 2], "pads": [2, 2, 2, 2],
+                                                        "dilations": [1, 1]},
+               domain=["int:0:255"], grad=False, note="integers; pads wider than half the kernel"),
     ],
 ))
 register_op(OpDef(
@@ -323,6 +336,9 @@ register_op(OpDef(
         Sample([TensorType((1, 1, 7, 7), F32)], attrs={"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
                                                      "dilations": [2, 2], "count_include_pad": False},
                note="2-D dilation, padding excluded"),
+        Sample([TensorType((1, 2, 6, 6), F64)], attrs={"kernel": [3, 3], "strides": [1, 1], "pads": [2, 2, 2, 2],
+                                                     "dilations": [1, 1], "count_include_pad": False},
+               note="pads wider than half the kernel, padding excluded"),
     ],
 ))
 

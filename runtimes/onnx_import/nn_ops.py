@@ -136,7 +136,7 @@ def _pool_nd(ctx, node, x, a):
         powered = ctx.emit("mul", [x, x]) if p == 2 else ctx.emit("pow", [base, ctx.scalar(float(p), dt)])
         # sum of |x|^p over each window = the zero-padded average times its window count
         x, include = powered, True
-    big = any(pads[i] > kernel[i % n] // 2 for i in range(2 * n))
+    big = any(pads[i] > dil[i % n] * (kernel[i % n] - 1) for i in range(2 * n))  # windows wholly in padding
     if big and not ceil and (op == "MaxPool" or include):
         # pads wider than half the kernel: pad explicitly (-inf for max, 0 counted for average)
         fill = -np.inf if op == "MaxPool" else 0.0
