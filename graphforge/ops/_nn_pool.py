@@ -17,13 +17,13 @@ import numpy as np
 from .. import dtypes as _dt
 from ..errors import DTypeError, ShapeError
 from ..ir.types import TensorType
-from ..ir.dims import is_static
+from ..ir.dims import dim_product, is_static
 from ..trace.tensor import apply
 from ._nn_common import (F32, F64, _check_pairs, _fmt, _require_nchw, _spatial_rank, _static_spatial, _window_out,
                          _windows, _zero)
 from ._shapes import require_float
 from .common import compute_dtype, numel
-from .registry import Attr, OpDef, Sample, register_op
+from .registry import NOT_DIFFERENTIABLE, Attr, OpDef, Sample, register_op
 # modules, not names: the op families use each other's functions (looked up at call time)
 from . import (creation as _creation, reduction as _reduction,
                shape_ops as _shape_ops)
@@ -375,4 +375,79 @@ register_op(OpDef(
              Sample([TensorType(("batch", 3, 2, 2), F32)], bind={"batch": 2}),
              Sample([TensorType(("batch", 2, "h", "w"), F64)], bind={"batch": 1, "h": 3, "w": 2},
                     note="symbolic spatial dims")],
+))
+
+
+# ---- max_pool2d_indices: ONNX MaxPool's Indices output ------------------------------------------
+
+def _unpadded_table(sizes, attrs):
+    """(*out, K): for every window element, its flat index into the unpadded image (row-major, or
+    column-major over the spatial axes with ``column_major``); -1 where it lies in the padding."""
+    idx, padded, pairs = _pool_indices(tuple(sizes), attrs)
+    coords = np.unravel_index(idx, padded)
+    real = [c - lo for c, (lo, _) in zip(coords, pairs)]
+    inside = np.logical_and.reduce([(r >= 0) & (r < n) for r, n in zip(real, sizes)])
+    clipped = [np.clip(r, 0, n - 1) for r, n in zip(real, sizes)]
+    order = "F" if attrs["column_major"] else "C"
+    flat = np.ravel_multi_index(clipped, tuple(sizes), order=order)
+    n = len(sizes)
+    out = idx.shape[:n]
+    return np.where(inside, flat, -1).reshape(out + (-1,)).astype(np.int64)
+
+
+def _indices_rule(ts, attrs):
+    x = ts[0]
+    pool_attrs = {k: v for k, v in attrs.items() if k != "column_major"}
+    (y,) = _pool_rule("max_pool2d")([x], pool_attrs)
+    _static_spatial(x, "max_pool2d_indices")
+    return [TensorType(y.shape, "int64")]
+
+
+def _indices_ref(xs, attrs, env=None):
+    x = xs[0]
+    cd = compute_dtype(x)
+    win = _pool_windows(x.astype(cd), attrs, _lowest(np.dtype(cd)))
+    n = len(attrs["kernel"])
+    arg = win.reshape(win.shape[:2 + n] + (-1,)).argmax(axis=-1)           # first maximum per window
+    table = _unpadded_table(x.shape[2:], attrs)
+    pos = np.take_along_axis(np.broadcast_to(table, arg.shape + table.shape[-1:]), arg[..., None], -1)[..., 0]
+    nc = np.arange(x.shape[0] * x.shape[1]).reshape(x.shape[:2] + (1,) * n) * int(np.prod(x.shape[2:]))
+    return [(pos + nc).astype(np.int64)]
+
+
+def _indices_decompose(inputs, attrs):
+    """Windows gathered by constant flat indices, the first maximum's position looked up in the
+    constant unpadded-index table (a one-hot dot), plus each (n, c) image's offset."""
+    x = inputs[0]
+    n = len(attrs["kernel"])
+    low = -math.inf if _dt.is_float(x.dtype) else int(np.iinfo(_dt.to_numpy_dtype(x.dtype)).min)
+    patches, _, _, _ = _pool_patches(x, attrs, low)                            # (N, C, *out, *kernel)
+    table = _unpadded_table(tuple(x.shape[2:]), attrs)                          # (*out, K)
+    out = list(table.shape[:n])
+    k = table.shape[-1]
+    flat = _shape_ops.reshape(patches, [x.shape[0], x.shape[1]] + out + [k])
+    pick = _creation.one_hot(_reduction.argmax(flat, -1), k, "int64")
+    pos = _reduction.sum(pick * _creation.constant(table), [2 + n])
+    image = int(np.prod(x.shape[2:]))
+    nc = _creation.arange(0, dim_product([x.shape[0], x.shape[1]])) * image
+    return [pos + _shape_ops.reshape(nc, [x.shape[0], x.shape[1]] + [1] * n)]
+
+
+register_op(OpDef(
+    name="max_pool2d_indices", family="nn", num_inputs=(1, 1),
+    attrs=dict(_POOL_ATTRS, column_major=Attr("bool", False)), type_rule=_indices_rule, reference=_indices_ref,
+    flops=_pool_flops, vjp=NOT_DIFFERENTIABLE, decompose=_indices_decompose,
+    doc="ONNX MaxPool's Indices: per window of max_pool2d (same attrs), the flat int64 index into the whole "
+        "input (N, C, *spatial) of its first maximum; column_major orders the spatial axes column-major "
+        "(ONNX storage_order=1). Spatial dims must be static.",
+    samples=[
+        Sample([TensorType(("batch", 2, 5, 5), F32)], attrs={"kernel": [3, 3], "strides": [2, 2],
+                                                           "pads": [1, 1, 1, 1], "dilations": [1, 1]},
+               bind={"batch": 2}, domain=["distinct"], note="symbolic batch, padding"),
+        Sample([TensorType((1, 2, 5, 4), F64)], attrs={"kernel": [2, 2], "strides": [2, 2], "ceil_mode": True,
+                                                     "dilations": [1, 1], "column_major": True},
+               domain=["distinct"], note="ceil_mode, column-major"),
+        Sample([TensorType((2, 1, 7), F32)], attrs={"kernel": [3], "strides": [2], "pads": [1, 1],
+                                                  "dilations": [2]}, domain=["distinct"], note="1-D, dilation"),
+    ],
 ))

@@ -108,8 +108,23 @@ def _pool(ctx, node):
     a = attrs_of(node)
     x = ctx.input(node, 0)
     if len(node.output) > 1 and node.output[1]:
-        unsupported(node, "the Indices output is not supported")
+        return _max_pool_with_indices(ctx, node, x, a)
     return [_pool_nd(ctx, node, x, a)]
+
+
+def _max_pool_with_indices(ctx, node, x, a):
+    """MaxPool's (Y, Indices): max_pool2d beside max_pool2d_indices with the same attrs
+    (storage_order=1 is column-major spatial indexing)."""
+    kernel = list(a["kernel_shape"])
+    n = len(kernel)
+    strides, dil = list(a.get("strides", [1] * n)), list(a.get("dilations", [1] * n))
+    pads = _spatial(ctx, node, x, kernel, strides, dil, list(a.get("pads", [0] * (2 * n))), a.get("auto_pad", "NOTSET"))
+    attrs = dict(kernel=kernel, strides=strides, pads=pads, ceil_mode=bool(int(a.get("ceil_mode", 0))), dilations=dil)
+    if any(pads[i] > dil[i % n] * (kernel[i % n] - 1) for i in range(2 * n)):
+        unsupported(node, "the Indices output with pads that leave windows wholly in the padding")
+    y = ctx.emit("max_pool2d", [x], **attrs)
+    idx = ctx.emit("max_pool2d_indices", [x], column_major=bool(int(a.get("storage_order", 0))), **attrs)
+    return [y, idx]
 
 
 def _pool_nd(ctx, node, x, a):
@@ -119,8 +134,7 @@ def _pool_nd(ctx, node, x, a):
         unsupported(node, f"only 1-D, 2-D and 3-D pooling is supported (kernel {kernel}, input rank {len(x.type.shape)})")
     strides = list(a.get("strides", [1] * n))
     dil = list(a.get("dilations", [1] * n))
-    if int(a.get("storage_order", 0)):
-        unsupported(node, "storage_order=1")
+    # storage_order only orders the Indices output (_max_pool_with_indices); Y does not depend on it
     pads = _spatial(ctx, node, x, kernel, strides, dil, list(a.get("pads", [0] * (2 * n))), a.get("auto_pad", "NOTSET"))
     ceil = bool(int(a.get("ceil_mode", 0)))
     include = bool(int(a.get("count_include_pad", 0)))

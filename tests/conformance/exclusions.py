@@ -31,7 +31,6 @@ EXCLUDED[("Node", r"_(sequence|opt|optional)($|_)|^test_optional|^test_sequence"
 # Variants of claimed ops that graphforge's registry ops do not cover (the importer raises
 # UnsupportedOpError for them, naming the attribute):
 EXCLUDED.update({
-    ("Node", r"^test_maxpool_with_argmax"): "MaxPool Indices output: no argmax-pool op",
     ("Node", r"^test_batchnorm_.*training_mode"): "training-mode BatchNormalization outputs running stats with ONNX's momentum convention; import is inference-only",
     ("Node", r"^test_training_dropout(_default)?(_mask)?$"): "training-mode Dropout with ratio > 0: the expected masks come from NumPy's RNG; graphforge's dropout has its own counter-based mask (ratio 0 cases run)",
     ("Node", r"^test_range_.*_expanded$"): "the expanded Range body is a Loop (control flow is not in the IR)",
