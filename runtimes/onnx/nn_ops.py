@@ -323,3 +323,30 @@ def _attention(ctx, args, attrs):
         any_key = reduce(ctx, "ReduceMax", ctx.cast(mask, "int32"), [-1], True)  # (..., Sq, 1)
         out = ctx.op("Where", [ctx.cast(any_key, "bool"), out, ctx.scalar(math.nan, dtype)])
     return [out]
+
+
+def _float_pool(node, target) -> bool:
+    return node.inputs[0].type.dtype in ("float32", "float64")
+
+
+@lowers("max_pool2d_indices", when=_float_pool)
+def _max_pool_indices(ctx, args, attrs):
+    # MaxPool's own Indices over the explicitly padded input index (N, C, *padded) row-major; a
+    # constant table maps each padded position to the contract's index into the unpadded image
+    # (integer inputs go through the op's decomposition)
+    xt = ctx.in_types[0]
+    sizes, out = list(xt.shape[2:]), ctx.out_types[0].shape[2:]
+    pads = pool_pads(sizes, out, attrs)
+    xp = pad_or_crop(ctx, args[0], pads, -math.inf, xt.dtype)
+    _, idx = ctx.op("MaxPool", [xp], outputs=2, kernel_shape=list(attrs["kernel"]), strides=list(attrs["strides"]),
+                    dilations=_dils(attrs))
+    padded = [s + lo + hi for s, (lo, hi) in zip(sizes, pads)]
+    grids = np.meshgrid(*[np.arange(p) - lo for p, (lo, _) in zip(padded, pads)], indexing="ij")
+    inside = np.logical_and.reduce([(g >= 0) & (g < s) for g, s in zip(grids, sizes)])
+    clipped = [np.clip(g, 0, s - 1) for g, s in zip(grids, sizes)]
+    table = np.where(inside, np.ravel_multi_index(clipped, sizes, order="F" if attrs["column_major"] else "C"), -1)
+    big, image = int(np.prod(padded)), int(np.prod(sizes))
+    nc = ctx.op("Div", [idx, ctx.const(np.array(big, np.int64))])
+    pos = ctx.op("Gather", [ctx.const(table.reshape(-1).astype(np.int64)),
+                            ctx.op("Mod", [idx, ctx.const(np.array(big, np.int64))])], axis=0)
+    return [ctx.op("Add", [ctx.op("Mul", [nc, ctx.const(np.array(image, np.int64))]), pos])]
