@@ -16,3 +16,5 @@ from .contraction import einsum  # noqa: E402,F401  (N-ary Einstein summation, o
 __all__ = __all__ + ["einsum"]
 from .selection import topk  # noqa: E402,F401  (ops/selection.py)
 __all__ = __all__ + ["topk"]
+from .data_dependent import compress, nonzero, unique  # noqa: E402,F401  (ops/data_dependent.py)
+__all__ = __all__ + ["nonzero", "compress", "unique"]

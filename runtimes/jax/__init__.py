@@ -81,11 +81,14 @@ def decomposed(graph: Graph, outputs=None) -> tuple[Graph, list | None]:
     return work, (list(work.outputs) if outputs is not None else None)
 
 
-def lower(graph: Graph, env: Mapping[str, int], *, precision: str = "highest", outputs=None):
+def lower(graph: Graph, env: Mapping[str, int], *, precision: str = "highest", outputs=None, eager: bool = False):
     """``f(params, inputs) -> tuple`` evaluating ``graph`` with JAX ops (pure, jit-able).
 
     ``params`` maps param/buffer/const names to arrays; names absent from it are baked in from
-    ``graph.params`` as constants. ``outputs`` selects Values to return (default: graph outputs)."""
+    ``graph.params`` as constants. ``outputs`` selects Values to return (default: graph outputs).
+    A node whose result length depends on the data (ops/data_dependent.py: a dim no input binds) is
+    refused with ``UnsupportedOpError`` (jax.jit needs static shapes) unless ``eager``: then ``f`` is
+    meant to run op by op outside jax.jit (what ``run`` does for such graphs)."""
     prec = _PRECISION[precision]
     graph, outputs = decomposed(graph, outputs)
     missing = sorted({n.op for n in graph.nodes if not has_lowering(n.op)})
@@ -96,7 +99,15 @@ def lower(graph: Graph, env: Mapping[str, int], *, precision: str = "highest", o
         try:
             shapes = [tuple(resolve_shape(v.type.shape, env)) for v in node.outputs]
         except GraphforgeError:
-            raise
+            if not _data_dependent(node, env):
+                raise
+            if not eager:
+                raise UnsupportedOpError(
+                    f"{node.op}: its result {', '.join(str(v.type) for v in node.outputs)} has a length that depends "
+                    f"on the data, which jax.jit cannot compile (XLA needs static shapes)", ops=[node.op],
+                    hint="gf.run(..., backend='jax') runs such graphs eagerly; 'reference' and 'onnxruntime' run them "
+                         "too") from None
+            shapes = [None] * len(node.outputs)  # known only once the node has run
         plan.append((node, LowerCtx(node, shapes, prec), _concrete_attrs(node, env)))
     outs = list(graph.outputs if outputs is None else outputs)
     stored = graph.params
@@ -120,6 +131,17 @@ def lower(graph: Graph, env: Mapping[str, int], *, precision: str = "highest", o
         return tuple(vals[id(o)] for o in outs)
 
     return fn
+
+
+def _data_dependent(node, env: Mapping[str, int]) -> bool:
+    """Whether ``node`` (or an op before it) has result dims that no input binds."""
+    from graphforge.ir.dims import dim_symbols
+
+    return any(dim_symbols(d) - set(env) for v in node.outputs for d in v.type.shape if type(d) is not int)
+
+
+def _needs_eager(graph: Graph, env: Mapping[str, int]) -> bool:
+    return any(_data_dependent(node, env) for node in graph.walk())
 
 
 def _concrete_attrs(node, env: Mapping[str, int]) -> dict:
@@ -178,7 +200,10 @@ def run(graph: Graph, arrays, env: Mapping[str, int], params: Mapping[str, np.nd
             outs = run(graph, pad_inputs(graph, arrays, padded), padded, params, precision=precision)
             return crop_outputs(graph, outs, env, padded)
     with x64():
-        fn = compile_graph(graph, arrays, env, precision=precision)
+        if _needs_eager(graph, env):  # data-dependent lengths: op by op, outside jax.jit
+            fn = lower(graph, env, precision=precision, eager=True)
+        else:
+            fn = compile_graph(graph, arrays, env, precision=precision)
         used = {n: params[n] for n in graph.param_values}
         outs = fn(used, tuple(jnp.asarray(a) for a in arrays))
         return [np.asarray(o) for o in outs]

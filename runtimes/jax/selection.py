@@ -22,3 +22,37 @@ def _topk(ctx, args, attrs):
     _, idx = lax.top_k(key, attrs["k"])
     values = jnp.take_along_axis(xm, idx, axis=-1)
     return [jnp.moveaxis(values, -1, axis), jnp.moveaxis(idx, -1, axis).astype(ctx.out_dtypes[1])]
+
+
+# ---- data-dependent lengths (graphforge/ops/data_dependent.py) -------------------------------------
+# These run only eagerly (``run`` executes a graph holding them op by op, outside jax.jit): their
+# result sizes come from the values. Under jax.jit ``lower`` refuses them before reaching here.
+
+@lowers("nonzero")
+def _nonzero(ctx, args, attrs):
+    x = args[0]
+    return [jnp.stack(jnp.nonzero(x)).reshape(x.ndim, -1).astype(jnp.int64)]
+
+
+@lowers("compress")
+def _compress(ctx, args, attrs):
+    x, cond = args
+    axis = attrs["axis"]
+    keep = jnp.nonzero(cond)[0]
+    if axis is None:
+        return [jnp.take(x.reshape(-1), keep)]
+    return [jnp.take(x, keep, axis=axis)]
+
+
+@lowers("unique")
+def _unique(ctx, args, attrs):
+    x = args[0]
+    axis = attrs["axis"]
+    y, first, inverse, counts = jnp.unique(x, return_index=True, return_inverse=True, return_counts=True, axis=axis)
+    inverse = inverse.reshape(-1)
+    if not attrs["sorted"]:  # order of first occurrence
+        order = jnp.argsort(first, stable=True)
+        y = jnp.take(y, order, axis=0 if axis is None else axis)
+        first, counts = first[order], counts[order]
+        inverse = jnp.argsort(order)[inverse]
+    return [y, first.astype(jnp.int64), inverse.astype(jnp.int64), counts.astype(jnp.int64)]

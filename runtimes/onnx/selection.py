@@ -12,3 +12,21 @@ def _topk(ctx, args, attrs):
     values, indices = ctx.op("TopK", [args[0], ctx.ints([attrs["k"]])], outputs=2, axis=attrs["axis"],
                              largest=int(attrs["largest"]), sorted=1)
     return [values, indices]
+
+
+# ---- data-dependent lengths (graphforge/ops/data_dependent.py): onnxruntime's native kernels size
+# their results at run time; the length symbol becomes the output's dim_param
+
+@lowers("nonzero")
+def _nonzero(ctx, args, attrs):
+    return [ctx.op("NonZero", [args[0]])]
+
+
+@lowers("compress")
+def _compress(ctx, args, attrs):
+    return [ctx.op("Compress", args, axis=attrs["axis"])]
+
+
+@lowers("unique")
+def _unique(ctx, args, attrs):
+    return list(ctx.op("Unique", [args[0]], outputs=4, axis=attrs["axis"], sorted=int(attrs["sorted"])))
