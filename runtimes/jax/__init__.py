@@ -107,7 +107,8 @@ def lower(graph: Graph, env: Mapping[str, int], *, precision: str = "highest", o
                     f"on the data, which jax.jit cannot compile (XLA needs static shapes)", ops=[node.op],
                     hint="gf.run(..., backend='jax') runs such graphs eagerly; 'reference' and 'onnxruntime' run them "
                          "too") from None
-            shapes = [None] * len(node.outputs)  # known only once the node has run
+            plan.append((node, None, None))  # resolved when it runs, from the lengths bound so far
+            continue
         plan.append((node, LowerCtx(node, shapes, prec), _concrete_attrs(node, env)))
     outs = list(graph.outputs if outputs is None else outputs)
     stored = graph.params
@@ -118,7 +119,10 @@ def lower(graph: Graph, env: Mapping[str, int], *, precision: str = "highest", o
             vals[id(spec)] = x
         for name, v in graph.param_values.items():
             vals[id(v)] = params[name] if name in params else jnp.asarray(stored[name])
+        live = dict(env)  # eager runs bind each data-dependent length from the array that has it
         for node, ctx, attrs in plan:
+            if ctx is None:
+                ctx, attrs = _deferred(node, live, prec)
             try:
                 res = LOWERINGS[node.op](ctx, [vals[id(v)] for v in node.inputs], attrs)
             except GraphforgeError:
@@ -128,9 +132,23 @@ def lower(graph: Graph, env: Mapping[str, int], *, precision: str = "highest", o
                                    scope=node.scope, op=node.op, loc=node.loc) from exc
             for v, r in zip(node.outputs, res):
                 vals[id(v)] = r
+                if eager:
+                    for d, n in zip(v.type.shape, r.shape):
+                        if type(d) is str and d not in live and d.isidentifier():
+                            live[d] = int(n)
         return tuple(vals[id(o)] for o in outs)
 
     return fn
+
+
+def _deferred(node, env: Mapping[str, int], prec):
+    """(ctx, attrs) of a node of an eager run, resolved with the lengths bound so far; a result
+    dim the node itself introduces stays unknown (None) to its lowering."""
+    try:
+        shapes = [tuple(resolve_shape(v.type.shape, env)) for v in node.outputs]
+    except GraphforgeError:
+        shapes = [None] * len(node.outputs)
+    return LowerCtx(node, shapes, prec), _concrete_attrs(node, env)
 
 
 def _data_dependent(node, env: Mapping[str, int]) -> bool:
