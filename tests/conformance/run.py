@@ -23,8 +23,8 @@ def main(argv=None) -> int:
     ap.add_argument("--failures", action="store_true", help="list every failing case with its last error line")
     ap.add_argument("--per-op", action="store_true", help="per-ONNX-op table for the node cases")
     ap.add_argument("--check", action="store_true",
-                    help=f"exit 1 unless >= {NODE_TARGET:.0%} of all node cases pass and every claimed op passes "
-                         f">= {PER_OP_TARGET:.0%} of its non-excluded node cases (the issue's acceptance bar)")
+                    help=f"exit 1 unless >= {NODE_TARGET:.0%}% of all node cases pass and every claimed op passes "
+                         f">= {PER_OP_TARGET:.0%}% of its non-excluded node cases (the issue's acceptance bar)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     results = run_suite(tuple(args.category or CATEGORIES), include=args.include, backend=args.backend)
