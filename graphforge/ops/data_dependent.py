@@ -124,7 +124,7 @@ register_op(OpDef(
         "data-dependent symbol named by length.",
     samples=[
         Sample([TensorType((3, 2), "float64"), TensorType((3,), "bool")], attrs={"length": "kept", "axis": 0},
-               bind={"kept": 2}, domain=["any", np.array([True, False, True])], grad=False),
+               bind={"kept": 2}, domain=["any", np.array([True, False, True])]),
         Sample([TensorType(("batch", 4), "float32"), TensorType((3,), "bool")],
                attrs={"length": "kept", "axis": -1}, bind={"batch": 2, "kept": 2}, grad=False,
                domain=["any", np.array([False, True, True])], note="symbolic batch, a short condition"),

@@ -25,20 +25,26 @@ def _topk(ctx, args, attrs):
 
 
 # ---- data-dependent lengths (graphforge/ops/data_dependent.py) -------------------------------------
-# These run only eagerly (``run`` executes a graph holding them op by op, outside jax.jit): their
-# result sizes come from the values. Under jax.jit ``lower`` refuses them before reaching here.
+# These run eagerly (``run`` executes a graph holding them op by op, outside jax.jit): their result
+# sizes come from the values. Under jax.jit ``lower`` refuses them unless the caller's binding holds
+# the length (``ctx.shape`` known): then they pass it as ``size=`` and trace like any other op.
+
+
+def _size(ctx, i, axis):
+    shape = ctx.out_shapes[i]
+    return None if shape is None else shape[axis]
 
 @lowers("nonzero")
 def _nonzero(ctx, args, attrs):
     x = args[0]
-    return [jnp.stack(jnp.nonzero(x)).reshape(x.ndim, -1).astype(jnp.int64)]
+    return [jnp.stack(jnp.nonzero(x, size=_size(ctx, 0, 1))).reshape(x.ndim, -1).astype(jnp.int64)]
 
 
 @lowers("compress")
 def _compress(ctx, args, attrs):
     x, cond = args
     axis = attrs["axis"]
-    keep = jnp.nonzero(cond)[0]
+    keep = jnp.nonzero(cond, size=_size(ctx, 0, 0 if axis is None else axis % x.ndim))[0]
     if axis is None:
         return [jnp.take(x.reshape(-1), keep)]
     return [jnp.take(x, keep, axis=axis)]
@@ -48,7 +54,8 @@ def _compress(ctx, args, attrs):
 def _unique(ctx, args, attrs):
     x = args[0]
     axis = attrs["axis"]
-    y, first, inverse, counts = jnp.unique(x, return_index=True, return_inverse=True, return_counts=True, axis=axis)
+    y, first, inverse, counts = jnp.unique(x, return_index=True, return_inverse=True, return_counts=True, axis=axis,
+                                           size=_size(ctx, 1, 0))
     inverse = inverse.reshape(-1)
     if not attrs["sorted"]:  # order of first occurrence
         order = jnp.argsort(first, stable=True)
