@@ -415,3 +415,32 @@ def _sce(ctx, node):
     logp = ctx.emit("log_softmax", [scores], axis=1)
     w = ctx.input(node, 2) if ctx.has(node, 2) else None
     return [_nll(ctx, node, logp, ctx.input(node, 1), w, a), logp]
+
+
+@importer("CausalConvWithState")
+def _causal_conv_with_state(ctx, node):
+    """Stateful causal depthwise 1-D conv (opset 27): the past state (zeros when absent) concatenated
+    before the input along the length, one depthwise ``conv2d`` with no padding (+ bias, + SiLU for
+    'silu'/'swish'), and the last k-1 positions of the concatenation as the present state."""
+    a = attrs_of(node)
+    x, w = ctx.input(node, 0), ctx.input(node, 1)
+    n, c, length = x.type.shape
+    k = w.type.shape[-1]
+    if not (isinstance(c, int) and isinstance(k, int)):
+        unsupported(node, "symbolic channels or kernel size")
+    act = a.get("activation", "none")
+    if act not in ("none", "silu", "swish"):
+        unsupported(node, f"activation {act!r}")
+    if k > 1:
+        past = ctx.input(node, 3) if ctx.has(node, 3) else \
+            ctx.emit("broadcast_to", [ctx.scalar(0, x.type.dtype)], shape=[n, c, k - 1])
+        padded = ctx.emit("concat", [past, x], axis=2)
+        present = ctx.emit("slice", [padded], starts=[-(k - 1)], ends=[2 ** 63 - 1], axes=[2])
+    else:
+        padded = x
+        present = ctx.emit("slice", [x], starts=[length], ends=[length], axes=[2])  # (N, C, 0)
+    ins = [padded, w] + ([ctx.input(node, 2)] if ctx.has(node, 2) else [])
+    y = ctx.emit("conv2d", ins, strides=[1], pads=[0, 0], dilations=[1], groups=c)
+    if act != "none":
+        y = ctx.emit("silu", [y])
+    return [y, present]
