@@ -53,8 +53,8 @@ def _conv(ctx, node):
 @importer("ConvTranspose")
 def _conv_t(ctx, node):
     """ConvTranspose onto conv_transpose2d. ``output_shape`` and SAME auto_pad become explicit pads
-    (ONNX's total-padding rule); a negative pad (an output longer than the natural one) becomes
-    output_padding, or, past the stride, zero rows padded onto the result before the bias."""
+    (ONNX's total-padding rule); a negative end pad (an output longer than the natural one) becomes
+    output_padding; longer still is refused, as onnxruntime and onnx's reference do."""
     a = attrs_of(node)
     x, w = ctx.input(node, 0), ctx.input(node, 1)
     n = len(w.type.shape) - 2
@@ -80,27 +80,18 @@ def _conv_t(ctx, node):
                 pads[i], pads[n + i] = total - total // 2, total // 2
     elif auto_pad == "VALID":
         pads = [0] * (2 * n)
-    grow = [0] * n  # rows to add at the end beyond what output_padding may hold
     for i in range(n):
         if pads[i] < 0:
             unsupported(node, f"a negative begin pad {pads[i]} (output_shape longer than the transposed conv)")
-        if pads[n + i] < 0:
-            extra = -pads[n + i]
-            pads[n + i] = 0
-            room = max(strides[i], dil[i]) - 1 - out_pad[i]
-            take = min(extra, room)
-            out_pad[i] += take
-            grow[i] = extra - take
-    bias = ctx.input(node, 2) if ctx.has(node, 2) else None
-    ins = [x, w] + ([bias] if bias is not None and not any(grow) else [])
-    y = ctx.emit("conv_transpose2d", ins, strides=strides, pads=pads, dilations=dil,
-                 groups=int(a.get("group", 1)), output_padding=out_pad)
-    if any(grow):
-        y = ctx.emit("pad", [y], pads=[0, 0, 0, 0] + [p for g in grow for p in (0, g)], value=0.0)
-        if bias is not None:
-            b = ctx.emit("reshape", [bias], shape=[1, -1] + [1] * n)
-            y = ctx.emit("add", [y, b])
-    return [y]
+        if pads[n + i] < 0:  # a longer output: output_padding, as far as it reaches
+            extra, room = -pads[n + i], max(strides[i], dil[i]) - 1 - out_pad[i]
+            if extra > room:
+                unsupported(node, f"output_shape {list(a.get('output_shape', []))} needs {extra} extra rows on axis "
+                                  f"{i}, more than output_padding can add (onnxruntime and onnx's reference refuse it too)")
+            pads[n + i], out_pad[i] = 0, out_pad[i] + extra
+    ins = [x, w] + ([ctx.input(node, 2)] if ctx.has(node, 2) else [])
+    return [ctx.emit("conv_transpose2d", ins, strides=strides, pads=pads, dilations=dil,
+                     groups=int(a.get("group", 1)), output_padding=out_pad)]
 
 
 @importer("MaxPool", "AveragePool", "LpPool")
