@@ -18,3 +18,5 @@ from .selection import topk  # noqa: E402,F401  (ops/selection.py)
 __all__ = __all__ + ["topk"]
 from .data_dependent import compress, nonzero, unique  # noqa: E402,F401  (ops/data_dependent.py)
 __all__ = __all__ + ["nonzero", "compress", "unique"]
+from .data_dependent import non_max_suppression  # noqa: E402,F401
+__all__ = __all__ + ["non_max_suppression"]

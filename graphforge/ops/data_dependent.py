@@ -1,4 +1,5 @@
-"""Ops whose result length depends on the data: ``nonzero``, ``compress`` and ``unique``.
+"""Ops whose result length depends on the data: ``nonzero``, ``compress``, ``unique`` and
+``non_max_suppression``.
 
 Design (issue #19): the data-dependent length is a **fresh symbolic dim** named by the node's
 ``length`` attribute (``nnz0``, ``kept1``, ``uniq2`` …; the functional API and the ONNX importer pick
@@ -31,7 +32,7 @@ from .registry import NOT_DIFFERENTIABLE, Attr, OpDef, Sample, register_op
 # modules, not names: the op families use each other's functions (looked up at call time)
 from . import creation as _creation, shape_ops as _shape_ops
 
-__all__ = ["nonzero", "compress", "unique", "fresh_length"]
+__all__ = ["nonzero", "compress", "unique", "non_max_suppression", "fresh_length"]
 
 _COUNTER = itertools.count()
 
@@ -203,3 +204,107 @@ def unique(x, axis: int | None = None, sorted: bool = True):  # noqa: A002
     """``(values, first_indices, inverse_indices, counts)`` like ONNX Unique (``sorted=False``: in order
     of first occurrence)."""
     return apply("unique", x, length=fresh_length("uniq"), axis=axis, sorted=bool(sorted))
+
+
+# ---- non_max_suppression ----------------------------------------------------------------------
+
+def _nms_rule(ts, attrs):
+    boxes, scores, max_out, iou, thr = ts
+    if boxes.rank != 3 or boxes.shape[2] != 4:
+        raise ShapeError(f"non_max_suppression: boxes must be (batch, boxes, 4), got {boxes}")
+    if scores.rank != 3 or scores.shape[0] != boxes.shape[0] or scores.shape[2] != boxes.shape[1]:
+        raise ShapeError(f"non_max_suppression: scores must be (batch, classes, boxes) matching {boxes}, got {scores}")
+    for t, what, kinds in ((max_out, "max_output_boxes_per_class", ("int64", "int32")),
+                           (iou, "iou_threshold", (boxes.dtype,)), (thr, "score_threshold", (boxes.dtype,))):
+        if t.dtype not in kinds or t.rank > 1 or (t.rank == 1 and t.shape[0] != 1):
+            raise DTypeError(f"non_max_suppression: {what} must be a scalar of {' or '.join(kinds)}, got {t}")
+    if scores.dtype != boxes.dtype or boxes.dtype not in ("float32", "float64"):
+        raise DTypeError(f"non_max_suppression: boxes and scores must share float32/float64, got {boxes}, {scores}")
+    return [TensorType((_length(attrs, "non_max_suppression"), 3), "int64")]
+
+
+def _corners(b, center):
+    """(N, 4) boxes -> (y_min, x_min, y_max, x_max) with each pair ordered."""
+    if center:
+        xc, yc, w, h = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+        return yc - h / 2, xc - w / 2, yc + h / 2, xc + w / 2
+    return (np.minimum(b[:, 0], b[:, 2]), np.minimum(b[:, 1], b[:, 3]),
+            np.maximum(b[:, 0], b[:, 2]), np.maximum(b[:, 1], b[:, 3]))
+
+
+def _iou_over(b, center, thr):
+    """(N, N) bool: box i suppresses box j (IoU > thr; touching or empty boxes never do), ONNX's rule."""
+    y0, x0, y1, x1 = _corners(b, center)
+    iy = np.minimum(y1[:, None], y1[None]) - np.maximum(y0[:, None], y0[None])
+    ix = np.minimum(x1[:, None], x1[None]) - np.maximum(x0[:, None], x0[None])
+    inter = np.where((iy > 0) & (ix > 0), iy * ix, 0.0)
+    area = (y1 - y0) * (x1 - x0)
+    union = area[:, None] + area[None] - inter
+    ok = (inter > 0) & (area[:, None] > 0) & (area[None] > 0) & (union > 0)
+    with np.errstate(all="ignore"):
+        return ok & (inter / np.where(union > 0, union, 1) > thr)
+
+
+def _nms_ref(xs, attrs, env=None):
+    boxes, scores, max_out, iou, thr = xs
+    k = max(int(np.asarray(max_out).reshape(-1)[0]), 0)
+    iou_t, score_t = float(np.asarray(iou).reshape(-1)[0]), float(np.asarray(thr).reshape(-1)[0])
+    picked = []
+    for b in range(boxes.shape[0]):
+        over = _iou_over(boxes[b], attrs["center_point_box"], iou_t)
+        for c in range(scores.shape[1]):
+            s = scores[b, c]
+            order = [i for i in np.lexsort((np.arange(len(s)), -s))
+                     if not attrs["use_score_threshold"] or s[i] > score_t]  # best first; ties: lower index
+            kept: list[int] = []
+            for i in order:
+                if len(kept) >= k:
+                    break
+                if not any(over[i, j] for j in kept):
+                    kept.append(i)
+                    picked.append((b, c, i))
+    return [np.array(picked, dtype=np.int64).reshape(-1, 3)]
+
+
+_BOXES = np.array([[[0, 0, 1, 1], [0, 0.1, 1, 1.1], [0, -0.1, 1, 0.9], [0, 10, 1, 11], [0, 10.1, 1, 11.1],
+                    [0, 100, 1, 101]]], np.float32)
+_SCORES = np.array([[[0.9, 0.75, 0.6, 0.95, 0.5, 0.3]]], np.float32)
+
+register_op(OpDef(
+    name="non_max_suppression", family="selection", num_inputs=(5, 5),
+    attrs={"length": Attr("str"), "center_point_box": Attr("bool", False), "use_score_threshold": Attr("bool", True)},
+    type_rule=_nms_rule, reference=_nms_ref, flops=lambda i, o, a: numel(i[1]) * int(i[0].shape[1]),
+    vjp=NOT_DIFFERENTIABLE,
+    doc="ONNX NonMaxSuppression: (selected, 3) int64 rows (batch, class, box), per batch and class the boxes "
+        "by descending score (ties: lower index) that no earlier pick overlaps with IoU > iou_threshold, at "
+        "most max_output_boxes_per_class of them, scores > score_threshold (use_score_threshold). selected "
+        "is the data-dependent symbol named by length.",
+    samples=[
+        Sample([TensorType((1, 6, 4), "float32"), TensorType((1, 1, 6), "float32"), TensorType((), "int64"),
+                TensorType((), "float32"), TensorType((), "float32")], attrs={"length": "sel"}, bind={"sel": 3},
+               domain=[_BOXES, _SCORES, np.array(3, np.int64), np.array(0.5, np.float32), np.array(0.0, np.float32)]),
+        Sample([TensorType((1, 6, 4), "float64"), TensorType((1, 2, 6), "float64"), TensorType((1,), "int64"),
+                TensorType((1,), "float64"), TensorType((1,), "float64")],
+               attrs={"length": "sel", "center_point_box": True}, bind={"sel": 4},
+               domain=[np.array([[[0.5, 0.5, 1, 1], [0.5, 0.6, 1, 1], [0.5, 0.4, 1, 1], [0.5, 10.5, 1, 1],
+                                  [0.5, 10.6, 1, 1], [0.5, 100.5, 1, 1]]]),
+                       np.array([[[0.9, 0.75, 0.6, 0.95, 0.5, 0.3], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]]]),
+                       np.array([2]), np.array([0.5]), np.array([0.35])],
+               note="center boxes, two classes, a score threshold"),
+    ],
+))
+
+
+def non_max_suppression(boxes, scores, max_output_boxes_per_class=0, iou_threshold=0.0, score_threshold=None,
+                        center_point_box: bool = False):
+    """ONNX NonMaxSuppression: (selected, 3) int64 rows (batch, class, box)."""
+    from .creation import constant
+
+    dt = boxes.dtype
+    max_out = max_output_boxes_per_class if hasattr(max_output_boxes_per_class, "dtype") and not isinstance(
+        max_output_boxes_per_class, np.ndarray) else constant(np.array(max_output_boxes_per_class, np.int64))
+    iou = iou_threshold if hasattr(iou_threshold, "builder") else constant(np.array(iou_threshold), dt)
+    use = score_threshold is not None
+    thr = score_threshold if hasattr(score_threshold, "builder") else constant(np.array(0.0 if not use else score_threshold), dt)
+    return apply("non_max_suppression", boxes, scores, max_out, iou, thr, length=fresh_length("sel"),
+                 center_point_box=bool(center_point_box), use_score_threshold=use)
