@@ -156,3 +156,13 @@ def test_nd_layers_have_pytorch_shapes():
 def test_max_pool2d_stays_2d():
     with pytest.raises(gf.ShapeError):
         gf.trace(lambda x: gf.max_pool2d(x, 2), gf.TensorSpec((1, 3, 8)))
+
+
+def test_non_max_suppression_functional_api():
+    boxes = np.array([[[0, 0, 1, 1], [0, 0.1, 1, 1.1], [0, 10, 1, 11]]], np.float32)
+    scores = np.array([[[0.9, 0.95, 0.5]]], np.float32)
+    g = gf.trace(lambda b, s: gf.non_max_suppression(b, s, 5, 0.5, score_threshold=0.6),
+                 gf.TensorSpec((1, 3, 4)), gf.TensorSpec((1, 1, 3)))
+    for backend in BACKENDS:
+        (sel,) = gf.run(g, [boxes, scores], backend=backend)
+        np.testing.assert_array_equal(sel, [[0, 0, 1]], err_msg=backend)  # box 0 overlaps box 1; box 2 scores 0.5
