@@ -119,3 +119,150 @@ class AdaptiveAvgPool2d(GlobalAvgPool2d):
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size!r}"
+
+
+# ---- 1-D and 3-D layers: the same registry ops (conv2d, conv_transpose2d, max_pool2d, avg_pool2d)
+# over one or three spatial axes, with PyTorch's names, weight layouts and init ----------------------
+
+def _ntuple(v, n, name):
+    if isinstance(v, (list, tuple)):
+        if len(v) != n:
+            raise ShapeError(f"{name} must be an int or {n} values, got {v!r}")
+        return tuple(int(e) for e in v)
+    return (int(v),) * n
+
+
+def _fan(shape):
+    k = 1
+    for d in shape[2:]:
+        k *= d
+    return k
+
+
+class _ConvNd(Module):
+    _n = 2
+    _what = "Conv"
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, dtype: str = "float32"):
+        super().__init__()
+        _check_groups(in_channels, out_channels, groups, self._what)
+        n = self._n
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = _ntuple(kernel_size, n, "kernel_size")
+        self.stride, self.dilation = _ntuple(stride, n, "stride"), _ntuple(dilation, n, "dilation")
+        self.padding = padding
+        shape = (out_channels, in_channels // groups) + self.kernel_size
+        self.weight = Parameter(shape, dtype, init=_init.kaiming_uniform())
+        fan_in = (in_channels // groups) * _fan(shape)
+        self.bias = Parameter((out_channels,), dtype, init=_init.uniform_fan_in(fan_in)) if bias else None
+
+    def forward(self, x):
+        return ops.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding!r}, groups={self.groups}, bias={self.bias is not None}")
+
+
+class Conv1d(_ConvNd):
+    """1-D convolution (N, C, W); weight (out, in/groups, k) (PyTorch layout and init)."""
+    _n, _what = 1, "Conv1d"
+
+
+class Conv3d(_ConvNd):
+    """3-D convolution (N, C, D, H, W); weight (out, in/groups, kd, kh, kw) (PyTorch layout and init)."""
+    _n, _what = 3, "Conv3d"
+
+
+class _ConvTransposeNd(Module):
+    _n = 2
+    _what = "ConvTranspose"
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0,
+                 groups: int = 1, bias: bool = True, dilation=1, dtype: str = "float32"):
+        super().__init__()
+        _check_groups(in_channels, out_channels, groups, self._what)
+        n = self._n
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = _ntuple(kernel_size, n, "kernel_size")
+        self.stride, self.dilation = _ntuple(stride, n, "stride"), _ntuple(dilation, n, "dilation")
+        self.padding, self.output_padding = padding, output_padding
+        shape = (in_channels, out_channels // groups) + self.kernel_size
+        self.weight = Parameter(shape, dtype, init=_init.kaiming_uniform())
+        fan_in = (out_channels // groups) * _fan(shape)  # PyTorch: weight.size(1) * prod(kernel)
+        self.bias = Parameter((out_channels,), dtype, init=_init.uniform_fan_in(fan_in)) if bias else None
+
+    def forward(self, x):
+        return ops.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, self.output_padding,
+                                    self.groups, self.dilation)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding!r}, output_padding={self.output_padding!r}")
+
+
+class ConvTranspose1d(_ConvTransposeNd):
+    """Transposed 1-D convolution; weight (in, out/groups, k) (PyTorch layout and init)."""
+    _n, _what = 1, "ConvTranspose1d"
+
+
+class ConvTranspose3d(_ConvTransposeNd):
+    """Transposed 3-D convolution; weight (in, out/groups, kd, kh, kw) (PyTorch layout and init)."""
+    _n, _what = 3, "ConvTranspose3d"
+
+
+class _MaxPoolNd(Module):
+    _n = 2
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.dilation, self.ceil_mode = dilation, ceil_mode
+
+    def forward(self, x):
+        return ops.nn_ops.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.dilation,
+                                     _n=self._n)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, dilation={self.dilation}"
+
+
+class MaxPool1d(_MaxPoolNd):
+    """Max pooling over (N, C, W) (PyTorch's argument order: kernel, stride, padding, dilation, ceil_mode)."""
+    _n = 1
+
+
+class MaxPool3d(_MaxPoolNd):
+    """Max pooling over (N, C, D, H, W)."""
+    _n = 3
+
+
+class _AvgPoolNd(Module):
+    _n = 2
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
+
+    def forward(self, x):
+        return ops.nn_ops.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                                     self.count_include_pad, _n=self._n)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class AvgPool1d(_AvgPoolNd):
+    """Average pooling over (N, C, W)."""
+    _n = 1
+
+
+class AvgPool3d(_AvgPoolNd):
+    """Average pooling over (N, C, D, H, W)."""
+    _n = 3
+
+
+__all__ += ["Conv1d", "Conv3d", "ConvTranspose1d", "ConvTranspose3d", "MaxPool1d", "MaxPool3d", "AvgPool1d",
+            "AvgPool3d"]

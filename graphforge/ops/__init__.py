@@ -21,3 +21,11 @@ from .random import *  # noqa: F401,F403,E402
 __all__ += random.__all__
 from . import quantize  # noqa: E402  (quantized ops; names stay in graphforge.ops.quantize)
 from . import barrier  # noqa: E402,F401  (optimization_barrier, for rematerialisation)
+from .contraction import einsum  # noqa: E402,F401  (N-ary Einstein summation, ops/contraction.py)
+__all__ = __all__ + ["einsum"]
+from .selection import topk  # noqa: E402,F401  (ops/selection.py)
+__all__ = __all__ + ["topk"]
+from .data_dependent import compress, nonzero, unique  # noqa: E402,F401  (ops/data_dependent.py)
+__all__ = __all__ + ["nonzero", "compress", "unique"]
+from .data_dependent import non_max_suppression  # noqa: E402,F401
+__all__ = __all__ + ["non_max_suppression"]

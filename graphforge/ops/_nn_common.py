@@ -20,31 +20,44 @@ def _fmt(t: TensorType) -> str:
     return str(t)
 
 
-def _check_pairs(attrs, op, names=("strides", "dilations", "kernel")):
+def _check_pairs(attrs, op, names=("strides", "dilations", "kernel"), nsp=2):
+    """Per-axis attrs: ``nsp`` positive ints each; ``pads`` 2*nsp non-negative ints (begins, then ends)."""
+    axes = "[h, w]" if nsp == 2 else f"(one per spatial axis, {nsp})"
     for key in names:
         if key in attrs:
             v = attrs[key]
-            if len(v) != 2 or any(int(e) < 1 for e in v):
-                raise ShapeError(f"{op}: {key} must be two positive ints [h, w], got {v}")
+            if len(v) != nsp or any(int(e) < 1 for e in v):
+                raise ShapeError(f"{op}: {key} must be {nsp} positive ints {axes}, got {v}")
     if "pads" in attrs:
         p = attrs["pads"]
-        if len(p) != 4 or any(int(e) < 0 for e in p):
-            raise ShapeError(f"{op}: pads must be four non-negative ints [top, left, bottom, right], got {p}")
+        if len(p) != 2 * nsp or any(int(e) < 0 for e in p):
+            what = "[top, left, bottom, right]" if nsp == 2 else "(the begins of every spatial axis, then the ends)"
+            raise ShapeError(f"{op}: pads must be {2 * nsp} non-negative ints {what}, got {p}")
+
+
+def _spatial_rank(x: TensorType, op: str) -> int:
+    """The number of spatial axes of an (N, C, *spatial) input: 1, 2 or 3."""
+    if x.rank not in (3, 4, 5):
+        hint = ("add a batch axis with x.unsqueeze(0)" if x.rank == 2
+                else "conv/pool ops take (N, C, W), (N, C, H, W) or (N, C, D, H, W) tensors")
+        raise ShapeError(f"{op}: expects an (N, C, *spatial) input with 1 to 3 spatial axes, got {_fmt(x)}",
+                         hint=hint)
+    return x.rank - 2
 
 
 def _static_spatial(x: TensorType, op: str, what="input"):
-    h, w = x.shape[2], x.shape[3]
-    if not (is_static(h) and is_static(w)):
-        raise ShapeError(f"{op}: needs static spatial dims (H, W) in its {what}, got {_fmt(x)}",
+    sizes = tuple(x.shape[2:])
+    if not all(is_static(d) for d in sizes):
+        raise ShapeError(f"{op}: needs static spatial dims in its {what}, got {_fmt(x)}",
                          hint="give the image size as ints in the TensorSpec; only the batch dim may be symbolic")
-    return h, w
+    return sizes
 
 
 def _window_out(size, k, s, p0, p1, d, op, axis):
     """Output length of a window op (conv, floor-mode pool) over a symbolic ``size``: the formula
     as a dim expression, with the guard that the padded input holds one (dilated) window."""
     span = d * (k - 1) + 1
-    require_le(span, dim_add(size, p0 + p1), f"{op}: the {'height' if axis == 2 else 'width'} must hold the "
+    require_le(span, dim_add(size, p0 + p1), f"{op}: spatial axis {axis} must hold the "
                f"window of {span} (kernel {k}, dilation {d}, pads {p0}+{p1})")
     return dim_add(dim_floordiv(dim_add(size, p0 + p1 - span), s), 1)
 
@@ -61,11 +74,16 @@ def _require_nchw(x: TensorType, op: str):
         raise ShapeError(f"{op}: expects a rank-4 NCHW input (batch, channels, height, width), got {_fmt(x)}",
                          hint=hint)
 
-def _windows(xp, kh, kw, s, d, oh, ow):
-    """(N, C, OH, OW, kh, kw) strided view of the padded input ``xp`` (no copy)."""
-    (sh, sw), (dh, dw) = s, d
-    win = _sliding(xp, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(2, 3))
-    return win[:, :, ::sh, ::sw, ::dh, ::dw][:, :, :oh, :ow]
+def _windows(xp, kernel, s, d, out):
+    """(N, C, *out, *kernel) strided view of the padded input ``xp`` (no copy), any spatial rank."""
+    nsp = len(kernel)
+    span = tuple(di * (k - 1) + 1 for k, di in zip(kernel, d))
+    win = _sliding(xp, span, axis=tuple(range(2, 2 + nsp)))
+    strided = (slice(None), slice(None)) + tuple(slice(None, None, si) for si in s) \
+        + tuple(slice(None, None, di) for di in d)
+    win = win[strided]
+    return win[(slice(None), slice(None)) + tuple(slice(0, o) for o in out)]
+
 
 def _zero(x):
     return _creation.constant(np.zeros(()), x.dtype)

@@ -1,6 +1,9 @@
-"""conv2d and conv_transpose2d: type rules, im2col references, and VJPs as graphs (the input
+"""conv2d and conv_transpose2d over 1, 2 or 3 spatial axes (the op names are historic: the rank of
+the input picks the spatial rank): type rules, im2col references, and VJPs as graphs (the input
 gradient of one is the other; the weight gradient is a conv2d over transposed tensors)."""
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 
@@ -8,7 +11,7 @@ from ..errors import ShapeError
 from ..ir.dims import dim_product, is_static
 from ..ir.types import TensorType
 from ..trace.tensor import apply
-from ._nn_common import (F32, F64, _check_pairs, _fmt, _require_nchw, _transposed_out, _window_out,
+from ._nn_common import (F32, F64, _check_pairs, _fmt, _spatial_rank, _transposed_out, _window_out,
                          _windows)
 from ._shapes import require_float, same_dtype
 from .common import compute_dtype, numel
@@ -27,69 +30,79 @@ def _conv_out(size, k, s, p0, p1, d):
 
 def _check_conv_operands(ts, attrs, op, layout):
     """The checks conv2d and conv_transpose2d share, in order: a float input, one dtype for all
-    operands, well-formed attr pairs, an NCHW input, a rank-4 weight (``layout`` names its axes),
-    groups >= 1. Returns ``(x, w, groups)``."""
+    operands, an (N, C, *spatial) input with 1-3 spatial axes, well-formed per-axis attrs, a weight of
+    the same rank (``layout`` names its axes), groups >= 1. Returns ``(x, w, groups, nsp)``."""
     x, w = ts[0], ts[1]
     require_float(x, f"{op}'s input")
     same_dtype(ts, f"{op}'s input, weight and bias")
-    _check_pairs(attrs, op)
-    _require_nchw(x, op)
-    if w.rank != 4:
-        raise ShapeError(f"{op}: the weight must be rank 4 ({layout}), got {_fmt(w)}")
+    nsp = _spatial_rank(x, op)
+    if w.rank != nsp + 2:
+        hint = ("an unbatched sample? add a batch axis with x.unsqueeze(0)" if w.rank == x.rank + 1
+                else "the weight has one axis per spatial axis of the input, after (out, in/groups)")
+        raise ShapeError(f"{op}: the weight must be rank {nsp + 2} ({layout}) for an input with {nsp} spatial "
+                         f"axes, got {_fmt(w)} for input {_fmt(x)}", hint=hint)
+    _check_pairs(attrs, op, ("strides", "dilations"), nsp)
     g = attrs["groups"]
     if g < 1:
         raise ShapeError(f"{op}: groups must be >= 1, got {g}")
-    return x, w, g
+    return x, w, g, nsp
 
 
 def _conv2d_rule(ts, attrs):
     op = "conv2d"
-    x, w, g = _check_conv_operands(ts, attrs, op, "out, in/groups, kh, kw")
-    out_c, in_per_group, kh, kw = w.shape
+    x, w, g, nsp = _check_conv_operands(ts, attrs, op, "out, in/groups, *kernel")
+    out_c, in_per_group = w.shape[0], w.shape[1]
+    kernel = tuple(w.shape[2:])
     want_c = dim_product([in_per_group, g])
     if x.shape[1] != want_c:
         hint = None
-        if x.shape[3] == want_c:
-            hint = "if your data is NHWC, transpose it with x.permute(0, 3, 1, 2)"
+        if x.shape[-1] == want_c:
+            hint = ("if your data is NHWC, transpose it with x.permute(0, 3, 1, 2)" if x.rank == 4
+                    else "if your data is channels-last, move the channels to axis 1 with x.permute")
         elif g == 1:
             hint = f"the layer was declared with in_channels={want_c}; make it match the input ({x.shape[1]})"
-        nhwc = hint is not None and "NHWC" in hint
-        raise ShapeError(f"conv2d: expects NCHW input with {want_c} channels at axis 1, got {_fmt(x)}"
+        nhwc = hint is not None and "channels-last" in hint or (hint is not None and "NHWC" in hint)
+        layout_name = {3: "NCW", 4: "NCHW", 5: "NCDHW"}[x.rank]
+        raise ShapeError(f"conv2d: expects {layout_name} input with {want_c} channels at axis 1, got {_fmt(x)}"
                          + (f"; {hint}" if nhwc else ""), hint=None if nhwc else hint)
     if is_static(out_c) and out_c % g:
         raise ShapeError(f"conv2d: {out_c} output channels do not divide into groups={g}")
-    if not (is_static(kh) and is_static(kw)):
+    if not all(is_static(k) for k in kernel):
         raise ShapeError(f"conv2d: the kernel size must be static, got {_fmt(w)}")
-    h, wd = x.shape[2], x.shape[3]
-    (sh, sw), (pt, pl, pb, pr), (dh, dw) = attrs["strides"], attrs["pads"], attrs["dilations"]
-    if not (is_static(h) and is_static(wd)):  # e.g. a variable image size: sizes are dim expressions
-        oh = _conv_out(h, kh, sh, pt, pb, dh) if is_static(h) else _window_out(h, kh, sh, pt, pb, dh, op, 2)
-        ow = _conv_out(wd, kw, sw, pl, pr, dw) if is_static(wd) else _window_out(wd, kw, sw, pl, pr, dw, op, 3)
-    else:
-        oh, ow = _conv_out(h, kh, sh, pt, pb, dh), _conv_out(wd, kw, sw, pl, pr, dw)
-    if is_static(oh) and is_static(ow) and (oh < 1 or ow < 1):
-        raise ShapeError(f"conv2d: the (dilated) kernel {kh}x{kw} (dilation {dh}x{dw}) is larger than the padded "
-                         f"input {h + pt + pb}x{wd + pl + pr} of {_fmt(x)}", hint="pad the input or use a smaller kernel")
+    strides, pads, dil = attrs["strides"], attrs["pads"], attrs["dilations"]
+    out = []
+    for i in range(nsp):
+        size, k, s, p0, p1, d = x.shape[2 + i], kernel[i], strides[i], pads[i], pads[nsp + i], dil[i]
+        # a symbolic size (e.g. a variable image size) gives a dim expression with a guard
+        out.append(_conv_out(size, k, s, p0, p1, d) if is_static(size) else _window_out(size, k, s, p0, p1, d, op, 2 + i))
+    if any(is_static(o) and o < 1 for o in out):
+        padded = "x".join(str(x.shape[2 + i] + pads[i] + pads[nsp + i]) if is_static(x.shape[2 + i]) else "?"
+                          for i in range(nsp))
+        raise ShapeError(f"conv2d: the (dilated) kernel {'x'.join(map(str, kernel))} (dilation {dil}) is larger than "
+                         f"the padded input {padded} of {_fmt(x)}", hint="pad the input or use a smaller kernel")
     if len(ts) == 3 and tuple(ts[2].shape) != (out_c,):
         raise ShapeError(f"conv2d: the bias must have shape ({out_c},) (one value per output channel), got {_fmt(ts[2])}")
-    return [TensorType((x.shape[0], out_c, oh, ow), x.dtype)]
+    return [TensorType((x.shape[0], out_c) + tuple(out), x.dtype)]
+
+
+_OUT_LETTERS, _K_LETTERS = "pqr", "ijk"
+
 
 def _conv2d_np(x, w, attrs):
     g = attrs["groups"]
-    pt, pl, pb, pr = attrs["pads"]
-    n, c, h, wd = x.shape
-    o, cg, kh, kw = w.shape
-    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    oh = _conv_out(h, kh, attrs["strides"][0], pt, pb, attrs["dilations"][0])
-    ow = _conv_out(wd, kw, attrs["strides"][1], pl, pr, attrs["dilations"][1])
-    win = _windows(xp, kh, kw, attrs["strides"], attrs["dilations"], oh, ow)
-    if g == 1:
-        out = np.tensordot(win, w, axes=([1, 4, 5], [1, 2, 3]))  # (N, OH, OW, O)
-        return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
-    win = win.reshape(n, g, cg, oh, ow, kh, kw)
-    wg = w.reshape(g, o // g, cg, kh, kw)
-    out = np.einsum("ngchwij,gocij->ngohw", win, wg, optimize=True)
-    return out.reshape(n, o, oh, ow)
+    nsp = x.ndim - 2
+    pads, strides, dil = attrs["pads"], attrs["strides"], attrs["dilations"]
+    n, c = x.shape[:2]
+    o, cg = w.shape[:2]
+    kernel = w.shape[2:]
+    xp = np.pad(x, [(0, 0), (0, 0)] + [(pads[i], pads[nsp + i]) for i in range(nsp)])
+    out = [_conv_out(x.shape[2 + i], kernel[i], strides[i], pads[i], pads[nsp + i], dil[i]) for i in range(nsp)]
+    win = _windows(xp, kernel, strides, dil, out)  # (N, C, *out, *kernel)
+    P, K = _OUT_LETTERS[:nsp], _K_LETTERS[:nsp]
+    win = win.reshape((n, g, cg) + tuple(out) + tuple(kernel))
+    wg = w.reshape((g, o // g, cg) + tuple(kernel))
+    y = np.einsum(f"ngc{P}{K},goc{K}->ngo{P}", win, wg, optimize=True)
+    return y.reshape((n, o) + tuple(out))
 
 
 def _biased_reference(conv_np):
@@ -100,7 +113,7 @@ def _biased_reference(conv_np):
         cd = compute_dtype(x)
         y = conv_np(x.astype(cd), xs[1].astype(cd), attrs)
         if len(xs) == 3:
-            y = y + xs[2].astype(cd).reshape(1, -1, 1, 1)
+            y = y + xs[2].astype(cd).reshape((1, -1) + (1,) * (x.ndim - 2))
         return [np.ascontiguousarray(y).astype(x.dtype)]
     return reference
 
@@ -110,32 +123,33 @@ _conv2d_ref = _biased_reference(_conv2d_np)
 
 def _conv_flops(ins, outs, attrs):
     w = ins[1]
-    per_out = 2 * int(w.shape[1]) * int(w.shape[2]) * int(w.shape[3])
+    per_out = 2 * int(np.prod([int(d) for d in w.shape[1:]]))
     return per_out * numel(outs[0]) + (numel(outs[0]) if len(ins) == 3 else 0)
 
 
 def _weight_grad(inp, cot, w_shape, attrs):
-    """d(sum(conv2d(inp, W) * cot)) / dW as a conv2d over transposed tensors:
-    input ``inp`` (N, C, H, W) viewed as (C/G, G*N, H, W), ``cot`` (N, O, OH, OW) as the weight
-    (O, N, OH, OW), with the strides and dilations swapped."""
-
+    """d(sum(conv(inp, W) * cot)) / dW as a conv over transposed tensors (any spatial rank):
+    input ``inp`` (N, C, *S) viewed as (C/G, G*N, *S), ``cot`` (N, O, *OS) as the weight
+    (O, N, *OS), with the strides and dilations swapped."""
     g = attrs["groups"]
+    nsp = len(w_shape) - 2
     n = inp.shape[0]
-    c = inp.shape[1]
-    o, cg, kh, kw = w_shape
+    cg = w_shape[1]
+    kernel = list(w_shape[2:])
+    rest = list(range(2, 2 + nsp))
+    sizes = list(inp.shape[2:])
     if g == 1:
-        xt = _shape_ops.transpose(inp, [1, 0, 2, 3])
+        xt = _shape_ops.transpose(inp, [1, 0] + rest)
     else:
-        xt = _shape_ops.reshape(inp, [n, g, cg, inp.shape[2], inp.shape[3]])
-        xt = _shape_ops.transpose(xt, [2, 1, 0, 3, 4])
-        xt = _shape_ops.reshape(xt, [cg, dim_product([g, n]), inp.shape[2], inp.shape[3]])
-    wt = _shape_ops.transpose(cot, [1, 0, 2, 3])
+        xt = _shape_ops.reshape(inp, [n, g, cg] + sizes)
+        xt = _shape_ops.transpose(xt, [2, 1, 0] + [r + 1 for r in rest])
+        xt = _shape_ops.reshape(xt, [cg, dim_product([g, n])] + sizes)
+    wt = _shape_ops.transpose(cot, [1, 0] + rest)
     gw = apply("conv2d", xt, wt, strides=list(attrs["dilations"]), pads=list(attrs["pads"]),
-               dilations=list(attrs["strides"]), groups=g)  # (C/G, O, kh', kw'), kh' >= kh
-    if gw.shape[2] != kh or gw.shape[3] != kw:
-        gw = _shape_ops.slice(gw, [0, 0], [kh, kw], [2, 3])
-    del c
-    return _shape_ops.transpose(gw, [1, 0, 2, 3])
+               dilations=list(attrs["strides"]), groups=g)  # (C/G, O, *k'), k' >= k
+    if list(gw.shape[2:]) != kernel:
+        gw = _shape_ops.slice(gw, [0] * nsp, kernel, rest)
+    return _shape_ops.transpose(gw, [1, 0] + rest)
 
 
 def _conv2d_vjp(inputs, outputs, cots, attrs):
@@ -143,18 +157,17 @@ def _conv2d_vjp(inputs, outputs, cots, attrs):
     if g is None:
         return [None] * len(inputs)
     x, w = inputs[0], inputs[1]
-    (sh, sw), (pt, pl, pb, pr), (dh, dw) = attrs["strides"], attrs["pads"], attrs["dilations"]
-    kh, kw = w.shape[2], w.shape[3]
-    oh, ow = g.shape[2], g.shape[3]
+    strides, pads, dil = attrs["strides"], attrs["pads"], attrs["dilations"]
+    nsp = len(strides)
     # The transposed conv's natural size misses the rows the strided conv skipped at the end.
-    oph = x.shape[2] - ((oh - 1) * sh - pt - pb + dh * (kh - 1) + 1)
-    opw = x.shape[3] - ((ow - 1) * sw - pl - pr + dw * (kw - 1) + 1)
-    gx = apply("conv_transpose2d", g, w, strides=[sh, sw], pads=[pt, pl, pb, pr], output_padding=[oph, opw],
-               dilations=[dh, dw], groups=attrs["groups"])
+    out_pad = [x.shape[2 + i] - ((g.shape[2 + i] - 1) * strides[i] - pads[i] - pads[nsp + i]
+                                 + dil[i] * (w.shape[2 + i] - 1) + 1) for i in range(nsp)]
+    gx = apply("conv_transpose2d", g, w, strides=list(strides), pads=list(pads), output_padding=out_pad,
+               dilations=list(dil), groups=attrs["groups"])
     gw = _weight_grad(x, g, tuple(w.shape), attrs)
     grads = [gx, gw]
     if len(inputs) == 3:
-        grads.append(_reduction.sum(g, [0, 2, 3]))
+        grads.append(_reduction.sum(g, [0] + list(range(2, 2 + nsp))))
     return grads
 
 
@@ -164,7 +177,9 @@ _CONV_ATTRS = {"strides": Attr("ints", [1, 1]), "pads": Attr("ints", [0, 0, 0, 0
 register_op(OpDef(
     name="conv2d", family="nn", num_inputs=(2, 3), attrs=dict(_CONV_ATTRS), type_rule=_conv2d_rule,
     reference=_conv2d_ref, flops=_conv_flops, vjp=_conv2d_vjp,
-    doc="2-D convolution, NCHW; w (out, in/groups, kh, kw); pads [top, left, bottom, right].",
+    doc="Convolution over 1-3 spatial axes (N, C, *spatial) — the name is historic; w (out, in/groups, *kernel); "
+        "per-axis strides/dilations; pads are the begins of every spatial axis then the ends ([top, left, bottom, "
+        "right] in 2-D, ONNX's order).",
     samples=[
         Sample([TensorType((2, 3, 5, 5), F32), TensorType((4, 3, 3, 3), F32), TensorType((4,), F32)],
                attrs={"pads": [1, 1, 1, 1]}),
@@ -178,6 +193,12 @@ register_op(OpDef(
         Sample([TensorType(("batch", 2, "h", "w"), F32), TensorType((3, 2, 3, 2), F32)],
                attrs={"strides": [2, 1], "pads": [1, 0, 0, 1], "dilations": [1, 2]}, bind={"batch": 2, "h": 7, "w": 5},
                grad=False, note="symbolic H, W: floor((h-1)/2)+1 and w-1, guarded by h >= 2, w >= 2"),
+        Sample([TensorType(("batch", 4, 9), F32), TensorType((6, 2, 3), F32), TensorType((6,), F32)],
+               attrs={"strides": [2], "pads": [1, 2], "dilations": [2], "groups": 2}, bind={"batch": 2},
+               note="1-D: groups, dilation, stride, symbolic batch"),
+        Sample([TensorType((1, 2, 4, 5, 4), F64), TensorType((3, 2, 2, 3, 2), F64), TensorType((3,), F64)],
+               attrs={"strides": [1, 2, 1], "pads": [1, 0, 1, 0, 1, 1], "dilations": [1, 1, 2]},
+               note="3-D: stride, dilation, asymmetric pads"),
     ],
 ))
 
@@ -190,51 +211,57 @@ def _convt_out(size, k, s, p0, p1, d, op):
 
 def _conv_transpose2d_rule(ts, attrs):
     op = "conv_transpose2d"
-    x, w, g = _check_conv_operands(ts, attrs, op, "in, out/groups, kh, kw")
-    in_c, out_per_group, kh, kw = w.shape
+    x, w, g, nsp = _check_conv_operands(ts, attrs, op, "in, out/groups, *kernel")
+    in_c, out_per_group = w.shape[0], w.shape[1]
+    kernel = tuple(w.shape[2:])
     if x.shape[1] != in_c:
-        hint = ("if your data is NHWC, transpose it with x.permute(0, 3, 1, 2)" if x.shape[3] == in_c
-                else f"the weight {_fmt(w)} takes {in_c} input channels (PyTorch layout (in, out/groups, kh, kw))")
-        raise ShapeError(f"conv_transpose2d: expects NCHW input with {in_c} channels at axis 1, got {_fmt(x)}",
-                         hint=hint)
+        hint = ("if your data is NHWC, transpose it with x.permute(0, 3, 1, 2)" if x.shape[-1] == in_c
+                else f"the weight {_fmt(w)} takes {in_c} input channels (PyTorch layout (in, out/groups, *kernel))")
+        raise ShapeError(f"conv_transpose2d: expects NCHW-style (N, C, *spatial) input with {in_c} channels at axis 1, "
+                         f"got {_fmt(x)}", hint=hint)
     if is_static(in_c) and in_c % g:
         raise ShapeError(f"conv_transpose2d: {in_c} input channels do not divide into groups={g}")
-    if not (is_static(kh) and is_static(kw)):
+    if not all(is_static(k) for k in kernel):
         raise ShapeError(f"conv_transpose2d: the kernel size must be static, got {_fmt(w)}")
-    op_h, op_w = attrs["output_padding"] if len(attrs["output_padding"]) == 2 else (-1, -1)
-    (sh, sw), (dh, dw) = attrs["strides"], attrs["dilations"]
-    if not (0 <= op_h < max(sh, dh) and 0 <= op_w < max(sw, dw)):
-        raise ShapeError(f"conv_transpose2d: output_padding {attrs['output_padding']} must be two ints, each "
-                         f"smaller than the stride or the dilation ({[sh, sw]}, {[dh, dw]})")
-    h, wd = x.shape[2], x.shape[3]
-    pt, pl, pb, pr = attrs["pads"]
-    oh = _convt_out(h, kh, sh, pt, pb, dh, op_h) if is_static(h) else _transposed_out(h, kh, sh, pt, pb, dh, op_h, op)
-    ow = _convt_out(wd, kw, sw, pl, pr, dw, op_w) if is_static(wd) else _transposed_out(wd, kw, sw, pl, pr, dw, op_w, op)
-    if is_static(oh) and is_static(ow) and (oh < 1 or ow < 1):
+    strides, dil, pads = attrs["strides"], attrs["dilations"], attrs["pads"]
+    out_pad = list(attrs["output_padding"])
+    if len(out_pad) != nsp or not all(0 <= out_pad[i] < max(strides[i], dil[i]) for i in range(nsp)):
+        raise ShapeError(f"conv_transpose2d: output_padding {attrs['output_padding']} must be {nsp} ints, each "
+                         f"smaller than the stride or the dilation ({list(strides)}, {list(dil)})")
+    out = []
+    for i in range(nsp):
+        size, k, s, p0, p1, d = x.shape[2 + i], kernel[i], strides[i], pads[i], pads[nsp + i], dil[i]
+        out.append(_convt_out(size, k, s, p0, p1, d, out_pad[i]) if is_static(size)
+                   else _transposed_out(size, k, s, p0, p1, d, out_pad[i], op))
+    if any(is_static(o) and o < 1 for o in out):
         raise ShapeError(f"conv_transpose2d: pads {attrs['pads']} crop the whole output of {_fmt(x)}")
     out_c = dim_product([out_per_group, g])
     if len(ts) == 3 and tuple(ts[2].shape) != (out_c,):
         raise ShapeError(f"conv_transpose2d: the bias must have shape ({out_c},), got {_fmt(ts[2])}")
-    return [TensorType((x.shape[0], out_c, oh, ow), x.dtype)]
+    return [TensorType((x.shape[0], out_c) + tuple(out), x.dtype)]
 
 
 def _conv_transpose2d_np(x, w, attrs):
     g = attrs["groups"]
-    (sh, sw), (pt, pl, pb, pr), (dh, dw) = attrs["strides"], attrs["pads"], attrs["dilations"]
-    oph, opw = attrs["output_padding"]
-    n, c, h, wd = x.shape
-    _, og, kh, kw = w.shape
-    full_h = (h - 1) * sh + dh * (kh - 1) + 1 + oph
-    full_w = (wd - 1) * sw + dw * (kw - 1) + 1 + opw
-    xg = x.reshape(n, g, c // g, h, wd)
-    wg = w.reshape(g, c // g, og, kh, kw)
-    cols = np.einsum("ngchw,gcoij->ngoijhw", xg, wg, optimize=True)
-    buf = np.zeros((n, g, og, full_h, full_w), dtype=cols.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            buf[:, :, :, i * dh:i * dh + (h - 1) * sh + 1:sh, j * dw:j * dw + (wd - 1) * sw + 1:sw] += cols[:, :, :, i, j]
-    y = buf[:, :, :, pt:full_h - pb, pl:full_w - pr]
-    return y.reshape(n, g * og, full_h - pt - pb, full_w - pl - pr)
+    nsp = x.ndim - 2
+    strides, pads, dil, out_pad = attrs["strides"], attrs["pads"], attrs["dilations"], attrs["output_padding"]
+    n, c = x.shape[:2]
+    sizes = x.shape[2:]
+    og = w.shape[1]
+    kernel = w.shape[2:]
+    full = [(sizes[i] - 1) * strides[i] + dil[i] * (kernel[i] - 1) + 1 + out_pad[i] for i in range(nsp)]
+    S, K = _OUT_LETTERS[:nsp], _K_LETTERS[:nsp]
+    xg = x.reshape((n, g, c // g) + tuple(sizes))
+    wg = w.reshape((g, c // g, og) + tuple(kernel))
+    cols = np.einsum(f"ngc{S},gco{K}->ngo{K}{S}", xg, wg, optimize=True)
+    buf = np.zeros((n, g, og) + tuple(full), dtype=cols.dtype)
+    lead = (slice(None),) * 3
+    for offs in itertools.product(*(range(k) for k in kernel)):
+        dst = tuple(slice(o * dil[i], o * dil[i] + (sizes[i] - 1) * strides[i] + 1, strides[i])
+                    for i, o in enumerate(offs))
+        buf[lead + dst] += cols[lead + tuple(offs)]
+    y = buf[lead + tuple(slice(pads[i], full[i] - pads[nsp + i]) for i in range(nsp))]
+    return y.reshape((n, g * og) + y.shape[3:])
 
 
 _conv_transpose2d_ref = _biased_reference(_conv_transpose2d_np)
@@ -245,21 +272,22 @@ def _conv_transpose2d_vjp(inputs, outputs, cots, attrs):
     if g is None:
         return [None] * len(inputs)
     x, w = inputs[0], inputs[1]
+    nsp = len(x.shape) - 2
     conv_attrs = {k: list(attrs[k]) if k != "groups" else attrs[k] for k in ("strides", "pads", "dilations", "groups")}
     # conv_transpose2d is the adjoint of conv2d (same weight layout read as (out, in/groups, ...)).
     gx = apply("conv2d", g, w, **conv_attrs)
-    if gx.shape[2] != x.shape[2] or gx.shape[3] != x.shape[3]:
-        gx = _shape_ops.slice(gx, [0, 0], [x.shape[2], x.shape[3]], [2, 3])
+    if list(gx.shape[2:]) != list(x.shape[2:]):
+        gx = _shape_ops.slice(gx, [0] * nsp, list(x.shape[2:]), list(range(2, 2 + nsp)))
     gw = _weight_grad(g, x, tuple(w.shape), conv_attrs)
     grads = [gx, gw]
     if len(inputs) == 3:
-        grads.append(_reduction.sum(g, [0, 2, 3]))
+        grads.append(_reduction.sum(g, [0] + list(range(2, 2 + nsp))))
     return grads
 
 
 def _convt_flops(ins, outs, attrs):
     w = ins[1]
-    per_in = 2 * int(w.shape[1]) * int(w.shape[2]) * int(w.shape[3])
+    per_in = 2 * int(np.prod([int(d) for d in w.shape[1:]]))
     return per_in * numel(ins[0]) + (numel(outs[0]) if len(ins) == 3 else 0)
 
 
@@ -267,7 +295,8 @@ register_op(OpDef(
     name="conv_transpose2d", family="nn", num_inputs=(2, 3),
     attrs=dict(_CONV_ATTRS, output_padding=Attr("ints", [0, 0])), type_rule=_conv_transpose2d_rule,
     reference=_conv_transpose2d_ref, flops=_convt_flops, vjp=_conv_transpose2d_vjp,
-    doc="Transposed 2-D convolution (the adjoint of conv2d), NCHW; w (in, out/groups, kh, kw) (PyTorch layout).",
+    doc="Transposed convolution (the adjoint of conv2d) over 1-3 spatial axes; w (in, out/groups, *kernel) "
+        "(PyTorch layout); output_padding adds rows at the end of each axis.",
     samples=[
         Sample([TensorType((2, 3, 3, 3), F32), TensorType((3, 2, 3, 3), F32), TensorType((2,), F32)],
                attrs={"strides": [2, 2], "pads": [1, 1, 1, 1], "output_padding": [1, 0]}),
@@ -279,5 +308,11 @@ register_op(OpDef(
         Sample([TensorType((1, 2, "h", "w"), F32), TensorType((2, 3, 3, 2), F32)],
                attrs={"strides": [2, 1], "pads": [1, 0, 0, 0], "output_padding": [1, 0]}, bind={"h": 3, "w": 4},
                grad=False, note="symbolic H, W: 2*h+1 and w+1"),
+        Sample([TensorType(("batch", 4, 5), F32), TensorType((4, 1, 3), F32), TensorType((2,), F32)],
+               attrs={"strides": [2], "pads": [1, 0], "output_padding": [1], "dilations": [1], "groups": 2},
+               bind={"batch": 2}, note="1-D: groups, output_padding, symbolic batch"),
+        Sample([TensorType((1, 2, 2, 3, 2), F64), TensorType((2, 3, 2, 2, 3), F64), TensorType((3,), F64)],
+               attrs={"strides": [2, 1, 2], "pads": [0, 1, 1, 1, 0, 0], "output_padding": [1, 0, 0],
+                      "dilations": [1, 2, 1]}, note="3-D: strides, dilation, pads"),
     ],
 ))

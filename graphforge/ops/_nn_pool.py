@@ -1,5 +1,9 @@
 """max_pool2d, its gradient max_pool2d_grad, avg_pool2d and global_avg_pool2d.
 
+The window pools take 1, 2 or 3 spatial axes (the input's rank picks it; the ``2d`` in the names is
+historic) and per-axis ``kernel``, ``strides`` and ``dilations``; ``pads`` holds the begins of every
+spatial axis, then the ends.
+
 max_pool2d's VJP is the native ``max_pool2d_grad`` op: every back end has a fast native form of it
 (XLA's select-and-scatter, which JAX's own reduce-window VJP emits), where the gather/scatter_add
 over window indices that it replaced ran ~3x slower on XLA:CPU (docs/benchmarks.md). The avg pool
@@ -11,138 +15,170 @@ import math
 import numpy as np
 
 from .. import dtypes as _dt
-from ..errors import ShapeError
+from ..errors import DTypeError, ShapeError
 from ..ir.types import TensorType
-from ..ir.dims import is_static
+from ..ir.dims import dim_product, is_static
 from ..trace.tensor import apply
-from ._nn_common import (F32, F64, _check_pairs, _fmt, _require_nchw, _static_spatial, _window_out, _windows,
-                         _zero)
+from ._nn_common import (F32, F64, _check_pairs, _fmt, _require_nchw, _spatial_rank, _static_spatial, _window_out,
+                         _windows, _zero)
 from ._shapes import require_float
 from .common import compute_dtype, numel
-from .registry import Attr, OpDef, Sample, register_op
+from .registry import NOT_DIFFERENTIABLE, Attr, OpDef, Sample, register_op
 # modules, not names: the op families use each other's functions (looked up at call time)
 from . import (creation as _creation, reduction as _reduction,
                shape_ops as _shape_ops)
 
-__all__: list[str] = []
+__all__ = ["pool_window_counts"]
 
 
 # ---- pooling --------------------------------------------------------------------------------
+# Every pool takes (N, C, *spatial) with 1-3 spatial axes (the op names are historic); per-axis attrs
+# ``kernel``/``strides``/``dilations`` and ``pads`` = the begins of every axis, then the ends.
 
-def _pool_geometry(h, w, attrs):
-    """Output size and the extra bottom/right padding ceil_mode needs (PyTorch rules)."""
-    (kh, kw), (sh, sw), (pt, pl, pb, pr) = attrs["kernel"], attrs["strides"], attrs["pads"]
-    dims = []
-    for size, k, s, p0, p1 in ((h, kh, sh, pt, pb), (w, kw, sw, pl, pr)):
-        span = size + p0 + p1 - k
-        if attrs["ceil_mode"]:
-            out = -(-span // s) + 1
-            if (out - 1) * s >= size + p0:  # the last window must start inside the input or left pad
-                out -= 1
-        else:
-            out = span // s + 1
-        extra = max(0, (out - 1) * s + k - (size + p0 + p1))
-        dims.append((out, extra))
-    return dims
+def _axis_geometry(size, k, s, p0, p1, d, ceil_mode):
+    """(out, extra) of one spatial axis: the output length and the end padding ceil_mode adds
+    (PyTorch's rule: the last window must start inside the input or the begin padding)."""
+    span = d * (k - 1) + 1
+    room = size + p0 + p1 - span
+    if ceil_mode:
+        out = -(-room // s) + 1
+        if (out - 1) * s >= size + p0:
+            out -= 1
+    else:
+        out = room // s + 1
+    return out, max(0, (out - 1) * s + span - (size + p0 + p1))
+
+
+def _pool_geometry(sizes, attrs):
+    """[(out, extra)] per spatial axis of a static input (PyTorch rules)."""
+    k, s, p = attrs["kernel"], attrs["strides"], attrs["pads"]
+    d = attrs.get("dilations") or [1] * len(k)
+    n = len(k)
+    return [_axis_geometry(sizes[i], k[i], s[i], p[i], p[n + i], d[i], attrs["ceil_mode"]) for i in range(n)]
+
+
+def _dil(attrs):
+    return list(attrs.get("dilations") or [1] * len(attrs["kernel"]))
 
 
 def _pool_rule(op):
     def rule(ts, attrs):
         x = ts[0]
-        require_float(x, f"{op}'s input")
-        _check_pairs(attrs, op)
-        _require_nchw(x, op)
-        (kh, kw), (pt, pl, pb, pr) = attrs["kernel"], attrs["pads"]
-        if 2 * max(pt, pb) > kh or 2 * max(pl, pr) > kw:
-            raise ShapeError(f"{op}: pads {attrs['pads']} must be at most half the kernel {attrs['kernel']}")
-        # symbolic H/W: max pooling in floor mode (ceil_mode's last-window rule and avg's divisor
-        # map are computed from static sizes by the lowerings)
-        if not (is_static(x.shape[2]) and is_static(x.shape[3])) and not attrs["ceil_mode"] and op == "max_pool2d":
-            (sh, sw) = attrs["strides"]
-            oh = (_pool_geometry(x.shape[2], 1 + pl + pr, attrs)[0][0] if is_static(x.shape[2])
-                  else _window_out(x.shape[2], kh, sh, pt, pb, 1, op, 2))
-            ow = (_pool_geometry(1 + pt + pb, x.shape[3], attrs)[1][0] if is_static(x.shape[3])
-                  else _window_out(x.shape[3], kw, sw, pl, pr, 1, op, 3))
-            return [TensorType((x.shape[0], x.shape[1], oh, ow), x.dtype)]
-        h, w = _static_spatial(x, op)
-        if h + pt + pb < kh or w + pl + pr < kw:
-            raise ShapeError(f"{op}: the kernel {kh}x{kw} is larger than the padded input {h + pt + pb}x"
-                             f"{w + pl + pr} of {_fmt(x)}", hint="use a smaller kernel or global_avg_pool2d")
-        (oh, _), (ow, _) = _pool_geometry(h, w, attrs)
-        return [TensorType((x.shape[0], x.shape[1], oh, ow), x.dtype)]
+        if op == "max_pool2d":  # max needs only an order: integers pool too (padding is the type's minimum)
+            if x.dtype == "bool":
+                raise DTypeError(f"{op}: bool tensors have no order, got {_fmt(x)}", hint="cast to uint8 first")
+        else:
+            require_float(x, f"{op}'s input")
+        nsp = _spatial_rank(x, op)
+        _check_pairs(attrs, op, ("strides", "dilations", "kernel"), nsp)
+        k, p, s, d = attrs["kernel"], attrs["pads"], attrs["strides"], _dil(attrs)
+        # every window must reach the input (its last element lies past the begin padding)
+        if any(max(p[i], p[nsp + i]) > d[i] * (k[i] - 1) for i in range(nsp)):
+            raise ShapeError(f"{op}: pads {attrs['pads']} leave windows entirely in the padding (each pad must be at "
+                             f"most dilation*(kernel-1) = {[d[i] * (k[i] - 1) for i in range(nsp)]})")
+        sizes = tuple(x.shape[2:])
+        # symbolic spatial dims: max pooling in floor mode (ceil_mode's last-window rule and avg's
+        # divisor map are computed from static sizes by the lowerings)
+        if not all(is_static(v) for v in sizes) and not attrs["ceil_mode"] and op == "max_pool2d":
+            out = tuple(_axis_geometry(sizes[i], k[i], s[i], p[i], p[nsp + i], d[i], False)[0] if is_static(sizes[i])
+                        else _window_out(sizes[i], k[i], s[i], p[i], p[nsp + i], d[i], op, 2 + i) for i in range(nsp))
+            return [TensorType((x.shape[0], x.shape[1]) + out, x.dtype)]
+        sizes = _static_spatial(x, op)
+        if any(sizes[i] + p[i] + p[nsp + i] < d[i] * (k[i] - 1) + 1 for i in range(nsp)):
+            raise ShapeError(f"{op}: the (dilated) kernel {k} (dilation {d}) is larger than the padded input "
+                             f"of {_fmt(x)} (pads {p})", hint="use a smaller kernel or global_avg_pool2d")
+        out = tuple(o for o, _ in _pool_geometry(sizes, attrs))
+        return [TensorType((x.shape[0], x.shape[1]) + out, x.dtype)]
     return rule
 
 
+def _pad_pairs(sizes, attrs):
+    """(begin, end) padding per spatial axis, ceil_mode's extra rows included at the end."""
+    n, p = len(sizes), attrs["pads"]
+    return [(p[i], p[n + i] + e) for i, (_, e) in enumerate(_pool_geometry(sizes, attrs))]
+
+
 def _pool_windows(x, attrs, fill):
-    (oh, eh), (ow, ew) = _pool_geometry(x.shape[2], x.shape[3], attrs)
-    pt, pl, pb, pr = attrs["pads"]
-    (kh, kw), s = attrs["kernel"], attrs["strides"]
-    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb + eh), (pl, pr + ew)), constant_values=fill)
-    return _windows(xp, kh, kw, s, (1, 1), oh, ow)
+    sizes = x.shape[2:]
+    geo = _pool_geometry(sizes, attrs)
+    xp = np.pad(x, [(0, 0), (0, 0)] + _pad_pairs(sizes, attrs), constant_values=fill)
+    return _windows(xp, attrs["kernel"], attrs["strides"], _dil(attrs), [o for o, _ in geo])
 
 
-def _avg_divisor(h, w, attrs):
-    """(OH, OW) window sizes: clipped to the padded input (count_include_pad) or to the input."""
-    (oh, _), (ow, _) = _pool_geometry(h, w, attrs)
-    (kh, kw), (sh, sw), (pt, pl, pb, pr) = attrs["kernel"], attrs["strides"], attrs["pads"]
-    counts = []
-    for out, size, k, s, p0, p1 in ((oh, h, kh, sh, pt, pb), (ow, w, kw, sw, pl, pr)):
-        start = np.arange(out) * s - p0
-        end = np.minimum(start + k, size + p1)
-        if not attrs["count_include_pad"]:
-            start, end = np.maximum(start, 0), np.minimum(end, size)
-        counts.append(end - start)
-    return np.outer(counts[0], counts[1]).astype(np.float64)
+def pool_window_counts(sizes, attrs) -> np.ndarray:
+    """The avg-pool divisor per output position (float64, shape = the output's spatial shape): the
+    number of window elements inside ``[-p0, size + p1)`` (count_include_pad) or ``[0, size)`` per
+    axis; ceil_mode's overhang never counts. The ONNX importer also uses it to turn an average into a sum."""
+    k, s, p, d = attrs["kernel"], attrs["strides"], attrs["pads"], _dil(attrs)
+    n = len(k)
+    counts = None
+    for i, (out, extra) in enumerate(_pool_geometry(sizes, attrs)):
+        size, p0, p1 = sizes[i], p[i], p[n + i]
+        inside = np.zeros(size + p0 + p1 + extra)
+        if attrs.get("count_include_pad", True):
+            inside[:size + p0 + p1] = 1
+        else:
+            inside[p0:p0 + size] = 1
+        pos = np.arange(out)[:, None] * s[i] + np.arange(k[i])[None, :] * d[i]
+        c = inside[pos].sum(axis=1)
+        counts = c if counts is None else np.multiply.outer(counts, c)
+    return counts.astype(np.float64)
+
+
+def _lowest(dtype):
+    return -np.inf if np.issubdtype(dtype, np.floating) else np.iinfo(dtype).min
 
 
 def _max_pool_ref(xs, attrs, env=None):
     x = xs[0]
     cd = compute_dtype(x)
-    win = _pool_windows(x.astype(cd), attrs, -np.inf)
-    return [win.max(axis=(4, 5)).astype(x.dtype)]
+    win = _pool_windows(x.astype(cd), attrs, _lowest(np.dtype(cd)))
+    n = len(attrs["kernel"])
+    return [win.max(axis=tuple(range(-n, 0))).astype(x.dtype)]
 
 
 def _avg_pool_ref(xs, attrs, env=None):
     x = xs[0]
     cd = compute_dtype(x)
     win = _pool_windows(x.astype(cd), attrs, 0)
-    div = _avg_divisor(x.shape[2], x.shape[3], attrs).astype(cd)
-    return [(win.sum(axis=(4, 5)) / div).astype(x.dtype)]
+    n = len(attrs["kernel"])
+    div = pool_window_counts(x.shape[2:], attrs).astype(cd)
+    return [(win.sum(axis=tuple(range(-n, 0))) / div).astype(x.dtype)]
 
 
-def _pool_indices(h, w, attrs):
-    """Flat indices into the padded (Hp*Wp) image of every window element: (OH, OW, kh, kw)."""
-    (oh, eh), (ow, ew) = _pool_geometry(h, w, attrs)
-    pt, pl, pb, pr = attrs["pads"]
-    (kh, kw), (sh, sw) = attrs["kernel"], attrs["strides"]
-    hp, wp = h + pt + pb + eh, w + pl + pr + ew
-    rows = (np.arange(oh) * sh)[:, None] + np.arange(kh)[None, :]  # (OH, kh)
-    cols = (np.arange(ow) * sw)[:, None] + np.arange(kw)[None, :]  # (OW, kw)
-    idx = rows[:, None, :, None] * wp + cols[None, :, None, :]     # (OH, OW, kh, kw)
-    return idx.astype(np.int64), (hp, wp), (pt, pl, pb + eh, pr + ew)
+def _pool_indices(sizes, attrs):
+    """Flat indices into the padded image of every window element: (*out, *kernel), plus the padded
+    sizes and the (begin, end) pads."""
+    pairs = _pad_pairs(sizes, attrs)
+    padded = [sizes[i] + lo + hi for i, (lo, hi) in enumerate(pairs)]
+    geo = _pool_geometry(sizes, attrs)
+    flat = np.arange(int(np.prod(padded)), dtype=np.int64).reshape([1, 1] + padded)
+    idx = _windows(flat, attrs["kernel"], attrs["strides"], _dil(attrs), [o for o, _ in geo])[0, 0]
+    return np.ascontiguousarray(idx), padded, pairs
 
 
 def _pool_patches(x, attrs, fill):
-    """(N, C, OH, OW, kh, kw) patches of x as graph ops, plus what the scatter back needs."""
-
-    idx, (hp, wp), (pt, pl, pb, pr) = _pool_indices(x.shape[2], x.shape[3], attrs)
-    xp = _shape_ops.pad(x, [0, 0, 0, 0, pt, pb, pl, pr], value=fill) if (pt or pl or pb or pr) else x
-    flat = _shape_ops.reshape(xp, [x.shape[0], x.shape[1], hp * wp])
+    """(N, C, *out, *kernel) patches of x as graph ops, plus what the scatter back needs."""
+    idx, padded, pairs = _pool_indices(tuple(x.shape[2:]), attrs)
+    flat_pads = [0, 0, 0, 0] + [p for pair in pairs for p in pair]
+    xp = _shape_ops.pad(x, flat_pads, value=fill) if any(flat_pads) else x
+    flat = _shape_ops.reshape(xp, [x.shape[0], x.shape[1], int(np.prod(padded))])
     idx_t = _creation.constant(idx)
-    return _shape_ops.gather(flat, idx_t, 2), idx_t, (hp, wp), (pt, pl, pb, pr)
+    return _shape_ops.gather(flat, idx_t, 2), idx_t, padded, pairs
 
 
-def _pool_scatter(x, contrib, idx_t, hp_wp, pads):
-    """Sum the per-window contributions (N, C, OH, OW, kh, kw) back onto x's positions."""
-
-    hp, wp = hp_wp
-    pt, pl, _, _ = pads
-    base = _shape_ops.broadcast_to(_zero(x), [x.shape[0], x.shape[1], hp * wp])
+def _pool_scatter(x, contrib, idx_t, padded, pairs):
+    """Sum the per-window contributions (N, C, *out, *kernel) back onto x's positions."""
+    n = len(padded)
+    base = _shape_ops.broadcast_to(_zero(x), [x.shape[0], x.shape[1], int(np.prod(padded))])
     gflat = _shape_ops.scatter_add(base, idx_t, contrib, 2)
-    g = _shape_ops.reshape(gflat, [x.shape[0], x.shape[1], hp, wp])
-    if (hp, wp) != (x.shape[2], x.shape[3]):
-        g = _shape_ops.slice(g, [pt, pl], [pt + x.shape[2], pl + x.shape[3]], [2, 3])
+    g = _shape_ops.reshape(gflat, [x.shape[0], x.shape[1]] + list(padded))
+    sizes = list(x.shape[2:])
+    if list(padded) != sizes:
+        g = _shape_ops.slice(g, [lo for lo, _ in pairs], [lo + sizes[i] for i, (lo, _) in enumerate(pairs)],
+                             list(range(2, 2 + n)))
     return g
+
 
 def _max_pool_vjp(inputs, outputs, cots, attrs):
     g = cots[0]
@@ -154,31 +190,35 @@ def _max_pool_vjp(inputs, outputs, cots, attrs):
 def _max_pool_grad_rule(ts, attrs):
     x, g = ts
     (y,) = _pool_rule("max_pool2d_grad")([x], attrs)
-    if g.dtype != x.dtype or g.rank != 4 or tuple(g.shape) != tuple(y.shape):
+    if g.dtype != x.dtype or tuple(g.shape) != tuple(y.shape):
         raise ShapeError(f"max_pool2d_grad: the cotangent must have the pooled type {_fmt(y)} of the input "
                          f"{_fmt(x)}, got {_fmt(g)}", hint="pass max_pool2d(x)'s cotangent with the same attrs")
     return [x]
 
 
 def _first_max_positions(x, attrs):
-    """Per window (N, C, OH, OW): the flat index into the padded image of its first maximum (row-major
+    """Per window (N, C, *out): the flat index into the padded image of its first maximum (row-major
     window order, padding never preferred over an equal earlier element), plus the padding geometry."""
-    idx, hp_wp, pads = _pool_indices(x.shape[2], x.shape[3], attrs)
+    idx, padded, pairs = _pool_indices(x.shape[2:], attrs)
     win = _pool_windows(x, attrs, -np.inf)
-    n, c, oh, ow, kh, kw = win.shape
-    arg = win.reshape(n, c, oh, ow, kh * kw).argmax(axis=-1)
-    return idx.reshape(oh, ow, kh * kw)[np.arange(oh)[:, None], np.arange(ow)[None, :], arg], hp_wp, pads
+    n = len(attrs["kernel"])
+    out = win.shape[2:2 + n]
+    arg = win.reshape(win.shape[:2 + n] + (-1,)).argmax(axis=-1)            # (N, C, *out)
+    flat_idx = idx.reshape(out + (-1,))                                       # (*out, K)
+    pos = np.take_along_axis(np.broadcast_to(flat_idx, arg.shape + flat_idx.shape[-1:]), arg[..., None], -1)[..., 0]
+    return pos, padded, pairs
 
 
 def _max_pool_grad_ref(xs, attrs, env=None):
     x, g = xs
     cd = compute_dtype(x)
-    pos, (hp, wp), (pt, pl, _, _) = _first_max_positions(x.astype(cd), attrs)
-    n, c, h, w = x.shape
-    out = np.zeros((n * c, hp * wp), cd)
+    pos, padded, pairs = _first_max_positions(x.astype(cd), attrs)
+    n, c = x.shape[:2]
+    out = np.zeros((n * c, int(np.prod(padded))), cd)
     rows = np.arange(n * c)[:, None]
     np.add.at(out, (rows, pos.reshape(n * c, -1)), g.astype(cd).reshape(n * c, -1))
-    out = out.reshape(n, c, hp, wp)[:, :, pt:pt + h, pl:pl + w]
+    out = out.reshape([n, c] + list(padded))
+    out = out[(slice(None), slice(None)) + tuple(slice(lo, lo + x.shape[2 + i]) for i, (lo, _) in enumerate(pairs))]
     return [np.ascontiguousarray(out).astype(x.dtype)]
 
 
@@ -189,12 +229,13 @@ def _max_pool_grad_vjp(inputs, outputs, cots, attrs):
     if c is None:
         return [None, None]
     x = inputs[0]
-    kh, kw = attrs["kernel"]
+    n = len(attrs["kernel"])
+    k = int(np.prod(attrs["kernel"]))
     xp, _, _, _ = _pool_patches(x, attrs, -math.inf)
     cp, _, _, _ = _pool_patches(c, attrs, 0.0)
-    shape = [x.shape[0], x.shape[1], xp.shape[2], xp.shape[3], kh * kw]
-    pick = _creation.one_hot(_reduction.argmax(_shape_ops.reshape(xp, shape), -1), kh * kw, x.dtype)
-    return [None, _reduction.sum(pick * _shape_ops.reshape(cp, shape), [4])]
+    shape = [x.shape[0], x.shape[1]] + list(xp.shape[2:2 + n]) + [k]
+    pick = _creation.one_hot(_reduction.argmax(_shape_ops.reshape(xp, shape), -1), k, x.dtype)
+    return [None, _reduction.sum(pick * _shape_ops.reshape(cp, shape), [2 + n])]
 
 
 def _avg_pool_vjp(inputs, outputs, cots, attrs):
@@ -202,21 +243,20 @@ def _avg_pool_vjp(inputs, outputs, cots, attrs):
     if g is None:
         return [None]
     x = inputs[0]
-    idx, hp_wp, pads = _pool_indices(x.shape[2], x.shape[3], attrs)
-    div = _avg_divisor(x.shape[2], x.shape[3], attrs).astype(_dt.to_numpy_dtype(x.dtype))
-    scaled = _shape_ops.unsqueeze(g / _creation.constant(div, x.dtype), [4, 5])
-    kh, kw = attrs["kernel"]
-    contrib = _shape_ops.broadcast_to(scaled, list(g.shape) + [kh, kw])
-    return [_pool_scatter(x, contrib, _creation.constant(idx), hp_wp, pads)]
+    n = len(attrs["kernel"])
+    idx, padded, pairs = _pool_indices(tuple(x.shape[2:]), attrs)
+    div = pool_window_counts(tuple(x.shape[2:]), attrs).astype(_dt.to_numpy_dtype(x.dtype))
+    scaled = _shape_ops.unsqueeze(g / _creation.constant(div, x.dtype), list(range(2 + n, 2 + 2 * n)))
+    contrib = _shape_ops.broadcast_to(scaled, list(g.shape) + list(attrs["kernel"]))
+    return [_pool_scatter(x, contrib, _creation.constant(idx), padded, pairs)]
 
 
 def _pool_flops(ins, outs, attrs):
-    kh, kw = attrs["kernel"]
-    return numel(outs[0]) * kh * kw
+    return numel(outs[0]) * int(np.prod(attrs["kernel"]))
 
 
 _POOL_ATTRS = {"kernel": Attr("ints"), "strides": Attr("ints", [1, 1]), "pads": Attr("ints", [0, 0, 0, 0]),
-               "ceil_mode": Attr("bool", False)}
+               "ceil_mode": Attr("bool", False), "dilations": Attr("ints", [1, 1])}
 
 register_op(OpDef(
     name="max_pool2d", family="nn", num_inputs=(1, 1), attrs=dict(_POOL_ATTRS), type_rule=_pool_rule("max_pool2d"),
@@ -233,11 +273,22 @@ register_op(OpDef(
         Sample([TensorType(("batch", 2, "h", "w"), F32)], attrs={"kernel": [2, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]},
                bind={"batch": 2, "h": 5, "w": 6}, domain=["distinct"], grad=False,
                note="symbolic H, W (floor mode): floor((h+2)/2) and floor((w+1)/2)"),
+        Sample([TensorType(("batch", 2, 9), F32)], attrs={"kernel": [3], "strides": [2], "pads": [1, 1],
+                                                        "dilations": [2], "ceil_mode": True},
+               bind={"batch": 2}, domain=["distinct"], note="1-D, dilation, ceil_mode, symbolic batch"),
+        Sample([TensorType((1, 2, 4, 5, 5), F64)], attrs={"kernel": [2, 3, 2], "strides": [2, 1, 2],
+                                                         "pads": [1, 0, 1, 0, 1, 1], "dilations": [1, 2, 1]},
+               domain=["distinct"], note="3-D, dilation, padding"),
+        Sample([TensorType((1, 1, 6, 6), F64)], attrs={"kernel": [2, 2], "strides": [1, 1], "dilations": [2, 2]},
+               domain=["distinct"], note="2-D dilation"),
+        Sample([TensorType((2, 1, 5, 5), "uint8")], attrs={"kernel": [3, 3], "strides": [2, 2], "pads": [2, 2, 2, 2],
+                                                        "dilations": [1, 1]},
+               domain=["int:0:255"], grad=False, note="integers; pads wider than half the kernel"),
     ],
 ))
 register_op(OpDef(
     name="max_pool2d_grad", family="nn", num_inputs=(2, 2), attrs=dict(_POOL_ATTRS), type_rule=_max_pool_grad_rule,
-    reference=_max_pool_grad_ref, flops=lambda i, o, a: numel(i[1]) * a["kernel"][0] * a["kernel"][1],
+    reference=_max_pool_grad_ref, flops=lambda i, o, a: numel(i[1]) * int(np.prod(a["kernel"])),
     vjp=_max_pool_grad_vjp, nondiff_inputs=(0,),
     doc="max_pool2d's VJP: max_pool2d_grad(x, g) adds each window's cotangent g onto the first maximum "
         "of x in that window (row-major window order; a tie goes to the earlier element, as in XLA's "
@@ -255,6 +306,12 @@ register_op(OpDef(
                attrs={"kernel": [2, 2], "strides": [2, 2]},
                domain=[np.array([[[[1., 1, 0, 2], [1, 1, 2, 0], [3, 0, 5, 5], [0, 3, 5, 5]]] * 2]), "any"],
                note="ties: the first maximum of each window takes the cotangent"),
+        Sample([TensorType((2, 2, 9), F32), TensorType((2, 2, 4), F32)],
+               attrs={"kernel": [3], "strides": [2], "pads": [1, 1], "dilations": [2]},
+               domain=["distinct", "any"], note="1-D with dilation"),
+        Sample([TensorType((1, 2, 3, 4, 4), F64), TensorType((1, 2, 2, 2, 2), F64)],
+               attrs={"kernel": [2, 2, 2], "strides": [2, 2, 2], "pads": [1, 0, 0, 0, 0, 0],
+                      "dilations": [1, 1, 1]}, domain=["distinct", "any"], note="3-D"),
     ],
 ))
 register_op(OpDef(
@@ -269,6 +326,19 @@ register_op(OpDef(
                bind={"batch": 2}, note="symbolic batch, padding excluded"),
         Sample([TensorType((1, 2, 5, 5), F64)], attrs={"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
                                                      "ceil_mode": True}, note="ceil_mode, padding included"),
+        Sample([TensorType(("batch", 2, 8), F32)], attrs={"kernel": [3], "strides": [2], "pads": [1, 1],
+                                                        "dilations": [1], "count_include_pad": False},
+               bind={"batch": 2}, note="1-D, symbolic batch, padding excluded"),
+        Sample([TensorType((1, 2, 5, 4, 5), F64)], attrs={"kernel": [3, 2, 2], "strides": [2, 2, 1],
+                                                         "pads": [1, 0, 1, 1, 0, 0], "dilations": [1, 1, 2],
+                                                         "ceil_mode": True},
+               note="3-D, dilation, ceil_mode, padding included"),
+        Sample([TensorType((1, 1, 7, 7), F32)], attrs={"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
+                                                     "dilations": [2, 2], "count_include_pad": False},
+               note="2-D dilation, padding excluded"),
+        Sample([TensorType((1, 2, 6, 6), F64)], attrs={"kernel": [3, 3], "strides": [1, 1], "pads": [2, 2, 2, 2],
+                                                     "dilations": [1, 1], "count_include_pad": False},
+               note="pads wider than half the kernel, padding excluded"),
     ],
 ))
 
@@ -305,4 +375,79 @@ register_op(OpDef(
              Sample([TensorType(("batch", 3, 2, 2), F32)], bind={"batch": 2}),
              Sample([TensorType(("batch", 2, "h", "w"), F64)], bind={"batch": 1, "h": 3, "w": 2},
                     note="symbolic spatial dims")],
+))
+
+
+# ---- max_pool2d_indices: ONNX MaxPool's Indices output ------------------------------------------
+
+def _unpadded_table(sizes, attrs):
+    """(*out, K): for every window element, its flat index into the unpadded image (row-major, or
+    column-major over the spatial axes with ``column_major``); -1 where it lies in the padding."""
+    idx, padded, pairs = _pool_indices(tuple(sizes), attrs)
+    coords = np.unravel_index(idx, padded)
+    real = [c - lo for c, (lo, _) in zip(coords, pairs)]
+    inside = np.logical_and.reduce([(r >= 0) & (r < n) for r, n in zip(real, sizes)])
+    clipped = [np.clip(r, 0, n - 1) for r, n in zip(real, sizes)]
+    order = "F" if attrs["column_major"] else "C"
+    flat = np.ravel_multi_index(clipped, tuple(sizes), order=order)
+    n = len(sizes)
+    out = idx.shape[:n]
+    return np.where(inside, flat, -1).reshape(out + (-1,)).astype(np.int64)
+
+
+def _indices_rule(ts, attrs):
+    x = ts[0]
+    pool_attrs = {k: v for k, v in attrs.items() if k != "column_major"}
+    (y,) = _pool_rule("max_pool2d")([x], pool_attrs)
+    _static_spatial(x, "max_pool2d_indices")
+    return [TensorType(y.shape, "int64")]
+
+
+def _indices_ref(xs, attrs, env=None):
+    x = xs[0]
+    cd = compute_dtype(x)
+    win = _pool_windows(x.astype(cd), attrs, _lowest(np.dtype(cd)))
+    n = len(attrs["kernel"])
+    arg = win.reshape(win.shape[:2 + n] + (-1,)).argmax(axis=-1)           # first maximum per window
+    table = _unpadded_table(x.shape[2:], attrs)
+    pos = np.take_along_axis(np.broadcast_to(table, arg.shape + table.shape[-1:]), arg[..., None], -1)[..., 0]
+    nc = np.arange(x.shape[0] * x.shape[1]).reshape(x.shape[:2] + (1,) * n) * int(np.prod(x.shape[2:]))
+    return [(pos + nc).astype(np.int64)]
+
+
+def _indices_decompose(inputs, attrs):
+    """Windows gathered by constant flat indices, the first maximum's position looked up in the
+    constant unpadded-index table (a one-hot dot), plus each (n, c) image's offset."""
+    x = inputs[0]
+    n = len(attrs["kernel"])
+    low = -math.inf if _dt.is_float(x.dtype) else int(np.iinfo(_dt.to_numpy_dtype(x.dtype)).min)
+    patches, _, _, _ = _pool_patches(x, attrs, low)                            # (N, C, *out, *kernel)
+    table = _unpadded_table(tuple(x.shape[2:]), attrs)                          # (*out, K)
+    out = list(table.shape[:n])
+    k = table.shape[-1]
+    flat = _shape_ops.reshape(patches, [x.shape[0], x.shape[1]] + out + [k])
+    pick = _creation.one_hot(_reduction.argmax(flat, -1), k, "int64")
+    pos = _reduction.sum(pick * _creation.constant(table), [2 + n])
+    image = int(np.prod(x.shape[2:]))
+    nc = _creation.arange(0, dim_product([x.shape[0], x.shape[1]])) * image
+    return [pos + _shape_ops.reshape(nc, [x.shape[0], x.shape[1]] + [1] * n)]
+
+
+register_op(OpDef(
+    name="max_pool2d_indices", family="nn", num_inputs=(1, 1),
+    attrs=dict(_POOL_ATTRS, column_major=Attr("bool", False)), type_rule=_indices_rule, reference=_indices_ref,
+    flops=_pool_flops, vjp=NOT_DIFFERENTIABLE, decompose=_indices_decompose,
+    doc="ONNX MaxPool's Indices: per window of max_pool2d (same attrs), the flat int64 index into the whole "
+        "input (N, C, *spatial) of its first maximum; column_major orders the spatial axes column-major "
+        "(ONNX storage_order=1). Spatial dims must be static.",
+    samples=[
+        Sample([TensorType(("batch", 2, 5, 5), F32)], attrs={"kernel": [3, 3], "strides": [2, 2],
+                                                           "pads": [1, 1, 1, 1], "dilations": [1, 1]},
+               bind={"batch": 2}, domain=["distinct"], note="symbolic batch, padding"),
+        Sample([TensorType((1, 2, 5, 4), F64)], attrs={"kernel": [2, 2], "strides": [2, 2], "ceil_mode": True,
+                                                     "dilations": [1, 1], "column_major": True},
+               domain=["distinct"], note="ceil_mode, column-major"),
+        Sample([TensorType((2, 1, 7), F32)], attrs={"kernel": [3], "strides": [2], "pads": [1, 1],
+                                                  "dilations": [2]}, domain=["distinct"], note="1-D, dilation"),
+    ],
 ))

@@ -28,6 +28,8 @@ from .registry import Attr, OpDef, Sample, register_op
 from . import creation as _creation, shape_ops as _shape_ops
 
 __all__ = ["conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "global_avg_pool2d", "batch_norm",
+           "conv1d", "conv3d", "conv_transpose1d", "conv_transpose3d", "max_pool1d", "max_pool3d", "avg_pool1d",
+           "avg_pool3d",
            "layer_norm", "dropout", "dropout_mask", "embedding", "attention", "scaled_dot_product_attention",
            "resolve_padding"]
 
@@ -129,77 +131,132 @@ register_op(OpDef(
 
 # ---- functional API -------------------------------------------------------------------------
 
-def _pair_of(v, name):
+def _tuple_of(v, name, n=2):
+    """An int or an n-sequence of ints -> a list of n ints (one per spatial axis)."""
     if isinstance(v, (list, tuple)):
-        if len(v) != 2:
-            raise ShapeError(f"{name} must be an int or a pair (h, w), got {v!r}")
-        return [int(v[0]), int(v[1])]
-    return [int(v), int(v)]
+        if len(v) != n:
+            what = "a pair (h, w)" if n == 2 else f"{n} values (one per spatial axis)"
+            raise ShapeError(f"{name} must be an int or {what}, got {v!r}")
+        return [int(e) for e in v]
+    return [int(v)] * n
 
 
-def resolve_padding(padding, kernel, dilation=(1, 1), stride=(1, 1)) -> list[int]:
-    """Explicit ``[top, left, bottom, right]`` pads from an int, (ph, pw), (t, l, b, r), "valid" or
-    "same" (PyTorch semantics: stride 1, the odd extra pad goes to the bottom/right)."""
+def _pair_of(v, name):
+    return _tuple_of(v, name, 2)
+
+
+def resolve_padding(padding, kernel, dilation=None, stride=None) -> list[int]:
+    """Explicit pads (the begins of every spatial axis, then the ends: ``[top, left, bottom, right]``
+    in 2-D) from an int, one value per axis, begins+ends, "valid" or "same" (PyTorch semantics:
+    stride 1, the odd extra pad goes to the end). The spatial rank is ``len(kernel)``."""
+    n = len(kernel)
+    dilation = [1] * n if dilation is None else list(dilation)
+    stride = [1] * n if stride is None else list(stride)
     if isinstance(padding, str):
         if padding == "valid":
-            return [0, 0, 0, 0]
+            return [0] * (2 * n)
         if padding == "same":
-            if list(stride) != [1, 1]:
+            if list(stride) != [1] * n:
                 raise ShapeError("padding='same' is not supported for strided convolutions (PyTorch semantics)",
                                  hint="give explicit pads, e.g. padding=(k // 2, k // 2)")
-            pads = []
-            for k, d in zip(kernel, dilation):
-                total = d * (k - 1)
-                pads.append((total // 2, total - total // 2))
-            return [pads[0][0], pads[1][0], pads[0][1], pads[1][1]]
+            pads = [(d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for k, d in zip(kernel, dilation)]
+            return [lo for lo, _ in pads] + [hi for _, hi in pads]
         raise ShapeError(f"padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
     if isinstance(padding, (list, tuple)):
-        if len(padding) == 2:
-            return [int(padding[0]), int(padding[1]), int(padding[0]), int(padding[1])]
-        if len(padding) == 4:
+        if len(padding) == n:
+            return [int(p) for p in padding] * 2
+        if len(padding) == 2 * n:
             return [int(p) for p in padding]
-        raise ShapeError(f"padding must have 2 (ph, pw) or 4 (top, left, bottom, right) entries, got {padding!r}")
+        what = "(ph, pw) or 4 (top, left, bottom, right)" if n == 2 else f"(one per axis) or {2 * n} (begins, ends)"
+        raise ShapeError(f"padding must have {n} {what} entries, got {padding!r}")
     p = int(padding)
-    return [p, p, p, p]
+    return [p] * (2 * n)
+
+
+def _nsp_of(w, default=2):
+    rank = len(w.shape) if hasattr(w, "shape") else default + 2
+    return rank - 2 if rank in (3, 4, 5) else default
 
 
 def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups: int = 1):
-    """2-D convolution (NCHW); ``w`` is (out, in/groups, kh, kw); padding int, (ph, pw),
-    (top, left, bottom, right), "same" or "valid"."""
-    strides, dilations = _pair_of(stride, "stride"), _pair_of(dilation, "dilation")
-    kernel = [int(w.shape[2]), int(w.shape[3])] if len(w.shape) == 4 else [1, 1]
+    """Convolution (N, C, *spatial) with 1-3 spatial axes — the weight's rank picks it; ``w`` is
+    (out, in/groups, *kernel); padding an int, one per axis, begins+ends ((top, left, bottom, right)
+    in 2-D), "same" or "valid"."""
+    n = _nsp_of(w)
+    strides, dilations = _tuple_of(stride, "stride", n), _tuple_of(dilation, "dilation", n)
+    kernel = [int(k) for k in w.shape[2:]] if len(w.shape) == n + 2 else [1] * n
     pads = resolve_padding(padding, kernel, dilations, strides)
     args = (x, w) if b is None else (x, w, b)
     return apply("conv2d", *args, strides=strides, pads=pads, dilations=dilations, groups=groups)
 
 
+def conv1d(x, w, b=None, stride=1, padding=0, dilation=1, groups: int = 1):
+    """1-D convolution (N, C, W); ``w`` is (out, in/groups, k). The ``conv2d`` op over one axis."""
+    return conv2d(x, w, b, stride, padding, dilation, groups)
+
+
+def conv3d(x, w, b=None, stride=1, padding=0, dilation=1, groups: int = 1):
+    """3-D convolution (N, C, D, H, W); ``w`` is (out, in/groups, kd, kh, kw)."""
+    return conv2d(x, w, b, stride, padding, dilation, groups)
+
+
 def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0, groups: int = 1, dilation=1):
-    """Transposed convolution (PyTorch argument order); ``w`` is (in, out/groups, kh, kw)."""
-    strides, dilations = _pair_of(stride, "stride"), _pair_of(dilation, "dilation")
+    """Transposed convolution (PyTorch argument order); ``w`` is (in, out/groups, *kernel) with 1-3
+    spatial axes (the weight's rank picks it)."""
+    n = _nsp_of(w)
+    strides, dilations = _tuple_of(stride, "stride", n), _tuple_of(dilation, "dilation", n)
     if isinstance(padding, str):
         raise ShapeError("conv_transpose2d takes explicit padding (an int or a tuple), not a string")
     args = (x, w) if b is None else (x, w, b)
-    return apply("conv_transpose2d", *args, strides=strides, pads=resolve_padding(padding, [1, 1]),
-                 output_padding=_pair_of(output_padding, "output_padding"), dilations=dilations, groups=groups)
+    return apply("conv_transpose2d", *args, strides=strides, pads=resolve_padding(padding, [1] * n),
+                 output_padding=_tuple_of(output_padding, "output_padding", n), dilations=dilations, groups=groups)
 
 
-def _pool_args(kernel_size, stride, padding):
-    kernel = _pair_of(kernel_size, "kernel_size")
-    strides = kernel if stride is None else _pair_of(stride, "stride")
-    return kernel, strides, resolve_padding(padding, kernel)
+conv_transpose1d = conv_transpose3d = conv_transpose2d
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False):
-    """Max pooling (NCHW); ``stride`` defaults to the kernel size."""
-    kernel, strides, pads = _pool_args(kernel_size, stride, padding)
-    return apply("max_pool2d", x, kernel=kernel, strides=strides, pads=pads, ceil_mode=ceil_mode)
+def _pool_args(kernel_size, stride, padding, n=2, dilation=1):
+    kernel = _tuple_of(kernel_size, "kernel_size", n)
+    strides = kernel if stride is None else _tuple_of(stride, "stride", n)
+    return kernel, strides, resolve_padding(padding, kernel), _tuple_of(dilation, "dilation", n)
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True):
-    """Average pooling (NCHW); ``stride`` defaults to the kernel size."""
-    kernel, strides, pads = _pool_args(kernel_size, stride, padding)
+def _spatial_of(x, n):
+    # max_pool2d/avg_pool2d stay 2-D (a rank-3 input is an error, not a silent 1-D pool);
+    # max_pool1d/3d and the importer name the spatial rank
+    return 2 if n is None else n
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False, dilation=1, *, _n=None):
+    """2-D max pooling (NCHW; max_pool1d/max_pool3d for the other ranks); ``stride`` defaults to the
+    kernel size."""
+    kernel, strides, pads, dil = _pool_args(kernel_size, stride, padding, _spatial_of(x, _n), dilation)
+    return apply("max_pool2d", x, kernel=kernel, strides=strides, pads=pads, ceil_mode=ceil_mode, dilations=dil)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True,
+               *, _n=None):
+    """2-D average pooling (NCHW; avg_pool1d/avg_pool3d for the other ranks); ``stride`` defaults to the
+    kernel size."""
+    kernel, strides, pads, dil = _pool_args(kernel_size, stride, padding, _spatial_of(x, _n))
     return apply("avg_pool2d", x, kernel=kernel, strides=strides, pads=pads, ceil_mode=ceil_mode,
-                 count_include_pad=count_include_pad)
+                 count_include_pad=count_include_pad, dilations=dil)
+
+
+def max_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False, dilation=1):
+    return max_pool2d(x, kernel_size, stride, padding, ceil_mode, dilation, _n=1)
+
+
+def max_pool3d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False, dilation=1):
+    return max_pool2d(x, kernel_size, stride, padding, ceil_mode, dilation, _n=3)
+
+
+def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True):
+    return avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad, _n=1)
+
+
+def avg_pool3d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True):
+    return avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad, _n=3)
 
 
 def global_avg_pool2d(x):

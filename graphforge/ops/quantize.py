@@ -80,7 +80,8 @@ def _check_param(x: TensorType, p: TensorType, axis: int, block: int, op: str, w
 
 
 def _check_zero_point(scale: TensorType, zp: TensorType, op: str, what: str = "zero point") -> None:
-    if tuple(zp.shape) != tuple(scale.shape):
+    # ONNX accepts a one-element zero point beside a scalar scale (and the reverse): both are per tensor
+    if tuple(zp.shape) != tuple(scale.shape) and not (_per_tensor(zp) and _per_tensor(scale)):
         raise ShapeError(f"{op}: the {what} must have the scale's shape {scale}, got {zp}")
 
 

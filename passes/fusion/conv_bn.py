@@ -1,6 +1,6 @@
 """``batch_norm(conv2d(x, w, b?))`` in eval mode (one output), with the weights and statistics known
 (parameters, buffers or constants) → ``conv2d(x, w', b')`` with folded ``const`` parameters:
-``s = scale / sqrt(var + eps)``, ``w' = w * s[:, None, None, None]``, ``b' = (b - mean) * s + bias``."""
+``s = scale / sqrt(var + eps)``, ``w' = w * s[:, None, ...]``, ``b' = (b - mean) * s + bias`` (1-3 spatial axes)."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +13,8 @@ from ._common import is_weight
 
 __all__ = ["RULE"]
 
-_W = Var("w", rank=4, where=is_weight)
+# any spatial rank (1-3: weight rank 3-5); the folded scale broadcasts over every axis but the first
+_W = Var("w", where=lambda v: v.type.rank in (3, 4, 5) and is_weight(v))
 _BN_ARGS = [Var(n, where=is_weight) for n in ("scale", "shift", "mean", "var")]
 _PATTERNS = [
     Op("batch_norm", Op("conv2d", Var("x"), _W, Var("b", where=is_weight), name="conv"), *_BN_ARGS, name="bn",
@@ -43,7 +44,7 @@ def _build(m, rw):
     out_ch = a["w"].shape[0]
     flat = {k: np.broadcast_to(v.reshape(-1), (out_ch,)) for k, v in a.items() if k != "w"}
     s = flat["scale"] / np.sqrt(flat["var"] + eps)
-    w = a["w"] * s[:, None, None, None]
+    w = a["w"] * s.reshape((-1,) + (1,) * (a["w"].ndim - 1))
     b = (flat.get("b", np.zeros(out_ch)) - flat["mean"]) * s + flat["shift"]
     graph = rw.graph
     conv = m["conv"]

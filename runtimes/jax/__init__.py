@@ -35,6 +35,8 @@ from . import control_flow  # noqa: F401
 from . import random  # noqa: F401,E402  (random_uniform)
 from . import math_ops  # noqa: F401
 from . import quantize  # noqa: F401,E402  (quantized ops)
+from . import contraction  # noqa: F401  (einsum)
+from . import selection  # noqa: F401  (topk)
 from .lower import LOWERINGS, LowerCtx, has_lowering, lowers
 
 __all__ = ["run", "lower", "compile_graph", "compiled_count", "x64", "LOWERINGS", "lowers", "has_lowering",
@@ -83,11 +85,14 @@ def decomposed(graph: Graph, outputs=None) -> tuple[Graph, list | None]:
     return work, (list(work.outputs) if outputs is not None else None)
 
 
-def lower(graph: Graph, env: Mapping[str, int], *, precision: str = "highest", outputs=None):
+def lower(graph: Graph, env: Mapping[str, int], *, precision: str = "highest", outputs=None, eager: bool = False):
     """``f(params, inputs) -> tuple`` evaluating ``graph`` with JAX ops (pure, jit-able).
 
     ``params`` maps param/buffer/const names to arrays; names absent from it are baked in from
-    ``graph.params`` as constants. ``outputs`` selects Values to return (default: graph outputs)."""
+    ``graph.params`` as constants. ``outputs`` selects Values to return (default: graph outputs).
+    A node whose result length depends on the data (ops/data_dependent.py: a dim no input binds) is
+    refused with ``UnsupportedOpError`` (jax.jit needs static shapes) unless ``eager``: then ``f`` is
+    meant to run op by op outside jax.jit (what ``run`` does for such graphs)."""
     prec = _PRECISION[precision]
     graph, outputs = decomposed(graph, outputs)
     missing = sorted({n.op for n in graph.walk() if not has_lowering(n.op) and n.op != "yield"})
@@ -98,7 +103,16 @@ def lower(graph: Graph, env: Mapping[str, int], *, precision: str = "highest", o
         try:
             shapes = [tuple(resolve_shape(v.type.shape, env)) for v in node.outputs]
         except GraphforgeError:
-            raise
+            if not _data_dependent(node, env):
+                raise
+            if not eager:
+                raise UnsupportedOpError(
+                    f"{node.op}: its result {', '.join(str(v.type) for v in node.outputs)} has a length that depends "
+                    f"on the data, which jax.jit cannot compile (XLA needs static shapes)", ops=[node.op],
+                    hint="gf.run(..., backend='jax') runs such graphs eagerly; 'reference' and 'onnxruntime' run them "
+                         "too") from None
+            plan.append((node, None, None))  # resolved when it runs, from the lengths bound so far
+            continue
         plan.append((node, LowerCtx(node, shapes, prec, env), _concrete_attrs(node, env)))
     outs = list(graph.outputs if outputs is None else outputs)
     stored = graph.params
@@ -109,7 +123,10 @@ def lower(graph: Graph, env: Mapping[str, int], *, precision: str = "highest", o
             vals[id(spec)] = x
         for name, v in graph.param_values.items():
             vals[id(v)] = params[name] if name in params else jnp.asarray(stored[name])
+        live = dict(env)  # eager runs bind each data-dependent length from the array that has it
         for node, ctx, attrs in plan:
+            if ctx is None:
+                ctx, attrs = _deferred(node, live, prec)
             try:
                 res = LOWERINGS[node.op](ctx, [vals[id(v)] for v in node.inputs], attrs)
             except GraphforgeError:
@@ -119,9 +136,34 @@ def lower(graph: Graph, env: Mapping[str, int], *, precision: str = "highest", o
                                    scope=node.scope, op=node.op, loc=node.loc) from exc
             for v, r in zip(node.outputs, res):
                 vals[id(v)] = r
+                if eager:
+                    for d, n in zip(v.type.shape, r.shape):
+                        if type(d) is str and d not in live and d.isidentifier():
+                            live[d] = int(n)
         return tuple(vals[id(o)] for o in outs)
 
     return fn
+
+
+def _deferred(node, env: Mapping[str, int], prec):
+    """(ctx, attrs) of a node of an eager run, resolved with the lengths bound so far; a result
+    dim the node itself introduces stays unknown (None) to its lowering."""
+    try:
+        shapes = [tuple(resolve_shape(v.type.shape, env)) for v in node.outputs]
+    except GraphforgeError:
+        shapes = [None] * len(node.outputs)
+    return LowerCtx(node, shapes, prec, env), _concrete_attrs(node, env)
+
+
+def _data_dependent(node, env: Mapping[str, int]) -> bool:
+    """Whether ``node`` (or an op before it) has result dims that no input binds."""
+    from graphforge.ir.dims import dim_symbols
+
+    return any(dim_symbols(d) - set(env) for v in node.outputs for d in v.type.shape if type(d) is not int)
+
+
+def _needs_eager(graph: Graph, env: Mapping[str, int]) -> bool:
+    return any(_data_dependent(node, env) for node in graph.walk())
 
 
 def _concrete_attrs(node, env: Mapping[str, int]) -> dict:
@@ -181,7 +223,10 @@ def run(graph: Graph, arrays, env: Mapping[str, int], params: Mapping[str, np.nd
             outs = run(graph, pad_inputs(graph, arrays, padded), padded, params, precision=precision)
             return crop_outputs(graph, outs, env, padded)
     with x64():
-        fn = compile_graph(graph, arrays, env, precision=precision)
+        if _needs_eager(graph, env):  # data-dependent lengths: op by op, outside jax.jit
+            fn = lower(graph, env, precision=precision, eager=True)
+        else:
+            fn = compile_graph(graph, arrays, env, precision=precision)
         used = {n: params[n] for n in graph.param_values}
         outs = fn(used, tuple(jnp.asarray(a) for a in arrays))
         return [np.asarray(o) for o in outs]

@@ -14,22 +14,25 @@ from .shape_ops import wrap_index
 
 __all__: list[str] = []
 
-_DN = ("NCHW", "OIHW", "NCHW")
-
-
 def _add_bias(y, args):
     if len(args) > 2:
         y = y + args[2].reshape((1, -1) + (1,) * (y.ndim - 2))
     return y
 
 
+def _pairs(pads):
+    """ONNX-order pads (begins, then ends) -> [(lo, hi)] per spatial axis."""
+    n = len(pads) // 2
+    return [(pads[i], pads[n + i]) for i in range(n)]
+
+
 @lowers("conv2d")
 def _conv2d(ctx, args, attrs):
+    # dimension_numbers=None: (N, C, *spatial) x (O, I, *kernel), any spatial rank
     x, w = args[0], args[1]
-    pt, pl, pb, pr = attrs["pads"]
-    y = lax.conv_general_dilated(x, w, tuple(attrs["strides"]), [(pt, pb), (pl, pr)],
-                                 rhs_dilation=tuple(attrs["dilations"]), dimension_numbers=_DN,
-                                 feature_group_count=attrs["groups"], precision=ctx.precision)
+    y = lax.conv_general_dilated(x, w, tuple(attrs["strides"]), _pairs(attrs["pads"]),
+                                 rhs_dilation=tuple(attrs["dilations"]), feature_group_count=attrs["groups"],
+                                 precision=ctx.precision)
     return [_add_bias(y, args).astype(ctx.dtype)]
 
 
@@ -37,29 +40,35 @@ def _conv2d(ctx, args, attrs):
 def _conv_transpose2d(ctx, args, attrs):
     x, w = args[0], args[1]
     g = attrs["groups"]
-    cin, cout_g, kh, kw = w.shape
-    # (Cin, Cout/g, kh, kw) -> (Cout, Cin/g, kh, kw), spatially flipped: a conv over the dilated input
-    wt = w.reshape(g, cin // g, cout_g, kh, kw).transpose(0, 2, 1, 3, 4).reshape(g * cout_g, cin // g, kh, kw)
-    wt = wt[:, :, ::-1, ::-1]
-    (sh, sw), (dh, dw) = attrs["strides"], attrs["dilations"]
-    pt, pl, pb, pr = attrs["pads"]
-    oh, ow = attrs.get("output_padding", [0, 0])
-    ph, pw = dh * (kh - 1), dw * (kw - 1)
-    y = lax.conv_general_dilated(x, wt, (1, 1), [(ph - pt, ph - pb + oh), (pw - pl, pw - pr + ow)],
-                                 lhs_dilation=(sh, sw), rhs_dilation=(dh, dw), dimension_numbers=_DN,
-                                 feature_group_count=g, precision=ctx.precision)
+    cin, cout_g = w.shape[:2]
+    kernel = tuple(w.shape[2:])
+    nsp = len(kernel)
+    # (Cin, Cout/g, *k) -> (Cout, Cin/g, *k), spatially flipped: a conv over the dilated input
+    wt = w.reshape((g, cin // g, cout_g) + kernel)
+    wt = wt.transpose((0, 2, 1) + tuple(range(3, 3 + nsp))).reshape((g * cout_g, cin // g) + kernel)
+    wt = wt[(slice(None), slice(None)) + (slice(None, None, -1),) * nsp]
+    dil, out_pad = attrs["dilations"], attrs.get("output_padding") or [0] * nsp
+    padding = []
+    for i, (lo, hi) in enumerate(_pairs(attrs["pads"])):
+        full = dil[i] * (kernel[i] - 1)
+        padding.append((full - lo, full - hi + out_pad[i]))
+    y = lax.conv_general_dilated(x, wt, (1,) * nsp, padding, lhs_dilation=tuple(attrs["strides"]),
+                                 rhs_dilation=tuple(dil), feature_group_count=g, precision=ctx.precision)
     return [_add_bias(y, args).astype(ctx.dtype)]
 
 
+def _dilations(attrs):
+    return tuple(attrs.get("dilations") or (1,) * len(attrs["kernel"]))
+
+
 def _pool_padding(x, out_shape, attrs):
-    """Explicit (lo, hi) padding per axis, with the ceil_mode rows added at the bottom/right."""
-    k, s = attrs["kernel"], attrs["strides"]
-    pt, pl, pb, pr = attrs["pads"]
+    """Explicit (lo, hi) padding per spatial axis, with the ceil_mode rows added at the end."""
+    k, s, d = attrs["kernel"], attrs["strides"], _dilations(attrs)
     pads = []
-    for i, (lo, hi) in enumerate(((pt, pb), (pl, pr))):
-        need = (out_shape[2 + i] - 1) * s[i] + k[i]
+    for i, (lo, hi) in enumerate(_pairs(attrs["pads"])):
+        need = (out_shape[2 + i] - 1) * s[i] + d[i] * (k[i] - 1) + 1
         extra = max(0, need - (x.shape[2 + i] + lo + hi))
-        pads.append((lo, hi, extra))
+        pads.append((lo, hi + extra))
     return pads
 
 
@@ -68,51 +77,80 @@ def _max_pool_fn(x, attrs, out_shape):
     init = -np.inf if jnp.issubdtype(x.dtype, jnp.floating) else jnp.iinfo(x.dtype).min
     # a NumPy scalar identity lets jax pick its differentiable reduce_window_max primitive
     return lax.reduce_window(x, np.array(init, x.dtype), lax.max, (1, 1) + tuple(attrs["kernel"]),
-                             (1, 1) + tuple(attrs["strides"]),
-                             [(0, 0), (0, 0)] + [(lo, hi + e) for lo, hi, e in pads])
+                             (1, 1) + tuple(attrs["strides"]), [(0, 0), (0, 0)] + pads,
+                             window_dilation=(1, 1) + _dilations(attrs))
+
+
+def _dilated_windows(x, attrs, out_shape):
+    """(N, C, *out, K) windows gathered by constant flat indices (padding -inf), the padded sizes,
+    the pads and the indices: the form dilated max pools use, because JAX's reduce_window_max has no
+    VJP with window dilation."""
+    pads = _pool_padding(x, out_shape, attrs)
+    n, c = x.shape[:2]
+    idx, padded = _window_index(x.shape[2:], pads, attrs, out_shape[2:])
+    xp = jnp.pad(x, [(0, 0), (0, 0)] + pads, constant_values=-jnp.inf).reshape(n, c, -1)
+    return xp[:, :, idx], padded, pads, idx
 
 
 @lowers("max_pool2d")
 def _max_pool(ctx, args, attrs):
-    return [_max_pool_fn(args[0], attrs, ctx.shape)]
+    x = args[0]
+    if all(d == 1 for d in _dilations(attrs)) or not jnp.issubdtype(x.dtype, jnp.floating):
+        return [_max_pool_fn(x, attrs, ctx.shape)]
+    return [jnp.max(_dilated_windows(x, attrs, ctx.shape)[0], axis=-1)]
+
+
+def _window_index(sizes, pads, attrs, out):
+    """(*out, K) flat indices into the padded image of every window element (NumPy, static)."""
+    padded = [sizes[i] + lo + hi for i, (lo, hi) in enumerate(pads)]
+    grids = []
+    for i in range(len(sizes)):
+        pos = np.arange(out[i])[:, None] * attrs["strides"][i] + np.arange(attrs["kernel"][i])[None, :] * _dilations(attrs)[i]
+        grids.append(pos)
+    idx = np.zeros(tuple(out) + tuple(attrs["kernel"]), np.int64)
+    n = len(sizes)
+    for i, pos in enumerate(grids):
+        shape = [1] * (2 * n)
+        shape[i], shape[n + i] = pos.shape
+        idx = idx * padded[i] + pos.reshape(shape)
+    return idx.reshape(tuple(out) + (-1,)), padded
 
 
 @lowers("max_pool2d_grad")
 def _max_pool_grad(ctx, args, attrs):
     x, g = args
-    # JAX's own VJP of reduce_window_max is XLA's select-and-scatter (first maximum wins a tie,
-    # the contract's rule); ~3x faster on XLA:CPU than gather/scatter over window indices
-    _, vjp = jax.vjp(lambda t: _max_pool_fn(t, attrs, g.shape), x)
-    return [vjp(g.astype(x.dtype))[0]]
+    if all(d == 1 for d in _dilations(attrs)):
+        # JAX's own VJP of reduce_window_max is XLA's select-and-scatter (first maximum wins a tie,
+        # the contract's rule); ~3x faster on XLA:CPU than gather/scatter over window indices
+        _, vjp = jax.vjp(lambda t: _max_pool_fn(t, attrs, g.shape), x)
+        return [vjp(g.astype(x.dtype))[0]]
+    # JAX has no select-and-scatter VJP for dilated windows: gather the windows by constant flat
+    # indices, take each window's first maximum and scatter-add the cotangent back
+    win, padded, pads, idx = _dilated_windows(x, attrs, g.shape)      # (N, C, *out, K)
+    n, c = x.shape[:2]
+    arg = jnp.argmax(win, axis=-1)
+    pos = jnp.take_along_axis(jnp.broadcast_to(jnp.asarray(idx), win.shape), arg[..., None], -1)[..., 0]
+    flat = jnp.zeros((n * c, int(np.prod(padded))), x.dtype)
+    rows = jnp.arange(n * c)[:, None]
+    flat = flat.at[rows, pos.reshape(n * c, -1)].add(g.astype(x.dtype).reshape(n * c, -1))
+    full = flat.reshape((n, c) + tuple(padded))
+    crop = tuple(slice(lo, lo + x.shape[2 + i]) for i, (lo, _) in enumerate(pads))
+    return [full[(slice(None), slice(None)) + crop]]
 
 
 @lowers("avg_pool2d")
 def _avg_pool(ctx, args, attrs):
+    from graphforge.ops._nn_pool import pool_window_counts
+
     x = args[0]
     pads = _pool_padding(x, ctx.shape, attrs)
     window, strides = (1, 1) + tuple(attrs["kernel"]), (1, 1) + tuple(attrs["strides"])
     xc = upcast(x)
-    padding = [(0, 0), (0, 0)] + [(lo, hi + e) for lo, hi, e in pads]
-    total = lax.reduce_window(xc, np.array(0, xc.dtype), lax.add, window, strides, padding)
-    # divisor: the window clipped to [-pt, H+pb) (count_include_pad) or [0, H); static, folded by XLA
-    h, w = x.shape[2], x.shape[3]
-    if attrs.get("count_include_pad", True):
-        ones = np.ones((1, 1, h + pads[0][0] + pads[0][1], w + pads[1][0] + pads[1][1]), np.float64)
-        ones = np.pad(ones, [(0, 0), (0, 0), (0, pads[0][2]), (0, pads[1][2])])
-    else:
-        ones = np.pad(np.ones((1, 1, h, w)), [(0, 0), (0, 0)] + [(lo, hi + e) for lo, hi, e in pads])
-    div = _np_window_sum(ones, attrs["kernel"], attrs["strides"])
+    total = lax.reduce_window(xc, np.array(0, xc.dtype), lax.add, window, strides, [(0, 0), (0, 0)] + pads,
+                              window_dilation=(1, 1) + _dilations(attrs))
+    # divisor: the contract's window counts, static, folded by XLA
+    div = pool_window_counts(tuple(x.shape[2:]), attrs)
     return [(total / jnp.asarray(div, xc.dtype)).astype(x.dtype)]
-
-
-def _np_window_sum(a, k, s):
-    oh = (a.shape[2] - k[0]) // s[0] + 1
-    ow = (a.shape[3] - k[1]) // s[1] + 1
-    out = np.zeros((1, 1, oh, ow))
-    for i in range(oh):
-        for j in range(ow):
-            out[0, 0, i, j] = a[0, 0, i * s[0]:i * s[0] + k[0], j * s[1]:j * s[1] + k[1]].sum()
-    return out
 
 
 @lowers("global_avg_pool2d")

@@ -48,6 +48,8 @@ from . import math_ops  # noqa: F401  (fill LOWERINGS)
 from . import quantize  # noqa: F401,E402  (quantized ops)
 from . import contrib  # noqa: E402  (onnxruntime's com.microsoft kernels, on request)
 from . import barrier as _barrier  # noqa: E402,F401  (optimization_barrier)
+from . import contraction  # noqa: F401  (einsum)
+from . import selection  # noqa: F401  (topk)
 from .lower import DTYPE_GENERIC, HALF, LOWERINGS, Emitter, NotExpressible, onnx_dtype, tensor_proto
 
 __all__ = ["to_onnx", "save_onnx", "MIN_OPSET", "max_opset", "default_opset", "check_opset", "missing_lowerings"]

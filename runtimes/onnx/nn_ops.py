@@ -13,6 +13,7 @@ Mul wraps mod 2**32); below opset 18, which has no BitwiseXor, ``x ^ y`` is comp
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -21,7 +22,7 @@ from graphforge import dtypes as _dt
 from graphforge.ir.dims import dim_product
 
 from .lower import HALF, lowers, reduce
-from .nn_windows import avg_divisor, conv_by_slices, dilate, pad_or_crop, pool_pads, windows
+from .nn_windows import avg_divisor, conv_by_slices, dilate, pad_or_crop, pad_pairs, pool_pads, windows
 
 __all__: list[str] = []
 
@@ -43,58 +44,63 @@ def _conv2d(ctx, args, attrs):
     if dtype in _NATIVE_CONV:
         return [ctx.op("Conv", args, strides=list(attrs["strides"]), pads=list(attrs["pads"]),
                        dilations=list(attrs["dilations"]), group=attrs["groups"])]
-    pt, pl, pb, pr = attrs["pads"]
-    xp = pad_or_crop(ctx, args[0], [(pt, pb), (pl, pr)], 0.0, dtype)
-    out_hw = ctx.out_types[0].shape[2:]
-    y = conv_by_slices(ctx, xp, args[1], xt.shape, wt.shape, out_hw, attrs["strides"], attrs["dilations"],
+    xp = pad_or_crop(ctx, args[0], pad_pairs(attrs["pads"]), 0.0, dtype)
+    out = ctx.out_types[0].shape[2:]
+    y = conv_by_slices(ctx, xp, args[1], xt.shape, wt.shape, out, attrs["strides"], attrs["dilations"],
                        attrs["groups"])
-    return [_bias(ctx, y, args, 4)]
+    return [_bias(ctx, y, args, xt.rank)]
 
 
 @lowers("conv_transpose2d")
 def _conv_transpose2d(ctx, args, attrs):
     xt, wt = ctx.in_types[0], ctx.in_types[1]
     dtype = xt.dtype
+    nsp = xt.rank - 2
+    out_pad = list(attrs.get("output_padding") or [0] * nsp)
     if dtype in _NATIVE_CONV:
         return [ctx.op("ConvTranspose", args, strides=list(attrs["strides"]), pads=list(attrs["pads"]),
-                       dilations=list(attrs["dilations"]), group=attrs["groups"],
-                       output_padding=list(attrs.get("output_padding", [0, 0])))]
+                       dilations=list(attrs["dilations"]), group=attrs["groups"], output_padding=out_pad)]
     # a stride-1 conv over the zero-dilated input with the flipped, in/out-swapped kernel
     g = attrs["groups"]
-    cin, cout_g, kh, kw = wt.shape
-    (sh, sw), (dh, dw) = attrs["strides"], attrs["dilations"]
-    pt, pl, pb, pr = attrs["pads"]
-    oph, opw = attrs.get("output_padding", [0, 0])
-    n, _, h, w = xt.shape
-    xd = dilate(ctx, args[0], xt.shape, (sh, sw))
-    hd, wd = (h - 1) * sh + 1, (w - 1) * sw + 1
-    ph, pw = dh * (kh - 1), dw * (kw - 1)
-    pads = [(ph - pt, ph - pb + oph), (pw - pl, pw - pr + opw)]
+    cin, cout_g = wt.shape[0], wt.shape[1]
+    kernel = list(wt.shape[2:])
+    strides, dil = attrs["strides"], attrs["dilations"]
+    n = xt.shape[0]
+    sizes = list(xt.shape[2:])
+    xd = dilate(ctx, args[0], xt.shape, strides)
+    pads = []
+    for i, (lo, hi) in enumerate(pad_pairs(attrs["pads"])):
+        full = dil[i] * (kernel[i] - 1)
+        pads.append((full - lo, full - hi + out_pad[i]))
     xp = pad_or_crop(ctx, xd, pads, 0.0, dtype)
-    wr = ctx.op("Reshape", [args[1], ctx.ints([g, cin // g, cout_g, kh, kw])])
-    wr = ctx.op("Transpose", [wr], perm=[0, 2, 1, 3, 4])
-    wr = ctx.op("Reshape", [wr, ctx.ints([g * cout_g, cin // g, kh, kw])])
-    wr = ctx.op("Slice", [wr, ctx.ints([-1, -1]), ctx.ints([-_INT64_MAX, -_INT64_MAX]), ctx.ints([2, 3]),
-                          ctx.ints([-1, -1])])
-    out_hw = ctx.out_types[0].shape[2:]
-    hp = hd + pads[0][0] + pads[0][1]
-    wp = wd + pads[1][0] + pads[1][1]
-    y = conv_by_slices(ctx, xp, wr, (n, cin, hp, wp), (g * cout_g, cin // g, kh, kw), out_hw, (1, 1), (dh, dw), g)
-    return [_bias(ctx, y, args, 4)]
+    wr = ctx.op("Reshape", [args[1], ctx.ints([g, cin // g, cout_g] + kernel)])
+    wr = ctx.op("Transpose", [wr], perm=[0, 2, 1] + list(range(3, 3 + nsp)))
+    wr = ctx.op("Reshape", [wr, ctx.ints([g * cout_g, cin // g] + kernel)])
+    wr = ctx.op("Slice", [wr, ctx.ints([-1] * nsp), ctx.ints([-_INT64_MAX] * nsp), ctx.ints(list(range(2, 2 + nsp))),
+                          ctx.ints([-1] * nsp)])
+    out = ctx.out_types[0].shape[2:]
+    padded = [(sizes[i] - 1) * strides[i] + 1 + pads[i][0] + pads[i][1] for i in range(nsp)]
+    y = conv_by_slices(ctx, xp, wr, [n, cin] + padded, [g * cout_g, cin // g] + kernel, out, [1] * nsp, dil, g)
+    return [_bias(ctx, y, args, xt.rank)]
+
+
+def _dils(attrs):
+    return list(attrs.get("dilations") or [1] * len(attrs["kernel"]))
 
 
 @lowers("max_pool2d")
 def _max_pool(ctx, args, attrs):
     xt = ctx.in_types[0]
-    out_hw = ctx.out_types[0].shape[2:]
-    pads = pool_pads(xt.shape[2:], out_hw, attrs)
+    out = ctx.out_types[0].shape[2:]
+    pads = pool_pads(xt.shape[2:], out, attrs)
     floating = _dt.is_float(xt.dtype)
     low = -math.inf if floating else int(np.iinfo(_dt.to_numpy_dtype(xt.dtype)).min)
     xp = pad_or_crop(ctx, args[0], pads, low, xt.dtype)
     if xt.dtype in ("float32", "float64"):
         # the padding (incl. ceil_mode rows) is explicit, so MaxPool sees no pads and floor mode
-        return [ctx.op("MaxPool", [xp], kernel_shape=list(attrs["kernel"]), strides=list(attrs["strides"]))]
-    stack = windows(ctx, xp, attrs["kernel"], attrs["strides"], (1, 1), out_hw)
+        return [ctx.op("MaxPool", [xp], kernel_shape=list(attrs["kernel"]), strides=list(attrs["strides"]),
+                       dilations=_dils(attrs))]
+    stack = windows(ctx, xp, attrs["kernel"], attrs["strides"], _dils(attrs), out)
     return [reduce(ctx, "ReduceMax", stack, [2], False)]
 
 
@@ -102,48 +108,49 @@ def _max_pool(ctx, args, attrs):
 def _max_pool_grad(ctx, args, attrs):
     # ONNX has no pooling-gradient op: per window, a one-hot of its first maximum (ArgMax keeps the
     # first on ties, the contract's rule) times the cotangent, then each kernel offset's slice is
-    # strided back onto the padded image (dilate + Pad) and the kh*kw slices are summed
+    # strided back onto the padded image (dilate + Pad) and the prod(kernel) slices are summed
     xt, gt = ctx.in_types
-    n, c, h, w = xt.shape
-    oh, ow = gt.shape[2:]
-    (kh, kw), (sh, sw) = attrs["kernel"], attrs["strides"]
-    pads = pool_pads((h, w), (oh, ow), attrs)
+    n, c = xt.shape[:2]
+    sizes, out = list(xt.shape[2:]), list(gt.shape[2:])
+    kernel, strides, dil = list(attrs["kernel"]), list(attrs["strides"]), _dils(attrs)
+    nsp = len(kernel)
+    pads = pool_pads(sizes, out, attrs)
     xp = pad_or_crop(ctx, args[0], pads, -math.inf, xt.dtype)
-    hp, wp = h + sum(pads[0]), w + sum(pads[1])
-    stack = windows(ctx, xp, (kh, kw), (sh, sw), (1, 1), (oh, ow))          # (N, C, K, OH, OW)
+    padded = [sizes[i] + sum(pads[i]) for i in range(nsp)]
+    stack = windows(ctx, xp, kernel, strides, dil, out)          # (N, C, K, *out)
     arg = ctx.op("ArgMax", [stack], axis=2, keepdims=1, select_last_index=0)
-    k = ctx.const(np.arange(kh * kw, dtype=np.int64).reshape(1, 1, -1, 1, 1))
+    k = ctx.const(np.arange(int(np.prod(kernel)), dtype=np.int64).reshape([1, 1, -1] + [1] * nsp))
     pick = ctx.cast(ctx.op("Equal", [arg, k]), xt.dtype)
     contrib = ctx.op("Mul", [pick, ctx.op("Unsqueeze", [args[1], ctx.ints([2])])])
     total = None
-    for i in range(kh):
-        for j in range(kw):
-            part = ctx.op("Gather", [contrib, ctx.ints([i * kw + j])], axis=2)
-            part = ctx.op("Squeeze", [part, ctx.ints([2])])
-            part = dilate(ctx, part, [n, c, oh, ow], (sh, sw))
-            rows, cols = (oh - 1) * sh + 1, (ow - 1) * sw + 1
-            part = pad_or_crop(ctx, part, [(i, hp - i - rows), (j, wp - j - cols)], 0.0, xt.dtype)
-            total = part if total is None else ctx.op("Add", [total, part])
+    for flat, offs in enumerate(itertools.product(*(range(kk) for kk in kernel))):
+        part = ctx.op("Gather", [contrib, ctx.ints([flat])], axis=2)
+        part = ctx.op("Squeeze", [part, ctx.ints([2])])
+        part = dilate(ctx, part, [n, c] + out, strides)
+        spans = [(out[i] - 1) * strides[i] + 1 for i in range(nsp)]
+        place = [(offs[i] * dil[i], padded[i] - offs[i] * dil[i] - spans[i]) for i in range(nsp)]
+        part = pad_or_crop(ctx, part, place, 0.0, xt.dtype)
+        total = part if total is None else ctx.op("Add", [total, part])
     return [pad_or_crop(ctx, total, [(-lo, -hi) for lo, hi in pads])]
 
 
 @lowers("avg_pool2d")
 def _avg_pool(ctx, args, attrs):
     xt = ctx.in_types[0]
-    out_hw = ctx.out_types[0].shape[2:]
-    pads = pool_pads(xt.shape[2:], out_hw, attrs)
+    out = ctx.out_types[0].shape[2:]
+    pads = pool_pads(xt.shape[2:], out, attrs)
     xp = pad_or_crop(ctx, args[0], pads, 0.0, xt.dtype)
-    div = avg_divisor(xt.shape[2:], pads, attrs)
-    if xt.dtype == "float32":
-        # the padding is explicit, so AveragePool (no pads) gives sum / (kh*kw); where the contract's
-        # divisor is smaller (windows clipped at the border) one constant multiply corrects it
-        kh, kw = attrs["kernel"]
-        mean = ctx.op("AveragePool", [xp], kernel_shape=[kh, kw], strides=list(attrs["strides"]))
-        if np.all(div == kh * kw):
+    div = avg_divisor(xt.shape[2:], attrs)
+    k = int(np.prod(attrs["kernel"]))
+    if xt.dtype == "float32" and all(d == 1 for d in _dils(attrs)):
+        # the padding is explicit, so AveragePool (no pads) gives sum / prod(kernel); where the
+        # contract's divisor is smaller (windows clipped at the border) one constant multiply corrects it
+        mean = ctx.op("AveragePool", [xp], kernel_shape=list(attrs["kernel"]), strides=list(attrs["strides"]))
+        if np.all(div == k):
             return [mean]
-        return [ctx.op("Mul", [mean, ctx.const((kh * kw) / div, xt.dtype)])]
-    # float64: onnxruntime has no AveragePool kernel, so windows are summed from strided slices
-    stack = windows(ctx, xp, attrs["kernel"], attrs["strides"], (1, 1), out_hw)
+        return [ctx.op("Mul", [mean, ctx.const(k / div, xt.dtype)])]
+    # float64 (onnxruntime has no AveragePool kernel) and dilated windows: sums of strided slices
+    stack = windows(ctx, xp, attrs["kernel"], attrs["strides"], _dils(attrs), out)
     total = reduce(ctx, "ReduceSum", stack, [2], False)
     return [ctx.op("Div", [total, ctx.const(div, xt.dtype)])]
 
@@ -308,3 +315,30 @@ def _attention(ctx, args, attrs):
         any_key = reduce(ctx, "ReduceMax", ctx.cast(mask, "int32"), [-1], True)  # (..., Sq, 1)
         out = ctx.op("Where", [ctx.cast(any_key, "bool"), out, ctx.scalar(math.nan, dtype)])
     return [out]
+
+
+def _float_pool(node, target) -> bool:
+    return node.inputs[0].type.dtype in ("float32", "float64")
+
+
+@lowers("max_pool2d_indices", when=_float_pool)
+def _max_pool_indices(ctx, args, attrs):
+    # MaxPool's own Indices over the explicitly padded input index (N, C, *padded) row-major; a
+    # constant table maps each padded position to the contract's index into the unpadded image
+    # (integer inputs go through the op's decomposition)
+    xt = ctx.in_types[0]
+    sizes, out = list(xt.shape[2:]), ctx.out_types[0].shape[2:]
+    pads = pool_pads(sizes, out, attrs)
+    xp = pad_or_crop(ctx, args[0], pads, -math.inf, xt.dtype)
+    _, idx = ctx.op("MaxPool", [xp], outputs=2, kernel_shape=list(attrs["kernel"]), strides=list(attrs["strides"]),
+                    dilations=_dils(attrs))
+    padded = [s + lo + hi for s, (lo, hi) in zip(sizes, pads)]
+    grids = np.meshgrid(*[np.arange(p) - lo for p, (lo, _) in zip(padded, pads)], indexing="ij")
+    inside = np.logical_and.reduce([(g >= 0) & (g < s) for g, s in zip(grids, sizes)])
+    clipped = [np.clip(g, 0, s - 1) for g, s in zip(grids, sizes)]
+    table = np.where(inside, np.ravel_multi_index(clipped, sizes, order="F" if attrs["column_major"] else "C"), -1)
+    big, image = int(np.prod(padded)), int(np.prod(sizes))
+    nc = ctx.op("Div", [idx, ctx.const(np.array(big, np.int64))])
+    pos = ctx.op("Gather", [ctx.const(table.reshape(-1).astype(np.int64)),
+                            ctx.op("Mod", [idx, ctx.const(np.array(big, np.int64))])], axis=0)
+    return [ctx.op("Add", [ctx.op("Mul", [nc, ctx.const(np.array(image, np.int64))]), pos])]

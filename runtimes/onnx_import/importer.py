@@ -81,6 +81,7 @@ def _load_tables():
     from . import control_flow  # noqa: F401  (If, Loop, Scan)
     from . import math_ops  # noqa: F401
     from . import quantize  # noqa: F401  (quantized ops)
+    from . import contraction, selection  # noqa: F401  (Einsum; TopK, NonZero, Unique, Compress)
 
 
 # ONNX attributes that are flags: any other value than 0/1 means different things to different

@@ -8,6 +8,7 @@ import numpy as np
 
 from graphforge.dtypes import is_float
 from graphforge.ops._nn_norm import normalize
+from graphforge.ops._nn_pool import pool_window_counts
 from graphforge.trace.tensor import Tensor
 
 from .importer import attrs_of, float_input, importer, unsupported
@@ -16,21 +17,23 @@ __all__: list[str] = []
 
 
 def _spatial(ctx, node, x, kernel, strides, dilations, pads, auto_pad):
+    """Explicit pads (begins, then ends) for 1-3 spatial axes, SAME_UPPER/SAME_LOWER resolved."""
     shape = x.type.shape
-    if len(shape) != 4:
-        unsupported(node, f"only 2-D (NCHW) inputs are supported, got rank {len(shape)}")
+    n = len(shape) - 2
+    if n not in (1, 2, 3):
+        unsupported(node, f"only 1-D, 2-D and 3-D inputs (N, C, *spatial) are supported, got rank {len(shape)}")
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        pads = [0, 0, 0, 0]
-        for i in range(2):
+        pads = [0] * (2 * n)
+        for i in range(n):
             size = shape[2 + i]
             if not isinstance(size, int):
                 unsupported(node, "auto_pad with a symbolic spatial dim")
             out = -(-size // strides[i])
             total = max((out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - size, 0)
             small, big = total // 2, total - total // 2
-            pads[i], pads[2 + i] = (small, big) if auto_pad == "SAME_UPPER" else (big, small)
-    elif auto_pad == "VALID":
-        pads = [0, 0, 0, 0]
+            pads[i], pads[n + i] = (small, big) if auto_pad == "SAME_UPPER" else (big, small)
+    elif auto_pad == "VALID" or not pads:
+        pads = [0] * (2 * n)
     return pads
 
 
@@ -38,87 +41,131 @@ def _spatial(ctx, node, x, kernel, strides, dilations, pads, auto_pad):
 def _conv(ctx, node):
     a = attrs_of(node)
     x, w = ctx.input(node, 0), ctx.input(node, 1)
-    one_d = len(w.type.shape) == 3
-    if one_d:  # 1-D conv as a 2-D conv over (N, C, 1, W)
-        x, w = ctx.emit("unsqueeze", [x], axes=[2]), ctx.emit("unsqueeze", [w], axes=[2])
-        a = _as_2d(a)
-    if len(w.type.shape) != 4:
-        unsupported(node, f"only 1-D and 2-D convolutions are supported (weight rank {len(w.type.shape)})")
+    n = len(w.type.shape) - 2
     kernel = list(a.get("kernel_shape", w.type.shape[2:]))
-    strides = list(a.get("strides", [1, 1]))
-    dil = list(a.get("dilations", [1, 1]))
-    pads = _spatial(ctx, node, x, kernel, strides, dil, list(a.get("pads", [0, 0, 0, 0])), a.get("auto_pad", "NOTSET"))
+    strides = list(a.get("strides", [1] * n))
+    dil = list(a.get("dilations", [1] * n))
+    pads = _spatial(ctx, node, x, kernel, strides, dil, list(a.get("pads", [0] * (2 * n))), a.get("auto_pad", "NOTSET"))
     ins = [x, w] + ([ctx.input(node, 2)] if ctx.has(node, 2) else [])
-    y = ctx.emit("conv2d", ins, strides=strides, pads=pads, dilations=dil, groups=int(a.get("group", 1)))
-    return [ctx.emit("squeeze", [y], axes=[2]) if one_d else y]
-
-
-def _as_2d(a: dict) -> dict:
-    """Attributes of a 1-D conv/pool rewritten for the (1, W) 2-D form."""
-    a = dict(a)
-    for k, fill in (("kernel_shape", 1), ("strides", 1), ("dilations", 1)):
-        if k in a:
-            a[k] = [fill] + list(a[k])
-    if "pads" in a:
-        a["pads"] = [0, a["pads"][0], 0, a["pads"][1]]
-    return a
+    return [ctx.emit("conv2d", ins, strides=strides, pads=pads, dilations=dil, groups=int(a.get("group", 1)))]
 
 
 @importer("ConvTranspose")
 def _conv_t(ctx, node):
+    """ConvTranspose onto conv_transpose2d. ``output_shape`` and SAME auto_pad become explicit pads
+    (ONNX's total-padding rule); a negative end pad (an output longer than the natural one) becomes
+    output_padding; longer still is refused, as onnxruntime and onnx's reference do."""
     a = attrs_of(node)
     x, w = ctx.input(node, 0), ctx.input(node, 1)
-    if len(w.type.shape) != 4:
-        unsupported(node, "only 2-D transposed convolutions are supported")
-    if "output_shape" in a or a.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
-        unsupported(node, "output_shape / SAME auto_pad are not supported")
+    n = len(w.type.shape) - 2
+    if n not in (1, 2, 3) or len(x.type.shape) != n + 2:
+        unsupported(node, f"only 1-D, 2-D and 3-D transposed convolutions are supported (weight rank {n + 2})")
+    kernel = list(a.get("kernel_shape", w.type.shape[2:]))
+    strides = list(a.get("strides", [1] * n))
+    dil = list(a.get("dilations", [1] * n))
+    out_pad = list(a.get("output_padding", [0] * n))
+    pads = list(a.get("pads", [0] * (2 * n)))
+    auto_pad = a.get("auto_pad", "NOTSET")
+    if "output_shape" in a or auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        sizes = x.type.shape[2:]
+        if not all(isinstance(d, int) for d in sizes):
+            unsupported(node, "output_shape / SAME auto_pad with a symbolic spatial dim")
+        want = list(a["output_shape"])[-n:] if "output_shape" in a else [sizes[i] * strides[i] for i in range(n)]
+        pads = [0] * (2 * n)
+        for i in range(n):
+            total = strides[i] * (sizes[i] - 1) + out_pad[i] + (kernel[i] - 1) * dil[i] + 1 - want[i]
+            if auto_pad == "SAME_UPPER":
+                pads[i], pads[n + i] = total // 2, total - total // 2
+            else:  # SAME_LOWER and output_shape without auto_pad: the extra pad goes first
+                pads[i], pads[n + i] = total - total // 2, total // 2
+    elif auto_pad == "VALID":
+        pads = [0] * (2 * n)
+    for i in range(n):
+        if pads[i] < 0:
+            unsupported(node, f"a negative begin pad {pads[i]} (output_shape longer than the transposed conv)")
+        if pads[n + i] < 0:  # a longer output: output_padding, as far as it reaches
+            extra, room = -pads[n + i], max(strides[i], dil[i]) - 1 - out_pad[i]
+            if extra > room:
+                unsupported(node, f"output_shape {list(a.get('output_shape', []))} needs {extra} extra rows on axis "
+                                  f"{i}, more than output_padding can add (onnxruntime and onnx's reference refuse it too)")
+            pads[n + i], out_pad[i] = 0, out_pad[i] + extra
     ins = [x, w] + ([ctx.input(node, 2)] if ctx.has(node, 2) else [])
-    return [ctx.emit("conv_transpose2d", ins, strides=list(a.get("strides", [1, 1])),
-                     pads=list(a.get("pads", [0, 0, 0, 0])), dilations=list(a.get("dilations", [1, 1])),
-                     groups=int(a.get("group", 1)), output_padding=list(a.get("output_padding", [0, 0])))]
+    return [ctx.emit("conv_transpose2d", ins, strides=strides, pads=pads, dilations=dil,
+                     groups=int(a.get("group", 1)), output_padding=out_pad)]
 
 
-@importer("MaxPool", "AveragePool")
+@importer("MaxPool", "AveragePool", "LpPool")
 def _pool(ctx, node):
     a = attrs_of(node)
     x = ctx.input(node, 0)
     if len(node.output) > 1 and node.output[1]:
-        unsupported(node, "the Indices output is not supported")
-    if len(a["kernel_shape"]) == 1:
-        x = ctx.emit("unsqueeze", [x], axes=[2])
-        a = _as_2d(a)
-        ys = _pool2d(ctx, node, x, a)
-        return [ctx.emit("squeeze", [ys], axes=[2])]
-    return [_pool2d(ctx, node, x, a)]
+        return _max_pool_with_indices(ctx, node, x, a)
+    return [_pool_nd(ctx, node, x, a)]
 
 
-def _pool2d(ctx, node, x, a):
+def _max_pool_with_indices(ctx, node, x, a):
+    """MaxPool's (Y, Indices): max_pool2d beside max_pool2d_indices with the same attrs
+    (storage_order=1 is column-major spatial indexing)."""
     kernel = list(a["kernel_shape"])
-    if len(kernel) != 2:
-        unsupported(node, "only 2-D pooling is supported")
-    strides = list(a.get("strides", [1, 1]))
-    dil = list(a.get("dilations", [1, 1]))
-    if dil != [1, 1]:
-        unsupported(node, "dilated pooling is not supported")
-    if int(a.get("storage_order", 0)):
-        unsupported(node, "storage_order=1")
-    pads = _spatial(ctx, node, x, kernel, strides, dil, list(a.get("pads", [0, 0, 0, 0])), a.get("auto_pad", "NOTSET"))
+    n = len(kernel)
+    strides, dil = list(a.get("strides", [1] * n)), list(a.get("dilations", [1] * n))
+    pads = _spatial(ctx, node, x, kernel, strides, dil, list(a.get("pads", [0] * (2 * n))), a.get("auto_pad", "NOTSET"))
+    attrs = dict(kernel=kernel, strides=strides, pads=pads, ceil_mode=bool(int(a.get("ceil_mode", 0))), dilations=dil)
+    if any(pads[i] > dil[i % n] * (kernel[i % n] - 1) for i in range(2 * n)):
+        unsupported(node, "the Indices output with pads that leave windows wholly in the padding")
+    y = ctx.emit("max_pool2d", [x], **attrs)
+    idx = ctx.emit("max_pool2d_indices", [x], column_major=bool(int(a.get("storage_order", 0))), **attrs)
+    return [y, idx]
+
+
+def _pool_nd(ctx, node, x, a):
+    kernel = list(a["kernel_shape"])
+    n = len(kernel)
+    if len(x.type.shape) != n + 2 or n not in (1, 2, 3):
+        unsupported(node, f"only 1-D, 2-D and 3-D pooling is supported (kernel {kernel}, input rank {len(x.type.shape)})")
+    strides = list(a.get("strides", [1] * n))
+    dil = list(a.get("dilations", [1] * n))
+    # storage_order only orders the Indices output (_max_pool_with_indices); Y does not depend on it
+    pads = _spatial(ctx, node, x, kernel, strides, dil, list(a.get("pads", [0] * (2 * n))), a.get("auto_pad", "NOTSET"))
     ceil = bool(int(a.get("ceil_mode", 0)))
     include = bool(int(a.get("count_include_pad", 0)))
-    if node.op_type == "AveragePool" and not any(pads) and list(kernel) == list(x.type.shape[2:]):
+    op = node.op_type
+    if op == "AveragePool" and n == 2 and not any(pads) and dil == [1, 1] and list(kernel) == list(x.type.shape[2:]):
         return ctx.emit("global_avg_pool2d", [x])  # one window over the whole image (ResNet/Inception heads)
-    big = any(pads[i] > kernel[i % 2] // 2 for i in range(4))
-    if big and not ceil and (node.op_type == "MaxPool" or include):
+    if op == "LpPool":
+        p = int(a.get("p", 2))
+        if not is_float(x.type.dtype):
+            unsupported(node, f"LpPool of a {x.type.dtype} tensor")
+        dt = x.type.dtype
+        base = ctx.emit("abs", [x]) if p % 2 else x
+        powered = ctx.emit("mul", [x, x]) if p == 2 else ctx.emit("pow", [base, ctx.scalar(float(p), dt)])
+        # sum of |x|^p over each window = the zero-padded average times its window count
+        x, include = powered, True
+    big = any(pads[i] > dil[i % n] * (kernel[i % n] - 1) for i in range(2 * n))  # windows wholly in padding
+    if big and not ceil and (op == "MaxPool" or include):
         # pads wider than half the kernel: pad explicitly (-inf for max, 0 counted for average)
-        fill = -np.inf if node.op_type == "MaxPool" else 0.0
-        if node.op_type == "MaxPool" and not x.type.dtype.startswith(("float", "bfloat")):
+        fill = -np.inf if op == "MaxPool" else 0.0
+        if op == "MaxPool" and not x.type.dtype.startswith(("float", "bfloat")):
             unsupported(node, "integer max pool with pads wider than half the kernel")
-        x = ctx.emit("pad", [x], pads=[0, 0, 0, 0, pads[0], pads[2], pads[1], pads[3]], value=fill)
-        pads = [0, 0, 0, 0]
-    if node.op_type == "MaxPool":
-        return ctx.emit("max_pool2d", [x], kernel=kernel, strides=strides, pads=pads, ceil_mode=ceil)
-    return ctx.emit("avg_pool2d", [x], kernel=kernel, strides=strides, pads=pads, ceil_mode=ceil,
-                    count_include_pad=include)
+        x = ctx.emit("pad", [x], pads=[0, 0, 0, 0] + [p for i in range(n) for p in (pads[i], pads[n + i])], value=fill)
+        pads = [0] * (2 * n)
+    attrs = dict(kernel=kernel, strides=strides, pads=pads, ceil_mode=ceil, dilations=dil)
+    if op == "MaxPool":
+        return ctx.emit("max_pool2d", [x], **attrs)
+    y = ctx.emit("avg_pool2d", [x], count_include_pad=include, **attrs)
+    if op == "AveragePool":
+        return y
+    sizes = x.type.shape[2:]
+    if not all(isinstance(d, int) for d in sizes):
+        unsupported(node, "LpPool with a symbolic spatial dim")
+    counts = pool_window_counts(tuple(sizes), dict(attrs, count_include_pad=True))
+    dt = x.type.dtype
+    total = ctx.emit("mul", [y, ctx.cast(ctx.materialize(counts.astype(np.float32 if dt in ("float16", "bfloat16")
+                                                                      else np.dtype(dt)), "lppool_counts"), dt)])
+    p = int(a.get("p", 2))
+    if p == 2:
+        return ctx.emit("sqrt", [total])
+    return ctx.emit("pow", [total, ctx.scalar(1.0 / p, dt)])
 
 
 @importer("GlobalAveragePool", "GlobalMaxPool")
@@ -359,3 +406,32 @@ def _sce(ctx, node):
     logp = ctx.emit("log_softmax", [scores], axis=1)
     w = ctx.input(node, 2) if ctx.has(node, 2) else None
     return [_nll(ctx, node, logp, ctx.input(node, 1), w, a), logp]
+
+
+@importer("CausalConvWithState")
+def _causal_conv_with_state(ctx, node):
+    """Stateful causal depthwise 1-D conv (opset 27): the past state (zeros when absent) concatenated
+    before the input along the length, one depthwise ``conv2d`` with no padding (+ bias, + SiLU for
+    'silu'/'swish'), and the last k-1 positions of the concatenation as the present state."""
+    a = attrs_of(node)
+    x, w = ctx.input(node, 0), ctx.input(node, 1)
+    n, c, length = x.type.shape
+    k = w.type.shape[-1]
+    if not (isinstance(c, int) and isinstance(k, int)):
+        unsupported(node, "symbolic channels or kernel size")
+    act = a.get("activation", "none")
+    if act not in ("none", "silu", "swish"):
+        unsupported(node, f"activation {act!r}")
+    if k > 1:
+        past = ctx.input(node, 3) if ctx.has(node, 3) else \
+            ctx.emit("broadcast_to", [ctx.scalar(0, x.type.dtype)], shape=[n, c, k - 1])
+        padded = ctx.emit("concat", [past, x], axis=2)
+        present = ctx.emit("slice", [padded], starts=[-(k - 1)], ends=[2 ** 63 - 1], axes=[2])
+    else:
+        padded = x
+        present = ctx.emit("slice", [x], starts=[length], ends=[length], axes=[2])  # (N, C, 0)
+    ins = [padded, w] + ([ctx.input(node, 2)] if ctx.has(node, 2) else [])
+    y = ctx.emit("conv2d", ins, strides=[1], pads=[0, 0], dilations=[1], groups=c)
+    if act != "none":
+        y = ctx.emit("silu", [y])
+    return [y, present]

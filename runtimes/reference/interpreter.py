@@ -16,6 +16,14 @@ from graphforge.ops.registry import get_op
 __all__ = ["run", "evaluate", "evaluate_node"]
 
 
+def _bind_new_dims(shape, actual, env: dict) -> None:
+    """Bind the symbols a node's result introduces (a data-dependent length, ops/data_dependent.py)
+    from the array it produced, so later nodes can resolve them."""
+    for d, n in zip(shape, actual):
+        if type(d) is str and d not in env and d.isidentifier():
+            env[d] = int(n)
+
+
 def evaluate(graph: Graph, arrays: list[np.ndarray], env: Mapping[str, int], params: Mapping[str, np.ndarray],
              *, keep: bool = False) -> dict[int, np.ndarray]:
     """All values of the graph by ``id(Value)`` (``keep=True`` keeps intermediates, else frees them)."""
@@ -31,10 +39,12 @@ def evaluate(graph: Graph, arrays: list[np.ndarray], env: Mapping[str, int], par
                 remaining[id(v)] = remaining.get(id(v), 0) + 1
         for o in graph.outputs:
             remaining[id(o)] = remaining.get(id(o), 0) + 1
+    env = dict(env)
     for node in graph.nodes:
         outs = evaluate_node(node, [values[id(v)] for v in node.inputs], env)
         for value, array in zip(node.outputs, outs):
             values[id(value)] = array
+            _bind_new_dims(value.type.shape, array.shape, env)
         if not keep:
             for v in node.inputs:
                 remaining[id(v)] -= 1

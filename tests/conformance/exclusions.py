@@ -32,12 +32,6 @@ EXCLUDED[("Node", r"^test_(if|loop\d+)_seq")] = \
 # Variants of claimed ops that graphforge's registry ops do not cover (the importer raises
 # UnsupportedOpError for them, naming the attribute):
 EXCLUDED.update({
-    ("Node", r"^test_(maxpool|averagepool)_3d|^test_convtranspose_3d"): "3-D pooling/convolution: the nn ops are 2-D (NCHW); 1-D is imported via unsqueeze",
-    ("Node", r"^test_(maxpool|averagepool)_2d_dilations"): "dilated pooling: max_pool2d/avg_pool2d have no dilations attr",
-    ("Node", r"^test_averagepool_2d_pads$"): "avg pool with count_include_pad=0 and pads wider than half the kernel (avg_pool2d limit)",
-    ("Node", r"^test_maxpool_with_argmax"): "MaxPool Indices output: no argmax-pool op",
-    ("Node", r"^test_maxpool_2d_uint8$"): "max_pool2d is defined on float tensors only",
-    ("Node", r"^test_convtranspose_(1d|autopad_same|kernel_shape|output_shape)$"): "ConvTranspose output_shape / SAME auto_pad / 1-D are not imported",
     ("Node", r"^test_batchnorm_.*training_mode"): "training-mode BatchNormalization outputs running stats with ONNX's momentum convention; import is inference-only",
     ("Node", r"^test_training_dropout(_default)?(_mask)?$"): "training-mode Dropout with ratio > 0: the expected masks come from NumPy's RNG; graphforge's dropout has its own counter-based mask (ratio 0 cases run)",
     ("Node", r"^test_mvn$"): "the test model fails onnx strict shape inference, which from_onnx requires for untrusted files",

@@ -139,6 +139,11 @@ EXCLUDED.update({op: "quantized op: its float64 twin cannot exist (float32/half 
                      "tests check it on every back end"
                  for op in ("quantize_linear", "dequantize_linear", "dynamic_quantize_linear", "matmul_integer",
                             "conv_integer", "qlinear_matmul", "qlinear_conv")})
+# Data-dependent result lengths (ops/data_dependent.py): the jitted and op-by-op JAX oracles lower with
+# jax.jit's static shapes, which refuse them by design; tests/ops/test_selection_ops.py and the op table
+# run them on every back end.
+EXCLUDED.update({op: "data-dependent result length, refused under jax.jit by design"
+                 for op in ("nonzero", "compress", "unique", "non_max_suppression")})
 
 
 def registry_ops() -> list[str]:

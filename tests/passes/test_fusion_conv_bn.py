@@ -59,3 +59,22 @@ def test_training_mode_is_not_folded():
         "%y: f32[batch,3,5,5] = batch_norm", "%y: f32[batch,3,5,5], %nm: f32[3], %nv: f32[3] = batch_norm")
     g = gf.parse(text, params=_graph(True).params)
     assert "batch_norm" in optimize(g, "fuse").op_counts()
+
+
+@pytest.mark.parametrize("shape,kernel", [((2, 2, 6), (3,)), ((2, 2, 3, 4, 4), (2, 2, 2))], ids=["1d", "3d"])
+def test_conv_bn_folds_1d_and_3d(shape, kernel):
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((3, 2) + kernel).astype(np.float32)
+    stats = [rng.standard_normal(3).astype(np.float32) for _ in range(3)] + [
+        np.abs(rng.standard_normal(3)).astype(np.float32) + 0.5]
+
+    def f(x):
+        y = gf.conv2d(x, gf.constant(w), padding=1)
+        scale, shift, mean, var = (gf.constant(a) for a in stats)
+        return gf.batch_norm(y, mean, var, scale, shift)
+
+    g = gf.trace(f, gf.TensorSpec(("batch",) + shape[1:]))
+    fused = optimize(g, "fuse")
+    assert "batch_norm" not in fused.op_counts() and fused.op_counts()["conv2d"] == 1
+    x = rng.standard_normal(shape).astype(np.float32)
+    np.testing.assert_allclose(gf.run(fused, [x])[0], gf.run(g, [x])[0], rtol=1e-5, atol=1e-5)
