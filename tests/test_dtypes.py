@@ -74,3 +74,16 @@ def test_onnx_export_needs_the_opset_of_the_dtype():
         gf.to_onnx(g, opset=17)
     proto = gf.to_onnx(g, opset=19)
     assert [n.op_type for n in proto.graph.node] == ["Cast"]
+
+
+@pytest.mark.parametrize("backend", ["jax", "onnxruntime"])
+def test_float8_arithmetic_computes_in_float32_like_the_reference(backend):
+    f8 = ml_dtypes.float8_e4m3fn
+    a = np.array([1.5, -2, 300, 0.25], np.float32).astype(f8)
+    b = np.array([0.5, 3, 400, -0.125], np.float32).astype(f8)
+    g = gf.trace(lambda a, b: (a + b, gf.relu(a * b), gf.floor(a)), gf.TensorSpec((4,), "float8e4m3fn"),
+                 gf.TensorSpec((4,), "float8e4m3fn"))
+    want = gf.run(g, [a, b], backend="reference")
+    assert np.isnan(want[0][2].astype(np.float32))  # 700 overflows e4m3fn: NaN, as NumPy's conversion
+    for got, w in zip(gf.run(g, [a, b], backend=backend), want):
+        np.testing.assert_array_equal(got.astype(np.float32), w.astype(np.float32))

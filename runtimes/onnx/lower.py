@@ -43,7 +43,9 @@ __all__ = ["lowers", "LOWERINGS", "Emitter", "has_lowering", "NotExpressible", "
            "DTYPE_GENERIC", "HALF", "reduce"]
 
 LOWERINGS, lowers, has_lowering = lowering_table()
-HALF = ("float16", "bfloat16")
+# narrow floats that compute ops see as float32 (casts around them), like the reference computes them;
+# onnxruntime has no kernels beyond Cast for the float8 types
+HALF = ("float16", "bfloat16") + _dt.FLOAT8_DTYPES
 # ops that only move data: they run on any dtype, so half tensors are not raised to float32 around them
 DTYPE_GENERIC = {"reshape", "flatten", "squeeze", "unsqueeze", "transpose", "concat", "split", "slice",
                  "broadcast_to", "cast", "constant", "dim_size", "arange"}
