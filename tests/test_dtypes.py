@@ -1,4 +1,5 @@
-"""graphforge/dtypes.py: the dtypes added for issue 19 (uint16, uint64, float8 ×4, int4/uint4) — names,
+"""graphforge/dtypes.py: the dtypes added for issue 19 (uint16, uint64, float8 ×4, float4e2m1, int4/uint4,
+int2/uint2) — names,
 NumPy mapping, promotion, their text spelling, and casts between them on every back end."""
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from graphforge import dtypes as _dt
 
 NEW = {"uint16": np.uint16, "uint64": np.uint64, "int4": ml_dtypes.int4, "uint4": ml_dtypes.uint4,
        "float8e4m3fn": ml_dtypes.float8_e4m3fn, "float8e4m3fnuz": ml_dtypes.float8_e4m3fnuz,
-       "float8e5m2": ml_dtypes.float8_e5m2, "float8e5m2fnuz": ml_dtypes.float8_e5m2fnuz}
+       "float8e5m2": ml_dtypes.float8_e5m2, "float8e5m2fnuz": ml_dtypes.float8_e5m2fnuz,
+       "int2": ml_dtypes.int2, "uint2": ml_dtypes.uint2, "float4e2m1": ml_dtypes.float4_e2m1fn}
 
 
 @pytest.mark.parametrize("name", sorted(NEW))
@@ -20,8 +22,8 @@ def test_names_and_numpy_mapping(name):
     assert _dt.from_numpy_dtype(np.dtype(NEW[name])) == name
     assert _dt.canonical_dtype(NEW[name]) == name
     assert _dt.from_short_name(_dt.short_name(name)) == name
-    assert _dt.is_float(name) == name.startswith("float8")
-    assert _dt.is_int(name) != name.startswith("float8")
+    assert _dt.is_float(name) == name.startswith("float")
+    assert _dt.is_int(name) != name.startswith("float")
 
 
 def test_aliases_and_ranges():
@@ -87,3 +89,24 @@ def test_float8_arithmetic_computes_in_float32_like_the_reference(backend):
     assert np.isnan(want[0][2].astype(np.float32))  # 700 overflows e4m3fn: NaN, as NumPy's conversion
     for got, w in zip(gf.run(g, [a, b], backend=backend), want):
         np.testing.assert_array_equal(got.astype(np.float32), w.astype(np.float32))
+
+
+@pytest.mark.parametrize("backend", ["reference", "jax"])
+def test_float4_and_int2_casts(backend):
+    x = np.array([0.3, 2.6, -7.0, 100.0, -1.9], np.float32)
+    g = gf.trace(lambda x: (gf.cast(x, "float4e2m1"), gf.cast(x, "int2"), gf.cast(gf.cast(x, "uint2"), "int32")),
+                 gf.TensorSpec((5,)))
+    f4, i2, u2 = gf.run(g, [x], backend=backend)
+    np.testing.assert_array_equal(f4.astype(np.float32), [0.5, 3.0, -6.0, 6.0, -2.0])  # ml_dtypes' rounding
+    np.testing.assert_array_equal(i2.astype(np.int32), [0, -2, 1, 0, -1])  # truncate, then wrap mod 4
+    np.testing.assert_array_equal(u2, [0, 2, 1, 0, 3])
+
+
+def test_int2_on_onnxruntime_float4_refused_by_onnxruntime():
+    x = np.array([0.3, 2.6, -7.0, 1.0], np.float32)
+    g = gf.trace(lambda x: gf.cast(x, "int2"), gf.TensorSpec((4,)))
+    np.testing.assert_array_equal(gf.run(g, [x], backend="onnxruntime")[0], gf.run(g, [x], backend="reference")[0])
+    g4 = gf.trace(lambda x: gf.cast(x, "float4e2m1"), gf.TensorSpec((4,)))
+    assert [n.op_type for n in gf.to_onnx(g4).graph.node] == ["Cast"]  # valid ONNX (opset >= 23) ...
+    with pytest.raises(gf.BackendError):  # ... that onnxruntime 1.32 has no float4 Cast kernel for
+        gf.run(g4, [x], backend="onnxruntime")

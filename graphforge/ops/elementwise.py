@@ -511,6 +511,8 @@ register_op(OpDef(
         Sample([TensorType((5,), _F32)], attrs={"dtype": "int4"}, domain=[np.array([-8.5, -1.5, 0.0, 3.9, 7.0])],
                grad=False),
         Sample([TensorType((4,), "uint4")], attrs={"dtype": "uint16"}, domain=["int:0:16"], grad=False),
+        Sample([TensorType((5,), _F32)], attrs={"dtype": "int2"}, domain=[np.array([-2.5, -1.0, 0.7, 1.0, 3.0])],
+               grad=False),
         Sample([TensorType((4,), "uint64")], attrs={"dtype": "float64"}, domain=["int:0:1000"], grad=False),
     ],
 ))

@@ -110,7 +110,7 @@ def _cast(ctx, args, attrs):
         return [x != 0]
     if _dt.is_int(dst) and is_float(x):
         x = jnp.trunc(x)
-        if dst in _dt.INT4_DTYPES:  # wrap like the reference (ml_dtypes, ONNX), not XLA's saturation
+        if dst in _dt.INT4_DTYPES + _dt.INT2_DTYPES:  # wrap like the reference (ml_dtypes, ONNX), not XLA's saturation
             x = lax.convert_element_type(x, jnp.int32)
     elif dst in _dt.FLOAT8_DTYPES and is_float(x) and attrs.get("saturate", True):
         limit = _dt.float_max(dst)  # ONNX saturate: clamp to the largest finite value, NaN stays

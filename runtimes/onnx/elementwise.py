@@ -192,7 +192,7 @@ def _cast(ctx, args, attrs):
         x, src = ctx.cast(x, "float32"), "float32"
     if dst == "bfloat16" and src != "float32":
         x = ctx.cast(x, "float32")
-    if dst in _dt.INT4_DTYPES and _dt.is_float(src):
+    if dst in _dt.INT4_DTYPES + _dt.INT2_DTYPES and _dt.is_float(src):
         x = ctx.cast(x, "int32")  # onnxruntime rounds float -> int4; the contract truncates, then wraps
     # float -> int truncates toward zero, like the reference; float -> float8 saturates by default
     return [ctx.cast(x, dst, saturate=attrs.get("saturate", True))]

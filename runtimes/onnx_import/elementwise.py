@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphforge.dtypes import FLOAT8_DTYPES, INT4_DTYPES, from_numpy_dtype, is_float, to_numpy_dtype
+from graphforge.dtypes import FLOAT8_DTYPES, PACKED_BITS, from_numpy_dtype, is_float, to_numpy_dtype
 
 from .importer import attrs_of, float_input, ImportContext, importer, onnx_dtype
 
@@ -162,7 +162,7 @@ def _castlike(ctx, node):
     dt = from_numpy_dtype(like.dtype) if like is not None else ctx.input(node, 1).type.dtype
     saturate = bool(int(attrs_of(node).get("saturate", 1))) or dt not in FLOAT8_DTYPES
     c = ctx.const(node.input[0])
-    if c is not None and dt not in FLOAT8_DTYPES + INT4_DTYPES:
+    if c is not None and dt not in FLOAT8_DTYPES + tuple(PACKED_BITS):
         # only the dtype of `target_type` matters: the result stays static
         return [np.asarray(c).astype(to_numpy_dtype(dt))]
     x = ctx.input(node, 0)
