@@ -13,7 +13,8 @@ from graphforge import dtypes as _dt
 NEW = {"uint16": np.uint16, "uint64": np.uint64, "int4": ml_dtypes.int4, "uint4": ml_dtypes.uint4,
        "float8e4m3fn": ml_dtypes.float8_e4m3fn, "float8e4m3fnuz": ml_dtypes.float8_e4m3fnuz,
        "float8e5m2": ml_dtypes.float8_e5m2, "float8e5m2fnuz": ml_dtypes.float8_e5m2fnuz,
-       "int2": ml_dtypes.int2, "uint2": ml_dtypes.uint2, "float4e2m1": ml_dtypes.float4_e2m1fn}
+       "int2": ml_dtypes.int2, "uint2": ml_dtypes.uint2, "float4e2m1": ml_dtypes.float4_e2m1fn,
+       "float8e8m0": ml_dtypes.float8_e8m0fnu}
 
 
 @pytest.mark.parametrize("name", sorted(NEW))
@@ -110,3 +111,14 @@ def test_int2_on_onnxruntime_float4_refused_by_onnxruntime():
     assert [n.op_type for n in gf.to_onnx(g4).graph.node] == ["Cast"]  # valid ONNX (opset >= 23) ...
     with pytest.raises(gf.BackendError):  # ... that onnxruntime 1.32 has no float4 Cast kernel for
         gf.run(g4, [x], backend="onnxruntime")
+
+
+@pytest.mark.parametrize("backend", ["reference", "jax", "onnxruntime"])
+@pytest.mark.parametrize("round_mode", ["up", "down", "nearest"])
+def test_e8m0_cast_rounds_the_exponent(backend, round_mode):
+    x = np.array([0.3, 1.0, 3.0, 1.5, np.inf, 3.0e38], np.float32)
+    g = gf.trace(lambda x: gf.cast(x, "float8e8m0", round_mode=round_mode), gf.TensorSpec((6,)))
+    got = gf.run(g, [x], backend=backend)[0].astype(np.float32)
+    want = {"up": [0.5, 1, 4, 2, np.nan, 2.0 ** 127], "down": [0.25, 1, 2, 1, np.nan, 2.0 ** 127],
+            "nearest": [0.25, 1, 4, 2, np.nan, 2.0 ** 127]}[round_mode]  # saturates at 2**127
+    np.testing.assert_array_equal(got, np.array(want, np.float32))

@@ -192,10 +192,15 @@ def _cast(ctx, args, attrs):
         x, src = ctx.cast(x, "float32"), "float32"
     if dst == "bfloat16" and src != "float32":
         x = ctx.cast(x, "float32")
+    if dst == _dt.E8M0 and _dt.is_float(src):
+        # ONNX's definition sends ±inf to NaN (0xFF); onnxruntime's kernel saturates them to 2**127
+        fsrc = src if src in ("float16", "float32", "float64") else "float32"
+        x = x if fsrc == src else ctx.cast(x, fsrc)
+        x = ctx.op("Where", [ctx.op("IsInf", [x]), ctx.scalar(float("nan"), fsrc), x])
     if dst in _dt.INT4_DTYPES + _dt.INT2_DTYPES and _dt.is_float(src):
         x = ctx.cast(x, "int32")  # onnxruntime rounds float -> int4; the contract truncates, then wraps
     # float -> int truncates toward zero, like the reference; float -> float8 saturates by default
-    return [ctx.cast(x, dst, saturate=attrs.get("saturate", True))]
+    return [ctx.cast(x, dst, saturate=attrs.get("saturate", True), round_mode=attrs.get("round_mode", "up"))]
 
 
 @lowers("clip")

@@ -36,7 +36,8 @@ _BF16 = np.dtype(_dt.to_numpy_dtype("bfloat16"))
 # tagged with the ONNX type; 4- and 2-bit types travel packed (low bits first, ONNX's layout).
 _BITS = {_BF16: (np.uint16, onnx.TensorProto.BFLOAT16)}
 for _name, _code in (("float8e4m3fn", onnx.TensorProto.FLOAT8E4M3FN), ("float8e4m3fnuz", onnx.TensorProto.FLOAT8E4M3FNUZ),
-                     ("float8e5m2", onnx.TensorProto.FLOAT8E5M2), ("float8e5m2fnuz", onnx.TensorProto.FLOAT8E5M2FNUZ)):
+                     ("float8e5m2", onnx.TensorProto.FLOAT8E5M2), ("float8e5m2fnuz", onnx.TensorProto.FLOAT8E5M2FNUZ),
+                     ("float8e8m0", onnx.TensorProto.FLOAT8E8M0)):
     _BITS[np.dtype(_dt.to_numpy_dtype(_name))] = (np.uint8, _code)
 _CODES = {"int4": onnx.TensorProto.INT4, "uint4": onnx.TensorProto.UINT4, "float4e2m1": onnx.TensorProto.FLOAT4E2M1,
           "int2": onnx.TensorProto.INT2, "uint2": onnx.TensorProto.UINT2}
