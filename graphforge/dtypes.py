@@ -1,9 +1,10 @@
 """Dtypes: canonical names, short IR spellings, NumPy mapping and promotion.
 
 A dtype is a plain string (``"float32"``); ``bfloat16``, the float8 formats (``float8e4m3fn``,
-``float8e4m3fnuz``, ``float8e5m2``, ``float8e5m2fnuz``) and the 4-bit integers (``int4``, ``uint4``)
-come from ml_dtypes so that NumPy, JAX and ONNX agree on them bit for bit. float8 and 4-bit types are
-storage types: references compute on them in float32 / int32 (:func:`compute_numpy_dtype`).
+``float8e4m3fnuz``, ``float8e5m2``, ``float8e5m2fnuz``), ``float4e2m1`` and the 4- and 2-bit integers
+(``int4``, ``uint4``, ``int2``, ``uint2``) come from ml_dtypes so that NumPy, JAX and ONNX agree on them
+bit for bit. They are storage types: references compute on them in float32 / 8-bit integers
+(``ops.common.compute_dtype``).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from .errors import DTypeError
 __all__ = [
     "DTYPES", "FLOAT_DTYPES", "INT_DTYPES", "SHORT_NAMES", "canonical_dtype", "to_numpy_dtype",
     "from_numpy_dtype", "is_float", "is_int", "is_bool", "promote_types", "short_name",
-    "from_short_name", "FLOAT8_DTYPES", "INT4_DTYPES", "int_range", "float_max", "min_onnx_opset",
+    "from_short_name", "FLOAT8_DTYPES", "INT4_DTYPES", "int_range", "float_max", "min_onnx_opset", "INT2_DTYPES", "FLOAT4_DTYPES", "PACKED_BITS", "E8M0", "to_e8m0",
 ]
 
 SHORT_NAMES = {
@@ -24,30 +25,41 @@ SHORT_NAMES = {
     "bool": "bool",
     "uint16": "u16", "uint64": "u64", "int4": "i4", "uint4": "u4",
     "float8e4m3fn": "f8e4m3fn", "float8e4m3fnuz": "f8e4m3fnuz", "float8e5m2": "f8e5m2",
-    "float8e5m2fnuz": "f8e5m2fnuz",
+    "float8e5m2fnuz": "f8e5m2fnuz", "int2": "i2", "uint2": "u2", "float4e2m1": "f4e2m1",
+    "float8e8m0": "f8e8m0",
 }
 _FROM_SHORT = {v: k for k, v in SHORT_NAMES.items()}
 DTYPES = tuple(SHORT_NAMES)
 FLOAT8_DTYPES = ("float8e4m3fn", "float8e4m3fnuz", "float8e5m2", "float8e5m2fnuz")
 INT4_DTYPES = ("int4", "uint4")
-FLOAT_DTYPES = ("float64", "float32", "float16", "bfloat16") + FLOAT8_DTYPES
-INT_DTYPES = ("int64", "int32", "int16", "int8", "uint8", "uint32", "uint16", "uint64") + INT4_DTYPES
+INT2_DTYPES = ("int2", "uint2")
+FLOAT4_DTYPES = ("float4e2m1",)
+# the power-of-two scale type of MX formats: exponent only (no sign, no zero); Cast has a round_mode for it
+E8M0 = "float8e8m0"
+# types stored several to a byte in ONNX tensors (low bits first): dtype -> bits per element
+PACKED_BITS = {"int4": 4, "uint4": 4, "float4e2m1": 4, "int2": 2, "uint2": 2}
+FLOAT_DTYPES = ("float64", "float32", "float16", "bfloat16") + FLOAT8_DTYPES + FLOAT4_DTYPES + (E8M0,)
+INT_DTYPES = ("int64", "int32", "int16", "int8", "uint8", "uint32", "uint16", "uint64") + INT4_DTYPES + INT2_DTYPES
 
 _ML_DTYPES = {"bfloat16": ml_dtypes.bfloat16, "float8e4m3fn": ml_dtypes.float8_e4m3fn,
               "float8e4m3fnuz": ml_dtypes.float8_e4m3fnuz, "float8e5m2": ml_dtypes.float8_e5m2,
-              "float8e5m2fnuz": ml_dtypes.float8_e5m2fnuz, "int4": ml_dtypes.int4, "uint4": ml_dtypes.uint4}
+              "float8e5m2fnuz": ml_dtypes.float8_e5m2fnuz, "int4": ml_dtypes.int4, "uint4": ml_dtypes.uint4,
+              "int2": ml_dtypes.int2, "uint2": ml_dtypes.uint2, "float4e2m1": ml_dtypes.float4_e2m1fn,
+              "float8e8m0": ml_dtypes.float8_e8m0fnu}
 _NUMPY = {name: np.dtype(_ML_DTYPES.get(name, name)) for name in DTYPES}
 _ALIASES = {"float": "float32", "double": "float64", "half": "float16", "int": "int64", "long": "int64",
             "bf16": "bfloat16", "float8_e4m3fn": "float8e4m3fn", "float8_e4m3fnuz": "float8e4m3fnuz",
-            "float8_e5m2": "float8e5m2", "float8_e5m2fnuz": "float8e5m2fnuz", **_FROM_SHORT}
+            "float8_e5m2": "float8e5m2", "float8_e5m2fnuz": "float8e5m2fnuz", "float4_e2m1fn": "float4e2m1", "float8_e8m0fnu": "float8e8m0",
+            **_FROM_SHORT}
 
 # Rank of each dtype inside its kind: promotion picks the wider one; bf16 and f16 meet at f32.
 # float8 ranks below the half types (any float8 mix meets at float16 ... see promote_types) and the
 # 4-bit ints below the 8-bit ones; uint64 ranks with int64 (a mix goes to int64, like JAX's weak rules
 # would not: there is no wider signed type).
-_FLOAT_RANK = {"float16": 1, "bfloat16": 1, "float32": 2, "float64": 3, **{f: 0 for f in FLOAT8_DTYPES}}
+_FLOAT_RANK = {"float16": 1, "bfloat16": 1, "float32": 2, "float64": 3,
+               **{f: 0 for f in FLOAT8_DTYPES + FLOAT4_DTYPES + (E8M0,)}}
 _INT_RANK = {"bool": 0, "uint8": 1, "int8": 1, "int16": 2, "int32": 3, "uint32": 3, "int64": 4,
-             "uint16": 2, "uint64": 4, "int4": 0.5, "uint4": 0.5}
+             "uint16": 2, "uint64": 4, "int4": 0.5, "uint4": 0.5, "int2": 0.25, "uint2": 0.25}
 
 
 def canonical_dtype(dtype) -> str:
@@ -79,7 +91,7 @@ def to_numpy_dtype(dtype: str) -> np.dtype:
 
 def int_range(dtype: str) -> tuple[int, int]:
     """(min, max) of an integer dtype (4-bit types included, which ``np.iinfo`` does not know)."""
-    info = ml_dtypes.iinfo(_NUMPY[dtype]) if dtype in INT4_DTYPES else np.iinfo(_NUMPY[dtype])
+    info = ml_dtypes.iinfo(_NUMPY[dtype]) if dtype in PACKED_BITS else np.iinfo(_NUMPY[dtype])
     return int(info.min), int(info.max)
 
 
@@ -94,6 +106,12 @@ def min_onnx_opset(dtype: str) -> int:
         return 19
     if dtype in INT4_DTYPES:
         return 21
+    if dtype in FLOAT4_DTYPES:
+        return 23
+    if dtype == E8M0:
+        return 24
+    if dtype in INT2_DTYPES:
+        return 25
     return 1
 
 
@@ -133,5 +151,28 @@ def promote_types(a: str, b: str) -> str:
         return b
     ra, rb = _INT_RANK[a], _INT_RANK[b]
     if ra == rb:  # int8/uint8, int32/uint32, int4/uint4 or int64/uint64 mixes
-        return {0.5: "int8", 1: "int16", 2: "int32"}.get(ra, "int64")
+        return {0.25: "int4", 0.5: "int8", 1: "int16", 2: "int32"}.get(ra, "int64")
     return a if ra > rb else b
+
+
+def to_e8m0(x: np.ndarray, saturate: bool = True, round_mode: str = "up") -> np.ndarray:
+    """float → float8e8m0 as ONNX Cast defines it: the float32 exponent byte, rounded by ``round_mode``
+    (``up``: any fraction rounds up, ``down``: truncated, ``nearest``: ties to even exponent); NaN and
+    ±inf give NaN (0xFF); ``saturate`` keeps a round-up from the largest exponent (0xFE) at 0xFE."""
+    bits = np.asarray(x, dtype=np.float32).view(np.uint32)
+    exponent = ((bits >> 23) & 0xFF).astype(np.uint16)
+    special = exponent == 0xFF
+    if round_mode == "nearest":
+        guard = (bits & 0x400000) > 0
+        rest = ((bits & 0x200000) > 0) | ((bits & 0x1FFFFF) > 0) | (exponent > 0)
+        up = guard & rest & ~special
+    elif round_mode == "up":
+        up = ((bits & 0x7FFFFF) > 0) & ~special
+    elif round_mode == "down":
+        up = np.zeros(bits.shape, bool)
+    else:
+        raise DTypeError(f"unknown float8e8m0 round_mode {round_mode!r}; expected up, down or nearest")
+    if saturate:
+        up = up & (exponent != 0xFE)
+    out = np.where(special, 0xFF, exponent + up).astype(np.uint8)
+    return out.view(_NUMPY[E8M0])

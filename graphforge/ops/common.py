@@ -19,9 +19,10 @@ def compute_dtype(x: np.ndarray) -> np.dtype:
 
 
 # Storage-only types compute in a wider one: half and float8 in float32, 4-bit ints in 8-bit ones.
-_WIDER = {_dt.to_numpy_dtype(name): np.dtype(np.float32) for name in ("float16", "bfloat16") + _dt.FLOAT8_DTYPES}
-_WIDER[_dt.to_numpy_dtype("int4")] = np.dtype(np.int8)
-_WIDER[_dt.to_numpy_dtype("uint4")] = np.dtype(np.uint8)
+_WIDER = {_dt.to_numpy_dtype(name): np.dtype(np.float32)
+          for name in ("float16", "bfloat16") + _dt.FLOAT8_DTYPES + _dt.FLOAT4_DTYPES + (_dt.E8M0,)}
+for _name in _dt.INT4_DTYPES + _dt.INT2_DTYPES:
+    _WIDER[_dt.to_numpy_dtype(_name)] = np.dtype(np.uint8 if _name.startswith("u") else np.int8)
 
 
 def as_dtype(array, dtype: str) -> np.ndarray:

@@ -471,6 +471,8 @@ def _cast_ref(xs, attrs, env=None):
     if _dt.is_int(dst) and src_float:
         with np.errstate(all="ignore"):  # truncation toward zero, like C, XLA and ONNX
             return [np.trunc(x.astype(np.float64)).astype(target)]
+    if dst == _dt.E8M0 and src_float:
+        return [_dt.to_e8m0(x.astype(np.float32), attrs.get("saturate", True), attrs.get("round_mode", "up"))]
     if dst in _dt.FLOAT8_DTYPES and src_float and attrs.get("saturate", True):
         # ONNX Cast saturate=1: out-of-range values (infinities too) clamp to the largest finite
         # float8 value; NaN stays NaN. Without it the conversion gives NaN (fn types) or inf (e5m2).
@@ -490,7 +492,9 @@ def _cast_vjp(inputs, outputs, cotangents, attrs):
 
 
 register_op(OpDef(
-    name="cast", family="elementwise", num_inputs=(1, 1), attrs={"dtype": Attr("dtype"), "saturate": Attr("bool", True, elide_default=True)},
+    name="cast", family="elementwise", num_inputs=(1, 1), attrs={"dtype": Attr("dtype"), "saturate": Attr("bool", True, elide_default=True),
+                                                     "round_mode": Attr("str", "up", choices=("up", "down", "nearest"),
+                                                                        elide_default=True)},
     type_rule=lambda ts, attrs: out_like(ts[0], attrs["dtype"]), reference=_cast_ref,
     flops=elementwise_flops(0), vjp=_cast_vjp, elementwise=True,
     samples=[
@@ -511,20 +515,28 @@ register_op(OpDef(
         Sample([TensorType((5,), _F32)], attrs={"dtype": "int4"}, domain=[np.array([-8.5, -1.5, 0.0, 3.9, 7.0])],
                grad=False),
         Sample([TensorType((4,), "uint4")], attrs={"dtype": "uint16"}, domain=["int:0:16"], grad=False),
+        Sample([TensorType((5,), _F32)], attrs={"dtype": "int2"}, domain=[np.array([-2.5, -1.0, 0.7, 1.0, 3.0])],
+               grad=False),
         Sample([TensorType((4,), "uint64")], attrs={"dtype": "float64"}, domain=["int:0:1000"], grad=False),
+        Sample([TensorType((5,), _F32)], attrs={"dtype": "float8e8m0", "round_mode": "nearest"},
+               domain=[np.array([0.3, 1.0, 3.0, 1e-30, 6e37])], grad=False),
+        Sample([TensorType((4,), "float8e8m0")], attrs={"dtype": "float32"}, domain=[np.array([0.25, 1.0, 64.0, 2.0 ** -20])],
+               grad=False),
     ],
 ))
 
 
-def cast(x, dtype, saturate: bool = True):
+def cast(x, dtype, saturate: bool = True, round_mode: str = "up"):
     """Convert ``x`` to ``dtype`` (float → int truncates toward zero; float → float8 clamps
-    out-of-range values to the largest finite one unless ``saturate=False``)."""
+    out-of-range values to the largest finite one unless ``saturate=False``; float → float8e8m0
+    rounds its exponent by ``round_mode``: up, down or nearest)."""
     dtype = _dt.canonical_dtype(dtype)
     if isinstance(x, Tensor) and x.dtype == dtype:
         return x
-    if saturate:
-        return apply("cast", x, dtype=dtype)
-    return apply("cast", x, dtype=dtype, saturate=False)
+    extra = {} if saturate else {"saturate": False}
+    if round_mode != "up":
+        extra["round_mode"] = round_mode
+    return apply("cast", x, dtype=dtype, **extra)
 
 
 def _clip_ref(xs, attrs, env=None):

@@ -247,7 +247,7 @@ def mod(a, b, fmod: bool = False):
 
 def _int_rule(ts, attrs):
     dtype = same_dtype(ts)
-    if not _dt.is_int(dtype) or dtype in _dt.INT4_DTYPES:
+    if not _dt.is_int(dtype) or dtype in _dt.PACKED_BITS:
         raise DTypeError(f"expects integer tensors (8 to 64 bits), got {', '.join(map(str, ts))}",
                          hint="use logical_and/logical_or/logical_xor/logical_not for booleans")
     return [TensorType(broadcast_shapes(*(t.shape for t in ts)), dtype)]
@@ -354,9 +354,9 @@ def bit_shift(a, b, direction: str = "LEFT"):
 
 def _bitcast_rule(ts, attrs):
     src, dst = ts[0].dtype, attrs["dtype"]
-    narrow = _dt.INT4_DTYPES
+    narrow = _dt.PACKED_BITS
     if dst == "bool" or src in narrow or dst in narrow:
-        raise DTypeError(f"bitcast {src} -> {dst}: bool results and 4-bit types have no defined bit layout here",
+        raise DTypeError(f"bitcast {src} -> {dst}: bool results and sub-byte types have no defined bit layout here",
                          hint="use cast for a value conversion")
     if _dt.to_numpy_dtype(src).itemsize != _dt.to_numpy_dtype(dst).itemsize:
         raise DTypeError(f"bitcast needs dtypes of the same width, got {src} -> {dst}", hint="use cast")

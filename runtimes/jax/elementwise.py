@@ -110,8 +110,10 @@ def _cast(ctx, args, attrs):
         return [x != 0]
     if _dt.is_int(dst) and is_float(x):
         x = jnp.trunc(x)
-        if dst in _dt.INT4_DTYPES:  # wrap like the reference (ml_dtypes, ONNX), not XLA's saturation
+        if dst in _dt.INT4_DTYPES + _dt.INT2_DTYPES:  # wrap like the reference (ml_dtypes, ONNX), not XLA's saturation
             x = lax.convert_element_type(x, jnp.int32)
+    elif dst == _dt.E8M0 and is_float(x):
+        return [_to_e8m0(x.astype(jnp.float32), attrs.get("saturate", True), attrs.get("round_mode", "up"), target)]
     elif dst in _dt.FLOAT8_DTYPES and is_float(x) and attrs.get("saturate", True):
         limit = _dt.float_max(dst)  # ONNX saturate: clamp to the largest finite value, NaN stays
         wide = x.astype(jnp.float32) if x.dtype.itemsize < 4 else x
@@ -127,3 +129,21 @@ def _clip(ctx, args, attrs):
     if attrs.get("max") is not None:
         x = jnp.minimum(x, const_like(attrs["max"], x))
     return [x]
+
+
+def _to_e8m0(x, saturate: bool, round_mode: str, target):
+    """ONNX's float32 -> float8e8m0 (``graphforge.dtypes.to_e8m0``) on the float32 bit pattern."""
+    bits = lax.bitcast_convert_type(x, jnp.uint32)
+    exponent = (bits >> 23) & 0xFF
+    special = exponent == 0xFF
+    if round_mode == "nearest":
+        rest = ((bits & 0x200000) > 0) | ((bits & 0x1FFFFF) > 0) | (exponent > 0)
+        up = ((bits & 0x400000) > 0) & rest & ~special
+    elif round_mode == "up":
+        up = ((bits & 0x7FFFFF) > 0) & ~special
+    else:
+        up = jnp.zeros(bits.shape, bool)
+    if saturate:
+        up = up & (exponent != 0xFE)
+    out = jnp.where(special, jnp.uint32(0xFF), exponent + up.astype(jnp.uint32)).astype(jnp.uint8)
+    return lax.bitcast_convert_type(out, target)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from graphforge import dtypes as _dt
 
 from .lower import Emitter, NotExpressible, lowers
 
-__all__ = ["erf", "gelu"]
+__all__ = ["erf", "gelu", "zero_guarded", "static_array", "static_nonzero"]
 
 
 # ---- unary ----------------------------------------------------------------------------------------
@@ -125,7 +127,13 @@ _SIMPLE_BINARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "maximum": "Max", "m
 
 @lowers(*_SIMPLE_BINARY)
 def _binary(ctx, args, attrs):
-    return [ctx.op(_SIMPLE_BINARY[ctx.node.op], args)]
+    op = _SIMPLE_BINARY[ctx.node.op]
+    dtype = ctx.in_types[0].dtype
+    if op in ("Max", "Min") and dtype in ("uint16", "int16", "int8"):
+        # onnxruntime has no Max/Min kernel for these: exactly in int32, then back
+        wide = [ctx.cast(a, "int32") for a in args]
+        return [ctx.cast(ctx.op(op, wide), dtype)]
+    return [ctx.op(op, args)]
 
 
 @lowers("not_equal")
@@ -144,11 +152,17 @@ def _div(ctx, args, attrs):
     dtype = ctx.in_types[0].dtype
     if _dt.is_float(dtype):
         return [ctx.op("Div", [a, b])]
-    zero = ctx.scalar(0, dtype)
-    is_zero = ctx.op("Equal", [b, zero])
-    safe = ctx.op("Where", [is_zero, ctx.scalar(1, dtype), b])
-    q = ctx.op("Div", [a, safe])  # integer Div truncates toward zero, as the contract says
-    return [ctx.op("Where", [is_zero, zero, q])]
+    if static_nonzero(ctx, ctx.node.inputs[1]):  # a constant divisor without zeros: no guard
+        return [ctx.op("Div", [a, b])]
+    q, z = zero_guarded(ctx, "Div", a, b, dtype)  # integer Div truncates toward zero, as the contract says
+    return [ctx.op("Mul", [q, ctx.op("Sub", [ctx.scalar(1, dtype), z])])]
+
+
+def zero_guarded(ctx, op_type: str, a: str, b: str, dtype: str, **attrs) -> tuple[str, str]:
+    """``op_type(a, b')`` with every zero of ``b`` replaced by 1, and ``z`` (1 where ``b`` was 0, else 0):
+    arithmetic rather than Where, which onnxruntime has no uint16/uint64 kernel for."""
+    z = ctx.cast(ctx.op("Equal", [b, ctx.scalar(0, dtype)]), dtype)
+    return ctx.op(op_type, [a, ctx.op("Add", [b, z])], **attrs), z
 
 
 @lowers("pow")
@@ -178,10 +192,15 @@ def _cast(ctx, args, attrs):
         x, src = ctx.cast(x, "float32"), "float32"
     if dst == "bfloat16" and src != "float32":
         x = ctx.cast(x, "float32")
-    if dst in _dt.INT4_DTYPES and _dt.is_float(src):
+    if dst == _dt.E8M0 and _dt.is_float(src):
+        # ONNX's definition sends ±inf to NaN (0xFF); onnxruntime's kernel saturates them to 2**127
+        fsrc = src if src in ("float16", "float32", "float64") else "float32"
+        x = x if fsrc == src else ctx.cast(x, fsrc)
+        x = ctx.op("Where", [ctx.op("IsInf", [x]), ctx.scalar(float("nan"), fsrc), x])
+    if dst in _dt.INT4_DTYPES + _dt.INT2_DTYPES and _dt.is_float(src):
         x = ctx.cast(x, "int32")  # onnxruntime rounds float -> int4; the contract truncates, then wraps
     # float -> int truncates toward zero, like the reference; float -> float8 saturates by default
-    return [ctx.cast(x, dst, saturate=attrs.get("saturate", True))]
+    return [ctx.cast(x, dst, saturate=attrs.get("saturate", True), round_mode=attrs.get("round_mode", "up"))]
 
 
 @lowers("clip")
@@ -200,3 +219,21 @@ def _clip(ctx, args, attrs):
     if attrs.get("max") is not None:
         x = ctx.op("Min", [x, ctx.scalar(attrs["max"], dtype)])
     return [x]
+
+
+def static_nonzero(ctx, value) -> bool:
+    """Whether ``value`` is a constant (a stored parameter or a ``constant`` node) with no zero."""
+    array = static_array(ctx, value)
+    return array is not None and bool(np.all(array != 0))
+
+
+def static_array(ctx, value):
+    """``value``'s array when it is a constant (a stored parameter or a ``constant`` node), else None."""
+    array = None
+    stored = ctx.stored_params.get(getattr(value, "name", None) or "")
+    if stored is not None and getattr(value, "kind", "") in ("param", "const", "buffer"):
+        array = stored[0]
+    producer = getattr(value, "producer", None)
+    if producer is not None and producer.op == "constant":
+        array = producer.attrs.get("value")
+    return None if array is None else np.asarray(array)

@@ -159,7 +159,8 @@ class _Driver:
                 raise ExportError(f"ONNX lowering of {node.op} failed: {type(exc).__name__}: {exc}",
                                   scope=node.scope, op=node.op, loc=node.loc) from exc
             if half:
-                outs = [ctx.cast(o, t.dtype) if t.dtype in HALF else o for o, t in zip(outs, out_t)]
+                # (float8: a plain conversion, as the reference's astype; not Cast's default saturation)
+                outs = [ctx.cast(o, t.dtype, saturate=False) if t.dtype in HALF else o for o, t in zip(outs, out_t)]
         finally:
             ctx.leave(saved)
         if len(outs) != len(node.outputs):

@@ -43,7 +43,9 @@ __all__ = ["lowers", "LOWERINGS", "Emitter", "has_lowering", "NotExpressible", "
            "DTYPE_GENERIC", "HALF", "reduce"]
 
 LOWERINGS, lowers, has_lowering = lowering_table()
-HALF = ("float16", "bfloat16")
+# narrow floats that compute ops see as float32 (casts around them), like the reference computes them;
+# onnxruntime has no kernels beyond Cast for the float8 types
+HALF = ("float16", "bfloat16") + _dt.FLOAT8_DTYPES + _dt.FLOAT4_DTYPES + (_dt.E8M0,)
 # ops that only move data: they run on any dtype, so half tensors are not raised to float32 around them
 DTYPE_GENERIC = {"reshape", "flatten", "squeeze", "unsqueeze", "transpose", "concat", "split", "slice",
                  "broadcast_to", "cast", "constant", "dim_size", "arange"}
@@ -56,7 +58,8 @@ ONNX_DTYPES = {
     "uint16": TensorProto.UINT16, "uint64": TensorProto.UINT64, "int4": TensorProto.INT4,
     "uint4": TensorProto.UINT4, "float8e4m3fn": TensorProto.FLOAT8E4M3FN,
     "float8e4m3fnuz": TensorProto.FLOAT8E4M3FNUZ, "float8e5m2": TensorProto.FLOAT8E5M2,
-    "float8e5m2fnuz": TensorProto.FLOAT8E5M2FNUZ,
+    "float8e5m2fnuz": TensorProto.FLOAT8E5M2FNUZ, "int2": TensorProto.INT2, "uint2": TensorProto.UINT2,
+    "float4e2m1": TensorProto.FLOAT4E2M1, "float8e8m0": TensorProto.FLOAT8E8M0,
 }
 
 
@@ -76,7 +79,7 @@ def tensor_proto(array: np.ndarray, name: str, dtype: str | None = None) -> onnx
     array = np.asarray(array)
     dtype = dtype or _dt.from_numpy_dtype(array.dtype)
     array = np.array(array, dtype=_dt.to_numpy_dtype(dtype), order="C")  # (ascontiguousarray makes 0-d 1-d)
-    if dtype in _dt.INT4_DTYPES:  # two 4-bit values per byte: onnx's own packing
+    if dtype in _dt.PACKED_BITS:  # several values per byte (4- and 2-bit types): onnx's own packing
         return onnx.numpy_helper.from_array(array, name)
     t = onnx.TensorProto()
     t.name = name
@@ -237,10 +240,13 @@ class Emitter:
     def scalar(self, value, dtype: str) -> str:
         return self.const(np.asarray(value, dtype=_dt.to_numpy_dtype(dtype)), dtype)
 
-    def cast(self, x: str, dtype: str, saturate: bool = True) -> str:
-        if not saturate and dtype in _dt.FLOAT8_DTYPES:
-            return self.op("Cast", [x], to=onnx_dtype(dtype), saturate=0)
-        return self.op("Cast", [x], to=onnx_dtype(dtype))
+    def cast(self, x: str, dtype: str, saturate: bool = True, round_mode: str = "up") -> str:
+        extra = {}
+        if not saturate and dtype in _dt.FLOAT8_DTYPES + (_dt.E8M0,):
+            extra["saturate"] = 0
+        if round_mode != "up" and dtype == _dt.E8M0:
+            extra["round_mode"] = round_mode
+        return self.op("Cast", [x], to=onnx_dtype(dtype), **extra)
 
     # ---- symbolic dims ------------------------------------------------------------------------------
     def bind_symbols(self, inputs) -> None:

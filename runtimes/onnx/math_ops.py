@@ -13,6 +13,7 @@ import numpy as np
 
 from graphforge import dtypes as _dt
 
+from .elementwise import static_array, static_nonzero, zero_guarded
 from .lower import NotExpressible, lowers, onnx_dtype
 
 __all__ = ["MIN_OPSET"]
@@ -100,31 +101,10 @@ def _mod(ctx, args, attrs):
         fix = ctx.op("And", [ctx.op("Not", [ctx.op("Equal", [r, zero])]),
                              ctx.op("Xor", [ctx.op("Less", [r, zero]), ctx.op("Less", [b, zero])])])
         return [ctx.op("Where", [fix, ctx.op("Add", [r, b]), r])]
-    if _static_nonzero(ctx, ctx.node.inputs[1]):  # the usual case: a constant divisor, no guard
+    if static_nonzero(ctx, ctx.node.inputs[1]):  # the usual case: a constant divisor, no guard
         return [ctx.op("Mod", [a, b], fmod=int(attrs["fmod"]))]
-    zero = ctx.scalar(0, dtype)
-    is_zero = ctx.op("Equal", [b, zero])
-    safe = ctx.op("Where", [is_zero, ctx.scalar(1, dtype), b])
-    r = ctx.op("Mod", [a, safe], fmod=int(attrs["fmod"]))
-    return [ctx.op("Where", [is_zero, zero, r])]
-
-
-def _static_nonzero(ctx, value) -> bool:
-    """Whether ``value`` is a constant (a stored parameter or a ``constant`` node) with no zero."""
-    array = _static_array(ctx, value)
-    return array is not None and bool(np.all(array != 0))
-
-
-def _static_array(ctx, value):
-    """``value``'s array when it is a constant (a stored parameter or a ``constant`` node), else None."""
-    array = None
-    stored = ctx.stored_params.get(getattr(value, "name", None) or "")
-    if stored is not None and getattr(value, "kind", "") in ("param", "const", "buffer"):
-        array = stored[0]
-    producer = getattr(value, "producer", None)
-    if producer is not None and producer.op == "constant":
-        array = producer.attrs.get("value")
-    return None if array is None else np.asarray(array)
+    # x mod 1 is 0, so the guarded divisor alone gives the contract's 0 for a zero divisor
+    return [zero_guarded(ctx, "Mod", a, b, dtype, fmod=int(attrs["fmod"]))[0]]
 
 
 @lowers("bit_shift")
@@ -135,7 +115,7 @@ def _bit_shift(ctx, args, attrs):
     a, b = args
     dtype = ctx.in_types[0].dtype
     bits = _dt.to_numpy_dtype(dtype).itemsize * 8
-    amounts = _static_array(ctx, ctx.node.inputs[1])
+    amounts = static_array(ctx, ctx.node.inputs[1])
     if (dtype in ("uint8", "uint16", "uint32", "uint64") and amounts is not None
             and bool(np.all((amounts >= 0) & (amounts < bits)))):
         return [ctx.op("BitShift", [a, b], direction=attrs["direction"])]  # the kernel's own case

@@ -33,14 +33,18 @@ _LEVELS = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
 _BF16 = np.dtype(_dt.to_numpy_dtype("bfloat16"))
 # dtypes onnxruntime's NumPy bridge does not know: passed as their bits (a same-size unsigned view)
-# tagged with the ONNX type; 4-bit ints travel packed two to a byte (low nibble first, ONNX's layout).
+# tagged with the ONNX type; 4- and 2-bit types travel packed (low bits first, ONNX's layout).
 _BITS = {_BF16: (np.uint16, onnx.TensorProto.BFLOAT16)}
 for _name, _code in (("float8e4m3fn", onnx.TensorProto.FLOAT8E4M3FN), ("float8e4m3fnuz", onnx.TensorProto.FLOAT8E4M3FNUZ),
-                     ("float8e5m2", onnx.TensorProto.FLOAT8E5M2), ("float8e5m2fnuz", onnx.TensorProto.FLOAT8E5M2FNUZ)):
+                     ("float8e5m2", onnx.TensorProto.FLOAT8E5M2), ("float8e5m2fnuz", onnx.TensorProto.FLOAT8E5M2FNUZ),
+                     ("float8e8m0", onnx.TensorProto.FLOAT8E8M0)):
     _BITS[np.dtype(_dt.to_numpy_dtype(_name))] = (np.uint8, _code)
-_INT4 = {np.dtype(_dt.to_numpy_dtype("int4")): onnx.TensorProto.INT4,
-         np.dtype(_dt.to_numpy_dtype("uint4")): onnx.TensorProto.UINT4}
-_BITS.update({dt: (np.uint8, code) for dt, code in _INT4.items()})
+_CODES = {"int4": onnx.TensorProto.INT4, "uint4": onnx.TensorProto.UINT4, "float4e2m1": onnx.TensorProto.FLOAT4E2M1,
+          "int2": onnx.TensorProto.INT2, "uint2": onnx.TensorProto.UINT2}
+# packed dtype -> (ONNX type, bits per element, sign-extend the field when unpacking)
+_PACKED = {np.dtype(_dt.to_numpy_dtype(n)): (code, _dt.PACKED_BITS[n], n.startswith("int"))
+           for n, code in _CODES.items()}
+_BITS.update({dt: (np.uint8, code) for dt, (code, _, _) in _PACKED.items()})
 _BITS_BY_TYPE = {f"tensor({onnx.helper.tensor_dtype_to_string(code).split('.')[-1].lower()})": dt
                  for dt, (_, code) in _BITS.items()}
 
@@ -128,8 +132,8 @@ class OrtSession:
         # onnxruntime's NumPy bridge has no bfloat16: pass the bits as uint16 tagged with the ONNX type
         values = {}
         for name, a in feed.items():
-            if a.dtype in _INT4:
-                values[name] = _int4_ortvalue(a)
+            if a.dtype in _PACKED:
+                values[name] = _packed_ortvalue(a)
             elif a.dtype in _BITS:
                 carrier, code = _BITS[a.dtype]
                 values[name] = ort.OrtValue.ortvalue_from_numpy_with_onnx_type(
@@ -146,34 +150,41 @@ class OrtSession:
         return result
 
 
-def _int4_ortvalue(a: np.ndarray):
-    """A packed int4/uint4 OrtValue holding ``a``'s values."""
+def _packed_ortvalue(a: np.ndarray):
+    """A packed (4- or 2-bit) OrtValue holding ``a``'s values."""
     import ctypes
 
-    nibbles = np.asarray(a, order="C").reshape(-1).view(np.uint8) & np.uint8(0x0F)
-    if nibbles.size % 2:
-        nibbles = np.concatenate([nibbles, np.zeros(1, np.uint8)])
-    packed = np.ascontiguousarray(nibbles[0::2] | (nibbles[1::2] << np.uint8(4)))
-    value = ort.OrtValue.ortvalue_from_shape_and_type(list(a.shape), _INT4[a.dtype])
+    code, bits, _ = _PACKED[a.dtype]
+    per = 8 // bits
+    fields = np.asarray(a, order="C").reshape(-1).view(np.uint8) & np.uint8((1 << bits) - 1)
+    fields = np.concatenate([fields, np.zeros((-fields.size) % per, np.uint8)]).reshape(-1, per)
+    packed = np.zeros(fields.shape[0], np.uint8)
+    for j in range(per):
+        packed |= fields[:, j] << np.uint8(j * bits)
+    value = ort.OrtValue.ortvalue_from_shape_and_type(list(a.shape), code)
     if packed.nbytes:
         ctypes.memmove(value.data_ptr(), packed.ctypes.data, packed.nbytes)
     return value
 
 
 def _bits_from_ortvalue(value, dtype: np.dtype) -> np.ndarray:
-    """Copy a (CPU) bfloat16 / float8 / 4-bit OrtValue's bytes into an ml_dtypes array of ``dtype``."""
+    """Copy a (CPU) bfloat16 / float8 / packed OrtValue's bytes into an ml_dtypes array of ``dtype``."""
     import ctypes
 
     shape = tuple(value.shape())
-    if dtype in _INT4:
+    if dtype in _PACKED:
+        _, bits, signed = _PACKED[dtype]
+        per = 8 // bits
         count = int(np.prod(shape, dtype=np.int64))
-        packed = np.empty((count + 1) // 2, dtype=np.uint8)
+        packed = np.empty(-(-count // per), dtype=np.uint8)
         if packed.nbytes:
             ctypes.memmove(packed.ctypes.data, value.data_ptr(), packed.nbytes)
-        nibbles = np.stack([packed & np.uint8(0x0F), packed >> np.uint8(4)], axis=1).reshape(-1)[:count]
-        if _INT4[dtype] == onnx.TensorProto.INT4:  # sign-extend the nibble
-            return ((nibbles.astype(np.int8) ^ 8) - 8).astype(dtype).reshape(shape)
-        return nibbles.astype(dtype).reshape(shape)
+        mask = np.uint8((1 << bits) - 1)
+        fields = np.stack([(packed >> np.uint8(j * bits)) & mask for j in range(per)], axis=1).reshape(-1)[:count]
+        if signed:  # sign-extend the field
+            half = np.int8(1 << (bits - 1))
+            return ((fields.astype(np.int8) ^ half) - half).astype(dtype).reshape(shape)
+        return fields.view(dtype).reshape(shape)  # ml_dtypes keeps the field's code in a byte
     out = np.empty(shape, dtype=_BITS[dtype][0])
     if out.nbytes:
         ctypes.memmove(out.ctypes.data, value.data_ptr(), out.nbytes)

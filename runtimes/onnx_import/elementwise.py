@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphforge.dtypes import FLOAT8_DTYPES, INT4_DTYPES, from_numpy_dtype, is_float, to_numpy_dtype
+from graphforge.dtypes import E8M0, FLOAT8_DTYPES, PACKED_BITS, from_numpy_dtype, is_float, to_numpy_dtype
 
 from .importer import attrs_of, float_input, ImportContext, importer, onnx_dtype
 
@@ -151,24 +151,36 @@ def _cast(ctx, node):
     x = ctx.input(node, 0)
     if to == x.type.dtype:
         return [x]
-    if not int(a.get("saturate", 1)) and to in FLOAT8_DTYPES:
-        return [ctx.emit("cast", [x], dtype=to, saturate=False)]
-    return [ctx.emit("cast", [x], dtype=to)]
+    extra = {}
+    if not int(a.get("saturate", 1)) and to in FLOAT8_DTYPES + (E8M0,):
+        extra["saturate"] = False
+    mode = a.get("round_mode", "up")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if to == E8M0 and mode != "up":
+        extra["round_mode"] = mode
+    return [ctx.emit("cast", [x], dtype=to, **extra)]
 
 
 @importer("CastLike")
 def _castlike(ctx, node):
     like = ctx.const(node.input[1])
     dt = from_numpy_dtype(like.dtype) if like is not None else ctx.input(node, 1).type.dtype
-    saturate = bool(int(attrs_of(node).get("saturate", 1))) or dt not in FLOAT8_DTYPES
+    a = attrs_of(node)
+    extra = {}
+    if not int(a.get("saturate", 1)) and dt in FLOAT8_DTYPES + (E8M0,):
+        extra["saturate"] = False
+    mode = a.get("round_mode", "up")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if dt == E8M0 and mode != "up":
+        extra["round_mode"] = mode
     c = ctx.const(node.input[0])
-    if c is not None and dt not in FLOAT8_DTYPES + INT4_DTYPES:
+    if c is not None and dt not in FLOAT8_DTYPES + tuple(PACKED_BITS) + (E8M0,):
         # only the dtype of `target_type` matters: the result stays static
         return [np.asarray(c).astype(to_numpy_dtype(dt))]
     x = ctx.input(node, 0)
     if x.type.dtype == dt:
         return [x]
-    return [ctx.emit("cast", [x], dtype=dt) if saturate else ctx.emit("cast", [x], dtype=dt, saturate=False)]
+    return [ctx.emit("cast", [x], dtype=dt, **extra)]
 
 
 @importer("Swish", "Mish")

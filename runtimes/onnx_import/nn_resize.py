@@ -137,26 +137,26 @@ def _resize(ctx: ImportContext, node):
     if ctx.opset < 11:  # Resize-10: asymmetric coordinates, nearest rounds down... as Upsample
         a = {**a, "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
     if not all(isinstance(v, int) for v in shape):
-        return [_symbolic_repeat(ctx, node, x, a)]
+        if ctx.opset >= 11 and ctx.has(node, 3):
+            unsupported(node, "symbolic input dims with 'sizes' (only integer 'scales' can be applied symbolically)")
+        probe = [d if isinstance(d, int) else 4 for d in shape]  # a stand-in size to read the plan with
+        plan = _resize_plan(ctx, node, probe)
+        if a.get("keep_aspect_ratio_policy", "stretch") != "stretch" or any(r is not None for *_, r in plan):
+            unsupported(node, "symbolic input dims with an aspect-ratio policy or a crop")
+        return [_symbolic_repeat(ctx, node, x, a, plan)]
     return [_apply(ctx, node, x, a, _resize_plan(ctx, node, shape))]
 
 
 _PROBE_SIZES = (1, 2, 3, 5, 8)
 
 
-def _symbolic_repeat(ctx: ImportContext, node, x, attrs):
+def _symbolic_repeat(ctx: ImportContext, node, x, attrs, plan):
     """A Resize of symbolic dims by integer scales whose result repeats every element ``s`` times along
     each axis (``nn.Upsample(scale_factor=2)``: nearest with asymmetric/floor or half-pixel rounding):
     unsqueeze, broadcast and merge, so the output dim is ``s*dim``. Which resizes do that is asked of
     onnx's own reference at several sizes (the weight pattern of an integer scale is periodic)."""
     shape = list(x.type.shape)
     rank = len(shape)
-    probe = [d if isinstance(d, int) else 4 for d in shape]  # a stand-in size to read the plan with
-    if ctx.opset >= 11 and ctx.has(node, 3):
-        unsupported(node, "symbolic input dims with 'sizes' (only integer 'scales' can be applied symbolically)")
-    plan = _resize_plan(ctx, node, probe)
-    if attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch" or any(r is not None for *_, r in plan):
-        unsupported(node, "symbolic input dims with an aspect-ratio policy or a crop")
     e = ctx.emit
     y = x
     for d, s, _, _ in sorted(plan, reverse=True):  # from the last axis: earlier axis numbers stay valid
@@ -189,12 +189,13 @@ def _repeats(attrs: dict, n: int, k: int) -> bool:
 def _upsample(ctx, node):
     x = ctx.input(node, 0)
     shape = x.type.shape
-    if not all(isinstance(v, int) for v in shape):
-        unsupported(node, "symbolic input dims")
     a = attrs_of(node)
     scales = np.asarray(a["scales"]) if "scales" in a else ctx.need_const(node, 1, "scales").reshape(-1)
     mode = a.get("mode", "nearest")
     attrs = {"mode": "linear" if mode in ("linear", "bilinear") else "nearest",
              "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
-    plan = [(d, float(s), int(np.floor(float(s) * shape[d])), None) for d, s in enumerate(scales)]
+    probe = [d if isinstance(d, int) else 4 for d in shape]
+    plan = [(d, float(s), int(np.floor(float(s) * probe[d])), None) for d, s in enumerate(scales)]
+    if not all(isinstance(v, int) for v in shape):
+        return [_symbolic_repeat(ctx, node, x, attrs, plan)]
     return [_apply(ctx, node, x, attrs, plan)]

@@ -52,3 +52,18 @@ def test_integer_nearest_upsampling_on_symbolic_dims(scales, attrs, backend):
 def test_resizes_that_are_not_repeats_are_refused(scales, attrs, why):
     with pytest.raises(gf.UnsupportedOpError, match=why):
         gf.from_onnx(_resize_model(scales, **attrs))
+
+
+def test_upsample_opset9_on_symbolic_dims():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, "h", 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 1, "oh", 6])
+    init = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    node = helper.make_node("Upsample", ["x", "scales"], ["y"], mode="nearest")
+    m = helper.make_model(helper.make_graph([node], "u", [x], [y], [init]), opset_imports=[helper.make_opsetid("", 9)])
+    m.ir_version = 4
+    graph = gf.from_onnx(m)
+    assert [str(d) for d in graph.outputs[0].type.shape] == ["n", "1", "2*h", "6"]
+    a = np.arange(2 * 5 * 3, dtype=np.float32).reshape(2, 1, 5, 3)
+    want = np.repeat(np.repeat(a, 2, axis=2), 2, axis=3)
+    for backend in ("jax", "onnxruntime"):
+        np.testing.assert_array_equal(gf.run(graph, {"x": a}, backend=backend)[0], want)
