@@ -25,7 +25,23 @@ __all__ = [
 
 
 class GraphforgeError(Exception):
-    """Base class of every error graphforge raises on purpose."""
+    """Base class of every error graphforge raises on purpose.
+
+    Args:
+        message: what went wrong (kept as ``.detail``).
+        scope: the module path it happened in (``encoder.layers.0.ffn.fc1``).
+        op: the op or function involved.
+        loc: the user's ``file:line``.
+        hint: how to fix it (printed on its own line).
+
+    Example:
+        ```python
+        try:
+            gf.trace(model, gf.TensorSpec(("batch", 64)))
+        except gf.ShapeError as err:
+            print(err.scope, err.loc, err.hint)
+        ```
+    """
 
     def __init__(self, message: str, *, scope: str | None = None, op: str | None = None,
                  loc: str | None = None, hint: str | None = None):

@@ -76,6 +76,9 @@ class ConvTranspose2d(Module):
 
 
 class MaxPool2d(Module):
+    """2-D max pooling over NCHW input (``gf.max_pool2d``): a ``kernel_size`` window every ``stride``
+    (default: ``kernel_size``), ``padding`` on each side, ``ceil_mode`` rounds the output size up."""
+
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False):
         super().__init__()
         self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride, padding, ceil_mode
@@ -88,6 +91,10 @@ class MaxPool2d(Module):
 
 
 class AvgPool2d(Module):
+    """2-D average pooling over NCHW input (``gf.avg_pool2d``): ``kernel_size``, ``stride`` (default:
+    ``kernel_size``), ``padding``, ``ceil_mode`` as in :class:`MaxPool2d`; ``count_include_pad``
+    counts padded zeros in the divisor (PyTorch's default)."""
+
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True):
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding

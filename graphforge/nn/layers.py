@@ -27,6 +27,8 @@ class Linear(Module):
 
 
 class Flatten(Module):
+    """Flattens axes ``start_axis`` .. ``end_axis`` into one (``gf.flatten``); ``nn.Flatten()`` keeps the batch axis."""
+
     def __init__(self, start_axis: int = 1, end_axis: int = -1):
         super().__init__()
         self.start_axis, self.end_axis = start_axis, end_axis
@@ -36,6 +38,8 @@ class Flatten(Module):
 
 
 class Identity(Module):
+    """Returns its input unchanged (a placeholder layer, as in PyTorch)."""
+
     def forward(self, x):
         return x
 
@@ -54,6 +58,8 @@ Softplus = _activation("Softplus", lambda self, x: ops.softplus(x), "log(1 + exp
 
 
 class LeakyReLU(Module):
+    """``x`` where positive, ``negative_slope * x`` elsewhere (``gf.leaky_relu``)."""
+
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
         self.negative_slope = negative_slope
@@ -63,6 +69,8 @@ class LeakyReLU(Module):
 
 
 class GELU(Module):
+    """Gaussian error linear unit; ``approximate="tanh"`` for the tanh spelling (``gf.gelu``)."""
+
     def __init__(self, approximate: str = "none"):
         super().__init__()
         self.approximate = approximate
@@ -72,6 +80,8 @@ class GELU(Module):
 
 
 class Softmax(Module):
+    """Softmax over ``axis`` (``gf.softmax``)."""
+
     def __init__(self, axis: int = -1):
         super().__init__()
         self.axis = axis
@@ -81,6 +91,8 @@ class Softmax(Module):
 
 
 class LogSoftmax(Module):
+    """Log-softmax over ``axis`` (``gf.log_softmax``), computed stably."""
+
     def __init__(self, axis: int = -1):
         super().__init__()
         self.axis = axis

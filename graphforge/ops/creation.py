@@ -58,10 +58,24 @@ def full(shape, fill_value, dtype="float32"):
 
 
 def zeros(shape, dtype="float32"):
+    """A tensor of ``shape`` (ints or symbolic dims) filled with 0, of ``dtype``; see :func:`full`.
+
+    Example:
+        ```python
+        h0 = gf.zeros((x.shape[0], 64))
+        ```
+    """
     return full(shape, 0, dtype)
 
 
 def ones(shape, dtype="float32"):
+    """A tensor of ``shape`` (ints or symbolic dims) filled with 1, of ``dtype``; see :func:`full`.
+
+    Example:
+        ```python
+        mask = gf.ones((x.shape[0], x.shape[1]), "bool")
+        ```
+    """
     return full(shape, 1, dtype)
 
 

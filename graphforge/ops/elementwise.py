@@ -113,6 +113,7 @@ _UNARY = {
     "reciprocal": (lambda x, a: 1 / x, lambda x, y, g, a: neg(g * y * y), 1, True, "nonzero", {}),
 }
 UNARY_OPS = tuple(_UNARY)
+"""The names of the elementwise unary ops, in registration order (each also ``gf.<name>``)."""
 
 
 def _make_unary_vjp(fn):
@@ -153,7 +154,9 @@ def _unary_api(name):
     def fn(x, **attrs):
         return apply(name, x, **attrs)
     fn.__name__ = name
-    fn.__doc__ = f"Elementwise {name}."
+    fn.__doc__ = (f"Elementwise {name} of the Tensor ``x`` (also ``x.{name}()`` where Tensor has the method).\n\n"
+                  f"Returns a Tensor of ``x``'s shape and dtype; a ``DTypeError`` names the op when ``x``'s dtype "
+                  f"is not supported.\n\nExample:\n    ```python\n    y = gf.{name}(x)\n    ```")
     return fn
 
 
@@ -277,6 +280,7 @@ _BINARY = {
     "minimum": (np.minimum, _select_grad(lambda a, b: a < b), True),
 }
 BINARY_OPS = tuple(_BINARY)
+"""The names of the elementwise binary ops (broadcasting, dtype promotion), in registration order."""
 
 
 def _binary_samples(dtype="float32", domain=("any", "any"), grad=True):
@@ -392,7 +396,9 @@ def _binary_api(name):
         a, b = _promote(a, b)
         return apply(name, a, b)
     fn.__name__ = name
-    fn.__doc__ = f"Elementwise {name} with NumPy broadcasting and dtype promotion."
+    fn.__doc__ = (f"Elementwise {name} of ``a`` and ``b`` with NumPy broadcasting and dtype promotion (either may "
+                  f"be a Python number).\n\nReturns a Tensor of the broadcast shape; shapes that do not broadcast "
+                  f"are a ``ShapeError`` naming both.\n\nExample:\n    ```python\n    y = gf.{name}(a, b)\n    ```")
     return fn
 
 

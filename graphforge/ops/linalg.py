@@ -30,7 +30,9 @@ ACTIVATION_OPS: dict[str, tuple[str, dict]] = {
     "sigmoid": ("sigmoid", {}),
     "silu": ("silu", {}),
 }
+"""Fused-activation name -> (the op it stands for, that op's attributes)."""
 ACTIVATIONS = ("none",) + tuple(ACTIVATION_OPS)
+"""The values ``linear``'s (and the fused nodes') ``activation`` attribute accepts."""
 
 
 def activation_op(activation: str) -> tuple[str, dict] | None:

@@ -102,6 +102,7 @@ _REDUCE = {
     "prod": (np.prod, _prod_vjp, "nonzero"),
 }
 REDUCE_OPS = tuple(_REDUCE)
+"""The names of the reduction ops (``sum``, ``mean``, ...), each also ``gf.<name>(x, axis, keepdims)``."""
 
 
 def _reduce_samples(domain):
@@ -131,7 +132,9 @@ def _reduce_api(name):
         axes = [axis] if isinstance(axis, int) else (list(axis) if axis is not None else None)
         return apply(name, x, axes=axes, keepdims=keepdims)
     fn.__name__ = name
-    fn.__doc__ = f"{name} over ``axis`` (an int, a list of ints, or None for all axes)."
+    fn.__doc__ = (f"{name} of the Tensor ``x`` over ``axis`` (an int, a list of ints, or None for all axes); "
+                  f"``keepdims`` keeps the reduced axes with size 1.\n\nReturns the reduced Tensor; an axis out of "
+                  f"range is a ``ShapeError``.\n\nExample:\n    ```python\n    y = gf.{name}(x, axis=-1, keepdims=True)\n    ```")
     return fn
 
 

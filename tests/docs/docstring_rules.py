@@ -52,16 +52,15 @@ def public_names() -> list[tuple[str, str, object]]:
 
 def resolve(dotted: str):
     """The object a dotted public path names (``graphforge.Trainer.fit``)."""
+    # attribute first: gf.trace is the function that shadows the submodule graphforge.trace
     parts = dotted.split(".")
-    for i in range(len(parts), 0, -1):
+    obj = importlib.import_module(parts[0])
+    for i, attr in enumerate(parts[1:], start=1):
         try:
-            obj = importlib.import_module(".".join(parts[:i]))
-        except ImportError:
-            continue
-        for attr in parts[i:]:
             obj = getattr(obj, attr)
-        return obj
-    raise ImportError(dotted)
+        except AttributeError:
+            obj = importlib.import_module(".".join(parts[:i + 1]))
+    return obj
 
 
 def _own_doc(obj) -> str:
@@ -115,8 +114,15 @@ def _params(obj) -> list[str]:
 def _doc_of(obj) -> str:
     """A class's docstring together with its ``__init__``'s (where arguments are often described)."""
     doc = _own_doc(obj)
-    if inspect.isclass(obj) and "__init__" in vars(obj) and vars(obj)["__init__"].__doc__:
-        doc += "\n" + inspect.cleandoc(vars(obj)["__init__"].__doc__)
+    if inspect.isclass(obj):
+        # arguments are described where the constructor is: the class (or base) defining __init__
+        for klass in obj.__mro__:
+            if "__init__" in vars(klass):
+                if klass is not obj:
+                    doc += "\n" + _own_doc(klass)
+                if vars(klass)["__init__"].__doc__:
+                    doc += "\n" + inspect.cleandoc(vars(klass)["__init__"].__doc__)
+                break
     return doc
 
 
