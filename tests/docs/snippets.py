@@ -9,6 +9,9 @@ paths as from the repository root:
 
   ``<!-- skip: REASON -->``
       the next block is not run (say why: a server that blocks, a GPU, a second machine);
+  ``<!-- requires: MODULE -->``
+      the next block runs only when MODULE imports (PyTorch, for the side-by-side pages: the
+      ``bench`` extra installs it); otherwise it is counted as skipped;
   ``<!-- quick: OLD => NEW; OLD2 => NEW2 -->``
       in the quick tier (``make test``) the next block runs with these textual replacements
       (smaller sizes, fewer epochs); the slow tier runs it as written;
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import doctest
+import importlib.util
 import io
 import os
 import re
@@ -40,7 +44,7 @@ __all__ = ["Block", "parse_markdown", "run_markdown", "SnippetError", "ROOT"]
 
 ROOT = Path(__file__).resolve().parents[2]
 _FENCE = re.compile(r"^(\s*)(```+)\s*([\w+-]*)[^\n]*$")
-_DIRECTIVE = re.compile(r"^<!--\s*(skip|quick|subst|output|cli-output)(?::\s*(.*?))?\s*-->\s*$")
+_DIRECTIVE = re.compile(r"^<!--\s*(skip|requires|quick|subst|output|cli-output)(?::\s*(.*?))?\s*-->\s*$")
 
 
 class SnippetError(AssertionError):
@@ -172,6 +176,9 @@ def run_markdown(path: Path, workdir: Path, *, quick: bool = True) -> dict:
             if "skip" in b.directives:
                 if not b.directives["skip"]:
                     raise SnippetError(f"{where}: <!-- skip --> needs a reason: <!-- skip: why -->")
+                counts["skipped"] += 1
+                continue
+            if "requires" in b.directives and importlib.util.find_spec(b.directives["requires"]) is None:
                 counts["skipped"] += 1
                 continue
             code = _quick(b.code, b.directives["quick"], where) if quick and "quick" in b.directives else b.code
