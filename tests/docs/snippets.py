@@ -200,3 +200,28 @@ def run_markdown(path: Path, workdir: Path, *, quick: bool = True) -> dict:
         for stop in reversed(ns.get("_doc_cleanup", [])):
             stop()
     return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python tests/docs/snippets.py PAGE WORKDIR [--full]``: run one page (the tests run each page
+    in its own process, since a page may register ops, passes or start a server process-wide)."""
+    import argparse
+    import json
+    import sys
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("page")
+    parser.add_argument("workdir")
+    parser.add_argument("--full", action="store_true", help="run as written (no quick replacements)")
+    args = parser.parse_args(argv)
+    try:
+        counts = run_markdown(Path(args.page).resolve(), Path(args.workdir), quick=not args.full)
+    except SnippetError as exc:
+        print(f"SNIPPET FAILED: {exc}", file=sys.stderr)
+        return 1
+    print("COUNTS " + json.dumps(counts))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

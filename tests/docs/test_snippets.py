@@ -3,6 +3,10 @@ checked — see ``snippets.py`` for the conventions. ``make test`` runs the page
 (``<!-- quick: ... -->`` replacements: fewer epochs, smaller sizes); the slow tier runs them as written."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -14,17 +18,27 @@ PAGES = sorted(["README.md"] + [str(p.relative_to(ROOT)) for p in (ROOT / "docs"
 QUICK_PAGES = [p for p in PAGES if "<!-- quick:" in (ROOT / p).read_text(encoding="utf-8")]
 
 
+def _run_page(page: str, workdir, *, full: bool) -> dict:
+    """One page in its own process: pages register ops and passes and start servers process-wide."""
+    cmd = [sys.executable, str(ROOT / "tests" / "docs" / "snippets.py"), str(ROOT / page), str(workdir)]
+    proc = subprocess.run(cmd + (["--full"] if full else []), capture_output=True, text=True, timeout=1200,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "tests" / "docs")})
+    assert proc.returncode == 0, f"{page}:\n{proc.stderr[-6000:]}"
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("COUNTS "))
+    return json.loads(line[len("COUNTS "):])
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_page_runs(page, tmp_path):
-    counts = run_markdown(ROOT / page, tmp_path, quick=True)
-    python_blocks = [b for b in parse_markdown((ROOT / page).read_text(encoding="utf-8")) if b.lang == "python"]
-    assert counts["run"] + counts["skipped"] == len(python_blocks)
+    counts = _run_page(page, tmp_path, full=False)
+    blocks = parse_markdown((ROOT / page).read_text(encoding="utf-8"))
+    assert counts["run"] == len([b for b in blocks if b.lang == "python"]) - counts["skipped"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("page", QUICK_PAGES)
 def test_page_runs_in_full(page, tmp_path):
-    run_markdown(ROOT / page, tmp_path, quick=False)
+    _run_page(page, tmp_path, full=True)
 
 
 def _md(tmp_path, text: str):
