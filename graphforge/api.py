@@ -77,7 +77,7 @@ def grad(graph, wrt: Any = "params", output: int = 0, **options):
 
     Args:
         graph: a ``gf.Graph`` whose output ``output`` is a scalar (the loss).
-        wrt: ``"params"`` (every trainable parameter), ``"inputs"``, or a list of input/param names.
+        wrt: ``"params"`` (every trainable parameter), one input or param name, or a list of names.
         output: the index of the output to differentiate.
         **options: ``keep_outputs=True`` keeps the graph's other outputs after the gradients.
 
@@ -93,7 +93,7 @@ def grad(graph, wrt: Any = "params", output: int = 0, **options):
     Example:
         ```python
         loss = gf.trace(lambda x: gf.sum(x * x), gf.TensorSpec((3,)))
-        tg = gf.grad(loss, wrt="inputs")       # outputs: loss, grad:x (= 2x)
+        tg = gf.grad(loss, wrt="x")            # outputs: loss, grad:x (= 2x)
         ```
     """
     from graphforge.passes.autodiff import grad as _grad
