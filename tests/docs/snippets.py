@@ -9,6 +9,9 @@ paths as from the repository root:
 
   ``<!-- skip: REASON -->``
       the next block is not run (say why: a server that blocks, a GPU, a second machine);
+  ``<!-- file: NAME -->``
+      the next block is written to NAME in the working directory instead of being run (a model
+      file that a later ``graphforge`` command reads);
   ``<!-- requires: MODULE -->``
       the next block runs only when MODULE imports (PyTorch, for the side-by-side pages: the
       ``bench`` extra installs it); otherwise it is counted as skipped;
@@ -44,7 +47,7 @@ __all__ = ["Block", "parse_markdown", "run_markdown", "SnippetError", "ROOT"]
 
 ROOT = Path(__file__).resolve().parents[2]
 _FENCE = re.compile(r"^(\s*)(```+)\s*([\w+-]*)[^\n]*$")
-_DIRECTIVE = re.compile(r"^<!--\s*(skip|requires|quick|subst|output|cli-output)(?::\s*(.*?))?\s*-->\s*$")
+_DIRECTIVE = re.compile(r"^<!--\s*(skip|file|requires|quick|subst|output|cli-output)(?::\s*(.*?))?\s*-->\s*$")
 
 
 class SnippetError(AssertionError):
@@ -152,10 +155,10 @@ def _scratch(workdir: Path) -> None:
 
 def run_markdown(path: Path, workdir: Path, *, quick: bool = True) -> dict:
     """Run every python block of ``path`` in order in ``workdir``; check quoted outputs.
-    Returns counts: ``{"run": n, "skipped": n, "outputs": n, "cli": n}``."""
+    Returns counts: ``{"run": n, "skipped": n, "outputs": n, "cli": n, "files": n}``."""
     blocks = parse_markdown(path.read_text(encoding="utf-8"), str(path))
     ns: dict = {"__name__": f"__doc_{path.stem}__"}
-    counts = {"run": 0, "skipped": 0, "outputs": 0, "cli": 0}
+    counts = {"run": 0, "skipped": 0, "outputs": 0, "cli": 0, "files": 0}
     last_stdout = ""
     _scratch(workdir)
     old = os.getcwd()
@@ -166,6 +169,10 @@ def run_markdown(path: Path, workdir: Path, *, quick: bool = True) -> dict:
             if "output" in b.directives and b.lang != "python":
                 _check_output(last_stdout, b.code, where)
                 counts["outputs"] += 1
+                continue
+            if "file" in b.directives:
+                Path(b.directives["file"]).write_text(b.code + "\n", encoding="utf-8")
+                counts["files"] += 1
                 continue
             if "cli-output" in b.directives:
                 _check_cli(b.directives["cli-output"], b.code, where)

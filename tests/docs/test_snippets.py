@@ -32,7 +32,7 @@ def _run_page(page: str, workdir, *, full: bool) -> dict:
 def test_page_runs(page, tmp_path):
     counts = _run_page(page, tmp_path, full=False)
     blocks = parse_markdown((ROOT / page).read_text(encoding="utf-8"))
-    assert counts["run"] == len([b for b in blocks if b.lang == "python"]) - counts["skipped"]
+    assert counts["run"] == len([b for b in blocks if b.lang == "python"]) - counts["skipped"] - counts["files"]
 
 
 @pytest.mark.slow
