@@ -127,7 +127,8 @@ class Trainer:
         targets: a ``gf.TensorSpec`` or a list of them, one per extra argument of ``loss_fn``.
         metrics: name -> ``fn(predictions..., targets...)`` (e.g. ``nn.functional.accuracy``), logged per epoch.
         seed: parameter initialisation, shuffling and dropout keys.
-        progress: show a tqdm progress bar during ``fit`` (``--quiet`` in the CLI turns it off).
+        progress: the default of ``fit``'s ``verbose``: a tqdm progress bar (on a terminal) and one
+            line per epoch (``--quiet`` in the CLI turns both off).
         precision: ``"default"``, ``"bf16-mixed"`` and the other precisions of docs/training.md.
         keep_checkpoints: how many checkpoints ``fit(checkpoint_dir=...)`` keeps.
         mesh: see above.
@@ -502,7 +503,8 @@ class Trainer:
             shuffle: reshuffle the rows every epoch (deterministic in the trainer's seed).
             checkpoint_dir: write a checkpoint there after every epoch.
             resume: continue from the newest checkpoint in ``checkpoint_dir``.
-            verbose: print one line per epoch (default: when ``progress`` is off).
+            verbose: show the progress bar (on a terminal) and print one line per epoch; default:
+                the trainer's ``progress``.
             steps_per_epoch: batches per epoch for a one-shot batch iterator.
             callbacks: ``gf.callbacks`` objects, called in order.
 
