@@ -79,7 +79,12 @@ class TraceError(GraphforgeError):
 
 
 class UnsupportedOpError(GraphforgeError):
-    """An op that a back end, opset or importer cannot express. ``ops`` lists every offender."""
+    """An op that a back end, opset or importer cannot express. ``ops`` lists every offender.
+
+    Args:
+        message: what cannot be expressed.
+        ops: see above.
+    """
 
     def __init__(self, message: str, *, ops: list | None = None, **kw):
         self.ops = list(ops or [])
@@ -121,7 +126,14 @@ class ConfigError(GraphforgeError, ValueError):
 
 class StateDictError(LoadError):
     """A state dict that does not fit a model: ``missing``, ``unexpected`` and ``mismatched``
-    (name -> (got, expected) shape/dtype text) list every offender, not only the first."""
+    (name -> (got, expected) shape/dtype text) list every offender, not only the first.
+
+    Args:
+        message: what went wrong.
+        missing: see above.
+        unexpected: see above.
+        mismatched: see above.
+    """
 
     def __init__(self, message: str, *, missing=(), unexpected=(), mismatched=None, **kw):
         self.missing = list(missing)

@@ -51,7 +51,12 @@ class Callback:
 
 
 class CallbackList:
-    """The callbacks of one ``fit``, each hook dispatched to those that define it."""
+    """The callbacks of one ``fit``, each hook dispatched to those that define it.
+
+    Args:
+        callbacks: the ``Callback`` objects (None: none).
+        trainer: the Trainer they observe.
+    """
 
     def __init__(self, callbacks: Sequence | None, trainer):
         items = list(callbacks or [])

@@ -11,7 +11,19 @@ __all__ = ["Linear", "Flatten", "Identity", "ReLU", "LeakyReLU", "GELU", "SiLU",
 
 
 class Linear(Module):
-    """``y = x @ weight.T + bias`` with weight (out_features, in_features), PyTorch's init."""
+    """``y = x @ weight.T + bias`` with weight (out_features, in_features), PyTorch's init.
+
+    Args:
+        in_features: size of the input's last axis.
+        out_features: size of the output's last axis.
+        bias: add a learned bias.
+        dtype: the parameters' dtype.
+
+    Example:
+        ```python
+        fc = nn.Linear(784, 128)      # x: (batch, 784) -> (batch, 128)
+        ```
+    """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype: str = "float32"):
         super().__init__()

@@ -179,7 +179,11 @@ _abs = _unary_api("abs")
 
 
 def abs(x):  # noqa: A001 - the op's name
-    """Elementwise absolute value."""
+    """Elementwise absolute value.
+
+    Args:
+        x: the input Tensor.
+    """
     return _abs(x)
 
 
@@ -189,7 +193,12 @@ def leaky_relu(x, alpha: float = 0.01):
 
 
 def gelu(x, approximate: str = "none"):
-    """Gaussian error linear unit; ``approximate="tanh"`` for the tanh spelling."""
+    """Gaussian error linear unit; ``approximate="tanh"`` for the tanh spelling.
+
+    Args:
+        x: the input Tensor.
+        approximate: ``"none"`` (erf) or ``"tanh"``.
+    """
     return apply("gelu", x, approximate=approximate)
 
 
@@ -421,7 +430,11 @@ logical_xor = _binary_api("logical_xor")
 
 
 def logical_not(x):
-    """Elementwise boolean not."""
+    """Elementwise boolean not.
+
+    Args:
+        x: a bool Tensor.
+    """
     return apply("logical_not", x)
 
 

@@ -35,7 +35,13 @@ __all__ = ["conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "global_avg
 # ---- dropout --------------------------------------------------------------------------------
 
 def dropout_mask(shape, key: int, p: float) -> np.ndarray:
-    """The documented counter-based keep mask (bool, C order), bit-exact across back ends."""
+    """The documented counter-based keep mask (bool, C order), bit-exact across back ends.
+
+    Args:
+        shape: the mask's shape.
+        key: the uint32 step key.
+        p: the drop probability.
+    """
     n = int(np.prod(shape, dtype=np.int64))
     m32 = np.uint64(0xFFFFFFFF)
     i = np.arange(n, dtype=np.uint64) & m32
@@ -145,7 +151,14 @@ def _pair_of(v, name):
 
 def resolve_padding(padding, kernel, dilation=(1, 1), stride=(1, 1)) -> list[int]:
     """Explicit ``[top, left, bottom, right]`` pads from an int, (ph, pw), (t, l, b, r), "valid" or
-    "same" (PyTorch semantics: stride 1, the odd extra pad goes to the bottom/right)."""
+    "same" (PyTorch semantics: stride 1, the odd extra pad goes to the bottom/right).
+
+    Args:
+        padding: see above.
+        kernel: (kh, kw).
+        dilation: (dh, dw).
+        stride: (sh, sw).
+    """
     if isinstance(padding, str):
         if padding == "valid":
             return [0, 0, 0, 0]
@@ -171,7 +184,17 @@ def resolve_padding(padding, kernel, dilation=(1, 1), stride=(1, 1)) -> list[int
 
 def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups: int = 1):
     """2-D convolution (NCHW); ``w`` is (out, in/groups, kh, kw); padding int, (ph, pw),
-    (top, left, bottom, right), "same" or "valid"."""
+    (top, left, bottom, right), "same" or "valid".
+
+    Args:
+        x: an NCHW Tensor.
+        w: the weight.
+        b: None or the (out,) bias.
+        stride: an int or a pair.
+        padding: see above.
+        dilation: an int or a pair.
+        groups: independent channel groups.
+    """
     strides, dilations = _pair_of(stride, "stride"), _pair_of(dilation, "dilation")
     kernel = [int(w.shape[2]), int(w.shape[3])] if len(w.shape) == 4 else [1, 1]
     pads = resolve_padding(padding, kernel, dilations, strides)
@@ -180,7 +203,18 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups: int = 1):
 
 
 def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0, groups: int = 1, dilation=1):
-    """Transposed convolution (PyTorch argument order); ``w`` is (in, out/groups, kh, kw)."""
+    """Transposed convolution (PyTorch argument order); ``w`` is (in, out/groups, kh, kw).
+
+    Args:
+        x: an NCHW Tensor.
+        w: the weight.
+        b: None or the bias.
+        stride: an int or a pair.
+        padding: an int or a pair.
+        output_padding: an int or a pair.
+        groups: channel groups.
+        dilation: an int or a pair.
+    """
     strides, dilations = _pair_of(stride, "stride"), _pair_of(dilation, "dilation")
     if isinstance(padding, str):
         raise ShapeError("conv_transpose2d takes explicit padding (an int or a tuple), not a string")
@@ -196,20 +230,41 @@ def _pool_args(kernel_size, stride, padding):
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False):
-    """Max pooling (NCHW); ``stride`` defaults to the kernel size."""
+    """Max pooling (NCHW); ``stride`` defaults to the kernel size.
+
+    Args:
+        x: an NCHW Tensor.
+        kernel_size: an int or a pair.
+        stride: an int or a pair.
+        padding: an int or a pair.
+        ceil_mode: round the output size up.
+    """
     kernel, strides, pads = _pool_args(kernel_size, stride, padding)
     return apply("max_pool2d", x, kernel=kernel, strides=strides, pads=pads, ceil_mode=ceil_mode)
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True):
-    """Average pooling (NCHW); ``stride`` defaults to the kernel size."""
+    """Average pooling (NCHW); ``stride`` defaults to the kernel size.
+
+    Args:
+        x: an NCHW Tensor.
+        kernel_size: an int or a pair.
+        stride: an int or a pair.
+        padding: an int or a pair.
+        ceil_mode: round the output size up.
+        count_include_pad: count padded zeros in the divisor.
+    """
     kernel, strides, pads = _pool_args(kernel_size, stride, padding)
     return apply("avg_pool2d", x, kernel=kernel, strides=strides, pads=pads, ceil_mode=ceil_mode,
                  count_include_pad=count_include_pad)
 
 
 def global_avg_pool2d(x):
-    """Mean over H and W, keeping them as size 1: (N, C, H, W) -> (N, C, 1, 1)."""
+    """Mean over H and W, keeping them as size 1: (N, C, H, W) -> (N, C, 1, 1).
+
+    Args:
+        x: an NCHW Tensor.
+    """
     return apply("global_avg_pool2d", x)
 
 
@@ -220,7 +275,18 @@ def _const_like(value, n, like):
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training: bool = False,
                momentum: float = 0.1, eps: float = 1e-5):
     """Batch normalisation over axis 1 (PyTorch's argument order). Eval returns ``y``; training
-    returns ``(y, new_running_mean, new_running_var)`` (batch statistics; momentum as in PyTorch)."""
+    returns ``(y, new_running_mean, new_running_var)`` (batch statistics; momentum as in PyTorch).
+
+    Args:
+        x: an (N, C, ...) Tensor.
+        running_mean: (C,) running mean.
+        running_var: (C,) running variance.
+        weight: None or the (C,) scale.
+        bias: None or the (C,) shift.
+        training: use batch statistics.
+        momentum: weight of the batch statistics in the new running ones.
+        eps: added to the variance.
+    """
     c = x.shape[1] if len(x.shape) >= 2 else 1
     if weight is None:
         weight = _const_like(1.0, c, x)
@@ -232,7 +298,15 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training: b
 
 def layer_norm(x, normalized_shape_or_axis=-1, weight=None, bias=None, eps: float = 1e-5):
     """Layer normalisation. The second argument is a first normalised ``axis`` (an int, default -1)
-    or PyTorch's ``normalized_shape`` (a tuple/list: the trailing dims to normalise over)."""
+    or PyTorch's ``normalized_shape`` (a tuple/list: the trailing dims to normalise over).
+
+    Args:
+        x: the input Tensor.
+        normalized_shape_or_axis: see above.
+        weight: None or the scale.
+        bias: None or the shift.
+        eps: added to the variance.
+    """
 
     rank = len(x.shape)
     spec = normalized_shape_or_axis
@@ -275,7 +349,16 @@ def embedding(table, indices):
 
 def attention(q, k, v, mask=None, scale: float | None = None, causal: bool = False):
     """Scaled dot-product attention on (B, H, S, D) tensors (rank-3 (B, S, D) means one head);
-    ``mask`` is bool, True = attend, broadcastable to (B, H, Sq, Sk)."""
+    ``mask`` is bool, True = attend, broadcastable to (B, H, Sq, Sk).
+
+    Args:
+        q: the queries.
+        k: the keys.
+        v: the values.
+        mask: see above.
+        scale: None: ``1/sqrt(D)``.
+        causal: mask out future positions.
+    """
 
     if q.ndim == 3 and k.ndim == 3 and v.ndim == 3:
         if mask is not None and mask.ndim == 3:
@@ -288,7 +371,17 @@ def attention(q, k, v, mask=None, scale: float | None = None, causal: bool = Fal
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: float = 0.0,
                                  is_causal: bool = False, scale: float | None = None):
-    """PyTorch's spelling of :func:`attention` (a bool ``attn_mask``, True = attend)."""
+    """PyTorch's spelling of :func:`attention` (a bool ``attn_mask``, True = attend).
+
+    Args:
+        query: the queries.
+        key: the keys.
+        value: the values.
+        attn_mask: see above.
+        dropout_p: attention dropout (0 outside training).
+        is_causal: mask out future positions.
+        scale: None: ``1/sqrt(D)``.
+    """
     if dropout_p:
         raise UnsupportedOpError("scaled_dot_product_attention: dropout_p > 0 is not supported by the fused op",
                                  ops=["attention"], hint="apply gf.dropout to the attention weights computed "

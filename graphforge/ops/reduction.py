@@ -146,7 +146,14 @@ prod = _reduce_api("prod")
 
 
 def var(x, axis=None, keepdims: bool = False, correction: int = 0):
-    """Variance over ``axis`` (population variance unless ``correction=1``)."""
+    """Variance over ``axis`` (population variance unless ``correction=1``).
+
+    Args:
+        x: the input Tensor.
+        axis: None (all axes), an int or a list of ints.
+        keepdims: keep the reduced axes with size 1.
+        correction: 0 for the population variance, 1 for the sample variance.
+    """
     mu = mean(x, axis, keepdims=True)
     d = x - mu
     out = mean(d * d, axis, keepdims=keepdims)
@@ -186,12 +193,24 @@ for _name, _fn in (("argmax", np.argmax), ("argmin", np.argmin)):
 
 
 def argmax(x, axis: int = -1, keepdims: bool = False):
-    """Index of the largest value along ``axis`` (first one on ties), as int64."""
+    """Index of the largest value along ``axis`` (first one on ties), as int64.
+
+    Args:
+        x: the input Tensor.
+        axis: the axis searched.
+        keepdims: keep the axis with size 1.
+    """
     return apply("argmax", x, axis=axis, keepdims=keepdims)
 
 
 def argmin(x, axis: int = -1, keepdims: bool = False):
-    """Index of the smallest value along ``axis`` (first one on ties), as int64."""
+    """Index of the smallest value along ``axis`` (first one on ties), as int64.
+
+    Args:
+        x: the input Tensor.
+        axis: the axis searched.
+        keepdims: keep the axis with size 1.
+    """
     return apply("argmin", x, axis=axis, keepdims=keepdims)
 
 

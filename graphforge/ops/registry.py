@@ -45,7 +45,14 @@ _ATTR_KINDS = ("int", "float", "bool", "str", "ints", "floats", "dim", "dims", "
 
 @dataclass(frozen=True)
 class Attr:
-    """One attribute: its kind, default (``REQUIRED`` if none), allowed values and optionality."""
+    """One attribute: its kind, default (``REQUIRED`` if none), allowed values and optionality.
+
+    Args:
+        kind: ``"int"``, ``"float"``, ``"str"``, ``"ints"``, ``"dtype"``, ...
+        default: the default value, or ``REQUIRED``.
+        choices: None, or the allowed values.
+        optional: whether the attribute may be absent (None).
+    """
 
     kind: str
     default: Any = REQUIRED
@@ -64,6 +71,14 @@ class Sample:
     ``bind`` gives concrete values to the symbolic dims; ``domain`` per input is one of ``"any"``,
     ``"positive"``, ``"unit"`` (in (-1, 1)), ``"nonzero"``, ``"int:LO:HI"``, ``"bool"``, or a fixed
     NumPy array. ``grad`` False skips the gradient checks for this sample.
+
+    Args:
+        inputs: the input types.
+        attrs: the op's attributes for this sample.
+        bind: see above.
+        domain: see above.
+        grad: see above.
+        note: a comment shown in test ids and reports.
     """
 
     inputs: Sequence[TensorType]
