@@ -35,13 +35,7 @@ __all__ = ["conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "global_avg
 # ---- dropout --------------------------------------------------------------------------------
 
 def dropout_mask(shape, key: int, p: float) -> np.ndarray:
-    """The documented counter-based keep mask (bool, C order), bit-exact across back ends.
-
-    Args:
-        shape: the mask's shape.
-        key: the uint32 step key.
-        p: the drop probability.
-    """
+    """The documented counter-based keep mask (bool, C order), bit-exact across back ends."""
     n = int(np.prod(shape, dtype=np.int64))
     m32 = np.uint64(0xFFFFFFFF)
     i = np.arange(n, dtype=np.uint64) & m32
