@@ -126,8 +126,9 @@ def _doc_of(obj) -> str:
     return doc
 
 
-def problems(ns: str, name: str, obj) -> list[str]:
-    """What the first tier finds missing for one public name (empty: fine)."""
+def problems(ns: str, name: str, obj, ignore_args: frozenset = frozenset()) -> list[str]:
+    """What the first tier finds missing for one public name (empty: fine); arguments named in
+    ``ignore_args`` are not required to be mentioned."""
     where = f"{ns}.{name}"
     if name == "__version__":
         return []
@@ -140,7 +141,7 @@ def problems(ns: str, name: str, obj) -> list[str]:
     doc = _doc_of(obj)
     if not doc.strip():
         return [f"{where}: no docstring"]
-    missing = [p for p in _params(obj) if not re.search(rf"\b{re.escape(p)}\b", doc)]
+    missing = [p for p in _params(obj) if p not in ignore_args and not re.search(rf"\b{re.escape(p)}\b", doc)]
     return [f"{where}: the docstring does not mention the argument(s) {', '.join(missing)}"] if missing else []
 
 

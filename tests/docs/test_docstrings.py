@@ -28,13 +28,18 @@ ARGUMENTS_NOT_YET_DESCRIBED = frozenset({
     "graphforge.scan", "graphforge.sinh", "graphforge.tan", "graphforge.while_loop",
 })
 
+# Arguments that other branches added to names documented here (merged into main after this test
+# was written): not yet described, so not yet required. Ignored where the argument does not exist.
+NEW_ARGUMENTS_NOT_YET_DESCRIBED = {"graphforge.Attr": frozenset({"elide_default"}),
+                                   "graphforge.Sample": frozenset({"regions"})}
+
 _PUBLIC = public_names()
 
 
 @pytest.mark.parametrize("ns,name,obj", _PUBLIC, ids=[f"{ns}.{name}" for ns, name, _ in _PUBLIC])
 def test_public_name_has_a_docstring(ns, name, obj):
-    found = problems(ns, name, obj)
     dotted = f"{ns}.{name}"
+    found = problems(ns, name, obj, NEW_ARGUMENTS_NOT_YET_DESCRIBED.get(dotted, frozenset()))
     if dotted in ARGUMENTS_NOT_YET_DESCRIBED:
         assert found, f"{dotted} is documented now: take it off ARGUMENTS_NOT_YET_DESCRIBED"
     else:
