@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: install test test-slow demo bench gpu-check fuzz conformance clean
+.PHONY: install test test-slow demo bench gpu-check fuzz conformance clean docs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,7 +40,7 @@ gpu-check: $(BENCH_STAMP)
 	timeout 300 $(PY) benchmarks/gpu_check.py $(GPU_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache site
 
 conformance: $(STAMP)
 	$(PY) -m tests.conformance.run --per-op --check
@@ -48,3 +48,13 @@ conformance: $(STAMP)
 # 10,000 random graphs through every back end's oracles, then 50 SIGKILLs of a checkpointing run
 fuzz: $(STAMP)
 	$(PY) tests/fuzz/run.py --graphs 10000 --jax-every 20 --kill-runs 50
+
+# docs: the API reference and guides (MkDocs + mkdocstrings, the `docs` extra) built offline into
+# site/, warnings as errors
+DOCS_STAMP := $(VENV)/.installed-docs
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict

@@ -14,23 +14,88 @@ __all__ = ["run", "optimize", "grad", "to_onnx", "save_onnx", "from_onnx", "memo
 
 def run(graph: Graph, inputs: Any, backend: str = "reference", params: Mapping[str, np.ndarray] | None = None,
         **options) -> list[np.ndarray]:
-    """Evaluate ``graph`` on ``inputs`` with a back end (``"reference"``, ``"jax"``,
-    ``"onnxruntime"``); returns the list of output arrays. ``params`` overrides stored weights;
-    ``options`` go to the back end (e.g. ``bucket="pow2"`` for JAX)."""
+    """Evaluate ``graph`` on ``inputs`` with a back end.
+
+    Args:
+        graph: a traced ``gf.Graph`` (an ``nn.Module`` must be traced first).
+        inputs: one array, a list of arrays (one per graph input, in order) or a dict input name -> array.
+            Symbolic dims bind to the arrays' sizes.
+        backend: ``"reference"`` (the NumPy oracle), ``"jax"`` (XLA, one compilation per shape) or
+            ``"onnxruntime"``.
+        params: arrays overriding the graph's stored weights, by name.
+        **options: passed to the back end (e.g. ``bucket="pow2"`` for JAX).
+
+    Returns:
+        The list of output arrays (NumPy), in the order of ``graph.outputs``.
+
+    Raises:
+        InputError: the back end is unknown, or an input is missing, unexpected, or of the wrong
+            shape or dtype (named).
+        BackendError: the back end failed on a node (named).
+
+    Example:
+        ```python
+        g = gf.trace(nn.Linear(4, 2), gf.TensorSpec(("batch", 4)))
+        (y,) = gf.run(g, {"x": np.ones((3, 4), np.float32)}, backend="jax")   # y.shape == (3, 2)
+        ```
+    """
     from graphforge.runtimes import run as _run
 
     return _run(graph, inputs, backend, params, **options)
 
 
 def optimize(graph, pipeline: str = "default", **options):
-    """Run a pass pipeline (``"default"`` or e.g. ``"fold,cse,dce,fuse"``) and return the new graph."""
+    """Run a pass pipeline over ``graph`` and return the new graph (``graph`` is not changed).
+
+    Args:
+        graph: the ``gf.Graph`` to optimise.
+        pipeline: ``"default"``, ``"none"`` or a pipeline string such as ``"fold,cse,dce,fuse"`` or
+            ``"infer,(fold,simplify,cse,dce)*,fuse"`` (``*``: repeat to a fixed point).
+        **options: ``report=True`` prints the per-pass table (time, node counts),
+            ``print_after="fuse"`` the IR after a pass, ``verify=True`` verifies after each pass.
+
+    Returns:
+        The optimised ``gf.Graph``.
+
+    Raises:
+        PassError: an unknown pass name or a malformed pipeline string.
+        VerifyError: a pass broke an IR invariant (with ``verify=True``).
+
+    Example:
+        ```python
+        g2 = gf.optimize(g, "fold,cse,dce,fuse")
+        print(len(g.nodes), "->", len(g2.nodes))
+        ```
+    """
     from graphforge.passes import optimize as _optimize
 
     return _optimize(graph, pipeline, **options)
 
 
 def grad(graph, wrt: Any = "params", output: int = 0, **options):
-    """Reverse-mode differentiation as a graph-to-graph pass: outputs = [loss, d loss/d wrt...]."""
+    """Reverse-mode differentiation as a graph-to-graph pass.
+
+    Args:
+        graph: a ``gf.Graph`` whose output ``output`` is a scalar (the loss).
+        wrt: ``"params"`` (every trainable parameter), one input or param name, or a list of names.
+        output: the index of the output to differentiate.
+        **options: ``keep_outputs=True`` keeps the graph's other outputs after the gradients.
+
+    Returns:
+        A new ``gf.Graph`` whose outputs are the loss and then ``grad:<name>`` for each name of ``wrt``.
+
+    Raises:
+        GraphforgeError: ``output`` does not exist or is not a floating-point scalar, ``wrt`` names
+            something the graph does not have (or twice), or a value cannot be differentiated.
+        ShapeError: the output is not a scalar.
+        UnsupportedOpError: an op on the path has no VJP rule.
+
+    Example:
+        ```python
+        loss = gf.trace(lambda x: gf.sum(x * x), gf.TensorSpec((3,)))
+        tg = gf.grad(loss, wrt="x")            # outputs: loss, grad:x (= 2x)
+        ```
+    """
     from graphforge.passes.autodiff import grad as _grad
     from graphforge.runtime import require_graph
 
@@ -57,7 +122,27 @@ def _warn_if_training(graph) -> None:
 
 
 def to_onnx(graph, opset: int | None = None, **options):
-    """Lower to a checked ``onnx.ModelProto`` (warns when the graph was traced in training mode)."""
+    """Lower ``graph`` to a checked ``onnx.ModelProto`` (``onnx.checker`` with ``full_check``).
+
+    Warns (``TrainingModeExportWarning``) when the graph was traced in training mode.
+
+    Args:
+        graph: the ``gf.Graph`` to export; symbolic dims become ``dim_param``s.
+        opset: the ONNX opset (17 and up); None: the newest both onnx and onnxruntime support.
+        **options: passed to the ONNX lowering.
+
+    Returns:
+        The ``onnx.ModelProto``.
+
+    Raises:
+        ExportError: ops the opset cannot express (all listed, each with its source line).
+
+    Example:
+        ```python
+        proto = gf.to_onnx(gf.optimize(g))
+        print(len(proto.graph.node), "ONNX nodes")
+        ```
+    """
     from graphforge.runtimes.onnx import to_onnx as _to_onnx
 
     _warn_if_training(graph)
@@ -65,7 +150,27 @@ def to_onnx(graph, opset: int | None = None, **options):
 
 
 def save_onnx(graph, path: str, opset: int | None = None, **options):
-    """Lower to ONNX and write ``path`` atomically (external data for large weights)."""
+    """Lower ``graph`` to ONNX (as :func:`to_onnx`) and write ``path`` atomically.
+
+    Large weights go to external data beside the file; nothing is left behind on failure.
+
+    Args:
+        graph: the ``gf.Graph`` to export.
+        path: the ``.onnx`` file to write.
+        opset: the ONNX opset; None: the newest both onnx and onnxruntime support.
+        **options: passed to the ONNX lowering.
+
+    Returns:
+        The ``onnx.ModelProto`` written.
+
+    Raises:
+        ExportError: the graph cannot be expressed at ``opset``, or the file cannot be written.
+
+    Example:
+        ```python
+        gf.save_onnx(trainer.export_graph(), "mlp.onnx")
+        ```
+    """
     from graphforge.runtimes.onnx import save_onnx as _save_onnx
 
     _warn_if_training(graph)
@@ -73,7 +178,25 @@ def save_onnx(graph, path: str, opset: int | None = None, **options):
 
 
 def from_onnx(model_or_path, **options):
-    """Import an ONNX model (path, bytes or ``onnx.ModelProto``) as a verified :class:`Graph`."""
+    """Import an ONNX model as a verified ``gf.Graph`` (checked with ``onnx.checker``, strict shape
+    inference, external data only from inside the model's directory); see docs/onnx_import.md.
+
+    Args:
+        model_or_path: a path, the file's bytes or an ``onnx.ModelProto``.
+        **options: importer options (e.g. budgets for hostile files).
+
+    Returns:
+        The imported ``gf.Graph`` with its initializers as params.
+
+    Raises:
+        LoadError: the file is missing, invalid, over budget, or uses ops the importer does not know.
+
+    Example:
+        ```python
+        g = gf.from_onnx("mlp.onnx")
+        outs = gf.run(g, {"x": x}, backend="jax")
+        ```
+    """
     from graphforge.runtimes.onnx_import import from_onnx as _from_onnx
 
     return _from_onnx(model_or_path, **options)

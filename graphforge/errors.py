@@ -25,7 +25,23 @@ __all__ = [
 
 
 class GraphforgeError(Exception):
-    """Base class of every error graphforge raises on purpose."""
+    """Base class of every error graphforge raises on purpose.
+
+    Args:
+        message: what went wrong (kept as ``.detail``).
+        scope: the module path it happened in (``encoder.layers.0.ffn.fc1``).
+        op: the op or function involved.
+        loc: the user's ``file:line``.
+        hint: how to fix it (printed on its own line).
+
+    Example:
+        ```python
+        try:
+            gf.trace(model, gf.TensorSpec(("batch", 64)))
+        except gf.ShapeError as err:
+            print(err.scope, err.loc, err.hint)
+        ```
+    """
 
     def __init__(self, message: str, *, scope: str | None = None, op: str | None = None,
                  loc: str | None = None, hint: str | None = None):
@@ -63,7 +79,12 @@ class TraceError(GraphforgeError):
 
 
 class UnsupportedOpError(GraphforgeError):
-    """An op that a back end, opset or importer cannot express. ``ops`` lists every offender."""
+    """An op that a back end, opset or importer cannot express. ``ops`` lists every offender.
+
+    Args:
+        message: what cannot be expressed.
+        ops: see above.
+    """
 
     def __init__(self, message: str, *, ops: list | None = None, **kw):
         self.ops = list(ops or [])
@@ -105,7 +126,14 @@ class ConfigError(GraphforgeError, ValueError):
 
 class StateDictError(LoadError):
     """A state dict that does not fit a model: ``missing``, ``unexpected`` and ``mismatched``
-    (name -> (got, expected) shape/dtype text) list every offender, not only the first."""
+    (name -> (got, expected) shape/dtype text) list every offender, not only the first.
+
+    Args:
+        message: what went wrong.
+        missing: see above.
+        unexpected: see above.
+        mismatched: see above.
+    """
 
     def __init__(self, message: str, *, missing=(), unexpected=(), mismatched=None, **kw):
         self.missing = list(missing)

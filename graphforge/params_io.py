@@ -88,7 +88,20 @@ def load_arrays(path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
 
 
 def save_params(graph_or_params, path: str) -> None:
-    """Save a graph's parameters (or a dict of arrays) to ``path`` in safetensors format."""
+    """Save a graph's parameters (or a dict of arrays) to ``path`` in safetensors format.
+
+    Args:
+        graph_or_params: a traced ``gf.Graph`` or a dict name -> array (e.g. ``trainer.state_dict()``).
+        path: the ``.safetensors`` file to write.
+
+    Raises:
+        LoadError: ``graph_or_params`` is neither (an untraced module has no values yet).
+
+    Example:
+        ```python
+        gf.save_params(g, "weights.safetensors")
+        ```
+    """
     params = getattr(graph_or_params, "params", graph_or_params)
     if not isinstance(params, Mapping):
         # an nn.Module's parameters get their values when it is traced, so only a Graph (or a dict) has them
@@ -105,7 +118,24 @@ def load_params(path: str, graph=None) -> dict[str, np.ndarray]:
     ``graph`` may also be an ``nn.Module`` or a ``gf.Trainer`` (anything with ``load_state_dict``):
     the weights are installed there, strictly. A trainer's graphs (``trainer.graph`` …) pass the
     weights on to the trainer, so it trains from them. ``load_params(graph, path)`` (the argument
-    order of ``save_params``) is accepted too."""
+    order of ``save_params``) is accepted too.
+
+    Args:
+        path: a ``.safetensors`` file written by :func:`save_params` (or any safetensors file).
+        graph: None, or the ``gf.Graph`` / ``nn.Module`` / ``gf.Trainer`` to install the weights in.
+
+    Returns:
+        The arrays by name.
+
+    Raises:
+        LoadError: the file is missing or not safetensors.
+        StateDictError: with ``graph``, a name is missing or unexpected, or a shape/dtype differs.
+
+    Example:
+        ```python
+        arrays = gf.load_params("weights.safetensors", g)   # g's params now hold them
+        ```
+    """
     if graph is not None and not isinstance(path, (str, os.PathLike)) and isinstance(graph, (str, os.PathLike)):
         path, graph = graph, path
     if not isinstance(path, (str, os.PathLike)):

@@ -57,7 +57,23 @@ def _numel(t: TensorType) -> int:
 
 
 def summary(graph: Graph, print_fn=print) -> str:
-    """Print (and return) output shape, parameter count and FLOPs for each module scope."""
+    """Print (and return) output shape, parameter count and FLOPs for each module scope.
+
+    Args:
+        graph: a traced ``gf.Graph``.
+        print_fn: called with the table's text (``print`` by default; ``lambda s: None`` to only return it).
+
+    Returns:
+        The table as text.
+
+    Raises:
+        InputError: ``graph`` is not a ``gf.Graph`` (e.g. an untraced module).
+
+    Example:
+        ```python
+        text = gf.summary(g, print_fn=lambda s: None)
+        ```
+    """
     from .runtime import require_graph
 
     graph = require_graph(graph, "gf.summary")

@@ -21,9 +21,11 @@ SUBCOMMANDS = {
     "bench": "bench",
     "profile": "profile",
 }
+"""Subcommand -> its module under ``graphforge.cli`` (each has ``add_parser`` and ``run``)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``graphforge`` argument parser, with one subparser per :data:`SUBCOMMANDS` entry."""
     from graphforge import __version__
 
     parser = argparse.ArgumentParser(prog="graphforge", description="graphforge: trace, optimise, export, train "
@@ -36,7 +38,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script; returns the process exit status."""
+    """Entry point of the ``graphforge`` console script.
+
+    Args:
+        argv: the arguments after the program name (None: ``sys.argv[1:]``).
+
+    Returns:
+        The process exit status (see ``graphforge.cli.exitcodes``: 0 ok, 1 a check failed, 2 bad
+        input, 3 a peer failed, 70 a bug, 130 interrupted).
+
+    Raises:
+        SystemExit: from argparse for ``--help``, ``--version`` and unparseable arguments; every
+            other failure is reported on stderr and returned as a status instead.
+
+    Example:
+        ```python
+        from graphforge.cli import main
+        status = main(["compile", "examples/mlp.py", "-o", "mlp.onnx", "--verify"])
+        ```
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     from . import exitcodes

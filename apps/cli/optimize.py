@@ -20,9 +20,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--dim", action="append", default=[], metavar="NAME=SIZE",
                    help="size of a symbolic dim for the check inputs (default 2)")
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime output comparison")
-    p.add_argument("--rtol", type=float, default=1e-4)
-    p.add_argument("--atol", type=float, default=1e-5)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance of the output check (default 1e-4)")
+    p.add_argument("--atol", type=float, default=1e-5, help="absolute tolerance of the output check (default 1e-5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random check inputs (default 0)")
     p.set_defaults(func=run)
     return p
 

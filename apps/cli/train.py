@@ -41,7 +41,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", help="a Python file following the train-file convention")
     p.add_argument("--epochs", type=int, default=None, help="total epochs (overrides the file's `epochs`)")
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None, help="rows per step (overrides the file's `batch_size`)")
     p.add_argument("--checkpoint-dir", default=None, help="write a checkpoint here after every epoch")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --checkpoint-dir")
     p.add_argument("--plot", default=None, help="write the history plot (PNG) here")

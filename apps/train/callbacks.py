@@ -51,7 +51,12 @@ class Callback:
 
 
 class CallbackList:
-    """The callbacks of one ``fit``, each hook dispatched to those that define it."""
+    """The callbacks of one ``fit``, each hook dispatched to those that define it.
+
+    Args:
+        callbacks: the ``Callback`` objects (None: none).
+        trainer: the Trainer they observe.
+    """
 
     def __init__(self, callbacks: Sequence | None, trainer):
         items = list(callbacks or [])
@@ -125,7 +130,24 @@ class _Monitor:
 
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
-    ``restore_best_weights``: put back the weights of the best epoch when stopping (or at the end)."""
+
+    Args:
+        monitor: a history key (``"val_loss"``, ``"val_accuracy"``, ``"loss"``, ...).
+        mode: ``"min"``, ``"max"`` or ``"auto"`` (``max`` for accuracy-like names, else ``min``).
+        min_delta: the smallest change that counts as an improvement.
+        patience: epochs without improvement before stopping.
+        restore_best_weights: put back the weights of the best epoch when stopping.
+
+    Raises:
+        ConfigError: a bad ``patience`` or ``mode``; at the first epoch end, a ``monitor`` the
+            history does not have.
+
+    Example:
+        ```python
+        stop = gf.callbacks.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)
+        trainer.fit(x, y, epochs=50, validation_data=(xv, yv), callbacks=[stop])
+        ```
+    """
 
     def __init__(self, monitor: str = "val_loss", *, patience: int = 0, min_delta: float = 0.0,
                  mode: str = "auto", restore_best_weights: bool = False):
@@ -163,7 +185,24 @@ class EarlyStopping(Callback):
 
 class BestCheckpoint(Callback):
     """Keep one checkpoint in ``directory``: that of the best epoch by ``monitor`` (resume or load it
-    with ``trainer.load_checkpoint(directory)``). ``best``/``best_epoch``/``path`` say which."""
+    with ``trainer.load_checkpoint(directory)``). ``best``/``best_epoch``/``path`` say which.
+
+    Args:
+        directory: where the checkpoint is written.
+        monitor: a history key (``"val_loss"``, ``"val_accuracy"``, ``"loss"``, ...).
+        mode: ``"min"``, ``"max"`` or ``"auto"`` (``max`` for accuracy-like names, else ``min``).
+        min_delta: the smallest change that counts as an improvement.
+
+    Raises:
+        ConfigError: a bad ``mode``; at the first epoch end, a ``monitor`` the history does not have.
+
+    Example:
+        ```python
+        best = gf.callbacks.BestCheckpoint("best/", monitor="val_accuracy")
+        trainer.fit(x, y, epochs=20, validation_data=(xv, yv), callbacks=[best])
+        trainer.load_checkpoint("best/")
+        ```
+    """
 
     def __init__(self, directory: str, monitor: str = "val_loss", *, mode: str = "auto", min_delta: float = 0.0):
         self.directory = os.fspath(directory)
@@ -187,7 +226,19 @@ class BestCheckpoint(Callback):
 
 class CSVLogger(Callback):
     """The history as CSV (``epoch`` then one column per history key), rewritten atomically after
-    every epoch, so the file is complete at every moment and a resumed run continues it."""
+    every epoch, so the file is complete at every moment and a resumed run continues it.
+
+    Args:
+        path: the CSV file.
+
+    Raises:
+        OSError: the file cannot be written (at an epoch end).
+
+    Example:
+        ```python
+        trainer.fit(x, y, epochs=5, callbacks=[gf.callbacks.CSVLogger("history.csv")])
+        ```
+    """
 
     def __init__(self, path: str):
         self.path = os.fspath(path)
@@ -216,7 +267,20 @@ class TensorBoard(Callback):
     """TensorBoard event files in ``log_dir`` through ``tensorboardX`` (``pip install
     'graphforge[tensorboard]'``): every history entry per epoch as ``epoch/<key>``, and with
     ``update_freq=N`` the step's loss, grad norm and learning rate every N steps as ``step/<key>``
-    (each such write waits for that step)."""
+    (each such write waits for that step).
+
+    Args:
+        log_dir: the event-file directory (``tensorboard --logdir``).
+        update_freq: ``"epoch"``, or N to also log every N-th step.
+
+    Raises:
+        ConfigError: tensorboardX is not installed, or a bad ``update_freq``.
+
+    Example:
+        ```python
+        trainer.fit(x, y, epochs=5, callbacks=[gf.callbacks.TensorBoard("runs/exp1", update_freq=10)])
+        ```
+    """
 
     def __init__(self, log_dir: str, update_freq: int | str = "epoch"):
         try:
@@ -264,7 +328,24 @@ def _tensorboardx_available() -> bool:
 
 
 class LambdaCallback(Callback):
-    """A callback from plain functions: ``LambdaCallback(on_epoch_end=lambda trainer, epoch, logs: ...)``."""
+    """A callback from plain functions, each optional, with the signatures of :class:`Callback`'s hooks.
+
+    Args:
+        on_train_begin: ``fn(trainer)``.
+        on_epoch_begin: ``fn(trainer, epoch)``.
+        on_step_end: ``fn(trainer, step, logs)`` (``logs`` hold device scalars).
+        on_epoch_end: ``fn(trainer, epoch, logs)``.
+        on_train_end: ``fn(trainer)``.
+
+    Raises:
+        ConfigError: never at construction; exceptions of the functions propagate out of ``fit``.
+
+    Example:
+        ```python
+        seen = []
+        cb = gf.callbacks.LambdaCallback(on_epoch_end=lambda trainer, epoch, logs: seen.append(logs["loss"]))
+        ```
+    """
 
     def __init__(self, *, on_train_begin: Callable | None = None, on_epoch_begin: Callable | None = None,
                  on_step_end: Callable | None = None, on_epoch_end: Callable | None = None,

@@ -82,7 +82,14 @@ def player_step(loss_graph, names: Sequence[str], optimizer, donate: bool = True
 
 class MultiTrainer:
     """Train ``models`` (name -> ``nn.Module``) with ``tasks`` (name -> :class:`Task`); see the module
-    docstring. Shapes are static (one compile per task): give specs with fixed sizes."""
+    docstring. Shapes are static (one compile per task): give specs with fixed sizes.
+
+    Args:
+        models: name -> ``nn.Module``.
+        tasks: name -> ``Task(loss_fn, specs, optimizer, model=)``.
+        seed: parameter initialisation.
+        keep_checkpoints: how many checkpoints to keep.
+    """
 
     def __init__(self, models: Mapping[str, Module], tasks: Mapping[str, Task], *, seed: int = 0,
                  keep_checkpoints: int = 3):

@@ -7,7 +7,23 @@ __all__ = ["plot_history"]
 
 
 def plot_history(history: Mapping[str, Sequence[float]], path: str) -> str:
-    """Plot every history curve (loss and metrics, with their ``val_`` twins) to a PNG at ``path``."""
+    """Plot every history curve (loss and metrics, with their ``val_`` twins) to a PNG at ``path``.
+
+    Args:
+        history: what ``Trainer.fit`` returned (name -> per-epoch values).
+        path: the PNG file to write (atomically).
+
+    Returns:
+        ``path``.
+
+    Raises:
+        OSError: ``path`` cannot be written (nothing partial is left).
+
+    Example:
+        ```python
+        gf.plot_history(trainer.fit(x, y, epochs=5), "history.png")
+        ```
+    """
     import io
     import os
 

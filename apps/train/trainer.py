@@ -121,14 +121,42 @@ class Trainer:
     ``jax.sharding.Mesh`` or ``{"data": 4, "model": 2}``) and ``param_sharding`` (glob -> PartitionSpec
     entries; None: ``distributed.DEFAULT_PARAM_RULES``) scale the step out; see docs/distributed.md.
 
-    ``precision``: ``"bf16-mixed"``/``"fp16-mixed"`` (or a ``graphforge.train.MixedPrecision``) train in
-    mixed precision with float32 master weights (fp16 with dynamic loss scaling); ``"default"``,
-    ``"high"``, ``"highest"`` are XLA's matmul precision for float32. ``remat``: rematerialise
-    activations in the backward pass (``"nothing"``/``"dots"`` for every top-level module, or a
-    mapping scope -> policy, or ``graphforge.passes.remat.RematBudget(bytes, dims)`` for the fewest
-    top-level modules that fit a peak budget; ``nn.remat(module)`` marks modules too). ``sharding="fsdp"`` (with
-    ``mesh={"data": N}``, default all devices) shards every param of ``>= fsdp_min_size`` elements and
-    its optimizer state over the data axis (``trainer.device_bytes()``; see ``.fsdp``)."""
+    Args:
+        model: the ``nn.Module`` (or ``gf.Graph``) to train.
+        loss_fn: ``loss_fn(predictions..., targets...) -> scalar Tensor``, e.g. ``nn.functional.cross_entropy``.
+        optimizer: an optax ``GradientTransformation`` or a name (``"adam"``, ``"sgd"``, ...).
+        inputs: a ``gf.TensorSpec`` or a list of them, one per model input.
+        targets: a ``gf.TensorSpec`` or a list of them, one per extra argument of ``loss_fn``.
+        metrics: name -> ``fn(predictions..., targets...)`` (e.g. ``nn.functional.accuracy``), logged per epoch.
+        seed: parameter initialisation, shuffling and dropout keys.
+        progress: the default of ``fit``'s ``verbose``: a tqdm progress bar (on a terminal) and one
+            line per epoch (``--quiet`` in the CLI turns both off).
+        precision: ``"bf16-mixed"``/``"fp16-mixed"`` (or a ``graphforge.train.MixedPrecision``) train in
+            mixed precision with float32 master weights (fp16 with dynamic loss scaling); ``"default"``,
+            ``"high"``, ``"highest"`` are XLA's matmul precision for float32.
+        remat: rematerialise activations in the backward pass (``"nothing"``/``"dots"`` for every
+            top-level module, a mapping scope -> policy, or ``graphforge.passes.remat.RematBudget(bytes,
+            dims)``); ``nn.remat(module)`` marks modules too.
+        sharding: ``"fsdp"`` (with ``mesh={"data": N}``) shards every param of ``>= fsdp_min_size``
+            elements and its optimizer state over the data axis (``trainer.device_bytes()``).
+        keep_checkpoints: how many checkpoints ``fit(checkpoint_dir=...)`` keeps.
+        mesh: see above.
+        param_sharding: see above.
+        learning_rate: with an optimizer given by name, its learning rate.
+
+    Raises:
+        InputError: no input specs.
+        ConfigError: an unknown optimizer name (with the close matches).
+        ShapeError: the model or loss does not trace on the specs (named as in ``gf.trace``).
+
+    Example:
+        ```python
+        trainer = gf.Trainer(MLP(), loss_fn=nn.functional.cross_entropy, optimizer=optax.adamw(1e-3),
+                             inputs=[gf.TensorSpec(("batch", 784))], targets=gf.TensorSpec(("batch",), "int64"),
+                             metrics={"accuracy": nn.functional.accuracy})
+        history = trainer.fit(x, y, epochs=10, batch_size=64, validation_data=(xv, yv))
+        ```
+    """
 
     def __init__(self, model, loss_fn: Callable, optimizer, inputs, targets, *,
                  metrics: Mapping[str, Callable] | None = None, seed: int = 0, progress: bool = True,
@@ -246,7 +274,19 @@ class Trainer:
         return self._opt_state
 
     def export_graph(self) -> Graph:
-        """The eval-mode model graph with the trained params stored in it (ready for ``gf.to_onnx``)."""
+        """The eval-mode model graph with the trained params stored in it.
+
+        Returns:
+            A ``gf.Graph`` (a copy), ready for ``gf.optimize`` / ``gf.save_onnx``.
+
+        Raises:
+            GraphforgeError: never for a constructed trainer (listed for completeness: it copies).
+
+        Example:
+            ```python
+            gf.save_onnx(gf.optimize(trainer.export_graph()), "model.onnx")
+            ```
+        """
         g = self.graph.copy()
         for name, value in self.params.items():
             if name in g.params:
@@ -255,14 +295,43 @@ class Trainer:
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """The trained weights (params and buffers) by name, as NumPy arrays: what
-        ``model.load_state_dict`` and ``gf.save_params`` take."""
+        ``model.load_state_dict`` and ``gf.save_params`` take.
+
+        Returns:
+            name -> ``np.ndarray`` (names as in ``trainer.graph``, PyTorch-style dotted paths).
+
+        Raises:
+            GraphforgeError: never for a constructed trainer (it copies the device arrays to host).
+
+        Example:
+            ```python
+            gf.save_params(trainer.state_dict(), "weights.safetensors")
+            ```
+        """
         return self.params
 
     def load_state_dict(self, state, strict: bool = True):
         """Replace the weights the trainer trains (optimizer state and counters are kept): ``state``
         as for ``nn.Module.load_state_dict`` (dict of NumPy arrays or PyTorch tensors, or a
         .safetensors/.npz path; PyTorch's spellings of mirrored layers are understood). Missing or
-        unexpected names raise ``StateDictError`` when ``strict``; shape/dtype mismatches always."""
+        unexpected names raise ``StateDictError`` when ``strict``; shape/dtype mismatches always.
+
+        Args:
+            state: a dict of arrays, or a ``.safetensors`` / ``.npz`` path.
+            strict: missing or unexpected names are an error.
+
+        Returns:
+            What was missing and unexpected (as for ``nn.Module.load_state_dict``).
+
+        Raises:
+            StateDictError: a missing/unexpected name (``strict``) or a shape/dtype mismatch.
+            LoadError: the file cannot be read.
+
+        Example:
+            ```python
+            trainer.load_state_dict(torch_model.state_dict())   # PyTorch tensors are accepted
+            ```
+        """
         import jax.numpy as jnp
         from graphforge.nn.state import _from_pytorch, check_state, read_state_source
         from graphforge.runtimes.jax import x64
@@ -371,8 +440,26 @@ class Trainer:
         return arrays
 
     def train_step(self, x, y) -> dict:
-        """One optimisation step on a batch; returns the loss, metrics, ``grad_norm`` (and ``lr``)
-        as device scalars (``float()`` them; that waits for the step)."""
+        """One optimisation step on a batch (for custom loops; ``fit`` does this for you).
+
+        Args:
+            x: the batch's inputs (an array or a list of arrays).
+            y: the batch's targets (an array or a list of arrays).
+
+        Returns:
+            ``{"loss", <metrics>, "grad_norm"[, "lr"]}`` as device scalars (``float()`` them; that
+            waits for the step).
+
+        Raises:
+            InputError: the batch has the wrong shape or dtype.
+
+        Example:
+            ```python
+            for xb, yb in batches:
+                logs = trainer.train_step(xb, yb)
+            print(float(logs["loss"]))
+            ```
+        """
         return self._step(_as_batch(x), _as_batch(y))
 
     def _step(self, xs: list, ys: list) -> dict:
@@ -458,7 +545,38 @@ class Trainer:
         ``lr`` (the learning rate of the epoch's last step, when the optimizer exposes it, see
         docs/training.md), ``examples_per_s``, ``step_time_ms``, and ``val_loss``/``val_<metric>``.
         Per-step values are in ``trainer.step_history``. The trained weights go back into the model
-        at the end."""
+        at the end.
+
+        Args:
+            x: inputs (an array or a list of arrays), or an iterable of ``(x, y)`` batches.
+            y: targets (an array or a list of arrays); None with a batch iterable.
+            epochs: epochs to train (in all, with ``resume``).
+            batch_size: rows per step (arrays only).
+            validation_data: ``(xv, yv)`` evaluated after each epoch (``val_*`` entries).
+            shuffle: reshuffle the rows every epoch (deterministic in the trainer's seed).
+            checkpoint_dir: write a checkpoint there after every epoch.
+            resume: continue from the newest checkpoint in ``checkpoint_dir``.
+            verbose: show the progress bar (on a terminal) and print one line per epoch; default:
+                the trainer's ``progress``.
+            steps_per_epoch: batches per epoch for a one-shot batch iterator.
+            callbacks: ``gf.callbacks`` objects, called in order.
+
+        Returns:
+            The history dict (see above).
+
+        Raises:
+            InputError: arrays with different row counts, an empty epoch, a one-shot iterator without
+                ``steps_per_epoch``, inputs of the wrong shape or dtype.
+            ConfigError: a bad ``steps_per_epoch`` or a callback that is not a ``Callback``.
+            LoadError: ``resume`` found a checkpoint of another model.
+
+        Example:
+            ```python
+            history = trainer.fit(x, y, epochs=5, batch_size=64, validation_data=(xv, yv),
+                                  callbacks=[gf.callbacks.EarlyStopping(patience=2)])
+            print(history["val_loss"][-1])
+            ```
+        """
         from tqdm.auto import tqdm
 
         if steps_per_epoch is not None and (not isinstance(steps_per_epoch, int) or steps_per_epoch < 1):
@@ -602,7 +720,24 @@ class Trainer:
         return gen(), total
 
     def evaluate(self, x, y, *, batch_size: int = 256) -> dict[str, float]:
-        """Mean loss and metrics in eval mode (weighted by batch size)."""
+        """Mean loss and metrics in eval mode (weighted by batch size).
+
+        Args:
+            x: inputs (an array or a list of arrays).
+            y: targets (an array or a list of arrays).
+            batch_size: rows per evaluation call.
+
+        Returns:
+            ``{"loss": ..., "<metric>": ...}`` as floats.
+
+        Raises:
+            InputError: inputs and targets have different row counts, or the wrong shape or dtype.
+
+        Example:
+            ```python
+            trainer.evaluate(x_test, y_test)     # {'loss': 0.11, 'accuracy': 0.967}
+            ```
+        """
         from graphforge.runtimes.jax import x64
 
         xs, ys = self._arrays(x, y, "evaluate")
@@ -622,7 +757,23 @@ class Trainer:
         return {k: v / max(n, 1) for k, v in sums.items()}
 
     def predict(self, x, *, batch_size: int = 1024):
-        """Model outputs in eval mode (NumPy; one array, or a list for several outputs)."""
+        """Model outputs in eval mode.
+
+        Args:
+            x: inputs (an array or a list of arrays).
+            batch_size: rows per call.
+
+        Returns:
+            NumPy: one array, or a list for several outputs.
+
+        Raises:
+            InputError: the inputs have the wrong shape or dtype.
+
+        Example:
+            ```python
+            labels = trainer.predict(x_test).argmax(-1)
+            ```
+        """
         from graphforge.runtimes.jax import x64
 
         xs = _as_list(x, self._n_inputs, "predict", "inputs")
@@ -652,8 +803,24 @@ class Trainer:
         return {n: [list(np.shape(v)), str(np.asarray(v).dtype)] for n, v in self.params.items()}
 
     def save_checkpoint(self, directory: str, keep: int | None = None) -> str:
-        """Write params, optimizer state, step/epoch/RNG state atomically; keeps the last ``keep``
-        (default: the trainer's ``keep_checkpoints``) in ``directory``."""
+        """Write params, optimizer state, step/epoch/RNG state atomically into ``directory``.
+
+        Args:
+            directory: the checkpoint directory (created if needed).
+            keep: how many of the newest checkpoints to keep (default: the trainer's ``keep_checkpoints``).
+
+        Returns:
+            The path of the checkpoint written.
+
+        Raises:
+            LoadError: the directory cannot be written.
+
+        Example:
+            ```python
+            path = trainer.save_checkpoint("ckpt")
+            trainer.load_checkpoint("ckpt")
+            ```
+        """
         keep = self.keep_checkpoints if keep is None else keep
         import jax
 
@@ -673,7 +840,19 @@ class Trainer:
         return path
 
     def load_checkpoint(self, directory: str) -> None:
-        """Restore a checkpoint written by ``save_checkpoint`` (LoadError if it is another model's)."""
+        """Restore the newest checkpoint written by ``save_checkpoint`` in ``directory``.
+
+        Args:
+            directory: the checkpoint directory.
+
+        Raises:
+            LoadError: no checkpoint there, or it belongs to another model or optimizer.
+
+        Example:
+            ```python
+            trainer.load_checkpoint("ckpt")      # weights, optimizer state, step and epoch
+            ```
+        """
         import jax
         import jax.numpy as jnp
         from graphforge.runtimes.jax import x64

@@ -42,7 +42,15 @@ _VALUE_NAME = re.compile(r"[\w.\-/]+")  # what the parser reads after '%' (modul
 
 
 class Value:
-    """One SSA value. ``name`` is None for anonymous intermediates (printed by number)."""
+    """One SSA value. ``name`` is None for anonymous intermediates (printed by number).
+
+    Args:
+        type: its TensorType.
+        name: see above.
+        producer: the Node whose result it is (None for inputs and params).
+        index: which of the producer's results it is.
+        kind: ``"input"``, ``"param"``, ``"buffer"``, ``"const"`` or ``"node"``.
+    """
 
     __slots__ = ("name", "type", "producer", "index", "uses", "kind", "_id")
 
@@ -80,7 +88,14 @@ class Value:
 
 class Node:
     """One op application. ``scope`` is the module path, ``loc`` the user's ``file:line``
-    (several, separated by ``;``, when a node absorbed others in a fusion)."""
+    (several, separated by ``;``, when a node absorbed others in a fusion).
+
+    Args:
+        op: the registered op name.
+        inputs: the input Values.
+        attrs: the op's attributes.
+        output_types: the result types (checked by the op's type rule when built by tracing).
+    """
 
     __slots__ = ("op", "inputs", "attrs", "outputs", "scope", "loc", "_id", "type_stamp", "regions",
                  "_block", "_prev", "_next")
@@ -420,7 +435,11 @@ class Block:
 
 
 class Graph:
-    """A typed SSA graph with named inputs, outputs and parameter tensors."""
+    """A typed SSA graph with named inputs, outputs and parameter tensors.
+
+    Args:
+        name: the graph's name (printed in its header).
+    """
 
     def __init__(self, name: str = "graph"):
         self.name = name

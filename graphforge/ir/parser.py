@@ -243,8 +243,27 @@ def _read_value_ref(cur: _Cursor, env: dict[str, Value]) -> Value:
 
 
 def parse(text: str, *, params: dict[str, np.ndarray] | None = None, verify: bool = True) -> Graph:
-    """Parse IR text into a Graph. ``params`` supplies parameter values (the text holds only
-    their names and types); values for names the text does not declare are an error."""
+    """Parse IR text (as ``str(graph)`` prints it) into a Graph; the round trip is exact.
+
+    Args:
+        text: the IR text.
+        params: parameter values by name (the text holds only their names and types); values for
+            names the text does not declare are an error.
+        verify: run ``graph.verify()`` on the result.
+
+    Returns:
+        The ``gf.Graph``.
+
+    Raises:
+        ParseError: malformed text (with line, column and a caret).
+        VerifyError: well-formed text that breaks an IR invariant (``verify=False`` reads it anyway).
+
+    Example:
+        ```python
+        g2 = gf.parse(str(g), params=g.params)
+        assert str(g2) == str(g)
+        ```
+    """
     if not isinstance(text, str):
         raise ParseError(f"gf.parse expects IR text (str), got {type(text).__name__}")
     lines = [(i + 1, line) for i, line in enumerate(text.splitlines()) if line.strip() and not line.strip().startswith("#")]

@@ -70,7 +70,13 @@ class TensorType:
 
 
 class TensorSpec(TensorType):
-    """A graph input: a TensorType with an optional name (``gf.TensorSpec(("batch", 784), "float32")``)."""
+    """A graph input: a TensorType with an optional name (``gf.TensorSpec(("batch", 784), "float32")``).
+
+    Args:
+        shape: ints and symbolic dim names (``"batch"``).
+        dtype: the dtype.
+        name: the graph input's name (default: the forward argument's name).
+    """
 
     def __init__(self, shape, dtype="float32", name: str | None = None):
         if isinstance(shape, (str, int)) or not hasattr(shape, "__iter__"):

@@ -25,7 +25,24 @@ class MultiHeadAttention(Module):
     """``out_proj(attention(q_proj(query), k_proj(key), v_proj(value)))`` over ``num_heads`` heads.
 
     Inputs are (batch, seq, embed_dim) (``batch_first=True``; False takes (seq, batch, embed_dim)).
-    ``forward`` returns the output tensor only (no attention weights)."""
+    ``forward`` returns the output tensor only (no attention weights).
+
+    Args:
+        embed_dim: the model width (divisible by ``num_heads``).
+        num_heads: the number of heads.
+        dropout: dropout on the attention weights in training mode.
+        bias: biases on the projections.
+        kdim: the key's width (default ``embed_dim``).
+        vdim: the value's width (default ``embed_dim``).
+        batch_first: see above.
+        dtype: the parameters' dtype.
+
+    Example:
+        ```python
+        attn = nn.MultiHeadAttention(128, 4)
+        out = attn(x, x, x)     # self-attention on (batch, seq, 128)
+        ```
+    """
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
                  kdim: int | None = None, vdim: int | None = None, batch_first: bool = True, dtype: str = "float32"):

@@ -27,7 +27,24 @@ def _check_groups(in_channels, out_channels, groups, what):
 
 class Conv2d(Module):
     """2-D convolution; weight (out, in/groups, kh, kw), kaiming-uniform(a=sqrt(5)) init and a
-    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) bias, like PyTorch. ``padding`` may be "same" or "valid"."""
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) bias, like PyTorch. ``padding`` may be "same" or "valid".
+
+    Args:
+        in_channels: channels of the NCHW input.
+        out_channels: channels of the output.
+        kernel_size: an int or ``(kh, kw)``.
+        stride: an int or a pair.
+        padding: an int, a pair, ``"same"`` or ``"valid"``.
+        dilation: an int or a pair.
+        groups: split the channels into this many independent groups.
+        bias: add a learned bias.
+        dtype: the parameters' dtype.
+
+    Example:
+        ```python
+        conv = nn.Conv2d(1, 8, kernel_size=3, padding=1)   # (N, 1, 8, 8) -> (N, 8, 8, 8)
+        ```
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  groups: int = 1, bias: bool = True, dtype: str = "float32"):
@@ -51,7 +68,25 @@ class Conv2d(Module):
 
 
 class ConvTranspose2d(Module):
-    """Transposed 2-D convolution; weight (in, out/groups, kh, kw) (PyTorch layout and init)."""
+    """Transposed 2-D convolution; weight (in, out/groups, kh, kw) (PyTorch layout and init).
+
+    Args:
+        in_channels: channels of the NCHW input.
+        out_channels: channels of the output.
+        kernel_size: an int or ``(kh, kw)``.
+        stride: an int or a pair (the upsampling factor).
+        padding: an int or a pair, removed from the output's borders.
+        output_padding: extra size on one side of the output (to pick among sizes a stride allows).
+        groups: independent channel groups.
+        bias: add a learned bias.
+        dilation: an int or a pair.
+        dtype: the parameters' dtype.
+
+    Example:
+        ```python
+        up = nn.ConvTranspose2d(16, 8, kernel_size=4, stride=2, padding=1)   # doubles H and W
+        ```
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0,
                  groups: int = 1, bias: bool = True, dilation=1, dtype: str = "float32"):
@@ -76,6 +111,9 @@ class ConvTranspose2d(Module):
 
 
 class MaxPool2d(Module):
+    """2-D max pooling over NCHW input (``gf.max_pool2d``): a ``kernel_size`` window every ``stride``
+    (default: ``kernel_size``), ``padding`` on each side, ``ceil_mode`` rounds the output size up."""
+
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False):
         super().__init__()
         self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride, padding, ceil_mode
@@ -88,6 +126,10 @@ class MaxPool2d(Module):
 
 
 class AvgPool2d(Module):
+    """2-D average pooling over NCHW input (``gf.avg_pool2d``): ``kernel_size``, ``stride`` (default:
+    ``kernel_size``), ``padding``, ``ceil_mode`` as in :class:`MaxPool2d`; ``count_include_pad``
+    counts padded zeros in the divisor (PyTorch's default)."""
+
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True):
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding

@@ -24,7 +24,19 @@ def _normal_with_padding(padding_idx):
 
 class Embedding(Module):
     """``weight[indices]`` with weight (num_embeddings, embedding_dim) ~ N(0, 1) (PyTorch's init);
-    the ``padding_idx`` row starts at zero."""
+    the ``padding_idx`` row starts at zero.
+
+    Args:
+        num_embeddings: the vocabulary size.
+        embedding_dim: the size of each vector.
+        padding_idx: None, or an index whose row starts at zero.
+        dtype: the parameters' dtype.
+
+    Example:
+        ```python
+        emb = nn.Embedding(1000, 64)      # int64 (batch, seq) -> (batch, seq, 64)
+        ```
+    """
 
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
                  dtype: str = "float32"):

@@ -28,7 +28,25 @@ def _where(loss_name: str) -> dict:
 
 
 def nll_loss(log_probs, labels, reduction: str = "mean", *, _name: str = "nll_loss"):
-    """Negative log-likelihood of integer ``labels`` under ``log_probs`` (classes on the last axis)."""
+    """Negative log-likelihood of integer ``labels`` under ``log_probs`` (classes on the last axis).
+
+    Args:
+        log_probs: log-probabilities, shape ``(batch..., classes)`` (e.g. from ``gf.log_softmax``).
+        labels: integer class indices, shape ``(batch...)``.
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (the per-row losses).
+
+    Returns:
+        A scalar Tensor (or per-row losses with ``reduction="none"``).
+
+    Raises:
+        DTypeError: ``labels`` are not integers (one-hot targets are named as such).
+        ShapeError: ``labels``' shape is not ``log_probs``' without its last axis, or ``reduction`` is unknown.
+
+    Example:
+        ```python
+        loss = nn.functional.nll_loss(gf.log_softmax(logits, -1), labels)
+        ```
+    """
     if not _dt.is_int(labels.dtype):
         one_hot = tuple(labels.shape) == tuple(log_probs.shape)
         raise DTypeError(f"labels must be integer class indices, got {labels.type} for logits {log_probs.type}",
@@ -49,7 +67,27 @@ def nll_loss(log_probs, labels, reduction: str = "mean", *, _name: str = "nll_lo
 
 
 def cross_entropy(logits, labels, reduction: str = "mean", label_smoothing: float = 0.0):
-    """Softmax cross-entropy of ``logits`` (batch..., classes) against integer ``labels``."""
+    """Softmax cross-entropy of ``logits`` against integer ``labels`` (PyTorch's ``F.cross_entropy``).
+
+    Args:
+        logits: unnormalised scores, shape ``(batch..., classes)``.
+        labels: integer class indices, shape ``(batch...)``.
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (the per-row losses).
+        label_smoothing: in ``[0, 1)``: mixes the one-hot target with the uniform distribution.
+
+    Returns:
+        A scalar Tensor (or per-row losses with ``reduction="none"``).
+
+    Raises:
+        DTypeError: ``labels`` are not integers.
+        ShapeError: ``labels``' shape does not match ``logits``' batch dims, or ``reduction`` is unknown.
+
+    Example:
+        ```python
+        trainer = gf.Trainer(model, loss_fn=nn.functional.cross_entropy, optimizer="adam",
+                             inputs=[gf.TensorSpec(("batch", 64))], targets=gf.TensorSpec(("batch",), "int64"))
+        ```
+    """
     logp = ops.log_softmax(logits, -1)
     loss = nll_loss(logp, labels, "none", _name="cross_entropy")
     if label_smoothing:
@@ -58,18 +96,68 @@ def cross_entropy(logits, labels, reduction: str = "mean", label_smoothing: floa
 
 
 def mse_loss(pred, target, reduction: str = "mean"):
-    """Mean squared error."""
+    """Mean squared error ``(pred - target)²``.
+
+    Args:
+        pred: predictions.
+        target: targets, broadcastable to ``pred``.
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (the per-row losses).
+
+    Returns:
+        A scalar Tensor (or the elementwise losses with ``reduction="none"``).
+
+    Raises:
+        ShapeError: the shapes do not broadcast, or ``reduction`` is unknown.
+
+    Example:
+        ```python
+        loss_fn = lambda pred, y: nn.functional.mse_loss(pred, y)
+        ```
+    """
     d = pred - target
     return _reduce(d * d, reduction)
 
 
 def binary_cross_entropy_with_logits(logits, targets, reduction: str = "mean"):
-    """BCE on logits, computed stably: max(x, 0) - x * t + log(1 + exp(-|x|))."""
+    """Binary cross-entropy on logits, computed stably: ``max(x, 0) - x * t + log(1 + exp(-|x|))``.
+
+    Args:
+        logits: unnormalised scores ``x``.
+        targets: float targets ``t`` in ``[0, 1]``, broadcastable to ``logits``.
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (the per-row losses).
+
+    Returns:
+        A scalar Tensor (or the elementwise losses with ``reduction="none"``).
+
+    Raises:
+        ShapeError: the shapes do not broadcast, or ``reduction`` is unknown.
+
+    Example:
+        ```python
+        d_loss = nn.functional.binary_cross_entropy_with_logits(disc(fake), gf.full(fake_shape, 0.0))
+        ```
+    """
     loss = ops.relu(logits) - logits * targets + ops.softplus(-ops.abs(logits))
     return _reduce(loss, reduction)
 
 
 def accuracy(logits, labels):
-    """Fraction of rows whose argmax equals the label (float32 scalar)."""
+    """Fraction of rows whose argmax equals the label (a metric; not differentiable).
+
+    Args:
+        logits: scores, shape ``(batch..., classes)``.
+        labels: integer class indices, shape ``(batch...)``.
+
+    Returns:
+        A float32 scalar Tensor in ``[0, 1]``.
+
+    Raises:
+        ShapeError: ``labels``' shape does not match ``logits``' batch dims.
+
+    Example:
+        ```python
+        trainer = gf.Trainer(..., metrics={"accuracy": nn.functional.accuracy})
+        ```
+    """
     hits = ops.cast(ops.equal(ops.argmax(logits, -1), ops.cast(labels, "int64")), "float32")
     return ops.mean(hits)

@@ -11,7 +11,19 @@ __all__ = ["Linear", "Flatten", "Identity", "ReLU", "LeakyReLU", "GELU", "SiLU",
 
 
 class Linear(Module):
-    """``y = x @ weight.T + bias`` with weight (out_features, in_features), PyTorch's init."""
+    """``y = x @ weight.T + bias`` with weight (out_features, in_features), PyTorch's init.
+
+    Args:
+        in_features: size of the input's last axis.
+        out_features: size of the output's last axis.
+        bias: add a learned bias.
+        dtype: the parameters' dtype.
+
+    Example:
+        ```python
+        fc = nn.Linear(784, 128)      # x: (batch, 784) -> (batch, 128)
+        ```
+    """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype: str = "float32"):
         super().__init__()
@@ -27,6 +39,8 @@ class Linear(Module):
 
 
 class Flatten(Module):
+    """Flattens axes ``start_axis`` .. ``end_axis`` into one (``gf.flatten``); ``nn.Flatten()`` keeps the batch axis."""
+
     def __init__(self, start_axis: int = 1, end_axis: int = -1):
         super().__init__()
         self.start_axis, self.end_axis = start_axis, end_axis
@@ -36,6 +50,8 @@ class Flatten(Module):
 
 
 class Identity(Module):
+    """Returns its input unchanged (a placeholder layer, as in PyTorch)."""
+
     def forward(self, x):
         return x
 
@@ -54,6 +70,8 @@ Softplus = _activation("Softplus", lambda self, x: ops.softplus(x), "log(1 + exp
 
 
 class LeakyReLU(Module):
+    """``x`` where positive, ``negative_slope * x`` elsewhere (``gf.leaky_relu``)."""
+
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
         self.negative_slope = negative_slope
@@ -63,6 +81,8 @@ class LeakyReLU(Module):
 
 
 class GELU(Module):
+    """Gaussian error linear unit; ``approximate="tanh"`` for the tanh spelling (``gf.gelu``)."""
+
     def __init__(self, approximate: str = "none"):
         super().__init__()
         self.approximate = approximate
@@ -72,6 +92,8 @@ class GELU(Module):
 
 
 class Softmax(Module):
+    """Softmax over ``axis`` (``gf.softmax``)."""
+
     def __init__(self, axis: int = -1):
         super().__init__()
         self.axis = axis
@@ -81,6 +103,8 @@ class Softmax(Module):
 
 
 class LogSoftmax(Module):
+    """Log-softmax over ``axis`` (``gf.log_softmax``), computed stably."""
+
     def __init__(self, axis: int = -1):
         super().__init__()
         self.axis = axis

@@ -156,7 +156,16 @@ def _adopt(builder, module: Module) -> None:
 
 
 class Lambda(Module):
-    """A parameter-free function as a module (what ``seq().add_fn`` stores)."""
+    """A parameter-free function as a module (what ``seq().add_fn`` stores).
+
+    Args:
+        fn: a function of Tensors, e.g. ``gf.relu`` or ``lambda x: x * 2``.
+
+    Example:
+        ```python
+        net = nn.seq().add(nn.Lambda(gf.relu))     # same as .add_fn(gf.relu)
+        ```
+    """
 
     def __init__(self, fn: Callable):
         super().__init__()

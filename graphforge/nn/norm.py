@@ -18,7 +18,21 @@ class BatchNorm2d(Module):
 
     Training mode normalises with the batch statistics and records the new running statistics as
     state updates (``builder.state_updates``), which become graph outputs ``update:<buffer>``;
-    eval mode uses the running statistics."""
+    eval mode uses the running statistics.
+
+    Args:
+        num_features: the channel count C.
+        eps: added to the variance.
+        momentum: weight of the batch statistics in the running ones (PyTorch's meaning).
+        affine: learn a scale (``weight``) and shift (``bias``).
+        track_running_stats: keep ``running_mean``/``running_var`` buffers (else eval mode uses batch statistics).
+        dtype: the parameters' dtype.
+
+    Example:
+        ```python
+        bn = nn.BatchNorm2d(16)
+        ```
+    """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True,
                  track_running_stats: bool = True, dtype: str = "float32"):
@@ -72,7 +86,20 @@ class BatchNorm2d(Module):
 
 
 class LayerNorm(Module):
-    """Layer normalisation over the trailing ``normalized_shape`` dims (PyTorch's parameters)."""
+    """Layer normalisation over the trailing ``normalized_shape`` dims (PyTorch's parameters).
+
+    Args:
+        normalized_shape: an int or a tuple: the trailing dims normalised over.
+        eps: added to the variance.
+        elementwise_affine: learn a per-element scale (``weight``).
+        bias: with ``elementwise_affine``, learn a shift too.
+        dtype: the parameters' dtype.
+
+    Example:
+        ```python
+        norm = nn.LayerNorm(128)
+        ```
+    """
 
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True,
                  dtype: str = "float32"):

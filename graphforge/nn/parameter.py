@@ -29,7 +29,19 @@ class Parameter(Tensor):
 
     ``init``: an initialiser from ``nn.init`` (``nn.init.kaiming_uniform()``; see that module for the
     convention) or a function ``(shape, rng, dtype) -> array``; default ``nn.init.normal(std=0.02)``.
-    ``load_state_dict`` (or ``Parameter(array)``) fixes ``data``, which then wins over ``init``."""
+    ``load_state_dict`` (or ``Parameter(array)``) fixes ``data``, which then wins over ``init``.
+
+    Args:
+        shape_or_value: a shape (declares the parameter) or a NumPy array (fixes its value).
+        dtype: the dtype when a shape is given.
+        init: see above.
+        trainable: False makes it a buffer: saved and loaded, not trained.
+
+    Example:
+        ```python
+        self.weight = nn.Parameter((out_features, in_features), init=nn.init.kaiming_uniform())
+        ```
+    """
 
     __slots__ = ("_shape", "_dtype", "init", "data", "trainable")
 
@@ -91,5 +103,20 @@ class Parameter(Tensor):
 
 
 def Buffer(shape_or_value, dtype="float32", init=None) -> Parameter:
-    """A non-trainable state tensor (e.g. BatchNorm running statistics)."""
+    """A non-trainable state tensor (e.g. BatchNorm running statistics): saved, loaded and updated
+    through ``update:`` outputs, never by the optimizer.
+
+    Args:
+        shape_or_value: a shape, or a NumPy array fixing its value (e.g. a positional-encoding table).
+        dtype: the dtype when a shape is given.
+        init: an ``nn.init`` initialiser; default ``nn.init.zeros()``.
+
+    Returns:
+        A ``Parameter`` with ``trainable=False``.
+
+    Example:
+        ```python
+        self.positions = nn.Buffer(sinusoidal_table)      # (seq, d_model) array
+        ```
+    """
     return Parameter(shape_or_value, dtype, init if init is not None else _init.zeros(), trainable=False)

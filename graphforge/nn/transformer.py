@@ -17,7 +17,21 @@ __all__ = ["FeedForward", "TransformerEncoderLayer", "TransformerEncoder"]
 
 
 class FeedForward(Module):
-    """``fc2(dropout(act(fc1(x))))``."""
+    """``fc2(dropout(act(fc1(x))))``.
+
+    Args:
+        d_model: input and output width.
+        dim_feedforward: the hidden width.
+        dropout: dropout after the activation, in training mode.
+        activation: ``"relu"`` or ``"gelu"``.
+        bias: biases on ``fc1`` and ``fc2``.
+        dtype: the parameters' dtype.
+
+    Example:
+        ```python
+        ffn = nn.FeedForward(128, 512, activation="gelu")
+        ```
+    """
 
     def __init__(self, d_model: int, dim_feedforward: int, dropout: float = 0.0, activation: str = "relu",
                  bias: bool = True, dtype: str = "float32"):
@@ -36,7 +50,25 @@ class FeedForward(Module):
 
 class TransformerEncoderLayer(Module):
     """Self-attention + feed-forward block (PyTorch's defaults: post-norm, ReLU, dropout 0.1).
-    Submodules: ``attn``, ``ffn`` (``fc1``, ``fc2``), ``norm1``, ``norm2``, ``dropout1``, ``dropout2``."""
+    Submodules: ``attn``, ``ffn`` (``fc1``, ``fc2``), ``norm1``, ``norm2``, ``dropout1``, ``dropout2``.
+
+    Args:
+        d_model: the model width.
+        nhead: attention heads.
+        dim_feedforward: the feed-forward hidden width.
+        dropout: dropout rate (attention, feed-forward, residuals).
+        activation: ``"relu"`` or ``"gelu"``.
+        layer_norm_eps: the LayerNorms' eps.
+        batch_first: inputs are (batch, seq, d_model); False: (seq, batch, d_model).
+        norm_first: pre-norm (LayerNorm before each block) instead of post-norm.
+        bias: biases in the linear layers and LayerNorms.
+        dtype: the parameters' dtype.
+
+    Example:
+        ```python
+        layer = nn.TransformerEncoderLayer(d_model=128, nhead=4, dim_feedforward=512, norm_first=True)
+        ```
+    """
 
     def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
                  activation: str = "relu", layer_norm_eps: float = 1e-5, batch_first: bool = True,

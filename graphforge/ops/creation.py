@@ -32,7 +32,12 @@ register_op(OpDef(
 
 
 def constant(value, dtype=None):
-    """A constant tensor inside the graph being traced."""
+    """A constant tensor inside the graph being traced.
+
+    Args:
+        value: a number or an array.
+        dtype: None: from ``value``.
+    """
     array = np.asarray(value)
     if dtype is not None:
         array = array.astype(_dt.to_numpy_dtype(dtype))
@@ -48,7 +53,13 @@ def _dims(shape):
 
 def full(shape, fill_value, dtype="float32"):
     """A tensor of ``shape`` filled with ``fill_value``; symbolic dims (``x.shape[0]``) give a
-    run-time shape (a broadcast scalar), static shapes a constant."""
+    run-time shape (a broadcast scalar), static shapes a constant.
+
+    Args:
+        shape: ints or symbolic dims.
+        fill_value: the value.
+        dtype: the result's dtype.
+    """
     shape = _dims(shape)
     if all(isinstance(d, int) for d in shape):
         return constant(np.full(tuple(shape), fill_value, dtype=_dt.to_numpy_dtype(dtype)), dtype)
@@ -58,10 +69,24 @@ def full(shape, fill_value, dtype="float32"):
 
 
 def zeros(shape, dtype="float32"):
+    """A tensor of ``shape`` (ints or symbolic dims) filled with 0, of ``dtype``; see :func:`full`.
+
+    Example:
+        ```python
+        h0 = gf.zeros((x.shape[0], 64))
+        ```
+    """
     return full(shape, 0, dtype)
 
 
 def ones(shape, dtype="float32"):
+    """A tensor of ``shape`` (ints or symbolic dims) filled with 1, of ``dtype``; see :func:`full`.
+
+    Example:
+        ```python
+        mask = gf.ones((x.shape[0], x.shape[1]), "bool")
+        ```
+    """
     return full(shape, 1, dtype)
 
 
@@ -98,7 +123,14 @@ register_op(OpDef(
 
 def arange(start, stop=None, step: int = 1, dtype="int64"):
     """``arange(stop)`` or ``arange(start, stop, step)``; bounds are ints or symbolic dims
-    (``gf.arange(x.shape[1])``), the step a static int."""
+    (``gf.arange(x.shape[1])``), the step a static int.
+
+    Args:
+        start: the start (or the stop, alone).
+        stop: the stop (exclusive).
+        step: a static int.
+        dtype: the result's dtype.
+    """
     if stop is None:
         start, stop = 0, start
     start, stop = _dims([start])[0], _dims([stop])[0]
@@ -126,7 +158,12 @@ def tril(x, k: int = 0):
 
 
 def triu(x, k: int = 0):
-    """The upper triangle of the last two axes (``j >= i + k``), zeros below."""
+    """The upper triangle of the last two axes (``j >= i + k``), zeros below.
+
+    Args:
+        x: the input Tensor.
+        k: the diagonal offset.
+    """
     return _tri(x, k, False)
 
 
@@ -145,7 +182,12 @@ register_op(OpDef(
 
 
 def dim_value(dim, dtype="int64"):
-    """A 0-d tensor holding the run-time value of ``dim`` (an int or a symbolic dim)."""
+    """A 0-d tensor holding the run-time value of ``dim`` (an int or a symbolic dim).
+
+    Args:
+        dim: an int or a symbolic dim (``x.shape[0]``).
+        dtype: the result's dtype.
+    """
     dim = _dims([dim])[0]
     if isinstance(dim, int):
         return constant(np.array(dim), dtype)
@@ -181,5 +223,11 @@ register_op(OpDef(
 
 
 def one_hot(indices, num_classes: int, dtype="float32"):
-    """One-hot encode integer ``indices`` along a new last axis (out-of-range rows are all zero)."""
+    """One-hot encode integer ``indices`` along a new last axis (out-of-range rows are all zero).
+
+    Args:
+        indices: an integer Tensor.
+        num_classes: the size of the new axis.
+        dtype: the result's dtype.
+    """
     return apply("one_hot", indices, num_classes=num_classes, dtype=dtype)

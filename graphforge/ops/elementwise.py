@@ -113,6 +113,7 @@ _UNARY = {
     "reciprocal": (lambda x, a: 1 / x, lambda x, y, g, a: neg(g * y * y), 1, True, "nonzero", {}),
 }
 UNARY_OPS = tuple(_UNARY)
+"""The names of the elementwise unary ops, in registration order (each also ``gf.<name>``)."""
 
 
 def _make_unary_vjp(fn):
@@ -153,7 +154,9 @@ def _unary_api(name):
     def fn(x, **attrs):
         return apply(name, x, **attrs)
     fn.__name__ = name
-    fn.__doc__ = f"Elementwise {name}."
+    fn.__doc__ = (f"Elementwise {name} of the Tensor ``x`` (also ``x.{name}()`` where Tensor has the method).\n\n"
+                  f"Returns a Tensor of ``x``'s shape and dtype; a ``DTypeError`` names the op when ``x``'s dtype "
+                  f"is not supported.\n\nExample:\n    ```python\n    y = gf.{name}(x)\n    ```")
     return fn
 
 
@@ -176,7 +179,11 @@ _abs = _unary_api("abs")
 
 
 def abs(x):  # noqa: A001 - the op's name
-    """Elementwise absolute value."""
+    """Elementwise absolute value.
+
+    Args:
+        x: the input Tensor.
+    """
     return _abs(x)
 
 
@@ -186,7 +193,12 @@ def leaky_relu(x, alpha: float = 0.01):
 
 
 def gelu(x, approximate: str = "none"):
-    """Gaussian error linear unit; ``approximate="tanh"`` for the tanh spelling."""
+    """Gaussian error linear unit; ``approximate="tanh"`` for the tanh spelling.
+
+    Args:
+        x: the input Tensor.
+        approximate: ``"none"`` (erf) or ``"tanh"``.
+    """
     return apply("gelu", x, approximate=approximate)
 
 
@@ -277,6 +289,7 @@ _BINARY = {
     "minimum": (np.minimum, _select_grad(lambda a, b: a < b), True),
 }
 BINARY_OPS = tuple(_BINARY)
+"""The names of the elementwise binary ops (broadcasting, dtype promotion), in registration order."""
 
 
 def _binary_samples(dtype="float32", domain=("any", "any"), grad=True):
@@ -392,7 +405,9 @@ def _binary_api(name):
         a, b = _promote(a, b)
         return apply(name, a, b)
     fn.__name__ = name
-    fn.__doc__ = f"Elementwise {name} with NumPy broadcasting and dtype promotion."
+    fn.__doc__ = (f"Elementwise {name} of ``a`` and ``b`` with NumPy broadcasting and dtype promotion (either may "
+                  f"be a Python number).\n\nReturns a Tensor of the broadcast shape; shapes that do not broadcast "
+                  f"are a ``ShapeError`` naming both.\n\nExample:\n    ```python\n    y = gf.{name}(a, b)\n    ```")
     return fn
 
 
@@ -415,7 +430,11 @@ logical_xor = _binary_api("logical_xor")
 
 
 def logical_not(x):
-    """Elementwise boolean not."""
+    """Elementwise boolean not.
+
+    Args:
+        x: a bool Tensor.
+    """
     return apply("logical_not", x)
 
 

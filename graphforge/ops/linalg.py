@@ -30,7 +30,9 @@ ACTIVATION_OPS: dict[str, tuple[str, dict]] = {
     "sigmoid": ("sigmoid", {}),
     "silu": ("silu", {}),
 }
+"""Fused-activation name -> (the op it stands for, that op's attributes)."""
 ACTIVATIONS = ("none",) + tuple(ACTIVATION_OPS)
+"""The values ``linear``'s (and the fused nodes') ``activation`` attribute accepts."""
 
 
 def activation_op(activation: str) -> tuple[str, dict] | None:
@@ -121,7 +123,12 @@ register_op(OpDef(
 
 
 def matmul(a, b):
-    """Matrix product with NumPy semantics (batched, broadcasting, 1-D operands)."""
+    """Matrix product with NumPy semantics (batched, broadcasting, 1-D operands).
+
+    Args:
+        a: the left operand.
+        b: the right operand.
+    """
 
     a, b = _elementwise._promote(a, b)
     return apply("matmul", a, b)
@@ -149,7 +156,12 @@ def _linear_rule(ts, attrs):
 
 
 def apply_activation(y: np.ndarray, activation: str) -> np.ndarray:
-    """The NumPy meaning of a fused ``activation`` attribute: the activation op's own reference."""
+    """The NumPy meaning of a fused ``activation`` attribute: the activation op's own reference.
+
+    Args:
+        y: a NumPy array.
+        activation: ``"none"`` or a name of ``gf.ACTIVATIONS``.
+    """
     act = activation_op(activation)
     if act is None:
         return y
@@ -239,6 +251,14 @@ register_op(OpDef(
 
 
 def linear(x, weight, bias=None, *, transpose_b: bool = True, activation: str = "none"):
-    """``activation(x @ weight.T + bias)`` with ``weight`` of shape (out_features, in_features)."""
+    """``activation(x @ weight.T + bias)`` with ``weight`` of shape (out_features, in_features).
+
+    Args:
+        x: the input, (..., in_features).
+        weight: (out_features, in_features), or (in, out) with ``transpose_b=False``.
+        bias: None or (out_features,).
+        transpose_b: whether ``weight`` is stored transposed (PyTorch's layout).
+        activation: a fused activation: ``"none"`` or one of ``gf.ACTIVATIONS``.
+    """
     args = (x, weight) if bias is None else (x, weight, bias)
     return apply("linear", *args, transpose_b=transpose_b, activation=activation)

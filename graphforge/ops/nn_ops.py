@@ -148,7 +148,14 @@ def _pair_of(v, name):
 def resolve_padding(padding, kernel, dilation=None, stride=None) -> list[int]:
     """Explicit pads (the begins of every spatial axis, then the ends: ``[top, left, bottom, right]``
     in 2-D) from an int, one value per axis, begins+ends, "valid" or "same" (PyTorch semantics:
-    stride 1, the odd extra pad goes to the end). The spatial rank is ``len(kernel)``."""
+    stride 1, the odd extra pad goes to the end). The spatial rank is ``len(kernel)``.
+
+    Args:
+        padding: see above.
+        kernel: the kernel size per spatial axis.
+        dilation: one per spatial axis.
+        stride: one per spatial axis.
+    """
     n = len(kernel)
     dilation = [1] * n if dilation is None else list(dilation)
     stride = [1] * n if stride is None else list(stride)
@@ -181,7 +188,17 @@ def _nsp_of(w, default=2):
 def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups: int = 1):
     """Convolution (N, C, *spatial) with 1-3 spatial axes — the weight's rank picks it; ``w`` is
     (out, in/groups, *kernel); padding an int, one per axis, begins+ends ((top, left, bottom, right)
-    in 2-D), "same" or "valid"."""
+    in 2-D), "same" or "valid".
+
+    Args:
+        x: an (N, C, *spatial) Tensor.
+        w: the weight.
+        b: None or the (out,) bias.
+        stride: an int or one per spatial axis.
+        padding: see above.
+        dilation: an int or one per spatial axis.
+        groups: independent channel groups.
+    """
     n = _nsp_of(w)
     strides, dilations = _tuple_of(stride, "stride", n), _tuple_of(dilation, "dilation", n)
     kernel = [int(k) for k in w.shape[2:]] if len(w.shape) == n + 2 else [1] * n
@@ -202,7 +219,18 @@ def conv3d(x, w, b=None, stride=1, padding=0, dilation=1, groups: int = 1):
 
 def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0, groups: int = 1, dilation=1):
     """Transposed convolution (PyTorch argument order); ``w`` is (in, out/groups, *kernel) with 1-3
-    spatial axes (the weight's rank picks it)."""
+    spatial axes (the weight's rank picks it).
+
+    Args:
+        x: an (N, C, *spatial) Tensor.
+        w: the weight.
+        b: None or the bias.
+        stride: an int or one per spatial axis.
+        padding: an int or one per spatial axis.
+        output_padding: an int or one per spatial axis.
+        groups: channel groups.
+        dilation: an int or one per spatial axis.
+    """
     n = _nsp_of(w)
     strides, dilations = _tuple_of(stride, "stride", n), _tuple_of(dilation, "dilation", n)
     if isinstance(padding, str):
@@ -229,7 +257,15 @@ def _spatial_of(x, n):
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False, dilation=1, *, _n=None):
     """2-D max pooling (NCHW; max_pool1d/max_pool3d for the other ranks); ``stride`` defaults to the
-    kernel size."""
+    kernel size.
+
+    Args:
+        x: an (N, C, *spatial) Tensor.
+        kernel_size: an int or one per spatial axis.
+        stride: an int or one per spatial axis.
+        padding: an int or one per spatial axis.
+        ceil_mode: round the output size up.
+    """
     kernel, strides, pads, dil = _pool_args(kernel_size, stride, padding, _spatial_of(x, _n), dilation)
     return apply("max_pool2d", x, kernel=kernel, strides=strides, pads=pads, ceil_mode=ceil_mode, dilations=dil)
 
@@ -260,7 +296,11 @@ def avg_pool3d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False, 
 
 
 def global_avg_pool2d(x):
-    """Mean over H and W, keeping them as size 1: (N, C, H, W) -> (N, C, 1, 1)."""
+    """Mean over H and W, keeping them as size 1: (N, C, H, W) -> (N, C, 1, 1).
+
+    Args:
+        x: an NCHW Tensor.
+    """
     return apply("global_avg_pool2d", x)
 
 
@@ -271,7 +311,18 @@ def _const_like(value, n, like):
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training: bool = False,
                momentum: float = 0.1, eps: float = 1e-5):
     """Batch normalisation over axis 1 (PyTorch's argument order). Eval returns ``y``; training
-    returns ``(y, new_running_mean, new_running_var)`` (batch statistics; momentum as in PyTorch)."""
+    returns ``(y, new_running_mean, new_running_var)`` (batch statistics; momentum as in PyTorch).
+
+    Args:
+        x: an (N, C, ...) Tensor.
+        running_mean: (C,) running mean.
+        running_var: (C,) running variance.
+        weight: None or the (C,) scale.
+        bias: None or the (C,) shift.
+        training: use batch statistics.
+        momentum: weight of the batch statistics in the new running ones.
+        eps: added to the variance.
+    """
     c = x.shape[1] if len(x.shape) >= 2 else 1
     if weight is None:
         weight = _const_like(1.0, c, x)
@@ -283,7 +334,15 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training: b
 
 def layer_norm(x, normalized_shape_or_axis=-1, weight=None, bias=None, eps: float = 1e-5):
     """Layer normalisation. The second argument is a first normalised ``axis`` (an int, default -1)
-    or PyTorch's ``normalized_shape`` (a tuple/list: the trailing dims to normalise over)."""
+    or PyTorch's ``normalized_shape`` (a tuple/list: the trailing dims to normalise over).
+
+    Args:
+        x: the input Tensor.
+        normalized_shape_or_axis: see above.
+        weight: None or the scale.
+        bias: None or the shift.
+        eps: added to the variance.
+    """
 
     rank = len(x.shape)
     spec = normalized_shape_or_axis
@@ -326,7 +385,16 @@ def embedding(table, indices):
 
 def attention(q, k, v, mask=None, scale: float | None = None, causal: bool = False):
     """Scaled dot-product attention on (B, H, S, D) tensors (rank-3 (B, S, D) means one head);
-    ``mask`` is bool, True = attend, broadcastable to (B, H, Sq, Sk)."""
+    ``mask`` is bool, True = attend, broadcastable to (B, H, Sq, Sk).
+
+    Args:
+        q: the queries.
+        k: the keys.
+        v: the values.
+        mask: see above.
+        scale: None: ``1/sqrt(D)``.
+        causal: mask out future positions.
+    """
 
     if q.ndim == 3 and k.ndim == 3 and v.ndim == 3:
         if mask is not None and mask.ndim == 3:
@@ -339,7 +407,17 @@ def attention(q, k, v, mask=None, scale: float | None = None, causal: bool = Fal
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: float = 0.0,
                                  is_causal: bool = False, scale: float | None = None):
-    """PyTorch's spelling of :func:`attention` (a bool ``attn_mask``, True = attend)."""
+    """PyTorch's spelling of :func:`attention` (a bool ``attn_mask``, True = attend).
+
+    Args:
+        query: the queries.
+        key: the keys.
+        value: the values.
+        attn_mask: see above.
+        dropout_p: attention dropout (0 outside training).
+        is_causal: mask out future positions.
+        scale: None: ``1/sqrt(D)``.
+    """
     if dropout_p:
         raise UnsupportedOpError("scaled_dot_product_attention: dropout_p > 0 is not supported by the fused op",
                                  ops=["attention"], hint="apply gf.dropout to the attention weights computed "

@@ -102,6 +102,7 @@ _REDUCE = {
     "prod": (np.prod, _prod_vjp, "nonzero"),
 }
 REDUCE_OPS = tuple(_REDUCE)
+"""The names of the reduction ops (``sum``, ``mean``, ...), each also ``gf.<name>(x, axis, keepdims)``."""
 
 
 def _reduce_samples(domain):
@@ -131,7 +132,9 @@ def _reduce_api(name):
         axes = [axis] if isinstance(axis, int) else (list(axis) if axis is not None else None)
         return apply(name, x, axes=axes, keepdims=keepdims)
     fn.__name__ = name
-    fn.__doc__ = f"{name} over ``axis`` (an int, a list of ints, or None for all axes)."
+    fn.__doc__ = (f"{name} of the Tensor ``x`` over ``axis`` (an int, a list of ints, or None for all axes); "
+                  f"``keepdims`` keeps the reduced axes with size 1.\n\nReturns the reduced Tensor; an axis out of "
+                  f"range is a ``ShapeError``.\n\nExample:\n    ```python\n    y = gf.{name}(x, axis=-1, keepdims=True)\n    ```")
     return fn
 
 
@@ -143,7 +146,14 @@ prod = _reduce_api("prod")
 
 
 def var(x, axis=None, keepdims: bool = False, correction: int = 0):
-    """Variance over ``axis`` (population variance unless ``correction=1``)."""
+    """Variance over ``axis`` (population variance unless ``correction=1``).
+
+    Args:
+        x: the input Tensor.
+        axis: None (all axes), an int or a list of ints.
+        keepdims: keep the reduced axes with size 1.
+        correction: 0 for the population variance, 1 for the sample variance.
+    """
     mu = mean(x, axis, keepdims=True)
     d = x - mu
     out = mean(d * d, axis, keepdims=keepdims)
@@ -183,12 +193,24 @@ for _name, _fn in (("argmax", np.argmax), ("argmin", np.argmin)):
 
 
 def argmax(x, axis: int = -1, keepdims: bool = False):
-    """Index of the largest value along ``axis`` (first one on ties), as int64."""
+    """Index of the largest value along ``axis`` (first one on ties), as int64.
+
+    Args:
+        x: the input Tensor.
+        axis: the axis searched.
+        keepdims: keep the axis with size 1.
+    """
     return apply("argmax", x, axis=axis, keepdims=keepdims)
 
 
 def argmin(x, axis: int = -1, keepdims: bool = False):
-    """Index of the smallest value along ``axis`` (first one on ties), as int64."""
+    """Index of the smallest value along ``axis`` (first one on ties), as int64.
+
+    Args:
+        x: the input Tensor.
+        axis: the axis searched.
+        keepdims: keep the axis with size 1.
+    """
     return apply("argmin", x, axis=axis, keepdims=keepdims)
 
 

@@ -38,13 +38,21 @@ class _NotDifferentiable:
 
 
 NOT_DIFFERENTIABLE = _NotDifferentiable()
+"""An ``OpDef``'s ``vjp`` when the op has no gradient (integer/boolean results, argmax, ...)."""
 
 _ATTR_KINDS = ("int", "float", "bool", "str", "ints", "floats", "dim", "dims", "dtype", "tensor", "any")
 
 
 @dataclass(frozen=True)
 class Attr:
-    """One attribute: its kind, default (``REQUIRED`` if none), allowed values and optionality."""
+    """One attribute: its kind, default (``REQUIRED`` if none), allowed values and optionality.
+
+    Args:
+        kind: ``"int"``, ``"float"``, ``"str"``, ``"ints"``, ``"dtype"``, ...
+        default: the default value, or ``REQUIRED``.
+        choices: None, or the allowed values.
+        optional: whether the attribute may be absent (None).
+    """
 
     kind: str
     default: Any = REQUIRED
@@ -66,6 +74,14 @@ class Sample:
     ``bind`` gives concrete values to the symbolic dims; ``domain`` per input is one of ``"any"``,
     ``"positive"``, ``"unit"`` (in (-1, 1)), ``"nonzero"``, ``"int:LO:HI"``, ``"bool"``, or a fixed
     NumPy array. ``grad`` False skips the gradient checks for this sample.
+
+    Args:
+        inputs: the input types.
+        attrs: the op's attributes for this sample.
+        bind: see above.
+        domain: see above.
+        grad: see above.
+        note: a comment shown in test ids and reports.
     """
 
     inputs: Sequence[TensorType]
@@ -109,6 +125,16 @@ _REGISTRY: dict[str, OpDef] = {}
 
 
 def register_op(opdef: OpDef, *, replace: bool = False) -> OpDef:
+    """Add ``opdef`` to the op registry (the one registry every pass and back end reads).
+
+    ``replace=True`` overrides an op of the same name; without it that is a ``GraphforgeError``.
+    Returns ``opdef``. See docs/tutorials/04_extending.md for a whole new op.
+
+    Example:
+        ```python
+        gf.register_op(gf.OpDef(name="my_op", family="user", type_rule=..., reference=..., vjp=...))
+        ```
+    """
     if opdef.name in _REGISTRY and not replace:
         raise GraphforgeError(f"op {opdef.name!r} is already registered; pass replace=True to override it")
     _REGISTRY[opdef.name] = opdef
@@ -120,6 +146,13 @@ def unregister_op(name: str) -> None:
 
 
 def get_op(name: str) -> OpDef:
+    """The registered ``OpDef`` called ``name``; an unknown ``name`` is an ``UnsupportedOpError``.
+
+    Example:
+        ```python
+        gf.get_op("relu").flops
+        ```
+    """
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -136,6 +169,13 @@ def has_op(name: str) -> bool:
 
 
 def all_ops() -> dict[str, OpDef]:
+    """Every registered op, name -> ``OpDef``, sorted by name (a copy).
+
+    Example:
+        ```python
+        print(len(gf.all_ops()), "ops")
+        ```
+    """
     return dict(sorted(_REGISTRY.items()))
 
 

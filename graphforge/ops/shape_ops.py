@@ -137,7 +137,12 @@ register_op(OpDef(
 
 
 def transpose(x, perm=None):
-    """Permute axes (``perm=None`` reverses them)."""
+    """Permute axes (``perm=None`` reverses them).
+
+    Args:
+        x: the input Tensor.
+        perm: the new order of the axes.
+    """
     if perm is not None:
         perm = [int(p) for p in perm]
         if perm == list(range(len(perm))):
@@ -282,7 +287,13 @@ register_op(OpDef(
 
 
 def split(x, sizes, axis: int = 0):
-    """Split along ``axis`` into pieces of the given sizes (an int splits into equal pieces)."""
+    """Split along ``axis`` into pieces of the given sizes (an int splits into equal pieces).
+
+    Args:
+        x: the input Tensor.
+        sizes: the pieces' sizes, or an int for equal pieces.
+        axis: the axis split.
+    """
     if isinstance(sizes, int):
         dim = x.shape[axis]
         if isinstance(dim, int) and dim % sizes:
@@ -293,7 +304,13 @@ def split(x, sizes, axis: int = 0):
 
 
 def chunk(x, chunks: int, axis: int = 0):
-    """Split into ``chunks`` equal pieces along ``axis``."""
+    """Split into ``chunks`` equal pieces along ``axis``.
+
+    Args:
+        x: the input Tensor.
+        chunks: how many pieces.
+        axis: the axis split.
+    """
     return split(x, chunks, axis)
 
 
@@ -406,7 +423,15 @@ register_op(OpDef(
 
 def slice(x, starts, ends, axes=None, steps=None):  # noqa: A001
     """Slice with per-axis ``starts``/``ends``/``steps`` (Python semantics, ends clamp). Bounds may be
-    symbolic dims (``x.shape[1] - 1``); a symbolic bound must lie inside its axis (a recorded guard)."""
+    symbolic dims (``x.shape[1] - 1``); a symbolic bound must lie inside its axis (a recorded guard).
+
+    Args:
+        x: the input Tensor.
+        starts: per-axis starts.
+        ends: per-axis ends.
+        axes: the axes sliced (default: the first ones).
+        steps: per-axis steps (default 1).
+    """
     starts = [b if isinstance(b, int) else str(b) for b in starts]
     ends = [b if isinstance(b, int) else str(b) for b in ends]
     return apply("slice", x, starts=starts, ends=ends, axes=None if axes is None else list(axes),
@@ -465,7 +490,13 @@ def gather(x, indices, axis: int = 0):
 
 
 def take(x, indices, axis: int = 0):
-    """Alias of :func:`gather` (NumPy's name)."""
+    """Alias of :func:`gather` (NumPy's name).
+
+    Args:
+        x: the input Tensor.
+        indices: an integer Tensor.
+        axis: the axis indexed.
+    """
     return gather(x, indices, axis)
 
 
@@ -564,13 +595,23 @@ register_op(OpDef(
 
 
 def squeeze(x, axis=None):
-    """Drop size-1 axes (all of them, or those in ``axis``)."""
+    """Drop size-1 axes (all of them, or those in ``axis``).
+
+    Args:
+        x: the input Tensor.
+        axis: None, an int or a list of ints.
+    """
     axes = [axis] if isinstance(axis, int) else (list(axis) if axis is not None else None)
     return apply("squeeze", x, axes=axes)
 
 
 def unsqueeze(x, axis):
-    """Insert size-1 axes at ``axis`` (positions in the result)."""
+    """Insert size-1 axes at ``axis`` (positions in the result).
+
+    Args:
+        x: the input Tensor.
+        axis: an int or a list of ints.
+    """
     axes = [axis] if isinstance(axis, int) else list(axis)
     return apply("unsqueeze", x, axes=axes)
 
@@ -602,7 +643,13 @@ register_op(OpDef(
 
 
 def flatten(x, start_axis: int = 1, end_axis: int = -1):
-    """Merge axes ``start_axis..end_axis`` into one (PyTorch's default keeps the batch axis)."""
+    """Merge axes ``start_axis..end_axis`` into one (PyTorch's default keeps the batch axis).
+
+    Args:
+        x: the input Tensor.
+        start_axis: the first merged axis.
+        end_axis: the last merged axis.
+    """
     return apply("flatten", x, start_axis=start_axis, end_axis=end_axis)
 
 
@@ -685,7 +732,14 @@ register_op(OpDef(
 
 
 def pad(x, pads, mode: str = "constant", value: float = 0.0):
-    """Pad with ``pads`` = [before0, after0, before1, after1, ...]; mode constant, reflect or edge."""
+    """Pad with ``pads`` = [before0, after0, before1, after1, ...]; mode constant, reflect or edge.
+
+    Args:
+        x: the input Tensor.
+        pads: see above.
+        mode: ``"constant"``, ``"reflect"`` or ``"edge"``.
+        value: the fill value of constant mode.
+    """
     return apply("pad", x, pads=list(pads), mode=mode, value=value)
 
 
@@ -712,7 +766,13 @@ register_op(OpDef(
 
 
 def dim_size(x, axes, dtype="int64"):
-    """The run-time product of ``x``'s dims over ``axes``; a constant when they are static."""
+    """The run-time product of ``x``'s dims over ``axes``; a constant when they are static.
+
+    Args:
+        x: the input Tensor.
+        axes: the axes whose sizes are multiplied.
+        dtype: the result's dtype.
+    """
 
     axes = [normalize_axis(a, x.ndim) for a in ([axes] if isinstance(axes, int) else axes)]
     dims = [x.type.shape[a] for a in axes]

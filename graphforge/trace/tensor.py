@@ -146,7 +146,12 @@ def is_tensor_like(x) -> bool:
 
 
 class Tensor:
-    """A symbolic tensor inside a trace. ``x.shape`` has ints and symbolic dims (SymDim)."""
+    """A symbolic tensor inside a trace. ``x.shape`` has ints and symbolic dims (SymDim).
+
+    Args:
+        value: the graph Value it stands for.
+        builder: the trace that owns it (tensors are made by tracing, not by hand).
+    """
 
     __array_priority__ = 1000  # numpy arrays on the left defer to our operators
     __slots__ = ("_value", "_builder")

@@ -81,9 +81,27 @@ def trace(model, *specs, seed: int = 0, name: str | None = None, training: bool 
     """Trace ``model`` (an ``nn.Module`` or a function of Tensors) on symbolic inputs. A ``gf.Graph``
     is accepted too and returned as a copy (``specs`` optional, checked against its inputs).
 
-    ``specs`` are ``gf.TensorSpec(shape, dtype, name=...)``; symbolic dims (``"batch"``) stay symbolic.
-    Parameters are initialised deterministically from ``seed``. ``training`` overrides the module's
-    mode for this trace (dropout and batch-norm behave accordingly)."""
+    Args:
+        model: an ``nn.Module``, an ``nn.seq()`` builder, a function of Tensors, or a ``gf.Graph``.
+        *specs: one ``gf.TensorSpec(shape, dtype, name=...)`` per argument of ``forward``; symbolic
+            dims (``"batch"``) stay symbolic.
+        seed: parameters are initialised deterministically from it.
+        name: the graph's name (default: from the model's class or function).
+        training: overrides the module's mode for this trace (dropout and batch norm follow it).
+
+    Returns:
+        The typed SSA ``gf.Graph`` with its parameters initialised.
+
+    Raises:
+        ShapeError: a layer got a mis-shaped input (names the module path, both shapes, your line).
+        TraceError: no specs, a spec count that does not match ``forward``, or something untraceable.
+
+    Example:
+        ```python
+        g = gf.trace(nn.Linear(784, 10), gf.TensorSpec(("batch", 784), "float32"), seed=0)
+        print(g)          # one typed SSA line per node
+        ```
+    """
     with gc_paused():  # a graph is a web of cycles: see graphforge/ir/gcpause.py
         return _trace(model, *specs, seed=seed, name=name, training=training)
 

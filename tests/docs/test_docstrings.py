@@ -1,0 +1,82 @@
+"""Docstring coverage of the public API (issue #22): every public name of ``graphforge``,
+``graphforge.nn``, ``nn.functional``, ``nn.init``, the Trainer and its callbacks and the CLI has a
+docstring; the entry points a user starts from also have Args / Returns / Raises / Example
+sections. The rules are in ``docstring_rules.py``."""
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from docstring_rules import FULL_DOCS, full_doc_problems, problems, public_names
+
+# Public names whose docstrings do not yet name every argument: names that came from other branches
+# (merged into main after this test was written), and dropout_mask, whose docstring line sits next to
+# code those branches rewrote (an edit here would conflict with them). Names not defined in this
+# checkout are ignored; a listed name that becomes fully documented fails the test until it is taken
+# off, so the list only shrinks. Nothing new may be added to it: document the arguments instead.
+ARGUMENTS_NOT_YET_DESCRIBED = frozenset({
+    "graphforge.BITWISE_OPS", "graphforge.MATH_UNARY_OPS", "graphforge.acos", "graphforge.acosh",
+    "graphforge.asin", "graphforge.asinh", "graphforge.atan", "graphforge.atanh", "graphforge.bit_shift",
+    "graphforge.bitwise_and", "graphforge.bitwise_not", "graphforge.bitwise_or", "graphforge.bitwise_xor",
+    "graphforge.ceil", "graphforge.cosh", "graphforge.dropout_mask", "graphforge.floor", "graphforge.fori_loop",
+    "graphforge.memory_report", "graphforge.nn.GRU", "graphforge.nn.GRUCell", "graphforge.nn.LSTM",
+    "graphforge.nn.LSTMCell", "graphforge.nn.LearnedPositionalEmbedding", "graphforge.nn.PositionalEncoding",
+    "graphforge.nn.RNN", "graphforge.nn.RNNCell", "graphforge.nn.RotaryEmbedding",
+    "graphforge.nn.TransformerDecoderLayer", "graphforge.nn.remat", "graphforge.nn.sinusoidal_table",
+    "graphforge.profile", "graphforge.quantize", "graphforge.random_uniform", "graphforge.round",
+    "graphforge.scan", "graphforge.sinh", "graphforge.tan", "graphforge.while_loop",
+})
+
+# Arguments that other branches added to names documented here (merged into main after this test
+# was written): not yet described, so not yet required. Ignored where the argument does not exist.
+NEW_ARGUMENTS_NOT_YET_DESCRIBED = {"graphforge.Attr": frozenset({"elide_default"}),
+                                   "graphforge.Sample": frozenset({"regions"})}
+
+_PUBLIC = public_names()
+
+
+@pytest.mark.parametrize("ns,name,obj", _PUBLIC, ids=[f"{ns}.{name}" for ns, name, _ in _PUBLIC])
+def test_public_name_has_a_docstring(ns, name, obj):
+    dotted = f"{ns}.{name}"
+    found = problems(ns, name, obj, NEW_ARGUMENTS_NOT_YET_DESCRIBED.get(dotted, frozenset()))
+    if dotted in ARGUMENTS_NOT_YET_DESCRIBED:
+        assert found, f"{dotted} is documented now: take it off ARGUMENTS_NOT_YET_DESCRIBED"
+    else:
+        assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize("dotted", FULL_DOCS)
+def test_entry_point_has_args_returns_raises_example(dotted):
+    found = full_doc_problems(dotted)
+    assert not found, "\n".join(found)
+
+
+def test_every_cli_option_has_help():
+    from graphforge.cli import SUBCOMMANDS, build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == set(SUBCOMMANDS)
+    missing = []
+    for command, subparser in sub.choices.items():
+        if not (subparser.description or subparser.format_usage()):
+            missing.append(f"{command}: no description")
+        for action in subparser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            if not action.help or action.help == argparse.SUPPRESS and action.option_strings:
+                missing.append(f"graphforge {command} {'/'.join(action.option_strings) or action.dest}: no help text")
+    assert not missing, "\n".join(missing)
+
+
+def test_the_checks_can_fail():
+    """The rules flag what they should: a bare function, and one that skips its sections."""
+    def bare(a, b):
+        pass
+
+    def partial(x, y):
+        """Uses ``x`` only."""
+
+    assert problems("here", "bare", bare) == ["here.bare: no docstring"]
+    assert "does not mention the argument(s) y" in problems("here", "partial", partial)[0]
