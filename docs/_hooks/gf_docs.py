@@ -82,6 +82,11 @@ def on_config(config):
     return config
 
 
+# mkdocstrings resolves its ``paths`` in its own on_config, which runs before this hook's (hooks come
+# after plugins): lay the mirror out when MkDocs loads this file, so a fresh checkout builds too.
+mirror_package()
+
+
 def _live_entry(module: str, name: str, obj) -> str:
     """Markdown for an object griffe cannot see statically: heading, signature, docstring."""
     import inspect
