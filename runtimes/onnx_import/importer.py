@@ -82,6 +82,7 @@ def _load_tables():
     from . import math_ops  # noqa: F401
     from . import quantize  # noqa: F401  (quantized ops)
     from . import contraction, selection  # noqa: F401  (Einsum; TopK, NonZero, Unique, Compress)
+    from . import sequences  # noqa: F401  (Sequence*, Optional*; wraps Identity, so after elementwise)
 
 
 # ONNX attributes that are flags: any other value than 0/1 means different things to different
@@ -158,7 +159,7 @@ class ImportContext:
         if name in self.consts:
             return self.consts[name]
         v = self.values.get(name)
-        if v is not None and v.kind == "const" and v.name in self.graph.params:
+        if isinstance(v, Value) and v.kind == "const" and v.name in self.graph.params:
             return self.graph.params[v.name]
         return None
 
@@ -198,7 +199,11 @@ class ImportContext:
         return self.graph.add_param(pname, TensorType(arr.shape, from_numpy_dtype(arr.dtype)), arr, "const")
 
     def input(self, node: onnx.NodeProto, i: int) -> Value:
-        return self.value(node.input[i])
+        v = self.value(node.input[i])
+        if getattr(v, "_gf_aggregate", False):  # a sequence/optional (sequences.py) where a tensor is due
+            raise UnsupportedOpError(f"{node.op_type} node {node.name!r}: input {i} ({node.input[i]!r}) is a "
+                                     "sequence or optional, not a tensor", op=node.op_type)
+        return v
 
     # ---- emitting --------------------------------------------------------------------------------
     def emit(self, op: str, inputs: list[Value], **attrs) -> Value:
@@ -433,7 +438,9 @@ def import_nodes(ctx: ImportContext, nodes) -> None:
         for oname, out in zip(node.output, outs):
             if not oname or out is None:
                 continue
-            if isinstance(out, Known):
+            if getattr(out, "_gf_aggregate", False):  # a sequence/optional resolved at import (sequences.py)
+                ctx.values[oname] = out
+            elif isinstance(out, Known):
                 ctx.values[oname] = out.value
                 ctx.consts[oname] = out.array
             elif isinstance(out, Value):
