@@ -233,7 +233,7 @@ def _get(ctx, node):
     return [x]
 
 
-_tensor_identity = IMPORTERS["Identity"]
+from .elementwise import _identity as _tensor_identity  # noqa: E402  (registered first, then wrapped)
 
 
 def _identity(ctx, node):
@@ -243,3 +243,94 @@ def _identity(ctx, node):
 
 
 IMPORTERS["Identity"] = _identity
+
+
+# ---- sequences and optionals at the graph's edges -------------------------------------------------
+# A graph input or output of sequence/optional type becomes one graph tensor per element, named
+# ``<name>__<i>`` (inputs; nested: ``<name>__<i>__<j>``) and ``<name>[<i>]`` (outputs). Input
+# structure (lengths, presence, shapes) comes from the caller: ``from_onnx(aggregate_inputs=)``, which
+# the onnx backend fills from the values it is run with (one imported graph per structure).
+
+def is_aggregate_type(tp) -> bool:
+    """True for an ONNX ``TypeProto`` that is a sequence or an optional."""
+    return tp.WhichOneof("value") in ("sequence_type", "optional_type")
+
+
+def flatten_feed(name: str, x) -> list[tuple[str, np.ndarray]]:
+    """The (graph input name, array) pairs of a sequence/optional input value ``x`` (list, None, array)."""
+    from .importer import sanitize
+
+    if x is None:
+        return []
+    if isinstance(x, (list, tuple)):
+        return [p for i, e in enumerate(x) for p in flatten_feed(f"{name}__{i}", e)]
+    return [(sanitize(name), np.asarray(x))]
+
+
+def structure_key(x) -> tuple:
+    """What an imported graph depends on in a sequence/optional input: lengths, presence, shapes, dtypes."""
+    if x is None:
+        return (None,)
+    if isinstance(x, (list, tuple)):
+        return ("seq",) + tuple(structure_key(e) for e in x)
+    a = np.asarray(x)
+    return (a.dtype.str, a.shape)
+
+
+def bind_input(ctx, vi, x):
+    """A sequence/optional graph input ``vi`` with run-time value ``x`` as a :class:`Seq`/:class:`Opt`
+    of new graph inputs (static shapes taken from ``x``)."""
+    from graphforge.dtypes import from_numpy_dtype
+    from graphforge.ir.types import TensorType
+
+    from .importer import onnx_dtype, sanitize
+
+    def build(tp, x, name):
+        kind = tp.WhichOneof("value")
+        if kind == "tensor_type":
+            a = np.asarray(x)
+            want = onnx_dtype(tp.tensor_type.elem_type)
+            if from_numpy_dtype(a.dtype) != want:
+                raise LoadError(f"graph input {vi.name!r}: element {name!r} is {a.dtype}, the model declares {want}")
+            return ctx.graph.add_input(sanitize(name), TensorType(a.shape, want))
+        if kind == "sequence_type":
+            if not isinstance(x, (list, tuple)):
+                raise LoadError(f"graph input {vi.name!r}: a sequence needs a list of arrays, got {type(x).__name__}")
+            return Seq(build(tp.sequence_type.elem_type, e, f"{name}__{i}") for i, e in enumerate(x))
+        if kind == "optional_type":
+            return Opt(None if x is None else build(tp.optional_type.elem_type, x, name))
+        raise UnsupportedOpError(f"graph input {vi.name!r}: ONNX {kind} values are not supported")
+
+    return build(vi.type, x, vi.name)
+
+
+def flatten_output(ctx, x, name: str):
+    """A graph output as (values, names, structure); ``structure`` is what :func:`regroup` reads."""
+    if isinstance(x, Opt):
+        if x.content is None:
+            return [], [], ("opt", None)
+        vals, names, sub = flatten_output(ctx, x.content, name)
+        return vals, names, ("opt", sub)
+    if isinstance(x, Seq):
+        vals, names, subs = [], [], []
+        for i, e in enumerate(x):
+            v, n, s = flatten_output(ctx, e, f"{name}[{i}]")
+            vals += v
+            names += n
+            subs.append(s)
+        return vals, names, ("seq", tuple(subs))
+    return [_tensor(ctx, x)], [name], "tensor"
+
+
+def regroup(structures, flat) -> list:
+    """Graph outputs ``flat`` back into ONNX values (lists for sequences, None for empty optionals)."""
+    it = iter(flat)
+
+    def take(s):
+        if s == "tensor":
+            return next(it)
+        if s[0] == "opt":
+            return None if s[1] is None else take(s[1])
+        return [take(e) for e in s[1]]
+
+    return [take(s) for s in structures]
