@@ -292,7 +292,7 @@ def bind_input(ctx, vi, x):
             want = onnx_dtype(tp.tensor_type.elem_type)
             if from_numpy_dtype(a.dtype) != want:
                 raise LoadError(f"graph input {vi.name!r}: element {name!r} is {a.dtype}, the model declares {want}")
-            return ctx.graph.add_input(sanitize(name), TensorType(a.shape, want))
+            return ctx.graph.add_input(sanitize(name), TensorType(_dims(tp, a.shape, sizes), want))
         if kind == "sequence_type":
             if not isinstance(x, (list, tuple)):
                 raise LoadError(f"graph input {vi.name!r}: a sequence needs a list of arrays, got {type(x).__name__}")
@@ -301,7 +301,41 @@ def bind_input(ctx, vi, x):
             return Opt(None if x is None else build(tp.optional_type.elem_type, x, name))
         raise UnsupportedOpError(f"graph input {vi.name!r}: ONNX {kind} values are not supported")
 
+    # a declared symbolic dim (``N``) stays symbolic where every element of this input agrees on its
+    # size, so the elements broadcast with tensor inputs typed with the same symbol
+    sizes: dict[str, set] = {}
+
+    def collect(tp, x):
+        kind = tp.WhichOneof("value")
+        if x is None:
+            return
+        if kind == "tensor_type" and tp.tensor_type.HasField("shape"):
+            a = np.asarray(x)
+            if len(tp.tensor_type.shape.dim) == a.ndim:
+                for d, n in zip(tp.tensor_type.shape.dim, a.shape):
+                    if d.HasField("dim_param") and d.dim_param:
+                        sizes.setdefault(d.dim_param, set()).add(n)
+        elif kind == "sequence_type" and isinstance(x, (list, tuple)):
+            for e in x:
+                collect(tp.sequence_type.elem_type, e)
+        elif kind == "optional_type":
+            collect(tp.optional_type.elem_type, x)
+
+    collect(vi.type, x)
     return build(vi.type, x, vi.name)
+
+
+def _dims(tp, shape, sizes) -> tuple:
+    import re
+
+    dims = list(shape)
+    decl = tp.tensor_type.shape.dim if tp.tensor_type.HasField("shape") else []
+    if len(decl) == len(dims):
+        for i, d in enumerate(decl):
+            if d.HasField("dim_param") and d.dim_param and len(sizes.get(d.dim_param, ())) == 1:
+                s = re.sub(r"\W", "_", d.dim_param)  # as importer._value_type names it
+                dims[i] = s if s and not s[0].isdigit() else "d_" + s
+    return tuple(dims)
 
 
 def flatten_output(ctx, x, name: str):
