@@ -169,6 +169,23 @@ def _split(ctx, node):
                         op=node.op_type)
     if not sizes:
         return [Seq(())]
+    if not isinstance(dim, int) and sum(sizes):
+        unsupported(node, f"explicit split sizes {sizes} over symbolic dim {dim!r}: the split op needs the dim "
+                          "to equal their sum statically")
+    if any(n == 0 for n in sizes):  # empty pieces hold no data: constants (the split op takes sizes >= 1)
+        from graphforge.dtypes import to_numpy_dtype
+
+        def piece(n, off):
+            if n == 0:  # (all-zero sizes over a symbolic dim: the input is empty there too)
+                shp = [0 if i == axis else d for i, d in enumerate(x.type.shape)]
+                if any(not isinstance(d, int) for d in shp):
+                    unsupported(node, "an empty piece whose other dims are symbolic")
+                return np.zeros(shp, to_numpy_dtype(x.type.dtype))
+            return ctx.emit("slice", [x], starts=[off], ends=[off + n], axes=[axis], steps=[1])
+
+        offs = np.cumsum([0] + sizes[:-1]).tolist()
+        parts = [piece(n, o) for n, o in zip(sizes, offs)]
+        return [Seq(parts)]
     parts = [x] if len(sizes) == 1 else ctx.emit_n("split", [x], axis=axis, sizes=sizes)
     if not keep:
         parts = [ctx.emit("squeeze", [p], axes=[axis]) for p in parts]

@@ -172,3 +172,13 @@ def test_from_onnx_structured_flattens_sequence_outputs_and_inputs():
     out = gf.run(g, {"s__0": xs[0], "s__1": xs[1], "t": np.full(3, 2, np.float32)}, backend="reference")
     got, = regroup(structure, list(out))
     np.testing.assert_array_equal(np.stack(got), [[1, 1, 1], [0, 0, 0], [2, 2, 2]])
+
+
+def test_split_to_sequence_with_empty_pieces():
+    nodes = [helper.make_node("SplitToSequence", ["x", "sp"], ["s"], axis=0),
+             helper.make_node("SequenceLength", ["s"], ["n"]),
+             helper.make_node("ConcatFromSequence", ["s"], ["y"], axis=0)]
+    m = _model(nodes, [helper.make_tensor_value_info("x", F, [3, 2])],
+               [helper.make_tensor_value_info("n", TensorProto.INT64, []), helper.make_tensor_value_info("y", F, [3, 2])],
+               [_i64("sp", [0, 3, 0])])
+    _check(m, {"x": np.arange(6, dtype=np.float32).reshape(3, 2)})
