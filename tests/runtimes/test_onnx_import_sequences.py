@@ -182,3 +182,20 @@ def test_split_to_sequence_with_empty_pieces():
                [helper.make_tensor_value_info("n", TensorProto.INT64, []), helper.make_tensor_value_info("y", F, [3, 2])],
                [_i64("sp", [0, 3, 0])])
     _check(m, {"x": np.arange(6, dtype=np.float32).reshape(3, 2)})
+
+
+@pytest.mark.parametrize("backend", ["reference", "jax", "onnxruntime"])
+def test_dynamo_export_with_split_to_sequence_imports_and_matches_pytorch(backend):
+    # torch.onnx dynamo, optimize=False: q/k/v come from SplitToSequence + SequenceAt
+    # (fixture: tests/fixtures/make_mha_sequence_fixture.py)
+    import os
+
+    fixtures = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures")
+    model = onnx.load(os.path.join(fixtures, "seq_mha_dynamo_noopt.onnx"))
+    assert {"SplitToSequence", "SequenceAt"} <= {n.op_type for n in model.graph.node}
+    with np.load(os.path.join(fixtures, "seq_mha_dynamo_noopt.npz")) as z:
+        x, want = z["x"], z["y"]
+    g = gf.from_onnx(model)
+    assert g.op_counts().get("split") == 1
+    out = gf.run(g, [x], backend=backend)
+    np.testing.assert_allclose(out[0] if isinstance(out, (list, tuple)) else out, want, rtol=1e-4, atol=1e-5)
