@@ -41,6 +41,7 @@ class Opt:
 
 
 def is_aggregate(x) -> bool:
+    """True for an import-time sequence or optional (not a tensor)."""
     return isinstance(x, (Seq, Opt))
 
 
