@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import helper
 
-from graphforge.errors import LoadError
+from graphforge.errors import LoadError, UnsupportedOpError
 from graphforge.ir.graph import Block, Value
 from graphforge.ir.types import TensorType
 
@@ -67,6 +67,9 @@ def _import_body(ctx, g, block: Block, bind: dict, out_names, finish=None) -> li
             import_nodes(ctx, g.node)
             ctx.node_name = saved[2]
             results = [ctx.value(n) for n in out_names]
+            if any(getattr(r, "_gf_aggregate", False) for r in results):  # sequences exist at import only
+                raise UnsupportedOpError(f"a subgraph of node {saved[2]!r} returns a sequence/optional from a "
+                                         "run-time region (If cond / Loop not known at import time)")
             if finish is not None:
                 results = finish(results)
             ctx.builder.emit_yield(results)

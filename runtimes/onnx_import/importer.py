@@ -440,6 +440,12 @@ def from_onnx_structured(model_or_path, *, check: bool = True, fold: bool = True
     return graph, structure
 
 
+# ONNX ops that may read a sequence/optional input (sequences.py); any other op gets a typed refusal
+_TAKES_AGGREGATES = frozenset({"Identity", "If", "Loop", "SequenceConstruct", "SequenceLength", "SequenceAt",
+                               "SequenceInsert", "SequenceErase", "ConcatFromSequence", "SequenceMap", "Optional",
+                               "OptionalHasElement", "OptionalGetElement"})
+
+
 def import_nodes(ctx: ImportContext, nodes) -> None:
     """Import ONNX ``nodes`` in order at the builder's insertion point, recording each output in
     ``ctx`` (the top-level graph, and a control-flow subgraph's body into its region alike)."""
@@ -447,6 +453,9 @@ def import_nodes(ctx: ImportContext, nodes) -> None:
         # a name with invalid UTF-8 comes back from protobuf as bytes: scopes are text
         name = node.name.decode("utf-8", "replace") if isinstance(node.name, bytes) else node.name
         ctx.node_name = name or str(node.op_type)
+        if node.op_type not in _TAKES_AGGREGATES and any(
+                getattr(ctx.values.get(n), "_gf_aggregate", False) for n in node.input if n):
+            unsupported(node, "an input is a sequence or optional; this op takes tensors")
         folded = _fold(ctx, node) if ctx.fold else None
         try:
             if folded is not None:
