@@ -42,43 +42,69 @@ class GraphforgeRep(BackendRep):
         self.static = static  # ONNX input names specialised at run time
         inits = {t.name for t in model.graph.initializer}
         self.input_names = [vi.name for vi in model.graph.input if vi.name not in inits]
+        from .onnx_import.sequences import is_aggregate_type
+
+        # sequence/optional inputs: the graph is specialised on their structure (sequences.py)
+        self.aggregates = tuple(vi.name for vi in model.graph.input
+                                if vi.name not in inits and is_aggregate_type(vi.type))
         self._cache: dict = {}
+        self._structure: dict[int, list] = {}  # id(graph) -> ONNX output structure (sequence outputs)
 
     def _graph_for(self, feed: dict):
         if self.graph is not None:
             return self.graph, feed
-        consts = {n: np.asarray(feed[n]) for n in self.static}
-        graph = self._cache.get(_key(consts))
+        from .onnx_import.sequences import flatten_feed, structure_key
+
+        aggs = {n: feed[n] for n in self.aggregates}
+        tensors = {n: a for n, a in feed.items() if n not in aggs}
+        agg_key = tuple((n, structure_key(x)) for n, x in sorted(aggs.items()))
+        consts = {n: np.asarray(tensors[n]) for n in self.static}
+        graph = self._cache.get(_key(consts) + agg_key)
         if graph is None:
-            graph, self.static = _import_specialised(self.model, consts, feed)  # consts grows in place
-            self._cache[_key(consts)] = graph
-        return graph, {n: a for n, a in feed.items() if n not in consts}
+            # consts grows in place
+            graph, structure, self.static = _import_specialised(self.model, consts, tensors, aggs)
+            self._cache[_key(consts) + agg_key] = graph
+            self._structure[id(graph)] = structure
+        rest = {n: a for n, a in tensors.items() if n not in consts}
+        for n, x in aggs.items():
+            rest.update(flatten_feed(n, x))
+        return graph, rest
 
     def run(self, inputs: Any, **kwargs: Any) -> tuple:
         from graphforge.runtimes import run as gf_run
         from graphforge.runtimes.onnx_import.importer import sanitize
 
+        from .onnx_import.sequences import regroup
+
+        def arr(n, a):  # sequence/optional inputs stay lists / None
+            return a if n in self.aggregates else np.asarray(a)
+
         if isinstance(inputs, dict):
-            feed = {n: np.asarray(inputs[n]) for n in self.input_names}
+            feed = {n: arr(n, inputs[n]) for n in self.input_names}
         else:
             arrays = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
-            feed = {n: np.asarray(a) for n, a in zip(self.input_names, arrays)}
+            feed = {n: arr(n, a) for n, a in zip(self.input_names, arrays)}
         graph, rest = self._graph_for(feed)
-        outs = gf_run(graph, {sanitize(n): a for n, a in rest.items()}, backend=self.backend)
-        return tuple(np.asarray(o) for o in outs)
+        outs = gf_run(graph, {sanitize(n): a for n, a in rest.items()}, backend=self.backend) if graph.outputs else []
+        outs = [np.asarray(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
+        structure = self._structure.get(id(graph))
+        return tuple(regroup(structure, outs)) if structure is not None else tuple(outs)
 
 
 def _key(consts: dict) -> tuple:
     return tuple((n, a.dtype.str, a.shape, a.tobytes()) for n, a in sorted(consts.items()))
 
 
-def _import_specialised(model, consts: dict, feed: dict):
-    """Import with ``consts`` fixed, adding each graph input the importer asks for (from ``feed``)."""
+def _import_specialised(model, consts: dict, feed: dict, aggs: dict | None = None):
+    """Import with ``consts`` fixed, adding each graph input the importer asks for (from ``feed``);
+    ``aggs``: the sequence/optional inputs' values. Returns (graph, output structure, static names)."""
     from .onnx_import import NeedsConstantError
+    from .onnx_import.importer import from_onnx_structured
 
     while True:
         try:
-            return from_onnx(model, constant_inputs=consts), tuple(consts)
+            graph, structure = from_onnx_structured(model, constant_inputs=consts, aggregate_inputs=aggs)
+            return graph, structure, tuple(consts)
         except NeedsConstantError as exc:
             if exc.tensor in feed and exc.tensor not in consts:
                 consts[exc.tensor] = np.asarray(feed[exc.tensor])
@@ -103,10 +129,14 @@ class GraphforgeBackend(Backend):
     @classmethod
     def prepare(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs: Any) -> GraphforgeRep:
         from .onnx_import import NeedsConstantError
+        from .onnx_import.importer import from_onnx_structured
 
         backend = cls.backend_name or default_backend()
         try:
-            return GraphforgeRep(model, from_onnx(model), backend)
+            graph, structure = from_onnx_structured(model)
+            rep = GraphforgeRep(model, graph, backend)
+            rep._structure[id(graph)] = structure
+            return rep
         except NeedsConstantError:
             pass  # specialised on the values of the constant-like inputs at run time
         return GraphforgeRep(model, None, backend)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import helper
 
-from graphforge.errors import LoadError
+from graphforge.errors import LoadError, UnsupportedOpError
 from graphforge.ir.graph import Block, Value
 from graphforge.ir.types import TensorType
 
@@ -67,6 +67,9 @@ def _import_body(ctx, g, block: Block, bind: dict, out_names, finish=None) -> li
             import_nodes(ctx, g.node)
             ctx.node_name = saved[2]
             results = [ctx.value(n) for n in out_names]
+            if any(getattr(r, "_gf_aggregate", False) for r in results):  # sequences exist at import only
+                raise UnsupportedOpError(f"a subgraph of node {saved[2]!r} returns a sequence/optional from a "
+                                         "run-time region (If cond / Loop not known at import time)")
             if finish is not None:
                 results = finish(results)
             ctx.builder.emit_yield(results)
@@ -129,6 +132,10 @@ def _if(ctx, node):
     known = _static_bool(ctx.const(node.input[0]))
     if known is not None:  # the branch is decided at import time: its nodes, inline
         return _inline(ctx, then_g if known else else_g)
+    if any(o.type.WhichOneof("value") in ("sequence_type", "optional_type") for o in then_g.output):
+        # sequences/optionals exist at import time only (sequences.py): the branch must be known
+        raise NeedsConstantError(f"If node {node.name!r}: it returns a sequence/optional, so its cond must be "
+                                 "known at import time", tensor=node.input[0], op="If")
     pred = _scalar_value(ctx, ctx.input(node, 0), "If's cond", node)
     regions = []
     for g in (then_g, else_g):
@@ -280,7 +287,9 @@ def _cond_stays_true(ctx, body) -> bool:
 def _loop(ctx, node):
     body = _graph_attr(node, "body")
     has_m, has_c = ctx.has(node, 0), ctx.has(node, 1)
-    init = [ctx.input(node, i) for i in range(2, len(node.input))]
+    # a carried sequence/optional (sequences.py) stays an import-time tuple: such a Loop is unrolled below
+    init = [ctx.values[node.input[i]] if getattr(ctx.values.get(node.input[i]), "_gf_aggregate", False)
+            else ctx.input(node, i) for i in range(2, len(node.input))]
     n = len(init)
     k = len(body.output) - 1 - n
     if k < 0 or len(body.input) != 2 + n:
@@ -295,6 +304,17 @@ def _loop(ctx, node):
     if c_known is False:
         length = 0  # the loop never runs
     counted = length is not None and c_known is not None and _cond_stays_true(ctx, body)
+    if any(getattr(v, "_gf_aggregate", False) for v in init):
+        if has_m and length is None:
+            raise NeedsConstantError(f"Loop node {node.name!r}: it carries a sequence/optional, so its trip count "
+                                     "must be known at import time", tensor=node.input[0], op="Loop")
+        if has_c and c_known is None:
+            raise NeedsConstantError(f"Loop node {node.name!r}: it carries a sequence/optional, so its initial "
+                                     "condition must be known at import time", tensor=node.input[1], op="Loop")
+        if not counted or not isinstance(length, int) or length > UNROLL_MAX:
+            unsupported(node, f"a Loop carrying a sequence/optional is unrolled at import time, which needs a "
+                              f"counted loop of at most {UNROLL_MAX} steps")
+        return _unrolled(ctx, node, body, init, length)
     if counted:
         return _loop_as_scan(ctx, node, body, init, length)
     if k:  # stacked outputs of a data-dependent length

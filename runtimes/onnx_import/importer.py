@@ -28,7 +28,7 @@ from .external import load_model_checked
 
 __all__ = ["from_onnx", "IMPORTERS", "importer", "ImportContext", "Known", "supported_op_types",
            "NeedsConstantError", "attrs_of", "unsupported", "float_input", "MIN_OPSET", "max_import_opset",
-           "import_nodes", "all_nodes", "onnx_dtype"]
+           "import_nodes", "all_nodes", "onnx_dtype", "from_onnx_structured"]
 
 
 class NeedsConstantError(UnsupportedOpError):
@@ -82,6 +82,7 @@ def _load_tables():
     from . import math_ops  # noqa: F401
     from . import quantize  # noqa: F401  (quantized ops)
     from . import contraction, selection  # noqa: F401  (Einsum; TopK, NonZero, Unique, Compress)
+    from . import sequences  # noqa: F401  (Sequence*, Optional*; wraps Identity, so after elementwise)
 
 
 # ONNX attributes that are flags: any other value than 0/1 means different things to different
@@ -158,7 +159,7 @@ class ImportContext:
         if name in self.consts:
             return self.consts[name]
         v = self.values.get(name)
-        if v is not None and v.kind == "const" and v.name in self.graph.params:
+        if isinstance(v, Value) and v.kind == "const" and v.name in self.graph.params:
             return self.graph.params[v.name]
         return None
 
@@ -198,7 +199,11 @@ class ImportContext:
         return self.graph.add_param(pname, TensorType(arr.shape, from_numpy_dtype(arr.dtype)), arr, "const")
 
     def input(self, node: onnx.NodeProto, i: int) -> Value:
-        return self.value(node.input[i])
+        v = self.value(node.input[i])
+        if getattr(v, "_gf_aggregate", False):  # a sequence/optional (sequences.py) where a tensor is due
+            raise UnsupportedOpError(f"{node.op_type} node {node.name!r}: input {i} ({node.input[i]!r}) is a "
+                                     "sequence or optional, not a tensor", op=node.op_type)
+        return v
 
     # ---- emitting --------------------------------------------------------------------------------
     def emit(self, op: str, inputs: list[Value], **attrs) -> Value:
@@ -336,7 +341,8 @@ def max_import_opset() -> int:
 
 
 def from_onnx(model_or_path, *, check: bool = True, fold: bool = True, name: str | None = None,
-              constant_inputs: dict | None = None, max_constant_bytes: int | None = None) -> Graph:
+              constant_inputs: dict | None = None, max_constant_bytes: int | None = None,
+              aggregate_inputs: dict | None = None) -> Graph:
     """Import an ONNX model (``ModelProto``, path, or bytes) into a verified graphforge :class:`Graph`.
 
     The model is validated first (``onnx.checker`` full check, strict shape inference); external data
@@ -348,7 +354,23 @@ def from_onnx(model_or_path, *, check: bool = True, fold: bool = True, name: str
     default :data:`budget.DEFAULT_MAX_CONSTANT_BYTES` or ``$GRAPHFORGE_MAX_CONSTANT_BYTES``. A value
     over it stays run-time computation where the op allows, else the import raises :class:`LoadError`
     naming the node and the size. Opsets outside ``MIN_OPSET..max_import_opset()`` are refused.
+
+    ``aggregate_inputs`` (ONNX input name → list of arrays / None / array) gives the structure of
+    sequence and optional graph inputs; each element becomes a graph input (sequences.py). A sequence
+    or optional graph output becomes one graph output per element (:func:`from_onnx_structured`).
     """
+    return from_onnx_structured(model_or_path, check=check, fold=fold, name=name, constant_inputs=constant_inputs,
+                                max_constant_bytes=max_constant_bytes, aggregate_inputs=aggregate_inputs)[0]
+
+
+def from_onnx_structured(model_or_path, *, check: bool = True, fold: bool = True, name: str | None = None,
+                         constant_inputs: dict | None = None, max_constant_bytes: int | None = None,
+                         aggregate_inputs: dict | None = None) -> tuple[Graph, list]:
+    """:func:`from_onnx` and the structure of each ONNX output ("tensor", or a sequence/optional's
+    layout over the flat graph outputs, for ``sequences.regroup``)."""
+    from . import sequences
+
+    aggregate_inputs = dict(aggregate_inputs or {})
     constant_inputs = dict(constant_inputs or {})
     budget = ImportBudget(resolve_max_constant_bytes(max_constant_bytes))
     _load_tables()
@@ -379,6 +401,12 @@ def from_onnx(model_or_path, *, check: bool = True, fold: bool = True, name: str
         if vi.name in constant_inputs:
             ctx.consts[vi.name] = np.asarray(constant_inputs[vi.name])
             continue
+        if sequences.is_aggregate_type(vi.type):
+            if vi.name not in aggregate_inputs:
+                raise NeedsConstantError(f"graph input {vi.name!r} is a sequence/optional: its structure must be "
+                                         "known at import time (from_onnx(aggregate_inputs=))", tensor=vi.name)
+            ctx.values[vi.name] = sequences.bind_input(ctx, vi, aggregate_inputs[vi.name])
+            continue
         ctx.values[vi.name] = graph.add_input(sanitize(vi.name), _value_type(ctx, vi))
     for t in g.initializer:
         try:
@@ -396,15 +424,26 @@ def from_onnx(model_or_path, *, check: bool = True, fold: bool = True, name: str
         if kind == "const":
             ctx.consts[t.name] = arr
     import_nodes(ctx, g.node)
-    out_values = []
+    out_values, out_names, structure = [], [], []
     for vi in g.output:
-        out_values.append(ctx.value(vi.name))
-    graph.set_outputs(out_values, [vi.name for vi in g.output])
+        x = ctx.values.get(vi.name)
+        vals, names, st = (sequences.flatten_output(ctx, x, vi.name) if sequences.is_aggregate(x)
+                           else ([ctx.value(vi.name)], [vi.name], "tensor"))
+        out_values += vals
+        out_names += names
+        structure.append(st)
+    graph.set_outputs(out_values, out_names)
     _drop_dead_nodes(graph)
     _drop_unused_params(graph)
     graph.toposort()
     graph.verify()
-    return graph
+    return graph, structure
+
+
+# ONNX ops that may read a sequence/optional input (sequences.py); any other op gets a typed refusal
+_TAKES_AGGREGATES = frozenset({"Identity", "If", "Loop", "SequenceConstruct", "SequenceLength", "SequenceAt",
+                               "SequenceInsert", "SequenceErase", "ConcatFromSequence", "SequenceMap", "Optional",
+                               "OptionalHasElement", "OptionalGetElement"})
 
 
 def import_nodes(ctx: ImportContext, nodes) -> None:
@@ -414,6 +453,9 @@ def import_nodes(ctx: ImportContext, nodes) -> None:
         # a name with invalid UTF-8 comes back from protobuf as bytes: scopes are text
         name = node.name.decode("utf-8", "replace") if isinstance(node.name, bytes) else node.name
         ctx.node_name = name or str(node.op_type)
+        if node.op_type not in _TAKES_AGGREGATES and any(
+                getattr(ctx.values.get(n), "_gf_aggregate", False) for n in node.input if n):
+            unsupported(node, "an input is a sequence or optional; this op takes tensors")
         folded = _fold(ctx, node) if ctx.fold else None
         try:
             if folded is not None:
@@ -433,7 +475,9 @@ def import_nodes(ctx: ImportContext, nodes) -> None:
         for oname, out in zip(node.output, outs):
             if not oname or out is None:
                 continue
-            if isinstance(out, Known):
+            if getattr(out, "_gf_aggregate", False):  # a sequence/optional resolved at import (sequences.py)
+                ctx.values[oname] = out
+            elif isinstance(out, Known):
                 ctx.values[oname] = out.value
                 ctx.consts[oname] = out.array
             elif isinstance(out, Value):

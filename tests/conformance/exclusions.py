@@ -23,10 +23,10 @@ _DTYPES = ("graphforge has no {} dtype (dtypes.py: float16/32/64, bfloat16, floa
            "e5m2fnuz/e8m0, float4e2m1, bool, int2/4/8/16/32/64, uint2/4/8/16/32/64)")
 for _pat, _dt in ((r"_string", "string"),):
     EXCLUDED[("Node", _pat)] = _DTYPES.format(_dt)
-EXCLUDED[("Node", r"_(sequence|opt|optional)($|_)|^test_optional|^test_sequence")] = \
-    "sequence/optional values are not tensors; the IR has tensor values only"
-EXCLUDED[("Node", r"^test_(if|loop\d+)_seq")] = \
-    "control flow over sequence/optional values (SequenceConstruct/Insert, Optional*): the IR has tensor values only"
+EXCLUDED[("Node", r"^test_loop16_seq_none$")] = \
+    ("onnx's assert_similar_outputs calls len() on each element of a sequence output and this case's first "
+     "element is 0-d, so it fails on every backend; graphforge's output equals the expected one exactly "
+     "(tests/runtimes/test_onnx_import_sequences.py checks it)")
 # Variants of claimed ops that graphforge's registry ops do not cover (the importer raises
 # UnsupportedOpError for them, naming the attribute):
 EXCLUDED.update({
