@@ -82,6 +82,7 @@ def _load_tables():
     from . import math_ops  # noqa: F401
     from . import quantize  # noqa: F401  (quantized ops)
     from . import contraction, selection  # noqa: F401  (Einsum; TopK, NonZero, Unique, Compress)
+    from . import linalg_det  # noqa: F401  (Det)
 
 
 # ONNX attributes that are flags: any other value than 0/1 means different things to different
