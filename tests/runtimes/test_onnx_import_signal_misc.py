@@ -1,0 +1,77 @@
+"""Import of Det, the cosine windows, GlobalLpPool and ReverseSequence (runtimes/onnx_import/
+linalg_det.py, signal_misc.py) against onnxruntime / onnx's reference, on every back end."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+import graphforge as gf  # noqa: E402
+
+RNG = np.random.default_rng(23)
+BACKENDS = ("reference", "jax", "onnxruntime")
+
+
+def _model(node, inputs, outputs, inits=(), opset=19):
+    g = helper.make_graph([node], "t", inputs, outputs, list(inits))
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 9
+    return m
+
+
+def _vi(name, shape, dtype=TensorProto.FLOAT):
+    return helper.make_tensor_value_info(name, dtype, shape)
+
+
+def _check(model, feeds, rtol=1e-5, atol=1e-6):
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+    g = gf.from_onnx(model)
+    for backend in BACKENDS:
+        got = gf.run(g, feeds, backend=backend)
+        for a, b in zip(got, want):
+            assert a.shape == b.shape and a.dtype == b.dtype, backend
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=backend)
+    return g
+
+
+@pytest.mark.parametrize("p", [1, 2, 3])
+def test_global_lp_pool(p):
+    m = _model(helper.make_node("GlobalLpPool", ["x"], ["y"], p=p), [_vi("x", [2, 3, 4, 5])],
+               [_vi("y", [2, 3, 1, 1])])
+    _check(m, {"x": RNG.standard_normal((2, 3, 4, 5)).astype(np.float32)}, rtol=1e-5)
+
+
+@pytest.mark.parametrize("op", ["HannWindow", "HammingWindow", "BlackmanWindow"])
+@pytest.mark.parametrize("periodic", [0, 1])
+def test_windows_match_onnxruntime(op, periodic):
+    size = numpy_helper.from_array(np.array(10, np.int64), "n")
+    m = _model(helper.make_node(op, ["n"], ["y"], periodic=periodic), [], [_vi("y", [10])], inits=[size])
+    g = _check(m, {})
+    assert len(g.inputs) == 0
+
+
+def test_window_size_must_be_a_constant():
+    m = _model(helper.make_node("HannWindow", ["n"], ["y"]), [_vi("n", [], TensorProto.INT64)], [_vi("y", [None])])
+    with pytest.raises(gf.GraphforgeError, match="size"):
+        gf.from_onnx(m)
+
+
+@pytest.mark.parametrize("time_axis,batch_axis", [(0, 1), (1, 0)])
+def test_reverse_sequence_with_run_time_lengths(time_axis, batch_axis):
+    shape = [5, 3, 2] if time_axis == 0 else [3, 5, 2]
+    node = helper.make_node("ReverseSequence", ["x", "l"], ["y"], time_axis=time_axis, batch_axis=batch_axis)
+    m = _model(node, [_vi("x", shape), _vi("l", [3], TensorProto.INT64)], [_vi("y", shape)])
+    x = RNG.standard_normal(shape).astype(np.float32)
+    for lens in ([5, 1, 3], [2, 4, 0]):
+        _check(m, {"x": x, "l": np.array(lens, np.int64)})
+
+
+def test_det_imports_and_round_trips_as_det():
+    m = _model(helper.make_node("Det", ["x"], ["y"]), [_vi("x", [2, 3, 3])], [_vi("y", [2])])
+    g = _check(m, {"x": RNG.standard_normal((2, 3, 3)).astype(np.float32)}, rtol=1e-5, atol=1e-5)
+    from runtimes.onnx import to_onnx
+
+    assert [n.op_type for n in to_onnx(g).graph.node] == ["Det"]
