@@ -96,3 +96,85 @@ def _reverse_sequence(ctx, node):
     flat = e("add", [e("mul", [src, ctx.scalar(strides[ta], "int64")]),
                      ctx.materialize(np.asarray(base, np.int64), "reverse_sequence_base")])
     return [e("gather", [e("reshape", [x], shape=[-1]), flat], axis=0)]
+
+
+# ---- DFT: matrix products with constant cos/sin tables -----------------------------------------------
+
+def _dft_tables(n_in: int, length: int, inverse: bool, onesided: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(n_in, K) real and imaginary parts of the transform matrix, in float64.
+
+    Forward: ``W[n, k] = exp(-2 pi i k n / L)`` for k < K (L, or L//2 + 1 when one-sided); inverse:
+    ``exp(+2 pi i k n / L) / L``. Inverse one-sided (irfft): the input is the first L//2 + 1 bins of a
+    Hermitian spectrum and the output is real: every bin but DC (and Nyquist for even L) counts twice.
+    Rows past what the transform reads (n >= L, or >= L//2 + 1 for irfft) are zero: NumPy's ``n=``
+    truncation; shorter inputs are zero-padded by simply having fewer rows.
+    """
+    if inverse and onesided:
+        k = np.arange(n_in, dtype=np.float64)[:, None]
+        t = np.arange(length, dtype=np.float64)[None, :]
+        ang = 2.0 * np.pi * k * t / length
+        weight = np.where((k == 0) | ((length % 2 == 0) & (k == length // 2)), 1.0, 2.0) / length
+        live = k <= length // 2
+        return np.where(live, weight * np.cos(ang), 0.0), np.where(live, weight * np.sin(ang), 0.0)
+    n_out = length // 2 + 1 if onesided else length
+    t = np.arange(n_in, dtype=np.float64)[:, None]
+    k = np.arange(n_out, dtype=np.float64)[None, :]
+    ang = 2.0 * np.pi * k * t / length
+    sign, scale = (1.0, 1.0 / length) if inverse else (-1.0, 1.0)
+    live = t < length
+    return np.where(live, scale * np.cos(ang), 0.0), np.where(live, sign * scale * np.sin(ang), 0.0)
+
+
+@importer("DFT")
+def _dft(ctx, node):
+    a = attrs_of(node)
+    x = ctx.input(node, 0)
+    shape = x.type.shape
+    rank = len(shape)
+    if rank < 2 or shape[-1] not in (1, 2):
+        unsupported(node, f"input {x.type}: the last axis must hold 1 (real) or 2 (real, imaginary) entries")
+    if ctx.opset >= 20:
+        axis = int(np.asarray(ctx.need_const(node, 2, "axis")).reshape(-1)[0]) if ctx.has(node, 2) else -2
+    else:
+        axis = int(a.get("axis", 1))
+    if not -rank <= axis < rank - 1 and not -rank <= axis < 0:
+        unsupported(node, f"axis {axis} for an input of rank {rank}")
+    axis %= rank
+    if axis == rank - 1:
+        unsupported(node, "axis names the real/imaginary axis")
+    n_in = shape[axis]
+    if not isinstance(n_in, int):
+        unsupported(node, f"a symbolic signal axis ({x.type}, axis {axis})")
+    inverse, onesided = bool(int(a.get("inverse", 0))), bool(int(a.get("onesided", 0)))
+    if ctx.has(node, 1):
+        length = int(np.asarray(ctx.need_const(node, 1, "dft_length")).reshape(-1)[0])
+    else:
+        length = 2 * (n_in - 1) if inverse and onesided else n_in
+    if length < 1:
+        unsupported(node, f"dft_length {length} (must be >= 1)")
+    if onesided and not inverse and shape[-1] == 2:
+        unsupported(node, "onesided with a complex input (ONNX allows it for real input only)")
+    cos_t, sin_t = _dft_tables(n_in, length, inverse, onesided)
+    dt = x.type.dtype
+    cdt = "float64"  # the tables and products in float64 (like onnx's reference), rounded once at the end
+    e = ctx.emit
+    cos_v = ctx.cast(ctx.materialize(cos_t.astype(cdt), "dft_cos"), cdt)
+    sin_v = ctx.cast(ctx.materialize(sin_t.astype(cdt), "dft_sin"), cdt)
+    perm = [d for d in range(rank - 1) if d != axis] + [axis]   # signal axis last, re/im axis dropped
+    back = list(np.argsort(perm + [rank - 1]))[:-1]
+
+    def part(i):
+        p = e("slice", [ctx.cast(x, cdt)], starts=[i], ends=[i + 1], axes=[rank - 1])
+        return e("transpose", [e("squeeze", [p], axes=[rank - 1])], perm=perm)
+
+    xr = part(0)
+    xi = part(1) if shape[-1] == 2 else None
+    out_r = e("matmul", [xr, cos_v])
+    out_i = e("matmul", [xr, sin_v])
+    if xi is not None:  # (xr + i xi)(c + i s) = (xr c - xi s) + i (xr s + xi c)
+        out_r = e("sub", [out_r, e("matmul", [xi, sin_v])])
+        out_i = e("add", [out_i, e("matmul", [xi, cos_v])])
+    parts = [out_r] if inverse and onesided else [out_r, out_i]
+    parts = [e("unsqueeze", [e("transpose", [p], perm=[int(b) for b in back])], axes=[rank - 1]) for p in parts]
+    y = parts[0] if len(parts) == 1 else e("concat", parts, axis=rank - 1)
+    return [ctx.cast(y, dt)]

@@ -53,3 +53,8 @@ NO_NODE_CASE: dict[str, str] = {
 }
 NO_NODE_CASE["optimization_barrier"] = ("rematerialisation's compiler barrier (passes/remat.py): ONNX has no such "
                                         "node to import; its samples check it on every back end")
+EXCLUDED[("Node", r"^test_dft_inverse(_opset19)?$")] = (
+    "the expected values are NumPy's complex64 FFT, whose rounding noise (1.9e-7) sits where the exact "
+    "result is 0 (true value ~1e-16), beyond onnx's atol 1e-7; graphforge's DFT (float64 tables, one rounding) "
+    "matches the float64 FFT to float32 precision (tests/runtimes/test_onnx_import_signal_misc.py)")
+_COMPILED = [(cat, re.compile(pat), why) for (cat, pat), why in EXCLUDED.items()]

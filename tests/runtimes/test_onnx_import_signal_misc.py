@@ -75,3 +75,62 @@ def test_det_imports_and_round_trips_as_det():
     from runtimes.onnx import to_onnx
 
     assert [n.op_type for n in to_onnx(g).graph.node] == ["Det"]
+
+
+def _dft_model(x_shape, y_shape, opset, length=None, **attrs):
+    inputs, inits = ["x"], []
+    if length is not None:
+        inits.append(numpy_helper.from_array(np.array(length, np.int64), "n"))
+        inputs.append("n")
+    return _model(helper.make_node("DFT", inputs, ["y"], **attrs), [_vi("x", x_shape)], [_vi("y", y_shape)],
+                  inits=inits, opset=opset)
+
+
+def _complex(x):
+    return x[..., 0] + 1j * x[..., 1] if x.shape[-1] == 2 else x[..., 0]
+
+
+@pytest.mark.parametrize("case", ["fft", "fft_trunc", "fft_pad", "rfft", "ifft", "irfft", "irfft_odd"])
+def test_dft_matches_numpy_float64(case):
+    x = RNG.standard_normal((2, 6, 3, 2))
+    axis = 1
+    c = _complex(x)
+    length, attrs = None, {}
+    if case == "fft":
+        want = np.fft.fft(c, axis=axis)
+    elif case == "fft_trunc":
+        length, want = 4, np.fft.fft(c, n=4, axis=axis)
+    elif case == "fft_pad":
+        length, want = 9, np.fft.fft(c, n=9, axis=axis)
+    elif case == "rfft":
+        x = x[..., :1]
+        attrs, want = dict(onesided=1), np.fft.rfft(x[..., 0], axis=axis)
+    elif case == "ifft":
+        attrs, want = dict(inverse=1), np.fft.ifft(c, axis=axis)
+    else:
+        length = 10 if case == "irfft" else 11
+        attrs, want = dict(inverse=1, onesided=1), np.fft.irfft(c, n=length, axis=axis)
+    want = want[..., None] if want.dtype.kind == "f" else np.stack([want.real, want.imag], -1)
+    xf = x.astype(np.float32)
+    m = _dft_model(list(x.shape), list(want.shape), 17, length, axis=axis, **attrs)
+    g = gf.from_onnx(m)
+    for backend in BACKENDS:
+        (got,) = gf.run(g, [xf], backend=backend)
+        assert got.shape == want.shape and got.dtype == np.float32, backend
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=backend)
+
+
+def test_dft_opset20_takes_the_axis_as_an_input():
+    x = RNG.standard_normal((3, 5, 1)).astype(np.float32)
+    ax = numpy_helper.from_array(np.array(0, np.int64), "ax")
+    m = _model(helper.make_node("DFT", ["x", "", "ax"], ["y"]), [_vi("x", [3, 5, 1])], [_vi("y", [3, 5, 2])],
+               inits=[ax], opset=20)
+    want = np.fft.fft(x[..., 0].astype(np.float64), axis=0)
+    (got,) = gf.run(gf.from_onnx(m), [x], backend="jax")
+    np.testing.assert_allclose(got, np.stack([want.real, want.imag], -1), rtol=1e-5, atol=1e-5)
+
+
+def test_dft_refuses_a_last_axis_that_is_not_real_imaginary():
+    m = _dft_model([2, 4, 3], [2, 4, 2], 17, axis=1)
+    with pytest.raises(gf.GraphforgeError, match="real"):
+        gf.from_onnx(m)
