@@ -5,6 +5,7 @@
   (``periodic=1``, the default) or ``size - 1`` (symmetric), computed in float64 and cast to
   ``output_datatype``. ``size`` must be a constant (it is the result's length).
 - ``GlobalLpPool``: ``(sum over the spatial axes of |x|^p) ^ (1/p)`` with the spatial axes kept as 1.
+- ``DFT`` (matmuls with float64 cos/sin tables) and ``STFT`` (constant-index frames, window, DFT).
 - ``ReverseSequence``: reverses the first ``sequence_lens[b]`` entries along ``time_axis`` of each
   batch entry ``b``: one ``gather`` from the flattened input at ``where(t < L_b, L_b - 1 - t, t)``
   (``sequence_lens`` may be a run-time input; the shape of ``x`` must be static).
@@ -154,7 +155,14 @@ def _dft(ctx, node):
         unsupported(node, f"dft_length {length} (must be >= 1)")
     if onesided and not inverse and shape[-1] == 2:
         unsupported(node, "onesided with a complex input (ONNX allows it for real input only)")
-    cos_t, sin_t = _dft_tables(n_in, length, inverse, onesided)
+    return [_dft_core(ctx, x, axis, length, inverse, onesided)]
+
+
+def _dft_core(ctx, x, axis: int, length: int, inverse: bool, onesided: bool):
+    """ONNX DFT of ``x`` (``(..., 1|2)``, static signal axis ``axis`` >= 0) as registry ops."""
+    shape = x.type.shape
+    rank = len(shape)
+    cos_t, sin_t = _dft_tables(shape[axis], length, inverse, onesided)
     dt = x.type.dtype
     cdt = "float64"  # the tables and products in float64 (like onnx's reference), rounded once at the end
     e = ctx.emit
@@ -177,4 +185,39 @@ def _dft(ctx, node):
     parts = [out_r] if inverse and onesided else [out_r, out_i]
     parts = [e("unsqueeze", [e("transpose", [p], perm=[int(b) for b in back])], axes=[rank - 1]) for p in parts]
     y = parts[0] if len(parts) == 1 else e("concat", parts, axis=rank - 1)
-    return [ctx.cast(y, dt)]
+    return ctx.cast(y, dt)
+
+
+@importer("STFT")
+def _stft(ctx, node):
+    """STFT(signal (B, T, 1|2), frame_step, window?, frame_length?): frames gathered at constant
+    indices ``f * step + l`` ((F, L), F = 1 + (T - L) // step), times the window (which may be a run-time
+    input), then the DFT over the frame axis (one-sided by default: real signals only)."""
+    a = attrs_of(node)
+    x = ctx.input(node, 0)
+    shape = x.type.shape
+    if len(shape) != 3 or shape[-1] not in (1, 2) or not isinstance(shape[1], int):
+        unsupported(node, f"signal {x.type}: needs (batch, static length, 1 or 2)")
+    step = int(np.asarray(ctx.need_const(node, 1, "frame_step")).reshape(-1)[0])
+    window = ctx.input(node, 2) if ctx.has(node, 2) else None
+    if ctx.has(node, 3):
+        length = int(np.asarray(ctx.need_const(node, 3, "frame_length")).reshape(-1)[0])
+    elif window is not None and isinstance(window.type.shape[0], int):
+        length = int(window.type.shape[0])
+    else:
+        unsupported(node, "neither frame_length nor a window of static length gives the frame length")
+    if window is not None and window.type.shape[0] != length:
+        unsupported(node, f"window {window.type} does not have frame_length {length} entries")
+    onesided = bool(int(a.get("onesided", 1)))
+    if onesided and shape[-1] == 2:
+        unsupported(node, "onesided with a complex signal (ONNX allows it for real signals only)")
+    if step < 1 or not 1 <= length <= shape[1]:
+        unsupported(node, f"frame_step {step}, frame_length {length} for a signal of length {shape[1]}")
+    frames = 1 + (shape[1] - length) // step
+    idx = (np.arange(frames, dtype=np.int64)[:, None] * step + np.arange(length, dtype=np.int64)[None, :])
+    e = ctx.emit
+    y = e("gather", [x, ctx.materialize(idx, "stft_frames")], axis=1)           # (B, F, L, C)
+    if window is not None:
+        w = e("reshape", [ctx.cast(window, x.type.dtype)], shape=[1, 1, length, 1])
+        y = e("mul", [y, w])
+    return [_dft_core(ctx, y, 2, length, False, onesided)]
