@@ -221,3 +221,41 @@ def _stft(ctx, node):
         w = e("reshape", [ctx.cast(window, x.type.dtype)], shape=[1, 1, length, 1])
         y = e("mul", [y, w])
     return [_dft_core(ctx, y, 2, length, False, onesided)]
+
+
+@importer("MelWeightMatrix")
+def _mel_weight_matrix(ctx, node):
+    """MelWeightMatrix(num_mel_bins, dft_length, sample_rate, lower_edge_hertz, upper_edge_hertz): every
+    input is a constant, so the (dft_length // 2 + 1, num_mel_bins) triangular filter bank is computed at
+    import time, following the operator's definition (onnx/defs/math/defs.cc) step by step: mel edges
+    spaced by (high - low) / (num_mel_bins + 2), mapped to bins floor((dft_length + 1) * hz / sample_rate)."""
+    a = attrs_of(node)
+    names = ("num_mel_bins", "dft_length", "sample_rate", "lower_edge_hertz", "upper_edge_hertz")
+    mels, dft_len, rate, lo, hi = (np.asarray(ctx.need_const(node, i, n)).reshape(-1)[0] for i, n in enumerate(names))
+    mels, dft_len = int(mels), int(dft_len)
+    if mels < 1 or dft_len < 1 or float(rate) <= 0 or not 0 <= float(lo) <= float(hi):
+        unsupported(node, f"num_mel_bins={mels}, dft_length={dft_len}, sample_rate={rate}, edges [{lo}, {hi}]")
+    n_spec = dft_len // 2 + 1
+    ctx.require((n_spec, mels), 8, "the mel weight matrix")
+    lo_mel = 2595.0 * np.log1p(float(lo) / 700.0) / np.log(10.0)
+    hi_mel = 2595.0 * np.log1p(float(hi) / 700.0) / np.log(10.0)
+    step = (hi_mel - lo_mel) / (mels + 2)
+    hz = 700.0 * np.expm1((np.arange(mels + 2) * step + lo_mel) / 2595.0 * np.log(10.0))
+    bins = (((dft_len + 1) * hz) // rate).astype(np.int64)
+    if bins.max() >= n_spec or bins.min() < 0:
+        unsupported(node, f"upper_edge_hertz {hi} maps past the {n_spec} spectrogram bins")
+    out = np.zeros((n_spec, mels))
+    for i in range(mels):
+        left, center, right = (int(b) for b in bins[i:i + 3])
+        if center == left:
+            out[center, i] = 1.0
+        else:
+            out[left:center + 1, i] = (np.arange(left, center + 1) - left) / (center - left)
+        if right > center:
+            out[center:right, i] = (right - np.arange(center, right)) / (right - center)
+    dtype = onnx_dtype(int(a.get("output_datatype", 1)))
+    from graphforge.dtypes import to_numpy_dtype
+
+    if dtype == "bfloat16":
+        return [ctx.cast(ctx.materialize(out.astype(np.float32), "mel_weights"), dtype)]
+    return [out.astype(to_numpy_dtype(dtype))]

@@ -142,3 +142,14 @@ def test_stft_with_a_run_time_window_matches_onnxruntime():
     m = _model(node, [_vi("x", [2, 20, 1]), _vi("w", [8])], [_vi("y", [2, 5, None, 2])], inits=[step], opset=17)
     feeds = {"x": RNG.standard_normal((2, 20, 1)).astype(np.float32), "w": RNG.random(8).astype(np.float32)}
     _check(m, feeds, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("mels,dft,rate,lo,hi", [(8, 16, 8192, 0.0, 4096.0), (5, 64, 16000, 100.0, 6000.0)])
+def test_mel_weight_matrix_matches_onnxruntime(mels, dft, rate, lo, hi):
+    vals = [np.array(mels, np.int64), np.array(dft, np.int64), np.array(rate, np.int64), np.array(lo, np.float32),
+            np.array(hi, np.float32)]
+    names = ["m", "d", "r", "lo", "hi"]
+    inits = [numpy_helper.from_array(v, n) for v, n in zip(vals, names)]
+    m = _model(helper.make_node("MelWeightMatrix", names, ["y"]), [], [_vi("y", [dft // 2 + 1, mels])],
+               inits=inits, opset=17)
+    _check(m, {})
