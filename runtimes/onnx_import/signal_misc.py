@@ -9,6 +9,8 @@
 - ``ReverseSequence``: reverses the first ``sequence_lens[b]`` entries along ``time_axis`` of each
   batch entry ``b``: one ``gather`` from the flattened input at ``where(t < L_b, L_b - 1 - t, t)``
   (``sequence_lens`` may be a run-time input; the shape of ``x`` must be static).
+- ``Pad`` with ``mode="wrap"`` (called from the Pad importer): one ``gather`` per padded axis at the
+  constant indices ``(arange(-before, n + after)) mod n`` (negative pads crop first).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import numpy as np
 
 from .importer import attrs_of, importer, onnx_dtype, unsupported
 
-__all__: list[str] = []
+__all__ = ["wrap_pad"]
 
 # ONNX's coefficients (onnx/defs/math/defs.cc: HannWindow, HammingWindow, BlackmanWindow)
 _WINDOWS = {"HannWindow": (0.5, 0.5, 0.0), "HammingWindow": (25.0 / 46.0, 21.0 / 46.0, 0.0),
@@ -259,3 +261,21 @@ def _mel_weight_matrix(ctx, node):
     if dtype == "bfloat16":
         return [ctx.cast(ctx.materialize(out.astype(np.float32), "mel_weights"), dtype)]
     return [out.astype(to_numpy_dtype(dtype))]
+
+
+def wrap_pad(ctx, node, x, pads):
+    """Pad ``x`` circularly; ``pads`` = [before0, after0, before1, after1, ...] (ONNX Pad's ``wrap``)."""
+    shape = x.type.shape
+    for ax, d in enumerate(shape):
+        before, after = pads[2 * ax], pads[2 * ax + 1]
+        if not before and not after:
+            continue
+        if not isinstance(d, int) or d < 1:
+            unsupported(node, f"wrap padding of axis {ax} of {x.type}: needs a static, non-empty axis")
+        # negative pads crop first, and the rest wraps around the cropped extent (onnxruntime's order)
+        lo, hi = max(-before, 0), d - max(-after, 0)
+        if hi - lo < 1:
+            unsupported(node, f"pads ({before}, {after}) remove all of axis {ax} of {x.type}")
+        idx = lo + np.arange(-max(before, 0), hi - lo + max(after, 0), dtype=np.int64) % (hi - lo)
+        x = ctx.emit("gather", [x, ctx.materialize(idx, "wrap_pad_index")], axis=ax)
+    return x

@@ -35,7 +35,6 @@ EXCLUDED.update({
     ("Node", r"^test_mvn$"): "the test model fails onnx strict shape inference, which from_onnx requires for untrusted files",
     ("Node", r"^test_attention_4d_causal_fp16(_expanded)?$"): "float16 softmax: graphforge back ends accumulate softmax in float32 and differ from onnx's float16 reference by one float16 ulp on 2/192 elements",
     ("Node", r"^test_resize_downsample_sizes_nearest_not_smaller$"): "keep_aspect_ratio_policy not_smaller where round(scale*n) != floor(scale*n): the per-axis weights come from onnx's reference Resize driven by explicit scales, which rounds the output size down (the importer refuses it rather than guess)",
-    ("Node", r"^test_wrap_pad"): "Pad mode 'wrap' is not a pad op mode (constant/reflect/edge)",
 })
 _COMPILED = [(cat, re.compile(pat), why) for (cat, pat), why in EXCLUDED.items()]
 

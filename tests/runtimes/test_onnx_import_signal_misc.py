@@ -153,3 +153,12 @@ def test_mel_weight_matrix_matches_onnxruntime(mels, dft, rate, lo, hi):
     m = _model(helper.make_node("MelWeightMatrix", names, ["y"]), [], [_vi("y", [dft // 2 + 1, mels])],
                inits=inits, opset=17)
     _check(m, {})
+
+
+@pytest.mark.parametrize("pads", [[1, 2, 3, 1], [0, 5, 0, 0], [-1, 1, 2, -2]])
+def test_wrap_pad_matches_onnxruntime(pads):
+    p = numpy_helper.from_array(np.array(pads, np.int64), "p")
+    out = [3 + pads[0] + pads[2], 4 + pads[1] + pads[3]]
+    m = _model(helper.make_node("Pad", ["x", "p"], ["y"], mode="wrap"), [_vi("x", [3, 4])], [_vi("y", out)],
+               inits=[p])
+    _check(m, {"x": RNG.standard_normal((3, 4)).astype(np.float32)})
