@@ -9,6 +9,7 @@
 - ``ReverseSequence``: reverses the first ``sequence_lens[b]`` entries along ``time_axis`` of each
   batch entry ``b``: one ``gather`` from the flattened input at ``where(t < L_b, L_b - 1 - t, t)``
   (``sequence_lens`` may be a run-time input; the shape of ``x`` must be static).
+- ``CenterCropPad``: a ``slice`` and a zero ``pad``.
 - ``Pad`` with ``mode="wrap"`` (called from the Pad importer): one ``gather`` per padded axis at the
   constant indices ``(arange(-before, n + after)) mod n`` (negative pads crop first).
 """
@@ -279,3 +280,32 @@ def wrap_pad(ctx, node, x, pads):
         idx = lo + np.arange(-max(before, 0), hi - lo + max(after, 0), dtype=np.int64) % (hi - lo)
         x = ctx.emit("gather", [x, ctx.materialize(idx, "wrap_pad_index")], axis=ax)
     return x
+
+
+@importer("CenterCropPad")
+def _center_crop_pad(ctx, node):
+    """CenterCropPad(x, shape): each named axis is cropped (a ``slice`` starting at (dim - size) // 2)
+    or zero-padded (``pad`` with (size - dim) // 2 before, the rest after) to its target size."""
+    x = ctx.input(node, 0)
+    shape = x.type.shape
+    rank = len(shape)
+    sizes = [int(s) for s in np.asarray(ctx.need_const(node, 1, "shape")).reshape(-1)]
+    axes = [int(v) % rank for v in attrs_of(node).get("axes", range(rank))]
+    if len(axes) != len(sizes):
+        unsupported(node, f"{len(sizes)} target sizes for axes {axes}")
+    starts, ends, pads = [0] * rank, [2 ** 63 - 1] * rank, [0] * (2 * rank)
+    for ax, size in zip(axes, sizes):
+        d = shape[ax]
+        if not isinstance(d, int) or size < 0:
+            unsupported(node, f"target size {size} for axis {ax} of {x.type} (needs a static axis)")
+        if size < d:
+            starts[ax] = (d - size) // 2
+            ends[ax] = starts[ax] + size
+        elif size > d:
+            pads[2 * ax] = (size - d) // 2
+            pads[2 * ax + 1] = size - d - pads[2 * ax]
+    if any(starts) or any(e != 2 ** 63 - 1 for e in ends):
+        x = ctx.emit("slice", [x], starts=starts, ends=ends, axes=list(range(rank)))
+    if any(pads):
+        x = ctx.emit("pad", [x], pads=pads, mode="constant", value=0.0)
+    return [x]

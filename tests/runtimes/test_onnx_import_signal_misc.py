@@ -162,3 +162,20 @@ def test_wrap_pad_matches_onnxruntime(pads):
     m = _model(helper.make_node("Pad", ["x", "p"], ["y"], mode="wrap"), [_vi("x", [3, 4])], [_vi("y", out)],
                inits=[p])
     _check(m, {"x": RNG.standard_normal((3, 4)).astype(np.float32)})
+
+
+@pytest.mark.parametrize("size,axes", [([2, 7], None), ([5], [-1]), ([4, 4], [0, 1])])
+def test_center_crop_pad_matches_onnx_reference(size, axes):
+    from onnx.reference import ReferenceEvaluator
+
+    s = numpy_helper.from_array(np.array(size, np.int64), "s")
+    kw = {} if axes is None else {"axes": axes}
+    out = [None, None]
+    m = _model(helper.make_node("CenterCropPad", ["x", "s"], ["y"], **kw), [_vi("x", [5, 3])], [_vi("y", out)],
+               inits=[s], opset=18)
+    x = RNG.standard_normal((5, 3)).astype(np.float32)
+    (want,) = ReferenceEvaluator(m).run(None, {"x": x})
+    g = gf.from_onnx(m)
+    for backend in BACKENDS:
+        (got,) = gf.run(g, [x], backend=backend)
+        np.testing.assert_array_equal(got, want, err_msg=backend)
