@@ -30,7 +30,6 @@ EXCLUDED[("Node", r"^test_(if|loop\d+)_seq")] = \
 # Variants of claimed ops that graphforge's registry ops do not cover (the importer raises
 # UnsupportedOpError for them, naming the attribute):
 EXCLUDED.update({
-    ("Node", r"^test_batchnorm_.*training_mode"): "training-mode BatchNormalization outputs running stats with ONNX's momentum convention; import is inference-only",
     ("Node", r"^test_training_dropout(_default)?(_mask)?$"): "training-mode Dropout with ratio > 0: the expected masks come from NumPy's RNG; graphforge's dropout has its own counter-based mask (ratio 0 cases run)",
     ("Node", r"^test_mvn$"): "the test model fails onnx strict shape inference, which from_onnx requires for untrusted files",
     ("Node", r"^test_attention_4d_causal_fp16(_expanded)?$"): "float16 softmax: graphforge back ends accumulate softmax in float32 and differ from onnx's float16 reference by one float16 ulp on 2/192 elements",

@@ -179,3 +179,20 @@ def test_center_crop_pad_matches_onnx_reference(size, axes):
     for backend in BACKENDS:
         (got,) = gf.run(g, [x], backend=backend)
         np.testing.assert_array_equal(got, want, err_msg=backend)
+
+
+def test_training_mode_batch_norm_matches_onnx_reference():
+    from onnx.reference import ReferenceEvaluator
+
+    node = helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y", "rm", "rv"], training_mode=1,
+                            momentum=0.8, epsilon=1e-3)
+    m = _model(node, [_vi("x", [4, 3, 5]), _vi("s", [3]), _vi("b", [3]), _vi("m", [3]), _vi("v", [3])],
+               [_vi("y", [4, 3, 5]), _vi("rm", [3]), _vi("rv", [3])], opset=15)
+    feeds = {"x": RNG.standard_normal((4, 3, 5)).astype(np.float32) * 3 + 1,
+             **{k: RNG.random(3).astype(np.float32) + 0.5 for k in "sbmv"}}
+    want = ReferenceEvaluator(m).run(None, feeds)
+    g = gf.from_onnx(m)
+    for backend in BACKENDS:
+        got = gf.run(g, feeds, backend=backend)
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5, err_msg=backend)
