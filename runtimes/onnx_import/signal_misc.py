@@ -9,7 +9,7 @@
 - ``ReverseSequence``: reverses the first ``sequence_lens[b]`` entries along ``time_axis`` of each
   batch entry ``b``: one ``gather`` from the flattened input at ``where(t < L_b, L_b - 1 - t, t)``
   (``sequence_lens`` may be a run-time input; the shape of ``x`` must be static).
-- ``CenterCropPad``: a ``slice`` and a zero ``pad``.
+- ``CenterCropPad``: a ``slice`` and a zero ``pad``; ``SwiGLU``: ``A * sigmoid(alpha A) * B``.
 - ``Pad`` with ``mode="wrap"`` (called from the Pad importer): one ``gather`` per padded axis at the
   constant indices ``(arange(-before, n + after)) mod n`` (negative pads crop first).
 """
@@ -309,3 +309,15 @@ def _center_crop_pad(ctx, node):
     if any(pads):
         x = ctx.emit("pad", [x], pads=pads, mode="constant", value=0.0)
     return [x]
+
+
+@importer("SwiGLU")
+def _swiglu(ctx, node):
+    """SwiGLU(A, B) = A * sigmoid(alpha * A) * B (same shapes and dtypes, no broadcasting)."""
+    x, gate = ctx.input(node, 0), ctx.input(node, 1)
+    if x.type != gate.type:
+        unsupported(node, f"inputs {x.type} and {gate.type} must have the same type (no broadcasting)")
+    alpha = float(attrs_of(node).get("alpha", 1.0))
+    e = ctx.emit
+    z = x if alpha == 1.0 else e("mul", [x, ctx.scalar(alpha, x.type.dtype)])
+    return [e("mul", [e("mul", [x, e("sigmoid", [z])]), gate])]

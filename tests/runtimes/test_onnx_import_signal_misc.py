@@ -196,3 +196,17 @@ def test_training_mode_batch_norm_matches_onnx_reference():
         got = gf.run(g, feeds, backend=backend)
         for a, b in zip(got, want):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5, err_msg=backend)
+
+
+def test_swiglu_matches_onnx_reference():
+    from onnx.reference import ReferenceEvaluator
+    from graphforge.runtimes.onnx_import.importer import max_import_opset
+
+    m = _model(helper.make_node("SwiGLU", ["a", "b"], ["y"], alpha=1.7), [_vi("a", [2, 5]), _vi("b", [2, 5])],
+               [_vi("y", [2, 5])], opset=max_import_opset())
+    feeds = {"a": RNG.standard_normal((2, 5)).astype(np.float32), "b": RNG.standard_normal((2, 5)).astype(np.float32)}
+    (want,) = ReferenceEvaluator(m).run(None, feeds)
+    g = gf.from_onnx(m)
+    for backend in BACKENDS:
+        (got,) = gf.run(g, feeds, backend=backend)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=backend)
