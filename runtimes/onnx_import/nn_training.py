@@ -8,6 +8,7 @@ op's PyTorch convention, and ONNX's variance is the biased one, so the op itself
 from __future__ import annotations
 
 from .importer import attrs_of, unsupported
+from .nn_ops import _channel_affine, _normalize
 
 __all__ = ["batch_norm_training"]
 
@@ -20,17 +21,15 @@ def batch_norm_training(ctx, node):
     rank = len(x.type.shape)
     if rank < 2:
         unsupported(node, f"input {x.type}: needs (N, C, ...)")
-    dt = x.type.dtype
     eps, momentum = float(a.get("epsilon", 1e-5)), float(a.get("momentum", 0.9))
     e = ctx.emit
     axes = [0] + list(range(2, rank))
-    mean = e("mean", [x], axes=axes, keepdims=True)
+    # Y through the one spelling of the normalisation (ops/_nn_norm.normalize); the variance itself is
+    # spelled again for the running statistic (cse merges the shared mean and square)
+    xhat, mean, _ = _normalize(ctx, x, axes, eps)
     centred = e("sub", [x, mean])
     var = e("mean", [e("mul", [centred, centred])], axes=axes, keepdims=True)
-    bshape = [-1] + [1] * (rank - 2)
-    inv = e("rsqrt", [e("add", [var, ctx.scalar(eps, dt)])])
-    y = e("add", [e("mul", [e("mul", [centred, inv]), e("reshape", [scale], shape=bshape)]),
-                  e("reshape", [bias], shape=bshape)])
+    y = _channel_affine(ctx, xhat, scale, bias, rank)
 
     def running(old, batch):
         flat = e("reshape", [batch], shape=[-1])
