@@ -29,3 +29,5 @@ from .data_dependent import compress, nonzero, unique  # noqa: E402,F401  (ops/d
 __all__ = __all__ + ["nonzero", "compress", "unique"]
 from .data_dependent import non_max_suppression  # noqa: E402,F401
 __all__ = __all__ + ["non_max_suppression"]
+from .linalg_det import det  # noqa: E402,F401  (ops/linalg_det.py)
+__all__ = __all__ + ["det"]

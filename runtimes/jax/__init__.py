@@ -231,3 +231,4 @@ def run(graph: Graph, arrays, env: Mapping[str, int], params: Mapping[str, np.nd
         outs = fn(used, tuple(jnp.asarray(a) for a in arrays))
         return [np.asarray(o) for o in outs]
 from . import barrier as _barrier  # noqa: E402,F401  (optimization_barrier)
+from . import linalg_det  # noqa: F401,E402  (det)

@@ -83,6 +83,8 @@ def _load_tables():
     from . import quantize  # noqa: F401  (quantized ops)
     from . import contraction, selection  # noqa: F401  (Einsum; TopK, NonZero, Unique, Compress)
     from . import sequences  # noqa: F401  (Sequence*, Optional*; wraps Identity, so after elementwise)
+    from . import linalg_det  # noqa: F401  (Det)
+    from . import signal_misc  # noqa: F401  (Hann/Hamming/BlackmanWindow, GlobalLpPool, ReverseSequence)
 
 
 # ONNX attributes that are flags: any other value than 0/1 means different things to different

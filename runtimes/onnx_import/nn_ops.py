@@ -181,7 +181,10 @@ def _gpool(ctx, node):
 @importer("BatchNormalization")
 def _bn(ctx, node):
     a = attrs_of(node)
-    if int(a.get("training_mode", 0)) or len([o for o in node.output if o]) > 1:
+    if int(a.get("training_mode", 0)):  # batch statistics, ONNX's momentum (runtimes/onnx_import/nn_training.py)
+        from .nn_training import batch_norm_training
+        return batch_norm_training(ctx, node)
+    if len([o for o in node.output if o]) > 1:
         unsupported(node, "training-mode BatchNormalization (extra outputs) is not supported on import")
     ins = [ctx.input(node, i) for i in range(5)]
     return [ctx.emit("batch_norm", ins, eps=float(a.get("epsilon", 1e-5)), training=False)]

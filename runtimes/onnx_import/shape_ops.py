@@ -223,7 +223,10 @@ def _pad(ctx, node):
     full = [0] * (2 * rank)
     for k, ax in enumerate(axes):
         full[2 * ax], full[2 * ax + 1] = pads[k], pads[k + n]
-    if mode == "wrap" or mode not in ("constant", "reflect", "edge"):
+    if mode == "wrap":  # a gather per padded axis (runtimes/onnx_import/signal_misc.py)
+        from .signal_misc import wrap_pad
+        return [wrap_pad(ctx, node, x, full)]
+    if mode not in ("constant", "reflect", "edge"):
         unsupported(node, f"mode {mode!r}")
     if any(p < 0 for p in full):
         # negative pads crop

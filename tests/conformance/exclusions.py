@@ -30,12 +30,10 @@ EXCLUDED[("Node", r"^test_loop16_seq_none$")] = \
 # Variants of claimed ops that graphforge's registry ops do not cover (the importer raises
 # UnsupportedOpError for them, naming the attribute):
 EXCLUDED.update({
-    ("Node", r"^test_batchnorm_.*training_mode"): "training-mode BatchNormalization outputs running stats with ONNX's momentum convention; import is inference-only",
     ("Node", r"^test_training_dropout(_default)?(_mask)?$"): "training-mode Dropout with ratio > 0: the expected masks come from NumPy's RNG; graphforge's dropout has its own counter-based mask (ratio 0 cases run)",
     ("Node", r"^test_mvn$"): "the test model fails onnx strict shape inference, which from_onnx requires for untrusted files",
     ("Node", r"^test_attention_4d_causal_fp16(_expanded)?$"): "float16 softmax: graphforge back ends accumulate softmax in float32 and differ from onnx's float16 reference by one float16 ulp on 2/192 elements",
     ("Node", r"^test_resize_downsample_sizes_nearest_not_smaller$"): "keep_aspect_ratio_policy not_smaller where round(scale*n) != floor(scale*n): the per-axis weights come from onnx's reference Resize driven by explicit scales, which rounds the output size down (the importer refuses it rather than guess)",
-    ("Node", r"^test_wrap_pad"): "Pad mode 'wrap' is not a pad op mode (constant/reflect/edge)",
 })
 _COMPILED = [(cat, re.compile(pat), why) for (cat, pat), why in EXCLUDED.items()]
 
@@ -53,3 +51,8 @@ NO_NODE_CASE: dict[str, str] = {
 }
 NO_NODE_CASE["optimization_barrier"] = ("rematerialisation's compiler barrier (passes/remat.py): ONNX has no such "
                                         "node to import; its samples check it on every back end")
+EXCLUDED[("Node", r"^test_dft_inverse(_opset19)?$")] = (
+    "the expected values are NumPy's complex64 FFT, whose rounding noise (1.9e-7) sits where the exact "
+    "result is 0 (true value ~1e-16), beyond onnx's atol 1e-7; graphforge's DFT (float64 tables, one rounding) "
+    "matches the float64 FFT to float32 precision (tests/runtimes/test_onnx_import_signal_misc.py)")
+_COMPILED = [(cat, re.compile(pat), why) for (cat, pat), why in EXCLUDED.items()]
