@@ -208,12 +208,44 @@ class _ConvNd(Module):
 
 
 class Conv1d(_ConvNd):
-    """1-D convolution (N, C, W); weight (out, in/groups, k) (PyTorch layout and init)."""
+    """1-D convolution (N, C, W); weight (out, in/groups, k) (PyTorch layout and init).
+
+    Args:
+        in_channels: channels of the (N, C, W) input.
+        out_channels: channels of the output.
+        kernel_size: an int or a 1-tuple.
+        stride: an int or a 1-tuple.
+        padding: an int, a 1-tuple, 2 values (begins, then ends), ``"same"`` (stride 1 only) or ``"valid"``.
+        dilation: an int or a 1-tuple.
+        groups: split the channels into this many independent groups.
+        bias: add a learned bias.
+        dtype: the parameters' dtype.
+
+    Raises:
+        ShapeError: channels not divisible by ``groups``, or a ``kernel_size``, ``stride`` or ``dilation``
+            with the wrong number of values.
+    """
     _n, _what = 1, "Conv1d"
 
 
 class Conv3d(_ConvNd):
-    """3-D convolution (N, C, D, H, W); weight (out, in/groups, kd, kh, kw) (PyTorch layout and init)."""
+    """3-D convolution (N, C, D, H, W); weight (out, in/groups, kd, kh, kw) (PyTorch layout and init).
+
+    Args:
+        in_channels: channels of the (N, C, D, H, W) input.
+        out_channels: channels of the output.
+        kernel_size: an int or ``(kd, kh, kw)``.
+        stride: an int or ``(d, h, w)``.
+        padding: an int, ``(d, h, w)``, 6 values (begins, then ends), ``"same"`` (stride 1 only) or ``"valid"``.
+        dilation: an int or ``(d, h, w)``.
+        groups: split the channels into this many independent groups.
+        bias: add a learned bias.
+        dtype: the parameters' dtype.
+
+    Raises:
+        ShapeError: channels not divisible by ``groups``, or a ``kernel_size``, ``stride`` or ``dilation``
+            with the wrong number of values.
+    """
     _n, _what = 3, "Conv3d"
 
 
@@ -245,12 +277,46 @@ class _ConvTransposeNd(Module):
 
 
 class ConvTranspose1d(_ConvTransposeNd):
-    """Transposed 1-D convolution; weight (in, out/groups, k) (PyTorch layout and init)."""
+    """Transposed 1-D convolution; weight (in, out/groups, k) (PyTorch layout and init).
+
+    Args:
+        in_channels: channels of the (N, C, W) input.
+        out_channels: channels of the output.
+        kernel_size: an int or a 1-tuple.
+        stride: an int or a 1-tuple (the upsampling factor).
+        padding: an int or a 1-tuple, removed from the output's borders.
+        output_padding: extra size on one side of the output (to pick among sizes a stride allows).
+        groups: independent channel groups.
+        bias: add a learned bias.
+        dilation: an int or a 1-tuple.
+        dtype: the parameters' dtype.
+
+    Raises:
+        ShapeError: channels not divisible by ``groups``, or a ``kernel_size``, ``stride`` or ``dilation``
+            with the wrong number of values.
+    """
     _n, _what = 1, "ConvTranspose1d"
 
 
 class ConvTranspose3d(_ConvTransposeNd):
-    """Transposed 3-D convolution; weight (in, out/groups, kd, kh, kw) (PyTorch layout and init)."""
+    """Transposed 3-D convolution; weight (in, out/groups, kd, kh, kw) (PyTorch layout and init).
+
+    Args:
+        in_channels: channels of the (N, C, D, H, W) input.
+        out_channels: channels of the output.
+        kernel_size: an int or ``(kd, kh, kw)``.
+        stride: an int or ``(d, h, w)`` (the upsampling factor).
+        padding: an int or ``(d, h, w)``, removed from the output's borders.
+        output_padding: extra size on one side of the output (to pick among sizes a stride allows).
+        groups: independent channel groups.
+        bias: add a learned bias.
+        dilation: an int or ``(d, h, w)``.
+        dtype: the parameters' dtype.
+
+    Raises:
+        ShapeError: channels not divisible by ``groups``, or a ``kernel_size``, ``stride`` or ``dilation``
+            with the wrong number of values.
+    """
     _n, _what = 3, "ConvTranspose3d"
 
 
@@ -271,12 +337,28 @@ class _MaxPoolNd(Module):
 
 
 class MaxPool1d(_MaxPoolNd):
-    """Max pooling over (N, C, W) (PyTorch's argument order: kernel, stride, padding, dilation, ceil_mode)."""
+    """Max pooling over (N, C, W) (PyTorch's argument order: kernel, stride, padding, dilation, ceil_mode).
+
+    Args:
+        kernel_size: the window size, an int or a 1-tuple.
+        stride: the step between windows, an int or a 1-tuple; None: ``kernel_size``.
+        padding: an int or a 1-tuple (the same on both sides), or 2 values (begins, then ends).
+        dilation: the spacing between kernel elements, an int or a 1-tuple.
+        ceil_mode: round the output size up.
+    """
     _n = 1
 
 
 class MaxPool3d(_MaxPoolNd):
-    """Max pooling over (N, C, D, H, W)."""
+    """Max pooling over (N, C, D, H, W) (``gf.max_pool3d``; PyTorch's argument order).
+
+    Args:
+        kernel_size: the window size, an int or ``(kd, kh, kw)``.
+        stride: the step between windows, an int or ``(d, h, w)``; None: ``kernel_size``.
+        padding: an int or ``(d, h, w)`` (the same on both sides), or 6 values (begins, then ends).
+        dilation: the spacing between kernel elements, an int or ``(d, h, w)``.
+        ceil_mode: round the output size up.
+    """
     _n = 3
 
 
@@ -297,12 +379,28 @@ class _AvgPoolNd(Module):
 
 
 class AvgPool1d(_AvgPoolNd):
-    """Average pooling over (N, C, W)."""
+    """Average pooling over (N, C, W) (``gf.avg_pool1d``).
+
+    Args:
+        kernel_size: the window size, an int or a 1-tuple.
+        stride: the step between windows, an int or a 1-tuple; None: ``kernel_size``.
+        padding: an int or a 1-tuple (the same on both sides), or 2 values (begins, then ends).
+        ceil_mode: round the output size up.
+        count_include_pad: count the padded zeros in each window's divisor (PyTorch's default).
+    """
     _n = 1
 
 
 class AvgPool3d(_AvgPoolNd):
-    """Average pooling over (N, C, D, H, W)."""
+    """Average pooling over (N, C, D, H, W) (``gf.avg_pool3d``).
+
+    Args:
+        kernel_size: the window size, an int or ``(kd, kh, kw)``.
+        stride: the step between windows, an int or ``(d, h, w)``; None: ``kernel_size``.
+        padding: an int or ``(d, h, w)`` (the same on both sides), or 6 values (begins, then ends).
+        ceil_mode: round the output size up.
+        count_include_pad: count the padded zeros in each window's divisor (PyTorch's default).
+    """
     _n = 3
 
 

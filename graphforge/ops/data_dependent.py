@@ -191,7 +191,14 @@ register_op(OpDef(
 # ---- functional API -------------------------------------------------------------------------
 
 def nonzero(x):
-    """ONNX/NumPy-style nonzero: the (rank, n) int64 indices of the non-zero entries."""
+    """ONNX/NumPy-style nonzero: the (rank, n) int64 indices of the non-zero entries.
+
+    Args:
+        x: a Tensor; its non-zero (True) entries are listed in row-major order.
+
+    Returns:
+        An int64 Tensor of shape (rank of ``x``, n); n is a fresh data-dependent symbol.
+    """
     return apply("nonzero", x, length=fresh_length("nnz"))
 
 
@@ -202,7 +209,20 @@ def compress(x, condition, axis: int | None = None):
 
 def unique(x, axis: int | None = None, sorted: bool = True):  # noqa: A002
     """``(values, first_indices, inverse_indices, counts)`` like ONNX Unique (``sorted=False``: in order
-    of first occurrence)."""
+    of first occurrence).
+
+    Args:
+        x: a Tensor of rank >= 1.
+        axis: None: the unique elements of the flattened ``x``; an int: the unique slices along that axis.
+        sorted: ascending order (False: in order of first occurrence).
+
+    Returns:
+        ``(values, first_indices, inverse_indices, counts)``; the number of unique entries is a fresh
+        data-dependent symbol.
+
+    Raises:
+        ShapeError: a rank-0 ``x`` or an out-of-range ``axis``.
+    """
     return apply("unique", x, length=fresh_length("uniq"), axis=axis, sorted=bool(sorted))
 
 
@@ -297,7 +317,29 @@ register_op(OpDef(
 
 def non_max_suppression(boxes, scores, max_output_boxes_per_class=0, iou_threshold=0.0, score_threshold=None,
                         center_point_box: bool = False):
-    """ONNX NonMaxSuppression: (selected, 3) int64 rows (batch, class, box)."""
+    """ONNX NonMaxSuppression: (selected, 3) int64 rows (batch, class, box). Per batch and class, the
+    boxes by descending score (ties: lower index) that no earlier pick overlaps with IoU above the
+    threshold.
+
+    Args:
+        boxes: a (batch, boxes, 4) float32/float64 Tensor.
+        scores: a (batch, classes, boxes) Tensor of the same dtype.
+        max_output_boxes_per_class: the most boxes kept per batch and class (an int or an int64/int32
+            scalar Tensor); 0 keeps none.
+        iou_threshold: a box overlapping an earlier pick with IoU above this is dropped (a float or a
+            scalar Tensor of the boxes' dtype).
+        score_threshold: None: no threshold; otherwise only boxes scoring above it are kept (a float or
+            a scalar Tensor).
+        center_point_box: boxes are (x_center, y_center, width, height) instead of two corners
+            (y1, x1, y2, x2).
+
+    Returns:
+        A (selected, 3) int64 Tensor; selected is a fresh data-dependent symbol.
+
+    Raises:
+        ShapeError: ``boxes`` or ``scores`` of the wrong shape.
+        DTypeError: mismatched or non-float dtypes, or a threshold that is not a scalar.
+    """
     from .creation import constant
 
     dt = boxes.dtype

@@ -208,12 +208,46 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups: int = 1):
 
 
 def conv1d(x, w, b=None, stride=1, padding=0, dilation=1, groups: int = 1):
-    """1-D convolution (N, C, W); ``w`` is (out, in/groups, k). The ``conv2d`` op over one axis."""
+    """1-D convolution (N, C, W); ``w`` is (out, in/groups, k). The ``conv2d`` op over one axis.
+
+    Args:
+        x: an (N, C, W) Tensor.
+        w: the (out, in/groups, k) weight.
+        b: None or the (out,) bias.
+        stride: an int or a 1-tuple.
+        padding: an int, a 1-tuple, a (begin, end) pair, ``"same"`` (stride 1 only) or ``"valid"``.
+        dilation: an int or a 1-tuple.
+        groups: independent channel groups.
+
+    Returns:
+        The (N, out, W_out) Tensor.
+
+    Raises:
+        ShapeError: a badly formed ``padding``, or ``"same"`` with a stride other than 1.
+    """
     return conv2d(x, w, b, stride, padding, dilation, groups)
 
 
 def conv3d(x, w, b=None, stride=1, padding=0, dilation=1, groups: int = 1):
-    """3-D convolution (N, C, D, H, W); ``w`` is (out, in/groups, kd, kh, kw)."""
+    """3-D convolution (N, C, D, H, W); ``w`` is (out, in/groups, kd, kh, kw). The ``conv2d`` op over
+    three axes.
+
+    Args:
+        x: an (N, C, D, H, W) Tensor.
+        w: the (out, in/groups, kd, kh, kw) weight.
+        b: None or the (out,) bias.
+        stride: an int or one per spatial axis ``(sd, sh, sw)``.
+        padding: an int, one per spatial axis, 6 values (the three begins, then the three ends),
+            ``"same"`` (stride 1 only) or ``"valid"``.
+        dilation: an int or one per spatial axis.
+        groups: independent channel groups.
+
+    Returns:
+        The (N, out, D_out, H_out, W_out) Tensor.
+
+    Raises:
+        ShapeError: a badly formed ``padding``, or ``"same"`` with a stride other than 1.
+    """
     return conv2d(x, w, b, stride, padding, dilation, groups)
 
 
@@ -265,6 +299,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False, 
         stride: an int or one per spatial axis.
         padding: an int or one per spatial axis.
         ceil_mode: round the output size up.
+        dilation: the spacing between kernel elements, an int or one per spatial axis.
     """
     kernel, strides, pads, dil = _pool_args(kernel_size, stride, padding, _spatial_of(x, _n), dilation)
     return apply("max_pool2d", x, kernel=kernel, strides=strides, pads=pads, ceil_mode=ceil_mode, dilations=dil)
@@ -273,25 +308,102 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False, 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True,
                *, _n=None):
     """2-D average pooling (NCHW; avg_pool1d/avg_pool3d for the other ranks); ``stride`` defaults to the
-    kernel size."""
+    kernel size.
+
+    Args:
+        x: an (N, C, H, W) Tensor.
+        kernel_size: an int or ``(kh, kw)``.
+        stride: an int or ``(sh, sw)``; None: the kernel size.
+        padding: an int, ``(ph, pw)`` or 4 values (top, left, bottom, right).
+        ceil_mode: round the output size up.
+        count_include_pad: count the padded zeros in each window's divisor (PyTorch's default).
+    """
     kernel, strides, pads, dil = _pool_args(kernel_size, stride, padding, _spatial_of(x, _n))
     return apply("avg_pool2d", x, kernel=kernel, strides=strides, pads=pads, ceil_mode=ceil_mode,
                  count_include_pad=count_include_pad, dilations=dil)
 
 
 def max_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False, dilation=1):
+    """1-D max pooling over (N, C, W) input (the ``max_pool2d`` op over one axis);
+    ``stride`` defaults to the kernel size.
+
+    Args:
+        x: an (N, C, W) Tensor.
+        kernel_size: the window size, an int or a 1-tuple.
+        stride: the step between windows, an int or a 1-tuple; None: the kernel size.
+        padding: an int or a 1-tuple (the same on both sides), or 2 values (begins, then ends).
+        ceil_mode: round the output size up.
+        dilation: the spacing between kernel elements, an int or a 1-tuple.
+
+    Returns:
+        The pooled (N, C, W_out) Tensor.
+
+    Raises:
+        ShapeError: ``kernel_size``, ``stride``, ``padding`` or ``dilation`` with the wrong number of values.
+    """
     return max_pool2d(x, kernel_size, stride, padding, ceil_mode, dilation, _n=1)
 
 
 def max_pool3d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False, dilation=1):
+    """3-D max pooling over (N, C, D, H, W) input (the ``max_pool2d`` op over three axes);
+    ``stride`` defaults to the kernel size.
+
+    Args:
+        x: an (N, C, D, H, W) Tensor.
+        kernel_size: the window size, an int or ``(d, h, w)``.
+        stride: the step between windows, an int or ``(d, h, w)``; None: the kernel size.
+        padding: an int or ``(d, h, w)`` (the same on both sides), or 6 values (begins, then ends).
+        ceil_mode: round the output size up.
+        dilation: the spacing between kernel elements, an int or ``(d, h, w)``.
+
+    Returns:
+        The pooled (N, C, D_out, H_out, W_out) Tensor.
+
+    Raises:
+        ShapeError: ``kernel_size``, ``stride``, ``padding`` or ``dilation`` with the wrong number of values.
+    """
     return max_pool2d(x, kernel_size, stride, padding, ceil_mode, dilation, _n=3)
 
 
 def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True):
+    """1-D average pooling over (N, C, W) input (the ``avg_pool2d`` op over one axis);
+    ``stride`` defaults to the kernel size.
+
+    Args:
+        x: an (N, C, W) Tensor.
+        kernel_size: the window size, an int or a 1-tuple.
+        stride: the step between windows, an int or a 1-tuple; None: the kernel size.
+        padding: an int or a 1-tuple (the same on both sides), or 2 values (begins, then ends).
+        ceil_mode: round the output size up.
+        count_include_pad: count the padded zeros in each window's divisor (PyTorch's default).
+
+    Returns:
+        The pooled (N, C, W_out) Tensor.
+
+    Raises:
+        ShapeError: ``kernel_size``, ``stride`` or ``padding`` with the wrong number of values.
+    """
     return avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad, _n=1)
 
 
 def avg_pool3d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True):
+    """3-D average pooling over (N, C, D, H, W) input (the ``avg_pool2d`` op over three axes);
+    ``stride`` defaults to the kernel size.
+
+    Args:
+        x: an (N, C, D, H, W) Tensor.
+        kernel_size: the window size, an int or ``(d, h, w)``.
+        stride: the step between windows, an int or ``(d, h, w)``; None: the kernel size.
+        padding: an int or ``(d, h, w)`` (the same on both sides), or 6 values (begins, then ends).
+        ceil_mode: round the output size up.
+        count_include_pad: count the padded zeros in each window's divisor (PyTorch's default).
+
+    Returns:
+        The pooled (N, C, D_out, H_out, W_out) Tensor.
+
+    Raises:
+        ShapeError: ``kernel_size``, ``stride`` or ``padding`` with the wrong number of values.
+    """
     return avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad, _n=3)
 
 

@@ -32,7 +32,7 @@ __all__ = ["quantize_linear", "dequantize_linear", "dynamic_quantize_linear", "m
 
 # the integer types quantize_linear produces: those of ONNX's that graphforge's dtypes have (4-bit and
 # 16-bit unsigned types join when dtypes.py defines them)
-QUANT_DTYPES = tuple(d for d in ("uint8", "int8", "int16", "uint16", "int4", "uint4") if d in _dt.DTYPES)
+QUANT_DTYPES = tuple(d for d in ("uint8", "int8", "int16", "uint16", "int4", "uint4", "int2", "uint2") if d in _dt.DTYPES)
 _SCALE_DTYPES = ("float32", "float16", "bfloat16")
 F32 = "float32"
 

@@ -111,5 +111,21 @@ register_op(OpDef(
 
 def topk(x, k: int, axis: int = -1, largest: bool = True, sorted: bool = True):  # noqa: A002
     """``(values, indices)`` of the ``k`` largest (``largest=False``: smallest) entries along ``axis``,
-    in sorted order; ties go to the lower index (PyTorch's ``torch.topk`` signature)."""
+    in sorted order; ties go to the lower index (PyTorch's ``torch.topk`` signature).
+
+    Args:
+        x: a Tensor of rank >= 1 (not bool).
+        k: how many entries to keep, from 0 to the size of ``axis``.
+        axis: the axis to select along.
+        largest: the largest entries (False: the smallest).
+        sorted: accepted for PyTorch compatibility; False gives the sorted order too.
+
+    Returns:
+        ``(values, indices)``: ``x``'s shape with ``axis`` of size ``k``; values of ``x``'s dtype,
+        int64 indices.
+
+    Raises:
+        ShapeError: a rank-0 ``x``, an out-of-range ``axis`` or ``k``.
+        DTypeError: a bool ``x``.
+    """
     return apply("topk", x, k=int(k), axis=int(axis), largest=bool(largest), sorted=bool(sorted))

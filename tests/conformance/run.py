@@ -11,7 +11,7 @@ import time
 
 from .suite import CATEGORIES, claimed_ops, per_op, run_suite, summarize
 
-NODE_TARGET = 0.60     # of all node cases, exclusions counted as failures
+NODE_TARGET = 0.90     # of all node cases, exclusions counted as failures (issue 19: measured 92.1 %)
 PER_OP_TARGET = 0.98   # of the non-excluded node cases of every op the importer claims
 
 
