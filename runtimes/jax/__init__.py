@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from graphforge.errors import BackendError, GraphforgeError, UnsupportedOpError
+from graphforge.errors import GraphforgeError, UnsupportedOpError
 from graphforge.ir.dims import has_symbolic_attr, resolve_attr_dims, resolve_shape
 from graphforge.ir.graph import Graph
 from graphforge.ops.registry import lookup_op
@@ -37,7 +37,7 @@ from . import math_ops  # noqa: F401
 from . import quantize  # noqa: F401,E402  (quantized ops)
 from . import contraction  # noqa: F401  (einsum)
 from . import selection  # noqa: F401  (topk)
-from .lower import LOWERINGS, LowerCtx, has_lowering, lowers
+from .lower import LOWERINGS, LowerCtx, apply_lowering, has_lowering, lowers
 
 __all__ = ["run", "lower", "compile_graph", "compiled_count", "x64", "LOWERINGS", "lowers", "has_lowering",
            "missing_lowerings", "signature", "decomposed"]
@@ -127,13 +127,7 @@ def lower(graph: Graph, env: Mapping[str, int], *, precision: str = "highest", o
         for node, ctx, attrs in plan:
             if ctx is None:
                 ctx, attrs = _deferred(node, live, prec)
-            try:
-                res = LOWERINGS[node.op](ctx, [vals[id(v)] for v in node.inputs], attrs)
-            except GraphforgeError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - name the node that failed
-                raise BackendError(f"JAX lowering of {node.op} failed: {type(exc).__name__}: {exc}",
-                                   scope=node.scope, op=node.op, loc=node.loc) from exc
+            res = apply_lowering(node, ctx, [vals[id(v)] for v in node.inputs], attrs)
             for v, r in zip(node.outputs, res):
                 vals[id(v)] = r
                 if eager:

@@ -17,11 +17,11 @@ import jax.numpy as jnp
 from jax import lax
 
 from graphforge import dtypes as _dt
-from graphforge.errors import BackendError, GraphforgeError
+from graphforge.errors import BackendError
 from graphforge.ir.dims import resolve_dim, resolve_shape
 from graphforge.ir.graph import YIELD
 
-from .lower import LOWERINGS, LowerCtx, lowers
+from .lower import LowerCtx, apply_lowering, lowers
 
 __all__ = ["lower_block"]
 
@@ -44,13 +44,7 @@ def lower_block(block, env: Mapping[str, int], precision):
     def fn(args):
         vals = {id(a): x for a, x in zip(block.arguments, args)}
         for node, ctx, attrs in plan:
-            try:
-                res = LOWERINGS[node.op](ctx, [vals[id(v)] for v in node.inputs], attrs)
-            except GraphforgeError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - name the node that failed
-                raise BackendError(f"JAX lowering of {node.op} failed: {type(exc).__name__}: {exc}",
-                                   scope=node.scope, op=node.op, loc=node.loc) from exc
+            res = apply_lowering(node, ctx, [vals[id(v)] for v in node.inputs], attrs)
             for v, r in zip(node.outputs, res):
                 vals[id(v)] = r
         return [_exact(vals[id(v)], d) for v, d in zip(results, dtypes)]

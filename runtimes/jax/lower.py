@@ -15,9 +15,11 @@ import jax.numpy as jnp
 
 from graphforge import dtypes as _dt
 
+from graphforge.errors import BackendError, GraphforgeError
+
 from .._registry import lowering_table
 
-__all__ = ["lowers", "LOWERINGS", "LowerCtx", "has_lowering", "is_float", "upcast", "const_like", "softmax_shift"]
+__all__ = ["lowers", "LOWERINGS", "LowerCtx", "has_lowering", "apply_lowering", "is_float", "upcast", "const_like", "softmax_shift"]
 
 LOWERINGS, lowers, has_lowering = lowering_table()
 
@@ -87,3 +89,15 @@ def softmax_shift(x, axis):
     m = jnp.max(x, axis=axis, keepdims=True, initial=-jnp.inf)  # (initial: an empty axis is fine)
     at_max = jnp.where(jnp.isfinite(m), jnp.zeros_like(m), jnp.full_like(m, jnp.nan))
     return jnp.where(x == m, at_max, x - m)
+
+
+def apply_lowering(node, ctx: "LowerCtx", args: list, attrs: dict) -> list:
+    """Run ``node``'s JAX lowering on ``args``; a failure that is not already typed becomes a
+    BackendError naming the node (op, module scope, user line) — top-level graphs and region bodies alike."""
+    try:
+        return LOWERINGS[node.op](ctx, args, attrs)
+    except GraphforgeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - name the node that failed
+        raise BackendError(f"JAX lowering of {node.op} failed: {type(exc).__name__}: {exc}",
+                           scope=node.scope, op=node.op, loc=node.loc) from exc

@@ -91,20 +91,20 @@ def test_softmax_opset11_coerces_to_2d():
 
 def test_unsupported_ops_listed_at_once():
     nodes = [helper.make_node("Bernoulli", ["x"], ["v"], name="bern_a"),
-             helper.make_node("Det", ["x"], ["d1"], name="det_1"),
-             helper.make_node("Det", ["x"], ["d2"], name="det_2"),
+             helper.make_node("RandomNormalLike", ["x"], ["d1"], name="rnl_1"),
+             helper.make_node("RandomNormalLike", ["x"], ["d2"], name="rnl_2"),
              helper.make_node("Relu", ["x"], ["y"], name="ok")]
     inits = [numpy_helper.from_array(np.array([1], np.int64), "k"),
              numpy_helper.from_array(np.array([1, 1, 1, 1], np.float32), "sc")]
     m = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 2, 2])],
                [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 2, 2]),
                 helper.make_tensor_value_info("v", TensorProto.FLOAT, [1, 1, 2, 2]),
-                helper.make_tensor_value_info("d1", TensorProto.FLOAT, [1, 1]),
-                helper.make_tensor_value_info("d2", TensorProto.FLOAT, [1, 1])], inits)
+                helper.make_tensor_value_info("d1", TensorProto.FLOAT, [1, 1, 2, 2]),
+                helper.make_tensor_value_info("d2", TensorProto.FLOAT, [1, 1, 2, 2])], inits)
     with pytest.raises(gf.UnsupportedOpError) as exc:
         gf.from_onnx(m)
     msg = str(exc.value)
-    assert "Det (node 'det_1', 2 nodes)" in msg and "Bernoulli (node 'bern_a', 1 node)" in msg
+    assert "RandomNormalLike (node 'rnl_1', 2 nodes)" in msg and "Bernoulli (node 'bern_a', 1 node)" in msg
     assert "2 op type(s)" in msg
 
 
