@@ -31,7 +31,7 @@ def _run_page(page: str, workdir, *, full: bool) -> dict:
 # Pages written on other branches before this runner existed, whose blocks are API sketches (free
 # names such as `input_size`): skipped until each block is made runnable or marked
 # `<!-- skip: why -->`. Ignored where the page does not exist.
-SKETCH_PAGES = {"docs/sequence_models.md": "API sketches with free names (input_size, x, h_0); not yet runnable"}
+SKETCH_PAGES: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("page", PAGES)
