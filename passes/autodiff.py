@@ -15,11 +15,10 @@ from typing import Iterable
 import numpy as np
 
 from graphforge import dtypes as _dt
-from graphforge.errors import GraphforgeError, ShapeError, UnsupportedOpError
+from graphforge.errors import GraphforgeError, ShapeError
 from graphforge.ir.graph import Graph, Value
-from graphforge.ops.registry import NOT_DIFFERENTIABLE, get_op
+from graphforge.ops._region_ad import reverse_sweep
 from graphforge.trace.builder import Builder
-from graphforge.trace.tensor import Tensor
 
 from .registry import register_pass
 
@@ -121,40 +120,8 @@ def grad(graph: Graph, wrt="params", output: int = 0, *, keep_outputs: bool = Fa
             if id(node) in active:
                 requires.update(id(o) for o in node.outputs)
         forward_nodes = [n for n in g.nodes if id(n) in active]
-        for node in reversed(forward_nodes):
-            out_cots = [cotangents.get(id(o)) for o in node.outputs]
-            if all(c is None for c in out_cots):
-                continue
-            opdef = get_op(node.op)
-            if opdef.vjp is NOT_DIFFERENTIABLE:
-                continue
-            if opdef.vjp is None:
-                raise UnsupportedOpError(f"op {node.op!r} has no VJP rule, so gradients cannot flow through it",
-                                         ops=[node.op], scope=node.scope, op=node.op, loc=node.loc)
-            # Region ops (cond, scan, while_loop) build their VJP from their regions: they get the node.
-            extra = {"node": node} if opdef.regions else {}
-            with builder.provenance(node.scope, node.loc):
-                try:
-                    in_cots = opdef.vjp([Tensor(v, builder) for v in node.inputs],
-                                        [Tensor(o, builder) for o in node.outputs],
-                                        [None if c is None else Tensor(c, builder) for c in out_cots],
-                                        node.attrs, **extra)
-                except GraphforgeError as exc:
-                    raise type(exc)(f"while differentiating: {exc.detail}", scope=node.scope, op=node.op,
-                                    loc=node.loc) from None
-                if len(in_cots) != len(node.inputs):
-                    raise GraphforgeError(f"VJP rule of {node.op} returned {len(in_cots)} cotangents for "
-                                          f"{len(node.inputs)} inputs", op=node.op)
-                for i, (value, cot) in enumerate(zip(node.inputs, in_cots)):
-                    if cot is None or id(value) not in requires or i in opdef.nondiff_inputs:
-                        continue
-                    cot_value = cot.value if isinstance(cot, Tensor) else cot
-                    if cot_value.type != value.type:
-                        raise GraphforgeError(f"VJP rule of {node.op} gave a cotangent of type {cot_value.type} "
-                                              f"for input {i} of type {value.type}", op=node.op,
-                                              scope=node.scope, loc=node.loc)
-                    previous = cotangents.get(id(value))
-                    cotangents[id(value)] = cot_value if previous is None else builder.emit1("add", [previous, cot_value])
+        reverse_sweep(builder, [(n, list(n.inputs), list(n.outputs)) for n in forward_nodes], cotangents,
+                      requires, relocate_errors=True)
         grads = []
         for v in wrt_values:
             c = cotangents.get(id(v))

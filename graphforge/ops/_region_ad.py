@@ -112,10 +112,14 @@ def zeros_value(builder: Builder, t: TensorType) -> Value:
 
 
 def reverse_sweep(builder: Builder, steps: Sequence[tuple], cotangents: dict[int, Value],
-                  requires: set[int]) -> None:
+                  requires: set[int], *, relocate_errors: bool = False) -> None:
     """Reverse-mode sweep over ``steps`` = ``(node, input values, output values)`` in forward order:
     each op's VJP rule is emitted for the nodes whose results carry a cotangent, and the input
-    cotangents of the values in ``requires`` are accumulated into ``cotangents`` (by id)."""
+    cotangents of the values in ``requires`` are accumulated into ``cotangents`` (by id).
+
+    A typed error raised by a VJP rule is re-raised at the node being differentiated ("while
+    differentiating: ..."); inside a region an error that already names an op (an inner node's)
+    keeps it, while the top-level sweep (``relocate_errors``) always reports the user's node."""
     for node, ins, outs in reversed(steps):
         if not any(id(o) in requires for o in outs):
             continue
@@ -135,10 +139,13 @@ def reverse_sweep(builder: Builder, steps: Sequence[tuple], cotangents: dict[int
                                     [None if c is None else Tensor(c, builder) for c in out_cots],
                                     node.attrs, **extra)
             except GraphforgeError as exc:
-                if exc.op is not None:
+                if exc.op is not None and not relocate_errors:
                     raise
                 raise type(exc)(f"while differentiating: {exc.detail}", scope=node.scope, op=node.op,
                                 loc=node.loc) from None
+            if len(in_cots) != len(ins):
+                raise GraphforgeError(f"VJP rule of {node.op} returned {len(in_cots)} cotangents for "
+                                      f"{len(ins)} inputs", op=node.op)
             for i, (value, cot) in enumerate(zip(ins, in_cots)):
                 if cot is None or id(value) not in requires or i in opdef.nondiff_inputs:
                     continue
