@@ -20,6 +20,15 @@ __all__ = ["cse", "attr_key"]
 
 
 def _freeze(value):
+    kind = type(value)  # the common exact types first (CSE keys every node of the graph)
+    if kind is int:
+        return ("i", value)
+    if kind is str or value is None:
+        return ("o", repr(value))
+    if kind is float:
+        return ("f", repr(value))
+    if kind is bool:
+        return ("b", value)
     if isinstance(value, np.ndarray):
         return ("nd", value.dtype.str, value.shape, value.tobytes())
     if isinstance(value, (list, tuple)):
