@@ -11,7 +11,8 @@ Targets (``TARGETS``): graphforge-JAX train step / hand-written JAX ≤ 1.05 on 
 ``mlp128`` (per-step overhead); the convolution cases (LeNet, ResNet-8) ≤ 1.0 of hand JAX *and* of
 PyTorch eager, each ratio against the peer measured in the same run;
 graphforge ONNX / torch.onnx latency ≤ 1.0 with ≤ nodes; export ≥ 10× faster than torch dynamo;
-100k-node graph through trace + passes + export < 10 s with flat time per node; graphforge's
+100k-node graph through trace + passes + export < 10 s with flat time per node (a ~1M-node graph
+< 60 s, skipped by ``--quick``); graphforge's
 optimised ONNX with ORT optimisations off / unoptimised ONNX with ORT's on ≤ 1.0.
 
     python benchmarks/run.py [--quick] [--only train,inference,export,scaling,flops,ort]
@@ -49,6 +50,7 @@ TARGETS["scan_rnn_ratio_max"] = 1.05  # issue 15: gf.scan RNN train step / hand-
 TARGETS["scan_onnx_ratio_max"] = 1.05  # issue 15: gf.scan RNN's ONNX in ORT / a hand-written ONNX Scan
 STEPS += ("quantize",)  # post-training quantization vs onnxruntime's quantizer (bench_quantize.py)
 TARGETS.update({"quant_size_ratio_min": 3.5, "quant_accuracy_drop_max": 0.005, "quant_latency_ratio_max": 1.0})
+TARGETS["scaling_1m_s_max"] = 60.0  # issue 21: a ~1M-node graph through trace + passes + export
 
 
 def _invoke(module: str, argv: list[str], in_process: bool) -> tuple[bool, str]:
@@ -111,7 +113,8 @@ def run_all(steps, tmp: str, *, quick: bool = False, tiny: bool = False, in_proc
         per_item("export", models, "export", "bench_export",
                  lambda model: ["--model", model, "--rounds", "3" if quick else "5", *common], "export")
     if "scaling" in steps:
-        out["scaling"] = step("compile-time scaling", "bench_compile_scaling", ["--tiny"] if tiny else [], "scaling",
+        out["scaling"] = step("compile-time scaling", "bench_compile_scaling",
+                              ["--tiny"] if tiny else ([] if quick else ["--million"]), "scaling",
                               os.path.join(tmp, "scaling.json")) or []
     if "flops" in steps and out.get("train_step"):
         train_json = os.path.join(tmp, "train-all.json")
@@ -177,9 +180,14 @@ def check_targets(res: dict) -> list[dict]:
                          "bound": f">= {t['export_speedup_min']}", "met": m["speedup_vs_torch"] >= t["export_speedup_min"]})
     sc = [r for r in res.get("scaling", []) if "export_s" in r]
     if sc:
-        big = max(sc, key=lambda r: r["nodes"])
-        rows.append({"target": f"{big['nodes']}-node graph trace+passes+export (s)", "value": big["total_s"],
-                     "bound": f"< {t['scaling_100k_s_max']}", "met": big["total_s"] < t["scaling_100k_s_max"]})
+        # the 100k target on the largest graph under half a million nodes, the 1M target on the
+        # largest above (issue 21); tiny smoke runs only have the former
+        small = [r for r in sc if r["nodes"] < 500_000]
+        for group, key in ((small, "scaling_100k_s_max"), ([r for r in sc if r not in small], "scaling_1m_s_max")):
+            if group:
+                big = max(group, key=lambda r: r["nodes"])
+                rows.append({"target": f"{big['nodes']}-node graph trace+passes+export (s)", "value": big["total_s"],
+                             "bound": f"< {t[key]}", "met": big["total_s"] < t[key]})
         per = [r["us_per_node"] for r in sc]
         flat = max(per) / min(per)
         rows.append({"target": "time per node, largest/smallest over sizes", "value": flat,
