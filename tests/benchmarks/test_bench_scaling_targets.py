@@ -35,7 +35,7 @@ def test_without_a_million_row_only_the_100k_bound():
 
 def test_million_flag_adds_the_size(monkeypatch):
     sizes = []
-    monkeypatch.setattr(bench_compile_scaling, "bench", lambda n: sizes.append(n) or _row(max(n, 1), 0.001 * n))
+    monkeypatch.setattr(bench_compile_scaling, "bench", lambda n: sizes.append(n) or {**_row(max(n, 1), 0.001 * n), "cpu_s": 0.0, "load_avg_1m": 0.0})
     assert bench_compile_scaling.main(["--sizes", "200", "--million"]) == 0
     assert sizes == [100, 200, bench_compile_scaling.MILLION]
     sizes.clear()
