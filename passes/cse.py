@@ -92,8 +92,9 @@ def _cse_block(graph, block, table, merged, opdefs, outs) -> None:
         ins = [id(v) for v in node.inputs]
         if opdef.commutative:
             ins.sort()
+        outputs = node.outputs
         key = (node.op, tuple(ins), attr_key(attrs) if attrs else (),
-               tuple(o.type for o in node.outputs))
+               (outputs[0].type,) if len(outputs) == 1 else tuple([o.type for o in outputs]))
         first = table.get(key)
         if first is None:
             table[key] = node

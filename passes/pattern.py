@@ -195,15 +195,12 @@ class Op(Pattern):
         if m is None:
             return
         m = m.add_node(node)
-        orders = [list(node.inputs)]
+        orders = [node.inputs]
         commutative = self.commutative
         if commutative is None:
-            try:
-                commutative = registry.get_op(node.op).commutative
-            except GraphforgeError:
-                commutative = False
+            commutative = _commutative(node)
         if commutative and len(node.inputs) == 2 and node.inputs[0] is not node.inputs[1]:
-            orders.append(list(node.inputs)[::-1])
+            orders.append(node.inputs[::-1])
         for order in orders:
             for done in _match_all(self.inputs, order, m):
                 if self.where is None or self.where(node, done):

@@ -142,9 +142,7 @@ def erase_dead(graph: Graph, candidates: Iterable[Node], outs: set[int] | None =
     stack = list(candidates)
     while stack:
         node = stack.pop()
-        if id(node) in dead:
-            continue
-        if any(id(o) in outs or any(id(u) not in dead for u, _ in o.uses) for o in node.outputs):
+        if id(node) in dead or not _unused(node, outs, dead):
             continue
         dead[id(node)] = node
         newly.append(node)
@@ -154,6 +152,17 @@ def erase_dead(graph: Graph, candidates: Iterable[Node], outs: set[int] | None =
     if newly and not defer:
         graph.remove_nodes(newly)
     return len(newly)
+
+
+def _unused(node: Node, outs: set[int], dead) -> bool:
+    """No result of ``node`` is a graph output or read by a node outside ``dead``."""
+    for o in node.outputs:
+        if id(o) in outs:
+            return False
+        for user, _ in o.uses:
+            if id(user) not in dead:
+                return False
+    return True
 
 
 class Rewriter:
