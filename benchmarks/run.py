@@ -51,6 +51,8 @@ TARGETS["scan_onnx_ratio_max"] = 1.05  # issue 15: gf.scan RNN's ONNX in ORT / a
 STEPS += ("quantize",)  # post-training quantization vs onnxruntime's quantizer (bench_quantize.py)
 TARGETS.update({"quant_size_ratio_min": 3.5, "quant_accuracy_drop_max": 0.005, "quant_latency_ratio_max": 1.0})
 TARGETS["scaling_1m_s_max"] = 60.0  # issue 21: a ~1M-node graph through trace + passes + export
+STEPS += ("fit_overhead",)  # issue 21: Trainer.fit / a plain train_step loop (bench_fit_overhead.py)
+TARGETS["fit_overhead_ratio_max"] = 1.05
 
 
 def _invoke(module: str, argv: list[str], in_process: bool) -> tuple[bool, str]:
@@ -141,6 +143,10 @@ def run_all(steps, tmp: str, *, quick: bool = False, tiny: bool = False, in_proc
         out["precision_remat"] = step("mixed precision and remat (transformer)", "bench_precision_remat",
                                       [*rounds] + (["--tiny"] if tiny else []), "precision_remat",
                                       os.path.join(tmp, "precision.json")) or []
+    if "fit_overhead" in steps:
+        out["fit_overhead"] = step("fit vs a plain train_step loop (MLP)", "bench_fit_overhead",
+                                   [*rounds] + (["--tiny"] if tiny else []), "fit_overhead",
+                                   os.path.join(tmp, "fit_overhead.json"))
     # the serving and distributed benchmarks belong to other owners: run them only when asked
     for flag, module, key in ((serve, "bench_serve", "serve"), (distributed, "bench_distributed", "distributed")):
         if flag and os.path.exists(os.path.join(HERE, module + ".py")):
@@ -213,7 +219,18 @@ def check_targets(res: dict) -> list[dict]:
         rows.append({"target": f"train {r['case']} (gf.scan): graphforge/lax.scan", "value": r["ratio_gf_jax"],
                      "bound": f"<= {t['scan_rnn_ratio_max']}", "met": r["ratio_gf_jax"] <= t["scan_rnn_ratio_max"]})
     rows += _quantize_targets(res.get("quantize", []))
+    rows += _fit_targets(res.get("fit_overhead"))
     return rows
+
+
+def _fit_targets(r) -> list[dict]:
+    """bench_fit_overhead: ``fit`` within 5 % of a plain ``train_step`` loop, in wall-clock and in
+    process CPU time (the loop measured in the same run, interleaved)."""
+    if not r:
+        return []
+    bound = TARGETS["fit_overhead_ratio_max"]
+    return [{"target": f"fit / plain train_step loop ({kind})", "value": r[key]["fit"], "bound": f"<= {bound}",
+             "met": r[key]["fit"] <= bound} for kind, key in (("wall", "ratio"), ("CPU", "cpu_ratio"))]
 
 
 def _quantize_targets(rows_in: list) -> list[dict]:
@@ -334,6 +351,13 @@ def format_table(res: dict) -> str:
             lat = r["latency"]
             lines.append(f"| {r['name']} | {r['bytes']} | {r['size_ratio']:.2f} | {r['accuracy'] * 100:.2f} % | "
                          f"{lat['1']['median_s'] * 1e3:.3f} | {lat['64']['median_s'] * 1e3:.3f} |")
+    if res.get("fit_overhead"):
+        r = res["fit_overhead"]
+        lines += ["", f"### fit vs a plain train_step loop (MLP, {r['steps_per_epoch']} steps/epoch; median ms/epoch)", "",
+                  "| contender | wall | ratio | CPU | ratio |", "|---|---:|---:|---:|---:|"]
+        for k, ms in r["epoch_ms"].items():
+            rw, rc = ("-", "-") if k == "loop" else (f"{r['ratio'][k]:.3f}", f"{r['cpu_ratio'][k]:.3f}")
+            lines.append(f"| {k} | {ms:.1f} | {rw} | {r['epoch_cpu_ms'][k]:.1f} | {rc} |")
     if res.get("targets"):
         lines += ["", "### Targets", "", "| target | measured | bound | met |", "|---|---:|---|---|"]
         for t in res["targets"]:
