@@ -81,7 +81,7 @@ def bind_inputs(graph: Graph, inputs: Any) -> tuple[list[np.ndarray], dict[str, 
             if _kind(array.dtype) != _kind(want):
                 raise InputError(f"input {spec.name!r} has dtype {array.dtype}, the graph expects "
                                  f"{spec.type.dtype}", hint=f"convert it with array.astype('{spec.type.dtype}')")
-            array = array.astype(want)
+            array = _dt.as_string_array(array) if _dt.is_string(spec.type.dtype) else array.astype(want)
         if array.ndim != len(spec.type.shape):
             raise InputError(f"input {spec.name!r} has shape {array.shape}, the graph expects "
                              f"{spec.type} (rank {len(spec.type.shape)})")
@@ -166,4 +166,6 @@ def _kind(dtype: np.dtype) -> str:
         name = _dt.from_numpy_dtype(dtype)
     except Exception:  # noqa: BLE001 - object arrays, strings, ...
         return "other"
+    if _dt.is_string(name):
+        return "string"
     return "float" if _dt.is_float(name) else "bool" if name == "bool" else "int"
