@@ -32,11 +32,12 @@ from ..ir.types import TensorType
 from ..trace.tensor import apply
 from .common import numel
 from .elementwise import broadcast_shapes
-from .registry import NOT_DIFFERENTIABLE, Attr, OpDef, Sample, register_op
+from .registry import NOT_DIFFERENTIABLE, STRING_OPS, Attr, OpDef, Sample, register_op
 
-__all__ = ["string_normalizer", "string_concat", "string_split", "regex_full_match"]
+__all__ = ["string_normalizer", "string_concat", "string_split", "regex_full_match", "cast_string"]
 
 _S = _dt.STRING
+STRING_OPS.update({"string_normalizer", "string_concat", "string_split", "regex_full_match"})
 
 
 def _require_string(t: TensorType, op: str, what: str = "input") -> None:
@@ -273,3 +274,40 @@ def regex_full_match(x, pattern):
         A bool tensor of ``x``'s shape.
     """
     return apply("regex_full_match", x, pattern=pattern)
+
+
+# ---- cast to and from string (the reference of ``cast``, elementwise.py) -----------------------
+
+def cast_string(x: np.ndarray, dst: str) -> np.ndarray:
+    """ONNX Cast with a string side. To ``string``: NumPy's text of each number (ONNX's reference:
+    ``x.astype(str)``; floats in their shortest round-trip form, ``"30.0"``, ``"1e-05"``; onnxruntime writes
+    integral floats without ``.0``), bools as ``"1"``/``"0"``. From ``string``:
+    an integer literal parses exactly when ``dst`` is an integer type; anything else parses as float64
+    (``"1e-5"``, ``"+INF"``/``"-inf"``/``"NaN"`` case-insensitively) and is returned as float64 for the
+    numeric cast rules to finish (truncation toward zero, saturation, ...). Text that is no number is a
+    ``DTypeError`` naming it (ONNX leaves it undefined)."""
+    if _dt.is_string(dst):
+        if x.dtype.kind == "O":
+            return x
+        if x.dtype == np.bool_:  # as the numbers 1 and 0 (so "1"/"0" cast back to true/false), like onnxruntime
+            x = x.astype(np.int64)
+        flat = x.reshape(-1).astype(np.float32) if x.dtype in _NARROW else x.reshape(-1)
+        return _strings([str(v) for v in flat.astype(np.str_)], x.shape)
+    words = [str(s).strip() for s in x.reshape(-1)]
+    if _dt.is_int(dst) or _dt.is_bool(dst):
+        try:  # integer literals exactly (int64 beyond 2**53 would not survive float64)
+            ints = [int(w) for w in words]
+            return np.array(ints, dtype=np.int64 if _dt.is_int(dst) else bool).reshape(x.shape).astype(
+                _dt.to_numpy_dtype(dst))
+        except (ValueError, OverflowError):
+            pass
+    out = np.empty(len(words), dtype=np.float64)
+    for i, w in enumerate(words):
+        try:
+            out[i] = float(w)
+        except ValueError:
+            raise DTypeError(f"cast: the string {w!r} is not a number, so it has no {dst} value") from None
+    return out.reshape(x.shape)
+
+
+_NARROW = tuple(_dt.to_numpy_dtype(d) for d in ("float16", "bfloat16") + _dt.FLOAT8_DTYPES + _dt.FLOAT4_DTYPES)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .lower import NotExpressible, lowers
 from .math_ops import MIN_OPSET
 
-__all__: list[str] = []
+__all__ = ["string_gather"]
 
 _ONNX_OP = {"string_concat": "StringConcat", "string_split": "StringSplit", "regex_full_match": "RegexFullMatch"}
 # ops first defined after opset 17 (the table the op-table tests read, shared with math_ops)
@@ -46,3 +46,22 @@ def _string_split(ctx, args, attrs):
 def _regex_full_match(ctx, args, attrs):
     _need(ctx, "regex_full_match")
     return [ctx.op("RegexFullMatch", [args[0]], pattern=attrs["pattern"])]
+
+
+def string_gather(ctx, args, axis: int) -> str:
+    """``gather`` of a string tensor on an axis other than the last, as GatherND on that axis moved first.
+
+    onnxruntime (1.32) gathers string rows wrongly: each picked slice keeps only its first element and the
+    rest come back as ``""`` (numeric types and the last axis are right). GatherND copies whole slices."""
+    x, idx = args
+    xt, it = ctx.in_types
+    rank, q = xt.rank, it.rank
+    if axis:
+        x = ctx.op("Transpose", [x], perm=[axis] + [d for d in range(rank) if d != axis])
+    if it.dtype != "int64":
+        idx = ctx.cast(idx, "int64")
+    idx = ctx.reshape(idx, it.shape, list(it.shape) + [1])
+    y = ctx.op("GatherND", [x, idx])  # (*idx, *x.shape without axis)
+    if axis:  # the index dims go back to where the axis was
+        y = ctx.op("Transpose", [y], perm=list(range(q, q + axis)) + list(range(q)) + list(range(q + axis, q + rank - 1)))
+    return y
