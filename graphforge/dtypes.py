@@ -138,6 +138,10 @@ def as_string_array(array) -> np.ndarray:
     """``array`` as graphforge holds string tensors: an object array of ``str`` (bytes decoded as UTF-8,
     NumPy's fixed-width ``<U``/``S`` arrays widened to objects)."""
     array = np.asarray(array)
+    if array.dtype.kind == "O":
+        bad = next((v for v in array.flat if not isinstance(v, (str, bytes))), None)
+        if bad is not None:
+            raise DTypeError(f"a string tensor holds str (or UTF-8 bytes), got a {type(bad).__name__} element")
     if array.dtype.kind == "S" or (array.dtype.kind == "O" and any(isinstance(v, bytes) for v in array.flat)):
         flat = [v.decode("utf-8") if isinstance(v, bytes) else v for v in array.flat]
         out = np.empty(array.shape, dtype=object)

@@ -168,3 +168,11 @@ def test_string_moves_agree_on_reference_and_onnxruntime(name):
     got = gf.run(g, [_X3], backend="onnxruntime")[0]
     assert want.dtype == got.dtype == object and want.shape == got.shape
     np.testing.assert_array_equal(got, want)
+
+
+def test_python_text_operands_and_bad_elements():
+    g = gf.trace(lambda x: (x == "a", gf.where(x == "b", x, "zz")), S((2,), "string"))
+    eq, w = gf.run(g, [_s("a", "b")])
+    assert eq.tolist() == [True, False] and w.tolist() == ["zz", "b"]
+    with pytest.raises(gf.InputError, match="got a int element"):
+        gf.run(g, [np.array([1, "a"], dtype=object)])
