@@ -87,6 +87,7 @@ def _load_tables():
     from . import signal_misc  # noqa: F401  (Hann/Hamming/BlackmanWindow, GlobalLpPool, ReverseSequence)
     from . import strings  # noqa: F401  (StringNormalizer, StringConcat, StringSplit, RegexFullMatch)
     from . import training_gradient  # noqa: F401  (ai.onnx.preview.training Gradient)
+    from . import ml_label_encoder  # noqa: F401  (ai.onnx.ml LabelEncoder)
 
 
 # ONNX attributes that are flags: any other value than 0/1 means different things to different
