@@ -2,9 +2,10 @@
 ``regex_full_match``.
 
 A ``string`` tensor (``str[...]`` in the IR, ``dtypes.STRING``) holds text as a NumPy object array of
-Python ``str``. Besides these ops, the ops that only move or compare data take string tensors unchanged
-(identity, concat, gather, reshape, squeeze/unsqueeze, transpose, slice, equal, where, constant) and
-``cast`` converts to and from them (ONNX Cast: numbers parse from / print to their decimal text).
+Python ``str``. Besides these ops, the ops that only move, select or compare data take string tensors
+unchanged (``registry.STRING_OPS``: concat, gather, reshape, squeeze/unsqueeze, transpose, slice, equal,
+where, constant, ...; every other op refuses them when a node is built) and ``cast`` converts to and from
+them (ONNX Cast: numbers parse from / print to their decimal text, :func:`cast_string`).
 
 Back ends: the reference interpreter and onnxruntime (native StringNormalizer, StringConcat, StringSplit,
 RegexFullMatch; opset 20 for the last three) run them. XLA has no string type, so the JAX back end
@@ -18,6 +19,7 @@ fresh symbolic dim named by the node's ``length`` attribute, bound by running th
 Known back-end difference: with an empty delimiter (whitespace) and ``maxsplit``, onnxruntime strips
 trailing whitespace from the unsplit remainder (``" y z "`` → ``["y", "z"]``); ONNX's reference, Python's
 ``str.split`` and graphforge's reference keep it (``["y", "z "]``).
+
 None of these ops is differentiable.
 """
 from __future__ import annotations
