@@ -95,6 +95,7 @@ def lower(graph: Graph, env: Mapping[str, int], *, precision: str = "highest", o
     meant to run op by op outside jax.jit (what ``run`` does for such graphs)."""
     prec = _PRECISION[precision]
     graph, outputs = decomposed(graph, outputs)
+    refuse_strings(graph)  # XLA has no string type (runtimes/jax/strings.py)
     missing = sorted({n.op for n in graph.walk() if not has_lowering(n.op) and n.op != "yield"})
     if missing:
         raise UnsupportedOpError(f"no JAX lowering for op(s) {', '.join(missing)}")
@@ -226,3 +227,4 @@ def run(graph: Graph, arrays, env: Mapping[str, int], params: Mapping[str, np.nd
         return [np.asarray(o) for o in outs]
 from . import barrier as _barrier  # noqa: E402,F401  (optimization_barrier)
 from . import linalg_det  # noqa: F401,E402  (det)
+from .strings import refuse_strings  # noqa: E402  (string tensors: refused, typed)

@@ -85,6 +85,9 @@ def _load_tables():
     from . import sequences  # noqa: F401  (Sequence*, Optional*; wraps Identity, so after elementwise)
     from . import linalg_det  # noqa: F401  (Det)
     from . import signal_misc  # noqa: F401  (Hann/Hamming/BlackmanWindow, GlobalLpPool, ReverseSequence)
+    from . import strings  # noqa: F401  (StringNormalizer, StringConcat, StringSplit, RegexFullMatch)
+    from . import training_gradient  # noqa: F401  (ai.onnx.preview.training Gradient)
+    from . import ml_label_encoder  # noqa: F401  (ai.onnx.ml LabelEncoder)
 
 
 # ONNX attributes that are flags: any other value than 0/1 means different things to different
@@ -383,8 +386,8 @@ def from_onnx_structured(model_or_path, *, check: bool = True, fold: bool = True
     missing: Counter = Counter()
     first_name: dict[str, str] = {}
     for node in all_nodes(g):
-        if node.domain not in ("", "ai.onnx") or node.op_type not in IMPORTERS:
-            key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
+        key = importer_key(node)
+        if key not in IMPORTERS:
             missing[key] += 1
             first_name.setdefault(key, node.name)
     if missing:
@@ -463,7 +466,7 @@ def import_nodes(ctx: ImportContext, nodes) -> None:
             if folded is not None:
                 outs: list[Any] = folded
             else:
-                outs = IMPORTERS[node.op_type](ctx, node)
+                outs = IMPORTERS[importer_key(node)](ctx, node)
         except GraphforgeError as exc:
             if isinstance(exc, UnsupportedOpError):
                 raise
@@ -486,6 +489,12 @@ def import_nodes(ctx: ImportContext, nodes) -> None:
                 ctx.values[oname] = out
             else:
                 ctx.consts[oname] = np.asarray(out)
+
+
+def importer_key(node) -> str:
+    """The IMPORTERS key of ``node``: its op type in the default domain, ``"domain::OpType"`` elsewhere
+    (``ai.onnx.preview.training::Gradient``)."""
+    return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
 
 
 def all_nodes(g: onnx.GraphProto):
