@@ -31,3 +31,5 @@ from .data_dependent import non_max_suppression  # noqa: E402,F401
 __all__ = __all__ + ["non_max_suppression"]
 from .linalg_det import det  # noqa: E402,F401  (ops/linalg_det.py)
 __all__ = __all__ + ["det"]
+from .vision_grid import affine_grid, grid_sample  # noqa: E402,F401  (ops/vision_grid.py)
+__all__ = __all__ + ["grid_sample", "affine_grid"]

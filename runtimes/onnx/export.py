@@ -411,3 +411,4 @@ def save_onnx(graph: Graph, path, opset: int | None = None, *, external_data_thr
         shutil.rmtree(tmp, ignore_errors=True)
     return path
 from . import linalg_det  # noqa: F401,E402  (det)
+from . import vision  # noqa: F401,E402  (grid_sample, affine_grid, ...)

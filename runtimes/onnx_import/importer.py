@@ -85,6 +85,7 @@ def _load_tables():
     from . import sequences  # noqa: F401  (Sequence*, Optional*; wraps Identity, so after elementwise)
     from . import linalg_det  # noqa: F401  (Det)
     from . import signal_misc  # noqa: F401  (Hann/Hamming/BlackmanWindow, GlobalLpPool, ReverseSequence)
+    from . import vision  # noqa: F401  (GridSample, AffineGrid, RoiAlign, MaxRoiPool, DeformConv, Col2Im)
 
 
 # ONNX attributes that are flags: any other value than 0/1 means different things to different

@@ -1,0 +1,32 @@
+"""Importers for ONNX's sampling ops onto ``graphforge/ops/vision_grid.py``: GridSample (opset 16's
+bilinear/bicubic and opset 20's linear/cubic mode names) and AffineGrid (its ``size`` input must be
+known at import time: it fixes the output's shape)."""
+from __future__ import annotations
+
+from .importer import attrs_of, importer, unsupported
+
+__all__: list[str] = []
+
+_MODES = {"bilinear": "linear", "linear": "linear", "bicubic": "cubic", "cubic": "cubic", "nearest": "nearest"}
+
+
+@importer("GridSample")
+def _grid_sample(ctx, node):
+    a = attrs_of(node)
+    mode = a.get("mode", "linear" if ctx.opset >= 20 else "bilinear")
+    pad = a.get("padding_mode", "zeros")
+    if mode not in _MODES:
+        unsupported(node, f"mode {mode!r}")
+    x, grid = ctx.input(node, 0), ctx.input(node, 1)
+    return [ctx.emit("grid_sample", [x, grid], mode=_MODES[mode], padding_mode=pad,
+                     align_corners=bool(a.get("align_corners", 0)))]
+
+
+@importer("AffineGrid")
+def _affine_grid(ctx, node):
+    a = attrs_of(node)
+    size = ctx.need_const(node, 1, "size", dims=True)
+    dims = [d if isinstance(d, str) else int(d) for d in size.tolist()]
+    return [ctx.emit("affine_grid", [ctx.input(node, 0)], size=dims, align_corners=bool(a.get("align_corners", 0)))]
+
+
