@@ -33,3 +33,5 @@ from .linalg_det import det  # noqa: E402,F401  (ops/linalg_det.py)
 __all__ = __all__ + ["det"]
 from .vision_grid import affine_grid, grid_sample  # noqa: E402,F401  (ops/vision_grid.py)
 __all__ = __all__ + ["grid_sample", "affine_grid"]
+from .vision_roi import max_roi_pool, roi_align  # noqa: E402,F401  (ops/vision_roi.py)
+__all__ = __all__ + ["roi_align", "max_roi_pool"]

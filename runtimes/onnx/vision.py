@@ -2,7 +2,7 @@
 inputs, PyTorch's mode names; opset 20: linear/cubic names; not bicubic + border, where
 onnxruntime differs from the spec) and AffineGrid (opset 20) as one node where
 onnxruntime has the kernel; everything else (float64, half types, 3-D grids, older opsets) is exported
-through the op's decomposition (gathers and interpolation weights), which the ``when=`` conditions
+through the op's decomposition; RoiAlign and MaxRoiPool likewise, natively up to opset 21 (gathers and interpolation weights), which the ``when=`` conditions
 leave to the ``decompose`` pass."""
 from __future__ import annotations
 
@@ -37,3 +37,23 @@ def _native_affine_grid(node, target) -> bool:
 def _affine_grid(ctx, args, attrs):
     size = ctx.shape(list(attrs["size"]))
     return [ctx.op("AffineGrid", [args[0], size], align_corners=int(bool(attrs["align_corners"])))]
+
+
+def _float32(node, target) -> bool:
+    # onnxruntime 1.32 registers RoiAlign/MaxRoiPool kernels only up to their opset-21 versions
+    # (opset 22 re-versioned them for bfloat16): newer exports use the decomposition
+    return target.opset <= 21 and all(i.type.dtype in ("float32", "int64") for i in node.inputs)
+
+
+@lowers("roi_align", when=lambda node, target: target.opset >= 16 and _float32(node, target))
+def _roi_align(ctx, args, attrs):
+    return [ctx.op("RoiAlign", list(args), mode=attrs["mode"], output_height=int(attrs["output_height"]),
+                   output_width=int(attrs["output_width"]), sampling_ratio=int(attrs["sampling_ratio"]),
+                   spatial_scale=float(attrs["spatial_scale"]),
+                   coordinate_transformation_mode=attrs["coordinate_transformation_mode"])]
+
+
+@lowers("max_roi_pool", when=_float32)
+def _max_roi_pool(ctx, args, attrs):
+    return [ctx.op("MaxRoiPool", list(args), pooled_shape=[int(d) for d in attrs["pooled_shape"]],
+                   spatial_scale=float(attrs["spatial_scale"]))]

@@ -30,3 +30,24 @@ def _affine_grid(ctx, node):
     return [ctx.emit("affine_grid", [ctx.input(node, 0)], size=dims, align_corners=bool(a.get("align_corners", 0)))]
 
 
+
+
+@importer("RoiAlign")
+def _roi_align(ctx, node):
+    a = attrs_of(node)
+    ratio = int(a.get("sampling_ratio", 0))
+    if ratio < 1:
+        unsupported(node, "sampling_ratio 0 (adaptive: each box's number of samples, a shape, depends on its size)")
+    ctm = a.get("coordinate_transformation_mode", "half_pixel" if ctx.opset >= 16 else "output_half_pixel")
+    bidx = ctx.input(node, 2)
+    return [ctx.emit("roi_align", [ctx.input(node, 0), ctx.input(node, 1), ctx.cast(bidx, "int64")],
+                     mode=a.get("mode", "avg"), output_height=int(a.get("output_height", 1)),
+                     output_width=int(a.get("output_width", 1)), sampling_ratio=ratio,
+                     spatial_scale=float(a.get("spatial_scale", 1.0)), coordinate_transformation_mode=ctm)]
+
+
+@importer("MaxRoiPool")
+def _max_roi_pool(ctx, node):
+    a = attrs_of(node)
+    return [ctx.emit("max_roi_pool", [ctx.input(node, 0), ctx.input(node, 1)],
+                     pooled_shape=[int(d) for d in a["pooled_shape"]], spatial_scale=float(a.get("spatial_scale", 1.0)))]

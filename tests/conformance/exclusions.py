@@ -61,3 +61,5 @@ EXCLUDED[("Node", r"^test_(de)?quantizelinear_(e4m3fn|e5m2|float4e2m1)")] = (
     "rounding) is not in graphforge's quantize_linear/dequantize_linear yet: the importer refuses those "
     "dtypes with a DTypeError naming them; the integer types (2, 4, 8 and 16 bits) run")
 _COMPILED = [(cat, re.compile(pat), why) for (cat, pat), why in EXCLUDED.items()]
+NO_NODE_CASE["max_roi_pool"] = ("onnx ships no MaxRoiPool node case; tests/ops/test_vision_roi.py checks it against "
+                                "onnxruntime's MaxRoiPool kernel (boxes inside, across and outside the map, empty bins)")
