@@ -35,3 +35,5 @@ from .vision_grid import affine_grid, grid_sample  # noqa: E402,F401  (ops/visio
 __all__ = __all__ + ["grid_sample", "affine_grid"]
 from .vision_roi import max_roi_pool, roi_align  # noqa: E402,F401  (ops/vision_roi.py)
 __all__ = __all__ + ["roi_align", "max_roi_pool"]
+from .vision_deform import deform_conv2d  # noqa: E402,F401  (ops/vision_deform.py)
+__all__ = __all__ + ["deform_conv2d"]

@@ -57,3 +57,13 @@ def _roi_align(ctx, args, attrs):
 def _max_roi_pool(ctx, args, attrs):
     return [ctx.op("MaxRoiPool", list(args), pooled_shape=[int(d) for d in attrs["pooled_shape"]],
                    spatial_scale=float(attrs["spatial_scale"]))]
+
+
+@lowers("deform_conv2d", when=lambda node, target: target.opset >= 19 and _all_float32(node))
+def _deform_conv(ctx, args, attrs):
+    return [ctx.op("DeformConv", list(args), strides=list(attrs["strides"]), dilations=list(attrs["dilations"]),
+                   pads=list(attrs["pads"]), group=int(attrs["group"]), offset_group=int(attrs["offset_group"]))]
+
+
+def _all_float32(node) -> bool:
+    return all(i.type.dtype == "float32" for i in node.inputs)

@@ -51,3 +51,25 @@ def _max_roi_pool(ctx, node):
     a = attrs_of(node)
     return [ctx.emit("max_roi_pool", [ctx.input(node, 0), ctx.input(node, 1)],
                      pooled_shape=[int(d) for d in a["pooled_shape"]], spatial_scale=float(a.get("spatial_scale", 1.0)))]
+
+
+@importer("DeformConv")
+def _deform_conv(ctx, node):
+    import numpy as np
+
+    from graphforge.dtypes import to_numpy_dtype
+
+    a = attrs_of(node)
+    x, w = ctx.input(node, 0), ctx.input(node, 1)
+    if len(w.type.shape) != 4:
+        unsupported(node, f"only 2-D deformable convolutions are supported (weight rank {len(w.type.shape)})")
+    ins = [x, w, ctx.input(node, 2)]
+    if ctx.has(node, 3):
+        ins.append(ctx.input(node, 3))
+    if ctx.has(node, 4):
+        if len(ins) == 3:  # a mask without a bias: ONNX's absent bias is zeros
+            ins.append(ctx.materialize(np.zeros([int(w.type.shape[0])], to_numpy_dtype(w.type.dtype)), "bias"))
+        ins.append(ctx.input(node, 4))
+    return [ctx.emit("deform_conv2d", ins, strides=list(a.get("strides", [1, 1])),
+                     dilations=list(a.get("dilations", [1, 1])), pads=list(a.get("pads", [0, 0, 0, 0])),
+                     group=int(a.get("group", 1)), offset_group=int(a.get("offset_group", 1)))]
