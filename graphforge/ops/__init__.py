@@ -37,3 +37,5 @@ from .vision_roi import max_roi_pool, roi_align  # noqa: E402,F401  (ops/vision_
 __all__ = __all__ + ["roi_align", "max_roi_pool"]
 from .vision_deform import deform_conv2d  # noqa: E402,F401  (ops/vision_deform.py)
 __all__ = __all__ + ["deform_conv2d"]
+from .rotary import rotary_embedding  # noqa: E402,F401  (ops/rotary.py)
+__all__ = __all__ + ["rotary_embedding"]
