@@ -39,3 +39,5 @@ from .vision_deform import deform_conv2d  # noqa: E402,F401  (ops/vision_deform.
 __all__ = __all__ + ["deform_conv2d"]
 from .rotary import rotary_embedding  # noqa: E402,F401  (ops/rotary.py)
 __all__ = __all__ + ["rotary_embedding"]
+from .col2im import col2im  # noqa: E402,F401  (ops/col2im.py)
+__all__ = __all__ + ["col2im"]

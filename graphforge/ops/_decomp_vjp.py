@@ -30,9 +30,10 @@ def vjp_from_decomposition(decompose: Callable) -> Callable:
             outs = decompose([Tensor(a, builder) for a in args], attrs)
             return [o.value for o in outs]
 
-        (block,), captured = trace_regions(builder, [types], [body], capture_at=len(types))
-        args = [t.value for t in inputs] + list(captured)
-        res = block_vjp(builder, block, args, [None if c is None else c.value for c in cots])
+        with builder.activate():  # decompositions may build constants through the functional API
+            (block,), captured = trace_regions(builder, [types], [body], capture_at=len(types))
+            args = [t.value for t in inputs] + list(captured)
+            res = block_vjp(builder, block, args, [None if c is None else c.value for c in cots])
         return [None if r is None else Tensor(r, builder) for r in res[:len(inputs)]]
 
     return vjp

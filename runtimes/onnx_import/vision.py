@@ -73,3 +73,14 @@ def _deform_conv(ctx, node):
     return [ctx.emit("deform_conv2d", ins, strides=list(a.get("strides", [1, 1])),
                      dilations=list(a.get("dilations", [1, 1])), pads=list(a.get("pads", [0, 0, 0, 0])),
                      group=int(a.get("group", 1)), offset_group=int(a.get("offset_group", 1)))]
+
+
+@importer("Col2Im")
+def _col2im(ctx, node):
+    a = attrs_of(node)
+    image = [int(d) for d in ctx.need_const(node, 1, "image_shape").reshape(-1)]
+    block = [int(d) for d in ctx.need_const(node, 2, "block_shape").reshape(-1)]
+    return [ctx.emit("col2im", [ctx.input(node, 0)], image_shape=image, block_shape=block,
+                     strides=list(a["strides"]) if "strides" in a else None,
+                     dilations=list(a["dilations"]) if "dilations" in a else None,
+                     pads=list(a["pads"]) if "pads" in a else None)]
