@@ -1,0 +1,132 @@
+"""ONNX export of ``nn.LSTM``/``nn.GRU``/``nn.RNN`` as the native ``LSTM``/``GRU``/``RNN`` ops
+(``runtimes/onnx/recurrent.py``): onnxruntime matches the reference interpreter, the file imports
+back to the same outputs, ``native_ops=False`` keeps the ``Scan``, and what does not fit the
+tagged interface (float64) falls back to the ``Scan``."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphforge as gf
+from graphforge import nn
+
+pytest.importorskip("onnxruntime")
+
+CASES = {
+    "lstm-2l-bi-batch_first": (nn.LSTM, dict(num_layers=2, bidirectional=True, batch_first=True), False),
+    "gru-bi-lengths": (nn.GRU, dict(bidirectional=True), True),
+    "rnn_relu": (nn.RNN, dict(nonlinearity="relu"), False),
+    "rnn_tanh-no-bias-lengths": (nn.RNN, dict(bias=False), True),
+    "lstm-lengths": (nn.LSTM, dict(), True),
+}
+NATIVE = {nn.LSTM: "LSTM", nn.GRU: "GRU", nn.RNN: "RNN"}
+
+
+def _graph(cls, kw, lengths, dtype="float32"):
+    m = cls(5, 6, dtype=dtype, **kw)
+
+    def f(x, *ls):
+        out, st = m(x, lengths=ls[0] if ls else None)
+        return (out, *st) if isinstance(st, tuple) else (out, st)
+    spec = gf.TensorSpec(("batch", "seq", 5) if kw.get("batch_first") else ("seq", "batch", 5), dtype)
+    specs = [spec] + ([gf.TensorSpec(("batch",), "int64")] if lengths else [])
+    return gf.trace(f, *specs, seed=1, training=False)
+
+
+def _inputs(kw, lengths, seq=6, dtype=np.float32):
+    shape = (3, seq, 5) if kw.get("batch_first") else (seq, 3, 5)
+    feeds = [np.random.default_rng(0).standard_normal(shape).astype(dtype)]
+    if lengths:
+        feeds.append(np.array([seq, 2, seq - 1], dtype=np.int64))
+    return feeds
+
+
+def _op_types(proto):
+    return {n.op_type for n in proto.graph.node}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_native_export_matches_reference_and_round_trips(case):
+    cls, kw, lengths = CASES[case]
+    g = _graph(cls, kw, lengths)
+    proto = gf.to_onnx(g, native_ops={NATIVE[cls]})
+    ops = _op_types(proto)
+    assert NATIVE[cls] in ops and "Scan" not in ops, ops
+    back = gf.from_onnx(proto)
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    for seq in (6, 4):  # the traced length and another one: one file serves both
+        feeds = _inputs(kw, lengths, seq)
+        want = gf.run(g, feeds, backend="reference")
+        got = sess.run(None, dict(zip(names, feeds)))
+        again = gf.run(back, feeds, backend="reference")
+        assert len(got) == len(want) == len(again)
+        for w, a, b in zip(want, got, again):
+            np.testing.assert_allclose(a, w, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(b, w, rtol=1e-5, atol=1e-6)
+
+
+def test_default_choice_per_case():
+    """LSTM: native; GRU/RNN: native only for the small static batches where they were measured faster."""
+    def ops_of(cls, batch, **kw):
+        m = cls(5, 6, **kw)
+        return _op_types(gf.to_onnx(gf.trace(lambda x: m(x)[0], gf.TensorSpec(("seq", batch, 5)), training=False)))
+    assert "LSTM" in ops_of(nn.LSTM, "batch") and "LSTM" in ops_of(nn.LSTM, 32)
+    assert "Scan" in ops_of(nn.GRU, "batch") and "Scan" in ops_of(nn.GRU, 32) and "GRU" in ops_of(nn.GRU, 4)
+    assert "Scan" in ops_of(nn.RNN, 8) and "RNN" in ops_of(nn.RNN, 1)
+
+
+def test_native_ops_false_keeps_the_scan_and_the_same_outputs():
+    cls, kw, lengths = CASES["lstm-lengths"]
+    g = _graph(cls, kw, lengths)
+    scan_proto, native_proto = gf.to_onnx(g, native_ops=False), gf.to_onnx(g, native_ops={"LSTM"})
+    assert "Scan" in _op_types(scan_proto) and "LSTM" not in _op_types(scan_proto)
+    assert "LSTM" in _op_types(native_proto) and "Scan" not in _op_types(native_proto)
+    import onnxruntime as ort
+
+    feeds = _inputs(kw, lengths)
+    outs = []
+    for proto in (scan_proto, native_proto):
+        s = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        outs.append(s.run(None, dict(zip([i.name for i in s.get_inputs()], feeds))))
+    for a, b in zip(*outs):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_optimized_graph_still_exports_natively_and_drops_the_unused_weights():
+    cls, kw, lengths = CASES["lstm-2l-bi-batch_first"]
+    g = gf.optimize(_graph(cls, kw, lengths))
+    proto = gf.to_onnx(g)
+    assert sum(n.op_type == "LSTM" for n in proto.graph.node) == 4   # 2 layers x 2 directions
+    # the PyTorch-layout weights are stored once, re-packed; the originals are not kept beside them
+    assert not any(t.name.startswith("weight_") for t in proto.graph.initializer)
+    feeds = _inputs(kw, lengths)
+    for a, b in zip(gf.run(g, feeds, backend="onnxruntime"), gf.run(g, feeds, backend="reference")):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_float64_falls_back_to_the_scan():
+    cls, kw, lengths = CASES["rnn_relu"]
+    g = _graph(cls, kw, lengths, dtype="float64")
+    ops = _op_types(gf.to_onnx(g, native_ops=True))
+    assert "Scan" in ops and "RNN" not in ops
+    feeds = _inputs(kw, lengths, dtype=np.float64)
+    for a, b in zip(gf.run(g, feeds, backend="onnxruntime"), gf.run(g, feeds, backend="reference")):
+        np.testing.assert_allclose(a, b, rtol=1e-10)
+
+
+def test_params_as_inputs_repacks_with_gather():
+    cls, kw, lengths = CASES["gru-bi-lengths"]
+    g = _graph(cls, kw, lengths)
+    proto = gf.to_onnx(g, params_as_inputs=True, native_ops=True)
+    assert "GRU" in _op_types(proto) and "Gather" in _op_types(proto)
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = _inputs(kw, lengths)
+    names = [i.name for i in sess.get_inputs()]
+    named = dict(zip(names, feeds), **{n: g.params[n] for n in names[len(feeds):]})
+    for a, b in zip(sess.run(None, named), gf.run(g, feeds, backend="reference")):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
