@@ -67,6 +67,17 @@ def _lengths(mask):
     return lengths
 
 
+def _is_zero(value) -> bool:
+    """``value`` is all zeros by construction (``gf.zeros``: a constant, or a broadcast one)."""
+    if value.producer is not None and value.producer.op == "broadcast_to":
+        value = value.producer.inputs[0]
+    node = value.producer
+    if node is None or node.op != "constant":
+        return False
+    array = node.attrs.get("value")
+    return array is not None and not np.any(np.asarray(array))
+
+
 def _packed(ctx, name: str, order, rows: int) -> str:
     """``name`` (G·H, K) or (G·H,) with its gate blocks in ONNX order and a leading direction axis."""
     blocks = np.concatenate([np.arange(g * rows, (g + 1) * rows) for g in order])
@@ -84,6 +95,12 @@ def _bias(ctx, b_ih, b_hh, order, hidden: int, dtype: str):
     if b_ih is None and b_hh is None:
         return ""
     g = len(order)
+    blocks = np.concatenate([np.arange(k * hidden, (k + 1) * hidden) for k in order])
+    stored = [ctx.stored_params.get(b) if b is not None else (np.zeros(g * hidden, np.float32), dtype)
+              for b in (b_ih, b_hh)]
+    if all(e is not None for e in stored):  # both known at export time: one initializer, no Concat
+        ctx.relaid_params.update(b for b in (b_ih, b_hh) if b is not None)
+        return ctx.const(np.concatenate([np.asarray(e[0])[blocks] for e in stored])[None], dtype)
     parts = []
     for b in (b_ih, b_hh):
         if b is None:
@@ -148,14 +165,20 @@ def lower_native(ctx, args, attrs):
     w = _packed(ctx, w_ih_n, order, hidden)
     r = _packed(ctx, w_hh_n, order, hidden)
     b = _bias(ctx, b_ih_n, b_hh_n, order, hidden, "float32")
-    states = [ctx.op("Unsqueeze", [a, ctx.ints([0])]) for a in args[nc:nc + nk]]
+    # zero initial states are ONNX's default: leave the inputs empty (no Expand/Unsqueeze per call)
+    states = ["" if _is_zero(v) else ctx.op("Unsqueeze", [a, ctx.ints([0])])
+              for v, a in zip(init, args[nc:nc + nk])]
+
     direction = "reverse" if attrs.get("reverse", False) else "forward"
     extra = {}
     if mode == "gru":
         extra["linear_before_reset"] = 1
     elif mode != "lstm":
         extra["activations"] = ["Tanh" if mode == "rnn_tanh" else "Relu"]
-    outs = ctx.op(op_type, [x_n, w, r, b, seq_lens] + states, outputs=1 + nk, hidden_size=hidden,
+    inputs = [x_n, w, r, b, seq_lens] + states
+    while not inputs[-1]:  # trailing optional inputs left out
+        inputs.pop()
+    outs = ctx.op(op_type, inputs, outputs=1 + nk, hidden_size=hidden,
                   direction=direction, **extra)
     y, finals = outs[0], outs[1:]
     ys = ctx.op("Squeeze", [y, ctx.ints([1])])
