@@ -99,7 +99,9 @@ def test_optimized_graph_still_exports_natively_and_drops_the_unused_weights():
     cls, kw, lengths = CASES["lstm-2l-bi-batch_first"]
     g = gf.optimize(_graph(cls, kw, lengths))
     proto = gf.to_onnx(g)
-    assert sum(n.op_type == "LSTM" for n in proto.graph.node) == 4   # 2 layers x 2 directions
+    lstms = [n for n in proto.graph.node if n.op_type == "LSTM"]
+    assert len(lstms) == 2   # one bidirectional node per layer
+    assert all(a.s == b"bidirectional" for n in lstms for a in n.attribute if a.name == "direction")
     # the PyTorch-layout weights are stored once, re-packed; the originals are not kept beside them
     assert not any(t.name.startswith("weight_") for t in proto.graph.initializer)
     feeds = _inputs(kw, lengths)
@@ -129,4 +131,21 @@ def test_params_as_inputs_repacks_with_gather():
     names = [i.name for i in sess.get_inputs()]
     named = dict(zip(names, feeds), **{n: g.params[n] for n in names[len(feeds):]})
     for a, b in zip(sess.run(None, named), gf.run(g, feeds, backend="reference")):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_bidirectional_with_initial_states_is_one_node_per_layer():
+    m = nn.LSTM(5, 6, num_layers=2, bidirectional=True)
+
+    def f(x, h0, c0):
+        out, (h, c) = m(x, (h0, c0))
+        return out, h, c
+    g = gf.trace(f, gf.TensorSpec(("seq", "batch", 5)), gf.TensorSpec((4, "batch", 6)), gf.TensorSpec((4, "batch", 6)),
+                 seed=2, training=False)
+    proto = gf.to_onnx(g)
+    lstms = [n for n in proto.graph.node if n.op_type == "LSTM"]
+    assert len(lstms) == 2 and all(len(n.input) == 7 for n in lstms)   # initial_h and initial_c fed
+    rng = np.random.default_rng(3)
+    feeds = [rng.standard_normal(s).astype(np.float32) for s in ((7, 3, 5), (4, 3, 6), (4, 3, 6))]
+    for a, b in zip(gf.run(g, feeds, backend="onnxruntime"), gf.run(g, feeds, backend="reference")):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
