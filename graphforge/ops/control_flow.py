@@ -623,7 +623,8 @@ register_op(OpDef("scan", _scan_type, _scan_ref, num_inputs=(0, None), flops=_no
                   attrs={"num_consts": Attr("int", 0), "num_carry": Attr("int"), "length": Attr("dim"),
                          "reverse": Attr("bool", False), "remat": Attr("bool", False),
                          # set by nn.RNN/LSTM/GRU: the body is that layer's step (see runtimes/onnx/recurrent.py)
-                         "recurrence": Attr("str", "", choices=("", "lstm", "gru", "rnn_tanh", "rnn_relu"),
+                         "recurrence": Attr("str", "", choices=("", "lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_onnx",
+                                                                  "gru_onnx"),
                                             elide_default=True)},
                   doc="a loop over the leading axis of xs with a carry (jax.lax.scan)", samples=_SCAN_SAMPLES))
 register_op(OpDef("while_loop", _while_type, _while_ref, num_inputs=(0, None), flops=_no_flops, vjp=_while_vjp,

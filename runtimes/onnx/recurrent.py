@@ -26,8 +26,11 @@ import numpy as np
 
 __all__ = ["GATE_ORDER", "ONNX_OPS", "prefer_native", "lower_native"]
 
-ONNX_OPS = {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "RNN", "rnn_relu": "RNN"}
-GATE_ORDER = {"lstm": (0, 3, 1, 2), "gru": (1, 0, 2), "rnn_tanh": (0,), "rnn_relu": (0,)}
+ONNX_OPS = {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "RNN", "rnn_relu": "RNN", "lstm_onnx": "LSTM",
+            "gru_onnx": "GRU"}
+# (``*_onnx``: scans imported from ONNX's own ops keep ONNX's gate order, runtimes/onnx_import/recurrent.py)
+GATE_ORDER = {"lstm": (0, 3, 1, 2), "gru": (1, 0, 2), "rnn_tanh": (0,), "rnn_relu": (0,), "lstm_onnx": (0, 1, 2, 3),
+              "gru_onnx": (0, 1, 2)}
 """PyTorch gate block -> ONNX gate block: ONNX's k-th block is PyTorch's ``GATE_ORDER[mode][k]``."""
 
 
@@ -41,11 +44,11 @@ def prefer_native(mode: str, seq, batch, hidden: int) -> bool:
     GRU for a static batch <= 8, RNN for a static batch of 1; a symbolic batch takes the ``Scan``
     for GRU and RNN (their batch-32 result). ``native_ops`` overrides this."""
     del seq, hidden
-    if mode == "lstm":
+    if mode.startswith("lstm"):
         return True
     if not isinstance(batch, int):
         return False
-    return batch <= (8 if mode == "gru" else 1)
+    return batch <= (8 if mode.startswith("gru") else 1)
 
 
 def _strip(value, ops=("unsqueeze", "cast", "reshape", "squeeze")):
@@ -122,7 +125,7 @@ def _analyse(ctx, node):
     mode = attrs.get("recurrence") or ""
     nc, nk = int(attrs.get("num_consts", 0)), int(attrs.get("num_carry", 0))
     consts, init, xs = node.inputs[:nc], node.inputs[nc:nc + nk], node.inputs[nc + nk:]
-    if nk != (2 if mode == "lstm" else 1) or nc not in (1, 2) or len(xs) not in (1, 2) \
+    if nk != (2 if ONNX_OPS[mode] == "LSTM" else 1) or nc not in (1, 2) or len(xs) not in (1, 2) \
             or len(node.outputs) != nk + 1:
         return None
     g = len(GATE_ORDER[mode])
@@ -225,9 +228,9 @@ def lower_native(ctx, args, attrs):
         states.append(ups[0] if len(ups) == 1 else ctx.op("Concat", ups, axis=0))
     direction = "bidirectional" if len(parts) == 2 else ("reverse" if mine["reverse"] else "forward")
     extra = {}
-    if mode == "gru":
+    if ONNX_OPS[mode] == "GRU":
         extra["linear_before_reset"] = 1
-    elif mode != "lstm":
+    elif ONNX_OPS[mode] == "RNN":
         extra["activations"] = ["Tanh" if mode == "rnn_tanh" else "Relu"] * len(parts)
     inputs = [names[0]["x"], w, r, b, seq_lens] + states
     while not inputs[-1]:  # trailing optional inputs left out

@@ -149,3 +149,24 @@ def test_bidirectional_with_initial_states_is_one_node_per_layer():
     feeds = [rng.standard_normal(s).astype(np.float32) for s in ((7, 3, 5), (4, 3, 6), (4, 3, 6))]
     for a, b in zip(gf.run(g, feeds, backend="onnxruntime"), gf.run(g, feeds, backend="reference")):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_imported_recurrent_ops_export_natively_again(kind):
+    """torch.onnx's LSTM/GRU nodes import onto tagged scans (ONNX gate order) and re-export as the
+    native op, still matching PyTorch."""
+    import os
+
+    fixtures = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures")
+    g = gf.from_onnx(os.path.join(fixtures, f"seq_torch_{kind}_torchscript.onnx"))
+    op = kind.upper()
+    proto = gf.to_onnx(g, native_ops={op})
+    assert op in _op_types(proto) and "Scan" not in _op_types(proto)
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    with np.load(os.path.join(fixtures, "seq_torch_onnx.npz")) as z:
+        for t in (5, 9):
+            got = sess.run(None, {sess.get_inputs()[0].name: z[f"{kind}/{t}/x"]})
+            for a, name in zip(got, ["out", "h_n", "c_n"]):
+                np.testing.assert_allclose(a, z[f"{kind}/{t}/{name}"], rtol=1e-4, atol=1e-5, err_msg=f"T={t} {name}")
