@@ -208,6 +208,9 @@ def check_targets(res: dict) -> list[dict]:
         elif r["part"] == "onnx" and r.get("ratio_gf_torch") is not None:
             rows.append({"target": "LSTM ONNX inference: gf-ORT / torch.onnx-ORT", "value": r["ratio_gf_torch"],
                          "bound": f"<= {t['lstm_onnx_ratio_max']}", "met": r["ratio_gf_torch"] <= t["lstm_onnx_ratio_max"]})
+        elif r["part"] == "generate_kv":
+            rows.append({"target": "Transformer generation: KV cache / no cache tokens/s (in-graph, ORT)",
+                         "value": r["speedup"], "bound": "> 1", "met": r["speedup"] > 1 and r["same_tokens"]})
         elif r["part"] == "generate":
             rows.append({"target": "LSTM generation: in-graph Loop / Python loop tokens/s", "value": r["speedup"],
                          "bound": f">= {t['lstm_generate_speedup_min']}",
