@@ -3,7 +3,7 @@
     python -m tests.fuzz.run --graphs 10000 [--seed 0] [--jax-every 20] [--kill-runs 50] [--onnx-mutations 2000]
 
 Every graph runs on the reference interpreter (float32 vs the float64 twin), through the default
-pipeline and ``cse,dce`` (bitwise), and on onnxruntime once that back end exists; every
+pipeline and ``cse,dce`` (bitwise), on onnxruntime, and through ``from_onnx(to_onnx(g))``; every
 ``--jax-every``-th graph also runs on JAX (op by op, and jitted through ``gf.run``) with its
 gradient graph checked against ``jax.grad``. JAX compiles each new op shape (tens of
 milliseconds on a busy CPU), which is why only a share of the graphs goes through it. Prints the
@@ -27,7 +27,7 @@ __all__ = ["fuzz", "main", "backends_for"]
 
 
 def backends_for(index: int, jax_every: int, available: list[str]) -> list[str]:
-    names = [b for b in available if b in ("reference", "onnxruntime")]
+    names = [b for b in available if b in ("reference", "onnxruntime", "roundtrip")]
     if jax_every and index % jax_every == 0:
         names.insert(1, "jax_eager")
         if index % (jax_every * 5) == 0:
@@ -61,6 +61,7 @@ def fuzz(graphs: int, seed: int = 0, jax_every: int = 20, verbose: bool = False,
         ops_seen.update(case.ops)
         counts["jax_graphs"] += "jax_eager" in names
         counts["ort_graphs"] += "onnxruntime" in names
+        counts["roundtrip_graphs"] += "roundtrip" in names
         kinds = {f.kind for f in findings}
         for kind in kinds:
             counts[kind] += 1
@@ -100,7 +101,7 @@ def main(argv=None) -> int:
     result = fuzz(args.graphs, args.seed, args.jax_every, args.verbose, max_nodes=args.max_nodes)
     c = result["counts"]
     print(f"fuzz: {c['graphs']} graphs ({c['nodes']} nodes; {c['jax_graphs']} also on JAX with gradients, "
-          f"{c['ort_graphs']} on onnxruntime) in {c['seconds']} s; back ends {', '.join(result['backends'])}")
+          f"{c['ort_graphs']} on onnxruntime, {c['roundtrip_graphs']} through import(export(g))) in {c['seconds']} s; back ends {', '.join(result['backends'])}")
     from fuzz.gen import EXCLUDED, registry_ops
 
     universe = set(registry_ops())
@@ -109,7 +110,7 @@ def main(argv=None) -> int:
           + (f"; not drawn: {', '.join(sorted(universe - seen - set(EXCLUDED)))}" if universe - seen - set(EXCLUDED)
              else ""))
     print(f"fuzz: {c['mismatch']} mismatching graphs, {c['crash']} crashing graphs, "
-          f"{c['unsupported']} with ops onnxruntime does not support")
+          f"{c['unsupported']} with ops the ONNX export or import does not support")
     for s, text in result["failures"]:
         print(f"--- seed {s}\n  {text}")
     failed = c["mismatch"] + c["crash"]
