@@ -9,7 +9,8 @@ gradient graph checked against ``jax.grad``. JAX compiles each new op shape (ten
 milliseconds on a busy CPU), which is why only a share of the graphs goes through it. Prints the
 number of graphs run, their nodes and the registry ops they covered (of how many), mismatches and
 crashes, and the first failures with their seeds (rerun one with ``--graphs 1 --seed N --verbose``).
-Then the second campaign (``onnx_mutate.py``): ``--onnx-mutations`` mutated ONNX files through the
+Then the ops the generator excludes, each on its own (``excluded.py``, ``--excluded-rounds`` seeds
+each, back ends against each other), and the second campaign (``onnx_mutate.py``): ``--onnx-mutations`` mutated ONNX files through the
 importer under a 4 GiB address-space limit (a child process). Exits 1 when anything failed.
 """
 from __future__ import annotations
@@ -91,6 +92,8 @@ def main(argv=None) -> int:
     parser.add_argument("--kill-runs", type=int, default=0, help="also SIGKILL this many checkpointing runs")
     parser.add_argument("--onnx-mutations", type=int, default=2000,
                         help="mutated ONNX files for the import campaign (0: skip it)")
+    parser.add_argument("--excluded-rounds", type=int, default=20,
+                        help="seeds per op for the ops the generator cannot draw (fuzz/excluded.py; 0: skip)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     # XLA compiles every new op shape; a persistent cache makes repeated `make fuzz` runs cheaper.
@@ -114,6 +117,17 @@ def main(argv=None) -> int:
     for s, text in result["failures"]:
         print(f"--- seed {s}\n  {text}")
     failed = c["mismatch"] + c["crash"]
+    if args.excluded_rounds:
+        from fuzz.excluded import fuzz_excluded
+
+        ex = fuzz_excluded(args.excluded_rounds, start=args.seed)
+        e = ex["counts"]
+        print(f"fuzz: excluded ops on their own: {e['cases']} one-node graphs ({len(EXCLUDED)} ops x "
+              f"{args.excluded_rounds} seeds), {e['mismatch']} mismatching, {e['crash']} crashing, "
+              f"{e['unsupported']} unsupported")
+        for f in ex["findings"][:10]:
+            print(f"--- {str(f)[:600]}")
+        failed += e["mismatch"] + e["crash"]
     if args.onnx_mutations:
         import subprocess
 
