@@ -26,7 +26,7 @@ __all__ = ["DATA_DEPENDENT", "check_excluded_op", "fuzz_excluded"]
 
 # jax.jit's static shapes refuse these by design (gen.EXCLUDED says so): reference vs onnxruntime only
 DATA_DEPENDENT = {op for op, why in EXCLUDED.items() if "data-dependent" in why}
-# onnxruntime's uint8 x int8 integer kernels (x86 without VNNI) add pairs of products in saturating
+# onnxruntime's uint8 x int8 integer kernels (seen on AVX2 without VNNI) add pairs of products in saturating
 # int16: exact only for 7-bit weights, which is why onnxruntime's quantizer has reduce_range. The
 # reference and JAX are exact for every int8; the campaign draws 7-bit int8 operands for these ops
 # when a uint8 operand is present (found by this campaign: full-range weights differ on onnxruntime).
