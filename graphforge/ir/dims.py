@@ -222,6 +222,10 @@ _PARSED: dict[str, Poly] = {}  # dim text -> polynomial (any spelling, canonical
 _ATOMS: dict[str, tuple] = {}  # canonical atom text -> ("floor", num, k) | ("max"|"min", [args])
 _MAX_CACHED = 1 << 16  # ever new expressions (a long-running server) only stop being cached
 _TOKEN = re.compile(r"\s*(?:(\d+)|([A-Za-z_][A-Za-z0-9_]*)|(//|[-+*/(),]))")
+MAX_DIM_DEPTH = 100
+"""Deepest nesting (parentheses, ``floor``/``max``/``min`` calls, unary minus) of a dim expression
+read from text. IR text and ONNX dim params are untrusted input: the recursive-descent parser must
+end in a ShapeError, not a RecursionError (each level costs four Python frames)."""
 
 
 class _Parser:
@@ -238,6 +242,7 @@ class _Parser:
             self.tokens.append(m.group(m.lastindex))
             pos = m.end()
         self.i = 0
+        self.depth = 0
 
     def peek(self) -> str | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -269,10 +274,18 @@ class _Parser:
         return out
 
     def unary(self) -> Poly:
-        if self.peek() == "-":
-            self.take()
-            return _p_scale(self.unary(), -1)
-        return self.atom()
+        # every nesting level (a parenthesis, a function call, a unary minus) passes through here
+        self.depth += 1
+        if self.depth > MAX_DIM_DEPTH:
+            raise ShapeError(f"malformed symbolic dim {self.text[:80]!r}{'...' if len(self.text) > 80 else ''}: "
+                             f"nested deeper than {MAX_DIM_DEPTH} levels")
+        try:
+            if self.peek() == "-":
+                self.take()
+                return _p_scale(self.unary(), -1)
+            return self.atom()
+        finally:
+            self.depth -= 1
 
     def atom(self) -> Poly:
         tok = self.take()

@@ -17,7 +17,8 @@ import onnx
 from onnx import numpy_helper
 
 from graphforge.dtypes import from_numpy_dtype
-from graphforge.errors import GraphforgeError, LoadError, UnsupportedOpError
+from graphforge.errors import GraphforgeError, LoadError, ShapeError, UnsupportedOpError
+from graphforge.ir.dims import check_dim, dim_symbols, is_dim_text, is_polynomial
 from graphforge.ir.graph import Graph, Value
 from graphforge.ir.types import TensorType
 from graphforge.trace.builder import Builder
@@ -146,6 +147,7 @@ class ImportContext:
         self._sym = 0
         self.node_name = ""
         self.fold = True  # fold nodes whose inputs are all known at import time (from_onnx(fold=))
+        self.input_symbols: set[str] = set()  # plain-identifier dim_params of the graph inputs
 
     # ---- the import budget (see budget.py) -------------------------------------------------------
     def afford(self, shape, itemsize: int) -> bool:
@@ -238,6 +240,30 @@ def sanitize(name: str) -> str:
     return out
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
+
+
+def _input_symbols(g: onnx.GraphProto) -> set[str]:
+    return {d.dim_param for vi in g.input for d in vi.type.tensor_type.shape.dim
+            if d.HasField("dim_param") and _IDENTIFIER.fullmatch(d.dim_param)}
+
+
+def _expression_dim(text: str, symbols: set[str]):
+    """graphforge's exporter writes symbolic dim expressions as dim_params (``batch+1``, ``2*seq``). One
+    that reads as a polynomial over symbols the graph's inputs also name is that expression again (so
+    ``import(export(g))`` keeps ``f32[batch+1]`` tied to ``batch``); anything else (``batch-size`` as a
+    name, ``floor(s0/2)``) stays one opaque symbol, as before."""
+    if text in symbols or not is_dim_text(text):
+        return None
+    try:
+        dim = check_dim(text)
+    except ShapeError:
+        return None
+    if isinstance(dim, str) and is_polynomial(dim) and dim_symbols(dim) <= symbols:
+        return dim
+    return None
+
+
 def _value_type(ctx: ImportContext, vi: onnx.ValueInfoProto) -> TensorType:
     if not vi.type.HasField("tensor_type"):
         raise UnsupportedOpError(f"graph input {vi.name!r} is not a tensor (sequences/maps/optionals "
@@ -248,6 +274,10 @@ def _value_type(ctx: ImportContext, vi: onnx.ValueInfoProto) -> TensorType:
         if d.HasField("dim_value"):
             dims.append(int(d.dim_value))
         elif d.HasField("dim_param") and d.dim_param:
+            expr = _expression_dim(d.dim_param, ctx.input_symbols)
+            if expr is not None:
+                dims.append(expr)
+                continue
             s = re.sub(r"\W", "_", d.dim_param)
             dims.append(s if s and not s[0].isdigit() else "d_" + s)
         else:
@@ -400,6 +430,7 @@ def from_onnx_structured(model_or_path, *, check: bool = True, fold: bool = True
     graph = Graph(sanitize(name or g.name or "onnx_model"))
     ctx = ImportContext(graph, opset, budget)
     ctx.fold = fold
+    ctx.input_symbols = _input_symbols(g)
     inits = {t.name: t for t in g.initializer}
     for vi in g.input:
         if vi.name in inits:
