@@ -66,3 +66,27 @@ def test_tile_of_a_symbolic_tensor_by_its_own_shape():
     model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
                    [helper.make_tensor_value_info("t", TensorProto.FLOAT, [None, None])], [])
     _check(model, [_feeds({"x": (n, 3)}, n) for n in (1, 2, 4)], ["f32[N*N,9]"])
+
+
+def _resize_to_sizes(op, mode="nearest", **attrs):
+    """Resize x (N, 2, H, W) to sizes = [N, 2, op(H), op(W)] computed from Shape (F.interpolate(size=...))."""
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Slice", ["s", "zero", "two"], ["nc"]),
+             helper.make_node("Slice", ["s", "two", "four"], ["hw"]),
+             helper.make_node(op, ["hw", "k"], ["hw2"]),
+             helper.make_node("Concat", ["nc", "hw2"], ["sizes"], axis=0),
+             helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode=mode, **attrs)]
+    return _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, "H", "W"])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, None, None])],
+                  [_i64("zero", [0]), _i64("two", [2]), _i64("four", [4]), _i64("k", [2])], opset=19)
+
+
+@pytest.mark.parametrize("attrs", [{}, dict(coordinate_transformation_mode="asymmetric", nearest_mode="floor")])
+def test_resize_to_sizes_computed_from_shape(attrs):
+    _check(_resize_to_sizes("Mul", **attrs), [_feeds({"x": (n, 2, h, w)}, h) for n, h, w in ((1, 3, 4), (2, 5, 2))],
+           ["f32[N,2,2*H,2*W]"])
+
+
+def test_resize_to_a_size_that_is_no_multiple_is_refused_by_name():
+    with pytest.raises(gf.UnsupportedOpError, match="integer multiple"):
+        gf.from_onnx(_resize_to_sizes("Add"))
