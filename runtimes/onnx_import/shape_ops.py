@@ -126,8 +126,8 @@ def _split(ctx, node):
     dim = x.type.shape[axis]
     if "split" in a:
         sizes = [int(s) for s in a["split"]]
-    elif ctx.has(node, 1):
-        sizes = [int(s) for s in ctx.need_const(node, 1, "split")]
+    elif ctx.has(node, 1):  # sizes computed from Shape at run time stay dim expressions (split takes them)
+        sizes = as_dims(ctx.need_const(node, 1, "split", dims=True))
     else:
         if not isinstance(dim, int):
             unsupported(node, "split of a symbolic dim without explicit sizes")

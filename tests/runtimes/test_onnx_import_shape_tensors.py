@@ -90,3 +90,24 @@ def test_resize_to_sizes_computed_from_shape(attrs):
 def test_resize_to_a_size_that_is_no_multiple_is_refused_by_name():
     with pytest.raises(gf.UnsupportedOpError, match="integer multiple"):
         gf.from_onnx(_resize_to_sizes("Add"))
+
+
+def test_split_by_sizes_computed_from_shape():
+    """Split x (N, T) into [2, T-2] along axis 1, the second size computed from Shape(x)."""
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Slice", ["s", "one", "two_end"], ["t"]),
+             helper.make_node("Sub", ["t", "two"], ["rest"]),
+             helper.make_node("Concat", ["two", "rest"], ["sizes"], axis=0),
+             helper.make_node("Split", ["x", "sizes"], ["a", "b"], axis=1)]
+    model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "T"])],
+                   [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["N", 2]),
+                    helper.make_tensor_value_info("b", TensorProto.FLOAT, ["N", None])],
+                   [_i64("one", [1]), _i64("two_end", [2]), _i64("two", [2])])
+    g = gf.from_onnx(model)
+    assert [str(o.type) for o in g.outputs] == ["f32[N,2]", "f32[N,T-2]"]
+    for n, t in ((1, 3), (2, 6)):
+        feeds = _feeds({"x": (n, t)}, t)
+        for backend in BACKENDS:
+            a, b = gf.run(g, feeds, backend=backend)
+            np.testing.assert_array_equal(a, feeds["x"][:, :2])
+            np.testing.assert_array_equal(b, feeds["x"][:, 2:])
