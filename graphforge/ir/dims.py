@@ -666,8 +666,9 @@ def is_dim_text(text: str) -> bool:
 
 @dataclass(frozen=True)
 class Requirement:
-    """A fact the types of a graph rely on: ``lhs <= rhs`` (``kind="le"``) or ``lhs % rhs == 0``
-    (``kind="divisible"``); ``reason`` says which op needs it and why."""
+    """A fact the types of a graph rely on: ``lhs <= rhs`` (``kind="le"``), ``lhs % rhs == 0``
+    (``kind="divisible"``) or ``lhs`` and ``rhs`` broadcast together, i.e. they are equal or one is 1
+    (``kind="broadcast"``); ``reason`` says which op needs it and why."""
     kind: str
     lhs: Dim
     rhs: Dim
@@ -675,9 +676,13 @@ class Requirement:
 
     def holds(self, env: Mapping[str, int]) -> bool:
         a, b = resolve_dim(self.lhs, env), resolve_dim(self.rhs, env)
+        if self.kind == "broadcast":
+            return a == b or a == 1 or b == 1
         return a <= b if self.kind == "le" else (b != 0 and a % b == 0)
 
     def __str__(self) -> str:
+        if self.kind == "broadcast":
+            return f"{self.lhs} and {self.rhs} broadcast ({self.lhs} == {self.rhs}, or one is 1)"
         return f"{self.lhs} <= {self.rhs}" if self.kind == "le" else f"{self.lhs} % {self.rhs} == 0"
 
 
@@ -718,6 +723,15 @@ def require_le(lhs, rhs, reason: str) -> None:
     elif all(c > 0 for c in rest.values()):
         lhs, rhs = -k, _p_dim(rest)
     _record(Requirement("le", dim_expr(lhs), dim_expr(rhs), reason))
+
+
+def require_broadcast(a, b, reason: str) -> Dim:
+    """Broadcast two different symbolic dims: ``max(a, b)`` (the size when they are equal or one is 1),
+    with the requirement that they are, checked when the graph's inputs are bound."""
+    a, b = dim_expr(a), dim_expr(b)
+    lo, hi = (a, b) if str(a) <= str(b) else (b, a)   # one spelling per fact
+    _record(Requirement("broadcast", lo, hi, reason))
+    return dim_max(a, b)
 
 
 def require_divisible(lhs, k: int, reason: str) -> None:

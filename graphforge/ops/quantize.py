@@ -423,6 +423,9 @@ register_op(OpDef(
                note="per-channel weight zero points, groups, symbolic batch"),
         Sample([TensorType((1, 1, 4, 4), "int8"), TensorType((2, 1, 2, 2), "int8")],
                attrs={"dilations": [2, 1]}, domain=[_i(-128, 128), _i(-128, 128)], note="int8, dilation"),
+        Sample([TensorType(("batch", 2, "h", "w"), "uint8"), TensorType((3, 2, 3, 3), "uint8"), TensorType((), "uint8")],
+               attrs={"strides": [2, 2], "pads": [1, 1, 1, 1]}, bind={"batch": 2, "h": 7, "w": 6},
+               domain=[_i(0, 256), _i(0, 256), np.array(100)], note="symbolic H, W: floor((h+1)/2)"),
     ],
 ))
 
@@ -579,6 +582,12 @@ register_op(OpDef(
                bind={"batch": 2}, domain=[_i(0, 256), _sc(0.05), np.array(3), _i(0, 256), _sc(0.01),
                                           np.array(128), _sc(0.4), np.array(10)],
                note="uint8 weights, groups, symbolic batch"),
+        Sample([TensorType(("batch", 2, "h", "w"), "uint8"), TensorType((), F32), TensorType((), "uint8"),
+                TensorType((4, 1, 2, 2), "uint8"), TensorType((), F32), TensorType((), "uint8"),
+                TensorType((), F32), TensorType((), "uint8")], attrs={"strides": [2, 1], "groups": 2},
+               bind={"batch": 2, "h": 7, "w": 5}, domain=[_i(0, 256), _sc(0.05), np.array(3), _i(0, 256), _sc(0.01),
+                                                      np.array(128), _sc(0.4), np.array(10)],
+               note="symbolic H, W: floor((h-2)/2)+1"),
     ],
 ))
 

@@ -37,6 +37,7 @@ from . import math_ops  # noqa: F401
 from . import quantize  # noqa: F401,E402  (quantized ops)
 from . import contraction  # noqa: F401  (einsum)
 from . import selection  # noqa: F401  (topk)
+from . import data_dependent  # noqa: F401  (nonzero, compress, unique, non_max_suppression)
 from .lower import LOWERINGS, LowerCtx, apply_lowering, has_lowering, lowers
 
 __all__ = ["run", "lower", "compile_graph", "compiled_count", "x64", "LOWERINGS", "lowers", "has_lowering",

@@ -82,7 +82,8 @@ def _load_tables():
     from . import control_flow  # noqa: F401  (If, Loop, Scan)
     from . import math_ops  # noqa: F401
     from . import quantize  # noqa: F401  (quantized ops)
-    from . import contraction, selection  # noqa: F401  (Einsum; TopK, NonZero, Unique, Compress)
+    from . import contraction, selection  # noqa: F401  (Einsum; TopK, MaxUnpool)
+    from . import data_dependent  # noqa: F401  (NonZero, Compress, Unique, NonMaxSuppression)
     from . import sequences  # noqa: F401  (Sequence*, Optional*; wraps Identity, so after elementwise)
     from . import linalg_det  # noqa: F401  (Det)
     from . import signal_misc  # noqa: F401  (Hann/Hamming/BlackmanWindow, GlobalLpPool, ReverseSequence)
