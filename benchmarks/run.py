@@ -49,6 +49,8 @@ TARGETS["scan_rnn_ratio_max"] = 1.05  # issue 15: gf.scan RNN train step / hand-
 TARGETS["scan_onnx_ratio_max"] = 1.05  # issue 15: gf.scan RNN's ONNX in ORT / a hand-written ONNX Scan
 STEPS += ("quantize",)  # post-training quantization vs onnxruntime's quantizer (bench_quantize.py)
 TARGETS.update({"quant_size_ratio_min": 3.5, "quant_accuracy_drop_max": 0.005, "quant_latency_ratio_max": 1.0})
+STEPS += ("contrib",)  # issue 18: onnxruntime contrib kernels vs portable ONNX, jax.jit, torch.onnx (bench_contrib.py)
+TARGETS.update({"contrib_torch_ratio_max": 0.75, "contrib_optimizer_ratio_max": 1.0})
 
 
 def _invoke(module: str, argv: list[str], in_process: bool) -> tuple[bool, str]:
@@ -138,6 +140,9 @@ def run_all(steps, tmp: str, *, quick: bool = False, tiny: bool = False, in_proc
         out["precision_remat"] = step("mixed precision and remat (transformer)", "bench_precision_remat",
                                       [*rounds] + (["--tiny"] if tiny else []), "precision_remat",
                                       os.path.join(tmp, "precision.json")) or []
+    if "contrib" in steps:
+        out["contrib"] = step("onnxruntime contrib kernels (transformer encoder)", "bench_contrib",
+                              [*rounds, *common], "contrib", os.path.join(tmp, "contrib.json")) or []
     # the serving and distributed benchmarks belong to other owners: run them only when asked
     for flag, module, key in ((serve, "bench_serve", "serve"), (distributed, "bench_distributed", "distributed")):
         if flag and os.path.exists(os.path.join(HERE, module + ".py")):
@@ -205,6 +210,9 @@ def check_targets(res: dict) -> list[dict]:
         rows.append({"target": f"train {r['case']} (gf.scan): graphforge/lax.scan", "value": r["ratio_gf_jax"],
                      "bound": f"<= {t['scan_rnn_ratio_max']}", "met": r["ratio_gf_jax"] <= t["scan_rnn_ratio_max"]})
     rows += _quantize_targets(res.get("quantize", []))
+    if res.get("contrib"):
+        from benchmarks.bench_contrib import target_rows
+        rows += target_rows(res["contrib"], TARGETS)
     return rows
 
 
@@ -326,6 +334,9 @@ def format_table(res: dict) -> str:
             lat = r["latency"]
             lines.append(f"| {r['name']} | {r['bytes']} | {r['size_ratio']:.2f} | {r['accuracy'] * 100:.2f} % | "
                          f"{lat['1']['median_s'] * 1e3:.3f} | {lat['64']['median_s'] * 1e3:.3f} |")
+    if res.get("contrib"):
+        from benchmarks.bench_contrib import table_lines
+        lines += table_lines(res["contrib"])
     if res.get("targets"):
         lines += ["", "### Targets", "", "| target | measured | bound | met |", "|---|---:|---|---|"]
         for t in res["targets"]:
