@@ -51,6 +51,7 @@ STEPS += ("quantize",)  # post-training quantization vs onnxruntime's quantizer 
 TARGETS.update({"quant_size_ratio_min": 3.5, "quant_accuracy_drop_max": 0.005, "quant_latency_ratio_max": 1.0})
 STEPS += ("contrib",)  # issue 18: onnxruntime contrib kernels vs portable ONNX, jax.jit, torch.onnx (bench_contrib.py)
 TARGETS.update({"contrib_torch_ratio_max": 0.75, "contrib_optimizer_ratio_max": 1.0})
+STEPS += ("soak",)  # issue 18: bounded serve soak (bench_serve.py --soak): RSS and fds flat, 0 wrong answers
 
 
 def _invoke(module: str, argv: list[str], in_process: bool) -> tuple[bool, str]:
@@ -143,6 +144,11 @@ def run_all(steps, tmp: str, *, quick: bool = False, tiny: bool = False, in_proc
     if "contrib" in steps:
         out["contrib"] = step("onnxruntime contrib kernels (transformer encoder)", "bench_contrib",
                               [*rounds, *common], "contrib", os.path.join(tmp, "contrib.json")) or []
+    if "soak" in steps:
+        bound = ["--soak-requests", "300", "--soak-seconds", "30", "--soak-clients", "4"] if tiny else \
+            ["--soak-seconds", "120"] if quick else []
+        out["soak"] = step("serve soak (Open Inference Protocol, loopback)", "bench_serve", ["--soak", *bound], "soak",
+                           os.path.join(tmp, "soak.json"))
     # the serving and distributed benchmarks belong to other owners: run them only when asked
     for flag, module, key in ((serve, "bench_serve", "serve"), (distributed, "bench_distributed", "distributed")):
         if flag and os.path.exists(os.path.join(HERE, module + ".py")):
@@ -210,6 +216,11 @@ def check_targets(res: dict) -> list[dict]:
         rows.append({"target": f"train {r['case']} (gf.scan): graphforge/lax.scan", "value": r["ratio_gf_jax"],
                      "bound": f"<= {t['scan_rnn_ratio_max']}", "met": r["ratio_gf_jax"] <= t["scan_rnn_ratio_max"]})
     rows += _quantize_targets(res.get("quantize", []))
+    if res.get("soak"):
+        k = res["soak"]
+        rows.append({"target": f"serve soak: {k['requests']} requests at {k['clients']} clients, wrong + errors",
+                     "value": k["wrong"] + k["errors"], "bound": "== 0, RSS and fds flat",
+                     "met": k["wrong"] == 0 and k["errors"] == 0 and k["rss_flat"] and k["fds_flat"]})
     if res.get("contrib"):
         from benchmarks.bench_contrib import target_rows
         rows += target_rows(res["contrib"], TARGETS)
