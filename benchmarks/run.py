@@ -51,6 +51,7 @@ STEPS += ("quantize",)  # post-training quantization vs onnxruntime's quantizer 
 TARGETS.update({"quant_size_ratio_min": 3.5, "quant_accuracy_drop_max": 0.005, "quant_latency_ratio_max": 1.0})
 STEPS += ("contrib",)  # issue 18: onnxruntime contrib kernels vs portable ONNX, jax.jit, torch.onnx (bench_contrib.py)
 TARGETS.update({"contrib_torch_ratio_max": 0.75, "contrib_optimizer_ratio_max": 1.0})
+STEPS += ("profile",)  # issue 17: gf.profile figures on both back ends (bench_profile.py)
 STEPS += ("soak",)  # issue 18: bounded serve soak (bench_serve.py --soak): RSS and fds flat, 0 wrong answers
 
 
@@ -144,6 +145,9 @@ def run_all(steps, tmp: str, *, quick: bool = False, tiny: bool = False, in_proc
     if "contrib" in steps:
         out["contrib"] = step("onnxruntime contrib kernels (transformer encoder)", "bench_contrib",
                               [*rounds, *common], "contrib", os.path.join(tmp, "contrib.json")) or []
+    if "profile" in steps:
+        out["profile"] = step("gf.profile (transformer encoder)", "bench_profile", ["--tiny"] if tiny else [], "profile",
+                              os.path.join(tmp, "profile.json")) or []
     if "soak" in steps:
         bound = ["--soak-requests", "300", "--soak-seconds", "30", "--soak-clients", "4"] if tiny else \
             ["--soak-seconds", "120"] if quick else []
@@ -345,6 +349,9 @@ def format_table(res: dict) -> str:
             lat = r["latency"]
             lines.append(f"| {r['name']} | {r['bytes']} | {r['size_ratio']:.2f} | {r['accuracy'] * 100:.2f} % | "
                          f"{lat['1']['median_s'] * 1e3:.3f} | {lat['64']['median_s'] * 1e3:.3f} |")
+    if res.get("profile"):
+        from benchmarks.bench_profile import table_lines as profile_lines
+        lines += profile_lines(res["profile"])
     if res.get("contrib"):
         from benchmarks.bench_contrib import table_lines
         lines += table_lines(res["contrib"])
