@@ -36,19 +36,3 @@ def test_contrib_step_runs_tiny(tmp_path, capsys):
     assert "contrib b64: gf-contrib / gf-portable (default if < 1)" in targets
     assert "onnxruntime contrib kernels: Transformer encoder" in capsys.readouterr().out
 
-
-def test_profile_step_runs_tiny(tmp_path, capsys):
-    """``make bench``'s ``profile`` step (issue 17): gf.profile on both back ends, user lines ranked."""
-    from benchmarks import run
-
-    res = tmp_path / "results.json"
-    assert run.main(["--tiny", "--in-process", "--no-torch", "--only", "profile", "--json", str(res),
-                     "--chart", str(tmp_path / "c.png")]) == 0
-    with open(res) as f:
-        data = json.load(f)
-    assert data["errors"] == {}
-    assert [r["backend"] for r in data["profile"]] == ["jax", "onnxruntime"]
-    for r in data["profile"]:
-        assert r["total_ms"] > 0 and r["units_ms"] > 0
-        assert r["locations"][0][0].startswith("bench_ort_passes.py:"), r["locations"]  # the model file's lines
-    assert "### gf.profile: Transformer encoder forward" in capsys.readouterr().out
