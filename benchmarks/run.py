@@ -47,12 +47,12 @@ STEPS = STEPS + ("lstm",)
 TARGETS.update({"lstm_train_ratio_max": 1.0, "lstm_onnx_ratio_max": 1.0, "lstm_generate_speedup_min": 2.0})
 TARGETS["scan_rnn_ratio_max"] = 1.05  # issue 15: gf.scan RNN train step / hand-written lax.scan + optax
 TARGETS["scan_onnx_ratio_max"] = 1.05  # issue 15: gf.scan RNN's ONNX in ORT / a hand-written ONNX Scan
-STEPS += ("quantize",)  # post-training quantization vs onnxruntime's quantizer (bench_quantize.py)
-TARGETS.update({"quant_size_ratio_min": 3.5, "quant_accuracy_drop_max": 0.005, "quant_latency_ratio_max": 1.0})
 STEPS += ("contrib",)  # issue 18: onnxruntime contrib kernels vs portable ONNX, jax.jit, torch.onnx (bench_contrib.py)
 TARGETS.update({"contrib_torch_ratio_max": 0.75, "contrib_optimizer_ratio_max": 1.0})
 STEPS += ("profile",)  # issue 17: gf.profile figures on both back ends (bench_profile.py)
 STEPS += ("soak",)  # issue 18: bounded serve soak (bench_serve.py --soak): RSS and fds flat, 0 wrong answers
+STEPS += ("quantize",)  # post-training quantization vs onnxruntime's quantizer (bench_quantize.py)
+TARGETS.update({"quant_size_ratio_min": 3.5, "quant_accuracy_drop_max": 0.005, "quant_latency_ratio_max": 1.0})
 
 
 def _invoke(module: str, argv: list[str], in_process: bool) -> tuple[bool, str]:
@@ -138,10 +138,6 @@ def run_all(steps, tmp: str, *, quick: bool = False, tiny: bool = False, in_proc
     if "quantize" in steps:
         out["quantize"] = step("quantization vs onnxruntime's quantizer", "bench_quantize",
                                [*rounds] + (["--tiny"] if tiny else []), "quantize", os.path.join(tmp, "quantize.json")) or []
-    if "precision" in steps:
-        out["precision_remat"] = step("mixed precision and remat (transformer)", "bench_precision_remat",
-                                      [*rounds] + (["--tiny"] if tiny else []), "precision_remat",
-                                      os.path.join(tmp, "precision.json")) or []
     if "contrib" in steps:
         out["contrib"] = step("onnxruntime contrib kernels (transformer encoder)", "bench_contrib",
                               [*rounds, *common], "contrib", os.path.join(tmp, "contrib.json")) or []
@@ -153,6 +149,10 @@ def run_all(steps, tmp: str, *, quick: bool = False, tiny: bool = False, in_proc
             ["--soak-seconds", "120"] if quick else []
         out["soak"] = step("serve soak (Open Inference Protocol, loopback)", "bench_serve", ["--soak", *bound], "soak",
                            os.path.join(tmp, "soak.json"))
+    if "precision" in steps:
+        out["precision_remat"] = step("mixed precision and remat (transformer)", "bench_precision_remat",
+                                      [*rounds] + (["--tiny"] if tiny else []), "precision_remat",
+                                      os.path.join(tmp, "precision.json")) or []
     # the serving and distributed benchmarks belong to other owners: run them only when asked
     for flag, module, key in ((serve, "bench_serve", "serve"), (distributed, "bench_distributed", "distributed")):
         if flag and os.path.exists(os.path.join(HERE, module + ".py")):
@@ -219,7 +219,6 @@ def check_targets(res: dict) -> list[dict]:
     for r in res.get("scan_rnn", []):
         rows.append({"target": f"train {r['case']} (gf.scan): graphforge/lax.scan", "value": r["ratio_gf_jax"],
                      "bound": f"<= {t['scan_rnn_ratio_max']}", "met": r["ratio_gf_jax"] <= t["scan_rnn_ratio_max"]})
-    rows += _quantize_targets(res.get("quantize", []))
     if res.get("soak"):
         k = res["soak"]
         rows.append({"target": f"serve soak: {k['requests']} requests at {k['clients']} clients, wrong + errors",
@@ -228,6 +227,7 @@ def check_targets(res: dict) -> list[dict]:
     if res.get("contrib"):
         from benchmarks.bench_contrib import target_rows
         rows += target_rows(res["contrib"], TARGETS)
+    rows += _quantize_targets(res.get("quantize", []))
     return rows
 
 
@@ -342,6 +342,12 @@ def format_table(res: dict) -> str:
             ort = f"{r['onnx']['median_s'] * 1e3:.3f}" if r.get("onnx") else "-"
             lines.append(f"| {r['case']} (batch {r['batch']}, H {r['hidden']}) | {_ms(r['results'], 'graphforge')} | "
                          f"{_ms(r['results'], 'jax')} | {r['ratio_gf_jax']:.3f} | {ort} |")
+    if res.get("profile"):
+        from benchmarks.bench_profile import table_lines as profile_lines
+        lines += profile_lines(res["profile"])
+    if res.get("contrib"):
+        from benchmarks.bench_contrib import table_lines
+        lines += table_lines(res["contrib"])
     if res.get("quantize"):
         lines += ["", "### Quantization (LeNet on digits; onnxruntime CPU)", "",
                   "| model | bytes | × smaller | test accuracy | b1 ms | b64 ms |", "|---|---:|---:|---:|---:|---:|"]
@@ -349,12 +355,6 @@ def format_table(res: dict) -> str:
             lat = r["latency"]
             lines.append(f"| {r['name']} | {r['bytes']} | {r['size_ratio']:.2f} | {r['accuracy'] * 100:.2f} % | "
                          f"{lat['1']['median_s'] * 1e3:.3f} | {lat['64']['median_s'] * 1e3:.3f} |")
-    if res.get("profile"):
-        from benchmarks.bench_profile import table_lines as profile_lines
-        lines += profile_lines(res["profile"])
-    if res.get("contrib"):
-        from benchmarks.bench_contrib import table_lines
-        lines += table_lines(res["contrib"])
     if res.get("targets"):
         lines += ["", "### Targets", "", "| target | measured | bound | met |", "|---|---:|---|---|"]
         for t in res["targets"]:
