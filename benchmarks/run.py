@@ -48,6 +48,10 @@ STEPS = STEPS + ("lstm",)
 TARGETS.update({"lstm_train_ratio_max": 1.0, "lstm_onnx_ratio_max": 1.0, "lstm_generate_speedup_min": 2.0})
 TARGETS["scan_rnn_ratio_max"] = 1.05  # issue 15: gf.scan RNN train step / hand-written lax.scan + optax
 TARGETS["scan_onnx_ratio_max"] = 1.05  # issue 15: gf.scan RNN's ONNX in ORT / a hand-written ONNX Scan
+STEPS += ("contrib",)  # issue 18: onnxruntime contrib kernels vs portable ONNX, jax.jit, torch.onnx (bench_contrib.py)
+TARGETS.update({"contrib_torch_ratio_max": 0.75, "contrib_optimizer_ratio_max": 1.0})
+STEPS += ("profile",)  # issue 17: gf.profile figures on both back ends (bench_profile.py)
+STEPS += ("soak",)  # issue 18: bounded serve soak (bench_serve.py --soak): RSS and fds flat, 0 wrong answers
 STEPS += ("quantize",)  # post-training quantization vs onnxruntime's quantizer (bench_quantize.py)
 TARGETS.update({"quant_size_ratio_min": 3.5, "quant_accuracy_drop_max": 0.005, "quant_latency_ratio_max": 1.0})
 TARGETS["scaling_1m_s_max"] = 60.0  # issue 21: a ~1M-node graph through trace + passes + export
@@ -139,6 +143,17 @@ def run_all(steps, tmp: str, *, quick: bool = False, tiny: bool = False, in_proc
     if "quantize" in steps:
         out["quantize"] = step("quantization vs onnxruntime's quantizer", "bench_quantize",
                                [*rounds] + (["--tiny"] if tiny else []), "quantize", os.path.join(tmp, "quantize.json")) or []
+    if "contrib" in steps:
+        out["contrib"] = step("onnxruntime contrib kernels (transformer encoder)", "bench_contrib",
+                              [*rounds, *common], "contrib", os.path.join(tmp, "contrib.json")) or []
+    if "profile" in steps:
+        out["profile"] = step("gf.profile (transformer encoder)", "bench_profile", ["--tiny"] if tiny else [], "profile",
+                              os.path.join(tmp, "profile.json")) or []
+    if "soak" in steps:
+        bound = ["--soak-requests", "300", "--soak-seconds", "30", "--soak-clients", "4"] if tiny else \
+            ["--soak-seconds", "120"] if quick else []
+        out["soak"] = step("serve soak (Open Inference Protocol, loopback)", "bench_serve", ["--soak", *bound], "soak",
+                           os.path.join(tmp, "soak.json"))
     if "precision" in steps:
         out["precision_remat"] = step("mixed precision and remat (transformer)", "bench_precision_remat",
                                       [*rounds] + (["--tiny"] if tiny else []), "precision_remat",
@@ -221,6 +236,14 @@ def check_targets(res: dict) -> list[dict]:
     for r in res.get("scan_rnn", []):
         rows.append({"target": f"train {r['case']} (gf.scan): graphforge/lax.scan", "value": r["ratio_gf_jax"],
                      "bound": f"<= {t['scan_rnn_ratio_max']}", "met": r["ratio_gf_jax"] <= t["scan_rnn_ratio_max"]})
+    if res.get("soak"):
+        k = res["soak"]
+        rows.append({"target": f"serve soak: {k['requests']} requests at {k['clients']} clients, wrong + errors",
+                     "value": k["wrong"] + k["errors"], "bound": "== 0, RSS and fds flat",
+                     "met": k["wrong"] == 0 and k["errors"] == 0 and k["rss_flat"] and k["fds_flat"]})
+    if res.get("contrib"):
+        from benchmarks.bench_contrib import target_rows
+        rows += target_rows(res["contrib"], TARGETS)
     rows += _quantize_targets(res.get("quantize", []))
     rows += _fit_targets(res.get("fit_overhead"))
     return rows
@@ -347,6 +370,12 @@ def format_table(res: dict) -> str:
             ort = f"{r['onnx']['median_s'] * 1e3:.3f}" if r.get("onnx") else "-"
             lines.append(f"| {r['case']} (batch {r['batch']}, H {r['hidden']}) | {_ms(r['results'], 'graphforge')} | "
                          f"{_ms(r['results'], 'jax')} | {r['ratio_gf_jax']:.3f} | {ort} |")
+    if res.get("profile"):
+        from benchmarks.bench_profile import table_lines as profile_lines
+        lines += profile_lines(res["profile"])
+    if res.get("contrib"):
+        from benchmarks.bench_contrib import table_lines
+        lines += table_lines(res["contrib"])
     if res.get("quantize"):
         lines += ["", "### Quantization (LeNet on digits; onnxruntime CPU)", "",
                   "| model | bytes | × smaller | test accuracy | b1 ms | b64 ms |", "|---|---:|---:|---:|---:|---:|"]
