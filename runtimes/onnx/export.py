@@ -50,6 +50,7 @@ from . import contrib  # noqa: E402  (onnxruntime's com.microsoft kernels, on re
 from . import barrier as _barrier  # noqa: E402,F401  (optimization_barrier)
 from . import contraction  # noqa: F401  (einsum)
 from . import selection  # noqa: F401  (topk)
+from . import data_dependent  # noqa: F401  (nonzero, compress, unique, non_max_suppression)
 from .lower import DTYPE_GENERIC, HALF, LOWERINGS, Emitter, NotExpressible, onnx_dtype, tensor_proto
 
 __all__ = ["to_onnx", "save_onnx", "MIN_OPSET", "max_opset", "default_opset", "check_opset", "missing_lowerings"]
@@ -425,3 +426,6 @@ def save_onnx(graph: Graph, path, opset: int | None = None, *, external_data_thr
         shutil.rmtree(tmp, ignore_errors=True)
     return path
 from . import linalg_det  # noqa: F401,E402  (det)
+from . import strings  # noqa: F401,E402  (StringNormalizer, StringConcat, StringSplit, RegexFullMatch)
+from . import vision  # noqa: F401,E402  (grid_sample, affine_grid, ...)
+from . import rotary  # noqa: F401,E402  (rotary_embedding)
