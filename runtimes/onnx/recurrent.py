@@ -37,12 +37,12 @@ GATE_ORDER = {"lstm": (0, 3, 1, 2), "gru": (1, 0, 2), "rnn_tanh": (0,), "rnn_rel
 def prefer_native(mode: str, seq, batch, hidden: int) -> bool:
     """The default choice between the native op and the ``Scan`` for one layer and direction.
 
-    From ``bench_lstm.py --part onnx_cases`` (onnxruntime on CPU, one layer, input 64; a loaded
-    2-core VM, see docs/benchmarks.md): the native ``LSTM`` won every case (1.6-3x); the native
-    ``GRU`` won at batch 1 and 8 (1.3-4.7x) but lost at batch 32 (0.6-0.7x); the native ``RNN``
-    (no optimised kernel) won only at batch 1 (1.4x) and lost 2-3x from batch 8. So: LSTM always;
-    GRU for a static batch <= 8, RNN for a static batch of 1; a symbolic batch takes the ``Scan``
-    for GRU and RNN (their batch-32 result). ``native_ops`` overrides this."""
+    From ``bench_lstm.py --part onnx_cases`` (onnxruntime on CPU, one layer, input 64, batch 1-32;
+    three runs on a loaded 2-core VM, docs/sequence_models.md): the native ``LSTM`` won every case
+    (1.15-26x); ``GRU`` and ``RNN`` were about a tie (0.6-1.3x, outliers both ways), the native
+    ``GRU`` ahead more often at batch <= 8, the ``RNN``'s ``Scan`` ahead at batch 32. So: LSTM
+    always; GRU for a static batch <= 8, RNN for a static batch of 1; a symbolic batch takes the
+    ``Scan`` for GRU and RNN. ``native_ops`` overrides this."""
     del seq, hidden
     if mode.startswith("lstm"):
         return True
