@@ -27,9 +27,11 @@ from benchmarks.common import add_common_args, machine_info, write_results  # no
 __all__ = ["VARIANTS", "measure", "main"]
 
 VARIANTS = ("xla", "auto", "im2col", "im2col_wgrad", "nhwc", "shift")
+# im2col_wgrad: one slice per output position, so at most this many output positions
+IM2COL_MAX_SLICES = 64
 
 
-def _rule(variant: str, auto, conv_impl):
+def _rule(variant: str, auto):
     def choose(x_shape, w_shape, strides, padding, dilation, groups):
         if variant in ("xla", "im2col", "nhwc"):
             return variant
@@ -38,7 +40,7 @@ def _rule(variant: str, auto, conv_impl):
         if variant == "im2col_wgrad" and groups == 1:   # fewer output than kernel positions
             out = [(x_shape[2 + i] + lo + hi - dilation[i] * (w_shape[2 + i] - 1) - 1) // strides[i] + 1
                    for i, (lo, hi) in enumerate(padding)]
-            if math.prod(out) < math.prod(w_shape[2:]) and math.prod(out) <= conv_impl.IM2COL_MAX_SLICES:
+            if math.prod(out) < math.prod(w_shape[2:]) and math.prod(out) <= IM2COL_MAX_SLICES:
                 return "im2col"
         return auto(x_shape, w_shape, strides, padding, dilation, groups)
     return choose
@@ -57,7 +59,7 @@ def measure(case: str, variants, rounds: int = 7, tiny: bool = False, torch: boo
     auto, steps, first = conv_impl.choose, {}, {}
     try:
         for v in variants:   # the rule is read when the step is lowered (its first call)
-            conv_impl.choose = _rule(v, auto, conv_impl)
+            conv_impl.choose = _rule(v, auto)
             fn = b._gf_step(spec, params, x, y)[0]
             first["gf-" + v] = float(fn())
             steps["gf-" + v] = fn

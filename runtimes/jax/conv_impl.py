@@ -22,18 +22,9 @@ import math
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["conv_general", "choose", "METHODS", "IM2COL_MAX_PATCH_ELEMS", "IM2COL_MAX_SLICES"]
+__all__ = ["conv_general", "choose", "METHODS"]
 
 METHODS = ("xla", "im2col", "nhwc", "shift")
-# im2col materialises N*C*K*P elements (K kernel positions, P output positions); above this the
-# patch buffer costs more memory traffic than XLA's convolution saves (and memory a user did not
-# expect). 16 Mi floats = 64 MiB in float32.
-IM2COL_MAX_PATCH_ELEMS = 1 << 24
-# one slice per kernel position (or per output position, whichever is fewer): beyond this many
-# slices the unrolled concatenation makes compile time grow for no gain
-IM2COL_MAX_SLICES = 64
-# forced method for experiments and tests (None: by shape)
-_FORCE: list = [None]
 
 
 def _out_sizes(sizes, kernel, strides, padding, dilation):
@@ -46,11 +37,9 @@ def choose(x_shape, w_shape, strides, padding, dilation, groups) -> str:
     measured slower inside a train step on XLA:CPU, or no faster beyond the noise of a shared
     machine (docs/benchmarks.md, "candidates that did not pay"): im2col of the weight-gradient
     convolutions was level on LeNet and 1.8x slower on ResNet-8; shift-and-add, 7x faster alone on
-    LeNet's 1-channel conv1, made the step 1.4x slower because XLA fuses (and recomputes) the sum
+    LeNet's 1-channel conv1, made the step 1.6x slower because XLA fuses (and recomputes) the sum
     into every consumer; channels-last edges are what XLA's layout assignment already does.
     A shape that measures faster another way gets its branch here."""
-    if _FORCE[0] is not None:
-        return _FORCE[0]
     return "xla"
 
 
