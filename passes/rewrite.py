@@ -212,14 +212,14 @@ class Rewriter:
 class _At:
     """The context of :meth:`Rewriter.at` (a class, not a generator: the engine enters one per rewrite)."""
 
-    __slots__ = ("rw", "nodes", "before", "contexts")
+    __slots__ = ("rw", "absorbed", "before", "contexts")
 
     def __init__(self, rw: Rewriter, nodes: Iterable[Node], before: Node | None):
-        self.rw, self.nodes, self.before, self.contexts = rw, nodes, before, ()
+        self.rw, self.absorbed, self.before, self.contexts = rw, nodes, before, ()
 
     def __enter__(self) -> Builder:
         rw, b = self.rw, self.rw.builder
-        scope, loc = merge_provenance(self.nodes)
+        scope, loc = merge_provenance(self.absorbed)
         place = b.inserting_at_end() if self.before is None else b.inserting_before(self.before)
         recording = b.recording()
         contexts = (place, recording, b.activate(), b.provenance(scope, loc))
