@@ -161,3 +161,8 @@ def accuracy(logits, labels):
     """
     hits = ops.cast(ops.equal(ops.argmax(logits, -1), ops.cast(labels, "int64")), "float32")
     return ops.mean(hits)
+
+# Spatial sampling (ops/vision_grid.py), under PyTorch's functional names
+from ..ops.vision_grid import affine_grid, grid_sample  # noqa: E402,F401
+
+__all__ += ["grid_sample", "affine_grid"]

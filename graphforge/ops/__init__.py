@@ -33,3 +33,13 @@ from .linalg_det import det  # noqa: E402,F401  (ops/linalg_det.py)
 __all__ = __all__ + ["det"]
 from .strings import regex_full_match, string_concat, string_normalizer, string_split  # noqa: E402,F401  (ops/strings.py)
 __all__ = __all__ + ["string_normalizer", "string_concat", "string_split", "regex_full_match"]
+from .vision_grid import affine_grid, grid_sample  # noqa: E402,F401  (ops/vision_grid.py)
+__all__ = __all__ + ["grid_sample", "affine_grid"]
+from .vision_roi import max_roi_pool, roi_align  # noqa: E402,F401  (ops/vision_roi.py)
+__all__ = __all__ + ["roi_align", "max_roi_pool"]
+from .vision_deform import deform_conv2d  # noqa: E402,F401  (ops/vision_deform.py)
+__all__ = __all__ + ["deform_conv2d"]
+from .rotary import rotary_embedding  # noqa: E402,F401  (ops/rotary.py)
+__all__ = __all__ + ["rotary_embedding"]
+from .col2im import col2im  # noqa: E402,F401  (ops/col2im.py)
+__all__ = __all__ + ["col2im"]

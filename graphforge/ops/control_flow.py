@@ -237,7 +237,8 @@ def _scan_vjp(inputs, outputs, cotangents, attrs, *, node):
     aug.append(new_term)
     with builder.inserting_after(node):
         with builder.provenance(node.scope, node.loc):
-            fwd = builder.emit("scan", ins, dict(attrs), regions=[aug])
+            # (it also stacks residuals: no longer the tagged layer's interface)
+            fwd = builder.emit("scan", ins, {k: v for k, v in attrs.items() if k != "recurrence"}, regions=[aug])
     _redirect(builder, list(node.outputs), fwd[:nk + ny])
     stacked = fwd[nk + ny:]
 
@@ -620,7 +621,11 @@ register_op(OpDef("cond", _cond_type, _cond_ref, num_inputs=(1, None), flops=_no
 register_op(OpDef("scan", _scan_type, _scan_ref, num_inputs=(0, None), flops=_no_flops, vjp=_scan_vjp,
                   family="control_flow", regions=("body",),
                   attrs={"num_consts": Attr("int", 0), "num_carry": Attr("int"), "length": Attr("dim"),
-                         "reverse": Attr("bool", False), "remat": Attr("bool", False)},
+                         "reverse": Attr("bool", False), "remat": Attr("bool", False),
+                         # set by nn.RNN/LSTM/GRU: the body is that layer's step (see runtimes/onnx/recurrent.py)
+                         "recurrence": Attr("str", "", choices=("", "lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_onnx",
+                                                                  "gru_onnx"),
+                                            elide_default=True)},
                   doc="a loop over the leading axis of xs with a carry (jax.lax.scan)", samples=_SCAN_SAMPLES))
 register_op(OpDef("while_loop", _while_type, _while_ref, num_inputs=(0, None), flops=_no_flops, vjp=_while_vjp,
                   family="control_flow", regions=("cond", "body"),

@@ -28,12 +28,16 @@ from .common import numel
 from .registry import NOT_DIFFERENTIABLE, Attr, OpDef, Sample, register_op
 
 __all__ = ["quantize_linear", "dequantize_linear", "dynamic_quantize_linear", "matmul_integer", "conv_integer",
-           "qlinear_matmul", "qlinear_conv", "QUANT_DTYPES", "qrange", "expand_quant_param", "quantize_np"]
+           "qlinear_matmul", "qlinear_conv", "QUANT_DTYPES", "qrange", "expand_quant_param", "quantize_np",
+           "FLOAT_QUANT_DTYPES", "quantize_float_np"]
 
 # the integer types quantize_linear produces: those of ONNX's that graphforge's dtypes have (4-bit and
 # 16-bit unsigned types join when dtypes.py defines them)
 QUANT_DTYPES = tuple(d for d in ("uint8", "int8", "int16", "uint16", "int4", "uint4", "int2", "uint2") if d in _dt.DTYPES)
 _SCALE_DTYPES = ("float32", "float16", "bfloat16")
+# float8/float4 quantization (ONNX 19+/23+): y = saturating_cast(x / scale + zero_point), the cast rounding
+# to nearest even; dequantization (x - zero_point) * scale in float32
+FLOAT_QUANT_DTYPES = tuple(d for d in _dt.FLOAT8_DTYPES + _dt.FLOAT4_DTYPES if d in _dt.DTYPES)
 F32 = "float32"
 
 
@@ -126,8 +130,9 @@ def _quantize_rule(ts, attrs):
     if scale.dtype != x.dtype:
         raise DTypeError(f"{op}: the scale must have the input's dtype {x.dtype}, got {scale}")
     out = _q_out_dtype(ts, attrs, op)
-    if out not in QUANT_DTYPES:
-        raise DTypeError(f"{op}: the quantized dtype must be one of {', '.join(QUANT_DTYPES)}, got {out}")
+    if out not in QUANT_DTYPES + FLOAT_QUANT_DTYPES:
+        raise DTypeError(f"{op}: the quantized dtype must be one of {', '.join(QUANT_DTYPES + FLOAT_QUANT_DTYPES)}, "
+                         f"got {out}")
     _check_param(x, scale, attrs["axis"], attrs["block_size"], op, "scale")
     if len(ts) == 3:
         _check_zero_point(scale, ts[2], op)
@@ -140,13 +145,28 @@ def _quantize_ref(xs, attrs, env=None):
     ax, block = attrs["axis"], attrs["block_size"]
     scale = expand_quant_param(xs[1], x.shape, ax, block)
     zp = expand_quant_param(xs[2], x.shape, ax, block) if len(xs) == 3 else 0
+    if dtype in FLOAT_QUANT_DTYPES:
+        return [quantize_float_np(x, scale, zp, dtype, attrs.get("saturate", True))]
     return [quantize_np(x, scale, zp, dtype)]
+
+
+def quantize_float_np(x: np.ndarray, scale, zero_point, dtype: str, saturate: bool = True) -> np.ndarray:
+    """float8/float4 quantization: ``cast(x / scale + zero_point)`` in float32, the cast rounding to
+    nearest even and (``saturate``) clamping to the type's largest finite value, NaN kept."""
+    y = x.astype(np.float32) / np.asarray(scale).astype(np.float32)
+    y = y + np.asarray(zero_point).astype(np.float32)
+    target = _dt.to_numpy_dtype(dtype)
+    if saturate:
+        limit = float(ml_dtypes.finfo(target).max)
+        with np.errstate(invalid="ignore"):
+            y = np.clip(y, -limit, limit)
+    return y.astype(target)
 
 
 def _dequantize_rule(ts, attrs):
     op = "dequantize_linear"
     x, scale = ts[0], ts[1]
-    _require(x, QUANT_DTYPES + ("int32",), "the input", op)
+    _require(x, QUANT_DTYPES + FLOAT_QUANT_DTYPES + ("int32",), "the input", op)
     _require(scale, _SCALE_DTYPES, "the scale", op)
     _check_param(x, scale, attrs["axis"], attrs["block_size"], op, "scale")
     if len(ts) == 3:
@@ -160,9 +180,10 @@ def _dequantize_ref(xs, attrs, env=None):
     x, scale = xs[0], xs[1]
     ax, block = attrs["axis"], attrs["block_size"]
     s = expand_quant_param(scale, x.shape, ax, block).astype(np.float32)
-    q = x.astype(np.int64)
+    wide = np.float32 if _dt.from_numpy_dtype(x.dtype) in FLOAT_QUANT_DTYPES else np.int64
+    q = x.astype(wide)
     if len(xs) == 3:
-        q = q - expand_quant_param(xs[2], x.shape, ax, block).astype(np.int64)
+        q = q - expand_quant_param(xs[2], x.shape, ax, block).astype(wide)
     return [(q.astype(np.float32) * s).astype(scale.dtype)]
 
 
@@ -179,7 +200,8 @@ def _i(lo, hi):
 
 register_op(OpDef(
     name="quantize_linear", family="quantize", num_inputs=(2, 3),
-    attrs={**_Q_ATTRS, "output_dtype": Attr("dtype", None, choices=QUANT_DTYPES, optional=True)},
+    attrs={**_Q_ATTRS, "output_dtype": Attr("dtype", None, choices=QUANT_DTYPES + FLOAT_QUANT_DTYPES, optional=True),
+           "saturate": Attr("bool", True, elide_default=True)},
     type_rule=_quantize_rule, reference=_quantize_ref, flops=_n_flops(3), vjp=NOT_DIFFERENTIABLE,
     doc="saturate(round_half_even(x / scale) + zero_point): ONNX QuantizeLinear (per tensor, per axis, blocked).",
     samples=[
@@ -197,6 +219,14 @@ register_op(OpDef(
         Sample([TensorType((7,), F32), TensorType((), F32), TensorType((), "int8")],
                domain=[np.array([0.5, 1.5, 2.5, -0.5, -1.5, 1e9, -1e9]), np.array(1.0), np.array(0)],
                grad=False, note="ties round to even, saturation"),
+        Sample([TensorType(("batch", 3), F32), TensorType((3,), F32), TensorType((3,), "float8e4m3fn")],
+               bind={"batch": 2}, attrs={"axis": 1},
+               domain=[np.array([[0.1, 500.0, -3.3], [1e6, -1e6, 0.0]]), np.array([0.5, 1.0, 2.0]),
+                       np.zeros(3, ml_dtypes.float8_e4m3fn)], note="float8 e4m3fn per axis, saturating, symbolic batch"),
+        Sample([TensorType((5,), F32), TensorType((), F32)], attrs={"output_dtype": "float8e5m2", "saturate": False},
+               domain=[np.array([0.3, -7.0, 1e6, 2.0, -0.001]), np.array(0.25)], note="float8 e5m2 without saturation"),
+        Sample([TensorType((2, 4), F32), TensorType((2, 2), F32)], attrs={"output_dtype": "float8e4m3fn", "block_size": 2},
+               domain=["any", np.array([[0.5, 1.0], [0.25, 2.0]])], note="float8, blocked"),
     ],
 ))
 
@@ -218,14 +248,24 @@ register_op(OpDef(
                note="int32 (a bias), no zero point"),
         Sample([TensorType((2, 3), "int16"), TensorType((), F32), TensorType((), "int16")],
                domain=[_i(-30000, 30000), np.array(1e-3), np.array(-7)], note="int16"),
+        Sample([TensorType(("batch", 3), "float8e4m3fn"), TensorType((), F32), TensorType((), "float8e4m3fn")],
+               bind={"batch": 2}, domain=[np.array([[0.5, -448.0, 3.0], [0.0, 1.75, -2.0]], ml_dtypes.float8_e4m3fn),
+                                          np.array(2.0), np.array(1.0, ml_dtypes.float8_e4m3fn)],
+               note="float8 e4m3fn, zero point, symbolic batch"),
+        Sample([TensorType((4,), "float8e5m2"), TensorType((2,), F32)], attrs={"axis": 0, "block_size": 2},
+               domain=[np.array([0.5, -6.0, 3.0, 1.5], ml_dtypes.float8_e5m2), np.array([0.5, 2.0])],
+               note="float8 e5m2, blocked"),
     ],
 ))
 
 
-def quantize_linear(x, scale, zero_point=None, *, axis: int = 1, block_size: int = 0, output_dtype=None):
-    """ONNX QuantizeLinear: ``saturate(round_half_even(x / scale) + zero_point)``."""
+def quantize_linear(x, scale, zero_point=None, *, axis: int = 1, block_size: int = 0, output_dtype=None,
+                    saturate: bool = True):
+    """ONNX QuantizeLinear: ``saturate(round_half_even(x / scale) + zero_point)``; to float8/float4
+    ``cast(x / scale + zero_point)`` (``saturate=False``: out-of-range values become inf/NaN)."""
     args = (x, scale) if zero_point is None else (x, scale, zero_point)
-    return apply("quantize_linear", *args, axis=axis, block_size=block_size, output_dtype=output_dtype)
+    extra = {} if saturate else {"saturate": False}
+    return apply("quantize_linear", *args, axis=axis, block_size=block_size, output_dtype=output_dtype, **extra)
 
 
 def dequantize_linear(x, scale, zero_point=None, *, axis: int = 1, block_size: int = 0):
@@ -383,6 +423,9 @@ register_op(OpDef(
                note="per-channel weight zero points, groups, symbolic batch"),
         Sample([TensorType((1, 1, 4, 4), "int8"), TensorType((2, 1, 2, 2), "int8")],
                attrs={"dilations": [2, 1]}, domain=[_i(-128, 128), _i(-128, 128)], note="int8, dilation"),
+        Sample([TensorType(("batch", 2, "h", "w"), "uint8"), TensorType((3, 2, 3, 3), "uint8"), TensorType((), "uint8")],
+               attrs={"strides": [2, 2], "pads": [1, 1, 1, 1]}, bind={"batch": 2, "h": 7, "w": 6},
+               domain=[_i(0, 256), _i(0, 256), np.array(100)], note="symbolic H, W: floor((h+1)/2)"),
     ],
 ))
 
@@ -539,6 +582,12 @@ register_op(OpDef(
                bind={"batch": 2}, domain=[_i(0, 256), _sc(0.05), np.array(3), _i(0, 256), _sc(0.01),
                                           np.array(128), _sc(0.4), np.array(10)],
                note="uint8 weights, groups, symbolic batch"),
+        Sample([TensorType(("batch", 2, "h", "w"), "uint8"), TensorType((), F32), TensorType((), "uint8"),
+                TensorType((4, 1, 2, 2), "uint8"), TensorType((), F32), TensorType((), "uint8"),
+                TensorType((), F32), TensorType((), "uint8")], attrs={"strides": [2, 1], "groups": 2},
+               bind={"batch": 2, "h": 7, "w": 5}, domain=[_i(0, 256), _sc(0.05), np.array(3), _i(0, 256), _sc(0.01),
+                                                      np.array(128), _sc(0.4), np.array(10)],
+               note="symbolic H, W: floor((h-2)/2)+1"),
     ],
 ))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
-from graphforge.ops.quantize import qrange
+from graphforge.ops.quantize import FLOAT_QUANT_DTYPES, qrange
 from graphforge import dtypes as _dt
 
 from .lower import lowers
@@ -39,6 +39,12 @@ def _saturate(q, dtype):
 def _quantize(ctx, args, attrs):
     x, scale = args[0].astype(jnp.float32), args[1].astype(jnp.float32)
     ax, block = attrs["axis"], attrs["block_size"]
+    out = _dt.from_numpy_dtype(ctx.dtype)
+    if out in FLOAT_QUANT_DTYPES:  # a saturating float8/float4 cast of x / scale + zero point
+        y = x / _expand(scale, x.shape, ax, block)
+        if len(args) == 3:
+            y = y + _expand(args[2], x.shape, ax, block).astype(jnp.float32)
+        return ctx.lower_as("cast", [y], {"dtype": out, "saturate": attrs.get("saturate", True)})
     q = jnp.round(x / _expand(scale, x.shape, ax, block))
     if len(args) == 3:
         q = q + _expand(args[2], x.shape, ax, block).astype(jnp.float32)
@@ -47,10 +53,10 @@ def _quantize(ctx, args, attrs):
 
 @lowers("dequantize_linear")
 def _dequantize(ctx, args, attrs):
-    x = args[0].astype(jnp.int32)
+    x = args[0].astype(jnp.float32 if _dt.from_numpy_dtype(args[0].dtype) in FLOAT_QUANT_DTYPES else jnp.int32)
     ax, block = attrs["axis"], attrs["block_size"]
     if len(args) == 3:
-        x = x - _expand(args[2], x.shape, ax, block).astype(jnp.int32)
+        x = x - _expand(args[2], x.shape, ax, block).astype(x.dtype)
     y = x.astype(jnp.float32) * _expand(args[1].astype(jnp.float32), x.shape, ax, block)
     return [y.astype(ctx.dtype)]
 

@@ -122,6 +122,7 @@ class Emitter:
     def __init__(self, opset: int, reserved: Sequence[str] = (), native_ops=None):
         self.opset = opset
         self._native = native_policy(native_ops)
+        self.native_ops = native_ops  # None: the default rule (per-case choices may apply, recurrent.py)
         self._producers: dict[str, onnx.NodeProto] = {}
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
@@ -141,6 +142,7 @@ class Emitter:
         # re-laid-out copy instead of transposing a weight on every inference
         self.stored_params: dict[str, tuple[np.ndarray, str]] = {}
         self.transposed_params: dict[str, str] = {}  # param name -> its pre-transposed initializer
+        self.relaid_params: set[str] = set()  # params a lowering stored re-laid-out (recurrent.py)
 
     def native(self, op_type: str) -> bool:
         """Emit the composite ``op_type`` as one native node at this opset (else decompose it)?"""

@@ -13,8 +13,10 @@ import functools
 import numpy as np
 from onnx import TensorProto, helper
 
+from graphforge import dtypes as _dt
 from graphforge.ir.dims import is_static
-from graphforge.ops.quantize import qrange
+from graphforge.ir.types import TensorType
+from graphforge.ops.quantize import FLOAT_QUANT_DTYPES, qrange
 
 from .lower import NotExpressible, lowers, onnx_dtype
 
@@ -86,11 +88,43 @@ def _native_params(ctx, attrs, op_type: str, int_dtype: str) -> bool:
     return ort_has_qdq_kernel(op_type, ctx.opset, onnx_dtype(int_dtype))
 
 
+def _refuse_float4(dtype: str, opset: int = 99) -> None:
+    if opset < _dt.min_onnx_opset(dtype):
+        raise NotExpressible(f"{dtype} tensors need opset {_dt.min_onnx_opset(dtype)} or newer")
+    if dtype in _dt.FLOAT4_DTYPES:
+        raise NotExpressible(f"{dtype} quantization: onnxruntime has no {dtype} QuantizeLinear, DequantizeLinear "
+                             "or Cast kernel (graphforge's reference and JAX back ends run it)")
+
+
+def _f32(ctx, name: str, t) -> str:
+    return name if t.dtype == "float32" else ctx.cast(name, "float32")
+
+
+def _quantize_float(ctx, args, attrs, out: str):
+    """float8: the exporter computes storage types in float32 around a node (args arrive as float32,
+    the float32 result is converted to ``out`` after, rounding to nearest even): here
+    ``x / scale + zero_point``, clamped to the type's largest finite value when ``saturate``."""
+    xt, st = ctx.in_types[0], ctx.in_types[1]
+    ax, block = attrs["axis"], attrs["block_size"]
+    y = ctx.op("Div", [_f32(ctx, args[0], xt), _f32(ctx, _expanded(ctx, args[1], st, xt, ax, block), st)])
+    if len(args) == 3:
+        zt = ctx.in_types[2]
+        y = ctx.op("Add", [y, _f32(ctx, _expanded(ctx, args[2], zt, xt, ax, block), zt)])
+    if attrs.get("saturate", True):
+        limit = float(_dt.float_max(out))
+        y = ctx.op("Clip", [y, ctx.scalar(-limit, "float32"), ctx.scalar(limit, "float32")])
+    return [y]
+
+
 @lowers("quantize_linear")
 def _quantize(ctx, args, attrs):
     xt, st = ctx.in_types[0], ctx.in_types[1]
     out = ctx.out_types[0].dtype
     ax, block = attrs["axis"], attrs["block_size"]
+    real = ctx.node.outputs[0].type.dtype  # out is float32 for a float8 node (see _quantize_float)
+    if real in FLOAT_QUANT_DTYPES:
+        _refuse_float4(real, ctx.opset)
+        return _quantize_float(ctx, args, attrs, real)
     zp = args[2] if len(args) == 3 else None
     native = _native_params(ctx, attrs, "QuantizeLinear", out)
     if native and zp is None:
@@ -116,6 +150,15 @@ def _quantize(ctx, args, attrs):
 def _dequantize(ctx, args, attrs):
     xt, st = ctx.in_types[0], ctx.in_types[1]
     ax, block = attrs["axis"], attrs["block_size"]
+    real = ctx.node.inputs[0].type.dtype  # a float8 input arrives as float32 (see _quantize_float)
+    if real in FLOAT_QUANT_DTYPES:  # (x - zero point) * scale in float32
+        _refuse_float4(real, ctx.opset)
+        q = _f32(ctx, args[0], xt)
+        if len(args) == 3:
+            zt = ctx.in_types[2]
+            q = ctx.op("Sub", [q, _f32(ctx, _expanded(ctx, args[2], zt, xt, ax, block), zt)])
+        y = ctx.op("Mul", [q, _f32(ctx, _expanded(ctx, args[1], st, xt, ax, block), st)])
+        return [y if st.dtype == "float32" else ctx.cast(y, st.dtype)]
     native = _native_params(ctx, attrs, "DequantizeLinear", xt.dtype) \
         and not (xt.dtype == "int32" and len(args) == 3)  # ONNX allows an int32 zero point of 0 only
     if native:

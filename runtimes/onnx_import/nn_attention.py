@@ -159,3 +159,14 @@ def _attention(ctx: ImportContext, node):
         b, h, s, d = y.type.shape
         y = e("reshape", [e("transpose", [y], perm=[0, 2, 1, 3])], shape=[b, s, h * d])
     return [y, present_k, present_v, qk_out]
+
+
+@importer("RotaryEmbedding")
+def _rotary_embedding(ctx, node):
+    """ONNX RotaryEmbedding (opset 23) onto ``rotary_embedding`` (graphforge/ops/rotary.py)."""
+    a = attrs_of(node)
+    ins = [ctx.input(node, 0), ctx.input(node, 1), ctx.input(node, 2)]
+    if ctx.has(node, 3):
+        ins.append(ctx.cast(ctx.input(node, 3), "int64"))
+    return [ctx.emit("rotary_embedding", ins, interleaved=bool(a.get("interleaved", 0)),
+                     rotary_embedding_dim=int(a.get("rotary_embedding_dim", 0)), num_heads=int(a.get("num_heads", 0)))]

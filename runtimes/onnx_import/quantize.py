@@ -17,8 +17,6 @@ __all__: list[str] = []
 
 
 def _qdq_attrs(node, a) -> dict:
-    if a.get("saturate", 1) != 1:
-        unsupported(node, "saturate=0 applies to float8 outputs only (graphforge has no float8 dtype)")
     return {"axis": int(a.get("axis", 1)), "block_size": int(a.get("block_size", 0))}
 
 
@@ -27,7 +25,8 @@ def _quantize(ctx, node):
     a = attrs_of(node)
     ins = [ctx.input(node, 0), ctx.input(node, 1)] + ([ctx.input(node, 2)] if ctx.has(node, 2) else [])
     out = onnx_dtype(int(a["output_dtype"])) if int(a.get("output_dtype", 0)) else None
-    return [ctx.emit("quantize_linear", ins, output_dtype=out, **_qdq_attrs(node, a))]
+    extra = {} if int(a.get("saturate", 1)) else {"saturate": False}  # only float8 outputs read it
+    return [ctx.emit("quantize_linear", ins, output_dtype=out, **_qdq_attrs(node, a), **extra)]
 
 
 @importer("DequantizeLinear")

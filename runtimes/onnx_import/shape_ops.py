@@ -7,6 +7,7 @@ import numpy as np
 
 from graphforge.dtypes import is_float
 from graphforge.errors import LoadError
+from graphforge.ir.dims import dim_mul
 
 from .importer import attrs_of, importer, Known, unsupported
 from .shape_values import as_dims, dims_array
@@ -125,8 +126,8 @@ def _split(ctx, node):
     dim = x.type.shape[axis]
     if "split" in a:
         sizes = [int(s) for s in a["split"]]
-    elif ctx.has(node, 1):
-        sizes = [int(s) for s in ctx.need_const(node, 1, "split")]
+    elif ctx.has(node, 1):  # sizes computed from Shape at run time stay dim expressions (split takes them)
+        sizes = as_dims(ctx.need_const(node, 1, "split", dims=True))
     else:
         if not isinstance(dim, int):
             unsupported(node, "split of a symbolic dim without explicit sizes")
@@ -187,9 +188,11 @@ _TILE_CONCAT_MAX = 64  # total extra copies a Tile may spell as concat inputs
 @importer("Tile")
 def _tile(ctx, node):
     x = ctx.input(node, 0)
-    reps = [int(i) for i in ctx.need_const(node, 1, "repeats")]
-    if any(r < 0 for r in reps) or len(reps) != len(x.type.shape):
+    reps = as_dims(ctx.need_const(node, 1, "repeats", dims=True))
+    if len(reps) != len(x.type.shape) or any(isinstance(r, int) and r < 0 for r in reps):
         raise LoadError(f"Tile node {node.name!r}: repeats {reps} must be {len(x.type.shape)} non-negative ints")
+    if not all(isinstance(r, int) for r in reps):
+        return [_tile_symbolic(ctx, x, reps)]
     if sum(r for r in reps if r != 1) > _TILE_CONCAT_MAX:
         # many copies: one broadcast (x viewed as (1, d0, 1, d1, …) → (r0, d0, r1, d1, …)) instead of a
         # concat with r inputs, so a hostile repeat count builds no giant node list
@@ -204,6 +207,19 @@ def _tile(ctx, node):
         if r != 1:
             x = ctx.emit("concat", [x] * r, axis=axis) if r > 0 else ctx.emit("slice", [x], starts=[0], ends=[0], axes=[axis])
     return [x]
+
+
+def _tile_symbolic(ctx, x, reps):
+    """Tile by repeats computed from ``Shape`` at run time (``cls.repeat(batch, 1, 1)``): a size-1 axis
+    is broadcast to its repeat; otherwise x is viewed as (1, d0, 1, d1, …), broadcast to
+    (r0, d0, r1, d1, …) and folded back to (r0*d0, r1*d1, …) — one node each, any repeat."""
+    xs = list(x.type.shape)
+    if all(d == 1 or r == 1 for d, r in zip(xs, reps)):
+        return ctx.emit("broadcast_to", [x], shape=[r if d == 1 else d for d, r in zip(xs, reps)])
+    spread = [v for d in xs for v in (1, d)]
+    big = [v for r, d in zip(reps, xs) for v in (r, d)]
+    y = ctx.emit("broadcast_to", [ctx.emit("reshape", [x], shape=spread)], shape=big)
+    return ctx.emit("reshape", [y], shape=[dim_mul(r, d) for r, d in zip(reps, xs)])
 
 
 @importer("Pad")

@@ -56,8 +56,6 @@ EXCLUDED[("Node", r"^test_dft_inverse(_opset19)?$")] = (
     "result is 0 (true value ~1e-16), beyond onnx's atol 1e-7; graphforge's DFT (float64 tables, one rounding) "
     "matches the float64 FFT to float32 precision (tests/runtimes/test_onnx_import_signal_misc.py)")
 _COMPILED = [(cat, re.compile(pat), why) for (cat, pat), why in EXCLUDED.items()]
-EXCLUDED[("Node", r"^test_(de)?quantizelinear_(e4m3fn|e5m2|float4e2m1)")] = (
-    "float8/float4 quantization (a saturating float cast of x / scale + zero_point instead of integer "
-    "rounding) is not in graphforge's quantize_linear/dequantize_linear yet: the importer refuses those "
-    "dtypes with a DTypeError naming them; the integer types (2, 4, 8 and 16 bits) run")
 _COMPILED = [(cat, re.compile(pat), why) for (cat, pat), why in EXCLUDED.items()]
+NO_NODE_CASE["max_roi_pool"] = ("onnx ships no MaxRoiPool node case; tests/ops/test_vision_roi.py checks it against "
+                                "onnxruntime's MaxRoiPool kernel (boxes inside, across and outside the map, empty bins)")

@@ -229,7 +229,7 @@ def test_type_rules_refuse_cleanly_and_accepted_types_run(op):
                 results = gf.run(graph, arrays)
             except gf.BackendError as exc:
                 # Index-valued inputs can be out of range for a mutated shape: a value error, reported.
-                assert op in ("gather", "scatter_add", "embedding"), str(exc)
+                assert op in ("gather", "scatter_add", "embedding", "roi_align", "max_roi_pool"), str(exc)
                 continue
             for array, value in zip_outputs(results, outs):
                 assert array.shape == resolve_shape(value.type.shape, concrete.bind)
