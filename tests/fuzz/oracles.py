@@ -129,7 +129,7 @@ def compare(got: list, want: list, rtol: float, atol: float, graph) -> str | Non
             return f"output {name}: dtype {g.dtype}, the graph declares {declared}"
         if g.shape != w.shape:
             return f"output {name}: shape {g.shape}, expected {w.shape}"
-        if g.dtype.kind in "biu" or w.dtype.kind in "biu":
+        if g.dtype.kind in "biuO" or w.dtype.kind in "biuO":  # (O: string tensors, compared exactly)
             if not np.array_equal(g, w.astype(g.dtype)):
                 bad = np.argwhere(g != w.astype(g.dtype))[:3].tolist()
                 return f"output {name}: integer/bool values differ at {bad}"
