@@ -1,6 +1,15 @@
 """Shared fixtures for the graphforge test suite (helpers live in ``gf_testutil``)."""
 from __future__ import annotations
 
+import os
+
+# XLA:CPU spends most of a small test's time in LLVM optimising kernels that then run microseconds.
+# Tests compare values (within tolerances), not speed, so the suite compiles at LLVM -O0: about a
+# quarter less CPU on the JAX-heavy files. HLO passes (fusion, buffer assignment, so
+# memory_analysis) are unchanged. Set before any test imports jax; xdist workers inherit it, and a
+# user's own XLA_FLAGS wins. Benchmarks and user code keep XLA's defaults.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+
 import numpy as np
 import pytest
 
