@@ -20,7 +20,7 @@ ARGUMENTS_NOT_YET_DESCRIBED = frozenset({
     "graphforge.nn.GRU", "graphforge.nn.GRUCell", "graphforge.nn.LSTM",
     "graphforge.nn.LSTMCell",
     "graphforge.nn.RNN", "graphforge.nn.RNNCell",
-    "graphforge.nn.TransformerDecoderLayer", "graphforge.nn.remat",
+    "graphforge.nn.remat",
    
    
 })
