@@ -19,6 +19,7 @@ while_loop cannot be differentiated (typed error suggesting ``max_iterations``).
 """
 from __future__ import annotations
 
+import inspect
 import numbers
 
 import numpy as np
@@ -34,6 +35,8 @@ from ..trace.tensor import SymDim, Tensor, as_value
 from ._region_ad import block_vjp, copy_region, inline_region, is_float_type, trace_regions, zeros_value
 from .evaluate import evaluate_block
 from .registry import Attr, OpDef, RegionSig, Sample, register_op
+# modules, not names: the op families use each other's functions (looked up at call time)
+from . import creation as _creation, elementwise as _elementwise, linalg as _linalg
 
 __all__ = ["cond", "scan", "while_loop", "fori_loop"]
 
@@ -581,15 +584,13 @@ def fori_loop(lower, upper, body_fn, init):
         (y,) = gf.run(g, {"x": np.zeros(2, np.float32)}, backend="reference")  # [6, 6]
         ```
     """
-    from .creation import arange
-
     static = all(isinstance(b, (int, str)) and not isinstance(b, bool) for b in (lower, upper))
     if static:
         length = dim_sub(upper, lower) if (isinstance(lower, str) or isinstance(upper, str)) else max(upper - lower, 0)
         if isinstance(length, int) or length is None:
             if length is None or length < 0:
                 raise TraceError(f"fori_loop bounds {lower}..{upper} give a negative trip count", **_site())
-        idx = arange(lower, upper)
+        idx = _creation.arange(lower, upper)
         carry, _ = scan(lambda c, i: (body_fn(i, c), None), init, idx)
         return carry
     builder = _find_builder(lower, upper, init)
@@ -606,8 +607,6 @@ def fori_loop(lower, upper, body_fn, init):
 # ---- samples --------------------------------------------------------------------------------------------
 
 def _region(builder: Builder, types, fn) -> Block:
-    import inspect
-
     arity = len(inspect.signature(fn).parameters)
     if arity != len(types):  # operand lists of another length (the type-rule fuzz mutates them)
         raise ShapeError(f"this sample's region takes {arity} arguments, the operands give {len(types)}")
@@ -645,9 +644,7 @@ def _while_regions(cond_fn, body_fn):
 
 
 def _rnn_step(w, h, x):
-    from .elementwise import tanh
-    from .linalg import matmul
-    hn = tanh(matmul(h, w) + x)
+    hn = _elementwise.tanh(_linalg.matmul(h, w) + x)
     return hn, hn * 2.0
 
 

@@ -26,6 +26,8 @@ from ._nn_conv import _CONV_ATTRS, _conv2d_np, _conv2d_rule
 from ._shapes import normalize_axis
 from .common import numel
 from .registry import NOT_DIFFERENTIABLE, Attr, OpDef, Sample, register_op
+# modules, not names: the op families use each other's functions (looked up at call time)
+from . import linalg as _linalg
 
 __all__ = ["quantize_linear", "dequantize_linear", "dynamic_quantize_linear", "matmul_integer", "conv_integer",
            "qlinear_matmul", "qlinear_conv", "QUANT_DTYPES", "qrange", "expand_quant_param", "quantize_np",
@@ -332,9 +334,7 @@ def _matmul_int_rule(ts, attrs):
         if zp.dtype != t.dtype or not _per_tensor(zp):
             raise ShapeError(f"{op}: the zero point of {'AB'[i]} must be a {t.dtype} scalar, got {zp}",
                              hint="onnxruntime's MatMulInteger takes per-tensor zero points only")
-    from .linalg import _matmul_rule
-
-    (out,) = _matmul_rule([a.with_dtype(F32), b.with_dtype(F32)], {})
+    (out,) = _linalg._matmul_rule([a.with_dtype(F32), b.with_dtype(F32)], {})
     return [out.with_dtype("int32")]
 
 
@@ -487,9 +487,7 @@ def _qlinear_mm_rule(ts, attrs):
     a, b = ts[0], ts[3]
     if a.rank < 2 or b.rank < 2:
         raise ShapeError(f"{op}: a and b must have rank >= 2, got {a} and {b}")
-    from .linalg import _matmul_rule
-
-    (out,) = _matmul_rule([a.with_dtype(F32), b.with_dtype(F32)], {})
+    (out,) = _linalg._matmul_rule([a.with_dtype(F32), b.with_dtype(F32)], {})
     return [out.with_dtype(ts[7].dtype)]
 
 

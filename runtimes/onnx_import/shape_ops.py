@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphforge.dtypes import is_float
+from graphforge.dtypes import is_float, to_numpy_dtype
 from graphforge.errors import LoadError
 from graphforge.ir.dims import dim_mul
 
@@ -209,6 +209,32 @@ def _tile(ctx, node):
     return [x]
 
 
+def _pad_symbolic(ctx, node, x, full, mode, value):
+    """Constant padding by amounts computed from ``Shape`` at run time (``F.pad`` to a multiple of a
+    window, ``(w - W % w) % w``): per padded axis a concat of blocks of ``value`` broadcast to the
+    padded sizes around x — the output dim is the expression ``W + pad``. Negative (cropping) and
+    edge/reflect pads of symbolic size need their amounts at import time."""
+    if mode != "constant":
+        unsupported(node, f"mode {mode!r} with pads computed at run time (only constant padding)")
+    if any(isinstance(p, int) and p < 0 for p in full):
+        unsupported(node, f"negative pads {full} mixed with pads computed at run time")
+    fill = ctx.emit("constant", [], value=np.array(value, dtype=to_numpy_dtype(x.type.dtype)))
+    for ax in range(len(x.type.shape)):
+        lo, hi = full[2 * ax], full[2 * ax + 1]
+        if lo == 0 and hi == 0:
+            continue
+        parts = []
+        for amount, after in ((lo, False), (hi, True)):
+            if amount == 0:
+                continue
+            shape = list(x.type.shape)
+            shape[ax] = amount
+            block = ctx.emit("broadcast_to", [fill], shape=shape)
+            parts.append((after, block))
+        x = ctx.emit("concat", [b for a, b in parts if not a] + [x] + [b for a, b in parts if a], axis=ax)
+    return x
+
+
 def _tile_symbolic(ctx, x, reps):
     """Tile by repeats computed from ``Shape`` at run time (``cls.repeat(batch, 1, 1)``): a size-1 axis
     is broadcast to its repeat; otherwise x is viewed as (1, d0, 1, d1, …), broadcast to
@@ -231,7 +257,7 @@ def _pad(ctx, node):
     if ctx.opset < 11:
         pads, value, axes = list(a["pads"]), float(a.get("value", 0.0)), None
     else:
-        pads = [int(i) for i in ctx.need_const(node, 1, "pads")]
+        pads = as_dims(ctx.need_const(node, 1, "pads", dims=True))
         value = float(ctx.need_const(node, 2, "constant_value").reshape(-1)[0]) if ctx.has(node, 2) else 0.0
         axes = [int(i) % rank for i in ctx.need_const(node, 3, "axes")] if ctx.has(node, 3) else None
     axes = axes if axes is not None else list(range(rank))
@@ -239,6 +265,8 @@ def _pad(ctx, node):
     full = [0] * (2 * rank)
     for k, ax in enumerate(axes):
         full[2 * ax], full[2 * ax + 1] = pads[k], pads[k + n]
+    if not all(isinstance(p, int) for p in full):
+        return [_pad_symbolic(ctx, node, x, full, mode, value)]
     if mode == "wrap":  # a gather per padded axis (runtimes/onnx_import/signal_misc.py)
         from .signal_misc import wrap_pad
         return [wrap_pad(ctx, node, x, full)]

@@ -177,3 +177,16 @@ def test_fit_overhead_step_reports_its_target(tmp_path, capsys):
     rows = [t for t in data["targets"] if t["target"].startswith("fit / plain train_step loop")]
     assert [t["bound"] for t in rows] == ["<= 1.05", "<= 1.05"] and all(t["value"] > 0 for t in rows)
     assert "fit vs a plain train_step loop" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_conv_candidates_run_tiny_and_compute_the_same_step(tmp_path):
+    from benchmarks import bench_conv_candidates
+
+    out = tmp_path / "conv.json"
+    assert bench_conv_candidates.main(["--tiny", "--no-torch", "--case", "lenet", "--variants", "xla,im2col,shift",
+                                       "--json", str(out)]) == 0
+    (row,) = _load(out)["conv_candidates"]
+    losses = list(row["first_loss"].values())
+    assert len(losses) == 3 and all(v == pytest.approx(losses[0], rel=1e-4) for v in losses)
+    assert set(row["ms"]) == {"gf-xla", "gf-im2col", "gf-shift", "jax"}

@@ -111,3 +111,21 @@ def test_split_by_sizes_computed_from_shape():
             a, b = gf.run(g, feeds, backend=backend)
             np.testing.assert_array_equal(a, feeds["x"][:, :2])
             np.testing.assert_array_equal(b, feeds["x"][:, 2:])
+
+
+def test_pad_to_a_multiple_computed_from_shape():
+    """Swin's pad to a multiple of the window: pads = [0, 0, 1, 0, 0, 0, (4 - H % 4) % 4, (4 - W % 4) % 4]."""
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Slice", ["s", "two", "four"], ["hw"]),
+             helper.make_node("Mod", ["hw", "win"], ["r"]),
+             helper.make_node("Sub", ["win", "r"], ["d"]),
+             helper.make_node("Mod", ["d", "win"], ["ends"]),
+             helper.make_node("Concat", ["begins", "zeros2", "ends"], ["pads"], axis=0),
+             helper.make_node("Pad", ["x", "pads", "value"], ["y"], mode="constant")]
+    model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, "H", "W"])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, None, None])],
+                   [_i64("two", [2]), _i64("four", [4]), _i64("win", [4]), _i64("begins", [0, 0, 1, 0]),
+                    _i64("zeros2", [0, 0]), numpy_helper.from_array(np.array(-1.5, np.float32), "value")])
+    g = _check(model, [_feeds({"x": (n, 2, h, w)}, h) for n, h, w in ((1, 3, 4), (2, 5, 7))],
+               ["f32[N,2,4*H-4*floor((3*H)/4)+1,4*W-4*floor((3*W)/4)]"])  # H + (4 - H % 4) % 4, canonical
+    assert g.outputs[0].producer.op == "concat"
