@@ -20,7 +20,8 @@ _FAST = (
     [f"graphforge.{n}" for n in ("floor", "ceil", "round", "acos", "asin", "atan", "acosh", "asinh", "atanh", "sinh",
                                  "cosh", "tan", "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "bit_shift",
                                  "scan", "while_loop", "fori_loop", "dropout_mask", "random_uniform", "quantize",
-                                 "memory_report")]
+                                 "memory_report", "string_normalizer", "string_concat", "string_split",
+                                 "grid_sample", "affine_grid", "roi_align", "max_roi_pool")]
     + [f"graphforge.nn.{n}" for n in ("sinusoidal_table", "PositionalEncoding", "LearnedPositionalEmbedding",
                                       "RotaryEmbedding", "TransformerDecoderLayer", "RNNCell", "GRUCell", "LSTMCell",
                                       "RNN", "GRU", "LSTM", "remat")]
@@ -67,5 +68,14 @@ def test_examples_compute_what_they_say():
     assert np.array_equal(scan["total"], [3.0, 3.0]) and np.array_equal(scan["ys"][:, 0], [1.0, 2.0, 3.0])
     assert _run("graphforge.nn.remat")["g"].remat_scopes == {"0": "nothing"}
     assert _run("graphforge.nn.LSTM")["out"].shape == (2, 5, 8)
+    assert list(_run("graphforge.string_normalizer")["y"]) == ["cat"]
+    assert list(_run("graphforge.string_concat")["y"]) == ["abx", "cyz"]
+    split = _run("graphforge.string_split")
+    assert split["pieces"].tolist() == [["a", "b", "c"], ["d", "", ""]] and split["counts"].tolist() == [3, 1]
+    warp = _run("graphforge.grid_sample")
+    assert np.allclose(warp["y"], warp["x"], atol=1e-6)
+    assert _run("graphforge.affine_grid")["grid"].shape == (1, 2, 3, 2)
+    assert _run("graphforge.roi_align")["y"].shape == (1, 1, 2, 2)
+    assert _run("graphforge.max_roi_pool")["y"].tolist() == [[[[5.0, 7.0], [13.0, 15.0]]]]
     ns = _run("graphforge.nn.PositionalEncoding")
     assert np.allclose(ns["y"][0], ns["nn"].sinusoidal_table(5, 8), atol=1e-6)
