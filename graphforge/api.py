@@ -214,7 +214,35 @@ def quantize(graph, calibration=None, mode: str = "int8-static", *, method: str 
     ``calibration`` — a batch or a list of batches of inputs, as ``gf.run`` takes them — by
     ``method`` ``"minmax"``, ``"percentile"`` (``percentile``) or ``"entropy"``, run on ``backend``),
     ``"int8-dynamic"`` (activations quantized at run time; no calibration) or ``"int4-weight"``
-    (4-bit weights in blocks of ``block_size``). See ``graphforge.passes.quantize``."""
+    (4-bit weights in blocks of ``block_size``). See ``graphforge.passes.quantize``.
+
+    Args:
+        graph: the float Graph (or traced model) to quantize.
+        calibration: for ``"int8-static"``: a batch or a list of batches of inputs (dicts, as
+            ``gf.run`` takes them) the activation ranges are measured on; ignored by the other modes.
+        mode: ``"int8-static"``, ``"int8-dynamic"`` or ``"int4-weight"``.
+        method: how calibration turns observed values into ranges: ``"minmax"``, ``"percentile"`` or
+            ``"entropy"``.
+        percentile: the percentile kept by ``method="percentile"``.
+        reduce_range: quantize weights to 7 bits (avoids overflow on CPUs without VNNI).
+        activation_dtype: ``"uint8"`` or ``"int8"`` for the static mode's activations.
+        block_size: weights per quantization block in ``"int4-weight"`` mode.
+        backend: the back end calibration runs on.
+
+    Returns:
+        A new Graph with quantize/dequantize (QDQ) nodes; ``graph`` is not changed.
+
+    Raises:
+        ConfigError: an unknown ``mode`` or calibration ``method``, or static mode without calibration data.
+        InputError: ``graph`` is not a Graph, or an unknown ``backend``.
+
+    Example:
+        ```python
+        g = gf.trace(nn.Linear(4, 2), gf.TensorSpec(("batch", 4)))
+        q = gf.quantize(g, [{"x": np.random.rand(8, 4).astype(np.float32)}])   # int8-static
+        qd = gf.quantize(g, mode="int8-dynamic")
+        ```
+    """
     from graphforge.errors import ConfigError
     from graphforge.passes import quantize as _q
     from graphforge.runtime import require_graph
@@ -235,7 +263,25 @@ def memory_report(graph_or_trainer, *, optimizer_slots: int = 0, **dims):
     table) of a Graph, a traced model's graph, or a ``gf.Trainer``'s train step (its gradient graph,
     params and live optax state). Bind symbolic dims by name: ``gf.memory_report(g, batch=128)``.
     ``optimizer_slots`` (for a Graph): float32 copies of each trainable parameter the optimizer
-    keeps (Adam: 2)."""
+    keeps (Adam: 2).
+
+    Args:
+        graph_or_trainer: a Graph (or traced model), or a ``gf.Trainer`` (its train step is estimated).
+        optimizer_slots: for a Graph, the optimizer's float32 copies per trainable parameter.
+        **dims: sizes for the graph's symbolic dims, by name (``batch=128``).
+
+    Returns:
+        A ``MemoryReport`` (peak bytes, broken down into params, optimizer state, inputs, activations).
+
+    Raises:
+        InputError: ``graph_or_trainer`` is neither a Graph nor a Trainer.
+
+    Example:
+        ```python
+        g = gf.trace(nn.Linear(4, 2), gf.TensorSpec(("batch", 4)))
+        print(gf.memory_report(g, batch=32))
+        ```
+    """
     from .memory import estimate_memory
 
     grad_graph = getattr(graph_or_trainer, "grad_graph", None)
@@ -253,7 +299,27 @@ def memory_report(graph_or_trainer, *, optimizer_slots: int = 0, **dims):
 def profile(model_or_graph, inputs, backend: str = "jax", **options):
     """Time one forward run per node, rolled up per module scope and per user ``file:line``
     (``graphforge.runtimes.profiling.ProfileReport``: ``print`` it, ``.chrome_trace(path)``,
-    ``.plot(path)``). ``backend``: ``"jax"`` (timed regions) or ``"onnxruntime"`` (its profiler)."""
+    ``.plot(path)``). ``backend``: ``"jax"`` (timed regions) or ``"onnxruntime"`` (its profiler).
+
+    Args:
+        model_or_graph: a Graph, or a model traced for the given inputs.
+        inputs: the input arrays, a dict by input name (as ``gf.run`` takes them).
+        backend: ``"jax"`` or ``"onnxruntime"``.
+        **options: ``repeat`` (timed runs, default 10) and ``warmup`` (untimed runs first, default 2).
+
+    Returns:
+        A ``ProfileReport``.
+
+    Raises:
+        ConfigError: ``backend`` cannot be profiled, or ``repeat < 1`` / ``warmup < 0``.
+
+    Example:
+        ```python
+        g = gf.trace(nn.Linear(4, 2), gf.TensorSpec(("batch", 4)))
+        report = gf.profile(g, {"x": np.ones((3, 4), np.float32)})
+        print(report)
+        ```
+    """
     from graphforge.runtimes.profiling import profile as _profile
 
     return _profile(model_or_graph, inputs, backend, **options)

@@ -26,7 +26,32 @@ _ACTIVATIONS = {"relu": ReLU, "gelu": GELU}
 class TransformerDecoderLayer(Module):
     """``self_attn`` → ``multihead_attn`` (over ``memory``) → ``linear2(dropout(act(linear1(x))))``,
     each with a residual and a LayerNorm (``norm1``, ``norm2``, ``norm3``), after (default) or before
-    (``norm_first``) the sublayer. Defaults are PyTorch's except ``batch_first=True``."""
+    (``norm_first``) the sublayer. Defaults are PyTorch's except ``batch_first=True``.
+
+    Args:
+        d_model: the feature width of the target and of ``memory``.
+        nhead: the number of attention heads (divides ``d_model``).
+        dim_feedforward: the hidden width of the feed-forward block.
+        dropout: the dropout probability of every sublayer (training only).
+        activation: the feed-forward activation, ``"relu"`` or ``"gelu"``.
+        layer_norm_eps: the epsilon of the three LayerNorms.
+        batch_first: inputs are (batch, seq, d_model); False: (seq, batch, d_model).
+        norm_first: pre-norm (LayerNorm before each sublayer) instead of post-norm.
+        bias: whether the linear, attention and norm layers have biases.
+        dtype: the parameters' dtype.
+
+    Raises:
+        ShapeError: an unknown ``activation`` or ``d_model`` not divisible by ``nhead``; when called,
+            ``tgt`` or ``memory`` is not rank 3 with ``d_model`` features.
+
+    Example:
+        ```python
+        layer = nn.TransformerDecoderLayer(16, 4, dim_feedforward=32)
+        g = gf.trace(layer, gf.TensorSpec((2, "t", 16)), gf.TensorSpec((2, "s", 16)))
+        (y,) = gf.run(g, {"tgt": np.ones((2, 3, 16), np.float32), "memory": np.ones((2, 5, 16), np.float32)},
+                      backend="reference")  # y.shape == (2, 3, 16)
+        ```
+    """
 
     def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
                  activation: str = "relu", layer_norm_eps: float = 1e-5, batch_first: bool = True,

@@ -24,7 +24,21 @@ __all__ = ["PositionalEncoding", "LearnedPositionalEmbedding", "RotaryEmbedding"
 
 
 def sinusoidal_table(length: int, d_model: int, base: float = 10000.0) -> np.ndarray:
-    """The sinusoidal table as a NumPy float64 array (length, d_model) — the formula the layer computes."""
+    """The sinusoidal table as a NumPy float64 array (length, d_model) — the formula the layer computes.
+
+    Args:
+        length: the number of positions (rows).
+        d_model: the number of features (columns); odd widths drop the last cosine column.
+        base: the wavelength base (10000 in the original Transformer).
+
+    Returns:
+        ``pe`` with ``pe[p, 2i] = sin(p / base^(2i/d_model))`` and ``pe[p, 2i+1] = cos(...)``.
+
+    Example:
+        ```python
+        pe = nn.sinusoidal_table(16, 8)    # pe.shape == (16, 8); pe[0] == [0, 1, 0, 1, ...]
+        ```
+    """
     pos = np.arange(length, dtype=np.float64)[:, None]
     inv = base ** (-np.arange(0, d_model, 2, dtype=np.float64) / d_model)
     table = np.zeros((length, d_model))
@@ -53,7 +67,24 @@ class PositionalEncoding(Module):
 
     ``x`` is (batch, seq, d_model) with ``batch_first=True`` (default), else (seq, batch, d_model).
     The table is computed in the graph for the input's length, so there is no length limit; ``scale``
-    multiplies ``x`` first (``sqrt(d_model)`` in the original Transformer)."""
+    multiplies ``x`` first (``sqrt(d_model)`` in the original Transformer).
+
+    Args:
+        d_model: the feature width of ``x`` (the last axis).
+        dropout: the dropout probability applied to the sum (training only).
+        base: the wavelength base of the table (see :func:`sinusoidal_table`).
+        batch_first: ``x`` is (batch, seq, d_model); False: (seq, batch, d_model).
+        scale: a factor ``x`` is multiplied by before the table is added.
+
+    Raises:
+        ShapeError: ``d_model < 1``; when called, ``x`` is not rank 3 with ``d_model`` features.
+
+    Example:
+        ```python
+        g = gf.trace(nn.PositionalEncoding(8), gf.TensorSpec(("batch", "seq", 8)))
+        (y,) = gf.run(g, {"x": np.zeros((2, 5, 8), np.float32)}, backend="reference")  # == table[:5]
+        ```
+    """
 
     def __init__(self, d_model: int, dropout: float = 0.0, base: float = 10000.0, batch_first: bool = True,
                  scale: float = 1.0):
@@ -89,7 +120,24 @@ class PositionalEncoding(Module):
 
 class LearnedPositionalEmbedding(Module):
     """``dropout(x + weight[offset : offset + seq])`` with a trained table ``weight`` (max_len, d_model),
-    initialised N(0, 0.02). ``x`` is (batch, seq, d_model) (``batch_first``) or (seq, batch, d_model)."""
+    initialised N(0, 0.02). ``x`` is (batch, seq, d_model) (``batch_first``) or (seq, batch, d_model).
+
+    Args:
+        max_len: the number of positions the table holds (``offset + seq`` may not exceed it).
+        d_model: the feature width of ``x``.
+        dropout: the dropout probability applied to the sum (training only).
+        batch_first: ``x`` is (batch, seq, d_model); False: (seq, batch, d_model).
+        dtype: the table's dtype (it is cast to ``x``'s dtype when added).
+
+    Raises:
+        ShapeError: when called, ``x`` is not rank 3 with ``d_model`` features.
+
+    Example:
+        ```python
+        g = gf.trace(nn.LearnedPositionalEmbedding(32, 8), gf.TensorSpec(("batch", "seq", 8)))
+        (y,) = gf.run(g, {"x": np.zeros((2, 5, 8), np.float32)}, backend="reference")
+        ```
+    """
 
     def __init__(self, max_len: int, d_model: int, dropout: float = 0.0, batch_first: bool = True,
                  dtype: str = "float32"):
@@ -119,7 +167,24 @@ class RotaryEmbedding(Module):
     rotated, the rest pass through. ``interleaved=False`` rotates the halves ``(x1, x2)`` of the
     features (``x * cos + rotate_half(x) * sin``, GPT-NeoX / Hugging Face); ``True`` rotates
     adjacent pairs ``(x[2i], x[2i+1])``. ``offset`` (int, dim or int64 scalar tensor) is the position
-    of the first row, for decoding after a prompt."""
+    of the first row, for decoding after a prompt.
+
+    Args:
+        dim: the number of leading features rotated (even, >= 2).
+        base: the wavelength base of the rotation angles.
+        interleaved: rotate adjacent pairs (LLaMA) instead of the two halves (GPT-NeoX / Hugging Face).
+        seq_axis: the axis of ``x`` holding the sequence (not the last).
+
+    Raises:
+        ShapeError: ``dim`` is odd or < 2; when called, ``x`` has fewer than ``dim`` features or
+            ``seq_axis`` is the feature axis.
+
+    Example:
+        ```python
+        g = gf.trace(nn.RotaryEmbedding(8), gf.TensorSpec((1, 2, "seq", 8)))
+        (q,) = gf.run(g, {"x": np.ones((1, 2, 4, 8), np.float32)}, backend="reference")  # row 0 unrotated
+        ```
+    """
 
     def __init__(self, dim: int, base: float = 10000.0, interleaved: bool = False, seq_axis: int = -2):
         super().__init__()

@@ -108,7 +108,25 @@ class _CellBase(Module):
 
 
 class RNNCell(_CellBase):
-    """``h' = tanh(W_ih x + b_ih + W_hh h + b_hh)`` (or ``relu``); ``forward(x, h=None) -> h'``."""
+    """``h' = tanh(W_ih x + b_ih + W_hh h + b_hh)`` (or ``relu``); ``forward(x, h=None) -> h'``.
+
+    Args:
+        input_size: the features of ``x``.
+        hidden_size: the features of the hidden state ``h``.
+        bias: whether the cell has ``bias_ih`` and ``bias_hh``.
+        nonlinearity: ``"tanh"`` or ``"relu"``.
+        dtype: the parameters' dtype.
+
+    Raises:
+        ShapeError: a size < 1 or an unknown ``nonlinearity``; when called, ``x`` is not (batch, input_size) or (input_size,),
+            or the given state has the wrong shape.
+
+    Example:
+        ```python
+        g = gf.trace(nn.RNNCell(3, 4), gf.TensorSpec(("batch", 3)))
+        (h,) = gf.run(g, {"x": np.ones((2, 3), np.float32)}, backend="reference")  # h.shape == (2, 4)
+        ```
+    """
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh",
                  dtype: str = "float32"):
@@ -125,7 +143,24 @@ class RNNCell(_CellBase):
 
 
 class GRUCell(_CellBase):
-    """PyTorch's GRU cell (gates ``r, z, n``); ``forward(x, h=None) -> h'``."""
+    """PyTorch's GRU cell (gates ``r, z, n``); ``forward(x, h=None) -> h'``.
+
+    Args:
+        input_size: the features of ``x``.
+        hidden_size: the features of the hidden state ``h``.
+        bias: whether the cell has ``bias_ih`` and ``bias_hh``.
+        dtype: the parameters' dtype.
+
+    Raises:
+        ShapeError: a size < 1; when called, ``x`` is not (batch, input_size) or (input_size,),
+            or the given state has the wrong shape.
+
+    Example:
+        ```python
+        g = gf.trace(nn.GRUCell(3, 4), gf.TensorSpec(("batch", 3)))
+        (h,) = gf.run(g, {"x": np.ones((2, 3), np.float32)}, backend="reference")  # h.shape == (2, 4)
+        ```
+    """
     mode = "gru"
 
     def forward(self, x, hx=None):
@@ -136,7 +171,24 @@ class GRUCell(_CellBase):
 
 
 class LSTMCell(_CellBase):
-    """PyTorch's LSTM cell (gates ``i, f, g, o``); ``forward(x, (h, c)=None) -> (h', c')``."""
+    """PyTorch's LSTM cell (gates ``i, f, g, o``); ``forward(x, (h, c)=None) -> (h', c')``.
+
+    Args:
+        input_size: the features of ``x``.
+        hidden_size: the features of the hidden state ``h``.
+        bias: whether the cell has ``bias_ih`` and ``bias_hh``.
+        dtype: the parameters' dtype.
+
+    Raises:
+        ShapeError: a size < 1; when called, ``x`` is not (batch, input_size) or (input_size,),
+            or the given state has the wrong shape.
+
+    Example:
+        ```python
+        g = gf.trace(nn.LSTMCell(3, 4), gf.TensorSpec(("batch", 3)))
+        h, c = gf.run(g, {"x": np.ones((2, 3), np.float32)}, backend="reference")  # both (2, 4)
+        ```
+    """
     mode = "lstm"
 
     def forward(self, x, hx=None):
@@ -342,7 +394,31 @@ class _RNNBase(Module):
 
 class RNN(_RNNBase):
     """Elman RNN (``nonlinearity`` ``tanh`` or ``relu``): ``forward(x, h_0=None, lengths=None) ->
-    (output, h_n)``; output (seq, batch, D·H), h_n (D·num_layers, batch, H)."""
+    (output, h_n)``; output (seq, batch, D·H), h_n (D·num_layers, batch, H).
+
+    Args:
+        input_size: the features of ``x``.
+        hidden_size: the features of the hidden state of each layer and direction.
+        num_layers: stacked layers; layer k > 0 reads layer k-1's output.
+        nonlinearity: ``"tanh"`` or ``"relu"``.
+        bias: whether every layer has ``bias_ih_l{k}`` and ``bias_hh_l{k}``.
+        batch_first: ``x`` and the output are (batch, seq, features); False (default): (seq, batch, features).
+        dropout: dropout probability on the output of every layer but the last (training only).
+        bidirectional: also run each layer from the end; outputs concatenate both directions (D = 2).
+        unroll: trace a Python loop over a static sequence length instead of a ``gf.scan``.
+        dtype: the parameters' dtype.
+
+    Raises:
+        ShapeError: a size < 1 or an unknown ``nonlinearity``; when called, ``x`` is not (…, input_size) of rank 2 or 3,
+            or an initial state or ``lengths`` has the wrong shape.
+        DTypeError: when called, an initial state's dtype differs from the input's.
+
+    Example:
+        ```python
+        g = gf.trace(nn.RNN(3, 4, batch_first=True), gf.TensorSpec((2, "seq", 3)))
+        out, h_n = gf.run(g, {"x": np.ones((2, 5, 3), np.float32)}, backend="reference")  # (2, 5, 4), (1, 2, 4)
+        ```
+    """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
@@ -354,7 +430,30 @@ class RNN(_RNNBase):
 
 
 class GRU(_RNNBase):
-    """PyTorch's GRU: ``forward(x, h_0=None, lengths=None) -> (output, h_n)``."""
+    """PyTorch's GRU: ``forward(x, h_0=None, lengths=None) -> (output, h_n)``.
+
+    Args:
+        input_size: the features of ``x``.
+        hidden_size: the features of the hidden state of each layer and direction.
+        num_layers: stacked layers; layer k > 0 reads layer k-1's output.
+        bias: whether every layer has ``bias_ih_l{k}`` and ``bias_hh_l{k}``.
+        batch_first: ``x`` and the output are (batch, seq, features); False (default): (seq, batch, features).
+        dropout: dropout probability on the output of every layer but the last (training only).
+        bidirectional: also run each layer from the end; outputs concatenate both directions (D = 2).
+        unroll: trace a Python loop over a static sequence length instead of a ``gf.scan``.
+        dtype: the parameters' dtype.
+
+    Raises:
+        ShapeError: a size < 1; when called, ``x`` is not (…, input_size) of rank 2 or 3,
+            or an initial state or ``lengths`` has the wrong shape.
+        DTypeError: when called, an initial state's dtype differs from the input's.
+
+    Example:
+        ```python
+        g = gf.trace(nn.GRU(3, 4, num_layers=2), gf.TensorSpec(("seq", 2, 3)))
+        out, h_n = gf.run(g, {"x": np.ones((5, 2, 3), np.float32)}, backend="reference")  # (5, 2, 4), (2, 2, 4)
+        ```
+    """
     mode = "gru"
 
 
@@ -363,7 +462,32 @@ class LSTM(_RNNBase):
 
     ``proj_size`` > 0 (< ``hidden_size``) is PyTorch's LSTM with projections: ``h_t = W_hr (o_t *
     tanh(c_t))`` with ``weight_hr_l{k}`` (proj_size, hidden_size); ``weight_hh`` is (4·H, proj_size),
-    the output and ``h_n`` have ``proj_size`` features per direction, ``c_n`` keeps ``hidden_size``."""
+    the output and ``h_n`` have ``proj_size`` features per direction, ``c_n`` keeps ``hidden_size``.
+
+    Args:
+        input_size: the features of ``x``.
+        hidden_size: the features of the hidden state of each layer and direction.
+        num_layers: stacked layers; layer k > 0 reads layer k-1's output.
+        bias: whether every layer has ``bias_ih_l{k}`` and ``bias_hh_l{k}``.
+        batch_first: ``x`` and the output are (batch, seq, features); False (default): (seq, batch, features).
+        dropout: dropout probability on the output of every layer but the last (training only).
+        bidirectional: also run each layer from the end; outputs concatenate both directions (D = 2).
+        proj_size: project ``h`` to this many features (0: no projection).
+        unroll: trace a Python loop over a static sequence length instead of a ``gf.scan``.
+        dtype: the parameters' dtype.
+
+    Raises:
+        ShapeError: a size < 1, or ``proj_size`` negative or not below ``hidden_size``; when called, ``x`` is not (…, input_size) of rank 2 or 3,
+            or an initial state or ``lengths`` has the wrong shape.
+        DTypeError: when called, an initial state's dtype differs from the input's.
+
+    Example:
+        ```python
+        lstm = nn.LSTM(3, 4, batch_first=True, bidirectional=True)
+        g = gf.trace(lambda x: lstm(x)[0], gf.TensorSpec((2, "seq", 3)))   # the output; [1] is (h_n, c_n)
+        (out,) = gf.run(g, {"x": np.ones((2, 5, 3), np.float32)}, backend="reference")  # out.shape == (2, 5, 8)
+        ```
+    """
     mode = "lstm"
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,

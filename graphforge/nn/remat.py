@@ -26,7 +26,26 @@ def _check(policy: str) -> str:
 
 def remat(module, policy: str = "nothing"):
     """Mark ``module`` (an ``nn.Module``) for rematerialisation and return it (same object, same
-    parameter names): every call of it inside a trace marks its scope."""
+    parameter names): every call of it inside a trace marks its scope (a submodule's: the
+    top-level module traced itself has no scope to mark).
+
+    Args:
+        module: the ``nn.Module`` whose calls are rematerialised.
+        policy: what the backward pass keeps of the region: ``"nothing"`` (only its inputs; the
+            default) or ``"dots"`` (also matmul/conv results).
+
+    Returns:
+        ``module`` itself, now marked.
+
+    Raises:
+        ConfigError: ``module`` is not an ``nn.Module``, or an unknown ``policy``.
+
+    Example:
+        ```python
+        model = nn.Sequential(nn.remat(nn.Linear(4, 8)), nn.ReLU(), nn.Linear(8, 4))
+        g = gf.trace(model, gf.TensorSpec(("batch", 4)))   # g.remat_scopes == {"0": "nothing"}
+        ```
+    """
     from .module import Module
 
     if not isinstance(module, Module):

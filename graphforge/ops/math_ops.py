@@ -82,6 +82,8 @@ _UNARY = {
     "tan": (np.tan, lambda x, y, g: g * (1.0 + y * y), 4, "unit"),
 }
 MATH_UNARY_OPS = tuple(_UNARY)
+"""Names of the elementwise float math ops registered here (``floor`` ... ``tan``), each also a
+function ``gf.<name>(x)``."""
 
 for _name, (_fn, _rule, _flops, _domain) in _UNARY.items():
     if _name in ("floor", "ceil", "round"):
@@ -103,7 +105,24 @@ def _unary_api(name):
     def fn(x):
         return apply(name, x)
     fn.__name__ = name
-    fn.__doc__ = f"Elementwise {name} (float tensors)."
+    fn.__doc__ = f"""Elementwise {name} of a float tensor.
+
+    Args:
+        x: a float tensor (float16/bfloat16/float32/float64), of any shape.
+
+    Returns:
+        A tensor of ``x``'s shape and dtype.
+
+    Raises:
+        DTypeError: ``x`` is not a float tensor (cast integers first).
+
+    Example:
+        ```python
+        g = gf.trace(gf.{name}, gf.TensorSpec((2,)))
+        (y,) = gf.run(g, {{"x": np.array({"[1.5, 2.0]" if name == "acosh" else "[0.25, 0.5]"}, np.float32)}},
+                      backend="reference")
+        ```
+    """
     return fn
 
 
@@ -122,7 +141,23 @@ _round = _unary_api("round")
 
 
 def round(x):  # noqa: A001 - the op's name
-    """Round to the nearest integer, halves to even (``round(2.5) == 2``), like ONNX Round and NumPy."""
+    """Round to the nearest integer, halves to even (``round(2.5) == 2``), like ONNX Round and NumPy.
+
+    Args:
+        x: a float tensor, of any shape.
+
+    Returns:
+        A tensor of ``x``'s shape and dtype holding whole numbers.
+
+    Raises:
+        DTypeError: ``x`` is not a float tensor.
+
+    Example:
+        ```python
+        g = gf.trace(gf.round, gf.TensorSpec((3,)))
+        (y,) = gf.run(g, {"x": np.array([0.5, 1.5, 2.5], np.float32)}, backend="reference")  # [0, 2, 2]
+        ```
+    """
     return _round(x)
 
 
@@ -269,6 +304,7 @@ def _shift_ref(xs, attrs, env=None):
 
 _BITWISE = {"bitwise_and": np.bitwise_and, "bitwise_or": np.bitwise_or, "bitwise_xor": np.bitwise_xor}
 BITWISE_OPS = tuple(_BITWISE) + ("bitwise_not", "bit_shift")
+"""Names of the integer bit ops registered here: ``bitwise_and/or/xor``, ``bitwise_not``, ``bit_shift``."""
 
 
 def _bin_samples():
@@ -324,7 +360,27 @@ def _int_binary_api(name):
         a, b = _elementwise._promote(a, b)
         return apply(name, a, b)
     fn.__name__ = name
-    fn.__doc__ = f"Elementwise {name.replace('_', ' ')} of integer tensors (broadcasting)."
+    fn.__doc__ = f"""Elementwise {name.replace('_', ' ')} of integer tensors (broadcasting).
+
+    Args:
+        a: an integer tensor (8 to 64 bits, signed or unsigned).
+        b: an integer tensor (or Python int) broadcastable with ``a``; promoted to a common dtype.
+
+    Returns:
+        An integer tensor of the broadcast shape.
+
+    Raises:
+        DTypeError: the operands are not integer tensors (booleans: use the ``logical_*`` ops).
+        ShapeError: the shapes do not broadcast.
+
+    Example:
+        ```python
+        spec = gf.TensorSpec((2,), "int32")
+        g = gf.trace(gf.{name}, spec, spec)
+        (y,) = gf.run(g, {{"a": np.array([12, 10], np.int32), "b": np.array([10, 6], np.int32)}},
+                      backend="reference")
+        ```
+    """
     return fn
 
 
@@ -334,13 +390,50 @@ bitwise_xor = _int_binary_api("bitwise_xor")
 
 
 def bitwise_not(x):
-    """Elementwise bit inversion of an integer tensor."""
+    """Elementwise bit inversion of an integer tensor.
+
+    Args:
+        x: an integer tensor (8 to 64 bits).
+
+    Returns:
+        ``~x``, of ``x``'s shape and dtype.
+
+    Raises:
+        DTypeError: ``x`` is not an integer tensor (booleans: use ``logical_not``).
+
+    Example:
+        ```python
+        g = gf.trace(gf.bitwise_not, gf.TensorSpec((2,), "uint8"))
+        (y,) = gf.run(g, {"x": np.array([0, 15], np.uint8)}, backend="reference")  # [255, 240]
+        ```
+    """
     return apply("bitwise_not", x)
 
 
 def bit_shift(a, b, direction: str = "LEFT"):
     """Shift ``a``'s bits by ``b`` (``"LEFT"`` or ``"RIGHT"``; right is arithmetic for signed types).
-    Shifts by a negative amount or by the bit width or more give 0 (-1 for a negative ``a`` shifted right)."""
+    Shifts by a negative amount or by the bit width or more give 0 (-1 for a negative ``a`` shifted right).
+
+    Args:
+        a: the integer tensor whose bits are shifted.
+        b: the shift amounts, an integer tensor (or int) broadcastable with ``a``.
+        direction: ``"LEFT"`` (default) or ``"RIGHT"``.
+
+    Returns:
+        An integer tensor of the broadcast shape, ``a``'s (promoted) dtype.
+
+    Raises:
+        DTypeError: the operands are not integer tensors.
+        ShapeError: ``direction`` is not ``"LEFT"`` or ``"RIGHT"`` (reported with the operand types), or the
+            shapes do not broadcast.
+
+    Example:
+        ```python
+        spec = gf.TensorSpec((2,), "int32")
+        g = gf.trace(lambda a, b: gf.bit_shift(a, b, direction="RIGHT"), spec, spec)
+        (y,) = gf.run(g, {"a": np.array([1, -8], np.int32), "b": np.array([3, 1], np.int32)},
+                      backend="reference")  # [0, -4]
+        ```"""
     a, b = _elementwise._promote(a, b)
     return apply("bit_shift", a, b, direction=direction)
 

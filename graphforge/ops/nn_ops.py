@@ -37,7 +37,21 @@ __all__ = ["conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "global_avg
 # ---- dropout --------------------------------------------------------------------------------
 
 def dropout_mask(shape, key: int, p: float) -> np.ndarray:
-    """The documented counter-based keep mask (bool, C order), bit-exact across back ends."""
+    """The documented counter-based keep mask (bool, C order), bit-exact across back ends.
+
+    Args:
+        shape: the mask's shape (a tuple of ints).
+        key: the dropout key (a uint32 value, what ``nn.Dropout`` feeds the ``dropout`` op).
+        p: the drop probability in [0, 1]; about a fraction ``p`` of the entries are False.
+
+    Returns:
+        A bool NumPy array of ``shape``: True where the ``dropout`` op keeps (and rescales) an element.
+
+    Example:
+        ```python
+        keep = gf.dropout_mask((2, 3), key=7, p=0.5)   # the mask gf's dropout applies with that key
+        ```
+    """
     h = _random.counter_hash(int(np.prod(shape, dtype=np.int64)), key)
     return ((h >> np.uint64(8)) >= np.uint64(round(p * 2 ** 24))).reshape(shape)
 

@@ -70,7 +70,25 @@ register_op(OpDef(
 def random_uniform(key, like, dtype="float32"):
     """Uniform values in (0, 1), shaped like ``like`` (a Tensor, whose values are not read, or a shape
     of ints / symbolic dims), from a uint32 scalar ``key``: the same key gives the same values on
-    every back end."""
+    every back end.
+
+    Args:
+        key: a uint32 scalar Tensor (e.g. an input, or ``gf.constant(np.uint32(k))``).
+        like: a Tensor whose shape the result takes, or a shape (ints / symbolic dims).
+        dtype: the float dtype of the result (default ``"float32"``).
+
+    Returns:
+        A Tensor of ``like``'s shape and ``dtype`` with values in (0, 1).
+
+    Raises:
+        DTypeError: ``key`` is not a uint32 scalar, or ``dtype`` is not a float type.
+
+    Example:
+        ```python
+        g = gf.trace(lambda k, x: gf.random_uniform(k, x), gf.TensorSpec((), "uint32"), gf.TensorSpec((2, 3)))
+        (u,) = gf.run(g, {"k": np.uint32(7), "x": np.zeros((2, 3), np.float32)}, backend="reference")
+        ```
+    """
     if not isinstance(like, Tensor):
         like = _creation.zeros(like, "bool")
     return apply("random_uniform", key, like, dtype=dtype)

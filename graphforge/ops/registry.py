@@ -52,6 +52,8 @@ class Attr:
         default: the default value, or ``REQUIRED``.
         choices: None, or the allowed values.
         optional: whether the attribute may be absent (None).
+        elide_default: the text printer leaves the attribute out while it holds its default (for an
+            attribute added to an existing op, so graphs that never set it print as before).
     """
 
     kind: str
@@ -82,6 +84,8 @@ class Sample:
         domain: see above.
         grad: see above.
         note: a comment shown in test ids and reports.
+        regions: for region ops (cond, scan, ...): ``regions(builder, input_types, attrs) -> [Block]``
+            builds the sample's regions; None for ops without regions.
     """
 
     inputs: Sequence[TensorType]

@@ -126,6 +126,17 @@ def string_normalizer(x, case_change_action="NONE", is_case_sensitive=False, sto
 
     Returns:
         The normalized string tensor.
+
+    Raises:
+        DTypeError: ``x`` is not a string tensor.
+        ShapeError: ``x`` is not ``[C]`` or ``[1, C]``, or an unknown ``case_change_action``.
+
+    Example:
+        ```python
+        g = gf.trace(lambda x: gf.string_normalizer(x, case_change_action="LOWER", stopwords=("the",)),
+                     gf.TensorSpec((3,), "string"))
+        (y,) = gf.run(g, {"x": np.array(["The", "Cat", "the"], object)}, backend="reference")  # ["cat"]
+        ```
     """
     from .data_dependent import fresh_length
 
@@ -172,6 +183,17 @@ def string_concat(a, b):
 
     Returns:
         The concatenated strings.
+
+    Raises:
+        DTypeError: ``a`` or ``b`` is not a string tensor.
+        ShapeError: the shapes do not broadcast.
+
+    Example:
+        ```python
+        g = gf.trace(gf.string_concat, gf.TensorSpec((2,), "string"), gf.TensorSpec((2,), "string"))
+        (y,) = gf.run(g, {"a": np.array(["ab", "c"], object), "b": np.array(["x", "yz"], object)},
+                      backend="reference")  # ["abx", "cyz"]
+        ```
     """
     return apply("string_concat", a, b)
 
@@ -224,6 +246,16 @@ def string_split(x, delimiter="", maxsplit=None):
     Returns:
         ``(pieces, counts)``: pieces of shape ``x.shape + (width,)`` padded with ``""`` (width = the largest
         count, a data-dependent dim) and the int64 number of pieces of each string.
+
+    Raises:
+        DTypeError: ``x`` is not a string tensor.
+
+    Example:
+        ```python
+        g = gf.trace(lambda x: gf.string_split(x, ","), gf.TensorSpec((2,), "string"))
+        pieces, counts = gf.run(g, {"x": np.array(["a,b,c", "d"], object)}, backend="reference")
+        # pieces == [["a", "b", "c"], ["d", "", ""]], counts == [3, 1]
+        ```
     """
     from .data_dependent import fresh_length
 

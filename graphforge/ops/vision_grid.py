@@ -309,6 +309,20 @@ def grid_sample(input, grid, mode: str = "bilinear", padding_mode: str = "zeros"
 
     Returns:
         ``(N, C, *out)``.
+
+    Raises:
+        DTypeError: ``input`` or ``grid`` is not a float tensor.
+        ShapeError: an unknown ``mode``/``padding_mode``, or ``grid`` does not match ``input``'s rank.
+
+    Example:
+        ```python
+        def identity_warp(x, theta):
+            return gf.grid_sample(x, gf.affine_grid(theta, [1, 1, 2, 2]))
+        g = gf.trace(identity_warp, gf.TensorSpec((1, 1, 2, 2)), gf.TensorSpec((1, 2, 3)))
+        x = np.arange(4, dtype=np.float32).reshape(1, 1, 2, 2)
+        (y,) = gf.run(g, {"x": x, "theta": np.array([[[1, 0, 0], [0, 1, 0]]], np.float32)},
+                      backend="reference")  # y == x
+        ```
     """
     if mode not in _TORCH_MODES:
         raise ShapeError(f"grid_sample: unknown mode {mode!r}", hint="bilinear, nearest or bicubic")
@@ -392,6 +406,16 @@ def affine_grid(theta, size, align_corners: bool = False):
 
     Returns:
         ``(N, H, W, 2)`` or ``(N, D, H, W, 3)`` normalised coordinates for :func:`grid_sample`.
+
+    Raises:
+        ShapeError: ``size`` is not 4 or 5 long, or ``theta``'s shape does not match it.
+
+    Example:
+        ```python
+        g = gf.trace(lambda theta: gf.affine_grid(theta, [1, 1, 2, 3]), gf.TensorSpec((1, 2, 3)))
+        (grid,) = gf.run(g, {"theta": np.array([[[1, 0, 0], [0, 1, 0]]], np.float32)},
+                         backend="reference")  # grid.shape == (1, 2, 3, 2)
+        ```
     """
     size = [d if isinstance(d, int) else str(d) for d in size]
     return apply("affine_grid", theta, size=size, align_corners=bool(align_corners))

@@ -246,6 +246,19 @@ def roi_align(input, rois, batch_indices, output_size, spatial_scale: float = 1.
 
     Returns:
         ``(R, C, height, width)``.
+
+    Raises:
+        ShapeError: ``input`` is not 4-D with static ``H, W``, ``rois`` is not ``(R, 4)``,
+            ``batch_indices`` is not ``(R,)`` int64, or an unknown ``mode``.
+
+    Example:
+        ```python
+        spec = (gf.TensorSpec((1, 1, 4, 4)), gf.TensorSpec(("R", 4)), gf.TensorSpec(("R",), "int64"))
+        g = gf.trace(lambda x, rois, idx: gf.roi_align(x, rois, idx, 2), *spec)
+        (y,) = gf.run(g, {"x": np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4),
+                          "rois": np.array([[0, 0, 3, 3]], np.float32), "idx": np.array([0])},
+                      backend="reference")  # y.shape == (1, 1, 2, 2)
+        ```
     """
     oh, ow = (output_size, output_size) if isinstance(output_size, int) else output_size
     return apply("roi_align", input, rois, batch_indices, mode=mode, output_height=int(oh), output_width=int(ow),
@@ -357,6 +370,17 @@ def max_roi_pool(input, rois, pooled_shape, spatial_scale: float = 1.0):  # noqa
 
     Returns:
         ``(R, C, height, width)``.
+
+    Raises:
+        ShapeError: ``input`` is not 4-D with static ``H, W``, or ``rois`` is not ``(R, 5)``.
+
+    Example:
+        ```python
+        g = gf.trace(lambda x, rois: gf.max_roi_pool(x, rois, (2, 2)),
+                     gf.TensorSpec((1, 1, 4, 4)), gf.TensorSpec(("R", 5)))
+        (y,) = gf.run(g, {"x": np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4),
+                          "rois": np.array([[0, 0, 0, 3, 3]], np.float32)}, backend="reference")  # [[5, 7], [13, 15]]
+        ```
     """
     return apply("max_roi_pool", input, rois, pooled_shape=[int(d) for d in pooled_shape],
                  spatial_scale=float(spatial_scale))

@@ -10,28 +10,14 @@ import pytest
 
 from docstring_rules import FULL_DOCS, full_doc_problems, problems, public_names
 
-# Public names whose docstrings do not yet name every argument: names that came from other branches
-# (merged into main after this test was written), and dropout_mask, whose docstring line sits next to
-# code those branches rewrote (an edit here would conflict with them). Names not defined in this
-# checkout are ignored; a listed name that becomes fully documented fails the test until it is taken
-# off, so the list only shrinks. Nothing new may be added to it: document the arguments instead.
-ARGUMENTS_NOT_YET_DESCRIBED = frozenset({
-    "graphforge.BITWISE_OPS", "graphforge.MATH_UNARY_OPS", "graphforge.acos", "graphforge.acosh",
-    "graphforge.asin", "graphforge.asinh", "graphforge.atan", "graphforge.atanh", "graphforge.bit_shift",
-    "graphforge.bitwise_and", "graphforge.bitwise_not", "graphforge.bitwise_or", "graphforge.bitwise_xor",
-    "graphforge.ceil", "graphforge.cosh", "graphforge.dropout_mask", "graphforge.floor", "graphforge.fori_loop",
-    "graphforge.memory_report", "graphforge.nn.GRU", "graphforge.nn.GRUCell", "graphforge.nn.LSTM",
-    "graphforge.nn.LSTMCell", "graphforge.nn.LearnedPositionalEmbedding", "graphforge.nn.PositionalEncoding",
-    "graphforge.nn.RNN", "graphforge.nn.RNNCell", "graphforge.nn.RotaryEmbedding",
-    "graphforge.nn.TransformerDecoderLayer", "graphforge.nn.remat", "graphforge.nn.sinusoidal_table",
-    "graphforge.profile", "graphforge.quantize", "graphforge.random_uniform", "graphforge.round",
-    "graphforge.scan", "graphforge.sinh", "graphforge.tan", "graphforge.while_loop",
-})
+# Public names whose docstrings do not yet name every argument. Empty since issue #22 was closed;
+# a listed name that becomes fully documented fails the test until it is taken off, so the list only
+# shrinks. Nothing may be added to it: document the arguments instead.
+ARGUMENTS_NOT_YET_DESCRIBED: frozenset = frozenset()
 
-# Arguments that other branches added to names documented here (merged into main after this test
-# was written): not yet described, so not yet required. Ignored where the argument does not exist.
-NEW_ARGUMENTS_NOT_YET_DESCRIBED = {"graphforge.Attr": frozenset({"elide_default"}),
-                                   "graphforge.Sample": frozenset({"regions"})}
+# Arguments added to names documented here that are not yet described (name -> argument names);
+# ignored where the argument does not exist. Empty: nothing may be added to it either.
+NEW_ARGUMENTS_NOT_YET_DESCRIBED: dict = {}
 
 _PUBLIC = public_names()
 
