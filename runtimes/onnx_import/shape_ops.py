@@ -126,7 +126,8 @@ def _split(ctx, node):
     if "split" in a:
         sizes = [int(s) for s in a["split"]]
     elif ctx.has(node, 1):
-        sizes = [int(s) for s in ctx.need_const(node, 1, "split")]
+        # sizes computed from symbolic dims (graphforge's own export of a symbolic split) stay dims
+        sizes = as_dims(ctx.need_const(node, 1, "split", dims=True))
     else:
         if not isinstance(dim, int):
             unsupported(node, "split of a symbolic dim without explicit sizes")
