@@ -99,6 +99,25 @@ def resolve_external_data(model: onnx.ModelProto, base_dir: str | None) -> None:
         del tensor.external_data[:]
 
 
+def _first_non_utf8(message, path: str) -> str | None:
+    """The path of the first string field that is not valid UTF-8, or None. protobuf hands such a
+    proto2 ``string`` back as ``bytes`` (a flipped bit in a name), which no name handling expects."""
+    from google.protobuf.descriptor import FieldDescriptor
+
+    for field, value in message.ListFields():
+        if field.type == FieldDescriptor.TYPE_STRING:
+            values = value if field.is_repeated else [value]
+            if any(isinstance(v, bytes) for v in values):
+                return f"{path}.{field.name}"
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            values = value if field.is_repeated else [value]
+            for i, v in enumerate(values):
+                found = _first_non_utf8(v, f"{path}.{field.name}[{i}]" if field.is_repeated else f"{path}.{field.name}")
+                if found:
+                    return found
+    return None
+
+
 def load_model_checked(model_or_path, *, check: bool = True) -> onnx.ModelProto:
     base_dir = None
     try:
@@ -119,6 +138,9 @@ def load_model_checked(model_or_path, *, check: bool = True) -> onnx.ModelProto:
         raise
     except Exception as exc:  # noqa: BLE001  (protobuf DecodeError and friends)
         raise LoadError(f"cannot parse ONNX model: {exc}") from None
+    bad = _first_non_utf8(model, "model")
+    if bad:
+        raise LoadError(f"ONNX model is malformed: the string field {bad} is not valid UTF-8")
     resolve_external_data(model, base_dir)
     if check:
         try:

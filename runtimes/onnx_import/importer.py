@@ -18,7 +18,7 @@ from onnx import numpy_helper
 
 from graphforge.dtypes import from_numpy_dtype
 from graphforge.errors import GraphforgeError, LoadError, ShapeError, UnsupportedOpError
-from graphforge.ir.dims import check_dim, dim_symbols, is_dim_text, is_polynomial
+from graphforge.ir.dims import check_dim, dim_symbols, is_dim_text
 from graphforge.ir.graph import Graph, Value
 from graphforge.ir.types import TensorType
 from graphforge.trace.builder import Builder
@@ -250,17 +250,18 @@ def _input_symbols(g: onnx.GraphProto) -> set[str]:
 
 
 def _expression_dim(text: str, symbols: set[str]):
-    """graphforge's exporter writes symbolic dim expressions as dim_params (``batch+1``, ``2*seq``). One
-    that reads as a polynomial over symbols the graph's inputs also name is that expression again (so
-    ``import(export(g))`` keeps ``f32[batch+1]`` tied to ``batch``); anything else (``batch-size`` as a
-    name, ``floor(s0/2)``) stays one opaque symbol, as before."""
+    """graphforge's exporter writes symbolic dim expressions as dim_params (``batch+1``,
+    ``floor(h/2)+1``). One that reads as an expression over symbols the graph's inputs also name, each
+    on its own, is that expression again (so ``import(export(g))`` keeps ``f32[batch+1]`` tied to
+    ``batch``); anything else (``batch-size`` as a name, ``floor(s0/2)`` without an ``s0`` input dim)
+    stays one opaque symbol, as before."""
     if text in symbols or not is_dim_text(text):
         return None
     try:
         dim = check_dim(text)
     except ShapeError:
         return None
-    if isinstance(dim, str) and is_polynomial(dim) and dim_symbols(dim) <= symbols:
+    if isinstance(dim, str) and dim_symbols(dim) <= symbols:
         return dim
     return None
 

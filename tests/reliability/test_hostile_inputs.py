@@ -331,6 +331,29 @@ for _name, _size, _entries, _words in EXTERNAL_CASES:
 
 case("from_onnx-external-from-bytes", ("'w'", "path"))(lambda tmp: gf.from_onnx(H.external_model()))
 
+
+def _non_utf8(field: str) -> bytes:
+    """A valid model whose graph name, node name or input name is not UTF-8 (the mutated-ONNX
+    campaign's flip_bits found it: protobuf hands such a string back as bytes, and the importer
+    crashed with a TypeError in its name handling)."""
+    import onnx
+    from onnx import helper
+
+    m = onnx.load_model_from_string(H.model_bytes([helper.make_node("Relu", ["x"], ["y"], name="node")],
+                                                  [("x", H.F, [2])], [("y", H.F, [2])], []))
+    marker = {"graph": "GGGG", "node": "NNNN", "producer": "PPPP"}[field]
+    if field == "graph":
+        m.graph.name = marker
+    elif field == "node":
+        m.graph.node[0].name = marker
+    else:
+        m.producer_name = marker
+    return m.SerializeToString().replace(marker.encode(), b"\xff\xfe\xc0\x80")
+
+
+for _field in ("graph", "node", "producer"):
+    case(f"from_onnx-non-utf8-{_field}-name", ("utf-8", _field))(lambda tmp, f=_field: gf.from_onnx(_non_utf8(f)))
+
 for _n in (65, 1000, 100_000):
     case(f"parse-attr-nested-{_n}", ("nested deeper than 64",))(
         lambda tmp, n=_n: gf.parse(_ir("%0: f32[2, 3] = reshape(%x) {shape=" + "[" * n + "2" + "]" * n
