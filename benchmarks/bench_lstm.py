@@ -11,7 +11,15 @@
   hidden 256, 2 layers): graphforge's whole ``generate(prompt)`` graph in one onnxruntime call (a
   ``Loop``) vs a Python loop calling an onnxruntime one-step graph once per token. Target ≥ 2×.
 
-    python benchmarks/bench_lstm.py [--part train,onnx,generate] [--rounds 15] [--tiny] [--json out.json]
+* ``onnx_cases``: graphforge's two ONNX forms of one layer per case (LSTM, GRU, RNN × batch, seq,
+  hidden): the native ``LSTM``/``GRU``/``RNN`` op (the default export) vs the ``Scan``
+  (``native_ops=False``) — the figures behind ``runtimes/onnx/recurrent.py: prefer_native``.
+* ``generate_kv``: greedy tokens/s of a character Transformer LM (d_model 128, 4 heads, 2 layers —
+  examples/char_lm.py's) generating in one onnxruntime call, with a key/value cache in the loop
+  carry (one token per step) vs re-running the whole prefix every step.
+
+    python benchmarks/bench_lstm.py [--part train,onnx,onnx_cases,generate,generate_kv] [--rounds 15] [--tiny]
+        [--json out.json]
 """
 from __future__ import annotations
 
@@ -27,9 +35,12 @@ if __package__ in (None, ""):
 
 from benchmarks.common import add_common_args, interleaved_medians, write_results  # noqa: E402
 
-__all__ = ["PARTS", "measure_train", "measure_onnx", "measure_generate", "main"]
+__all__ = ["PARTS", "measure_train", "measure_onnx", "measure_onnx_cases", "measure_generate",
+           "measure_generate_kv", "main"]
 
-PARTS = ("train", "onnx", "generate")
+PARTS = ("train", "onnx", "onnx_cases", "generate", "generate_kv")
+CASES = [(1, 16, 64), (8, 64, 128), (32, 64, 256), (32, 128, 64)]  # (batch, seq, hidden)
+TINY_CASES = [(2, 4, 8)]
 FULL = dict(features=64, hidden=256, layers=2, seq=64, batch=32, new_tokens=128)
 TINY = dict(features=8, hidden=16, layers=2, seq=8, batch=4, new_tokens=8)
 
@@ -188,6 +199,89 @@ def measure_onnx(sz, rounds: int, tiny: bool, torch: bool) -> dict:
             "ratio_gf_torch": res["graphforge"]["median_s"] / res["torch.onnx"]["median_s"] if "torch.onnx" in res else None}
 
 
+def measure_onnx_cases(rounds: int, tiny: bool) -> dict:
+    """Native recurrent op vs Scan in onnxruntime for one layer per (kind, batch, seq, hidden)."""
+    import onnxruntime as ort
+
+    import graphforge as gf
+    from graphforge import nn
+
+    rows = []
+    for kind, cls in (("lstm", nn.LSTM), ("gru", nn.GRU), ("rnn", nn.RNN)):
+        for batch, seq, hidden in (TINY_CASES if tiny else CASES):
+            layer = cls(64 if not tiny else 8, hidden)
+            g = gf.trace(lambda x: layer(x)[0], gf.TensorSpec(("seq", "batch", layer.input_size)), training=False)
+            x = np.random.default_rng(0).standard_normal((seq, batch, layer.input_size)).astype(np.float32)
+            sess = {}
+            for name, native in (("native", None), ("scan", False)):
+                proto = gf.to_onnx(g, native_ops=native)
+                sess[name] = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+            outs = {n: s.run(None, {"x": x})[0] for n, s in sess.items()}
+            res = interleaved_medians({n: (lambda s=s: s.run(None, {"x": x})) for n, s in sess.items()},
+                                      rounds=rounds, warmup=1, min_chunk_s=0.002 if tiny else 0.02)
+            rows.append({"kind": kind, "batch": batch, "seq": seq, "hidden": hidden,
+                         "native_ms": res["native"]["median_s"] * 1e3, "scan_ms": res["scan"]["median_s"] * 1e3,
+                         "scan_over_native": res["scan"]["median_s"] / res["native"]["median_s"],
+                         "max_abs_diff": float(np.max(np.abs(outs["native"] - outs["scan"])))})
+    return {"part": "onnx_cases", "cases": rows,
+            "native_faster_everywhere": all(r["scan_over_native"] > 1.0 for r in rows)}
+
+
+def measure_generate_kv(rounds: int, tiny: bool) -> dict:
+    """In-graph generation of a char Transformer LM in onnxruntime: KV cache vs full prefix re-runs."""
+    import onnxruntime as ort
+
+    import graphforge as gf
+    from graphforge import nn
+
+    d, heads, layers, n_new = (16, 2, 1, 8) if tiny else (128, 4, 2, 128)
+
+    class LM(nn.Module):
+        def __init__(self, kv_cache):
+            super().__init__()
+            self.kv_cache = kv_cache
+            self.emb = nn.Embedding(128, d)
+            self.pos = nn.PositionalEncoding(d)
+            self.blocks = nn.TransformerEncoder(num_layers=layers, d_model=d, nhead=heads, dim_feedforward=4 * d,
+                                                dropout=0.0, activation="gelu", norm_first=True)
+            self.norm = nn.LayerNorm(d)
+            self.head = nn.Linear(d, 128)
+
+        def forward(self, prompt):
+            n = prompt.shape[1]
+            if self.kv_cache:
+                h, cache = self.blocks.prefill(self.pos(self.emb(prompt)), n + n_new)
+
+                def step(tok, st):
+                    cache, pos = st
+                    h, cache = self.blocks.step(self.pos(self.emb(tok[:, None]), offset=pos), cache, pos)
+                    return self.head(self.norm(h[:, 0])), (cache, pos + 1)
+                return nn.generate(step, self.head(self.norm(h[:, n - 1])), (cache, gf.dim_value(n)), n_new)[0]
+            buf = gf.concat([prompt, gf.zeros((prompt.shape[0], n_new), "int64")], 1)
+
+            def step(tok, st):
+                buf, pos = st
+                buf = gf.where(gf.arange(buf.shape[1])[None, :] == pos, tok[:, None], buf)
+                logits = self.head(self.norm(self.blocks(self.pos(self.emb(buf)), is_causal=True)))
+                return gf.squeeze(gf.gather(logits, gf.reshape(pos, [1]), axis=1), [1]), (buf, pos + 1)
+            logits = self.head(self.norm(self.blocks(self.pos(self.emb(prompt)), is_causal=True)))[:, n - 1]
+            return nn.generate(step, logits, (buf, gf.dim_value(n)), n_new)[0]
+
+    spec = gf.TensorSpec((1, "plen"), "int64")
+    graphs = {"kv cache": gf.trace(LM(True), spec, training=False, seed=0),
+              "no cache": gf.trace(LM(False), spec, training=False, seed=0)}
+    sess = {n: ort.InferenceSession(gf.to_onnx(g).SerializeToString(), providers=["CPUExecutionProvider"])
+            for n, g in graphs.items()}
+    prompt = np.frombuffer(b"def __init__(self", np.uint8).astype(np.int64)[None]
+    toks = {n: s.run(None, {"prompt": prompt})[0] for n, s in sess.items()}
+    res = interleaved_medians({n: (lambda s=s: s.run(None, {"prompt": prompt})) for n, s in sess.items()},
+                              rounds=rounds, warmup=1, min_chunk_s=0.002 if tiny else 0.05)
+    tps = {k: n_new / v["median_s"] for k, v in res.items()}
+    return {"part": "generate_kv", "d_model": d, "heads": heads, "layers": layers, "new_tokens": n_new,
+            "same_tokens": bool(np.array_equal(toks["kv cache"], toks["no cache"])), "results": res,
+            "tokens_per_s": tps, "speedup": tps["kv cache"] / tps["no cache"]}
+
+
 def measure_generate(sz, rounds: int, tiny: bool) -> dict:
     import onnxruntime as ort
 
@@ -282,6 +376,17 @@ def main(argv=None) -> int:
             print("LSTM ONNX inference (onnxruntime): " + ", ".join(f"{n} {v['median_s'] * 1e3:.2f} ms"
                                                                     for n, v in res.items())
                   + f"; graphforge / torch.onnx = {ratio}; ops {r.get('ops')}", flush=True)
+        elif part == "onnx_cases":
+            r = measure_onnx_cases(min(rounds, 5), args.tiny)
+            for c in r["cases"]:
+                print(f"  {c['kind']} batch {c['batch']} seq {c['seq']} hidden {c['hidden']}: native "
+                      f"{c['native_ms']:.3f} ms, Scan {c['scan_ms']:.3f} ms (Scan/native {c['scan_over_native']:.2f})",
+                      flush=True)
+        elif part == "generate_kv":
+            r = measure_generate_kv(rounds, args.tiny)
+            print("Transformer generation (onnxruntime, in-graph): " + ", ".join(
+                f"{n} {v:.0f} tokens/s" for n, v in r["tokens_per_s"].items())
+                + f"; KV-cache speed-up {r['speedup']:.2f}x; same tokens: {r['same_tokens']}", flush=True)
         elif part == "generate":
             r = measure_generate(sz, rounds, args.tiny)
             print("LSTM generation (onnxruntime): " + ", ".join(f"{n} {v:.0f} tokens/s" for n, v in r["tokens_per_s"].items())

@@ -13,7 +13,10 @@ as float32 ONNX. Contenders, each an ONNX file run in onnxruntime (CPU, all grap
 For each: file size (and ratio to float32), test accuracy on the 360 held-out digits, and median
 latency at batch 1 and 64 (runs interleaved, ``benchmarks.common.interleaved_medians``).
 
-    python benchmarks/bench_quantize.py [--epochs 10] [--rounds 15] [--tiny] [--json out.json]
+``--model transformer`` does the same for the Transformer example (``examples/transformer.py``'s
+RowTransformer, trained with that example's optimizer and schedule): the issue's second accuracy anchor.
+
+    python benchmarks/bench_quantize.py [--model cnn|transformer] [--epochs 10] [--rounds 15] [--tiny] [--json out.json]
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ if __package__ in (None, ""):
 
 from benchmarks.common import add_common_args, interleaved_medians, write_results  # noqa: E402
 
-__all__ = ["train_cnn", "quantize_all", "main"]
+__all__ = ["train_cnn", "train_transformer", "quantize_all", "main"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCHES = (1, 64)
@@ -57,6 +60,34 @@ def train_cnn(epochs: int, *, limit: int | None = None):
     trainer.fit(x_train, y_train, epochs=epochs, batch_size=64)
     graph = gf.optimize(trainer.export_graph())
     drop_unused_params(graph)  # no pre-fold weights in the float file: an honest baseline size
+    return graph, x_train, x_test, y_test
+
+
+def train_transformer(epochs: int, *, limit: int | None = None):
+    """(optimised float graph, x_train, x_test, y_test) of the Transformer example trained ``epochs``
+    epochs, with the example's own optimizer (AdamW, warm-up + cosine schedule, clipping)."""
+    import optax
+
+    import graphforge as gf
+    from graphforge import nn
+    from graphforge.passes.quantize import drop_unused_params
+
+    sys.path.insert(0, os.path.join(ROOT, "examples"))
+    try:
+        from _data import digits
+        from transformer import RowTransformer, inputs
+    finally:
+        sys.path.pop(0)
+    x_train, x_test, y_train, y_test = digits()
+    x_train, y_train = x_train[:limit], y_train[:limit]
+    steps = epochs * -(-len(x_train) // 64)
+    schedule = optax.warmup_cosine_decay_schedule(0.0, 2e-3, min(100, steps // 10 + 1), steps)
+    trainer = gf.Trainer(RowTransformer(), nn.functional.cross_entropy,
+                         optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=1e-2)),
+                         inputs=[inputs], targets=gf.TensorSpec(("batch",), "int64"), seed=0, progress=False)
+    trainer.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=False)
+    graph = gf.optimize(trainer.export_graph())
+    drop_unused_params(graph)
     return graph, x_train, x_test, y_test
 
 
@@ -104,13 +135,16 @@ def _session(path: str):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", choices=("cnn", "transformer"), default="cnn",
+                    help="the CNN example's LeNet (default) or the Transformer example's encoder")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--calibration", type=int, default=256, help="calibration rows (from the training split)")
     add_common_args(ap)
     args = ap.parse_args(argv)
     if args.tiny:
         args.epochs, args.rounds = 1, 3
-    graph, x_train, x_test, y_test = train_cnn(args.epochs, limit=256 if args.tiny else None)
+    train = train_transformer if args.model == "transformer" else train_cnn
+    graph, x_train, x_test, y_test = train(args.epochs, limit=256 if args.tiny else None)
     calibration = [x_train[i:i + 128] for i in range(0, min(args.calibration, len(x_train)), 128)]
     rows = []
     with tempfile.TemporaryDirectory(prefix="gf-bench-quant-") as tmp:
@@ -120,7 +154,7 @@ def main(argv=None) -> int:
         base_size = os.path.getsize(paths["float32"])
         for name, s in sessions.items():
             pred = s.run(None, {feed: x_test})[0].argmax(1)
-            rows.append({"name": name, "bytes": os.path.getsize(paths[name]),
+            rows.append({"name": name, "model": args.model, "bytes": os.path.getsize(paths[name]),
                          "size_ratio": base_size / os.path.getsize(paths[name]),
                          "accuracy": float((pred == y_test).mean()), "latency": {}})
         for batch in BATCHES:

@@ -11,7 +11,8 @@ Targets (``TARGETS``): graphforge-JAX train step / hand-written JAX ≤ 1.05 on 
 ``mlp128`` (per-step overhead); the convolution cases (LeNet, ResNet-8) ≤ 1.0 of hand JAX *and* of
 PyTorch eager, each ratio against the peer measured in the same run;
 graphforge ONNX / torch.onnx latency ≤ 1.0 with ≤ nodes; export ≥ 10× faster than torch dynamo;
-100k-node graph through trace + passes + export < 10 s with flat time per node; graphforge's
+100k-node graph through trace + passes + export < 10 s with flat time per node (a ~1M-node graph
+< 60 s, skipped by ``--quick``); graphforge's
 optimised ONNX with ORT optimisations off / unoptimised ONNX with ORT's on ≤ 1.0.
 
     python benchmarks/run.py [--quick] [--only train,inference,export,scaling,flops,ort]
@@ -47,8 +48,15 @@ STEPS = STEPS + ("lstm",)
 TARGETS.update({"lstm_train_ratio_max": 1.0, "lstm_onnx_ratio_max": 1.0, "lstm_generate_speedup_min": 2.0})
 TARGETS["scan_rnn_ratio_max"] = 1.05  # issue 15: gf.scan RNN train step / hand-written lax.scan + optax
 TARGETS["scan_onnx_ratio_max"] = 1.05  # issue 15: gf.scan RNN's ONNX in ORT / a hand-written ONNX Scan
+STEPS += ("contrib",)  # issue 18: onnxruntime contrib kernels vs portable ONNX, jax.jit, torch.onnx (bench_contrib.py)
+TARGETS.update({"contrib_torch_ratio_max": 0.75, "contrib_optimizer_ratio_max": 1.0})
+STEPS += ("profile",)  # issue 17: gf.profile figures on both back ends (bench_profile.py)
+STEPS += ("soak",)  # issue 18: bounded serve soak (bench_serve.py --soak): RSS and fds flat, 0 wrong answers
 STEPS += ("quantize",)  # post-training quantization vs onnxruntime's quantizer (bench_quantize.py)
 TARGETS.update({"quant_size_ratio_min": 3.5, "quant_accuracy_drop_max": 0.005, "quant_latency_ratio_max": 1.0})
+TARGETS["scaling_1m_s_max"] = 60.0  # issue 21: a ~1M-node graph through trace + passes + export
+STEPS += ("fit_overhead",)  # issue 21: Trainer.fit / a plain train_step loop (bench_fit_overhead.py)
+TARGETS["fit_overhead_ratio_max"] = 1.05
 
 
 def _invoke(module: str, argv: list[str], in_process: bool) -> tuple[bool, str]:
@@ -111,7 +119,8 @@ def run_all(steps, tmp: str, *, quick: bool = False, tiny: bool = False, in_proc
         per_item("export", models, "export", "bench_export",
                  lambda model: ["--model", model, "--rounds", "3" if quick else "5", *common], "export")
     if "scaling" in steps:
-        out["scaling"] = step("compile-time scaling", "bench_compile_scaling", ["--tiny"] if tiny else [], "scaling",
+        out["scaling"] = step("compile-time scaling", "bench_compile_scaling",
+                              ["--tiny"] if tiny else ([] if quick else ["--million"]), "scaling",
                               os.path.join(tmp, "scaling.json")) or []
     if "flops" in steps and out.get("train_step"):
         train_json = os.path.join(tmp, "train-all.json")
@@ -134,10 +143,25 @@ def run_all(steps, tmp: str, *, quick: bool = False, tiny: bool = False, in_proc
     if "quantize" in steps:
         out["quantize"] = step("quantization vs onnxruntime's quantizer", "bench_quantize",
                                [*rounds] + (["--tiny"] if tiny else []), "quantize", os.path.join(tmp, "quantize.json")) or []
+    if "contrib" in steps:
+        out["contrib"] = step("onnxruntime contrib kernels (transformer encoder)", "bench_contrib",
+                              [*rounds, *common], "contrib", os.path.join(tmp, "contrib.json")) or []
+    if "profile" in steps:
+        out["profile"] = step("gf.profile (transformer encoder)", "bench_profile", ["--tiny"] if tiny else [], "profile",
+                              os.path.join(tmp, "profile.json")) or []
+    if "soak" in steps:
+        bound = ["--soak-requests", "300", "--soak-seconds", "30", "--soak-clients", "4"] if tiny else \
+            ["--soak-seconds", "120"] if quick else []
+        out["soak"] = step("serve soak (Open Inference Protocol, loopback)", "bench_serve", ["--soak", *bound], "soak",
+                           os.path.join(tmp, "soak.json"))
     if "precision" in steps:
         out["precision_remat"] = step("mixed precision and remat (transformer)", "bench_precision_remat",
                                       [*rounds] + (["--tiny"] if tiny else []), "precision_remat",
                                       os.path.join(tmp, "precision.json")) or []
+    if "fit_overhead" in steps:
+        out["fit_overhead"] = step("fit vs a plain train_step loop (MLP)", "bench_fit_overhead",
+                                   [*rounds] + (["--tiny"] if tiny else []), "fit_overhead",
+                                   os.path.join(tmp, "fit_overhead.json"))
     # the serving and distributed benchmarks belong to other owners: run them only when asked
     for flag, module, key in ((serve, "bench_serve", "serve"), (distributed, "bench_distributed", "distributed")):
         if flag and os.path.exists(os.path.join(HERE, module + ".py")):
@@ -177,9 +201,14 @@ def check_targets(res: dict) -> list[dict]:
                          "bound": f">= {t['export_speedup_min']}", "met": m["speedup_vs_torch"] >= t["export_speedup_min"]})
     sc = [r for r in res.get("scaling", []) if "export_s" in r]
     if sc:
-        big = max(sc, key=lambda r: r["nodes"])
-        rows.append({"target": f"{big['nodes']}-node graph trace+passes+export (s)", "value": big["total_s"],
-                     "bound": f"< {t['scaling_100k_s_max']}", "met": big["total_s"] < t["scaling_100k_s_max"]})
+        # the 100k target on the largest graph under half a million nodes, the 1M target on the
+        # largest above (issue 21); tiny smoke runs only have the former
+        small = [r for r in sc if r["nodes"] < 500_000]
+        for group, key in ((small, "scaling_100k_s_max"), ([r for r in sc if r not in small], "scaling_1m_s_max")):
+            if group:
+                big = max(group, key=lambda r: r["nodes"])
+                rows.append({"target": f"{big['nodes']}-node graph trace+passes+export (s)", "value": big["total_s"],
+                             "bound": f"< {t[key]}", "met": big["total_s"] < t[key]})
         per = [r["us_per_node"] for r in sc]
         flat = max(per) / min(per)
         rows.append({"target": "time per node, largest/smallest over sizes", "value": flat,
@@ -194,6 +223,9 @@ def check_targets(res: dict) -> list[dict]:
         elif r["part"] == "onnx" and r.get("ratio_gf_torch") is not None:
             rows.append({"target": "LSTM ONNX inference: gf-ORT / torch.onnx-ORT", "value": r["ratio_gf_torch"],
                          "bound": f"<= {t['lstm_onnx_ratio_max']}", "met": r["ratio_gf_torch"] <= t["lstm_onnx_ratio_max"]})
+        elif r["part"] == "generate_kv":
+            rows.append({"target": "Transformer generation: KV cache / no cache tokens/s (in-graph, ORT)",
+                         "value": r["speedup"], "bound": "> 1", "met": r["speedup"] > 1 and r["same_tokens"]})
         elif r["part"] == "generate":
             rows.append({"target": "LSTM generation: in-graph Loop / Python loop tokens/s", "value": r["speedup"],
                          "bound": f">= {t['lstm_generate_speedup_min']}",
@@ -204,8 +236,27 @@ def check_targets(res: dict) -> list[dict]:
     for r in res.get("scan_rnn", []):
         rows.append({"target": f"train {r['case']} (gf.scan): graphforge/lax.scan", "value": r["ratio_gf_jax"],
                      "bound": f"<= {t['scan_rnn_ratio_max']}", "met": r["ratio_gf_jax"] <= t["scan_rnn_ratio_max"]})
+    if res.get("soak"):
+        k = res["soak"]
+        rows.append({"target": f"serve soak: {k['requests']} requests at {k['clients']} clients, wrong + errors",
+                     "value": k["wrong"] + k["errors"], "bound": "== 0, RSS and fds flat",
+                     "met": k["wrong"] == 0 and k["errors"] == 0 and k["rss_flat"] and k["fds_flat"]})
+    if res.get("contrib"):
+        from benchmarks.bench_contrib import target_rows
+        rows += target_rows(res["contrib"], TARGETS)
     rows += _quantize_targets(res.get("quantize", []))
+    rows += _fit_targets(res.get("fit_overhead"))
     return rows
+
+
+def _fit_targets(r) -> list[dict]:
+    """bench_fit_overhead: ``fit`` within 5 % of a plain ``train_step`` loop, in wall-clock and in
+    process CPU time (the loop measured in the same run, interleaved)."""
+    if not r:
+        return []
+    bound = TARGETS["fit_overhead_ratio_max"]
+    return [{"target": f"fit / plain train_step loop ({kind})", "value": r[key]["fit"], "bound": f"<= {bound}",
+             "met": r[key]["fit"] <= bound} for kind, key in (("wall", "ratio"), ("CPU", "cpu_ratio"))]
 
 
 def _quantize_targets(rows_in: list) -> list[dict]:
@@ -319,6 +370,12 @@ def format_table(res: dict) -> str:
             ort = f"{r['onnx']['median_s'] * 1e3:.3f}" if r.get("onnx") else "-"
             lines.append(f"| {r['case']} (batch {r['batch']}, H {r['hidden']}) | {_ms(r['results'], 'graphforge')} | "
                          f"{_ms(r['results'], 'jax')} | {r['ratio_gf_jax']:.3f} | {ort} |")
+    if res.get("profile"):
+        from benchmarks.bench_profile import table_lines as profile_lines
+        lines += profile_lines(res["profile"])
+    if res.get("contrib"):
+        from benchmarks.bench_contrib import table_lines
+        lines += table_lines(res["contrib"])
     if res.get("quantize"):
         lines += ["", "### Quantization (LeNet on digits; onnxruntime CPU)", "",
                   "| model | bytes | × smaller | test accuracy | b1 ms | b64 ms |", "|---|---:|---:|---:|---:|---:|"]
@@ -326,6 +383,13 @@ def format_table(res: dict) -> str:
             lat = r["latency"]
             lines.append(f"| {r['name']} | {r['bytes']} | {r['size_ratio']:.2f} | {r['accuracy'] * 100:.2f} % | "
                          f"{lat['1']['median_s'] * 1e3:.3f} | {lat['64']['median_s'] * 1e3:.3f} |")
+    if res.get("fit_overhead"):
+        r = res["fit_overhead"]
+        lines += ["", f"### fit vs a plain train_step loop (MLP, {r['steps_per_epoch']} steps/epoch; median ms/epoch)", "",
+                  "| contender | wall | ratio | CPU | ratio |", "|---|---:|---:|---:|---:|"]
+        for k, ms in r["epoch_ms"].items():
+            rw, rc = ("-", "-") if k == "loop" else (f"{r['ratio'][k]:.3f}", f"{r['cpu_ratio'][k]:.3f}")
+            lines.append(f"| {k} | {ms:.1f} | {rw} | {r['epoch_cpu_ms'][k]:.1f} | {rc} |")
     if res.get("targets"):
         lines += ["", "### Targets", "", "| target | measured | bound | met |", "|---|---:|---|---|"]
         for t in res["targets"]:

@@ -117,10 +117,13 @@ class LSTMLM(nn.Module):
 
 class TransformerLM(nn.Module):
     """Embedding + sinusoidal positions → causal pre-norm Transformer layers → LayerNorm →
-    Linear. Decoding keeps a token buffer in the loop and re-reads it each step (no KV cache)."""
+    Linear. Decoding carries each layer's key/value cache through the loop and runs one token per
+    step (``kv_cache=True``, default), or keeps a token buffer and re-reads the whole prefix each step."""
 
-    def __init__(self, d_model: int = 128, heads: int = 4, layers: int = 2, dropout: float = 0.1):
+    def __init__(self, d_model: int = 128, heads: int = 4, layers: int = 2, dropout: float = 0.1,
+                 kv_cache: bool = True):
         super().__init__()
+        self.kv_cache = kv_cache
         self.emb = nn.Embedding(VOCAB, d_model)
         self.pos = nn.PositionalEncoding(d_model)  # N(0, 1) embeddings: positions of the same scale
         self.blocks = nn.TransformerEncoder(num_layers=layers, d_model=d_model, nhead=heads,
@@ -134,14 +137,22 @@ class TransformerLM(nn.Module):
         return self.head(self.norm(h))
 
     def prefill(self, prompt, max_new_tokens: int):
-        """Logits after the prompt and the decoding state ``(buffer, position)``: the prompt followed
-        by room for the new tokens, and the index the next token goes to."""
+        """Logits after the prompt and the decoding state: ``(cache, position)`` (each layer's keys
+        and values, room for the new tokens included, and the index the next token goes to), or
+        without a KV cache ``(buffer, position)`` (the prompt followed by room for the new tokens)."""
         n = prompt.shape[1]
+        if self.kv_cache:
+            h, cache = self.blocks.prefill(self.pos(self.emb(prompt)), n + max_new_tokens)
+            return self.head(self.norm(h[:, n - 1])), (cache, gf.dim_value(n))
         buf = gf.concat([prompt, gf.zeros((prompt.shape[0], max_new_tokens), "int64")], 1)
         logits = self(prompt)[:, n - 1]
         return logits, (buf, gf.dim_value(n))
 
     def step(self, token, state):
+        if self.kv_cache:  # one position through every layer, attending over the cache
+            cache, pos = state
+            h, cache = self.blocks.step(self.pos(self.emb(token[:, None]), offset=pos), cache, pos)
+            return self.head(self.norm(h[:, 0])), (cache, pos + 1)
         buf, pos = state
         width = buf.shape[1]
         buf = gf.where(gf.arange(width)[None, :] == pos, token[:, None], buf)

@@ -17,6 +17,7 @@ __all__ = [
     "DTYPES", "FLOAT_DTYPES", "INT_DTYPES", "SHORT_NAMES", "canonical_dtype", "to_numpy_dtype",
     "from_numpy_dtype", "is_float", "is_int", "is_bool", "promote_types", "short_name",
     "from_short_name", "FLOAT8_DTYPES", "INT4_DTYPES", "int_range", "float_max", "min_onnx_opset", "INT2_DTYPES", "FLOAT4_DTYPES", "PACKED_BITS", "E8M0", "to_e8m0",
+    "STRING", "is_string", "as_string_array",
 ]
 
 SHORT_NAMES = {
@@ -27,6 +28,7 @@ SHORT_NAMES = {
     "float8e4m3fn": "f8e4m3fn", "float8e4m3fnuz": "f8e4m3fnuz", "float8e5m2": "f8e5m2",
     "float8e5m2fnuz": "f8e5m2fnuz", "int2": "i2", "uint2": "u2", "float4e2m1": "f4e2m1",
     "float8e8m0": "f8e8m0",
+    "string": "str",
 }
 _FROM_SHORT = {v: k for k, v in SHORT_NAMES.items()}
 DTYPES = tuple(SHORT_NAMES)
@@ -46,7 +48,10 @@ _ML_DTYPES = {"bfloat16": ml_dtypes.bfloat16, "float8e4m3fn": ml_dtypes.float8_e
               "float8e5m2fnuz": ml_dtypes.float8_e5m2fnuz, "int4": ml_dtypes.int4, "uint4": ml_dtypes.uint4,
               "int2": ml_dtypes.int2, "uint2": ml_dtypes.uint2, "float4e2m1": ml_dtypes.float4_e2m1fn,
               "float8e8m0": ml_dtypes.float8_e8m0fnu}
-_NUMPY = {name: np.dtype(_ML_DTYPES.get(name, name)) for name in DTYPES}
+# Tensors of text (ONNX STRING): NumPy object arrays of Python ``str``. Ops only move, compare, cast and
+# transform them (ops/strings.py); the reference and onnxruntime back ends run them, XLA has no string type.
+STRING = "string"
+_NUMPY = {name: np.dtype(object if name == STRING else _ML_DTYPES.get(name, name)) for name in DTYPES}
 _ALIASES = {"float": "float32", "double": "float64", "half": "float16", "int": "int64", "long": "int64",
             "bf16": "bfloat16", "float8_e4m3fn": "float8e4m3fn", "float8_e4m3fnuz": "float8e4m3fnuz",
             "float8_e5m2": "float8e5m2", "float8_e5m2fnuz": "float8e5m2fnuz", "float4_e2m1fn": "float4e2m1", "float8_e8m0fnu": "float8e8m0",
@@ -79,6 +84,8 @@ def canonical_dtype(dtype) -> str:
 
 def from_numpy_dtype(dtype: np.dtype) -> str:
     dtype = np.dtype(dtype)
+    if dtype.kind in "OUS":  # object arrays of str, and NumPy's fixed-width unicode/bytes arrays
+        return STRING
     for name, np_dtype in _NUMPY.items():
         if np_dtype == dtype:
             return name
@@ -123,6 +130,26 @@ def is_int(dtype: str) -> bool:
     return dtype in INT_DTYPES
 
 
+def is_string(dtype: str) -> bool:
+    return dtype == STRING
+
+
+def as_string_array(array) -> np.ndarray:
+    """``array`` as graphforge holds string tensors: an object array of ``str`` (bytes decoded as UTF-8,
+    NumPy's fixed-width ``<U``/``S`` arrays widened to objects)."""
+    array = np.asarray(array)
+    if array.dtype.kind == "O":
+        bad = next((v for v in array.flat if not isinstance(v, (str, bytes))), None)
+        if bad is not None:
+            raise DTypeError(f"a string tensor holds str (or UTF-8 bytes), got a {type(bad).__name__} element")
+    if array.dtype.kind == "S" or (array.dtype.kind == "O" and any(isinstance(v, bytes) for v in array.flat)):
+        flat = [v.decode("utf-8") if isinstance(v, bytes) else v for v in array.flat]
+        out = np.empty(array.shape, dtype=object)
+        out.reshape(-1)[:] = flat if flat else []
+        return out
+    return array.astype(object)
+
+
 def is_bool(dtype: str) -> bool:
     return dtype == "bool"
 
@@ -141,6 +168,8 @@ def promote_types(a: str, b: str) -> str:
     """The dtype two operands are cast to before a binary op (PyTorch-like, no implicit f64)."""
     if a == b:
         return a
+    if STRING in (a, b):
+        raise DTypeError(f"string tensors do not mix with {b if a == STRING else a} tensors; cast explicitly")
     if is_float(a) and is_float(b):
         if _FLOAT_RANK[a] == _FLOAT_RANK[b]:  # float16 with bfloat16, or two float8 formats
             return "float16" if _FLOAT_RANK[a] == 0 else "float32"

@@ -96,9 +96,13 @@ def check_guards(graph: Graph, env: Mapping[str, int], bound_by: Mapping[str, st
         values = ", ".join(f"{s} = {env[s]}" + (f" (from {bound_by[s]})" if bound_by and s in bound_by else "")
                            for s in syms if s in env)
         lhs, rhs = resolve_dim(req.lhs, env), resolve_dim(req.rhs, env)
-        got = f"{lhs} > {rhs}" if req.kind == "le" else f"{lhs} % {rhs} = {lhs % rhs if rhs else lhs}"
+        if req.kind == "broadcast":
+            got = f"{lhs} vs {rhs}"
+        else:
+            got = f"{lhs} > {rhs}" if req.kind == "le" else f"{lhs} % {rhs} = {lhs % rhs if rhs else lhs}"
         hint = ("the model was traced for sizes that satisfy this; pass inputs that do, or change the model "
-                "(e.g. a larger position table)")
+                + ("(or give the two dims one name in the specs when they are the same size)" if req.kind == "broadcast"
+                   else "(e.g. a larger position table)"))
         raise InputError(f"graph {graph.name!r}: the inputs break the constraint {req} ({values}: {got}); "
                          f"it is needed by {guard.op}: {req.reason}", scope=guard.scope or None,
                          loc=guard.loc or None, hint=hint)

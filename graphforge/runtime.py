@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from . import dtypes as _dt
-from .errors import InputError, LoadError
+from .errors import GraphforgeError, InputError, LoadError
 from .guards import check_guards
 from .ir.dims import dim_symbols, resolve_dim, unify_dims
 from .ir.graph import Graph
@@ -75,6 +75,11 @@ def bind_inputs(graph: Graph, inputs: Any) -> tuple[list[np.ndarray], dict[str, 
             array = np.asarray(array)
         except Exception as exc:  # noqa: BLE001 - any object that is not array-like
             raise InputError(f"input {spec.name!r} is not array-like: {exc}") from None
+        if _dt.is_string(spec.type.dtype) and array.dtype.kind in "OUS":  # text: object arrays of str
+            try:
+                array = _dt.as_string_array(array)
+            except GraphforgeError as exc:
+                raise InputError(f"input {spec.name!r}: {exc.detail}") from None
         if array.dtype != want:
             # Same-kind conversions (float64 -> float32, int32 -> int64) are what users expect;
             # crossing kinds (float data into an integer input) is a mistake worth naming.
@@ -166,4 +171,6 @@ def _kind(dtype: np.dtype) -> str:
         name = _dt.from_numpy_dtype(dtype)
     except Exception:  # noqa: BLE001 - object arrays, strings, ...
         return "other"
+    if _dt.is_string(name):
+        return "string"
     return "float" if _dt.is_float(name) else "bool" if name == "bool" else "int"

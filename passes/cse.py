@@ -20,6 +20,15 @@ __all__ = ["cse", "attr_key"]
 
 
 def _freeze(value):
+    kind = type(value)  # the common exact types first (CSE keys every node of the graph)
+    if kind is int:
+        return ("i", value)
+    if kind is str or value is None:
+        return ("o", repr(value))
+    if kind is float:
+        return ("f", repr(value))
+    if kind is bool:
+        return ("b", value)
     if isinstance(value, np.ndarray):
         return ("nd", value.dtype.str, value.shape, value.tobytes())
     if isinstance(value, (list, tuple)):
@@ -83,8 +92,9 @@ def _cse_block(graph, block, table, merged, opdefs, outs) -> None:
         ins = [id(v) for v in node.inputs]
         if opdef.commutative:
             ins.sort()
+        outputs = node.outputs
         key = (node.op, tuple(ins), attr_key(attrs) if attrs else (),
-               tuple(o.type for o in node.outputs))
+               (outputs[0].type,) if len(outputs) == 1 else tuple([o.type for o in outputs]))
         first = table.get(key)
         if first is None:
             table[key] = node

@@ -14,15 +14,22 @@ __all__ = ["dce"]
 
 
 def _sweep(block, live: set[int], dead: list) -> None:
+    add = live.add  # (plain loops, not generators: this visits every node of the graph)
     for node in reversed(block):
         if node.op == YIELD:  # a region's results are its interface: they stay
-            live.update(id(v) for v in node.inputs)
-        elif any(id(o) in live for o in node.outputs):
-            live.update(id(v) for v in node.inputs)
-            for region in node.regions:  # a live region op: its body is swept from its yield
-                _sweep(region, live, dead)
+            for v in node.inputs:
+                add(id(v))
+            continue
+        for o in node.outputs:
+            if id(o) in live:
+                break
         else:
             dead.append(node)  # with its regions, if it owns any
+            continue
+        for v in node.inputs:
+            add(id(v))
+        for region in node.regions:  # a live region op: its body is swept from its yield
+            _sweep(region, live, dead)
 
 
 @register_pass("dce", preserves=("typed",))

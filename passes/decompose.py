@@ -22,7 +22,7 @@ from graphforge.ir.graph import Graph, Node, Value
 from graphforge.ops.registry import lookup_op
 from graphforge.trace.tensor import Tensor
 
-from .manager import register_pass
+from .registry import register_pass
 from .rewrite import Rewriter, RewriteRefused, can_replace, erase_dead, output_ids, replace_value
 
 __all__ = ["decompose", "decompose_all", "MAX_DEPTH"]

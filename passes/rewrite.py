@@ -2,8 +2,7 @@
 provenance merging and building replacements with the ordinary graphforge functional API."""
 from __future__ import annotations
 
-import contextlib
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 
@@ -36,8 +35,32 @@ def scalar_value(graph: Graph, value: Value, max_elements: int = 1 << 16) -> flo
     return splat_number(array)
 
 
+# One-element constants by (dtype, bytes) -> their number: the rewrite engine's pre-checks ask for
+# the number of every constant operand of every candidate node, and formatting a float32 as its
+# shortest decimal costs microseconds. Keyed by value (not by array identity), so it can never go
+# stale; bounded.
+_SPLAT_CACHE: dict = {}
+_MAX_SPLAT_CACHE = 4096
+
+
 def splat_number(array: np.ndarray) -> float | None:
     """The single value of a non-empty array whose elements are all equal, else None."""
+    if array.size == 1:
+        key = (array.dtype, array.tobytes())
+        try:
+            return _SPLAT_CACHE[key]
+        except KeyError:
+            number = _splat_number(array)
+            if len(_SPLAT_CACHE) >= _MAX_SPLAT_CACHE:
+                _SPLAT_CACHE.clear()
+            _SPLAT_CACHE[key] = number
+            return number
+        except TypeError:  # an unhashable dtype: no caching
+            pass
+    return _splat_number(array)
+
+
+def _splat_number(array: np.ndarray) -> float | None:
     flat = array.reshape(-1)
     first = flat[0]
     if flat.size > 1 and not np.all(flat == first):
@@ -119,9 +142,7 @@ def erase_dead(graph: Graph, candidates: Iterable[Node], outs: set[int] | None =
     stack = list(candidates)
     while stack:
         node = stack.pop()
-        if id(node) in dead:
-            continue
-        if any(id(o) in outs or any(id(u) not in dead for u, _ in o.uses) for o in node.outputs):
+        if id(node) in dead or not _unused(node, outs, dead):
             continue
         dead[id(node)] = node
         newly.append(node)
@@ -131,6 +152,17 @@ def erase_dead(graph: Graph, candidates: Iterable[Node], outs: set[int] | None =
     if newly and not defer:
         graph.remove_nodes(newly)
     return len(newly)
+
+
+def _unused(node: Node, outs: set[int], dead) -> bool:
+    """No result of ``node`` is a graph output or read by a node outside ``dead``."""
+    for o in node.outputs:
+        if id(o) in outs:
+            return False
+        for user, _ in o.uses:
+            if id(user) not in dead:
+                return False
+    return True
 
 
 class Rewriter:
@@ -154,18 +186,9 @@ class Rewriter:
     def t(self, value: Value) -> Tensor:
         return Tensor(value, self.builder)
 
-    @contextlib.contextmanager
-    def at(self, nodes: Iterable[Node], before: Node | None = None) -> Iterator[Builder]:
-        scope, loc = merge_provenance(nodes)
-        place = self.builder.inserting_at_end() if before is None else self.builder.inserting_before(before)
-        with place, self.builder.recording() as emitted:
-            self.emitted = emitted
-            try:
-                with self.builder.activate(), self.builder.provenance(scope, loc):
-                    yield self.builder
-            except GraphforgeError as exc:
-                self.undo()
-                raise RewriteRefused(str(exc)) from exc
+    def at(self, nodes: Iterable[Node], before: Node | None = None) -> "_At":
+        """Context: build the replacement of ``nodes`` before ``before`` (see the class doc)."""
+        return _At(self, nodes, before)
 
     def undo(self) -> None:
         """Remove the nodes the last :meth:`at` block emitted (unused by anything else)."""
@@ -184,6 +207,48 @@ class Rewriter:
                 if new.name is None:
                     new.name = old.name
         return outs
+
+
+class _At:
+    """The context of :meth:`Rewriter.at` (a class, not a generator: the engine enters one per rewrite)."""
+
+    __slots__ = ("rw", "absorbed", "before", "contexts")
+
+    def __init__(self, rw: Rewriter, nodes: Iterable[Node], before: Node | None):
+        self.rw, self.absorbed, self.before, self.contexts = rw, nodes, before, ()
+
+    def __enter__(self) -> Builder:
+        rw, b = self.rw, self.rw.builder
+        scope, loc = merge_provenance(self.absorbed)
+        place = b.inserting_at_end() if self.before is None else b.inserting_before(self.before)
+        recording = b.recording()
+        contexts = (place, recording, b.activate(), b.provenance(scope, loc))
+        entered = []
+        try:
+            for ctx in contexts:
+                value = ctx.__enter__()
+                if ctx is recording:
+                    rw.emitted = value
+                entered.append(ctx)
+        except BaseException:
+            for ctx in reversed(entered):
+                ctx.__exit__(None, None, None)
+            raise
+        self.contexts = contexts
+        return b
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        place, recording, activated, provenance = self.contexts
+        provenance.__exit__(kind, exc, tb)
+        activated.__exit__(kind, exc, tb)
+        try:
+            if exc is not None and isinstance(exc, GraphforgeError):
+                self.rw.undo()
+                raise RewriteRefused(str(exc)) from exc
+        finally:
+            recording.__exit__(kind, exc, tb)
+            place.__exit__(kind, exc, tb)
+        return False
 
 
 class RewriteRefused(Exception):

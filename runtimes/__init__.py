@@ -13,6 +13,8 @@ from graphforge.errors import InputError
 from graphforge.ir.graph import Graph
 from graphforge.runtime import bind_inputs, require_graph, resolve_params
 
+from .run_guard import check_output_sizes
+
 __all__ = ["run", "get_backend", "BACKENDS"]
 
 
@@ -40,4 +42,5 @@ def run(graph: Graph, inputs: Any, backend: str = "reference", params: Mapping[s
     graph = require_graph(graph, "gf.run")
     module = get_backend(backend)
     arrays, env = bind_inputs(graph, inputs)
+    check_output_sizes(graph, env)  # an output no machine here can hold: a typed error, before any allocation
     return module.run(graph, arrays, env, resolve_params(graph, params), **options)

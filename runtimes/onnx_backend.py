@@ -1,7 +1,8 @@
 """graphforge as an ``onnx.backend.base.Backend``: ONNX → IR (``from_onnx``) → JAX back end.
 
 Used by onnx's own conformance suite (``onnx.backend.test.BackendTest``, see tests/conformance).
-The reference (NumPy) interpreter is used only when the JAX back end is not available.
+The reference (NumPy) interpreter is used when the JAX back end is not available, and for a graph
+holding string tensors (XLA has no string type; runtimes/jax/strings.py refuses them).
 """
 from __future__ import annotations
 
@@ -85,10 +86,18 @@ class GraphforgeRep(BackendRep):
             arrays = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
             feed = {n: arr(n, a) for n, a in zip(self.input_names, arrays)}
         graph, rest = self._graph_for(feed)
-        outs = gf_run(graph, {sanitize(n): a for n, a in rest.items()}, backend=self.backend) if graph.outputs else []
+        backend = "reference" if self.backend == "jax" and _has_strings(graph) else self.backend
+        outs = gf_run(graph, {sanitize(n): a for n, a in rest.items()}, backend=backend) if graph.outputs else []
         outs = [np.asarray(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
         structure = self._structure.get(id(graph))
         return tuple(regroup(structure, outs)) if structure is not None else tuple(outs)
+
+
+def _has_strings(graph) -> bool:
+    from graphforge.dtypes import STRING
+
+    return any(v.type.dtype == STRING for v in graph.inputs) or any(
+        v.type.dtype == STRING for n in graph.walk() for v in list(n.inputs) + list(n.outputs))
 
 
 def _key(consts: dict) -> tuple:

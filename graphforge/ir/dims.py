@@ -40,7 +40,7 @@ __all__ = ["Dim", "is_static", "is_symbolic", "check_dim", "parse_dim", "format_
            "dim_divide", "dim_symbols", "resolve_dim", "resolve_shape", "unify_dims", "dim_add", "dim_sub",
            "dim_mul", "dim_neg", "dim_floordiv", "dim_ceildiv", "dim_mod", "dim_max", "dim_min", "dim_le",
            "dim_tree", "dim_monomial", "dim_expr", "is_polynomial", "require_equal", "is_dim_text", "Requirement", "require_le", "require_divisible",
-           "collect_requirements", "resolve_attr_dims", "has_symbolic_attr"]
+           "collect_requirements", "resolve_attr_dims", "has_symbolic_attr", "require_broadcast"]
 
 Dim = Union[int, str]
 _SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -222,6 +222,10 @@ _PARSED: dict[str, Poly] = {}  # dim text -> polynomial (any spelling, canonical
 _ATOMS: dict[str, tuple] = {}  # canonical atom text -> ("floor", num, k) | ("max"|"min", [args])
 _MAX_CACHED = 1 << 16  # ever new expressions (a long-running server) only stop being cached
 _TOKEN = re.compile(r"\s*(?:(\d+)|([A-Za-z_][A-Za-z0-9_]*)|(//|[-+*/(),]))")
+MAX_DIM_DEPTH = 100
+"""Deepest nesting (parentheses, ``floor``/``max``/``min`` calls, unary minus) of a dim expression
+read from text. IR text and ONNX dim params are untrusted input: the recursive-descent parser must
+end in a ShapeError, not a RecursionError (each level costs four Python frames)."""
 
 
 class _Parser:
@@ -238,6 +242,7 @@ class _Parser:
             self.tokens.append(m.group(m.lastindex))
             pos = m.end()
         self.i = 0
+        self.depth = 0
 
     def peek(self) -> str | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -269,10 +274,18 @@ class _Parser:
         return out
 
     def unary(self) -> Poly:
-        if self.peek() == "-":
-            self.take()
-            return _p_scale(self.unary(), -1)
-        return self.atom()
+        # every nesting level (a parenthesis, a function call, a unary minus) passes through here
+        self.depth += 1
+        if self.depth > MAX_DIM_DEPTH:
+            raise ShapeError(f"malformed symbolic dim {self.text[:80]!r}{'...' if len(self.text) > 80 else ''}: "
+                             f"nested deeper than {MAX_DIM_DEPTH} levels")
+        try:
+            if self.peek() == "-":
+                self.take()
+                return _p_scale(self.unary(), -1)
+            return self.atom()
+        finally:
+            self.depth -= 1
 
     def atom(self) -> Poly:
         tok = self.take()
@@ -653,8 +666,9 @@ def is_dim_text(text: str) -> bool:
 
 @dataclass(frozen=True)
 class Requirement:
-    """A fact the types of a graph rely on: ``lhs <= rhs`` (``kind="le"``) or ``lhs % rhs == 0``
-    (``kind="divisible"``); ``reason`` says which op needs it and why."""
+    """A fact the types of a graph rely on: ``lhs <= rhs`` (``kind="le"``), ``lhs % rhs == 0``
+    (``kind="divisible"``) or ``lhs`` and ``rhs`` broadcast together, i.e. they are equal or one is 1
+    (``kind="broadcast"``); ``reason`` says which op needs it and why."""
     kind: str
     lhs: Dim
     rhs: Dim
@@ -662,9 +676,13 @@ class Requirement:
 
     def holds(self, env: Mapping[str, int]) -> bool:
         a, b = resolve_dim(self.lhs, env), resolve_dim(self.rhs, env)
+        if self.kind == "broadcast":
+            return a == b or a == 1 or b == 1
         return a <= b if self.kind == "le" else (b != 0 and a % b == 0)
 
     def __str__(self) -> str:
+        if self.kind == "broadcast":
+            return f"{self.lhs} and {self.rhs} broadcast ({self.lhs} == {self.rhs}, or one is 1)"
         return f"{self.lhs} <= {self.rhs}" if self.kind == "le" else f"{self.lhs} % {self.rhs} == 0"
 
 
@@ -705,6 +723,15 @@ def require_le(lhs, rhs, reason: str) -> None:
     elif all(c > 0 for c in rest.values()):
         lhs, rhs = -k, _p_dim(rest)
     _record(Requirement("le", dim_expr(lhs), dim_expr(rhs), reason))
+
+
+def require_broadcast(a, b, reason: str) -> Dim:
+    """Broadcast two different symbolic dims: ``max(a, b)`` (the size when they are equal or one is 1),
+    with the requirement that they are, checked when the graph's inputs are bound."""
+    a, b = dim_expr(a), dim_expr(b)
+    lo, hi = (a, b) if str(a) <= str(b) else (b, a)   # one spelling per fact
+    _record(Requirement("broadcast", lo, hi, reason))
+    return dim_max(a, b)
 
 
 def require_divisible(lhs, k: int, reason: str) -> None:

@@ -207,6 +207,12 @@ def _tensor_literal(cur: _Cursor, items: list, dtype: str, np_dtype) -> np.ndarr
     """The flat element list of a ``tensor<...>[...]`` literal as an array of ``dtype``, exactly."""
     if dtype == "bool":
         ok = all(isinstance(x, bool) for x in items)
+    elif _dt.is_string(dtype):
+        if not all(isinstance(x, str) for x in items):
+            raise cur.error("tensor literal elements must all be quoted strings")
+        out = np.empty(len(items), dtype=object)
+        out[:] = items
+        return out
     elif _dt.is_float(dtype):
         ok = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in items)
     else:

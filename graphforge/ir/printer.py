@@ -62,6 +62,8 @@ def format_attr_value(value) -> str:
         flat = value.reshape(-1)
         if dtype == "bool":
             items = ["true" if b else "false" for b in flat]
+        elif _dt.is_string(dtype):  # always quoted, so no element reads back as a symbolic dim or keyword
+            items = [json.dumps(str(x)) for x in flat]
         elif _dt.is_float(dtype):
             items = [_format_scalar(float(x)) for x in flat.astype(np.float64)]
         else:

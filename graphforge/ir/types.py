@@ -44,6 +44,29 @@ class TensorType:
         if type(dtype) is not str or dtype not in _CANONICAL_DTYPES:
             object.__setattr__(self, "dtype", _dt.canonical_dtype(dtype))
 
+    # Types are dict keys all over the passes (CSE keys, type stamps, ONNX value infos): the hash of
+    # (shape, dtype) is computed once, not per lookup, and a type compared with itself (results
+    # often share their input's type object) answers without comparing the shapes.
+    def __eq__(self, other):
+        if self is other:
+            return True
+        if other.__class__ is self.__class__:
+            return self.shape == other.shape and self.dtype == other.dtype
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = hash((self.shape, self.dtype))
+            object.__setattr__(self, "_hash", h)
+        return h
+
+    def __getstate__(self):
+        # str hashes differ between processes: a pickled type recomputes its hash where it is loaded.
+        state = dict(self.__dict__)
+        state.pop("_hash", None)
+        return state
+
     @property
     def rank(self) -> int:
         return len(self.shape)

@@ -104,3 +104,37 @@ class TransformerDecoder(Module):
                       memory_key_padding_mask=memory_key_padding_mask, tgt_is_causal=tgt_is_causal,
                       memory_is_causal=memory_is_causal)
         return self.norm(x) if self.norm is not None else x
+
+    def prefill(self, tgt, memory, max_len, memory_key_padding_mask=None):
+        """Causal pass over a target prefix that also returns each layer's self-attention key/value
+        cache (KV-cached decoding; cross-attention reads ``memory`` as in ``forward``).
+
+        Args:
+            tgt: the prefix (batch, seq, d_model).
+            memory: the encoder output (batch, mem_seq, d_model).
+            max_len: the cache length (int or symbolic dim >= seq).
+            memory_key_padding_mask: optional (batch, mem_seq) bool, True = padding.
+
+        Returns:
+            ``(output, cache)``: a list of ``(k, v)`` per layer (batch, heads, max_len, head_dim).
+        """
+        from .kv_cache import stack_prefill
+
+        return stack_prefill(self, tgt, max_len, memory, memory_key_padding_mask)
+
+    def step(self, x, memory, cache, pos, memory_key_padding_mask=None):
+        """One new target position through the stack, attending over the cache and ``memory``.
+
+        Args:
+            x: the new position (batch, 1, d_model).
+            memory: the encoder output (batch, mem_seq, d_model).
+            cache: the list of ``(k, v)`` from :meth:`prefill` or the previous step.
+            pos: its position, an int64 scalar tensor (< max_len).
+            memory_key_padding_mask: optional (batch, mem_seq) bool, True = padding.
+
+        Returns:
+            ``(output (batch, 1, d_model), new cache)``.
+        """
+        from .kv_cache import stack_step
+
+        return stack_step(self, x, cache, pos, memory, memory_key_padding_mask)

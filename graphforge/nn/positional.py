@@ -63,20 +63,23 @@ class PositionalEncoding(Module):
         self.d_model, self.base, self.batch_first, self.scale = d_model, float(base), batch_first, float(scale)
         self.dropout = Dropout(dropout)
 
-    def table(self, n, dtype: str = "float32"):
-        """The (n, d_model) table for ``n`` positions (an int or a symbolic dim)."""
-        ang = _angles(n, self.d_model, self.base, dtype)                    # (n, ceil(d/2))
+    def table(self, n, dtype: str = "float32", offset=0):
+        """The (n, d_model) table for ``n`` positions (an int or a symbolic dim) from ``offset``
+        (an int or an int64 scalar tensor: the position of a decoding step)."""
+        ang = _angles(n, self.d_model, self.base, dtype, offset)            # (n, ceil(d/2))
         pe = ops.reshape(ops.stack([ops.sin(ang), ops.cos(ang)], -1), [n, 2 * ang.shape[-1]])  # interleave sin, cos
         if self.d_model % 2:
             pe = ops.slice(pe, [0], [self.d_model], [1])
         return pe
 
-    def forward(self, x):
+    def forward(self, x, offset=0):
+        """``x`` plus the table from position ``offset`` (int or int64 scalar tensor; a KV-cached
+        decoding step passes its position)."""
         if x.ndim != 3 or x.shape[-1] != self.d_model:
             raise ShapeError(f"PositionalEncoding(d_model={self.d_model}) expects "
                              f"{'(batch, seq' if self.batch_first else '(seq, batch'}, {self.d_model}), got {x.type}")
         n = x.shape[1] if self.batch_first else x.shape[0]
-        pe = self.table(n, x.dtype)
+        pe = self.table(n, x.dtype, offset)
         pe = ops.unsqueeze(pe, [0] if self.batch_first else [1])
         return self.dropout((x * self.scale if self.scale != 1.0 else x) + pe)
 

@@ -42,15 +42,16 @@ def _linear(x, w, b):
     return ops.linear(x, w, b)
 
 
-def _step(mode: str, xw, state, w_hh, b_hh):
+def _step(mode: str, xw, state, w_hh, b_hh, w_hr=None):
     """One time step from the precomputed input projection ``xw`` (batch, G·H): the new state
-    (``h``, or ``(h, c)`` for an LSTM)."""
+    (``h``, or ``(h, c)`` for an LSTM; ``w_hr`` (P, H) projects an LSTM's ``h`` to P features)."""
     if mode == "lstm":
         h, c = state
         gates = xw + _linear(h, w_hh, b_hh)
         i, f, g, o = ops.split(gates, 4, -1)
         c = ops.sigmoid(f) * c + ops.sigmoid(i) * ops.tanh(g)
-        return ops.sigmoid(o) * ops.tanh(c), c
+        h = ops.sigmoid(o) * ops.tanh(c)
+        return (h if w_hr is None else _linear(h, w_hr, None)), c
     if mode == "gru":
         xr, xz, xn = ops.split(xw, 3, -1)
         hr, hz, hn = ops.split(_linear(state, w_hh, b_hh), 3, -1)
@@ -146,12 +147,17 @@ class LSTMCell(_CellBase):
         return (h, c) if batched else (ops.squeeze(h, [0]), ops.squeeze(c, [0]))
 
 
-def _scan(step, init, xs, reverse: bool, unroll: bool):
-    """``gf.scan(step, init, xs, reverse=reverse)``, or the same loop unrolled at trace time."""
+def _scan(step, init, xs, reverse: bool, unroll: bool, recurrence: str = ""):
+    """``gf.scan(step, init, xs, reverse=reverse)``, or the same loop unrolled at trace time.
+    ``recurrence`` (a layer's mode) tags the scan node: its body is that layer's step, so the ONNX
+    export may emit the native LSTM/GRU/RNN op (``runtimes/onnx/recurrent.py``)."""
     if not unroll:
         from ..ops.control_flow import scan
 
-        return scan(step, init, xs, reverse=reverse)
+        carry, ys = scan(step, init, xs, reverse=reverse)
+        if recurrence:
+            ys.value.producer.attrs["recurrence"] = recurrence
+        return carry, ys
     length = xs[0].shape[0]
     if not isinstance(length, int):
         raise ShapeError(f"unroll=True needs a static sequence length, got {length!r}",
@@ -164,6 +170,7 @@ def _scan(step, init, xs, reverse: bool, unroll: bool):
 
 class _RNNBase(Module):
     mode = ""
+    proj_size = 0  # LSTM only: h is projected to this many features (PyTorch's proj_size)
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
@@ -179,33 +186,44 @@ class _RNNBase(Module):
         self.inter_dropout = Dropout(dropout)   # between layers, not after the last (PyTorch)
         self.dropout = float(dropout)
         g, init = _GATES[self.mode] * hidden_size, _uniform(hidden_size)
+        out = self.out_size
         for k in range(num_layers):
-            size = input_size if k == 0 else hidden_size * self.num_directions
+            size = input_size if k == 0 else out * self.num_directions
             for sfx in self._suffixes(k):
                 setattr(self, f"weight_ih{sfx}", Parameter((g, size), dtype, init=init))
-                setattr(self, f"weight_hh{sfx}", Parameter((g, hidden_size), dtype, init=init))
+                setattr(self, f"weight_hh{sfx}", Parameter((g, out), dtype, init=init))
                 if bias:
                     setattr(self, f"bias_ih{sfx}", Parameter((g,), dtype, init=init))
                     setattr(self, f"bias_hh{sfx}", Parameter((g,), dtype, init=init))
+                if self.proj_size:
+                    setattr(self, f"weight_hr{sfx}", Parameter((self.proj_size, hidden_size), dtype, init=init))
+
+    @property
+    def out_size(self) -> int:
+        """The features of ``h`` and of each direction's output: ``proj_size`` if set, else ``hidden_size``."""
+        return self.proj_size or self.hidden_size
 
     def _suffixes(self, k: int):
         return [f"_l{k}"] + ([f"_l{k}_reverse"] if self.bidirectional else [])
 
     def _weights(self, sfx: str):
         get = lambda n: getattr(self, f"{n}{sfx}", None)  # noqa: E731
-        return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
+        return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), get("weight_hr")
 
     # -- states ------------------------------------------------------------------------------------
-    def _initial(self, hx, batch, dtype, batched: bool, what: str):
-        """``hx`` as a list over layer×direction of (batch, H) tensors (zeros when None)."""
+    def _initial(self, hx, batch, dtype, batched: bool, what: str, size: int | None = None):
+        """``hx`` as a list over layer×direction of (batch, size) tensors (zeros when None); ``size``
+        defaults to ``hidden_size`` (an LSTM's h with ``proj_size`` passes that)."""
         n = self.num_layers * self.num_directions
+        size = size or self.hidden_size
         if hx is None:
-            zero = ops.zeros((batch, self.hidden_size), dtype)
+            zero = ops.zeros((batch, size), dtype)
             return [zero] * n
-        want = (n, batch, self.hidden_size) if batched else (n, self.hidden_size)
+        want = (n, batch, size) if batched else (n, size)
         if not isinstance(hx, Tensor) or tuple(hx.shape) != tuple(want):
+            label = "proj_size" if size != self.hidden_size else "hidden_size"
             raise ShapeError(f"{type(self).__name__}: the initial {what} must be {list(want)} "
-                             f"(num_layers*num_directions, batch, hidden_size), got {getattr(hx, 'type', hx)}")
+                             f"(num_layers*num_directions, batch, {label}), got {getattr(hx, 'type', hx)}")
         if hx.dtype != dtype:
             raise DTypeError(f"{type(self).__name__}: the initial {what} is {hx.dtype}, the input {dtype}")
         if not batched:
@@ -222,12 +240,12 @@ class _RNNBase(Module):
 
     # -- one layer, one direction ------------------------------------------------------------------
     def _direction(self, x, state, sfx: str, reverse: bool, mask):
-        w_ih, w_hh, b_ih, b_hh = self._weights(sfx)
+        w_ih, w_hh, b_ih, b_hh, w_hr = self._weights(sfx)
         xw = _linear(x, w_ih, b_ih)                                             # (seq, batch, G·H): one matmul
         mode = self.mode
 
         def body(carry, xs):
-            new = _step(mode, xs[0], carry, w_hh, b_hh)
+            new = _step(mode, xs[0], carry, w_hh, b_hh, w_hr)
             if mask is not None:  # padding: keep the state, emit zeros
                 m = xs[1]
                 new = tuple(ops.where(m, a, b) for a, b in zip(new, carry)) if mode == "lstm" \
@@ -236,7 +254,8 @@ class _RNNBase(Module):
             return new, (h if mask is None else ops.where(xs[1], h, 0.0))
 
         xs = (xw,) if mask is None else (xw, mask)
-        return _scan(body, state, xs, reverse, self.unroll)
+        # (ONNX's LSTM has no projection: a projected layer keeps the Scan)
+        return _scan(body, state, xs, reverse, self.unroll, "" if w_hr is not None else mode)
 
     def forward(self, x, hx=None, lengths=None):
         name = type(self).__name__
@@ -249,7 +268,7 @@ class _RNNBase(Module):
         seq, batch = x.shape[0], x.shape[1]
         if self.mode == "lstm":
             h0, c0 = (None, None) if hx is None else hx
-            states = list(zip(self._initial(h0, batch, x.dtype, batched, "hidden state h_0"),
+            states = list(zip(self._initial(h0, batch, x.dtype, batched, "hidden state h_0", self.out_size),
                               self._initial(c0, batch, x.dtype, batched, "cell state c_0")))
         else:
             states = self._initial(hx, batch, x.dtype, batched, "hidden state h_0")
@@ -297,7 +316,7 @@ class _RNNBase(Module):
         batch = x.shape[0]
         if self.mode == "lstm":
             h0, c0 = hx
-            states = list(zip(self._initial(h0, batch, x.dtype, True, "hidden state h"),
+            states = list(zip(self._initial(h0, batch, x.dtype, True, "hidden state h", self.out_size),
                               self._initial(c0, batch, x.dtype, True, "cell state c")))
         else:
             states = self._initial(hx, batch, x.dtype, True, "hidden state h")
@@ -305,8 +324,8 @@ class _RNNBase(Module):
         for k in range(self.num_layers):
             if k > 0:
                 out = self.inter_dropout(out)
-            w_ih, w_hh, b_ih, b_hh = self._weights(f"_l{k}")
-            new = _step(self.mode, _linear(out, w_ih, b_ih), states[k], w_hh, b_hh)
+            w_ih, w_hh, b_ih, b_hh, w_hr = self._weights(f"_l{k}")
+            new = _step(self.mode, _linear(out, w_ih, b_ih), states[k], w_hh, b_hh, w_hr)
             finals.append(new)
             out = new[0] if self.mode == "lstm" else new
         if self.mode == "lstm":
@@ -315,8 +334,9 @@ class _RNNBase(Module):
 
     def extra_repr(self) -> str:
         extra = "".join(f", {k}={v}" for k, v in (("num_layers", self.num_layers), ("batch_first", self.batch_first),
-                                                  ("dropout", self.dropout), ("bidirectional", self.bidirectional))
-                        if v not in (1, False, 0.0))
+                                                  ("dropout", self.dropout), ("bidirectional", self.bidirectional),
+                                                  ("proj_size", self.proj_size))
+                        if v not in (1, False, 0.0, 0))
         return f"{self.input_size}, {self.hidden_size}{extra}"
 
 
@@ -339,5 +359,20 @@ class GRU(_RNNBase):
 
 
 class LSTM(_RNNBase):
-    """PyTorch's LSTM: ``forward(x, (h_0, c_0)=None, lengths=None) -> (output, (h_n, c_n))``."""
+    """PyTorch's LSTM: ``forward(x, (h_0, c_0)=None, lengths=None) -> (output, (h_n, c_n))``.
+
+    ``proj_size`` > 0 (< ``hidden_size``) is PyTorch's LSTM with projections: ``h_t = W_hr (o_t *
+    tanh(c_t))`` with ``weight_hr_l{k}`` (proj_size, hidden_size); ``weight_hh`` is (4·H, proj_size),
+    the output and ``h_n`` have ``proj_size`` features per direction, ``c_n`` keeps ``hidden_size``."""
     mode = "lstm"
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 proj_size: int = 0, unroll: bool = False, dtype: str = "float32"):
+        if not isinstance(proj_size, int) or isinstance(proj_size, bool) or proj_size < 0:
+            raise ShapeError(f"LSTM: proj_size must be an int >= 0, got {proj_size!r}")
+        if proj_size and proj_size >= hidden_size:
+            raise ShapeError(f"LSTM: proj_size ({proj_size}) must be smaller than hidden_size ({hidden_size})",
+                             hint="as in PyTorch; proj_size=0 means no projection")
+        object.__setattr__(self, "proj_size", proj_size)  # before Module.__init__: sizes depend on it
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, unroll, dtype)

@@ -121,3 +121,33 @@ class TransformerEncoder(Module):
         for layer in self.layers:
             x = layer(x, src_mask=mask, src_key_padding_mask=src_key_padding_mask, is_causal=is_causal)
         return self.norm(x) if self.norm is not None else x
+
+    def prefill(self, src, max_len):
+        """Causal pass over a prompt that also returns each layer's key/value cache (KV-cached decoding).
+
+        Args:
+            src: the prompt (batch, seq, d_model).
+            max_len: the cache length (int or symbolic dim >= seq): prompt plus new tokens.
+
+        Returns:
+            ``(output, cache)``: ``forward(src, is_causal=True)`` and a list of ``(k, v)`` per layer,
+            each (batch, heads, max_len, head_dim). See ``graphforge.nn.kv_cache``.
+        """
+        from .kv_cache import stack_prefill
+
+        return stack_prefill(self, src, max_len)
+
+    def step(self, x, cache, pos):
+        """One new position through the stack, attending over the cache (KV-cached decoding).
+
+        Args:
+            x: the new position (batch, 1, d_model).
+            cache: the list of ``(k, v)`` from :meth:`prefill` or the previous step.
+            pos: its position, an int64 scalar tensor (< max_len).
+
+        Returns:
+            ``(output (batch, 1, d_model), new cache)``.
+        """
+        from .kv_cache import stack_step
+
+        return stack_step(self, x, cache, pos)

@@ -31,6 +31,8 @@ from .data_dependent import non_max_suppression  # noqa: E402,F401
 __all__ = __all__ + ["non_max_suppression"]
 from .linalg_det import det  # noqa: E402,F401  (ops/linalg_det.py)
 __all__ = __all__ + ["det"]
+from .strings import regex_full_match, string_concat, string_normalizer, string_split  # noqa: E402,F401  (ops/strings.py)
+__all__ = __all__ + ["string_normalizer", "string_concat", "string_split", "regex_full_match"]
 from .vision_grid import affine_grid, grid_sample  # noqa: E402,F401  (ops/vision_grid.py)
 __all__ = __all__ + ["grid_sample", "affine_grid"]
 from .vision_roi import max_roi_pool, roi_align  # noqa: E402,F401  (ops/vision_roi.py)

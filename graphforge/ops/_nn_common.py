@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
-from ..ir.dims import dim_add, dim_floordiv, dim_mul, is_static, require_le
+from ..ir.dims import dim_add, dim_ceildiv, dim_floordiv, dim_min, dim_mul, is_static, require_le
 from ..ir.types import TensorType
 # modules, not names: the op families use each other's functions (looked up at call time)
 from . import creation as _creation
@@ -60,6 +60,17 @@ def _window_out(size, k, s, p0, p1, d, op, axis):
     require_le(span, dim_add(size, p0 + p1), f"{op}: spatial axis {axis} must hold the "
                f"window of {span} (kernel {k}, dilation {d}, pads {p0}+{p1})")
     return dim_add(dim_floordiv(dim_add(size, p0 + p1 - span), s), 1)
+
+
+def _ceil_window_out(size, k, s, p0, p1, d, op, axis):
+    """PyTorch's ceil_mode output length over a symbolic ``size``: ``ceil(room / s) + 1`` windows, less
+    the last one when it would start past the input and its begin padding, i.e.
+    ``min(ceil((size + p0 + p1 - span) / s) + 1, ceil((size + p0) / s))`` (the two agree with the
+    static rule in ``_nn_pool._axis_geometry`` because every end pad is below the window span)."""
+    span = d * (k - 1) + 1
+    require_le(span, dim_add(size, p0 + p1), f"{op}: spatial axis {axis} must hold the "
+               f"window of {span} (kernel {k}, dilation {d}, pads {p0}+{p1})")
+    return dim_min(dim_add(dim_ceildiv(dim_add(size, p0 + p1 - span), s), 1), dim_ceildiv(dim_add(size, p0), s))
 
 
 def _transposed_out(size, k, s, p0, p1, d, out_pad, op):

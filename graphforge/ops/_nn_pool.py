@@ -19,8 +19,8 @@ from ..errors import DTypeError, ShapeError
 from ..ir.types import TensorType
 from ..ir.dims import dim_product, is_static
 from ..trace.tensor import apply
-from ._nn_common import (F32, F64, _check_pairs, _fmt, _require_nchw, _spatial_rank, _static_spatial, _window_out,
-                         _windows, _zero)
+from ._nn_common import (F32, F64, _ceil_window_out, _check_pairs, _fmt, _require_nchw, _spatial_rank, _static_spatial,
+                         _window_out, _windows, _zero)
 from ._shapes import require_float
 from .common import compute_dtype, numel
 from .registry import NOT_DIFFERENTIABLE, Attr, OpDef, Sample, register_op
@@ -77,11 +77,14 @@ def _pool_rule(op):
             raise ShapeError(f"{op}: pads {attrs['pads']} leave windows entirely in the padding (each pad must be at "
                              f"most dilation*(kernel-1) = {[d[i] * (k[i] - 1) for i in range(nsp)]})")
         sizes = tuple(x.shape[2:])
-        # symbolic spatial dims: max pooling in floor mode (ceil_mode's last-window rule and avg's
-        # divisor map are computed from static sizes by the lowerings)
-        if not all(is_static(v) for v in sizes) and not attrs["ceil_mode"] and op == "max_pool2d":
-            out = tuple(_axis_geometry(sizes[i], k[i], s[i], p[i], p[nsp + i], d[i], False)[0] if is_static(sizes[i])
-                        else _window_out(sizes[i], k[i], s[i], p[i], p[nsp + i], d[i], op, 2 + i) for i in range(nsp))
+        # symbolic spatial dims: the output length as a dim expression (floor or ceil mode); the
+        # lowerings read the padding and avg's divisor from the bound sizes (JAX, the reference) or
+        # compute them in the model (ONNX)
+        if not all(is_static(v) for v in sizes) and op != "max_pool2d_grad":  # (its VJP-side geometry is static)
+            window_out = _ceil_window_out if attrs["ceil_mode"] else _window_out
+            out = tuple(_axis_geometry(sizes[i], k[i], s[i], p[i], p[nsp + i], d[i], attrs["ceil_mode"])[0]
+                        if is_static(sizes[i]) else window_out(sizes[i], k[i], s[i], p[i], p[nsp + i], d[i], op, 2 + i)
+                        for i in range(nsp))
             return [TensorType((x.shape[0], x.shape[1]) + out, x.dtype)]
         sizes = _static_spatial(x, op)
         if any(sizes[i] + p[i] + p[nsp + i] < d[i] * (k[i] - 1) + 1 for i in range(nsp)):
@@ -244,6 +247,9 @@ def _avg_pool_vjp(inputs, outputs, cots, attrs):
         return [None]
     x = inputs[0]
     n = len(attrs["kernel"])
+    if not all(is_static(v) for v in x.shape[2:]):
+        raise ShapeError(f"avg_pool2d's gradient needs static spatial dims, got {list(x.shape)}",
+                         hint="give the image size as ints in the TensorSpec to differentiate through avg_pool2d")
     idx, padded, pairs = _pool_indices(tuple(x.shape[2:]), attrs)
     div = pool_window_counts(tuple(x.shape[2:]), attrs).astype(_dt.to_numpy_dtype(x.dtype))
     scaled = _shape_ops.unsqueeze(g / _creation.constant(div, x.dtype), list(range(2 + n, 2 + 2 * n)))
@@ -284,6 +290,16 @@ register_op(OpDef(
         Sample([TensorType((2, 1, 5, 5), "uint8")], attrs={"kernel": [3, 3], "strides": [2, 2], "pads": [2, 2, 2, 2],
                                                         "dilations": [1, 1]},
                domain=["int:0:255"], grad=False, note="integers; pads wider than half the kernel"),
+        Sample([TensorType(("batch", 2, "h", "w"), F32)], attrs={"kernel": [3, 2], "strides": [2, 2],
+                                                               "pads": [1, 0, 1, 1], "ceil_mode": True},
+               bind={"batch": 2, "h": 6, "w": 5}, domain=["distinct"], grad=False,
+               note="symbolic H, W, ceil_mode: min(floor((h+1)/2)+1, floor((h+2)/2))"),
+        Sample([TensorType((1, 2, "h", "w"), F64)], attrs={"kernel": [2, 2], "strides": [2, 1], "ceil_mode": True,
+                                                         "dilations": [2, 1]},
+               bind={"h": 7, "w": 4}, domain=["distinct"], grad=False, note="symbolic H, W, ceil_mode, dilation"),
+        Sample([TensorType((1, 1, "h", 5), "int32")], attrs={"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
+                                                           "ceil_mode": True},
+               bind={"h": 6}, domain=["int:-50:50"], grad=False, note="integers, symbolic H, ceil_mode"),
     ],
 ))
 register_op(OpDef(
@@ -339,6 +355,16 @@ register_op(OpDef(
         Sample([TensorType((1, 2, 6, 6), F64)], attrs={"kernel": [3, 3], "strides": [1, 1], "pads": [2, 2, 2, 2],
                                                      "dilations": [1, 1], "count_include_pad": False},
                note="pads wider than half the kernel, padding excluded"),
+        Sample([TensorType(("batch", 2, "h", "w"), F32)], attrs={"kernel": [3, 3], "strides": [2, 2],
+                                                               "pads": [1, 1, 1, 1], "count_include_pad": False},
+               bind={"batch": 2, "h": 7, "w": 6}, grad=False,
+               note="symbolic H, W, padding excluded: floor((h+1)/2) and a divisor computed at run time"),
+        Sample([TensorType((1, 2, "h", "w"), F64)], attrs={"kernel": [3, 2], "strides": [2, 2], "pads": [1, 0, 1, 1],
+                                                         "ceil_mode": True},
+               bind={"h": 6, "w": 5}, grad=False, note="symbolic H, W, ceil_mode, padding included"),
+        Sample([TensorType((1, 1, "h", 8), F32)], attrs={"kernel": [2, 2], "strides": [1, 2], "dilations": [2, 1],
+                                                       "ceil_mode": True, "count_include_pad": False},
+               bind={"h": 6}, grad=False, note="symbolic H, dilation, ceil_mode"),
     ],
 ))
 

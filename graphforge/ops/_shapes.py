@@ -5,7 +5,7 @@ from typing import Sequence
 
 from ..dtypes import is_float
 from ..errors import DTypeError, ShapeError
-from ..ir.dims import Dim
+from ..ir.dims import Dim, require_broadcast
 from ..ir.types import TensorType
 
 __all__ = ["broadcast_shapes", "normalize_axis", "normalize_axes", "same_dtype", "reduce_shape",
@@ -13,7 +13,10 @@ __all__ = ["broadcast_shapes", "normalize_axis", "normalize_axes", "same_dtype",
 
 
 def broadcast_shapes(*shapes: Sequence[Dim]) -> tuple[Dim, ...]:
-    """NumPy broadcasting; a symbolic dim meets 1 or itself (or a static dim it must then equal)."""
+    """NumPy broadcasting. A symbolic dim meets 1 or itself; two different symbolic dims give
+    ``max(a, b)`` and the guard that they broadcast (equal, or one is 1), checked when the inputs are
+    bound. A symbolic dim never meets a static one other than 1: that would fix a size the input
+    declared free (an error at trace time, as torch.export reports a specialised dynamic dim)."""
     rank = max((len(s) for s in shapes), default=0)
     out: list[Dim] = []
     for i in range(rank):
@@ -27,6 +30,9 @@ def broadcast_shapes(*shapes: Sequence[Dim]) -> tuple[Dim, ...]:
                 continue
             if dim == 1 or dim == d:
                 dim = d
+            elif not isinstance(dim, int) and not isinstance(d, int):
+                dim = require_broadcast(dim, d, f"broadcast of dim {i - rank} of shapes "
+                                                + " and ".join("(" + ", ".join(map(str, s)) + ")" for s in shapes))
             else:
                 raise ShapeError(f"shapes {' and '.join('(' + ', '.join(map(str, s)) + ')' for s in shapes)} "
                                  f"cannot be broadcast together (dim {i - rank}: {dim} vs {d})")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.types import TensorType
+from ..trace.tensor import apply
 from .registry import OpDef, Sample, register_op
 
 __all__ = ["optimization_barrier"]
@@ -36,7 +37,5 @@ register_op(OpDef(
 
 def optimization_barrier(*xs):
     """The values ``xs`` unchanged, as one unit no compiler pass merges or moves across."""
-    from ..trace.tensor import apply
-
     out = apply("optimization_barrier", *xs)
     return out if isinstance(out, tuple) else (out,)

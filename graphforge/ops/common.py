@@ -6,6 +6,7 @@ from typing import Callable
 import numpy as np
 
 from .. import dtypes as _dt
+from ..errors import ShapeError
 from ..ir.types import TensorType
 
 __all__ = ["compute_dtype", "numel", "elementwise_flops", "unbroadcast", "out_like", "as_dtype"]
@@ -55,6 +56,13 @@ def unbroadcast(g, shape):
     if gshape == shape:
         return g
     lead = len(gshape) - len(shape)
+    for i, d in enumerate(shape):
+        if d != 1 and d != gshape[lead + i] and not (isinstance(d, int) and isinstance(gshape[lead + i], int)):
+            # a broadcast of two different symbolic dims (max(a, b)): whether this axis was broadcast
+            # is only known at run time, so the sum down to the input's shape cannot be a graph
+            raise ShapeError(f"the gradient of a broadcast of the symbolic dim {d} to {gshape[lead + i]} is not "
+                             "supported: whether it was broadcast is only known at run time",
+                             hint="give the two dims one name in the input specs (or make one of them 1)")
     axes = list(range(lead)) + [lead + i for i, d in enumerate(shape) if d == 1 and gshape[lead + i] != 1]
     if axes:
         g = reduction.sum(g, axes, keepdims=True)

@@ -19,6 +19,7 @@ while_loop cannot be differentiated (typed error suggesting ``max_iterations``).
 """
 from __future__ import annotations
 
+import inspect
 import numbers
 
 import numpy as np
@@ -34,6 +35,8 @@ from ..trace.tensor import SymDim, Tensor, as_value
 from ._region_ad import block_vjp, copy_region, inline_region, is_float_type, trace_regions, zeros_value
 from .evaluate import evaluate_block
 from .registry import Attr, OpDef, RegionSig, Sample, register_op
+# modules, not names: the op families use each other's functions (looked up at call time)
+from . import creation as _creation, elementwise as _elementwise, linalg as _linalg
 
 __all__ = ["cond", "scan", "while_loop", "fori_loop"]
 
@@ -237,7 +240,8 @@ def _scan_vjp(inputs, outputs, cotangents, attrs, *, node):
     aug.append(new_term)
     with builder.inserting_after(node):
         with builder.provenance(node.scope, node.loc):
-            fwd = builder.emit("scan", ins, dict(attrs), regions=[aug])
+            # (it also stacks residuals: no longer the tagged layer's interface)
+            fwd = builder.emit("scan", ins, {k: v for k, v in attrs.items() if k != "recurrence"}, regions=[aug])
     _redirect(builder, list(node.outputs), fwd[:nk + ny])
     stacked = fwd[nk + ny:]
 
@@ -513,15 +517,13 @@ def fori_loop(lower, upper, body_fn, init):
     """``for i in range(lower, upper): carry = body_fn(i, carry)``; ``i`` is an int64 scalar Tensor.
     Static bounds (ints or symbolic dims) trace a ``scan`` of ``upper - lower`` steps (differentiable);
     Tensor bounds a ``while_loop``."""
-    from .creation import arange
-
     static = all(isinstance(b, (int, str)) and not isinstance(b, bool) for b in (lower, upper))
     if static:
         length = dim_sub(upper, lower) if (isinstance(lower, str) or isinstance(upper, str)) else max(upper - lower, 0)
         if isinstance(length, int) or length is None:
             if length is None or length < 0:
                 raise TraceError(f"fori_loop bounds {lower}..{upper} give a negative trip count", **_site())
-        idx = arange(lower, upper)
+        idx = _creation.arange(lower, upper)
         carry, _ = scan(lambda c, i: (body_fn(i, c), None), init, idx)
         return carry
     builder = _find_builder(lower, upper, init)
@@ -538,8 +540,6 @@ def fori_loop(lower, upper, body_fn, init):
 # ---- samples --------------------------------------------------------------------------------------------
 
 def _region(builder: Builder, types, fn) -> Block:
-    import inspect
-
     arity = len(inspect.signature(fn).parameters)
     if arity != len(types):  # operand lists of another length (the type-rule fuzz mutates them)
         raise ShapeError(f"this sample's region takes {arity} arguments, the operands give {len(types)}")
@@ -577,9 +577,7 @@ def _while_regions(cond_fn, body_fn):
 
 
 def _rnn_step(w, h, x):
-    from .elementwise import tanh
-    from .linalg import matmul
-    hn = tanh(matmul(h, w) + x)
+    hn = _elementwise.tanh(_linalg.matmul(h, w) + x)
     return hn, hn * 2.0
 
 
@@ -620,7 +618,11 @@ register_op(OpDef("cond", _cond_type, _cond_ref, num_inputs=(1, None), flops=_no
 register_op(OpDef("scan", _scan_type, _scan_ref, num_inputs=(0, None), flops=_no_flops, vjp=_scan_vjp,
                   family="control_flow", regions=("body",),
                   attrs={"num_consts": Attr("int", 0), "num_carry": Attr("int"), "length": Attr("dim"),
-                         "reverse": Attr("bool", False), "remat": Attr("bool", False)},
+                         "reverse": Attr("bool", False), "remat": Attr("bool", False),
+                         # set by nn.RNN/LSTM/GRU: the body is that layer's step (see runtimes/onnx/recurrent.py)
+                         "recurrence": Attr("str", "", choices=("", "lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_onnx",
+                                                                  "gru_onnx"),
+                                            elide_default=True)},
                   doc="a loop over the leading axis of xs with a carry (jax.lax.scan)", samples=_SCAN_SAMPLES))
 register_op(OpDef("while_loop", _while_type, _while_ref, num_inputs=(0, None), flops=_no_flops, vjp=_while_vjp,
                   family="control_flow", regions=("cond", "body"),

@@ -13,6 +13,8 @@ from ..trace.builder import current_builder
 from ..trace.tensor import apply, wrap
 from .common import numel
 from .registry import NOT_DIFFERENTIABLE, Attr, OpDef, Sample, register_op
+# modules, not names: the op families use each other's functions (looked up at call time)
+from . import elementwise as _elementwise, shape_ops as _shape_ops
 
 __all__ = ["constant", "arange", "one_hot", "full", "zeros", "ones", "tril", "triu", "dim_value"]
 
@@ -63,9 +65,7 @@ def full(shape, fill_value, dtype="float32"):
     shape = _dims(shape)
     if all(isinstance(d, int) for d in shape):
         return constant(np.full(tuple(shape), fill_value, dtype=_dt.to_numpy_dtype(dtype)), dtype)
-    from .shape_ops import broadcast_to
-
-    return broadcast_to(constant(np.array(fill_value, dtype=_dt.to_numpy_dtype(dtype)), dtype), shape)
+    return _shape_ops.broadcast_to(constant(np.array(fill_value, dtype=_dt.to_numpy_dtype(dtype)), dtype), shape)
 
 
 def zeros(shape, dtype="float32"):
@@ -139,16 +139,13 @@ def arange(start, stop=None, step: int = 1, dtype="int64"):
 
 
 def _tri(x, k, lower):
-    from .elementwise import greater_equal, less_equal, where
-    from .shape_ops import unsqueeze
-
     rows, cols = x.shape[-2], x.shape[-1]
-    i = unsqueeze(arange(rows), 1)
-    j = unsqueeze(arange(cols), 0)
+    i = _shape_ops.unsqueeze(arange(rows), 1)
+    j = _shape_ops.unsqueeze(arange(cols), 0)
     if k:
         i = i + int(k)
-    keep = greater_equal(i, j) if lower else less_equal(i, j)
-    return where(keep, x, np.zeros((), dtype=_dt.to_numpy_dtype(x.dtype)))
+    keep = _elementwise.greater_equal(i, j) if lower else _elementwise.less_equal(i, j)
+    return _elementwise.where(keep, x, np.zeros((), dtype=_dt.to_numpy_dtype(x.dtype)))
 
 
 def tril(x, k: int = 0):

@@ -340,13 +340,11 @@ def non_max_suppression(boxes, scores, max_output_boxes_per_class=0, iou_thresho
         ShapeError: ``boxes`` or ``scores`` of the wrong shape.
         DTypeError: mismatched or non-float dtypes, or a threshold that is not a scalar.
     """
-    from .creation import constant
-
     dt = boxes.dtype
     max_out = max_output_boxes_per_class if hasattr(max_output_boxes_per_class, "dtype") and not isinstance(
-        max_output_boxes_per_class, np.ndarray) else constant(np.array(max_output_boxes_per_class, np.int64))
-    iou = iou_threshold if hasattr(iou_threshold, "builder") else constant(np.array(iou_threshold), dt)
+        max_output_boxes_per_class, np.ndarray) else _creation.constant(np.array(max_output_boxes_per_class, np.int64))
+    iou = iou_threshold if hasattr(iou_threshold, "builder") else _creation.constant(np.array(iou_threshold), dt)
     use = score_threshold is not None
-    thr = score_threshold if hasattr(score_threshold, "builder") else constant(np.array(0.0 if not use else score_threshold), dt)
+    thr = score_threshold if hasattr(score_threshold, "builder") else _creation.constant(np.array(0.0 if not use else score_threshold), dt)
     return apply("non_max_suppression", boxes, scores, max_out, iou, thr, length=fresh_length("sel"),
                  center_point_box=bool(center_point_box), use_score_threshold=use)

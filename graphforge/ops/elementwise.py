@@ -485,6 +485,13 @@ def where(cond, a, b):
 def _cast_ref(xs, attrs, env=None):
     x = xs[0]
     dst = attrs["dtype"]
+    if _dt.is_string(dst) or x.dtype.kind == "O":  # to or from text (ONNX Cast's string rules)
+        from .strings import cast_string
+
+        parsed = cast_string(x, dst)
+        if parsed.dtype == object or _dt.from_numpy_dtype(parsed.dtype) == dst:
+            return [parsed]
+        x = parsed  # numbers parsed as float64: the numeric rules below take them to dst
     target = _dt.to_numpy_dtype(dst)
     src_float = _dt.is_float(_dt.from_numpy_dtype(x.dtype))
     if _dt.is_int(dst) and src_float:
@@ -523,6 +530,14 @@ register_op(OpDef(
         Sample([TensorType((5,), _F32)], attrs={"dtype": "int64"}, domain=["int:-9:9"], grad=False),
         Sample([TensorType((5,), "bool")], attrs={"dtype": "float32"}, domain=["bool"], grad=False),
         Sample([TensorType((5,), _F32)], attrs={"dtype": "float16"}, grad=False),
+        # string casts (ops/strings.py cast_string): integers and bools to text, numeric text to numbers
+        Sample([TensorType(("batch",), "int64")], attrs={"dtype": "string"}, bind={"batch": 5}, domain=["int:-99:99"],
+               grad=False),
+        Sample([TensorType((4,), "bool")], attrs={"dtype": "string"}, domain=["bool"], grad=False),
+        Sample([TensorType((2, 3), "string")], attrs={"dtype": "float32"}, grad=False,
+               domain=[np.array(["1.5", "-2", "1e-5", "+INF", "nan", "3E2"], dtype=object).reshape(2, 3)]),
+        Sample([TensorType((3,), "string")], attrs={"dtype": "int32"}, grad=False,
+               domain=[np.array(["12", "-7", "0"], dtype=object)]),
         Sample([TensorType(("batch", 3), _F32)], attrs={"dtype": "float8e4m3fn"}, bind={"batch": 2},
                domain=[np.array([[0.5, 1000.0, -np.inf], [np.inf, -600.0, 3.25]])], grad=False),
         Sample([TensorType((2, 3), _F32)], attrs={"dtype": "float8e5m2", "saturate": False},

@@ -18,6 +18,8 @@ from ..trace.tensor import apply
 from ._shapes import broadcast_shapes, require_float, same_dtype
 from .common import compute_dtype, elementwise_flops, out_like, unbroadcast
 from .registry import NOT_DIFFERENTIABLE, Attr, OpDef, Sample, register_op
+# modules, not names: the op families use each other's functions (looked up at call time)
+from . import elementwise as _elementwise
 
 __all__ = ["floor", "ceil", "round", "mod", "isnan", "isinf", "acos", "asin", "atan", "acosh", "asinh",
            "atanh", "sinh", "cosh", "tan", "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not",
@@ -237,9 +239,7 @@ register_op(OpDef(
 def mod(a, b, fmod: bool = False):
     """Remainder of ``a / b``: the sign of ``b`` (Python's ``%``), or of ``a`` with ``fmod=True``
     (C's ``fmod``). Integer remainders by zero are 0."""
-    from .elementwise import _promote
-
-    a, b = _promote(a, b)
+    a, b = _elementwise._promote(a, b)
     return apply("mod", a, b, fmod=fmod)
 
 
@@ -321,9 +321,7 @@ register_op(OpDef(
 
 def _int_binary_api(name):
     def fn(a, b):
-        from .elementwise import _promote
-
-        a, b = _promote(a, b)
+        a, b = _elementwise._promote(a, b)
         return apply(name, a, b)
     fn.__name__ = name
     fn.__doc__ = f"Elementwise {name.replace('_', ' ')} of integer tensors (broadcasting)."
@@ -343,9 +341,7 @@ def bitwise_not(x):
 def bit_shift(a, b, direction: str = "LEFT"):
     """Shift ``a``'s bits by ``b`` (``"LEFT"`` or ``"RIGHT"``; right is arithmetic for signed types).
     Shifts by a negative amount or by the bit width or more give 0 (-1 for a negative ``a`` shifted right)."""
-    from .elementwise import _promote
-
-    a, b = _promote(a, b)
+    a, b = _elementwise._promote(a, b)
     return apply("bit_shift", a, b, direction=direction)
 
 

@@ -25,7 +25,7 @@ from ._shapes import require_float
 from .common import elementwise_flops
 from .registry import Attr, OpDef, Sample, register_op
 # modules, not names: the op families use each other's functions (looked up at call time)
-from . import creation as _creation, shape_ops as _shape_ops
+from . import creation as _creation, random as _random, shape_ops as _shape_ops
 
 __all__ = ["conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "global_avg_pool2d", "batch_norm",
            "conv1d", "conv3d", "conv_transpose1d", "conv_transpose3d", "max_pool1d", "max_pool3d", "avg_pool1d",
@@ -38,9 +38,7 @@ __all__ = ["conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "global_avg
 
 def dropout_mask(shape, key: int, p: float) -> np.ndarray:
     """The documented counter-based keep mask (bool, C order), bit-exact across back ends."""
-    from .random import counter_hash
-
-    h = counter_hash(int(np.prod(shape, dtype=np.int64)), key)
+    h = _random.counter_hash(int(np.prod(shape, dtype=np.int64)), key)
     return ((h >> np.uint64(8)) >= np.uint64(round(p * 2 ** 24))).reshape(shape)
 
 

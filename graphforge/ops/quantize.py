@@ -26,6 +26,8 @@ from ._nn_conv import _CONV_ATTRS, _conv2d_np, _conv2d_rule
 from ._shapes import normalize_axis
 from .common import numel
 from .registry import NOT_DIFFERENTIABLE, Attr, OpDef, Sample, register_op
+# modules, not names: the op families use each other's functions (looked up at call time)
+from . import linalg as _linalg
 
 __all__ = ["quantize_linear", "dequantize_linear", "dynamic_quantize_linear", "matmul_integer", "conv_integer",
            "qlinear_matmul", "qlinear_conv", "QUANT_DTYPES", "qrange", "expand_quant_param", "quantize_np",
@@ -332,9 +334,7 @@ def _matmul_int_rule(ts, attrs):
         if zp.dtype != t.dtype or not _per_tensor(zp):
             raise ShapeError(f"{op}: the zero point of {'AB'[i]} must be a {t.dtype} scalar, got {zp}",
                              hint="onnxruntime's MatMulInteger takes per-tensor zero points only")
-    from .linalg import _matmul_rule
-
-    (out,) = _matmul_rule([a.with_dtype(F32), b.with_dtype(F32)], {})
+    (out,) = _linalg._matmul_rule([a.with_dtype(F32), b.with_dtype(F32)], {})
     return [out.with_dtype("int32")]
 
 
@@ -423,6 +423,9 @@ register_op(OpDef(
                note="per-channel weight zero points, groups, symbolic batch"),
         Sample([TensorType((1, 1, 4, 4), "int8"), TensorType((2, 1, 2, 2), "int8")],
                attrs={"dilations": [2, 1]}, domain=[_i(-128, 128), _i(-128, 128)], note="int8, dilation"),
+        Sample([TensorType(("batch", 2, "h", "w"), "uint8"), TensorType((3, 2, 3, 3), "uint8"), TensorType((), "uint8")],
+               attrs={"strides": [2, 2], "pads": [1, 1, 1, 1]}, bind={"batch": 2, "h": 7, "w": 6},
+               domain=[_i(0, 256), _i(0, 256), np.array(100)], note="symbolic H, W: floor((h+1)/2)"),
     ],
 ))
 
@@ -484,9 +487,7 @@ def _qlinear_mm_rule(ts, attrs):
     a, b = ts[0], ts[3]
     if a.rank < 2 or b.rank < 2:
         raise ShapeError(f"{op}: a and b must have rank >= 2, got {a} and {b}")
-    from .linalg import _matmul_rule
-
-    (out,) = _matmul_rule([a.with_dtype(F32), b.with_dtype(F32)], {})
+    (out,) = _linalg._matmul_rule([a.with_dtype(F32), b.with_dtype(F32)], {})
     return [out.with_dtype(ts[7].dtype)]
 
 
@@ -579,6 +580,12 @@ register_op(OpDef(
                bind={"batch": 2}, domain=[_i(0, 256), _sc(0.05), np.array(3), _i(0, 256), _sc(0.01),
                                           np.array(128), _sc(0.4), np.array(10)],
                note="uint8 weights, groups, symbolic batch"),
+        Sample([TensorType(("batch", 2, "h", "w"), "uint8"), TensorType((), F32), TensorType((), "uint8"),
+                TensorType((4, 1, 2, 2), "uint8"), TensorType((), F32), TensorType((), "uint8"),
+                TensorType((), F32), TensorType((), "uint8")], attrs={"strides": [2, 1], "groups": 2},
+               bind={"batch": 2, "h": 7, "w": 5}, domain=[_i(0, 256), _sc(0.05), np.array(3), _i(0, 256), _sc(0.01),
+                                                      np.array(128), _sc(0.4), np.array(10)],
+               note="symbolic H, W: floor((h-2)/2)+1"),
     ],
 ))
 

@@ -12,8 +12,10 @@ import numpy as np
 from .. import dtypes as _dt
 from ..errors import DTypeError
 from ..ir.types import TensorType
-from ..trace.tensor import apply
+from ..trace.tensor import Tensor, apply
 from .registry import NOT_DIFFERENTIABLE, Attr, OpDef, Sample, register_op
+# modules, not names: the op families use each other's functions (looked up at call time)
+from . import creation as _creation
 
 __all__ = ["random_uniform", "counter_hash"]
 
@@ -69,9 +71,6 @@ def random_uniform(key, like, dtype="float32"):
     """Uniform values in (0, 1), shaped like ``like`` (a Tensor, whose values are not read, or a shape
     of ints / symbolic dims), from a uint32 scalar ``key``: the same key gives the same values on
     every back end."""
-    from ..trace.tensor import Tensor
-    from .creation import zeros
-
     if not isinstance(like, Tensor):
-        like = zeros(like, "bool")
+        like = _creation.zeros(like, "bool")
     return apply("random_uniform", key, like, dtype=dtype)

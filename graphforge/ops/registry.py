@@ -13,13 +13,13 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..dtypes import canonical_dtype
-from ..errors import GraphforgeError, ShapeError, UnsupportedOpError
+from ..errors import DTypeError, GraphforgeError, ShapeError, UnsupportedOpError
 from ..ir.dims import dim_expr
 from ..ir.types import TensorType
 
 __all__ = ["Attr", "REQUIRED", "NOT_DIFFERENTIABLE", "OpDef", "Sample", "register_op", "get_op",
            "has_op", "all_ops", "check_attrs", "infer_types", "RegionSig", "region_sigs", "unregister_op", "lookup_op", "type_stamp",
-           "stamp_holds"]
+           "stamp_holds", "STRING_OPS"]
 
 
 class _Required:
@@ -266,12 +266,23 @@ def region_sigs(regions) -> list[RegionSig]:
     return out
 
 
+# The ops that take string tensors (dtypes.STRING): they move, select, compare or convert them without
+# arithmetic. ops/strings.py adds its own; every other op refuses a string input when the node is built.
+STRING_OPS = {"reshape", "flatten", "squeeze", "unsqueeze", "transpose", "concat", "split", "slice", "gather",
+              "broadcast_to", "where", "equal", "not_equal", "cast", "constant", "dim_size", "compress",
+              "cond", "scan", "while_loop", "optimization_barrier"}
+
+
 def infer_types(opdef: OpDef, input_types: list[TensorType], attrs: dict, regions=None) -> list[TensorType]:
     lo, hi = opdef.num_inputs
     n = len(input_types)
     if n < lo or (hi is not None and n > hi):
         want = f"{lo}" if lo == hi else f"{lo}..{hi if hi is not None else ''}"
         raise ShapeError(f"takes {want} inputs, got {n}")
+    if opdef.name not in STRING_OPS and any(t.dtype == "string" for t in input_types):
+        raise DTypeError(f"{opdef.name} does not take string tensors, got {', '.join(map(str, input_types))}",
+                         hint="string tensors are moved, selected, compared (equal) and cast; see "
+                              "graphforge/ops/strings.py for the string ops")
     if opdef.regions:
         if regions is None or len(regions) != len(opdef.regions):
             got = 0 if regions is None else len(regions)

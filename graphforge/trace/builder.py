@@ -122,41 +122,25 @@ class Builder:
         self._frames: list[RegionFrame] = []
 
     # ---- context ---------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def activate(self) -> Iterator["Builder"]:
-        _stack().append(self)
-        try:
-            yield self
-        finally:
-            _stack().pop()
+    # The contexts below are small classes rather than ``contextlib.contextmanager`` generators:
+    # the tracer enters one per module call and the rewrite engine four per rewrite, and a
+    # generator context costs several times more to enter and leave (measured on the 100k-node
+    # compile benchmark, docs/benchmarks.md).
+    def activate(self) -> "_Activated":
+        """Context: this builder is the current one (``active_builder()``) inside the block."""
+        return _Activated(self)
 
-    @contextlib.contextmanager
-    def scope(self, path: str) -> Iterator[None]:
-        self._scopes.append(path)
-        try:
-            yield
-        finally:
-            self._scopes.pop()
+    def scope(self, path: str) -> "_Scoped":
+        """Context: nodes emitted inside get module scope ``path``."""
+        return _Scoped(self, path)
 
-    @contextlib.contextmanager
-    def provenance(self, scope: str, loc: str) -> Iterator[None]:
+    def provenance(self, scope: str, loc: str) -> "_Provenance":
         """Stamp every node emitted inside with this provenance (used by passes and VJP rules)."""
-        saved = (list(self._scopes), self._loc, self.capture_locations)
-        self._scopes, self._loc, self.capture_locations = ([scope] if scope else []), loc, False
-        try:
-            yield
-        finally:
-            self._scopes, self._loc, self.capture_locations = saved
+        return _Provenance(self, scope, loc)
 
     # ---- insertion point ---------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _insertion(self, block: Block, before: Node | None) -> Iterator["Builder"]:
-        saved = (self._block, self._before)
-        self._block, self._before = block, before
-        try:
-            yield self
-        finally:
-            self._block, self._before = saved
+    def _insertion(self, block: Block, before: Node | None) -> "_Insertion":
+        return _Insertion(self, block, before)
 
     def inserting_before(self, node: Node):
         """Context: emitted nodes go right before ``node``, in emission order."""
@@ -177,16 +161,9 @@ class Builder:
             raise TraceError(f"cannot insert next to {node!r}: it is not in a graph")
         return node.block
 
-    @contextlib.contextmanager
-    def recording(self) -> Iterator[list[Node]]:
+    def recording(self) -> "_Recording":
         """Context yielding a list that collects every node emitted inside it (to undo a rewrite)."""
-        record: list[Node] = []
-        self._records.append(record)
-        try:
-            yield record
-        finally:
-            # by identity: two records holding the same nodes compare equal
-            self._records[:] = [r for r in self._records if r is not record]
+        return _Recording(self)
 
     @property
     def current_scope(self) -> str:
@@ -331,3 +308,86 @@ class Builder:
         self._rng_sites += 1
         salt = self.emit1("constant", [], {"value": np.array(self._rng_sites * 0x9E3779B9 & 0xFFFFFFFF, dtype=np.uint32)})
         return self.emit1("add", [self._rng, salt])
+
+
+class _Activated:
+    __slots__ = ("builder",)
+
+    def __init__(self, builder: Builder):
+        self.builder = builder
+
+    def __enter__(self) -> Builder:
+        _stack().append(self.builder)
+        return self.builder
+
+    def __exit__(self, *exc) -> bool:
+        _stack().pop()
+        return False
+
+
+class _Scoped:
+    __slots__ = ("builder", "path")
+
+    def __init__(self, builder: Builder, path: str):
+        self.builder, self.path = builder, path
+
+    def __enter__(self) -> None:
+        self.builder._scopes.append(self.path)
+
+    def __exit__(self, *exc) -> bool:
+        self.builder._scopes.pop()
+        return False
+
+
+class _Provenance:
+    __slots__ = ("builder", "scope", "loc", "saved")
+
+    def __init__(self, builder: Builder, scope: str, loc: str):
+        self.builder, self.scope, self.loc, self.saved = builder, scope, loc, None
+
+    def __enter__(self) -> None:
+        b = self.builder
+        self.saved = (b._scopes, b._loc, b.capture_locations)
+        b._scopes, b._loc, b.capture_locations = ([self.scope] if self.scope else []), self.loc, False
+
+    def __exit__(self, *exc) -> bool:
+        b = self.builder
+        # The saved list itself, not a copy: nothing appends to it while it is not the current one.
+        b._scopes, b._loc, b.capture_locations = self.saved
+        return False
+
+
+class _Insertion:
+    __slots__ = ("builder", "block", "before", "saved")
+
+    def __init__(self, builder: Builder, block: Block, before: Node | None):
+        self.builder, self.block, self.before, self.saved = builder, block, before, None
+
+    def __enter__(self) -> Builder:
+        b = self.builder
+        self.saved = (b._block, b._before)
+        b._block, b._before = self.block, self.before
+        return b
+
+    def __exit__(self, *exc) -> bool:
+        self.builder._block, self.builder._before = self.saved
+        return False
+
+
+class _Recording:
+    __slots__ = ("builder", "record")
+
+    def __init__(self, builder: Builder):
+        self.builder, self.record = builder, []
+
+    def __enter__(self) -> list:
+        self.builder._records.append(self.record)
+        return self.record
+
+    def __exit__(self, *exc) -> bool:
+        records, record = self.builder._records, self.record
+        if records and records[-1] is record:
+            records.pop()
+        else:  # by identity: two records holding the same nodes compare equal
+            records[:] = [r for r in records if r is not record]
+        return False

@@ -356,6 +356,10 @@ def as_value(x, builder: Builder, like_dtype: str | None = None) -> Value:
         if isinstance(x, float) and not _dt.is_float(dtype):
             dtype = "float32"
         array = np.array(x, dtype=_dt.to_numpy_dtype(dtype))
+    elif isinstance(x, (str, bytes)):  # text: a 0-d string constant (ops/strings.py)
+        array = _dt.as_string_array(np.array(x, dtype=object))
+    elif isinstance(x, (np.ndarray, np.generic, list, tuple)) and np.asarray(x).dtype.kind in "OUS":
+        array = _dt.as_string_array(x)
     elif isinstance(x, (np.ndarray, np.generic, list, tuple)):
         array = np.asarray(x)
         src = _dt.from_numpy_dtype(array.dtype) if array.dtype != np.float64 or like_dtype else "float32"

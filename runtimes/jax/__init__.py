@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from graphforge.errors import GraphforgeError, UnsupportedOpError
+from graphforge.errors import BackendError, GraphforgeError, UnsupportedOpError
 from graphforge.ir.dims import has_symbolic_attr, resolve_attr_dims, resolve_shape
 from graphforge.ir.graph import Graph
 from graphforge.ops.registry import lookup_op
@@ -37,6 +37,7 @@ from . import math_ops  # noqa: F401
 from . import quantize  # noqa: F401,E402  (quantized ops)
 from . import contraction  # noqa: F401  (einsum)
 from . import selection  # noqa: F401  (topk)
+from . import data_dependent  # noqa: F401  (nonzero, compress, unique, non_max_suppression)
 from .lower import LOWERINGS, LowerCtx, apply_lowering, has_lowering, lowers
 
 __all__ = ["run", "lower", "compile_graph", "compiled_count", "x64", "LOWERINGS", "lowers", "has_lowering",
@@ -95,6 +96,7 @@ def lower(graph: Graph, env: Mapping[str, int], *, precision: str = "highest", o
     meant to run op by op outside jax.jit (what ``run`` does for such graphs)."""
     prec = _PRECISION[precision]
     graph, outputs = decomposed(graph, outputs)
+    refuse_strings(graph)  # XLA has no string type (runtimes/jax/strings.py)
     missing = sorted({n.op for n in graph.walk() if not has_lowering(n.op) and n.op != "yield"})
     if missing:
         raise UnsupportedOpError(f"no JAX lowering for op(s) {', '.join(missing)}")
@@ -222,7 +224,17 @@ def run(graph: Graph, arrays, env: Mapping[str, int], params: Mapping[str, np.nd
         else:
             fn = compile_graph(graph, arrays, env, precision=precision)
         used = {n: params[n] for n in graph.param_values}
-        outs = fn(used, tuple(jnp.asarray(a) for a in arrays))
+        try:
+            # wait here, so that a failed execution raises before its buffers reach NumPy (converting a
+            # failed buffer aborts the process inside XLA)
+            outs = jax.block_until_ready(fn(used, tuple(jnp.asarray(a) for a in arrays)))
+        except Exception as exc:  # noqa: BLE001 - only XLA's out-of-memory status is translated
+            if "RESOURCE_EXHAUSTED" not in str(exc):
+                raise
+            raise BackendError(f"XLA ran out of memory running graph {graph.name!r}: {str(exc).strip()[:300]}",
+                               hint="a model from an untrusted file can ask for any size; run it with smaller "
+                                    "inputs or on a machine with more memory") from None
         return [np.asarray(o) for o in outs]
 from . import barrier as _barrier  # noqa: E402,F401  (optimization_barrier)
 from . import linalg_det  # noqa: F401,E402  (det)
+from .strings import refuse_strings  # noqa: E402  (string tensors: refused, typed)

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from .conv_impl import conv_general
 from .lower import lowers, softmax_shift, upcast
 from .shape_ops import wrap_index
 
@@ -31,9 +32,8 @@ def _pairs(pads):
 def _conv2d(ctx, args, attrs):
     # dimension_numbers=None: (N, C, *spatial) x (O, I, *kernel), any spatial rank
     x, w = args[0], args[1]
-    y = lax.conv_general_dilated(x, w, tuple(attrs["strides"]), _pairs(attrs["pads"]),
-                                 rhs_dilation=tuple(attrs["dilations"]), feature_group_count=attrs["groups"],
-                                 precision=ctx.precision)
+    # XLA's convolution or im2col + matmul, by shape (conv_impl.py says why)
+    y = conv_general(x, w, attrs["strides"], _pairs(attrs["pads"]), attrs["dilations"], attrs["groups"], ctx.precision)
     return [_add_bias(y, args).astype(ctx.dtype)]
 
 
@@ -53,8 +53,11 @@ def _conv_transpose2d(ctx, args, attrs):
     for i, (lo, hi) in enumerate(_pairs(attrs["pads"])):
         full = dil[i] * (kernel[i] - 1)
         padding.append((full - lo, full - hi + out_pad[i]))
-    y = lax.conv_general_dilated(x, wt, (1,) * nsp, padding, lhs_dilation=tuple(attrs["strides"]),
-                                 rhs_dilation=tuple(dil), feature_group_count=g, precision=ctx.precision)
+    if all(s == 1 for s in attrs["strides"]):   # no input dilation: a plain conv (im2col by shape)
+        y = conv_general(x, wt, (1,) * nsp, padding, dil, g, ctx.precision)
+    else:
+        y = lax.conv_general_dilated(x, wt, (1,) * nsp, padding, lhs_dilation=tuple(attrs["strides"]),
+                                     rhs_dilation=tuple(dil), feature_group_count=g, precision=ctx.precision)
     return [_add_bias(y, args).astype(ctx.dtype)]
 
 

@@ -26,6 +26,7 @@ from onnx import TensorProto, helper
 from graphforge.ir.types import TensorType
 
 from .lower import DTYPE_GENERIC, lowers, onnx_dtype
+from . import recurrent
 
 __all__ = ["lower_region_inline", "region_subgraph", "reads", "subgraphs"]
 
@@ -143,6 +144,10 @@ def _cond(ctx, args, attrs):
 
 @lowers("scan")
 def _scan(ctx, args, attrs):
+    if attrs.get("recurrence"):  # an nn.LSTM/GRU/RNN layer: its native ONNX op where that applies
+        native = recurrent.lower_native(ctx, args, attrs)
+        if native is not None:
+            return native
     node = ctx.node
     nc, nk = int(attrs.get("num_consts", 0)), int(attrs.get("num_carry", 0))
     reverse = bool(attrs.get("reverse", False))

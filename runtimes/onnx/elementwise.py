@@ -129,6 +129,7 @@ _SIMPLE_BINARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "maximum": "Max", "m
 def _binary(ctx, args, attrs):
     op = _SIMPLE_BINARY[ctx.node.op]
     dtype = ctx.in_types[0].dtype
+    _string_equal_opset(ctx, dtype)
     if op in ("Max", "Min") and dtype in ("uint16", "int16", "int8"):
         # onnxruntime has no Max/Min kernel for these: exactly in int32, then back
         wide = [ctx.cast(a, "int32") for a in args]
@@ -136,8 +137,14 @@ def _binary(ctx, args, attrs):
     return [ctx.op(op, args)]
 
 
+def _string_equal_opset(ctx, dtype):
+    if dtype == "string" and ctx.opset < 19:  # Equal takes string tensors from opset 19
+        raise NotExpressible(f"Equal on string tensors needs opset >= 19 (exporting at {ctx.opset})")
+
+
 @lowers("not_equal")
 def _not_equal(ctx, args, attrs):
+    _string_equal_opset(ctx, ctx.in_types[0].dtype)
     return [ctx.op("Not", [ctx.op("Equal", args)])]
 
 

@@ -50,6 +50,7 @@ from . import contrib  # noqa: E402  (onnxruntime's com.microsoft kernels, on re
 from . import barrier as _barrier  # noqa: E402,F401  (optimization_barrier)
 from . import contraction  # noqa: F401  (einsum)
 from . import selection  # noqa: F401  (topk)
+from . import data_dependent  # noqa: F401  (nonzero, compress, unique, non_max_suppression)
 from .lower import DTYPE_GENERIC, HALF, LOWERINGS, Emitter, NotExpressible, onnx_dtype, tensor_proto
 
 __all__ = ["to_onnx", "save_onnx", "MIN_OPSET", "max_opset", "default_opset", "check_opset", "missing_lowerings"]
@@ -121,14 +122,27 @@ class _Driver:
         self.ctx = ctx
         self.unsupported: list[tuple] = []
         self.refused = {id(node): why for node, why in refused}  # decompositions that did not apply
+        self.envs: list[dict] = []  # value id -> ONNX name, one per block being lowered (innermost last)
         ctx.driver = self  # control-flow lowerings lower their regions' nodes through it
 
     def lower_nodes(self, nodes, env: dict) -> None:
-        for node in nodes:
-            args = [env[id(v)] for v in node.inputs]
-            outs = self.lower_node(node, args)
-            for v, name in zip(node.outputs, outs):
-                env[id(v)] = name
+        self.envs.append(env)
+        try:
+            for node in nodes:
+                args = [env[id(v)] for v in node.inputs]
+                outs = self.lower_node(node, args)
+                for v, name in zip(node.outputs, outs):
+                    env[id(v)] = name
+        finally:
+            self.envs.pop()
+
+    def name_of(self, value) -> str | None:
+        """The ONNX name already given to ``value`` in the blocks being lowered (None if none yet):
+        lets a lowering read past its operands, e.g. the input of the projection feeding a scan."""
+        for env in reversed(self.envs):
+            if id(value) in env:
+                return env[id(value)]
+        return None
 
     def lower_node(self, node, args) -> list[str]:
         ctx = self.ctx
@@ -228,9 +242,10 @@ def build_model(graph: Graph, opset: int, *, name: str | None = None, params_as_
     results = [env[id(value)] for value in graph.outputs]
     nodes, consts = _live(ctx.nodes, ctx.initializers, results)
     # a parameter whose only readers took its pre-transposed copy is not stored twice
-    if ctx.transposed_params:
+    if ctx.transposed_params or ctx.relaid_params:
         read = {name for n in nodes for name in control_flow.reads(n)}  # a loop body may read the original
-        initializers = [t for t in initializers if t.name not in ctx.transposed_params or t.name in read]
+        replaced = set(ctx.transposed_params) | ctx.relaid_params
+        initializers = [t for t in initializers if t.name not in replaced or t.name in read]
     outputs, renamed = [], {}
     for i, (value, src, oname) in enumerate(zip(graph.outputs, results, graph.output_names)):
         out = ctx.reserve(oname or f"output{i}")
@@ -411,5 +426,6 @@ def save_onnx(graph: Graph, path, opset: int | None = None, *, external_data_thr
         shutil.rmtree(tmp, ignore_errors=True)
     return path
 from . import linalg_det  # noqa: F401,E402  (det)
+from . import strings  # noqa: F401,E402  (StringNormalizer, StringConcat, StringSplit, RegexFullMatch)
 from . import vision  # noqa: F401,E402  (grid_sample, affine_grid, ...)
 from . import rotary  # noqa: F401,E402  (rotary_embedding)

@@ -28,6 +28,10 @@ COMPOSITE_OPS: dict[str, tuple[list[list[int]], dict]] = {
     "LayerNormalization": ([[2, 3, 4], [4], [4]], {"axis": -1}),
     "Gelu": ([[2, 3]], {}),
     "Attention": ([[1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4]], {}),
+    # nn.LSTM/GRU/RNN scans (recurrent.py); X (seq, batch, in), W, R: gates·hidden rows
+    "LSTM": ([[2, 1, 3], [1, 8, 3], [1, 8, 2]], {"hidden_size": 2}),
+    "GRU": ([[2, 1, 3], [1, 6, 3], [1, 6, 2]], {"hidden_size": 2}),
+    "RNN": ([[2, 1, 3], [1, 2, 3], [1, 2, 2]], {"hidden_size": 2}),
 }
 
 

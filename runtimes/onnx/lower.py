@@ -60,6 +60,7 @@ ONNX_DTYPES = {
     "float8e4m3fnuz": TensorProto.FLOAT8E4M3FNUZ, "float8e5m2": TensorProto.FLOAT8E5M2,
     "float8e5m2fnuz": TensorProto.FLOAT8E5M2FNUZ, "int2": TensorProto.INT2, "uint2": TensorProto.UINT2,
     "float4e2m1": TensorProto.FLOAT4E2M1, "float8e8m0": TensorProto.FLOAT8E8M0,
+    "string": TensorProto.STRING,
 }
 
 
@@ -81,6 +82,9 @@ def tensor_proto(array: np.ndarray, name: str, dtype: str | None = None) -> onnx
     array = np.array(array, dtype=_dt.to_numpy_dtype(dtype), order="C")  # (ascontiguousarray makes 0-d 1-d)
     if dtype in _dt.PACKED_BITS:  # several values per byte (4- and 2-bit types): onnx's own packing
         return onnx.numpy_helper.from_array(array, name)
+    if dtype == _dt.STRING:  # string_data holds UTF-8 bytes, one entry per element
+        return onnx.helper.make_tensor(name, TensorProto.STRING, array.shape,
+                                       [str(v).encode("utf-8") for v in array.reshape(-1)])
     t = onnx.TensorProto()
     t.name = name
     t.data_type = onnx_dtype(dtype)
@@ -118,6 +122,7 @@ class Emitter:
     def __init__(self, opset: int, reserved: Sequence[str] = (), native_ops=None):
         self.opset = opset
         self._native = native_policy(native_ops)
+        self.native_ops = native_ops  # None: the default rule (per-case choices may apply, recurrent.py)
         self._producers: dict[str, onnx.NodeProto] = {}
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
@@ -137,6 +142,7 @@ class Emitter:
         # re-laid-out copy instead of transposing a weight on every inference
         self.stored_params: dict[str, tuple[np.ndarray, str]] = {}
         self.transposed_params: dict[str, str] = {}  # param name -> its pre-transposed initializer
+        self.relaid_params: set[str] = set()  # params a lowering stored re-laid-out (recurrent.py)
 
     def native(self, op_type: str) -> bool:
         """Emit the composite ``op_type`` as one native node at this opset (else decompose it)?"""
@@ -225,7 +231,8 @@ class Emitter:
         array = array.astype(_dt.to_numpy_dtype(dtype), copy=False)
         key = None
         if array.size <= 256:
-            key = (dtype, array.shape, array.tobytes())
+            # (an object array's bytes are pointers: string constants are keyed by their text)
+            key = (dtype, array.shape, tuple(map(str, array.flat)) if dtype == _dt.STRING else array.tobytes())
             if key in self._consts:
                 return self._consts[key]
         name = self.fresh("const")

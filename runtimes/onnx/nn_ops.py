@@ -22,7 +22,8 @@ from graphforge import dtypes as _dt
 from graphforge.ir.dims import dim_product
 
 from .lower import HALF, lowers, reduce
-from .nn_windows import avg_divisor, conv_by_slices, dilate, pad_or_crop, pad_pairs, pool_pads, windows
+from .nn_windows import (avg_divisor, conv_by_slices, dilate, pad_or_crop, pad_pairs, pool_pads, window_counts,
+                         windows)
 
 __all__: list[str] = []
 
@@ -98,8 +99,13 @@ def _max_pool(ctx, args, attrs):
     xp = pad_or_crop(ctx, args[0], pads, low, xt.dtype)
     if xt.dtype in ("float32", "float64"):
         # the padding (incl. ceil_mode rows) is explicit, so MaxPool sees no pads and floor mode
-        return [ctx.op("MaxPool", [xp], kernel_shape=list(attrs["kernel"]), strides=list(attrs["strides"]),
-                       dilations=_dils(attrs))]
+        y = ctx.op("MaxPool", [xp], kernel_shape=list(attrs["kernel"]), strides=list(attrs["strides"]),
+                   dilations=_dils(attrs))
+        if attrs["ceil_mode"] and not all(isinstance(d, int) for d in out):
+            # symbolic ceil_mode: the bound s-1 extra rows may give one window too many; cut to ``out``
+            nsp = len(out)
+            y = ctx.op("Slice", [y, ctx.ints([0] * nsp), ctx.shape(out), ctx.ints(list(range(2, 2 + nsp)))])
+        return [y]
     stack = windows(ctx, xp, attrs["kernel"], attrs["strides"], _dils(attrs), out)
     return [reduce(ctx, "ReduceMax", stack, [2], False)]
 
@@ -140,6 +146,13 @@ def _avg_pool(ctx, args, attrs):
     out = ctx.out_types[0].shape[2:]
     pads = pool_pads(xt.shape[2:], out, attrs)
     xp = pad_or_crop(ctx, args[0], pads, 0.0, xt.dtype)
+    if not all(isinstance(d, int) for d in xt.shape[2:]):
+        # symbolic spatial sizes: window sums over the stack of strided slices, divided by the window
+        # counts computed in the model (a static divisor map would need the sizes)
+        total = reduce(ctx, "ReduceSum", windows(ctx, xp, attrs["kernel"], attrs["strides"], _dils(attrs), out),
+                       [2], False)
+        div = window_counts(ctx, args[0], xt.shape, attrs, out, pads)
+        return [ctx.op("Div", [total, div if xt.dtype == "float32" else ctx.cast(div, xt.dtype)])]
     div = avg_divisor(xt.shape[2:], attrs)
     k = int(np.prod(attrs["kernel"]))
     if xt.dtype == "float32" and all(d == 1 for d in _dils(attrs)):

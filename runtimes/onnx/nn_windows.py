@@ -11,9 +11,13 @@ import itertools
 
 import numpy as np
 
+from onnx import numpy_helper
+
+from graphforge.ir.dims import dim_add, dim_mul
+
 from .lower import Emitter
 
-__all__ = ["pool_pads", "windows", "conv_by_slices", "pad_or_crop", "dilate", "avg_divisor", "pad_pairs"]
+__all__ = ["pool_pads", "windows", "window_counts", "conv_by_slices", "pad_or_crop", "dilate", "avg_divisor", "pad_pairs"]
 
 _INT64_MAX = 2 ** 63 - 1
 _LETTERS = "pqr"
@@ -35,7 +39,10 @@ def pool_pads(in_sizes, out_sizes, attrs) -> list[tuple[int, int]]:
     out = []
     for i, (lo, hi) in enumerate(pad_pairs(attrs["pads"])):
         if not (isinstance(out_sizes[i], int) and isinstance(in_sizes[i], int)):
-            out.append((lo, hi))  # symbolic sizes are floor mode only: no extra rows (ops/_nn_pool.py)
+            # symbolic sizes: ceil_mode needs at most s-1 extra rows (every end pad is below the span);
+            # padding that bound always leaves room for the output's windows, which the lowering cuts to
+            # the output's length (windows() reads exactly ``out`` windows)
+            out.append((lo, hi + (s[i] - 1 if attrs.get("ceil_mode") else 0)))
             continue
         need = (out_sizes[i] - 1) * s[i] + d[i] * (k[i] - 1) + 1
         extra = max(0, need - (in_sizes[i] + lo + hi))
@@ -68,8 +75,9 @@ def windows(ctx: Emitter, xp: str, kernel, strides, dilations, out) -> str:
     parts = []
     for offs in itertools.product(*(range(k) for k in kernel)):
         starts = [o * d for o, d in zip(offs, dilations)]
-        ends = [starts[i] + (out[i] - 1) * strides[i] + 1 for i in range(n)]
-        s = ctx.op("Slice", [xp, ctx.ints(starts), ctx.ints(ends), axes, ctx.ints(list(strides))])
+        # symbolic output lengths: the slice ends are computed in the model from the bound dims
+        ends = [dim_add(dim_mul(dim_add(out[i], -1), strides[i]), starts[i] + 1) for i in range(n)]
+        s = ctx.op("Slice", [xp, ctx.ints(starts), ctx.shape(ends), axes, ctx.ints(list(strides))])
         parts.append(ctx.op("Unsqueeze", [s, ctx.ints([2])]))
     return parts[0] if len(parts) == 1 else ctx.op("Concat", parts, axis=2)
 
@@ -104,6 +112,22 @@ def dilate(ctx: Emitter, x: str, x_shape, strides) -> str:
     u = ctx.reshape(u, inter, [n, c] + [size * s for size, s in zip(sizes, strides)])
     return ctx.op("Slice", [u, ctx.ints([0] * nsp), ctx.ints([(size - 1) * s + 1 for size, s in zip(sizes, strides)]),
                             ctx.ints(list(range(2, 2 + nsp)))])
+
+
+def window_counts(ctx: Emitter, x: str, x_shape, attrs, out, pads) -> str:
+    """The avg-pool divisor (1, 1, *out) computed in the model, for symbolic spatial sizes: the window
+    sums of a ones image padded like the input — with ones where ``count_include_pad`` counts the
+    padding, zeros in ceil_mode's extra rows (``pads`` = pool_pads, which include them)."""
+    nsp = len(out)
+    spatial = list(x_shape[2:])
+    ones = ctx.op("ConstantOfShape", [ctx.shape([1, 1] + spatial)],
+                  value=numpy_helper.from_array(np.ones(1, np.float32)))
+    real = pad_pairs(attrs["pads"])
+    fill = 1.0 if attrs.get("count_include_pad", True) else 0.0
+    mask = pad_or_crop(ctx, ones, real, fill, "float32")
+    mask = pad_or_crop(ctx, mask, [(0, pads[i][1] - real[i][1]) for i in range(nsp)], 0.0, "float32")
+    stack = windows(ctx, mask, attrs["kernel"], attrs["strides"], _dils(attrs), out)
+    return ctx.op("ReduceSum", [stack, ctx.ints([2])], keepdims=0)
 
 
 def avg_divisor(in_sizes, attrs) -> np.ndarray:

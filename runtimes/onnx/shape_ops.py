@@ -82,6 +82,10 @@ def _pad(ctx, args, attrs):
 @lowers("gather")
 def _gather(ctx, args, attrs):
     rank = ctx.in_types[0].rank
+    if ctx.in_types[0].dtype == "string" and attrs["axis"] % rank != rank - 1:
+        from .strings import string_gather  # onnxruntime's string Gather copies one element per row
+
+        return [string_gather(ctx, args, attrs["axis"] % rank)]
     return [ctx.op("Gather", args, axis=attrs["axis"] % rank)]  # negative indices wrap, like np.take
 
 

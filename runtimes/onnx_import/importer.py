@@ -17,7 +17,8 @@ import onnx
 from onnx import numpy_helper
 
 from graphforge.dtypes import from_numpy_dtype
-from graphforge.errors import GraphforgeError, LoadError, UnsupportedOpError
+from graphforge.errors import GraphforgeError, LoadError, ShapeError, UnsupportedOpError
+from graphforge.ir.dims import check_dim, dim_symbols, is_dim_text, is_polynomial
 from graphforge.ir.graph import Graph, Value
 from graphforge.ir.types import TensorType
 from graphforge.trace.builder import Builder
@@ -81,10 +82,14 @@ def _load_tables():
     from . import control_flow  # noqa: F401  (If, Loop, Scan)
     from . import math_ops  # noqa: F401
     from . import quantize  # noqa: F401  (quantized ops)
-    from . import contraction, selection  # noqa: F401  (Einsum; TopK, NonZero, Unique, Compress)
+    from . import contraction, selection  # noqa: F401  (Einsum; TopK, MaxUnpool)
+    from . import data_dependent  # noqa: F401  (NonZero, Compress, Unique, NonMaxSuppression)
     from . import sequences  # noqa: F401  (Sequence*, Optional*; wraps Identity, so after elementwise)
     from . import linalg_det  # noqa: F401  (Det)
     from . import signal_misc  # noqa: F401  (Hann/Hamming/BlackmanWindow, GlobalLpPool, ReverseSequence)
+    from . import strings  # noqa: F401  (StringNormalizer, StringConcat, StringSplit, RegexFullMatch)
+    from . import training_gradient  # noqa: F401  (ai.onnx.preview.training Gradient)
+    from . import ml_label_encoder  # noqa: F401  (ai.onnx.ml LabelEncoder)
     from . import vision  # noqa: F401  (GridSample, AffineGrid, RoiAlign, MaxRoiPool, DeformConv, Col2Im)
 
 
@@ -143,6 +148,7 @@ class ImportContext:
         self._sym = 0
         self.node_name = ""
         self.fold = True  # fold nodes whose inputs are all known at import time (from_onnx(fold=))
+        self.input_symbols: set[str] = set()  # plain-identifier dim_params of the graph inputs
 
     # ---- the import budget (see budget.py) -------------------------------------------------------
     def afford(self, shape, itemsize: int) -> bool:
@@ -235,6 +241,30 @@ def sanitize(name: str) -> str:
     return out
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
+
+
+def _input_symbols(g: onnx.GraphProto) -> set[str]:
+    return {d.dim_param for vi in g.input for d in vi.type.tensor_type.shape.dim
+            if d.HasField("dim_param") and _IDENTIFIER.fullmatch(d.dim_param)}
+
+
+def _expression_dim(text: str, symbols: set[str]):
+    """graphforge's exporter writes symbolic dim expressions as dim_params (``batch+1``, ``2*seq``). One
+    that reads as a polynomial over symbols the graph's inputs also name is that expression again (so
+    ``import(export(g))`` keeps ``f32[batch+1]`` tied to ``batch``); anything else (``batch-size`` as a
+    name, ``floor(s0/2)``) stays one opaque symbol, as before."""
+    if text in symbols or not is_dim_text(text):
+        return None
+    try:
+        dim = check_dim(text)
+    except ShapeError:
+        return None
+    if isinstance(dim, str) and is_polynomial(dim) and dim_symbols(dim) <= symbols:
+        return dim
+    return None
+
+
 def _value_type(ctx: ImportContext, vi: onnx.ValueInfoProto) -> TensorType:
     if not vi.type.HasField("tensor_type"):
         raise UnsupportedOpError(f"graph input {vi.name!r} is not a tensor (sequences/maps/optionals "
@@ -245,6 +275,10 @@ def _value_type(ctx: ImportContext, vi: onnx.ValueInfoProto) -> TensorType:
         if d.HasField("dim_value"):
             dims.append(int(d.dim_value))
         elif d.HasField("dim_param") and d.dim_param:
+            expr = _expression_dim(d.dim_param, ctx.input_symbols)
+            if expr is not None:
+                dims.append(expr)
+                continue
             s = re.sub(r"\W", "_", d.dim_param)
             dims.append(s if s and not s[0].isdigit() else "d_" + s)
         else:
@@ -384,8 +418,8 @@ def from_onnx_structured(model_or_path, *, check: bool = True, fold: bool = True
     missing: Counter = Counter()
     first_name: dict[str, str] = {}
     for node in all_nodes(g):
-        if node.domain not in ("", "ai.onnx") or node.op_type not in IMPORTERS:
-            key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
+        key = importer_key(node)
+        if key not in IMPORTERS:
             missing[key] += 1
             first_name.setdefault(key, node.name)
     if missing:
@@ -397,6 +431,7 @@ def from_onnx_structured(model_or_path, *, check: bool = True, fold: bool = True
     graph = Graph(sanitize(name or g.name or "onnx_model"))
     ctx = ImportContext(graph, opset, budget)
     ctx.fold = fold
+    ctx.input_symbols = _input_symbols(g)
     inits = {t.name: t for t in g.initializer}
     for vi in g.input:
         if vi.name in inits:
@@ -464,7 +499,7 @@ def import_nodes(ctx: ImportContext, nodes) -> None:
             if folded is not None:
                 outs: list[Any] = folded
             else:
-                outs = IMPORTERS[node.op_type](ctx, node)
+                outs = IMPORTERS[importer_key(node)](ctx, node)
         except GraphforgeError as exc:
             if isinstance(exc, UnsupportedOpError):
                 raise
@@ -487,6 +522,12 @@ def import_nodes(ctx: ImportContext, nodes) -> None:
                 ctx.values[oname] = out
             else:
                 ctx.consts[oname] = np.asarray(out)
+
+
+def importer_key(node) -> str:
+    """The IMPORTERS key of ``node``: its op type in the default domain, ``"domain::OpType"`` elsewhere
+    (``ai.onnx.preview.training::Gradient``)."""
+    return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
 
 
 def all_nodes(g: onnx.GraphProto):

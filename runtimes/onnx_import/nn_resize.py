@@ -13,9 +13,10 @@ import numpy as np
 from onnx import helper, numpy_helper, TensorProto
 
 from graphforge.dtypes import is_float
-from graphforge.ir.dims import dim_product
+from graphforge.ir.dims import dim_divide, dim_product
 
 from .importer import attrs_of, ImportContext, importer, unsupported
+from .shape_values import as_dims
 
 __all__: list[str] = []
 
@@ -138,7 +139,7 @@ def _resize(ctx: ImportContext, node):
         a = {**a, "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
     if not all(isinstance(v, int) for v in shape):
         if ctx.opset >= 11 and ctx.has(node, 3):
-            unsupported(node, "symbolic input dims with 'sizes' (only integer 'scales' can be applied symbolically)")
+            return [_symbolic_repeat(ctx, node, x, a, _sizes_as_scales(ctx, node, shape, a))]
         probe = [d if isinstance(d, int) else 4 for d in shape]  # a stand-in size to read the plan with
         plan = _resize_plan(ctx, node, probe)
         if a.get("keep_aspect_ratio_policy", "stretch") != "stretch" or any(r is not None for *_, r in plan):
@@ -150,6 +151,33 @@ def _resize(ctx: ImportContext, node):
 _PROBE_SIZES = (1, 2, 3, 5, 8)
 
 
+def _sizes_as_scales(ctx: ImportContext, node, shape, attrs):
+    """The plan of a Resize of symbolic input dims to ``sizes`` (``F.interpolate(x, size=...)`` with a
+    size computed from ``Shape`` at run time): ONNX resizes by ``sizes / input dims``, so a size that is
+    the input dim times an int ``k`` is the integer-scale resize ``k`` (then applied as a repeat); other
+    symbolic sizes are refused, naming the axis."""
+    sizes = as_dims(ctx.need_const(node, 3, "sizes", dims=True))
+    rank = len(shape)
+    axes = [int(d) % rank for d in attrs.get("axes", range(rank))]
+    if len(sizes) != len(axes):
+        unsupported(node, f"sizes {sizes} do not match the resized axes {axes}")
+    if attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch" or \
+            attrs.get("coordinate_transformation_mode") == "tf_crop_and_resize":
+        unsupported(node, "symbolic input dims with an aspect-ratio policy or a crop")
+    plan = []
+    for d, m in zip(axes, sizes):
+        n = shape[d]
+        if isinstance(n, int) and isinstance(m, int):
+            plan.append((d, None, m, None))
+            continue
+        k = dim_divide(m, n)
+        if not isinstance(k, int) or k < 1:
+            unsupported(node, f"axis {d} of size {n} resized to {m}: with symbolic dims only a size that is an "
+                              "integer multiple of the input dim applies (a repeat)")
+        plan.append((d, float(k), m, None))
+    return plan
+
+
 def _symbolic_repeat(ctx: ImportContext, node, x, attrs, plan):
     """A Resize of symbolic dims by integer scales whose result repeats every element ``s`` times along
     each axis (``nn.Upsample(scale_factor=2)``: nearest with asymmetric/floor or half-pixel rounding):
@@ -159,11 +187,12 @@ def _symbolic_repeat(ctx: ImportContext, node, x, attrs, plan):
     rank = len(shape)
     e = ctx.emit
     y = x
-    for d, s, _, _ in sorted(plan, reverse=True):  # from the last axis: earlier axis numbers stay valid
+    for d, s, m, _ in sorted(plan, key=lambda p: p[0], reverse=True):  # from the last axis: earlier axis numbers stay valid
         if s == 1.0 and isinstance(shape[d], str):
             continue
         if isinstance(shape[d], int):
-            y = _apply(ctx, node, y, attrs, [(d, s, int(np.floor(s * shape[d])), None)])
+            size = int(np.floor(s * shape[d])) if s is not None else m
+            y = _apply(ctx, node, y, attrs, [(d, s, size, None)])
             continue
         k = int(s)
         if k != s or k < 1 or not all(_repeats(attrs, n, k) for n in _PROBE_SIZES):

@@ -105,6 +105,22 @@ def _cell(op: str, acts, clip, lbr: bool, input_forget: bool):
     return step
 
 
+def _native_tag(op: str, acts, clip, lbr: bool, input_forget: bool, peep, alphas, betas) -> str:
+    """The scan's ``recurrence`` tag when this direction is ONNX's op with nothing but its defaults
+    that matter (activations, no clip, no peepholes, no coupled gates; GRU with
+    ``linear_before_reset``), in ONNX's gate order; "" otherwise."""
+    if clip is not None or input_forget or peep is not None or alphas or betas:
+        return ""
+    acts = [a.lower() for a in acts]
+    if op == "LSTM" and acts == ["sigmoid", "tanh", "tanh"]:
+        return "lstm_onnx"
+    if op == "GRU" and lbr and acts == ["sigmoid", "tanh"]:
+        return "gru_onnx"
+    if op == "RNN" and acts in (["tanh"], ["relu"]):
+        return f"rnn_{acts[0]}"
+    return ""
+
+
 @importer("LSTM", "GRU", "RNN")
 def _recurrent(ctx, node):
     from graphforge.ops.control_flow import scan
@@ -182,6 +198,9 @@ def _recurrent(ctx, node):
                 return new, (hh if mask is None else ops.where(xs[1], hh, 0.0))
 
             final, y = scan(body, state, (xw,) if mask is None else (xw, mask), reverse=reverse)
+            tag = _native_tag(op, names[d * per_dir:(d + 1) * per_dir], clip, lbr, input_forget, pd, alphas, betas)
+            if tag:  # the body is ONNX's plain op: it may export natively again (runtimes/onnx/recurrent.py)
+                y.value.producer.attrs["recurrence"] = tag
             ys.append(y)
             hs.append(final[0] if op == "LSTM" else final)
             if op == "LSTM":

@@ -19,35 +19,6 @@ def _topk(ctx, node):
     return [values, indices]
 
 
-# ---- data-dependent lengths: each result length is a fresh symbol (ops/data_dependent.py) ----------
-
-@importer("NonZero")
-def _nonzero(ctx, node):
-    from graphforge.ops.data_dependent import fresh_length
-
-    return [ctx.emit("nonzero", [ctx.input(node, 0)], length=fresh_length("nnz"))]
-
-
-@importer("Compress")
-def _compress(ctx, node):
-    from graphforge.ops.data_dependent import fresh_length
-
-    a = attrs_of(node)
-    axis = int(a["axis"]) if "axis" in a else None
-    return [ctx.emit("compress", [ctx.input(node, 0), ctx.input(node, 1)], length=fresh_length("kept"), axis=axis)]
-
-
-@importer("Unique")
-def _unique(ctx, node):
-    from graphforge.ops.data_dependent import fresh_length
-
-    a = attrs_of(node)
-    axis = int(a["axis"]) if "axis" in a else None
-    outs = ctx.emit_n("unique", [ctx.input(node, 0)], length=fresh_length("uniq"), axis=axis,
-                      sorted=bool(int(a.get("sorted", 1))))
-    return outs[:len(node.output)]
-
-
 @importer("MaxUnpool")
 def _max_unpool(ctx, node):
     """MaxUnpool(X, I[, output_shape]): X's values scattered into zeros of the output shape at the flat
@@ -75,18 +46,3 @@ def _max_unpool(ctx, node):
         if any(grow):
             y = ctx.emit("pad", [y], pads=[0, 0, 0, 0] + [p for g in grow for p in (0, g)], value=0.0)
     return [y]
-
-
-@importer("NonMaxSuppression")
-def _nms(ctx, node):
-    from graphforge.ops.data_dependent import fresh_length
-
-    a = attrs_of(node)
-    boxes, scores = ctx.input(node, 0), ctx.input(node, 1)
-    dt = boxes.type.dtype
-    max_out = ctx.input(node, 2) if ctx.has(node, 2) else ctx.scalar(0, "int64")  # ONNX's default: no boxes
-    iou = ctx.input(node, 3) if ctx.has(node, 3) else ctx.scalar(0.0, dt)
-    use = ctx.has(node, 4)
-    thr = ctx.input(node, 4) if use else ctx.scalar(0.0, dt)
-    return [ctx.emit("non_max_suppression", [boxes, scores, max_out, iou, thr], length=fresh_length("sel"),
-                     center_point_box=bool(int(a.get("center_point_box", 0))), use_score_threshold=use)]

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphforge.dtypes import is_float
+from graphforge.dtypes import is_float, to_numpy_dtype
 from graphforge.errors import LoadError
+from graphforge.ir.dims import dim_mul
 
 from .importer import attrs_of, importer, Known, unsupported
 from .shape_values import as_dims, dims_array
@@ -125,8 +126,8 @@ def _split(ctx, node):
     dim = x.type.shape[axis]
     if "split" in a:
         sizes = [int(s) for s in a["split"]]
-    elif ctx.has(node, 1):
-        sizes = [int(s) for s in ctx.need_const(node, 1, "split")]
+    elif ctx.has(node, 1):  # sizes computed from Shape at run time stay dim expressions (split takes them)
+        sizes = as_dims(ctx.need_const(node, 1, "split", dims=True))
     else:
         if not isinstance(dim, int):
             unsupported(node, "split of a symbolic dim without explicit sizes")
@@ -187,9 +188,11 @@ _TILE_CONCAT_MAX = 64  # total extra copies a Tile may spell as concat inputs
 @importer("Tile")
 def _tile(ctx, node):
     x = ctx.input(node, 0)
-    reps = [int(i) for i in ctx.need_const(node, 1, "repeats")]
-    if any(r < 0 for r in reps) or len(reps) != len(x.type.shape):
+    reps = as_dims(ctx.need_const(node, 1, "repeats", dims=True))
+    if len(reps) != len(x.type.shape) or any(isinstance(r, int) and r < 0 for r in reps):
         raise LoadError(f"Tile node {node.name!r}: repeats {reps} must be {len(x.type.shape)} non-negative ints")
+    if not all(isinstance(r, int) for r in reps):
+        return [_tile_symbolic(ctx, x, reps)]
     if sum(r for r in reps if r != 1) > _TILE_CONCAT_MAX:
         # many copies: one broadcast (x viewed as (1, d0, 1, d1, …) → (r0, d0, r1, d1, …)) instead of a
         # concat with r inputs, so a hostile repeat count builds no giant node list
@@ -206,6 +209,45 @@ def _tile(ctx, node):
     return [x]
 
 
+def _pad_symbolic(ctx, node, x, full, mode, value):
+    """Constant padding by amounts computed from ``Shape`` at run time (``F.pad`` to a multiple of a
+    window, ``(w - W % w) % w``): per padded axis a concat of blocks of ``value`` broadcast to the
+    padded sizes around x — the output dim is the expression ``W + pad``. Negative (cropping) and
+    edge/reflect pads of symbolic size need their amounts at import time."""
+    if mode != "constant":
+        unsupported(node, f"mode {mode!r} with pads computed at run time (only constant padding)")
+    if any(isinstance(p, int) and p < 0 for p in full):
+        unsupported(node, f"negative pads {full} mixed with pads computed at run time")
+    fill = ctx.emit("constant", [], value=np.array(value, dtype=to_numpy_dtype(x.type.dtype)))
+    for ax in range(len(x.type.shape)):
+        lo, hi = full[2 * ax], full[2 * ax + 1]
+        if lo == 0 and hi == 0:
+            continue
+        parts = []
+        for amount, after in ((lo, False), (hi, True)):
+            if amount == 0:
+                continue
+            shape = list(x.type.shape)
+            shape[ax] = amount
+            block = ctx.emit("broadcast_to", [fill], shape=shape)
+            parts.append((after, block))
+        x = ctx.emit("concat", [b for a, b in parts if not a] + [x] + [b for a, b in parts if a], axis=ax)
+    return x
+
+
+def _tile_symbolic(ctx, x, reps):
+    """Tile by repeats computed from ``Shape`` at run time (``cls.repeat(batch, 1, 1)``): a size-1 axis
+    is broadcast to its repeat; otherwise x is viewed as (1, d0, 1, d1, …), broadcast to
+    (r0, d0, r1, d1, …) and folded back to (r0*d0, r1*d1, …) — one node each, any repeat."""
+    xs = list(x.type.shape)
+    if all(d == 1 or r == 1 for d, r in zip(xs, reps)):
+        return ctx.emit("broadcast_to", [x], shape=[r if d == 1 else d for d, r in zip(xs, reps)])
+    spread = [v for d in xs for v in (1, d)]
+    big = [v for r, d in zip(reps, xs) for v in (r, d)]
+    y = ctx.emit("broadcast_to", [ctx.emit("reshape", [x], shape=spread)], shape=big)
+    return ctx.emit("reshape", [y], shape=[dim_mul(r, d) for r, d in zip(reps, xs)])
+
+
 @importer("Pad")
 def _pad(ctx, node):
     a = attrs_of(node)
@@ -215,7 +257,7 @@ def _pad(ctx, node):
     if ctx.opset < 11:
         pads, value, axes = list(a["pads"]), float(a.get("value", 0.0)), None
     else:
-        pads = [int(i) for i in ctx.need_const(node, 1, "pads")]
+        pads = as_dims(ctx.need_const(node, 1, "pads", dims=True))
         value = float(ctx.need_const(node, 2, "constant_value").reshape(-1)[0]) if ctx.has(node, 2) else 0.0
         axes = [int(i) % rank for i in ctx.need_const(node, 3, "axes")] if ctx.has(node, 3) else None
     axes = axes if axes is not None else list(range(rank))
@@ -223,6 +265,8 @@ def _pad(ctx, node):
     full = [0] * (2 * rank)
     for k, ax in enumerate(axes):
         full[2 * ax], full[2 * ax + 1] = pads[k], pads[k + n]
+    if not all(isinstance(p, int) for p in full):
+        return [_pad_symbolic(ctx, node, x, full, mode, value)]
     if mode == "wrap":  # a gather per padded axis (runtimes/onnx_import/signal_misc.py)
         from .signal_misc import wrap_pad
         return [wrap_pad(ctx, node, x, full)]

@@ -65,7 +65,12 @@ def _floordiv(a, b):
     return a // b
 
 
-_BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.frompyfunc(_floordiv, 2, 1)}
+def _mod(a, b):
+    return a % b  # dims are non-negative: ONNX Mod's fmod=0 and fmod=1 agree on them
+
+
+_BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.frompyfunc(_floordiv, 2, 1),
+           "Mod": np.frompyfunc(_mod, 2, 1)}
 _INT_TYPES = {onnx.TensorProto.INT64, onnx.TensorProto.INT32}
 
 

@@ -38,3 +38,18 @@ def test_quantize_step_runs_tiny(tmp_path, capsys):
     targets = [t["target"] for t in data["targets"]]
     assert any(t.startswith("quantize gf-int8-static: float32 bytes") for t in targets)
     assert "Quantization (LeNet on digits" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_quantize_transformer_example_runs_tiny(tmp_path):
+    """``--model transformer``: the issue's second anchor (the Transformer example) through the same
+    contenders; tiny training, so only the files' existence and sizes are asserted."""
+    from benchmarks import bench_quantize
+
+    path = tmp_path / "q.json"
+    assert bench_quantize.main(["--tiny", "--model", "transformer", "--json", str(path)]) == 0
+    with open(path) as f:
+        rows = {r["name"]: r for r in json.load(f)["quantize"]}
+    assert set(rows) == {"float32", "gf-int8-static", "gf-int8-dynamic", "ort-static", "ort-dynamic"}
+    assert all(r["model"] == "transformer" for r in rows.values())
+    assert rows["gf-int8-static"]["size_ratio"] > 1.5 and rows["gf-int8-dynamic"]["size_ratio"] > 1.5

@@ -152,3 +152,41 @@ def test_scan_rnn_runs_tiny(tmp_path):
     (row,) = _load(path)["scan_rnn"]
     assert set(row["results"]) == {"graphforge", "jax"} and row["results"]["graphforge"]["median_s"] > 0
     assert row["first_loss"]["graphforge"] == pytest.approx(row["first_loss"]["jax"], rel=1e-5)
+
+
+def test_fit_overhead_targets_and_table_from_a_result():
+    from benchmarks import run
+
+    r = {"steps_per_epoch": 64, "epoch_ms": {"loop": 10.0, "fit": 10.4}, "epoch_cpu_ms": {"loop": 8.0, "fit": 8.6},
+         "ratio": {"fit": 1.04}, "cpu_ratio": {"fit": 1.075}}
+    rows = run.check_targets({"fit_overhead": r})
+    assert [(t["value"], t["met"]) for t in rows] == [(1.04, True), (1.075, False)]
+    table = run.format_table({"fit_overhead": r, "targets": rows})
+    assert "| fit | 10.4 | 1.040 | 8.6 | 1.075 |" in table
+
+
+@pytest.mark.slow
+def test_fit_overhead_step_reports_its_target(tmp_path, capsys):
+    from benchmarks import run
+
+    res = tmp_path / "results.json"
+    assert run.main(["--tiny", "--in-process", "--no-torch", "--only", "fit_overhead", "--json", str(res),
+                     "--chart", str(tmp_path / "c.png")]) == 0
+    data = _load(res)
+    assert data["errors"] == {} and data["fit_overhead"]["steps_per_epoch"] > 0
+    rows = [t for t in data["targets"] if t["target"].startswith("fit / plain train_step loop")]
+    assert [t["bound"] for t in rows] == ["<= 1.05", "<= 1.05"] and all(t["value"] > 0 for t in rows)
+    assert "fit vs a plain train_step loop" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_conv_candidates_run_tiny_and_compute_the_same_step(tmp_path):
+    from benchmarks import bench_conv_candidates
+
+    out = tmp_path / "conv.json"
+    assert bench_conv_candidates.main(["--tiny", "--no-torch", "--case", "lenet", "--variants", "xla,im2col,shift",
+                                       "--json", str(out)]) == 0
+    (row,) = _load(out)["conv_candidates"]
+    losses = list(row["first_loss"].values())
+    assert len(losses) == 3 and all(v == pytest.approx(losses[0], rel=1e-4) for v in losses)
+    assert set(row["ms"]) == {"gf-xla", "gf-im2col", "gf-shift", "jax"}

@@ -3,13 +3,14 @@
     python -m tests.fuzz.run --graphs 10000 [--seed 0] [--jax-every 20] [--kill-runs 50] [--onnx-mutations 2000]
 
 Every graph runs on the reference interpreter (float32 vs the float64 twin), through the default
-pipeline and ``cse,dce`` (bitwise), and on onnxruntime once that back end exists; every
+pipeline and ``cse,dce`` (bitwise), on onnxruntime, and through ``from_onnx(to_onnx(g))``; every
 ``--jax-every``-th graph also runs on JAX (op by op, and jitted through ``gf.run``) with its
 gradient graph checked against ``jax.grad``. JAX compiles each new op shape (tens of
 milliseconds on a busy CPU), which is why only a share of the graphs goes through it. Prints the
 number of graphs run, their nodes and the registry ops they covered (of how many), mismatches and
 crashes, and the first failures with their seeds (rerun one with ``--graphs 1 --seed N --verbose``).
-Then the second campaign (``onnx_mutate.py``): ``--onnx-mutations`` mutated ONNX files through the
+Then the ops the generator excludes, each on its own (``excluded.py``, ``--excluded-rounds`` seeds
+each, back ends against each other), and the second campaign (``onnx_mutate.py``): ``--onnx-mutations`` mutated ONNX files through the
 importer under a 4 GiB address-space limit (a child process). Exits 1 when anything failed.
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ __all__ = ["fuzz", "main", "backends_for"]
 
 
 def backends_for(index: int, jax_every: int, available: list[str]) -> list[str]:
-    names = [b for b in available if b in ("reference", "onnxruntime")]
+    names = [b for b in available if b in ("reference", "onnxruntime", "roundtrip")]
     if jax_every and index % jax_every == 0:
         names.insert(1, "jax_eager")
         if index % (jax_every * 5) == 0:
@@ -61,6 +62,7 @@ def fuzz(graphs: int, seed: int = 0, jax_every: int = 20, verbose: bool = False,
         ops_seen.update(case.ops)
         counts["jax_graphs"] += "jax_eager" in names
         counts["ort_graphs"] += "onnxruntime" in names
+        counts["roundtrip_graphs"] += "roundtrip" in names
         kinds = {f.kind for f in findings}
         for kind in kinds:
             counts[kind] += 1
@@ -90,6 +92,8 @@ def main(argv=None) -> int:
     parser.add_argument("--kill-runs", type=int, default=0, help="also SIGKILL this many checkpointing runs")
     parser.add_argument("--onnx-mutations", type=int, default=2000,
                         help="mutated ONNX files for the import campaign (0: skip it)")
+    parser.add_argument("--excluded-rounds", type=int, default=20,
+                        help="seeds per op for the ops the generator cannot draw (fuzz/excluded.py; 0: skip)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     # XLA compiles every new op shape; a persistent cache makes repeated `make fuzz` runs cheaper.
@@ -100,7 +104,7 @@ def main(argv=None) -> int:
     result = fuzz(args.graphs, args.seed, args.jax_every, args.verbose, max_nodes=args.max_nodes)
     c = result["counts"]
     print(f"fuzz: {c['graphs']} graphs ({c['nodes']} nodes; {c['jax_graphs']} also on JAX with gradients, "
-          f"{c['ort_graphs']} on onnxruntime) in {c['seconds']} s; back ends {', '.join(result['backends'])}")
+          f"{c['ort_graphs']} on onnxruntime, {c['roundtrip_graphs']} through import(export(g))) in {c['seconds']} s; back ends {', '.join(result['backends'])}")
     from fuzz.gen import EXCLUDED, registry_ops
 
     universe = set(registry_ops())
@@ -109,10 +113,21 @@ def main(argv=None) -> int:
           + (f"; not drawn: {', '.join(sorted(universe - seen - set(EXCLUDED)))}" if universe - seen - set(EXCLUDED)
              else ""))
     print(f"fuzz: {c['mismatch']} mismatching graphs, {c['crash']} crashing graphs, "
-          f"{c['unsupported']} with ops onnxruntime does not support")
+          f"{c['unsupported']} with ops the ONNX export or import does not support")
     for s, text in result["failures"]:
         print(f"--- seed {s}\n  {text}")
     failed = c["mismatch"] + c["crash"]
+    if args.excluded_rounds:
+        from fuzz.excluded import fuzz_excluded
+
+        ex = fuzz_excluded(args.excluded_rounds, start=args.seed)
+        e = ex["counts"]
+        print(f"fuzz: excluded ops on their own: {e['cases']} one-node graphs ({len(EXCLUDED)} ops x "
+              f"{args.excluded_rounds} seeds), {e['mismatch']} mismatching, {e['crash']} crashing, "
+              f"{e['unsupported']} unsupported")
+        for f in ex["findings"][:10]:
+            print(f"--- {str(f)[:600]}")
+        failed += e["mismatch"] + e["crash"]
     if args.onnx_mutations:
         import subprocess
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import collections
 
+import pytest
+
 from fuzz.gen import EXCLUDED, FUZZ_OPS, RandomChooser, drawable, generate, registry_ops
 
 
@@ -31,3 +33,27 @@ def test_an_op_without_usable_samples_is_reported(monkeypatch):
 
     monkeypatch.setattr(gen, "FUZZ_OPS", {k: v for k, v in gen.FUZZ_OPS.items() if k != "tanh"})
     assert not gen.drawable("tanh") and gen.drawable("relu")
+
+
+def test_excluded_ops_are_fuzzed_on_their_own():
+    """The ops the generator cannot draw run as one-node graphs with fresh values (fuzz/excluded.py):
+    reference vs onnxruntime here (JAX too in ``make fuzz``), two seeds each."""
+    pytest.importorskip("onnxruntime")
+    from fuzz.excluded import fuzz_excluded
+
+    result = fuzz_excluded(2, start=100, jax=False)
+    assert result["counts"]["cases"] == 2 * len(EXCLUDED)
+    assert not result["findings"], "\n".join(str(f)[:600] for f in result["findings"][:5])
+
+
+def test_excluded_campaign_reports_a_disagreement(monkeypatch):
+    pytest.importorskip("onnxruntime")
+    import numpy as np
+
+    from fuzz import excluded
+
+    real = excluded._run
+    monkeypatch.setattr(excluded, "_run", lambda g, ins, backend: [np.asarray(o) + (backend == "onnxruntime")
+                                                                   for o in real(g, ins, backend)])
+    findings = excluded.check_excluded_op("dequantize_linear", 0, jax=False)
+    assert any(f.kind == "mismatch" and "onnxruntime vs reference" in f.check for f in findings), findings

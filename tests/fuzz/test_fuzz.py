@@ -15,6 +15,7 @@ from fuzz.oracles import available_backends, check_case, compare, onnx_available
 
 CI_GRAPHS = 300
 ORT_EVERY = 3     # onnxruntime session creation costs ~50 ms: a third of the CI sample goes there
+ROUNDTRIP_EVERY = 6  # import(export(g)) costs ~70 ms a graph on a loaded CI core
 JAX_GRAPHS = 6    # JAX compiles each new op shape: a handful of small graphs, forward and gradient
 
 
@@ -27,13 +28,15 @@ def _report(findings_by_seed):
 
 def test_ci_sample_reference_and_onnxruntime():
     """300 graphs on the reference interpreter (float32 vs float64 twin, default pipeline, cse/dce
-    bitwise), every third one on onnxruntime too (vs the reference and vs JAX-free oracle)."""
+    bitwise), every third one on onnxruntime too (vs the reference and vs JAX-free oracle), every sixth
+    through ``from_onnx(to_onnx(g))`` on the reference interpreter."""
     ort = onnx_available()
     bad, sizes = {}, []
     for seed in range(CI_GRAPHS):
         case = generate(RandomChooser(seed))
         sizes.append(len(case.graph.nodes))
-        backends = ["reference"] + (["onnxruntime"] if ort and seed % ORT_EVERY == 0 else [])
+        backends = (["reference"] + (["onnxruntime"] if ort and seed % ORT_EVERY == 0 else [])
+                    + (["roundtrip"] if ort and seed % ROUNDTRIP_EVERY == 1 else []))
         findings = [f for f in check_case(case, backends, gradients=False) if f.kind != "unsupported"]
         if findings:
             bad[seed] = findings
@@ -92,6 +95,19 @@ def test_oracle_flags_a_wrong_lowering(monkeypatch):
     monkeypatch.setitem(LOWERINGS, "tanh", lambda ctx, args, attrs: [o * 1.001 for o in original(ctx, args, attrs)])
     findings = check_case(case, ["reference", "jax_eager"], gradients=False)
     assert any(f.kind == "mismatch" and "jax_eager vs float64" in f.check for f in findings), findings
+
+
+def test_roundtrip_oracle_flags_a_wrong_export(monkeypatch):
+    """import(export(g)) can fail: an ONNX tanh exported as Sigmoid is reported by the roundtrip oracle."""
+    pytest.importorskip("onnxruntime")
+    from graphforge.runtimes.onnx.lower import LOWERINGS
+
+    g = gf.trace(lambda x: gf.tanh(x) * 2.0, gf.TensorSpec(("batch", 4), "float32"))
+    case = _case_from(g, [np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)])
+    assert check_case(case, ["reference", "roundtrip"], gradients=False) == []
+    monkeypatch.setitem(LOWERINGS, "tanh", lambda ctx, args, attrs: [ctx.op("Sigmoid", list(args))])
+    findings = check_case(case, ["reference", "roundtrip"], gradients=False)
+    assert any(f.kind == "mismatch" and "roundtrip vs float64" in f.check for f in findings), findings
 
 
 def test_compare_scales_atol_with_magnitude():

@@ -96,3 +96,34 @@ def test_fuse_and_simplify_report_matches_per_run():
         assert report.stats("simplify") == {"mul_one": 1}
         assert report.stats("fuse") == {"relu": 1}
         assert report.stats() == {"mul_one": 1, "relu": 1}
+
+
+def test_passes_and_the_manager_do_not_import_each_other():
+    """Registration lives in passes/registry.py: a pass module imports it, never the manager, and the
+    manager imports no pass (only ``passes/__init__.py`` wires the two together)."""
+    import ast
+    import pathlib
+
+    root = pathlib.Path(registry.__file__).parent
+    bad = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel == "__init__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            # the passes-package module this import names (relative, or absolute graphforge.passes.x)
+            if node.level:
+                target = (node.module or "").split(".")[0] if node.level == 1 else ""
+                names = [target] if target else [a.name for a in node.names]
+            elif (node.module or "").startswith("graphforge.passes"):
+                rest = node.module[len("graphforge.passes"):].lstrip(".")
+                names = [rest.split(".")[0]] if rest else [a.name for a in node.names]
+            else:
+                continue
+            if rel != "manager.py" and "manager" in names:
+                bad.append(f"{rel}:{node.lineno} imports the manager")
+            if rel == "manager.py" and set(names) - {"registry"}:
+                bad.append(f"manager.py:{node.lineno} imports {names}")
+    assert not bad, bad

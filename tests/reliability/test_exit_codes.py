@@ -29,6 +29,7 @@ def _cli(argv):
     ["bench", "{tmp}/missing.py"],
     ["train", "{tmp}/missing.py"],
     ["serve", "{tmp}/missing.onnx"],
+    ["profile", "{tmp}/missing.py"],
 ], ids=lambda a: a[0])
 def test_missing_input_file_is_usage_error_for_every_command(argv, tmp_path):
     code, err = _cli([a.format(tmp=tmp_path) for a in argv])
@@ -60,6 +61,18 @@ def test_optimize_output_mismatch_is_check_failed(tmp_path, monkeypatch):
     assert "outputs differ" in err
 
 
+COMMANDS = ["compile", "show", "optimize", "bench", "train", "serve", "profile"]
+
+
+def test_every_command_is_covered_here_and_in_the_docs():
+    """A command added later gets the same exit-code checks (and a row in docs/cli.md)."""
+    from graphforge.cli import SUBCOMMANDS
+
+    assert set(COMMANDS) == set(SUBCOMMANDS)
+    text = open(os.path.join(ROOT, "docs", "cli.md"), encoding="utf-8").read()
+    assert set(re.findall(r"^\| `(\w+)`\s+\|", text, flags=re.M)) >= set(SUBCOMMANDS)
+
+
 class _PeerLost(GraphforgeError):
     exit_code = exitcodes.PEER_FAILURE
 
@@ -70,7 +83,7 @@ class _PeerLost(GraphforgeError):
     (RuntimeError("boom"), exitcodes.INTERNAL),
     (KeyError("k"), exitcodes.INTERNAL),
 ], ids=["typed", "peer", "runtime-error", "key-error"])
-@pytest.mark.parametrize("command", ["compile", "show", "optimize", "bench", "train", "serve"])
+@pytest.mark.parametrize("command", COMMANDS)
 def test_dispatcher_maps_every_escape_to_the_table(command, exc, code, monkeypatch, tmp_path):
     import importlib
 

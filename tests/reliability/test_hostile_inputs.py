@@ -99,6 +99,14 @@ IR_CASES = [
     ("wrong-arity", _ir("%0: f32[2, 3] = add(%x)\nreturn %0\n"), ("add", "2 inputs")),
     ("megabyte-of-junk", "graph g(" + "(" * 1_000_000, ("line 1",)),
     ("trailing-garbage", GOOD_IR + "graph h(", ("line",)),
+    # a dim expression's parser is recursive descent: nesting is bounded (a ParseError, not a RecursionError)
+    ("dim-nested-parens", "graph g(%x: f32[" + "(" * 5000 + "a" + ")" * 5000 + "]) {\n  return %x\n}\n",
+     ("line 1", "nested deeper than")),
+    ("dim-nested-minus", "graph g(%x: f32[" + "-" * 5000 + "a]) {\n  return %x\n}\n", ("nested deeper than",)),
+    ("dim-nested-max", "graph g(%x: f32[" + "max(" * 3000 + "a" + ",b)" * 3000 + "]) {\n  return %x\n}\n",
+     ("nested deeper than",)),
+    ("dim-nested-floor-in-attr", _ir("%0: i64[3] = arange() {stop=" + "floor(" * 2000 + "n" + "/2)" * 2000
+                                     + "}\nreturn %0\n", header="graph g(%x: f32[n]) {"), ("line 2",)),
 ]
 
 for _name, _text, _words in IR_CASES:

@@ -34,6 +34,10 @@ def test_jax_matches_reference(case):
     graph = one_node_graph(op, sample)
     arrays = make_inputs(sample)
     want = gf.run(graph, arrays, backend="reference")
+    if any(v.type.dtype == "string" for v in [*graph.inputs, *graph.outputs]):  # XLA has no string type
+        with pytest.raises(gf.UnsupportedOpError, match=f"{op}.*XLA has no string type"):
+            gf.run(graph, arrays, backend="jax")
+        return
     got = gf.run(graph, arrays, backend="jax")
     for g, w in zip_outputs(got, want):
         assert isinstance(g, np.ndarray)

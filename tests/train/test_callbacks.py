@@ -34,7 +34,7 @@ def _trainer(make_mlp, optimizer="sgd", **kw):
 def test_history_has_grad_norm_throughput_and_the_scheduled_lr_per_step(make_mlp, data):
     x, y = data
     schedule = optax.linear_schedule(0.1, 0.0, transition_steps=8)
-    t = _trainer(make_mlp, "adam", learning_rate=schedule)
+    t = _trainer(make_mlp, "adam", learning_rate=schedule, grad_norm=True)
     h = t.fit(x, y, epochs=2, batch_size=16)
     np.testing.assert_allclose(t.step_history["lr"], [float(schedule(i)) for i in range(8)], rtol=1e-6)
     assert h["lr"] == pytest.approx([float(schedule(3)), float(schedule(7))])
@@ -44,9 +44,17 @@ def test_history_has_grad_norm_throughput_and_the_scheduled_lr_per_step(make_mlp
     assert t.step_losses == t.step_history["loss"]
 
 
+def test_grad_norm_is_off_unless_asked(make_mlp, data):
+    x, y = data
+    t = _trainer(make_mlp, "sgd", learning_rate=0.05)
+    out = t.train_step(x[:16], y[:16])
+    h = t.fit(x, y, epochs=1, batch_size=16)
+    assert "grad_norm" not in out and "grad_norm" not in h and "grad_norm" not in t.step_history
+
+
 def test_grad_norm_is_the_global_l2_norm_of_the_gradients(make_mlp, data):
     x, y = data
-    t = _trainer(make_mlp, optax.sgd(0.0))  # lr 0: the weights stay, so the gradient can be recomputed
+    t = _trainer(make_mlp, optax.sgd(0.0), grad_norm=True)  # lr 0: the weights stay, so the gradient can be recomputed
     out = t.train_step(x[:16], y[:16])
     g = gf.grad(t.train_graph, wrt="params")
     grads = gf.run(g, {"x": x[:16], "y": y[:16]}, backend="reference")[1:]
@@ -130,7 +138,7 @@ def _events(log_dir):
 def test_tensorboard_event_files_hold_epoch_and_step_scalars(tmp_path, make_mlp, data):
     pytest.importorskip("tensorboardX")
     x, y = data
-    t = _trainer(make_mlp, "sgd", learning_rate=0.05)
+    t = _trainer(make_mlp, "sgd", learning_rate=0.05, grad_norm=True)
     t.fit(x, y, epochs=2, batch_size=16, callbacks=[cbs.TensorBoard(str(tmp_path / "tb"), update_freq=2)])
     ev = _events(tmp_path / "tb")
     epoch_loss = [(s, v) for tag, s, v in ev if tag == "epoch/loss"]

@@ -1,0 +1,27 @@
+"""Smoke test of benchmarks/bench_lstm.py's parts added for native recurrent export and the KV
+cache: at tiny sizes the native and Scan forms compute the same outputs for every case, and the
+KV-cached generator produces the no-cache generator's tokens. No timing is asserted (shared box)."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+pytest.importorskip("onnxruntime")
+
+
+def test_onnx_cases_and_kv_generation_run_tiny(tmp_path):
+    from benchmarks import bench_lstm
+
+    out = tmp_path / "lstm.json"
+    assert bench_lstm.main(["--tiny", "--no-torch", "--part", "onnx_cases,generate_kv", "--json", str(out)]) == 0
+    cases, kv = json.loads(out.read_text())["lstm"]
+    assert {c["kind"] for c in cases["cases"]} == {"lstm", "gru", "rnn"}
+    assert all(c["max_abs_diff"] < 1e-5 and c["native_ms"] > 0 and c["scan_ms"] > 0 for c in cases["cases"])
+    assert kv["same_tokens"] and kv["tokens_per_s"]["kv cache"] > 0

@@ -1,0 +1,54 @@
+"""Pooling over symbolic H and W (issue #14): floor and ceil mode, max and avg, output lengths as dim
+expressions; one ONNX export serves every size (ceil_mode's extra rows and avg's divisor are computed
+in the model); gradients through a symbolic-size avg pool are a typed error, not a crash."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphforge as gf
+
+SPEC = gf.TensorSpec(("batch", 2, "h", "w"), "float32", name="x")
+
+
+def _pools(x):
+    return (gf.avg_pool2d(x, 3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+            gf.max_pool2d(x, 3, stride=2, ceil_mode=True),
+            gf.avg_pool2d(x, 2))
+
+
+def test_output_lengths_are_expressions():
+    g = gf.trace(_pools, SPEC)
+    assert [str(o.type) for o in g.outputs] == [
+        "f32[batch,2,floor(h/2)+1,floor(w/2)+1]",
+        "f32[batch,2,min(floor((h+1)/2),floor(h/2)),min(floor((w+1)/2),floor(w/2))]",
+        "f32[batch,2,floor(h/2),floor(w/2)]"]
+
+
+def test_one_export_runs_every_size():
+    g = gf.trace(_pools, SPEC)
+    from graphforge.runtimes.onnx import OrtSession
+
+    session = OrtSession(g)
+    for h, w in ((3, 4), (6, 5), (9, 8)):
+        x = np.random.default_rng(h).standard_normal((2, 2, h, w)).astype(np.float32)
+        want = gf.run(g, [x])
+        got = session.run({"x": x})
+        assert len(got) == len(want)
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_window_larger_than_the_input_breaks_a_named_guard():
+    g = gf.trace(lambda x: gf.max_pool2d(x, 3, stride=2, ceil_mode=True), SPEC)
+    with pytest.raises(gf.InputError, match="max_pool2d"):
+        gf.run(g, [np.zeros((1, 2, 2, 5), np.float32)])
+
+
+def test_gradients_need_static_sizes():
+    def loss(x):
+        return gf.avg_pool2d(x, 2).sum()
+
+    g = gf.trace(loss, SPEC)
+    with pytest.raises(gf.ShapeError, match="static spatial"):
+        gf.grad(g, wrt=["x"])
