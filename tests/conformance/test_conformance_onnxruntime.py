@@ -16,8 +16,9 @@ pytest.importorskip("onnxruntime")
 
 from .suite import run_suite, summarize  # noqa: E402
 
-# measured on onnx 1.23.2 / onnxruntime 1.32 (docs/onnx_import.md); the bars sit a little below
-NODE_RATE_ALL = 0.88
+# measured on onnx 1.23.2 / onnxruntime 1.32 (docs/onnx_import.md): Node 1771/1884 (94.0 %), Simple 15/23,
+# PyTorchConverted 82/82, PyTorchOperator 35/35; the bars sit a little below
+NODE_RATE_ALL = 0.92
 OPERATOR_RATE_RUN = 0.95
 CONVERTED_RATE_RUN = 0.95
 
