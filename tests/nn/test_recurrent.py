@@ -78,8 +78,15 @@ def _expected(fx, key, mode):
     return [fx[f"{key}/{n}"] for n in ("out", "h_n", "c_n")[: 3 if mode == "lstm" else 2]]
 
 
-@pytest.mark.parametrize("mode, layers, bi, bf", COMBOS)
-@pytest.mark.parametrize("backend", ["reference", "jax", "onnxruntime"])
+# JAX compiles each combination at each length (the suite's largest cost here): the default tier
+# runs, per mode, two combinations that between them take every value of every flag; the slow tier
+# (make test-slow) runs all 24. The reference and onnxruntime run every combination.
+_JAX_FAST = {(1, False, True), (2, True, False)}
+BACKEND_COMBOS = [pytest.param(b, *c, marks=[pytest.mark.slow] if b == "jax" and c[1:] not in _JAX_FAST else [])
+                  for b in ("reference", "jax", "onnxruntime") for c in COMBOS]
+
+
+@pytest.mark.parametrize("backend, mode, layers, bi, bf", BACKEND_COMBOS)
 def test_scan_layer_matches_pytorch_at_every_length(fx, backend, mode, layers, bi, bf):
     case = f"L{layers}_bi{int(bi)}_bf{int(bf)}"
     layer = _layer(fx, mode, case, num_layers=layers, bidirectional=bi, batch_first=bf)
@@ -112,14 +119,21 @@ def _check_grads(fx, key, g, feeds, backend="jax"):
         np.testing.assert_allclose(got[f"grad:net.{name}"], fx[f"{key}/grad/{name}"], err_msg=name, **TOL)
 
 
-@pytest.mark.parametrize("mode, layers, bi, bf", COMBOS)
-def test_gradients_match_pytorch(fx, mode, layers, bi, bf):
+# every combination's gradient graph is checked against PyTorch in the default tier: on JAX for the
+# fast combinations above, on the reference back end for the others (on JAX in the slow tier)
+GRAD_COMBOS = ([pytest.param("jax", *c) for c in COMBOS if c[1:] in _JAX_FAST]
+               + [pytest.param("reference", *c) for c in COMBOS if c[1:] not in _JAX_FAST]
+               + [pytest.param("jax", *c, marks=pytest.mark.slow) for c in COMBOS if c[1:] not in _JAX_FAST])
+
+
+@pytest.mark.parametrize("backend, mode, layers, bi, bf", GRAD_COMBOS)
+def test_gradients_match_pytorch(fx, backend, mode, layers, bi, bf):
     case = f"L{layers}_bi{int(bi)}_bf{int(bf)}"
     layer = _layer(fx, mode, case, num_layers=layers, bidirectional=bi, batch_first=bf)
     g = gf.trace(Net(layer, layers == 2, loss=True), *_specs(mode, layers, bi, bf, "seq"), training=False)
     for t in LENGTHS:
         key = f"{mode}/{case}/{t}"
-        _check_grads(fx, key, g, _feeds(fx, key, mode, layers))
+        _check_grads(fx, key, g, _feeds(fx, key, mode, layers), backend=backend)
 
 
 @pytest.mark.parametrize("mode, layers, bi, bf", [c for c in COMBOS if c[1] == 2])
