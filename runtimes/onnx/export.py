@@ -427,5 +427,5 @@ def save_onnx(graph: Graph, path, opset: int | None = None, *, external_data_thr
     return path
 from . import linalg_det  # noqa: F401,E402  (det)
 from . import strings  # noqa: F401,E402  (StringNormalizer, StringConcat, StringSplit, RegexFullMatch)
-from . import vision  # noqa: F401,E402  (grid_sample, affine_grid, ...)
+from . import vision_grid, vision_roi, vision_deform, col2im  # noqa: F401,E402  (grid_sample, roi_align, ...)
 from . import rotary  # noqa: F401,E402  (rotary_embedding)
