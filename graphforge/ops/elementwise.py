@@ -15,6 +15,8 @@ from ._shapes import broadcast_shapes, require_float, same_dtype
 from .common import compute_dtype, elementwise_flops, out_like, unbroadcast
 from .registry import NOT_DIFFERENTIABLE, Attr, OpDef, Sample, register_op
 
+from . import strings as _strings
+
 __all__ = [
     "neg", "exp", "log", "sqrt", "rsqrt", "abs", "sign", "relu", "leaky_relu", "sigmoid", "tanh", "erf",
     "gelu", "silu", "softplus", "sin", "cos", "reciprocal", "square", "add", "sub", "mul", "div", "pow",
@@ -486,9 +488,7 @@ def _cast_ref(xs, attrs, env=None):
     x = xs[0]
     dst = attrs["dtype"]
     if _dt.is_string(dst) or x.dtype.kind == "O":  # to or from text (ONNX Cast's string rules)
-        from .strings import cast_string
-
-        parsed = cast_string(x, dst)
+        parsed = _strings.cast_string(x, dst)
         if parsed.dtype == object or _dt.from_numpy_dtype(parsed.dtype) == dst:
             return [parsed]
         x = parsed  # numbers parsed as float64: the numeric rules below take them to dst

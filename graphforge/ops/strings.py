@@ -33,8 +33,10 @@ from ..errors import DTypeError, ShapeError
 from ..ir.types import TensorType
 from ..trace.tensor import apply
 from .common import numel
-from .elementwise import broadcast_shapes
+from ._shapes import broadcast_shapes
 from .registry import NOT_DIFFERENTIABLE, STRING_OPS, Attr, OpDef, Sample, register_op
+
+from . import data_dependent as _data_dependent
 
 __all__ = ["string_normalizer", "string_concat", "string_split", "regex_full_match", "cast_string"]
 
@@ -138,10 +140,9 @@ def string_normalizer(x, case_change_action="NONE", is_case_sensitive=False, sto
         (y,) = gf.run(g, {"x": np.array(["The", "Cat", "the"], object)}, backend="reference")  # ["cat"]
         ```
     """
-    from .data_dependent import fresh_length
 
     stopwords = [str(s) for s in stopwords]
-    extra = {"length": fresh_length("kept")} if stopwords else {}
+    extra = {"length": _data_dependent.fresh_length("kept")} if stopwords else {}
     return apply("string_normalizer", x, case_change_action=case_change_action,
                  is_case_sensitive=bool(is_case_sensitive), stopwords=stopwords, locale=locale, **extra)
 
@@ -257,9 +258,8 @@ def string_split(x, delimiter="", maxsplit=None):
         # pieces == [["a", "b", "c"], ["d", "", ""]], counts == [3, 1]
         ```
     """
-    from .data_dependent import fresh_length
 
-    return apply("string_split", x, delimiter=delimiter, maxsplit=maxsplit, length=fresh_length("pieces"))
+    return apply("string_split", x, delimiter=delimiter, maxsplit=maxsplit, length=_data_dependent.fresh_length("pieces"))
 
 
 # ---- regex_full_match (ONNX RegexFullMatch) ---------------------------------------------------

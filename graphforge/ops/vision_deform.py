@@ -28,6 +28,7 @@ from .registry import Attr, OpDef, Sample, register_op
 from .vision_roi import _GF, _NP
 # modules, not names: the op families use each other's functions (looked up at call time)
 from . import contraction as _contraction
+from . import creation as _creation
 from . import elementwise as _ew
 from . import shape_ops as _shape_ops
 
@@ -212,8 +213,7 @@ def deform_conv2d(input, weight, offset, bias=None, mask=None, stride=1, padding
     pads = pair(padding)
     pads = pads + pads if len(pads) == 2 else pads
     if mask is not None and bias is None:
-        from .creation import zeros
-        bias = zeros([int(weight.shape[0])], weight.dtype)
+        bias = _creation.zeros([int(weight.shape[0])], weight.dtype)
     ins = [input, weight, offset] + ([bias] if bias is not None else []) + ([mask] if mask is not None else [])
     return apply("deform_conv2d", *ins, strides=pair(stride), dilations=pair(dilation), pads=pads,
                  group=int(groups), offset_group=int(offset_groups))

@@ -27,6 +27,12 @@ NOT_FROM_INPUT_DIMS = {
     "compress": "the data: a fresh symbol bound by running",
     "unique": "the data: a fresh symbol bound by running",
     "non_max_suppression": "the data: a fresh symbol bound by running",
+    "string_normalizer": "the data (stopwords dropped): a fresh symbol bound by running",
+    "string_split": "the data (the most pieces): a fresh symbol bound by running",
+    "affine_grid": "its size attribute",
+    "col2im": "its image_shape and block_shape attributes",
+    "roi_align": "its output_height/output_width attributes",
+    "max_roi_pool": "its pooled_shape attribute",
 }
 # computes dims, but its spatial dims must still be static (the reason is in its type rule)
 STATIC_ONLY = {

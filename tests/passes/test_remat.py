@@ -77,7 +77,10 @@ def test_grad_remat_option_and_checkpoint_function():
     gx = gf.grad(gc, wrt=["x"])
     plain = gf.trace(f, gf.TensorSpec(("batch", 32)))
     plain.remat_scopes.clear()
-    np.testing.assert_allclose(_grads(gx)[1], _grads(gf.grad(plain, wrt=["x"]))[1], rtol=1e-5, atol=1e-6)
+    # float32, recomputed in another kernel: equal to rounding relative to the gradient's scale (XLA's
+    # LLVM -O0 in the test suite contracts multiply-adds differently in the two kernels)
+    want = _grads(gf.grad(plain, wrt=["x"]))[1]
+    np.testing.assert_allclose(_grads(gx)[1], want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max()))
     assert (gf.memory_report(gx, batch=512).activation_peak_bytes
             < gf.memory_report(gf.grad(plain, wrt=["x"]), batch=512).activation_peak_bytes)
 
