@@ -1,5 +1,5 @@
-"""Helpers shared by the nn op definitions (``nn_ops`` and its ``_nn_*`` parts): layout checks,
-strided window views and small constants."""
+"""Helpers shared by the nn op families (``nn_ops``, ``nn_conv``, ``nn_pool``, ``nn_norm``,
+``nn_attention``): layout checks, strided window views, argument normalisation and small constants."""
 from __future__ import annotations
 
 import numpy as np
@@ -66,7 +66,7 @@ def _ceil_window_out(size, k, s, p0, p1, d, op, axis):
     """PyTorch's ceil_mode output length over a symbolic ``size``: ``ceil(room / s) + 1`` windows, less
     the last one when it would start past the input and its begin padding, i.e.
     ``min(ceil((size + p0 + p1 - span) / s) + 1, ceil((size + p0) / s))`` (the two agree with the
-    static rule in ``_nn_pool._axis_geometry`` because every end pad is below the window span)."""
+    static rule in ``nn_pool._axis_geometry`` because every end pad is below the window span)."""
     span = d * (k - 1) + 1
     require_le(span, dim_add(size, p0 + p1), f"{op}: spatial axis {axis} must hold the "
                f"window of {span} (kernel {k}, dilation {d}, pads {p0}+{p1})")
@@ -98,3 +98,17 @@ def _windows(xp, kernel, s, d, out):
 
 def _zero(x):
     return _creation.constant(np.zeros(()), x.dtype)
+
+
+def _tuple_of(v, name, n=2):
+    """An int or an n-sequence of ints -> a list of n ints (one per spatial axis)."""
+    if isinstance(v, (list, tuple)):
+        if len(v) != n:
+            what = "a pair (h, w)" if n == 2 else f"{n} values (one per spatial axis)"
+            raise ShapeError(f"{name} must be an int or {what}, got {v!r}")
+        return [int(e) for e in v]
+    return [int(v)] * n
+
+
+def _pair_of(v, name):
+    return _tuple_of(v, name, 2)

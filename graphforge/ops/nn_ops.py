@@ -6,26 +6,32 @@ The contract every back end lowers is in docs/ARCHITECTURE.md ("nn ops"): layout
 native ``max_pool2d_grad`` op (first maximum of a window takes its cotangent), avg_pool2d's a
 gather/scatter_add formulation over constant window indices.
 ``layer_norm`` and ``attention`` are composite ops with a ``decompose`` into primitives.
-The op definitions live in the private parts ``_nn_conv``, ``_nn_pool``, ``_nn_norm`` and
-``_nn_attention`` (imported here, so importing this module registers every nn op); dropout,
-embedding and the functional API are here.
+Each nn op sits with its public function in its family module: ``nn_conv`` (conv2d/conv_transpose2d,
+conv1d/conv3d, resolve_padding), ``nn_pool`` (max/avg pools, global_avg_pool2d), ``nn_norm``
+(batch_norm, layer_norm) and ``nn_attention`` (attention, scaled_dot_product_attention); dropout and
+embedding are here. This module imports them all (so importing it registers every nn op) and
+re-exports their public names, so ``graphforge.ops.nn_ops.conv2d`` and friends keep working.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .. import dtypes as _dt
-from ..errors import DTypeError, ShapeError, UnsupportedOpError
+from ..errors import DTypeError, ShapeError
 from ..ir.types import TensorType
 from ..trace.builder import current_builder
 from ..trace.tensor import Tensor, apply
-from . import _nn_attention, _nn_conv, _nn_norm, _nn_pool  # noqa: F401  (register their ops)
 from ._nn_common import F32, F64, _fmt, _zero
 from ._shapes import require_float
 from .common import elementwise_flops
 from .registry import Attr, OpDef, Sample, register_op
 # modules, not names: the op families use each other's functions (looked up at call time)
-from . import creation as _creation, random as _random, shape_ops as _shape_ops
+from . import random as _random, shape_ops as _shape_ops
+# the nn families (each registers its ops on import); their public functions are re-exported here
+from .nn_attention import attention, scaled_dot_product_attention
+from .nn_conv import conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d, resolve_padding
+from .nn_norm import batch_norm, layer_norm
+from .nn_pool import avg_pool1d, avg_pool2d, avg_pool3d, global_avg_pool2d, max_pool1d, max_pool2d, max_pool3d
 
 __all__ = ["conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "global_avg_pool2d", "batch_norm",
            "conv1d", "conv3d", "conv_transpose1d", "conv_transpose3d", "max_pool1d", "max_pool3d", "avg_pool1d",
@@ -141,350 +147,8 @@ register_op(OpDef(
     ],
 ))
 
+
 # ---- functional API -------------------------------------------------------------------------
-
-def _tuple_of(v, name, n=2):
-    """An int or an n-sequence of ints -> a list of n ints (one per spatial axis)."""
-    if isinstance(v, (list, tuple)):
-        if len(v) != n:
-            what = "a pair (h, w)" if n == 2 else f"{n} values (one per spatial axis)"
-            raise ShapeError(f"{name} must be an int or {what}, got {v!r}")
-        return [int(e) for e in v]
-    return [int(v)] * n
-
-
-def _pair_of(v, name):
-    return _tuple_of(v, name, 2)
-
-
-def resolve_padding(padding, kernel, dilation=None, stride=None) -> list[int]:
-    """Explicit pads (the begins of every spatial axis, then the ends: ``[top, left, bottom, right]``
-    in 2-D) from an int, one value per axis, begins+ends, "valid" or "same" (PyTorch semantics:
-    stride 1, the odd extra pad goes to the end). The spatial rank is ``len(kernel)``.
-
-    Args:
-        padding: see above.
-        kernel: the kernel size per spatial axis.
-        dilation: one per spatial axis.
-        stride: one per spatial axis.
-    """
-    n = len(kernel)
-    dilation = [1] * n if dilation is None else list(dilation)
-    stride = [1] * n if stride is None else list(stride)
-    if isinstance(padding, str):
-        if padding == "valid":
-            return [0] * (2 * n)
-        if padding == "same":
-            if list(stride) != [1] * n:
-                raise ShapeError("padding='same' is not supported for strided convolutions (PyTorch semantics)",
-                                 hint="give explicit pads, e.g. padding=(k // 2, k // 2)")
-            pads = [(d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for k, d in zip(kernel, dilation)]
-            return [lo for lo, _ in pads] + [hi for _, hi in pads]
-        raise ShapeError(f"padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
-    if isinstance(padding, (list, tuple)):
-        if len(padding) == n:
-            return [int(p) for p in padding] * 2
-        if len(padding) == 2 * n:
-            return [int(p) for p in padding]
-        what = "(ph, pw) or 4 (top, left, bottom, right)" if n == 2 else f"(one per axis) or {2 * n} (begins, ends)"
-        raise ShapeError(f"padding must have {n} {what} entries, got {padding!r}")
-    p = int(padding)
-    return [p] * (2 * n)
-
-
-def _nsp_of(w, default=2):
-    rank = len(w.shape) if hasattr(w, "shape") else default + 2
-    return rank - 2 if rank in (3, 4, 5) else default
-
-
-def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups: int = 1):
-    """Convolution (N, C, *spatial) with 1-3 spatial axes — the weight's rank picks it; ``w`` is
-    (out, in/groups, *kernel); padding an int, one per axis, begins+ends ((top, left, bottom, right)
-    in 2-D), "same" or "valid".
-
-    Args:
-        x: an (N, C, *spatial) Tensor.
-        w: the weight.
-        b: None or the (out,) bias.
-        stride: an int or one per spatial axis.
-        padding: see above.
-        dilation: an int or one per spatial axis.
-        groups: independent channel groups.
-    """
-    n = _nsp_of(w)
-    strides, dilations = _tuple_of(stride, "stride", n), _tuple_of(dilation, "dilation", n)
-    kernel = [int(k) for k in w.shape[2:]] if len(w.shape) == n + 2 else [1] * n
-    pads = resolve_padding(padding, kernel, dilations, strides)
-    args = (x, w) if b is None else (x, w, b)
-    return apply("conv2d", *args, strides=strides, pads=pads, dilations=dilations, groups=groups)
-
-
-def conv1d(x, w, b=None, stride=1, padding=0, dilation=1, groups: int = 1):
-    """1-D convolution (N, C, W); ``w`` is (out, in/groups, k). The ``conv2d`` op over one axis.
-
-    Args:
-        x: an (N, C, W) Tensor.
-        w: the (out, in/groups, k) weight.
-        b: None or the (out,) bias.
-        stride: an int or a 1-tuple.
-        padding: an int, a 1-tuple, a (begin, end) pair, ``"same"`` (stride 1 only) or ``"valid"``.
-        dilation: an int or a 1-tuple.
-        groups: independent channel groups.
-
-    Returns:
-        The (N, out, W_out) Tensor.
-
-    Raises:
-        ShapeError: a badly formed ``padding``, or ``"same"`` with a stride other than 1.
-    """
-    return conv2d(x, w, b, stride, padding, dilation, groups)
-
-
-def conv3d(x, w, b=None, stride=1, padding=0, dilation=1, groups: int = 1):
-    """3-D convolution (N, C, D, H, W); ``w`` is (out, in/groups, kd, kh, kw). The ``conv2d`` op over
-    three axes.
-
-    Args:
-        x: an (N, C, D, H, W) Tensor.
-        w: the (out, in/groups, kd, kh, kw) weight.
-        b: None or the (out,) bias.
-        stride: an int or one per spatial axis ``(sd, sh, sw)``.
-        padding: an int, one per spatial axis, 6 values (the three begins, then the three ends),
-            ``"same"`` (stride 1 only) or ``"valid"``.
-        dilation: an int or one per spatial axis.
-        groups: independent channel groups.
-
-    Returns:
-        The (N, out, D_out, H_out, W_out) Tensor.
-
-    Raises:
-        ShapeError: a badly formed ``padding``, or ``"same"`` with a stride other than 1.
-    """
-    return conv2d(x, w, b, stride, padding, dilation, groups)
-
-
-def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0, groups: int = 1, dilation=1):
-    """Transposed convolution (PyTorch argument order); ``w`` is (in, out/groups, *kernel) with 1-3
-    spatial axes (the weight's rank picks it).
-
-    Args:
-        x: an (N, C, *spatial) Tensor.
-        w: the weight.
-        b: None or the bias.
-        stride: an int or one per spatial axis.
-        padding: an int or one per spatial axis.
-        output_padding: an int or one per spatial axis.
-        groups: channel groups.
-        dilation: an int or one per spatial axis.
-    """
-    n = _nsp_of(w)
-    strides, dilations = _tuple_of(stride, "stride", n), _tuple_of(dilation, "dilation", n)
-    if isinstance(padding, str):
-        raise ShapeError("conv_transpose2d takes explicit padding (an int or a tuple), not a string")
-    args = (x, w) if b is None else (x, w, b)
-    return apply("conv_transpose2d", *args, strides=strides, pads=resolve_padding(padding, [1] * n),
-                 output_padding=_tuple_of(output_padding, "output_padding", n), dilations=dilations, groups=groups)
-
-
-conv_transpose1d = conv_transpose3d = conv_transpose2d
-
-
-def _pool_args(kernel_size, stride, padding, n=2, dilation=1):
-    kernel = _tuple_of(kernel_size, "kernel_size", n)
-    strides = kernel if stride is None else _tuple_of(stride, "stride", n)
-    return kernel, strides, resolve_padding(padding, kernel), _tuple_of(dilation, "dilation", n)
-
-
-def _spatial_of(x, n):
-    # max_pool2d/avg_pool2d stay 2-D (a rank-3 input is an error, not a silent 1-D pool);
-    # max_pool1d/3d and the importer name the spatial rank
-    return 2 if n is None else n
-
-
-def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False, dilation=1, *, _n=None):
-    """2-D max pooling (NCHW; max_pool1d/max_pool3d for the other ranks); ``stride`` defaults to the
-    kernel size.
-
-    Args:
-        x: an (N, C, *spatial) Tensor.
-        kernel_size: an int or one per spatial axis.
-        stride: an int or one per spatial axis.
-        padding: an int or one per spatial axis.
-        ceil_mode: round the output size up.
-        dilation: the spacing between kernel elements, an int or one per spatial axis.
-    """
-    kernel, strides, pads, dil = _pool_args(kernel_size, stride, padding, _spatial_of(x, _n), dilation)
-    return apply("max_pool2d", x, kernel=kernel, strides=strides, pads=pads, ceil_mode=ceil_mode, dilations=dil)
-
-
-def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True,
-               *, _n=None):
-    """2-D average pooling (NCHW; avg_pool1d/avg_pool3d for the other ranks); ``stride`` defaults to the
-    kernel size.
-
-    Args:
-        x: an (N, C, H, W) Tensor.
-        kernel_size: an int or ``(kh, kw)``.
-        stride: an int or ``(sh, sw)``; None: the kernel size.
-        padding: an int, ``(ph, pw)`` or 4 values (top, left, bottom, right).
-        ceil_mode: round the output size up.
-        count_include_pad: count the padded zeros in each window's divisor (PyTorch's default).
-    """
-    kernel, strides, pads, dil = _pool_args(kernel_size, stride, padding, _spatial_of(x, _n))
-    return apply("avg_pool2d", x, kernel=kernel, strides=strides, pads=pads, ceil_mode=ceil_mode,
-                 count_include_pad=count_include_pad, dilations=dil)
-
-
-def max_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False, dilation=1):
-    """1-D max pooling over (N, C, W) input (the ``max_pool2d`` op over one axis);
-    ``stride`` defaults to the kernel size.
-
-    Args:
-        x: an (N, C, W) Tensor.
-        kernel_size: the window size, an int or a 1-tuple.
-        stride: the step between windows, an int or a 1-tuple; None: the kernel size.
-        padding: an int or a 1-tuple (the same on both sides), or 2 values (begins, then ends).
-        ceil_mode: round the output size up.
-        dilation: the spacing between kernel elements, an int or a 1-tuple.
-
-    Returns:
-        The pooled (N, C, W_out) Tensor.
-
-    Raises:
-        ShapeError: ``kernel_size``, ``stride``, ``padding`` or ``dilation`` with the wrong number of values.
-    """
-    return max_pool2d(x, kernel_size, stride, padding, ceil_mode, dilation, _n=1)
-
-
-def max_pool3d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False, dilation=1):
-    """3-D max pooling over (N, C, D, H, W) input (the ``max_pool2d`` op over three axes);
-    ``stride`` defaults to the kernel size.
-
-    Args:
-        x: an (N, C, D, H, W) Tensor.
-        kernel_size: the window size, an int or ``(d, h, w)``.
-        stride: the step between windows, an int or ``(d, h, w)``; None: the kernel size.
-        padding: an int or ``(d, h, w)`` (the same on both sides), or 6 values (begins, then ends).
-        ceil_mode: round the output size up.
-        dilation: the spacing between kernel elements, an int or ``(d, h, w)``.
-
-    Returns:
-        The pooled (N, C, D_out, H_out, W_out) Tensor.
-
-    Raises:
-        ShapeError: ``kernel_size``, ``stride``, ``padding`` or ``dilation`` with the wrong number of values.
-    """
-    return max_pool2d(x, kernel_size, stride, padding, ceil_mode, dilation, _n=3)
-
-
-def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True):
-    """1-D average pooling over (N, C, W) input (the ``avg_pool2d`` op over one axis);
-    ``stride`` defaults to the kernel size.
-
-    Args:
-        x: an (N, C, W) Tensor.
-        kernel_size: the window size, an int or a 1-tuple.
-        stride: the step between windows, an int or a 1-tuple; None: the kernel size.
-        padding: an int or a 1-tuple (the same on both sides), or 2 values (begins, then ends).
-        ceil_mode: round the output size up.
-        count_include_pad: count the padded zeros in each window's divisor (PyTorch's default).
-
-    Returns:
-        The pooled (N, C, W_out) Tensor.
-
-    Raises:
-        ShapeError: ``kernel_size``, ``stride`` or ``padding`` with the wrong number of values.
-    """
-    return avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad, _n=1)
-
-
-def avg_pool3d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True):
-    """3-D average pooling over (N, C, D, H, W) input (the ``avg_pool2d`` op over three axes);
-    ``stride`` defaults to the kernel size.
-
-    Args:
-        x: an (N, C, D, H, W) Tensor.
-        kernel_size: the window size, an int or ``(d, h, w)``.
-        stride: the step between windows, an int or ``(d, h, w)``; None: the kernel size.
-        padding: an int or ``(d, h, w)`` (the same on both sides), or 6 values (begins, then ends).
-        ceil_mode: round the output size up.
-        count_include_pad: count the padded zeros in each window's divisor (PyTorch's default).
-
-    Returns:
-        The pooled (N, C, D_out, H_out, W_out) Tensor.
-
-    Raises:
-        ShapeError: ``kernel_size``, ``stride`` or ``padding`` with the wrong number of values.
-    """
-    return avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad, _n=3)
-
-
-def global_avg_pool2d(x):
-    """Mean over H and W, keeping them as size 1: (N, C, H, W) -> (N, C, 1, 1).
-
-    Args:
-        x: an NCHW Tensor.
-    """
-    return apply("global_avg_pool2d", x)
-
-
-def _const_like(value, n, like):
-    return _creation.full((n,), value, like.dtype)
-
-
-def batch_norm(x, running_mean, running_var, weight=None, bias=None, training: bool = False,
-               momentum: float = 0.1, eps: float = 1e-5):
-    """Batch normalisation over axis 1 (PyTorch's argument order). Eval returns ``y``; training
-    returns ``(y, new_running_mean, new_running_var)`` (batch statistics; momentum as in PyTorch).
-
-    Args:
-        x: an (N, C, ...) Tensor.
-        running_mean: (C,) running mean.
-        running_var: (C,) running variance.
-        weight: None or the (C,) scale.
-        bias: None or the (C,) shift.
-        training: use batch statistics.
-        momentum: weight of the batch statistics in the new running ones.
-        eps: added to the variance.
-    """
-    c = x.shape[1] if len(x.shape) >= 2 else 1
-    if weight is None:
-        weight = _const_like(1.0, c, x)
-    if bias is None:
-        bias = _const_like(0.0, c, x)
-    return apply("batch_norm", x, weight, bias, running_mean, running_var, eps=eps, momentum=momentum,
-                 training=training)
-
-
-def layer_norm(x, normalized_shape_or_axis=-1, weight=None, bias=None, eps: float = 1e-5):
-    """Layer normalisation. The second argument is a first normalised ``axis`` (an int, default -1)
-    or PyTorch's ``normalized_shape`` (a tuple/list: the trailing dims to normalise over).
-
-    Args:
-        x: the input Tensor.
-        normalized_shape_or_axis: see above.
-        weight: None or the scale.
-        bias: None or the shift.
-        eps: added to the variance.
-    """
-
-    rank = len(x.shape)
-    spec = normalized_shape_or_axis
-    if isinstance(spec, (list, tuple)):
-        shape = tuple(spec)
-        if tuple(x.shape[rank - len(shape):]) != shape or len(shape) > rank or not shape:
-            raise ShapeError(f"layer_norm: normalized_shape {shape} does not match the trailing dims of "
-                             f"{getattr(x, 'type', x.shape)}", hint="normalized_shape must equal x.shape[-k:]")
-        axis = -len(shape)
-    else:
-        axis = int(spec)
-        if not -rank <= axis < rank and rank and x.shape[-1] == axis:
-            axis = -1  # PyTorch's int normalized_shape (e.g. layer_norm(x, 512))
-    if weight is None and bias is not None:
-        weight = _creation.ones(tuple(x.shape[axis % rank:]), x.dtype)
-    args = [x] + ([weight] if weight is not None else []) + ([bias] if bias is not None else [])
-    return apply("layer_norm", *args, axis=axis, eps=eps)
-
 
 def dropout(x, p: float = 0.5, key=None):
     """Inverted dropout with the counter-based mask. ``key`` is a uint32 scalar Tensor; None draws
@@ -505,45 +169,3 @@ def embedding(table, indices):
             and _dt.is_float(indices.dtype):
         table, indices = indices, table
     return apply("embedding", table, indices)
-
-
-def attention(q, k, v, mask=None, scale: float | None = None, causal: bool = False):
-    """Scaled dot-product attention on (B, H, S, D) tensors (rank-3 (B, S, D) means one head);
-    ``mask`` is bool, True = attend, broadcastable to (B, H, Sq, Sk).
-
-    Args:
-        q: the queries.
-        k: the keys.
-        v: the values.
-        mask: see above.
-        scale: None: ``1/sqrt(D)``.
-        causal: mask out future positions.
-    """
-
-    if q.ndim == 3 and k.ndim == 3 and v.ndim == 3:
-        if mask is not None and mask.ndim == 3:
-            mask = _shape_ops.unsqueeze(mask, 1)
-        out = attention(_shape_ops.unsqueeze(q, 1), _shape_ops.unsqueeze(k, 1), _shape_ops.unsqueeze(v, 1), mask, scale, causal)
-        return _shape_ops.squeeze(out, 1)
-    args = (q, k, v) if mask is None else (q, k, v, mask)
-    return apply("attention", *args, scale=None if scale is None else float(scale), causal=causal)
-
-
-def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: float = 0.0,
-                                 is_causal: bool = False, scale: float | None = None):
-    """PyTorch's spelling of :func:`attention` (a bool ``attn_mask``, True = attend).
-
-    Args:
-        query: the queries.
-        key: the keys.
-        value: the values.
-        attn_mask: see above.
-        dropout_p: attention dropout (0 outside training).
-        is_causal: mask out future positions.
-        scale: None: ``1/sqrt(D)``.
-    """
-    if dropout_p:
-        raise UnsupportedOpError("scaled_dot_product_attention: dropout_p > 0 is not supported by the fused op",
-                                 ops=["attention"], hint="apply gf.dropout to the attention weights computed "
-                                 "explicitly, or use nn.MultiheadAttention(dropout=p) in training mode")
-    return attention(query, key, value, attn_mask, scale, is_causal)

@@ -22,7 +22,7 @@ from ..errors import DTypeError, ShapeError
 from ..ir.dims import dim_ceildiv
 from ..ir.types import TensorType
 from ..trace.tensor import apply
-from ._nn_conv import _CONV_ATTRS, _conv2d_np, _conv2d_rule
+from .nn_conv import _CONV_ATTRS, _conv2d_np, _conv2d_rule
 from ._shapes import normalize_axis
 from .common import numel
 from .registry import NOT_DIFFERENTIABLE, Attr, OpDef, Sample, register_op

@@ -188,7 +188,7 @@ def _max_pool_grad(ctx, args, attrs):
 
 @lowers("avg_pool2d")
 def _avg_pool(ctx, args, attrs):
-    from graphforge.ops._nn_pool import pool_window_counts
+    from graphforge.ops.nn_pool import pool_window_counts
 
     x = args[0]
     pads = _pool_padding(x, ctx.shape, attrs)

@@ -131,8 +131,8 @@ def window_counts(ctx: Emitter, x: str, x_shape, attrs, out, pads) -> str:
 
 
 def avg_divisor(in_sizes, attrs) -> np.ndarray:
-    """The contract's divisor per output position (ops/_nn_pool.py ``pool_window_counts``)."""
-    from graphforge.ops._nn_pool import pool_window_counts
+    """The contract's divisor per output position (ops/nn_pool.py ``pool_window_counts``)."""
+    from graphforge.ops.nn_pool import pool_window_counts
 
     return pool_window_counts(tuple(in_sizes), attrs)
 

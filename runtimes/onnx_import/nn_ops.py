@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from graphforge.dtypes import is_float
-from graphforge.ops._nn_norm import normalize
-from graphforge.ops._nn_pool import pool_window_counts
+from graphforge.ops.nn_norm import normalize
+from graphforge.ops.nn_pool import pool_window_counts
 from graphforge.trace.tensor import Tensor
 
 from .importer import attrs_of, float_input, importer, unsupported
@@ -296,7 +296,7 @@ def _lpnorm(ctx, node):
 
 def _normalize(ctx, x, axes, eps):
     """(x - mean) / sqrt(var + eps) over ``axes`` plus mean and inv-std (keepdims), with the registry's
-    one spelling of it (``graphforge.ops._nn_norm.normalize``, also layer_norm's decomposition)."""
+    one spelling of it (``graphforge.ops.nn_norm.normalize``, also layer_norm's decomposition)."""
     b = ctx.builder
     with b.activate(), b.provenance(ctx.node_name, ""):
         return tuple(t.value for t in normalize(Tensor(x, b), axes, eps))

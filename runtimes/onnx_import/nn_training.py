@@ -24,7 +24,7 @@ def batch_norm_training(ctx, node):
     eps, momentum = float(a.get("epsilon", 1e-5)), float(a.get("momentum", 0.9))
     e = ctx.emit
     axes = [0] + list(range(2, rank))
-    # Y through the one spelling of the normalisation (ops/_nn_norm.normalize); the variance itself is
+    # Y through the one spelling of the normalisation (ops/nn_norm.normalize); the variance itself is
     # spelled again for the running statistic (cse merges the shared mean and square)
     xhat, mean, _ = _normalize(ctx, x, axes, eps)
     centred = e("sub", [x, mean])

@@ -220,7 +220,7 @@ def test_the_activation_values_are_spelled_in_one_table():
 
 def test_the_layer_norm_formula_is_one_function():
     """Outside the NumPy reference, normalising (mean, centre, variance, rsqrt) is written once:
-    ``_nn_norm.normalize``. A module that reduces with ``mean`` and applies ``rsqrt`` is a copy."""
+    ``nn_norm.normalize``. A module that reduces with ``mean`` and applies ``rsqrt`` is a copy."""
     found = []
     for top in ("graphforge", "runtimes"):
         for path in sorted((ROOT / top).rglob("*.py")):
@@ -237,10 +237,10 @@ def test_the_layer_norm_formula_is_one_function():
                 if graph_level or jnp_level:
                     found.append(f"{path.relative_to(ROOT)}:{fn.name}")
     other_formulas = {
-        "graphforge/ops/_nn_norm.py:_ln_ref",           # the NumPy reference: the oracle the rest is tested on
-        "graphforge/ops/_nn_norm.py:_bn_ref",           # batch_norm: statistics over the batch, another op
-        "graphforge/ops/_nn_norm.py:_bn_vjp",
+        "graphforge/ops/nn_norm.py:_ln_ref",           # the NumPy reference: the oracle the rest is tested on
+        "graphforge/ops/nn_norm.py:_bn_ref",           # batch_norm: statistics over the batch, another op
+        "graphforge/ops/nn_norm.py:_bn_vjp",
         "runtimes/jax/nn_ops.py:_batch_norm",
         "runtimes/onnx_import/nn_ops.py:_rmsnorm",      # RMS norm: no centring, another formula
     }
-    assert set(found) - other_formulas == {"graphforge/ops/_nn_norm.py:normalize"}, found
+    assert set(found) - other_formulas == {"graphforge/ops/nn_norm.py:normalize"}, found

@@ -1,4 +1,5 @@
-"""max_pool2d, its gradient max_pool2d_grad, avg_pool2d and global_avg_pool2d.
+"""max_pool2d, its gradient max_pool2d_grad, avg_pool2d and global_avg_pool2d, and the public pool
+functions (``max_pool1d/2d/3d``, ``avg_pool1d/2d/3d``, ``global_avg_pool2d``).
 
 The window pools take 1, 2 or 3 spatial axes (the input's rank picks it; the ``2d`` in the names is
 historic) and per-axis ``kernel``, ``strides`` and ``dilations``; ``pads`` holds the begins of every
@@ -20,15 +21,17 @@ from ..ir.types import TensorType
 from ..ir.dims import dim_product, is_static
 from ..trace.tensor import apply
 from ._nn_common import (F32, F64, _ceil_window_out, _check_pairs, _fmt, _require_nchw, _spatial_rank, _static_spatial,
-                         _window_out, _windows, _zero)
+                         _tuple_of, _window_out, _windows, _zero)
 from ._shapes import require_float
+from .nn_conv import resolve_padding
 from .common import compute_dtype, numel
 from .registry import NOT_DIFFERENTIABLE, Attr, OpDef, Sample, register_op
 # modules, not names: the op families use each other's functions (looked up at call time)
 from . import (creation as _creation, reduction as _reduction,
                shape_ops as _shape_ops)
 
-__all__ = ["pool_window_counts"]
+__all__ = ["max_pool2d", "avg_pool2d", "max_pool1d", "max_pool3d", "avg_pool1d", "avg_pool3d", "global_avg_pool2d",
+           "pool_window_counts"]
 
 
 # ---- pooling --------------------------------------------------------------------------------
@@ -477,3 +480,144 @@ register_op(OpDef(
                                                   "dilations": [2]}, domain=["distinct"], note="1-D, dilation"),
     ],
 ))
+
+
+# ---- functional API -------------------------------------------------------------------------
+
+def _pool_args(kernel_size, stride, padding, n=2, dilation=1):
+    kernel = _tuple_of(kernel_size, "kernel_size", n)
+    strides = kernel if stride is None else _tuple_of(stride, "stride", n)
+    return kernel, strides, resolve_padding(padding, kernel), _tuple_of(dilation, "dilation", n)
+
+
+def _spatial_of(x, n):
+    # max_pool2d/avg_pool2d stay 2-D (a rank-3 input is an error, not a silent 1-D pool);
+    # max_pool1d/3d and the importer name the spatial rank
+    return 2 if n is None else n
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False, dilation=1, *, _n=None):
+    """2-D max pooling (NCHW; max_pool1d/max_pool3d for the other ranks); ``stride`` defaults to the
+    kernel size.
+
+    Args:
+        x: an (N, C, *spatial) Tensor.
+        kernel_size: an int or one per spatial axis.
+        stride: an int or one per spatial axis.
+        padding: an int or one per spatial axis.
+        ceil_mode: round the output size up.
+        dilation: the spacing between kernel elements, an int or one per spatial axis.
+    """
+    kernel, strides, pads, dil = _pool_args(kernel_size, stride, padding, _spatial_of(x, _n), dilation)
+    return apply("max_pool2d", x, kernel=kernel, strides=strides, pads=pads, ceil_mode=ceil_mode, dilations=dil)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True,
+               *, _n=None):
+    """2-D average pooling (NCHW; avg_pool1d/avg_pool3d for the other ranks); ``stride`` defaults to the
+    kernel size.
+
+    Args:
+        x: an (N, C, H, W) Tensor.
+        kernel_size: an int or ``(kh, kw)``.
+        stride: an int or ``(sh, sw)``; None: the kernel size.
+        padding: an int, ``(ph, pw)`` or 4 values (top, left, bottom, right).
+        ceil_mode: round the output size up.
+        count_include_pad: count the padded zeros in each window's divisor (PyTorch's default).
+    """
+    kernel, strides, pads, dil = _pool_args(kernel_size, stride, padding, _spatial_of(x, _n))
+    return apply("avg_pool2d", x, kernel=kernel, strides=strides, pads=pads, ceil_mode=ceil_mode,
+                 count_include_pad=count_include_pad, dilations=dil)
+
+
+def max_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False, dilation=1):
+    """1-D max pooling over (N, C, W) input (the ``max_pool2d`` op over one axis);
+    ``stride`` defaults to the kernel size.
+
+    Args:
+        x: an (N, C, W) Tensor.
+        kernel_size: the window size, an int or a 1-tuple.
+        stride: the step between windows, an int or a 1-tuple; None: the kernel size.
+        padding: an int or a 1-tuple (the same on both sides), or 2 values (begins, then ends).
+        ceil_mode: round the output size up.
+        dilation: the spacing between kernel elements, an int or a 1-tuple.
+
+    Returns:
+        The pooled (N, C, W_out) Tensor.
+
+    Raises:
+        ShapeError: ``kernel_size``, ``stride``, ``padding`` or ``dilation`` with the wrong number of values.
+    """
+    return max_pool2d(x, kernel_size, stride, padding, ceil_mode, dilation, _n=1)
+
+
+def max_pool3d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False, dilation=1):
+    """3-D max pooling over (N, C, D, H, W) input (the ``max_pool2d`` op over three axes);
+    ``stride`` defaults to the kernel size.
+
+    Args:
+        x: an (N, C, D, H, W) Tensor.
+        kernel_size: the window size, an int or ``(d, h, w)``.
+        stride: the step between windows, an int or ``(d, h, w)``; None: the kernel size.
+        padding: an int or ``(d, h, w)`` (the same on both sides), or 6 values (begins, then ends).
+        ceil_mode: round the output size up.
+        dilation: the spacing between kernel elements, an int or ``(d, h, w)``.
+
+    Returns:
+        The pooled (N, C, D_out, H_out, W_out) Tensor.
+
+    Raises:
+        ShapeError: ``kernel_size``, ``stride``, ``padding`` or ``dilation`` with the wrong number of values.
+    """
+    return max_pool2d(x, kernel_size, stride, padding, ceil_mode, dilation, _n=3)
+
+
+def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True):
+    """1-D average pooling over (N, C, W) input (the ``avg_pool2d`` op over one axis);
+    ``stride`` defaults to the kernel size.
+
+    Args:
+        x: an (N, C, W) Tensor.
+        kernel_size: the window size, an int or a 1-tuple.
+        stride: the step between windows, an int or a 1-tuple; None: the kernel size.
+        padding: an int or a 1-tuple (the same on both sides), or 2 values (begins, then ends).
+        ceil_mode: round the output size up.
+        count_include_pad: count the padded zeros in each window's divisor (PyTorch's default).
+
+    Returns:
+        The pooled (N, C, W_out) Tensor.
+
+    Raises:
+        ShapeError: ``kernel_size``, ``stride`` or ``padding`` with the wrong number of values.
+    """
+    return avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad, _n=1)
+
+
+def avg_pool3d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True):
+    """3-D average pooling over (N, C, D, H, W) input (the ``avg_pool2d`` op over three axes);
+    ``stride`` defaults to the kernel size.
+
+    Args:
+        x: an (N, C, D, H, W) Tensor.
+        kernel_size: the window size, an int or ``(d, h, w)``.
+        stride: the step between windows, an int or ``(d, h, w)``; None: the kernel size.
+        padding: an int or ``(d, h, w)`` (the same on both sides), or 6 values (begins, then ends).
+        ceil_mode: round the output size up.
+        count_include_pad: count the padded zeros in each window's divisor (PyTorch's default).
+
+    Returns:
+        The pooled (N, C, D_out, H_out, W_out) Tensor.
+
+    Raises:
+        ShapeError: ``kernel_size``, ``stride`` or ``padding`` with the wrong number of values.
+    """
+    return avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad, _n=3)
+
+
+def global_avg_pool2d(x):
+    """Mean over H and W, keeping them as size 1: (N, C, H, W) -> (N, C, 1, 1).
+
+    Args:
+        x: an NCHW Tensor.
+    """
+    return apply("global_avg_pool2d", x)

@@ -1,5 +1,6 @@
 """attention: scaled dot-product attention on (B, H, S, D) tensors, a composite op with a
-decomposition into matmul / softmax / where."""
+decomposition into matmul / softmax / where; its public functions ``attention`` and
+``scaled_dot_product_attention`` (PyTorch's spelling)."""
 from __future__ import annotations
 
 import math
@@ -9,6 +10,7 @@ import numpy as np
 from ..errors import DTypeError, ShapeError, UnsupportedOpError
 from ..ir.dims import is_static
 from ..ir.types import TensorType
+from ..trace.tensor import apply
 from ._nn_common import F32, F64, _fmt
 from ._shapes import broadcast_shapes, require_float, same_dtype
 from .common import compute_dtype
@@ -17,7 +19,7 @@ from .registry import Attr, OpDef, Sample, register_op
 from . import (creation as _creation, elementwise as _elementwise, linalg as _linalg,
                reduction as _reduction, shape_ops as _shape_ops)
 
-__all__: list[str] = []
+__all__ = ["attention", "scaled_dot_product_attention"]
 
 
 # ---- attention ------------------------------------------------------------------------------
@@ -150,3 +152,47 @@ register_op(OpDef(
                note="symbolic seq, rank-2 mask"),
     ],
 ))
+
+
+# ---- functional API -------------------------------------------------------------------------
+
+def attention(q, k, v, mask=None, scale: float | None = None, causal: bool = False):
+    """Scaled dot-product attention on (B, H, S, D) tensors (rank-3 (B, S, D) means one head);
+    ``mask`` is bool, True = attend, broadcastable to (B, H, Sq, Sk).
+
+    Args:
+        q: the queries.
+        k: the keys.
+        v: the values.
+        mask: see above.
+        scale: None: ``1/sqrt(D)``.
+        causal: mask out future positions.
+    """
+
+    if q.ndim == 3 and k.ndim == 3 and v.ndim == 3:
+        if mask is not None and mask.ndim == 3:
+            mask = _shape_ops.unsqueeze(mask, 1)
+        out = attention(_shape_ops.unsqueeze(q, 1), _shape_ops.unsqueeze(k, 1), _shape_ops.unsqueeze(v, 1), mask, scale, causal)
+        return _shape_ops.squeeze(out, 1)
+    args = (q, k, v) if mask is None else (q, k, v, mask)
+    return apply("attention", *args, scale=None if scale is None else float(scale), causal=causal)
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: float = 0.0,
+                                 is_causal: bool = False, scale: float | None = None):
+    """PyTorch's spelling of :func:`attention` (a bool ``attn_mask``, True = attend).
+
+    Args:
+        query: the queries.
+        key: the keys.
+        value: the values.
+        attn_mask: see above.
+        dropout_p: attention dropout (0 outside training).
+        is_causal: mask out future positions.
+        scale: None: ``1/sqrt(D)``.
+    """
+    if dropout_p:
+        raise UnsupportedOpError("scaled_dot_product_attention: dropout_p > 0 is not supported by the fused op",
+                                 ops=["attention"], hint="apply gf.dropout to the attention weights computed "
+                                 "explicitly, or use nn.MultiheadAttention(dropout=p) in training mode")
+    return attention(query, key, value, attn_mask, scale, is_causal)

@@ -1,19 +1,20 @@
 """batch_norm (eval: 1 output; training: y and the new running statistics) and layer_norm
-(composite, with a decomposition into primitives)."""
+(composite, with a decomposition into primitives): the op definitions and their public functions."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..errors import ShapeError
 from ..ir.types import TensorType
+from ..trace.tensor import apply
 from ._nn_common import F32, F64, _fmt
 from ._shapes import normalize_axis, require_float, same_dtype
 from .common import compute_dtype, elementwise_flops
 from .registry import Attr, OpDef, Sample, register_op
 # modules, not names: the op families use each other's functions (looked up at call time)
-from . import elementwise as _elementwise, reduction as _reduction, shape_ops as _shape_ops
+from . import creation as _creation, elementwise as _elementwise, reduction as _reduction, shape_ops as _shape_ops
 
-__all__ = ["normalize"]
+__all__ = ["batch_norm", "layer_norm", "normalize"]
 
 
 # ---- batch_norm -----------------------------------------------------------------------------
@@ -237,3 +238,63 @@ register_op(OpDef(
         Sample([TensorType((2, "seq", 4), F64)], bind={"seq": 3}, note="no affine, symbolic seq"),
     ],
 ))
+
+
+# ---- functional API -------------------------------------------------------------------------
+
+def _const_like(value, n, like):
+    return _creation.full((n,), value, like.dtype)
+
+
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5):
+    """Batch normalisation over axis 1 (PyTorch's argument order). Eval returns ``y``; training
+    returns ``(y, new_running_mean, new_running_var)`` (batch statistics; momentum as in PyTorch).
+
+    Args:
+        x: an (N, C, ...) Tensor.
+        running_mean: (C,) running mean.
+        running_var: (C,) running variance.
+        weight: None or the (C,) scale.
+        bias: None or the (C,) shift.
+        training: use batch statistics.
+        momentum: weight of the batch statistics in the new running ones.
+        eps: added to the variance.
+    """
+    c = x.shape[1] if len(x.shape) >= 2 else 1
+    if weight is None:
+        weight = _const_like(1.0, c, x)
+    if bias is None:
+        bias = _const_like(0.0, c, x)
+    return apply("batch_norm", x, weight, bias, running_mean, running_var, eps=eps, momentum=momentum,
+                 training=training)
+
+
+def layer_norm(x, normalized_shape_or_axis=-1, weight=None, bias=None, eps: float = 1e-5):
+    """Layer normalisation. The second argument is a first normalised ``axis`` (an int, default -1)
+    or PyTorch's ``normalized_shape`` (a tuple/list: the trailing dims to normalise over).
+
+    Args:
+        x: the input Tensor.
+        normalized_shape_or_axis: see above.
+        weight: None or the scale.
+        bias: None or the shift.
+        eps: added to the variance.
+    """
+
+    rank = len(x.shape)
+    spec = normalized_shape_or_axis
+    if isinstance(spec, (list, tuple)):
+        shape = tuple(spec)
+        if tuple(x.shape[rank - len(shape):]) != shape or len(shape) > rank or not shape:
+            raise ShapeError(f"layer_norm: normalized_shape {shape} does not match the trailing dims of "
+                             f"{getattr(x, 'type', x.shape)}", hint="normalized_shape must equal x.shape[-k:]")
+        axis = -len(shape)
+    else:
+        axis = int(spec)
+        if not -rank <= axis < rank and rank and x.shape[-1] == axis:
+            axis = -1  # PyTorch's int normalized_shape (e.g. layer_norm(x, 512))
+    if weight is None and bias is not None:
+        weight = _creation.ones(tuple(x.shape[axis % rank:]), x.dtype)
+    args = [x] + ([weight] if weight is not None else []) + ([bias] if bias is not None else [])
+    return apply("layer_norm", *args, axis=axis, eps=eps)

@@ -1,6 +1,8 @@
 """conv2d and conv_transpose2d over 1, 2 or 3 spatial axes (the op names are historic: the rank of
 the input picks the spatial rank): type rules, im2col references, and VJPs as graphs (the input
-gradient of one is the other; the weight gradient is a conv2d over transposed tensors)."""
+gradient of one is the other; the weight gradient is a conv2d over transposed tensors); and their
+public functions ``conv2d``, ``conv1d``, ``conv3d``, ``conv_transpose2d`` (``1d``/``3d``) and
+``resolve_padding`` (the padding spelling the pools share)."""
 from __future__ import annotations
 
 import itertools
@@ -11,7 +13,7 @@ from ..errors import ShapeError
 from ..ir.dims import dim_product, is_static
 from ..ir.types import TensorType
 from ..trace.tensor import apply
-from ._nn_common import (F32, F64, _check_pairs, _fmt, _spatial_rank, _transposed_out, _window_out,
+from ._nn_common import (F32, F64, _check_pairs, _fmt, _spatial_rank, _transposed_out, _tuple_of, _window_out,
                          _windows)
 from ._shapes import require_float, same_dtype
 from .common import compute_dtype, numel
@@ -19,7 +21,8 @@ from .registry import Attr, OpDef, Sample, register_op
 # modules, not names: the op families use each other's functions (looked up at call time)
 from . import reduction as _reduction, shape_ops as _shape_ops
 
-__all__: list[str] = []
+__all__ = ["conv2d", "conv1d", "conv3d", "conv_transpose2d", "conv_transpose1d", "conv_transpose3d",
+           "resolve_padding"]
 
 
 # ---- conv2d ---------------------------------------------------------------------------------
@@ -316,3 +319,137 @@ register_op(OpDef(
                       "dilations": [1, 2, 1]}, note="3-D: strides, dilation, pads"),
     ],
 ))
+
+
+# ---- functional API -------------------------------------------------------------------------
+
+def resolve_padding(padding, kernel, dilation=None, stride=None) -> list[int]:
+    """Explicit pads (the begins of every spatial axis, then the ends: ``[top, left, bottom, right]``
+    in 2-D) from an int, one value per axis, begins+ends, "valid" or "same" (PyTorch semantics:
+    stride 1, the odd extra pad goes to the end). The spatial rank is ``len(kernel)``.
+
+    Args:
+        padding: see above.
+        kernel: the kernel size per spatial axis.
+        dilation: one per spatial axis.
+        stride: one per spatial axis.
+    """
+    n = len(kernel)
+    dilation = [1] * n if dilation is None else list(dilation)
+    stride = [1] * n if stride is None else list(stride)
+    if isinstance(padding, str):
+        if padding == "valid":
+            return [0] * (2 * n)
+        if padding == "same":
+            if list(stride) != [1] * n:
+                raise ShapeError("padding='same' is not supported for strided convolutions (PyTorch semantics)",
+                                 hint="give explicit pads, e.g. padding=(k // 2, k // 2)")
+            pads = [(d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for k, d in zip(kernel, dilation)]
+            return [lo for lo, _ in pads] + [hi for _, hi in pads]
+        raise ShapeError(f"padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
+    if isinstance(padding, (list, tuple)):
+        if len(padding) == n:
+            return [int(p) for p in padding] * 2
+        if len(padding) == 2 * n:
+            return [int(p) for p in padding]
+        what = "(ph, pw) or 4 (top, left, bottom, right)" if n == 2 else f"(one per axis) or {2 * n} (begins, ends)"
+        raise ShapeError(f"padding must have {n} {what} entries, got {padding!r}")
+    p = int(padding)
+    return [p] * (2 * n)
+
+
+def _nsp_of(w, default=2):
+    rank = len(w.shape) if hasattr(w, "shape") else default + 2
+    return rank - 2 if rank in (3, 4, 5) else default
+
+
+def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups: int = 1):
+    """Convolution (N, C, *spatial) with 1-3 spatial axes — the weight's rank picks it; ``w`` is
+    (out, in/groups, *kernel); padding an int, one per axis, begins+ends ((top, left, bottom, right)
+    in 2-D), "same" or "valid".
+
+    Args:
+        x: an (N, C, *spatial) Tensor.
+        w: the weight.
+        b: None or the (out,) bias.
+        stride: an int or one per spatial axis.
+        padding: see above.
+        dilation: an int or one per spatial axis.
+        groups: independent channel groups.
+    """
+    n = _nsp_of(w)
+    strides, dilations = _tuple_of(stride, "stride", n), _tuple_of(dilation, "dilation", n)
+    kernel = [int(k) for k in w.shape[2:]] if len(w.shape) == n + 2 else [1] * n
+    pads = resolve_padding(padding, kernel, dilations, strides)
+    args = (x, w) if b is None else (x, w, b)
+    return apply("conv2d", *args, strides=strides, pads=pads, dilations=dilations, groups=groups)
+
+
+def conv1d(x, w, b=None, stride=1, padding=0, dilation=1, groups: int = 1):
+    """1-D convolution (N, C, W); ``w`` is (out, in/groups, k). The ``conv2d`` op over one axis.
+
+    Args:
+        x: an (N, C, W) Tensor.
+        w: the (out, in/groups, k) weight.
+        b: None or the (out,) bias.
+        stride: an int or a 1-tuple.
+        padding: an int, a 1-tuple, a (begin, end) pair, ``"same"`` (stride 1 only) or ``"valid"``.
+        dilation: an int or a 1-tuple.
+        groups: independent channel groups.
+
+    Returns:
+        The (N, out, W_out) Tensor.
+
+    Raises:
+        ShapeError: a badly formed ``padding``, or ``"same"`` with a stride other than 1.
+    """
+    return conv2d(x, w, b, stride, padding, dilation, groups)
+
+
+def conv3d(x, w, b=None, stride=1, padding=0, dilation=1, groups: int = 1):
+    """3-D convolution (N, C, D, H, W); ``w`` is (out, in/groups, kd, kh, kw). The ``conv2d`` op over
+    three axes.
+
+    Args:
+        x: an (N, C, D, H, W) Tensor.
+        w: the (out, in/groups, kd, kh, kw) weight.
+        b: None or the (out,) bias.
+        stride: an int or one per spatial axis ``(sd, sh, sw)``.
+        padding: an int, one per spatial axis, 6 values (the three begins, then the three ends),
+            ``"same"`` (stride 1 only) or ``"valid"``.
+        dilation: an int or one per spatial axis.
+        groups: independent channel groups.
+
+    Returns:
+        The (N, out, D_out, H_out, W_out) Tensor.
+
+    Raises:
+        ShapeError: a badly formed ``padding``, or ``"same"`` with a stride other than 1.
+    """
+    return conv2d(x, w, b, stride, padding, dilation, groups)
+
+
+def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0, groups: int = 1, dilation=1):
+    """Transposed convolution (PyTorch argument order); ``w`` is (in, out/groups, *kernel) with 1-3
+    spatial axes (the weight's rank picks it).
+
+    Args:
+        x: an (N, C, *spatial) Tensor.
+        w: the weight.
+        b: None or the bias.
+        stride: an int or one per spatial axis.
+        padding: an int or one per spatial axis.
+        output_padding: an int or one per spatial axis.
+        groups: channel groups.
+        dilation: an int or one per spatial axis.
+    """
+    n = _nsp_of(w)
+    strides, dilations = _tuple_of(stride, "stride", n), _tuple_of(dilation, "dilation", n)
+    if isinstance(padding, str):
+        raise ShapeError("conv_transpose2d takes explicit padding (an int or a tuple), not a string")
+    args = (x, w) if b is None else (x, w, b)
+    return apply("conv_transpose2d", *args, strides=strides, pads=resolve_padding(padding, [1] * n),
+                 output_padding=_tuple_of(output_padding, "output_padding", n), dilations=dilations, groups=groups)
+
+
+conv_transpose1d = conv_transpose3d = conv_transpose2d
