@@ -42,8 +42,11 @@ gpu-check: $(BENCH_STAMP)
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache site
 
+# conformance: two processes share the cases; XLA compiles at LLVM -O0 as in the test suite (values
+# within onnx's tolerances are what is checked; measured: the same 1812 cases pass, 112 s vs 388 s).
+# A caller's XLA_FLAGS wins.
 conformance: $(STAMP)
-	$(PY) -m tests.conformance.run --per-op --check
+	XLA_FLAGS="$${XLA_FLAGS:---xla_backend_optimization_level=0}" $(PY) -m tests.conformance.run --per-op --check --jobs 2
 
 # 10,000 random graphs through every back end's oracles, then 50 SIGKILLs of a checkpointing run
 fuzz: $(STAMP)

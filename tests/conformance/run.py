@@ -1,11 +1,13 @@
 """Print graphforge's pass rate on onnx's backend test suite, per category (``make conformance``).
 
     python -m tests.conformance.run [--category Node ...] [--include REGEX] [--backend jax|reference]
-                                    [--failures] [--per-op]
+                                    [--failures] [--per-op] [--jobs N]
 """
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import multiprocessing
 import sys
 import time
 
@@ -15,6 +17,22 @@ NODE_TARGET = 0.90     # of all node cases, exclusions counted as failures (issu
 PER_OP_TARGET = 0.98   # of the non-excluded node cases of every op the importer claims
 
 
+def _run_shard(categories, include, backend, shard):
+    return run_suite(categories, include=include, backend=backend, shard=shard)
+
+
+def _run(categories, include, backend, jobs: int):
+    """The suite in ``jobs`` fresh processes (spawned: JAX and onnxruntime do not survive a fork), each
+    running every jobs-th case; the outcomes merged back in suite order."""
+    if jobs <= 1:
+        return run_suite(categories, include=include, backend=backend)
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+        parts = list(pool.map(_run_shard, *zip(*[(categories, include, backend, (i, jobs)) for i in range(jobs)])))
+    order = {c: k for k, c in enumerate(categories)}
+    return sorted((r for part in parts for r in part), key=lambda r: (order[r.category], r.name))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--category", action="append", choices=CATEGORIES)
@@ -22,12 +40,13 @@ def main(argv=None) -> int:
     ap.add_argument("--backend", default=None, help="graphforge back end (default: jax when available)")
     ap.add_argument("--failures", action="store_true", help="list every failing case with its last error line")
     ap.add_argument("--per-op", action="store_true", help="per-ONNX-op table for the node cases")
+    ap.add_argument("--jobs", type=int, default=1, help="processes sharing the cases (make conformance: 2)")
     ap.add_argument("--check", action="store_true",
                     help=f"exit 1 unless >= {NODE_TARGET * 100:.0f}%% of all node cases pass and every claimed op passes "
                          f">= {PER_OP_TARGET * 100:.0f}%% of its non-excluded node cases (the issue's acceptance bar)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    results = run_suite(tuple(args.category or CATEGORIES), include=args.include, backend=args.backend)
+    results = _run(tuple(args.category or CATEGORIES), args.include, args.backend, args.jobs)
     if args.failures:
         for r in results:
             if r.status in ("fail", "error"):

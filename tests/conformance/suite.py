@@ -89,10 +89,13 @@ def _base(name: str) -> str:
 
 def run_suite(categories=CATEGORIES, *, include: str | None = None, backend: str | None = None,
               op_types: set[str] | None = None, names: set[str] | None = None, expanded: bool = True,
-              progress=None) -> list[Outcome]:
+              progress=None, shard: tuple[int, int] = (0, 1)) -> list[Outcome]:
     """Run the selected cases one by one; ``op_types`` limits Node cases to those ops, ``names`` to those
     case names; ``expanded`` False skips the ``*_expanded`` duplicates (the op's function body run as a
-    graph)."""
+    graph); ``shard=(i, n)`` runs every n-th selected case from the i-th (excluded cases are reported
+    by shard 0 only), so n processes together run each case once."""
+    index, count = shard
+    position = -1
     bt = onnx.backend.test.BackendTest(make_backend(backend), __name__)
     items = bt._filtered_test_items  # category -> name -> TestItem
     ops = node_case_ops()
@@ -113,7 +116,11 @@ def run_suite(categories=CATEGORIES, *, include: str | None = None, backend: str
                 continue
             reason = exclusion_reason(category, base)
             if reason:
-                results.append(Outcome(category, base, "excluded", reason))
+                if index == 0:
+                    results.append(Outcome(category, base, "excluded", reason))
+                continue
+            position += 1
+            if position % count != index:
                 continue
             _CURRENT[0] = base
             tc = type("T", (unittest.TestCase,), {"test": item.func})("test")

@@ -80,3 +80,14 @@ def test_full_suite_rates(full_results):
     assert table["Node"]["rate_all"] >= 0.60, table["Node"]
     assert table["PyTorchOperator"]["rate_run"] >= 0.95
     assert table["PyTorchConverted"]["rate_run"] >= 0.75
+
+
+def test_shards_together_run_each_case_once():
+    """``make conformance --jobs 2``: the shards partition the selected cases; excluded ones are
+    reported once."""
+    pick = r"^test_(abs|relu|sign|ceil)$|^test_bernoulli$"
+    whole = run_suite(("Node",), include=pick, backend="reference")
+    parts = [run_suite(("Node",), include=pick, backend="reference", shard=(i, 2)) for i in range(2)]
+    assert len(whole) >= 4 and all(parts)
+    key = lambda r: (r.name, r.status)  # noqa: E731
+    assert sorted(map(key, parts[0] + parts[1])) == sorted(map(key, whole))
