@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import functools
 import multiprocessing
 import sys
 import time
@@ -27,8 +28,9 @@ def _run(categories, include, backend, jobs: int):
     if jobs <= 1:
         return run_suite(categories, include=include, backend=backend)
     ctx = multiprocessing.get_context("spawn")
+    run = functools.partial(_run_shard, categories, include, backend)
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
-        parts = list(pool.map(_run_shard, *zip(*[(categories, include, backend, (i, jobs)) for i in range(jobs)])))
+        parts = list(pool.map(run, [(i, jobs) for i in range(jobs)]))
     order = {c: k for k, c in enumerate(categories)}
     return sorted((r for part in parts for r in part), key=lambda r: (order[r.category], r.name))
 
