@@ -23,7 +23,7 @@ from graphforge.trace.tensor import Tensor
 
 __all__ = ["sample_params", "op_params", "build_sample_graph", "to_float64", "sample_arrays",
            "weighted_loss_graph", "numeric_grad", "resolve_shape", "dim_symbols", "MLPLoss", "EncoderLoss",
-           "zip_outputs", "free_port", "spawn_train_process"]
+           "zip_outputs", "free_port", "spawn_train_process", "one_node_onnx_model", "onnx_value_info"]
 
 
 def zip_outputs(got, want, *more, what: str = "") -> list[tuple]:
@@ -143,6 +143,21 @@ class EncoderLoss(nn.Module):
 
     def forward(self, x):
         return (self.enc(x) ** 2).mean()
+
+
+def one_node_onnx_model(node, inputs, outputs, inits=(), opset: int = 19):
+    """An ONNX model of the single ``node`` (default domain at ``opset``, IR version 9), for importer tests."""
+    from onnx import helper
+    g = helper.make_graph([node], "t", inputs, outputs, list(inits))
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 9
+    return m
+
+
+def onnx_value_info(name: str, shape, dtype=None):
+    """An ONNX ValueInfo (float32 unless ``dtype``, a ``TensorProto`` element type, says otherwise)."""
+    from onnx import TensorProto, helper
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT if dtype is None else dtype, shape)
 
 
 def free_port() -> int:

@@ -10,20 +10,10 @@ ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 import graphforge as gf  # noqa: E402
+from gf_testutil import one_node_onnx_model as _model, onnx_value_info as _vi  # noqa: E402
 
 RNG = np.random.default_rng(23)
 BACKENDS = ("reference", "jax", "onnxruntime")
-
-
-def _model(node, inputs, outputs, inits=(), opset=19):
-    g = helper.make_graph([node], "t", inputs, outputs, list(inits))
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = 9
-    return m
-
-
-def _vi(name, shape, dtype=TensorProto.FLOAT):
-    return helper.make_tensor_value_info(name, dtype, shape)
 
 
 def _check(model, feeds, rtol=1e-5, atol=1e-6):
