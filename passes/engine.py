@@ -194,8 +194,21 @@ def _admits(p) -> frozenset | None:
 def gate(p, root_op: str, tokens: tuple) -> bool:
     """Whether pattern ``p`` can match a node ``root_op(tokens...)`` at its root's operands alone
     (a necessary condition, like the compiled pre-check one level deep)."""
-    if type(p) is not Op:
-        return True  # Assoc/AnyOf roots and unknown classes: the pre-check and find decide
+    kind = type(p)
+    if kind is AnyOf:
+        return any(gate(alt, root_op, tokens) for alt in p.alternatives)
+    if kind is Assoc:
+        if root_op != p.op or len(tokens) != 2:
+            return False
+        if p.op in tokens:
+            return True  # an operand may expand: the leaves are further up
+        if len(p.operands) != 2:
+            return False  # the two operands are the only split, and it has too few leaves
+        allowed = [_admits(sub) for sub in p.operands]
+        return ((allowed[0] is None or tokens[0] in allowed[0]) and (allowed[1] is None or tokens[1] in allowed[1])
+                or (allowed[0] is None or tokens[1] in allowed[0]) and (allowed[1] is None or tokens[0] in allowed[1]))
+    if kind is not Op:
+        return True  # a pattern class the engine does not know: the pre-check and find decide
     if root_op not in p.ops or len(tokens) != len(p.inputs):
         return False
     allowed = [_admits(sub) for sub in p.inputs]

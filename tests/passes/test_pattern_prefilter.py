@@ -71,6 +71,12 @@ def test_the_signature_gate_reads_producers_kinds_and_both_orders():
     assert engine.gate(Op("mul", AnyOf(Op("tanh", Var()), Op("exp", Var())), Var()), "mul", ("exp", "<input>"))
     assert engine.gate(Op("mul", Const(), Var()), "mul", ("<const>", "<input>"))  # a stored constant
     assert not engine.gate(Op("mul", Const(), Var()), "mul", ("<param>", "<input>"))  # a trainable one
+    tree = Assoc("mul", Op("exp", Var()), Const(), Var())
+    assert engine.gate(tree, "mul", ("mul", "constant"))  # the mul operand may expand to the leaves
+    assert not engine.gate(tree, "mul", ("exp", "constant"))  # two leaves for three operands
+    pair = Assoc("mul", Op("exp", Var()), Const())
+    assert engine.gate(pair, "mul", ("constant", "exp")) and not engine.gate(pair, "mul", ("tanh", "constant"))
+    assert engine.gate(AnyOf(Op("add", Var(), Var()), pair), "mul", ("exp", "constant"))
 
 
 def test_it_rejects_what_cannot_match_and_passes_unknown_patterns():
