@@ -15,12 +15,16 @@ file. The exporter first writes it the readable way — node name ``<scope>/<OpT
   ~80; :func:`node_provenance` reads it back, and ``gf.from_onnx`` restores the scopes from it;
 * ``False`` — none at all (the smallest file; provenance is lost).
 
-Both compact modes also give the initializers short names (``p0``, ``p1``, …; a name is stored once
-per reader too): which module a parameter belongs to is the provenance of the nodes that read it.
+Both compact modes also give the initializers and the values nodes compute the shortest free names
+(``a``, ``b``, … ``aB``; a name is stored where it is made and once per reader): which module a
+parameter or a value belongs to is the provenance of the nodes that read or make it. Graph inputs and
+outputs keep their names.
 """
 from __future__ import annotations
 
+import itertools
 import json
+import string
 
 import onnx
 
@@ -90,33 +94,43 @@ def apply_provenance(model: onnx.ModelProto, mode) -> onnx.ModelProto:
                  "nodes": index}
         entry = model.metadata_props.add()
         entry.key, entry.value = METADATA_KEY, json.dumps(table, separators=(",", ":"))
-    _short_initializer_names(model.graph)
+    _shorten_names(model.graph)
     return model
 
 
-def _short_initializer_names(graph: onnx.GraphProto) -> None:
-    """Name the initializers ``p0``, ``p1``, … (each name is written once per reader too): a
-    parameter's module path is the provenance of the nodes that read it. Initializers with the same
-    type, shape and bytes (the zero points of equally wide weights, say) are stored once."""
-    inputs = {v.name for v in graph.input}
-    taken = inputs | {v.name for v in graph.output}
+def _short_names():
+    """``a`` … ``z``, ``A`` … ``Z``, then two characters (``aa``, ``ab`` …, a letter first), and so on."""
+    first = string.ascii_letters
+    rest = string.ascii_letters + string.digits + "_"
+    for width in itertools.count(1):
+        for head in first:
+            for tail in itertools.product(rest, repeat=width - 1):
+                yield head + "".join(tail)
+
+
+def _shorten_names(graph: onnx.GraphProto) -> None:
+    """Give the initializers and the values the top-level nodes compute the shortest free names (a name
+    is stored once where it is made and once per reader): which module a value or a parameter belongs
+    to is the provenance of the nodes that make or read it. Initializers with the same type, shape and
+    bytes (the zero points of equally wide weights, say) are stored once. Graph inputs and outputs keep
+    their names."""
+    keep = {v.name for v in graph.input} | {v.name for v in graph.output}
+    taken = set(keep)
     for node in walk_nodes(graph):
-        taken.update(node.output)
         for sub in subgraphs(node):  # (names a subgraph declares itself)
-            taken.update(v.name for v in list(sub.input) + list(sub.initializer))
-    renamed, first, kept, k = {}, {}, [], 0
+            taken.update(v.name for v in list(sub.input) + list(sub.output) + list(sub.initializer))
+            taken.update(o for inner in walk_nodes(sub) for o in inner.output)
+    fresh = (n for n in _short_names() if n not in taken)
+    renamed, first, kept = {}, {}, []
     for t in graph.initializer:
-        if t.name in inputs:
+        if t.name in keep:
             kept.append(t)
             continue
         key = (t.data_type, tuple(t.dims), t.raw_data) if t.HasField("raw_data") else None
         if key is not None and key in first:
             renamed[t.name] = first[key]
             continue
-        while f"p{k}" in taken:
-            k += 1
-        renamed[t.name] = t.name = f"p{k}"
-        k += 1
+        renamed[t.name] = t.name = next(fresh)
         kept.append(t)
         if key is not None:
             first[key] = t.name
@@ -126,10 +140,17 @@ def _short_initializer_names(graph: onnx.GraphProto) -> None:
             c.CopyFrom(t)
         del graph.initializer[:]
         graph.initializer.extend(copies)
-    for node in walk_nodes(graph):  # (a subgraph reads outer initializers by name)
+    for node in graph.node:
+        for i, name in enumerate(node.output):
+            if name and name not in keep:
+                renamed[name] = node.output[i] = next(fresh)
+    for node in walk_nodes(graph):  # (a subgraph reads outer values by name)
         for i, name in enumerate(node.input):
             if name in renamed:
                 node.input[i] = renamed[name]
+    for vi in graph.value_info:
+        if vi.name in renamed:
+            vi.name = renamed[vi.name]
 
 
 def node_provenance(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, str, str]]:
