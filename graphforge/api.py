@@ -228,9 +228,11 @@ def quantize(graph, calibration=None, mode: str = "int8-static", *, method: str 
         activation_dtype: ``"uint8"`` or ``"int8"`` for the static mode's activations.
         block_size: weights per quantization block in ``"int4-weight"`` mode.
         backend: the back end calibration runs on.
-        other_params: for the int8 modes, ``"int8"`` (default) also stores the float parameters that
-            float ops read (LayerNorm scales and shifts, biases added in float, position and embedding
-            tables) as int8 with a dequantize before their readers; ``"float"`` keeps them float32.
+        other_params: for the int8 modes, ``"int8"`` (default) also makes the float parameters that
+            float ops read small: a LayerNorm's scale and shift are folded into the linear layers
+            that read it (``passes/fold_norm.py``), and the rest (biases added in float, position
+            and embedding tables, other norms' parameters) are stored as int8 with a dequantize
+            before their readers; ``"float"`` keeps them float32.
 
     Returns:
         A new Graph with quantize/dequantize (QDQ) nodes; ``graph`` is not changed.
@@ -251,6 +253,12 @@ def quantize(graph, calibration=None, mode: str = "int8-static", *, method: str 
     from graphforge.runtime import require_graph
 
     graph = require_graph(graph, "gf.quantize")
+    if mode in ("int8-static", "int8-dynamic") and other_params == "int8":
+        # LayerNorm scales/shifts move into the linears that read them (before calibration: the
+        # activation in between changes), so they are not stored at all
+        from graphforge.passes.fold_norm import fold_norm_affine
+
+        graph, _ = fold_norm_affine(graph.copy())
     if mode == "int8-static":
         from graphforge.runtimes.calibration import calibrate
 

@@ -39,6 +39,7 @@ from graphforge.ir.types import TensorType
 from graphforge.ops.quantize import qrange
 from graphforge.trace.builder import Builder
 
+from .fold_norm import fold_norm_affine  # noqa: F401  (registers the pass; gf.quantize runs it first)
 from .quantize_params import quantize_other_params
 from .registry import register_pass
 

@@ -7,9 +7,10 @@ file. The exporter first writes it the readable way — node name ``<scope>/<OpT
 * ``True`` — node names and ``doc_string`` fields (the default for float graphs; what Netron,
   onnxruntime's error messages and profiles show);
 * ``"metadata"`` — no node names or ``doc_string`` fields; one ``metadata_props`` entry
-  (:data:`METADATA_KEY`) holds the table instead, JSON: each distinct scope and source location
-  once, the distinct (scope, location) pairs as index pairs, and per node (depth-first over the graph
-  and its subgraphs, see :func:`walk_nodes`) the index of its pair (-1: none).
+  (:data:`METADATA_KEY`) holds the table instead, JSON: the module scopes as a tree (``[parent,
+  name]`` entries), each distinct source location once, the distinct (scope, location) pairs as index
+  pairs, and per node (depth-first over the graph and its subgraphs, see :func:`walk_nodes`) the
+  index of its pair (-1: none).
   That is the default for graphs holding quantize / dequantize nodes (deployment files, where the
   names and doc strings of a small model can be a sixth of the file) — a few bytes per node rather than
   ~80; :func:`node_provenance` reads it back, and ``gf.from_onnx`` restores the scopes from it;
@@ -71,29 +72,57 @@ def _scope_and_loc(node: onnx.NodeProto) -> tuple[str, str]:
     return doc, ""  # a name not in the exporter's form: keep what the doc string says
 
 
+class _ScopeTree:
+    """Module scopes as a tree: entry ``[parent, name]`` is scope ``<parent's scope>.<name>`` (parent -1:
+    a top-level module), so ``encoder.layers.0.attn.q_proj`` shares its first four parts."""
+
+    def __init__(self):
+        self.entries: list[list] = []
+        self._ids: dict[str, int] = {}
+
+    def index(self, scope: str) -> int:
+        """The entry of ``scope`` (added with its parents when new); -1 for the empty scope."""
+        if not scope:
+            return -1
+        if scope not in self._ids:
+            parent, _, name = scope.rpartition(".")
+            p = self.index(parent)
+            self._ids[scope] = len(self.entries)
+            self.entries.append([p, name])
+        return self._ids[scope]
+
+    @staticmethod
+    def paths(entries) -> list[str]:
+        out: list[str] = []
+        for parent, name in entries:
+            out.append(f"{out[parent]}.{name}" if parent >= 0 else name)
+        return out
+
+
 def apply_provenance(model: onnx.ModelProto, mode) -> onnx.ModelProto:
     """Move the provenance the exporter wrote into node names / doc strings to where ``mode`` keeps it
     (in place; returns ``model``)."""
     if check_provenance(mode) is True:
         return model
-    scopes: dict[str, int] = {}
+    tree = _ScopeTree()
     locs: dict[str, int] = {}
     sources: dict[tuple[int, int], int] = {}
     index = []
     for node in walk_nodes(model.graph):
         scope, loc = _scope_and_loc(node)
         if scope or loc:
-            key = (scopes.setdefault(scope, len(scopes)), locs.setdefault(loc, len(locs)))
+            key = (tree.index(scope), locs.setdefault(loc, len(locs)) if loc else -1)
             index.append(sources.setdefault(key, len(sources)))
         else:
             index.append(-1)
         node.ClearField("doc_string")
         node.ClearField("name")
     if mode == "metadata":
-        table = {"version": 1, "scopes": list(scopes), "locs": list(locs), "sources": [list(k) for k in sources],
+        table = {"version": 1, "scopes": tree.entries, "locs": list(locs), "sources": [list(k) for k in sources],
                  "nodes": index}
         entry = model.metadata_props.add()
         entry.key, entry.value = METADATA_KEY, json.dumps(table, separators=(",", ":"))
+        model.graph.ClearField("doc_string")  # (it names the graph, as the graphforge_graph entry does)
     _shorten_names(model.graph)
     return model
 
@@ -163,8 +192,8 @@ def node_provenance(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, str, s
         return [(n, *_scope_and_loc(n)) for n in nodes]
     try:
         data = json.loads(table)
-        scopes, locs, index = list(data["scopes"]), list(data["locs"]), list(data["nodes"])
-        sources = [(scopes[s], locs[l]) for s, l in data["sources"]]
+        scopes, locs, index = _ScopeTree.paths(data["scopes"]), list(data["locs"]), list(data["nodes"])
+        sources = [(scopes[s] if s >= 0 else "", locs[l] if l >= 0 else "") for s, l in data["sources"]]
         if len(index) != len(nodes):
             raise ValueError(f"{len(index)} entries for {len(nodes)} nodes")
         return [(n, *(sources[i] if i >= 0 else ("", ""))) for n, i in zip(nodes, index)]
