@@ -40,7 +40,7 @@ from graphforge.ops.quantize import qrange
 from graphforge.trace.builder import Builder
 
 from .fold_norm import fold_norm_affine  # noqa: F401  (registers the pass; gf.quantize runs it first)
-from .quantize_params import quantize_other_params
+from .quantize_params import half_scales, quantize_other_params
 from .registry import register_pass
 
 __all__ = ["QUANTIZED_OPS", "PASS_THROUGH", "QuantPlan", "plan", "value_key", "activation_params",
@@ -167,19 +167,6 @@ def activation_params(lo: float, hi: float, dtype: str = "uint8") -> tuple[np.fl
     bound = max(abs(lo), abs(hi))  # signed activations: symmetric around 0
     scale = bound / qmax
     return (np.float32(scale) if scale > 0 and np.isfinite(scale) else np.float32(1.0)), 0
-
-
-def half_scales(scale: np.ndarray) -> np.ndarray:
-    """``scale`` (float32) rounded *up* to float16 values where every entry is a normal float16 (so a
-    weight quantized with it never clips), else ``scale`` itself. An int8 grid has 7-8 bits of
-    resolution: a step 0.05 % coarser changes nothing, and the scales take half the bytes."""
-    scale = np.asarray(scale, np.float32)
-    info = np.finfo(np.float16)
-    if not scale.size or not np.all((scale >= info.tiny) & (scale <= info.max / 2)):
-        return scale
-    h = scale.astype(np.float16)
-    h = np.where(h.astype(np.float32) < scale, np.nextafter(h, np.float16(np.inf)), h)
-    return h.astype(np.float32)
 
 
 def quantize_weight(w: np.ndarray, axis: int, *, bits: int = 8, reduce_range: bool = True,
@@ -343,6 +330,7 @@ def quantize_static(graph: Graph, ranges: dict[str, tuple[float, float]], *, red
     if activation_dtype not in ("uint8", "int8"):
         raise ConfigError(f"activation_dtype must be uint8 or int8, got {activation_dtype!r}")
     g = graph.copy() if copy else graph
+    original = set(g.param_values)  # (the scales made below are not "other params")
     p = plan(g)
     keys = {id(v): value_key(g, v) for v in p.roots}
     _check_ranges(ranges, list(keys.values()))
@@ -389,7 +377,7 @@ def quantize_static(graph: Graph, ranges: dict[str, tuple[float, float]], *, red
                 and not _matmul_linear(node):
             _quantize_bias(em, g, node, x, w_scale)
     drop_unused_params(g)
-    quantize_other_params(g, mode=other_params)
+    quantize_other_params(g, mode=other_params, names=original)
     g.verify()
     return g
 
@@ -434,6 +422,7 @@ def quantize_dynamic(graph: Graph, *, reduce_range: bool = True, other_params: s
     :func:`quantize_static`. An activation several ops read (a Transformer's q/k/v projections)
     is quantized once. Returns the new graph."""
     g = graph.copy() if copy else graph
+    original = set(g.param_values)  # (the scales made below are not "other params")
     em = _Emit(g)
     quantized: dict[int, tuple] = {}  # activation id -> its dynamic_quantize_linear results
     for node in list(g.nodes):
@@ -478,7 +467,7 @@ def quantize_dynamic(graph: Graph, *, reduce_range: bool = True, other_params: s
         g.replace_all_uses_with(node.outputs[0], y)
         g.erase(node)
     drop_unused_params(g)
-    quantize_other_params(g, mode=other_params)
+    quantize_other_params(g, mode=other_params, names=original)
     g.verify()
     return g
 
