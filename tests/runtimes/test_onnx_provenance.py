@@ -128,3 +128,12 @@ def test_subgraph_nodes_are_in_the_table_and_read_outer_values_by_their_new_name
     assert [p[1:] for p in node_provenance(meta)] == [p[1:] for p in node_provenance(full)]
     for x in (np.ones(3, np.float32), -np.ones(3, np.float32)):
         np.testing.assert_array_equal(_run(meta, x), _run(full, x))
+
+
+def test_in_memory_sessions_and_profiles_of_quantized_graphs_keep_readable_names():
+    from graphforge.runtimes.onnx import OrtSession
+
+    qg = gf.quantize(_graph(), mode="int8-dynamic")
+    assert all(n.name for n in OrtSession(qg).proto.graph.node)  # onnxruntime's errors name the node
+    report = gf.profile(qg, _x(4), backend="onnxruntime", repeat=2, warmup=1)
+    assert {"proj", "head"} <= {row.scope for row in report.rows}
