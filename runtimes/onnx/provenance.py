@@ -173,10 +173,14 @@ def _shorten_names(graph: onnx.GraphProto) -> None:
         for i, name in enumerate(node.output):
             if name and name not in keep:
                 renamed[name] = node.output[i] = next(fresh)
-    for node in walk_nodes(graph):  # (a subgraph reads outer values by name)
+    for node in walk_nodes(graph):  # (a subgraph reads outer values by name, may return one as it is)
         for i, name in enumerate(node.input):
             if name in renamed:
                 node.input[i] = renamed[name]
+        for sub in subgraphs(node):
+            for vi in list(sub.output) + list(sub.value_info):
+                if vi.name in renamed:
+                    vi.name = renamed[vi.name]
     for vi in graph.value_info:
         if vi.name in renamed:
             vi.name = renamed[vi.name]
