@@ -253,6 +253,8 @@ def quantize(graph, calibration=None, mode: str = "int8-static", *, method: str 
     from graphforge.runtime import require_graph
 
     graph = require_graph(graph, "gf.quantize")
+    if other_params not in _q.OTHER_PARAMS:
+        raise ConfigError(f"other_params must be one of {', '.join(map(repr, _q.OTHER_PARAMS))}, got {other_params!r}")
     if mode in ("int8-static", "int8-dynamic") and other_params == "int8":
         # LayerNorm scales/shifts move into the linears that read them (before calibration: the
         # activation in between changes), so they are not stored at all

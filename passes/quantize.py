@@ -40,12 +40,12 @@ from graphforge.ops.quantize import qrange
 from graphforge.trace.builder import Builder
 
 from .fold_norm import fold_norm_affine  # noqa: F401  (registers the pass; gf.quantize runs it first)
-from .quantize_params import half_scales, quantize_other_params
+from .quantize_params import OTHER_PARAMS, half_scales, quantize_other_params
 from .registry import register_pass
 
 __all__ = ["QUANTIZED_OPS", "PASS_THROUGH", "QuantPlan", "plan", "value_key", "activation_params",
            "quantize_weight", "drop_unused_params", "quantize_static", "quantize_dynamic", "quantize_weights_int4",
-           "INT4_STORAGE", "half_scales", "HALF_SCALES_MIN"]
+           "INT4_STORAGE", "half_scales", "HALF_SCALES_MIN", "OTHER_PARAMS"]
 
 QUANTIZED_OPS = ("conv2d", "linear", "matmul")
 # ops whose output a quantized input's parameters describe too (they move or select values)

@@ -67,6 +67,8 @@ def test_float_mode_keeps_them_and_a_bad_mode_is_a_config_error():
     assert quantize_other_params(g, mode="float") == [] and "embed.weight" in g.params
     with pytest.raises(gf.ConfigError, match="other_params"):
         quantize_other_params(g, mode="int4")
+    with pytest.raises(gf.ConfigError, match="other_params"):
+        gf.quantize(g, mode="int8-dynamic", other_params="int16")
 
 
 def test_gf_quantize_stores_the_embedding_int8_in_onnx():
