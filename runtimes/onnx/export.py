@@ -278,7 +278,7 @@ def _live(nodes, consts, results):
     """The nodes (in order) and emitter constants that the ``results`` depend on."""
     need, kept = set(results), []
     for node in reversed(nodes):
-        if any(o in need for o in node.output):
+        if not need.isdisjoint(node.output):
             kept.append(node)
             need.update(control_flow.reads(node))  # a subgraph reads outer names too
     return kept[::-1], [c for c in consts if c.name in need]
@@ -289,21 +289,24 @@ def _rename(nodes, renamed: dict[str, str]) -> None:
     (a gradient graph has an output per parameter; one sweep each would be quadratic)."""
     if not renamed:
         return
+    names = renamed.keys()
     for node in nodes:
         for field in (node.input, node.output):
-            for i, n in enumerate(field):
-                if n in renamed:
-                    field[i] = renamed[n]
+            if not names.isdisjoint(field):  # (a set test in C: most nodes touch no renamed name)
+                for i, n in enumerate(field):
+                    if n in renamed:
+                        field[i] = renamed[n]
         for graph in control_flow.subgraphs(node):  # a subgraph may read a renamed value by name
             _rename(graph.node, renamed)
 
 
 def validate(model: onnx.ModelProto) -> None:
-    """onnx.checker (full_check) and strict shape inference; ExportError with their message."""
+    """onnx.checker with ``full_check``: structure, then strict, type-checking shape inference (the
+    checker runs ``InferShapes`` with check_type and strict mode itself, so inference is not run a
+    second time); ExportError with their message."""
     try:
         if model.ByteSize() < _PROTOBUF_LIMIT:
             onnx.checker.check_model(model, full_check=True)
-            onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
             return
         with tempfile.TemporaryDirectory(prefix="gf-onnx-check-") as tmp:
             path = os.path.join(tmp, "model.onnx")
@@ -311,8 +314,6 @@ def validate(model: onnx.ModelProto) -> None:
             big.CopyFrom(model)
             onnx.save_model(big, path, save_as_external_data=True, location="model.onnx.data")
             onnx.checker.check_model(path, full_check=True)
-            onnx.shape_inference.infer_shapes_path(path, os.path.join(tmp, "inferred.onnx"), check_type=True,
-                                                   strict_mode=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise ExportError(f"the exported ONNX model does not pass onnx's checks: {exc}") from exc
 
