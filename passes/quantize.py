@@ -4,14 +4,17 @@ Three modes (``gf.quantize`` picks one; the calibration that static mode needs i
 ``graphforge.runtimes.calibration``, which runs graphs and so lives in the runtimes layer):
 
 * ``int8-static`` — :func:`quantize_static`: weights int8, symmetric, per output channel; every
-  activation entering or leaving a conv2d / linear / matmul-with-a-weight gets a
+  activation entering a conv2d / linear / matmul-with-a-weight gets a
   ``quantize_linear → dequantize_linear`` pair with the scale and zero point of its calibrated
-  range (uint8, asymmetric, the range always holding 0); biases int32 with scale
-  ``input_scale * weight_scale``. That is the QDQ form onnxruntime fuses into QLinearConv /
-  QGemm / QLinearMatMul. A ReLU (or ``linear``'s fused relu) right after a quantized op is
+  range (uint8, asymmetric, the range always holding 0), and so does a conv2d's output and a
+  linear's / matmul's output that another quantized op reads (:func:`_feeds_quantized`); biases
+  int32 with scale ``input_scale * weight_scale`` where the integer kernel takes one (conv2d, a
+  linear on 2-D activations). That is the QDQ form onnxruntime fuses into QLinearConv / QGemm /
+  MatMulIntegerToFloat. A ReLU (or ``linear``'s fused relu) right after a quantized output pair is
   dropped: a uint8 range starting at 0 clips there exactly. Values that only move or max-pool
   a quantized activation (:data:`PASS_THROUGH`) reuse its parameters, so no requantisation sits
-  between them. Graph outputs stay float.
+  between them. Graph outputs stay float. A linear on 3-D activations (MatMul + Add in ONNX)
+  stores its int8 weight (in, out).
 * ``int8-dynamic`` — :func:`quantize_dynamic` (pass ``quantize_dynamic``): weights as above; each
   activation is quantized at run time (``dynamic_quantize_linear``) and the product is
   ``matmul_integer`` / ``conv_integer`` rescaled in float — onnxruntime's ``quantize_dynamic`` form.
@@ -19,6 +22,10 @@ Three modes (``gf.quantize`` picks one; the calibration that static mode needs i
   symmetric 4-bit values in blocks of ``block_size`` along the input axis (per output channel
   for convolutions), dequantized before the float op. Stored as ``int4`` when graphforge's dtypes
   have it, else as int8 holding 4-bit values (same numbers, int8-sized file).
+
+Both int8 modes store their scales as float16 values where that is smaller (:meth:`_Emit.scale`)
+and, with ``other_params="int8"``, the float parameters float ops read as int8 too
+(``quantize_params.py``).
 
 ``reduce_range`` (default on) keeps int8 weights in [-63, 63]: onnxruntime's uint8 × int8 kernels on
 x86 without VNNI add pairs of products in int16 and saturate beyond that (its quantizer has the same
