@@ -1,0 +1,40 @@
+"""The paired-seed precision parity benchmark: its paired statistics, and a tiny run (slow tier)."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+
+def test_paired_summary_pairs_by_seed_and_skips_unpaired_seeds():
+    from benchmarks.bench_precision_parity import paired_summary
+
+    rows = [  # out of order on purpose; seed 2 has no fp16 run, seed 3 no float32 run
+        {"precision": "fp16-mixed", "seed": 1, "accuracy": 0.975},
+        {"precision": "float32", "seed": 0, "accuracy": 0.980},
+        {"precision": "float32", "seed": 1, "accuracy": 0.990},
+        {"precision": "fp16-mixed", "seed": 0, "accuracy": 0.990},
+        {"precision": "float32", "seed": 2, "accuracy": 0.500},
+        {"precision": "fp16-mixed", "seed": 3, "accuracy": 0.100},
+    ]
+    s = paired_summary(rows)["fp16-mixed"]
+    assert s["seeds"] == 2
+    assert s["diffs_pp"] == pytest.approx([1.0, -1.5])
+    assert s["mean_pp"] == pytest.approx(-0.25)
+    assert s["sd_pp"] == pytest.approx(math.sqrt(((1.25) ** 2 + (1.25) ** 2) / 1))
+    assert s["se_pp"] == pytest.approx(s["sd_pp"] / math.sqrt(2))
+    assert (s["min_pp"], s["max_pp"]) == pytest.approx((-1.5, 1.0))
+    assert "float32" not in paired_summary(rows)
+
+
+@pytest.mark.slow
+def test_tiny_run_trains_each_precision_on_the_same_seed(tmp_path):
+    from benchmarks import bench_precision_parity as bench
+
+    out = tmp_path / "parity.json"
+    assert bench.main(["--tiny", "--precisions", "float32,fp16-mixed", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["precision_parity"]
+    assert [(r["precision"], r["seed"]) for r in rows] == [("float32", 0), ("fp16-mixed", 0)]
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in rows)
+    assert rows[1]["final_loss_scale"] > 0 and 0.0 <= rows[1]["skipped_fraction"] <= 1.0
