@@ -27,8 +27,9 @@ class MixedPrecision:
     """Compute in ``dtype`` ("bfloat16" or "float16") with float32 master weights.
 
     ``loss_scaling``: None = dynamic for float16, none for bfloat16 (same exponent range as
-    float32). ``init_scale``, ``growth_interval``, ``growth_factor``, ``backoff_factor`` are
-    PyTorch GradScaler's meanings and defaults."""
+    float32). ``init_scale``, ``growth_interval``, ``growth_factor``, ``backoff_factor`` have
+    PyTorch GradScaler's meanings and its defaults, except ``init_scale`` 2**15 (Keras's
+    LossScaleOptimizer; PyTorch starts at 2**16 and halves on the first overflow)."""
 
     dtype: str = "bfloat16"
     loss_scaling: bool | None = None

@@ -38,3 +38,16 @@ def test_tiny_run_trains_each_precision_on_the_same_seed(tmp_path):
     assert [(r["precision"], r["seed"]) for r in rows] == [("float32", 0), ("fp16-mixed", 0)]
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in rows)
     assert rows[1]["final_loss_scale"] > 0 and 0.0 <= rows[1]["skipped_fraction"] <= 1.0
+
+
+@pytest.mark.slow
+def test_tiny_gradient_check_reports_each_loss_scale_and_bf16(tmp_path):
+    from benchmarks import bench_precision_parity as bench
+
+    out = tmp_path / "grad.json"
+    assert bench.main(["--tiny", "--grad-check", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["precision_grad_check"]
+    assert [r["precision"] for r in rows] == ["fp16 scale 2^8", "fp16 scale 2^15", "fp16 scale 2^22", "bf16"]
+    for r in rows:
+        assert r["rel_err"] and all(0.0 <= e < 0.5 for e in r["rel_err"].values()), r
+        assert "conv1.bias" not in r["rel_err"]  # BN cancels it: no meaningful relative error
