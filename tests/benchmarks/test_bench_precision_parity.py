@@ -48,6 +48,9 @@ def test_tiny_gradient_check_reports_each_loss_scale_and_bf16(tmp_path):
     assert bench.main(["--tiny", "--grad-check", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["precision_grad_check"]
     assert [r["precision"] for r in rows] == ["fp16 scale 2^8", "fp16 scale 2^15", "fp16 scale 2^22", "bf16"]
+    assert not rows[0]["skipped"] and not rows[-1]["skipped"]  # 2^8 and bf16 (unscaled) cannot overflow
     for r in rows:
+        if r["skipped"]:  # early in training 2^22 overflows float16: the trainer skips that step
+            continue
         assert r["rel_err"] and all(0.0 <= e < 0.5 for e in r["rel_err"].values()), r
         assert "conv1.bias" not in r["rel_err"]  # BN cancels it: no meaningful relative error
