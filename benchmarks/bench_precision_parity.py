@@ -36,7 +36,9 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _example():
     """The CNN example's module and the examples' data split (imported from examples/)."""
-    sys.path.insert(0, os.path.join(_ROOT, "examples"))
+    examples = os.path.join(_ROOT, "examples")
+    if examples not in sys.path:
+        sys.path.insert(0, examples)
     import cnn  # noqa: PLC0415  (examples/ is not a package)
     from _data import digits  # noqa: PLC0415
 
