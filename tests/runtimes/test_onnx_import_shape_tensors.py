@@ -87,9 +87,23 @@ def test_resize_to_sizes_computed_from_shape(attrs):
            ["f32[N,2,2*H,2*W]"])
 
 
-def test_resize_to_a_size_that_is_no_multiple_is_refused_by_name():
-    with pytest.raises(gf.UnsupportedOpError, match="integer multiple"):
-        gf.from_onnx(_resize_to_sizes("Add"))
+@pytest.mark.parametrize("mode,attrs", [
+    ("nearest", {}),                                                       # half_pixel, round_prefer_floor
+    ("nearest", dict(coordinate_transformation_mode="asymmetric", nearest_mode="floor")),
+    ("linear", dict(coordinate_transformation_mode="pytorch_half_pixel")),
+    ("linear", dict(coordinate_transformation_mode="align_corners")),
+])
+def test_resize_to_a_size_that_is_no_multiple_interpolates_at_run_time(mode, attrs):
+    """sizes = (H + 2, W + 2) from Shape: no repeat, so the source rows are computed in the graph from
+    the run-time scale (H + 2) / H, as onnxruntime does."""
+    g = _check(_resize_to_sizes("Add", mode, **attrs),
+               [_feeds({"x": (n, 2, h, w)}, h) for n, h, w in ((1, 3, 4), (2, 5, 2), (1, 1, 7))], ["f32[N,2,H+2,W+2]"])
+    assert "gather" in g.op_counts()
+
+
+def test_a_cubic_resize_to_a_run_time_size_is_refused_by_name():
+    with pytest.raises(gf.UnsupportedOpError, match="mode 'cubic'"):
+        gf.from_onnx(_resize_to_sizes("Add", "cubic"))
 
 
 def test_split_by_sizes_computed_from_shape():
