@@ -240,6 +240,13 @@ register_op(OpDef(
         Sample([TensorType(("batch", 4, 9), F32), TensorType((6, 2, 3), F32), TensorType((6,), F32)],
                attrs={"strides": [2], "pads": [1, 2], "dilations": [2], "groups": 2}, bind={"batch": 2},
                note="1-D: groups, dilation, stride, symbolic batch"),
+        Sample([TensorType(("batch", 4, "h", "w"), F64), TensorType((6, 2, 2, 3), F64), TensorType((6,), F64)],
+               attrs={"strides": [2, 3], "pads": [0, 1, 1, 2], "dilations": [2, 1], "groups": 2},
+               bind={"batch": 2, "h": 6, "w": 7}, note="symbolic H, W with groups, strides, dilation: the weight "
+                                                      "gradient gathers strided windows at run time"),
+        Sample([TensorType((2, 3, "len"), F64), TensorType((2, 3, 4), F64)],
+               attrs={"strides": [3], "pads": [2, 0], "dilations": [1]}, bind={"len": 9},
+               note="1-D, symbolic length, stride 3: floor((len-2)/3)+1"),
         Sample([TensorType((1, 2, 4, 5, 4), F64), TensorType((3, 2, 2, 3, 2), F64), TensorType((3,), F64)],
                attrs={"strides": [1, 2, 1], "pads": [1, 0, 1, 0, 1, 1], "dilations": [1, 1, 2]},
                note="3-D: stride, dilation, asymmetric pads"),

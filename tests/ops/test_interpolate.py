@@ -105,3 +105,14 @@ def test_the_gradient_of_a_bilinear_resize_matches_finite_differences():
 def test_bad_arguments_are_shape_errors(kwargs, match):
     with pytest.raises(gf.ShapeError, match=match):
         gf.trace(lambda x: gf.interpolate(x, **kwargs), SPEC)
+
+
+def test_the_docstring_example_runs_as_written():
+    import inspect
+    import re
+    import textwrap
+
+    (code,) = re.findall(r"```python\n(.*?)```", inspect.getdoc(gf.interpolate), re.S)
+    namespace = {"gf": gf}
+    exec(textwrap.dedent(code).replace("print(", "out = str("), namespace)  # noqa: S102 - our own docstring
+    assert namespace["out"] == "f32[batch,3,floor(h/2)+h,floor(w/2)+w]" in code
