@@ -163,6 +163,14 @@ def _pool_indices(sizes, attrs):
     return np.ascontiguousarray(idx), padded, pairs
 
 
+def _window_positions(out, k, s, d):
+    """(out, k) int64: the padded-input position of every window element along one axis,
+    ``arange(out) * s + arange(k) * d`` (``out`` may be a dim)."""
+    starts = _creation.arange(out) * s
+    offs = _creation.constant(np.arange(k, dtype=np.int64) * d)
+    return _shape_ops.unsqueeze(starts, [1]) + _shape_ops.unsqueeze(offs, [0])
+
+
 def _pool_index_graph(sizes, out, attrs):
     """``_pool_indices`` for symbolic spatial sizes, as graph ops: the flat indices (*out, *kernel)
     into the padded image, computed at run time from ``arange(out) * s + arange(k) * d`` per axis;
@@ -181,9 +189,7 @@ def _pool_index_graph(sizes, out, attrs):
         padded.append(dim_add(sizes[i], p[i], p[n + i], extra))
     idx = None
     for i in range(n):
-        starts = _creation.arange(out[i]) * s[i]                                        # (out_i,)
-        offs = _creation.constant(np.arange(k[i], dtype=np.int64) * d[i])              # (k_i,)
-        pos = _shape_ops.unsqueeze(starts, [1]) + _shape_ops.unsqueeze(offs, [0])      # (out_i, k_i)
+        pos = _window_positions(out[i], k[i], s[i], d[i])                               # (out_i, k_i)
         row = dim_product(padded[i + 1:]) if i + 1 < n else 1
         if row != 1:
             pos = pos * _creation.dim_value(row)
@@ -235,9 +241,7 @@ def _window_count_graph(sizes, out, attrs, dtype):
         return _creation.constant(np.array(float(np.prod(k))), dtype)
     div = None
     for i in range(n):
-        starts = _creation.arange(out[i]) * s[i]
-        offs = _creation.constant(np.arange(k[i], dtype=np.int64) * d[i])
-        pos = _shape_ops.unsqueeze(starts, [1]) + _shape_ops.unsqueeze(offs, [0])      # (out_i, k_i)
+        pos = _window_positions(out[i], k[i], s[i], d[i])                               # (out_i, k_i)
         if attrs.get("count_include_pad", True):
             lo, hi = 0, dim_add(sizes[i], p[i] + p[n + i])
         else:
