@@ -201,7 +201,7 @@ def _conv2d_vjp(inputs, outputs, cots, attrs):
     else:
         # symbolic sizes: the end rows the windows reached (the end padding) or skipped (at most s-1)
         # are a run-time count, so the transposed conv keeps every row past the begin padding, gets
-        # s-1 zero rows more and is cut to x's size (a guard of the slice that always holds)
+        # s-1 zero rows more (x has at most that many beyond it) and is cut to x's size
         gx = apply("conv_transpose2d", g, w, strides=list(strides), pads=list(pads[:nsp]) + [0] * nsp,
                    output_padding=[0] * nsp, dilations=list(dil), groups=attrs["groups"])
         if any(st > 1 for st in strides):
