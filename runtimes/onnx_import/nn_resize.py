@@ -199,11 +199,11 @@ def _symbolic_repeat(ctx: ImportContext, node, x, attrs, plan):
     for d, s, m, _ in sorted(plan, key=lambda p: p[0], reverse=True):  # from the last axis: earlier axis numbers stay valid
         if s == 1.0 and isinstance(shape[d], str):
             continue
-        if isinstance(shape[d], int):
+        if isinstance(shape[d], int) and (s is not None or isinstance(m, int)):
             size = int(np.floor(s * shape[d])) if s is not None else m
             y = _apply(ctx, node, y, attrs, [(d, s, size, None)])
             continue
-        k = int(s) if s is not None else 0
+        k = int(s) if s is not None and isinstance(shape[d], str) else 0   # (a static axis to a run-time size: 0)
         if k != s or k < 1 or not all(_repeats(attrs, n, k) for n in _PROBE_SIZES):
             y = _interpolate_axis(ctx, node, y, attrs, d, s, m)
             continue

@@ -92,3 +92,42 @@ def test_upsample_opset9_on_symbolic_dims():
     want = np.repeat(np.repeat(a, 2, axis=2), 2, axis=3)
     for backend in ("jax", "onnxruntime"):
         np.testing.assert_array_equal(gf.run(graph, {"x": a}, backend=backend)[0], want)
+
+
+def _check_against_ort(model, shapes):
+    graph = gf.from_onnx(model)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for shape in shapes:
+        x = np.random.default_rng(sum(shape)).standard_normal(shape).astype(np.float32)
+        want = session.run(None, {"x": x})[0]
+        for backend in ("reference", "jax", "onnxruntime"):
+            np.testing.assert_allclose(gf.run(graph, {"x": x}, backend=backend)[0], want, rtol=1e-5, atol=1e-6,
+                                       err_msg=backend)
+    return graph
+
+
+def test_upsample_opset9_linear_by_fractional_scales_on_symbolic_dims():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, "h", "w"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 1, "oh", "ow"])
+    init = numpy_helper.from_array(np.array([1, 1, 1.5, 2.5], np.float32), "scales")
+    node = helper.make_node("Upsample", ["x", "scales"], ["y"], mode="linear")
+    m = helper.make_model(helper.make_graph([node], "u", [x], [y], [init]), opset_imports=[helper.make_opsetid("", 9)])
+    m.ir_version = 4
+    graph = _check_against_ort(m, [(1, 1, 3, 4), (2, 1, 5, 3)])
+    assert str(graph.outputs[0].type) == "f32[n,1,floor(h/2)+h,floor(w/2)+2*w]"
+
+
+def test_a_static_axis_resized_to_a_size_computed_at_run_time():
+    """sizes = Shape(x)[:3] ++ (h + 1): the static W = 5 becomes h + 1 rows, known only at run time."""
+    nodes = [helper.make_node("Shape", ["x"], ["s"], start=0, end=3),
+             helper.make_node("Shape", ["x"], ["h"], start=2, end=3),
+             helper.make_node("Add", ["h", "one"], ["w2"]),
+             helper.make_node("Concat", ["s", "w2"], ["sizes"], axis=0),
+             helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="nearest")]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2, "h", 5])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2, "h", "w2"])
+    one = numpy_helper.from_array(np.array([1], np.int64), "one")
+    m = helper.make_model(helper.make_graph(nodes, "r", [x], [y], [one]), opset_imports=[helper.make_opsetid("", 18)])
+    m.ir_version = 8
+    graph = _check_against_ort(m, [(1, 2, 3, 5), (2, 2, 7, 5)])
+    assert str(graph.outputs[0].type) == "f32[n,2,h,h+1]"
