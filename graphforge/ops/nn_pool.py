@@ -18,7 +18,7 @@ import numpy as np
 from .. import dtypes as _dt
 from ..errors import DTypeError, ShapeError
 from ..ir.types import TensorType
-from ..ir.dims import dim_add, dim_max, dim_mul, dim_product, dim_sub, is_static
+from ..ir.dims import collect_requirements, dim_add, dim_max, dim_mul, dim_product, dim_sub, is_static
 from ..trace.tensor import apply
 from ._nn_common import (F32, F64, _ceil_window_out, _check_pairs, _fmt, _require_nchw, _spatial_rank, _static_spatial,
                          _tuple_of, _window_out, _windows, _zero)
@@ -80,6 +80,10 @@ def _pool_rule(op):
             raise ShapeError(f"{op}: pads {attrs['pads']} leave windows entirely in the padding (each pad must be at "
                              f"most dilation*(kernel-1) = {[d[i] * (k[i] - 1) for i in range(nsp)]})")
         sizes = tuple(x.shape[2:])
+        # (a static axis must hold the window whatever the others are)
+        if any(is_static(sizes[i]) and sizes[i] + p[i] + p[nsp + i] < d[i] * (k[i] - 1) + 1 for i in range(nsp)):
+            raise ShapeError(f"{op}: the (dilated) kernel {k} (dilation {d}) is larger than the padded input "
+                             f"of {_fmt(x)} (pads {p})", hint="use a smaller kernel or global_avg_pool2d")
         # symbolic spatial dims: the output length as a dim expression (floor or ceil mode); the
         # lowerings read the padding and avg's divisor from the bound sizes (JAX, the reference) or
         # compute them in the model (ONNX)
@@ -90,9 +94,6 @@ def _pool_rule(op):
                         for i in range(nsp))
             return [TensorType((x.shape[0], x.shape[1]) + out, x.dtype)]
         sizes = _static_spatial(x, op)
-        if any(sizes[i] + p[i] + p[nsp + i] < d[i] * (k[i] - 1) + 1 for i in range(nsp)):
-            raise ShapeError(f"{op}: the (dilated) kernel {k} (dilation {d}) is larger than the padded input "
-                             f"of {_fmt(x)} (pads {p})", hint="use a smaller kernel or global_avg_pool2d")
         out = tuple(o for o, _ in _pool_geometry(sizes, attrs))
         return [TensorType((x.shape[0], x.shape[1]) + out, x.dtype)]
     return rule
@@ -507,7 +508,6 @@ def _indices_rule(ts, attrs):
     x = ts[0]
     pool_attrs = {k: v for k, v in attrs.items() if k != "column_major"}
     (y,) = _pool_rule("max_pool2d")([x], pool_attrs)
-    _static_spatial(x, "max_pool2d_indices")
     return [TensorType(y.shape, "int64")]
 
 
@@ -523,21 +523,56 @@ def _indices_ref(xs, attrs, env=None):
     return [(pos + nc).astype(np.int64)]
 
 
+def _unpadded_table_graph(sizes, out, attrs):
+    """``_unpadded_table`` for symbolic sizes, as graph ops: per axis the window positions less the
+    begin pad, inside ``[0, size)`` or not; their flat index (row- or column-major) where every axis
+    is inside, else -1; shaped (*out, K)."""
+    k, s, p, d = attrs["kernel"], attrs["strides"], attrs["pads"], _dil(attrs)
+    n = len(k)
+    order = range(n - 1, -1, -1) if not attrs["column_major"] else range(n)
+    stride, strides = 1, [1] * n
+    for i in order:
+        strides[i], stride = stride, dim_mul(stride, sizes[i])
+    flat = inside = None
+    zero = _creation.constant(np.array(0), "int64")
+    for i in range(n):
+        real = _window_positions(out[i], k[i], s[i], d[i]) - p[i]                      # (out_i, k_i)
+        ok = _elementwise.logical_and(_elementwise.greater_equal(real, zero),
+                                      _elementwise.less(real, _creation.dim_value(sizes[i])))
+        term = real * _creation.dim_value(strides[i]) if strides[i] != 1 else real
+        view = [1] * (2 * n)
+        view[i], view[n + i] = out[i], k[i]
+        term, ok = _shape_ops.reshape(term, view), _shape_ops.reshape(ok, view)
+        flat = term if flat is None else flat + term
+        inside = ok if inside is None else _elementwise.logical_and(inside, ok)
+    table = _elementwise.where(inside, flat, _creation.constant(np.array(-1), "int64"))
+    return _shape_ops.reshape(_shape_ops.broadcast_to(table, list(out) + list(k)), list(out) + [int(np.prod(k))])
+
+
 def _indices_decompose(inputs, attrs):
-    """Windows gathered by constant flat indices, the first maximum's position looked up in the
-    constant unpadded-index table (a one-hot dot), plus each (n, c) image's offset."""
+    """Windows gathered by flat indices, the first maximum's position looked up in the unpadded-index
+    table (a one-hot dot), plus each (n, c) image's offset. Static sizes use constant indices and
+    table; symbolic ones compute them in the graph."""
     x = inputs[0]
     n = len(attrs["kernel"])
     low = -math.inf if _dt.is_float(x.dtype) else int(np.iinfo(_dt.to_numpy_dtype(x.dtype)).min)
-    patches, _, _, _ = _pool_patches(x, attrs, low)                            # (N, C, *out, *kernel)
-    table = _unpadded_table(tuple(x.shape[2:]), attrs)                          # (*out, K)
+    sizes = tuple(x.shape[2:])
+    if all(is_static(v) for v in sizes):
+        patches, _, _, _ = _pool_patches(x, attrs, low)                        # (N, C, *out, *kernel)
+        table = _creation.constant(_unpadded_table(sizes, attrs))               # (*out, K)
+    else:
+        pool_attrs = {key: v for key, v in attrs.items() if key != "column_major"}
+        with collect_requirements():  # (the node's own type rule records these guards)
+            (y,) = _pool_rule("max_pool2d")([TensorType(tuple(x.shape), x.dtype)], pool_attrs)
+        patches, _, _, _ = _pool_patches(x, attrs, low, list(y.shape[2:]))
+        table = _unpadded_table_graph(sizes, list(y.shape[2:]), attrs)
     out = list(table.shape[:n])
-    k = table.shape[-1]
+    k = int(np.prod(attrs["kernel"]))
     flat = _shape_ops.reshape(patches, [x.shape[0], x.shape[1]] + out + [k])
     pick = _creation.one_hot(_reduction.argmax(flat, -1), k, "int64")
-    pos = _reduction.sum(pick * _creation.constant(table), [2 + n])
-    image = int(np.prod(x.shape[2:]))
-    nc = _creation.arange(0, dim_product([x.shape[0], x.shape[1]])) * image
+    pos = _reduction.sum(pick * table, [2 + n])
+    image = dim_product(list(sizes))
+    nc = _creation.arange(0, dim_product([x.shape[0], x.shape[1]])) * _creation.dim_value(image)
     return [pos + _shape_ops.reshape(nc, [x.shape[0], x.shape[1]] + [1] * n)]
 
 
@@ -547,7 +582,7 @@ register_op(OpDef(
     flops=_pool_flops, vjp=NOT_DIFFERENTIABLE, decompose=_indices_decompose,
     doc="ONNX MaxPool's Indices: per window of max_pool2d (same attrs), the flat int64 index into the whole "
         "input (N, C, *spatial) of its first maximum; column_major orders the spatial axes column-major "
-        "(ONNX storage_order=1). Spatial dims must be static.",
+        "(ONNX storage_order=1). Spatial dims may be symbolic.",
     samples=[
         Sample([TensorType(("batch", 2, 5, 5), F32)], attrs={"kernel": [3, 3], "strides": [2, 2],
                                                            "pads": [1, 1, 1, 1], "dilations": [1, 1]},
@@ -557,6 +592,14 @@ register_op(OpDef(
                domain=["distinct"], note="ceil_mode, column-major"),
         Sample([TensorType((2, 1, 7), F32)], attrs={"kernel": [3], "strides": [2], "pads": [1, 1],
                                                   "dilations": [2]}, domain=["distinct"], note="1-D, dilation"),
+        Sample([TensorType(("batch", 2, "h", "w"), F32)], attrs={"kernel": [3, 2], "strides": [2, 2],
+                                                               "pads": [1, 0, 1, 1], "ceil_mode": True,
+                                                               "dilations": [1, 1]},
+               bind={"batch": 2, "h": 6, "w": 5}, domain=["distinct"],
+               note="symbolic H, W, ceil_mode: indices computed at run time"),
+        Sample([TensorType((1, 2, "h", "w"), "int32")], attrs={"kernel": [2, 2], "strides": [1, 2], "pads": [1, 0, 0, 1],
+                                                             "dilations": [1, 1], "column_major": True},
+               bind={"h": 4, "w": 5}, domain=["distinct"], note="integers, symbolic H, W, column-major"),
     ],
 ))
 

@@ -331,7 +331,9 @@ def _attention(ctx, args, attrs):
 
 
 def _float_pool(node, target) -> bool:
-    return node.inputs[0].type.dtype in ("float32", "float64")
+    # (symbolic spatial sizes: the decomposition computes the index table in the model)
+    t = node.inputs[0].type
+    return t.dtype in ("float32", "float64") and all(isinstance(d, int) for d in t.shape[2:])
 
 
 @lowers("max_pool2d_indices", when=_float_pool)

@@ -61,3 +61,27 @@ def test_gradients_at_symbolic_sizes_compute_their_windows_at_run_time():
         pooled = x[:, :, : h // 2 * 2, : w // 2 * 2].reshape(1, 2, h // 2, 2, w // 2, 2).mean((3, 5))
         want[:, :, : h // 2 * 2, : w // 2 * 2] = np.repeat(np.repeat(pooled / 2, 2, 2), 2, 3)
         np.testing.assert_allclose(gx, want, rtol=1e-5, atol=1e-6)
+
+
+def test_max_pool_indices_at_symbolic_sizes_match_onnxruntime():
+    """ONNX MaxPool's Indices output of a symbolic-size input: the index table is computed in the
+    graph, so the imported model runs at any H, W like onnxruntime."""
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("MaxPool", ["x"], ["y", "i"], kernel_shape=[3, 2], strides=[2, 2], pads=[1, 0, 1, 1],
+                            ceil_mode=1)
+    graph = helper.make_graph([node], "pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2, "h", "w"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2, "oh", "ow"]),
+                               helper.make_tensor_value_info("i", TensorProto.INT64, ["n", 2, "oh", "ow"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    g = gf.from_onnx(model)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for shape in ((1, 2, 5, 4), (2, 2, 6, 7)):
+        x = np.random.default_rng(sum(shape)).permutation(int(np.prod(shape))).reshape(shape).astype(np.float32)
+        want = session.run(None, {"x": x})
+        for backend in ("reference", "jax", "onnxruntime"):
+            got = gf.run(g, [x], backend=backend)
+            np.testing.assert_array_equal(got[0], want[0], err_msg=backend)
+            np.testing.assert_array_equal(got[1], want[1], err_msg=backend)
