@@ -40,7 +40,7 @@ __all__ = ["Dim", "is_static", "is_symbolic", "check_dim", "parse_dim", "format_
            "dim_divide", "dim_symbols", "resolve_dim", "resolve_shape", "unify_dims", "dim_add", "dim_sub",
            "dim_mul", "dim_neg", "dim_floordiv", "dim_ceildiv", "dim_mod", "dim_max", "dim_min", "dim_le",
            "dim_tree", "dim_monomial", "dim_expr", "is_polynomial", "require_equal", "is_dim_text", "Requirement", "require_le", "require_divisible",
-           "collect_requirements", "resolve_attr_dims", "has_symbolic_attr", "require_broadcast"]
+           "collect_requirements", "requirements_collected", "resolve_attr_dims", "has_symbolic_attr", "require_broadcast"]
 
 Dim = Union[int, str]
 _SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -719,6 +719,11 @@ def collect_requirements() -> Iterator[list[Requirement]]:
         yield sink
     finally:
         stack.pop()
+
+
+def requirements_collected() -> bool:
+    """Whether a :func:`collect_requirements` block is recording on this thread."""
+    return bool(_local.__dict__.get("stack"))
 
 
 def _record(req: Requirement) -> None:
