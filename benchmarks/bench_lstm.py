@@ -250,13 +250,8 @@ def measure_generate_kv(rounds: int, tiny: bool) -> dict:
         def forward(self, prompt):
             n = prompt.shape[1]
             if self.kv_cache:
-                h, cache = self.blocks.prefill(self.pos(self.emb(prompt)), n + n_new)
-
-                def step(tok, st):
-                    cache, pos = st
-                    h, cache = self.blocks.step(self.pos(self.emb(tok[:, None]), offset=pos), cache, pos)
-                    return self.head(self.norm(h[:, 0])), (cache, pos + 1)
-                return nn.generate(step, self.head(self.norm(h[:, n - 1])), (cache, gf.dim_value(n)), n_new)[0]
+                return nn.generate_cached(self.blocks, prompt, n_new, embed=lambda t, o: self.pos(self.emb(t), offset=o),
+                                          head=lambda h: self.head(self.norm(h)))[0]
             buf = gf.concat([prompt, gf.zeros((prompt.shape[0], n_new), "int64")], 1)
 
             def step(tok, st):
