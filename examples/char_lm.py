@@ -106,9 +106,11 @@ class LSTMLM(nn.Module):
         return self.head(out)
 
     def prefill(self, prompt):
-        """Logits after the prompt and the LSTM state ``(h, c)``."""
-        out, state = self.lstm(self.emb(prompt))
-        return self.head(out[:, prompt.shape[1] - 1]), state
+        """Logits after the prompt and the LSTM state ``(h, c)``, each a list of per-layer (batch,
+        hidden) tensors: the decoding loop carries them as they are (no split/stack per token)."""
+        out, (h, c) = self.lstm(self.emb(prompt))
+        per_layer = lambda s: [gf.squeeze(t, [0]) for t in gf.split(s, self.lstm.num_layers, 0)]  # noqa: E731
+        return self.head(out[:, prompt.shape[1] - 1]), (per_layer(h), per_layer(c))
 
     def step(self, token, state):
         y, state = self.lstm.step(self.emb(token), state)
