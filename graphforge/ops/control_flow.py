@@ -307,6 +307,18 @@ def _scan_vjp(inputs, outputs, cotangents, attrs, *, node):
     for k in outer:  # the zero start of a sum that is no longer carried
         _erase_unused(c_cot0[k].producer)
     b_carry = h_cot0 + [c_cot0[k] for k in kept]
+    # Stacked inputs the reverse body never reads are not passed, and the forward loop stops
+    # stacking the residuals nobody reads any more (most of the body's values, for an LSTM).
+    read_after = {id(v) for f in outer.values() for v in f}  # factors taken from the stacked inputs
+    unused = {j for j, a in enumerate(sliced) if not a.uses and id(a) not in read_after}
+    if unused:
+        block.arguments[:] = [a for a in block.arguments if not any(a is sliced[j] for j in unused)]
+        dead = {j - len(xs) for j in unused if len(xs) <= j < len(xs) + len(stacked)}
+        b_xs = [v for j, v in enumerate(b_xs) if j not in unused]
+        sliced = [v for j, v in enumerate(sliced) if j not in unused]
+        if dead:
+            renamed = _drop_stacked_residuals(builder, fwd[0].producer, nk + ny, dead)
+            b_xs = [renamed.get(id(v), v) for v in b_xs]
     captured = frame.captured
     bwd = builder.emit("scan", captured + b_consts + b_carry + b_xs,
                        {"num_consts": len(captured) + len(b_consts), "num_carry": len(b_carry), "length": length,
@@ -331,6 +343,30 @@ def _scan_vjp(inputs, outputs, cotangents, attrs, *, node):
             ta = builder.emit1("transpose", [flat[0]], {"perm": [1, 0]})
             result[dc[k]] = builder.emit1("matmul", [ta, flat[1]])
     return result
+
+
+def _drop_stacked_residuals(builder: Builder, fwd: Node, n_keep: int, dead: set[int]) -> dict[int, Value]:
+    """Rebuild the augmented forward scan ``fwd`` without the residual outputs ``dead`` (indices
+    after its first ``n_keep`` outputs); returns ``{id(old output): new output}`` for the rest."""
+    (aug,) = fwd.regions
+    term = aug.terminator
+    keep = [j for j in range(len(term.inputs)) if j < n_keep or j - n_keep not in dead]
+    new_term = Node(YIELD, [term.inputs[j] for j in keep], None, [], scope=term.scope, loc=term.loc)
+    aug.erase(term)
+    aug.append(new_term)
+    with builder.inserting_before(fwd), builder.provenance(fwd.scope, fwd.loc):
+        new = builder.emit("scan", list(fwd.inputs), dict(fwd.attrs), regions=[aug])
+    renamed = {}
+    for k, j in enumerate(keep):
+        old = fwd.outputs[j]
+        builder.graph.replace_all_uses_with(old, new[k])
+        renamed[id(old)] = new[k]
+    fwd.regions = ()  # the region now belongs to the new node: erase the old one alone
+    builder.graph.erase(fwd)
+    for node in reversed(list(aug)):  # body values that only fed the dropped residuals
+        if node is not new_term and not node.regions:
+            _erase_unused(node)
+    return renamed
 
 
 def _find(v: Value, values: list, by_op: bool = True) -> int | None:

@@ -1,6 +1,7 @@
 """The scan VJP sums a weight's per-step cotangent ``aᵀ b`` (and a bias's row sums) after the reverse
 loop, with one matmul (one sum) over the stacked per-step values, instead of carrying the running sum
-through the loop; other const cotangents are still carried. Gradients equal those of the same
+through the loop; other const cotangents are still carried. The forward loop stacks only the
+residuals the reverse loop reads. Gradients equal those of the same
 recurrence unrolled at trace time (no loop at all)."""
 from __future__ import annotations
 
@@ -42,6 +43,9 @@ def test_recurrent_weight_gradients_leave_the_reverse_loop(mode):
         assert scan.attrs["num_carry"] == (2 if mode == "lstm" else 1)
         carried = scan.outputs[:scan.attrs["num_carry"]]
         assert all(v.type.shape == (2, 4) for v in carried)
+        # only the residuals the reverse loop reads are stacked and passed (the one unread argument
+        # is h_{t-1}, a factor of the weight's cotangent, read by the matmul after the loop)
+        assert sum(not a.uses for a in scan.regions[0].arguments) <= 1
 
 
 def test_a_const_used_elementwise_is_still_summed_in_the_carry():
