@@ -57,6 +57,7 @@ TARGETS.update({"quant_size_ratio_min": 3.5, "quant_accuracy_drop_max": 0.005, "
 TARGETS["scaling_1m_s_max"] = 60.0  # issue 21: a ~1M-node graph through trace + passes + export
 STEPS += ("fit_overhead",)  # issue 21: Trainer.fit / a plain train_step loop (bench_fit_overhead.py)
 TARGETS["fit_overhead_ratio_max"] = 1.05
+STEPS += ("quantize_transformer",)  # issue 18: the same quantization targets on the Transformer example
 
 
 def _invoke(module: str, argv: list[str], in_process: bool) -> tuple[bool, str]:
@@ -143,6 +144,11 @@ def run_all(steps, tmp: str, *, quick: bool = False, tiny: bool = False, in_proc
     if "quantize" in steps:
         out["quantize"] = step("quantization vs onnxruntime's quantizer", "bench_quantize",
                                [*rounds] + (["--tiny"] if tiny else []), "quantize", os.path.join(tmp, "quantize.json")) or []
+    if "quantize_transformer" in steps:
+        out["quantize_transformer"] = step("quantization vs onnxruntime's quantizer (Transformer example)",
+                                           "bench_quantize", [*rounds, "--model", "transformer"]
+                                           + (["--tiny"] if tiny else []), "quantize",
+                                           os.path.join(tmp, "quantize-transformer.json")) or []
     if "contrib" in steps:
         out["contrib"] = step("onnxruntime contrib kernels (transformer encoder)", "bench_contrib",
                               [*rounds, *common], "contrib", os.path.join(tmp, "contrib.json")) or []
@@ -245,6 +251,7 @@ def check_targets(res: dict) -> list[dict]:
         from benchmarks.bench_contrib import target_rows
         rows += target_rows(res["contrib"], TARGETS)
     rows += _quantize_targets(res.get("quantize", []))
+    rows += _quantize_targets(res.get("quantize_transformer", []))
     rows += _fit_targets(res.get("fit_overhead"))
     return rows
 
@@ -267,6 +274,8 @@ def _quantize_targets(rows_in: list) -> list[dict]:
     for r in rows_in:
         if "vs" not in r or base is None:
             continue
+        if r.get("model", "cnn") != "cnn":  # (the CNN's rows keep their names)
+            r = dict(r, name=f"{r['model']} {r['name']}")
         rows.append({"target": f"quantize {r['name']}: float32 bytes / bytes", "value": r["size_ratio"],
                      "bound": f">= {t['quant_size_ratio_min']}", "met": r["size_ratio"] >= t["quant_size_ratio_min"]})
         drop = base["accuracy"] - r["accuracy"]
@@ -380,6 +389,13 @@ def format_table(res: dict) -> str:
         lines += ["", "### Quantization (LeNet on digits; onnxruntime CPU)", "",
                   "| model | bytes | × smaller | test accuracy | b1 ms | b64 ms |", "|---|---:|---:|---:|---:|---:|"]
         for r in res["quantize"]:
+            lat = r["latency"]
+            lines.append(f"| {r['name']} | {r['bytes']} | {r['size_ratio']:.2f} | {r['accuracy'] * 100:.2f} % | "
+                         f"{lat['1']['median_s'] * 1e3:.3f} | {lat['64']['median_s'] * 1e3:.3f} |")
+    if res.get("quantize_transformer"):
+        lines += ["", "### Quantization (Transformer example on digits; onnxruntime CPU)", "",
+                  "| model | bytes | × smaller | test accuracy | b1 ms | b64 ms |", "|---|---:|---:|---:|---:|---:|"]
+        for r in res["quantize_transformer"]:
             lat = r["latency"]
             lines.append(f"| {r['name']} | {r['bytes']} | {r['size_ratio']:.2f} | {r['accuracy'] * 100:.2f} % | "
                          f"{lat['1']['median_s'] * 1e3:.3f} | {lat['64']['median_s'] * 1e3:.3f} |")

@@ -207,7 +207,7 @@ QUANTIZE_MODES = ("int8-static", "int8-dynamic", "int4-weight")
 
 def quantize(graph, calibration=None, mode: str = "int8-static", *, method: str = "minmax",
              percentile: float = 99.99, reduce_range: bool = True, activation_dtype: str = "uint8",
-             block_size: int = 32, backend: str = "onnxruntime"):
+             block_size: int = 32, backend: str = "onnxruntime", other_params: str = "int8"):
     """Post-training quantization: a new graph in QDQ form (``gf.save_onnx`` writes it as QDQ ONNX).
 
     ``mode``: ``"int8-static"`` (int8 per-channel weights, activations with ranges calibrated on
@@ -228,6 +228,11 @@ def quantize(graph, calibration=None, mode: str = "int8-static", *, method: str 
         activation_dtype: ``"uint8"`` or ``"int8"`` for the static mode's activations.
         block_size: weights per quantization block in ``"int4-weight"`` mode.
         backend: the back end calibration runs on.
+        other_params: for the int8 modes, ``"int8"`` (default) also makes the float parameters that
+            float ops read small: a LayerNorm's scale and shift are folded into the linear layers
+            that read it (``passes/fold_norm.py``), and the rest (biases added in float, position
+            and embedding tables, other norms' parameters) are stored as int8 with a dequantize
+            before their readers; ``"float"`` keeps them float32.
 
     Returns:
         A new Graph with quantize/dequantize (QDQ) nodes; ``graph`` is not changed.
@@ -248,13 +253,22 @@ def quantize(graph, calibration=None, mode: str = "int8-static", *, method: str 
     from graphforge.runtime import require_graph
 
     graph = require_graph(graph, "gf.quantize")
+    if other_params not in _q.OTHER_PARAMS:
+        raise ConfigError(f"other_params must be one of {', '.join(map(repr, _q.OTHER_PARAMS))}, got {other_params!r}")
+    if mode in ("int8-static", "int8-dynamic") and other_params == "int8":
+        # LayerNorm scales/shifts move into the linears that read them (before calibration: the
+        # activation in between changes), so they are not stored at all
+        from graphforge.passes.fold_norm import fold_norm_affine
+
+        graph, _ = fold_norm_affine(graph.copy())
     if mode == "int8-static":
         from graphforge.runtimes.calibration import calibrate
 
         ranges = calibrate(graph, calibration, method=method, percentile=percentile, backend=backend)
-        return _q.quantize_static(graph, ranges, reduce_range=reduce_range, activation_dtype=activation_dtype)
+        return _q.quantize_static(graph, ranges, reduce_range=reduce_range, activation_dtype=activation_dtype,
+                                  other_params=other_params)
     if mode == "int8-dynamic":
-        return _q.quantize_dynamic(graph, reduce_range=reduce_range)
+        return _q.quantize_dynamic(graph, reduce_range=reduce_range, other_params=other_params)
     if mode == "int4-weight":
         return _q.quantize_weights_int4(graph, block_size=block_size)
     raise ConfigError(f"unknown quantization mode {mode!r}; choose one of {', '.join(QUANTIZE_MODES)}")

@@ -72,29 +72,26 @@ def cse(graph: Graph) -> tuple[Graph, bool]:
 
 
 def _cse_block(graph, block, table, merged, opdefs, outs) -> None:
+    # A node with an operand no other node reads has no twin (a twin reads all the same values), so
+    # its key is not computed: in a chain of layers that is most nodes. It is keyed later if a merge
+    # gives that operand another reader (``waiting``: skipped nodes by the id of each operand).
+    waiting: dict[int, list] = {}
     for node in block:
         if node.regions:
             continue
-        opdef = opdefs.get(node.op)
-        if opdef is None:
-            try:
-                opdef = opdefs[node.op] = registry.get_op(node.op)
-            except GraphforgeError:
-                continue
-        if opdef.random:
+        ins = node.inputs
+        lonely = False
+        for v in ins:
+            if len(v.uses) == 1:
+                lonely = True
+                break
+        if lonely:
+            for v in ins:
+                waiting.setdefault(id(v), []).append(node)
             continue
-        attrs = node.attrs
-        if len(attrs) != len(opdef.attrs):  # defaults left out (hand-written IR): fill them in
-            try:
-                attrs = registry.check_attrs(opdef, attrs)
-            except GraphforgeError:
-                pass
-        ins = [id(v) for v in node.inputs]
-        if opdef.commutative:
-            ins.sort()
-        outputs = node.outputs
-        key = (node.op, tuple(ins), attr_key(attrs) if attrs else (),
-               (outputs[0].type,) if len(outputs) == 1 else tuple([o.type for o in outputs]))
+        key = _key(node, opdefs)
+        if key is None:
+            continue
         first = table.get(key)
         if first is None:
             table[key] = node
@@ -103,4 +100,35 @@ def _cse_block(graph, block, table, merged, opdefs, outs) -> None:
             continue
         for o, f in zip(node.outputs, first.outputs):
             replace_value(graph, o, f, outs)
+            # ``f`` gained readers: the nodes skipped for reading it alone may have twins now. They
+            # come before ``node`` in the order, so they take their place in the table first.
+            for early in waiting.pop(id(f), ()):
+                if early is not node and all(len(v.uses) > 1 for v in early.inputs):
+                    early_key = _key(early, opdefs)
+                    if early_key is not None:
+                        table.setdefault(early_key, early)
         merged.append(node)
+
+
+def _key(node, opdefs) -> tuple | None:
+    """What makes ``node`` equal to another (None: never merged)."""
+    opdef = opdefs.get(node.op)
+    if opdef is None:
+        try:
+            opdef = opdefs[node.op] = registry.get_op(node.op)
+        except GraphforgeError:
+            return None
+    if opdef.random:
+        return None
+    attrs = node.attrs
+    if len(attrs) != len(opdef.attrs):  # defaults left out (hand-written IR): fill them in
+        try:
+            attrs = registry.check_attrs(opdef, attrs)
+        except GraphforgeError:
+            pass
+    ins = [id(v) for v in node.inputs]
+    if opdef.commutative:
+        ins.sort()
+    outputs = node.outputs
+    return (node.op, tuple(ins), attr_key(attrs) if attrs else (),
+            (outputs[0].type,) if len(outputs) == 1 else tuple([o.type for o in outputs]))

@@ -17,12 +17,13 @@ from typing import Iterable, Iterator
 
 from graphforge.errors import GraphforgeError
 from graphforge.ir.graph import Graph
+from graphforge.ops import registry
 from graphforge.trace.tensor import Tensor
 
 from .pattern import AnyOf, Assoc, Const, Op, Rule, Var
 from .rewrite import Rewriter, RewriteRefused, can_replace, erase_dead, output_ids, replace_value
 
-__all__ = ["RuleSet", "apply_rules", "MAX_SWEEPS"]
+__all__ = ["RuleSet", "apply_rules", "MAX_SWEEPS", "signature", "gate"]
 
 MAX_SWEEPS = 8
 
@@ -89,20 +90,30 @@ def apply_rules(graph: Graph, rules: Iterable[Rule], *, max_sweeps: int = MAX_SW
     replacement, producers whose use lists shrank). A match rooted at a node covers only nodes a few
     levels above it, so no other node's matches can have changed."""
     rules = [r for r in rules if r.available]
-    # op -> [(rule, its patterns' compiled pre-checks)]: most candidates fail the pre-check, so it
-    # runs here without the cost of a call to Rule.find.
+    # op -> [(rule, its patterns' compiled pre-checks, its reach)]: most candidates fail the
+    # pre-check, so it runs here without the cost of a call to Rule.find.
     by_op: dict[str, list] = {}
     for rule in rules:
         checks = rule.prefilters()
         if any(c is None for c in checks):
             checks = None  # some pattern has no pre-check: always ask find
+        rule_reach = _reach([rule])
+        if rule_reach is None:
+            rule_reach = _UNBOUNDED
         for op in rule.root_ops():
-            by_op.setdefault(op, []).append((rule, checks))
+            by_op.setdefault(op, []).append((rule, checks, rule_reach))
+    # (root op, what produces each operand) -> the candidates whose patterns admit it: most nodes
+    # of a graph share a few such signatures, so each is resolved once per run.
+    gated: dict[tuple, list] = {}
     reach = _reach(rules)
     outs = output_ids(graph)
     rw = Rewriter(graph)
     changed = False
-    pending: set[int] | None = None  # ids of the nodes to look at; None: all of them
+    # id of each node to look at -> how many uses below a change it is; None: look at all of them.
+    # A rule only needs a second look at nodes within its own reach of a change: with one deep
+    # pattern in the set (attention) the set's reach covers most of a graph, the shallow ones
+    # (activation into a linear) a few levels.
+    pending: dict[int, int] | None = None
     for _ in range(max_sweeps):
         dead: dict[int, object] = {}
         seeds: list = []
@@ -111,11 +122,23 @@ def apply_rules(graph: Graph, rules: Iterable[Rule], *, max_sweeps: int = MAX_SW
         order = list(graph.walk())  # region bodies too: rewrites stay inside their block
         position: dict[int, int] | None = None
         for node in reversed(order):
-            candidates = by_op.get(node.op)
-            if not candidates or id(node) in dead or (pending is not None and id(node) not in pending):
+            if node.op not in by_op or id(node) in dead:
                 continue
+            key = signature(node)
+            candidates = gated.get(key)
+            if candidates is None:
+                candidates = gated[key] = _gated_candidates(by_op[node.op], *key)
+            if not candidates:
+                continue
+            distance = 0
+            if pending is not None:
+                distance = pending.get(id(node))
+                if distance is None:
+                    continue
             first = node.outputs[0] if node.outputs else None
-            for rule, checks in candidates:
+            for rule, checks, rule_reach in candidates:
+                if distance > rule_reach:
+                    continue
                 if checks is not None and first is not None:
                     for check in checks:
                         if check(first):
@@ -142,8 +165,82 @@ def apply_rules(graph: Graph, rules: Iterable[Rule], *, max_sweeps: int = MAX_SW
     return changed
 
 
+# The operand token of a value no node produces (a graph input, a parameter, a stored constant).
+_KIND_TOKEN = {"input": "<input>", "param": "<param>", "buffer": "<buffer>", "const": "<const>", "arg": "<arg>"}
+_CONST_TOKENS = frozenset(("constant", "<const>"))
+
+
+def signature(node) -> tuple[str, tuple[str, ...]]:
+    """``(op, operand tokens)``: what a rule's root and its operands' producers can be checked on."""
+    return node.op, tuple([v.producer.op if v.producer is not None else _KIND_TOKEN.get(v.kind, v.kind)
+                           for v in node.inputs])
+
+
+def _admits(p) -> frozenset | None:
+    """The operand tokens (producer op, or a kind token) that pattern ``p`` can match; None: any."""
+    kind = type(p)
+    if kind is Op:
+        return frozenset(p.ops)
+    if kind is Const:
+        return _CONST_TOKENS
+    if kind is Assoc:
+        return frozenset((p.op,))
+    if kind is AnyOf:
+        sets = [_admits(a) for a in p.alternatives]
+        return None if any(a is None for a in sets) else frozenset().union(*sets)
+    return None  # Var, or a pattern class the engine does not know
+
+
+def gate(p, root_op: str, tokens: tuple) -> bool:
+    """Whether pattern ``p`` can match a node ``root_op(tokens...)`` at its root's operands alone
+    (a necessary condition, like the compiled pre-check one level deep)."""
+    kind = type(p)
+    if kind is AnyOf:
+        return any(gate(alt, root_op, tokens) for alt in p.alternatives)
+    if kind is Assoc:
+        if root_op != p.op or len(tokens) != 2:
+            return False
+        if p.op in tokens:
+            return True  # an operand may expand: the leaves are further up
+        if len(p.operands) != 2:
+            return False  # the two operands are the only split, and it has too few leaves
+        allowed = [_admits(sub) for sub in p.operands]
+        return ((allowed[0] is None or tokens[0] in allowed[0]) and (allowed[1] is None or tokens[1] in allowed[1])
+                or (allowed[0] is None or tokens[1] in allowed[0]) and (allowed[1] is None or tokens[0] in allowed[1]))
+    if kind is not Op:
+        return True  # a pattern class the engine does not know: the pre-check and find decide
+    if root_op not in p.ops or len(tokens) != len(p.inputs):
+        return False
+    allowed = [_admits(sub) for sub in p.inputs]
+    if all(a is None or t in a for a, t in zip(allowed, tokens)):
+        return True
+    if len(tokens) == 2:
+        commutative = p.commutative
+        if commutative is None:
+            opdef = registry.lookup_op(root_op)
+            commutative = opdef is not None and bool(opdef.commutative)
+        if commutative:
+            return (allowed[0] is None or tokens[1] in allowed[0]) and (allowed[1] is None or tokens[0] in allowed[1])
+    return False
+
+
+def _gated_candidates(candidates: list, root_op: str, tokens: tuple) -> list:
+    """The ``(rule, checks, reach)`` candidates with a pattern that passes :func:`gate`, each
+    keeping only those patterns' pre-checks."""
+    out = []
+    for rule, checks, rule_reach in candidates:
+        passing = [gate(p, root_op, tokens) for p in rule.patterns]
+        if not any(passing):
+            continue
+        if checks is not None:
+            checks = [c for c, ok in zip(checks, passing) if ok]
+        out.append((rule, checks, rule_reach))
+    return out
+
+
 # Rules' checks may look a level or two beyond their pattern (a weight's producer, a value's users).
 _REACH_MARGIN = 2
+_UNBOUNDED = 1 << 30  # the reach of a rule whose pattern depth is unknown
 
 
 def _pattern_depth(p) -> int | None:
@@ -174,18 +271,19 @@ def _reach(rules: list[Rule]) -> int | None:
     return depth + _REACH_MARGIN
 
 
-def _downstream(seeds: list, reach: int) -> set[int]:
-    """Ids of ``seeds`` and of every node at most ``reach`` uses below one of them."""
+def _downstream(seeds: list, reach: int) -> dict[int, int]:
+    """Id -> distance of ``seeds`` (0) and of every node at most ``reach`` uses below one of them
+    (the fewest uses from any seed: a breadth-first walk)."""
     unique = {id(n): n for n in seeds}  # a shared constant is a seed once per rewrite that read it
-    found = set(unique)
+    found = dict.fromkeys(unique, 0)
     frontier = list(unique.values())
-    for _ in range(reach):
+    for distance in range(1, reach + 1):
         nxt = []
         for node in frontier:
             for out in node.outputs:
                 for user, _ in out.uses:
                     if id(user) not in found:
-                        found.add(id(user))
+                        found[id(user)] = distance
                         nxt.append(user)
         if not nxt:
             break

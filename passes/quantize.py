@@ -4,14 +4,17 @@ Three modes (``gf.quantize`` picks one; the calibration that static mode needs i
 ``graphforge.runtimes.calibration``, which runs graphs and so lives in the runtimes layer):
 
 * ``int8-static`` — :func:`quantize_static`: weights int8, symmetric, per output channel; every
-  activation entering or leaving a conv2d / linear / matmul-with-a-weight gets a
+  activation entering a conv2d / linear / matmul-with-a-weight gets a
   ``quantize_linear → dequantize_linear`` pair with the scale and zero point of its calibrated
-  range (uint8, asymmetric, the range always holding 0); biases int32 with scale
-  ``input_scale * weight_scale``. That is the QDQ form onnxruntime fuses into QLinearConv /
-  QGemm / QLinearMatMul. A ReLU (or ``linear``'s fused relu) right after a quantized op is
+  range (uint8, asymmetric, the range always holding 0), and so does a conv2d's output and a
+  linear's / matmul's output that another quantized op reads (:func:`_feeds_quantized`); biases
+  int32 with scale ``input_scale * weight_scale`` where the integer kernel takes one (conv2d, a
+  linear on 2-D activations). That is the QDQ form onnxruntime fuses into QLinearConv / QGemm /
+  MatMulIntegerToFloat. A ReLU (or ``linear``'s fused relu) right after a quantized output pair is
   dropped: a uint8 range starting at 0 clips there exactly. Values that only move or max-pool
   a quantized activation (:data:`PASS_THROUGH`) reuse its parameters, so no requantisation sits
-  between them. Graph outputs stay float.
+  between them. Graph outputs stay float. A linear on 3-D activations (MatMul + Add in ONNX)
+  stores its int8 weight (in, out).
 * ``int8-dynamic`` — :func:`quantize_dynamic` (pass ``quantize_dynamic``): weights as above; each
   activation is quantized at run time (``dynamic_quantize_linear``) and the product is
   ``matmul_integer`` / ``conv_integer`` rescaled in float — onnxruntime's ``quantize_dynamic`` form.
@@ -19,6 +22,10 @@ Three modes (``gf.quantize`` picks one; the calibration that static mode needs i
   symmetric 4-bit values in blocks of ``block_size`` along the input axis (per output channel
   for convolutions), dequantized before the float op. Stored as ``int4`` when graphforge's dtypes
   have it, else as int8 holding 4-bit values (same numbers, int8-sized file).
+
+Both int8 modes store their scales as float16 values where that is smaller (:meth:`_Emit.scale`)
+and, with ``other_params="int8"``, the float parameters float ops read as int8 too
+(``quantize_params.py``).
 
 ``reduce_range`` (default on) keeps int8 weights in [-63, 63]: onnxruntime's uint8 × int8 kernels on
 x86 without VNNI add pairs of products in int16 and saturate beyond that (its quantizer has the same
@@ -39,16 +46,19 @@ from graphforge.ir.types import TensorType
 from graphforge.ops.quantize import qrange
 from graphforge.trace.builder import Builder
 
+from .fold_norm import fold_norm_affine  # noqa: F401  (registers the pass; gf.quantize runs it first)
+from .quantize_params import OTHER_PARAMS, half_scales, quantize_other_params
 from .registry import register_pass
 
 __all__ = ["QUANTIZED_OPS", "PASS_THROUGH", "QuantPlan", "plan", "value_key", "activation_params",
            "quantize_weight", "drop_unused_params", "quantize_static", "quantize_dynamic", "quantize_weights_int4",
-           "INT4_STORAGE"]
+           "INT4_STORAGE", "half_scales", "HALF_SCALES_MIN", "OTHER_PARAMS"]
 
 QUANTIZED_OPS = ("conv2d", "linear", "matmul")
 # ops whose output a quantized input's parameters describe too (they move or select values)
 PASS_THROUGH = ("max_pool2d", "flatten", "reshape", "transpose", "squeeze", "unsqueeze")
 INT4_STORAGE = "int4" if "int4" in _dt.DTYPES else "int8"
+HALF_SCALES_MIN = 16  # scales per tensor from which float16 storage + a cast node is the smaller file
 
 
 def value_key(graph: Graph, value: Value) -> str:
@@ -116,20 +126,39 @@ def plan(graph: Graph, params: dict | None = None) -> QuantPlan:
         if root is value:
             p.roots.append(value)
 
-    for node in graph.nodes:
-        wa = _weight_axis(node)
-        if wa is None or node.inputs[1].name not in params:
-            continue
+    ops = [n for n in graph.nodes if _weight_axis(n) is not None and n.inputs[1].name in params]
+    quantized_inputs = {(id(n), 0) for n in ops}
+    for node in ops:
         p.ops.append(node)
         add(node.inputs[0])
         out = node.outputs[0]
         relu = _sole_relu(graph, out)
+        result = relu.outputs[0] if relu is not None else out
+        if node.op != "conv2d" and not _feeds_quantized(graph, result, quantized_inputs):
+            continue  # no consumer reads it as int8: a Q/DQ pair would only add rounding and nodes
         if relu is not None:
-            add(relu.outputs[0])
-            p.absorbed_relu[id(relu.outputs[0])] = relu
-        else:
-            add(out)
+            p.absorbed_relu[id(result)] = relu
+        add(result)
     return p
+
+
+def _feeds_quantized(graph: Graph, value: Value, quantized_inputs: set) -> bool:
+    """Whether a quantized op reads ``value`` (directly or through :data:`PASS_THROUGH` ops) as its data
+    input: only then does a Q/DQ pair on it let onnxruntime keep the value int8 between integer kernels
+    (a convolution's output pair is kept regardless: QLinearConv needs it, there is no float-output
+    integer convolution; QGemm and MatMulIntegerToFloat give float outputs)."""
+    todo, seen = [value], set()
+    while todo:
+        v = todo.pop()
+        if id(v) in seen or graph.is_output(v):
+            continue
+        seen.add(id(v))
+        for user, i in v.uses:
+            if (id(user), i) in quantized_inputs:
+                return True
+            if user.op in PASS_THROUGH and i == 0:
+                todo.append(user.outputs[0])
+    return False
 
 
 def activation_params(lo: float, hi: float, dtype: str = "uint8") -> tuple[np.float32, int]:
@@ -148,9 +177,10 @@ def activation_params(lo: float, hi: float, dtype: str = "uint8") -> tuple[np.fl
 
 
 def quantize_weight(w: np.ndarray, axis: int, *, bits: int = 8, reduce_range: bool = True,
-                    block_size: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                    block_size: int = 0, half: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric quantization of ``w``: per channel along ``axis`` (``block_size`` 0) or in blocks of
-    ``block_size`` along ``axis``. Returns ``(q, scale)``: q int8 in [-qmax, qmax], scale float32."""
+    ``block_size`` along ``axis``. Returns ``(q, scale)``: q int8 in [-qmax, qmax], scale float32
+    (``half``: float16 values, see :func:`half_scales`, which the passes store as float16)."""
     w = np.asarray(w, np.float32)
     qmax = (2 ** (bits - 1) - 1) if bits != 8 else (63 if reduce_range else 127)
     if block_size:
@@ -163,11 +193,13 @@ def quantize_weight(w: np.ndarray, axis: int, *, bits: int = 8, reduce_range: bo
         shape[axis:axis + 1] = [nb, block_size]
         amax = wp.reshape(shape).max(axis=axis + 1)
         scale = np.where(amax > 0, amax / qmax, 1.0).astype(np.float32)
+        scale = half_scales(scale) if half else scale
         full = np.take(np.repeat(scale, block_size, axis=axis), np.arange(n), axis=axis)
     else:
         other = tuple(i for i in range(w.ndim) if i != axis)
         amax = np.abs(w).max(axis=other) if other else np.abs(w)
         scale = np.where(amax > 0, amax / qmax, 1.0).astype(np.float32)
+        scale = half_scales(scale) if half else scale
         full = scale.reshape([-1 if i == axis else 1 for i in range(w.ndim)])
     q = np.clip(np.rint(w / full), -qmax, qmax).astype(np.int8)
     return q, scale
@@ -192,6 +224,16 @@ class _Emit:
         return self.graph.add_param(name, TensorType(array.shape, _dt.from_numpy_dtype(array.dtype)),
                                     np.ascontiguousarray(array), "const")
 
+    def scale(self, scale: np.ndarray, stem: str) -> Value:
+        """A float32 scale tensor; stored as float16 (and cast) when its values are float16's
+        (:func:`half_scales`) and there are enough of them for the halved bytes to pay for the cast.
+        onnxruntime folds the cast of a constant when it loads the model, so its integer kernels still
+        see constant scales."""
+        scale = np.asarray(scale, np.float32)
+        if scale.size < HALF_SCALES_MIN or not np.array_equal(scale.astype(np.float16).astype(np.float32), scale):
+            return self.const(scale, stem)
+        return self.emit("cast", [self.const(scale, stem, "float16")], dtype="float32")
+
     @contextlib.contextmanager
     def at(self, node: Node | None, *, after: bool):
         """Insertion context: before/after ``node`` (None: the start of the graph), its provenance."""
@@ -214,23 +256,45 @@ def _redirect(graph: Graph, old: Value, new: Value, skip: Node | None = None) ->
 
 def _dequantized_weight(em: _Emit, graph: Graph, node: Node, index: int, axis: int, *, bits: int,
                         reduce_range: bool, block_size: int = 0, storage: str = "int8",
-                        cache: dict) -> tuple[Value, np.ndarray]:
+                        cache: dict, transpose: bool = False) -> tuple[Value, np.ndarray]:
     """Replace weight input ``index`` of ``node`` by dequantize_linear(int weight); returns the
-    new value and the per-channel scales."""
+    new value and the per-channel scales. ``transpose``: store the 2-D weight transposed (its
+    quantization axis 1 - ``axis``) and return its dequantized transpose, *without* rewiring ``node``."""
     w = node.inputs[index]
-    key = (id(w), axis, block_size)
+    key = (id(w), axis, block_size, transpose)
     if key not in cache:
         q, scale = quantize_weight(graph.params[w.name], axis, bits=bits, reduce_range=reduce_range,
-                                   block_size=block_size)
+                                   block_size=block_size, half=True)
+        if transpose:
+            q, axis = np.ascontiguousarray(q.T), 1 - axis
         with em.at(node, after=False):
             qv = em.const(q, f"{w.name}.quantized", storage)
-            sv = em.const(scale, f"{w.name}.scale")
+            sv = em.scale(scale, f"{w.name}.scale")
             zv = em.const(np.zeros(scale.shape), f"{w.name}.zero_point", storage)
             dq = em.emit("dequantize_linear", [qv, sv, zv], axis=axis, block_size=block_size)
         cache[key] = (dq, scale)
     dq, scale = cache[key]
-    node.set_input(index, dq)
+    if not transpose:
+        node.set_input(index, dq)
     return dq, scale
+
+
+def _matmul_linear(node: Node) -> bool:
+    """A linear exported as MatMul + Add (activations of rank > 2): onnxruntime fuses its quantized form
+    into MatMulIntegerToFloat and adds the bias in float; rank 2 is a Gemm (QGemm takes an int32 bias)."""
+    return node.op == "linear" and node.inputs[0].type.rank > 2
+
+
+def _relaid_linear(em: _Emit, g: Graph, node: Node, *, reduce_range: bool, cache: dict) -> tuple[Node, np.ndarray]:
+    """A ``linear`` (transpose_b) whose export is a MatMul re-emitted with its int8 weight stored
+    (in, out): no Transpose of the dequantized weight in the file or on every call."""
+    dq, scale = _dequantized_weight(em, g, node, 1, 0, bits=8, reduce_range=reduce_range, cache=cache,
+                                    transpose=True)
+    with em.at(node, after=False):
+        new = em.emit("linear", [node.inputs[0], dq] + list(node.inputs[2:]), **dict(node.attrs, transpose_b=False))
+    g.replace_all_uses_with(node.outputs[0], new)
+    g.erase(node)
+    return new.producer, scale
 
 
 def drop_unused_params(graph: Graph) -> list[str]:
@@ -265,12 +329,15 @@ def _without_activation(em: _Emit, graph: Graph, node: Node) -> Node:
 # ---- the three modes ------------------------------------------------------------------------------
 
 def quantize_static(graph: Graph, ranges: dict[str, tuple[float, float]], *, reduce_range: bool = True,
-                    activation_dtype: str = "uint8", copy: bool = True) -> Graph:
+                    activation_dtype: str = "uint8", other_params: str = "int8", copy: bool = True) -> Graph:
     """Static int8 QDQ quantization of ``graph`` with calibrated ``ranges`` (value_key → (lo, hi)
-    of every ``plan(graph).roots`` value). Returns the quantized graph (a copy unless ``copy=False``)."""
+    of every ``plan(graph).roots`` value). ``other_params``: ``"int8"`` also stores the float parameters
+    of float ops int8 (``quantize_params.py``), ``"float"`` keeps them. Returns the quantized graph
+    (a copy unless ``copy=False``)."""
     if activation_dtype not in ("uint8", "int8"):
         raise ConfigError(f"activation_dtype must be uint8 or int8, got {activation_dtype!r}")
     g = graph.copy() if copy else graph
+    original = set(g.param_values)  # (the scales made below are not "other params")
     p = plan(g)
     keys = {id(v): value_key(g, v) for v in p.roots}
     _check_ranges(ranges, list(keys.values()))
@@ -305,12 +372,19 @@ def quantize_static(graph: Graph, ranges: dict[str, tuple[float, float]], *, red
                 and id(node.outputs[0]) in dequantized:
             node = _without_activation(em, g, node)
         index, axis = _weight_axis(node)
-        _, w_scale = _dequantized_weight(em, g, node, index, axis, bits=8, reduce_range=reduce_range,
-                                         cache=cache)
+        if _matmul_linear(node) and node.attrs.get("transpose_b", True):
+            node, w_scale = _relaid_linear(em, g, node, reduce_range=reduce_range, cache=cache)
+        else:
+            _, w_scale = _dequantized_weight(em, g, node, index, axis, bits=8, reduce_range=reduce_range,
+                                             cache=cache)
         x = node.inputs[0]
-        if len(node.inputs) == 3 and x.producer is not None and x.producer.op == "dequantize_linear":
+        # an int32 bias only where onnxruntime's integer kernel takes one (QLinearConv, QGemm): a
+        # MatMul's bias is added in float, where an int32 bias would cost a scale per channel and a node
+        if len(node.inputs) == 3 and x.producer is not None and x.producer.op == "dequantize_linear" \
+                and not _matmul_linear(node):
             _quantize_bias(em, g, node, x, w_scale)
     drop_unused_params(g)
+    quantize_other_params(g, mode=other_params, names=original)
     g.verify()
     return g
 
@@ -348,32 +422,40 @@ def _constant_of(g: Graph, v: Value):
     return None
 
 
-def quantize_dynamic(graph: Graph, *, reduce_range: bool = True, copy: bool = True) -> Graph:
+def quantize_dynamic(graph: Graph, *, reduce_range: bool = True, other_params: str = "int8",
+                     copy: bool = True) -> Graph:
     """Dynamic int8 quantization: int8 weights, activations quantized at run time, integer products
-    (``matmul_integer`` / ``conv_integer``) rescaled to float. Returns the new graph."""
+    (``matmul_integer`` / ``conv_integer``) rescaled to float; ``other_params`` as in
+    :func:`quantize_static`. An activation several ops read (a Transformer's q/k/v projections)
+    is quantized once. Returns the new graph."""
     g = graph.copy() if copy else graph
+    original = set(g.param_values)  # (the scales made below are not "other params")
     em = _Emit(g)
+    quantized: dict[int, tuple] = {}  # activation id -> its dynamic_quantize_linear results
     for node in list(g.nodes):
         wa = _weight_axis(node)
         if wa is None or node.inputs[1].name not in g.params:
             continue
         index, axis = wa
         w = node.inputs[index]
-        q, scale = quantize_weight(g.params[w.name], axis, bits=8, reduce_range=reduce_range)
+        q, scale = quantize_weight(g.params[w.name], axis, bits=8, reduce_range=reduce_range, half=True)
         if node.op == "linear" and axis == 0:
             q = np.ascontiguousarray(q.T)  # matmul_integer takes B as (in, out)
         out_ch = scale.shape[0]
         with em.at(node, after=False):
-            xq, xs, xz = em.b.emit("dynamic_quantize_linear", [node.inputs[0]])
+            x = node.inputs[0]
+            if id(x) not in quantized:  # (nodes run in order: the first reader's site dominates the others)
+                quantized[id(x)] = tuple(em.b.emit("dynamic_quantize_linear", [x]))
+            xq, xs, xz = quantized[id(x)]
             wq = em.const(q, f"{w.name}.quantized", "int8")
             wz = em.const(np.zeros(()), f"{w.name}.zero_point", "int8")
             if node.op == "conv2d":
                 acc = em.emit("conv_integer", [xq, wq, xz, wz], **{k: node.attrs[k] for k in
                                                                     ("strides", "pads", "dilations", "groups")})
-                ws = em.const(scale.reshape(out_ch, 1, 1), f"{w.name}.scale")
+                ws = em.scale(scale.reshape(out_ch, 1, 1), f"{w.name}.scale")
             else:
                 acc = em.emit("matmul_integer", [xq, wq, xz, wz])
-                ws = em.const(scale, f"{w.name}.scale")
+                ws = em.scale(scale, f"{w.name}.scale")
             y = em.emit("mul", [em.emit("cast", [acc], dtype="float32"), em.emit("mul", [xs, ws])])
             if len(node.inputs) == 3:
                 b = node.inputs[2]
@@ -392,6 +474,7 @@ def quantize_dynamic(graph: Graph, *, reduce_range: bool = True, copy: bool = Tr
         g.replace_all_uses_with(node.outputs[0], y)
         g.erase(node)
     drop_unused_params(g)
+    quantize_other_params(g, mode=other_params, names=original)
     g.verify()
     return g
 

@@ -190,7 +190,7 @@ def _profile_ort(graph: Graph, arrays, repeat: int, warmup: int) -> ProfileRepor
 
     from graphforge.runtimes.onnx import to_onnx
 
-    proto = to_onnx(graph)
+    proto = to_onnx(graph, provenance=True)  # (node names map onnxruntime's events to scopes)
     prov = {}
     for node in proto.graph.node:
         doc = node.doc_string

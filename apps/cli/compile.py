@@ -85,6 +85,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                              "SkipLayerNormalization, BiasGelu/FastGelu) where they apply")
     target.add_argument("--portable", action="store_true",
                         help="standard ONNX only, runnable by any ONNX runtime (the default)")
+    p.add_argument("--provenance", choices=tuple(_PROVENANCE), default=None,
+                   help="where each node's module scope and source line go: names (node names and doc "
+                        "strings), metadata (one compact table in metadata_props, short value names), none; "
+                        "default: metadata for --quantize, else names (docs/serving.md §10)")
     p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
                    help="compute and weight precision of the exported model: float16/bfloat16 store the "
                         "weights in that type and compute in it, except reductions, softmax and norms "
@@ -124,6 +128,10 @@ def calibration_batches(graph, path: str, batch: int | None = None) -> list:
     if not chunks:
         raise InputError(f"--calibration {path!r}: {n} sample(s), fewer than one batch of {step}")
     return chunks
+
+
+# --provenance: the export's provenance= (None: its default, "metadata" for quantized graphs)
+_PROVENANCE = {"names": True, "metadata": "metadata", "none": False}
 
 
 def _quantize(graph, args, out):
@@ -516,7 +524,8 @@ def _compile(args, out=None) -> int:
     try:
         staged = os.path.join(staging, os.path.basename(args.output))
         t0 = time.perf_counter()
-        gf.save_onnx(graph, staged, opset=args.opset, contrib_ops=bool(getattr(args, "contrib_ops", False)))
+        gf.save_onnx(graph, staged, opset=args.opset, contrib_ops=bool(getattr(args, "contrib_ops", False)),
+                     provenance=_PROVENANCE.get(getattr(args, "provenance", None)))
         t_export = time.perf_counter() - t0
         proto = onnx.load(staged, load_external_data=False)
         opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)

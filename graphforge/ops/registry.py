@@ -14,12 +14,12 @@ import numpy as np
 
 from ..dtypes import canonical_dtype
 from ..errors import DTypeError, GraphforgeError, ShapeError, UnsupportedOpError
-from ..ir.dims import dim_expr
+from ..ir.dims import dim_expr, requirements_collected
 from ..ir.types import TensorType
 
 __all__ = ["Attr", "REQUIRED", "NOT_DIFFERENTIABLE", "OpDef", "Sample", "register_op", "get_op",
            "has_op", "all_ops", "check_attrs", "infer_types", "RegionSig", "region_sigs", "unregister_op", "lookup_op", "type_stamp",
-           "stamp_holds", "STRING_OPS"]
+           "stamp_holds", "infer_and_stamp", "STRING_OPS"]
 
 
 class _Required:
@@ -342,6 +342,39 @@ def type_stamp(opdef: OpDef, in_types, attrs: dict, out_types) -> tuple | None:
     # The rule and schema objects too: an OpDef edited in place (a patched rule) is re-checked.
     return (opdef, opdef.type_rule, opdef.attrs, opdef.num_inputs, tuple(in_types), frozen, tuple(out_types),
             arrays)
+
+
+# (opdef, its rule and schema, input types, frozen attributes) -> (result types, stamp): a model
+# repeats the same layers, so tracing asks the same rule the same question thousands of times.
+_INFERRED: dict[tuple, tuple] = {}
+_INFERRED_MAX = 65536  # entries; the memo starts over when full
+
+
+def infer_and_stamp(opdef: OpDef, in_types, attrs: dict, regions=None) -> tuple[list, tuple | None]:
+    """:func:`infer_types` and :func:`type_stamp` of a node being built, memoised: a type rule is a
+    pure function of (types, attributes), so a repeated question gets the first answer. Not
+    memoised: region ops, attributes holding arrays (compared by identity), and rules run while
+    :func:`~graphforge.ir.dims.collect_requirements` records what they require (the guards)."""
+    if opdef.regions or requirements_collected():
+        out_types = infer_types(opdef, in_types, attrs, regions=regions)
+        return out_types, type_stamp(opdef, in_types, attrs, out_types)
+    frozen, arrays = _freeze_attrs(attrs)
+    if frozen is None or arrays:
+        out_types = infer_types(opdef, in_types, attrs, regions=regions)
+        return out_types, type_stamp(opdef, in_types, attrs, out_types)
+    in_types = tuple(in_types)
+    # By identity: the entry's stamp holds the OpDef, rule and schema, so their ids stay theirs.
+    key = (id(opdef), id(opdef.type_rule), id(opdef.attrs), opdef.num_inputs, in_types, frozen)
+    hit = _INFERRED.get(key)
+    if hit is not None:
+        return list(hit[0]), hit[1]
+    out_types = infer_types(opdef, list(in_types), attrs, regions=regions)
+    out = tuple(t if type(t) is TensorType else TensorType(t.shape, t.dtype) for t in out_types)
+    stamp = (opdef, opdef.type_rule, opdef.attrs, opdef.num_inputs, in_types, frozen, out, ())
+    if len(_INFERRED) >= _INFERRED_MAX:
+        _INFERRED.clear()
+    _INFERRED[key] = (out, stamp)
+    return out_types, stamp
 
 
 def stamp_holds(node) -> bool:

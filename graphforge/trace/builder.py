@@ -251,7 +251,7 @@ class Builder:
         try:
             opdef = registry.get_op(op)
             checked = registry.check_attrs(opdef, attrs or {})
-            out_types = registry.infer_types(opdef, in_types, checked, regions=regions)
+            out_types, stamp = registry.infer_and_stamp(opdef, in_types, checked, regions=regions)
         except GraphforgeError as exc:
             full_loc = user_location(full=True) if self.capture_locations else loc
             detail = exc.detail
@@ -264,7 +264,7 @@ class Builder:
         node = Node(op, inputs, checked, out_types, scope=scope, loc=loc)
         if regions:
             node.set_regions(regions)
-        node.type_stamp = registry.type_stamp(opdef, in_types, checked, [o.type for o in node.outputs])
+        node.type_stamp = stamp
         if self._before is None:
             self._block.append(node)
         else:

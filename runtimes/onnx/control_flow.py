@@ -66,7 +66,7 @@ def _prune(nodes: list, results: Sequence[str]) -> list:
     """The nodes ``results`` depend on, in order (subgraph reads are counted by name)."""
     need, kept = set(results), []
     for node in reversed(nodes):
-        if any(o in need for o in node.output):
+        if not need.isdisjoint(node.output):
             kept.append(node)
             need.update(reads(node))
     return kept[::-1]
@@ -75,6 +75,8 @@ def _prune(nodes: list, results: Sequence[str]) -> list:
 def subgraphs(node) -> list:
     """The GraphProtos held in ``node``'s attributes (If's branches, a Loop's or Scan's body)."""
     out = []
+    if not node.attribute:  # most nodes: no attribute to look through (the export walks every node)
+        return out
     for attr in node.attribute:
         if attr.type == attr.GRAPH:
             out.append(attr.g)
@@ -86,6 +88,8 @@ def subgraphs(node) -> list:
 def reads(node) -> list[str]:
     """Every tensor name ``node`` reads, including what its subgraphs read (by name) from outside."""
     names = list(node.input)
+    if not node.attribute:
+        return names
     for g in subgraphs(node):
         for inner in g.node:
             names.extend(reads(inner))

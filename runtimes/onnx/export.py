@@ -5,8 +5,10 @@ size; parameters, buffers and consts become initializers (or graph inputs with
 ``params_as_inputs=True``, which is how ``gf.run(..., params=...)`` feeds overrides). Every ONNX node
 is named ``<scope>/<OpType>_<k>`` and its ``doc_string`` is the graphforge node's provenance
 (``encoder.layers.0.attn.q_proj @ model.py:31``); the model's ``metadata_props`` carry the
-graphforge version. Each model passes ``onnx.checker.check_model(full_check=True)`` and strict shape
-inference before it is returned or written.
+graphforge version. ``provenance="metadata"`` (the default for quantized graphs) keeps the
+provenance in one compact ``metadata_props`` table instead, ``False`` drops it (``provenance.py``).
+Each model passes ``onnx.checker.check_model(full_check=True)`` and strict shape inference before it
+is returned or written.
 
 Before lowering, the ``decompose`` pass (``passes/decompose.py``) replaces each composite op this
 lowering table does not take as it is (``LOWERINGS.can_lower(node, emitter)``: no lowering, or one
@@ -52,6 +54,7 @@ from . import contraction  # noqa: F401  (einsum)
 from . import selection  # noqa: F401  (topk)
 from . import data_dependent  # noqa: F401  (nonzero, compress, unique, non_max_suppression)
 from .lower import DTYPE_GENERIC, HALF, LOWERINGS, Emitter, NotExpressible, onnx_dtype, tensor_proto
+from .provenance import apply_provenance, check_provenance
 
 __all__ = ["to_onnx", "save_onnx", "MIN_OPSET", "max_opset", "default_opset", "check_opset", "missing_lowerings"]
 
@@ -275,7 +278,7 @@ def _live(nodes, consts, results):
     """The nodes (in order) and emitter constants that the ``results`` depend on."""
     need, kept = set(results), []
     for node in reversed(nodes):
-        if any(o in need for o in node.output):
+        if not need.isdisjoint(node.output):
             kept.append(node)
             need.update(control_flow.reads(node))  # a subgraph reads outer names too
     return kept[::-1], [c for c in consts if c.name in need]
@@ -286,21 +289,24 @@ def _rename(nodes, renamed: dict[str, str]) -> None:
     (a gradient graph has an output per parameter; one sweep each would be quadratic)."""
     if not renamed:
         return
+    names = renamed.keys()
     for node in nodes:
         for field in (node.input, node.output):
-            for i, n in enumerate(field):
-                if n in renamed:
-                    field[i] = renamed[n]
+            if not names.isdisjoint(field):  # (a set test in C: most nodes touch no renamed name)
+                for i, n in enumerate(field):
+                    if n in renamed:
+                        field[i] = renamed[n]
         for graph in control_flow.subgraphs(node):  # a subgraph may read a renamed value by name
             _rename(graph.node, renamed)
 
 
 def validate(model: onnx.ModelProto) -> None:
-    """onnx.checker (full_check) and strict shape inference; ExportError with their message."""
+    """onnx.checker with ``full_check``: structure, then strict, type-checking shape inference (the
+    checker runs ``InferShapes`` with check_type and strict mode itself, so inference is not run a
+    second time); ExportError with their message."""
     try:
         if model.ByteSize() < _PROTOBUF_LIMIT:
             onnx.checker.check_model(model, full_check=True)
-            onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
             return
         with tempfile.TemporaryDirectory(prefix="gf-onnx-check-") as tmp:
             path = os.path.join(tmp, "model.onnx")
@@ -308,15 +314,13 @@ def validate(model: onnx.ModelProto) -> None:
             big.CopyFrom(model)
             onnx.save_model(big, path, save_as_external_data=True, location="model.onnx.data")
             onnx.checker.check_model(path, full_check=True)
-            onnx.shape_inference.infer_shapes_path(path, os.path.join(tmp, "inferred.onnx"), check_type=True,
-                                                   strict_mode=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise ExportError(f"the exported ONNX model does not pass onnx's checks: {exc}") from exc
 
 
 def to_onnx(graph: Graph, opset: int | None = None, *, external_data_threshold: int = 2 ** 31,
             name: str | None = None, params_as_inputs=False, native_ops=None,
-            contrib_ops: bool = False) -> onnx.ModelProto:
+            contrib_ops: bool = False, provenance=None) -> onnx.ModelProto:
     """Lower ``graph`` to a checked ``onnx.ModelProto`` at ``opset`` (default: :func:`max_opset`).
     ``contrib_ops=True``: for onnxruntime only, emit its ``com.microsoft`` fused kernels where they
     apply (``contrib.py``); the default is portable, standard ONNX.
@@ -326,15 +330,22 @@ def to_onnx(graph: Graph, opset: int | None = None, *, external_data_threshold: 
     set of names) makes those parameters graph inputs instead of initializers. ``native_ops``: which
     composites (LayerNormalization, Gelu, Attention) are native ONNX ops; None (default) = those the
     opset has and the installed onnxruntime runs with a kernel, True = all the opset has (for
-    another runtime), False = none, or a set of those op names (see the module docstring)."""
+    another runtime), False = none, or a set of those op names (see the module docstring).
+
+    ``provenance``: where each node's provenance goes (``provenance.py``): ``True`` node names and
+    doc strings, ``"metadata"`` one compact table in ``metadata_props`` (no node names or doc strings,
+    short initializer names), ``False`` nowhere. None (default): ``"metadata"`` for a quantized graph
+    (a deployment file, kept small), else ``True``."""
     if not isinstance(graph, Graph):
         raise ExportError(f"to_onnx expects a graphforge Graph, got {type(graph).__name__}",
                           hint="trace a model first: g = gf.trace(model, gf.TensorSpec(...))")
     opset = check_opset(opset) if opset is not None else quantize.qdq_opset(graph, check_opset(None))
     _check_threshold(external_data_threshold)
+    provenance = check_provenance(quantize.default_provenance(graph) if provenance is None else provenance)
     with gc_paused():  # building the protos beside a large graph: see graphforge/ir/gcpause.py
         model = build_model(graph, opset, name=name, params_as_inputs=params_as_inputs, native_ops=native_ops,
                             contrib_ops=contrib_ops)
+        apply_provenance(model, provenance)
         validate(model)
     return model
 

@@ -20,7 +20,7 @@ from graphforge.ops.quantize import FLOAT_QUANT_DTYPES, qrange
 
 from .lower import NotExpressible, lowers, onnx_dtype
 
-__all__ = ["ort_has_qdq_kernel", "qdq_opset"]
+__all__ = ["ort_has_qdq_kernel", "qdq_opset", "default_provenance"]
 
 _OPSET_INT16_BLOCKED = 21
 
@@ -229,3 +229,15 @@ def qdq_opset(graph, top: int) -> int:
         if all(ort_has_qdq_kernel(op, opset) for op in wanted):
             return opset
     return top
+
+
+def default_provenance(graph):
+    """The export's default ``provenance=`` for ``graph`` (see ``provenance.py``): ``"metadata"`` (one
+    compact table, no node names or doc strings) for a quantized graph — a deployment file, where a
+    small model's names and doc strings would be a sixth of its bytes —, else ``True``."""
+    return "metadata" if any(n.op in _QUANTIZED_GRAPH_OPS for n in graph.walk()) else True
+
+
+# the ops ``gf.quantize``'s three modes write (a graph holding one is a quantized, deployment graph)
+_QUANTIZED_GRAPH_OPS = frozenset(_QDQ_OPS) | {"dynamic_quantize_linear", "matmul_integer", "conv_integer",
+                                              "qlinear_matmul", "qlinear_conv"}

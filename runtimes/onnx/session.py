@@ -73,6 +73,9 @@ class OrtSession:
             raise InputError(f"unknown optimization level {optimization!r}; choose one of {', '.join(_LEVELS)}")
         self.graph = graph_or_proto if isinstance(graph_or_proto, Graph) else None
         if self.graph is not None:
+            # readable node names in memory (onnxruntime's errors name the node): the compact default
+            # of quantized graphs is about file size
+            export_options.setdefault("provenance", True)
             self.proto = to_onnx(self.graph, opset, params_as_inputs=params_as_inputs, **export_options)
             payload = self.proto.SerializeToString()
         elif isinstance(graph_or_proto, onnx.ModelProto):

@@ -149,6 +149,7 @@ class ImportContext:
         self.node_name = ""
         self.fold = True  # fold nodes whose inputs are all known at import time (from_onnx(fold=))
         self.input_symbols: set[str] = set()  # plain-identifier dim_params of the graph inputs
+        self.recorded_scopes: dict[str, str] = {}  # first output -> scope, from a graphforge provenance table
 
     # ---- the import budget (see budget.py) -------------------------------------------------------
     def afford(self, shape, itemsize: int) -> bool:
@@ -433,6 +434,7 @@ def from_onnx_structured(model_or_path, *, check: bool = True, fold: bool = True
     ctx = ImportContext(graph, opset, budget)
     ctx.fold = fold
     ctx.input_symbols = _input_symbols(g)
+    ctx.recorded_scopes = _recorded_scopes(model)
     inits = {t.name: t for t in g.initializer}
     for vi in g.input:
         if vi.name in inits:
@@ -485,13 +487,28 @@ _TAKES_AGGREGATES = frozenset({"Identity", "If", "Loop", "SequenceConstruct", "S
                                "OptionalHasElement", "OptionalGetElement"})
 
 
+def _recorded_scopes(model) -> dict[str, str]:
+    """``{first output name: module scope}`` from the provenance table a compact graphforge export
+    keeps in ``metadata_props`` (``runtimes/onnx/provenance.py``); empty without one, or when the
+    table does not match the nodes (the scopes are a courtesy: the import does not depend on them)."""
+    from graphforge.runtimes.onnx.provenance import METADATA_KEY, node_provenance
+
+    if not any(p.key == METADATA_KEY for p in model.metadata_props):
+        return {}
+    try:
+        return {node.output[0]: scope for node, scope, _ in node_provenance(model) if scope and node.output}
+    except LoadError:
+        return {}
+
+
 def import_nodes(ctx: ImportContext, nodes) -> None:
     """Import ONNX ``nodes`` in order at the builder's insertion point, recording each output in
     ``ctx`` (the top-level graph, and a control-flow subgraph's body into its region alike)."""
     for node in nodes:
         # a name with invalid UTF-8 comes back from protobuf as bytes: scopes are text
         name = node.name.decode("utf-8", "replace") if isinstance(node.name, bytes) else node.name
-        ctx.node_name = name or str(node.op_type)
+        ctx.node_name = name or (ctx.recorded_scopes.get(node.output[0]) if node.output else None) \
+            or str(node.op_type)
         if node.op_type not in _TAKES_AGGREGATES and any(
                 getattr(ctx.values.get(n), "_gf_aggregate", False) for n in node.input if n):
             unsupported(node, "an input is a sequence or optional; this op takes tensors")

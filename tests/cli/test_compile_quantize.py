@@ -73,3 +73,23 @@ def test_contrib_ops_flag_emits_onnxruntime_kernels(tmp_path, capsys):
     assert {o.domain for o in onnx.load(plain).opset_import} == {""}
     proc = run_cli("compile", model, "-o", str(tmp_path / "x.onnx"), "--contrib-ops", "--portable")
     assert proc.returncode == 2 and "not allowed with" in proc.stderr
+
+
+def test_quantized_files_keep_provenance_in_a_table_unless_asked(tmp_path):
+    import onnx
+
+    from graphforge.runtimes.onnx.provenance import METADATA_KEY, node_provenance
+
+    model = write(tmp_path, "net.py", SMALL_MODEL)
+    sizes = {}
+    for flag in (None, "names", "none"):
+        path = str(tmp_path / f"q-{flag}.onnx")
+        assert _compile(model, "-o", path, "--quantize", "int8-dynamic", *(["--provenance", flag] if flag else [])) == 0
+        proto = onnx.load(path)
+        sizes[flag] = len(proto.SerializeToString())
+        named = all(n.name for n in proto.graph.node)
+        table = any(p.key == METADATA_KEY for p in proto.metadata_props)
+        assert (named, table) == {None: (False, True), "names": (True, False), "none": (False, False)}[flag]
+        if flag is None:
+            assert any(scope for _, scope, _ in node_provenance(proto))
+    assert sizes["none"] < sizes[None] < sizes["names"]

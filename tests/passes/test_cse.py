@@ -109,3 +109,15 @@ def test_forward_recomputation_in_gradient_graph_is_shared():
     x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
     for a, b in zip_outputs(gf.run(raw, {"x": x}), gf.run(merged, {"x": x})):
         np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_one_run_merges_twin_chains_whose_operands_had_one_reader_each():
+    # Each node of the first chain reads a value nothing else reads until its twin below merges:
+    # CSE skips it at first, then keys it when the merge gives its operand a second reader.
+    def twins(x):
+        a = gf.tanh(gf.sin(gf.exp(x)))
+        b = gf.tanh(gf.sin(gf.exp(x)))
+        return a * 2.0 + b * 2.0
+    g = gf.trace(twins, gf.TensorSpec(("n", 3), "float32"))
+    out = optimize(g, "cse")
+    assert out.op_counts() == {"exp": 1, "sin": 1, "tanh": 1, "constant": 1, "mul": 1, "add": 1}

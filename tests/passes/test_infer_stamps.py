@@ -4,6 +4,7 @@ import pytest
 
 import graphforge as gf
 from graphforge.errors import PassError
+from graphforge.guards import guards
 from graphforge.ir.types import TensorType
 from graphforge.ops import registry
 from graphforge.passes import optimize
@@ -73,3 +74,28 @@ def test_array_attributes_are_compared_by_identity():
     assert not registry.stamp_holds(const)
     infer(g)  # re-checked (and still valid), then stamped again
     assert registry.stamp_holds(const)
+
+
+def test_tracing_asks_a_type_rule_each_question_once(monkeypatch):
+    opdef = registry.get_op("tanh")
+    rule, calls = opdef.type_rule, []
+
+    def counted(types, attrs):
+        calls.append(tuple(types))
+        return rule(types, attrs)
+    monkeypatch.setattr(opdef, "type_rule", counted)
+    g = gf.trace(lambda x: gf.tanh(gf.tanh(gf.tanh(x))), gf.TensorSpec(("batch", 4), "float32"))
+    assert len(calls) == 1  # one question, asked three times: answered from the memo
+    assert len({id(n.type_stamp) for n in g.nodes if n.op == "tanh"}) == 1
+    assert all(registry.stamp_holds(n) for n in g.nodes)
+    gf.trace(lambda x: gf.tanh(x), gf.TensorSpec(("batch", 5), "float32"))
+    assert len(calls) == 2  # another input type: another question
+
+
+def test_the_memo_never_hides_a_guard():
+    def pairs(x):
+        return x.reshape(x.shape[0], -1, 2, 8)  # needs an even seq: a guard
+    spec = gf.TensorSpec(("batch", "seq", 8), "float32")
+    first, second = gf.trace(pairs, spec), gf.trace(pairs, spec)  # the second answered from the memo
+    assert [str(g.requirement) for g in guards(first)] == [str(g.requirement) for g in guards(second)] == [
+        "seq % 2 == 0"]

@@ -1,13 +1,14 @@
-"""The rewrite engine's structural pre-check (``pattern._may_match`` and its compiled form,
-``pattern.compile_prefilter``) is sound: it never rejects a node that a rule's pattern matches, so
-pruning with it leaves every rewrite unchanged; and the two forms agree on every node."""
+"""The rewrite engine's structural pre-checks are sound: neither ``pattern._may_match`` (and its
+compiled form, ``pattern.compile_prefilter``) nor the engine's operand-signature gate
+(``engine.gate``) rejects a node that a rule's pattern matches, so pruning with them leaves every
+rewrite unchanged; and the two forms of the first agree on every node."""
 import math
 
 import numpy as np
 import pytest
 
 import graphforge as gf
-from graphforge.passes import fusion, pattern, simplify_rules
+from graphforge.passes import engine, fusion, pattern, simplify_rules
 from graphforge.passes.pattern import AnyOf, Assoc, Const, Op, Var
 
 F = gf.TensorSpec(("b", 3, 8), "float32")
@@ -49,12 +50,33 @@ def test_no_matching_node_is_rejected(fn):
             for node in g.nodes:
                 matches = any(True for _ in pat.match_node(node, g))
                 checked += matches
+                assert engine.gate(pat, *engine.signature(node)) or not matches, (rule.name, node.op)
                 for depth in range(0, 5):
                     slow = pattern._may_match(pat, node.outputs[0], depth)
                     fast = compiled[depth] is None or compiled[depth](node.outputs[0])
                     assert slow == fast, (rule.name, node.op, depth)
                     assert slow or not matches, (rule.name, node.op, depth)
     assert checked  # each graph holds at least one fusable spelling
+
+
+def test_the_signature_gate_reads_producers_kinds_and_both_orders():
+    g = gf.trace(lambda x: gf.exp(x) * gf.constant(np.ones((8,), dtype=np.float32)), F)
+    root = g.nodes[-1]
+    assert engine.signature(root) == ("mul", ("exp", "constant"))
+    assert engine.gate(Op("mul", Op("exp", Var()), Const()), "mul", ("exp", "constant"))
+    assert engine.gate(Op("mul", Const(), Op("exp", Var())), "mul", ("exp", "constant"))  # commutative
+    assert not engine.gate(Op("div", Const(), Op("exp", Var())), "div", ("exp", "constant"))  # not commutative
+    assert not engine.gate(Op("mul", Op("tanh", Var()), Const()), "mul", ("exp", "constant"))
+    assert not engine.gate(Op("mul", Var(), Var(), Var()), "mul", ("exp", "constant"))  # arity
+    assert engine.gate(Op("mul", AnyOf(Op("tanh", Var()), Op("exp", Var())), Var()), "mul", ("exp", "<input>"))
+    assert engine.gate(Op("mul", Const(), Var()), "mul", ("<const>", "<input>"))  # a stored constant
+    assert not engine.gate(Op("mul", Const(), Var()), "mul", ("<param>", "<input>"))  # a trainable one
+    tree = Assoc("mul", Op("exp", Var()), Const(), Var())
+    assert engine.gate(tree, "mul", ("mul", "constant"))  # the mul operand may expand to the leaves
+    assert not engine.gate(tree, "mul", ("exp", "constant"))  # two leaves for three operands
+    pair = Assoc("mul", Op("exp", Var()), Const())
+    assert engine.gate(pair, "mul", ("constant", "exp")) and not engine.gate(pair, "mul", ("tanh", "constant"))
+    assert engine.gate(AnyOf(Op("add", Var(), Var()), pair), "mul", ("exp", "constant"))
 
 
 def test_it_rejects_what_cannot_match_and_passes_unknown_patterns():
