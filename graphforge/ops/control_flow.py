@@ -295,8 +295,17 @@ def _scan_vjp(inputs, outputs, cotangents, attrs, *, node):
         # values), or a slice of a stacked input (a saved residual) that is there already
         sliced = a_x + a_res + a_ycot
         stacked_ys = list(x_out)
+        where = {}  # id(factor) -> ("y", index in stacked_ys) or ("x", its stacked-input argument)
         for f in outer.values():
-            stacked_ys += [v for v in f if _find(v, stacked_ys) is None and _find(v, sliced, by_op=False) is None]
+            for v in f:
+                j = _find(v, stacked_ys)
+                if j is None and (i := _find(v, sliced, by_op=False)) is not None:
+                    where[id(v)] = ("x", sliced[i])
+                    continue
+                if j is None:
+                    stacked_ys.append(v)
+                    j = len(stacked_ys) - 1
+                where[id(v)] = ("y", j)
         builder.emit_yield(new_h + new_c + stacked_ys)
     for k, i in enumerate(dc):
         if k in outer:
@@ -309,7 +318,7 @@ def _scan_vjp(inputs, outputs, cotangents, attrs, *, node):
     b_carry = h_cot0 + [c_cot0[k] for k in kept]
     # Stacked inputs the reverse body never reads are not passed, and the forward loop stops
     # stacking the residuals nobody reads any more (most of the body's values, for an LSTM).
-    read_after = {id(v) for f in outer.values() for v in f}  # factors taken from the stacked inputs
+    read_after = {id(ref) for kind, ref in where.values() if kind == "x"}  # factors read after the loop
     unused = {j for j, a in enumerate(sliced) if not a.uses and id(a) not in read_after}
     if unused:
         block.arguments[:] = [a for a in block.arguments if not any(a is sliced[j] for j in unused)]
@@ -333,8 +342,8 @@ def _scan_vjp(inputs, outputs, cotangents, attrs, *, node):
     stacks = bwd[len(b_carry):]
 
     def stack_of(v):
-        j = _find(v, stacked_ys)
-        return stacks[j] if j is not None else b_xs[_find(v, sliced, by_op=False)]
+        kind, ref = where[id(v)]
+        return stacks[ref] if kind == "y" else b_xs[next(j for j, a in enumerate(sliced) if a is ref)]
     for k, f in outer.items():
         flat = [builder.emit1("reshape", [stack_of(v)], {"shape": [-1, v.type.shape[-1]]}) for v in f]
         if len(f) == 1:  # sum_t sum_rows(x_t) = one sum over the stacked rows
