@@ -9,7 +9,9 @@
   ``torch.onnx.export`` of the same ``nn.LSTM`` (ONNX's native ``LSTM`` op). Target ≤ 1.0×.
 * ``generate``: greedy tokens/s of a character LSTM language model (vocab 128, embedding 64,
   hidden 256, 2 layers): graphforge's whole ``generate(prompt)`` graph in one onnxruntime call (a
-  ``Loop``) vs a Python loop calling an onnxruntime one-step graph once per token. Target ≥ 2×.
+  ``Loop``) vs a Python loop calling an onnxruntime one-step graph once per token (both graphs
+  ``gf.optimize``d; the state carried per layer; ``--ort-threads`` sets onnxruntime's intra-op
+  threads). Target ≥ 2×. Also reports the ONNX node counts of the loop body and the step graph.
 
 * ``onnx_cases``: graphforge's two ONNX forms of one layer per case (LSTM, GRU, RNN × batch, seq,
   hidden): the native ``LSTM``/``GRU``/``RNN`` op (the default export) vs the ``Scan``
@@ -19,7 +21,7 @@
   carry (one token per step) vs re-running the whole prefix every step.
 
     python benchmarks/bench_lstm.py [--part train,onnx,onnx_cases,generate,generate_kv] [--rounds 15] [--tiny]
-        [--json out.json]
+        [--ort-threads N] [--json out.json]
 """
 from __future__ import annotations
 
@@ -250,13 +252,8 @@ def measure_generate_kv(rounds: int, tiny: bool) -> dict:
         def forward(self, prompt):
             n = prompt.shape[1]
             if self.kv_cache:
-                h, cache = self.blocks.prefill(self.pos(self.emb(prompt)), n + n_new)
-
-                def step(tok, st):
-                    cache, pos = st
-                    h, cache = self.blocks.step(self.pos(self.emb(tok[:, None]), offset=pos), cache, pos)
-                    return self.head(self.norm(h[:, 0])), (cache, pos + 1)
-                return nn.generate(step, self.head(self.norm(h[:, n - 1])), (cache, gf.dim_value(n)), n_new)[0]
+                return nn.generate_cached(self.blocks, prompt, n_new, embed=lambda t, o: self.pos(self.emb(t), offset=o),
+                                          head=lambda h: self.head(self.norm(h)))[0]
             buf = gf.concat([prompt, gf.zeros((prompt.shape[0], n_new), "int64")], 1)
 
             def step(tok, st):
@@ -282,50 +279,62 @@ def measure_generate_kv(rounds: int, tiny: bool) -> dict:
             "tokens_per_s": tps, "speedup": tps["kv cache"] / tps["no cache"]}
 
 
-def measure_generate(sz, rounds: int, tiny: bool) -> dict:
+def measure_generate(sz, rounds: int, tiny: bool, threads: int = 0) -> dict:
+    """Greedy generation tokens/s in onnxruntime: the whole ``generate(prompt)`` graph in one call (a
+    ``Loop``) vs a Python loop calling the one-step graph once per token (the same step function,
+    the state fed back as numpy). Both graphs go through ``gf.optimize`` before export; the loop
+    carries the LSTM state per layer (no per-step split/stack). ``threads``: onnxruntime's
+    intra-op threads (0: its default)."""
+    import onnx
     import onnxruntime as ort
 
     import graphforge as gf
     from graphforge import nn
 
-    vocab, n_new = 128, sz["new_tokens"]
+    vocab, n_new, L, H = 128, sz["new_tokens"], sz["layers"], sz["hidden"]
 
     class CharLSTM(nn.Module):
         def __init__(self):
             super().__init__()
             self.emb = nn.Embedding(vocab, 64 if not tiny else 8)
-            self.lstm = nn.LSTM(64 if not tiny else 8, sz["hidden"], num_layers=sz["layers"], batch_first=True)
-            self.head = nn.Linear(sz["hidden"], vocab)
+            self.lstm = nn.LSTM(64 if not tiny else 8, H, num_layers=L, batch_first=True)
+            self.head = nn.Linear(H, vocab)
 
         def forward(self, prompt, mode="generate", state=None):
-            if mode == "step":  # one token and the state in, logits and the state out
-                y, st = self.lstm.step(self.emb(prompt), state)
-                return (self.head(y), *st)
-            out, st = self.lstm(self.emb(prompt))
+            if mode == "step":  # one token and the per-layer state lists in, logits and the state out
+                y, state = self.lstm.step(self.emb(prompt), state)
+                return self.head(y), state
+            out, (h, c) = self.lstm(self.emb(prompt))
             logits = self.head(out[:, prompt.shape[1] - 1])
+            layers = lambda s: [gf.squeeze(t, [0]) for t in gf.split(s, L, 0)]  # noqa: E731
+            state = (layers(h), layers(c))
             if mode == "prefill":
-                return (logits, *st)
-
-            def step(tok, st):
-                logits, h, c = self.forward(tok, "step", st)
-                return logits, (h, c)
-            return nn.generate(step, logits, st, n_new)[0]
+                return (logits, *state[0], *state[1])
+            return nn.generate(lambda tok, st: self.forward(tok, "step", st), logits, state, n_new)[0]
 
     model = CharLSTM()
-    L, H = sz["layers"], sz["hidden"]
     tmp = tempfile.mkdtemp(prefix="gf_bench_gen_")
     spec_p = gf.TensorSpec((1, "plen"), "int64")
+    state_specs = [gf.TensorSpec((1, H))] * (2 * L)
+
+    def one_step(t, *hc):  # called as the module (not .forward): the same parameter names as the loop's
+        logits, (h, c) = model(t, "step", (list(hc[:L]), list(hc[L:])))
+        return (logits, *h, *c)
     graphs = {
         "loop": gf.trace(lambda p: model(p), spec_p, training=False),
         "prefill": gf.trace(lambda p: model(p, "prefill"), spec_p, training=False),
-        "step": gf.trace(lambda t, h, c: model(t, "step", (h, c)), gf.TensorSpec((1,), "int64"),
-                         gf.TensorSpec((L, 1, H)), gf.TensorSpec((L, 1, H)), training=False),
+        "step": gf.trace(one_step, gf.TensorSpec((1,), "int64"), *state_specs, training=False),
     }
-    sess = {}
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    sess, nodes = {}, {}
     for name, g in graphs.items():
         path = os.path.join(tmp, f"{name}.onnx")
-        gf.save_onnx(g, path)
-        sess[name] = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        gf.save_onnx(gf.optimize(g), path)
+        proto = onnx.load(path)
+        loops = [n for n in proto.graph.node if n.op_type == "Loop"]
+        nodes[name] = len(loops[0].attribute[0].g.node) if loops else len(proto.graph.node)
+        sess[name] = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
     prompt = np.frombuffer(b"def __init__(self", np.uint8).astype(np.int64)[None]
 
     def in_graph():
@@ -333,28 +342,32 @@ def measure_generate(sz, rounds: int, tiny: bool) -> dict:
 
     def python_loop():
         pre = sess["prefill"]
-        logits, h, c = pre.run(None, {pre.get_inputs()[0].name: prompt})
+        logits, *state = pre.run(None, {pre.get_inputs()[0].name: prompt})
         st = sess["step"]
         names = [i.name for i in st.get_inputs()]
         out = []
         for _ in range(n_new):
             tok = logits.argmax(-1)
             out.append(int(tok[0]))
-            logits, h, c = st.run(None, dict(zip(names, (tok, h, c))))
+            logits, *state = st.run(None, dict(zip(names, (tok, *state))))
         return np.array(out)[None]
 
     a, b = in_graph(), python_loop()
     res = interleaved_medians({"in-graph Loop": in_graph, "python loop": python_loop}, rounds=rounds,
                               warmup=1, min_chunk_s=0.002 if tiny else 0.05)
     tps = {k: n_new / v["median_s"] for k, v in res.items()}
-    return {"part": "generate", "sizes": sz, "new_tokens": n_new, "same_tokens": bool(np.array_equal(a, b)),
-            "results": res, "tokens_per_s": tps, "speedup": tps["in-graph Loop"] / tps["python loop"]}
+    return {"part": "generate", "sizes": sz, "new_tokens": n_new, "ort_threads": threads,
+            "onnx_nodes": {"loop body": nodes["loop"], "step graph": nodes["step"]},
+            "same_tokens": bool(np.array_equal(a, b)), "results": res, "tokens_per_s": tps,
+            "speedup": tps["in-graph Loop"] / tps["python loop"]}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", default=",".join(PARTS), help=f"comma-separated, from {', '.join(PARTS)}")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when importable")
+    parser.add_argument("--ort-threads", type=int, default=0, help="onnxruntime intra-op threads for "
+                        "'generate' (0: onnxruntime's default)")
     add_common_args(parser)
     args = parser.parse_args(argv)
     from benchmarks.models import torch_available
@@ -388,8 +401,9 @@ def main(argv=None) -> int:
                 f"{n} {v:.0f} tokens/s" for n, v in r["tokens_per_s"].items())
                 + f"; KV-cache speed-up {r['speedup']:.2f}x; same tokens: {r['same_tokens']}", flush=True)
         elif part == "generate":
-            r = measure_generate(sz, rounds, args.tiny)
-            print("LSTM generation (onnxruntime): " + ", ".join(f"{n} {v:.0f} tokens/s" for n, v in r["tokens_per_s"].items())
+            r = measure_generate(sz, rounds, args.tiny, args.ort_threads)
+            print(f"LSTM generation (onnxruntime, {args.ort_threads or 'default'} threads; ONNX nodes "
+                  f"{r['onnx_nodes']}): " + ", ".join(f"{n} {v:.0f} tokens/s" for n, v in r["tokens_per_s"].items())
                   + f"; speed-up {r['speedup']:.2f}x; same tokens: {r['same_tokens']}", flush=True)
         else:
             parser.error(f"unknown part {part!r}; choose from {', '.join(PARTS)}")

@@ -385,17 +385,12 @@ def format_table(res: dict) -> str:
     if res.get("contrib"):
         from benchmarks.bench_contrib import table_lines
         lines += table_lines(res["contrib"])
-    if res.get("quantize"):
-        lines += ["", "### Quantization (LeNet on digits; onnxruntime CPU)", "",
+    for step, model in (("quantize", "LeNet"), ("quantize_transformer", "Transformer example")):
+        if not res.get(step):
+            continue
+        lines += ["", f"### Quantization ({model} on digits; onnxruntime CPU)", "",
                   "| model | bytes | × smaller | test accuracy | b1 ms | b64 ms |", "|---|---:|---:|---:|---:|---:|"]
-        for r in res["quantize"]:
-            lat = r["latency"]
-            lines.append(f"| {r['name']} | {r['bytes']} | {r['size_ratio']:.2f} | {r['accuracy'] * 100:.2f} % | "
-                         f"{lat['1']['median_s'] * 1e3:.3f} | {lat['64']['median_s'] * 1e3:.3f} |")
-    if res.get("quantize_transformer"):
-        lines += ["", "### Quantization (Transformer example on digits; onnxruntime CPU)", "",
-                  "| model | bytes | × smaller | test accuracy | b1 ms | b64 ms |", "|---|---:|---:|---:|---:|---:|"]
-        for r in res["quantize_transformer"]:
+        for r in res[step]:
             lat = r["latency"]
             lines.append(f"| {r['name']} | {r['bytes']} | {r['size_ratio']:.2f} | {r['accuracy'] * 100:.2f} % | "
                          f"{lat['1']['median_s'] * 1e3:.3f} | {lat['64']['median_s'] * 1e3:.3f} |")

@@ -106,9 +106,11 @@ class LSTMLM(nn.Module):
         return self.head(out)
 
     def prefill(self, prompt):
-        """Logits after the prompt and the LSTM state ``(h, c)``."""
-        out, state = self.lstm(self.emb(prompt))
-        return self.head(out[:, prompt.shape[1] - 1]), state
+        """Logits after the prompt and the LSTM state ``(h, c)``, each a list of per-layer (batch,
+        hidden) tensors: the decoding loop carries them as they are (no split/stack per token)."""
+        out, (h, c) = self.lstm(self.emb(prompt))
+        per_layer = lambda s: [gf.squeeze(t, [0]) for t in gf.split(s, self.lstm.num_layers, 0)]  # noqa: E731
+        return self.head(out[:, prompt.shape[1] - 1]), (per_layer(h), per_layer(c))
 
     def step(self, token, state):
         y, state = self.lstm.step(self.emb(token), state)
@@ -136,23 +138,21 @@ class TransformerLM(nn.Module):
         h = self.blocks(self.pos(self.emb(tokens)), is_causal=True)
         return self.head(self.norm(h))
 
+    def generate_cached(self, prompt, max_new_tokens: int, **sampling):
+        """KV-cached decoding (``nn.generate_cached``): the prompt runs once, then one position per step."""
+        return nn.generate_cached(self.blocks, prompt, max_new_tokens,
+                                  embed=lambda t, offset: self.pos(self.emb(t), offset=offset),
+                                  head=lambda h: self.head(self.norm(h)), **sampling)
+
     def prefill(self, prompt, max_new_tokens: int):
-        """Logits after the prompt and the decoding state: ``(cache, position)`` (each layer's keys
-        and values, room for the new tokens included, and the index the next token goes to), or
-        without a KV cache ``(buffer, position)`` (the prompt followed by room for the new tokens)."""
+        """Without a KV cache: the logits after the prompt and the decoding state ``(buffer,
+        position)`` (the prompt followed by room for the new tokens, and the index the next token goes to)."""
         n = prompt.shape[1]
-        if self.kv_cache:
-            h, cache = self.blocks.prefill(self.pos(self.emb(prompt)), n + max_new_tokens)
-            return self.head(self.norm(h[:, n - 1])), (cache, gf.dim_value(n))
         buf = gf.concat([prompt, gf.zeros((prompt.shape[0], max_new_tokens), "int64")], 1)
         logits = self(prompt)[:, n - 1]
         return logits, (buf, gf.dim_value(n))
 
     def step(self, token, state):
-        if self.kv_cache:  # one position through every layer, attending over the cache
-            cache, pos = state
-            h, cache = self.blocks.step(self.pos(self.emb(token[:, None]), offset=pos), cache, pos)
-            return self.head(self.norm(h[:, 0])), (cache, pos + 1)
         buf, pos = state
         width = buf.shape[1]
         buf = gf.where(gf.arange(width)[None, :] == pos, token[:, None], buf)
@@ -168,6 +168,8 @@ def generator(model, max_new_tokens: int, eos_id: int | None = None, temperature
     decodes inside the graph (for ``gf.trace``): greedy, or sampled with ``temperature``/``top_k``
     (the graph then takes the seed as its ``rng`` input)."""
     def generate(prompt):
+        if isinstance(model, TransformerLM) and model.kv_cache:
+            return model.generate_cached(prompt, max_new_tokens, eos_id=eos_id, temperature=temperature, top_k=top_k)
         if isinstance(model, TransformerLM):
             logits, state = model.prefill(prompt, max_new_tokens)
         else:

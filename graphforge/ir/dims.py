@@ -400,14 +400,34 @@ def dim_min(*dims) -> Dim:
     return _p_dim(_extreme("min", [_P(d) for d in dims]))
 
 
+def _nonneg_floors(a: Poly, depth: int = 4) -> bool:
+    """``_nonneg``, and where it fails, again with a ``floor(N/k)`` that ``a`` holds linearly replaced
+    by the bound that matters — ``k*floor(N/k) >= N-k+1`` for a positive coefficient, ``<= N`` for a
+    negative one — so ``h <= 2*floor((h+1)/2)+1`` (a strided conv's rows) is proved, not a guard."""
+    if _nonneg(a):
+        return True
+    if depth == 0:
+        return False
+    for m, c in a.items():
+        info = _ATOMS.get(m[0]) if len(m) == 1 else None
+        if info is None or info[0] != "floor" or any(m[0] in m2 for m2 in a if m2 != m):
+            continue
+        num, k = info[1], info[2]
+        rest = _p_scale({m2: c2 for m2, c2 in a.items() if m2 != m}, k)
+        bound = _p_add(rest, _p_scale(num if c < 0 else _p_add(num, _p_const(1 - k)), c))
+        if _nonneg_floors(bound, depth - 1):
+            return True
+    return False
+
+
 def dim_le(a, b) -> bool | None:
     """``a <= b``: True or False when it holds or fails for every binding, None when it depends."""
     if type(a) is int and type(b) is int:
         return a <= b
     diff = _p_add(_P(b), _P(a), -1)
-    if _nonneg(diff):
+    if _nonneg_floors(diff):
         return True
-    if _nonneg(_p_add(_p_scale(diff, -1), _p_const(-1))):
+    if _nonneg_floors(_p_add(_p_scale(diff, -1), _p_const(-1))):
         return False
     return None
 

@@ -7,7 +7,11 @@ cache, a token buffer). Decoding is greedy (argmax) or samples with a ``temperat
 from the ``top_k`` most likely tokens only), and stops after ``max_new_tokens`` or once every
 sequence of the batch has produced ``eos_id``. Sampling is Gumbel-max with ``gf.random_uniform``
 noise from a uint32 key (default: the graph's ``rng`` input), so JAX and onnxruntime draw the
-same tokens for the same key."""
+same tokens for the same key.
+
+:func:`generate_cached` is :func:`generate` for a Transformer stack with a key/value cache
+(``graphforge/nn/kv_cache.py``): the prompt runs once (``prefill``), then every loop step runs only
+the new token (``step``), attending over the cached keys and values."""
 from __future__ import annotations
 
 import numpy as np
@@ -17,7 +21,7 @@ from ..errors import ShapeError
 from ..trace.builder import current_builder
 from ..trace.tensor import Tensor
 
-__all__ = ["generate"]
+__all__ = ["generate", "generate_cached"]
 
 
 def _check_logits(logits, who: str):
@@ -102,3 +106,72 @@ def generate(step, logits, state, max_new_tokens: int, *, eos_id: int | None = N
     count, _, _, tokens, _ = while_loop(cond, body, (ops.constant(0, "int64"), logits, state, out0, done0),
                                         max_iterations=n)
     return tokens, count
+
+
+def generate_cached(stack, prompt, max_new_tokens: int, *, embed, head, memory=None,
+                    memory_key_padding_mask=None, eos_id: int | None = None, temperature: float = 0.0,
+                    top_k: int | None = None, key=None):
+    """KV-cached autoregressive decoding of a Transformer ``stack`` inside the graph.
+
+    The prompt runs once through ``stack.prefill`` (causal), which returns each layer's key/value
+    cache sized for the prompt plus ``max_new_tokens``; then :func:`generate`'s loop runs one token
+    per step through ``stack.step``, carrying ``(cache, position)``. The tokens equal those of
+    re-running the whole prefix every step, at one position's work per token.
+
+    Args:
+        stack: a batch-first ``nn.TransformerEncoder`` (a decoder-only LM: causal self-attention) or
+            ``nn.TransformerDecoder`` (then ``memory`` is required: cross-attention reads it).
+        prompt: int64 (batch, plen) tokens; ``plen`` may be symbolic.
+        max_new_tokens: how many tokens to generate (an int >= 1; the loop's bound).
+        embed: ``embed(tokens, offset) -> (batch, s, d_model)``: the token embedding (plus positions)
+            of int64 (batch, s) ``tokens`` whose first position is ``offset`` (the int 0 for the
+            prompt, an int64 scalar tensor in the loop), e.g. ``lambda t, o: pos(emb(t), offset=o)``.
+        head: ``head(h) -> logits``: (batch, d_model) -> (batch, vocab), e.g. a final norm and Linear.
+        memory: the encoder output (batch, src, d_model) for a ``TransformerDecoder``; None for an encoder stack.
+        memory_key_padding_mask: bool (batch, src), True at padded ``memory`` positions (decoder only).
+        eos_id: as in :func:`generate`: a sequence that produced it repeats it; the loop ends when all have.
+        temperature: 0 is greedy; above 0 samples from ``softmax(logits / temperature)``.
+        top_k: sample among the ``top_k`` largest logits only.
+        key: the sampling seed (uint32 scalar tensor or int); None takes the graph's ``rng`` input.
+
+    Returns:
+        ``(tokens, count)`` as :func:`generate`: int64 (batch, max_new_tokens) and the steps run.
+
+    Raises:
+        ShapeError: ``prompt`` is not an integer (batch, plen) tensor, ``stack`` has no
+            ``prefill``/``step``, a ``TransformerDecoder`` gets no ``memory``, or an argument of
+            :func:`generate` is invalid.
+
+    Example:
+        ```python
+        emb, head = nn.Embedding(16, 8), nn.Linear(8, 16)
+        enc = nn.TransformerEncoder(num_layers=1, d_model=8, nhead=2, dim_feedforward=16, dropout=0.0)
+        pos = nn.PositionalEncoding(8)
+        g = gf.trace(lambda p: nn.generate_cached(enc, p, 4, embed=lambda t, o: pos(emb(t), offset=o),
+                                                  head=head)[0],
+                     gf.TensorSpec((1, "plen"), "int64"), training=False)
+        (tokens,) = gf.run(g, {"p": np.array([[1, 2, 3]])}, backend="reference")  # tokens.shape == (1, 4)
+        ```
+    """
+    if not isinstance(prompt, Tensor) or prompt.ndim != 2 or not prompt.dtype.startswith(("int", "uint")):
+        raise ShapeError(f"generate_cached: the prompt must be an integer (batch, plen) tensor, got "
+                         f"{getattr(prompt, 'type', type(prompt).__name__)}")
+    if not callable(getattr(stack, "prefill", None)) or not callable(getattr(stack, "step", None)):
+        raise ShapeError(f"generate_cached: {type(stack).__name__} has no prefill/step (KV-cached decoding)",
+                         hint="pass an nn.TransformerEncoder or nn.TransformerDecoder")
+    is_decoder = hasattr(stack, "layers") and any(hasattr(layer, "multihead_attn") for layer in stack.layers)
+    if is_decoder and memory is None:
+        raise ShapeError("generate_cached: a TransformerDecoder needs the memory (the encoder output)")
+    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
+        raise ShapeError(f"generate_cached: max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
+    prefill_kw = {} if not is_decoder else {"memory": memory, "memory_key_padding_mask": memory_key_padding_mask}
+    n = prompt.shape[1]
+    h, cache = stack.prefill(embed(prompt, 0), max_len=n + max_new_tokens, **prefill_kw)
+
+    def step(tok, st):
+        cache, pos = st
+        h, cache = stack.step(embed(ops.unsqueeze(tok, [1]), pos), cache=cache, pos=pos, **prefill_kw)
+        return head(h[:, 0]), (cache, pos + 1)
+
+    return generate(step, head(h[:, n - 1]), (cache, ops.dim_value(n)), max_new_tokens, eos_id=eos_id,
+                    temperature=temperature, top_k=top_k, key=key)

@@ -348,7 +348,9 @@ class _RNNBase(Module):
     def step(self, x, hx):
         """One time step of every layer, without a loop: ``x`` (batch, input_size) and the state
         (``h`` (num_layers, batch, H), or ``(h, c)`` for an LSTM) -> (top layer's output (batch, H),
-        new state). For decoding token by token inside ``gf.while_loop`` (unidirectional layers only)."""
+        new state). For decoding token by token inside ``gf.while_loop`` (unidirectional layers only).
+        ``h`` (and ``c``) may also be a list of per-layer (batch, H) tensors; the new state then comes
+        back as lists too — a decoding loop that carries them so needs no per-step split and stack."""
         # entered like __call__, so parameters get this module's names and nodes its scope
         builder = active_builder()
         if builder is None:
@@ -366,12 +368,13 @@ class _RNNBase(Module):
         if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[-1] != self.input_size:
             raise ShapeError(f"{name}.step expects (batch, {self.input_size}) input, got {getattr(x, 'type', x)}")
         batch = x.shape[0]
+        per_layer = isinstance(hx[0] if self.mode == "lstm" else hx, (list, tuple))
         if self.mode == "lstm":
             h0, c0 = hx
-            states = list(zip(self._initial(h0, batch, x.dtype, True, "hidden state h", self.out_size),
-                              self._initial(c0, batch, x.dtype, True, "cell state c")))
+            states = list(zip(self._layer_states(h0, batch, x.dtype, "hidden state h", self.out_size),
+                              self._layer_states(c0, batch, x.dtype, "cell state c")))
         else:
-            states = self._initial(hx, batch, x.dtype, True, "hidden state h")
+            states = self._layer_states(hx, batch, x.dtype, "hidden state h")
         finals, out = [], x
         for k in range(self.num_layers):
             if k > 0:
@@ -380,9 +383,23 @@ class _RNNBase(Module):
             new = _step(self.mode, _linear(out, w_ih, b_ih), states[k], w_hh, b_hh, w_hr)
             finals.append(new)
             out = new[0] if self.mode == "lstm" else new
+        pack = list if per_layer else (lambda ts: ops.stack(list(ts), 0))
         if self.mode == "lstm":
-            return out, (ops.stack([f[0] for f in finals], 0), ops.stack([f[1] for f in finals], 0))
-        return out, ops.stack(finals, 0)
+            return out, (pack(f[0] for f in finals), pack(f[1] for f in finals))
+        return out, pack(finals)
+
+    def _layer_states(self, hx, batch, dtype, what: str, size: int | None = None):
+        """A step's state per layer: ``hx`` stacked (num_layers, batch, size) or a list of (batch, size)."""
+        if not isinstance(hx, (list, tuple)):
+            return self._initial(hx, batch, dtype, True, what, size)
+        size = size or self.hidden_size
+        want = (batch, size)
+        if len(hx) != self.num_layers or not all(isinstance(t, Tensor) and tuple(t.shape) == tuple(want)
+                                                 and t.dtype == dtype for t in hx):
+            got = [getattr(t, "type", type(t).__name__) for t in hx]
+            raise ShapeError(f"{type(self).__name__}.step: the {what} as a list must hold {self.num_layers} "
+                             f"{dtype} {list(want)} tensors (one per layer), got {got}")
+        return list(hx)
 
     def extra_repr(self) -> str:
         extra = "".join(f", {k}={v}" for k, v in (("num_layers", self.num_layers), ("batch_first", self.batch_first),

@@ -43,3 +43,5 @@ from .rotary import rotary_embedding  # noqa: E402,F401  (ops/rotary.py)
 __all__ = __all__ + ["rotary_embedding"]
 from .col2im import col2im  # noqa: E402,F401  (ops/col2im.py)
 __all__ = __all__ + ["col2im"]
+from .interpolate import interpolate  # noqa: E402,F401  (ops/interpolate.py: resize by gather, any size)
+__all__ = __all__ + ["interpolate"]

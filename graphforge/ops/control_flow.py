@@ -34,7 +34,7 @@ from ..trace.pytree import tree_flatten, tree_paths, tree_unflatten
 from ..trace.tensor import SymDim, Tensor, as_value
 from ._region_ad import block_vjp, copy_region, inline_region, is_float_type, trace_regions, zeros_value
 from .evaluate import evaluate_block
-from .registry import Attr, OpDef, RegionSig, Sample, register_op
+from .registry import Attr, OpDef, RegionSig, Sample, lookup_op, register_op
 # modules, not names: the op families use each other's functions (looked up at call time)
 from . import creation as _creation, elementwise as _elementwise, linalg as _linalg
 
@@ -283,11 +283,51 @@ def _scan_vjp(inputs, outputs, cotangents, attrs, *, node):
             result_cots[nk + j] = a_ycot[k]
         got = block_vjp(builder, body, a_consts + carry_in + a_x, result_cots, saved)
         g_consts, g_carry, g_x = got[:nc], got[nc:nc + nk], got[nc + nk:]
+        # A weight's per-step cotangent ``aᵀ b`` (a ``linear``/``matmul`` weight) is not summed in the
+        # carry step by step: the loop stacks ``a`` and ``b`` and one matmul after it sums them all.
+        # (a bias's per-step cotangent, a sum over the batch rows, likewise: one sum after the loop)
+        outer = {k: f for k, i in enumerate(dc) if (f := _per_step_factors(g_consts[i])) is not None}
         new_h = [g_carry[i] if g_carry[i] is not None else zeros_value(builder, init[i].type) for i in dh]
         new_c = [a_ccot[k] if g_consts[i] is None else builder.emit1("add", [a_ccot[k], g_consts[i]])
-                 for k, i in enumerate(dc)]
+                 for k, i in enumerate(dc) if k not in outer]
         x_out = [g_x[i] if g_x[i] is not None else zeros_value(builder, slice_of(xs[i])) for i in dx]
-        builder.emit_yield(new_h + new_c + x_out)
+        # each per-step value stacked once: a factor is often dx itself (or the same op on the same
+        # values), or a slice of a stacked input (a saved residual) that is there already
+        sliced = a_x + a_res + a_ycot
+        stacked_ys = list(x_out)
+        where = {}  # id(factor) -> ("y", index in stacked_ys) or ("x", its stacked-input argument)
+        for f in outer.values():
+            for v in f:
+                j = _find(v, stacked_ys)
+                if j is None and (i := _find(v, sliced, by_op=False)) is not None:
+                    where[id(v)] = ("x", sliced[i])
+                    continue
+                if j is None:
+                    stacked_ys.append(v)
+                    j = len(stacked_ys) - 1
+                where[id(v)] = ("y", j)
+        builder.emit_yield(new_h + new_c + stacked_ys)
+    for k, i in enumerate(dc):
+        if k in outer:
+            _erase_unused(g_consts[i].producer)
+    drop = {id(a_ccot[k]) for k in outer}
+    block.arguments[:] = [a for a in block.arguments if id(a) not in drop]
+    kept = [k for k in range(len(dc)) if k not in outer]
+    for k in outer:  # the zero start of a sum that is no longer carried
+        _erase_unused(c_cot0[k].producer)
+    b_carry = h_cot0 + [c_cot0[k] for k in kept]
+    # Stacked inputs the reverse body never reads are not passed, and the forward loop stops
+    # stacking the residuals nobody reads any more (most of the body's values, for an LSTM).
+    read_after = {id(ref) for kind, ref in where.values() if kind == "x"}  # factors read after the loop
+    unused = {j for j, a in enumerate(sliced) if not a.uses and id(a) not in read_after}
+    if unused:
+        block.arguments[:] = [a for a in block.arguments if not any(a is sliced[j] for j in unused)]
+        dead = {j - len(xs) for j in unused if len(xs) <= j < len(xs) + len(stacked)}
+        b_xs = [v for j, v in enumerate(b_xs) if j not in unused]
+        sliced = [v for j, v in enumerate(sliced) if j not in unused]
+        if dead:
+            renamed = _drop_stacked_residuals(builder, fwd[0].producer, nk + ny, dead)
+            b_xs = [renamed.get(id(v), v) for v in b_xs]
     captured = frame.captured
     bwd = builder.emit("scan", captured + b_consts + b_carry + b_xs,
                        {"num_consts": len(captured) + len(b_consts), "num_carry": len(b_carry), "length": length,
@@ -295,11 +335,119 @@ def _scan_vjp(inputs, outputs, cotangents, attrs, *, node):
     result: list = [None] * len(inputs)
     for k, i in enumerate(dh):
         result[nc + i] = bwd[k]
-    for k, i in enumerate(dc):
-        result[i] = bwd[len(dh) + k]
+    for j, k in enumerate(kept):
+        result[dc[k]] = bwd[len(dh) + j]
     for k, i in enumerate(dx):
         result[nc + nk + i] = bwd[len(b_carry) + k]
+    stacks = bwd[len(b_carry):]
+
+    def stack_of(v):
+        kind, ref = where[id(v)]
+        return stacks[ref] if kind == "y" else b_xs[next(j for j, a in enumerate(sliced) if a is ref)]
+    for k, f in outer.items():
+        flat = [builder.emit1("reshape", [stack_of(v)], {"shape": [-1, v.type.shape[-1]]}) for v in f]
+        if len(f) == 1:  # sum_t sum_rows(x_t) = one sum over the stacked rows
+            result[dc[k]] = builder.emit1("sum", flat, {"axes": [0], "keepdims": False})
+        else:            # sum_t a_tᵀ b_t = one matmul of the stacked factors
+            ta = builder.emit1("transpose", [flat[0]], {"perm": [1, 0]})
+            result[dc[k]] = builder.emit1("matmul", [ta, flat[1]])
     return result
+
+
+def _drop_stacked_residuals(builder: Builder, fwd: Node, n_keep: int, dead: set[int]) -> dict[int, Value]:
+    """Rebuild the augmented forward scan ``fwd`` without the residual outputs ``dead`` (indices
+    after its first ``n_keep`` outputs); returns ``{id(old output): new output}`` for the rest."""
+    (aug,) = fwd.regions
+    term = aug.terminator
+    keep = [j for j in range(len(term.inputs)) if j < n_keep or j - n_keep not in dead]
+    new_term = Node(YIELD, [term.inputs[j] for j in keep], None, [], scope=term.scope, loc=term.loc)
+    aug.erase(term)
+    aug.append(new_term)
+    with builder.inserting_before(fwd), builder.provenance(fwd.scope, fwd.loc):
+        new = builder.emit("scan", list(fwd.inputs), dict(fwd.attrs), regions=[aug])
+    renamed = {}
+    for k, j in enumerate(keep):
+        old = fwd.outputs[j]
+        builder.graph.replace_all_uses_with(old, new[k])
+        renamed[id(old)] = new[k]
+    fwd.regions = ()  # the region now belongs to the new node: erase the old one alone
+    builder.graph.erase(fwd)
+    for node in reversed(list(aug)):  # body values that only fed the dropped residuals
+        if node is not new_term and not node.regions:
+            _erase_unused(node)
+    return renamed
+
+
+def _find(v: Value, values: list, by_op: bool = True) -> int | None:
+    """The index of ``v`` in ``values``, or (``by_op``) of a value the same op computes from the
+    same inputs with the same attributes (the reverse sweep may build a cotangent twice)."""
+    for j, w in enumerate(values):
+        if w is v:
+            return j
+    if not by_op or v.producer is None:
+        return None
+    p = v.producer
+    for j, w in enumerate(values):
+        q = w.producer
+        if q is not None and q.op == p.op and len(q.inputs) == len(p.inputs) and len(q.outputs) == 1 \
+                and len(p.outputs) == 1 and all(a is b for a, b in zip(q.inputs, p.inputs)) \
+                and _same_attrs(q.attrs, p.attrs) and not getattr(lookup_op(p.op), "random", True):
+            return j
+    return None
+
+
+def _same_attrs(a: dict, b: dict) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for k in a:
+        x, y = a[k], b[k]
+        if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+            if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray) and x.dtype == y.dtype
+                    and np.array_equal(x, y)):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def _per_step_factors(v: Value | None) -> tuple[Value, ...] | None:
+    """A const's per-step cotangent ``v`` whose sum over a loop's steps is one op over the stacked
+    per-step values: ``(a, b)`` when ``v = matmul(transpose(a), b)`` with 2-D ``a`` and ``b``
+    (what ``linear``'s and ``matmul``'s VJPs give a 2-D weight), ``(x,)`` when ``v = sum(x, axes=[0])``
+    of a 2-D ``x`` (a bias); None otherwise (it is then summed in the loop's carry)."""
+    node = v.producer if v is not None else None
+    if node is None or v.uses:
+        return None
+    if node.op == "sum" and node.attrs.get("axes") == [0] and not node.attrs.get("keepdims", False) \
+            and node.inputs[0].type.rank == 2 and isinstance(node.inputs[0].type.shape[-1], int):
+        return (_unreshaped(node.inputs[0]),)
+    if node.op != "matmul" or len(node.inputs) != 2:
+        return None
+    t, b = node.inputs
+    tn = t.producer
+    if tn is None or tn.op != "transpose" or len(t.uses) != 1 or tn.inputs[0].type.rank != 2 or b.type.rank != 2:
+        return None
+    a = tn.inputs[0]
+    if not isinstance(a.type.shape[-1], int) or not isinstance(b.type.shape[-1], int):
+        return None
+    return _unreshaped(a), _unreshaped(b)
+
+
+def _unreshaped(v: Value) -> Value:
+    """``v`` without the reshapes to its own type in front of it (the VJP's flattening of a 2-D value)."""
+    while v.producer is not None and v.producer.op == "reshape" and v.producer.inputs[0].type == v.type:
+        v = v.producer.inputs[0]
+    return v
+
+
+def _erase_unused(node) -> None:
+    """Erase ``node`` if its results are unused, then the producers that thereby became unused."""
+    if node is None or node._block is None or any(o.uses for o in node.outputs):
+        return
+    inputs = list(node.inputs)
+    node._block.erase(node)
+    for v in inputs:
+        _erase_unused(v.producer)
 
 
 def _while_vjp(inputs, outputs, cotangents, attrs, *, node):

@@ -10,7 +10,7 @@ import itertools
 import numpy as np
 
 from ..errors import ShapeError
-from ..ir.dims import dim_product, is_static
+from ..ir.dims import dim_add, dim_divide, dim_mul, dim_product, dim_sub, is_static
 from ..ir.types import TensorType
 from ..trace.tensor import apply
 from ._nn_common import (F32, F64, _check_pairs, _fmt, _spatial_rank, _transposed_out, _tuple_of, _window_out,
@@ -19,7 +19,7 @@ from ._shapes import require_float, same_dtype
 from .common import compute_dtype, numel
 from .registry import Attr, OpDef, Sample, register_op
 # modules, not names: the op families use each other's functions (looked up at call time)
-from . import reduction as _reduction, shape_ops as _shape_ops
+from . import contraction as _contraction, reduction as _reduction, shape_ops as _shape_ops
 
 __all__ = ["conv2d", "conv1d", "conv3d", "conv_transpose2d", "conv_transpose1d", "conv_transpose3d",
            "resolve_padding"]
@@ -155,6 +155,36 @@ def _weight_grad(inp, cot, w_shape, attrs):
     return _shape_ops.transpose(gw, [1, 0] + rest)
 
 
+def _weight_grad_windows(inp, cot, w_shape, attrs):
+    """``_weight_grad`` where the spatial sizes are symbolic (the transposed conv's kernel would be the
+    run-time output size): per kernel offset, the strided slice of the padded input that met it —
+    ``xp[..., o*d : o*d + (out-1)*s + 1 : s]``, shaped like ``cot`` — stacked to (N, G, C/G, K, *out)
+    and contracted with the cotangent (N, G, O/G, *out) over the batch and the output positions."""
+    g = attrs["groups"]
+    nsp = len(w_shape) - 2
+    strides, pads, dil = attrs["strides"], attrs["pads"], attrs["dilations"]
+    n, c = inp.shape[0], inp.shape[1]
+    o, cg = w_shape[0], w_shape[1]
+    kernel = list(w_shape[2:])
+    out = list(cot.shape[2:])
+    flat_pads = [0, 0, 0, 0] + [p for i in range(nsp) for p in (pads[i], pads[nsp + i])]
+    xp = _shape_ops.pad(inp, flat_pads) if any(flat_pads) else inp
+    parts = []
+    for offs in itertools.product(*(range(k) for k in kernel)):
+        starts = [offs[i] * dil[i] for i in range(nsp)]
+        ends = [dim_add(dim_mul(dim_add(out[i], -1), strides[i]), starts[i] + 1) for i in range(nsp)]
+        part = _shape_ops.slice(xp, starts, ends, list(range(2, 2 + nsp)), list(strides))
+        parts.append(_shape_ops.unsqueeze(part, [2]))
+    k = len(parts)
+    patches = parts[0] if k == 1 else _shape_ops.concat(parts, 2)                     # (N, C, K, *out)
+    positions = dim_product(out)
+    patches = _shape_ops.reshape(patches, [n, g, dim_divide(c, g) if not is_static(c) else c // g, k, positions])
+    og = o // g
+    cot = _shape_ops.reshape(cot, [n, g, og, positions])
+    gw = _contraction.einsum("ngop,ngckp->gock", cot, patches)                            # (G, O/G, C/G, K)
+    return _shape_ops.reshape(gw, [o, cg] + kernel)
+
+
 def _conv2d_vjp(inputs, outputs, cots, attrs):
     g = cots[0]
     if g is None:
@@ -163,11 +193,22 @@ def _conv2d_vjp(inputs, outputs, cots, attrs):
     strides, pads, dil = attrs["strides"], attrs["pads"], attrs["dilations"]
     nsp = len(strides)
     # The transposed conv's natural size misses the rows the strided conv skipped at the end.
-    out_pad = [x.shape[2 + i] - ((g.shape[2 + i] - 1) * strides[i] - pads[i] - pads[nsp + i]
-                                 + dil[i] * (w.shape[2 + i] - 1) + 1) for i in range(nsp)]
-    gx = apply("conv_transpose2d", g, w, strides=list(strides), pads=list(pads), output_padding=out_pad,
-               dilations=list(dil), groups=attrs["groups"])
-    gw = _weight_grad(x, g, tuple(w.shape), attrs)
+    out_pad = [dim_sub(x.shape[2 + i], _convt_out(g.shape[2 + i], w.shape[2 + i], strides[i], pads[i], pads[nsp + i],
+                                                  dil[i], 0)) for i in range(nsp)]
+    if all(is_static(p) for p in out_pad):
+        gx = apply("conv_transpose2d", g, w, strides=list(strides), pads=list(pads), output_padding=out_pad,
+                   dilations=list(dil), groups=attrs["groups"])
+    else:
+        # symbolic sizes: the end rows the windows reached (the end padding) or skipped (at most s-1)
+        # are a run-time count, so the transposed conv keeps every row past the begin padding, gets
+        # s-1 zero rows more (x has at most that many beyond it) and is cut to x's size
+        gx = apply("conv_transpose2d", g, w, strides=list(strides), pads=list(pads[:nsp]) + [0] * nsp,
+                   output_padding=[0] * nsp, dilations=list(dil), groups=attrs["groups"])
+        if any(st > 1 for st in strides):
+            gx = _shape_ops.pad(gx, [0, 0, 0, 0] + [p for st in strides for p in (0, st - 1)])
+        gx = _shape_ops.slice(gx, [0] * nsp, list(x.shape[2:]), list(range(2, 2 + nsp)))
+    spatial_static = all(is_static(v) for v in list(x.shape[2:]) + list(g.shape[2:]))
+    gw = (_weight_grad if spatial_static else _weight_grad_windows)(x, g, tuple(w.shape), attrs)
     grads = [gx, gw]
     if len(inputs) == 3:
         grads.append(_reduction.sum(g, [0] + list(range(2, 2 + nsp))))
@@ -195,10 +236,17 @@ register_op(OpDef(
                attrs={"pads": [1, 1, 1, 1], "groups": 2}, bind={"batch": 3}, note="depthwise, symbolic batch"),
         Sample([TensorType(("batch", 2, "h", "w"), F32), TensorType((3, 2, 3, 2), F32)],
                attrs={"strides": [2, 1], "pads": [1, 0, 0, 1], "dilations": [1, 2]}, bind={"batch": 2, "h": 7, "w": 5},
-               grad=False, note="symbolic H, W: floor((h-1)/2)+1 and w-1, guarded by h >= 2, w >= 2"),
+               note="symbolic H, W: floor((h-1)/2)+1 and w-1, guarded by h >= 2, w >= 2"),
         Sample([TensorType(("batch", 4, 9), F32), TensorType((6, 2, 3), F32), TensorType((6,), F32)],
                attrs={"strides": [2], "pads": [1, 2], "dilations": [2], "groups": 2}, bind={"batch": 2},
                note="1-D: groups, dilation, stride, symbolic batch"),
+        Sample([TensorType(("batch", 4, "h", "w"), F64), TensorType((6, 2, 2, 3), F64), TensorType((6,), F64)],
+               attrs={"strides": [2, 3], "pads": [0, 1, 1, 2], "dilations": [2, 1], "groups": 2},
+               bind={"batch": 2, "h": 6, "w": 7}, note="symbolic H, W with groups, strides, dilation: the weight "
+                                                      "gradient gathers strided windows at run time"),
+        Sample([TensorType((2, 3, "len"), F64), TensorType((2, 3, 4), F64)],
+               attrs={"strides": [3], "pads": [2, 0], "dilations": [1]}, bind={"len": 9},
+               note="1-D, symbolic length, stride 3: floor((len-2)/3)+1"),
         Sample([TensorType((1, 2, 4, 5, 4), F64), TensorType((3, 2, 2, 3, 2), F64), TensorType((3,), F64)],
                attrs={"strides": [1, 2, 1], "pads": [1, 0, 1, 0, 1, 1], "dilations": [1, 1, 2]},
                note="3-D: stride, dilation, asymmetric pads"),
@@ -281,7 +329,8 @@ def _conv_transpose2d_vjp(inputs, outputs, cots, attrs):
     gx = apply("conv2d", g, w, **conv_attrs)
     if list(gx.shape[2:]) != list(x.shape[2:]):
         gx = _shape_ops.slice(gx, [0] * nsp, list(x.shape[2:]), list(range(2, 2 + nsp)))
-    gw = _weight_grad(g, x, tuple(w.shape), conv_attrs)
+    spatial_static = all(is_static(v) for v in list(x.shape[2:]) + list(g.shape[2:]))
+    gw = (_weight_grad if spatial_static else _weight_grad_windows)(g, x, tuple(w.shape), conv_attrs)
     grads = [gx, gw]
     if len(inputs) == 3:
         grads.append(_reduction.sum(g, [0] + list(range(2, 2 + nsp))))
@@ -310,7 +359,7 @@ register_op(OpDef(
                note="groups, dilation"),
         Sample([TensorType((1, 2, "h", "w"), F32), TensorType((2, 3, 3, 2), F32)],
                attrs={"strides": [2, 1], "pads": [1, 0, 0, 0], "output_padding": [1, 0]}, bind={"h": 3, "w": 4},
-               grad=False, note="symbolic H, W: 2*h+1 and w+1"),
+               note="symbolic H, W: 2*h+1 and w+1"),
         Sample([TensorType(("batch", 4, 5), F32), TensorType((4, 1, 3), F32), TensorType((2,), F32)],
                attrs={"strides": [2], "pads": [1, 0], "output_padding": [1], "dilations": [1], "groups": 2},
                bind={"batch": 2}, note="1-D: groups, output_padding, symbolic batch"),

@@ -18,7 +18,7 @@ import numpy as np
 from .. import dtypes as _dt
 from ..errors import DTypeError, ShapeError
 from ..ir.types import TensorType
-from ..ir.dims import dim_product, is_static
+from ..ir.dims import collect_requirements, dim_add, dim_max, dim_mul, dim_product, dim_sub, is_static
 from ..trace.tensor import apply
 from ._nn_common import (F32, F64, _ceil_window_out, _check_pairs, _fmt, _require_nchw, _spatial_rank, _static_spatial,
                          _tuple_of, _window_out, _windows, _zero)
@@ -27,7 +27,7 @@ from .nn_conv import resolve_padding
 from .common import compute_dtype, numel
 from .registry import NOT_DIFFERENTIABLE, Attr, OpDef, Sample, register_op
 # modules, not names: the op families use each other's functions (looked up at call time)
-from . import (creation as _creation, reduction as _reduction,
+from . import (creation as _creation, elementwise as _elementwise, reduction as _reduction,
                shape_ops as _shape_ops)
 
 __all__ = ["max_pool2d", "avg_pool2d", "max_pool1d", "max_pool3d", "avg_pool1d", "avg_pool3d", "global_avg_pool2d",
@@ -80,19 +80,20 @@ def _pool_rule(op):
             raise ShapeError(f"{op}: pads {attrs['pads']} leave windows entirely in the padding (each pad must be at "
                              f"most dilation*(kernel-1) = {[d[i] * (k[i] - 1) for i in range(nsp)]})")
         sizes = tuple(x.shape[2:])
+        # (a static axis must hold the window whatever the others are)
+        if any(is_static(sizes[i]) and sizes[i] + p[i] + p[nsp + i] < d[i] * (k[i] - 1) + 1 for i in range(nsp)):
+            raise ShapeError(f"{op}: the (dilated) kernel {k} (dilation {d}) is larger than the padded input "
+                             f"of {_fmt(x)} (pads {p})", hint="use a smaller kernel or global_avg_pool2d")
         # symbolic spatial dims: the output length as a dim expression (floor or ceil mode); the
         # lowerings read the padding and avg's divisor from the bound sizes (JAX, the reference) or
         # compute them in the model (ONNX)
-        if not all(is_static(v) for v in sizes) and op != "max_pool2d_grad":  # (its VJP-side geometry is static)
+        if not all(is_static(v) for v in sizes):
             window_out = _ceil_window_out if attrs["ceil_mode"] else _window_out
             out = tuple(_axis_geometry(sizes[i], k[i], s[i], p[i], p[nsp + i], d[i], attrs["ceil_mode"])[0]
                         if is_static(sizes[i]) else window_out(sizes[i], k[i], s[i], p[i], p[nsp + i], d[i], op, 2 + i)
                         for i in range(nsp))
             return [TensorType((x.shape[0], x.shape[1]) + out, x.dtype)]
         sizes = _static_spatial(x, op)
-        if any(sizes[i] + p[i] + p[nsp + i] < d[i] * (k[i] - 1) + 1 for i in range(nsp)):
-            raise ShapeError(f"{op}: the (dilated) kernel {k} (dilation {d}) is larger than the padded input "
-                             f"of {_fmt(x)} (pads {p})", hint="use a smaller kernel or global_avg_pool2d")
         out = tuple(o for o, _ in _pool_geometry(sizes, attrs))
         return [TensorType((x.shape[0], x.shape[1]) + out, x.dtype)]
     return rule
@@ -163,27 +164,97 @@ def _pool_indices(sizes, attrs):
     return np.ascontiguousarray(idx), padded, pairs
 
 
-def _pool_patches(x, attrs, fill):
-    """(N, C, *out, *kernel) patches of x as graph ops, plus what the scatter back needs."""
-    idx, padded, pairs = _pool_indices(tuple(x.shape[2:]), attrs)
+def _window_positions(out, k, s, d):
+    """(out, k) int64: the padded-input position of every window element along one axis,
+    ``arange(out) * s + arange(k) * d`` (``out`` may be a dim)."""
+    starts = _creation.arange(out) * s
+    offs = _creation.constant(np.arange(k, dtype=np.int64) * d)
+    return _shape_ops.unsqueeze(starts, [1]) + _shape_ops.unsqueeze(offs, [0])
+
+
+def _pool_index_graph(sizes, out, attrs):
+    """``_pool_indices`` for symbolic spatial sizes, as graph ops: the flat indices (*out, *kernel)
+    into the padded image, computed at run time from ``arange(out) * s + arange(k) * d`` per axis;
+    plus the padded sizes and the (begin, end) pads as dims. ``out`` is the pooled spatial shape.
+    ceil_mode's extra end rows are ``max(0, (out-1)*s + span - (size + p0 + p1))``; floor mode has none."""
+    k, s, p, d = attrs["kernel"], attrs["strides"], attrs["pads"], _dil(attrs)
+    n = len(k)
+    pairs, padded = [], []
+    for i in range(n):
+        span = d[i] * (k[i] - 1) + 1
+        extra = 0
+        if attrs["ceil_mode"]:
+            extra = dim_max(0, dim_sub(dim_add(dim_mul(dim_add(out[i], -1), s[i]), span),
+                                       dim_add(sizes[i], p[i] + p[n + i])))
+        pairs.append((p[i], dim_add(p[n + i], extra)))
+        padded.append(dim_add(sizes[i], p[i], p[n + i], extra))
+    idx = None
+    for i in range(n):
+        pos = _window_positions(out[i], k[i], s[i], d[i])                               # (out_i, k_i)
+        row = dim_product(padded[i + 1:]) if i + 1 < n else 1
+        if row != 1:
+            pos = pos * _creation.dim_value(row)
+        view = [1] * (2 * n)
+        view[i], view[n + i] = out[i], k[i]
+        pos = _shape_ops.reshape(pos, view)
+        idx = pos if idx is None else idx + pos
+    full = list(out) + list(k)
+    return _shape_ops.broadcast_to(idx, full), padded, pairs
+
+
+def _pool_patches(x, attrs, fill, out=None):
+    """(N, C, *out, *kernel) patches of x as graph ops, plus what the scatter back needs. Static
+    sizes gather by constant indices; symbolic ones (``out`` = the pooled spatial dims) by indices
+    computed in the graph."""
+    sizes = tuple(x.shape[2:])
+    if all(is_static(v) for v in sizes):
+        idx, padded, pairs = _pool_indices(sizes, attrs)
+        idx_t = _creation.constant(idx)
+    else:
+        idx_t, padded, pairs = _pool_index_graph(sizes, out, attrs)
     flat_pads = [0, 0, 0, 0] + [p for pair in pairs for p in pair]
-    xp = _shape_ops.pad(x, flat_pads, value=fill) if any(flat_pads) else x
-    flat = _shape_ops.reshape(xp, [x.shape[0], x.shape[1], int(np.prod(padded))])
-    idx_t = _creation.constant(idx)
+    xp = _shape_ops.pad(x, flat_pads, value=fill) if any(p != 0 for p in flat_pads) else x
+    flat = _shape_ops.reshape(xp, [x.shape[0], x.shape[1], dim_product(padded)])
     return _shape_ops.gather(flat, idx_t, 2), idx_t, padded, pairs
 
 
 def _pool_scatter(x, contrib, idx_t, padded, pairs):
     """Sum the per-window contributions (N, C, *out, *kernel) back onto x's positions."""
     n = len(padded)
-    base = _shape_ops.broadcast_to(_zero(x), [x.shape[0], x.shape[1], int(np.prod(padded))])
+    base = _shape_ops.broadcast_to(_zero(x), [x.shape[0], x.shape[1], dim_product(padded)])
     gflat = _shape_ops.scatter_add(base, idx_t, contrib, 2)
     g = _shape_ops.reshape(gflat, [x.shape[0], x.shape[1]] + list(padded))
     sizes = list(x.shape[2:])
     if list(padded) != sizes:
-        g = _shape_ops.slice(g, [lo for lo, _ in pairs], [lo + sizes[i] for i, (lo, _) in enumerate(pairs)],
+        g = _shape_ops.slice(g, [lo for lo, _ in pairs], [dim_add(lo, sizes[i]) for i, (lo, _) in enumerate(pairs)],
                              list(range(2, 2 + n)))
     return g
+
+
+def _window_count_graph(sizes, out, attrs, dtype):
+    """``pool_window_counts`` as graph ops (symbolic sizes): per axis, how many of each window's
+    positions ``arange(out) * s + arange(k) * d`` fall inside ``[0, size + p0 + p1)``
+    (count_include_pad) or ``[p0, p0 + size)``; their outer product, shaped (*out)."""
+    k, s, p, d = attrs["kernel"], attrs["strides"], attrs["pads"], _dil(attrs)
+    n = len(k)
+    if not attrs["ceil_mode"] and (attrs.get("count_include_pad", True) or not any(p)):
+        # floor mode: every window lies inside the padded input, so each counts its whole kernel
+        return _creation.constant(np.array(float(np.prod(k))), dtype)
+    div = None
+    for i in range(n):
+        pos = _window_positions(out[i], k[i], s[i], d[i])                               # (out_i, k_i)
+        if attrs.get("count_include_pad", True):
+            lo, hi = 0, dim_add(sizes[i], p[i] + p[n + i])
+        else:
+            lo, hi = p[i], dim_add(sizes[i], p[i])
+        inside = _elementwise.logical_and(_elementwise.greater_equal(pos, _creation.dim_value(lo)),
+                                          _elementwise.less(pos, _creation.dim_value(hi)))
+        c = _reduction.sum(_elementwise.cast(inside, dtype), [1])                       # (out_i,)
+        view = [1] * n
+        view[i] = out[i]
+        c = _shape_ops.reshape(c, view)
+        div = c if div is None else div * c
+    return div
 
 
 def _max_pool_vjp(inputs, outputs, cots, attrs):
@@ -237,8 +308,9 @@ def _max_pool_grad_vjp(inputs, outputs, cots, attrs):
     x = inputs[0]
     n = len(attrs["kernel"])
     k = int(np.prod(attrs["kernel"]))
-    xp, _, _, _ = _pool_patches(x, attrs, -math.inf)
-    cp, _, _, _ = _pool_patches(c, attrs, 0.0)
+    out = list(inputs[1].shape[2:])   # the pooled sizes (dims at symbolic input sizes)
+    xp, _, _, _ = _pool_patches(x, attrs, -math.inf, out)
+    cp, _, _, _ = _pool_patches(c, attrs, 0.0, out)
     shape = [x.shape[0], x.shape[1]] + list(xp.shape[2:2 + n]) + [k]
     pick = _creation.one_hot(_reduction.argmax(_shape_ops.reshape(xp, shape), -1), k, x.dtype)
     return [None, _reduction.sum(pick * _shape_ops.reshape(cp, shape), [2 + n])]
@@ -250,14 +322,18 @@ def _avg_pool_vjp(inputs, outputs, cots, attrs):
         return [None]
     x = inputs[0]
     n = len(attrs["kernel"])
-    if not all(is_static(v) for v in x.shape[2:]):
-        raise ShapeError(f"avg_pool2d's gradient needs static spatial dims, got {list(x.shape)}",
-                         hint="give the image size as ints in the TensorSpec to differentiate through avg_pool2d")
-    idx, padded, pairs = _pool_indices(tuple(x.shape[2:]), attrs)
-    div = pool_window_counts(tuple(x.shape[2:]), attrs).astype(_dt.to_numpy_dtype(x.dtype))
-    scaled = _shape_ops.unsqueeze(g / _creation.constant(div, x.dtype), list(range(2 + n, 2 + 2 * n)))
+    sizes = tuple(x.shape[2:])
+    if all(is_static(v) for v in sizes):
+        idx, padded, pairs = _pool_indices(sizes, attrs)
+        div = _creation.constant(pool_window_counts(sizes, attrs).astype(_dt.to_numpy_dtype(x.dtype)), x.dtype)
+        idx_t = _creation.constant(idx)
+    else:  # symbolic sizes: the window indices and the divisor are computed at run time
+        out = list(g.shape[2:])
+        idx_t, padded, pairs = _pool_index_graph(sizes, out, attrs)
+        div = _window_count_graph(sizes, out, attrs, x.dtype)
+    scaled = _shape_ops.unsqueeze(g / div, list(range(2 + n, 2 + 2 * n)))
     contrib = _shape_ops.broadcast_to(scaled, list(g.shape) + list(attrs["kernel"]))
-    return [_pool_scatter(x, contrib, _creation.constant(idx), padded, pairs)]
+    return [_pool_scatter(x, contrib, idx_t, padded, pairs)]
 
 
 def _pool_flops(ins, outs, attrs):
@@ -280,7 +356,7 @@ register_op(OpDef(
         Sample([TensorType((1, 1, 4, 5), F64)], attrs={"kernel": [3, 3], "strides": [1, 2], "pads": [1, 1, 1, 1],
                                                      "ceil_mode": True}, domain=["distinct"]),
         Sample([TensorType(("batch", 2, "h", "w"), F32)], attrs={"kernel": [2, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]},
-               bind={"batch": 2, "h": 5, "w": 6}, domain=["distinct"], grad=False,
+               bind={"batch": 2, "h": 5, "w": 6}, domain=["distinct"],
                note="symbolic H, W (floor mode): floor((h+2)/2) and floor((w+1)/2)"),
         Sample([TensorType(("batch", 2, 9), F32)], attrs={"kernel": [3], "strides": [2], "pads": [1, 1],
                                                         "dilations": [2], "ceil_mode": True},
@@ -295,11 +371,11 @@ register_op(OpDef(
                domain=["int:0:255"], grad=False, note="integers; pads wider than half the kernel"),
         Sample([TensorType(("batch", 2, "h", "w"), F32)], attrs={"kernel": [3, 2], "strides": [2, 2],
                                                                "pads": [1, 0, 1, 1], "ceil_mode": True},
-               bind={"batch": 2, "h": 6, "w": 5}, domain=["distinct"], grad=False,
+               bind={"batch": 2, "h": 6, "w": 5}, domain=["distinct"],
                note="symbolic H, W, ceil_mode: min(floor((h+1)/2)+1, floor((h+2)/2))"),
         Sample([TensorType((1, 2, "h", "w"), F64)], attrs={"kernel": [2, 2], "strides": [2, 1], "ceil_mode": True,
                                                          "dilations": [2, 1]},
-               bind={"h": 7, "w": 4}, domain=["distinct"], grad=False, note="symbolic H, W, ceil_mode, dilation"),
+               bind={"h": 7, "w": 4}, domain=["distinct"], note="symbolic H, W, ceil_mode, dilation"),
         Sample([TensorType((1, 1, "h", 5), "int32")], attrs={"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
                                                            "ceil_mode": True},
                bind={"h": 6}, domain=["int:-50:50"], grad=False, note="integers, symbolic H, ceil_mode"),
@@ -331,6 +407,10 @@ register_op(OpDef(
         Sample([TensorType((1, 2, 3, 4, 4), F64), TensorType((1, 2, 2, 2, 2), F64)],
                attrs={"kernel": [2, 2, 2], "strides": [2, 2, 2], "pads": [1, 0, 0, 0, 0, 0],
                       "dilations": [1, 1, 1]}, domain=["distinct", "any"], note="3-D"),
+        Sample([TensorType(("batch", 2, "h", "w"), F64), TensorType(("batch", 2, "floor(h/2)+1", "min(floor((w+1)/2),floor(w/2)+1)"), F64)],
+               attrs={"kernel": [3, 2], "strides": [2, 2], "pads": [1, 0, 1, 1], "ceil_mode": True},
+               bind={"batch": 2, "h": 6, "w": 5}, domain=["distinct", "any"],
+               note="symbolic H, W, overlapping windows, ceil_mode (max_pool2d's gradient at run-time sizes)"),
     ],
 ))
 register_op(OpDef(
@@ -360,14 +440,14 @@ register_op(OpDef(
                note="pads wider than half the kernel, padding excluded"),
         Sample([TensorType(("batch", 2, "h", "w"), F32)], attrs={"kernel": [3, 3], "strides": [2, 2],
                                                                "pads": [1, 1, 1, 1], "count_include_pad": False},
-               bind={"batch": 2, "h": 7, "w": 6}, grad=False,
+               bind={"batch": 2, "h": 7, "w": 6},
                note="symbolic H, W, padding excluded: floor((h+1)/2) and a divisor computed at run time"),
         Sample([TensorType((1, 2, "h", "w"), F64)], attrs={"kernel": [3, 2], "strides": [2, 2], "pads": [1, 0, 1, 1],
                                                          "ceil_mode": True},
-               bind={"h": 6, "w": 5}, grad=False, note="symbolic H, W, ceil_mode, padding included"),
+               bind={"h": 6, "w": 5}, note="symbolic H, W, ceil_mode, padding included"),
         Sample([TensorType((1, 1, "h", 8), F32)], attrs={"kernel": [2, 2], "strides": [1, 2], "dilations": [2, 1],
                                                        "ceil_mode": True, "count_include_pad": False},
-               bind={"h": 6}, grad=False, note="symbolic H, dilation, ceil_mode"),
+               bind={"h": 6}, note="symbolic H, dilation, ceil_mode"),
     ],
 ))
 
@@ -428,7 +508,6 @@ def _indices_rule(ts, attrs):
     x = ts[0]
     pool_attrs = {k: v for k, v in attrs.items() if k != "column_major"}
     (y,) = _pool_rule("max_pool2d")([x], pool_attrs)
-    _static_spatial(x, "max_pool2d_indices")
     return [TensorType(y.shape, "int64")]
 
 
@@ -444,21 +523,56 @@ def _indices_ref(xs, attrs, env=None):
     return [(pos + nc).astype(np.int64)]
 
 
+def _unpadded_table_graph(sizes, out, attrs):
+    """``_unpadded_table`` for symbolic sizes, as graph ops: per axis the window positions less the
+    begin pad, inside ``[0, size)`` or not; their flat index (row- or column-major) where every axis
+    is inside, else -1; shaped (*out, K)."""
+    k, s, p, d = attrs["kernel"], attrs["strides"], attrs["pads"], _dil(attrs)
+    n = len(k)
+    order = range(n - 1, -1, -1) if not attrs["column_major"] else range(n)
+    stride, strides = 1, [1] * n
+    for i in order:
+        strides[i], stride = stride, dim_mul(stride, sizes[i])
+    flat = inside = None
+    zero = _creation.constant(np.array(0), "int64")
+    for i in range(n):
+        real = _window_positions(out[i], k[i], s[i], d[i]) - p[i]                      # (out_i, k_i)
+        ok = _elementwise.logical_and(_elementwise.greater_equal(real, zero),
+                                      _elementwise.less(real, _creation.dim_value(sizes[i])))
+        term = real * _creation.dim_value(strides[i]) if strides[i] != 1 else real
+        view = [1] * (2 * n)
+        view[i], view[n + i] = out[i], k[i]
+        term, ok = _shape_ops.reshape(term, view), _shape_ops.reshape(ok, view)
+        flat = term if flat is None else flat + term
+        inside = ok if inside is None else _elementwise.logical_and(inside, ok)
+    table = _elementwise.where(inside, flat, _creation.constant(np.array(-1), "int64"))
+    return _shape_ops.reshape(_shape_ops.broadcast_to(table, list(out) + list(k)), list(out) + [int(np.prod(k))])
+
+
 def _indices_decompose(inputs, attrs):
-    """Windows gathered by constant flat indices, the first maximum's position looked up in the
-    constant unpadded-index table (a one-hot dot), plus each (n, c) image's offset."""
+    """Windows gathered by flat indices, the first maximum's position looked up in the unpadded-index
+    table (a one-hot dot), plus each (n, c) image's offset. Static sizes use constant indices and
+    table; symbolic ones compute them in the graph."""
     x = inputs[0]
     n = len(attrs["kernel"])
     low = -math.inf if _dt.is_float(x.dtype) else int(np.iinfo(_dt.to_numpy_dtype(x.dtype)).min)
-    patches, _, _, _ = _pool_patches(x, attrs, low)                            # (N, C, *out, *kernel)
-    table = _unpadded_table(tuple(x.shape[2:]), attrs)                          # (*out, K)
+    sizes = tuple(x.shape[2:])
+    if all(is_static(v) for v in sizes):
+        patches, _, _, _ = _pool_patches(x, attrs, low)                        # (N, C, *out, *kernel)
+        table = _creation.constant(_unpadded_table(sizes, attrs))               # (*out, K)
+    else:
+        pool_attrs = {key: v for key, v in attrs.items() if key != "column_major"}
+        with collect_requirements():  # (the node's own type rule records these guards)
+            (y,) = _pool_rule("max_pool2d")([TensorType(tuple(x.shape), x.dtype)], pool_attrs)
+        patches, _, _, _ = _pool_patches(x, attrs, low, list(y.shape[2:]))
+        table = _unpadded_table_graph(sizes, list(y.shape[2:]), attrs)
     out = list(table.shape[:n])
-    k = table.shape[-1]
+    k = int(np.prod(attrs["kernel"]))
     flat = _shape_ops.reshape(patches, [x.shape[0], x.shape[1]] + out + [k])
     pick = _creation.one_hot(_reduction.argmax(flat, -1), k, "int64")
-    pos = _reduction.sum(pick * _creation.constant(table), [2 + n])
-    image = int(np.prod(x.shape[2:]))
-    nc = _creation.arange(0, dim_product([x.shape[0], x.shape[1]])) * image
+    pos = _reduction.sum(pick * table, [2 + n])
+    image = dim_product(list(sizes))
+    nc = _creation.arange(0, dim_product([x.shape[0], x.shape[1]])) * _creation.dim_value(image)
     return [pos + _shape_ops.reshape(nc, [x.shape[0], x.shape[1]] + [1] * n)]
 
 
@@ -468,7 +582,7 @@ register_op(OpDef(
     flops=_pool_flops, vjp=NOT_DIFFERENTIABLE, decompose=_indices_decompose,
     doc="ONNX MaxPool's Indices: per window of max_pool2d (same attrs), the flat int64 index into the whole "
         "input (N, C, *spatial) of its first maximum; column_major orders the spatial axes column-major "
-        "(ONNX storage_order=1). Spatial dims must be static.",
+        "(ONNX storage_order=1). Spatial dims may be symbolic.",
     samples=[
         Sample([TensorType(("batch", 2, 5, 5), F32)], attrs={"kernel": [3, 3], "strides": [2, 2],
                                                            "pads": [1, 1, 1, 1], "dilations": [1, 1]},
@@ -478,6 +592,14 @@ register_op(OpDef(
                domain=["distinct"], note="ceil_mode, column-major"),
         Sample([TensorType((2, 1, 7), F32)], attrs={"kernel": [3], "strides": [2], "pads": [1, 1],
                                                   "dilations": [2]}, domain=["distinct"], note="1-D, dilation"),
+        Sample([TensorType(("batch", 2, "h", "w"), F32)], attrs={"kernel": [3, 2], "strides": [2, 2],
+                                                               "pads": [1, 0, 1, 1], "ceil_mode": True,
+                                                               "dilations": [1, 1]},
+               bind={"batch": 2, "h": 6, "w": 5}, domain=["distinct"],
+               note="symbolic H, W, ceil_mode: indices computed at run time"),
+        Sample([TensorType((1, 2, "h", "w"), "int32")], attrs={"kernel": [2, 2], "strides": [1, 2], "pads": [1, 0, 0, 1],
+                                                             "dilations": [1, 1], "column_major": True},
+               bind={"h": 4, "w": 5}, domain=["distinct"], note="integers, symbolic H, W, column-major"),
     ],
 ))
 

@@ -659,7 +659,7 @@ def _pad_pairs(attrs, rank):
     pads = attrs["pads"]
     if len(pads) != 2 * rank:
         raise ShapeError(f"pad: expected {2 * rank} pad amounts (before, after per axis), got {len(pads)}")
-    if any(p < 0 for p in pads):
+    if any(is_static(p) and p < 0 for p in pads):
         raise ShapeError(f"pad: negative padding {pads} (use slice to crop)")
     return [(pads[2 * i], pads[2 * i + 1]) for i in range(rank)]
 
@@ -667,15 +667,25 @@ def _pad_pairs(attrs, rank):
 def _pad_rule(ts, attrs):
     t = ts[0]
     shape = []
-    for d, (b, a) in zip(t.shape, _pad_pairs(attrs, t.rank)):
-        if b or a:
+    for axis, (d, (b, a)) in enumerate(zip(t.shape, _pad_pairs(attrs, t.rank))):
+        # amounts computed from the input shapes (an imported Pad fed by Shape arithmetic) are dims:
+        # they must not crop, a recorded guard where it cannot be proved
+        for p in (b, a):
+            if not is_static(p):
+                require_le(0, p, f"pad: the padding {p} of axis {axis} must not be negative")
+        if b != 0 or a != 0:
             if attrs["mode"] == "reflect":
-                if is_static(d) and (b >= d or a >= d):
+                if is_static(d) and is_static(b) and is_static(a) and (b >= d or a >= d):
                     raise ShapeError(f"pad: reflect padding ({b}, {a}) must be smaller than the dim ({d})")
-                require_le(max(b, a) + 1, d, f"reflect padding ({b}, {a})")
+                if is_static(b) and is_static(a):
+                    require_le(max(b, a) + 1, d, f"reflect padding ({b}, {a})")
+                else:  # one guard per side: each reflected run must be shorter than the axis
+                    for p in (b, a):
+                        if p != 0:
+                            require_le(dim_add(p, 1), d, f"reflect padding ({b}, {a}) of axis {axis}")
             elif attrs["mode"] == "edge" and not is_static(d):
                 require_le(1, d, f"edge padding ({b}, {a})")
-            shape.append(dim_add(d, b + a))
+            shape.append(dim_add(d, b, a))
         else:
             shape.append(d)
     return [TensorType(tuple(shape), t.dtype)]
@@ -691,9 +701,20 @@ def _pad_indices(dim, before, after, mode):
     return np.where(idx >= dim, period - idx, idx)
 
 
+def _pad_index_graph(dim, before, after, mode):
+    """``_pad_indices`` as graph ops, for a symbolic axis or pad amount: the source positions are a
+    run-time ``arange(-before, dim + after)`` folded into ``[0, dim)`` — clipped (edge) or reflected
+    once, ``(dim-1) - |(dim-1) - |i||`` (reflect: each pad is below ``dim``, a guard of the node)."""
+    i = _creation.arange(dim_sub(0, before), dim_add(dim, after))
+    last = _creation.dim_value(dim_sub(dim, 1))
+    if mode == "edge":
+        return _elementwise.maximum(_elementwise.minimum(i, last), _creation.constant(np.array(0), "int64"))
+    return last - _elementwise.abs(last - _elementwise.abs(i))
+
+
 def _pad_ref(xs, attrs, env=None):
     x = xs[0]
-    pairs = _pad_pairs(attrs, x.ndim)
+    pairs = _pad_pairs(resolve_attr_dims(attrs, ("pads",), env or {}), x.ndim)
     if attrs["mode"] == "constant":
         return [np.pad(x, pairs, mode="constant", constant_values=np.array(attrs["value"]).astype(x.dtype))]
     return [np.pad(x, pairs, mode="edge" if attrs["mode"] == "edge" else "reflect")]
@@ -706,28 +727,37 @@ def _pad_vjp(inputs, outputs, cots, attrs):
     x = inputs[0]
     pairs = _pad_pairs(attrs, x.ndim)
     if attrs["mode"] == "constant":
-        axes = [i for i, (b, a) in enumerate(pairs) if b or a]
-        return [slice(g, [pairs[i][0] for i in axes], [pairs[i][0] + x.shape[i] for i in axes], axes)]
+        axes = [i for i, (b, a) in enumerate(pairs) if b != 0 or a != 0]
+        return [slice(g, [pairs[i][0] for i in axes], [dim_add(pairs[i][0], x.shape[i]) for i in axes], axes)]
     shape = list(g.shape)
     for axis, (b, a) in enumerate(pairs):
-        if b or a:
+        if b != 0 or a != 0:
             shape[axis] = x.shape[axis]
             base = broadcast_to(_zero_like_scalar(x), shape)
-            idx = _pad_indices(x.shape[axis], b, a, attrs["mode"])
-            g = scatter_add(base, _creation.constant(idx.astype(np.int64)), g, axis)
+            if all(is_static(v) for v in (x.shape[axis], b, a)):
+                idx = _creation.constant(_pad_indices(x.shape[axis], b, a, attrs["mode"]).astype(np.int64))
+            else:
+                idx = _pad_index_graph(x.shape[axis], b, a, attrs["mode"])
+            g = scatter_add(base, idx, g, axis)
     return [g]
 
 
 register_op(OpDef(
     name="pad", family="shape", num_inputs=(1, 1),
-    attrs={"pads": Attr("ints"), "mode": Attr("str", "constant", choices=("constant", "reflect", "edge")),
+    attrs={"pads": Attr("dims"), "mode": Attr("str", "constant", choices=("constant", "reflect", "edge")),
            "value": Attr("float", 0.0)},
     type_rule=_pad_rule, reference=_pad_ref, flops=_free, vjp=_pad_vjp,
     samples=[Sample([TensorType((2, 3), F32)], attrs={"pads": [1, 0, 2, 1], "value": 0.5}),
              Sample([TensorType(("batch", 4), F32)], attrs={"pads": [0, 0, 2, 1], "mode": "reflect"}, bind={"batch": 2}),
              Sample([TensorType((3, 2), "float64")], attrs={"pads": [1, 2, 1, 1], "mode": "edge"}),
              Sample([TensorType(("batch", "seq"), F32)], attrs={"pads": [0, 0, 1, 2]}, bind={"batch": 2, "seq": 3},
-                    note="a padded symbolic axis: seq+3")],
+                    note="a padded symbolic axis: seq+3"),
+             Sample([TensorType(("batch", "seq"), F32)], attrs={"pads": [1, 0, 2, 1], "mode": "edge"},
+                    bind={"batch": 2, "seq": 3}, note="edge padding of symbolic axes: batch+1, seq+3"),
+             Sample([TensorType((2, "seq"), "float64")], attrs={"pads": [1, 1, 2, "seq-2"], "mode": "reflect"},
+                    bind={"seq": 4}, note="reflect by an amount computed from the dim: 2*seq, guarded by 3 <= seq"),
+             Sample([TensorType((3, "seq"), F32)], attrs={"pads": [0, 0, "seq-1", 1], "mode": "constant", "value": 2.0},
+                    bind={"seq": 3}, note="constant padding by a symbolic amount: 2*seq")],
 ))
 
 
@@ -740,7 +770,8 @@ def pad(x, pads, mode: str = "constant", value: float = 0.0):
         mode: ``"constant"``, ``"reflect"`` or ``"edge"``.
         value: the fill value of constant mode.
     """
-    return apply("pad", x, pads=list(pads), mode=mode, value=value)
+    pads = [p if isinstance(p, int) else str(p) for p in pads]  # symbolic amounts (x.shape[1] % 4) stay dims
+    return apply("pad", x, pads=pads, mode=mode, value=value)
 
 
 # ---- dim_size -------------------------------------------------------------------------------

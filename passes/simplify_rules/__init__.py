@@ -20,6 +20,7 @@ RULE_MODULES = [
     "transpose",
     "shapes",
     "dim_size",
+    "gather_linear",
 ]
 RULES = RuleSet("simplify", [rule for name in RULE_MODULES for rule in import_module(f"{__name__}.{name}").RULES])
 

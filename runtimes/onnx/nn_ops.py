@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from graphforge import dtypes as _dt
-from graphforge.ir.dims import dim_product
+from graphforge.ir.dims import dim_add, dim_mul, dim_product, dim_sub
 
 from .lower import HALF, lowers, reduce
 from .nn_windows import (avg_divisor, conv_by_slices, dilate, pad_or_crop, pad_pairs, pool_pads, window_counts,
@@ -122,7 +122,7 @@ def _max_pool_grad(ctx, args, attrs):
     nsp = len(kernel)
     pads = pool_pads(sizes, out, attrs)
     xp = pad_or_crop(ctx, args[0], pads, -math.inf, xt.dtype)
-    padded = [sizes[i] + sum(pads[i]) for i in range(nsp)]
+    padded = [dim_add(sizes[i], *pads[i]) for i in range(nsp)]
     stack = windows(ctx, xp, kernel, strides, dil, out)          # (N, C, K, *out)
     arg = ctx.op("ArgMax", [stack], axis=2, keepdims=1, select_last_index=0)
     k = ctx.const(np.arange(int(np.prod(kernel)), dtype=np.int64).reshape([1, 1, -1] + [1] * nsp))
@@ -133,8 +133,8 @@ def _max_pool_grad(ctx, args, attrs):
         part = ctx.op("Gather", [contrib, ctx.ints([flat])], axis=2)
         part = ctx.op("Squeeze", [part, ctx.ints([2])])
         part = dilate(ctx, part, [n, c] + out, strides)
-        spans = [(out[i] - 1) * strides[i] + 1 for i in range(nsp)]
-        place = [(offs[i] * dil[i], padded[i] - offs[i] * dil[i] - spans[i]) for i in range(nsp)]
+        spans = [dim_add(dim_mul(out[i], strides[i]), 1 - strides[i]) for i in range(nsp)]
+        place = [(offs[i] * dil[i], dim_sub(padded[i], dim_add(spans[i], offs[i] * dil[i]))) for i in range(nsp)]
         part = pad_or_crop(ctx, part, place, 0.0, xt.dtype)
         total = part if total is None else ctx.op("Add", [total, part])
     return [pad_or_crop(ctx, total, [(-lo, -hi) for lo, hi in pads])]
@@ -331,7 +331,9 @@ def _attention(ctx, args, attrs):
 
 
 def _float_pool(node, target) -> bool:
-    return node.inputs[0].type.dtype in ("float32", "float64")
+    # (symbolic spatial sizes: the decomposition computes the index table in the model)
+    t = node.inputs[0].type
+    return t.dtype in ("float32", "float64") and all(isinstance(d, int) for d in t.shape[2:])
 
 
 @lowers("max_pool2d_indices", when=_float_pool)

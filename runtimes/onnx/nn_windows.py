@@ -3,7 +3,7 @@ ceil_mode rows), the stack of strided window slices, and convolution spelled wit
 
 The slice form exists because onnxruntime's CPU provider has no float64 Conv, ConvTranspose or
 AveragePool kernels; it computes exactly what the contract says (no accumulation-order surprises),
-so float64 results match the reference to ~1e-15. Spatial sizes are static (the contract requires it).
+so float64 results match the reference to ~1e-15. Spatial sizes may be symbolic (dims, computed in the model).
 """
 from __future__ import annotations
 
@@ -53,6 +53,13 @@ def pool_pads(in_sizes, out_sizes, attrs) -> list[tuple[int, int]]:
 def pad_or_crop(ctx: Emitter, x: str, pads, value=None, dtype="float32") -> str:
     """Pad (positive) or crop (negative) the spatial axes (2, 3, ...): ``pads`` = [(begin, end)] per axis."""
     n = len(pads)
+    if any(not isinstance(p, int) for pair in pads for p in pair):
+        # amounts that are dims (a gradient at symbolic sizes) are paddings, computed at run time
+        onnx_pads = [0, 0] + [lo for lo, _ in pads] + [0, 0] + [hi for _, hi in pads]
+        inputs = [x, ctx.shape(onnx_pads)]
+        if value is not None:
+            inputs.append(ctx.scalar(value, dtype))
+        return ctx.op("Pad", inputs, mode="constant")
     if any(max(0, p) for pair in pads for p in pair):
         onnx_pads = [0, 0] + [max(0, lo) for lo, _ in pads] + [0, 0] + [max(0, hi) for _, hi in pads]
         inputs = [x, ctx.ints(onnx_pads)]
@@ -109,9 +116,9 @@ def dilate(ctx: Emitter, x: str, x_shape, strides) -> str:
     ends = [0, 0] + [e for s in strides for e in (0, s - 1)]
     u = ctx.op("Pad", [u, ctx.ints([0] * (2 + 2 * nsp) + ends)], mode="constant")
     inter = [n, c] + [e for size, s in zip(sizes, strides) for e in (size, s)]
-    u = ctx.reshape(u, inter, [n, c] + [size * s for size, s in zip(sizes, strides)])
-    return ctx.op("Slice", [u, ctx.ints([0] * nsp), ctx.ints([(size - 1) * s + 1 for size, s in zip(sizes, strides)]),
-                            ctx.ints(list(range(2, 2 + nsp)))])
+    u = ctx.reshape(u, inter, [n, c] + [dim_mul(size, s) for size, s in zip(sizes, strides)])
+    ends = [dim_add(dim_mul(size, s), 1 - s) for size, s in zip(sizes, strides)]
+    return ctx.op("Slice", [u, ctx.ints([0] * nsp), ctx.shape(ends), ctx.ints(list(range(2, 2 + nsp)))])
 
 
 def window_counts(ctx: Emitter, x: str, x_shape, attrs, out, pads) -> str:

@@ -71,12 +71,14 @@ def _pad(ctx, args, attrs):
     pads = list(attrs["pads"])
     onnx_pads = pads[0::2] + pads[1::2]  # ONNX: every axis's begin, then every axis's end
     mode = attrs.get("mode", "constant")
-    if not any(onnx_pads):
+    if not any(p != 0 for p in onnx_pads):
         return [args[0]]
+    # symbolic amounts (pads computed from Shape in an imported model) are computed at run time
+    amounts = ctx.shape(onnx_pads)
     if mode == "constant":
         value = ctx.scalar(attrs.get("value", 0.0), t.dtype)
-        return [ctx.op("Pad", [args[0], ctx.ints(onnx_pads), value], mode="constant")]
-    return [ctx.op("Pad", [args[0], ctx.ints(onnx_pads)], mode="edge" if mode == "edge" else "reflect")]
+        return [ctx.op("Pad", [args[0], amounts, value], mode="constant")]
+    return [ctx.op("Pad", [args[0], amounts], mode="edge" if mode == "edge" else "reflect")]
 
 
 @lowers("gather")

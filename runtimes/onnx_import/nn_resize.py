@@ -1,4 +1,5 @@
-"""Importers for ONNX ``Resize`` and ``Upsample`` with static shapes and constant scales/sizes/roi.
+"""Importers for ONNX ``Resize`` and ``Upsample`` with constant scales/roi and constant or
+``Shape``-computed sizes.
 
 Every Resize mode (nearest with its four rounding modes, linear, cubic, antialias, every coordinate
 transformation incl. ``tf_crop_and_resize``) is linear in the input and separable, one axis at a time.
@@ -6,7 +7,9 @@ For each resized axis the importer asks onnx's own reference implementation for 
 weight matrix — by resizing the rows of an identity matrix — and emits, along that axis, a ``gather``
 (nearest: one 1 per output) or a ``matmul`` with the matrix (plus the constant that
 ``tf_crop_and_resize`` puts where the crop leaves the image). So graphforge follows onnx's definition
-exactly, with no interpolation code of its own."""
+exactly, with no interpolation code of its own. Symbolic (run-time) input dims: integer repeats are
+broadcasts; other nearest/linear resizes compute their source rows in the graph
+(``graphforge/ops/interpolate.py``, onnxruntime's coordinate arithmetic)."""
 from __future__ import annotations
 
 import numpy as np
@@ -14,6 +17,8 @@ from onnx import helper, numpy_helper, TensorProto
 
 from graphforge.dtypes import is_float
 from graphforge.ir.dims import dim_divide, dim_product
+from graphforge.ops.interpolate import COORDINATE_MODES, resize_axis, scaled_size
+from graphforge.trace.tensor import Tensor
 
 from .importer import attrs_of, ImportContext, importer, unsupported
 from .shape_values import as_dims
@@ -144,6 +149,8 @@ def _resize(ctx: ImportContext, node):
         plan = _resize_plan(ctx, node, probe)
         if a.get("keep_aspect_ratio_policy", "stretch") != "stretch" or any(r is not None for *_, r in plan):
             unsupported(node, "symbolic input dims with an aspect-ratio policy or a crop")
+        # a symbolic axis resized by a scale has floor(n * scale) rows, a dim expression
+        plan = [(d, s, m if isinstance(shape[d], int) else scaled_size(shape[d], s), r) for d, s, m, r in plan]
         return [_symbolic_repeat(ctx, node, x, a, plan)]
     return [_apply(ctx, node, x, a, _resize_plan(ctx, node, shape))]
 
@@ -154,8 +161,8 @@ _PROBE_SIZES = (1, 2, 3, 5, 8)
 def _sizes_as_scales(ctx: ImportContext, node, shape, attrs):
     """The plan of a Resize of symbolic input dims to ``sizes`` (``F.interpolate(x, size=...)`` with a
     size computed from ``Shape`` at run time): ONNX resizes by ``sizes / input dims``, so a size that is
-    the input dim times an int ``k`` is the integer-scale resize ``k`` (then applied as a repeat); other
-    symbolic sizes are refused, naming the axis."""
+    the input dim times an int ``k`` is the integer-scale resize ``k`` (then applied as a repeat); any
+    other size keeps no scale (the coordinates use ``size / dim`` at run time)."""
     sizes = as_dims(ctx.need_const(node, 3, "sizes", dims=True))
     rank = len(shape)
     axes = [int(d) % rank for d in attrs.get("axes", range(rank))]
@@ -170,19 +177,21 @@ def _sizes_as_scales(ctx: ImportContext, node, shape, attrs):
         if isinstance(n, int) and isinstance(m, int):
             plan.append((d, None, m, None))
             continue
-        k = dim_divide(m, n)
-        if not isinstance(k, int) or k < 1:
-            unsupported(node, f"axis {d} of size {n} resized to {m}: with symbolic dims only a size that is an "
-                              "integer multiple of the input dim applies (a repeat)")
-        plan.append((d, float(k), m, None))
+        k = dim_divide(m, n) if not isinstance(n, int) else None
+        if isinstance(k, int) and k >= 1:
+            plan.append((d, float(k), m, None))
+        else:
+            plan.append((d, None, m if isinstance(m, int) else str(m), None))
     return plan
 
 
 def _symbolic_repeat(ctx: ImportContext, node, x, attrs, plan):
-    """A Resize of symbolic dims by integer scales whose result repeats every element ``s`` times along
-    each axis (``nn.Upsample(scale_factor=2)``: nearest with asymmetric/floor or half-pixel rounding):
-    unsqueeze, broadcast and merge, so the output dim is ``s*dim``. Which resizes do that is asked of
-    onnx's own reference at several sizes (the weight pattern of an integer scale is periodic)."""
+    """A Resize of symbolic dims. Integer scales whose result repeats every element ``s`` times along an
+    axis (``nn.Upsample(scale_factor=2)``: nearest with asymmetric/floor or half-pixel rounding) become
+    unsqueeze, broadcast and merge, so the output dim is ``s*dim``; which resizes do that is asked of
+    onnx's own reference at several sizes (the weight pattern of an integer scale is periodic). Any
+    other nearest or linear resize (a fractional scale, a size computed from ``Shape``) computes its
+    source rows at run time (``graphforge.ops.interpolate.resize_axis``)."""
     shape = list(x.type.shape)
     rank = len(shape)
     e = ctx.emit
@@ -190,21 +199,38 @@ def _symbolic_repeat(ctx: ImportContext, node, x, attrs, plan):
     for d, s, m, _ in sorted(plan, key=lambda p: p[0], reverse=True):  # from the last axis: earlier axis numbers stay valid
         if s == 1.0 and isinstance(shape[d], str):
             continue
-        if isinstance(shape[d], int):
+        if isinstance(shape[d], int) and (s is not None or isinstance(m, int)):
             size = int(np.floor(s * shape[d])) if s is not None else m
             y = _apply(ctx, node, y, attrs, [(d, s, size, None)])
             continue
-        k = int(s)
+        k = int(s) if s is not None and isinstance(shape[d], str) else 0   # (a static axis to a run-time size: 0)
         if k != s or k < 1 or not all(_repeats(attrs, n, k) for n in _PROBE_SIZES):
-            unsupported(node, f"symbolic dim {shape[d]!r} resized by scale {s} in mode "
-                              f"{attrs.get('mode', 'nearest')!r}: only integer-scale resizes that repeat each "
-                              "element (nearest) apply to symbolic dims")
+            y = _interpolate_axis(ctx, node, y, attrs, d, s, m)
+            continue
         cur = list(y.type.shape)
         y = e("unsqueeze", [y], axes=[d + 1])
         y = e("broadcast_to", [y], shape=cur[:d + 1] + [k] + cur[d + 1:])
         y = e("reshape", [y], shape=cur[:d] + [dim_product([k, cur[d]])] + cur[d + 1:])
     assert len(y.type.shape) == rank
     return y
+
+
+def _interpolate_axis(ctx: ImportContext, node, y, attrs, d, s, m):
+    """Resize axis ``d`` of symbolic length to ``m`` rows (scale ``s``, or None: ``m / n``) with the
+    source rows computed in the graph; the modes onnxruntime's semantics are written for there (nearest
+    and linear, four coordinate transformations, no antialias); others are refused by name."""
+    mode = attrs.get("mode", "nearest")
+    coord = attrs.get("coordinate_transformation_mode", "half_pixel")
+    rounding = attrs.get("nearest_mode", "round_prefer_floor")
+    if mode not in ("nearest", "linear") or coord not in COORDINATE_MODES or int(attrs.get("antialias", 0)):
+        unsupported(node, f"symbolic dim {y.type.shape[d]!r} resized in mode {mode!r} with coordinate transformation "
+                          f"{coord!r}{' and antialias' if int(attrs.get('antialias', 0)) else ''}: symbolic sizes take "
+                          f"nearest or linear with one of {', '.join(COORDINATE_MODES)} (no antialias)")
+    if mode == "linear" and not is_float(y.type.dtype):
+        unsupported(node, f"linear interpolation of a {y.type.dtype} tensor")
+    b = ctx.builder
+    with b.activate(), b.provenance(ctx.node_name, ""):
+        return resize_axis(Tensor(y, b), d, m, s, mode, coord, rounding).value
 
 
 def _repeats(attrs: dict, n: int, k: int) -> bool:
@@ -224,7 +250,8 @@ def _upsample(ctx, node):
     attrs = {"mode": "linear" if mode in ("linear", "bilinear") else "nearest",
              "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
     probe = [d if isinstance(d, int) else 4 for d in shape]
-    plan = [(d, float(s), int(np.floor(float(s) * probe[d])), None) for d, s in enumerate(scales)]
+    plan = [(d, float(s), int(np.floor(float(s) * probe[d])) if isinstance(shape[d], int) else scaled_size(shape[d], s),
+             None) for d, s in enumerate(scales)]
     if not all(isinstance(v, int) for v in shape):
         return [_symbolic_repeat(ctx, node, x, attrs, plan)]
     return [_apply(ctx, node, x, attrs, plan)]

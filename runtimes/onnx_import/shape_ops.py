@@ -212,12 +212,16 @@ def _tile(ctx, node):
 def _pad_symbolic(ctx, node, x, full, mode, value):
     """Constant padding by amounts computed from ``Shape`` at run time (``F.pad`` to a multiple of a
     window, ``(w - W % w) % w``): per padded axis a concat of blocks of ``value`` broadcast to the
-    padded sizes around x — the output dim is the expression ``W + pad``. Negative (cropping) and
-    edge/reflect pads of symbolic size need their amounts at import time."""
-    if mode != "constant":
-        unsupported(node, f"mode {mode!r} with pads computed at run time (only constant padding)")
+    padded sizes around x — the output dim is the expression ``W + pad``. Edge and reflect padding
+    become one ``pad`` node whose amounts are dims (reflect's ``pad < dim`` is a guard of that node,
+    checked when the inputs are bound). Negative (cropping) pads of symbolic size and wrap padding
+    need their amounts at import time."""
     if any(isinstance(p, int) and p < 0 for p in full):
         unsupported(node, f"negative pads {full} mixed with pads computed at run time")
+    if mode in ("edge", "reflect"):
+        return ctx.emit("pad", [x], pads=[p if isinstance(p, int) else str(p) for p in full], mode=mode, value=value)
+    if mode != "constant":
+        unsupported(node, f"mode {mode!r} with pads computed at run time (constant, edge and reflect only)")
     fill = ctx.emit("constant", [], value=np.array(value, dtype=to_numpy_dtype(x.type.dtype)))
     for ax in range(len(x.type.shape)):
         lo, hi = full[2 * ax], full[2 * ax + 1]

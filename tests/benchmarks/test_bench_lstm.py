@@ -1,6 +1,7 @@
 """Smoke test of benchmarks/bench_lstm.py's parts added for native recurrent export and the KV
 cache: at tiny sizes the native and Scan forms compute the same outputs for every case, and the
-KV-cached generator produces the no-cache generator's tokens. No timing is asserted (shared box)."""
+KV-cached generator produces the no-cache generator's tokens, and the in-graph LSTM generator the
+Python loop's. No timing is asserted (shared box)."""
 from __future__ import annotations
 
 import json
@@ -20,8 +21,11 @@ def test_onnx_cases_and_kv_generation_run_tiny(tmp_path):
     from benchmarks import bench_lstm
 
     out = tmp_path / "lstm.json"
-    assert bench_lstm.main(["--tiny", "--no-torch", "--part", "onnx_cases,generate_kv", "--json", str(out)]) == 0
-    cases, kv = json.loads(out.read_text())["lstm"]
+    assert bench_lstm.main(["--tiny", "--no-torch", "--part", "onnx_cases,generate_kv,generate", "--json",
+                            str(out)]) == 0
+    cases, kv, gen = json.loads(out.read_text())["lstm"]
     assert {c["kind"] for c in cases["cases"]} == {"lstm", "gru", "rnn"}
     assert all(c["max_abs_diff"] < 1e-5 and c["native_ms"] > 0 and c["scan_ms"] > 0 for c in cases["cases"])
     assert kv["same_tokens"] and kv["tokens_per_s"]["kv cache"] > 0
+    # the in-graph loop and the Python loop over the one-step graph decode the same tokens
+    assert gen["same_tokens"] and gen["onnx_nodes"]["loop body"] > 0

@@ -24,7 +24,7 @@ _FAST = (
                                  "grid_sample", "affine_grid", "roi_align", "max_roi_pool")]
     + [f"graphforge.nn.{n}" for n in ("sinusoidal_table", "PositionalEncoding", "LearnedPositionalEmbedding",
                                       "RotaryEmbedding", "TransformerDecoderLayer", "RNNCell", "GRUCell", "LSTMCell",
-                                      "RNN", "GRU", "LSTM", "remat")]
+                                      "RNN", "GRU", "LSTM", "remat", "generate_cached")]
 )
 
 

@@ -345,6 +345,10 @@ class _Gen:
                 # the sizes this graph is run at, else the graph is not one the fuzzer can run
                 if not all(req.holds(self.env) for req in reqs):
                     continue
+                # a size attribute naming a symbol no operand carries (pads=[.., seq-1] on a (batch, 5)
+                # operand) could not be bound when the graph runs
+                if not _attr_symbols(opdef, checked) <= {x for t in types for d in t.shape for x in dim_symbols(d)}:
+                    continue
             except GraphforgeError:
                 continue
             if op in ("maximum", "minimum") and all(c is not None for c in chosen):
@@ -391,6 +395,18 @@ class _Gen:
         # Favour ops that can reuse what is already there: each op is equally likely, a fresh pick
         # is taken when the op's samples do not fit this graph's symbol bindings.
         return self.c.choice(names)
+
+
+def _attr_symbols(opdef, attrs) -> set:
+    """The symbols in the op's dim-valued attributes (slice bounds, pad amounts, split sizes)."""
+    out = set()
+    for key, spec in opdef.attrs.items():
+        if spec.kind not in ("dim", "dims") or attrs.get(key) is None:
+            continue
+        value = attrs[key]
+        for item in (value if isinstance(value, (list, tuple)) else [value]):
+            out |= dim_symbols(item) if isinstance(item, str) else set()
+    return out
 
 
 _INDEXED = {"gather": (0, 1), "scatter_add": (0, 1), "embedding": (0, 1)}  # op -> (data slot, index slot)

@@ -254,6 +254,9 @@ def _against_onnxruntime(graph, data: bytes, rng) -> tuple[str, str]:
     feeds = []
     for v in graph.inputs:
         shape = [env.get(d, 2) if isinstance(d, str) else d for d in v.type.shape]
+        if v.type.dtype == "string":  # (an elem_type mutation can make an input a string tensor)
+            feeds.append(rng.integers(0, 3, shape).astype(str).astype(object))
+            continue
         dt = np.dtype({"bfloat16": "float32"}.get(v.type.dtype, v.type.dtype))
         arr = rng.standard_normal(shape) if dt.kind == "f" else rng.integers(0, 3, shape)
         feeds.append(np.asarray(arr).astype(dt))

@@ -124,3 +124,16 @@ def test_type_construction_fast_path_stays_cheap():
         TensorType(dims, "float32")
     assert time.perf_counter() - t0 < 1.0
     assert np.prod([resolve_dim(d, {"batch": 2, "seq": 5}) for d in dims]) == 2 * 128 * 4
+
+
+def test_le_uses_the_bounds_of_a_floor():
+    """``k*floor(N/k)`` lies in ``[N-k+1, N]``: the row counts a strided conv's gradient compares
+    (``h <= 2*floor((h+1)/2)+1``) are proved, so they record no guard; what needs a size still does."""
+    from graphforge.ir.dims import dim_le
+
+    assert dim_le("h", "2*floor((h+1)/2)+1") is True
+    assert dim_le("2*floor((h+1)/2)-1", "h+2") is True
+    assert dim_le("3*floor(w/3)", "w") is True
+    assert dim_le("h+2", "2*floor((h+1)/2)") is False
+    assert dim_le(1, "floor((h+1)/2)") is None        # h = 0 breaks it: still a guard
+    assert dim_le("w", "3*floor(w/3)") is None

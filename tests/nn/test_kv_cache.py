@@ -61,13 +61,8 @@ class _LM(nn.Module):
     def forward(self, prompt, n_new: int):
         n = prompt.shape[1]
         if self.kv_cache:
-            h, cache = self.blocks.prefill(self.pos(self.emb(prompt)), n + n_new)
-
-            def step(tok, st):
-                cache, pos = st
-                h, cache = self.blocks.step(self.pos(self.emb(tok[:, None]), offset=pos), cache, pos)
-                return self.head(h[:, 0]), (cache, pos + 1)
-            return nn.generate(step, self.head(h[:, n - 1]), (cache, gf.dim_value(n)), n_new)[0]
+            return nn.generate_cached(self.blocks, prompt, n_new, embed=lambda t, o: self.pos(self.emb(t), offset=o),
+                                      head=self.head)[0]
         buf = gf.concat([prompt, gf.zeros((prompt.shape[0], n_new), "int64")], 1)
 
         def step(tok, st):
@@ -105,3 +100,57 @@ def test_step_errors_are_typed():
     for fn, what in ((two_positions, "one position"), (wrong_cache, r"one \(k, v\) pair per layer")):
         with pytest.raises(ShapeError, match=what):
             gf.trace(fn, gf.TensorSpec((2, 3, D)), training=False)
+
+
+class _Seq2Seq(nn.Module):
+    """An encoder-decoder whose decoder generates with or without the cache (cross-attention over memory)."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(16, D)
+        self.pos = nn.PositionalEncoding(D)
+        self.dec = nn.TransformerDecoder(num_layers=2, d_model=D, nhead=2, dim_feedforward=16, dropout=0.0)
+        self.head = nn.Linear(D, 16)
+
+    def forward(self, prompt, memory, cached: bool, n_new: int = 4):
+        embed = lambda t, o: self.pos(self.emb(t), offset=o)  # noqa: E731
+        if cached:
+            return nn.generate_cached(self.dec, prompt, n_new, embed=embed, head=self.head, memory=memory)[0]
+        buf = gf.concat([prompt, gf.zeros((prompt.shape[0], n_new), "int64")], 1)
+
+        def step(tok, st):
+            buf, pos = st
+            buf = gf.where(gf.arange(buf.shape[1])[None, :] == pos, tok[:, None], buf)
+            h = self.dec(embed(buf, 0), memory, tgt_is_causal=True)
+            return self.head(gf.squeeze(gf.gather(h, gf.reshape(pos, [1]), axis=1), [1])), (buf, pos + 1)
+        n = prompt.shape[1]
+        logits = self.head(self.dec(embed(prompt, 0), memory, tgt_is_causal=True)[:, n - 1])
+        return nn.generate(step, logits, (buf, gf.dim_value(n)), n_new)[0]
+
+
+def test_generate_cached_with_a_decoder_reads_the_memory():
+    model = _Seq2Seq()
+    specs = (gf.TensorSpec((2, 3), "int64"), gf.TensorSpec((2, 5, D)))
+    plain = gf.trace(lambda p, m: model(p, m, False), *specs, training=False, seed=1)
+    cached = gf.trace(lambda p, m: model(p, m, True), *specs, training=False, seed=1)
+    rng = np.random.default_rng(2)
+    feeds = [np.array([[1, 2, 3], [4, 5, 6]], np.int64), rng.standard_normal((2, 5, D)).astype(np.float32)]
+    want = gf.run(plain, feeds, backend="reference")[0]
+    assert gf.run(cached, feeds, backend="reference", params=plain.params)[0].tolist() == want.tolist()
+    other = [feeds[0], rng.standard_normal((2, 5, D)).astype(np.float32)]  # the tokens depend on the memory
+    assert gf.run(cached, other, backend="reference", params=plain.params)[0].tolist() == \
+        gf.run(plain, other, backend="reference")[0].tolist()
+
+
+def test_generate_cached_errors_are_typed():
+    enc = nn.TransformerEncoder(num_layers=1, d_model=D, nhead=2, dim_feedforward=16, dropout=0.0)
+    dec = nn.TransformerDecoder(num_layers=1, d_model=D, nhead=2, dim_feedforward=16, dropout=0.0)
+    emb, head = nn.Embedding(16, D), nn.Linear(D, 16)
+    embed = lambda t, o: emb(t)  # noqa: E731
+    cases = [(lambda p: nn.generate_cached(dec, p, 3, embed=embed, head=head), "needs the memory"),
+             (lambda p: nn.generate_cached(head, p, 3, embed=embed, head=head), "no prefill/step"),
+             (lambda p: nn.generate_cached(enc, gf.cast(p, "float32"), 3, embed=embed, head=head), "integer"),
+             (lambda p: nn.generate_cached(enc, p, 0, embed=embed, head=head), "max_new_tokens")]
+    for fn, what in cases:
+        with pytest.raises(ShapeError, match=what):
+            gf.trace(fn, gf.TensorSpec((1, 3), "int64"), training=False)

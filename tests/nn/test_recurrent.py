@@ -222,25 +222,38 @@ def test_bad_input_names_what_is_wrong(fn, specs, match):
         gf.trace(fn, *(gf.TensorSpec(s) for s in specs))
 
 
+@pytest.mark.parametrize("per_layer", [False, True], ids=["stacked", "per_layer"])
 @pytest.mark.parametrize("mode", sorted(LAYERS))
-def test_step_by_step_equals_the_whole_sequence(fx, mode):
-    """``layer.step`` (what in-graph decoding calls) walks the same recurrence as ``layer(x)``."""
+def test_step_by_step_equals_the_whole_sequence(fx, mode, per_layer):
+    """``layer.step`` (what in-graph decoding calls) walks the same recurrence as ``layer(x)``, with
+    the state stacked (num_layers, batch, H) or as a list of per-layer (batch, H) tensors."""
     layer = _layer(fx, mode, "L2_bi0_bf0", num_layers=2, unroll=True)
     key = f"{mode}/L2_bi0_bf0/4"
     n_states = 2 if mode == "lstm" else 1
+    unstack = (lambda t: [gf.squeeze(p, [0]) for p in gf.split(t, 2, 0)]) if per_layer else (lambda t: t)
+    restack = (lambda ts: gf.stack(ts, 0)) if per_layer else (lambda t: t)
 
     def stepped(x, *hx):
+        hx = [unstack(h) for h in hx]
         state = tuple(hx) if mode == "lstm" else hx[0]
         ys = []
         for t in range(4):
             y, state = layer.step(x[t], state)
             ys.append(y)
-        return (gf.stack(ys, 0), *(state if mode == "lstm" else (state,)))
+            assert isinstance(state[0] if mode == "lstm" else state, list) == per_layer
+        return (gf.stack(ys, 0), *(restack(s) for s in (state if mode == "lstm" else (state,))))
 
     specs = [gf.TensorSpec((4, "batch", 3), "float64")] + [gf.TensorSpec((2, "batch", 4), "float64")] * n_states
     g = gf.trace(stepped, *specs)
-    for got, want in zip(gf.run(g, _feeds(fx, key, mode, 2), backend="jax"), _expected(fx, key, mode)):
+    backend = "reference" if per_layer else "jax"
+    for got, want in zip(gf.run(g, _feeds(fx, key, mode, 2), backend=backend), _expected(fx, key, mode)):
         np.testing.assert_allclose(got, want, **TOL)
+
+
+def test_a_per_layer_step_state_of_the_wrong_length_is_a_shape_error():
+    layer = nn.LSTM(3, 4, num_layers=2)
+    with pytest.raises(gf.ShapeError, match="one per layer"):
+        gf.trace(lambda x, h: layer.step(x, ([h], [h]))[0], gf.TensorSpec((2, 3)), gf.TensorSpec((2, 4)))
 
 
 def test_a_bidirectional_layer_cannot_step():

@@ -34,10 +34,9 @@ NOT_FROM_INPUT_DIMS = {
     "roi_align": "its output_height/output_width attributes",
     "max_roi_pool": "its pooled_shape attribute",
 }
-# computes dims, but its spatial dims must still be static (the reason is in its type rule)
-STATIC_ONLY = {
-    "max_pool2d_indices": "flat indices into (N, C, *spatial) need the static image size",
-}
+# computes dims, but its spatial dims must still be static (the reason is in its type rule); none today
+# (max_pool2d_indices computes its index table in the graph at symbolic sizes)
+STATIC_ONLY: dict[str, str] = {}
 
 
 def _expression(d) -> bool:

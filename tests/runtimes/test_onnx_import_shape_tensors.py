@@ -87,9 +87,23 @@ def test_resize_to_sizes_computed_from_shape(attrs):
            ["f32[N,2,2*H,2*W]"])
 
 
-def test_resize_to_a_size_that_is_no_multiple_is_refused_by_name():
-    with pytest.raises(gf.UnsupportedOpError, match="integer multiple"):
-        gf.from_onnx(_resize_to_sizes("Add"))
+@pytest.mark.parametrize("mode,attrs", [
+    ("nearest", {}),                                                       # half_pixel, round_prefer_floor
+    ("nearest", dict(coordinate_transformation_mode="asymmetric", nearest_mode="floor")),
+    ("linear", dict(coordinate_transformation_mode="pytorch_half_pixel")),
+    ("linear", dict(coordinate_transformation_mode="align_corners")),
+])
+def test_resize_to_a_size_that_is_no_multiple_interpolates_at_run_time(mode, attrs):
+    """sizes = (H + 2, W + 2) from Shape: no repeat, so the source rows are computed in the graph from
+    the run-time scale (H + 2) / H, as onnxruntime does."""
+    g = _check(_resize_to_sizes("Add", mode, **attrs),
+               [_feeds({"x": (n, 2, h, w)}, h) for n, h, w in ((1, 3, 4), (2, 5, 2), (1, 1, 7))], ["f32[N,2,H+2,W+2]"])
+    assert "gather" in g.op_counts()
+
+
+def test_a_cubic_resize_to_a_run_time_size_is_refused_by_name():
+    with pytest.raises(gf.UnsupportedOpError, match="mode 'cubic'"):
+        gf.from_onnx(_resize_to_sizes("Add", "cubic"))
 
 
 def test_split_by_sizes_computed_from_shape():
@@ -129,3 +143,35 @@ def test_pad_to_a_multiple_computed_from_shape():
     g = _check(model, [_feeds({"x": (n, 2, h, w)}, h) for n, h, w in ((1, 3, 4), (2, 5, 7))],
                ["f32[N,2,4*H-4*floor((3*H)/4)+1,4*W-4*floor((3*W)/4)]"])  # H + (4 - H % 4) % 4, canonical
     assert g.outputs[0].producer.op == "concat"
+
+
+def _pad_by_shape_model(mode):
+    """pads = [0, 0, 1, 2, 0, 0, H // 2, W - 1] computed from Shape (ends from the input's own size)."""
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Slice", ["s", "two", "four"], ["hw"]),
+             helper.make_node("Div", ["hw", "div"], ["q"]),
+             helper.make_node("Sub", ["q", "sub"], ["ends"]),
+             helper.make_node("Concat", ["begins", "zeros2", "ends"], ["pads"], axis=0),
+             helper.make_node("Pad", ["x", "pads"], ["y"], mode=mode)]
+    return _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, "H", "W"])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, None, None])],
+                  [_i64("two", [2]), _i64("four", [4]), _i64("div", [2, 1]), _i64("sub", [0, 1]),
+                   _i64("begins", [0, 0, 1, 2]), _i64("zeros2", [0, 0])])
+
+
+@pytest.mark.parametrize("mode", ["edge", "reflect"])
+def test_edge_and_reflect_pad_by_amounts_computed_from_shape(mode):
+    """Pad mode=edge/reflect fed by Shape arithmetic imports as one ``pad`` node with dim amounts and
+    runs at sizes the model never saw, like onnxruntime on the original file."""
+    g = _check(_pad_by_shape_model(mode), [_feeds({"x": (n, 2, h, w)}, h) for n, h, w in ((1, 3, 4), (2, 6, 5))],
+               ["f32[N,2,H+floor(H/2)+1,2*W+1]"])
+    (node,) = [n for n in g.nodes if n.op == "pad"]
+    assert node.attrs["mode"] == mode and node.attrs["pads"] == [0, 0, 0, 0, 1, "floor(H/2)", 2, "W-1"]
+
+
+def test_reflect_pad_by_a_run_time_amount_guards_pad_below_the_dim():
+    """Reflect needs each pad smaller than its axis: with W = 2 the begin pad 2 is not, and binding says
+    so, naming the constraint (ONNX would fail inside the kernel)."""
+    g = gf.from_onnx(_pad_by_shape_model("reflect"))
+    with pytest.raises(gf.InputError, match=r"3 <= W.*W = 2"):
+        gf.run(g, _feeds({"x": (1, 2, 4, 2)}), backend="reference")
