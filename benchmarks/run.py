@@ -355,12 +355,19 @@ def format_table(res: dict) -> str:
         lines += ["", "### LSTM (2 layers, hidden 256, seq 64, batch 32; generation: char LM, 128 tokens)", "",
                   "| part | graphforge | peers | ratio |", "|---|---:|---|---:|"]
         for r in res["lstm"]:
-            rs = r["results"]
-            if r["part"] == "generate":
-                tps = r["tokens_per_s"]
-                lines.append(f"| generation tokens/s | {tps['in-graph Loop']:.0f} | Python loop {tps['python loop']:.0f} | "
-                             f"{r['speedup']:.2f}x |")
+            if r["part"] == "onnx_cases":  # native recurrent op vs Scan, one layer per case
+                for c in r["cases"]:
+                    lines.append(f"| {c['kind']} batch {c['batch']} seq {c['seq']} hidden {c['hidden']}: native op "
+                                 f"(median ms) | {c['native_ms']:.3f} | Scan {c['scan_ms']:.3f} ms | "
+                                 f"{c['scan_over_native']:.2f}x |")
                 continue
+            if r["part"] in ("generate", "generate_kv"):
+                tps = r["tokens_per_s"]
+                fast, slow = ("in-graph Loop", "python loop") if r["part"] == "generate" else ("kv cache", "no cache")
+                what = "LSTM generation" if r["part"] == "generate" else "Transformer generation, KV cache"
+                lines.append(f"| {what} tokens/s | {tps[fast]:.0f} | {slow} {tps[slow]:.0f} | {r['speedup']:.2f}x |")
+                continue
+            rs = r["results"]
             peers = ", ".join(f"{k} {_ms(rs, k)} ms" for k in rs if k != "graphforge")
             ratio = r["ratio_gf_best"] if r["part"] == "train" else r.get("ratio_gf_torch")
             lines.append(f"| {r['part']} (median ms) | {_ms(rs, 'graphforge')} | {peers} | "
@@ -510,7 +517,11 @@ def main(argv=None) -> int:
     info["tiny"] = args.tiny
     res["machine"] = info
     res["targets"] = check_targets(res)
-    table = format_table(res)
+    try:
+        table = format_table(res)
+    except Exception as exc:  # noqa: BLE001 - a formatting bug must not lose a whole run's results
+        res.setdefault("errors", {})["table"] = f"{type(exc).__name__}: {exc}"
+        table = f"(the table could not be formatted: {type(exc).__name__}: {exc}; the results are in {args.json})"
     print("\n" + table)
     print(f"\nload average {info['loadavg_start'][0]:.2f} → {info['loadavg_end'][0]:.2f} on {info['cpus']} CPUs; "
           f"{info['wall_s']:.0f} s in all")

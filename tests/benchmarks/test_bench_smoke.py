@@ -165,6 +165,28 @@ def test_fit_overhead_targets_and_table_from_a_result():
     assert "| fit | 10.4 | 1.040 | 8.6 | 1.075 |" in table
 
 
+def test_the_table_has_a_row_for_every_part_of_the_lstm_step():
+    from benchmarks import run
+
+    ms = {"median_s": 0.002}
+    parts = [
+        {"part": "train", "results": {"graphforge": ms, "jax": ms, "torch": ms}, "ratio_gf_best": 1.2},
+        {"part": "onnx", "results": {"graphforge": ms, "torch.onnx": ms}, "ratio_gf_torch": 1.01},
+        {"part": "onnx_cases", "cases": [{"kind": "lstm", "batch": 8, "seq": 64, "hidden": 128, "native_ms": 1.0,
+                                          "scan_ms": 3.0, "scan_over_native": 3.0, "max_abs_diff": 0.0}]},
+        {"part": "generate", "tokens_per_s": {"in-graph Loop": 200.0, "python loop": 100.0}, "speedup": 2.0,
+         "same_tokens": True, "results": {}},
+        {"part": "generate_kv", "tokens_per_s": {"kv cache": 800.0, "no cache": 100.0}, "speedup": 8.0,
+         "same_tokens": True, "results": {}},
+    ]
+    rows = run.check_targets({"lstm": parts})
+    table = run.format_table({"lstm": parts, "targets": rows})
+    assert "| lstm batch 8 seq 64 hidden 128: native op (median ms) | 1.000 | Scan 3.000 ms | 3.00x |" in table
+    assert "| LSTM generation tokens/s | 200 | python loop 100 | 2.00x |" in table
+    assert "| Transformer generation, KV cache tokens/s | 800 | no cache 100 | 8.00x |" in table
+    assert [r["met"] for r in rows] == [False, False, True, True]
+
+
 @pytest.mark.slow
 def test_fit_overhead_step_reports_its_target(tmp_path, capsys):
     from benchmarks import run
