@@ -103,6 +103,13 @@ class _CellBase(Module):
             raise ShapeError(f"{type(self).__name__}: the hidden state must be {list(want)}, got {s.type}")
         return s if batched else ops.unsqueeze(s, [0])
 
+    def forward(self, x, hx=None):
+        """One step of a single-state cell (RNN, GRU: ``self.mode``); LSTMCell carries ``(h, c)``."""
+        x, batched = self._prepare(x)
+        h = _step(self.mode, _linear(x, self.weight_ih, self.bias_ih), self._state(hx, x, batched),
+                  self.weight_hh, self.bias_hh)
+        return h if batched else ops.squeeze(h, [0])
+
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, bias={self.bias}"
 
@@ -135,12 +142,6 @@ class RNNCell(_CellBase):
         object.__setattr__(self, "mode", f"rnn_{nonlinearity}")  # before Module.__init__: sizes depend on it
         super().__init__(input_size, hidden_size, bias, dtype)
 
-    def forward(self, x, hx=None):
-        x, batched = self._prepare(x)
-        h = _step(self.mode, _linear(x, self.weight_ih, self.bias_ih), self._state(hx, x, batched),
-                  self.weight_hh, self.bias_hh)
-        return h if batched else ops.squeeze(h, [0])
-
 
 class GRUCell(_CellBase):
     """PyTorch's GRU cell (gates ``r, z, n``); ``forward(x, h=None) -> h'``.
@@ -162,12 +163,6 @@ class GRUCell(_CellBase):
         ```
     """
     mode = "gru"
-
-    def forward(self, x, hx=None):
-        x, batched = self._prepare(x)
-        h = _step("gru", _linear(x, self.weight_ih, self.bias_ih), self._state(hx, x, batched),
-                  self.weight_hh, self.bias_hh)
-        return h if batched else ops.squeeze(h, [0])
 
 
 class LSTMCell(_CellBase):

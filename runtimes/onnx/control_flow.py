@@ -88,8 +88,6 @@ def subgraphs(node) -> list:
 def reads(node) -> list[str]:
     """Every tensor name ``node`` reads, including what its subgraphs read (by name) from outside."""
     names = list(node.input)
-    if not node.attribute:
-        return names
     for g in subgraphs(node):
         for inner in g.node:
             names.extend(reads(inner))
