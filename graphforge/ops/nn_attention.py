@@ -79,14 +79,18 @@ def _causal_mask(sq, sk):
     return _creation.constant(np.tril(np.ones((sq, sk), dtype=bool)))
 
 
-def _attention_probs(q, k, attrs, mask):
-    s = _linalg.matmul(q, _shape_ops.transpose(k, [0, 1, 3, 2]))
+def _scaled(t, q, attrs):
+    """``t`` times the attention scale: ``attrs["scale"]``, else 1/√(head dim) (at run time when
+    the head dim is symbolic)."""
     if attrs["scale"] is not None:
-        s = s * attrs["scale"]
-    elif is_static(q.shape[3]):
-        s = s * (1.0 / math.sqrt(q.shape[3]))
-    else:
-        s = s * _elementwise.rsqrt(_shape_ops.dim_size(q, [3], q.dtype))
+        return t * attrs["scale"]
+    if is_static(q.shape[3]):
+        return t * (1.0 / math.sqrt(q.shape[3]))
+    return t * _elementwise.rsqrt(_shape_ops.dim_size(q, [3], q.dtype))
+
+
+def _attention_probs(q, k, attrs, mask):
+    s = _scaled(_linalg.matmul(q, _shape_ops.transpose(k, [0, 1, 3, 2])), q, attrs)
     if attrs["causal"]:
         s = _elementwise.where(_causal_mask(q.shape[2], k.shape[2]), s, -math.inf)
     if mask is not None:
@@ -109,13 +113,7 @@ def _attention_vjp(inputs, outputs, cots, attrs):
     swap = [0, 1, 3, 2]
     gv = _linalg.matmul(_shape_ops.transpose(p, swap), g)
     gp = _linalg.matmul(g, _shape_ops.transpose(v, swap))
-    gs = p * (gp - _reduction.sum(gp * p, -1, keepdims=True))
-    if attrs["scale"] is not None:
-        gs = gs * attrs["scale"]
-    elif is_static(q.shape[3]):
-        gs = gs * (1.0 / math.sqrt(q.shape[3]))
-    else:
-        gs = gs * _elementwise.rsqrt(_shape_ops.dim_size(q, [3], q.dtype))
+    gs = _scaled(p * (gp - _reduction.sum(gp * p, -1, keepdims=True)), q, attrs)
     gq = _linalg.matmul(gs, k)
     gk = _linalg.matmul(_shape_ops.transpose(gs, swap), q)
     return [gq, gk, gv] + ([None] if len(inputs) > 3 else [])
