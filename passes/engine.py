@@ -93,6 +93,7 @@ def apply_rules(graph: Graph, rules: Iterable[Rule], *, max_sweeps: int = MAX_SW
     # op -> [(rule, its patterns' compiled pre-checks, its reach)]: most candidates fail the
     # pre-check, so it runs here without the cost of a call to Rule.find.
     by_op: dict[str, list] = {}
+    reach = _REACH_MARGIN  # the whole set's: the deepest rule's
     for rule in rules:
         checks = rule.prefilters()
         if any(c is None for c in checks):
@@ -100,12 +101,14 @@ def apply_rules(graph: Graph, rules: Iterable[Rule], *, max_sweeps: int = MAX_SW
         rule_reach = _reach([rule])
         if rule_reach is None:
             rule_reach = _UNBOUNDED
+        reach = max(reach, rule_reach)
         for op in rule.root_ops():
             by_op.setdefault(op, []).append((rule, checks, rule_reach))
     # (root op, what produces each operand) -> the candidates whose patterns admit it: most nodes
     # of a graph share a few such signatures, so each is resolved once per run.
     gated: dict[tuple, list] = {}
-    reach = _reach(rules)
+    if reach >= _UNBOUNDED:
+        reach = None  # a pattern class the engine does not know: later sweeps look at every node
     outs = output_ids(graph)
     rw = Rewriter(graph)
     changed = False

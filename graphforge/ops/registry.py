@@ -355,10 +355,7 @@ def infer_and_stamp(opdef: OpDef, in_types, attrs: dict, regions=None) -> tuple[
     pure function of (types, attributes), so a repeated question gets the first answer. Not
     memoised: region ops, attributes holding arrays (compared by identity), and rules run while
     :func:`~graphforge.ir.dims.collect_requirements` records what they require (the guards)."""
-    if opdef.regions or requirements_collected():
-        out_types = infer_types(opdef, in_types, attrs, regions=regions)
-        return out_types, type_stamp(opdef, in_types, attrs, out_types)
-    frozen, arrays = _freeze_attrs(attrs)
+    frozen, arrays = (None, None) if opdef.regions or requirements_collected() else _freeze_attrs(attrs)
     if frozen is None or arrays:
         out_types = infer_types(opdef, in_types, attrs, regions=regions)
         return out_types, type_stamp(opdef, in_types, attrs, out_types)
