@@ -98,9 +98,7 @@ def apply_rules(graph: Graph, rules: Iterable[Rule], *, max_sweeps: int = MAX_SW
         checks = rule.prefilters()
         if any(c is None for c in checks):
             checks = None  # some pattern has no pre-check: always ask find
-        rule_reach = _reach([rule])
-        if rule_reach is None:
-            rule_reach = _UNBOUNDED
+        rule_reach = _rule_reach(rule)
         reach = max(reach, rule_reach)
         for op in rule.root_ops():
             by_op.setdefault(op, []).append((rule, checks, rule_reach))
@@ -263,14 +261,15 @@ def _pattern_depth(p) -> int | None:
     return None
 
 
-def _reach(rules: list[Rule]) -> int | None:
+def _rule_reach(rule: Rule) -> int:
+    """How many uses below a change a match of ``rule`` can be rooted (:data:`_UNBOUNDED` when a
+    pattern class is one the engine does not know)."""
     depth = 0
-    for rule in rules:
-        for pattern in rule.patterns:
-            d = _pattern_depth(pattern)
-            if d is None:
-                return None  # a pattern class the engine does not know: look at every node again
-            depth = max(depth, d)
+    for pattern in rule.patterns:
+        d = _pattern_depth(pattern)
+        if d is None:
+            return _UNBOUNDED
+        depth = max(depth, d)
     return depth + _REACH_MARGIN
 
 
