@@ -13,7 +13,7 @@ import pytest
 import graphforge as gf
 from graphforge import nn
 from graphforge.errors import ConfigError
-from graphforge.runtimes.jax.xla_options import REMAT_CPU_OPTIONS, check_xla_options, step_options
+from graphforge.runtimes.jax.xla_options import REMAT_CPU_OPTIONS
 
 pytestmark = pytest.mark.skipif(jax.default_backend() != "cpu", reason="the remat default is XLA:CPU's")
 
@@ -76,24 +76,6 @@ def test_user_options_override_and_remove_the_defaults(plain):
     t = _trainer("nothing", xla_options={"xla_disable_hlo_passes": None, "xla_cpu_scheduler_type": None})
     assert t.xla_options == {}
     assert _compiled(t) == (dots, temp)   # the default options are what made the difference
-    opts = step_options({"xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_DEFAULT", "xla_cpu_use_onednn": False},
-                        remat=True, platform="cpu")
-    assert opts == {"xla_disable_hlo_passes": "cse_barrier_expander",
-                    "xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_DEFAULT", "xla_cpu_use_onednn": False}
-    assert step_options({}, remat=True, platform="gpu") == {}
-
-
-@pytest.mark.parametrize("options, match", [
-    ({"xla_cpu_use_onedn": True}, "did you mean xla_cpu_use_onednn"),
-    ({"xla_cpu_scheduler_type": "FASTEST"}, "not a valid enum"),
-    ({"xla_cpu_use_onednn": "yes"}, "not a valid bool"),
-    ({"xla_cpu_use_onednn": [True]}, "bool/int/float/str"),
-    ({"xla_cpu_use_onednn": None}, "none of them"),
-    ("xla_cpu_use_onednn=true", "must be a dict"),
-])
-def test_options_xla_refuses_are_config_errors(options, match):
-    with pytest.raises(ConfigError, match=match):
-        check_xla_options(options, "xla_options")
 
 
 def test_user_options_reach_train_and_eval_steps():
