@@ -41,3 +41,14 @@ def test_memory_part_reports_the_remat_default(tmp_path):
     assert rows["graphforge-default"]["remat_peak"] == rows["keep-barriers+sched-memory"]["remat_peak"]
     assert rows["graphforge-default"]["remat_peak"] < rows["default"]["remat_peak"]
     assert mem["losses"]["plain"] == pytest.approx(mem["losses"]["remat"], rel=1e-6)
+
+
+def test_run_reports_the_remat_xla_peak_target():
+    from benchmarks import run
+
+    rows = [{"contender": "float32", "xla_peak_ratio": 1.0, "time_ratio": 1.0},
+            {"contender": "remat-nothing", "xla_peak_ratio": 0.55, "time_ratio": 1.1}]
+    (t,) = run.check_targets({"precision_remat": rows})
+    assert t["value"] == 0.55 and t["met"] and "XLA-reported peak" in t["target"]
+    rows[1]["time_ratio"] = 1.5
+    assert not run.check_targets({"precision_remat": rows})[0]["met"]
