@@ -14,6 +14,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 
+@pytest.mark.slow
 def test_steps_part_compares_losses_and_refuses_changed_results(tmp_path, monkeypatch):
     from benchmarks import bench_xla_options as bench
 

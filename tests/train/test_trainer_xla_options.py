@@ -78,10 +78,10 @@ def test_user_options_override_and_remove_the_defaults(plain):
     assert _compiled(t) == (dots, temp)   # the default options are what made the difference
 
 
-def test_user_options_reach_train_and_eval_steps():
+def test_user_options_reach_the_eval_step():
     t = _trainer(xla_options={"xla_cpu_enable_fast_min_max": False})
     assert t.xla_options == {"xla_cpu_enable_fast_min_max": False}
-    loss = float(t.train_step(X, [])["loss"])
-    assert np.isfinite(loss) and np.isfinite(t.evaluate(X, [])["loss"])
+    # the train step's compile with user options is the override test's; here the eval step's
+    assert np.isfinite(t.evaluate(X, [])["loss"])
     with pytest.raises(ConfigError, match="Trainer"):
         _trainer(xla_options={"xla_no_such_option": 1})
