@@ -14,8 +14,8 @@ The one default today (measured in docs/benchmarks.md, "XLA:CPU compiler options
 
 Every other ``xla_cpu_*`` option measured (oneDNN, XNNPACK fusions, fast math, single-threaded
 Eigen, the optimisation presets, ...) did not pay on the benchmark train steps and is not set.
-GPU/TPU executables get no default (XLA's GPU pipeline keeps the barriers until its own
-rematerialisation; untested here, so untouched).
+GPU/TPU executables get no default: their pipelines differ from XLA:CPU's and no GPU was available
+to measure them (``benchmarks/gpu_check.py`` measures remat's XLA peak when one is lent).
 """
 from __future__ import annotations
 
