@@ -252,6 +252,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="directory for data, plots and ONNX files (default: a temp dir)")
     ap.add_argument("--models", default="lstm,transformer")
     args = ap.parse_args(argv)
+    names = args.models.split(",")
+    if any(n not in FULL for n in names):
+        ap.error(f"--models {args.models!r}: choose from {', '.join(FULL)} (comma-separated)")
     t_start, cpu_start = time.perf_counter(), time.process_time()
     out = args.out or tempfile.mkdtemp(prefix="gf_char_lm_")
     os.makedirs(out, exist_ok=True)
@@ -271,7 +274,7 @@ def main(argv=None) -> int:
     prompt = encode(prompt_text)[None].astype(np.int64)
     n_new = 16 if quick else 120
     makers = {"lstm": LSTMLM, "transformer": TransformerLM}
-    for name in args.models.split(","):
+    for name in names:
         cfg = table[name]
         model = makers[name](**cfg["model"])
         t0 = time.perf_counter()
