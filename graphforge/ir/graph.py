@@ -121,6 +121,36 @@ class Node:
             value.uses.append((self, i))
         self.outputs = [Value(t, producer=self, index=i) for i, t in enumerate(output_types)]
 
+    @classmethod
+    def adopting(cls, op: str, inputs: Iterable[Value], attrs: dict[str, Any], output_types: Iterable[TensorType],
+                 scope: str = "", loc: str = "") -> "Node":
+        """``Node(op, inputs, attrs, output_types, scope=, loc=)`` that takes ``attrs`` as it is (a
+        dict the caller just built and hands over, such as ``registry.check_attrs``'s result) instead
+        of copying it, and fills the slots directly: the builder makes one per traced op."""
+        node = cls.__new__(cls)
+        node.op = op
+        node.inputs = inputs = list(inputs)
+        node.attrs = attrs
+        node.scope = scope or ""
+        node.loc = loc or ""
+        node._id = next(_ids)
+        node.type_stamp = None
+        node.regions = ()
+        node._block = node._prev = node._next = None
+        for i, value in enumerate(inputs):
+            value.uses.append((node, i))
+        outputs = []
+        new_value = Value.__new__
+        for i, t in enumerate(output_types):
+            if builtins_type(t) is not TensorType:
+                t = TensorType(t.shape, t.dtype)
+            out = new_value(Value)
+            out.type, out.name, out.producer, out.index, out.uses, out.kind = t, None, node, i, [], "node"
+            out._id = next(_ids)
+            outputs.append(out)
+        node.outputs = outputs
+        return node
+
     @property
     def output(self) -> Value:
         return self.outputs[0]
@@ -682,13 +712,38 @@ class Graph:
 
 
 def _copy_block(src: Block, dst: Block, mapping: dict[int, Value]) -> None:
+    # The copy of a million-node graph builds millions of Nodes and Values: they are made here with
+    # ``__new__`` and direct slot stores (what ``Node.__init__``/``Value.__init__`` do, minus the
+    # argument handling and checks a copy of a valid graph does not need) and linked in one go.
+    new_node, new_value, ids = Node.__new__, Value.__new__, _ids
+    prev = dst._tail
+    count = 0
     for node in src:
-        copy = Node(node.op, [mapping[id(i)] for i in node.inputs], node.attrs,
-                    [o.type for o in node.outputs], scope=node.scope, loc=node.loc)
+        copy = new_node(Node)
+        inputs = [mapping[id(i)] for i in node.inputs]
+        copy.op = node.op
+        copy.inputs = inputs
+        copy.attrs = dict(node.attrs)
+        copy.scope = node.scope
+        copy.loc = node.loc
+        copy._id = next(ids)
         copy.type_stamp = node.type_stamp  # same op, equal types, equal attrs: still valid
-        for old, fresh in zip(node.outputs, copy.outputs):
+        copy.regions = ()
+        for i, value in enumerate(inputs):
+            value.uses.append((copy, i))
+        outputs = []
+        for old in node.outputs:
+            fresh = new_value(Value)
+            fresh.type = old.type
             fresh.name = old.name
+            fresh.producer = copy
+            fresh.index = old.index
+            fresh.uses = []
+            fresh.kind = "node"
+            fresh._id = next(ids)
+            outputs.append(fresh)
             mapping[id(old)] = fresh
+        copy.outputs = outputs
         if node.regions:
             regions = []
             for region in node.regions:
@@ -698,4 +753,15 @@ def _copy_block(src: Block, dst: Block, mapping: dict[int, Value]) -> None:
                 _copy_block(region, inner, mapping)
                 regions.append(inner)
             copy.set_regions(regions)
-        dst.append(copy)
+        # append, inlined
+        copy._block = dst
+        copy._prev = prev
+        copy._next = None
+        if prev is None:
+            dst._head = copy
+        else:
+            prev._next = copy
+        prev = copy
+        count += 1
+    dst._tail = prev
+    dst._len += count
