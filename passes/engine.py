@@ -173,8 +173,21 @@ _CONST_TOKENS = frozenset(("constant", "<const>"))
 
 def signature(node) -> tuple[str, tuple[str, ...]]:
     """``(op, operand tokens)``: what a rule's root and its operands' producers can be checked on."""
+    # Every node of a sweep is asked: one- and two-operand nodes (most of them) without the frame of
+    # a comprehension.
+    ins = node.inputs
+    n = len(ins)
+    if n == 2:
+        a, b = ins
+        pa, pb = a.producer, b.producer
+        return node.op, (pa.op if pa is not None else _KIND_TOKEN.get(a.kind, a.kind),
+                         pb.op if pb is not None else _KIND_TOKEN.get(b.kind, b.kind))
+    if n == 1:
+        a = ins[0]
+        pa = a.producer
+        return node.op, (pa.op if pa is not None else _KIND_TOKEN.get(a.kind, a.kind),)
     return node.op, tuple([v.producer.op if v.producer is not None else _KIND_TOKEN.get(v.kind, v.kind)
-                           for v in node.inputs])
+                           for v in ins])
 
 
 def _admits(p) -> frozenset | None:
