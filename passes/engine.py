@@ -142,9 +142,14 @@ def apply_rules(graph: Graph, rules: Iterable[Rule], *, max_sweeps: int = MAX_SW
                     continue
                 if checks is not None and first is not None:
                     # find tries only the patterns whose pre-check passed, without running it again
-                    passed = [i for i, check in zip(indices, checks) if check(first)]
-                    if not passed:
-                        continue  # no pattern of this rule can match here
+                    if len(checks) == 1:  # most rules: one pattern
+                        if not checks[0](first):
+                            continue
+                        passed = indices
+                    else:
+                        passed = [i for i, check in zip(indices, checks) if check(first)]
+                        if not passed:
+                            continue  # no pattern of this rule can match here
                     m = rule.find(node, graph, outs, dead, only=passed, prechecked=True)
                 else:
                     m = rule.find(node, graph, outs, dead, only=indices)

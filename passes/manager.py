@@ -377,7 +377,6 @@ class PassManager:
             _emit(self.stream, f"// IR after {name} (run {len(self._history)}, iteration {iteration})\n{g}")
         return g, changed
 
-
     def _unchanged_since_last_run(self, info, g: Graph) -> bool:
         """Whether running pass ``info`` on ``g`` now would change nothing: no pass reported a change
         since its last run on this same graph, which itself changed nothing or was idempotent."""
