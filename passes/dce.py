@@ -32,7 +32,7 @@ def _sweep(block, live: set[int], dead: list) -> None:
             _sweep(region, live, dead)
 
 
-@register_pass("dce", preserves=("typed",))
+@register_pass("dce", preserves=("typed",), idempotent=True)  # one reverse sweep finds every dead node
 def dce(graph: Graph) -> tuple[Graph, bool]:
     live = {id(o) for o in graph.outputs}
     dead: list = []

@@ -137,16 +137,22 @@ def apply_rules(graph: Graph, rules: Iterable[Rule], *, max_sweeps: int = MAX_SW
                 if distance is None:
                     continue
             first = node.outputs[0] if node.outputs else None
-            for rule, checks, rule_reach in candidates:
+            for rule, checks, rule_reach, indices in candidates:
                 if distance > rule_reach:
                     continue
                 if checks is not None and first is not None:
-                    for check in checks:
-                        if check(first):
-                            break
+                    # find tries only the patterns whose pre-check passed, without running it again
+                    if len(checks) == 1:  # most rules: one pattern
+                        if not checks[0](first):
+                            continue
+                        passed = indices
                     else:
-                        continue  # no pattern of this rule can match here
-                m = rule.find(node, graph, outs, dead)
+                        passed = [i for i, check in zip(indices, checks) if check(first)]
+                        if not passed:
+                            continue  # no pattern of this rule can match here
+                    m = rule.find(node, graph, outs, dead, only=passed, prechecked=True)
+                else:
+                    m = rule.find(node, graph, outs, dead, only=indices)
                 if m is None:
                     continue
                 if position is None and rule.provenance == "merged":  # the order of merged locations
@@ -173,8 +179,21 @@ _CONST_TOKENS = frozenset(("constant", "<const>"))
 
 def signature(node) -> tuple[str, tuple[str, ...]]:
     """``(op, operand tokens)``: what a rule's root and its operands' producers can be checked on."""
+    # Every node of a sweep is asked: one- and two-operand nodes (most of them) without the frame of
+    # a comprehension.
+    ins = node.inputs
+    n = len(ins)
+    if n == 2:
+        a, b = ins
+        pa, pb = a.producer, b.producer
+        return node.op, (pa.op if pa is not None else _KIND_TOKEN.get(a.kind, a.kind),
+                         pb.op if pb is not None else _KIND_TOKEN.get(b.kind, b.kind))
+    if n == 1:
+        a = ins[0]
+        pa = a.producer
+        return node.op, (pa.op if pa is not None else _KIND_TOKEN.get(a.kind, a.kind),)
     return node.op, tuple([v.producer.op if v.producer is not None else _KIND_TOKEN.get(v.kind, v.kind)
-                           for v in node.inputs])
+                           for v in ins])
 
 
 def _admits(p) -> frozenset | None:
@@ -226,16 +245,17 @@ def gate(p, root_op: str, tokens: tuple) -> bool:
 
 
 def _gated_candidates(candidates: list, root_op: str, tokens: tuple) -> list:
-    """The ``(rule, checks, reach)`` candidates with a pattern that passes :func:`gate`, each
-    keeping only those patterns' pre-checks."""
+    """The ``(rule, checks, reach, indices)`` candidates with a pattern that passes :func:`gate`:
+    ``indices`` are those patterns' positions in the rule, ``checks`` their pre-checks."""
     out = []
     for rule, checks, rule_reach in candidates:
         passing = [gate(p, root_op, tokens) for p in rule.patterns]
         if not any(passing):
             continue
+        indices = tuple(i for i, ok in enumerate(passing) if ok)
         if checks is not None:
-            checks = [c for c, ok in zip(checks, passing) if ok]
-        out.append((rule, checks, rule_reach))
+            checks = [checks[i] for i in indices]
+        out.append((rule, checks, rule_reach, indices))
     return out
 
 

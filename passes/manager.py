@@ -20,6 +20,12 @@ iterates to a fixed point (until no pass in it reports a change), at most ``max_
     "(simplify,cse)*3,dce"
 
 ``"default"`` names :data:`DEFAULT_PIPELINE`.
+
+Change tracking: within a fixed-point group, from its second iteration on, a pass is skipped (its
+record says ``skipped``) when no pass has reported a change since it last ran on the same graph and
+either that run changed nothing (a pass is a function of the graph: it would change nothing again)
+or the pass is registered ``idempotent`` (its own result is a fixed point of it). So the confirming
+iteration does not re-run ``dce`` after ``fold``, ``simplify`` and ``cse`` found nothing.
 """
 from __future__ import annotations
 
@@ -164,6 +170,7 @@ class PassRecord:
     changed: bool
     stats: dict = field(default_factory=dict)  # per-run counts the pass reported (matches per rule)
     required_by: str = ""  # set when the manager ran this pass to establish what that pass requires
+    skipped: bool = False  # not run: nothing changed since its last run (see the module docstring)
 
 
 @dataclass
@@ -179,8 +186,9 @@ class PassReport:
     def by_pass(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for r in self.records:
-            e = out.setdefault(r.name, {"runs": 0, "seconds": 0.0, "changed": 0, "removed": 0})
+            e = out.setdefault(r.name, {"runs": 0, "seconds": 0.0, "changed": 0, "removed": 0, "skipped": 0})
             e["runs"] += 1
+            e["skipped"] += int(r.skipped)
             e["seconds"] += r.seconds
             e["changed"] += int(r.changed)
             e["removed"] += r.nodes_before - r.nodes_after
@@ -200,7 +208,7 @@ class PassReport:
         rows = [("pass", "iter", "time ms", "nodes in", "nodes out", "changed")]
         for r in self.records:
             rows.append((r.name + (f" (for {r.required_by})" if r.required_by else ""), str(r.iteration), f"{r.seconds * 1e3:.2f}", str(r.nodes_before),
-                         str(r.nodes_after), "yes" if r.changed else "no"))
+                         str(r.nodes_after), "yes" if r.changed else "skipped" if r.skipped else "no"))
         rows.append(("total", "", f"{self.seconds * 1e3:.2f}", str(self.nodes_before), str(self.nodes_after), ""))
         widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
         lines = [f"pipeline: {self.pipeline}"]
@@ -278,6 +286,10 @@ class PassManager:
             # builds a new graph (in_place=False) hands over one the manager owns.
             self._owned = False
             self._properties: frozenset[str] = frozenset()
+            # Change tracking: how many pass runs reported a change so far, and per pass name the
+            # graph, that count and its own ``changed`` at the end of its last run.
+            self._changes = 0
+            self._last_runs: dict[str, tuple[Graph, int, bool]] = {}
             if self.verify:
                 try:
                     graph.verify()
@@ -320,6 +332,11 @@ class PassManager:
 
     def _run_pass(self, name: str, g: Graph, iteration: int, required_by: str = "") -> tuple[Graph, bool]:
         info = pass_info(name)
+        if iteration > 1 and name not in self.print_after and self._unchanged_since_last_run(info, g):
+            self._properties = info.after(self._properties)  # as if it ran (conservative)
+            self.report.records.append(PassRecord(name, iteration, 0.0, len(g.nodes), len(g.nodes), False,
+                                                  {}, required_by, skipped=True))
+            return g, False
         g = self._establish(info, g)
         fn = info.fn
         if info.in_place and not self._owned:
@@ -343,6 +360,9 @@ class PassManager:
             raise PassError(f"pass {name!r} failed (passes run before it: {previous}): "
                             f"{type(exc).__name__}: {exc}") from exc
         seconds = time.perf_counter() - t0
+        if changed:
+            self._changes += 1
+        self._last_runs[name] = (g, self._changes, changed)
         self._properties = info.after(self._properties)
         self._history.append(name)
         if self.verify:
@@ -356,6 +376,15 @@ class PassManager:
         if name in self.print_after:
             _emit(self.stream, f"// IR after {name} (run {len(self._history)}, iteration {iteration})\n{g}")
         return g, changed
+
+    def _unchanged_since_last_run(self, info, g: Graph) -> bool:
+        """Whether running pass ``info`` on ``g`` now would change nothing: no pass reported a change
+        since its last run on this same graph, which itself changed nothing or was idempotent."""
+        last = self._last_runs.get(info.name)
+        if last is None:
+            return False
+        graph, changes, changed = last
+        return graph is g and changes == self._changes and (not changed or info.idempotent)
 
 
 def optimize(graph: Graph, pipeline: str | None = "default", *, verify: bool = False, report=False,

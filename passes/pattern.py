@@ -337,12 +337,19 @@ class Rule:
             self._prefilters = [compile_prefilter(p, _PREFILTER_DEPTH) for p in self.patterns]
         return self._prefilters
 
-    def find(self, node: Node, graph: Graph, outs: set[int], dead=()) -> Match | None:
+    def find(self, node: Node, graph: Graph, outs: set[int], dead=(), *, only: Sequence[int] | None = None,
+             prechecked: bool = False) -> Match | None:
         """The first match rooted at ``node`` that passes the use constraints and ``check``
-        (uses by nodes in ``dead``, erased but not yet removed, do not count)."""
+        (uses by nodes in ``dead``, erased but not yet removed, do not count).
+
+        ``only``: the positions (ascending) of the patterns to try, the others being known not to
+        match (the engine's gate); ``prechecked``: their pre-checks already passed on ``node``."""
         first = node.outputs[0] if node.outputs else None
-        for pattern, may_match in zip(self.patterns, self.prefilters()):
-            if first is not None and may_match is not None and not may_match(first):
+        patterns, prefilters = self.patterns, self.prefilters()
+        for index in range(len(patterns)) if only is None else only:
+            pattern, may_match = patterns[index], prefilters[index]
+            if (not prechecked and first is not None and may_match is not None
+                    and not may_match(first)):
                 continue
             for m in pattern.match_node(node, graph):
                 if self.internal_uses_only and not _internal_only(m, node, outs, dead):

@@ -18,6 +18,9 @@ run the pass:
   property is assumed lost after the pass (the safe default for a pass that declares nothing).
 * ``stats`` (default False): the pass takes a keyword ``stats`` (a dict) and fills it with
   per-run counts (matches per rewrite rule); the manager stores them in the pass's report record.
+* ``idempotent`` (default False): running the pass again on its own result changes nothing (``dce``
+  removes every dead node in one run). A fixed-point group then skips its confirming run when no
+  pass changed the graph since it ran (see :class:`~graphforge.passes.manager.PassManager`).
 
 This module imports no pass: the built-in passes register themselves when ``graphforge.passes`` is
 imported, which always happens before this module can be used."""
@@ -52,6 +55,7 @@ class PassInfo:
     preserves: tuple[str, ...] = ()
     stats: bool = False
     doc: str = field(default="", compare=False)
+    idempotent: bool = False
 
     def after(self, properties: frozenset[str]) -> frozenset[str]:
         """The properties a graph has after this pass ran on one with ``properties``."""
@@ -71,13 +75,14 @@ def _check_properties(name: str, what: str, props) -> tuple[str, ...]:
 
 
 def register_pass(name: str, *, replace: bool = False, in_place: bool = True, requires=(), provides=(),
-                  preserves=(), stats: bool = False):
+                  preserves=(), stats: bool = False, idempotent: bool = False):
     """Decorator registering ``fn(graph) -> (graph, changed)`` under ``name`` with its contract."""
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_\-]*", name):
         raise PassError(f"invalid pass name {name!r}", hint="use letters, digits, '_' and '-'")
     info_args = dict(in_place=bool(in_place), requires=_check_properties(name, "required", requires),
                      provides=_check_properties(name, "provided", provides),
-                     preserves=_check_properties(name, "preserved", preserves), stats=bool(stats))
+                     preserves=_check_properties(name, "preserved", preserves), stats=bool(stats),
+                     idempotent=bool(idempotent))
 
     def deco(fn: PassFn) -> PassFn:
         old = _PASSES.get(name)

@@ -121,6 +121,36 @@ class Node:
             value.uses.append((self, i))
         self.outputs = [Value(t, producer=self, index=i) for i, t in enumerate(output_types)]
 
+    @classmethod
+    def adopting(cls, op: str, inputs: Iterable[Value], attrs: dict[str, Any], output_types: Iterable[TensorType],
+                 scope: str = "", loc: str = "") -> "Node":
+        """``Node(op, inputs, attrs, output_types, scope=, loc=)`` that takes ``attrs`` as it is (a
+        dict the caller just built and hands over, such as ``registry.check_attrs``'s result) instead
+        of copying it, and fills the slots directly: the builder makes one per traced op."""
+        node = cls.__new__(cls)
+        node.op = op
+        node.inputs = inputs = list(inputs)
+        node.attrs = attrs
+        node.scope = scope or ""
+        node.loc = loc or ""
+        node._id = next(_ids)
+        node.type_stamp = None
+        node.regions = ()
+        node._block = node._prev = node._next = None
+        for i, value in enumerate(inputs):
+            value.uses.append((node, i))
+        outputs = []
+        new_value = Value.__new__
+        for i, t in enumerate(output_types):
+            if builtins_type(t) is not TensorType:
+                t = TensorType(t.shape, t.dtype)
+            out = new_value(Value)
+            out.type, out.name, out.producer, out.index, out.uses, out.kind = t, None, node, i, [], "node"
+            out._id = next(_ids)
+            outputs.append(out)
+        node.outputs = outputs
+        return node
+
     @property
     def output(self) -> Value:
         return self.outputs[0]
@@ -597,6 +627,8 @@ class Graph:
         if not dead_ids:
             return
         outputs = {id(o) for o in self.outputs}
+        # Plain loops (no comprehensions): passes remove tens of thousands of nodes at a time.
+        touched: dict[int, Value] = {}
         for node in dead:
             if not isinstance(node, Node) or node._block is None:
                 raise VerifyError(f"cannot remove {node!r}: it is not in a graph")
@@ -604,19 +636,22 @@ class Graph:
                 if id(out) in outputs:
                     raise VerifyError(f"cannot remove {node.op} ({node.provenance() or 'no provenance'}): "
                                       f"its result {out!r} is a graph output")
-                live = [user for user, _ in out.uses if id(user) not in dead_ids]
-                if live:
-                    raise VerifyError(f"cannot remove {node.op} ({node.provenance() or 'no provenance'}): "
-                                      f"its result is still used by {live[0].op}",
-                                      hint="redirect the uses with graph.replace_all_uses_with first")
-        # Filter each touched use list once (detaching node by node would search a shared
-        # value's use list once per removed user: quadratic for a constant used everywhere).
-        touched: dict[int, Value] = {}
-        for node in dead:
+                for user, _ in out.uses:
+                    if id(user) not in dead_ids:
+                        raise VerifyError(f"cannot remove {node.op} ({node.provenance() or 'no provenance'}): "
+                                          f"its result is still used by {user.op}",
+                                          hint="redirect the uses with graph.replace_all_uses_with first")
             for value in node.inputs:
                 touched[id(value)] = value
+        # Filter each touched use list once (detaching node by node would search a shared
+        # value's use list once per removed user: quadratic for a constant used everywhere).
         for value in touched.values():
-            value.uses = [(n, i) for n, i in value.uses if id(n) not in dead_ids]
+            uses = value.uses
+            if len(uses) == 1:  # most values: their one reader is what is being removed
+                if id(uses[0][0]) in dead_ids:
+                    value.uses = []
+                continue
+            value.uses = [(n, i) for n, i in uses if id(n) not in dead_ids]
         for node in dead:
             if node._block is not None:  # not already gone with the region of another removed node
                 node._block._forget(node)
@@ -682,13 +717,38 @@ class Graph:
 
 
 def _copy_block(src: Block, dst: Block, mapping: dict[int, Value]) -> None:
+    # The copy of a million-node graph builds millions of Nodes and Values: they are made here with
+    # ``__new__`` and direct slot stores (what ``Node.__init__``/``Value.__init__`` do, minus the
+    # argument handling and checks a copy of a valid graph does not need) and linked in one go.
+    new_node, new_value, ids = Node.__new__, Value.__new__, _ids
+    prev = dst._tail
+    count = 0
     for node in src:
-        copy = Node(node.op, [mapping[id(i)] for i in node.inputs], node.attrs,
-                    [o.type for o in node.outputs], scope=node.scope, loc=node.loc)
+        copy = new_node(Node)
+        inputs = [mapping[id(i)] for i in node.inputs]
+        copy.op = node.op
+        copy.inputs = inputs
+        copy.attrs = dict(node.attrs)
+        copy.scope = node.scope
+        copy.loc = node.loc
+        copy._id = next(ids)
         copy.type_stamp = node.type_stamp  # same op, equal types, equal attrs: still valid
-        for old, fresh in zip(node.outputs, copy.outputs):
+        copy.regions = ()
+        for i, value in enumerate(inputs):
+            value.uses.append((copy, i))
+        outputs = []
+        for old in node.outputs:
+            fresh = new_value(Value)
+            fresh.type = old.type
             fresh.name = old.name
+            fresh.producer = copy
+            fresh.index = old.index
+            fresh.uses = []
+            fresh.kind = "node"
+            fresh._id = next(ids)
+            outputs.append(fresh)
             mapping[id(old)] = fresh
+        copy.outputs = outputs
         if node.regions:
             regions = []
             for region in node.regions:
@@ -698,4 +758,15 @@ def _copy_block(src: Block, dst: Block, mapping: dict[int, Value]) -> None:
                 _copy_block(region, inner, mapping)
                 regions.append(inner)
             copy.set_regions(regions)
-        dst.append(copy)
+        # append, inlined
+        copy._block = dst
+        copy._prev = prev
+        copy._next = None
+        if prev is None:
+            dst._head = copy
+        else:
+            prev._next = copy
+        prev = copy
+        count += 1
+    dst._tail = prev
+    dst._len += count

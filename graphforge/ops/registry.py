@@ -324,11 +324,15 @@ def _freeze_attrs(attrs: dict):
     if not attrs:
         return (), None
     arrays: list = []
+    items = []
+    # A loop, not a generator: every traced node and every node ``infer`` looks at comes here.
     try:
-        frozen = tuple((k, _freeze_attr(v, arrays)) for k, v in attrs.items())
+        for k, v in attrs.items():
+            kind = type(v)
+            items.append((k, (kind, v) if kind in _SCALARS else _freeze_attr(v, arrays)))
     except TypeError:
         return None, None
-    return frozen, arrays
+    return tuple(items), arrays
 
 
 def type_stamp(opdef: OpDef, in_types, attrs: dict, out_types) -> tuple | None:

@@ -261,7 +261,7 @@ class Builder:
                 detail += f" (inputs: {', '.join(str(v.type) for v in inputs)})"
             raise type(exc)(detail, scope=scope or None, op=op, loc=full_loc or None,
                             hint=exc.hint) from None
-        node = Node(op, inputs, checked, out_types, scope=scope, loc=loc)
+        node = Node.adopting(op, inputs, checked, out_types, scope, loc)  # check_attrs built `checked`
         if regions:
             node.set_regions(regions)
         node.type_stamp = stamp
