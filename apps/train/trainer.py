@@ -497,7 +497,6 @@ class Trainer:
             self._params, self._buffers, self._opt_state, loss, mets = fn(
                 self._params, self._buffers, self._opt_state, args)
         self.step += 1
-        self._last = (loss, mets)
         return {"loss": loss, **mets}
 
     def compiled_step(self, x, y):
@@ -532,7 +531,6 @@ class Trainer:
             self._params, self._buffers, self._opt_state, loss, mets = fn(
                 self._params, self._buffers, self._opt_state, args)
         self.step += 1
-        self._last = (loss, mets)
         return {"loss": loss, **mets}
 
     # ---- fit / evaluate / predict ---------------------------------------------------------------
