@@ -109,20 +109,39 @@ def test_the_gradient_norm_is_extra_work_only_when_asked_for(steps):
 
 
 def test_a_seen_batch_is_not_bound_again(monkeypatch):
+    """Input checks, binding and lowering run when JAX traces a new batch signature, not per step."""
+    from graphforge.runtimes.jax import x64
+
     x, y = _batch()
     t = _trainer()
-    from graphforge.runtimes.jax import x64
     with x64():
         xd, yd = jnp.asarray(x), jnp.asarray(y)
     first = t.train_step(xd, yd)
     calls = []
-    real = t._train_fn
-    monkeypatch.setattr(t, "_train_fn", lambda arrays: calls.append(1) or real(arrays))
+    real = t._env
+    monkeypatch.setattr(t, "_env", lambda graph, arrays: calls.append(1) or real(graph, arrays))
     for _ in range(3):
         logs = t.train_step(xd, yd)
     assert calls == [] and t.step == 4
     assert float(logs["loss"]) < float(first["loss"])
-    # a new batch size is bound (and compiled) once, then served from the fast path too
-    t.train_step(x[:4], y[:4])
-    t.train_step(x[:4], y[:4])
+    # a new batch size, and int32 labels for the int64 input, are bound (and compiled) once each
+    for _ in range(2):
+        t.train_step(x[:4], y[:4])
     assert calls == [1]
+    for _ in range(2):
+        t.train_step(x[:4], y[:4].astype(np.int32))
+    assert calls == [1, 1] and t.step == 8
+
+
+def test_a_bad_batch_is_still_a_named_input_error():
+    x, y = _batch()
+    t = _trainer()
+    with pytest.raises(gf.InputError, match="rank"):
+        t.train_step(x[:, :, None], y)
+    with pytest.raises(gf.InputError, match="dtype"):
+        t.train_step(x, y.astype(np.float32))
+    with pytest.raises(gf.InputError):
+        t.train_step(x, np.array(["a"] * BATCH))
+    assert t.step == 0
+    t.train_step(x, y)   # the trainer is unharmed (donated buffers were not consumed by the failures)
+    assert t.step == 1
