@@ -12,9 +12,11 @@ For each: the median train-step time (interleaved rounds, after compilation), th
 the step's peak memory (``gf.memory_report(trainer, batch=B)``) and XLA's (``arguments + outputs -
 aliased + temporaries`` of ``trainer.compiled_step(...).memory_analysis()``), and ratios against
 ``float32``. Honest notes: XLA's CPU back end has no fast bf16/fp16 matmul (it converts), so half
-types are usually *slower* on CPU; and XLA:CPU merges rematerialised computation back into the
-forward pass (``jax.checkpoint`` too: its dots drop from 55 to 47 when XLA:CPU compiles an 8-block
-MLP) — the XLA-reported remat peak is meaningful on GPU.
+types are usually *slower* on CPU. With XLA:CPU's default passes the rematerialised computation is
+merged back into the forward pass (``jax.checkpoint`` too: its dots drop from 55 to 47 when XLA:CPU
+compiles an 8-block MLP); the Trainer therefore compiles a remat step with
+``runtimes/jax/xla_options.py: REMAT_CPU_OPTIONS`` (barriers kept, memory-minimising scheduler), under
+which XLA's reported peak drops too (docs/benchmarks.md, "XLA:CPU compiler options").
 
     python benchmarks/bench_precision_remat.py [--batch 32] [--rounds 15] [--tiny] [--json out.json]
 """

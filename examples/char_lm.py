@@ -13,10 +13,27 @@ validation on ``VAL_FILES``. Bytes >= 128 become ``?`` (vocabulary 128). The tex
 once into ``<out>/stdlib_{train,val}.u8`` (uint8 memmaps) and training batches are random windows
 read from the memmap. Files differ a little between Python versions, so figures move a little too.
 
-Run: ``python examples/char_lm.py`` (a few minutes on 2 cores), ``--quick`` for a smoke run (tiny
-models, a few steps; no quality target). Full mode fails (exit 1) if a model's validation bits per
-character is not below 3.0 (a unigram model of this text is about 4.5), or if onnxruntime's
-generated tokens differ from JAX's.
+Run: ``python examples/char_lm.py`` (full mode: a few minutes on 2 cores), ``--quick`` for a smoke
+run (tiny models, a few steps on 64 KiB of text; no quality target). Full-mode sizes (``FULL``; batches
+of 32 windows of 64 characters, Adam with warm-up and cosine decay, gradients clipped at norm 1):
+
+- LSTM: embedding 64, 2 layers of hidden 128, 1000 steps at learning rate 3e-3 (256k parameters);
+- Transformer: d_model 128, 4 heads, 2 pre-norm layers (feed-forward 512, GELU), 1000 steps at 3e-3
+  (430k parameters).
+
+No dropout in full mode: 1000 steps of 32x64 characters are ~3.6 passes over the 0.56 M training
+characters, too few to overfit, so a regulariser buys nothing and its random masks cost time. Hidden
+128 rather than 256 for the LSTM: a step costs about a third (the recurrent matmuls shrink fourfold),
+and within a few minutes more steps of the smaller model reach a lower loss (docs/sequence_models.md
+has the measurements). ``--steps N`` trains both models N steps instead.
+
+The run prints a unigram baseline for reference (each character predicted from its frequency in the
+training text: ~4.3 bits/char on the validation windows). Full mode fails (exit 1) if a model's
+validation bits per character is not below 3.0, or if onnxruntime's generated tokens differ from JAX's.
+
+Tip (Linux, glibc >= 2.35): ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python examples/char_lm.py``. XLA's
+train steps take 34-50 MiB of scratch memory per run, above glibc's largest mmap threshold, so each step
+maps and faults in fresh 4 KiB pages; with huge pages the faults (about a fifth of the CPU time here) mostly go.
 """
 from __future__ import annotations
 
@@ -36,12 +53,23 @@ from graphforge import nn
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import finish  # noqa: E402  (the examples' shared reporting)
 
-__all__ = ["TRAIN_FILES", "VAL_FILES", "VOCAB", "tokenise", "windows", "LSTMLM", "TransformerLM",
-           "generator", "encode", "decode", "main"]
+__all__ = ["TRAIN_FILES", "VAL_FILES", "VOCAB", "FULL", "QUICK", "tokenise", "windows", "unigram_bits", "LSTMLM",
+           "TransformerLM", "generator", "encode", "decode", "main"]
 
 TRAIN_FILES = ("argparse.py", "difflib.py", "inspect.py", "dataclasses.py", "enum.py", "typing.py")
 VAL_FILES = ("pprint.py", "statistics.py")
 VOCAB = 128
+
+# Per model: constructor arguments, training steps and peak learning rate (see the docstring for why).
+FULL = {
+    "lstm": {"model": {"emb": 64, "hidden": 128, "layers": 2, "dropout": 0.0}, "steps": 1000, "lr": 3e-3},
+    "transformer": {"model": {"d_model": 128, "heads": 4, "layers": 2, "dropout": 0.0}, "steps": 1000, "lr": 3e-3},
+}
+QUICK = {
+    "lstm": {"model": {"emb": 16, "hidden": 32, "layers": 2}, "steps": 6, "lr": 3e-3},
+    "transformer": {"model": {"d_model": 32, "heads": 2, "layers": 1}, "steps": 6, "lr": 1e-3},
+}
+BATCH, SEQ = 32, 64            # full mode; --quick uses 8 x 32
 
 
 def encode(text: str | bytes) -> np.ndarray:
@@ -81,6 +109,13 @@ def windows(data: np.ndarray, batch: int, seq: int, seed: int):
         starts = rng.integers(0, len(data) - seq - 1, size=batch)
         chunk = np.stack([np.asarray(data[s:s + seq + 1]) for s in starts]).astype(np.int64)
         yield chunk[:, :-1], chunk[:, 1:]
+
+
+def unigram_bits(train_data: np.ndarray, y_val: np.ndarray) -> float:
+    """Bits per character of the unigram baseline on the validation targets: each character predicted
+    from its frequency in the training text (add-one smoothed, so an unseen byte costs finite bits)."""
+    counts = np.bincount(np.asarray(train_data), minlength=VOCAB).astype(np.float64) + 1.0
+    return float(-np.log2(counts[np.asarray(y_val)] / counts.sum()).mean())
 
 
 def fixed_windows(data: np.ndarray, seq: int, limit: int):
@@ -201,50 +236,66 @@ def train(name, model, train_data, x_val, y_val, steps: int, batch: int, seq: in
     return trainer, bpc
 
 
+def _sizes(table) -> str:
+    """The ``--help`` summary of a size table: one line per model."""
+    return "\n".join(f"  {name}: {', '.join(f'{k} {v}' for k, v in cfg['model'].items())}; {cfg['steps']} steps at "
+                     f"learning rate {cfg['lr']:g}" for name, cfg in table.items())
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"full mode (batches of {BATCH} windows of {SEQ} characters; a few minutes on 2 cores):\n"
+               f"{_sizes(FULL)}\n--quick (batches of 8 x 32, 64 KiB of text; seconds):\n{_sizes(QUICK)}")
     ap.add_argument("--quick", action="store_true", help="tiny models, a few steps (for tests)")
-    ap.add_argument("--steps", type=int, default=None, help="training steps per model")
+    ap.add_argument("--steps", type=int, default=None, help="training steps per model (default: the table below)")
     ap.add_argument("--out", default=None, help="directory for data, plots and ONNX files (default: a temp dir)")
     ap.add_argument("--models", default="lstm,transformer")
     args = ap.parse_args(argv)
-    t_start = time.perf_counter()
+    names = args.models.split(",")
+    if any(n not in FULL for n in names):
+        ap.error(f"--models {args.models!r}: choose from {', '.join(FULL)} (comma-separated)")
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     out = args.out or tempfile.mkdtemp(prefix="gf_char_lm_")
     os.makedirs(out, exist_ok=True)
     quick = args.quick
+    table = QUICK if quick else FULL
     limit = 1 << 16 if quick else None
     train_data = tokenise(out, TRAIN_FILES, "train" + ("_quick" if quick else ""), limit)
     val_data = tokenise(out, VAL_FILES, "val" + ("_quick" if quick else ""), limit)
-    print(f"data: {len(train_data):,} training characters ({', '.join(TRAIN_FILES)}), {len(val_data):,} validation "
-          f"({', '.join(VAL_FILES)}) from {sysconfig.get_paths()['stdlib']}")
-    seq = 32 if quick else 64
+    batch, seq = (8, 32) if quick else (BATCH, SEQ)
     x_val, y_val = fixed_windows(val_data, seq, 16 if quick else 256)
-    steps = args.steps or (6 if quick else 1500)
+    print(f"data: {len(train_data):,} training characters ({', '.join(TRAIN_FILES)}), {len(val_data):,} validation "
+          f"({', '.join(VAL_FILES)}) from {sysconfig.get_paths()['stdlib']}; {time.perf_counter() - t_start:.1f} s")
+    print(f"unigram baseline (character frequencies of the training text): {unigram_bits(train_data, y_val):.3f} "
+          f"bits/char on the {y_val.size:,} validation characters")
     failed = []
     prompt_text = "def __init__(self"
     prompt = encode(prompt_text)[None].astype(np.int64)
     n_new = 16 if quick else 120
-    makers = {
-        "lstm": lambda: LSTMLM(emb=16, hidden=32, layers=2) if quick else LSTMLM(),
-        "transformer": lambda: TransformerLM(d_model=32, heads=2, layers=1) if quick else TransformerLM(),
-    }
-    for name in args.models.split(","):
-        model = makers[name]()
-        trainer, bpc = train(name, model, train_data, x_val, y_val, steps, 8 if quick else 32, seq,
-                             3e-3 if name == "lstm" else 1e-3, seed=0)
+    makers = {"lstm": LSTMLM, "transformer": TransformerLM}
+    for name in names:
+        cfg = table[name]
+        model = makers[name](**cfg["model"])
+        t0 = time.perf_counter()
+        trainer, bpc = train(name, model, train_data, x_val, y_val, args.steps or cfg["steps"], batch, seq,
+                             cfg["lr"], seed=0)
+        times = {"train (incl. compile and validation)": time.perf_counter() - t0}
         gf.plot_history(trainer.history, os.path.join(out, f"{name}_loss.png"))
         if not quick and bpc >= 3.0:
             failed.append(f"{name}: validation {bpc:.3f} bits/char is not below 3.0")
         model.eval()  # no dropout while decoding
-        g = gf.trace(generator(model, n_new), gf.TensorSpec((1, "plen"), "int64", name="prompt"), training=False)
         t0 = time.perf_counter()
+        g = gf.trace(generator(model, n_new), gf.TensorSpec((1, "plen"), "int64", name="prompt"), training=False)
         tokens_jax, count = gf.run(g, [prompt], backend="jax")
-        t_jax = time.perf_counter() - t0
+        times["greedy JAX (incl. trace, compile)"] = t_jax = time.perf_counter() - t0
         path = os.path.join(out, f"{name}_generate.onnx")
+        t0 = time.perf_counter()
         gf.save_onnx(g, path)
+        times["export"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         tokens_ort, _ = gf.run(g, [prompt], backend="onnxruntime")
-        t_ort = time.perf_counter() - t0
+        times["greedy onnxruntime (incl. session)"] = t_ort = time.perf_counter() - t0
         same = np.array_equal(tokens_jax, tokens_ort)
         print(f"{name} sample ({int(count)} tokens, JAX {t_jax:.2f} s incl. compile, onnxruntime {t_ort:.2f} s): "
               f"{prompt_text + decode(tokens_jax[0])!r}")
@@ -253,16 +304,21 @@ def main(argv=None) -> int:
         if not same:
             failed.append(f"{name}: onnxruntime's generated tokens differ from JAX's")
         # sampled: the same seed gives the same text on both back ends
+        t0 = time.perf_counter()
         gs = gf.trace(generator(model, n_new, temperature=0.8, top_k=20),
                       gf.TensorSpec((1, "plen"), "int64", name="prompt"), training=False)
         feeds = {"prompt": prompt, "rng": np.uint32(1234)}
         sampled_jax = gf.run(gs, feeds, backend="jax")[0]
         sampled_ort = gf.run(gs, feeds, backend="onnxruntime")[0]
+        times["sampled, both back ends"] = time.perf_counter() - t0
         same = np.array_equal(sampled_jax, sampled_ort)
         print(f"{name} sampled (temperature 0.8, top-k 20, seed 1234): {prompt_text + decode(sampled_jax[0])!r}; "
               f"onnxruntime tokens {'equal' if same else 'DIFFER from'} JAX's")
         if not same:
             failed.append(f"{name}: onnxruntime's sampled tokens differ from JAX's for the same seed")
+        print(f"{name} times: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
+    # CPU seconds next to the wall time: on a shared machine the wall time grows with the load
+    print(f"process CPU time {time.process_time() - cpu_start:.1f} s; load average {os.getloadavg()[0]:.1f}")
     return finish(failed, t_start)
 
 

@@ -17,7 +17,8 @@ Policies (what is *saved*, i.e. not recomputed):
 
 The recomputation reads its inputs through an ``optimization_barrier`` together with a backward
 value of the node it precedes, so neither ``cse`` nor XLA merges it back into the forward pass or
-hoists it there. ``fit_memory_budget`` (``RematBudget`` for the Trainer) picks the fewest regions to
+hoists it there (XLA:CPU deletes barriers early in its pipeline unless told not to: the JAX back end
+compiles a graph holding them with ``runtimes/jax/xla_options.py: REMAT_CPU_OPTIONS``). ``fit_memory_budget`` (``RematBudget`` for the Trainer) picks the fewest regions to
 rematerialise for a peak budget.
 """
 from __future__ import annotations

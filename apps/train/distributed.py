@@ -287,7 +287,7 @@ class Distributed:
                 watchdog.checkpoint_completed(int(m.group(1)))
 
     # ---- compiled functions ---------------------------------------------------------------------
-    def jit_step(self, step, params, buffers, opt_state, input_shapes):
+    def jit_step(self, step, params, buffers, opt_state, input_shapes, compiler_options=None):
         import jax
 
         p = self.state_shardings(list(params))
@@ -295,15 +295,17 @@ class Distributed:
         o = self.opt_shardings(opt_state, params)
         ins = tuple(self.input_shardings(input_shapes))
         return _Guarded(jax.jit(step, donate_argnums=(0, 1, 2), in_shardings=(p, b, o, ins),
-                                out_shardings=(p, b, o, self.replicated, self.replicated)), "a train step")
+                                out_shardings=(p, b, o, self.replicated, self.replicated),
+                                compiler_options=compiler_options), "a train step")
 
-    def jit_eval(self, fn, params, input_shapes):
+    def jit_eval(self, fn, params, input_shapes, compiler_options=None):
         import jax
 
         ins = tuple(self.input_shardings(input_shapes))
         # outputs replicated: scalars and predictions come back whole on every process
         return _Guarded(jax.jit(fn, in_shardings=(self.state_shardings(list(params)), ins),
-                                out_shardings=self.replicated), "an evaluation step")
+                                out_shardings=self.replicated, compiler_options=compiler_options),
+                        "an evaluation step")
 
 
 class _Guarded:

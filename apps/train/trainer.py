@@ -54,6 +54,12 @@ def _as_module(model):
     return model
 
 
+def _platform() -> str:
+    """The platform the trainer's steps compile for (jax's default backend: "cpu", "gpu", ...)."""
+    import jax
+    return jax.default_backend()
+
+
 def step_key(seed: int, step: int) -> np.uint32:
     """The dropout key of a train step (splitmix-style mix of seed and step, uint32)."""
     z = (int(seed) * 0x9E3779B97F4A7C15 + int(step) * 0xBF58476D1CE4E5B9 + 0x94D049BB133111EB) & (2 ** 64 - 1)
@@ -146,10 +152,17 @@ class Trainer:
         grad_norm: log the global L2 norm of the gradients (``grad_norm`` in the history and
             ``step_history``). Off by default, as in Keras and Lightning: it reads every gradient once
             more per step (on the MLP-128 benchmark, 19 % more memory traffic per step).
+        xla_options: XLA compiler options for this trainer's compiled steps (train and eval), passed
+            per executable (``jax.jit(compiler_options=...)``; no process-wide ``XLA_FLAGS``), e.g.
+            ``{"xla_cpu_use_onednn": True}``. They update graphforge's defaults: on the CPU a step
+            with remat compiles with ``runtimes/jax/xla_options.py: REMAT_CPU_OPTIONS`` (without them
+            XLA:CPU merges the recomputation back); a value ``None`` removes a default. The
+            effective train-step options are ``trainer.xla_options``.
 
     Raises:
         InputError: no input specs.
-        ConfigError: an unknown optimizer name (with the close matches).
+        ConfigError: an unknown optimizer name (with the close matches); an ``xla_options`` name or
+            value XLA does not accept.
         ShapeError: the model or loss does not trace on the specs (named as in ``gf.trace``).
 
     Example:
@@ -165,7 +178,8 @@ class Trainer:
                  metrics: Mapping[str, Callable] | None = None, seed: int = 0, progress: bool = True,
                  precision: str = "default", keep_checkpoints: int = 3, mesh=None,
                  param_sharding: Mapping[str, tuple] | None = None, learning_rate=None, remat=None,
-                 sharding: str | None = None, fsdp_min_size: int = 1024, grad_norm: bool = False):
+                 sharding: str | None = None, fsdp_min_size: int = 1024, grad_norm: bool = False,
+                 xla_options: Mapping | None = None):
         from ..api import grad
 
         optimizer = _resolve_optimizer(optimizer, learning_rate)
@@ -190,6 +204,8 @@ class Trainer:
         # fp16: the loss's cotangent seed is the loss scale (an input ``d_output`` of the grad graph)
         self._loss_scaled = mp is not None and mp.scaled
         self._log_grad_norm = bool(grad_norm)
+        from graphforge.runtimes.jax.xla_options import check_xla_options
+        self._user_xla_options = check_xla_options(xla_options, "gf.Trainer(xla_options=...)")
         # remat: a policy for every top-level module, or scope -> policy (besides nn.remat marks)
         if self._loss_scaled:
             optimizer = _dynamic_loss_scale(optimizer, mp)
@@ -208,6 +224,10 @@ class Trainer:
         else:
             self.grad_graph = grad(self.train_graph, wrt="params", keep_outputs=True,
                                    cotangent_input=self._loss_scaled, remat=remat)
+        from graphforge.runtimes.jax.xla_options import has_remat, step_options
+        self.xla_options = step_options(self._user_xla_options, remat=has_remat(self.grad_graph),
+                                        platform=_platform())
+        self._eval_xla_options = {k: v for k, v in self._user_xla_options.items() if v is not None}
         self.trainable = list(self.train_graph.trainable_names)
         self.buffers = [n[len("update:"):] for n in self.train_graph.output_names if n.startswith("update:")]
         self._names = [v.name for v in self.train_graph.inputs]
@@ -381,7 +401,8 @@ class Trainer:
         fn = self._steps.get(key)
         if fn is None:
             step = self._step_body(lower(self.grad_graph, env, precision=self._matmul_precision))
-            fn = self._dist.jit_step(step, self._params, self._buffers, self._opt_state, [b.shape for b in bound])
+            fn = self._dist.jit_step(step, self._params, self._buffers, self._opt_state, [b.shape for b in bound],
+                                     compiler_options=self.xla_options or None)
             self._steps[key] = fn
         return fn, bound
 
@@ -408,7 +429,7 @@ class Trainer:
             inputs = tuple(a if a.dtype == b.dtype else a.astype(b.dtype) for a, b in zip(inputs, bound))
             return body(params, buffers, opt_state, inputs)
 
-        return jax.jit(step, donate_argnums=(0, 1, 2))
+        return jax.jit(step, donate_argnums=(0, 1, 2), compiler_options=self.xla_options or None)
 
     def _step_body(self, fwd):
         """The train step around ``fwd`` (the lowered gradient graph): optimizer update, buffers, logs."""
@@ -457,8 +478,9 @@ class Trainer:
         fn = self._evals.get(key)
         if fn is None:
             fn = lower(graph, env, precision=self._matmul_precision)
-            fn = jax.jit(fn) if self._dist is None else self._dist.jit_eval(
-                fn, {**self._params, **self._buffers}, [b.shape for b in bound])
+            opts = self._eval_xla_options or None
+            fn = jax.jit(fn, compiler_options=opts) if self._dist is None else self._dist.jit_eval(
+                fn, {**self._params, **self._buffers}, [b.shape for b in bound], compiler_options=opts)
             self._evals[key] = fn
         return fn, bound
 

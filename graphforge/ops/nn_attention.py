@@ -73,10 +73,14 @@ def _attention_ref(xs, attrs, env=None):
 
 
 def _causal_mask(sq, sk):
-    if not (is_static(sq) and is_static(sk)):
-        raise UnsupportedOpError("attention(causal=True) with a symbolic sequence length has no decomposition "
-                                 "into primitives (the triangular mask needs static sizes)", ops=["attention"])
-    return _creation.constant(np.tril(np.ones((sq, sk), dtype=bool)))
+    """True where key ``j <= query i`` (top-left aligned, like ``np.tril``): a constant for static
+    sizes, else computed from ``arange`` over the symbolic lengths (so the decomposition and the
+    VJP of a causal attention work at any sequence length, e.g. in a trained decoder-only LM)."""
+    if is_static(sq) and is_static(sk):
+        return _creation.constant(np.tril(np.ones((sq, sk), dtype=bool)))
+    i = _shape_ops.unsqueeze(_creation.arange(sq), 1)
+    j = _shape_ops.unsqueeze(_creation.arange(sk), 0)
+    return _elementwise.greater_equal(i, j)
 
 
 def _scaled(t, q, attrs):

@@ -1,0 +1,86 @@
+"""runtimes/jax/xla_options.py: XLA compiler options per executable — validation by XLA itself
+(unknown names and bad values are ConfigErrors), the merge of graphforge's defaults with a user's,
+and the remat default reaching ``gf.run``'s compiled graph on XLA:CPU."""
+from __future__ import annotations
+
+import re
+
+import jax
+import numpy as np
+import pytest
+
+import graphforge as gf
+from graphforge import nn
+from graphforge.errors import ConfigError
+from graphforge.runtimes.jax import compile_graph, x64
+from graphforge.runtimes.jax.xla_options import REMAT_CPU_OPTIONS, check_xla_options, has_remat, step_options
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"xla_cpu_use_onedn": True}, "did you mean xla_cpu_use_onednn"),
+    ({"xla_cpu_scheduler_type": "FASTEST"}, "not a valid enum"),
+    ({"xla_cpu_use_onednn": "yes"}, "not a valid bool"),
+    ({"xla_cpu_use_onednn": [True]}, "bool/int/float/str"),
+    ({"xla_cpu_use_onednn": None}, "none of them"),
+    ("xla_cpu_use_onednn=true", "must be a dict"),
+])
+def test_options_xla_refuses_are_config_errors(options, match):
+    with pytest.raises(ConfigError, match=match):
+        check_xla_options(options, "xla_options")
+
+
+def test_accepted_options_come_back_as_a_dict():
+    assert check_xla_options(None) == {}
+    opts = {"xla_cpu_enable_fast_min_max": False, "xla_cpu_scheduler_type": None}
+    assert check_xla_options(opts) == opts
+
+
+def test_user_options_update_or_remove_the_defaults():
+    assert step_options({}, remat=False, platform="cpu") == {}
+    assert step_options({}, remat=True, platform="cpu") == REMAT_CPU_OPTIONS
+    assert step_options({}, remat=True, platform="gpu") == {}   # not measured on GPU: no default there
+    opts = step_options({"xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_DEFAULT", "xla_cpu_use_onednn": False},
+                        remat=True, platform="cpu")
+    assert opts == {"xla_disable_hlo_passes": "cse_barrier_expander",
+                    "xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_DEFAULT", "xla_cpu_use_onednn": False}
+    assert step_options({"xla_disable_hlo_passes": None}, remat=True, platform="cpu") == {
+        "xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"}
+
+
+class _Block(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.fc1 = nn.Linear(d, 2 * d)
+        self.fc2 = nn.Linear(2 * d, d)
+
+    def forward(self, x):
+        return x + self.fc2(gf.tanh(self.fc1(x)))
+
+
+class _Net(nn.Module):
+    def __init__(self, remat=None):
+        super().__init__()
+        self.blocks = nn.ModuleList([_Block(8) if remat is None else nn.remat(_Block(8), remat) for _ in range(2)])
+
+    def forward(self, x):
+        for b in self.blocks:
+            x = b(x)
+        return gf.mean(x * x)
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the remat default is XLA:CPU's")
+def test_gf_run_of_a_remat_gradient_keeps_the_recomputation():
+    x = np.random.default_rng(0).standard_normal((16, 8)).astype(np.float32)
+    plain = gf.grad(gf.trace(_Net(), gf.TensorSpec(("batch", 8)), seed=0))
+    remat = gf.grad(gf.trace(_Net("nothing"), gf.TensorSpec(("batch", 8)), seed=0))
+    assert has_remat(remat) and not has_remat(plain)
+    dots = []
+    for g in (plain, remat):
+        fn = compile_graph(g, [x], {"batch": 16})
+        with x64():
+            text = fn.lower(dict(g.params), (x,)).compile().as_text()
+        dots.append(len(re.findall(r" dot\(", text)))
+    # without the options XLA:CPU would CSE the recomputed dots away (as many as without remat)
+    assert dots[1] > dots[0], dots
+    for a, b in zip(gf.run(plain, {"x": x}, backend="jax"), gf.run(remat, {"x": x}, backend="jax")):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
