@@ -42,10 +42,26 @@ def batch_rows(b) -> int:
 
 
 
+# types whose instances have a dtype and a shape (learned on first sight): a train step's batch is
+# checked by one set lookup instead of two hasattr calls per array (jax.Array's are properties)
+_ARRAY_TYPES: set = {np.ndarray}
+
+
+def _is_array(a) -> bool:
+    if type(a) in _ARRAY_TYPES:
+        return True
+    if hasattr(a, "dtype") and hasattr(a, "shape"):
+        _ARRAY_TYPES.add(type(a))
+        return True
+    return False
+
+
 def as_batch(x) -> list:
     """Like as_list, but keeps arrays that already have a dtype (jax device arrays stay put)."""
+    if type(x) in _ARRAY_TYPES:
+        return [x]
     items = list(x) if isinstance(x, (list, tuple)) else [x]
-    return [a if hasattr(a, "dtype") and hasattr(a, "shape") else np.asarray(a) for a in items]
+    return [a if _is_array(a) else np.asarray(a) for a in items]
 
 
 def as_list(x, expected: int | None = None, what: str = "", kind: str = "inputs") -> list:

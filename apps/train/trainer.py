@@ -231,6 +231,8 @@ class Trainer:
         self.trainable = list(self.train_graph.trainable_names)
         self.buffers = [n[len("update:"):] for n in self.train_graph.output_names if n.startswith("update:")]
         self._names = [v.name for v in self.train_graph.inputs]
+        # where the dropout key goes among the step's inputs (None: the graph draws no randomness)
+        self._rng_at = self._names.index("rng") if "rng" in self._names else None
         self._n_inputs = len(self.input_specs)
         import jax.numpy as jnp
         from graphforge.runtimes.jax import x64
@@ -255,6 +257,8 @@ class Trainer:
         self._steps: dict = {}
         self._evals: dict = {}
         self._quick: dict = {}
+        self._jit_any = None
+        self._x64_scope = None
         # gf.load_params(path, trainer.graph) must reach the weights the trainer trains, not a copy
         for g in (self.graph, self.train_graph, self.eval_graph):
             g.params_loaded_listeners.append(lambda arrays: self.load_state_dict(arrays, strict=False))
@@ -389,54 +393,81 @@ class Trainer:
         return bind_inputs(graph, arrays)
 
     def _train_fn(self, arrays):
-        import jax
-        import optax
+        """The mesh variant's jitted step for ``arrays``' signature (in/out shardings fixed per shape)."""
         from graphforge.runtimes.jax import lower, signature
 
         bound, env = self._env(self.train_graph, arrays)
         key = signature(bound)
         fn = self._steps.get(key)
         if fn is None:
-            fwd = lower(self.grad_graph, env, precision=self._matmul_precision)
-            names = self.grad_graph.output_names
-            gi = {n[len("grad:"):]: i for i, n in enumerate(names) if n.startswith("grad:")}
-            mi = [(m, names.index(m)) for m in self.metrics]
-            ui = {b: names.index("update:" + b) for b in self.buffers}
-            opt = self._opt
-            scaled = self._loss_scaled
-            log_grad_norm = self._log_grad_norm
-
-            def step(params, buffers, opt_state, inputs):
-                if scaled:  # fp16: backward from loss * scale; the optimizer wrapper unscales
-                    inputs = tuple(inputs) + (opt_state.scale,)
-                outs = fwd({**params, **buffers}, inputs)
-                grads = {n: outs[gi[n]] for n in params}
-                updates, new_state = opt.update(grads, opt_state, params)
-                params = optax.apply_updates(params, updates)
-                buffers = {b: outs[ui[b]] for b in buffers}
-                logs = {m: outs[i] for m, i in mi}
-                # the history's grad norm and learning rate come out of the same jitted step (one
-                # fused reduction; no extra dispatch or transfer per step)
-                if log_grad_norm:
-                    logs["grad_norm"] = optax.tree.norm(grads)
-                    if scaled:
-                        logs["grad_norm"] = logs["grad_norm"] / opt_state.scale
-                if scaled:
-                    logs["loss_scale"] = opt_state.scale
-                    logs["skipped_steps"] = new_state.skipped.astype("float32")
-                opt_state = new_state
-                lr = _learning_rate(opt_state)
-                if lr is not None:
-                    logs["lr"] = lr
-                return params, buffers, opt_state, outs[0], logs
-
-            if self._dist is None:
-                fn = jax.jit(step, donate_argnums=(0, 1, 2), compiler_options=self.xla_options or None)
-            else:
-                fn = self._dist.jit_step(step, self._params, self._buffers, self._opt_state, [b.shape for b in bound],
-                                         compiler_options=self.xla_options or None)
+            step = self._step_body(lower(self.grad_graph, env, precision=self._matmul_precision))
+            fn = self._dist.jit_step(step, self._params, self._buffers, self._opt_state, [b.shape for b in bound],
+                                     compiler_options=self.xla_options or None)
             self._steps[key] = fn
         return fn, bound
+
+    def _any_shape_step(self):
+        """One device: a single jitted step for every batch signature. JAX's own (C++) dispatch
+        finds the executable for a batch's shapes and dtypes; gf's input checks, dtype conversions
+        and lowering run in Python only when JAX traces a signature it has not seen. (A Python-side
+        shape/dtype key per step cost ~1.5 % of the MLP-128 step; docs/benchmarks.md.)"""
+        import jax
+        from graphforge.runtimes.jax import lower, signature
+
+        from .distributed import _stand_ins
+
+        bodies: dict = {}
+
+        def step(params, buffers, opt_state, inputs):
+            # trace time: bind the tracers' shapes/dtypes as gf.run would bind arrays (InputError
+            # for a wrong rank or dtype kind), then convert same-kind dtypes inside the program
+            bound, env = self._env(self.train_graph, _stand_ins(inputs))
+            key = signature(bound)
+            body = bodies.get(key)
+            if body is None:
+                body = bodies[key] = self._step_body(lower(self.grad_graph, env, precision=self._matmul_precision))
+            inputs = tuple(a if a.dtype == b.dtype else a.astype(b.dtype) for a, b in zip(inputs, bound))
+            return body(params, buffers, opt_state, inputs)
+
+        return jax.jit(step, donate_argnums=(0, 1, 2), compiler_options=self.xla_options or None)
+
+    def _step_body(self, fwd):
+        """The train step around ``fwd`` (the lowered gradient graph): optimizer update, buffers, logs."""
+        import optax
+
+        names = self.grad_graph.output_names
+        gi = {n[len("grad:"):]: i for i, n in enumerate(names) if n.startswith("grad:")}
+        mi = [(m, names.index(m)) for m in self.metrics]
+        ui = {b: names.index("update:" + b) for b in self.buffers}
+        opt = self._opt
+        scaled = self._loss_scaled
+        log_grad_norm = self._log_grad_norm
+
+        def step(params, buffers, opt_state, inputs):
+            if scaled:  # fp16: backward from loss * scale; the optimizer wrapper unscales
+                inputs = tuple(inputs) + (opt_state.scale,)
+            outs = fwd({**params, **buffers}, inputs)
+            grads = {n: outs[gi[n]] for n in params}
+            updates, new_state = opt.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+            buffers = {b: outs[ui[b]] for b in buffers}
+            logs = {m: outs[i] for m, i in mi}
+            # the history's grad norm and learning rate come out of the same jitted step (one
+            # fused reduction; no extra dispatch or transfer per step)
+            if log_grad_norm:
+                logs["grad_norm"] = optax.tree.norm(grads)
+                if scaled:
+                    logs["grad_norm"] = logs["grad_norm"] / opt_state.scale
+            if scaled:
+                logs["loss_scale"] = opt_state.scale
+                logs["skipped_steps"] = new_state.skipped.astype("float32")
+            opt_state = new_state
+            lr = _learning_rate(opt_state)
+            if lr is not None:
+                logs["lr"] = lr
+            return params, buffers, opt_state, outs[0], logs
+
+        return step
 
     def _eval_fn(self, graph, arrays):
         import jax
@@ -463,9 +494,9 @@ class Trainer:
         return np.asarray(x) if self._dist is None else self._dist.to_host(x)
 
     def _inputs(self, xs: Sequence, ys: Sequence, step: int) -> list:
-        arrays = list(xs) + list(ys)
-        if "rng" in self._names:
-            arrays.insert(self._names.index("rng"), step_key(self.seed, step))
+        arrays = [*xs, *ys]
+        if self._rng_at is not None:
+            arrays.insert(self._rng_at, step_key(self.seed, step))
         return arrays
 
     def train_step(self, x, y) -> dict:
@@ -493,27 +524,27 @@ class Trainer:
 
     def _step(self, xs: list, ys: list) -> dict:
         """``train_step`` on inputs and targets already given as lists of arrays."""
-        jnp, x64 = _jax_step_modules()
+        _, x64 = _jax_step_modules()
         arrays = self._inputs(xs, ys, self.step)
         if self._dist is not None:
             return self._train_step_sharded(arrays)
-        # fast path: a batch whose shapes/dtypes were seen before skips re-binding (and device arrays
-        # stay on the device); anything new goes through gf's input checks and is compiled once
-        # (shape, np.dtype) pairs hash in ~3 µs; the str() spelling cost ~30 µs a step, 3 % of a 1 ms step
-        quick = tuple((a.shape, a.dtype) for a in arrays)
-        with x64():
-            hit = self._quick.get(quick)
-            if hit is None:
-                fn, bound = self._train_fn(arrays)
-                if all(np.dtype(b.dtype) == q[1] for b, q in zip(bound, quick)):
-                    self._quick[quick] = fn
-                args = tuple(jnp.asarray(a) for a in bound)
-            else:
-                fn, args = hit, tuple(arrays)
-            self._params, self._buffers, self._opt_state, loss, mets = fn(
-                self._params, self._buffers, self._opt_state, args)
+        # a batch whose shapes/dtypes were seen before goes straight to the executable (device arrays
+        # stay on the device); anything new is checked, bound and compiled once, at trace time
+        fn = self._jit_any
+        if fn is None:
+            fn = self._jit_any = self._any_shape_step()
+        scope = self._x64_scope
+        if scope is None:   # one reusable x64 scope per trainer: building one costs ~1.5 µs a step
+            scope = self._x64_scope = x64()
+        with scope:
+            try:
+                self._params, self._buffers, self._opt_state, loss, mets = fn(
+                    self._params, self._buffers, self._opt_state, tuple(arrays))
+            except TypeError:
+                # an argument jit cannot take (text, objects): gf's input checks name the problem
+                self._env(self.train_graph, arrays)
+                raise
         self.step += 1
-        self._last = (loss, mets)
         return {"loss": loss, **mets}
 
     def compiled_step(self, x, y):
@@ -526,9 +557,13 @@ class Trainer:
 
         arrays = self._inputs(_as_batch(x), _as_batch(y), self.step)
         with x64():
+            if self._dist is None:
+                if self._jit_any is None:
+                    self._jit_any = self._any_shape_step()
+                return self._jit_any.lower(self._params, self._buffers, self._opt_state,
+                                           tuple(_stand_ins(arrays))).compile()
             fn, bound = self._train_fn(_stand_ins(arrays))
-            args = (self._dist.place_inputs(arrays, [b.dtype for b in bound]) if self._dist is not None
-                    else tuple(np.asarray(a, dtype=b.dtype) for a, b in zip(arrays, bound)))
+            args = self._dist.place_inputs(arrays, [b.dtype for b in bound])
             return fn.lower(self._params, self._buffers, self._opt_state, args).compile()
 
     def _train_step_sharded(self, arrays) -> dict:
@@ -548,7 +583,6 @@ class Trainer:
             self._params, self._buffers, self._opt_state, loss, mets = fn(
                 self._params, self._buffers, self._opt_state, args)
         self.step += 1
-        self._last = (loss, mets)
         return {"loss": loss, **mets}
 
     # ---- fit / evaluate / predict ---------------------------------------------------------------
