@@ -20,9 +20,26 @@ def _wrt(opdef, sample):
     return [i for i, t in enumerate(sample.inputs) if _dt.is_float(t.dtype) and i not in opdef.nondiff_inputs]
 
 
-GRAD_SAMPLES = [pytest.param(name, k, id=f"{name}-{k}")
-                for name, opdef in sorted(all_ops().items()) for k, s in enumerate(opdef.samples)
-                if opdef.vjp is not NOT_DIFFERENTIABLE and s.grad and _wrt(opdef, s)]
+def _grad_samples():
+    """Every differentiable sample; the default tier runs each op's first static-shape sample and
+    its first symbolic-shape one, the slow tier (``make test-slow``) the others. The pieces the
+    others combine stay covered per sample in the default tier: every sample's forward lowering
+    (test_jax_ops) and every sample's VJP against finite differences (tests/ops/test_gradients)."""
+    params, seen = [], set()
+    for name, opdef in sorted(all_ops().items()):
+        if opdef.vjp is NOT_DIFFERENTIABLE:
+            continue
+        for k, s in enumerate(opdef.samples):
+            if not (s.grad and _wrt(opdef, s)):
+                continue
+            kind = (name, bool(s.bind))
+            marks = [pytest.mark.slow] if kind in seen else []
+            seen.add(kind)
+            params.append(pytest.param(name, k, id=f"{name}-{k}", marks=marks))
+    return params
+
+
+GRAD_SAMPLES = _grad_samples()
 
 
 @pytest.mark.parametrize("op,k", GRAD_SAMPLES)
