@@ -12,14 +12,20 @@ import multiprocessing
 import sys
 import time
 
-from .suite import CATEGORIES, claimed_ops, per_op, run_suite, summarize
+from graphforge.ops.registry import all_ops
+
+from .exclusions import NO_NODE_CASE
+from .suite import CATEGORIES, USED_OPS, ci_sample, claimed_ops, per_op, registry_ops_covered, run_suite, summarize
 
 NODE_TARGET = 0.90     # of all node cases, exclusions counted as failures (issue 19: measured 92.1 %)
 PER_OP_TARGET = 0.98   # of the non-excluded node cases of every op the importer claims
 
 
 def _run_shard(categories, include, backend, shard):
-    return run_suite(categories, include=include, backend=backend, shard=shard)
+    """One shard's outcomes and the registry ops its imported graphs used (``USED_OPS`` lives in the
+    shard's process, so it travels back with the outcomes)."""
+    results = run_suite(categories, include=include, backend=backend, shard=shard)
+    return results, {name: set(ops) for name, ops in USED_OPS.items()}
 
 
 def _run(categories, include, backend, jobs: int):
@@ -31,8 +37,33 @@ def _run(categories, include, backend, jobs: int):
     run = functools.partial(_run_shard, categories, include, backend)
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
         parts = list(pool.map(run, [(i, jobs) for i in range(jobs)]))
+    for _, used in parts:
+        for name, ops in used.items():
+            USED_OPS[name].update(ops)
     order = {c: k for k, c in enumerate(categories)}
-    return sorted((r for part in parts for r in part), key=lambda r: (order[r.category], r.name))
+    return sorted((r for part, _ in parts for r in part), key=lambda r: (order[r.category], r.name))
+
+
+def sample_misses(results) -> list[str]:
+    """What ``tests/conformance/test_conformance.py``'s CI-sample tests would report on these
+    outcomes (empty when they would pass): a sampled node case that fails, a registry op with no
+    passing node case, a stale ``NO_NODE_CASE`` entry. ``make conformance --check`` runs the whole
+    suite, a superset of the sample, so CI need not run the sample again (``.ci/run``)."""
+    misses = []
+    sample = ci_sample()
+    ran = {r.name: r for r in results if r.category == "Node"}
+    for name in sorted(sample):
+        r = ran.get(name)
+        if r is None or r.status in ("fail", "error"):
+            misses.append(f"CI-sample case {name}: {'not run' if r is None else r.status}")
+    covered = registry_ops_covered([r for r in ran.values() if r.name in sample])  # as the sample test counts
+    missing = sorted(set(all_ops()) - covered - set(NO_NODE_CASE))
+    if missing:
+        misses.append(f"registry ops in no passing node case: {missing}")
+    stale = sorted(set(NO_NODE_CASE) & covered)
+    if stale:
+        misses.append(f"NO_NODE_CASE lists ops that are now covered: {stale}")
+    return misses
 
 
 def main(argv=None) -> int:
@@ -75,6 +106,8 @@ def main(argv=None) -> int:
         run = sum(c.values()) - c["excluded"]
         if op in claimed and run and c["pass"] / run < PER_OP_TARGET:
             misses.append(f"{op}: {c['pass']}/{run} < {PER_OP_TARGET:.0%}")
+    if "Node" in table and args.include is None:
+        misses += sample_misses(results)
     for miss in misses:
         print(f"MISSED: {miss}", file=sys.stderr)
     return 1 if misses else 0

@@ -91,3 +91,21 @@ def test_shards_together_run_each_case_once():
     assert len(whole) >= 4 and all(parts)
     key = lambda r: (r.name, r.status)  # noqa: E731
     assert sorted(map(key, parts[0] + parts[1])) == sorted(map(key, whole))
+
+
+def test_full_run_check_includes_the_sample_checks(monkeypatch):
+    """``make conformance --check`` fails on what the two sample tests above would fail on (CI runs it
+    and deselects them): a failing or missing sampled case, a registry op no passing case reaches."""
+    from . import run as runner
+    from .suite import Outcome
+
+    sample = sorted(ci_sample())
+    every_op = set(all_ops())
+    monkeypatch.setattr(runner, "registry_ops_covered", lambda results: every_op - set(NO_NODE_CASE))
+    passing = [Outcome("Node", n, "pass") for n in sample]
+    assert runner.sample_misses(passing) == []
+    failing = [Outcome("Node", sample[0], "fail")] + passing[1:]
+    assert runner.sample_misses(failing) == [f"CI-sample case {sample[0]}: fail"]
+    assert runner.sample_misses(passing[1:]) == [f"CI-sample case {sample[0]}: not run"]
+    monkeypatch.setattr(runner, "registry_ops_covered", lambda results: set())
+    assert any("registry ops in no passing node case" in m for m in runner.sample_misses(passing))

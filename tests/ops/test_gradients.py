@@ -262,18 +262,24 @@ def _reshaped(t, rng):
 DIFF_OPS = sorted({p.values[0] for p in GRAD_SAMPLES})
 
 
+# draws of re-shaped inputs per sample: two in the default tier, five more in the slow tier
+# (``make test-slow``; the seeds differ, so the slow tier adds shapes rather than repeating them)
+SHAPE_DRAWS = [pytest.param(2, 1, id="2draws"), pytest.param(5, 101, id="5draws", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("draws, seed", SHAPE_DRAWS)
 @pytest.mark.parametrize("op", DIFF_OPS)
-def test_vjp_on_other_shapes_the_type_rule_accepts(op):
+def test_vjp_on_other_shapes_the_type_rule_accepts(op, draws, seed):
     """Beyond the samples: float inputs re-shaped (rank 0, size-1 dims, extra/fewer axes); whenever
     the type rule accepts, the gradient matches finite differences."""
     from graphforge.ir.graph import Graph
 
     opdef = get_op(op)
-    rng = np.random.default_rng(sum(map(ord, op)) + 1)
+    rng = np.random.default_rng(sum(map(ord, op)) + seed)
     for sample in opdef.samples:
         if not sample.grad:
             continue
-        for _ in range(5):
+        for _ in range(draws):
             types = [_reshaped(t, rng) if _dt.is_float(t.dtype) and rng.random() < 0.7 else t for t in sample.inputs]
             graph = Graph("probe")
             try:

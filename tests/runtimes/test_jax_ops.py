@@ -15,6 +15,19 @@ from gf_testutil import zip_outputs  # noqa: E402
 CASES = sample_cases()
 
 
+def _tiered(cases):
+    """The default tier runs each op's first static-shape sample and its first symbolic-shape one on
+    JAX; the slow tier (``make test-slow``) every sample. Every sample still runs in the default tier
+    on the reference and onnxruntime back ends (tests/runtimes/test_onnx_ops.py), and CI's
+    ``make conformance`` runs onnx's node cases, with their attribute variants, on JAX."""
+    seen, params = set(), []
+    for case in cases:
+        kind = (case[1], bool(case[3].bind))
+        params.append(pytest.param(case, id=case[0], marks=[pytest.mark.slow] if kind in seen else []))
+        seen.add(kind)
+    return params
+
+
 def test_every_op_has_a_jax_lowering():
     from graphforge.runtimes.jax import missing_lowerings
     assert missing_lowerings() == [], "ops without a JAX lowering (add one in runtimes/jax/lower*.py)"
@@ -28,7 +41,7 @@ def test_missing_lowering_is_reported(monkeypatch):
         gf.run(g, np.ones(2, np.float32), backend="jax")
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("case", _tiered(CASES))
 def test_jax_matches_reference(case):
     _, op, _, sample = case
     graph = one_node_graph(op, sample)
