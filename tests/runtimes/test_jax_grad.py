@@ -22,9 +22,9 @@ def _wrt(opdef, sample):
 
 def _grad_samples():
     """Every differentiable sample; the default tier runs each op's first static-shape sample and
-    its first symbolic-shape one, the slow tier (``make test-slow``) the others. The pieces the
-    others combine stay covered per sample in the default tier: every sample's forward lowering
-    (test_jax_ops) and every sample's VJP against finite differences (tests/ops/test_gradients)."""
+    its first symbolic-shape one, the slow tier (``make test-slow``) the others. Per sample the
+    default tier still checks every VJP against finite differences (tests/ops/test_gradients) and
+    every forward on the reference and onnxruntime back ends (tests/runtimes/test_onnx_ops)."""
     params, seen = [], set()
     for name, opdef in sorted(all_ops().items()):
         if opdef.vjp is NOT_DIFFERENTIABLE:
