@@ -717,38 +717,19 @@ class Graph:
 
 
 def _copy_block(src: Block, dst: Block, mapping: dict[int, Value]) -> None:
-    # The copy of a million-node graph builds millions of Nodes and Values: they are made here with
-    # ``__new__`` and direct slot stores (what ``Node.__init__``/``Value.__init__`` do, minus the
-    # argument handling and checks a copy of a valid graph does not need) and linked in one go.
-    new_node, new_value, ids = Node.__new__, Value.__new__, _ids
+    # The copy of a million-node graph builds millions of Nodes and Values: ``Node.adopting`` fills
+    # their slots directly (no re-checks a copy of a valid graph does not need), and the copies are
+    # linked in one go below.
+    adopting = Node.adopting
     prev = dst._tail
     count = 0
     for node in src:
-        copy = new_node(Node)
-        inputs = [mapping[id(i)] for i in node.inputs]
-        copy.op = node.op
-        copy.inputs = inputs
-        copy.attrs = dict(node.attrs)
-        copy.scope = node.scope
-        copy.loc = node.loc
-        copy._id = next(ids)
+        copy = adopting(node.op, [mapping[id(i)] for i in node.inputs], dict(node.attrs),
+                        [o.type for o in node.outputs], node.scope, node.loc)
         copy.type_stamp = node.type_stamp  # same op, equal types, equal attrs: still valid
-        copy.regions = ()
-        for i, value in enumerate(inputs):
-            value.uses.append((copy, i))
-        outputs = []
-        for old in node.outputs:
-            fresh = new_value(Value)
-            fresh.type = old.type
+        for old, fresh in zip(node.outputs, copy.outputs):
             fresh.name = old.name
-            fresh.producer = copy
-            fresh.index = old.index
-            fresh.uses = []
-            fresh.kind = "node"
-            fresh._id = next(ids)
-            outputs.append(fresh)
             mapping[id(old)] = fresh
-        copy.outputs = outputs
         if node.regions:
             regions = []
             for region in node.regions:
