@@ -208,7 +208,10 @@ def test_the_activation_values_are_spelled_in_one_table():
     spelled = []
     for top in ("graphforge", "passes", "runtimes"):
         for path in sorted((ROOT / top).rglob("*.py")):
-            tree = ast.parse(path.read_text())
+            text = path.read_text()
+            if "gelu_tanh" not in text:  # only a file that spells it can hold such a constant: parse only those
+                continue
+            tree = ast.parse(text)
             docstrings = {id(n.body[0].value) for n in ast.walk(tree)
                           if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef)) and n.body
                           and isinstance(n.body[0], ast.Expr)}
