@@ -85,8 +85,9 @@ def generate(step, logits, state, max_new_tokens: int, *, eos_id: int | None = N
     ``step(tokens, state)`` takes the int64 (batch,) tokens just chosen and returns the logits of
     the next position and the new state (same types as given). Returns ``(tokens, count)``:
     ``tokens`` int64 (batch, max_new_tokens) and ``count`` the int64 scalar number of steps run.
-    With ``eos_id`` a sequence that produced it repeats ``eos_id`` and the loop ends when all have
-    (unfilled positions hold ``eos_id``); without it unfilled positions are 0.
+    With ``eos_id`` a sequence that produced it repeats ``eos_id`` and the loop (a ``gf.while_loop``)
+    ends when all have (unfilled positions hold ``eos_id``); without it exactly ``max_new_tokens``
+    steps run, as a ``gf.scan`` whose stacked ``y`` is the tokens.
 
     ``temperature`` 0 is greedy; above 0 tokens are sampled from ``softmax(logits / temperature)``,
     among the ``top_k`` largest logits when given. ``key`` (uint32 scalar tensor or int) seeds the
