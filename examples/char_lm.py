@@ -3,7 +3,7 @@
 Shows: ``nn.LSTM`` (2 layers, on ``gf.scan``) and a small decoder-only Transformer
 (``nn.TransformerEncoder`` layers with causal self-attention and ``nn.PositionalEncoding``) trained
 with ``gf.Trainer`` on batches streamed from a uint8 memmap; validation bits per character; a loss
-plot; and generation *inside the graph* (``nn.generate``: one ``gf.while_loop``; greedy, and sampled
+plot; and generation *inside the graph* (``nn.generate``: one ``gf.scan``; greedy, and sampled
 with a temperature and top-k from a seed) that runs on JAX and exports to a single ONNX file, which
 onnxruntime runs to the same tokens.
 

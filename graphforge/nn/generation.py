@@ -1,5 +1,6 @@
-"""In-graph autoregressive generation: the whole decoding loop is one ``gf.while_loop`` in the
-graph, so ``generate(prompt)`` runs as one JAX computation and exports to one ONNX file (a ``Loop``).
+"""In-graph autoregressive generation: the whole decoding loop is one ``gf.scan`` (a fixed number of
+tokens; its stacked ``y`` is the tokens) or, with an end token, one ``gf.while_loop`` in the graph,
+so ``generate(prompt)`` runs as one JAX computation and exports to one ONNX file (a ``Loop``).
 
 :func:`generate` is model-agnostic: the model supplies ``step(token, state) -> (logits, state)``,
 where ``state`` is any pytree of tensors carried through the loop (an LSTM's ``(h, c)``, a key/value
@@ -46,6 +47,36 @@ def _choose(logits, temperature: float, top_k: int | None, key):
     return ops.argmax(scaled - ops.log(-ops.log(u)), -1)                  # Gumbel-max = a categorical draw
 
 
+def _checked_step(step, tok, st, lg):
+    new_lg, new_st = step(tok, st)
+    _check_logits(new_lg, "generate: step")
+    if tuple(new_lg.shape) != tuple(lg.shape) or new_lg.dtype != lg.dtype:
+        raise ShapeError(f"generate: step returned logits {new_lg.type}, the loop carries {lg.type}")
+    return new_lg, new_st
+
+
+def _generate_counted(step, logits, state, n: int, temperature: float, top_k, key):
+    """:func:`generate` without an end token: exactly ``n`` steps, so a ``gf.scan`` whose ``y`` is the
+    token. Why not the ``while_loop``: its per-step bookkeeping — writing the token into a
+    (batch, n) buffer (``Equal``/``Reshape``/``Where`` per step), the step counter and its ``Less``,
+    the unchanged ``done`` flags (an ``Identity``) — is all unneeded when the count alone decides; the
+    scan's stacked ``y`` (ONNX ``Loop`` scan output) holds the tokens, and the counter is carried only
+    when sampling needs it for the step's key."""
+    from ..ops.control_flow import scan
+
+    sampling = temperature > 0.0
+
+    def body(carry, _):
+        i, lg, st = carry if sampling else (None, *carry)
+        tok = _choose(lg, temperature, top_k, key + ops.cast(i, "uint32") if sampling else None)
+        new_lg, new_st = _checked_step(step, tok, st, lg)
+        return ((i + 1, new_lg, new_st) if sampling else (new_lg, new_st)), tok
+
+    init = (ops.constant(0, "int64"), logits, state) if sampling else (logits, state)
+    _, toks = scan(body, init, None, length=n)                            # (n, batch)
+    return ops.transpose(toks, [1, 0]), ops.constant(n, "int64")
+
+
 def generate(step, logits, state, max_new_tokens: int, *, eos_id: int | None = None, temperature: float = 0.0,
              top_k: int | None = None, key=None):
     """Autoregressive decoding inside the graph.
@@ -54,8 +85,9 @@ def generate(step, logits, state, max_new_tokens: int, *, eos_id: int | None = N
     ``step(tokens, state)`` takes the int64 (batch,) tokens just chosen and returns the logits of
     the next position and the new state (same types as given). Returns ``(tokens, count)``:
     ``tokens`` int64 (batch, max_new_tokens) and ``count`` the int64 scalar number of steps run.
-    With ``eos_id`` a sequence that produced it repeats ``eos_id`` and the loop ends when all have
-    (unfilled positions hold ``eos_id``); without it unfilled positions are 0.
+    With ``eos_id`` a sequence that produced it repeats ``eos_id`` and the loop (a ``gf.while_loop``)
+    ends when all have (unfilled positions hold ``eos_id``); without it exactly ``max_new_tokens``
+    steps run, as a ``gf.scan`` whose stacked ``y`` is the tokens.
 
     ``temperature`` 0 is greedy; above 0 tokens are sampled from ``softmax(logits / temperature)``,
     among the ``top_k`` largest logits when given. ``key`` (uint32 scalar tensor or int) seeds the
@@ -77,30 +109,25 @@ def generate(step, logits, state, max_new_tokens: int, *, eos_id: int | None = N
     from ..ops.control_flow import while_loop
 
     n, batch = max_new_tokens, logits.shape[0]
-    fill = 0 if eos_id is None else int(eos_id)
+    if eos_id is None:
+        return _generate_counted(step, logits, state, n, temperature, top_k, key)
+    fill = int(eos_id)  # with an end token: a while_loop that stops once every sequence has produced it
     out0 = ops.full((batch, n), fill, "int64")
     done0 = ops.full((batch,), False, "bool")
     positions = ops.unsqueeze(ops.arange(n), [0])                          # (1, n)
 
     def cond(carry):
         i, _, _, _, done = carry
-        if eos_id is None:  # no sequence can end early: the count alone decides
-            return ops.less(i, n)
         remaining = ops.sum(ops.cast(ops.logical_not(done), "int64"))
         return ops.logical_and(ops.less(i, n), ops.greater(remaining, 0))
 
     def body(carry):
         i, lg, st, out, done = carry
         step_key = None if temperature == 0.0 else key + ops.cast(i, "uint32")
-        tok = _choose(lg, temperature, top_k, step_key)
-        if eos_id is not None:
-            tok = ops.where(done, fill, tok)
-            done = ops.logical_or(done, ops.equal(tok, fill))
+        tok = ops.where(done, fill, _choose(lg, temperature, top_k, step_key))
+        done = ops.logical_or(done, ops.equal(tok, fill))
         out = ops.where(ops.equal(positions, i), ops.unsqueeze(tok, [1]), out)
-        new_lg, new_st = step(tok, st)
-        _check_logits(new_lg, "generate: step")
-        if tuple(new_lg.shape) != tuple(lg.shape) or new_lg.dtype != lg.dtype:
-            raise ShapeError(f"generate: step returned logits {new_lg.type}, the loop carries {lg.type}")
+        new_lg, new_st = _checked_step(step, tok, st, lg)
         return i + 1, new_lg, new_st, out, done
 
     count, _, _, tokens, _ = while_loop(cond, body, (ops.constant(0, "int64"), logits, state, out0, done0),

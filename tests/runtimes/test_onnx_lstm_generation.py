@@ -1,7 +1,8 @@
 """An LSTM language model's in-graph generator, optimised and exported to ONNX: the ``Loop`` body
 carries the state per layer (no Split/Concat/Reshape of it per token), reads the embedding already
-multiplied by the first layer's input weights (one ``Gather``, no ``Gemm`` for it), and onnxruntime
-decodes the reference interpreter's tokens."""
+multiplied by the first layer's input weights (one ``Gather``, no ``Gemm`` for it), hands the tokens
+out as the ``Loop``'s scan output (no per-step bookkeeping), and onnxruntime decodes the reference
+interpreter's tokens."""
 from __future__ import annotations
 
 import collections
@@ -40,8 +41,13 @@ def test_the_exported_generator_loop_body_is_lean_and_decodes_the_reference_toke
     proto = gf.to_onnx(opt)
     (loop,) = [n for n in proto.graph.node if n.op_type == "Loop"]
     body = collections.Counter(n.op_type for n in loop.attribute[0].g.node)
-    assert body["Concat"] == 0 and body["Reshape"] <= 1, body  # (one Reshape: the token into its buffer)
+    assert body["Concat"] == 0 and body["Reshape"] == 0, body
     assert body["Gemm"] + body["MatMul"] == 2 * L, body          # W_hh per layer, W_ih above layer 0, head
+    # a fixed token count: the tokens leave as the Loop's scan output — no per-step write into a
+    # buffer (Equal/Where), no step counter (Add/Less) and no loop-invariant flags passed along
+    assert not {"Where", "Equal", "Less"} & set(body), body
+    assert body["Add"] == 2 * L, body                           # per layer: the gates' sum and c's update
+    assert len(loop.attribute[0].g.output) == 1 + 1 + 2 * L + 1  # cond, logits, (h, c) per layer, the token
     prompt = np.array([[1, 2, 3, 4]], np.int64)
     want = gf.run(g, [prompt], backend="reference")[0]
     assert gf.run(opt, [prompt], backend="onnxruntime")[0].tolist() == want.tolist()
