@@ -74,19 +74,28 @@ def mlp_graph(mlp_module) -> gf.Graph:
 # xdist's own reorder sorts files by test *count*, which put the few-but-slow files (the docs pages,
 # the conformance sample, the fuzz sample) last, where one worker ran them while the other idled.
 # Longest-first is the classic list-scheduling fix. The figures are worker seconds per file from a
-# clean-clone run (2026-12-03, 2-core VM); a file not listed is cheap and keeps its collection order
+# clean-clone run (2026-12-03 evening, 2-core VM, load 5); a file not listed is cheap and keeps its collection order
 # after these. Stale figures only cost balance, never correctness.
 _FILE_SECONDS = {
-    "ops/test_gradients.py": 157, "runtimes/test_jax_ops.py": 131, "runtimes/test_jax_grad.py": 110,
-    "docs/test_snippets.py": 110, "conformance/test_conformance.py": 84, "nn/test_recurrent.py": 68,
-    "runtimes/test_onnx_ops.py": 59, "fuzz/test_fuzz.py": 43, "ops/test_op_table.py": 38,
-    "distributed/test_peer_failure.py": 32, "benchmarks/test_bench_smoke.py": 28,
-    "distributed/test_multiprocess.py": 21, "distributed/test_data_parallel.py": 18,
-    "examples/test_char_lm_example.py": 17, "train/test_trainer_mixed_precision.py": 17,
-    "passes/test_remat.py": 16, "runtimes/test_onnx_import.py": 16, "examples/test_transformer_example.py": 16,
-    "runtimes/test_cli_optimize.py": 15, "runtimes/test_onnx_import_sequences.py": 15,
-    "reliability/test_hostile_inputs.py": 15, "runtimes/test_jax_pool_grad.py": 14,
-    "docs/test_docs_build.py": 13, "examples/test_custom_layer_example.py": 12,
+    "docs/test_snippets.py": 92, "fuzz/test_fuzz.py": 57, "runtimes/test_jax_grad.py": 52,
+    "benchmarks/test_bench_smoke.py": 48, "nn/test_recurrent.py": 38, "distributed/test_peer_failure.py": 37,
+    "distributed/test_multiprocess.py": 34, "examples/test_char_lm_example.py": 33,
+    "distributed/test_data_parallel.py": 32, "runtimes/test_jax_ops.py": 31, "examples/test_gan_example.py": 29,
+    "ops/test_interpolate.py": 28, "ops/test_gradients.py": 28, "ops/test_control_flow.py": 28,
+    "runtimes/test_onnx_ops.py": 23, "runtimes/test_torch_dynamic_exports.py": 22,
+    "runtimes/test_onnx_import.py": 22, "passes/test_remat.py": 21, "examples/test_transformer_example.py": 21,
+    "runtimes/test_quantize_cnn.py": 19, "examples/test_mlp_example.py": 18,
+    "examples/test_custom_layer_example.py": 18, "train/test_callbacks.py": 17,
+    "runtimes/test_onnx_resize_symbolic.py": 17, "runtimes/test_normalising_ops.py": 17,
+    "runtimes/test_jax_conv_impl.py": 16, "runtimes/test_cli_optimize.py": 16, "nn/test_sequence_decoder.py": 16,
+    "benchmarks/test_bench_precision_remat.py": 16, "runtimes/test_lowering_tables.py": 15,
+    "runtimes/test_jax_pool_grad.py": 15, "train/test_trainer.py": 14, "cli/test_compile.py": 14,
+    "runtimes/test_onnx_import_sequences.py": 13, "ops/test_op_table.py": 13,
+    "reliability/test_checkpoint_kill.py": 12, "conformance/test_conformance.py": 12,
+    "docs/test_docs_build.py": 11, "benchmarks/test_gpu_check.py": 11, "train/test_trainer_mixed_precision.py": 10,
+    "train/test_cli_train.py": 10, "test_packaging.py": 10, "runtimes/test_onnx_import_signal_misc.py": 10,
+    "runtimes/test_onnx_control_flow.py": 10, "distributed/test_fsdp.py": 9, "reliability/test_hostile_inputs.py": 8,
+    "ops/test_vision_roi.py": 8, "nn/test_generation.py": 7,
 }
 
 

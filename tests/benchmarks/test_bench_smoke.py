@@ -24,13 +24,16 @@ def _load(path):
         return json.load(f)
 
 
-def test_train_step_and_flops_run_tiny(tmp_path):
+# LeNet's hand-JAX twin is checked in the slow tier: ResNet-8 already takes the convolution path of
+# both sides in the default tier, and each convolution case costs ~10 s of compiles.
+@pytest.mark.parametrize("cases", ["mlp128,resnet8", pytest.param("lenet", marks=pytest.mark.slow)])
+def test_train_step_and_flops_run_tiny(tmp_path, cases):
     from benchmarks import bench_flops, bench_train_step
 
     train = tmp_path / "train.json"
-    assert bench_train_step.main(["--tiny", "--no-torch", "--case", "mlp128,lenet,resnet8", "--json", str(train)]) == 0
+    assert bench_train_step.main(["--tiny", "--no-torch", "--case", cases, "--json", str(train)]) == 0
     rows = _load(train)["train_step"]
-    assert [r["case"] for r in rows] == ["mlp128", "lenet", "resnet8"]
+    assert [r["case"] for r in rows] == cases.split(",")
     for r in rows:
         assert set(r["results"]) == {"graphforge", "jax"}
         # same weights, same batch: the first step's loss must agree, or the sides time different models
