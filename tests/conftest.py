@@ -10,6 +10,22 @@ import os
 # user's own XLA_FLAGS wins. Benchmarks and user code keep XLA's defaults.
 os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 
+# Many tests compile the same small programs (the README MLP, one op at a few shapes), in both xdist
+# workers and in the subprocesses of the example, docs and distributed tests. JAX's persistent
+# compilation cache, in one fresh directory per test session that every one of those processes
+# inherits, compiles each distinct program once per session: keys are the HLO, the compile options,
+# the flags and the jaxlib version, so a hit is the executable XLA would have built. Every
+# executable is cached (JAX's default skips those compiled in under a second: nearly all of a
+# test's). The controller (or a plain run) creates the directory and removes it at the end; xdist
+# workers inherit the variables. A caller's own setting wins.
+_JAX_CACHE_OWNER = "JAX_COMPILATION_CACHE_DIR" not in os.environ and "PYTEST_XDIST_WORKER" not in os.environ
+if _JAX_CACHE_OWNER:
+    import tempfile
+
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="graphforge-test-jax-cache-")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
 import numpy as np
 import pytest
 
@@ -107,3 +123,10 @@ def pytest_collection_modifyitems(config, items):
         return _FILE_SECONDS.get(rel, 0.0)
 
     items.sort(key=cost, reverse=True)  # stable: within a file, and among unlisted files, order is kept
+
+
+def pytest_unconfigure(config):
+    if _JAX_CACHE_OWNER:
+        import shutil
+
+        shutil.rmtree(os.environ.get("JAX_COMPILATION_CACHE_DIR", ""), ignore_errors=True)

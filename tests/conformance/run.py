@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import functools
 import multiprocessing
+import os
+import shutil
 import sys
+import tempfile
 import time
 
 from graphforge.ops.registry import all_ops
@@ -42,6 +46,37 @@ def _run(categories, include, backend, jobs: int):
             USED_OPS[name].update(ops)
     order = {c: k for k, c in enumerate(categories)}
     return sorted((r for part, _ in parts for r in part), key=lambda r: (order[r.category], r.name))
+
+
+@contextlib.contextmanager
+def _session_jax_cache():
+    """A fresh JAX persistent compilation cache for this run, shared by its shards, removed at the end.
+
+    onnx's node cases repeat programs (an op's ``_expanded`` twin, one op under several case names):
+    measured on a third of the cases, 738 compiles were 487 distinct programs, and the run took 20 %
+    less CPU with the cache. Every executable is cached (JAX's default skips ones compiled in under a
+    second: all of these). A caller's own ``JAX_COMPILATION_CACHE_DIR`` wins (and is kept)."""
+    if "JAX_COMPILATION_CACHE_DIR" in os.environ:
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="graphforge-conformance-jax-cache-")
+    settings = {"JAX_COMPILATION_CACHE_DIR": directory, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+                "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+    os.environ.update(settings)  # spawned shards read these when they import jax
+    options = {"jax_compilation_cache_dir": directory, "jax_persistent_cache_min_compile_time_secs": 0,
+               "jax_persistent_cache_min_entry_size_bytes": 0}
+    jax = sys.modules.get("jax")  # this process compiles too when --jobs 1
+    before = {name: getattr(jax.config, name) for name in options} if jax else {}
+    for name, value in options.items() if jax else ():
+        jax.config.update(name, value)
+    try:
+        yield
+    finally:
+        for key in settings:
+            os.environ.pop(key, None)
+        for name, value in before.items():
+            jax.config.update(name, value)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def sample_misses(results) -> list[str]:
@@ -79,7 +114,8 @@ def main(argv=None) -> int:
                          f">= {PER_OP_TARGET * 100:.0f}%% of its non-excluded node cases (the issue's acceptance bar)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    results = _run(tuple(args.category or CATEGORIES), args.include, args.backend, args.jobs)
+    with _session_jax_cache():
+        results = _run(tuple(args.category or CATEGORIES), args.include, args.backend, args.jobs)
     if args.failures:
         for r in results:
             if r.status in ("fail", "error"):
