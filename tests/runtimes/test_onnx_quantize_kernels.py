@@ -95,3 +95,33 @@ def test_dynamic_quantized_cnn_runs_float_convs_and_standard_ops_only(tmp_path):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     ref = gf.run(g, {"x": x}, backend="reference")[0]
     assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("mode", ["int8-static", "int8-dynamic"])
+def test_quantized_transformer_for_onnxruntime_runs_multi_head_attention(mode, tmp_path):
+    """``contrib_ops=True`` on a quantized graph: the float attention between the integer projections
+    is onnxruntime's MultiHeadAttention (no head split/merge Transposes left), the projections stay
+    integer kernels, and the outputs match the portable file's; the portable file is standard ONNX."""
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                    "examples"))
+    try:
+        import transformer as ex
+    finally:
+        sys.path.pop(0)
+    g = gf.optimize(gf.trace(ex.RowTransformer(), ex.inputs, seed=0, training=False))
+    rows = np.random.default_rng(0).random((64, 8, 8), dtype=np.float32)
+    qg = gf.quantize(g, [rows] if mode == "int8-static" else None, mode=mode)
+    portable, contrib = gf.to_onnx(qg), gf.to_onnx(qg, contrib_ops=True)
+    assert {n.domain for n in portable.graph.node} <= {"", "ai.onnx"}
+    ops = _ort_ops(contrib, tmp_path)
+    assert ops["MultiHeadAttention"] == 2 and "Transpose" not in ops and "Softmax" not in ops, ops
+    assert ops["MatMulIntegerToFloat"] + ops["DynamicQuantizeMatMul"] >= 13, ops
+    import onnxruntime as ort
+
+    x = rows[:16]
+    got, want = (ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+                 .run(None, {"rows": x})[0] for m in (contrib, portable))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
