@@ -15,12 +15,11 @@ latency at batch 1 and 64 (runs interleaved, ``benchmarks.common.interleaved_med
 with onnxruntime's default threads (the targets), and the CPU time of one intra-op thread
 (``time.thread_time``; ``cpu_latency``), which the other jobs on a loaded machine disturb far less.
 
-``--model transformer`` adds ``gf-int8-static-contrib`` and ``gf-int8-dynamic-contrib``: the same
-quantized graphs exported for onnxruntime only (``contrib_ops=True``: ``MultiHeadAttention`` for the
-float attention between the integer projections), measured against the same onnxruntime files.
-
 ``--model transformer`` does the same for the Transformer example (``examples/transformer.py``'s
-RowTransformer, trained with that example's optimizer and schedule): the issue's second accuracy anchor.
+RowTransformer, trained with that example's optimizer and schedule): the issue's second accuracy
+anchor. It adds ``gf-int8-static-contrib`` and ``gf-int8-dynamic-contrib``: the same quantized graphs
+exported for onnxruntime only (``contrib_ops=True``: ``MultiHeadAttention`` for the float attention between the
+integer projections), measured against the same onnxruntime files.
 
     python benchmarks/bench_quantize.py [--model cnn|transformer] [--epochs 10] [--rounds 15] [--tiny] [--json out.json]
 """

@@ -5,8 +5,9 @@ DequantizeLinear (blocked layouts and int16 need opset 21; below it they are spe
 Round, Clip and Cast, which compute the same float32 values), DynamicQuantizeLinear, MatMulInteger,
 ConvInteger, QLinearMatMul, QLinearConv. A ``conv_integer`` with a constant weight whose partial
 sums all fit float32's exact integers (|sum| < 2**24) is a float ``Conv`` over the integer values
-instead: the same int32 result, bit for bit, through onnxruntime's much faster float kernel. Per-tensor scales given as 1-element 1-D tensors are
-passed as they are (onnxruntime reads them as per tensor).
+instead: the same int32 result, bit for bit, through onnxruntime's much faster float kernel.
+Per-tensor scales given as 1-element 1-D tensors are passed as they are (onnxruntime reads them as
+per tensor).
 """
 from __future__ import annotations
 
