@@ -11,10 +11,15 @@ as float32 ONNX. Contenders, each an ONNX file run in onnxruntime (CPU, all grap
 * ``ort-dynamic`` — ``onnxruntime.quantization.quantize_dynamic`` on the float file.
 
 For each: file size (and ratio to float32), test accuracy on the 360 held-out digits, and median
-latency at batch 1 and 64 (runs interleaved, ``benchmarks.common.interleaved_medians``).
+latency at batch 1 and 64 (runs interleaved, ``benchmarks.common.interleaved_medians``): wall time
+with onnxruntime's default threads (the targets), and the CPU time of one intra-op thread
+(``time.thread_time``; ``cpu_latency``), which the other jobs on a loaded machine disturb far less.
 
 ``--model transformer`` does the same for the Transformer example (``examples/transformer.py``'s
-RowTransformer, trained with that example's optimizer and schedule): the issue's second accuracy anchor.
+RowTransformer, trained with that example's optimizer and schedule): the issue's second accuracy
+anchor. It adds ``gf-int8-static-contrib`` and ``gf-int8-dynamic-contrib``: the same quantized graphs
+exported for onnxruntime only (``contrib_ops=True``: ``MultiHeadAttention`` for the float attention between the
+integer projections), measured against the same onnxruntime files.
 
     python benchmarks/bench_quantize.py [--model cnn|transformer] [--epochs 10] [--rounds 15] [--tiny] [--json out.json]
 """
@@ -24,6 +29,7 @@ import argparse
 import os
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -101,8 +107,9 @@ class _Reader:
         return next(self._it, None)
 
 
-def quantize_all(graph, calibration: list, folder: str) -> dict[str, str]:
-    """Write every contender's ONNX file into ``folder``; ``{name: path}``."""
+def quantize_all(graph, calibration: list, folder: str, *, contrib: bool = False) -> dict[str, str]:
+    """Write every contender's ONNX file into ``folder``; ``{name: path}``. ``contrib``: also the
+    graphforge files exported with onnxruntime's contrib kernels (``-contrib``)."""
     from onnxruntime.quantization import QuantFormat, quantize_dynamic, quantize_static
 
     import graphforge as gf
@@ -117,7 +124,12 @@ def quantize_all(graph, calibration: list, folder: str) -> dict[str, str]:
     from graphforge.runtimes.onnx.quantize import qdq_opset
 
     gf.save_onnx(graph, paths["float32"], opset=qdq_opset(static, max_opset()))
-    gf.save_onnx(gf.quantize(graph, mode="int8-dynamic"), paths["gf-int8-dynamic"])
+    dynamic = gf.quantize(graph, mode="int8-dynamic")
+    gf.save_onnx(dynamic, paths["gf-int8-dynamic"])
+    if contrib:
+        for mode, qg in (("static", static), ("dynamic", dynamic)):
+            paths[f"gf-int8-{mode}-contrib"] = os.path.join(folder, f"gf-int8-{mode}-contrib.onnx")
+            gf.save_onnx(qg, paths[f"gf-int8-{mode}-contrib"], contrib_ops=True)
     name = graph.inputs[0].name
     quantize_static(paths["float32"], paths["ort-static"], _Reader(name, calibration), quant_format=QuantFormat.QDQ,
                     per_channel=True)
@@ -125,11 +137,12 @@ def quantize_all(graph, calibration: list, folder: str) -> dict[str, str]:
     return paths
 
 
-def _session(path: str):
+def _session(path: str, threads: int = 0):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    options.intra_op_num_threads = threads  # 0: onnxruntime's default (one per core)
     return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
@@ -148,33 +161,42 @@ def main(argv=None) -> int:
     calibration = [x_train[i:i + 128] for i in range(0, min(args.calibration, len(x_train)), 128)]
     rows = []
     with tempfile.TemporaryDirectory(prefix="gf-bench-quant-") as tmp:
-        paths = quantize_all(graph, calibration, tmp)
+        paths = quantize_all(graph, calibration, tmp, contrib=args.model == "transformer")
         sessions = {name: _session(path) for name, path in paths.items()}
+        single = {name: _session(path, threads=1) for name, path in paths.items()}
         feed = graph.inputs[0].name
         base_size = os.path.getsize(paths["float32"])
         for name, s in sessions.items():
             pred = s.run(None, {feed: x_test})[0].argmax(1)
             rows.append({"name": name, "model": args.model, "bytes": os.path.getsize(paths[name]),
                          "size_ratio": base_size / os.path.getsize(paths[name]),
-                         "accuracy": float((pred == y_test).mean()), "latency": {}})
+                         "accuracy": float((pred == y_test).mean()), "latency": {}, "cpu_latency": {}})
         for batch in BATCHES:
             x = np.ascontiguousarray(x_test[:batch])
             res = interleaved_medians({n: (lambda s=s: s.run(None, {feed: x})) for n, s in sessions.items()},
                                       rounds=args.rounds)
+            cpu = interleaved_medians({n: (lambda s=s: s.run(None, {feed: x})) for n, s in single.items()},
+                                      rounds=args.rounds, clock=time.thread_time)
             for row in rows:
                 row["latency"][str(batch)] = res[row["name"]]
+                row["cpu_latency"][str(batch)] = cpu[row["name"]]
     by = {r["name"]: r for r in rows}
-    for ours, theirs in (("gf-int8-static", "ort-static"), ("gf-int8-dynamic", "ort-dynamic")):
+    for ours in [n for n in by if n.startswith("gf-")]:
+        theirs = "ort-static" if "static" in ours else "ort-dynamic"
         for batch in BATCHES:
-            by[ours][f"latency_ratio_b{batch}"] = (by[ours]["latency"][str(batch)]["median_s"]
-                                                   / by[theirs]["latency"][str(batch)]["median_s"])
+            for key, kind in (("latency_ratio", "latency"), ("cpu_ratio", "cpu_latency")):
+                by[ours][f"{key}_b{batch}"] = (by[ours][kind][str(batch)]["median_s"]
+                                               / by[theirs][kind][str(batch)]["median_s"])
         by[ours]["vs"] = theirs
-    print(f"{'model':16s} {'bytes':>8s} {'x smaller':>9s} {'accuracy':>9s} " +
-          " ".join(f"{'b' + str(b) + ' ms':>9s}" for b in BATCHES) + "  vs ORT quantizer (latency ratio)")
+    print(f"{'model':24s} {'bytes':>8s} {'x smaller':>9s} {'accuracy':>9s} " +
+          " ".join(f"{'b' + str(b) + ' ms':>9s}" for b in BATCHES) + " " +
+          " ".join(f"{'b' + str(b) + ' cpu':>9s}" for b in BATCHES) + "  vs ORT quantizer: wall, cpu ratios")
     for r in rows:
-        ratios = " ".join(f"{r[f'latency_ratio_b{b}']:.2f}" for b in BATCHES) if "vs" in r else ""
-        print(f"{r['name']:16s} {r['bytes']:8d} {r['size_ratio']:9.2f} {r['accuracy'] * 100:8.2f}% " +
-              " ".join(f"{r['latency'][str(b)]['median_s'] * 1e3:9.3f}" for b in BATCHES) + f"  {ratios}")
+        ratios = " ".join(f"{r[f'{k}_b{b}']:.2f}" for k in ("latency_ratio", "cpu_ratio") for b in BATCHES) \
+            if "vs" in r else ""
+        print(f"{r['name']:24s} {r['bytes']:8d} {r['size_ratio']:9.2f} {r['accuracy'] * 100:8.2f}% " +
+              " ".join(f"{r['latency'][str(b)]['median_s'] * 1e3:9.3f}" for b in BATCHES) + " " +
+              " ".join(f"{r['cpu_latency'][str(b)]['median_s'] * 1e3:9.3f}" for b in BATCHES) + f"  {ratios}")
     write_results(args.json, "quantize", rows)
     return 0
 

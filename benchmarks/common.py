@@ -21,17 +21,21 @@ from typing import Callable, Mapping
 __all__ = ["interleaved_medians", "machine_info", "write_json", "write_results", "add_common_args", "summary"]
 
 
-def _chunk(fn: Callable[[], object], n: int) -> float:
-    t0 = time.perf_counter()
+def _chunk(fn: Callable[[], object], n: int, clock: Callable[[], float] = time.perf_counter) -> float:
+    t0 = clock()
     for _ in range(n):
         fn()
-    return (time.perf_counter() - t0) / n
+    return (clock() - t0) / n
 
 
 def interleaved_medians(contenders: Mapping[str, Callable[[], object]], *, rounds: int = 15, warmup: int = 3,
-                        min_chunk_s: float = 0.02, max_inner: int = 1000) -> dict[str, dict]:
+                        min_chunk_s: float = 0.02, max_inner: int = 1000,
+                        clock: Callable[[], float] = time.perf_counter) -> dict[str, dict]:
     """``{name: {"median_s", "q1_s", "q3_s", "rounds", "inner"}}`` for callables that each do one
-    unit of work synchronously (block until the result exists)."""
+    unit of work synchronously (block until the result exists). ``clock``: wall time by default;
+    ``time.thread_time`` measures the CPU time of the calling thread instead — for work that runs
+    on that thread alone (e.g. onnxruntime with one intra-op thread), a figure that other jobs on a
+    loaded machine change far less than wall time, since time spent preempted is not counted."""
     names = list(contenders)
     inner = {}
     for name in names:
@@ -43,7 +47,7 @@ def interleaved_medians(contenders: Mapping[str, Callable[[], object]], *, round
     for r in range(rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
-            samples[name].append(_chunk(contenders[name], inner[name]))
+            samples[name].append(_chunk(contenders[name], inner[name], clock))
     return {n: summary(samples[n]) | {"inner": inner[n]} for n in names}
 
 

@@ -410,11 +410,14 @@ def format_table(res: dict) -> str:
         if not res.get(step):
             continue
         lines += ["", f"### Quantization ({model} on digits; onnxruntime CPU)", "",
-                  "| model | bytes | × smaller | test accuracy | b1 ms | b64 ms |", "|---|---:|---:|---:|---:|---:|"]
+                  "| model | bytes | × smaller | test accuracy | b1 ms | b64 ms | b1 CPU ms (1 thread) | b64 CPU ms |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in res[step]:
-            lat = r["latency"]
+            lat, cpu = r["latency"], r.get("cpu_latency", {})
+            cpu_ms = [f"{cpu[b]['median_s'] * 1e3:.3f}" if b in cpu else "-" for b in ("1", "64")]
             lines.append(f"| {r['name']} | {r['bytes']} | {r['size_ratio']:.2f} | {r['accuracy'] * 100:.2f} % | "
-                         f"{lat['1']['median_s'] * 1e3:.3f} | {lat['64']['median_s'] * 1e3:.3f} |")
+                         f"{lat['1']['median_s'] * 1e3:.3f} | {lat['64']['median_s'] * 1e3:.3f} | "
+                         f"{cpu_ms[0]} | {cpu_ms[1]} |")
     if res.get("fit_overhead"):
         r = res["fit_overhead"]
         lines += ["", f"### fit vs a plain train_step loop (MLP, {r['steps_per_epoch']} steps/epoch; median ms/epoch)", "",

@@ -191,6 +191,10 @@ def _cast(ctx, args, attrs):
     src, dst = ctx.in_types[0].dtype, attrs["dtype"]
     if src == dst:
         return [args[0]]
+    if dst == "float32":
+        exact = ctx.exact_float_of.get(args[0])  # (quantize.py: conv_integer as a float Conv)
+        if exact is not None:
+            return [exact]
     for dt in (src, dst):
         if ctx.opset < _dt.min_onnx_opset(dt):
             raise NotExpressible(f"Cast to or from {dt} needs opset >= {_dt.min_onnx_opset(dt)}")

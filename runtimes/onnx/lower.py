@@ -143,6 +143,9 @@ class Emitter:
         self.stored_params: dict[str, tuple[np.ndarray, str]] = {}
         self.transposed_params: dict[str, str] = {}  # param name -> its pre-transposed initializer
         self.relaid_params: set[str] = set()  # params a lowering stored re-laid-out (recurrent.py)
+        # int32 tensors that equal a float32 tensor exactly (name -> float32 name; quantize.py's
+        # conv_integer): a cast of one to float32 reads the float32 tensor (elementwise.py)
+        self.exact_float_of: dict[str, str] = {}
 
     def native(self, op_type: str) -> bool:
         """Emit the composite ``op_type`` as one native node at this opset (else decompose it)?"""

@@ -31,10 +31,11 @@ def test_quantize_step_runs_tiny(tmp_path, capsys):
     assert set(rows) == {"float32", "gf-int8-static", "gf-int8-dynamic", "ort-static", "ort-dynamic"}
     for name, r in rows.items():
         assert r["bytes"] > 0 and 0.0 <= r["accuracy"] <= 1.0
-        assert set(r["latency"]) == {"1", "64"}
+        assert set(r["latency"]) == {"1", "64"} and set(r["cpu_latency"]) == {"1", "64"}
         if name != "float32":
             assert r["size_ratio"] > 2.0, name  # int8 weights: far smaller than the float file
     assert rows["gf-int8-static"]["vs"] == "ort-static"
+    assert rows["gf-int8-dynamic"]["cpu_ratio_b64"] > 0
     targets = [t["target"] for t in data["targets"]]
     assert any(t.startswith("quantize gf-int8-static: float32 bytes") for t in targets)
     assert "Quantization (LeNet on digits" in capsys.readouterr().out
@@ -54,7 +55,9 @@ def test_quantize_transformer_example_runs_tiny(tmp_path, capsys):
         data = json.load(f)
     assert data["errors"] == {}
     rows = {r["name"]: r for r in data["quantize_transformer"]}
-    assert set(rows) == {"float32", "gf-int8-static", "gf-int8-dynamic", "ort-static", "ort-dynamic"}
+    assert set(rows) == {"float32", "gf-int8-static", "gf-int8-dynamic", "ort-static", "ort-dynamic",
+                         "gf-int8-static-contrib", "gf-int8-dynamic-contrib"}
+    assert rows["gf-int8-dynamic-contrib"]["vs"] == "ort-dynamic"
     assert all(r["model"] == "transformer" for r in rows.values())
     assert rows["gf-int8-static"]["size_ratio"] >= 3.5 and rows["gf-int8-dynamic"]["size_ratio"] >= 3.5
     targets = {t["target"]: t for t in data["targets"]}
