@@ -5,28 +5,15 @@ exported as a float ``Conv`` over the integer values (onnxruntime's ConvInteger 
 for bit the int32 result of the reference."""
 from __future__ import annotations
 
-import collections
-
 import numpy as np
 import pytest
 
 import graphforge as gf
 from graphforge.ops.quantize import conv_integer
+from gf_testutil import ort_optimized_op_counts
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
-
-
-def _ort_ops(model, tmp_path) -> collections.Counter:
-    import onnxruntime as ort
-
-    path, opt = str(tmp_path / "q.onnx"), str(tmp_path / "opt.onnx")
-    onnx.save(model, path)
-    options = ort.SessionOptions()
-    options.optimized_model_filepath = opt
-    options.log_severity_level = 3
-    ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    return collections.Counter(n.op_type for n in onnx.load(opt).graph.node)
 
 
 def _conv_graph(w, wz=None, *, as_float=False, groups=1):
@@ -47,7 +34,7 @@ def _x(c, seed=0):
 def test_exact_conv_integer_runs_as_float_conv_with_the_same_integers(as_float, tmp_path):
     w = np.random.default_rng(1).integers(-127, 128, (4, 3, 3, 3)).astype(np.int8)
     g = _conv_graph(w, as_float=as_float)
-    ops = _ort_ops(gf.to_onnx(g), tmp_path)
+    ops = ort_optimized_op_counts(gf.to_onnx(g), tmp_path)
     assert "ConvInteger" not in ops and ops["Conv"] == 1, ops
     if as_float:  # the cast reads the float Conv itself: no float -> int32 -> float round trip
         assert ops["Cast"] <= 1, ops
@@ -61,7 +48,7 @@ def test_exact_conv_integer_runs_as_float_conv_with_the_same_integers(as_float, 
 def test_per_channel_weight_zero_points_and_groups_in_the_float_form(tmp_path):
     w = np.random.default_rng(2).integers(-128, 128, (4, 1, 3, 3)).astype(np.int8)
     g = _conv_graph(w, np.array([0, 5, -7, 100], np.int8), groups=2)
-    assert "ConvInteger" not in _ort_ops(gf.to_onnx(g), tmp_path)
+    assert "ConvInteger" not in ort_optimized_op_counts(gf.to_onnx(g), tmp_path)
     x = _x(2)
     np.testing.assert_array_equal(gf.run(g, {"x": x}, backend="onnxruntime")[0],
                                   gf.run(g, {"x": x}, backend="reference")[0])
@@ -71,7 +58,7 @@ def test_conv_integer_past_float32s_exact_range_stays_convinteger(tmp_path):
     # 255 * 127 * (72 channels * 9) > 2**24: a float32 sum could round, so the integer kernel stays
     w = np.full((2, 72, 3, 3), 127, np.int8)
     g = _conv_graph(w)
-    ops = _ort_ops(gf.to_onnx(g), tmp_path)
+    ops = ort_optimized_op_counts(gf.to_onnx(g), tmp_path)
     assert ops["ConvInteger"] == 1 and "Conv" not in ops, ops
     x = np.full((1, 72, 5, 5), 255, np.uint8)
     np.testing.assert_array_equal(gf.run(g, {"x": x}, backend="onnxruntime")[0],
@@ -87,7 +74,7 @@ def test_dynamic_quantized_cnn_runs_float_convs_and_standard_ops_only(tmp_path):
     qg = gf.quantize(g, mode="int8-dynamic")
     model = gf.to_onnx(qg)
     assert {n.domain for n in model.graph.node} <= {"", "ai.onnx"}  # portable: standard ONNX only
-    ops = _ort_ops(model, tmp_path)
+    ops = ort_optimized_op_counts(model, tmp_path)
     assert ops["Conv"] == 1 and "ConvInteger" not in ops and ops["DynamicQuantizeMatMul"] == 1, ops
     x = np.random.default_rng(0).uniform(-1, 1, (8, 2, 6, 6)).astype(np.float32)
     want = gf.run(qg, {"x": x}, backend="reference")[0]
@@ -116,7 +103,7 @@ def test_quantized_transformer_for_onnxruntime_runs_multi_head_attention(mode, t
     qg = gf.quantize(g, [rows] if mode == "int8-static" else None, mode=mode)
     portable, contrib = gf.to_onnx(qg), gf.to_onnx(qg, contrib_ops=True)
     assert {n.domain for n in portable.graph.node} <= {"", "ai.onnx"}
-    ops = _ort_ops(contrib, tmp_path)
+    ops = ort_optimized_op_counts(contrib, tmp_path)
     assert ops["MultiHeadAttention"] == 2 and "Transpose" not in ops and "Softmax" not in ops, ops
     assert ops["MatMulIntegerToFloat"] + ops["DynamicQuantizeMatMul"] >= 13, ops
     import onnxruntime as ort

@@ -5,7 +5,6 @@ with nothing dequantized per call, and (slow tier, trained on the digits) keeps 
 untrained model."""
 from __future__ import annotations
 
-import collections
 import os
 import sys
 
@@ -14,6 +13,7 @@ import pytest
 
 import graphforge as gf
 from graphforge.passes.quantize import drop_unused_params
+from gf_testutil import ort_optimized_op_counts
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -43,18 +43,6 @@ def _size(graph) -> int:
     return len(gf.to_onnx(graph).SerializeToString())
 
 
-def _ort_ops(model, tmp_path) -> collections.Counter:
-    import onnxruntime as ort
-
-    path, opt = str(tmp_path / "q.onnx"), str(tmp_path / "opt.onnx")
-    onnx.save(model, path)
-    options = ort.SessionOptions()
-    options.optimized_model_filepath = opt
-    options.log_severity_level = 3
-    ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    return collections.Counter(n.op_type for n in onnx.load(opt).graph.node)
-
-
 @pytest.mark.parametrize("mode", ["int8-static", "int8-dynamic"])
 def test_quantized_transformer_is_3_5x_smaller_and_runs_as_integer_kernels(untrained, mode, tmp_path):
     graph, rows = untrained
@@ -68,7 +56,7 @@ def test_quantized_transformer_is_3_5x_smaller_and_runs_as_integer_kernels(untra
     big_float = [list(t.dims) for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT
                  and np.prod(t.dims) >= 32 and not np.all(onnx.numpy_helper.to_array(t) == 1)]
     assert not big_float, big_float
-    ops = _ort_ops(model, tmp_path)
+    ops = ort_optimized_op_counts(model, tmp_path)
     assert ops["MatMulIntegerToFloat"] + ops["DynamicQuantizeMatMul"] >= 13, ops
     # weights fused into integer kernels, the int8 biases/tables folded at load: nothing dequantized per call
     assert "DequantizeLinear" not in ops and "Cast" not in ops, ops
