@@ -30,7 +30,7 @@ from graphforge.ir.graph import Graph
 from graphforge.ops.registry import lookup_op
 from graphforge.passes.decompose import decompose
 from graphforge.passes.hoist import LOOP_OPS
-from graphforge.passes.loop_weights import loop_weights, transposed_loop_weights
+from graphforge.passes.loop_weights import loop_weights, scanned_biases, transposed_loop_weights
 
 # Importing the family modules fills LOWERINGS (one module per graphforge/ops family).
 from . import creation, elementwise, linalg, nn_ops, reduction, shape_ops  # noqa: F401
@@ -98,9 +98,11 @@ def decomposed(graph: Graph, outputs=None) -> tuple[Graph, list | None]:
 def prepared(graph: Graph, outputs=None) -> tuple[Graph, list | None]:
     """What :func:`lower` lowers: :func:`decomposed`, then (on the same working copy) the
     ``loop_weights`` pass when a loop body reads a loop-invariant ``(out, in)`` weight — YNNPACK
-    would transpose it on every step (passes/loop_weights.py). The graph itself when neither applies."""
+    would transpose it on every step — or a scan reads a biased input projection (the bias is added
+    in the body, fused there, instead of in a second pass over the stacked input; passes/loop_weights.py).
+    The graph itself when neither applies."""
     work, outs = decomposed(graph, outputs)
-    if not any(n.op in LOOP_OPS and transposed_loop_weights(n) for n in work.walk()):
+    if not any(n.op in LOOP_OPS and (transposed_loop_weights(n) or scanned_biases(n)) for n in work.walk()):
         return work, outs
     if work is graph:
         work, outs = _working_copy(graph, outputs)
