@@ -109,6 +109,7 @@ def test_the_jax_lowering_feeds_an_lstm_step_untransposed_weights_and_gradients_
     g = gf.grad(gf.trace(lambda x: gf.mean(layer(x)[0] ** 2), gf.TensorSpec((5, 2, 3), "float64"), seed=0))
     text = str(g)
     work, _ = gf_jax.prepared(g)
+    work.verify()
     assert str(g) == text, "the lowering rewrote the caller's graph"
     bodies = _loop_bodies(work)
     linears = [n for r in bodies for n in r if n.op == "linear"]
