@@ -11,6 +11,7 @@ from .manager import (DEFAULT_PIPELINE, MAX_ITERATIONS, PIPELINES, PassManager, 
 from .registry import PassInfo, pass_info  # noqa: E402
 from . import autodiff, cse, dce, decompose, fold, fuse, infer, simplify  # noqa: F401,E402  (register the built-in passes)
 from . import hoist  # noqa: F401,E402  (loop-invariant code motion out of scan/while bodies)
+from . import loop_weights  # noqa: F401,E402  (a loop's (out, in) weights transposed once, before it)
 
 __all__ = ["DEFAULT_PIPELINE", "MAX_ITERATIONS", "PIPELINES", "PassManager", "PassRecord", "PassReport",
            "get_pass", "list_passes", "optimize", "parse_pipeline", "register_pass", "PassInfo", "pass_info"]

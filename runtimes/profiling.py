@@ -264,7 +264,7 @@ def _profile_jax(graph: Graph, arrays, env, repeat: int, warmup: int) -> Profile
     import jax.numpy as jnp
 
     from graphforge.ir.dims import resolve_shape
-    from graphforge.runtimes.jax import compile_graph, decomposed, x64
+    from graphforge.runtimes.jax import compile_graph, prepared, x64
     from graphforge.runtimes.jax import _concrete_attrs  # noqa: PLC2701 - the same attrs lower() uses
     from graphforge.runtimes.jax.lower import LOWERINGS, LowerCtx
 
@@ -273,7 +273,7 @@ def _profile_jax(graph: Graph, arrays, env, repeat: int, warmup: int) -> Profile
         params = {n: jnp.asarray(a) for n, a in graph.params.items()}
         dev_inputs = tuple(jnp.asarray(a) for a in arrays)
         total_ms = _median_us(whole, (params, dev_inputs), repeat, warmup) / 1e3
-        work, _ = decomposed(graph)
+        work, _ = prepared(graph)  # what compile_graph lowers (decompositions, loop_weights)
         vals: dict[int, object] = {id(v): x for v, x in zip(work.inputs, dev_inputs)}
         vals.update((id(v), jnp.asarray(work.params[n])) for n, v in work.param_values.items())
         empty = jax.jit(lambda x: x)

@@ -320,14 +320,21 @@ def _scan_vjp(inputs, outputs, cotangents, attrs, *, node):
     # stacking the residuals nobody reads any more (most of the body's values, for an LSTM).
     read_after = {id(ref) for kind, ref in where.values() if kind == "x"}  # factors read after the loop
     unused = {j for j, a in enumerate(sliced) if not a.uses and id(a) not in read_after}
+    # A carry whose new value the body also yields as a y (an RNN's h) entered each step as that y
+    # of the step before: its stack is the ys shifted by one step, the initial carry first, so the
+    # forward loop does not stack it a second time.
+    shifted = {k: _shifted_ys(builder, fwd[nk + j], init[k], reverse, length)
+               for k, j in _carries_yielded_as_ys(body, nk) if len(xs) + k not in unused}
+    for k, v in shifted.items():
+        b_xs[len(xs) + k] = v
+    dead = {j - len(xs) for j in unused if len(xs) <= j < len(xs) + len(stacked)} | set(shifted)
     if unused:
         block.arguments[:] = [a for a in block.arguments if not any(a is sliced[j] for j in unused)]
-        dead = {j - len(xs) for j in unused if len(xs) <= j < len(xs) + len(stacked)}
         b_xs = [v for j, v in enumerate(b_xs) if j not in unused]
         sliced = [v for j, v in enumerate(sliced) if j not in unused]
-        if dead:
-            renamed = _drop_stacked_residuals(builder, fwd[0].producer, nk + ny, dead)
-            b_xs = [renamed.get(id(v), v) for v in b_xs]
+    if dead:
+        renamed = _drop_stacked_residuals(builder, fwd[0].producer, nk + ny, dead)
+        b_xs = [renamed.get(id(v), v) for v in b_xs]
     captured = frame.captured
     bwd = builder.emit("scan", captured + b_consts + b_carry + b_xs,
                        {"num_consts": len(captured) + len(b_consts), "num_carry": len(b_carry), "length": length,
@@ -352,6 +359,28 @@ def _scan_vjp(inputs, outputs, cotangents, attrs, *, node):
             ta = builder.emit1("transpose", [flat[0]], {"perm": [1, 0]})
             result[dc[k]] = builder.emit1("matmul", [ta, flat[1]])
     return result
+
+
+def _carries_yielded_as_ys(body: Block, nk: int) -> list[tuple[int, int]]:
+    """``(k, j)`` for each carry ``k`` whose new value the scan body also yields as its y ``j``."""
+    results = list(body.terminator.inputs)
+    pairs = []
+    for k in range(nk):
+        j = next((j for j, v in enumerate(results[nk:]) if v is results[k]), None)
+        if j is not None:
+            pairs.append((k, j))
+    return pairs
+
+
+def _shifted_ys(builder: Builder, ys: Value, init: Value, reverse: bool, length) -> Value:
+    """The carry entering each step of a scan whose carry is also its y: ``ys`` shifted one step
+    along the scan's direction, ``init`` in the first step's place (forward: ``[init, ys[:-1]]``)."""
+    first = builder.emit1("unsqueeze", [init], {"axes": [0]})
+    if reverse:
+        rest = builder.emit1("slice", [ys], {"starts": [1], "ends": [length], "axes": [0], "steps": None})
+        return builder.emit1("concat", [rest, first], {"axis": 0})
+    rest = builder.emit1("slice", [ys], {"starts": [0], "ends": [-1], "axes": [0], "steps": None})
+    return builder.emit1("concat", [first, rest], {"axis": 0})
 
 
 def _drop_stacked_residuals(builder: Builder, fwd: Node, n_keep: int, dead: set[int]) -> dict[int, Value]:

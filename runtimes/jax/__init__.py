@@ -4,7 +4,8 @@
 jits it (cached per graph identity + structure and input signature); ``run`` is the ``gf.run``
 entry point (``backend="jax"``) and returns NumPy arrays. ``lower`` first runs the ``decompose``
 pass (on a copy) for the composite ops the table has no lowering for (``layer_norm`` reaches XLA as
-its registry decomposition, which XLA fuses), see :func:`decomposed`.
+its registry decomposition, which XLA fuses), see :func:`decomposed`, and the ``loop_weights`` pass
+(a loop body's ``(out, in)`` weights transposed once before the loop), see :func:`prepared`.
 
 float64: JAX truncates 64-bit types unless x64 is enabled. We never flip the global flag
 (``jax.config.update("jax_enable_x64", True)`` would leak into the user's own JAX code); every
@@ -28,6 +29,8 @@ from graphforge.ir.dims import has_symbolic_attr, resolve_attr_dims, resolve_sha
 from graphforge.ir.graph import Graph
 from graphforge.ops.registry import lookup_op
 from graphforge.passes.decompose import decompose
+from graphforge.passes.hoist import LOOP_OPS
+from graphforge.passes.loop_weights import loop_weights, scanned_biases, transposed_loop_weights
 
 # Importing the family modules fills LOWERINGS (one module per graphforge/ops family).
 from . import creation, elementwise, linalg, nn_ops, reduction, shape_ops  # noqa: F401
@@ -41,7 +44,7 @@ from . import data_dependent  # noqa: F401  (nonzero, compress, unique, non_max_
 from .lower import LOWERINGS, LowerCtx, apply_lowering, has_lowering, lowers
 
 __all__ = ["run", "lower", "compile_graph", "compiled_count", "x64", "LOWERINGS", "lowers", "has_lowering",
-           "missing_lowerings", "signature", "decomposed"]
+           "missing_lowerings", "signature", "decomposed", "prepared"]
 
 _PRECISION = {"highest": lax.Precision.HIGHEST, "default": None, "high": lax.Precision.HIGH}
 
@@ -62,12 +65,9 @@ def _decomposable(op: str) -> bool:
     return opdef is not None and opdef.decompose is not None
 
 
-def decomposed(graph: Graph, outputs=None) -> tuple[Graph, list | None]:
-    """``graph`` with every composite op the JAX table does not lower (``layer_norm``…) replaced by
-    its registry decomposition (the ``decompose`` pass, on a copy; the graph itself when there is
-    none), and ``outputs`` (Values of ``graph``) mapped to the copy's."""
-    if all(LOWERINGS.can_lower(n) or not _decomposable(n.op) for n in graph.walk()):
-        return graph, outputs
+def _working_copy(graph: Graph, outputs=None) -> tuple[Graph, list | None]:
+    """A copy of ``graph`` for the lowering's own passes, and ``outputs`` (Values of ``graph``)
+    made the copy's outputs (a pass redirects them as it rewrites)."""
     work = graph.copy()
     if outputs is not None:
         # Graph.copy keeps inputs, params and nodes in order: pair the old Values with the new
@@ -75,8 +75,17 @@ def decomposed(graph: Graph, outputs=None) -> tuple[Graph, list | None]:
         mapping.update((id(v), work.param_values[n]) for n, v in graph.param_values.items())
         for old, new in zip(graph.nodes, work.nodes):
             mapping.update((id(a), b) for a, b in zip(old.outputs, new.outputs))
-        # the requested values become the copy's outputs, so the pass redirects them as it rewrites
         work.set_outputs([mapping[id(v)] for v in outputs])
+    return work, outputs
+
+
+def decomposed(graph: Graph, outputs=None) -> tuple[Graph, list | None]:
+    """``graph`` with every composite op the JAX table does not lower (``layer_norm``…) replaced by
+    its registry decomposition (the ``decompose`` pass, on a copy; the graph itself when there is
+    none), and ``outputs`` (Values of ``graph``) mapped to the copy's."""
+    if all(LOWERINGS.can_lower(n) or not _decomposable(n.op) for n in graph.walk()):
+        return graph, outputs
+    work, outputs = _working_copy(graph, outputs)
     refused: list = []
     work, _ = decompose(work, LOWERINGS.can_lower, refused=refused)
     if refused:
@@ -84,6 +93,21 @@ def decomposed(graph: Graph, outputs=None) -> tuple[Graph, list | None]:
         raise UnsupportedOpError(f"no JAX lowering for {node.op}, and {why}", ops=[node.op],
                                  scope=node.scope, op=node.op, loc=node.loc)
     return work, (list(work.outputs) if outputs is not None else None)
+
+
+def prepared(graph: Graph, outputs=None) -> tuple[Graph, list | None]:
+    """What :func:`lower` lowers: :func:`decomposed`, then (on the same working copy) the
+    ``loop_weights`` pass when a loop body reads a loop-invariant ``(out, in)`` weight — YNNPACK
+    would transpose it on every step — or a scan reads a biased input projection (the bias is added
+    in the body, fused there, instead of in a second pass over the stacked input; passes/loop_weights.py).
+    The graph itself when neither applies."""
+    work, outs = decomposed(graph, outputs)
+    if not any(n.op in LOOP_OPS and (transposed_loop_weights(n) or scanned_biases(n)) for n in work.walk()):
+        return work, outs
+    if work is graph:
+        work, outs = _working_copy(graph, outputs)
+    loop_weights(work)
+    return work, (list(work.outputs) if outs is not None else None)
 
 
 def lower(graph: Graph, env: Mapping[str, int], *, precision: str = "highest", outputs=None, eager: bool = False):
@@ -95,7 +119,7 @@ def lower(graph: Graph, env: Mapping[str, int], *, precision: str = "highest", o
     refused with ``UnsupportedOpError`` (jax.jit needs static shapes) unless ``eager``: then ``f`` is
     meant to run op by op outside jax.jit (what ``run`` does for such graphs)."""
     prec = _PRECISION[precision]
-    graph, outputs = decomposed(graph, outputs)
+    graph, outputs = prepared(graph, outputs)
     refuse_strings(graph)  # XLA has no string type (runtimes/jax/strings.py)
     missing = sorted({n.op for n in graph.walk() if not has_lowering(n.op) and n.op != "yield"})
     if missing:

@@ -29,3 +29,27 @@ def test_onnx_cases_and_kv_generation_run_tiny(tmp_path):
     assert kv["same_tokens"] and kv["tokens_per_s"]["kv cache"] > 0
     # the in-graph loop and the Python loop over the one-step graph decode the same tokens
     assert gen["same_tokens"] and gen["onnx_nodes"]["loop body"] > 0
+
+
+@pytest.mark.slow  # ~3 s: two jitted scan gradients
+def test_the_hoisted_hand_jax_lstm_has_the_plain_ones_gradients():
+    """The bench's "jax hoisted" variant (weight gradients summed after the reverse loop, a
+    custom_vjp) computes the autodiff'd hand-JAX loss's value and gradients."""
+    import jax
+    import numpy as np
+
+    from benchmarks.bench_lstm import _jax_lstm_loss, _jax_lstm_loss_hoisted
+
+    rng = np.random.default_rng(0)
+    p = {}
+    for k, size in ((0, 3), (1, 5)):
+        p[f"lstm.weight_ih_l{k}"] = rng.standard_normal((20, size)).astype(np.float32)
+        p[f"lstm.weight_hh_l{k}"] = (0.5 * rng.standard_normal((20, 5))).astype(np.float32)
+        p[f"lstm.bias_ih_l{k}"] = rng.standard_normal(20).astype(np.float32)
+        p[f"lstm.bias_hh_l{k}"] = rng.standard_normal(20).astype(np.float32)
+    x = rng.standard_normal((6, 2, 3)).astype(np.float32)
+    want = jax.jit(jax.value_and_grad(_jax_lstm_loss(2)))(p, x)
+    got = jax.jit(jax.value_and_grad(_jax_lstm_loss_hoisted(2)))(p, x)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-6)
+    for name in p:
+        np.testing.assert_allclose(got[1][name], want[1][name], rtol=1e-4, atol=1e-5)

@@ -76,3 +76,31 @@ def test_a_const_used_elementwise_is_still_summed_in_the_carry():
     (scan,) = _reverse_scans(tg)
     carried = [v.type.shape for v in scan.outputs[:scan.attrs["num_carry"]]]
     assert (4,) in carried   # the elementwise scale's cotangent: carried, not an outer product
+
+
+@pytest.mark.parametrize("mode", ["lstm", "gru"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_the_forward_loop_does_not_stack_a_carry_it_already_yields(mode, bidirectional):
+    """``h`` is both a carry and the y of a recurrent layer's scan: the stack of the ``h`` entering
+    each step is the ys shifted by one step (the initial state first), not a second stacked output.
+    (An LSTM's ``c`` is no y: its entering value is still stacked.) Gradients equal the unrolled
+    recurrence's, in both directions."""
+    cls = nn.LSTM if mode == "lstm" else nn.GRU
+
+    def make(unroll):
+        layer = cls(3, 4, bidirectional=bidirectional, unroll=unroll, dtype="float64")
+        return lambda x: gf.mean(layer(x)[0] ** 2)
+    x = np.random.default_rng(2).standard_normal((5, 2, 3))
+    tg = _grads_equal_unrolled(make, gf.TensorSpec((5, 2, 3), "float64"), x)
+    nodes = list(tg.nodes)
+    loss_at = next(i for i, n in enumerate(nodes) if n.op == "mean")
+    forward = [n for n in nodes[:loss_at] if n.op == "scan"]  # the layer's scans, before the loss
+    assert len(forward) == (2 if bidirectional else 1)
+    for scan in forward:
+        body = scan.regions[0]
+        nc = scan.attrs["num_consts"]
+        stacked = list(body.terminator.inputs)[scan.attrs["num_carry"] + 1:]  # after the carries and y
+        h_in = body.arguments[nc]
+        assert not any(v is h_in for v in stacked)
+        if mode == "lstm":
+            assert any(v is body.arguments[nc + 1] for v in stacked)  # c_{t-1}
