@@ -288,6 +288,8 @@ def _quantize_targets(rows_in: list) -> list[dict]:
     for r in rows_in:
         if "vs" not in r or base is None:
             continue
+        if r["name"].endswith("-contrib"):  # the opt-in contrib-kernel files: in the step's table, not targets
+            continue
         if r.get("model", "cnn") != "cnn":  # (the CNN's rows keep their names)
             r = dict(r, name=f"{r['model']} {r['name']}")
         rows.append({"target": f"quantize {r['name']}: float32 bytes / bytes", "value": r["size_ratio"],

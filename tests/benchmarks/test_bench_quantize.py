@@ -63,3 +63,13 @@ def test_quantize_transformer_example_runs_tiny(tmp_path, capsys):
     targets = {t["target"]: t for t in data["targets"]}
     assert targets["quantize transformer gf-int8-static: float32 bytes / bytes"]["met"]
     assert "Quantization (Transformer example" in capsys.readouterr().out
+
+
+def test_contrib_contenders_are_not_target_rows():
+    from benchmarks.run import _quantize_targets
+
+    base = {"name": "float32", "accuracy": 0.9}
+    row = {"size_ratio": 3.6, "accuracy": 0.9, "vs": "ort-dynamic", "latency_ratio_b1": 0.9, "model": "transformer"}
+    targets = _quantize_targets([base, dict(row, name="gf-int8-dynamic"), dict(row, name="gf-int8-dynamic-contrib")])
+    assert targets and all("contrib" not in t["target"] for t in targets)
+    assert any(t["target"] == "quantize transformer gf-int8-dynamic b1: latency / ort-dynamic" for t in targets)
