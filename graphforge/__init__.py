@@ -44,3 +44,5 @@ __all__ = (["errors", "ops", "nn", "from_onnx", "grad", "optimize", "save_onnx",
 
 from .api import quantize  # noqa: E402  (post-training quantization, QDQ)
 __all__ += ["quantize"]
+from .host_memory import retain_host_memory  # noqa: E402  (opt-in glibc allocator thresholds)
+__all__ += ["retain_host_memory"]
