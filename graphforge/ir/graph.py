@@ -487,6 +487,15 @@ class Graph:
         # marked by nn.remat / gf.checkpoint while tracing; copied by copy(), not printed.
         self.remat_scopes: dict[str, str] = {}
 
+    def compiled_cache(self, backend: str) -> dict:
+        """``backend``'s cache of compiled forms of this graph (``gf.run``'s jitted functions and
+        onnxruntime sessions), held by the graph itself so that it is freed with the graph. (A
+        module-level ``WeakKeyDictionary`` keyed by the graph never freed anything: a compiled form
+        references its graph, so the key stayed alive, and every graph ever run leaked its
+        executables and onnxruntime's threads.) Not copied by :meth:`copy`."""
+        caches = self.__dict__.setdefault("_compiled", {})
+        return caches.setdefault(backend, {})
+
     # ---- construction -------------------------------------------------------------------
     def _check_name(self, name) -> None:
         # Input and parameter names are printed bare (``%layer1.weight``); all-digit names would

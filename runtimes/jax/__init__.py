@@ -16,7 +16,6 @@ GPU: jit places the computation on ``jax.devices()[0]``, i.e. the GPU when there
 """
 from __future__ import annotations
 
-import weakref
 from typing import Any, Mapping
 
 import jax
@@ -209,12 +208,10 @@ def _fingerprint(graph: Graph) -> tuple:
     return (len(nodes), nodes, tuple(id(o) for o in graph.outputs))
 
 
-_CACHE: "weakref.WeakKeyDictionary[Graph, dict]" = weakref.WeakKeyDictionary()
-
-
 def compile_graph(graph: Graph, arrays, env: Mapping[str, int], *, precision: str = "highest"):
-    """The jitted lowered function for this graph and input signature (cached)."""
-    per_graph = _CACHE.setdefault(graph, {})
+    """The jitted lowered function for this graph and input signature (cached on the graph, freed
+    with it)."""
+    per_graph = graph.compiled_cache("jax")
     key = (_fingerprint(graph), signature(arrays), tuple(sorted(env.items())), precision)
     fn = per_graph.get(key)
     if fn is None:
@@ -230,7 +227,7 @@ def compile_graph(graph: Graph, arrays, env: Mapping[str, int], *, precision: st
 
 def compiled_count(graph: Graph) -> int:
     """How many compilations of ``graph`` are cached (one per concrete input signature)."""
-    return len(_CACHE.get(graph, {}))
+    return len(graph.compiled_cache("jax"))
 
 
 def run(graph: Graph, arrays, env: Mapping[str, int], params: Mapping[str, np.ndarray], **options) -> list[np.ndarray]:

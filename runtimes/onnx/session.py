@@ -12,7 +12,6 @@ Providers: CUDA when ``onnxruntime.get_available_providers()`` has it (then CPU 
 from __future__ import annotations
 
 import os
-import weakref
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -201,11 +200,8 @@ def _fingerprint(graph: Graph) -> tuple:
             tuple(id(v) for v in graph.inputs), tuple(graph.param_values))
 
 
-_CACHE: "weakref.WeakKeyDictionary[Graph, dict]" = weakref.WeakKeyDictionary()
-
-
 def _session_for(graph: Graph, key: tuple, make, snapshot: dict | None = None):
-    per_graph = _CACHE.setdefault(graph, {})
+    per_graph = graph.compiled_cache("onnxruntime")  # freed with the graph
     entry = per_graph.get(key)
     if entry is not None and snapshot is not None:
         if any(entry[1].get(n) is not a for n, a in snapshot.items()):

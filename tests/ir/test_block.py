@@ -246,3 +246,22 @@ def test_parse_print_round_trip_still_exact(mlp_graph):
     assert str(gf.parse(str(opt))) == str(opt)
     x = np.ones((2, 6), np.float32)
     np.testing.assert_allclose(gf.run(opt, [x])[0], gf.run(mlp_graph, [x])[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["jax", "onnxruntime"])
+def test_a_graph_run_on_a_back_end_is_freed_with_its_compiled_forms(backend):
+    """gf.run caches compiled functions / sessions on the graph: once the user drops the graph, the
+    graph and what was compiled for it go (a module-level cache keyed by the graph kept both alive)."""
+    import weakref
+
+    pytest.importorskip("jax" if backend == "jax" else "onnxruntime")
+    g = gf.trace(lambda x: gf.relu(x) * 2.0, gf.TensorSpec(("batch", 3)))
+    gf.run(g, [np.ones((2, 3), np.float32)], backend=backend)
+    assert len(g.compiled_cache(backend)) == 1
+    compiled = weakref.ref(next(iter(g.compiled_cache(backend).values())) if backend == "jax"
+                           else next(iter(g.compiled_cache(backend).values()))[0])
+    graph = weakref.ref(g)
+    del g
+    gc.collect()
+    assert graph() is None and compiled() is None
+    assert len(gf.Graph().compiled_cache(backend)) == 0   # a copy or a new graph starts empty

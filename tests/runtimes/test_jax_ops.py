@@ -85,8 +85,7 @@ def test_float64_graph_computes_in_float64_without_global_x64():
 
 
 def test_compiled_function_is_cached_per_signature():
-    from graphforge.runtimes.jax import _CACHE
     g = gf.trace(lambda x: gf.relu(x) * 2.0, gf.TensorSpec(("batch", 3)))
     for n in (2, 2, 5):
         gf.run(g, np.ones((n, 3), np.float32), backend="jax")
-    assert len(_CACHE[g]) == 2
+    assert len(g.compiled_cache("jax")) == 2

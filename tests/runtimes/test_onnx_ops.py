@@ -116,18 +116,16 @@ def test_half_types_compute_in_float32_and_keep_their_dtype():
 
 
 def test_sessions_are_cached_and_params_override():
-    from graphforge.runtimes.onnx.session import _CACHE
-
     g = gf.trace(gf.nn.Linear(3, 2), gf.TensorSpec(("batch", 3)), seed=0)
     x = np.ones((4, 3), np.float32)
     first = gf.run(g, x, backend="onnxruntime")
     gf.run(g, np.ones((7, 3), np.float32), backend="onnxruntime")  # another batch size: same session
-    assert len(_CACHE[g]) == 1
+    assert len(g.compiled_cache("onnxruntime")) == 1
     np.testing.assert_allclose(first[0], gf.run(g, x)[0], rtol=1e-6)
     w = {n: np.full_like(a, 0.5) for n, a in g.params.items()}
     np.testing.assert_allclose(gf.run(g, x, backend="onnxruntime", params=w)[0], gf.run(g, x, params=w)[0],
                                rtol=1e-6)
-    assert len(_CACHE[g]) == 2  # the fed-params session
+    assert len(g.compiled_cache("onnxruntime")) == 2  # the fed-params session
     # replacing a stored array rebuilds the baked session instead of running stale weights
     name = next(iter(g.params))
     g.params[name] = np.zeros_like(g.params[name])
