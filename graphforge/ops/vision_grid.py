@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 from ..errors import ShapeError
-from ..ir.dims import is_static
+from ..ir.dims import is_static, require_equal
 from ..ir.types import TensorType
 from ..trace.tensor import apply, wrap
 from ._decomp_vjp import vjp_from_decomposition
@@ -354,8 +354,12 @@ def _affine_rule(ts, attrs):
     k = len(size) - 2
     if theta.rank != 3 or theta.shape[1:] != (k, k + 1):
         raise ShapeError(f"affine_grid: a {k}-D size needs theta (N, {k}, {k + 1}), got {theta}")
-    if is_static(size[0]) and is_static(theta.shape[0]) and int(size[0]) != int(theta.shape[0]):
-        raise ShapeError(f"affine_grid: size's batch {size[0]} differs from theta's {theta.shape[0]}")
+    if is_static(size[0]) and is_static(theta.shape[0]):
+        if int(size[0]) != int(theta.shape[0]):
+            raise ShapeError(f"affine_grid: size's batch {size[0]} differs from theta's {theta.shape[0]}")
+    else:  # a symbolic side: equal by construction, or a guard / definition-time error (ONNX AffineGrid
+        # and PyTorch refuse a size batch other than theta's at run time; the reference would not)
+        require_equal(size[0], theta.shape[0], "affine_grid: size's batch vs theta's")
     if not all(is_static(d) for d in size[2:]):
         raise ShapeError(f"affine_grid: the spatial sizes must be static, got {size}")
     return [TensorType((theta.shape[0],) + tuple(int(d) for d in size[2:]) + (k,), theta.dtype)]

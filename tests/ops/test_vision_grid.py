@@ -109,3 +109,14 @@ def test_grid_sample_shape_errors_are_typed():
         gf.trace(lambda t: gf.affine_grid(t, [1, 1, 4, 4]), gf.TensorSpec((1, 3, 4), "float32"))
     with pytest.raises(gf.DTypeError):
         gf.trace(gf.grid_sample, gf.TensorSpec((1, 1, 3, 3), "int32"), gf.TensorSpec((1, 2, 2, 2), "float32"))
+
+
+def test_affine_grid_refuses_a_size_batch_other_than_a_symbolic_theta_batch():
+    """Found by the 10,000-graph fuzz tier: theta (batch, 2, 3) with size [1, ...] traced, the NumPy
+    reference ignored size[0], and onnxruntime's AffineGrid refused it at run time with batch 2."""
+    spec = gf.TensorSpec(("batch", 2, 3))
+    with pytest.raises(gf.ShapeError, match="size's batch"):
+        gf.trace(lambda t: gf.affine_grid(t, [1, 1, 3, 4]), spec)
+    g = gf.trace(lambda t: gf.affine_grid(t, ["batch", 1, 3, 4]), spec)   # the same symbol: fine
+    theta = np.tile(np.array([[1, 0, 0], [0, 1, 0]], np.float32), (2, 1, 1))
+    np.testing.assert_allclose(gf.run(g, [theta], backend="onnxruntime")[0], gf.run(g, [theta])[0], atol=1e-6)
