@@ -107,8 +107,13 @@ def _hoist_loop(graph: Graph, builder: Builder, loop: Node, stats: dict) -> Node
     for r in regions:
         r.arguments[:] = [a for j, a in enumerate(r.arguments) if j not in unused]
     consts = [v for j, v in enumerate(consts) if j not in unused]
-    attrs = dict(loop.attrs, num_consts=len(consts))
-    inputs = consts + list(loop.inputs[nc:])
+    return rebuild_loop(graph, builder, loop, consts + list(loop.inputs[nc:]), len(consts), regions)
+
+
+def rebuild_loop(graph: Graph, builder: Builder, loop: Node, inputs: list, num_consts: int, regions) -> Node:
+    """Replace ``loop`` by the same loop op over new ``inputs`` (``num_consts`` of them consts) and its
+    (edited) ``regions``: results keep their names and readers, the old node is erased."""
+    attrs = dict(loop.attrs, num_consts=num_consts)
     with builder.inserting_before(loop), builder.provenance(loop.scope, loop.loc):
         outs = builder.emit(loop.op, inputs, attrs, regions=list(regions))
     for old, new in zip(loop.outputs, outs):

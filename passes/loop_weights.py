@@ -28,7 +28,7 @@ from __future__ import annotations
 from graphforge.ir.graph import Graph, Node
 from graphforge.trace.builder import Builder
 
-from .hoist import _hoist_loop, _loops_innermost_first
+from .hoist import _hoist_loop, _loops_innermost_first, rebuild_loop
 from .registry import register_pass
 
 __all__ = ["loop_weights", "transposed_loop_weights", "scanned_biases"]
@@ -84,18 +84,10 @@ def _biases_into_body(graph: Graph, builder: Builder, loop: Node, indices: list[
         biases.append(proj.inputs[2])
         projections.append(proj)
         stats["biases"] = stats.get("biases", 0) + 1
-    attrs = dict(loop.attrs, num_consts=nc + len(biases))
-    with builder.inserting_before(loop), builder.provenance(loop.scope, loop.loc):
-        outs = builder.emit(loop.op, inputs[:nc] + biases + inputs[nc:], attrs, regions=[region])
-    for old, new in zip(loop.outputs, outs):
-        new.name = old.name
-        old.name = None
-        graph.replace_all_uses_with(old, new)
-    loop.regions = ()  # the region now belongs to the new node: erase the old one alone
-    graph.erase(loop)
+    new_loop = rebuild_loop(graph, builder, loop, inputs[:nc] + biases + inputs[nc:], nc + len(biases), [region])
     for proj in projections:
         graph.erase(proj)
-    return outs[0].producer
+    return new_loop
 
 
 def _rewrite(graph: Graph, builder: Builder, loop: Node, nodes: list[Node], stats: dict) -> Node:
