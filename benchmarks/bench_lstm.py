@@ -37,7 +37,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import add_common_args, interleaved_medians, write_results  # noqa: E402
+from benchmarks.common import add_common_args, hand_jax_step, interleaved_medians, write_results  # noqa: E402
 
 __all__ = ["PARTS", "measure_train", "measure_onnx", "measure_onnx_cases", "measure_generate",
            "measure_generate_kv", "main"]
@@ -164,7 +164,6 @@ def _jax_lstm_loss_hoisted(layers: int):
 
 
 def measure_train(sz, rounds: int, tiny: bool, torch: bool, hoisted: bool = False) -> dict:
-    import jax
     import jax.numpy as jnp
     import optax
 
@@ -181,35 +180,10 @@ def measure_train(sz, rounds: int, tiny: bool, torch: bool, hoisted: bool = Fals
         xd = jnp.asarray(x)
     steps = {"graphforge": lambda: trainer.train_step(xd, [])["loss"].block_until_ready()}
 
-    loss_fn, opt = _jax_lstm_loss(sz["layers"]), optax.adam(1e-3)
-
-    def jstep(p, s, x):
-        loss, g = jax.value_and_grad(loss_fn)(p, x)
-        u, s = opt.update(g, s, p)
-        return optax.apply_updates(p, u), s, loss
-    jstep = jax.jit(jstep, donate_argnums=(0, 1))
-    p = {k: jnp.asarray(v) for k, v in state.items()}
-    box = [p, opt.init(p)]
-
-    def one_jax():
-        box[0], box[1], loss = jstep(box[0], box[1], xd)
-        return loss.block_until_ready()
-    steps["jax"] = one_jax
+    opt = optax.adam(1e-3)
+    steps["jax"] = hand_jax_step(_jax_lstm_loss(sz["layers"]), opt, state, xd)
     if hoisted:  # the same step with each layer's weight gradients summed after the reverse loop
-        hloss = _jax_lstm_loss_hoisted(sz["layers"])
-
-        def hstep(p, s, x):
-            loss, g = jax.value_and_grad(hloss)(p, x)
-            u, s = opt.update(g, s, p)
-            return optax.apply_updates(p, u), s, loss
-        hstep = jax.jit(hstep, donate_argnums=(0, 1))
-        p2 = {k: jnp.asarray(v) for k, v in state.items()}
-        hbox = [p2, opt.init(p2)]
-
-        def one_hoisted():
-            hbox[0], hbox[1], loss = hstep(hbox[0], hbox[1], xd)
-            return loss.block_until_ready()
-        steps["jax hoisted"] = one_hoisted
+        steps["jax hoisted"] = hand_jax_step(_jax_lstm_loss_hoisted(sz["layers"]), opt, state, xd)
     if torch:
         import torch as _torch
         tm = _torch_lstm(sz, state)

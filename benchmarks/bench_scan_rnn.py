@@ -22,7 +22,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import add_common_args, interleaved_medians, write_results  # noqa: E402
+from benchmarks.common import add_common_args, hand_jax_step, interleaved_medians, write_results  # noqa: E402
 
 __all__ = ["make_steps", "measure", "main"]
 
@@ -83,22 +83,7 @@ def _jax_step(xs, params):
         _, ys = jax.lax.scan(step, jnp.zeros(xs.shape[1:], xs.dtype), xs)
         return (ys * ys).mean()
 
-    opt = optax.adam(1e-3)
-
-    def train(p, s, xs):
-        loss, g = jax.value_and_grad(loss_fn)(p, xs)
-        u, s = opt.update(g, s, p)
-        return optax.apply_updates(p, u), s, loss
-
-    train = jax.jit(train, donate_argnums=(0, 1))
-    p = {k: jnp.asarray(v) for k, v in params.items()}
-    box = [p, opt.init(p)]
-    xd = jnp.asarray(xs)
-
-    def one():
-        box[0], box[1], loss = train(box[0], box[1], xd)
-        return loss.block_until_ready()
-    return one
+    return hand_jax_step(loss_fn, optax.adam(1e-3), params, xs)
 
 
 def make_steps(steps=256, batch=32, hidden=256):

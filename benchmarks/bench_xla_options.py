@@ -32,7 +32,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import add_common_args, machine_info, write_results  # noqa: E402
+from benchmarks.common import add_common_args, hand_jax_step, machine_info, write_results  # noqa: E402
 
 __all__ = ["OPTION_SETS", "MEMORY_SETS", "CASES", "RTOL", "measure_steps", "measure_memory", "main"]
 
@@ -94,8 +94,6 @@ def _gf_trainer_case(case: str, tiny: bool, options: dict):
 
 
 def _lstm_case(tiny: bool, options: dict):
-    import jax
-    import jax.numpy as jnp
     import optax
 
     import graphforge as gf
@@ -110,20 +108,7 @@ def _lstm_case(tiny: bool, options: dict):
                    progress=False, xla_options=options)
 
     def jax_step():
-        loss_fn, opt = bl._jax_lstm_loss(sz["layers"]), optax.adam(1e-3)
-
-        def jstep(p, s, x):
-            loss, g = jax.value_and_grad(loss_fn)(p, x)
-            u, s = opt.update(g, s, p)
-            return optax.apply_updates(p, u), s, loss
-        jstep = jax.jit(jstep, donate_argnums=(0, 1))
-        p = {k: jnp.asarray(v) for k, v in state.items()}
-        box, xd = [p, opt.init(p)], jnp.asarray(x)
-
-        def one():
-            box[0], box[1], loss = jstep(box[0], box[1], xd)
-            return loss.block_until_ready()
-        return one
+        return hand_jax_step(bl._jax_lstm_loss(sz["layers"]), optax.adam(1e-3), state, x)
 
     def torch_step():
         import torch

@@ -18,7 +18,8 @@ import tempfile
 import time
 from typing import Callable, Mapping
 
-__all__ = ["interleaved_medians", "machine_info", "write_json", "write_results", "add_common_args", "summary"]
+__all__ = ["interleaved_medians", "machine_info", "write_json", "write_results", "add_common_args", "summary",
+           "hand_jax_step"]
 
 
 def _chunk(fn: Callable[[], object], n: int, clock: Callable[[], float] = time.perf_counter) -> float:
@@ -98,3 +99,25 @@ def add_common_args(parser) -> None:
     parser.add_argument("--tiny", action="store_true",
                         help="tiny sizes and few repeats: checks the benchmark runs, measures nothing useful")
     parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds per contender")
+
+
+def hand_jax_step(loss_fn, opt, params: Mapping, x) -> Callable[[], object]:
+    """The hand-written JAX peer of a train-step benchmark: ``loss_fn(params, x)`` under
+    ``jax.value_and_grad`` and one optax update, jitted with the parameters and optimizer state
+    donated; returns a no-argument callable that runs one step on ``x`` and waits for its loss."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    def step(p, s, xb):
+        loss, g = jax.value_and_grad(loss_fn)(p, xb)
+        u, s = opt.update(g, s, p)
+        return optax.apply_updates(p, u), s, loss
+    step = jax.jit(step, donate_argnums=(0, 1))
+    p = {k: jnp.asarray(v) for k, v in params.items()}
+    box, xd = [p, opt.init(p)], jnp.asarray(x)
+
+    def one():
+        box[0], box[1], loss = step(box[0], box[1], xd)
+        return loss.block_until_ready()
+    return one
