@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from typing import Callable
 
+from graphforge import dtypes as _dt
 from graphforge.errors import PassError
 from graphforge.ir.graph import Graph, Node, Value
 from graphforge.ops.registry import lookup_op
-from graphforge.trace.tensor import Tensor
+from graphforge.trace.tensor import Tensor, apply
 
 from .registry import register_pass
 from .rewrite import Rewriter, RewriteRefused, can_replace, erase_dead, output_ids, replace_value
@@ -77,7 +78,7 @@ def decompose(graph: Graph, keep: Callable[[Node], bool] | None = None, *,
         opdef = lookup_op(node.op)
         try:
             with rw.at([node], before=node):  # in place: the node's inputs are all defined here
-                results = opdef.decompose([rw.t(v) for v in node.inputs], dict(node.attrs))
+                results = opdef.decompose(_inputs_with_gradient_contract(rw, node, opdef), dict(node.attrs))
         except RewriteRefused as exc:
             if refused is not None:
                 refused.append((node, f"its decomposition does not apply: {exc}"))
@@ -103,6 +104,17 @@ def decompose(graph: Graph, keep: Callable[[Node], bool] | None = None, *,
         return graph, False
     graph.remove_nodes(done)
     return graph, True
+
+
+def _inputs_with_gradient_contract(rw: Rewriter, node: Node, opdef) -> list:
+    """The node's inputs for its decomposition; a float input the op declares non-differentiable
+    (RoI boxes, an attention mask) goes through ``stop_gradient``, so the primitives do not start
+    differentiating it: gf.grad and jax.grad of the decomposed graph agree with the op's own VJP."""
+    args = [rw.t(v) for v in node.inputs]
+    for i in opdef.nondiff_inputs:
+        if i < len(args) and node.op != "stop_gradient" and _dt.is_float(node.inputs[i].type.dtype):
+            args[i] = apply("stop_gradient", args[i])
+    return args
 
 
 @register_pass("decompose")

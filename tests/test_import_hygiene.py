@@ -50,3 +50,23 @@ def test_the_probe_would_see_a_backend():
     """The check itself can fail: importing the jax back end's dependency is visible."""
     assert "json" not in BACKEND_ROOTS
     assert loaded_backends("import onnx") != []
+
+
+def test_tests_import_the_installed_packages_not_their_source_folders():
+    """``passes/``, ``runtimes/`` and ``apps/`` are installed as ``graphforge.passes`` etc.; pytest's
+    rootdir on ``sys.path`` also makes ``import runtimes.jax`` work, but as a second copy of every
+    module — its own lowering tables, caches and registrations, which ``gf.run`` never sees."""
+    import ast
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    source_folders = {"passes", "runtimes", "apps"}
+    wrong = []
+    for path in sorted((root / "tests").rglob("*.py")) + sorted((root / "benchmarks").rglob("*.py")) \
+            + sorted((root / "examples").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            wrong += [f"{path.relative_to(root)}:{node.lineno}: {n}" for n in names
+                      if n.split(".")[0] in source_folders]
+    assert not wrong, wrong

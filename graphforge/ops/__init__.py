@@ -21,6 +21,8 @@ from .random import *  # noqa: F401,F403,E402
 __all__ += random.__all__
 from . import quantize  # noqa: E402  (quantized ops; names stay in graphforge.ops.quantize)
 from . import barrier  # noqa: E402,F401  (optimization_barrier, for rematerialisation)
+from .barrier import stop_gradient  # noqa: E402
+__all__ = __all__ + ["stop_gradient"]
 from .contraction import einsum  # noqa: E402,F401  (N-ary Einstein summation, ops/contraction.py)
 __all__ = __all__ + ["einsum"]
 from .selection import topk  # noqa: E402,F401  (ops/selection.py)

@@ -11,11 +11,13 @@ and :func:`softmax_shift` for softmax, log-softmax and attention
 """
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from graphforge import dtypes as _dt
 
 from graphforge.errors import BackendError, GraphforgeError
+from graphforge.ops.registry import lookup_op
 
 from .._registry import lowering_table
 
@@ -91,9 +93,21 @@ def softmax_shift(x, axis):
     return jnp.where(x == m, at_max, x - m)
 
 
+def _float_nondiff_inputs(op: str) -> tuple[int, ...]:
+    opdef = lookup_op(op)  # (not cached: a user may re-register an op)
+    return opdef.nondiff_inputs if opdef is not None else ()
+
+
 def apply_lowering(node, ctx: "LowerCtx", args: list, attrs: dict) -> list:
     """Run ``node``'s JAX lowering on ``args``; a failure that is not already typed becomes a
     BackendError naming the node (op, module scope, user line) — top-level graphs and region bodies alike."""
+    nondiff = _float_nondiff_inputs(node.op)
+    if nondiff:
+        # An input the op declares non-differentiable (RoI boxes, an attention mask, a pooling
+        # gradient's routing input) gets no cotangent from gf.grad; stop it here too, so that
+        # jax.grad of a lowered graph and gf.grad's gradient graph are the same function.
+        args = [jax.lax.stop_gradient(a) if i in nondiff and jnp.issubdtype(a.dtype, jnp.inexact) else a
+                for i, a in enumerate(args)]
     try:
         return LOWERINGS[node.op](ctx, args, attrs)
     except GraphforgeError:

@@ -51,6 +51,8 @@ NO_NODE_CASE: dict[str, str] = {
 }
 NO_NODE_CASE["optimization_barrier"] = ("rematerialisation's compiler barrier (passes/remat.py): ONNX has no such "
                                         "node to import; its samples check it on every back end")
+NO_NODE_CASE["stop_gradient"] = ("autodiff's constant marker (jax.lax.stop_gradient): ONNX has no gradients and no "
+                                 "such node to import; its samples check it on every back end")
 EXCLUDED[("Node", r"^test_dft_inverse(_opset19)?$")] = (
     "the expected values are NumPy's complex64 FFT, whose rounding noise (1.9e-7) sits where the exact "
     "result is 0 (true value ~1e-16), beyond onnx's atol 1e-7; graphforge's DFT (float64 tables, one rounding) "

@@ -9,7 +9,7 @@ from onnx import helper
 from onnx.reference import ReferenceEvaluator
 
 import graphforge as gf
-from runtimes.onnx import to_onnx
+from graphforge.runtimes.onnx import to_onnx
 
 RNG = np.random.default_rng(18)
 

@@ -46,7 +46,7 @@ def test_det_refuses_non_square_and_vectors():
 
 
 def test_float64_det_beyond_the_leibniz_limit_is_a_typed_export_error():
-    from runtimes.onnx import to_onnx
+    from graphforge.runtimes.onnx import to_onnx
 
     g = gf.trace(gf.det, gf.TensorSpec((6, 6), "float64"))
     with pytest.raises(gf.GraphforgeError, match="det"):

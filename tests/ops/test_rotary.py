@@ -10,7 +10,7 @@ from onnx import helper
 from onnx.reference import ReferenceEvaluator
 
 import graphforge as gf
-from runtimes.onnx import to_onnx
+from graphforge.runtimes.onnx import to_onnx
 
 RNG = np.random.default_rng(23)
 ANG = RNG.uniform(0, 6, (20, 4))

@@ -12,7 +12,7 @@ from onnx import helper
 from onnx.reference import ReferenceEvaluator
 
 import graphforge as gf
-from runtimes.onnx import OrtSession, to_onnx
+from graphforge.runtimes.onnx import OrtSession, to_onnx
 
 RNG = np.random.default_rng(7)
 X = RNG.standard_normal((2, 3, 7, 8)).astype(np.float32)

@@ -62,7 +62,7 @@ def test_reverse_sequence_with_run_time_lengths(time_axis, batch_axis):
 def test_det_imports_and_round_trips_as_det():
     m = _model(helper.make_node("Det", ["x"], ["y"]), [_vi("x", [2, 3, 3])], [_vi("y", [2])])
     g = _check(m, {"x": RNG.standard_normal((2, 3, 3)).astype(np.float32)}, rtol=1e-5, atol=1e-5)
-    from runtimes.onnx import to_onnx
+    from graphforge.runtimes.onnx import to_onnx
 
     assert [n.op_type for n in to_onnx(g).graph.node] == ["Det"]
 
