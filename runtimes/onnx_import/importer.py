@@ -18,7 +18,7 @@ from onnx import numpy_helper
 
 from graphforge.dtypes import from_numpy_dtype
 from graphforge.errors import GraphforgeError, LoadError, ShapeError, UnsupportedOpError
-from graphforge.ir.dims import check_dim, dim_symbols, is_dim_text
+from graphforge.ir.dims import check_dim, dim_sub, dim_symbols, is_dim_text
 from graphforge.ir.graph import Graph, Value
 from graphforge.ir.types import TensorType
 from graphforge.trace.builder import Builder
@@ -246,8 +246,25 @@ _IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
 
 
 def _input_symbols(g: onnx.GraphProto) -> set[str]:
-    return {d.dim_param for vi in g.input for d in vi.type.tensor_type.shape.dim
-            if d.HasField("dim_param") and _IDENTIFIER.fullmatch(d.dim_param)}
+    """The symbols the graph's inputs pin down on their own: a plain-identifier dim_param (``seq``)
+    or one that is a symbol plus or minus a constant (``seq+4``, as graphforge writes an input
+    ``f32[seq+4]``; a run binds ``seq`` from it). ``batch-size`` (two names) pins neither."""
+    found = set()
+    for vi in g.input:
+        for d in vi.type.tensor_type.shape.dim:
+            if not (d.HasField("dim_param") and d.dim_param):
+                continue
+            if _IDENTIFIER.fullmatch(d.dim_param):
+                found.add(d.dim_param)
+            elif is_dim_text(d.dim_param):
+                try:
+                    dim = check_dim(d.dim_param)
+                except ShapeError:
+                    continue
+                names = dim_symbols(dim) if isinstance(dim, str) else set()
+                if len(names) == 1 and isinstance(dim_sub(dim, next(iter(names))), int):
+                    found |= names
+    return found
 
 
 def _expression_dim(text: str, symbols: set[str]):
