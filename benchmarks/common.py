@@ -18,8 +18,14 @@ import tempfile
 import time
 from typing import Callable, Mapping
 
-__all__ = ["interleaved_medians", "machine_info", "write_json", "write_results", "add_common_args", "summary",
+__all__ = ["ORT_SETTLE_S", "interleaved_medians", "machine_info", "write_json", "write_results", "add_common_args", "summary",
            "hand_jax_step"]
+
+
+# interleaved_medians' pause before each chunk when contenders own multi-threaded onnxruntime
+# sessions (their idle workers spin for milliseconds; 20 ms recovered most of it, 50 ms all, on the
+# LSTM generator)
+ORT_SETTLE_S = 0.05
 
 
 def _chunk(fn: Callable[[], object], n: int, clock: Callable[[], float] = time.perf_counter) -> float:
@@ -31,12 +37,18 @@ def _chunk(fn: Callable[[], object], n: int, clock: Callable[[], float] = time.p
 
 def interleaved_medians(contenders: Mapping[str, Callable[[], object]], *, rounds: int = 15, warmup: int = 3,
                         min_chunk_s: float = 0.02, max_inner: int = 1000,
-                        clock: Callable[[], float] = time.perf_counter) -> dict[str, dict]:
+                        clock: Callable[[], float] = time.perf_counter, settle_s: float = 0.0) -> dict[str, dict]:
     """``{name: {"median_s", "q1_s", "q3_s", "rounds", "inner"}}`` for callables that each do one
     unit of work synchronously (block until the result exists). ``clock``: wall time by default;
     ``time.thread_time`` measures the CPU time of the calling thread instead — for work that runs
     on that thread alone (e.g. onnxruntime with one intra-op thread), a figure that other jobs on a
-    loaded machine change far less than wall time, since time spent preempted is not counted."""
+    loaded machine change far less than wall time, since time spent preempted is not counted.
+
+    ``settle_s``: an untimed pause before every chunk, for contenders that own multi-threaded
+    onnxruntime sessions. A session's intra-op worker threads keep spinning for milliseconds after
+    its last run; interleaved with no pause, the next contender's chunk shares the two cores with
+    them (measured on the LSTM generator: the in-graph ``Loop`` ran at 13k tokens/s right after the
+    Python loop's sessions, 20–22k alone or after a 50 ms pause; docs/benchmarks.md)."""
     names = list(contenders)
     inner = {}
     for name in names:
@@ -48,6 +60,8 @@ def interleaved_medians(contenders: Mapping[str, Callable[[], object]], *, round
     for r in range(rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
+            if settle_s:
+                time.sleep(settle_s)
             samples[name].append(_chunk(contenders[name], inner[name], clock))
     return {n: summary(samples[n]) | {"inner": inner[n]} for n in names}
 

@@ -215,3 +215,19 @@ def test_conv_candidates_run_tiny_and_compute_the_same_step(tmp_path):
     losses = list(row["first_loss"].values())
     assert len(losses) == 3 and all(v == pytest.approx(losses[0], rel=1e-4) for v in losses)
     assert set(row["ms"]) == {"gf-xla", "gf-im2col", "gf-shift", "jax"}
+
+
+def test_interleaved_medians_settles_untimed_before_each_chunk(monkeypatch):
+    """``settle_s`` pauses before every chunk (the other contenders' onnxruntime workers stop
+    spinning) and the pause is not part of the time."""
+    from benchmarks import common
+
+    sleeps = []
+    monkeypatch.setattr(common.time, "sleep", lambda s: sleeps.append(s))
+    res = common.interleaved_medians({"a": lambda: None, "b": lambda: None}, rounds=3, warmup=1,
+                                     min_chunk_s=0.0, settle_s=0.05)
+    assert sleeps == [0.05] * 6
+    assert all(r["median_s"] < 0.01 for r in res.values())
+    sleeps.clear()
+    common.interleaved_medians({"a": lambda: None}, rounds=2, warmup=1, min_chunk_s=0.0)
+    assert sleeps == []
