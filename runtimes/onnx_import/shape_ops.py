@@ -7,7 +7,7 @@ import numpy as np
 
 from graphforge.dtypes import is_float, to_numpy_dtype
 from graphforge.errors import LoadError
-from graphforge.ir.dims import dim_mul
+from graphforge.ir.dims import dim_mul, dim_product
 
 from .importer import attrs_of, importer, Known, unsupported
 from .shape_values import as_dims, dims_array
@@ -329,18 +329,42 @@ def _gather_elements(ctx, node):
     rank = len(x.type.shape)
     axis = int(attrs_of(node).get("axis", 0)) % rank
     xs, ishape = x.type.shape, idx.type.shape
-    if not all(isinstance(d, int) for d in (*xs, *ishape)):
-        unsupported(node, "symbolic shapes")
-    strides = [int(np.prod(xs[d + 1:], dtype=np.int64)) for d in range(rank)]
-    ctx.require((len(ishape) + 1, *ishape), 8, "the index grid")
-    grid = np.indices(ishape, dtype=np.int64) if ishape else np.zeros((rank,), np.int64)
-    base = sum(grid[d] * strides[d] for d in range(rank) if d != axis)
     e = ctx.emit
-    i = ctx.cast(idx, "int64")
-    i = e("where", [e("less", [i, ctx.scalar(0, "int64")]), e("add", [i, ctx.scalar(xs[axis], "int64")]), i])
-    flat = e("add", [e("mul", [i, ctx.scalar(strides[axis], "int64")]),
-                     ctx.materialize(np.asarray(base, np.int64), "gather_elements_base")])
+    flat = e("add", [e("mul", [_wrap(ctx, idx, xs[axis]), _dim_scalar(ctx, dim_product(xs[axis + 1:]))]),
+                     _grid_offsets(ctx, xs, ishape, axis, "gather_elements_base")])
     return [e("gather", [e("reshape", [x], shape=[-1]), flat], axis=0)]
+
+
+def _dim_scalar(ctx, d):
+    """An int64 scalar holding the dim ``d``: a constant, or its run-time value when symbolic."""
+    return ctx.scalar(int(d), "int64") if isinstance(d, int) else ctx.emit("dim_value", [], dim=d, dtype="int64")
+
+
+def _grid_offsets(ctx, xs, ishape, axis: int, hint: str):
+    """Σ over every dim d but ``axis`` of (position along d) · stride_d of a row-major array of shape
+    ``xs``, over the index grid ``ishape`` (GatherElements/ScatterElements: each index's element
+    offset without its own axis). A constant when every dim is static; with symbolic dims, built
+    at run time from ``arange`` along each dim (broadcast, nothing materialised at import)."""
+    rank = len(xs)
+    if all(isinstance(d, int) for d in (*xs, *ishape)):
+        strides = [int(np.prod(xs[d + 1:], dtype=np.int64)) for d in range(rank)]
+        ctx.require((len(ishape) + 1, *ishape), 8, "the index grid")
+        grid = np.indices(ishape, dtype=np.int64) if ishape else np.zeros((rank,), np.int64)
+        base = sum((grid[d] * strides[d] for d in range(rank) if d != axis), np.zeros(ishape, np.int64))
+        return ctx.materialize(np.asarray(base, np.int64), hint)
+    e = ctx.emit
+    total = None
+    for d in range(rank):
+        if d == axis or ishape[d] == 1:
+            continue
+        shape = [1] * rank
+        shape[d] = ishape[d]
+        pos = e("reshape", [e("arange", [], start=0, stop=ishape[d], step=1, dtype="int64")], shape=shape)
+        term = e("mul", [pos, _dim_scalar(ctx, dim_product(xs[d + 1:]))])
+        total = term if total is None else e("add", [total, term])
+    if total is None:
+        total = ctx.scalar(0, "int64")
+    return e("broadcast_to", [total], shape=list(ishape))
 
 
 # ---- scatters -------------------------------------------------------------------------------------
@@ -374,8 +398,10 @@ def _scatter_rows(ctx, node, data, idx, upd, reduction: str):
     if reduction not in ("mul", "max", "min"):
         unsupported(node, f"reduction {reduction!r}")
     ones_rest = [1] * len(rest)
-    match = e("equal", [e("reshape", [idx], shape=[u, 1, *ones_rest]),
-                        ctx.materialize(np.arange(n, dtype=np.int64).reshape(1, n, *ones_rest), "scatter_rows")])
+    rows = (ctx.materialize(np.arange(n, dtype=np.int64).reshape(1, n, *ones_rest), "scatter_rows")
+            if isinstance(n, int) else
+            e("reshape", [e("arange", [], start=0, stop=n, step=1, dtype="int64")], shape=[1, n, *ones_rest]))
+    match = e("equal", [e("reshape", [idx], shape=[u, 1, *ones_rest]), rows])
     cand_upd = e("reshape", [upd], shape=[u, 1, *rest])
     if reduction == "mul":
         picked = e("where", [match, cand_upd, ctx.scalar(1, dt)])
@@ -393,9 +419,10 @@ def _static(node, *types):
 
 
 def _wrap(ctx, i, n):
+    """Indices ``i`` into a dim of size ``n`` (an int or a symbolic dim) with negatives wrapped."""
     e = ctx.emit
     i = ctx.cast(i, "int64")
-    return e("where", [e("less", [i, ctx.scalar(0, "int64")]), e("add", [i, ctx.scalar(n, "int64")]), i])
+    return e("where", [e("less", [i, ctx.scalar(0, "int64")]), e("add", [i, _dim_scalar(ctx, n)]), i])
 
 
 @importer("ScatterElements", "Scatter")
@@ -405,15 +432,10 @@ def _scatter_elements(ctx, node):
     rank = len(data.type.shape)
     axis = int(a.get("axis", 0)) % rank
     xs, ishape = data.type.shape, idx.type.shape
-    _static(node, data.type, idx.type)
-    strides = [int(np.prod(xs[d + 1:], dtype=np.int64)) for d in range(rank)]
-    ctx.require((len(ishape) + 1, *ishape), 8, "the index grid")
-    grid = np.indices(ishape, dtype=np.int64)
-    base = sum((grid[d] * strides[d] for d in range(rank) if d != axis), np.zeros(ishape, np.int64))
     e = ctx.emit
-    flat = e("add", [e("mul", [_wrap(ctx, idx, xs[axis]), ctx.scalar(strides[axis], "int64")]),
-                     ctx.materialize(np.asarray(base, np.int64), "scatter_base")])
-    u = int(np.prod(ishape, dtype=np.int64))
+    flat = e("add", [e("mul", [_wrap(ctx, idx, xs[axis]), _dim_scalar(ctx, dim_product(xs[axis + 1:]))]),
+                     _grid_offsets(ctx, xs, ishape, axis, "scatter_base")])
+    u = dim_product(ishape)
     out = _scatter_rows(ctx, node, e("reshape", [data], shape=[-1]), e("reshape", [flat], shape=[u]),
                         e("reshape", [upd], shape=[u]), a.get("reduction", "none"))
     return [e("reshape", [out], shape=list(xs))]

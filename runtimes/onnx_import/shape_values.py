@@ -4,7 +4,7 @@ dynamic-batch exports (PyTorch's ``dynamic_axes``, dynamo dynamic shapes).
 ``Shape`` of an input with symbolic dims is known at import time as a *dims array*: a NumPy object
 array of ints and :class:`~graphforge.trace.tensor.SymDim` (``[batch, 32]``). Shape arithmetic on it
 (Gather, Concat, Unsqueeze, Squeeze, Slice, Reshape, Cast to an int type, Identity, Add, Sub, Mul,
-Div, Equal, Where) is folded here with dim expressions, so the ops that take a shape or a bound as a
+Div, Mod, Min, Max, Equal, Where) is folded here with dim expressions, so the ops that take a shape or a bound as a
 tensor (Reshape, Expand, ConstantOfShape, Range, Slice) import with symbolic attributes instead of
 needing a constant. A dims array used as a tensor is computed at run time (``dim_value`` nodes).
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
+from graphforge.ir.dims import dim_max, dim_min
 from graphforge.trace.tensor import SymDim
 
 __all__ = ["dims_array", "is_dims", "fold_dims", "as_dim", "as_dims", "materialize_dims"]
@@ -69,6 +70,15 @@ def _mod(a, b):
     return a % b  # dims are non-negative: ONNX Mod's fmod=0 and fmod=1 agree on them
 
 
+def _extreme(fn):
+    def pick(a, b):
+        r = fn(a, b)
+        return SymDim(r) if isinstance(r, str) else int(r)
+    return np.frompyfunc(pick, 2, 1)
+
+
+_VARIADIC = {"Min": _extreme(dim_min), "Max": _extreme(dim_max)}
+
 _BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.frompyfunc(_floordiv, 2, 1),
            "Mod": np.frompyfunc(_mod, 2, 1)}
 _INT_TYPES = {onnx.TensorProto.INT64, onnx.TensorProto.INT32}
@@ -105,6 +115,11 @@ def fold_dims(node: onnx.NodeProto, ins: list, attrs: dict, opset: int) -> list[
         if op in _BINARY and all(a is not None for a in ins):
             a, b = (_obj(x) for x in ins)
             return [_settle(_BINARY[op](a, b))]
+        if op in _VARIADIC and ins and all(a is not None for a in ins):  # Min/Max: any count, broadcast
+            out = _obj(ins[0])
+            for other in ins[1:]:
+                out = _obj(_VARIADIC[op](out, _obj(other)))
+            return [_settle(out)]
         if op == "Equal":  # dims are sizes, never the -1 PyTorch's shape code compares with
             a, b = (_obj(x) for x in ins)
             return [np.vectorize(lambda u, v: bool(u == v) if not (isinstance(u, str) or isinstance(v, str))

@@ -89,6 +89,80 @@ def test_range_and_slice_bounds_from_run_time_shapes():
             np.testing.assert_array_equal(sl, x[:, : s - 1])
 
 
+def test_min_and_max_of_run_time_dims_import_as_dim_expressions():
+    """Found by the fuzz tier's import(export(g)) oracle (seed 58): graphforge writes a bound like
+    ``min(floor((S+1)/2), floor(S/2)+1)`` as Shape → Div/Add → Min; Min and Max of dims fold too."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "one"], ["n"], axis=0),
+        helper.make_node("Add", ["n", "one"], ["n1"]),
+        helper.make_node("Div", ["n1", "two"], ["a"]),
+        helper.make_node("Div", ["n", "two"], ["b0"]),
+        helper.make_node("Add", ["b0", "one"], ["b"]),
+        helper.make_node("Min", ["a", "b"], ["lo"]),
+        helper.make_node("Max", ["a", "b", "three"], ["hi"]),
+        helper.make_node("Unsqueeze", ["lo", "axes0"], ["ends"]),
+        helper.make_node("Slice", ["x", "starts", "ends", "axes1"], ["head"]),
+        helper.make_node("Unsqueeze", ["hi", "axes0"], ["hi1"]),
+        helper.make_node("Concat", ["hi1", "hi1"], ["shape"], axis=0),
+        helper.make_node("ConstantOfShape", ["shape"], ["square"],
+                         value=numpy_helper.from_array(np.array([2.0], np.float32))),
+    ]
+    inits = [_i64("one", 1), _i64("two", 2), _i64("three", 3), _i64("axes0", [0]), _i64("starts", [0]),
+             _i64("axes1", [1])]
+    model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "S"])],
+                   [helper.make_tensor_value_info("head", TensorProto.FLOAT, ["N", None]),
+                    helper.make_tensor_value_info("square", TensorProto.FLOAT, [None, None])], inits)
+    g = gf.from_onnx(model)
+    assert "S" in str(g.outputs[0].type) and "min" in str(g.outputs[0].type)
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for s in (1, 4, 7):
+        x = np.random.default_rng(s).standard_normal((2, s)).astype(np.float32)
+        want = sess.run(None, {"x": x})
+        for backend in BACKENDS:
+            for got, exp in zip(gf.run(g, [x], backend=backend), want):
+                np.testing.assert_array_equal(got, exp)
+
+
+@pytest.mark.parametrize("op,attrs", [("GatherElements", {"axis": 1}), ("GatherElements", {"axis": 0}),
+                                      ("ScatterElements", {"axis": 1}),
+                                      ("ScatterElements", {"axis": 1, "reduction": "add"}),
+                                      ("ScatterElements", {"axis": 0, "reduction": "mul"}),
+                                      ("ScatterElements", {"axis": -1, "reduction": "max"})])
+def test_gather_and_scatter_elements_with_symbolic_shapes(op, attrs):
+    """Found by the fuzz tier's import(export(g)) oracle (seeds 154, 159, …): graphforge's own
+    ``scatter_add`` on a symbolic batch exports as ScatterElements, which imported only with static
+    shapes (its index grid was a constant). The grid is built at run time from ``arange`` now."""
+    import onnxruntime as ort
+
+    gather = op == "GatherElements"
+    ins = ["x", "i"] if gather else ["x", "i", "u"]
+    specs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "S"]),
+             helper.make_tensor_value_info("i", TensorProto.INT64, ["N", 3])]
+    if not gather:
+        specs.append(helper.make_tensor_value_info("u", TensorProto.FLOAT, ["N", 3]))
+    model = _model([helper.make_node(op, ins, ["y"], **attrs)], specs,
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3] if gather else ["N", "S"])], [])
+    g = gf.from_onnx(model)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for n, s in ((2, 4), (5, 3)):
+        rng = np.random.default_rng(n)
+        axis = attrs["axis"] % 2
+        size = (n, s)[axis]
+        if gather or attrs.get("reduction"):
+            i = rng.integers(-size, size, (n, 3))
+        else:  # without a reduction, ONNX leaves duplicate indices undefined: distinct ones per row
+            i = np.stack([rng.permutation(size)[:3] for _ in range(n)])
+        feeds = {"x": rng.standard_normal((n, s)).astype(np.float32), "i": i.astype(np.int64)}
+        if not gather:
+            feeds["u"] = rng.standard_normal((n, 3)).astype(np.float32)
+        want = sess.run(None, feeds)[0]
+        for backend in BACKENDS:
+            np.testing.assert_allclose(gf.run(g, feeds, backend=backend)[0], want, rtol=1e-6, err_msg=backend)
+
+
 def test_a_shape_used_as_data_is_computed_at_run_time():
     nodes = [helper.make_node("Shape", ["x"], ["s"]),
              helper.make_node("Mul", ["s", "two"], ["s2"]),
