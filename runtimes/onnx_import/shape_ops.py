@@ -343,28 +343,33 @@ def _dim_scalar(ctx, d):
 def _grid_offsets(ctx, xs, ishape, axis: int, hint: str):
     """Σ over every dim d but ``axis`` of (position along d) · stride_d of a row-major array of shape
     ``xs``, over the index grid ``ishape`` (GatherElements/ScatterElements: each index's element
-    offset without its own axis). A constant when every dim is static; with symbolic dims, built
-    at run time from ``arange`` along each dim (broadcast, nothing materialised at import)."""
-    rank = len(xs)
-    if all(isinstance(d, int) for d in (*xs, *ishape)):
-        strides = [int(np.prod(xs[d + 1:], dtype=np.int64)) for d in range(rank)]
-        ctx.require((len(ishape) + 1, *ishape), 8, "the index grid")
-        grid = np.indices(ishape, dtype=np.int64) if ishape else np.zeros((rank,), np.int64)
-        base = sum((grid[d] * strides[d] for d in range(rank) if d != axis), np.zeros(ishape, np.int64))
+    offset without its own axis)."""
+    return _grid_sum(ctx, ishape, [(d, dim_product(xs[d + 1:])) for d in range(len(xs)) if d != axis], hint)
+
+
+def _grid_sum(ctx, grid, terms, hint: str):
+    """Σ of (position along grid dim d) · stride for each ``(d, stride)`` of ``terms``, over the index
+    grid ``grid``. A constant when every size is static; with symbolic ones, built at run time from
+    ``arange`` along each dim and broadcast (nothing materialised at import)."""
+    rank = len(grid)
+    if all(isinstance(x, int) for x in (*grid, *(st for _, st in terms))):
+        ctx.require((rank + 1, *grid), 8, "the index grid")
+        pos = np.indices(grid, dtype=np.int64) if grid else np.zeros((0,), np.int64)
+        base = sum((pos[d] * st for d, st in terms), np.zeros(grid, np.int64))
         return ctx.materialize(np.asarray(base, np.int64), hint)
     e = ctx.emit
     total = None
-    for d in range(rank):
-        if d == axis or ishape[d] == 1:
+    for d, st in terms:
+        if grid[d] == 1:
             continue
         shape = [1] * rank
-        shape[d] = ishape[d]
-        pos = e("reshape", [e("arange", [], start=0, stop=ishape[d], step=1, dtype="int64")], shape=shape)
-        term = e("mul", [pos, _dim_scalar(ctx, dim_product(xs[d + 1:]))])
+        shape[d] = grid[d]
+        pos = e("reshape", [e("arange", [], start=0, stop=grid[d], step=1, dtype="int64")], shape=shape)
+        term = e("mul", [pos, _dim_scalar(ctx, st)])
         total = term if total is None else e("add", [total, term])
     if total is None:
         total = ctx.scalar(0, "int64")
-    return e("broadcast_to", [total], shape=list(ishape))
+    return e("broadcast_to", [total], shape=list(grid))
 
 
 # ---- scatters -------------------------------------------------------------------------------------
@@ -412,10 +417,11 @@ def _scatter_rows(ctx, node, data, idx, upd, reduction: str):
     return e("maximum" if op == "max" else "minimum", [data, red])
 
 
-def _static(node, *types):
-    for t in types:
-        if not all(isinstance(d, int) for d in t.shape):
-            unsupported(node, "symbolic shapes")
+def _index_depth(node, ishape) -> int:
+    """ScatterND/GatherND's index depth (the indices' last dim), which shapes the result: static."""
+    if not ishape or not isinstance(ishape[-1], int):
+        unsupported(node, f"an index tuple of symbolic length ({ishape[-1] if ishape else 'rank 0'})")
+    return int(ishape[-1])
 
 
 def _wrap(ctx, i, n):
@@ -446,20 +452,18 @@ def _scatter_nd(ctx, node):
     data, idx, upd = (ctx.input(node, i) for i in range(3))
     a = attrs_of(node)
     xs, ishape = data.type.shape, idx.type.shape
-    _static(node, data.type, idx.type)
-    k = ishape[-1]
-    lead = [int(d) for d in ishape[:-1]]
-    u = int(np.prod(lead, dtype=np.int64))
+    k = _index_depth(node, ishape)
+    lead = list(ishape[:-1])
+    u = dim_product(lead)
     rest = list(xs[k:])
     e = ctx.emit
     i2 = e("reshape", [idx], shape=[u, k])
     flat = None
     for j in range(k):  # row index into data reshaped to (prod(xs[:k]), *xs[k:])
-        stride = int(np.prod(xs[j + 1:k], dtype=np.int64))
         col = e("reshape", [e("slice", [i2], starts=[j], ends=[j + 1], axes=[1])], shape=[u])
-        term = e("mul", [_wrap(ctx, col, xs[j]), ctx.scalar(stride, "int64")])
+        term = e("mul", [_wrap(ctx, col, xs[j]), _dim_scalar(ctx, dim_product(xs[j + 1:k]))])
         flat = term if flat is None else e("add", [flat, term])
-    rows = int(np.prod(xs[:k], dtype=np.int64))
+    rows = dim_product(xs[:k])
     out = _scatter_rows(ctx, node, e("reshape", [data], shape=[rows, *rest]), flat,
                         e("reshape", [upd], shape=[u, *rest]), a.get("reduction", "none"))
     return [e("reshape", [out], shape=list(xs))]
@@ -470,21 +474,17 @@ def _gather_nd(ctx, node):
     data, idx = ctx.input(node, 0), ctx.input(node, 1)
     b = int(attrs_of(node).get("batch_dims", 0))
     xs, ishape = data.type.shape, idx.type.shape
-    _static(node, data.type, idx.type)
-    k = ishape[-1]
-    lead = [int(d) for d in ishape[:-1]]
-    u = int(np.prod(lead, dtype=np.int64))
-    strides = [int(np.prod(xs[d + 1:b + k], dtype=np.int64)) for d in range(b + k)]
-    ctx.require((len(lead) + 1, *lead), 8, "the index grid")
-    grid = np.indices(lead, dtype=np.int64) if lead else np.zeros((0,), np.int64)
-    base = sum((grid[d] * strides[d] for d in range(b)), np.zeros(lead, np.int64)).reshape(u)
+    k = _index_depth(node, ishape)
+    lead = list(ishape[:-1])
+    u = dim_product(lead)
+    strides = [dim_product(xs[d + 1:b + k]) for d in range(b + k)]
     e = ctx.emit
     i2 = e("reshape", [idx], shape=[u, k])
-    flat = ctx.materialize(base, "gather_nd_base")
+    flat = e("reshape", [_grid_sum(ctx, lead, [(d, strides[d]) for d in range(b)], "gather_nd_base")], shape=[u])
     for j in range(k):
         col = e("reshape", [e("slice", [i2], starts=[j], ends=[j + 1], axes=[1])], shape=[u])
-        flat = e("add", [flat, e("mul", [_wrap(ctx, col, xs[b + j]), ctx.scalar(strides[b + j], "int64")])])
+        flat = e("add", [flat, e("mul", [_wrap(ctx, col, xs[b + j]), _dim_scalar(ctx, strides[b + j])])])
     rest = list(xs[b + k:])
-    rows = e("reshape", [data], shape=[int(np.prod(xs[:b + k], dtype=np.int64)), *rest])
+    rows = e("reshape", [data], shape=[dim_product(xs[:b + k]), *rest])
     y = e("gather", [rows, flat], axis=0)
     return [e("reshape", [y], shape=lead + rest)]

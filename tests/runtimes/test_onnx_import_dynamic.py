@@ -163,6 +163,45 @@ def test_gather_and_scatter_elements_with_symbolic_shapes(op, attrs):
             np.testing.assert_allclose(gf.run(g, feeds, backend=backend)[0], want, rtol=1e-6, err_msg=backend)
 
 
+@pytest.mark.parametrize("op,attrs", [("GatherND", {}), ("GatherND", {"batch_dims": 1}), ("ScatterND", {}),
+                                      ("ScatterND", {"reduction": "add"}), ("ScatterND", {"reduction": "max"})])
+def test_gather_and_scatter_nd_with_symbolic_shapes(op, attrs):
+    """PyTorch's dynamic-shape exports of advanced indexing and ``index_put`` give GatherND/ScatterND
+    on a symbolic batch: they import (index depth static, everything else symbolic)."""
+    import onnxruntime as ort
+
+    gather = op == "GatherND"
+    b = attrs.get("batch_dims", 0)
+    idx_shape = ["N", 2, 1] if b else ["K", 2]
+    specs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "S", 3]),
+             helper.make_tensor_value_info("i", TensorProto.INT64, idx_shape)]
+    ins = ["x", "i"]
+    if not gather:
+        specs.append(helper.make_tensor_value_info("u", TensorProto.FLOAT, ["K", 3]))
+        ins.append("u")
+    out_shape = (["N", 2, 3] if b else ["K", 3]) if gather else ["N", "S", 3]
+    model = _model([helper.make_node(op, ins, ["y"], **attrs)], specs,
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)], [])
+    g = gf.from_onnx(model)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for n, s, k in ((2, 4, 3), (4, 3, 5)):
+        rng = np.random.default_rng(n)
+        feeds = {"x": rng.standard_normal((n, s, 3)).astype(np.float32)}
+        if b:
+            feeds["i"] = rng.integers(-s, s, (n, 2, 1))
+        elif gather or attrs.get("reduction"):
+            feeds["i"] = np.stack([rng.integers(-n, n, k), rng.integers(-s, s, k)], axis=1)
+        else:  # without a reduction, duplicate index tuples are undefined: distinct ones
+            cells = rng.permutation(n * s)[:k]
+            feeds["i"] = np.stack([cells // s, cells % s], axis=1)
+        feeds["i"] = feeds["i"].astype(np.int64)
+        if not gather:
+            feeds["u"] = rng.standard_normal((k, 3)).astype(np.float32)
+        want = sess.run(None, feeds)[0]
+        for backend in BACKENDS:
+            np.testing.assert_allclose(gf.run(g, feeds, backend=backend)[0], want, rtol=1e-6, err_msg=backend)
+
+
 def test_a_shape_used_as_data_is_computed_at_run_time():
     nodes = [helper.make_node("Shape", ["x"], ["s"]),
              helper.make_node("Mul", ["s", "two"], ["s2"]),
