@@ -325,6 +325,7 @@ _METHODS.update({name: name for name in (
     "floor", "ceil", "round", "isnan", "isinf", "tan", "sinh", "cosh", "asin", "acos", "atan", "asinh", "acosh",
     "atanh", "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "mod")})
 _METHODS.update({"remainder": "mod", "arcsin": "asin", "arccos": "acos", "arctan": "atan"})
+_METHODS.update({"detach": "stop_gradient", "stop_gradient": "stop_gradient"})  # PyTorch's x.detach()
 
 _F_MODULE = None
 

@@ -47,6 +47,15 @@ def test_stop_gradient_is_a_constant_for_gf_grad_and_jax_grad():
     np.testing.assert_allclose(gj, x, rtol=1e-12)
 
 
+def test_tensor_detach_is_stop_gradient():
+    """PyTorch's ``x.detach()`` in a traced model: d/dx sum(x * x.detach()) = x."""
+    x = RNG.standard_normal(5)
+    graph = gf.trace(lambda a: gf.sum(a * a.detach()), gf.TensorSpec((5,), "float64"))
+    assert graph.op_counts()["stop_gradient"] == 1
+    _, ga = gf.run(gf.grad(graph, wrt="a"), [x])
+    np.testing.assert_allclose(ga, x, rtol=1e-12)
+
+
 def test_stop_gradient_exports_as_no_onnx_node():
     graph = gf.trace(lambda a: gf.stop_gradient(a) + 1.0, gf.TensorSpec(("batch", 4), "float32"))
     model = gf.to_onnx(graph)
