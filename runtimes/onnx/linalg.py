@@ -13,6 +13,15 @@ __all__: list[str] = []
 
 @lowers("matmul")
 def _matmul(ctx, args, attrs):
+    a_type, b_type = ctx.in_types[0], ctx.in_types[1]
+    if b_type.rank == 1 and a_type.rank >= 2 and ctx.producer(args[0]) is not None:
+        # A matrix (or batch) times a vector, written as times a (K, 1) matrix. onnxruntime 1.32's
+        # MatmulTransposeFusion folds a Transpose feeding MatMul's A into FusedMatMul(transA=1),
+        # which is wrong when B is 1-D (transpose(a) @ v gave a @ v's numbers; fuzz seed 8913).
+        # A computed A may be or become such a Transpose (the exporter's, or one onnxruntime's
+        # transpose optimizer moves there); an input or initializer cannot.
+        col = ctx.op("MatMul", [args[0], ctx.op("Unsqueeze", [args[1], ctx.ints([-1])])])
+        return [ctx.op("Squeeze", [col, ctx.ints([-1])])]
     return [ctx.op("MatMul", args)]
 
 

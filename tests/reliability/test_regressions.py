@@ -101,3 +101,18 @@ def test_symbolic_split_sizes_import_back():
     back = gf.from_onnx(gf.to_onnx(g))
     x = np.arange(10, dtype=np.float32).reshape(2, 5)
     np.testing.assert_array_equal(gf.run(back, [x])[0], x[:, 2:] * 2)
+
+
+@pytest.mark.parametrize("perm,shape", [(None, ("batch", 4)), ([0, 2, 1], (2, "batch", 4))])
+def test_a_transposed_matrix_times_a_vector_on_onnxruntime(perm, shape):
+    """Found by the 10,000-graph fuzz tier (seed 8913): onnxruntime 1.32 fuses a Transpose feeding
+    MatMul's A into FusedMatMul(transA=1), which computes the wrong numbers when B is 1-D; the
+    exporter writes a computed matrix times a vector as times a (K, 1) matrix."""
+    pytest.importorskip("onnxruntime")
+    g = gf.trace(lambda a, v: gf.matmul(gf.transpose(a, perm), v), gf.TensorSpec(shape), gf.TensorSpec(("batch",)))
+    rng = np.random.default_rng(3)
+    for n in (1, 3, 6):
+        a = rng.standard_normal([n if d == "batch" else d for d in shape]).astype(np.float32)
+        v = rng.standard_normal(n).astype(np.float32)
+        want = np.swapaxes(a, -1, -2) @ v
+        np.testing.assert_allclose(gf.run(g, [a, v], backend="onnxruntime")[0], want, rtol=1e-5, atol=1e-6)
