@@ -130,6 +130,19 @@ def test_roundtrip_oracle_flags_a_wrong_export(monkeypatch):
     assert any(f.kind == "mismatch" and "roundtrip vs float64" in f.check for f in findings), findings
 
 
+def test_compare_passes_equal_infinities_and_flags_nan():
+    """Found by ``make fuzz``'s excluded-op campaign: a float8 ``quantize_linear`` without saturation
+    gives inf on every back end, and ``inf - inf`` (NaN) failed the comparison; an inf also made
+    every other element's atol infinite. Equal infinities pass, a NaN still fails."""
+    g = gf.trace(lambda x: x * 1.0, gf.TensorSpec((3,), "float32"))
+    want = [np.array([np.inf, -np.inf, 2.0])]
+    assert compare([np.array([np.inf, -np.inf, 2.0], np.float32)], want, 1e-5, 1e-6, g) is None
+    assert compare([np.array([np.inf, np.inf, 2.0], np.float32)], want, 1e-5, 1e-6, g) is not None
+    assert compare([np.array([np.inf, -np.inf, 2.5], np.float32)], want, 1e-5, 1e-6, g) is not None
+    nan = [np.array([np.nan, 0.0, 2.0])]
+    assert compare([np.array([np.nan, 0.0, 2.0], np.float32)], nan, 1e-5, 1e-6, g) is not None
+
+
 def test_compare_scales_atol_with_magnitude():
     g = gf.trace(lambda x: x * 1.0, gf.TensorSpec((2,), "float32"))
     want = [np.array([1000.0, 0.0])]
