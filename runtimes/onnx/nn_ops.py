@@ -22,8 +22,8 @@ from graphforge import dtypes as _dt
 from graphforge.ir.dims import dim_add, dim_mul, dim_product, dim_sub
 
 from .lower import HALF, lowers, reduce
-from .nn_windows import (avg_divisor, conv_by_slices, dilate, pad_or_crop, pad_pairs, pool_pads, window_counts,
-                         windows)
+from .nn_windows import (avg_divisor, conv_by_slices, dilate, kernel_shape_attr, pad_or_crop, pad_pairs, pool_pads,
+                         window_counts, windows)
 
 __all__: list[str] = []
 
@@ -44,7 +44,7 @@ def _conv2d(ctx, args, attrs):
     dtype = xt.dtype
     if dtype in _NATIVE_CONV:
         return [ctx.op("Conv", args, strides=list(attrs["strides"]), pads=list(attrs["pads"]),
-                       dilations=list(attrs["dilations"]), group=attrs["groups"])]
+                       dilations=list(attrs["dilations"]), group=attrs["groups"], **kernel_shape_attr(wt))]
     xp = pad_or_crop(ctx, args[0], pad_pairs(attrs["pads"]), 0.0, dtype)
     out = ctx.out_types[0].shape[2:]
     y = conv_by_slices(ctx, xp, args[1], xt.shape, wt.shape, out, attrs["strides"], attrs["dilations"],
@@ -60,7 +60,8 @@ def _conv_transpose2d(ctx, args, attrs):
     out_pad = list(attrs.get("output_padding") or [0] * nsp)
     if dtype in _NATIVE_CONV:
         return [ctx.op("ConvTranspose", args, strides=list(attrs["strides"]), pads=list(attrs["pads"]),
-                       dilations=list(attrs["dilations"]), group=attrs["groups"], output_padding=out_pad)]
+                       dilations=list(attrs["dilations"]), group=attrs["groups"], output_padding=out_pad,
+                       **kernel_shape_attr(wt))]
     # a stride-1 conv over the zero-dilated input with the flipped, in/out-swapped kernel
     g = attrs["groups"]
     cin, cout_g = wt.shape[0], wt.shape[1]

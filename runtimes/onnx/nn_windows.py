@@ -17,7 +17,7 @@ from graphforge.ir.dims import dim_add, dim_mul
 
 from .lower import Emitter
 
-__all__ = ["pool_pads", "windows", "window_counts", "conv_by_slices", "pad_or_crop", "dilate", "avg_divisor", "pad_pairs"]
+__all__ = ["pool_pads", "windows", "window_counts", "conv_by_slices", "pad_or_crop", "dilate", "avg_divisor", "pad_pairs", "kernel_shape_attr"]
 
 _INT64_MAX = 2 ** 63 - 1
 _LETTERS = "pqr"
@@ -148,3 +148,14 @@ def _div(a, b):
     from graphforge.ir.dims import dim_divide
 
     return a // b if isinstance(a, int) else dim_divide(a, b)
+
+
+def kernel_shape_attr(weight_type) -> dict:
+    """``{"kernel_shape": [...]}`` from a convolution weight's static spatial dims, else ``{}``. ONNX
+    infers it from the weight when absent, but onnxruntime's Conv kernels then recompute it from the
+    weight's shape on every call (ResNet-8 at batch 1: ~1 % of the run, 9 convolutions); torch.onnx
+    writes it too."""
+    if weight_type is None:
+        return {}
+    spatial = list(weight_type.shape[2:])
+    return {"kernel_shape": [int(d) for d in spatial]} if spatial and all(isinstance(d, int) for d in spatial) else {}

@@ -22,6 +22,7 @@ from graphforge.ir.types import TensorType
 from graphforge.ops.quantize import FLOAT_QUANT_DTYPES, qrange
 
 from .lower import NotExpressible, lowers, onnx_dtype
+from .nn_windows import kernel_shape_attr
 
 __all__ = ["ort_has_qdq_kernel", "qdq_opset", "default_provenance"]
 
@@ -185,9 +186,9 @@ def _matmul_integer(ctx, args, attrs):
     return [ctx.op("MatMulInteger", args)]
 
 
-def _conv_kw(attrs):
+def _conv_kw(attrs, weight_type=None):
     return dict(strides=list(attrs["strides"]), pads=list(attrs["pads"]), dilations=list(attrs["dilations"]),
-                group=attrs["groups"])
+                group=attrs["groups"], **kernel_shape_attr(weight_type))
 
 
 # float32 holds every integer of magnitude up to 2**24 exactly
@@ -232,18 +233,18 @@ def _conv_integer(ctx, args, attrs):
             if not _per_tensor(ctx.in_types[3]):
                 z = ctx.op("Reshape", [z, ctx.ints([-1, 1, 1, 1])])
             w = ctx.op("Sub", [w, z])
-        acc = ctx.op("Conv", [x, w], **_conv_kw(attrs))
+        acc = ctx.op("Conv", [x, w], **_conv_kw(attrs, ctx.in_types[1]))
         out = ctx.cast(acc, "int32")
         ctx.exact_float_of[out] = acc
         return [out]
     if len(args) < 4 or _per_tensor(ctx.in_types[3]):
-        return [ctx.op("ConvInteger", args, **_conv_kw(attrs))]
+        return [ctx.op("ConvInteger", args, **_conv_kw(attrs, ctx.in_types[1]))]
     # onnxruntime's ConvInteger takes a per-tensor weight zero point only. conv(x', w - z) =
     # conv(x', w) - z[o] * (window sums of x'), the window sums being a ConvInteger with a ones kernel.
     wt = ctx.in_types[1]
     ones = ctx.const(np.ones(_static(wt.shape, "a per-channel weight zero point"), np.uint8))
-    acc = ctx.op("ConvInteger", args[:3], **_conv_kw(attrs))
-    sums = ctx.op("ConvInteger", [args[0], ones, args[2]], **_conv_kw(attrs))
+    acc = ctx.op("ConvInteger", args[:3], **_conv_kw(attrs, wt))
+    sums = ctx.op("ConvInteger", [args[0], ones, args[2]], **_conv_kw(attrs, wt))
     z = ctx.op("Reshape", [ctx.cast(args[3], "int32"), ctx.ints([1, -1, 1, 1])])
     return [ctx.op("Sub", [acc, ctx.op("Mul", [sums, z])])]
 
@@ -255,7 +256,7 @@ def _qlinear_matmul(ctx, args, attrs):
 
 @lowers("qlinear_conv")
 def _qlinear_conv(ctx, args, attrs):
-    return [ctx.op("QLinearConv", args, **_conv_kw(attrs))]
+    return [ctx.op("QLinearConv", args, **_conv_kw(attrs, ctx.in_types[3]))]
 
 
 _QDQ_OPS = {"quantize_linear": "QuantizeLinear", "dequantize_linear": "DequantizeLinear"}

@@ -337,3 +337,16 @@ def test_ort_session_takes_thread_count_and_session_config(mlp_graph):
     assert opts.intra_op_num_threads == 1
     assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     np.testing.assert_array_equal(plain.run([x])[0], tuned.run([x])[0])
+
+
+def test_convolutions_write_their_kernel_shape():
+    """ONNX lets Conv infer ``kernel_shape`` from the weight, but onnxruntime then recomputes it on
+    every call; graphforge writes it, as torch.onnx does (plain, transposed and quantized convs)."""
+    g = gf.trace(lambda x, w, wt: gf.conv_transpose2d(gf.conv2d(x, w, padding=1), wt),
+                 gf.TensorSpec(("batch", 2, 8, 8)), gf.TensorSpec((4, 2, 3, 3)), gf.TensorSpec((4, 3, 2, 5)))
+    model = gf.to_onnx(g)
+    shapes = {n.op_type: [list(a.ints) for a in n.attribute if a.name == "kernel_shape"] for n in model.graph.node}
+    assert shapes["Conv"] == [[3, 3]] and shapes["ConvTranspose"] == [[2, 5]]
+    rng = np.random.default_rng(0)
+    args = [rng.standard_normal(s).astype(np.float32) for s in ((3, 2, 8, 8), (4, 2, 3, 3), (4, 3, 2, 5))]
+    np.testing.assert_allclose(gf.run(g, args, backend="onnxruntime")[0], gf.run(g, args)[0], rtol=1e-4, atol=1e-4)
