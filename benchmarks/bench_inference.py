@@ -119,7 +119,7 @@ def measure(model: str, batches=(1, 64), rounds: int = 15, tiny: bool = False, t
             raise AssertionError(f"{model} batch {batch}: outputs differ from hand-written JAX: {bad}")
         res = interleaved_medians(fns, rounds=3 if tiny else rounds, warmup=1 if tiny else 10,
                                   min_chunk_s=0.002 if tiny else 0.05,
-                                  settle_s=0 if tiny else ORT_SETTLE_S)  # (the JAX contenders' pools spin too)
+                                  settle_s=0 if tiny or threads == 1 else ORT_SETTLE_S)  # (1 thread: no workers)
         ratio = res["graphforge-ort"]["median_s"] / res["torch-ort"]["median_s"] if "torch-ort" in res else None
         rows.append({"model": model, "batch": batch, "results": res, "max_abs_diff": diffs, "ratio_gf_torch": ratio})
     opsets = {"graphforge": proto.opset_import[0].version}
