@@ -108,7 +108,7 @@ def decompose(graph: Graph, keep: Callable[[Node], bool] | None = None, *,
 
 def _inputs_with_gradient_contract(rw: Rewriter, node: Node, opdef) -> list:
     """The node's inputs for its decomposition; a float input the op declares non-differentiable
-    (RoI boxes, an attention mask) goes through ``stop_gradient``, so the primitives do not start
+    (RoI boxes) goes through ``stop_gradient``, so the primitives do not start
     differentiating it: gf.grad and jax.grad of the decomposed graph agree with the op's own VJP."""
     args = [rw.t(v) for v in node.inputs]
     for i in opdef.nondiff_inputs:

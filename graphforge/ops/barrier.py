@@ -3,7 +3,7 @@
 ``stop_gradient(x)`` is ``x`` forward and a constant for differentiation (``jax.lax.stop_gradient``,
 PyTorch's ``x.detach()``): a GAN's generator output fed to the discriminator's update, a target
 network's values, a straight-through estimator. The ``decompose`` pass also routes an op's
-non-differentiable float inputs (``OpDef.nondiff_inputs``: RoI boxes, an attention mask) through it,
+non-differentiable float inputs (``OpDef.nondiff_inputs``: ``roi_align``'s boxes) through it,
 so a decomposed op keeps its gradient contract on every back end.
 
 ``optimization_barrier``: identity on several values that compilers may not look through.

@@ -93,7 +93,7 @@ def softmax_shift(x, axis):
     return jnp.where(x == m, at_max, x - m)
 
 
-def _float_nondiff_inputs(op: str) -> tuple[int, ...]:
+def _nondiff_inputs(op: str) -> tuple[int, ...]:
     opdef = lookup_op(op)  # (not cached: a user may re-register an op)
     return opdef.nondiff_inputs if opdef is not None else ()
 
@@ -101,13 +101,13 @@ def _float_nondiff_inputs(op: str) -> tuple[int, ...]:
 def apply_lowering(node, ctx: "LowerCtx", args: list, attrs: dict) -> list:
     """Run ``node``'s JAX lowering on ``args``; a failure that is not already typed becomes a
     BackendError naming the node (op, module scope, user line) — top-level graphs and region bodies alike."""
-    nondiff = _float_nondiff_inputs(node.op)
+    nondiff = _nondiff_inputs(node.op)
     if nondiff:
-        # An input the op declares non-differentiable (RoI boxes, an attention mask, a pooling
-        # gradient's routing input) gets no cotangent from gf.grad; stop it here too, so that
+        # A float input the op declares non-differentiable (RoI boxes, a pooling gradient's routing
+        # input, a quantization scale) gets no cotangent from gf.grad; stop it here too, so that
         # jax.grad of a lowered graph and gf.grad's gradient graph are the same function.
-        args = [jax.lax.stop_gradient(a) if i in nondiff and jnp.issubdtype(a.dtype, jnp.inexact) else a
-                for i, a in enumerate(args)]
+        args = [jax.lax.stop_gradient(a) if i in nondiff and hasattr(a, "dtype")
+                and jnp.issubdtype(a.dtype, jnp.inexact) else a for i, a in enumerate(args)]
     try:
         return LOWERINGS[node.op](ctx, args, attrs)
     except GraphforgeError:
