@@ -81,7 +81,8 @@ def _conv_transpose2d(ctx, args, attrs):
     wr = ctx.op("Slice", [wr, ctx.ints([-1] * nsp), ctx.ints([-_INT64_MAX] * nsp), ctx.ints(list(range(2, 2 + nsp))),
                           ctx.ints([-1] * nsp)])
     out = ctx.out_types[0].shape[2:]
-    padded = [(sizes[i] - 1) * strides[i] + 1 + pads[i][0] + pads[i][1] for i in range(nsp)]
+    # (dim arithmetic: a symbolic H or W stays an expression; fuzz seed 39801)
+    padded = [dim_add(dim_mul(dim_sub(sizes[i], 1), strides[i]), 1 + pads[i][0] + pads[i][1]) for i in range(nsp)]
     y = conv_by_slices(ctx, xp, wr, [n, cin] + padded, [g * cout_g, cin // g] + kernel, out, [1] * nsp, dil, g)
     return [_bias(ctx, y, args, xt.rank)]
 

@@ -116,3 +116,16 @@ def test_a_transposed_matrix_times_a_vector_on_onnxruntime(perm, shape):
         v = rng.standard_normal(n).astype(np.float32)
         want = np.swapaxes(a, -1, -2) @ v
         np.testing.assert_allclose(gf.run(g, [a, v], backend="onnxruntime")[0], want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_float64_transposed_convolution_over_symbolic_sizes_exports():
+    """Found by a fuzz campaign (seed 39801): a float64 ``conv_transpose2d`` (no onnxruntime kernel:
+    exported as a convolution over the zero-dilated input) with a symbolic H/W failed the export
+    on plain ``int`` arithmetic over the sizes."""
+    pytest.importorskip("onnxruntime")
+    g = gf.trace(lambda x, w: gf.conv_transpose2d(x, w, stride=(2, 1), padding=1, groups=2),
+                 gf.TensorSpec((1, 2, "h", "w"), "float64"), gf.TensorSpec((2, 1, 3, 2), "float64"))
+    rng = np.random.default_rng(0)
+    for h, w in ((4, 5), (3, 2)):
+        args = [rng.standard_normal((1, 2, h, w)), rng.standard_normal((2, 1, 3, 2))]
+        np.testing.assert_allclose(gf.run(g, args, backend="onnxruntime")[0], gf.run(g, args)[0], rtol=1e-10, atol=1e-12)
