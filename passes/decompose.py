@@ -112,7 +112,7 @@ def _inputs_with_gradient_contract(rw: Rewriter, node: Node, opdef) -> list:
     differentiating it: gf.grad and jax.grad of the decomposed graph agree with the op's own VJP."""
     args = [rw.t(v) for v in node.inputs]
     for i in opdef.nondiff_inputs:
-        if i < len(args) and node.op != "stop_gradient" and _dt.is_float(node.inputs[i].type.dtype):
+        if i < len(args) and _dt.is_float(node.inputs[i].type.dtype):
             args[i] = apply("stop_gradient", args[i])
     return args
 

@@ -30,10 +30,17 @@ def _vjp(inputs, outputs, cotangents, attrs):
     return list(cotangents)
 
 
+def _identity_rule(ts, attrs):
+    return list(ts)
+
+
+def _identity_ref(xs, attrs, env=None):
+    return [np.asarray(x) for x in xs]
+
+
 register_op(OpDef(
     name="optimization_barrier", family="barrier", num_inputs=(1, None),
-    type_rule=lambda ts, attrs: list(ts),
-    reference=lambda xs, attrs, env=None: [np.asarray(x) for x in xs],
+    type_rule=_identity_rule, reference=_identity_ref,
     flops=lambda ins, outs, attrs: 0, vjp=_vjp,
     doc="identity on its inputs that compilers may not merge, hoist or look through",
     samples=[Sample([TensorType((3, 4), "float32")]),
@@ -49,13 +56,8 @@ def optimization_barrier(*xs):
     return out if isinstance(out, tuple) else (out,)
 
 
-def _identity_rule(ts, attrs):
-    return list(ts)
-
-
 register_op(OpDef(
-    name="stop_gradient", family="barrier", num_inputs=(1, 1), type_rule=_identity_rule,
-    reference=lambda xs, attrs, env=None: [np.asarray(xs[0])],
+    name="stop_gradient", family="barrier", num_inputs=(1, 1), type_rule=_identity_rule, reference=_identity_ref,
     flops=lambda ins, outs, attrs: 0, vjp=lambda inputs, outputs, cotangents, attrs: [None],
     nondiff_inputs=(0,),
     doc="its input unchanged; a constant for differentiation (no gradient flows through it)",

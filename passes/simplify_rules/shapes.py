@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from graphforge.errors import GraphforgeError
 from graphforge.ops import registry
+from graphforge.trace.tensor import apply
 
 from ..pattern import Op, Rule, Var
 
@@ -77,8 +78,6 @@ def _drops_only_the_kept_axes(m) -> bool:
 
 
 def _reduce_without_keepdims(m, rw):
-    from graphforge.trace.tensor import apply
-
     red = m["r"]
     axes = _reduced_axes(red)
     op = "mean" if red.op == "global_avg_pool2d" else red.op

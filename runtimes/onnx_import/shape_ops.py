@@ -362,14 +362,21 @@ def _grid_sum(ctx, grid, terms, hint: str):
     for d, st in terms:
         if grid[d] == 1:
             continue
-        shape = [1] * rank
-        shape[d] = grid[d]
-        pos = e("reshape", [e("arange", [], start=0, stop=grid[d], step=1, dtype="int64")], shape=shape)
-        term = e("mul", [pos, _dim_scalar(ctx, st)])
+        term = e("mul", [_positions(ctx, grid[d], d, rank, hint), _dim_scalar(ctx, st)])
         total = term if total is None else e("add", [total, term])
     if total is None:
         total = ctx.scalar(0, "int64")
     return e("broadcast_to", [total], shape=list(grid))
+
+
+def _positions(ctx, size, axis: int, rank: int, hint: str):
+    """0, 1, …, size-1 along ``axis`` of a rank-``rank`` tensor (size 1 elsewhere): a constant when
+    ``size`` is static, an ``arange`` when it is a symbolic dim."""
+    shape = [1] * rank
+    shape[axis] = size
+    if isinstance(size, int):
+        return ctx.materialize(np.arange(size, dtype=np.int64).reshape(shape), hint)
+    return ctx.emit("reshape", [ctx.emit("arange", [], start=0, stop=size, step=1, dtype="int64")], shape=shape)
 
 
 # ---- scatters -------------------------------------------------------------------------------------
@@ -403,9 +410,7 @@ def _scatter_rows(ctx, node, data, idx, upd, reduction: str):
     if reduction not in ("mul", "max", "min"):
         unsupported(node, f"reduction {reduction!r}")
     ones_rest = [1] * len(rest)
-    rows = (ctx.materialize(np.arange(n, dtype=np.int64).reshape(1, n, *ones_rest), "scatter_rows")
-            if isinstance(n, int) else
-            e("reshape", [e("arange", [], start=0, stop=n, step=1, dtype="int64")], shape=[1, n, *ones_rest]))
+    rows = _positions(ctx, n, 1, 2 + len(rest), "scatter_rows")
     match = e("equal", [e("reshape", [idx], shape=[u, 1, *ones_rest]), rows])
     cand_upd = e("reshape", [upd], shape=[u, 1, *rest])
     if reduction == "mul":

@@ -25,8 +25,10 @@ def _bind_new_dims(shape, actual, env: dict) -> None:
 
 
 def evaluate(graph: Graph, arrays: list[np.ndarray], env: Mapping[str, int], params: Mapping[str, np.ndarray],
-             *, keep: bool = False) -> dict[int, np.ndarray]:
-    """All values of the graph by ``id(Value)`` (``keep=True`` keeps intermediates, else frees them)."""
+             *, keep: bool = False, after_node=None) -> dict[int, np.ndarray]:
+    """All values of the graph by ``id(Value)`` (``keep=True`` keeps intermediates, else frees them).
+    ``after_node(node, outs) -> outs``, when given, may replace each top-level node's results before
+    anything reads them (the fuzz oracle's float32-rounded twin)."""
     values: dict[int, np.ndarray] = {}
     for spec, array in zip(graph.inputs, arrays):
         values[id(spec)] = array
@@ -42,6 +44,8 @@ def evaluate(graph: Graph, arrays: list[np.ndarray], env: Mapping[str, int], par
     env = dict(env)
     for node in graph.nodes:
         outs = evaluate_node(node, [values[id(v)] for v in node.inputs], env)
+        if after_node is not None:
+            outs = after_node(node, outs)
         for value, array in zip(node.outputs, outs):
             values[id(value)] = array
             _bind_new_dims(value.type.shape, array.shape, env)

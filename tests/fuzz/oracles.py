@@ -250,17 +250,14 @@ def rounded_twin(case, ulps: int = 0) -> list:
     (onnxruntime's and XLA's ``cosh`` are each ~1 ulp off) is amplified like that, while the
     rounding alone may happen to be tiny (a float64 value that is nearly a float32 one)."""
     from graphforge.runtime import bind_inputs, resolve_params
-    from graphforge.ops.evaluate import evaluate_node
+    from graphforge.runtimes.reference import interpreter
 
     g, g64 = case.graph, case.graph64
-    arrays, env = bind_inputs(g64, case.inputs64)
-    params = resolve_params(g64, None)
-    values: dict[int, np.ndarray] = {id(v): a for v, a in zip(g64.inputs, arrays)}
-    values.update({id(v): params[n] for n, v in g64.param_values.items()})
-    env = dict(env)
-    for node32, node64 in zip(g.nodes, g64.nodes):
-        outs = evaluate_node(node64, [values[id(v)] for v in node64.inputs], env)
-        for v32, v64, out in zip(node32.outputs, node64.outputs, outs):
+    twin_of = {id(n64): n32 for n32, n64 in zip(g.nodes, g64.nodes)}
+
+    def as_stored(node64, outs):
+        stored = []
+        for v32, out in zip(twin_of[id(node64)].outputs, outs):
             out = np.asarray(out)
             if v32.type.dtype == "float32" and out.dtype == np.float64:
                 with np.errstate(over="ignore"):
@@ -268,10 +265,11 @@ def rounded_twin(case, ulps: int = 0) -> list:
                     if ulps:
                         out = np.nextafter(out, np.float32(np.inf if ulps > 0 else -np.inf))
                     out = out.astype(np.float64)
-            values[id(v64)] = out
-            for d, n in zip(v64.type.shape, out.shape):
-                if type(d) is str and d.isidentifier() and d not in env:
-                    env[d] = int(n)
+            stored.append(out)
+        return stored
+
+    arrays, env = bind_inputs(g64, case.inputs64)
+    values = interpreter.evaluate(g64, arrays, env, resolve_params(g64, None), after_node=as_stored)
     return [values[id(o)] for o in g64.outputs]
 
 
