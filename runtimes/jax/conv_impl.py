@@ -1,13 +1,23 @@
 """How a ``conv2d`` (any spatial rank, NCHW / OIHW) becomes XLA on the JAX back end, chosen by
-static shape: XLA's own convolution, or an im2col + matmul (strided slices stacked into a patch
-matrix, one ``dot_general``).
+static shape: XLA's own convolution, or a *banded matmul* for a network's stem (a convolution
+over 1-3 input channels) and for that stem's weight gradient.
 
-Why: XLA:CPU runs a weight-gradient convolution (graphforge's conv VJP writes it as a conv of the
-transposed input by the transposed cotangent: a "kernel" the size of a feature map, the batch as
-channels, a handful of output positions) through its generic spatial kernel; one matmul over
-per-output-position slices does the same contraction. The other lowerings here (``"nhwc"``:
-channels-last at the op's edges; ``"shift"``: a sum of shifted, scaled slices; ``"im2col"`` for a
-forward conv) are kept as measured candidates, reachable only through ``method=`` (tests and
+Why: XLA:CPU's convolution reaches 10-25 GFLOP/s when the contraction is a handful of input
+channels times the kernel (LeNet's conv1: 25 terms, 3.4 ms for 15 M multiply-adds on the 2-core
+AVX-512 VM) and a weight-gradient convolution whose batch is 1-3 channels parallelises poorly,
+while one large ``dot_general`` runs at 100-150. The banded form writes each output row as one
+matmul row: the input rows the kernel covers, stacked (kernel rows x channels x input width),
+times a banded matrix built once from the weights (entry (u, c, j; o, q) is ``w[o, c, u, v]``
+where input column j is output column q's tap v, else 0). It does (input width / kernel width)
+times the multiply-adds, bounded by ``MAX_BAND_WASTE``, and still measured 2.4x faster on LeNet's
+conv1 and 1.5x on its weight gradient; inside the train step LeNet went 13.5 -> 9.8 ms and
+ResNet-8 30.3 -> 27.6 ms (docs/benchmarks.md, "banded"). Measured slower, so not chosen: wider
+stems (7x7 over RGB, 1.5x), 3x3 stems on 28-32 wide maps (waste 9-11, 1.6x), every convolution
+with more channels, weight gradients of those.
+
+The other lowerings here (``"im2col"``: strided slices into a patch matrix, one matmul;
+``"nhwc"``: channels-last at the op's edges; ``"shift"``: a sum of shifted, scaled slices) are
+kept as measured candidates, reachable only through ``method=`` (tests and
 ``benchmarks/bench_conv_candidates.py``); their numbers are in docs/benchmarks.md.
 
 ``conv_general(x, w, strides, padding, dilation, groups, precision, method=None)`` is what the
@@ -20,11 +30,21 @@ import itertools
 import math
 
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
-__all__ = ["conv_general", "choose", "METHODS"]
+__all__ = ["conv_general", "choose", "METHODS", "STEM_CHANNELS", "STEM_CONTRACTION", "MAX_BAND_WASTE"]
 
-METHODS = ("xla", "im2col", "nhwc", "shift")
+METHODS = ("xla", "banded", "im2col", "nhwc", "shift")
+# a stem: at most this many input channels (grey, two-channel, RGB) ...
+STEM_CHANNELS = 3
+# ... and at most this many terms per output (channels x kernel): 3x5x5 measured 0.58x of XLA,
+# 3x7x7 (147 terms, where XLA's convolution reaches 70 GFLOP/s) 1.5x
+STEM_CONTRACTION = 75
+# the banded matmul's multiply-adds over the convolution's (input width / kernel width for a
+# forward conv, padded input width / output width for a weight gradient): 5.3-6.4 measured faster,
+# 9-11 slower
+MAX_BAND_WASTE = 6.5
 
 
 def _out_sizes(sizes, kernel, strides, padding, dilation):
@@ -33,14 +53,77 @@ def _out_sizes(sizes, kernel, strides, padding, dilation):
 
 
 def choose(x_shape, w_shape, strides, padding, dilation, groups) -> str:
-    """The method a convolution gets by shape: ``"xla"`` for every shape today. Each alternative
-    measured slower inside a train step on XLA:CPU, or no faster beyond the noise of a shared
-    machine (docs/benchmarks.md, "candidates that did not pay"): im2col of the weight-gradient
-    convolutions was level on LeNet and 1.8x slower on ResNet-8; shift-and-add, 7x faster alone on
-    LeNet's 1-channel conv1, made the step 1.6x slower because XLA fuses (and recomputes) the sum
-    into every consumer; channels-last edges are what XLA's layout assignment already does.
-    A shape that measures faster another way gets its branch here."""
-    return "xla"
+    """The method a convolution gets by shape: ``"banded"`` for a 1-2 spatial-axis stem (at most
+    ``STEM_CHANNELS`` input channels and ``STEM_CONTRACTION`` terms per output) and for a stem's
+    weight gradient (graphforge's conv VJP writes it as a convolution whose batch is the stem's
+    input channels and whose output is the kernel), when the band wastes at most
+    ``MAX_BAND_WASTE``; ``"xla"`` otherwise (including grouped convolutions, negative pads and
+    symbolic sizes). The measurements behind each bound are in the module docstring."""
+    nsp = len(x_shape) - 2
+    if (groups != 1 or nsp not in (1, 2) or any(lo < 0 or hi < 0 for lo, hi in padding)
+            or not all(isinstance(d, int) for d in tuple(x_shape) + tuple(w_shape))):
+        return "xla"
+    kernel = tuple(w_shape[2:])
+    out = _out_sizes(x_shape[2:], kernel, strides, padding, dilation)
+    if math.prod(kernel) <= 1 or min(out) < 1:
+        return "xla"
+    if math.prod(kernel) <= math.prod(out):
+        # a forward convolution: each output column reads kernel[-1] of the input's columns
+        stem = x_shape[1] <= STEM_CHANNELS and x_shape[1] * math.prod(kernel) <= STEM_CONTRACTION
+        waste = x_shape[-1] / kernel[-1]
+    else:
+        # a weight gradient: batch = the stem's channels, output = its kernel, contraction = the
+        # forward batch; the band runs over the padded input width per output column
+        stem = x_shape[0] <= STEM_CHANNELS and x_shape[0] * math.prod(out) <= STEM_CONTRACTION
+        waste = (x_shape[-1] + sum(padding[-1])) / out[-1]
+    return "banded" if stem and waste <= MAX_BAND_WASTE else "xla"
+
+
+def _band_matrix(w, taps, cols, out, first_col, stride, dilation):
+    """The banded weight matrix of a forward conv along the last axis: (KH, C, cols, O, out) with
+    entry (u, c, j, o, q) = ``w[o, c, u, v]`` where input column ``j`` is output column ``q``'s tap
+    ``v`` (``j + first_col == q * stride + v * dilation``), else 0 — the weights contracted with a
+    constant 0/1 selector, so the weight gradient flows back through the same einsum."""
+    sel = np.zeros((taps, cols, out), dtype=np.float32)
+    for v in range(taps):
+        for q in range(out):
+            j = q * stride + v * dilation - first_col
+            if 0 <= j < cols:
+                sel[v, j, q] = 1
+    return jnp.einsum("ocuv,vjq->ucjoq", w, jnp.asarray(sel, dtype=w.dtype))
+
+
+def _banded(x, w, strides, padding, dilation, precision):
+    """A 2-D convolution (1-D ones get a unit height) as one matmul per output row against a
+    banded weight matrix, or, for a weight-gradient convolution (more kernel than output
+    positions), one matmul per output row into (input column, kernel column) pairs whose
+    diagonals are the output columns. Layout: the matmul writes (N, OH, O, OW); one transpose
+    gives NCHW."""
+    if x.ndim == 3:
+        y = _banded(x[:, :, None], w[:, :, None], (1,) + tuple(strides), [(0, 0)] + list(padding),
+                    (1,) + tuple(dilation), precision)
+        return y[:, :, 0]
+    n, c, _, width = x.shape
+    o, _, kh, kw = w.shape
+    (sh, sw), (dh, dw) = strides, dilation
+    oh, ow = _out_sizes(x.shape[2:], (kh, kw), strides, padding, dilation)
+    (pt, pb), (pl, pr) = padding
+    if kh * kw <= oh * ow:
+        # rows: the kh input rows under output row p, over the *unpadded* width (the band's
+        # offset accounts for the left pad, so zero columns cost no multiply-adds)
+        xr = jnp.pad(x, [(0, 0), (0, 0), (pt, pb), (0, 0)]) if pt or pb else x
+        rows = jnp.stack([xr[:, :, u * dh: u * dh + sh * (oh - 1) + 1: sh, :] for u in range(kh)], axis=1)
+        rows = jnp.transpose(rows, (0, 3, 1, 2, 4)).reshape(n * oh, kh * c * width)   # (N*OH, KH*C*W)
+        band = _band_matrix(w, kw, width, ow, pl, sw, dw).reshape(kh * c * width, o * ow)
+        y = lax.dot_general(rows, band, (((1,), (0,)), ((), ())), precision=precision)
+        return jnp.transpose(y.reshape(n, oh, o, ow), (0, 2, 1, 3))
+    # weight-gradient shape: g[n, p, j, o, v] = sum_{c, u} xpad[n, c, p*sh + u*dh, j] w[o, c, u, v]
+    # (one matmul over channels x kernel rows), then y[n, o, p, q] = sum_v g[n, p, q*sw + v*dw, o, v]
+    xp = jnp.pad(x, [(0, 0), (0, 0), (pt, pb), (pl, pr)])
+    rows = jnp.stack([xp[:, :, p * sh: p * sh + dh * (kh - 1) + 1: dh, :] for p in range(oh)], axis=1)
+    g = lax.dot_general(rows, w, (((2, 3), (1, 2)), ((), ())), precision=precision)   # (N, OH, Wp, O, KW)
+    cols = [jnp.trace(g[:, :, q * sw: q * sw + dw * (kw - 1) + 1: dw], axis1=2, axis2=4) for q in range(ow)]
+    return jnp.transpose(jnp.stack(cols, axis=-1), (0, 2, 1, 3))
 
 
 def _im2col(x, w, strides, padding, dilation, precision):
@@ -108,6 +191,9 @@ def conv_general(x, w, strides, padding, dilation, groups, precision, method=Non
     strides, dilation = tuple(strides), tuple(dilation)
     padding = [tuple(p) for p in padding]
     method = method or choose(tuple(x.shape), tuple(w.shape), strides, padding, dilation, groups)
+    if (method == "banded" and groups == 1 and x.ndim in (3, 4)
+            and all(lo >= 0 and hi >= 0 for lo, hi in padding)):
+        return _banded(x, w, strides, padding, dilation, precision)
     if method == "im2col" and groups == 1 and all(lo >= 0 and hi >= 0 for lo, hi in padding):
         return _im2col(x, w, strides, padding, dilation, precision)
     if method == "shift" and groups == 1 and all(lo >= 0 and hi >= 0 for lo, hi in padding):

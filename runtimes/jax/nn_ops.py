@@ -32,7 +32,7 @@ def _pairs(pads):
 def _conv2d(ctx, args, attrs):
     # dimension_numbers=None: (N, C, *spatial) x (O, I, *kernel), any spatial rank
     x, w = args[0], args[1]
-    # XLA's convolution or im2col + matmul, by shape (conv_impl.py says why)
+    # XLA's convolution or a banded matmul (a stem and its weight gradient), by shape (conv_impl.py)
     y = conv_general(x, w, attrs["strides"], _pairs(attrs["pads"]), attrs["dilations"], attrs["groups"], ctx.precision)
     return [_add_bias(y, args).astype(ctx.dtype)]
 
