@@ -77,9 +77,9 @@ def player_step(loss_graph, names: Sequence[str], optimizer, donate: bool = True
         new.update({b: outs[i] for b, i in ui.items()})
         return new, opt_state, outs[0]
 
-    # a rematerialising graph keeps its recomputation on XLA:CPU only with these (xla_options.py)
-    from graphforge.runtimes.jax.xla_options import has_remat, step_options
-    opts = step_options({}, remat=has_remat(grad_graph), platform=jax.default_backend())
+    # graphforge's per-graph XLA:CPU defaults (remat, convolutions: xla_options.py)
+    from graphforge.runtimes.jax.xla_options import graph_options
+    opts = graph_options(grad_graph, platform=jax.default_backend())
     return jax.jit(step, donate_argnums=(0, 1) if donate else (), compiler_options=opts or None)
 
 

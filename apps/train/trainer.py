@@ -156,8 +156,9 @@ class Trainer:
             per executable (``jax.jit(compiler_options=...)``; no process-wide ``XLA_FLAGS``), e.g.
             ``{"xla_cpu_use_onednn": True}``. They update graphforge's defaults: on the CPU a step
             with remat compiles with ``runtimes/jax/xla_options.py: REMAT_CPU_OPTIONS`` (without them
-            XLA:CPU merges the recomputation back); a value ``None`` removes a default. The
-            effective train-step options are ``trainer.xla_options``.
+            XLA:CPU merges the recomputation back), a model with convolutions with
+            ``CONV_CPU_OPTIONS`` (no YNNPACK fusions: faster convolution steps); a value ``None``
+            removes a default. The effective train-step options are ``trainer.xla_options``.
 
     Raises:
         InputError: no input specs.
@@ -224,10 +225,10 @@ class Trainer:
         else:
             self.grad_graph = grad(self.train_graph, wrt="params", keep_outputs=True,
                                    cotangent_input=self._loss_scaled, remat=remat)
-        from graphforge.runtimes.jax.xla_options import has_remat, step_options
-        self.xla_options = step_options(self._user_xla_options, remat=has_remat(self.grad_graph),
-                                        platform=_platform())
-        self._eval_xla_options = {k: v for k, v in self._user_xla_options.items() if v is not None}
+        from graphforge.runtimes.jax.xla_options import graph_options
+        self.xla_options = graph_options(self.grad_graph, self._user_xla_options, platform=_platform())
+        # evaluation runs the forward graph: no remat barriers, the same convolutions
+        self._eval_xla_options = graph_options(self.train_graph, self._user_xla_options, platform=_platform())
         self.trainable = list(self.train_graph.trainable_names)
         self.buffers = [n[len("update:"):] for n in self.train_graph.output_names if n.startswith("update:")]
         self._names = [v.name for v in self.train_graph.inputs]

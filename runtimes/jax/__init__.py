@@ -217,9 +217,9 @@ def compile_graph(graph: Graph, arrays, env: Mapping[str, int], *, precision: st
     if fn is None:
         if len(per_graph) > 32:
             per_graph.clear()
-        # a rematerialising graph keeps its recomputation on XLA:CPU only with these (xla_options.py)
-        from .xla_options import has_remat, step_options
-        opts = step_options({}, remat=has_remat(graph), platform=jax.default_backend())
+        # graphforge's per-graph XLA:CPU defaults (remat, convolutions: xla_options.py)
+        from .xla_options import graph_options
+        opts = graph_options(graph, platform=jax.default_backend())
         fn = jax.jit(lower(graph, env, precision=precision), compiler_options=opts or None)
         per_graph[key] = fn
     return fn

@@ -2,7 +2,7 @@
 through the process-wide ``XLA_FLAGS``: what graphforge turns on by default for a case, and the
 validation of a user's own options (``gf.Trainer(..., xla_options={...})``).
 
-The one default today (measured in docs/benchmarks.md, "XLA:CPU compiler options"):
+The defaults today (measured in docs/benchmarks.md, "XLA:CPU compiler options"):
 
 * a train step whose gradient graph rematerialises (``remat=...`` / ``nn.remat`` put
   ``optimization_barrier`` nodes in it) compiles on XLA:CPU with ``REMAT_CPU_OPTIONS``: XLA:CPU's
@@ -11,6 +11,14 @@ The one default today (measured in docs/benchmarks.md, "XLA:CPU compiler options
   remat); with that pass disabled the recomputation survives, and the memory-minimising scheduler
   orders it so that the activations are actually freed — XLA's reported peak of the benchmark
   Transformer then drops to 0.55× (without the scheduler the peak does not move).
+* a graph with convolutions (``conv2d`` / ``conv_transpose2d``) compiles on XLA:CPU with
+  ``CONV_CPU_OPTIONS``: no YNNPACK library fusions. jax 0.10's XLA:CPU hands dots and reductions
+  to YNNPACK by default; on the convolution steps those kernels are slower than XLA's own loop
+  fusions (the window reductions of pooling, the small dots of the banded convolutions): LeNet's
+  step 0.79×, ResNet-8's 0.93× with them off. On dot-heavy steps they pay (Transformer 1.16×,
+  LSTM 1.35× slower without them; MLPs level), so only convolution graphs turn them off. A graph
+  with both (a convolutional front end feeding attention or a recurrence) was not measured; its
+  owner can put them back with ``xla_options={"xla_cpu_experimental_ynn_fusion_type": None}``.
 
 Every other ``xla_cpu_*`` option measured (oneDNN, XNNPACK fusions, fast math, single-threaded
 Eigen, the optimisation presets, ...) did not pay on the benchmark train steps and is not set.
@@ -24,12 +32,20 @@ from typing import Mapping
 
 from graphforge.errors import ConfigError
 
-__all__ = ["REMAT_CPU_OPTIONS", "KNOWN_OPTIONS", "check_xla_options", "step_options", "has_remat"]
+__all__ = ["REMAT_CPU_OPTIONS", "CONV_CPU_OPTIONS", "KNOWN_OPTIONS", "check_xla_options", "step_options",
+           "graph_options", "has_remat", "has_convolutions"]
 
 REMAT_CPU_OPTIONS: dict[str, object] = {
     "xla_disable_hlo_passes": "cse_barrier_expander",
     "xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED",
 }
+
+CONV_CPU_OPTIONS: dict[str, object] = {
+    # an empty list overrides XLA's default set of YNNPACK fusion types (dots and reductions)
+    "xla_cpu_experimental_ynn_fusion_type": "",
+}
+_DEFAULT_NAMES = tuple(REMAT_CPU_OPTIONS) + tuple(CONV_CPU_OPTIONS)
+_CONVOLUTIONS = frozenset({"conv2d", "conv_transpose2d"})
 
 # the options docs/benchmarks.md measured (for "did you mean" hints; XLA itself is the authority
 # on what exists: check_xla_options asks it)
@@ -66,9 +82,9 @@ def check_xla_options(options: Mapping | None, where: str = "xla_options") -> di
         if not isinstance(k, str) or not (v is None or isinstance(v, (bool, int, float, str))):
             raise ConfigError(f"{where}[{k!r}] = {v!r}: XLA options are names (str) with bool/int/float/str "
                               "values (None: leave graphforge's default for that name unset)")
-        if v is None and k not in REMAT_CPU_OPTIONS:
+        if v is None and k not in _DEFAULT_NAMES:
             raise ConfigError(f"{where}[{k!r}] = None removes one of graphforge's default options, but {k!r} "
-                              "is none of them", hint=f"defaults that can be removed: {', '.join(REMAT_CPU_OPTIONS)}")
+                              "is none of them", hint=f"defaults that can be removed: {', '.join(_DEFAULT_NAMES)}")
         out[k] = v
     given = {k: v for k, v in out.items() if v is not None}
     key = tuple(sorted((k, type(v).__name__, v) for k, v in given.items()))
@@ -98,14 +114,28 @@ def has_remat(graph) -> bool:
     return any(n.op == "optimization_barrier" for n in graph.walk())
 
 
-def step_options(user: Mapping, *, remat: bool, platform: str) -> dict:
-    """The compiler options of one train step: graphforge's defaults for the case (``remat`` on
-    ``platform`` ``"cpu"``: ``REMAT_CPU_OPTIONS``) updated with the user's (already checked)
-    ``user``; a user value of ``None`` removes a default instead of setting it."""
-    opts = dict(REMAT_CPU_OPTIONS) if remat and platform == "cpu" else {}
+def has_convolutions(graph) -> bool:
+    """Whether a graph (or a loop body in it) convolves (``conv2d`` / ``conv_transpose2d``)."""
+    return any(n.op in _CONVOLUTIONS for n in graph.walk())
+
+
+def step_options(user: Mapping, *, remat: bool, platform: str, convolutions: bool = False) -> dict:
+    """The compiler options of one executable: graphforge's defaults for the case (on ``platform``
+    ``"cpu"``: ``REMAT_CPU_OPTIONS`` when it rematerialises, ``CONV_CPU_OPTIONS`` when it
+    convolves) updated with the user's (already checked) ``user``; a user value of ``None``
+    removes a default instead of setting it."""
+    opts = {}
+    if platform == "cpu":
+        opts.update(REMAT_CPU_OPTIONS if remat else {})
+        opts.update(CONV_CPU_OPTIONS if convolutions else {})
     for k, v in user.items():
         if v is None:
             opts.pop(k, None)
         else:
             opts[k] = v
     return opts
+
+
+def graph_options(graph, user: Mapping | None = None, *, platform: str) -> dict:
+    """``step_options`` for the executable that runs ``graph``: its traits read from the graph."""
+    return step_options(user or {}, remat=has_remat(graph), platform=platform, convolutions=has_convolutions(graph))

@@ -13,7 +13,8 @@ import graphforge as gf
 from graphforge import nn
 from graphforge.errors import ConfigError
 from graphforge.runtimes.jax import compile_graph, x64
-from graphforge.runtimes.jax.xla_options import REMAT_CPU_OPTIONS, check_xla_options, has_remat, step_options
+from graphforge.runtimes.jax.xla_options import (CONV_CPU_OPTIONS, REMAT_CPU_OPTIONS, check_xla_options, graph_options,
+                                                  has_convolutions, has_remat, step_options)
 
 
 @pytest.mark.parametrize("options, match", [
@@ -45,6 +46,44 @@ def test_user_options_update_or_remove_the_defaults():
                     "xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_DEFAULT", "xla_cpu_use_onednn": False}
     assert step_options({"xla_disable_hlo_passes": None}, remat=True, platform="cpu") == {
         "xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"}
+    assert step_options({}, remat=True, platform="cpu", convolutions=True) == {**REMAT_CPU_OPTIONS, **CONV_CPU_OPTIONS}
+    assert step_options({}, remat=False, platform="gpu", convolutions=True) == {}
+    assert step_options({"xla_cpu_experimental_ynn_fusion_type": None}, remat=False, platform="cpu",
+                        convolutions=True) == {}
+
+
+class _Conv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+
+    def forward(self, x):
+        return gf.mean(self.conv(x))
+
+
+def test_a_convolution_graph_gets_the_conv_defaults_and_a_user_can_drop_them():
+    conv = gf.trace(_Conv(), gf.TensorSpec(("batch", 1, 6, 6)), seed=0)
+    plain = gf.trace(_Net(), gf.TensorSpec(("batch", 8)), seed=0)
+    assert has_convolutions(conv) and has_convolutions(gf.grad(conv)) and not has_convolutions(plain)
+    assert graph_options(conv, platform="cpu") == CONV_CPU_OPTIONS
+    assert graph_options(plain, platform="cpu") == {}
+    assert graph_options(conv, check_xla_options({"xla_cpu_experimental_ynn_fusion_type": None}), platform="cpu") == {}
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the convolution default is XLA:CPU's")
+def test_trainer_of_a_convolution_model_compiles_without_ynn_fusions():
+    import optax
+    x = np.random.default_rng(0).standard_normal((4, 1, 6, 6)).astype(np.float32)
+    spec = gf.TensorSpec(("batch", 1, 6, 6))
+    t = gf.Trainer(_Conv(), loss_fn=lambda out: out, optimizer=optax.sgd(0.1), inputs=[spec], targets=[],
+                   seed=0, progress=False)
+    assert t.xla_options == CONV_CPU_OPTIONS
+    hlo = t.compiled_step(x, []).as_text()
+    assert "__ynn_fusion" not in hlo   # with XLA's defaults the convolution's reductions become YNN fusions
+    back = gf.Trainer(_Conv(), loss_fn=lambda out: out, optimizer=optax.sgd(0.1), inputs=[spec], targets=[],
+                      seed=0, progress=False, xla_options={"xla_cpu_experimental_ynn_fusion_type": None})
+    assert back.xla_options == {}
+    assert "__ynn_fusion" in back.compiled_step(x, []).as_text()   # jax 0.10's XLA:CPU default
 
 
 class _Block(nn.Module):
