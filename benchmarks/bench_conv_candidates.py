@@ -4,7 +4,8 @@ JAX and (when importable) PyTorch eager in the same process, interleaved round b
 median wall-clock ms and process CPU ms per step.
 
 Candidates (``--variants``): ``xla`` (every conv on XLA's convolution), ``auto`` (the shape rule in
-``runtimes/jax/conv_impl.py``), ``im2col`` / ``nhwc`` (every conv that way), ``im2col_wgrad`` (im2col
+``runtimes/jax/conv_impl.py``: banded matmuls for a stem and its weight gradient), ``banded`` /
+``im2col`` / ``nhwc`` (every conv that way), ``im2col_wgrad`` (im2col
 for the weight-gradient convs only: fewer output than kernel positions), ``shift`` (shift-and-add
 for forward convs with a contraction of at most 32 terms, LeNet's conv1; the rule elsewhere).
 
@@ -26,14 +27,14 @@ from benchmarks.common import add_common_args, machine_info, write_results  # no
 
 __all__ = ["VARIANTS", "measure", "main"]
 
-VARIANTS = ("xla", "auto", "im2col", "im2col_wgrad", "nhwc", "shift")
+VARIANTS = ("xla", "auto", "banded", "im2col", "im2col_wgrad", "nhwc", "shift")
 # im2col_wgrad: one slice per output position, so at most this many output positions
 IM2COL_MAX_SLICES = 64
 
 
 def _rule(variant: str, auto):
-    def choose(x_shape, w_shape, strides, padding, dilation, groups):
-        if variant in ("xla", "im2col", "nhwc"):
+    def choose(x_shape, w_shape, strides, padding, dilation, groups, platform=None):
+        if variant in ("xla", "banded", "im2col", "nhwc"):
             return variant
         if variant == "shift" and groups == 1 and x_shape[1] * math.prod(w_shape[2:]) <= 32:
             return "shift"

@@ -29,6 +29,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -52,14 +53,18 @@ def _out_sizes(sizes, kernel, strides, padding, dilation):
             for i, (lo, hi) in enumerate(padding)]
 
 
-def choose(x_shape, w_shape, strides, padding, dilation, groups) -> str:
+def choose(x_shape, w_shape, strides, padding, dilation, groups, platform: str | None = None) -> str:
     """The method a convolution gets by shape: ``"banded"`` for a 1-2 spatial-axis stem (at most
     ``STEM_CHANNELS`` input channels and ``STEM_CONTRACTION`` terms per output) and for a stem's
     weight gradient (graphforge's conv VJP writes it as a convolution whose batch is the stem's
     input channels and whose output is the kernel), when the band wastes at most
-    ``MAX_BAND_WASTE``; ``"xla"`` otherwise (including grouped convolutions, negative pads and
-    symbolic sizes). The measurements behind each bound are in the module docstring."""
+    ``MAX_BAND_WASTE``; ``"xla"`` otherwise (including grouped convolutions, negative pads,
+    symbolic sizes and every ``platform`` but ``"cpu"``, default jax's backend: the bounds were
+    measured on XLA:CPU, where GPU convolutions are cuDNN's). The measurements behind each bound
+    are in the module docstring."""
     nsp = len(x_shape) - 2
+    if (platform or jax.default_backend()) != "cpu":
+        return "xla"
     if (groups != 1 or nsp not in (1, 2) or any(lo < 0 or hi < 0 for lo, hi in padding)
             or not all(isinstance(d, int) for d in tuple(x_shape) + tuple(w_shape))):
         return "xla"

@@ -209,12 +209,12 @@ def test_conv_candidates_run_tiny_and_compute_the_same_step(tmp_path):
     from benchmarks import bench_conv_candidates
 
     out = tmp_path / "conv.json"
-    assert bench_conv_candidates.main(["--tiny", "--no-torch", "--case", "lenet", "--variants", "xla,im2col,shift",
+    assert bench_conv_candidates.main(["--tiny", "--no-torch", "--case", "lenet", "--variants", "xla,banded,im2col,shift",
                                        "--json", str(out)]) == 0
     (row,) = _load(out)["conv_candidates"]
     losses = list(row["first_loss"].values())
-    assert len(losses) == 3 and all(v == pytest.approx(losses[0], rel=1e-4) for v in losses)
-    assert set(row["ms"]) == {"gf-xla", "gf-im2col", "gf-shift", "jax"}
+    assert len(losses) == 4 and all(v == pytest.approx(losses[0], rel=1e-4) for v in losses)
+    assert set(row["ms"]) == {"gf-xla", "gf-banded", "gf-im2col", "gf-shift", "jax"}
 
 
 def test_interleaved_medians_settles_untimed_before_each_chunk(monkeypatch):

@@ -66,7 +66,13 @@ def test_grouped_and_negative_padding_use_xla():
 ])
 def test_shape_rule_picks_what_measured_faster(xs, ws, padding, method):
     # docs/benchmarks.md has the numbers behind each row
-    assert conv_impl.choose(xs, ws, (1, 1), padding, (1, 1), 1) == method
+    assert conv_impl.choose(xs, ws, (1, 1), padding, (1, 1), 1, platform="cpu") == method
+
+
+def test_other_platforms_keep_xlas_convolution():
+    # measured on XLA:CPU only; a GPU's convolutions are cuDNN's
+    assert conv_impl.choose((128, 1, 28, 28), (6, 1, 5, 5), (1, 1), [(2, 2), (2, 2)], (1, 1), 1, platform="gpu") == "xla"
+    assert conv_impl.choose((128, 1, 28, 28), (6, 1, 5, 5), (1, 1), [(2, 2), (2, 2)], (1, 1), 1, platform="cpu") == "banded"
 
 
 def test_symbolic_sizes_use_xla():
