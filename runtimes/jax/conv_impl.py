@@ -34,7 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-__all__ = ["conv_general", "choose", "METHODS", "STEM_CHANNELS", "STEM_CONTRACTION", "MAX_BAND_WASTE"]
+__all__ = ["conv_general", "choose", "METHODS", "STEM_CHANNELS", "STEM_CONTRACTION", "MAX_BAND_WASTE",
+           "MAX_BAND_ELEMENTS"]
 
 METHODS = ("xla", "banded", "im2col", "nhwc", "shift")
 # a stem: at most this many input channels (grey, two-channel, RGB) ...
@@ -46,6 +47,9 @@ STEM_CONTRACTION = 75
 # forward conv, padded input width / output width for a weight gradient): 5.3-6.4 measured faster,
 # 9-11 slower
 MAX_BAND_WASTE = 6.5
+# the banded matrix (forward) or the per-row products (weight gradient), in elements, at most: the
+# bounds above keep stems far below it (LeNet's conv1: 23.5 k); a guard against an odd shape's memory
+MAX_BAND_ELEMENTS = 1 << 24
 
 
 def _out_sizes(sizes, kernel, strides, padding, dilation):
@@ -76,12 +80,14 @@ def choose(x_shape, w_shape, strides, padding, dilation, groups, platform: str |
         # a forward convolution: each output column reads kernel[-1] of the input's columns
         stem = x_shape[1] <= STEM_CHANNELS and x_shape[1] * math.prod(kernel) <= STEM_CONTRACTION
         waste = x_shape[-1] / kernel[-1]
+        size = math.prod(kernel[:-1]) * x_shape[1] * x_shape[-1] * w_shape[0] * out[-1]
     else:
         # a weight gradient: batch = the stem's channels, output = its kernel, contraction = the
         # forward batch; the band runs over the padded input width per output column
         stem = x_shape[0] <= STEM_CHANNELS and x_shape[0] * math.prod(out) <= STEM_CONTRACTION
         waste = (x_shape[-1] + sum(padding[-1])) / out[-1]
-    return "banded" if stem and waste <= MAX_BAND_WASTE else "xla"
+        size = x_shape[0] * math.prod(out[:-1]) * (x_shape[-1] + sum(padding[-1])) * w_shape[0] * kernel[-1]
+    return "banded" if stem and waste <= MAX_BAND_WASTE and size <= MAX_BAND_ELEMENTS else "xla"
 
 
 def _band_matrix(w, taps, cols, out, first_col, stride, dilation):

@@ -63,6 +63,7 @@ def test_grouped_and_negative_padding_use_xla():
     ((128, 3, 32, 32), (64, 3, 7, 7), [(3, 3), (3, 3)], "xla"),        # 7x7 RGB stem: 147 terms (1.5x)
     ((32, 1, 28, 28), (32, 1, 3, 3), [(1, 1), (1, 1)], "xla"),         # band waste 9.3 (1.6x)
     ((128, 2, 8, 8), (16, 2, 1, 1), [(0, 0), (0, 0)], "xla"),          # a 1x1 convolution is a matmul already
+    ((8, 1, 48, 48), (8192, 1, 8, 8), [(0, 0), (0, 0)], "xla"),        # a 129 M-element band: too big
 ])
 def test_shape_rule_picks_what_measured_faster(xs, ws, padding, method):
     # docs/benchmarks.md has the numbers behind each row
