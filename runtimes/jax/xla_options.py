@@ -11,14 +11,18 @@ The defaults today (measured in docs/benchmarks.md, "XLA:CPU compiler options"):
   remat); with that pass disabled the recomputation survives, and the memory-minimising scheduler
   orders it so that the activations are actually freed — XLA's reported peak of the benchmark
   Transformer then drops to 0.55× (without the scheduler the peak does not move).
-* a graph with convolutions (``conv2d`` / ``conv_transpose2d``) compiles on XLA:CPU with
-  ``CONV_CPU_OPTIONS``: no YNNPACK library fusions. jax 0.10's XLA:CPU hands dots and reductions
-  to YNNPACK by default; on the convolution steps those kernels are slower than XLA's own loop
-  fusions (the window reductions of pooling, the small dots of the banded convolutions): LeNet's
-  step 0.79×, ResNet-8's 0.93× with them off. On dot-heavy steps they pay (Transformer 1.16×,
-  LSTM 1.35× slower without them; MLPs level), so only convolution graphs turn them off. A graph
-  with both (a convolutional front end feeding attention or a recurrence) was not measured; its
-  owner can put them back with ``xla_options={"xla_cpu_experimental_ynn_fusion_type": None}``.
+* a convolution network — a graph with convolutions (``conv2d`` / ``conv_transpose2d``) and no
+  ``attention`` (or ``softmax``: attention written by hand) or loop (``scan``, ``while_loop``) —
+  compiles on XLA:CPU with
+  ``CONV_CPU_OPTIONS``: no YNNPACK library fusions. jax 0.10's XLA:CPU hands dots and reductions to
+  YNNPACK by default; on convolution networks those kernels are slower than XLA's own loop fusions
+  (the pooling windows, batch-norm statistics and the small dots around the convolutions): LeNet's
+  step 0.79×, ResNet-8's 0.93×, four more small CNNs (pools, strided, batch norm, global average)
+  0.68–0.87× with them off. Where attention or a recurrence is in the graph they pay: the
+  Transformer 1.16×, the LSTM 1.35× and five conv-stem + Transformer-encoder hybrids 1.01–1.16× slower
+  without them (even at 81 % of the FLOPs in convolutions) — so those graphs keep XLA's default,
+  and so do graphs without convolutions (MLPs: level). A user turns the default off with
+  ``xla_options={"xla_cpu_experimental_ynn_fusion_type": None}``.
 
 Every other ``xla_cpu_*`` option measured (oneDNN, XNNPACK fusions, fast math, single-threaded
 Eigen, the optimisation presets, ...) did not pay on the benchmark train steps and is not set.
@@ -33,7 +37,7 @@ from typing import Mapping
 from graphforge.errors import ConfigError
 
 __all__ = ["REMAT_CPU_OPTIONS", "CONV_CPU_OPTIONS", "KNOWN_OPTIONS", "check_xla_options", "step_options",
-           "graph_options", "has_remat", "has_convolutions"]
+           "graph_options", "has_remat", "is_convnet"]
 
 REMAT_CPU_OPTIONS: dict[str, object] = {
     "xla_disable_hlo_passes": "cse_barrier_expander",
@@ -46,6 +50,11 @@ CONV_CPU_OPTIONS: dict[str, object] = {
 }
 _DEFAULT_NAMES = tuple(REMAT_CPU_OPTIONS) + tuple(CONV_CPU_OPTIONS)
 _CONVOLUTIONS = frozenset({"conv2d", "conv_transpose2d"})
+# ops whose kernels YNNPACK's fusions were measured to speed up (the attention products, a loop's
+# per-step dots): a graph holding one keeps XLA's default fusions. ``softmax`` stands for attention
+# written by hand (the Trainer does not run the fusion passes; a classifier's loss is a
+# ``log_softmax``). Not ``matmul``: graphforge's gradient of every ``linear`` is written with it.
+_DOT_HEAVY = frozenset({"attention", "softmax", "scan", "while_loop"})
 
 # the options docs/benchmarks.md measured (for "did you mean" hints; XLA itself is the authority
 # on what exists: check_xla_options asks it)
@@ -114,20 +123,22 @@ def has_remat(graph) -> bool:
     return any(n.op == "optimization_barrier" for n in graph.walk())
 
 
-def has_convolutions(graph) -> bool:
-    """Whether a graph (or a loop body in it) convolves (``conv2d`` / ``conv_transpose2d``)."""
-    return any(n.op in _CONVOLUTIONS for n in graph.walk())
+def is_convnet(graph) -> bool:
+    """Whether a graph convolves (``conv2d`` / ``conv_transpose2d``) with no ``attention``,
+    ``softmax`` or loop (``scan``, ``while_loop``) anywhere in it (regions included)."""
+    ops = {n.op for n in graph.walk()}
+    return bool(ops & _CONVOLUTIONS) and not ops & _DOT_HEAVY
 
 
-def step_options(user: Mapping, *, remat: bool, platform: str, convolutions: bool = False) -> dict:
+def step_options(user: Mapping, *, remat: bool, platform: str, convnet: bool = False) -> dict:
     """The compiler options of one executable: graphforge's defaults for the case (on ``platform``
-    ``"cpu"``: ``REMAT_CPU_OPTIONS`` when it rematerialises, ``CONV_CPU_OPTIONS`` when it
-    convolves) updated with the user's (already checked) ``user``; a user value of ``None``
+    ``"cpu"``: ``REMAT_CPU_OPTIONS`` when it rematerialises, ``CONV_CPU_OPTIONS`` for a
+    convolution network) updated with the user's (already checked) ``user``; a user value of ``None``
     removes a default instead of setting it."""
     opts = {}
     if platform == "cpu":
         opts.update(REMAT_CPU_OPTIONS if remat else {})
-        opts.update(CONV_CPU_OPTIONS if convolutions else {})
+        opts.update(CONV_CPU_OPTIONS if convnet else {})
     for k, v in user.items():
         if v is None:
             opts.pop(k, None)
@@ -138,4 +149,4 @@ def step_options(user: Mapping, *, remat: bool, platform: str, convolutions: boo
 
 def graph_options(graph, user: Mapping | None = None, *, platform: str) -> dict:
     """``step_options`` for the executable that runs ``graph``: its traits read from the graph."""
-    return step_options(user or {}, remat=has_remat(graph), platform=platform, convolutions=has_convolutions(graph))
+    return step_options(user or {}, remat=has_remat(graph), platform=platform, convnet=is_convnet(graph))
