@@ -13,15 +13,15 @@ The defaults today (measured in docs/benchmarks.md, "XLA:CPU compiler options"):
   Transformer then drops to 0.55× (without the scheduler the peak does not move).
 * a convolution network — a graph with convolutions (``conv2d`` / ``conv_transpose2d``) and no
   ``attention`` (or ``softmax``: attention written by hand) or loop (``scan``, ``while_loop``) —
-  compiles on XLA:CPU with
-  ``CONV_CPU_OPTIONS``: no YNNPACK library fusions. jax 0.10's XLA:CPU hands dots and reductions to
-  YNNPACK by default; on convolution networks those kernels are slower than XLA's own loop fusions
-  (the pooling windows, batch-norm statistics and the small dots around the convolutions): LeNet's
-  step 0.79×, ResNet-8's 0.93×, four more small CNNs (pools, strided, batch norm, global average)
-  0.68–0.87× with them off. Where attention or a recurrence is in the graph they pay: the
-  Transformer 1.16×, the LSTM 1.35× and five conv-stem + Transformer-encoder hybrids 1.01–1.16× slower
-  without them (even at 81 % of the FLOPs in convolutions) — so those graphs keep XLA's default,
-  and so do graphs without convolutions (MLPs: level). A user turns the default off with
+  compiles on XLA:CPU with ``CONV_CPU_OPTIONS``: no YNNPACK library fusions. jax 0.10's XLA:CPU
+  hands dots and reductions to YNNPACK by default; on convolution networks those kernels are slower
+  than XLA's own loop fusions (the pooling windows, batch-norm statistics and the small dots around
+  the convolutions): LeNet's step 0.79×, ResNet-8's 0.93×, four more small CNNs (pools, strided,
+  batch norm, global average) 0.68–0.87× with them off. Where attention or a recurrence is in the
+  graph they pay: the Transformer 1.16×, the LSTM 1.35× and five conv-stem + Transformer-encoder
+  hybrids 1.01–1.16× slower without them (even at 81 % of the FLOPs in convolutions) — so those
+  graphs keep XLA's default, and so do graphs without convolutions (MLPs: 0.93–1.03× and 1.01–1.05×
+  in three runs, i.e. nothing to gain). A user turns the default off with
   ``xla_options={"xla_cpu_experimental_ynn_fusion_type": None}``.
 
 Every other ``xla_cpu_*`` option measured (oneDNN, XNNPACK fusions, fast math, single-threaded
