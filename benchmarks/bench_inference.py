@@ -22,7 +22,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import ORT_SETTLE_S, add_common_args, interleaved_medians, write_results  # noqa: E402
+from benchmarks.common import add_common_args, interleaved_medians, ort_settle, write_results  # noqa: E402
 from benchmarks.models import MODELS, TINY, gf_buffers, gf_params, torch_available  # noqa: E402
 
 __all__ = ["ort_session", "gf_onnx", "torch_onnx", "measure", "main"]
@@ -119,7 +119,7 @@ def measure(model: str, batches=(1, 64), rounds: int = 15, tiny: bool = False, t
             raise AssertionError(f"{model} batch {batch}: outputs differ from hand-written JAX: {bad}")
         res = interleaved_medians(fns, rounds=3 if tiny else rounds, warmup=1 if tiny else 10,
                                   min_chunk_s=0.002 if tiny else 0.05,
-                                  settle_s=0 if tiny or threads == 1 else ORT_SETTLE_S)  # (1 thread: no workers)
+                                  settle_s=ort_settle(tiny, threads))
         ratio = res["graphforge-ort"]["median_s"] / res["torch-ort"]["median_s"] if "torch-ort" in res else None
         rows.append({"model": model, "batch": batch, "results": res, "max_abs_diff": diffs, "ratio_gf_torch": ratio})
     opsets = {"graphforge": proto.opset_import[0].version}

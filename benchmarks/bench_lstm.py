@@ -37,7 +37,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import ORT_SETTLE_S, add_common_args, hand_jax_step, interleaved_medians, write_results  # noqa: E402
+from benchmarks.common import add_common_args, hand_jax_step, interleaved_medians, ort_settle, write_results  # noqa: E402
 
 __all__ = ["PARTS", "measure_train", "measure_onnx", "measure_onnx_cases", "measure_generate",
            "measure_generate_kv", "main"]
@@ -246,7 +246,7 @@ def measure_onnx(sz, rounds: int, tiny: bool, torch: bool) -> dict:
                    if os.path.exists(p)}
     calls = {n: (lambda s=s: s.run(None, {s.get_inputs()[0].name: x})) for n, s in sessions.items()}
     res = interleaved_medians(calls, rounds=rounds, warmup=1 if tiny else 3, min_chunk_s=0.002 if tiny else 0.05,
-                              settle_s=0 if tiny else ORT_SETTLE_S)
+                              settle_s=ort_settle(tiny))
     return {"part": "onnx", "sizes": sz, **info, "results": res,
             "ratio_gf_torch": res["graphforge"]["median_s"] / res["torch.onnx"]["median_s"] if "torch.onnx" in res else None}
 
@@ -271,7 +271,7 @@ def measure_onnx_cases(rounds: int, tiny: bool) -> dict:
             outs = {n: s.run(None, {"x": x})[0] for n, s in sess.items()}
             res = interleaved_medians({n: (lambda s=s: s.run(None, {"x": x})) for n, s in sess.items()},
                                       rounds=rounds, warmup=1, min_chunk_s=0.002 if tiny else 0.02,
-                                      settle_s=0 if tiny else ORT_SETTLE_S)
+                                      settle_s=ort_settle(tiny))
             rows.append({"kind": kind, "batch": batch, "seq": seq, "hidden": hidden,
                          "native_ms": res["native"]["median_s"] * 1e3, "scan_ms": res["scan"]["median_s"] * 1e3,
                          "scan_over_native": res["scan"]["median_s"] / res["native"]["median_s"],
@@ -324,7 +324,7 @@ def measure_generate_kv(rounds: int, tiny: bool) -> dict:
     toks = {n: s.run(None, {"prompt": prompt})[0] for n, s in sess.items()}
     res = interleaved_medians({n: (lambda s=s: s.run(None, {"prompt": prompt})) for n, s in sess.items()},
                               rounds=rounds, warmup=1, min_chunk_s=0.002 if tiny else 0.05,
-                              settle_s=0 if tiny else ORT_SETTLE_S)
+                              settle_s=ort_settle(tiny))
     tps = {k: n_new / v["median_s"] for k, v in res.items()}
     return {"part": "generate_kv", "d_model": d, "heads": heads, "layers": layers, "new_tokens": n_new,
             "same_tokens": bool(np.array_equal(toks["kv cache"], toks["no cache"])), "results": res,
@@ -407,7 +407,7 @@ def measure_generate(sz, rounds: int, tiny: bool, threads: int = 0) -> dict:
     a, b = in_graph(), python_loop()
     res = interleaved_medians({"in-graph Loop": in_graph, "python loop": python_loop}, rounds=rounds,
                               warmup=1, min_chunk_s=0.002 if tiny else 0.05,
-                              settle_s=0 if tiny or threads == 1 else ORT_SETTLE_S)
+                              settle_s=ort_settle(tiny, threads))
     tps = {k: n_new / v["median_s"] for k, v in res.items()}
     return {"part": "generate", "sizes": sz, "new_tokens": n_new, "ort_threads": threads,
             "onnx_nodes": {"loop body": nodes["loop"], "step graph": nodes["step"]},

@@ -36,7 +36,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import ORT_SETTLE_S, add_common_args, interleaved_medians, write_results  # noqa: E402
+from benchmarks.common import add_common_args, interleaved_medians, ort_settle, write_results  # noqa: E402
 
 __all__ = ["train_cnn", "train_transformer", "quantize_all", "main"]
 
@@ -174,7 +174,7 @@ def main(argv=None) -> int:
         for batch in BATCHES:
             x = np.ascontiguousarray(x_test[:batch])
             res = interleaved_medians({n: (lambda s=s: s.run(None, {feed: x})) for n, s in sessions.items()},
-                                      rounds=args.rounds, settle_s=0 if args.tiny else ORT_SETTLE_S)
+                                      rounds=args.rounds, settle_s=ort_settle(args.tiny))
             cpu = interleaved_medians({n: (lambda s=s: s.run(None, {feed: x})) for n, s in single.items()},
                                       rounds=args.rounds, clock=time.thread_time)
             for row in rows:

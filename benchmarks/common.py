@@ -18,7 +18,7 @@ import tempfile
 import time
 from typing import Callable, Mapping
 
-__all__ = ["ORT_SETTLE_S", "interleaved_medians", "machine_info", "write_json", "write_results", "add_common_args", "summary",
+__all__ = ["ORT_SETTLE_S", "ort_settle", "interleaved_medians", "machine_info", "write_json", "write_results", "add_common_args", "summary",
            "hand_jax_step"]
 
 
@@ -26,6 +26,12 @@ __all__ = ["ORT_SETTLE_S", "interleaved_medians", "machine_info", "write_json", 
 # sessions (their idle workers spin for milliseconds; 20 ms recovered most of it, 50 ms all, on the
 # LSTM generator)
 ORT_SETTLE_S = 0.05
+
+
+def ort_settle(tiny: bool, threads: int = 0) -> float:
+    """The ``settle_s`` for contenders that own onnxruntime sessions: ``ORT_SETTLE_S``, or 0 for a
+    ``--tiny`` run (it measures nothing) or single-threaded sessions (no workers to spin)."""
+    return 0.0 if tiny or threads == 1 else ORT_SETTLE_S
 
 
 def _chunk(fn: Callable[[], object], n: int, clock: Callable[[], float] = time.perf_counter) -> float:
