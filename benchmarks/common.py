@@ -18,7 +18,7 @@ import tempfile
 import time
 from typing import Callable, Mapping
 
-__all__ = ["ORT_SETTLE_S", "ort_settle", "interleaved_medians", "machine_info", "write_json", "write_results", "add_common_args", "summary",
+__all__ = ["ORT_SETTLE_S", "ort_settle", "balanced_orders", "interleaved_medians", "machine_info", "write_json", "write_results", "add_common_args", "summary",
            "hand_jax_step"]
 
 
@@ -57,8 +57,15 @@ def interleaved_medians(contenders: Mapping[str, Callable[[], object]], *, round
     LSTM generator's ``Loop`` ran at 13k tokens/s right after the Python loop's sessions, 20–22k
     alone or after a 50 ms pause; docs/benchmarks.md). XLA's CPU pool does not spin (0.1 ms of
     process CPU during a 50 ms sleep after jitted steps); one-thread onnxruntime sessions have no
-    workers."""
+    workers.
+
+    The order changes every round along :func:`balanced_orders`, so that each contender follows
+    every other equally often: with a plain rotation a contender always came right after the same
+    one, and whatever that one left behind (XLA's pool winding down after a JAX call) landed on it
+    — graphforge's ONNX file, always run after graphforge's JAX lowering, read 1.00–1.03× of
+    torch.onnx's identical file, and 0.98–1.00× with the contenders listed in reverse."""
     names = list(contenders)
+    orders = balanced_orders(len(names))
     inner = {}
     for name in names:
         for _ in range(warmup):
@@ -67,12 +74,28 @@ def interleaved_medians(contenders: Mapping[str, Callable[[], object]], *, round
         inner[name] = max(1, min(max_inner, math.ceil(min_chunk_s / max(once, 1e-9))))
     samples: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
-        for name in order:
+        for name in (names[i] for i in orders[r % len(orders)]):
             if settle_s:
                 time.sleep(settle_s)
             samples[name].append(_chunk(contenders[name], inner[name], clock))
     return {n: summary(samples[n]) | {"inner": inner[n]} for n in names}
+
+
+def balanced_orders(n: int) -> list[list[int]]:
+    """Orders of ``n`` contenders (a Williams design) in which, over a full cycle, every contender
+    comes immediately after every other equally often — balanced for first-order carry-over, which a
+    cyclic rotation is not: ``n`` orders for even ``n``, ``2n`` (each also reversed) for odd."""
+    if n <= 1:
+        return [list(range(n))]
+    base, lo, hi = [0], 1, n - 1
+    while len(base) < n:   # 0, 1, n-1, 2, n-2, ...
+        base.append(lo)
+        lo += 1
+        if len(base) < n:
+            base.append(hi)
+            hi -= 1
+    rows = [[(b + i) % n for b in base] for i in range(n)]
+    return rows if n % 2 == 0 else rows + [r[::-1] for r in rows]
 
 
 def summary(samples: list[float]) -> dict:

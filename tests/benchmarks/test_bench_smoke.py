@@ -5,6 +5,7 @@ inside the inference benchmark), the counts are positive, the runner writes its 
 PyTorch columns are exercised only in the slow tier (torch is the optional ``bench`` extra)."""
 from __future__ import annotations
 
+import collections
 import json
 import os
 import sys
@@ -215,6 +216,28 @@ def test_conv_candidates_run_tiny_and_compute_the_same_step(tmp_path):
     losses = list(row["first_loss"].values())
     assert len(losses) == 4 and all(v == pytest.approx(losses[0], rel=1e-4) for v in losses)
     assert set(row["ms"]) == {"gf-xla", "gf-banded", "gf-im2col", "gf-shift", "jax"}
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7])
+def test_contender_orders_are_balanced_for_carry_over(n):
+    from benchmarks.common import balanced_orders
+
+    orders = balanced_orders(n)
+    assert all(sorted(o) == list(range(n)) for o in orders)
+    follows = collections.Counter((o[i], o[i + 1]) for o in orders for i in range(n - 1))
+    # every ordered pair of distinct contenders: one after the other equally often
+    assert len(follows) == n * (n - 1) and len(set(follows.values())) <= 1
+
+
+def test_interleaved_medians_visits_the_balanced_orders():
+    from benchmarks import common
+
+    seen = []
+    fns = {k: (lambda k=k: seen.append(k)) for k in "abcd"}
+    common.interleaved_medians(fns, rounds=4, warmup=0, min_chunk_s=0.0)
+    calls = seen[4:]   # after one sizing call each
+    rounds = [calls[i:i + 4] for i in range(0, 16, 4)]
+    assert [["abcd".index(c) for c in r] for r in rounds] == common.balanced_orders(4)
 
 
 def test_interleaved_medians_settles_untimed_before_each_chunk(monkeypatch):
