@@ -77,7 +77,7 @@ def measure(model: str, batches=(1, 64), rounds: int = 15, tiny: bool = False, t
     import jax.numpy as jnp
 
     from graphforge.runtime import bind_inputs
-    from graphforge.runtimes.jax import lower, x64
+    from graphforge.runtimes.jax import compile_graph, x64
 
     spec = MODELS[model].scaled(**TINY[model]) if tiny else MODELS[model]
     params = {**gf_params(spec), **gf_buffers(spec)}
@@ -98,7 +98,8 @@ def measure(model: str, batches=(1, 64), rounds: int = 15, tiny: bool = False, t
         xj = jnp.asarray(x)
         with x64():
             _, env = bind_inputs(graph, [x])
-            gfj = jax.jit(lower(graph, env, precision="default"))
+            # gf.run's own path: the jitted lowering with graphforge's per-graph XLA options
+            gfj = compile_graph(graph, [x], env, precision="default")
             gparams = {n: jnp.asarray(graph.params[n]) for n in graph.param_values}
             xg = jnp.asarray(x)
         fns = {}

@@ -156,8 +156,8 @@ class Trainer:
             per executable (``jax.jit(compiler_options=...)``; no process-wide ``XLA_FLAGS``), e.g.
             ``{"xla_cpu_use_onednn": True}``. They update graphforge's defaults: on the CPU a step
             with remat compiles with ``runtimes/jax/xla_options.py: REMAT_CPU_OPTIONS`` (without them
-            XLA:CPU merges the recomputation back), a convolution network (no attention or loop) with
-            ``CONV_CPU_OPTIONS`` (no YNNPACK fusions: faster convolution steps); a value ``None``
+            XLA:CPU merges the recomputation back), a convolution network's step (no attention or
+            loop) with ``CONV_CPU_OPTIONS`` (no YNNPACK fusions: faster convolution steps); a value ``None``
             removes a default. The effective train-step options are ``trainer.xla_options``.
 
     Raises:
@@ -227,7 +227,7 @@ class Trainer:
                                    cotangent_input=self._loss_scaled, remat=remat)
         from graphforge.runtimes.jax.xla_options import graph_options
         self.xla_options = graph_options(self.grad_graph, self._user_xla_options, platform=_platform())
-        # evaluation runs the forward graph: no remat barriers, the same ops otherwise
+        # evaluation runs the forward graph: no remat barriers, no gradients (XLA's defaults, bar the user's)
         self._eval_xla_options = graph_options(self.train_graph, self._user_xla_options, platform=_platform())
         self.trainable = list(self.train_graph.trainable_names)
         self.buffers = [n[len("update:"):] for n in self.train_graph.output_names if n.startswith("update:")]

@@ -11,17 +11,19 @@ The defaults today (measured in docs/benchmarks.md, "XLA:CPU compiler options"):
   remat); with that pass disabled the recomputation survives, and the memory-minimising scheduler
   orders it so that the activations are actually freed — XLA's reported peak of the benchmark
   Transformer then drops to 0.55× (without the scheduler the peak does not move).
-* a convolution network — a graph with convolutions (``conv2d`` / ``conv_transpose2d``) and no
-  ``attention`` (or ``softmax``: attention written by hand) or loop (``scan``, ``while_loop``) —
-  compiles on XLA:CPU with ``CONV_CPU_OPTIONS``: no YNNPACK library fusions. jax 0.10's XLA:CPU
-  hands dots and reductions to YNNPACK by default; on convolution networks those kernels are slower
-  than XLA's own loop fusions (the pooling windows, batch-norm statistics and the small dots around
-  the convolutions): LeNet's step 0.79×, ResNet-8's 0.93×, four more small CNNs (pools, strided,
-  batch norm, global average) 0.68–0.87× with them off. Where attention or a recurrence is in the
-  graph they pay: the Transformer 1.16×, the LSTM 1.35× and five conv-stem + Transformer-encoder
-  hybrids 1.01–1.16× slower without them (even at 81 % of the FLOPs in convolutions) — so those
-  graphs keep XLA's default, and so do graphs without convolutions (MLPs: 0.93–1.03× and 1.01–1.05×
-  in three runs, i.e. nothing to gain). A user turns the default off with
+* a convolution network's train step — a gradient graph (``grad:`` outputs) with convolutions
+  (``conv2d`` / ``conv_transpose2d``) and no ``attention`` (or ``softmax``: attention written by
+  hand) or loop (``scan``, ``while_loop``) — compiles on XLA:CPU with ``CONV_CPU_OPTIONS``: no
+  YNNPACK library fusions. jax 0.10's XLA:CPU hands dots and reductions to YNNPACK by default; in
+  convolution networks' train steps those kernels are slower than XLA's own loop fusions (the
+  pooling windows, batch-norm statistics and the small dots around the convolutions): LeNet's step
+  0.79×, ResNet-8's 0.93×, four more small CNNs (pools, strided, batch norm, global average)
+  0.68–0.87× with them off. Where attention or a recurrence is in the graph they pay: the
+  Transformer 1.16×, the LSTM 1.35× and five conv-stem + Transformer-encoder hybrids 1.01–1.16×
+  slower without them (even at 81 % of the FLOPs in convolutions) — so those graphs keep XLA's
+  default, and so do graphs without convolutions (MLPs: 0.93–1.03× and 1.01–1.05× in three runs,
+  i.e. nothing to gain). Forward-only (inference) graphs keep it too: there the same option measured
+  LeNet 0.82× but ResNet-8 (batch norm folded) 1.17×. A user turns the default off with
   ``xla_options={"xla_cpu_experimental_ynn_fusion_type": None}``.
 
 Every other ``xla_cpu_*`` option measured (oneDNN, XNNPACK fusions, fast math, single-threaded
@@ -37,7 +39,7 @@ from typing import Mapping
 from graphforge.errors import ConfigError
 
 __all__ = ["REMAT_CPU_OPTIONS", "CONV_CPU_OPTIONS", "KNOWN_OPTIONS", "check_xla_options", "step_options",
-           "graph_options", "has_remat", "is_convnet"]
+           "graph_options", "has_remat", "is_convnet_step"]
 
 REMAT_CPU_OPTIONS: dict[str, object] = {
     "xla_disable_hlo_passes": "cse_barrier_expander",
@@ -123,9 +125,14 @@ def has_remat(graph) -> bool:
     return any(n.op == "optimization_barrier" for n in graph.walk())
 
 
-def is_convnet(graph) -> bool:
-    """Whether a graph convolves (``conv2d`` / ``conv_transpose2d``) with no ``attention``,
+def is_convnet_step(graph) -> bool:
+    """Whether a graph is a convolution network's gradient (a train step: ``gf.grad`` outputs, named
+    ``grad:<param>``) — it convolves (``conv2d`` / ``conv_transpose2d``) with no ``attention``,
     ``softmax`` or loop (``scan``, ``while_loop``) anywhere in it (regions included)."""
+    from graphforge.passes.autodiff import GRAD_PREFIX
+
+    if not any(name.startswith(GRAD_PREFIX) for name in graph.output_names):
+        return False
     ops = {n.op for n in graph.walk()}
     return bool(ops & _CONVOLUTIONS) and not ops & _DOT_HEAVY
 
@@ -133,7 +140,7 @@ def is_convnet(graph) -> bool:
 def step_options(user: Mapping, *, remat: bool, platform: str, convnet: bool = False) -> dict:
     """The compiler options of one executable: graphforge's defaults for the case (on ``platform``
     ``"cpu"``: ``REMAT_CPU_OPTIONS`` when it rematerialises, ``CONV_CPU_OPTIONS`` for a
-    convolution network) updated with the user's (already checked) ``user``; a user value of ``None``
+    convolution network's train step) updated with the user's (already checked) ``user``; a user value of ``None``
     removes a default instead of setting it."""
     opts = {}
     if platform == "cpu":
@@ -149,4 +156,4 @@ def step_options(user: Mapping, *, remat: bool, platform: str, convnet: bool = F
 
 def graph_options(graph, user: Mapping | None = None, *, platform: str) -> dict:
     """``step_options`` for the executable that runs ``graph``: its traits read from the graph."""
-    return step_options(user or {}, remat=has_remat(graph), platform=platform, convnet=is_convnet(graph))
+    return step_options(user or {}, remat=has_remat(graph), platform=platform, convnet=is_convnet_step(graph))
