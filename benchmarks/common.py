@@ -53,9 +53,9 @@ def interleaved_medians(contenders: Mapping[str, Callable[[], object]], *, round
     ``settle_s``: an untimed pause before every chunk, for contenders that own multi-threaded
     onnxruntime sessions. A session's intra-op worker threads keep spinning for milliseconds after
     its last run; interleaved with no pause, the next contender's chunk shares the two cores with
-    them — and since the rotation keeps the cyclic order, always the same contender's (the in-graph
-    LSTM generator's ``Loop`` ran at 13k tokens/s right after the Python loop's sessions, 20–22k
-    alone or after a 50 ms pause; docs/benchmarks.md). XLA's CPU pool does not spin (0.1 ms of
+    them (under the plain rotation used then, always the same contender's: the in-graph LSTM
+    generator's ``Loop`` ran at 13k tokens/s right after the Python loop's sessions, 20–22k alone
+    or after a 50 ms pause; docs/benchmarks.md). XLA's CPU pool does not spin (0.1 ms of
     process CPU during a 50 ms sleep after jitted steps); one-thread onnxruntime sessions have no
     workers.
 

@@ -157,8 +157,8 @@ class Trainer:
             ``{"xla_cpu_use_onednn": True}``. They update graphforge's defaults: on the CPU a step
             with remat compiles with ``runtimes/jax/xla_options.py: REMAT_CPU_OPTIONS`` (without them
             XLA:CPU merges the recomputation back), a convolution network's step (no attention or
-            loop) with ``CONV_CPU_OPTIONS`` (no YNNPACK fusions: faster convolution steps); a value ``None``
-            removes a default. The effective train-step options are ``trainer.xla_options``.
+            loop) with ``CONV_CPU_OPTIONS`` (no YNNPACK fusions: faster convolution steps); a value
+            ``None`` removes a default. The effective train-step options are ``trainer.xla_options``.
 
     Raises:
         InputError: no input specs.

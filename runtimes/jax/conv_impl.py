@@ -202,12 +202,13 @@ def conv_general(x, w, strides, padding, dilation, groups, precision, method=Non
     strides, dilation = tuple(strides), tuple(dilation)
     padding = [tuple(p) for p in padding]
     method = method or choose(tuple(x.shape), tuple(w.shape), strides, padding, dilation, groups)
-    if (method == "banded" and groups == 1 and x.ndim in (3, 4)
-            and all(lo >= 0 and hi >= 0 for lo, hi in padding)):
+    # the slice-based methods need one group and no negative (cropping) pads; otherwise XLA's
+    dense = groups == 1 and all(lo >= 0 and hi >= 0 for lo, hi in padding)
+    if method == "banded" and dense and x.ndim in (3, 4):
         return _banded(x, w, strides, padding, dilation, precision)
-    if method == "im2col" and groups == 1 and all(lo >= 0 and hi >= 0 for lo, hi in padding):
+    if method == "im2col" and dense:
         return _im2col(x, w, strides, padding, dilation, precision)
-    if method == "shift" and groups == 1 and all(lo >= 0 and hi >= 0 for lo, hi in padding):
+    if method == "shift" and dense:
         return _shift_sum(x, w, strides, padding, dilation)
     if method == "nhwc":
         # channels-last at the op's edges (XLA folds adjacent transposes): measured, not chosen by

@@ -140,8 +140,8 @@ def is_convnet_step(graph) -> bool:
 def step_options(user: Mapping, *, remat: bool, platform: str, convnet: bool = False) -> dict:
     """The compiler options of one executable: graphforge's defaults for the case (on ``platform``
     ``"cpu"``: ``REMAT_CPU_OPTIONS`` when it rematerialises, ``CONV_CPU_OPTIONS`` for a
-    convolution network's train step) updated with the user's (already checked) ``user``; a user value of ``None``
-    removes a default instead of setting it."""
+    convolution network's train step) updated with the user's (already checked) ``user``; a user
+    value of ``None`` removes a default instead of setting it."""
     opts = {}
     if platform == "cpu":
         opts.update(REMAT_CPU_OPTIONS if remat else {})
