@@ -52,6 +52,75 @@ def _bsh(ctx, x: str, heads: int, d: int) -> str:
     return ctx.op("Reshape", [ctx.transpose(x, [0, 2, 1, 3]), ctx.ints([0, 0, heads * d])])
 
 
+def _head_split_projection(value):
+    """The ``linear`` whose output ``value`` is, split into heads — ``transpose(reshape(linear(x),
+    (B, S, H, D)), (0, 2, 1, 3))`` — when its weight and bias are parameters and it fuses no
+    activation; else None."""
+    t = value.producer
+    if t is None or t.op != "transpose" or list(t.attrs.get("perm", ())) != [0, 2, 1, 3]:
+        return None
+    r = t.inputs[0].producer
+    if r is None or r.op != "reshape" or r.inputs[0].type.rank != 3:
+        return None
+    if list(r.inputs[0].type.shape[:2]) != list(r.outputs[0].type.shape[:2]):
+        return None  # the reshape must only split the feature axis into heads
+    lin = r.inputs[0].producer
+    if lin is None or lin.op != "linear" or lin.attrs.get("activation", "none") != "none":
+        return None
+    if any(p.producer is not None for p in lin.inputs[1:]):
+        return None  # a computed weight or bias: not a parameter to pack
+    return lin
+
+
+def _packed_projections(node):
+    """For self-attention whose q, k and v are three head-split projections of one 3-D input ``x``
+    with equal head sizes: ``(x, [linear_q, linear_k, linear_v])``; else None."""
+    lins = [_head_split_projection(v) for v in node.inputs[:3]]
+    if any(lin is None for lin in lins):
+        return None
+    x = lins[0].inputs[0]
+    if any(lin.inputs[0] is not x for lin in lins) or len({len(lin.inputs) for lin in lins}) != 1:
+        return None
+    if len({v.type.shape[3] for v in node.inputs[:3]}) != 1:
+        return None
+    return x, lins
+
+
+def _packed_attention(ctx, node, heads: int, head_size: int):
+    """``Attention(x, [Wq Wk Wv], [bq bk bv])``: the three projections and the attention in one
+    kernel (onnxruntime's BERT ``Attention``), when q/k/v are projections of one input whose
+    weights are stored parameters; None otherwise. The three ``linear`` lowerings already emitted
+    are left unread and dropped by the exporter, their parameters with them."""
+    found = _packed_projections(node)
+    if found is None:
+        return None
+    x, lins = found
+    names = [[ctx.driver.name_of(p) for p in lin.inputs[1:]] for lin in lins]
+    stored = [[ctx.stored_params.get(n) for n in row] for row in names]
+    if any(e is None for row in stored for e in row):
+        return None  # parameters fed as graph inputs: no packed initializer to write
+    weights = [np.asarray(row[0][0]) for row in stored]
+    weights = [w.T if lin.attrs.get("transpose_b", True) else w for w, lin in zip(weights, lins)]
+    dtype = stored[0][0][1]
+    packed_w = ctx.const(np.ascontiguousarray(np.concatenate(weights, axis=1)), dtype)
+    if len(stored[0]) > 1:
+        packed_b = ctx.const(np.concatenate([np.asarray(row[1][0]) for row in stored]), dtype)
+    else:
+        packed_b = ctx.const(np.zeros(3 * heads * head_size, np.float32), dtype)
+    ctx.relaid_params.update(n for row in names for n in row)
+    return ctx.driver.name_of(x), packed_w, packed_b
+
+
+def _attention_bias(ctx, mask, mask_shape, sq, sk) -> str:
+    """A boolean mask → the (B|1, H|1, Sq, Sk) additive bias both kernels take: 0 where attended,
+    −inf elsewhere (a fully masked row is NaN, as the reference's)."""
+    shape4 = [1] * (4 - len(mask_shape)) + list(mask_shape)
+    if len(mask_shape) < 4:
+        mask = ctx.op("Unsqueeze", [mask, ctx.ints(list(range(4 - len(mask_shape))))])
+    mask = ctx.expand(mask, shape4, shape4[:2] + [sq, sk])
+    return ctx.op("Where", [mask, ctx.scalar(0.0, "float32"), ctx.scalar(-np.inf, "float32")])
+
+
 def _attention(ctx, args, attrs):
     from .nn_ops import _broadcast, _causal
 
@@ -60,23 +129,26 @@ def _attention(ctx, args, attrs):
     sq, sk = qt.shape[2], kt.shape[2]
     mask = args[3] if len(args) > 3 else None
     mask_shape = list(ctx.in_types[3].shape) if mask is not None else None
-    if attrs.get("causal"):
-        tri = _causal(ctx, sq, sk)
-        mask = tri if mask is None else ctx.op("And", [mask, tri])
-        mask_shape = _broadcast(mask_shape or [], [sq, sk])
-    inputs = [_bsh(ctx, args[0], heads, d), _bsh(ctx, args[1], heads, d), _bsh(ctx, args[2], heads, dv)]
-    if mask is not None:
-        # (B|1, H|1, Sq, Sk) additive bias: 0 where attended, -inf elsewhere (a fully masked row is
-        # NaN, as the reference's)
-        shape4 = [1] * (4 - len(mask_shape)) + list(mask_shape)
-        if len(mask_shape) < 4:
-            mask = ctx.op("Unsqueeze", [mask, ctx.ints(list(range(4 - len(mask_shape))))])
-        mask = ctx.expand(mask, shape4, shape4[:2] + [sq, sk])
-        bias = ctx.op("Where", [mask, ctx.scalar(0.0, "float32"), ctx.scalar(-np.inf, "float32")])
-        inputs += ["", "", bias]  # (bias, key_padding_mask) absent, then attention_bias
     scale = attrs.get("scale")
-    out = ctx.op("MultiHeadAttention", inputs, domain=DOMAIN, num_heads=heads,
-                 scale=float(scale) if scale is not None else 1.0 / math.sqrt(d))
+    scale = float(scale) if scale is not None else 1.0 / math.sqrt(d)
+    packed = _packed_attention(ctx, ctx.node, heads, d) if hasattr(ctx, "driver") else None
+    if packed is not None:
+        # self-attention: causal is the kernel's own ``unidirectional`` (Sq == Sk), a mask its
+        # attention_bias (input 5, after the absent mask_index and past)
+        inputs = list(packed)
+        if mask is not None:
+            inputs += ["", "", _attention_bias(ctx, mask, mask_shape, sq, sk)]
+        out = ctx.op("Attention", inputs, domain=DOMAIN, num_heads=heads, scale=scale,
+                     unidirectional=1 if attrs.get("causal") else None)
+    else:
+        if attrs.get("causal"):
+            tri = _causal(ctx, sq, sk)
+            mask = tri if mask is None else ctx.op("And", [mask, tri])
+            mask_shape = _broadcast(mask_shape or [], [sq, sk])
+        inputs = [_bsh(ctx, args[0], heads, d), _bsh(ctx, args[1], heads, d), _bsh(ctx, args[2], heads, dv)]
+        if mask is not None:
+            inputs += ["", "", _attention_bias(ctx, mask, mask_shape, sq, sk)]  # (bias, key_padding_mask) absent
+        out = ctx.op("MultiHeadAttention", inputs, domain=DOMAIN, num_heads=heads, scale=scale)
     out = ctx.op("Reshape", [out, ctx.ints([0, 0, heads, dv])])
     return [ctx.transpose(out, [0, 2, 1, 3])]
 

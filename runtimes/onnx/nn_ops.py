@@ -244,11 +244,11 @@ def _layer_norm(ctx, args, attrs):
     # pair into its SkipLayerNormalization kernel, which onnxruntime 1.32's CPU provider runs 2-6x
     # slower than the Add and the LayerNormalization it replaces (docs/serving.md §11: (64, 64, 128)
     # 2.39 ms fused vs 0.47 ms, (8, 128, 768) 3.54 vs 0.71 ms, one thread; the same with two). The
-    # norm reads the sum through an aliasing Reshape to (B, S, 1, D) instead — the fusion matches an
-    # Add feeding the norm directly — and its result is reshaped back; both Reshapes copy nothing.
-    x4 = ctx.op("Reshape", [inputs[0], ctx.ints([0, 0, 1, -1])])
-    y4 = ctx.op("LayerNormalization", [x4] + inputs[1:], axis=3, epsilon=eps)
-    return [ctx.op("Reshape", [y4, ctx.ints([0, 0, -1])])]
+    # fusion matches an Add feeding the norm directly, so the norm reads the sum through a Reshape to
+    # its own shape: it aliases (copies nothing) and onnxruntime keeps it. (A detour through a 4-D
+    # view would need a second Reshape after the norm, which copies when it makes a graph output.)
+    same = ctx.op("Reshape", [inputs[0], ctx.ints([0, 0, -1])])
+    return [ctx.op("LayerNormalization", [same] + inputs[1:], axis=axis, epsilon=eps)]
 
 
 # ---- dropout ---------------------------------------------------------------------------------------

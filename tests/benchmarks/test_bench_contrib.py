@@ -27,8 +27,8 @@ def test_contrib_step_runs_tiny(tmp_path, capsys):
         data = json.load(f)
     assert data["errors"] == {}
     (m,) = data["contrib"]
-    assert m["ops"]["gf-contrib"].get("MultiHeadAttention") == 1  # the tiny encoder has one layer
-    assert "MultiHeadAttention" not in m["ops"]["gf-portable"]
+    assert m["ops"]["gf-contrib"].get("Attention") == 1  # the tiny encoder has one layer (q/k/v packed)
+    assert "Attention" not in m["ops"]["gf-portable"]
     for row in m["rows"]:
         assert set(row["results"]) == {"gf-portable", "gf-contrib", "jax.jit"}
         assert row["max_abs_diff"]["gf-contrib"] <= 1e-4

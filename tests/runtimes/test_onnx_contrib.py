@@ -41,7 +41,8 @@ def test_encoder_layer_uses_contrib_kernels_and_agrees():
     g = _encoder()
     proto = to_onnx(g, contrib_ops=True)
     ops = _ops(proto)
-    assert ops["MultiHeadAttention"] == 1 and ops["BiasGelu"] == 1, ops
+    # q/k/v projections of one input: packed into onnxruntime's Attention, weights and all
+    assert ops["Attention"] == 1 and ops["MultiHeadAttention"] == 0 and ops["BiasGelu"] == 1, ops
     assert ops["SkipLayerNormalization"] == 0 and ops["LayerNormalization"] == 2, ops  # slower kernel, not used
     assert "com.microsoft" in _domains(proto)
     assert all(n.domain in ("", "com.microsoft") for n in proto.graph.node)
@@ -106,6 +107,53 @@ def test_attention_masks_become_an_additive_bias(causal, mask_shape):
         g = gf.trace(lambda q, k, v, m: gf.attention(q, k, v, m, causal=causal), *specs)
     assert _ops(to_onnx(g, contrib_ops=True))["MultiHeadAttention"] == 1
     _agree(g, arrays)
+
+
+class _SelfAttention(nn.Module):
+    """A self-attention layer called with the mask arguments under test."""
+
+    def __init__(self, causal: bool, masked: bool, padded: bool, bias: bool = True):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(16, 4, bias=bias, batch_first=True)
+        self.causal, self.masked, self.padded = causal, masked, padded
+
+    def forward(self, x, mask=None, pad=None):
+        return self.attn(x, attn_mask=mask if self.masked else None,
+                         key_padding_mask=pad if self.padded else None, is_causal=self.causal)
+
+
+@pytest.mark.parametrize("causal,masked,padded,bias", [(False, False, False, True), (True, False, False, True),
+                                                        (False, True, False, True), (True, False, True, True),
+                                                        (False, False, False, False)])
+def test_self_attention_packs_its_projections_into_one_attention_kernel(causal, masked, padded, bias):
+    rng = np.random.default_rng(4)
+    layer = _SelfAttention(causal, masked, padded, bias)
+    specs = [gf.TensorSpec(("batch", 6, 16)), gf.TensorSpec((6, 6), "bool"), gf.TensorSpec(("batch", 6), "bool")]
+    g = gf.optimize(gf.trace(layer, *specs, seed=0, training=False))
+    mask = rng.random((6, 6)) < 0.3
+    np.fill_diagonal(mask, False)  # every query keeps a key (a fully masked row is NaN everywhere)
+    pad = np.zeros((2, 6), bool)
+    pad[1, 4:] = True
+    arrays = [rng.normal(size=(2, 6, 16)).astype(np.float32), mask, pad][:len(g.inputs)]
+    proto = to_onnx(g, contrib_ops=True)
+    ops = _ops(proto)
+    assert ops["Attention"] == 1 and ops["MatMul"] == 1, ops  # only the output projection is left
+    read = {name for n in proto.graph.node for name in n.input}
+    assert all(t.name in read for t in proto.graph.initializer)  # no unpacked q/k/v weights stored
+    assert not any("q_proj" in t.name or "k_proj" in t.name for t in proto.graph.initializer)
+    _agree(g, arrays)
+
+
+def test_attention_over_other_inputs_or_fed_weights_stays_multi_head_attention():
+    cross = nn.MultiheadAttention(16, 4, batch_first=True)
+    g = gf.optimize(gf.trace(lambda q, kv: cross(q, kv, kv), gf.TensorSpec((2, 3, 16)), gf.TensorSpec((2, 5, 16)),
+                             seed=0, training=False))
+    assert _ops(to_onnx(g, contrib_ops=True))["MultiHeadAttention"] == 1
+    rng = np.random.default_rng(5)
+    _agree(g, [rng.normal(size=(2, 3, 16)).astype(np.float32), rng.normal(size=(2, 5, 16)).astype(np.float32)])
+    enc = _encoder()
+    fed = _ops(to_onnx(enc, contrib_ops=True, params_as_inputs=True))
+    assert fed["MultiHeadAttention"] == 1 and fed["Attention"] == 0, fed  # no weights to pack at export time
 
 
 @pytest.mark.parametrize("activation,kernel", [("gelu", "BiasGelu"), ("gelu_tanh", "FastGelu")])
