@@ -81,8 +81,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--percentile", type=float, default=99.99, help="--calibration-method percentile (default 99.99)")
     target = p.add_mutually_exclusive_group()
     target.add_argument("--contrib-ops", action="store_true",
-                        help="for onnxruntime only: emit its com.microsoft fused kernels (MultiHeadAttention, "
-                             "SkipLayerNormalization, BiasGelu/FastGelu) where they apply")
+                        help="for onnxruntime only: emit its com.microsoft fused kernels (Attention with the "
+                             "q/k/v projections packed, MultiHeadAttention, BiasGelu/FastGelu) where they apply")
     target.add_argument("--portable", action="store_true",
                         help="standard ONNX only, runnable by any ONNX runtime (the default)")
     p.add_argument("--provenance", choices=tuple(_PROVENANCE), default=None,

@@ -59,6 +59,8 @@ class OrtSession:
     """An onnxruntime session for a Graph (exported here) or an ONNX model (proto, bytes or path).
 
     ``optimization``: ``"all"`` (default), ``"extended"``, ``"basic"`` or ``"disable"``.
+    A Graph is exported with onnxruntime's fused ``com.microsoft`` kernels where they apply
+    (``contrib_ops=True``, the default here; ``contrib_ops=False`` for the portable file).
     ``intra_op_threads`` (0 = onnxruntime's default) and ``session_config`` (onnxruntime session
     config entries, e.g. ``{"session.intra_op.allow_spinning": "0"}`` for a server whose event loop
     shares the cores) tune the session.
@@ -75,6 +77,10 @@ class OrtSession:
             # readable node names in memory (onnxruntime's errors name the node): the compact default
             # of quantized graphs is about file size
             export_options.setdefault("provenance", True)
+            # the runtime is known to be onnxruntime here: its fused kernels (contrib.py) where they
+            # apply — measured faster than the portable file (docs/serving.md §11); a file written
+            # for any runtime (save_onnx, graphforge compile) stays portable unless asked
+            export_options.setdefault("contrib_ops", True)
             self.proto = to_onnx(self.graph, opset, params_as_inputs=params_as_inputs, **export_options)
             payload = self.proto.SerializeToString()
         elif isinstance(graph_or_proto, onnx.ModelProto):
