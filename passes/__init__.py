@@ -16,4 +16,5 @@ from . import loop_weights  # noqa: F401,E402  (a loop's (out, in) weights trans
 __all__ = ["DEFAULT_PIPELINE", "MAX_ITERATIONS", "PIPELINES", "PassManager", "PassRecord", "PassReport",
            "get_pass", "list_passes", "optimize", "parse_pipeline", "register_pass", "PassInfo", "pass_info"]
 from . import quantize  # noqa: F401,E402  (post-training quantization passes)
+from . import fold_residual_bias  # noqa: F401,E402  (post-norm residual biases into the norm; inference exports)
 from . import mixed_precision  # noqa: F401,E402  (registers the mixed_precision pass)

@@ -1,0 +1,136 @@
+"""Move a residual branch's output bias into the LayerNorm that produced the other summand.
+
+In a post-norm Transformer block ``z = layer_norm(s, g, beta)`` feeds both the branch and the
+residual sum: ``out = z + linear(h, W2, b2)``, and every other reader of ``z`` is a ``linear``
+(``z @ W1ᵀ + b1``). Adding ``b2`` to ``z`` instead of to the branch changes nothing exactly::
+
+    z' = layer_norm(s, g, beta + b2)        (= z + b2)
+    linear(z', W1, b1 - W1 @ b2)            (= linear(z, W1, b1))
+    out = z' + linear(h, W2)                (= z + linear(h, W2, b2))
+
+so the branch's bias add disappears. On onnxruntime's CPU kernels that is one elementwise pass over
+the activations fewer per block (the feed-forward's second layer; the attention output projection
+of every layer after the first, whose residual is the previous block's norm). Float rounding moves
+by ~1 ulp of the folded biases. Parameters change: the pass is for inference exports
+(``to_onnx(..., contrib_ops=True)`` runs it on a copy), not for a graph that is still trained.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphforge.ir.graph import Graph, Node
+from graphforge.ir.types import TensorType
+from graphforge.trace.builder import Builder
+
+from .registry import register_pass
+
+__all__ = ["fold_residual_bias"]
+
+
+def _stored(g: Graph, value) -> np.ndarray | None:
+    if value.kind in ("param", "buffer", "const") and value.name in g.params and value.type.dtype == "float32":
+        return np.asarray(g.params[value.name], np.float32)
+    return None
+
+
+def _biased_branch(g: Graph, value):
+    """(linear node, its bias) when ``value`` is a ``linear`` read once, with a stored 1-D bias and
+    no fused activation; else None."""
+    lin = value.producer
+    if lin is None or lin.op != "linear" or len(lin.inputs) < 3 or len(value.uses) != 1 or g.is_output(value):
+        return None
+    if lin.attrs.get("activation", "none") != "none":
+        return None
+    bias = _stored(g, lin.inputs[2])
+    return (lin, bias) if bias is not None and bias.ndim == 1 else None
+
+
+def _foldable_norm(g: Graph, value, add: Node, width: int):
+    """(norm node, its shift or None, the other reader linears) when ``value`` is a last-axis
+    ``layer_norm`` output of that ``width`` whose readers besides ``add`` are linears with stored
+    weights (and biases, if any); else None."""
+    norm = value.producer
+    if norm is None or norm.op != "layer_norm" or g.is_output(value):
+        return None
+    x = norm.inputs[0]
+    if norm.attrs["axis"] % x.type.rank != x.type.rank - 1 or x.type.shape[-1] != width:
+        return None
+    if len(norm.inputs) > 2 and _stored(g, norm.inputs[2]) is None:
+        return None
+    readers = []
+    for user, i in value.uses:
+        if user is add:
+            continue
+        if user.op != "linear" or i != 0:
+            return None
+        w = _stored(g, user.inputs[1])
+        if w is None or w.ndim != 2 or (len(user.inputs) > 2 and _stored(g, user.inputs[2]) is None):
+            return None
+        readers.append(user)
+    shift = _stored(g, norm.inputs[2]) if len(norm.inputs) > 2 else None
+    return norm, shift, readers
+
+
+def _param(g: Graph, array: np.ndarray, stem: str):
+    name = g.fresh_param_name(stem)
+    return g.add_param(name, TensorType(array.shape, "float32"), np.ascontiguousarray(array, np.float32), "param")
+
+
+def _match(g: Graph, add: Node):
+    if add.op != "add" or len(add.inputs) != 2 or add.inputs[0].type != add.inputs[1].type:
+        return None
+    for r, b in ((0, 1), (1, 0)):
+        branch = _biased_branch(g, add.inputs[b])
+        if branch is None:
+            continue
+        norm = _foldable_norm(g, add.inputs[r], add, branch[1].shape[0])
+        if norm is not None:
+            return branch, norm
+    return None
+
+
+def fold_residual_bias(g: Graph) -> tuple[Graph, bool]:
+    """Fold, in place, every residual branch bias the module docstring describes into the norm
+    beside it. Returns ``(g, changed)``; parameters no longer read are removed."""
+    b = Builder(g, capture_locations=False)
+    changed = False
+    for add in list(g.nodes):  # (a fold erases norms and linears, never an add)
+        found = _match(g, add)
+        if found is None:
+            continue
+        (lin, bias), (norm, shift, readers) = found
+        new_shift = _param(g, (shift if shift is not None else 0.0) + bias, f"{norm.inputs[0].name}.residual_shift")
+        with b.inserting_before(norm), b.provenance(norm.scope, norm.loc):
+            scale = norm.inputs[1] if len(norm.inputs) > 1 else \
+                _param(g, np.ones(bias.shape[0], np.float32), f"{norm.inputs[0].name}.residual_scale")
+            z = b.emit1("layer_norm", [norm.inputs[0], scale, new_shift], dict(norm.attrs))
+        for reader in readers:
+            w = _stored(g, reader.inputs[1])
+            w_out_in = w if reader.attrs.get("transpose_b", True) else w.T
+            old = _stored(g, reader.inputs[2]) if len(reader.inputs) > 2 else np.zeros(w_out_in.shape[0], np.float32)
+            # in float64, then rounded once: the reader's output moves by ~1 ulp at most
+            new_bias = _param(g, (old.astype(np.float64) - w_out_in.astype(np.float64) @ bias.astype(np.float64)),
+                              f"{reader.inputs[1].name}.residual_bias")
+            with b.inserting_before(reader), b.provenance(reader.scope, reader.loc):
+                y = b.emit1("linear", [z, reader.inputs[1], new_bias], dict(reader.attrs))
+            g.replace_all_uses_with(reader.outputs[0], y)
+            g.erase(reader)
+        with b.inserting_before(lin), b.provenance(lin.scope, lin.loc):
+            branch = b.emit1("linear", list(lin.inputs[:2]), dict(lin.attrs))
+        g.replace_all_uses_with(lin.outputs[0], branch)
+        g.erase(lin)
+        g.replace_all_uses_with(norm.outputs[0], z)
+        g.erase(norm)
+        changed = True
+    if changed:
+        from .quantize import drop_unused_params  # (quantize imports this module's siblings)
+
+        drop_unused_params(g)
+        g.verify()
+    return g, changed
+
+
+@register_pass("fold_residual_bias")
+def _fold_residual_bias_pass(graph: Graph):
+    """Move post-norm residual branches' output biases into the LayerNorm beside them."""
+    return fold_residual_bias(graph)
