@@ -249,7 +249,9 @@ def build_model(graph: Graph, opset: int, *, name: str | None = None, params_as_
                                  + "\n".join(lines), ops=[n.op for n, _ in driver.unsupported],
                                  hint=f"try a newer opset (up to {max_opset()}) or rewrite those ops")
     results = [env[id(value)] for value in graph.outputs]
-    nodes, consts = _live(ctx.nodes, ctx.initializers, results)
+    merged, same = _merge_duplicates(ctx.nodes)
+    results = [same.get(r, r) for r in results]
+    nodes, consts = _live(merged, ctx.initializers, results)
     # a parameter whose only readers took its pre-transposed copy is not stored twice
     if ctx.transposed_params or ctx.relaid_params:
         read = {name for n in nodes for name in control_flow.reads(n)}  # a loop body may read the original
@@ -288,6 +290,44 @@ def _live(nodes, consts, results):
             kept.append(node)
             need.update(control_flow.reads(node))  # a subgraph reads outer names too
     return kept[::-1], [c for c in consts if c.name in need]
+
+
+# ops whose every run may give a different result: two equal nodes are two draws, never one
+_NONDETERMINISTIC = frozenset({"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
+                               "Multinomial", "Bernoulli", "Dropout"})
+
+
+def _merge_duplicates(nodes):
+    """The top-level nodes with exact duplicates merged (same op, domain, inputs and attributes:
+    the first one's outputs stand for the others'), and ``{dropped output: kept output}``.
+
+    Lowerings emit per IR node, so two nodes lowered alone can ask for the same helper value (a
+    dropout's element counter, a Shape of the same input, a Cast of the same mask); the IR's CSE
+    cannot see those. Nodes with subgraphs and random ops are never merged."""
+    same: dict[str, str] = {}
+    seen: dict[tuple, onnx.NodeProto] = {}
+    kept = []
+    for node in nodes:
+        if same and not same.keys().isdisjoint(node.input):
+            for i, name in enumerate(node.input):
+                if name in same:
+                    node.input[i] = same[name]
+        if node.op_type in _NONDETERMINISTIC or control_flow.subgraphs(node):
+            kept.append(node)
+            continue
+        key = (node.domain, node.op_type, tuple(node.input), len(node.output),
+               tuple(sorted((a.name, a.SerializeToString()) for a in node.attribute)))
+        first = seen.get(key)
+        if first is None:
+            seen[key] = node
+            kept.append(node)
+            continue
+        same.update(zip(node.output, first.output))
+    if same:
+        for node in kept:  # a subgraph may read a merged value by name
+            for g in control_flow.subgraphs(node):
+                _rename(g.node, same)
+    return kept, same
 
 
 def _rename(nodes, renamed: dict[str, str]) -> None:
