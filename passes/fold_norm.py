@@ -20,10 +20,12 @@ from graphforge.trace.builder import Builder
 
 from .registry import register_pass
 
-__all__ = ["fold_norm_affine"]
+__all__ = ["fold_norm_affine", "stored_float32", "new_float32_param", "linear_readers", "replace_node",
+           "drop_unused_and_verify"]
 
 
-def _stored(g: Graph, value) -> np.ndarray | None:
+def stored_float32(g: Graph, value) -> np.ndarray | None:
+    """``value``'s array when it is a stored float32 parameter, buffer or constant; else None."""
     if value.kind in ("param", "buffer", "const") and value.name in g.params and value.type.dtype == "float32":
         return np.asarray(g.params[value.name], np.float32)
     return None
@@ -36,24 +38,45 @@ def _foldable(g: Graph, norm: Node):
     x, out = norm.inputs[0], norm.outputs[0]
     if norm.attrs["axis"] % x.type.rank != x.type.rank - 1 or g.is_output(out) or not out.uses:
         return None
-    scale = _stored(g, norm.inputs[1])
-    shift = _stored(g, norm.inputs[2]) if len(norm.inputs) > 2 else None
+    scale = stored_float32(g, norm.inputs[1])
+    shift = stored_float32(g, norm.inputs[2]) if len(norm.inputs) > 2 else None
     if scale is None or (len(norm.inputs) > 2 and shift is None):
         return None
+    readers = linear_readers(g, out)
+    return None if readers is None else (scale, shift, readers)
+
+
+def linear_readers(g: Graph, value, skip=None) -> list[Node] | None:
+    """Every reader of ``value`` but ``skip`` when all are ``linear`` nodes reading it as their input
+    with a stored 2-D float32 weight (and a stored bias, if any) — the linears a fold can rewrite
+    by changing their parameters; else None."""
     readers = []
-    for user, i in out.uses:
+    for user, i in value.uses:
+        if user is skip:
+            continue
         if user.op != "linear" or i != 0:
             return None
-        w = _stored(g, user.inputs[1])
-        if w is None or w.ndim != 2 or (len(user.inputs) > 2 and _stored(g, user.inputs[2]) is None):
+        w = stored_float32(g, user.inputs[1])
+        if w is None or w.ndim != 2 or (len(user.inputs) > 2 and stored_float32(g, user.inputs[2]) is None):
             return None
         readers.append(user)
-    return scale, shift, readers
+    return readers
 
 
-def _param(g: Graph, array: np.ndarray, stem: str):
+def new_float32_param(g: Graph, array: np.ndarray, stem: str):
+    """A new float32 parameter of ``g`` holding ``array``, named after ``stem``."""
     name = g.fresh_param_name(stem)
     return g.add_param(name, TensorType(array.shape, "float32"), np.ascontiguousarray(array, np.float32), "param")
+
+
+def replace_node(b: Builder, g: Graph, node: Node, inputs, attrs: dict | None = None):
+    """Emit ``node``'s op on ``inputs`` in its place (its provenance; its attributes unless given),
+    route its readers to the new result and erase it. Returns the new result."""
+    with b.inserting_before(node), b.provenance(node.scope, node.loc):
+        y = b.emit1(node.op, list(inputs), dict(node.attrs if attrs is None else attrs))
+    g.replace_all_uses_with(node.outputs[0], y)
+    g.erase(node)
+    return y
 
 
 def fold_norm_affine(g: Graph) -> tuple[Graph, bool]:
@@ -67,30 +90,29 @@ def fold_norm_affine(g: Graph) -> tuple[Graph, bool]:
             continue
         scale, shift, readers = found
         for lin in readers:
-            w = _stored(g, lin.inputs[1])
+            w = stored_float32(g, lin.inputs[1])
             transpose_b = lin.attrs.get("transpose_b", True)
             w_in = w if transpose_b else w.T  # (out, in)
-            bias = _stored(g, lin.inputs[2]) if len(lin.inputs) > 2 else np.zeros(w_in.shape[0], np.float32)
+            bias = stored_float32(g, lin.inputs[2]) if len(lin.inputs) > 2 else np.zeros(w_in.shape[0], np.float32)
             new_w = w_in * scale[None, :]
             new_b = bias + (w_in @ shift if shift is not None else 0.0)
-            wv = _param(g, new_w if transpose_b else new_w.T, f"{lin.inputs[1].name}.norm_folded")
-            bv = _param(g, new_b, f"{lin.inputs[2].name if len(lin.inputs) > 2 else lin.inputs[1].name}"
+            wv = new_float32_param(g, new_w if transpose_b else new_w.T, f"{lin.inputs[1].name}.norm_folded")
+            bv = new_float32_param(g, new_b, f"{lin.inputs[2].name if len(lin.inputs) > 2 else lin.inputs[1].name}"
                                   f".norm_folded_bias")
-            with b.inserting_before(lin), b.provenance(lin.scope, lin.loc):
-                y = b.emit1("linear", [lin.inputs[0], wv, bv], dict(lin.attrs))
-            g.replace_all_uses_with(lin.outputs[0], y)
-            g.erase(lin)
-        with b.inserting_before(norm), b.provenance(norm.scope, norm.loc):
-            plain = b.emit1("layer_norm", [norm.inputs[0]], dict(norm.attrs))
-        g.replace_all_uses_with(norm.outputs[0], plain)
-        g.erase(norm)
+            replace_node(b, g, lin, [lin.inputs[0], wv, bv])
+        replace_node(b, g, norm, [norm.inputs[0]])
         changed = True
     if changed:
-        from .quantize import drop_unused_params  # (quantize imports this module's siblings)
-
-        drop_unused_params(g)
-        g.verify()
+        drop_unused_and_verify(g)
     return g, changed
+
+
+def drop_unused_and_verify(g: Graph) -> None:
+    """After a parameter-rewriting fold: remove the parameters nothing reads any more, check ``g``."""
+    from .quantize import drop_unused_params  # (quantize imports this module's siblings)
+
+    drop_unused_params(g)
+    g.verify()
 
 
 @register_pass("fold_norm_affine")

@@ -19,18 +19,12 @@ from __future__ import annotations
 import numpy as np
 
 from graphforge.ir.graph import Graph, Node
-from graphforge.ir.types import TensorType
 from graphforge.trace.builder import Builder
 
+from .fold_norm import drop_unused_and_verify, linear_readers, new_float32_param, replace_node, stored_float32
 from .registry import register_pass
 
 __all__ = ["fold_residual_bias"]
-
-
-def _stored(g: Graph, value) -> np.ndarray | None:
-    if value.kind in ("param", "buffer", "const") and value.name in g.params and value.type.dtype == "float32":
-        return np.asarray(g.params[value.name], np.float32)
-    return None
 
 
 def _biased_branch(g: Graph, value):
@@ -41,7 +35,7 @@ def _biased_branch(g: Graph, value):
         return None
     if lin.attrs.get("activation", "none") != "none":
         return None
-    bias = _stored(g, lin.inputs[2])
+    bias = stored_float32(g, lin.inputs[2])
     return (lin, bias) if bias is not None and bias.ndim == 1 else None
 
 
@@ -55,25 +49,13 @@ def _foldable_norm(g: Graph, value, add: Node, width: int):
     x = norm.inputs[0]
     if norm.attrs["axis"] % x.type.rank != x.type.rank - 1 or x.type.shape[-1] != width:
         return None
-    if len(norm.inputs) > 2 and _stored(g, norm.inputs[2]) is None:
+    if len(norm.inputs) > 2 and stored_float32(g, norm.inputs[2]) is None:
         return None
-    readers = []
-    for user, i in value.uses:
-        if user is add:
-            continue
-        if user.op != "linear" or i != 0:
-            return None
-        w = _stored(g, user.inputs[1])
-        if w is None or w.ndim != 2 or (len(user.inputs) > 2 and _stored(g, user.inputs[2]) is None):
-            return None
-        readers.append(user)
-    shift = _stored(g, norm.inputs[2]) if len(norm.inputs) > 2 else None
+    readers = linear_readers(g, value, skip=add)
+    if readers is None:
+        return None
+    shift = stored_float32(g, norm.inputs[2]) if len(norm.inputs) > 2 else None
     return norm, shift, readers
-
-
-def _param(g: Graph, array: np.ndarray, stem: str):
-    name = g.fresh_param_name(stem)
-    return g.add_param(name, TensorType(array.shape, "float32"), np.ascontiguousarray(array, np.float32), "param")
 
 
 def _match(g: Graph, add: Node):
@@ -99,34 +81,24 @@ def fold_residual_bias(g: Graph) -> tuple[Graph, bool]:
         if found is None:
             continue
         (lin, bias), (norm, shift, readers) = found
-        new_shift = _param(g, (shift if shift is not None else 0.0) + bias, f"{norm.inputs[0].name}.residual_shift")
-        with b.inserting_before(norm), b.provenance(norm.scope, norm.loc):
-            scale = norm.inputs[1] if len(norm.inputs) > 1 else \
-                _param(g, np.ones(bias.shape[0], np.float32), f"{norm.inputs[0].name}.residual_scale")
-            z = b.emit1("layer_norm", [norm.inputs[0], scale, new_shift], dict(norm.attrs))
+        new_shift = new_float32_param(g, (shift if shift is not None else 0.0) + bias,
+                                      f"{norm.inputs[0].name}.residual_shift")
+        scale = norm.inputs[1] if len(norm.inputs) > 1 else \
+            new_float32_param(g, np.ones(bias.shape[0], np.float32), f"{norm.inputs[0].name}.residual_scale")
+        z = replace_node(b, g, norm, [norm.inputs[0], scale, new_shift])  # its readers now read z + b2
         for reader in readers:
-            w = _stored(g, reader.inputs[1])
+            w = stored_float32(g, reader.inputs[1])
             w_out_in = w if reader.attrs.get("transpose_b", True) else w.T
-            old = _stored(g, reader.inputs[2]) if len(reader.inputs) > 2 else np.zeros(w_out_in.shape[0], np.float32)
+            old = (stored_float32(g, reader.inputs[2]) if len(reader.inputs) > 2
+                   else np.zeros(w_out_in.shape[0], np.float32))
             # in float64, then rounded once: the reader's output moves by ~1 ulp at most
-            new_bias = _param(g, (old.astype(np.float64) - w_out_in.astype(np.float64) @ bias.astype(np.float64)),
-                              f"{reader.inputs[1].name}.residual_bias")
-            with b.inserting_before(reader), b.provenance(reader.scope, reader.loc):
-                y = b.emit1("linear", [z, reader.inputs[1], new_bias], dict(reader.attrs))
-            g.replace_all_uses_with(reader.outputs[0], y)
-            g.erase(reader)
-        with b.inserting_before(lin), b.provenance(lin.scope, lin.loc):
-            branch = b.emit1("linear", list(lin.inputs[:2]), dict(lin.attrs))
-        g.replace_all_uses_with(lin.outputs[0], branch)
-        g.erase(lin)
-        g.replace_all_uses_with(norm.outputs[0], z)
-        g.erase(norm)
+            moved = w_out_in.astype(np.float64) @ bias.astype(np.float64)
+            new_bias = new_float32_param(g, old.astype(np.float64) - moved, f"{reader.inputs[1].name}.residual_bias")
+            replace_node(b, g, reader, [z, reader.inputs[1], new_bias])
+        replace_node(b, g, lin, lin.inputs[:2])
         changed = True
     if changed:
-        from .quantize import drop_unused_params  # (quantize imports this module's siblings)
-
-        drop_unused_params(g)
-        g.verify()
+        drop_unused_and_verify(g)
     return g, changed
 
 
