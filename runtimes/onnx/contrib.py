@@ -181,7 +181,8 @@ def _linear_gelu(ctx, args, attrs):
 
 
 def _fast_gelu_applies(node) -> bool:
-    return node.attrs.get("approximate") == "tanh" and _f32(node)
+    # onnxruntime's FastGelu rejects a 0-D input ("expected to have 1 or more dimensions")
+    return node.attrs.get("approximate") == "tanh" and _f32(node) and node.inputs[0].type.rank >= 1
 
 
 def _fast_gelu(ctx, args, attrs):

@@ -180,6 +180,13 @@ def _lin(activation):
     return M()
 
 
+def test_scalar_gelu_keeps_the_standard_lowering():
+    # found by the fuzz tier once in-process sessions defaulted to contrib: FastGelu needs rank >= 1
+    g = gf.trace(lambda x: gf.gelu(x, approximate="tanh"), gf.TensorSpec(()))
+    assert "FastGelu" not in _ops(to_onnx(g, contrib_ops=True))
+    _agree(g, [np.asarray(0.7, np.float32)])
+
+
 def test_float64_and_unfused_graphs_keep_standard_ops():
     g = gf.trace(lambda x: gf.gelu(x, approximate="tanh"), gf.TensorSpec((2, 3), "float64"))
     proto = to_onnx(g, contrib_ops=True)
