@@ -24,7 +24,7 @@ from graphforge.trace.builder import Builder
 from .fold_norm import drop_unused_and_verify, linear_readers, new_float32_param, replace_node, stored_float32
 from .registry import register_pass
 
-__all__ = ["fold_residual_bias"]
+__all__ = ["fold_residual_bias", "has_residual_bias"]
 
 
 def _biased_branch(g: Graph, value):
@@ -49,13 +49,11 @@ def _foldable_norm(g: Graph, value, add: Node, width: int):
     x = norm.inputs[0]
     if norm.attrs["axis"] % x.type.rank != x.type.rank - 1 or x.type.shape[-1] != width:
         return None
-    if len(norm.inputs) > 2 and stored_float32(g, norm.inputs[2]) is None:
+    shift = stored_float32(g, norm.inputs[2]) if len(norm.inputs) > 2 else None
+    if len(norm.inputs) > 2 and shift is None:
         return None
     readers = linear_readers(g, value, skip=add)
-    if readers is None:
-        return None
-    shift = stored_float32(g, norm.inputs[2]) if len(norm.inputs) > 2 else None
-    return norm, shift, readers
+    return None if readers is None else (norm, shift, readers)
 
 
 def _match(g: Graph, add: Node):
@@ -69,6 +67,12 @@ def _match(g: Graph, add: Node):
         if norm is not None:
             return branch, norm
     return None
+
+
+def has_residual_bias(g: Graph) -> bool:
+    """Whether :func:`fold_residual_bias` would change ``g`` (read only: callers that fold a copy
+    need not copy a graph with nothing to fold)."""
+    return any(_match(g, node) is not None for node in g.nodes)
 
 
 def fold_residual_bias(g: Graph) -> tuple[Graph, bool]:

@@ -4,9 +4,11 @@ asks for them (``to_onnx(..., contrib_ops=True)``; ``graphforge compile --contri
 A portable export (the default) is standard ONNX only. For a file that only onnxruntime will run,
 these lowerings take over from the standard ones where they apply (each says when):
 
-* ``attention`` → ``MultiHeadAttention`` (float32, static head count and size): q/k/v go in as
-  (B, S, H·D) — the transposes around it cancel against the model's own head split/merge in
-  onnxruntime's transpose optimiser — the mask and ``causal`` become an additive bias of 0/−inf.
+* ``attention`` (float32, static head count and size) → ``Attention`` for self-attention whose
+  q/k/v are head-split ``linear`` projections of one input with stored weights (the three weights
+  packed into one; ``causal`` is its ``unidirectional``), else ``MultiHeadAttention`` with q/k/v
+  as (B, S, H·D) — the transposes around either cancel against the model's own head split/merge
+  in onnxruntime's transpose optimiser; a mask becomes an additive ``attention_bias`` of 0/−inf.
   At the default opset onnxruntime 1.32 has no kernel for the standard ``Attention``, so the portable
   export spells attention out in MatMul/Softmax nodes.
 * not ``SkipLayerNormalization``: onnxruntime 1.32's CPU kernel for it measured 2–6× slower than

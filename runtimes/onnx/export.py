@@ -218,9 +218,10 @@ def build_model(graph: Graph, opset: int, *, name: str | None = None, params_as_
     if contrib_ops and not params_as_inputs:
         # an onnxruntime-only inference file: post-norm residual biases move into the norms (one
         # elementwise kernel fewer per block; passes/fold_residual_bias.py), on a copy
-        from graphforge.passes.fold_residual_bias import fold_residual_bias
+        from graphforge.passes.fold_residual_bias import fold_residual_bias, has_residual_bias
 
-        graph = fold_residual_bias(graph.copy())[0]
+        if has_residual_bias(graph):
+            graph = fold_residual_bias(graph.copy())[0]
     # the lowering conditions ask an Emitter for the opset and the native-op policy only
     graph, refused = decompose_for(graph, Emitter(opset, (), native_ops))
     params = list(graph.param_values.items())

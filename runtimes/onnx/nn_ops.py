@@ -222,7 +222,7 @@ def _fusable_residual_sum(ctx, x: str, rank: int, axis: int) -> bool:
     """Whether onnxruntime would fuse ``x``'s producer and a LayerNormalization reading it into
     ``SkipLayerNormalization``: a 3-D normalisation over the last axis of a one-node ``Add`` of two
     3-D tensors (its SkipLayerNormFusion also wants the shapes equal and the sum read once; where
-    they are not, the detour below costs two aliasing Reshapes, ~1 µs)."""
+    they are not, the detour below costs one aliasing Reshape, ~1 µs)."""
     if rank != 3 or axis != 2:
         return False
     add, ir_add = ctx.producer(x), getattr(ctx.node.inputs[0], "producer", None)
