@@ -19,7 +19,10 @@ with onnxruntime's default threads (the targets), and the CPU time of one intra-
 RowTransformer, trained with that example's optimizer and schedule): the issue's second accuracy
 anchor. It adds ``gf-int8-static-contrib`` and ``gf-int8-dynamic-contrib``: the same quantized graphs
 exported for onnxruntime only (``contrib_ops=True``: ``MultiHeadAttention`` for the float attention between the
-integer projections), measured against the same onnxruntime files.
+static file's integer projections; one ``QAttention`` per layer for the dynamic file's q/k/v projections and
+attention), and ``float32-contrib`` (the float graph exported the same way) with ``ort-dynamic-contrib``
+(onnxruntime's ``quantize_dynamic`` on it, which makes its packed ``Attention`` a ``QAttention``): the dynamic
+contrib file's ratios are against that one, the same float export; the static one's against ``ort-static``.
 
     python benchmarks/bench_quantize.py [--model cnn|transformer] [--epochs 10] [--rounds 15] [--tiny] [--json out.json]
 """
@@ -126,14 +129,23 @@ def quantize_all(graph, calibration: list, folder: str, *, contrib: bool = False
     gf.save_onnx(graph, paths["float32"], opset=qdq_opset(static, max_opset()))
     dynamic = gf.quantize(graph, mode="int8-dynamic")
     gf.save_onnx(dynamic, paths["gf-int8-dynamic"])
-    if contrib:
-        for mode, qg in (("static", static), ("dynamic", dynamic)):
-            paths[f"gf-int8-{mode}-contrib"] = os.path.join(folder, f"gf-int8-{mode}-contrib.onnx")
-            gf.save_onnx(qg, paths[f"gf-int8-{mode}-contrib"], contrib_ops=True)
     name = graph.inputs[0].name
     quantize_static(paths["float32"], paths["ort-static"], _Reader(name, calibration), quant_format=QuantFormat.QDQ,
                     per_channel=True)
     quantize_dynamic(paths["float32"], paths["ort-dynamic"])
+    if contrib:
+        for mode, qg in (("static", static), ("dynamic", dynamic)):
+            paths[f"gf-int8-{mode}-contrib"] = os.path.join(folder, f"gf-int8-{mode}-contrib.onnx")
+            gf.save_onnx(qg, paths[f"gf-int8-{mode}-contrib"], contrib_ops=True)
+        # onnxruntime's quantizer on the contrib float export: its packed Attention becomes QAttention
+        # (the quantizer cannot type the contrib node's output by shape inference: it is float)
+        import onnx
+
+        paths["float32-contrib"] = os.path.join(folder, "float32-contrib.onnx")
+        gf.save_onnx(graph, paths["float32-contrib"], opset=qdq_opset(static, max_opset()), contrib_ops=True)
+        paths["ort-dynamic-contrib"] = os.path.join(folder, "ort-dynamic-contrib.onnx")
+        quantize_dynamic(paths["float32-contrib"], paths["ort-dynamic-contrib"],
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     return paths
 
 
@@ -183,6 +195,8 @@ def main(argv=None) -> int:
     by = {r["name"]: r for r in rows}
     for ours in [n for n in by if n.startswith("gf-")]:
         theirs = "ort-static" if "static" in ours else "ort-dynamic"
+        if ours.endswith("-contrib") and theirs + "-contrib" in by:
+            theirs += "-contrib"  # the same float export: onnxruntime's quantizer given the contrib file
         for batch in BATCHES:
             for key, kind in (("latency_ratio", "latency"), ("cpu_ratio", "cpu_latency")):
                 by[ours][f"{key}_b{batch}"] = (by[ours][kind][str(batch)]["median_s"]

@@ -54,10 +54,9 @@ def _bsh(ctx, x: str, heads: int, d: int) -> str:
     return ctx.op("Reshape", [ctx.transpose(x, [0, 2, 1, 3]), ctx.ints([0, 0, heads * d])])
 
 
-def _head_split_projection(value):
-    """The ``linear`` whose output ``value`` is, split into heads — ``transpose(reshape(linear(x),
-    (B, S, H, D)), (0, 2, 1, 3))`` — when its weight and bias are parameters and it fuses no
-    activation; else None."""
+def _head_split_source(value):
+    """The (B, S, H·D) value that ``value`` splits into heads — ``transpose(reshape(p, (B, S, H, D)),
+    (0, 2, 1, 3))`` — else None."""
     t = value.producer
     if t is None or t.op != "transpose" or list(t.attrs.get("perm", ())) != [0, 2, 1, 3]:
         return None
@@ -66,7 +65,14 @@ def _head_split_projection(value):
         return None
     if list(r.inputs[0].type.shape[:2]) != list(r.outputs[0].type.shape[:2]):
         return None  # the reshape must only split the feature axis into heads
-    lin = r.inputs[0].producer
+    return r.inputs[0]
+
+
+def _head_split_projection(value):
+    """The ``linear`` whose output ``value`` is, split into heads (:func:`_head_split_source`), when
+    its weight and bias are parameters and it fuses no activation; else None."""
+    source = _head_split_source(value)
+    lin = source.producer if source is not None else None
     if lin is None or lin.op != "linear" or lin.attrs.get("activation", "none") != "none":
         return None
     if any(p.producer is not None for p in lin.inputs[1:]):
@@ -113,6 +119,110 @@ def _packed_attention(ctx, node, heads: int, head_size: int):
     return ctx.driver.name_of(x), packed_w, packed_b
 
 
+# ops a stored constant may pass through on its way to a quantized projection (dequantized biases,
+# float16-stored scales: quantize_dynamic's and quantize_other_params's forms)
+_CONSTANT_OPS = frozenset({"constant", "cast", "mul", "add", "sub", "reshape", "dequantize_linear"})
+
+
+def _constant(ctx, value, params: set):
+    """The array ``value`` holds when it is computed from stored parameters and constants only
+    (evaluated with the op references); None otherwise. The parameters read go into ``params``."""
+    node = value.producer
+    if node is None:
+        name = ctx.driver.name_of(value)
+        entry = ctx.stored_params.get(name) if name is not None else None
+        if entry is None:
+            return None
+        params.add(name)
+        return np.asarray(entry[0])
+    if node.op not in _CONSTANT_OPS or node.regions:
+        return None
+    if node.op == "constant":
+        return np.asarray(node.attrs["value"])
+    args = [_constant(ctx, v, params) for v in node.inputs]
+    if any(a is None for a in args):
+        return None
+    from graphforge.ops.evaluate import evaluate_node
+
+    return evaluate_node(node, args)[value.index]
+
+
+def _operands(node, op: str, count: int = 2):
+    return list(node.inputs) if node is not None and node.op == op and len(node.inputs) == count else None
+
+
+def _dynamic_projection(value):
+    """``quantize_dynamic``'s form of a linear projection — ``cast(matmul_integer(xq, w, xz, wz)) *
+    (xs * ws) [+ b]`` with ``xq, xs, xz = dynamic_quantize_linear(x)`` — as ``(the
+    dynamic_quantize_linear node, w, ws, wz, b or None)``; else None."""
+    bias, y = None, value
+    add = _operands(value.producer, "add")
+    if add is not None:
+        y, bias = add if add[1].type.rank == 1 else add[::-1]
+        if bias.type.rank != 1:
+            return None
+    mul = _operands(y.producer, "mul")
+    if mul is None:
+        return None
+    cast, scale = mul if mul[0].producer is not None and mul[0].producer.op == "cast" else mul[::-1]
+    acc = _operands(cast.producer, "cast", 1)
+    mm = _operands(acc[0].producer, "matmul_integer", 4) if acc is not None else None
+    scales = _operands(scale.producer, "mul")
+    if mm is None or scales is None:
+        return None
+    xq, w, xz, wz = mm
+    dql = xq.producer
+    if dql is None or dql.op != "dynamic_quantize_linear" or xz.producer is not dql or w.type.rank != 2:
+        return None
+    xs, ws = scales if scales[0].producer is dql else scales[::-1]
+    if xs.producer is not dql or (xq.index, xs.index, xz.index) != (0, 1, 2):
+        return None
+    return dql, w, ws, wz, bias
+
+
+def _quantized_packed_attention(ctx, node, heads: int, head_size: int):
+    """``QAttention(xq, [Wq Wk Wv], [bq bk bv], xs, [sq sk sv], -, xz)``: onnxruntime's integer
+    self-attention, when q/k/v are ``quantize_dynamic``'s projections (:func:`_dynamic_projection`)
+    of one quantized input, with stored int8 weights (zero points 0) and per-column or per-tensor
+    scales; None otherwise. Same arithmetic as the three projections: int32 products scaled by
+    ``xs · ws`` plus the float bias. The packed weight, bias and scales are ``Concat`` nodes over the
+    projections' own stored values (int8 biases and float16 scales dequantized the way they are), which
+    onnxruntime folds into initializers when it loads the file: the file stores nothing twice."""
+    sources = [_head_split_source(v) for v in node.inputs[:3]]
+    found = [_dynamic_projection(s) if s is not None else None for s in sources]
+    if any(f is None for f in found) or len({id(f[0]) for f in found}) != 1:
+        return None
+    dql = found[0][0]
+    if dql.inputs[0].type.rank != 3:
+        return None
+    hidden = heads * head_size
+    read: set[str] = set()
+    scales = []
+    for _, w, ws, wz, bias in found:
+        wv, sv, zv = (_constant(ctx, v, read) for v in (w, ws, wz))
+        if any(a is None for a in (wv, sv, zv)) or wv.dtype != np.int8 or np.any(zv != 0):
+            return None
+        if wv.shape != (found[0][1].type.shape[0], hidden) or sv.size not in (1, hidden):
+            return None
+        if bias is not None and (_constant(ctx, bias, read) is None or tuple(bias.type.shape) != (hidden,)):
+            return None
+        scales.append(sv)
+    name = ctx.driver.name_of
+    weight = ctx.op("Concat", [name(f[1]) for f in found], axis=1)
+    bias = ctx.op("Concat", [name(f[4]) if f[4] is not None else ctx.const(np.zeros(hidden, np.float32))
+                             for f in found], axis=0)
+    values = np.concatenate([np.asarray(sv, np.float32).reshape(-1) for sv in scales])
+    if np.all(values == values[0]):
+        scale = ctx.const(values[0], "float32")  # one scale for every column: the per-tensor kernel
+    elif all(sv.size == hidden and f[2].type.rank == 1 for sv, f in zip(scales, found)):
+        scale = ctx.op("Concat", [name(f[2]) for f in found], axis=0)
+    else:  # scalars that differ: one column vector
+        scale = ctx.const(np.concatenate([np.broadcast_to(np.asarray(sv, np.float32).reshape(-1), (hidden,))
+                                          for sv in scales]), "float32")
+    xq, xs, xz = (name(v) for v in dql.outputs)
+    return [xq, weight, bias, xs, scale, "", xz]
+
+
 def _attention_bias(ctx, mask, mask_shape, sq, sk) -> str:
     """A boolean mask → the (B|1, H|1, Sq, Sk) additive bias both kernels take: 0 where attended,
     −inf elsewhere (a fully masked row is NaN, as the reference's)."""
@@ -134,7 +244,13 @@ def _attention(ctx, args, attrs):
     scale = attrs.get("scale")
     scale = float(scale) if scale is not None else 1.0 / math.sqrt(d)
     packed = _packed_attention(ctx, ctx.node, heads, d) if hasattr(ctx, "driver") else None
-    if packed is not None:
+    quantized = (_quantized_packed_attention(ctx, ctx.node, heads, d)
+                 if packed is None and mask is None and hasattr(ctx, "driver") else None)
+    if quantized is not None:
+        # int8 self-attention without a mask (QAttention takes key lengths, not a boolean mask)
+        out = ctx.op("QAttention", quantized, domain=DOMAIN, num_heads=heads, scale=scale,
+                     unidirectional=1 if attrs.get("causal") else None)
+    elif packed is not None:
         # self-attention: causal is the kernel's own ``unidirectional`` (Sq == Sk), a mask its
         # attention_bias (input 5, after the absent mask_index and past)
         inputs = list(packed)

@@ -56,8 +56,9 @@ def test_quantize_transformer_example_runs_tiny(tmp_path, capsys):
     assert data["errors"] == {}
     rows = {r["name"]: r for r in data["quantize_transformer"]}
     assert set(rows) == {"float32", "gf-int8-static", "gf-int8-dynamic", "ort-static", "ort-dynamic",
-                         "gf-int8-static-contrib", "gf-int8-dynamic-contrib"}
-    assert rows["gf-int8-dynamic-contrib"]["vs"] == "ort-dynamic"
+                         "gf-int8-static-contrib", "gf-int8-dynamic-contrib", "float32-contrib", "ort-dynamic-contrib"}
+    assert rows["gf-int8-dynamic-contrib"]["vs"] == "ort-dynamic-contrib"  # the same (contrib) float export
+    assert rows["gf-int8-static-contrib"]["vs"] == "ort-static"
     assert all(r["model"] == "transformer" for r in rows.values())
     assert rows["gf-int8-static"]["size_ratio"] >= 3.5 and rows["gf-int8-dynamic"]["size_ratio"] >= 3.5
     targets = {t["target"]: t for t in data["targets"]}

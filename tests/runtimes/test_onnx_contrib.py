@@ -194,3 +194,98 @@ def test_float64_and_unfused_graphs_keep_standard_ops():
     g32 = gf.trace(lambda x: gf.gelu(x, approximate="tanh"), gf.TensorSpec((2, 3)))
     assert _ops(to_onnx(g32, contrib_ops=True))["FastGelu"] == 1
     _agree(g32, [np.linspace(-3, 3, 6, dtype=np.float32).reshape(2, 3)])
+
+
+def _dynamic_self_attention(causal: bool, masked: bool = False, bias: bool = True, weights=None):
+    layer = _SelfAttention(causal, masked, False, bias)
+    specs = [gf.TensorSpec(("batch", 6, 16)), gf.TensorSpec((6, 6), "bool")][:1 + masked]
+    g = gf.optimize(gf.trace(layer, *specs, seed=0, training=False))
+    if weights is not None:
+        g.params.update(weights(g.params))
+    return gf.quantize(g, mode="int8-dynamic")
+
+
+def _packed_inputs(proto):
+    node = next(n for n in proto.graph.node if n.op_type == "QAttention")
+    return node, {o: n for n in proto.graph.node for o in n.output}
+
+
+@pytest.mark.parametrize("causal,bias", [(False, True), (True, True), (False, False)])
+def test_dynamic_quantized_self_attention_is_one_qattention(causal, bias):
+    qg = _dynamic_self_attention(causal, bias=bias)
+    proto = to_onnx(qg, contrib_ops=True)
+    ops = _ops(proto)
+    # q/k/v: one QAttention over the shared quantized input; only the output projection stays
+    assert ops["QAttention"] == 1 and ops["MatMulInteger"] == 1 and ops["MultiHeadAttention"] == 0, ops
+    node, producers = _packed_inputs(proto)
+    attrs = {a.name: a for a in node.attribute}
+    assert ("unidirectional" in attrs) == causal
+    assert producers[node.input[0]].op_type == "DynamicQuantizeLinear"
+    assert producers[node.input[1]].op_type == "Concat"  # over the three stored int8 weights
+    assert proto.ByteSize() <= to_onnx(qg).ByteSize()
+    x = np.random.default_rng(6).normal(size=(3, 6, 16)).astype(np.float32)
+    portable = OrtSession(qg, contrib_ops=False).run([x])[0]
+    np.testing.assert_allclose(OrtSession(qg).run([x])[0], portable, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(OrtSession(qg).run([x])[0], gf.run(qg, [x], backend="reference")[0],
+                               atol=1e-4, rtol=1e-4)
+
+
+def test_dynamic_quantized_attention_with_equal_column_scales_passes_one_scale():
+    def equal_columns(params):  # every output column's largest |weight| the same: one per-tensor scale
+        out = {}
+        for name, w in params.items():
+            if name.endswith(("q_proj.weight", "k_proj.weight", "v_proj.weight")):
+                w = np.asarray(w).copy()
+                w[:, 0] = 0.5
+                out[name] = np.clip(w, -0.5, 0.5)
+        return out
+
+    qg = _dynamic_self_attention(False, weights=equal_columns)
+    proto = to_onnx(qg, contrib_ops=True)
+    node, producers = _packed_inputs(proto)
+    scale = node.input[4]
+    assert scale not in producers or producers[scale].op_type != "Concat"  # not a column vector
+    x = np.random.default_rng(7).normal(size=(2, 6, 16)).astype(np.float32)
+    np.testing.assert_allclose(OrtSession(qg).run([x])[0], OrtSession(qg, contrib_ops=False).run([x])[0],
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_masked_dynamic_quantized_attention_keeps_multi_head_attention():
+    # QAttention takes key lengths, not a boolean mask: a masked layer keeps the integer projections
+    qg = _dynamic_self_attention(False, masked=True)
+    ops = _ops(to_onnx(qg, contrib_ops=True))
+    assert ops["QAttention"] == 0 and ops["MultiHeadAttention"] == 1 and ops["MatMulInteger"] == 4, ops
+    rng = np.random.default_rng(8)
+    mask = rng.random((6, 6)) < 0.3
+    np.fill_diagonal(mask, False)
+    x = rng.normal(size=(2, 6, 16)).astype(np.float32)
+    np.testing.assert_allclose(OrtSession(qg).run([x, mask])[0], OrtSession(qg, contrib_ops=False).run([x, mask])[0],
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_hand_written_dynamic_projections_with_per_tensor_scales_pack_too():
+    # the pattern, spelled with the quantization ops directly: one scalar scale per projection, all
+    # different (a column vector in the kernel), zero points given, one projection without a bias
+    from graphforge.ops.nn_attention import attention
+    from graphforge.ops.quantize import dynamic_quantize_linear, matmul_integer
+
+    rng = np.random.default_rng(9)
+    weights = [rng.integers(-60, 61, (16, 16)).astype(np.int8) for _ in range(3)]
+    scales, biases = [0.01, 0.02, 0.015], [rng.normal(size=16).astype(np.float32), None, None]
+
+    def f(x):
+        xq, xs, xz = dynamic_quantize_linear(x)
+        heads = []
+        for w, s, b in zip(weights, scales, biases):
+            acc = matmul_integer(xq, gf.constant(w), xz, gf.constant(np.array(0, np.int8)))
+            y = gf.cast(acc, "float32") * (xs * gf.constant(np.array(s, np.float32)))
+            y = y + gf.constant(b) if b is not None else y
+            heads.append(gf.transpose(gf.reshape(y, (-1, 6, 4, 4)), (0, 2, 1, 3)))
+        return attention(*heads)
+
+    g = gf.trace(f, gf.TensorSpec(("batch", 6, 16)))
+    proto = to_onnx(g, contrib_ops=True)
+    assert _ops(proto)["QAttention"] == 1 and _ops(proto)["MatMulInteger"] == 0, _ops(proto)
+    x = rng.normal(size=(2, 6, 16)).astype(np.float32)
+    np.testing.assert_allclose(OrtSession(g).run([x])[0], OrtSession(g, contrib_ops=False).run([x])[0],
+                               atol=1e-5, rtol=1e-5)
