@@ -10,7 +10,10 @@ these lowerings take over from the standard ones where they apply (each says whe
   as (B, S, H·D) — the transposes around either cancel against the model's own head split/merge
   in onnxruntime's transpose optimiser; a mask becomes an additive ``attention_bias`` of 0/−inf.
   At the default opset onnxruntime 1.32 has no kernel for the standard ``Attention``, so the portable
-  export spells attention out in MatMul/Softmax nodes.
+  export spells attention out in MatMul/Softmax nodes. Unmasked self-attention whose q/k/v are
+  ``quantize_dynamic``'s int8 projections of one quantized input → ``QAttention`` (integer projections
+  and attention in one kernel; the packed weight, bias and scales are ``Concat`` nodes over the stored
+  values, folded when onnxruntime loads the file).
 * not ``SkipLayerNormalization``: onnxruntime 1.32's CPU kernel for it measured 2–6× slower than
   the Add and the LayerNormalization it stands for, so a residual ``layer_norm(a + b)`` keeps the
   standard lowering, which also stops onnxruntime from fusing the pair at load time
