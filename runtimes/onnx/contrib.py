@@ -11,7 +11,8 @@ these lowerings take over from the standard ones where they apply (each says whe
   in onnxruntime's transpose optimiser; a mask becomes an additive ``attention_bias`` of 0/−inf.
   At the default opset onnxruntime 1.32 has no kernel for the standard ``Attention``, so the portable
   export spells attention out in MatMul/Softmax nodes. Unmasked self-attention whose q/k/v are
-  ``quantize_dynamic``'s int8 projections of one quantized input → ``QAttention`` (integer projections
+  int8 projections of one quantized input (``quantize_dynamic``'s or ``quantize_static``'s form, the
+  input uint8) → ``QAttention`` (integer projections
   and attention in one kernel; the packed weight, bias and scales are ``Concat`` nodes over the stored
   values, folded when onnxruntime loads the file).
 * not ``SkipLayerNormalization``: onnxruntime 1.32's CPU kernel for it measured 2–6× slower than
@@ -157,7 +158,7 @@ def _operands(node, op: str, count: int = 2):
 def _dynamic_projection(value):
     """``quantize_dynamic``'s form of a linear projection — ``cast(matmul_integer(xq, w, xz, wz)) *
     (xs * ws) [+ b]`` with ``xq, xs, xz = dynamic_quantize_linear(x)`` — as ``(the
-    dynamic_quantize_linear node, w, ws, wz, b or None)``; else None."""
+    dynamic_quantize_linear node, (xq, xs, xz), w, ws, wz, b or None)``; else None."""
     bias, y = None, value
     add = _operands(value.producer, "add")
     if add is not None:
@@ -180,50 +181,75 @@ def _dynamic_projection(value):
     xs, ws = scales if scales[0].producer is dql else scales[::-1]
     if xs.producer is not dql or (xq.index, xs.index, xz.index) != (0, 1, 2):
         return None
-    return dql, w, ws, wz, bias
+    return dql, (xq, xs, xz), w, ws, wz, bias
+
+
+def _static_projection(value):
+    """``quantize_static``'s form of a linear projection — ``linear(dequantize_linear(xq, xs, xz),
+    dequantize_linear(w, ws, wz, axis=1) [, b])`` with ``xq = quantize_linear(x, xs, xz)``, uint8 — as
+    ``(the quantize_linear node, (xq, xs, xz), w, ws, wz, b or None)``; else None."""
+    lin = value.producer
+    if (lin is None or lin.op != "linear" or lin.attrs.get("transpose_b", True)
+            or lin.attrs.get("activation", "none") != "none"):
+        return None
+    x_dq, w_dq = (v.producer for v in lin.inputs[:2])
+    if x_dq is None or w_dq is None or x_dq.op != "dequantize_linear" or w_dq.op != "dequantize_linear":
+        return None
+    xq, xs, xz = (list(x_dq.inputs) + [None])[:3]
+    q = xq.producer
+    if q is None or q.op != "quantize_linear" or xz is None or xq.type.dtype != "uint8" or xs.type.rank > 1:
+        return None
+    w, ws, wz = (list(w_dq.inputs) + [None])[:3]
+    if wz is None or w.type.rank != 2 or w_dq.attrs.get("block_size", 0) or (ws.type.rank and w_dq.attrs.get("axis") != 1):
+        return None
+    return q, (xq, xs, xz), w, ws, wz, (lin.inputs[2] if len(lin.inputs) > 2 else None)
 
 
 def _quantized_packed_attention(ctx, node, heads: int, head_size: int):
     """``QAttention(xq, [Wq Wk Wv], [bq bk bv], xs, [sq sk sv], -, xz)``: onnxruntime's integer
-    self-attention, when q/k/v are ``quantize_dynamic``'s projections (:func:`_dynamic_projection`)
-    of one quantized input, with stored int8 weights (zero points 0) and per-column or per-tensor
-    scales; None otherwise. Same arithmetic as the three projections: int32 products scaled by
-    ``xs · ws`` plus the float bias. The packed weight, bias and scales are ``Concat`` nodes over the
-    projections' own stored values (int8 biases and float16 scales dequantized the way they are), which
-    onnxruntime folds into initializers when it loads the file: the file stores nothing twice."""
+    self-attention, when q/k/v are int8 projections of one quantized input — ``quantize_dynamic``'s
+    form (:func:`_dynamic_projection`) or ``quantize_static``'s (:func:`_static_projection`) — with
+    stored int8 weights (zero points 0) and per-column or per-tensor scales; None otherwise. Same
+    arithmetic as the three projections: int32 products scaled by ``xs · ws`` plus the float bias.
+    The packed weight, bias and scales are ``Concat`` nodes over the projections' own stored values
+    (int8 biases and float16 scales dequantized the way they are), which onnxruntime folds into
+    initializers when it loads the file: the file stores nothing twice."""
     sources = [_head_split_source(v) for v in node.inputs[:3]]
-    found = [_dynamic_projection(s) if s is not None else None for s in sources]
+    found = None
+    for match in (_dynamic_projection, _static_projection):
+        found = [match(s) if s is not None else None for s in sources]
+        if all(f is not None for f in found):
+            break
     if any(f is None for f in found) or len({id(f[0]) for f in found}) != 1:
         return None
-    dql = found[0][0]
-    if dql.inputs[0].type.rank != 3:
+    xq, xs, xz = found[0][1]
+    if xq.type.rank != 3:
         return None
     hidden = heads * head_size
     read: set[str] = set()
     scales = []
-    for _, w, ws, wz, bias in found:
+    for *_, w, ws, wz, bias in found:
         wv, sv, zv = (_constant(ctx, v, read) for v in (w, ws, wz))
         if any(a is None for a in (wv, sv, zv)) or wv.dtype != np.int8 or np.any(zv != 0):
             return None
-        if wv.shape != (found[0][1].type.shape[0], hidden) or sv.size not in (1, hidden):
+        if wv.shape != (found[0][2].type.shape[0], hidden) or sv.size not in (1, hidden):
             return None
         if bias is not None and (_constant(ctx, bias, read) is None or tuple(bias.type.shape) != (hidden,)):
             return None
         scales.append(sv)
     name = ctx.driver.name_of
-    weight = ctx.op("Concat", [name(f[1]) for f in found], axis=1)
-    bias = ctx.op("Concat", [name(f[4]) if f[4] is not None else ctx.const(np.zeros(hidden, np.float32))
+    weight = ctx.op("Concat", [name(f[2]) for f in found], axis=1)
+    bias = ctx.op("Concat", [name(f[5]) if f[5] is not None else ctx.const(np.zeros(hidden, np.float32))
                              for f in found], axis=0)
     values = np.concatenate([np.asarray(sv, np.float32).reshape(-1) for sv in scales])
     if np.all(values == values[0]):
         scale = ctx.const(values[0], "float32")  # one scale for every column: the per-tensor kernel
-    elif all(sv.size == hidden and f[2].type.rank == 1 for sv, f in zip(scales, found)):
-        scale = ctx.op("Concat", [name(f[2]) for f in found], axis=0)
+    elif all(sv.size == hidden and f[3].type.rank == 1 for sv, f in zip(scales, found)):
+        scale = ctx.op("Concat", [name(f[3]) for f in found], axis=0)
     else:  # scalars that differ: one column vector
         scale = ctx.const(np.concatenate([np.broadcast_to(np.asarray(sv, np.float32).reshape(-1), (hidden,))
                                           for sv in scales]), "float32")
-    xq, xs, xz = (name(v) for v in dql.outputs)
-    return [xq, weight, bias, xs, scale, "", xz]
+    return [name(xq), weight, bias, name(xs), scale, "", name(xz)]
 
 
 def _attention_bias(ctx, mask, mask_shape, sq, sk) -> str:

@@ -196,13 +196,16 @@ def test_float64_and_unfused_graphs_keep_standard_ops():
     _agree(g32, [np.linspace(-3, 3, 6, dtype=np.float32).reshape(2, 3)])
 
 
-def _dynamic_self_attention(causal: bool, masked: bool = False, bias: bool = True, weights=None):
+def _dynamic_self_attention(causal: bool, masked: bool = False, bias: bool = True, weights=None,
+                            mode: str = "int8-dynamic", **options):
     layer = _SelfAttention(causal, masked, False, bias)
     specs = [gf.TensorSpec(("batch", 6, 16)), gf.TensorSpec((6, 6), "bool")][:1 + masked]
     g = gf.optimize(gf.trace(layer, *specs, seed=0, training=False))
     if weights is not None:
         g.params.update(weights(g.params))
-    return gf.quantize(g, mode="int8-dynamic")
+    rng = np.random.default_rng(10)
+    calibration = [[rng.normal(size=(8, 6, 16)).astype(np.float32), np.ones((6, 6), bool)][:1 + masked]]
+    return gf.quantize(g, calibration if mode == "int8-static" else None, mode=mode, **options)
 
 
 def _packed_inputs(proto):
@@ -210,17 +213,21 @@ def _packed_inputs(proto):
     return node, {o: n for n in proto.graph.node for o in n.output}
 
 
-@pytest.mark.parametrize("causal,bias", [(False, True), (True, True), (False, False)])
-def test_dynamic_quantized_self_attention_is_one_qattention(causal, bias):
-    qg = _dynamic_self_attention(causal, bias=bias)
+@pytest.mark.parametrize("mode,causal,bias", [("int8-dynamic", False, True), ("int8-dynamic", True, True),
+                                               ("int8-dynamic", False, False), ("int8-static", False, True),
+                                               ("int8-static", True, False)])
+def test_quantized_self_attention_is_one_qattention(mode, causal, bias):
+    qg = _dynamic_self_attention(causal, bias=bias, mode=mode)
     proto = to_onnx(qg, contrib_ops=True)
     ops = _ops(proto)
     # q/k/v: one QAttention over the shared quantized input; only the output projection stays
-    assert ops["QAttention"] == 1 and ops["MatMulInteger"] == 1 and ops["MultiHeadAttention"] == 0, ops
+    assert ops["QAttention"] == 1 and ops["MultiHeadAttention"] == 0, ops
+    assert ops["MatMulInteger"] + ops["DequantizeLinear"] == (1 if mode == "int8-dynamic" else 2), ops
     node, producers = _packed_inputs(proto)
     attrs = {a.name: a for a in node.attribute}
     assert ("unidirectional" in attrs) == causal
-    assert producers[node.input[0]].op_type == "DynamicQuantizeLinear"
+    quantizer = "DynamicQuantizeLinear" if mode == "int8-dynamic" else "QuantizeLinear"
+    assert producers[node.input[0]].op_type == quantizer
     assert producers[node.input[1]].op_type == "Concat"  # over the three stored int8 weights
     assert proto.ByteSize() <= to_onnx(qg).ByteSize()
     x = np.random.default_rng(6).normal(size=(3, 6, 16)).astype(np.float32)
@@ -288,4 +295,14 @@ def test_hand_written_dynamic_projections_with_per_tensor_scales_pack_too():
     assert _ops(proto)["QAttention"] == 1 and _ops(proto)["MatMulInteger"] == 0, _ops(proto)
     x = rng.normal(size=(2, 6, 16)).astype(np.float32)
     np.testing.assert_allclose(OrtSession(g).run([x])[0], OrtSession(g, contrib_ops=False).run([x])[0],
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_static_attention_on_int8_activations_keeps_multi_head_attention():
+    # QAttention's input is uint8: int8 activations keep the three projections
+    qg = _dynamic_self_attention(False, mode="int8-static", activation_dtype="int8")
+    ops = _ops(to_onnx(qg, contrib_ops=True))
+    assert ops["QAttention"] == 0 and ops["MultiHeadAttention"] == 1, ops
+    x = np.random.default_rng(11).normal(size=(2, 6, 16)).astype(np.float32)
+    np.testing.assert_allclose(OrtSession(qg).run([x])[0], OrtSession(qg, contrib_ops=False).run([x])[0],
                                atol=1e-5, rtol=1e-5)
