@@ -128,22 +128,19 @@ def _packed_attention(ctx, node, heads: int, head_size: int):
 _CONSTANT_OPS = frozenset({"constant", "cast", "mul", "add", "sub", "reshape", "dequantize_linear"})
 
 
-def _constant(ctx, value, params: set):
+def _constant(ctx, value):
     """The array ``value`` holds when it is computed from stored parameters and constants only
-    (evaluated with the op references); None otherwise. The parameters read go into ``params``."""
+    (evaluated with the op references); None otherwise."""
     node = value.producer
     if node is None:
         name = ctx.driver.name_of(value)
         entry = ctx.stored_params.get(name) if name is not None else None
-        if entry is None:
-            return None
-        params.add(name)
-        return np.asarray(entry[0])
+        return np.asarray(entry[0]) if entry is not None else None
     if node.op not in _CONSTANT_OPS or node.regions:
         return None
     if node.op == "constant":
         return np.asarray(node.attrs["value"])
-    args = [_constant(ctx, v, params) for v in node.inputs]
+    args = [_constant(ctx, v) for v in node.inputs]
     if any(a is None for a in args):
         return None
     from graphforge.ops.evaluate import evaluate_node
@@ -197,8 +194,10 @@ def _static_projection(value):
         return None
     xq, xs, xz = (list(x_dq.inputs) + [None])[:3]
     q = xq.producer
-    if q is None or q.op != "quantize_linear" or xz is None or xq.type.dtype != "uint8" or xs.type.rank > 1:
+    if q is None or q.op != "quantize_linear" or xz is None or xq.type.dtype != "uint8":
         return None
+    if any(list(v.type.shape) not in ([], [1]) for v in (xs, xz)):
+        return None  # QAttention takes one input scale and zero point
     w, ws, wz = (list(w_dq.inputs) + [None])[:3]
     if wz is None or w.type.rank != 2 or w_dq.attrs.get("block_size", 0) or (ws.type.rank and w_dq.attrs.get("axis") != 1):
         return None
@@ -226,15 +225,14 @@ def _quantized_packed_attention(ctx, node, heads: int, head_size: int):
     if xq.type.rank != 3:
         return None
     hidden = heads * head_size
-    read: set[str] = set()
     scales = []
     for *_, w, ws, wz, bias in found:
-        wv, sv, zv = (_constant(ctx, v, read) for v in (w, ws, wz))
+        wv, sv, zv = (_constant(ctx, v) for v in (w, ws, wz))
         if any(a is None for a in (wv, sv, zv)) or wv.dtype != np.int8 or np.any(zv != 0):
             return None
         if wv.shape != (found[0][2].type.shape[0], hidden) or sv.size not in (1, hidden):
             return None
-        if bias is not None and (_constant(ctx, bias, read) is None or tuple(bias.type.shape) != (hidden,)):
+        if bias is not None and (_constant(ctx, bias) is None or tuple(bias.type.shape) != (hidden,)):
             return None
         scales.append(sv)
     name = ctx.driver.name_of
