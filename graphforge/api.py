@@ -207,7 +207,8 @@ QUANTIZE_MODES = ("int8-static", "int8-dynamic", "int4-weight")
 
 def quantize(graph, calibration=None, mode: str = "int8-static", *, method: str = "minmax",
              percentile: float = 99.99, reduce_range: bool = True, activation_dtype: str = "uint8",
-             block_size: int = 32, backend: str = "onnxruntime", other_params: str = "int8"):
+             block_size: int = 32, backend: str = "onnxruntime", other_params: str = "int8",
+             per_channel: bool = True):
     """Post-training quantization: a new graph in QDQ form (``gf.save_onnx`` writes it as QDQ ONNX).
 
     ``mode``: ``"int8-static"`` (int8 per-channel weights, activations with ranges calibrated on
@@ -225,6 +226,10 @@ def quantize(graph, calibration=None, mode: str = "int8-static", *, method: str 
             ``"entropy"``.
         percentile: the percentile kept by ``method="percentile"``.
         reduce_range: quantize weights to 7 bits (avoids overflow on CPUs without VNNI).
+        per_channel: for the int8 modes, one weight scale per output channel (default: the smaller
+            weight error) or, ``False``, one per weight tensor (onnxruntime's and PyTorch's default
+            for dynamic quantization; its integer kernels run a per-tensor scale a few per cent
+            faster on small models, docs/serving.md §10).
         activation_dtype: ``"uint8"`` or ``"int8"`` for the static mode's activations.
         block_size: weights per quantization block in ``"int4-weight"`` mode.
         backend: the back end calibration runs on.
@@ -266,9 +271,10 @@ def quantize(graph, calibration=None, mode: str = "int8-static", *, method: str 
 
         ranges = calibrate(graph, calibration, method=method, percentile=percentile, backend=backend)
         return _q.quantize_static(graph, ranges, reduce_range=reduce_range, activation_dtype=activation_dtype,
-                                  other_params=other_params)
+                                  other_params=other_params, per_channel=per_channel)
     if mode == "int8-dynamic":
-        return _q.quantize_dynamic(graph, reduce_range=reduce_range, other_params=other_params)
+        return _q.quantize_dynamic(graph, reduce_range=reduce_range, other_params=other_params,
+                                   per_channel=per_channel)
     if mode == "int4-weight":
         return _q.quantize_weights_int4(graph, block_size=block_size)
     raise ConfigError(f"unknown quantization mode {mode!r}; choose one of {', '.join(QUANTIZE_MODES)}")

@@ -51,7 +51,7 @@ from .quantize_params import OTHER_PARAMS, half_scales, quantize_other_params
 from .registry import register_pass
 
 __all__ = ["QUANTIZED_OPS", "PASS_THROUGH", "QuantPlan", "plan", "value_key", "activation_params",
-           "quantize_weight", "drop_unused_params", "quantize_static", "quantize_dynamic", "quantize_weights_int4",
+           "quantize_weight", "weight_scale", "drop_unused_params", "quantize_static", "quantize_dynamic", "quantize_weights_int4",
            "INT4_STORAGE", "half_scales", "HALF_SCALES_MIN", "OTHER_PARAMS"]
 
 QUANTIZED_OPS = ("conv2d", "linear", "matmul")
@@ -177,10 +177,12 @@ def activation_params(lo: float, hi: float, dtype: str = "uint8") -> tuple[np.fl
 
 
 def quantize_weight(w: np.ndarray, axis: int, *, bits: int = 8, reduce_range: bool = True,
-                    block_size: int = 0, half: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric quantization of ``w``: per channel along ``axis`` (``block_size`` 0) or in blocks of
-    ``block_size`` along ``axis``. Returns ``(q, scale)``: q int8 in [-qmax, qmax], scale float32
-    (``half``: float16 values, see :func:`half_scales`, which the passes store as float16)."""
+                    block_size: int = 0, half: bool = False, per_channel: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric quantization of ``w``: per channel along ``axis`` (``block_size`` 0), in blocks of
+    ``block_size`` along ``axis``, or (``per_channel=False``) one scale for the whole tensor, returned
+    once per channel all the same (the passes store it as one value, :func:`weight_scale`). Returns
+    ``(q, scale)``: q int8 in [-qmax, qmax], scale float32 (``half``: float16 values, see
+    :func:`half_scales`, which the passes store as float16)."""
     w = np.asarray(w, np.float32)
     qmax = (2 ** (bits - 1) - 1) if bits != 8 else (63 if reduce_range else 127)
     if block_size:
@@ -198,6 +200,8 @@ def quantize_weight(w: np.ndarray, axis: int, *, bits: int = 8, reduce_range: bo
     else:
         other = tuple(i for i in range(w.ndim) if i != axis)
         amax = np.abs(w).max(axis=other) if other else np.abs(w)
+        if not per_channel:
+            amax = np.full_like(amax, np.abs(w).max(initial=0))
         scale = np.where(amax > 0, amax / qmax, 1.0).astype(np.float32)
         scale = half_scales(scale) if half else scale
         full = scale.reshape([-1 if i == axis else 1 for i in range(w.ndim)])
@@ -254,9 +258,19 @@ def _redirect(graph: Graph, old: Value, new: Value, skip: Node | None = None) ->
             user.set_input(i, new)
 
 
+def weight_scale(em: _Emit, scale: np.ndarray, stem: str, shape: tuple | None = None) -> Value:
+    """A weight's stored scale: one scalar when every channel's scale is the same (``per_channel=False``,
+    or channels that happen to agree) — onnxruntime's integer kernels take a per-tensor scale on a
+    faster path than a per-column one — else the per-channel vector, reshaped to ``shape`` if given."""
+    scale = np.asarray(scale, np.float32)
+    if scale.size and np.all(scale == scale.reshape(-1)[0]):
+        return em.const(scale.reshape(-1)[0], stem + ".scale")
+    return em.scale(scale.reshape(shape) if shape is not None else scale, stem + ".scale")
+
+
 def _dequantized_weight(em: _Emit, graph: Graph, node: Node, index: int, axis: int, *, bits: int,
                         reduce_range: bool, block_size: int = 0, storage: str = "int8",
-                        cache: dict, transpose: bool = False) -> tuple[Value, np.ndarray]:
+                        cache: dict, transpose: bool = False, per_channel: bool = True) -> tuple[Value, np.ndarray]:
     """Replace weight input ``index`` of ``node`` by dequantize_linear(int weight); returns the
     new value and the per-channel scales. ``transpose``: store the 2-D weight transposed (its
     quantization axis 1 - ``axis``) and return its dequantized transpose, *without* rewiring ``node``."""
@@ -264,13 +278,13 @@ def _dequantized_weight(em: _Emit, graph: Graph, node: Node, index: int, axis: i
     key = (id(w), axis, block_size, transpose)
     if key not in cache:
         q, scale = quantize_weight(graph.params[w.name], axis, bits=bits, reduce_range=reduce_range,
-                                   block_size=block_size, half=True)
+                                   block_size=block_size, half=True, per_channel=per_channel)
         if transpose:
             q, axis = np.ascontiguousarray(q.T), 1 - axis
         with em.at(node, after=False):
             qv = em.const(q, f"{w.name}.quantized", storage)
-            sv = em.scale(scale, f"{w.name}.scale")
-            zv = em.const(np.zeros(scale.shape), f"{w.name}.zero_point", storage)
+            sv = em.scale(scale, f"{w.name}.scale") if block_size else weight_scale(em, scale, w.name)
+            zv = em.const(np.zeros(sv.type.shape), f"{w.name}.zero_point", storage)
             dq = em.emit("dequantize_linear", [qv, sv, zv], axis=axis, block_size=block_size)
         cache[key] = (dq, scale)
     dq, scale = cache[key]
@@ -285,11 +299,12 @@ def _matmul_linear(node: Node) -> bool:
     return node.op == "linear" and node.inputs[0].type.rank > 2
 
 
-def _relaid_linear(em: _Emit, g: Graph, node: Node, *, reduce_range: bool, cache: dict) -> tuple[Node, np.ndarray]:
+def _relaid_linear(em: _Emit, g: Graph, node: Node, *, reduce_range: bool, cache: dict,
+                   per_channel: bool = True) -> tuple[Node, np.ndarray]:
     """A ``linear`` (transpose_b) whose export is a MatMul re-emitted with its int8 weight stored
     (in, out): no Transpose of the dequantized weight in the file or on every call."""
     dq, scale = _dequantized_weight(em, g, node, 1, 0, bits=8, reduce_range=reduce_range, cache=cache,
-                                    transpose=True)
+                                    transpose=True, per_channel=per_channel)
     with em.at(node, after=False):
         new = em.emit("linear", [node.inputs[0], dq] + list(node.inputs[2:]), **dict(node.attrs, transpose_b=False))
     g.replace_all_uses_with(node.outputs[0], new)
@@ -329,11 +344,12 @@ def _without_activation(em: _Emit, graph: Graph, node: Node) -> Node:
 # ---- the three modes ------------------------------------------------------------------------------
 
 def quantize_static(graph: Graph, ranges: dict[str, tuple[float, float]], *, reduce_range: bool = True,
-                    activation_dtype: str = "uint8", other_params: str = "int8", copy: bool = True) -> Graph:
+                    activation_dtype: str = "uint8", other_params: str = "int8", copy: bool = True,
+                    per_channel: bool = True) -> Graph:
     """Static int8 QDQ quantization of ``graph`` with calibrated ``ranges`` (value_key → (lo, hi)
     of every ``plan(graph).roots`` value). ``other_params``: ``"int8"`` also stores the float parameters
-    of float ops int8 (``quantize_params.py``), ``"float"`` keeps them. Returns the quantized graph
-    (a copy unless ``copy=False``)."""
+    of float ops int8 (``quantize_params.py``), ``"float"`` keeps them. ``per_channel=False``: one
+    scale per weight tensor. Returns the quantized graph (a copy unless ``copy=False``)."""
     if activation_dtype not in ("uint8", "int8"):
         raise ConfigError(f"activation_dtype must be uint8 or int8, got {activation_dtype!r}")
     g = graph.copy() if copy else graph
@@ -373,10 +389,11 @@ def quantize_static(graph: Graph, ranges: dict[str, tuple[float, float]], *, red
             node = _without_activation(em, g, node)
         index, axis = _weight_axis(node)
         if _matmul_linear(node) and node.attrs.get("transpose_b", True):
-            node, w_scale = _relaid_linear(em, g, node, reduce_range=reduce_range, cache=cache)
+            node, w_scale = _relaid_linear(em, g, node, reduce_range=reduce_range, cache=cache,
+                                           per_channel=per_channel)
         else:
             _, w_scale = _dequantized_weight(em, g, node, index, axis, bits=8, reduce_range=reduce_range,
-                                             cache=cache)
+                                             cache=cache, per_channel=per_channel)
         x = node.inputs[0]
         # an int32 bias only where onnxruntime's integer kernel takes one (QLinearConv, QGemm): a
         # MatMul's bias is added in float, where an int32 bias would cost a scale per channel and a node
@@ -423,10 +440,10 @@ def _constant_of(g: Graph, v: Value):
 
 
 def quantize_dynamic(graph: Graph, *, reduce_range: bool = True, other_params: str = "int8",
-                     copy: bool = True) -> Graph:
+                     copy: bool = True, per_channel: bool = True) -> Graph:
     """Dynamic int8 quantization: int8 weights, activations quantized at run time, integer products
-    (``matmul_integer`` / ``conv_integer``) rescaled to float; ``other_params`` as in
-    :func:`quantize_static`. An activation several ops read (a Transformer's q/k/v projections)
+    (``matmul_integer`` / ``conv_integer``) rescaled to float; ``other_params`` and ``per_channel`` as
+    in :func:`quantize_static`. An activation several ops read (a Transformer's q/k/v projections)
     is quantized once. Returns the new graph."""
     g = graph.copy() if copy else graph
     original = set(g.param_values)  # (the scales made below are not "other params")
@@ -438,7 +455,8 @@ def quantize_dynamic(graph: Graph, *, reduce_range: bool = True, other_params: s
             continue
         index, axis = wa
         w = node.inputs[index]
-        q, scale = quantize_weight(g.params[w.name], axis, bits=8, reduce_range=reduce_range, half=True)
+        q, scale = quantize_weight(g.params[w.name], axis, bits=8, reduce_range=reduce_range, half=True,
+                                   per_channel=per_channel)
         if node.op == "linear" and axis == 0:
             q = np.ascontiguousarray(q.T)  # matmul_integer takes B as (in, out)
         out_ch = scale.shape[0]
@@ -452,10 +470,10 @@ def quantize_dynamic(graph: Graph, *, reduce_range: bool = True, other_params: s
             if node.op == "conv2d":
                 acc = em.emit("conv_integer", [xq, wq, xz, wz], **{k: node.attrs[k] for k in
                                                                     ("strides", "pads", "dilations", "groups")})
-                ws = em.scale(scale.reshape(out_ch, 1, 1), f"{w.name}.scale")
+                ws = weight_scale(em, scale, w.name, (out_ch, 1, 1))
             else:
                 acc = em.emit("matmul_integer", [xq, wq, xz, wz])
-                ws = em.scale(scale, f"{w.name}.scale")
+                ws = weight_scale(em, scale, w.name)
             y = em.emit("mul", [em.emit("cast", [acc], dtype="float32"), em.emit("mul", [xs, ws])])
             if len(node.inputs) == 3:
                 b = node.inputs[2]

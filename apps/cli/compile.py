@@ -79,6 +79,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--calibration-method", choices=("minmax", "percentile", "entropy"), default="minmax",
                    help="how activation ranges are chosen (default minmax)")
     p.add_argument("--percentile", type=float, default=99.99, help="--calibration-method percentile (default 99.99)")
+    p.add_argument("--weight-scales", choices=("channel", "tensor"), default="channel",
+                   help="--quantize int8 / int8-dynamic: one weight scale per output channel (default) or per "
+                        "tensor (onnxruntime's quantizer's default; same kernels as its files)")
     target = p.add_mutually_exclusive_group()
     target.add_argument("--contrib-ops", action="store_true",
                         help="for onnxruntime only: emit its com.microsoft fused kernels (Attention with the "
@@ -148,10 +151,15 @@ def _quantize(graph, args, out):
         calibration = calibration_batches(graph, args.calibration, args.batch)
     elif args.calibration:
         raise InputError(f"--calibration is only used by --quantize int8, not {args.quantize}")
-    q = gf.quantize(graph, calibration, mode=mode, method=args.calibration_method, percentile=args.percentile)
+    per_channel = getattr(args, "weight_scales", "channel") == "channel"
+    if not per_channel and mode == "int4-weight":
+        raise InputError("--weight-scales applies to --quantize int8 and int8-dynamic; int4 scales are per block")
+    q = gf.quantize(graph, calibration, mode=mode, method=args.calibration_method, percentile=args.percentile,
+                    per_channel=per_channel)
     rows = sum(len(next(iter(b.values()))) for b in calibration) if calibration else 0
     print(f"quantized   {mode}" + (f", {args.calibration_method} ranges from {rows} calibration rows"
-                                   if calibration else ""), file=out)
+                                   if calibration else "") + ("" if per_channel else ", per-tensor weight scales"),
+          file=out)
     return q
 
 
@@ -517,6 +525,9 @@ def _compile(args, out=None) -> int:
     elif getattr(args, "calibration", None):
         from graphforge.errors import InputError
         raise InputError("--calibration is only used with --quantize int8")
+    elif getattr(args, "weight_scales", "channel") != "channel":
+        from graphforge.errors import InputError
+        raise InputError("--weight-scales is only used with --quantize int8 or int8-dynamic")
 
     import onnx
 

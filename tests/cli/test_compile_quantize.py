@@ -93,3 +93,30 @@ def test_quantized_files_keep_provenance_in_a_table_unless_asked(tmp_path):
         if flag is None:
             assert any(scope for _, scope, _ in node_provenance(proto))
     assert sizes["none"] < sizes[None] < sizes["names"]
+
+
+def test_weight_scales_per_tensor(tmp_path, capsys):
+    import onnx
+
+    model = write(tmp_path, "net.py", SMALL_MODEL)
+    out = str(tmp_path / "q.onnx")
+    assert _compile(model, "-o", out, "--quantize", "int8-dynamic", "--weight-scales", "tensor", "--verify",
+                    "--atol", "0.05", "--rtol", "0.05") == 0
+    assert "per-tensor weight scales" in capsys.readouterr().out
+    m = onnx.load(out)
+    consts = {t.name: t for t in m.graph.initializer}
+    consts.update({n.output[0]: n.attribute[0].t for n in m.graph.node if n.op_type == "Constant"})
+    producer = {o: n for n in m.graph.node for o in n.output}
+    # the weight scale each rescale multiplies the activation's scale by: one value each
+    scales = [n.input[1] for n in m.graph.node if n.op_type == "Mul" and n.input[0] in producer
+              and producer[n.input[0]].op_type == "DynamicQuantizeLinear"]
+    assert scales and all(int(np.prod(consts[s].dims)) == 1 for s in scales)
+
+
+@pytest.mark.parametrize("extra,message", [([], "only used with --quantize int8 or int8-dynamic"),
+                                           (["--quantize", "int4"], "int4 scales are per block")])
+def test_weight_scales_needs_an_int8_mode(tmp_path, extra, message):
+    model = write(tmp_path, "net.py", SMALL_MODEL)
+    proc = run_cli("compile", model, "-o", str(tmp_path / "q.onnx"), "--weight-scales", "tensor", *extra)
+    assert_clean_failure(proc, message, code=2)
+    assert leftovers(tmp_path) == ["net.py"]

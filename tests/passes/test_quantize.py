@@ -45,6 +45,49 @@ def test_weight_quantization_is_symmetric_per_channel():
     np.testing.assert_allclose(qw7 * scale7[:, None], w, atol=scale7.max() / 2 + 1e-7)
 
 
+def test_per_tensor_weight_quantization_has_one_scale_for_every_channel():
+    w = np.array([[0.5, -1.0, 0.25], [0.0, 0.0, 0.0], [3.0, 1.5, -3.0]], np.float32)
+    qw, scale = q.quantize_weight(w, 0, reduce_range=False, per_channel=False)
+    np.testing.assert_allclose(scale, [3.0 / 127] * 3, rtol=1e-6)  # one value, returned per channel
+    assert qw[2, 0] == 127 and qw[0, 1] == -42 and not qw[1].any()
+    np.testing.assert_allclose(qw * scale[:, None], w, atol=scale[0] / 2 + 1e-7)
+
+
+@pytest.mark.parametrize("mode", ["int8-static", "int8-dynamic"])
+def test_per_tensor_scales_are_stored_as_one_value(mode):
+    g = _graph()
+    calibration = [{"x": _data()}] if mode == "int8-static" else None
+    qg = gf.quantize(g, calibration, mode=mode, per_channel=False)
+    pc = gf.quantize(g, calibration, mode=mode)
+
+    from graphforge.passes.rewrite import constant_array
+
+    def ranks(graph):  # the number of values in each weight's scale
+        out = []
+        for n in graph.nodes:
+            if mode == "int8-static" and n.op == "dequantize_linear" and n.inputs[0].type.rank >= 2 \
+                    and n.inputs[0].type.dtype == "int8":
+                v = n.inputs[1]
+            elif mode == "int8-dynamic" and n.op == "mul" and n.inputs[0].producer is not None \
+                    and n.inputs[0].producer.op == "dynamic_quantize_linear":
+                v = n.inputs[1]
+            else:
+                continue
+            a = constant_array(graph, v)
+            if a is None and v.producer is not None and v.producer.op == "cast":
+                a = constant_array(graph, v.producer.inputs[0])
+            out.append(a.size)
+        return out
+
+    assert ranks(qg) and max(ranks(qg)) == 1, ranks(qg)   # every weight scale a single value
+    assert max(ranks(pc)) > 1                            # per channel by default
+    x = _data(8, seed=3)
+    want = gf.run(g, {"x": x}, backend="reference")[0]
+    got = gf.run(qg, {"x": x}, backend="onnxruntime")[0]
+    np.testing.assert_allclose(got, gf.run(qg, {"x": x}, backend="reference")[0], rtol=1e-4, atol=1e-4)
+    assert np.abs(got - want).max() < 0.1 * np.abs(want).max()
+
+
 def test_blocked_weight_quantization_has_a_scale_per_block():
     w = np.arange(1, 11, dtype=np.float32).reshape(1, 10)  # blocks of 4: [1..4], [5..8], [9, 10]
     qw, scale = q.quantize_weight(w, 1, bits=4, block_size=4)
