@@ -85,10 +85,11 @@ def fold_residual_bias(g: Graph) -> tuple[Graph, bool]:
         if found is None:
             continue
         (lin, bias), (norm, shift, readers) = found
-        new_shift = new_float32_param(g, (shift if shift is not None else 0.0) + bias,
-                                      f"{norm.inputs[0].name}.residual_shift")
+        # named after the norm's own parameters (its input is an unnamed activation)
+        stem = next((v.name for v in norm.inputs[1:][::-1] if v.name), None) or norm.scope or "layer_norm"
+        new_shift = new_float32_param(g, (shift if shift is not None else 0.0) + bias, f"{stem}.residual_shift")
         scale = norm.inputs[1] if len(norm.inputs) > 1 else \
-            new_float32_param(g, np.ones(bias.shape[0], np.float32), f"{norm.inputs[0].name}.residual_scale")
+            new_float32_param(g, np.ones(bias.shape[0], np.float32), f"{stem}.residual_scale")
         z = replace_node(b, g, norm, [norm.inputs[0], scale, new_shift])  # its readers now read z + b2
         for reader in readers:
             w = stored_float32(g, reader.inputs[1])

@@ -91,6 +91,7 @@ def _load_tables():
     from . import training_gradient  # noqa: F401  (ai.onnx.preview.training Gradient)
     from . import ml_label_encoder  # noqa: F401  (ai.onnx.ml LabelEncoder)
     from . import vision  # noqa: F401  (GridSample, AffineGrid, RoiAlign, MaxRoiPool, DeformConv, Col2Im)
+    from . import contrib  # noqa: F401  (onnxruntime com.microsoft kernels)
 
 
 # ONNX attributes that are flags: any other value than 0/1 means different things to different

@@ -42,6 +42,9 @@ def test_post_norm_encoder_folds_and_computes_the_same():
     assert _biased_linears(folded) == before - 3
     np.testing.assert_allclose(_outputs(folded, x), want, rtol=1e-5, atol=1e-5)
     assert _biased_linears(g) == before  # the copy was folded, not g
+    # new parameters are named after the norm's and linear's own (not after an unnamed activation)
+    new = sorted(set(folded.params) - set(g.params))
+    assert new and all(n.split(".residual")[0] in g.params for n in new), new
 
 
 def test_pre_norm_encoder_has_nothing_to_fold():

@@ -1,0 +1,187 @@
+"""Importers for onnxruntime's ``com.microsoft`` contrib ops: the ones graphforge's own contrib export
+writes (``runtimes/onnx/contrib.py``: ``Attention``, ``QAttention``, ``MultiHeadAttention``,
+``BiasGelu``, ``FastGelu``) and the ones onnxruntime's transformer optimizer adds to a model
+(``SkipLayerNormalization``, ``FusedMatMul``, ``Gelu``), so that ``gf.from_onnx`` / ``graphforge show``
+/ ``graphforge optimize`` read files meant for onnxruntime only.
+
+Each becomes standard graphforge ops with onnxruntime's semantics. The attention kernels become the
+standard ONNX ``Attention`` importer's computation (``nn_attention.py``: the registry's ``attention``
+op when there is no mask, matmul/softmax with an additive bias otherwise); a fully masked row gives 0
+there. What these kernels accept and graphforge does not express — ``mask_index`` key lengths, a
+past key/value cache, rotary embedding inside the kernel, ``present`` outputs — is refused by name
+(``UnsupportedOpError``)."""
+from __future__ import annotations
+
+import onnx
+
+from .importer import attrs_of, importer, unsupported
+from .nn_attention import _attention as _standard_attention
+
+__all__: list[str] = []
+
+DOMAIN = "com.microsoft"
+
+
+def _refuse_inputs(ctx, node, names: dict[int, str]) -> None:
+    for i, what in names.items():
+        if ctx.has(node, i):
+            unsupported(node, f"the {what} input (input {i}) is not supported")
+
+
+def _refuse_extra_outputs(node, first: int = 1) -> None:
+    if any(o for o in node.output[first:]):
+        unsupported(node, "its present key/value (or other extra) outputs are not supported")
+
+
+def _sdpa(ctx, node, q, k, v, heads: int, attrs: dict, bias=None):
+    """Scaled dot-product attention over (B, S, H·D) q, k, v: the standard ``Attention`` importer run
+    on a node built for it (its attention mask the additive ``bias``)."""
+    names = []
+    for i, value in enumerate((q, k, v) + ((bias,) if bias is not None else ())):
+        name = f"{node.name or node.op_type}:{i}:contrib"
+        ctx.values[name] = value
+        names.append(name)
+    extra = {"scale": float(attrs["scale"])} if attrs.get("scale") else {}
+    std = onnx.helper.make_node("Attention", names, [node.output[0]], name=node.name, q_num_heads=heads,
+                                kv_num_heads=heads, is_causal=int(attrs.get("unidirectional", 0)), **extra)
+    return _standard_attention(ctx, std)[0]
+
+
+def _heads(node, attrs) -> int:
+    heads = int(attrs.get("num_heads", 0))
+    if heads <= 0:
+        unsupported(node, "num_heads must be positive")
+    if int(attrs.get("do_rotary", 0)):
+        unsupported(node, "rotary embedding inside the attention kernel (do_rotary=1) is not supported")
+    return heads
+
+
+def _split_qkv(ctx, node, qkv, attrs):
+    """The (B, S, Hq + Hk + Hv) projection split into q, k, v (``qkv_hidden_sizes`` or thirds)."""
+    sizes = [int(s) for s in attrs.get("qkv_hidden_sizes", [])] or None
+    total = qkv.type.shape[-1]
+    if sizes is None:
+        if not isinstance(total, int) or total % 3:
+            unsupported(node, f"a packed q/k/v width of {total} is not three equal parts")
+        sizes = [total // 3] * 3
+    if sizes[0] != sizes[1]:
+        unsupported(node, f"q and k hidden sizes differ ({sizes[0]} vs {sizes[1]})")
+    return ctx.emit_n("split", [qkv], sizes=sizes, axis=-1)
+
+
+@importer(f"{DOMAIN}::Attention")
+def _attention(ctx, node):
+    """BERT ``Attention(input, weights, bias, mask_index, past, attention_bias)``: q/k/v from one packed
+    projection, then attention; ``unidirectional`` is causal."""
+    a = attrs_of(node)
+    heads = _heads(node, a)
+    _refuse_inputs(ctx, node, {3: "mask_index", 4: "past", 6: "past_sequence_length"})
+    _refuse_extra_outputs(node)
+    x, w = ctx.input(node, 0), ctx.input(node, 1)
+    qkv = ctx.emit("matmul", [x, w])
+    if ctx.has(node, 2):
+        qkv = ctx.emit("add", [qkv, ctx.input(node, 2)])
+    q, k, v = _split_qkv(ctx, node, qkv, a)
+    return [_sdpa(ctx, node, q, k, v, heads, a, ctx.input(node, 5) if ctx.has(node, 5) else None)]
+
+
+@importer(f"{DOMAIN}::QAttention")
+def _qattention(ctx, node):
+    """Integer ``QAttention(input, weight, bias, input_scale, weight_scale, mask_index, input_zero_point,
+    weight_zero_point, past)``: the packed projection as an integer product rescaled in float (per
+    tensor or per column), then attention."""
+    a = attrs_of(node)
+    heads = _heads(node, a)
+    _refuse_inputs(ctx, node, {5: "mask_index", 8: "past"})
+    _refuse_extra_outputs(node)
+    x, w = ctx.input(node, 0), ctx.input(node, 1)
+    zps = [ctx.input(node, i) if ctx.has(node, i) else None for i in (6, 7)]
+    if zps[0] is None and zps[1] is not None:
+        zps[0] = ctx.scalar(0, x.type.dtype)
+    args = [x, w] + [z for z in zps if z is not None]
+    acc = ctx.emit("matmul_integer", args)
+    scale = ctx.emit("mul", [ctx.input(node, 3), ctx.input(node, 4)])
+    qkv = ctx.emit("add", [ctx.emit("mul", [ctx.cast(acc, "float32"), scale]), ctx.input(node, 2)])
+    q, k, v = _split_qkv(ctx, node, qkv, a)
+    return [_sdpa(ctx, node, q, k, v, heads, a)]
+
+
+@importer(f"{DOMAIN}::MultiHeadAttention")
+def _multi_head_attention(ctx, node):
+    """``MultiHeadAttention(query, key, value, bias, key_padding_mask, attention_bias)`` on separate
+    (B, S, H·D) q/k/v; ``bias`` is the packed q/k/v projection bias."""
+    a = attrs_of(node)
+    heads = _heads(node, a)
+    _refuse_inputs(ctx, node, {4: "key_padding_mask", 6: "past_key", 7: "past_value"})
+    _refuse_extra_outputs(node)
+    if not (ctx.has(node, 1) and ctx.has(node, 2)):
+        unsupported(node, "packed q/k/v in the query input is not supported (key and value must be given)")
+    q, k, v = (ctx.input(node, i) for i in range(3))
+    if any(len(t.type.shape) != 3 for t in (q, k, v)):
+        unsupported(node, "only (batch, sequence, hidden) query, key and value are supported")
+    if ctx.has(node, 3):
+        widths = [t.type.shape[-1] for t in (q, k, v)]
+        bq, bk, bv = ctx.emit_n("split", [ctx.input(node, 3)], sizes=widths, axis=0)
+        q, k, v = (ctx.emit("add", [t, b]) for t, b in ((q, bq), (k, bk), (v, bv)))
+    return [_sdpa(ctx, node, q, k, v, heads, a, ctx.input(node, 5) if ctx.has(node, 5) else None)]
+
+
+def _gelu(ctx, node, approximate: str):
+    x = ctx.input(node, 0)
+    if ctx.has(node, 1):
+        x = ctx.emit("add", [x, ctx.input(node, 1)])
+    return [ctx.emit("gelu", [x], approximate=approximate)]
+
+
+@importer(f"{DOMAIN}::BiasGelu")
+def _bias_gelu(ctx, node):
+    """``BiasGelu(A, B)``: the exact (erf) GELU of ``A + B``."""
+    return _gelu(ctx, node, "none")
+
+
+@importer(f"{DOMAIN}::FastGelu")
+def _fast_gelu(ctx, node):
+    """``FastGelu(X[, bias])``: the tanh-approximated GELU of ``X (+ bias)``."""
+    return _gelu(ctx, node, "tanh")
+
+
+@importer(f"{DOMAIN}::Gelu")
+def _ms_gelu(ctx, node):
+    return [ctx.emit("gelu", [ctx.input(node, 0)], approximate="none")]
+
+
+@importer(f"{DOMAIN}::SkipLayerNormalization")
+def _skip_layer_norm(ctx, node):
+    """``SkipLayerNormalization(input, skip, gamma, beta, bias)``: layer norm over the last axis of
+    ``input + skip (+ bias)``; output 3 is that sum (mean and inverse std dev outputs are refused)."""
+    a = attrs_of(node)
+    if any(o for o in node.output[1:3]):
+        unsupported(node, "its mean / inverse standard deviation outputs are not supported")
+    s = ctx.emit("add", [ctx.input(node, 0), ctx.input(node, 1)])
+    if ctx.has(node, 4):
+        s = ctx.emit("add", [s, ctx.input(node, 4)])
+    ins = [s, ctx.input(node, 2)] + ([ctx.input(node, 3)] if ctx.has(node, 3) else [])
+    y = ctx.emit("layer_norm", ins, axis=-1, eps=float(a.get("epsilon", 1e-12)))
+    return [y, None, None, s][:len(node.output)]
+
+
+@importer(f"{DOMAIN}::FusedMatMul")
+def _fused_matmul(ctx, node):
+    """``FusedMatMul(A, B)``: ``alpha * op(A) @ op(B)``, op a transpose of the last two axes when
+    ``transA`` / ``transB``; the batch-transposing variants are refused."""
+    a = attrs_of(node)
+    if int(a.get("transBatchA", 0)) or int(a.get("transBatchB", 0)):
+        unsupported(node, "transBatchA / transBatchB are not supported")
+    x, y = ctx.input(node, 0), ctx.input(node, 1)
+
+    def t(v, flag):
+        if not int(a.get(flag, 0)):
+            return v
+        rank = len(v.type.shape)
+        if rank < 2:
+            unsupported(node, f"{flag} on a rank-{rank} input")
+        return ctx.emit("transpose", [v], perm=list(range(rank - 2)) + [rank - 1, rank - 2])
+
+    out = ctx.emit("matmul", [t(x, "transA"), t(y, "transB")])
+    alpha = float(a.get("alpha", 1.0))
+    return [out if alpha == 1.0 else ctx.emit("mul", [out, ctx.scalar(alpha, out.type.dtype)])]
