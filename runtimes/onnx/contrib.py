@@ -10,8 +10,8 @@ these lowerings take over from the standard ones where they apply (each says whe
   as (B, S, H·D) — the transposes around either cancel against the model's own head split/merge
   in onnxruntime's transpose optimiser; a mask becomes an additive ``attention_bias`` of 0/−inf.
   At the default opset onnxruntime 1.32 has no kernel for the standard ``Attention``, so the portable
-  export spells attention out in MatMul/Softmax nodes. Unmasked self-attention whose q/k/v are
-  int8 projections of one quantized input (``quantize_dynamic``'s or ``quantize_static``'s form, the
+  export spells attention out in MatMul/Softmax nodes. Self-attention (unmasked or with a key-padding
+  mask) whose q/k/v are int8 projections of one quantized input (``quantize_dynamic``'s or ``quantize_static``'s form, the
   input uint8) → ``QAttention`` (integer projections
   and attention in one kernel; the packed weight, bias and scales are ``Concat`` nodes over the stored
   values, folded when onnxruntime loads the file).
@@ -250,6 +250,27 @@ def _quantized_packed_attention(ctx, node, heads: int, head_size: int):
     return [name(xq), weight, bias, name(xs), scale, "", name(xz)]
 
 
+def _key_padding_shape(mask_type, batch, sk):
+    """The 4-D shape of a boolean mask that only masks keys — (B|1, 1, 1, Sk) after broadcasting to
+    (B, H, Sq, Sk) — else None."""
+    if mask_type.dtype != "bool":
+        return None
+    shape = [1] * (4 - len(mask_type.shape)) + list(mask_type.shape)
+    if shape[1:3] != [1, 1] or shape[3] != sk or shape[0] not in (1, batch):
+        return None
+    return shape
+
+
+def _mask_index(ctx, mask, shape, batch, sk) -> str:
+    """A key-padding mask of 4-D ``shape`` as QAttention's raw 2-D ``mask_index``: (B, Sk) int32, 1 =
+    attend."""
+    if len(ctx.in_types[3].shape) < 4:
+        mask = ctx.op("Unsqueeze", [mask, ctx.ints(list(range(4 - len(ctx.in_types[3].shape))))])
+    mask = ctx.op("Squeeze", [mask, ctx.ints([1, 2])])
+    mask = ctx.expand(mask, [shape[0], sk], [batch, sk])
+    return ctx.op("Cast", [mask], to=6)  # INT32
+
+
 def _attention_bias(ctx, mask, mask_shape, sq, sk) -> str:
     """A boolean mask → the (B|1, H|1, Sq, Sk) additive bias both kernels take: 0 where attended,
     −inf elsewhere (a fully masked row is NaN, as the reference's)."""
@@ -271,10 +292,15 @@ def _attention(ctx, args, attrs):
     scale = attrs.get("scale")
     scale = float(scale) if scale is not None else 1.0 / math.sqrt(d)
     packed = _packed_attention(ctx, ctx.node, heads, d) if hasattr(ctx, "driver") else None
+    batch = qt.shape[0]
+    padding = _key_padding_shape(ctx.in_types[3], batch, sk) if mask is not None else None
     quantized = (_quantized_packed_attention(ctx, ctx.node, heads, d)
-                 if packed is None and mask is None and hasattr(ctx, "driver") else None)
+                 if packed is None and (mask is None or padding is not None) and hasattr(ctx, "driver") else None)
     if quantized is not None:
-        # int8 self-attention without a mask (QAttention takes key lengths, not a boolean mask)
+        # int8 self-attention; a key-padding mask is QAttention's raw (B, Sk) mask_index (it takes no
+        # additive bias): a row whose keys are all masked averages them, where the reference gives NaN
+        if padding is not None:
+            quantized[5] = _mask_index(ctx, mask, padding, batch, sk)
         out = ctx.op("QAttention", quantized, domain=DOMAIN, num_heads=heads, scale=scale,
                      unidirectional=1 if attrs.get("causal") else None)
     elif packed is not None:

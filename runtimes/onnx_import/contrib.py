@@ -7,11 +7,13 @@ writes (``runtimes/onnx/contrib.py``: ``Attention``, ``QAttention``, ``MultiHead
 Each becomes standard graphforge ops with onnxruntime's semantics. The attention kernels become the
 standard ONNX ``Attention`` importer's computation (``nn_attention.py``: the registry's ``attention``
 op when there is no mask, matmul/softmax with an additive bias otherwise); a fully masked row gives 0
-there. What these kernels accept and graphforge does not express — ``mask_index`` key lengths, a
-past key/value cache, rotary embedding inside the kernel, ``present`` outputs — is refused by name
-(``UnsupportedOpError``)."""
+there. ``mask_index`` (a raw (B, Sk) mask or (B,) key lengths) becomes the additive bias onnxruntime
+makes of it (``mask_filter_value``, −10000, on masked keys). What these kernels accept and graphforge
+does not express — other ``mask_index`` forms, a past key/value cache, rotary embedding inside the
+kernel, ``present`` outputs — is refused by name (``UnsupportedOpError``)."""
 from __future__ import annotations
 
+import numpy as np
 import onnx
 
 from .importer import attrs_of, importer, unsupported
@@ -69,20 +71,45 @@ def _split_qkv(ctx, node, qkv, attrs):
     return ctx.emit_n("split", [qkv], sizes=sizes, axis=-1)
 
 
+def _mask_index_bias(ctx, node, i: int, batch, sk, attrs):
+    """``mask_index`` (input ``i``) as the additive (B, 1, 1, Sk) bias onnxruntime makes of it: 0 where a
+    key is attended, ``mask_filter_value`` (−10000) elsewhere. The raw 2-D (B, Sk) mask (non-zero =
+    attend) and 1-D key lengths (B) are read; other forms are refused."""
+    m = ctx.input(node, i)
+    shape = list(m.type.shape)
+    if len(shape) == 2 and shape[1] == sk:
+        keep = ctx.emit("not_equal", [m, ctx.scalar(0, m.type.dtype)])
+    elif len(shape) == 1 and shape[0] == batch and isinstance(sk, int):
+        positions = ctx.materialize(np.arange(sk, dtype=np.int64).reshape(1, sk), "key_position")
+        keep = ctx.emit("less", [positions, ctx.emit("unsqueeze", [ctx.cast(m, "int64")], axes=[1])])
+    else:
+        unsupported(node, f"a mask_index of shape {tuple(shape)} (only (batch, keys) raw masks and (batch,) key "
+                          "lengths are supported)")
+    fill = float(attrs.get("mask_filter_value", -10000.0))
+    bias = ctx.emit("where", [keep, ctx.scalar(0.0, "float32"), ctx.scalar(fill, "float32")])
+    return ctx.emit("unsqueeze", [bias], axes=[1, 2])
+
+
+def _joined(ctx, a, b):
+    return b if a is None else a if b is None else ctx.emit("add", [a, b])
+
+
 @importer(f"{DOMAIN}::Attention")
 def _attention(ctx, node):
     """BERT ``Attention(input, weights, bias, mask_index, past, attention_bias)``: q/k/v from one packed
     projection, then attention; ``unidirectional`` is causal."""
     a = attrs_of(node)
     heads = _heads(node, a)
-    _refuse_inputs(ctx, node, {3: "mask_index", 4: "past", 6: "past_sequence_length"})
+    _refuse_inputs(ctx, node, {4: "past", 6: "past_sequence_length"})
     _refuse_extra_outputs(node)
     x, w = ctx.input(node, 0), ctx.input(node, 1)
     qkv = ctx.emit("matmul", [x, w])
     if ctx.has(node, 2):
         qkv = ctx.emit("add", [qkv, ctx.input(node, 2)])
     q, k, v = _split_qkv(ctx, node, qkv, a)
-    return [_sdpa(ctx, node, q, k, v, heads, a, ctx.input(node, 5) if ctx.has(node, 5) else None)]
+    bias = _mask_index_bias(ctx, node, 3, x.type.shape[0], x.type.shape[1], a) if ctx.has(node, 3) else None
+    bias = _joined(ctx, bias, ctx.input(node, 5) if ctx.has(node, 5) else None)
+    return [_sdpa(ctx, node, q, k, v, heads, a, bias)]
 
 
 @importer(f"{DOMAIN}::QAttention")
@@ -92,7 +119,7 @@ def _qattention(ctx, node):
     tensor or per column), then attention."""
     a = attrs_of(node)
     heads = _heads(node, a)
-    _refuse_inputs(ctx, node, {5: "mask_index", 8: "past"})
+    _refuse_inputs(ctx, node, {8: "past"})
     _refuse_extra_outputs(node)
     x, w = ctx.input(node, 0), ctx.input(node, 1)
     zps = [ctx.input(node, i) if ctx.has(node, i) else None for i in (6, 7)]
@@ -103,7 +130,8 @@ def _qattention(ctx, node):
     scale = ctx.emit("mul", [ctx.input(node, 3), ctx.input(node, 4)])
     qkv = ctx.emit("add", [ctx.emit("mul", [ctx.cast(acc, "float32"), scale]), ctx.input(node, 2)])
     q, k, v = _split_qkv(ctx, node, qkv, a)
-    return [_sdpa(ctx, node, q, k, v, heads, a)]
+    bias = _mask_index_bias(ctx, node, 5, x.type.shape[0], x.type.shape[1], a) if ctx.has(node, 5) else None
+    return [_sdpa(ctx, node, q, k, v, heads, a, bias)]
 
 
 @importer(f"{DOMAIN}::MultiHeadAttention")

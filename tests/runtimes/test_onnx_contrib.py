@@ -197,14 +197,16 @@ def test_float64_and_unfused_graphs_keep_standard_ops():
 
 
 def _dynamic_self_attention(causal: bool, masked: bool = False, bias: bool = True, weights=None,
-                            mode: str = "int8-dynamic", **options):
-    layer = _SelfAttention(causal, masked, False, bias)
-    specs = [gf.TensorSpec(("batch", 6, 16)), gf.TensorSpec((6, 6), "bool")][:1 + masked]
+                            mode: str = "int8-dynamic", padded: bool = False, **options):
+    layer = _SelfAttention(causal, masked, padded, bias)
+    specs = [gf.TensorSpec(("batch", 6, 16)), gf.TensorSpec((6, 6), "bool"), gf.TensorSpec(("batch", 6), "bool")]
+    specs = specs if padded else specs[:1 + masked]  # (forward's arguments are positional: x, mask, pad)
     g = gf.optimize(gf.trace(layer, *specs, seed=0, training=False))
     if weights is not None:
         g.params.update(weights(g.params))
     rng = np.random.default_rng(10)
-    calibration = [[rng.normal(size=(8, 6, 16)).astype(np.float32), np.ones((6, 6), bool)][:1 + masked]]
+    data = [rng.normal(size=(8, 6, 16)).astype(np.float32), np.ones((6, 6), bool), np.zeros((8, 6), bool)]
+    calibration = [data if padded else data[:1 + masked]]
     return gf.quantize(g, calibration if mode == "int8-static" else None, mode=mode, **options)
 
 
@@ -306,3 +308,23 @@ def test_static_attention_on_int8_activations_keeps_multi_head_attention():
     x = np.random.default_rng(11).normal(size=(2, 6, 16)).astype(np.float32)
     np.testing.assert_allclose(OrtSession(qg).run([x])[0], OrtSession(qg, contrib_ops=False).run([x])[0],
                                atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode,causal", [("int8-dynamic", False), ("int8-dynamic", True), ("int8-static", False)])
+def test_quantized_attention_with_key_padding_is_qattention_with_a_mask_index(mode, causal):
+    qg = _dynamic_self_attention(causal, mode=mode, padded=True)
+    proto = to_onnx(qg, contrib_ops=True)
+    assert _ops(proto)["QAttention"] == 1 and _ops(proto)["MultiHeadAttention"] == 0, _ops(proto)
+    node, producers = _packed_inputs(proto)
+    assert len(node.input) > 5 and producers[node.input[5]].op_type == "Cast"  # (B, Sk) int32, 1 = attend
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(3, 6, 16)).astype(np.float32)
+    pad = np.zeros((3, 6), bool)
+    pad[1, 4:], pad[2, 1:] = True, True  # PyTorch's key_padding_mask: True = ignore; every row keeps a key
+    assert len(qg.inputs) == 3
+    arrays = [x, np.ones((6, 6), bool), pad]
+    want = OrtSession(qg, contrib_ops=False).run(arrays)[0]
+    got = OrtSession(qg).run(arrays)[0]
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+    unpadded = OrtSession(qg).run([x, arrays[1], np.zeros_like(pad)])[0]
+    assert np.abs(got[1:] - unpadded[1:]).max() > 1e-3  # the padding reached the kernel

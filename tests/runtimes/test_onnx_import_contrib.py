@@ -72,15 +72,30 @@ def test_graphforge_contrib_exports_round_trip(case):
     np.testing.assert_allclose(got, gf.run(g, arrays, backend="reference")[0], atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("mode", ["int8-dynamic", "int8-static"])
-def test_quantized_contrib_exports_import_as_onnxruntime_runs_them(mode):
-    g = _traced(_SelfAttention(), gf.TensorSpec(("batch", 6, 16)))
-    qg = gf.quantize(g, [_x(8, 6, 16)] if mode == "int8-static" else None, mode=mode)
+class _PaddedSelfAttention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(16, 4, batch_first=True)
+
+    def forward(self, x, pad):
+        return self.attn(x, key_padding_mask=pad)
+
+
+@pytest.mark.parametrize("mode,padded", [("int8-dynamic", False), ("int8-static", False), ("int8-dynamic", True)])
+def test_quantized_contrib_exports_import_as_onnxruntime_runs_them(mode, padded):
+    specs = [gf.TensorSpec(("batch", 6, 16))] + ([gf.TensorSpec(("batch", 6), "bool")] if padded else [])
+    g = _traced(_PaddedSelfAttention() if padded else _SelfAttention(), *specs)
+    calib = [[_x(8, 6, 16)] + ([np.zeros((8, 6), bool)] if padded else [])]
+    qg = gf.quantize(g, calib if mode == "int8-static" else None, mode=mode)
     proto = to_onnx(qg, contrib_ops=True)
     assert "QAttention" in {n.op_type for n in proto.graph.node}
-    x = _x(3, 6, 16)
-    got = _imported(proto, {"x": x})[0]
-    np.testing.assert_allclose(got, _ort(proto, {"x": x})[0], atol=1e-4, rtol=1e-4)
+    feeds = {"x": _x(3, 6, 16)}
+    if padded:
+        pad = np.zeros((3, 6), bool)
+        pad[0, 3:] = True
+        feeds[proto.graph.input[1].name] = pad
+    got = _imported(proto, feeds)[0]
+    np.testing.assert_allclose(got, _ort(proto, feeds)[0], atol=1e-4, rtol=1e-4)
 
 
 def _one_node(op, inputs: dict, consts: dict, outputs: int = 1, **attrs):
@@ -200,9 +215,23 @@ def test_onnxruntime_skip_layer_norm_fusion_imports(tmp_path):
     np.testing.assert_allclose(_imported(model, feeds)[0], _ort(model, feeds)[0], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("op,form", [("Attention", "raw"), ("Attention", "lengths"), ("QAttention", "raw")])
+def test_mask_index_is_onnxruntimes_additive_mask(op, form):
+    x = _x(2, 5, 16)
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], np.int32) if form == "raw" else np.array([3, 5], np.int32)
+    if op == "Attention":
+        consts = {"w": _x(16, 48) * 0.3, "b": _x(48), "mask_index": mask}
+        feeds = {"x": x}
+    else:
+        feeds = {"x": RNG.integers(0, 256, (2, 5, 16)).astype(np.uint8)}
+        consts = {"w": RNG.integers(-60, 61, (16, 48)).astype(np.int8), "b": _x(48), "xs": np.array(0.02, np.float32),
+                  "ws": np.array(0.01, np.float32), "mask_index": mask, "xz": np.array(128, np.uint8)}
+    _agree(_one_node(op, feeds, consts, num_heads=4), feeds, atol=1e-5)
+
+
 def test_kernel_inputs_graphforge_cannot_express_are_refused_by_name():
     x = _x(2, 5, 16)
-    consts = {"w": _x(16, 48), "b": _x(48), "mask_index": np.array([5, 3], np.int32)}
+    consts = {"w": _x(16, 48), "b": _x(48), "mask_index": np.array([5, 3, 0, 0], np.int32)}  # (2B): starts too
     model = _one_node("Attention", {"x": x}, consts, num_heads=4)
     model.graph.output[0].CopyFrom(helper.make_tensor_value_info("y0", TensorProto.FLOAT, (2, 5, 16)))
     with pytest.raises(UnsupportedOpError, match="mask_index"):
