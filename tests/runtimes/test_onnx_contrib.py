@@ -260,7 +260,7 @@ def test_dynamic_quantized_attention_with_equal_column_scales_passes_one_scale()
 
 
 def test_masked_dynamic_quantized_attention_keeps_multi_head_attention():
-    # QAttention takes key lengths, not a boolean mask: a masked layer keeps the integer projections
+    # a (query x key) mask: QAttention takes key padding only (mask_index), so the integer projections stay
     qg = _dynamic_self_attention(False, masked=True)
     ops = _ops(to_onnx(qg, contrib_ops=True))
     assert ops["QAttention"] == 0 and ops["MultiHeadAttention"] == 1 and ops["MatMulInteger"] == 4, ops
