@@ -4,13 +4,15 @@ writes (``runtimes/onnx/contrib.py``: ``Attention``, ``QAttention``, ``MultiHead
 (``SkipLayerNormalization``, ``FusedMatMul``, ``Gelu``), so that ``gf.from_onnx`` / ``graphforge show``
 / ``graphforge optimize`` read files meant for onnxruntime only.
 
-Each becomes standard graphforge ops with onnxruntime's semantics. The attention kernels become the
-standard ONNX ``Attention`` importer's computation (``nn_attention.py``: the registry's ``attention``
-op when there is no mask, matmul/softmax with an additive bias otherwise); a fully masked row gives 0
-there. ``mask_index`` (a raw (B, Sk) mask or (B,) key lengths) becomes the additive bias onnxruntime
-makes of it (``mask_filter_value``, −10000, on masked keys). What these kernels accept and graphforge
-does not express — other ``mask_index`` forms, a past key/value cache, rotary embedding inside the
-kernel, ``present`` outputs — is refused by name (``UnsupportedOpError``)."""
+Each becomes standard graphforge ops with onnxruntime's semantics. An attention kernel with no mask,
+or with a mask made from a boolean one — graphforge's own ``attention_bias`` (0 / −inf), or
+``mask_index`` (a raw (B, Sk) mask or (B,) key lengths) — becomes the registry's ``attention`` op, at
+any sequence length; a query whose keys are all masked is NaN there, where onnxruntime's −10000 mask
+filter averages them. Any other additive ``attention_bias`` goes through the standard ONNX
+``Attention`` importer (``nn_attention.py``: matmul/softmax, static sequence lengths, a fully masked
+row 0). What these kernels accept and graphforge does not express — other ``mask_index`` forms, a
+past key/value cache, rotary embedding inside the kernel, ``present`` outputs — is refused by name
+(``UnsupportedOpError``)."""
 from __future__ import annotations
 
 import numpy as np
@@ -35,11 +37,41 @@ def _refuse_extra_outputs(node, first: int = 1) -> None:
         unsupported(node, "its present key/value (or other extra) outputs are not supported")
 
 
+def _bool_mask_of(ctx, bias):
+    """The boolean mask (True = attend) an additive bias was made from — ``where(mask, 0, f)`` with
+    ``f`` −inf or onnxruntime's −10000 mask filter or lower — else None."""
+    from graphforge.passes.rewrite import constant_array
+
+    node = bias.producer
+    if node is None or node.op != "where" or node.inputs[0].type.dtype != "bool":
+        return None
+    def value_of(v):  # an initializer imports as a stored parameter, a Constant as a constant node
+        array = constant_array(ctx.graph, v)
+        return ctx.graph.params.get(v.name) if array is None and v.producer is None else array
+
+    zero, fill = (value_of(v) for v in node.inputs[1:3])
+    if zero is None or fill is None or np.any(zero != 0) or np.any(fill > -1e4):
+        return None
+    return node.inputs[0]
+
+
 def _sdpa(ctx, node, q, k, v, heads: int, attrs: dict, bias=None):
-    """Scaled dot-product attention over (B, S, H·D) q, k, v: the standard ``Attention`` importer run
-    on a node built for it (its attention mask the additive ``bias``)."""
+    """Scaled dot-product attention over (B, S, H·D) q, k, v. A bias made from a boolean mask (the
+    form graphforge's export and ``mask_index`` give) and no bias at all are the registry's
+    ``attention`` op, at any sequence length; any other additive bias goes through the standard
+    ``Attention`` importer, run on a node built for it (static sequence lengths)."""
+    keep = _bool_mask_of(ctx, bias) if bias is not None else None
+    if bias is None or keep is not None:
+        if not all(isinstance(t.type.shape[-1], int) for t in (q, k, v)):
+            unsupported(node, "symbolic hidden sizes")
+        qh, kh, vh = (_split_heads(ctx, t, heads) for t in (q, k, v))
+        scale = float(attrs["scale"]) if attrs.get("scale") else None
+        y = ctx.emit("attention", [qh, kh, vh] + ([keep] if keep is not None else []), scale=scale,
+                     causal=bool(int(attrs.get("unidirectional", 0))))
+        b, h, s, d = y.type.shape
+        return ctx.emit("reshape", [ctx.emit("transpose", [y], perm=[0, 2, 1, 3])], shape=[b, s, h * d])
     names = []
-    for i, value in enumerate((q, k, v) + ((bias,) if bias is not None else ())):
+    for i, value in enumerate((q, k, v, bias)):
         name = f"{node.name or node.op_type}:{i}:contrib"
         ctx.values[name] = value
         names.append(name)
@@ -47,6 +79,13 @@ def _sdpa(ctx, node, q, k, v, heads: int, attrs: dict, bias=None):
     std = onnx.helper.make_node("Attention", names, [node.output[0]], name=node.name, q_num_heads=heads,
                                 kv_num_heads=heads, is_causal=int(attrs.get("unidirectional", 0)), **extra)
     return _standard_attention(ctx, std)[0]
+
+
+def _split_heads(ctx, x, heads: int):
+    """(B, S, H·D) → (B, H, S, D)."""
+    b, s, hidden = x.type.shape
+    y = ctx.emit("reshape", [x], shape=[b, s, heads, hidden // heads])
+    return ctx.emit("transpose", [y], perm=[0, 2, 1, 3])
 
 
 def _heads(node, attrs) -> int:
@@ -86,8 +125,8 @@ def _mask_index_bias(ctx, node, i: int, batch, sk, attrs):
         unsupported(node, f"a mask_index of shape {tuple(shape)} (only (batch, keys) raw masks and (batch,) key "
                           "lengths are supported)")
     fill = float(attrs.get("mask_filter_value", -10000.0))
-    bias = ctx.emit("where", [keep, ctx.scalar(0.0, "float32"), ctx.scalar(fill, "float32")])
-    return ctx.emit("unsqueeze", [bias], axes=[1, 2])
+    keep = ctx.emit("unsqueeze", [keep], axes=[1, 2])
+    return ctx.emit("where", [keep, ctx.scalar(0.0, "float32"), ctx.scalar(fill, "float32")])
 
 
 def _joined(ctx, a, b):

@@ -240,3 +240,24 @@ def test_kernel_inputs_graphforge_cannot_express_are_refused_by_name():
     model.graph.output[0].CopyFrom(helper.make_tensor_value_info("y0", TensorProto.FLOAT, (2, 3, 5)))
     with pytest.raises(UnsupportedOpError, match="transBatchA"):
         gf.from_onnx(model)
+
+
+@pytest.mark.parametrize("quantized", [False, True])
+def test_masked_attention_imports_at_symbolic_sequence_lengths(quantized):
+    """A key-padding mask at a symbolic sequence length: the float file's Attention (its 0/−inf
+    attention_bias) and the int8 file's QAttention (its mask_index) both import as the registry's
+    ``attention`` op with the boolean mask, and run at other lengths."""
+    g = _traced(_PaddedSelfAttention(), gf.TensorSpec(("batch", "seq", 16)), gf.TensorSpec(("batch", "seq"), "bool"))
+    if quantized:
+        g = gf.quantize(g, mode="int8-dynamic")
+    proto = to_onnx(g, contrib_ops=True)
+    assert ("QAttention" if quantized else "Attention") in {n.op_type for n in proto.graph.node}
+    imported = gf.from_onnx(proto)
+    assert [n.op for n in imported.nodes].count("attention") == 1
+    for seq in (4, 9):
+        x = _x(2, seq, 16)
+        pad = np.zeros((2, seq), bool)
+        pad[1, 2:] = True
+        got = gf.run(imported, [x, pad], backend="reference")[0]
+        want = _ort(proto, {i.name: a for i, a in zip(proto.graph.input, (x, pad))})[0]
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
