@@ -261,3 +261,9 @@ def test_masked_attention_imports_at_symbolic_sequence_lengths(quantized):
         got = gf.run(imported, [x, pad], backend="reference")[0]
         want = _ort(proto, {i.name: a for i, a in zip(proto.graph.input, (x, pad))})[0]
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_skip_layer_normalization_default_epsilon_is_onnxruntimes():
+    # onnxruntime's default epsilon is 1e-12: with a variance of ~1e-6, 1e-5 would be far off
+    feeds = {"x": _x(1, 2, 8) * 1e-3, "skip": _x(1, 2, 8) * 1e-3}
+    _agree(_one_node("SkipLayerNormalization", feeds, {"gamma": np.ones(8, np.float32)}), feeds, atol=1e-4)
