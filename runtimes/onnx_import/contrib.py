@@ -1,7 +1,8 @@
 """Importers for onnxruntime's ``com.microsoft`` contrib ops: the ones graphforge's own contrib export
 writes (``runtimes/onnx/contrib.py``: ``Attention``, ``QAttention``, ``MultiHeadAttention``,
-``BiasGelu``, ``FastGelu``) and the ones onnxruntime's transformer optimizer adds to a model
-(``SkipLayerNormalization``, ``FusedMatMul``, ``Gelu``), so that ``gf.from_onnx`` / ``graphforge show``
+``BiasGelu``, ``FastGelu``) and the ones onnxruntime's load-time fusions and transformer optimizer
+write into a model (``SkipLayerNormalization``, ``FusedMatMul``, ``Gelu``; for quantized files ``DynamicQuantizeMatMul``,
+``MatMulIntegerToFloat``, float-output ``QGemm``), so that ``gf.from_onnx`` / ``graphforge show``
 / ``graphforge optimize`` read files meant for onnxruntime only.
 
 Each becomes standard graphforge ops with onnxruntime's semantics. An attention kernel with no mask,
@@ -161,11 +162,7 @@ def _qattention(ctx, node):
     _refuse_inputs(ctx, node, {8: "past"})
     _refuse_extra_outputs(node)
     x, w = ctx.input(node, 0), ctx.input(node, 1)
-    zps = [ctx.input(node, i) if ctx.has(node, i) else None for i in (6, 7)]
-    if zps[0] is None and zps[1] is not None:
-        zps[0] = ctx.scalar(0, x.type.dtype)
-    args = [x, w] + [z for z in zps if z is not None]
-    acc = ctx.emit("matmul_integer", args)
+    acc = _int_product(ctx, x, w, *(ctx.input(node, i) if ctx.has(node, i) else None for i in (6, 7)))
     scale = ctx.emit("mul", [ctx.input(node, 3), ctx.input(node, 4)])
     qkv = ctx.emit("add", [ctx.emit("mul", [ctx.cast(acc, "float32"), scale]), ctx.input(node, 2)])
     q, k, v = _split_qkv(ctx, node, qkv, a)
@@ -252,3 +249,79 @@ def _fused_matmul(ctx, node):
     out = ctx.emit("matmul", [t(x, "transA"), t(y, "transB")])
     alpha = float(a.get("alpha", 1.0))
     return [out if alpha == 1.0 else ctx.emit("mul", [out, ctx.scalar(alpha, out.type.dtype)])]
+
+
+# ---- onnxruntime's integer-matmul fusions (what a session makes of a quantized file) ----------------
+
+def _rescaled(ctx, acc, scale, bias):
+    y = ctx.emit("mul", [ctx.cast(acc, "float32"), scale])
+    return ctx.emit("add", [y, bias]) if bias is not None else y
+
+
+def _optional(ctx, node, i):
+    return ctx.input(node, i) if ctx.has(node, i) else None
+
+
+def _single_zero_point(ctx, zp):
+    """A per-column zero point whose values are all the same (symmetric weights: all 0) as one scalar;
+    anything else unchanged."""
+    if zp is None or not zp.type.shape:
+        return zp
+    from graphforge.passes.rewrite import constant_array
+
+    array = constant_array(ctx.graph, zp)
+    if array is None and zp.producer is None:
+        array = ctx.graph.params.get(zp.name)
+    if array is None or array.size == 0 or np.any(array != array.reshape(-1)[0]):
+        return zp
+    return ctx.scalar(array.reshape(-1)[0], zp.type.dtype)
+
+
+def _int_product(ctx, a, b, a_zp, b_zp):
+    b_zp = _single_zero_point(ctx, b_zp)
+    if a_zp is None and b_zp is not None:
+        a_zp = ctx.scalar(0, a.type.dtype)
+    return ctx.emit("matmul_integer", [a, b] + [z for z in (a_zp, b_zp) if z is not None])
+
+
+@importer(f"{DOMAIN}::DynamicQuantizeMatMul")
+def _dynamic_quantize_matmul(ctx, node):
+    """``DynamicQuantizeMatMul(A, B, b_scale, b_zero_point, bias)``: A quantized per call (uint8,
+    ``dynamic_quantize_linear``), the integer product rescaled by ``a_scale * b_scale`` (per tensor or
+    per column), plus the bias."""
+    aq, a_scale, a_zp = ctx.emit_n("dynamic_quantize_linear", [ctx.input(node, 0)])
+    acc = _int_product(ctx, aq, ctx.input(node, 1), a_zp, _optional(ctx, node, 3))
+    scale = ctx.emit("mul", [a_scale, ctx.input(node, 2)])
+    return [_rescaled(ctx, acc, scale, _optional(ctx, node, 4))]
+
+
+@importer(f"{DOMAIN}::MatMulIntegerToFloat")
+def _matmul_integer_to_float(ctx, node):
+    """``MatMulIntegerToFloat(A, B, a_scale, b_scale, a_zero_point, b_zero_point, bias)``."""
+    acc = _int_product(ctx, ctx.input(node, 0), ctx.input(node, 1), _optional(ctx, node, 4), _optional(ctx, node, 5))
+    scale = ctx.emit("mul", [ctx.input(node, 2), ctx.input(node, 3)])
+    return [_rescaled(ctx, acc, scale, _optional(ctx, node, 6))]
+
+
+@importer(f"{DOMAIN}::QGemm")
+def _qgemm(ctx, node):
+    """``QGemm(A, a_scale, a_zp, B, b_scale, b_zp, C, y_scale, y_zp)`` with a float output (no
+    ``y_scale``): ``alpha * (A - a_zp)(B - b_zp) * a_scale * b_scale + C``, C an int32 bias at scale
+    ``a_scale * b_scale``; ``transA`` / ``transB`` transpose A / B. A quantized output is refused."""
+    a = attrs_of(node)
+    if ctx.has(node, 7):
+        unsupported(node, "a quantized output (y_scale) is not supported")
+    x, w = ctx.input(node, 0), ctx.input(node, 3)
+    if int(a.get("transA", 0)):
+        x = ctx.emit("transpose", [x], perm=[1, 0])
+    if int(a.get("transB", 0)):
+        w = ctx.emit("transpose", [w], perm=[1, 0])
+    acc = _int_product(ctx, x, w, ctx.input(node, 2), ctx.input(node, 5))
+    scale = ctx.emit("mul", [ctx.input(node, 1), ctx.input(node, 4)])
+    alpha = float(a.get("alpha", 1.0))
+    if alpha != 1.0:
+        scale = ctx.emit("mul", [scale, ctx.scalar(alpha, "float32")])
+    bias = _optional(ctx, node, 6)
+    if bias is not None and bias.type.dtype == "int32":  # C at the product's scale: before the rescale
+        acc, bias = ctx.emit("add", [acc, bias]), None
+    return [_rescaled(ctx, acc, scale, bias)]

@@ -267,3 +267,42 @@ def test_skip_layer_normalization_default_epsilon_is_onnxruntimes():
     # onnxruntime's default epsilon is 1e-12: with a variance of ~1e-6, 1e-5 would be far off
     feeds = {"x": _x(1, 2, 8) * 1e-3, "skip": _x(1, 2, 8) * 1e-3}
     _agree(_one_node("SkipLayerNormalization", feeds, {"gamma": np.ones(8, np.float32)}), feeds, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["int8-dynamic", "int8-static"])
+@pytest.mark.parametrize("contrib", [False, True])
+def test_the_quantized_model_onnxruntime_runs_imports(mode, contrib, tmp_path):
+    """onnxruntime's fusions of a quantized file (DynamicQuantizeMatMul, MatMulIntegerToFloat, QGemm,
+    QAttention) import as the same integer arithmetic: outputs equal up to float rounding order."""
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                    "examples"))
+    try:
+        import transformer as ex
+    finally:
+        sys.path.pop(0)
+    g = _traced(ex.RowTransformer(), ex.inputs)
+    rows = RNG.random((64, 8, 8), dtype=np.float32)
+    qg = gf.quantize(g, [rows] if mode == "int8-static" else None, mode=mode)
+    path = str(tmp_path / "q.onnx")
+    gf.save_onnx(qg, path, contrib_ops=contrib)
+    model = _loaded(path, tmp_path)
+    fused = {n.op_type for n in model.graph.node if n.domain == "com.microsoft"}
+    want_ops = {"QAttention"} if contrib else {"MatMulIntegerToFloat"}
+    want_ops |= {"DynamicQuantizeMatMul"} if mode == "int8-dynamic" else {"QGemm", "MatMulIntegerToFloat"}
+    assert want_ops <= fused, fused
+    x = rows[:16]
+    np.testing.assert_allclose(_imported(model, {"rows": x})[0], _ort(model, {"rows": x})[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("trans_b,alpha", [(0, 1.0), (1, 0.5)])
+def test_qgemm_with_an_int32_bias_matches_onnxruntime(trans_b, alpha):
+    feeds = {"a": RNG.integers(0, 256, (4, 16)).astype(np.uint8)}
+    w = RNG.integers(-60, 61, (8, 16) if trans_b else (16, 8)).astype(np.int8)
+    consts = {"a_scale": np.array(0.02, np.float32), "a_zp": np.array(120, np.uint8), "b": w,
+              "b_scale": np.array(0.01, np.float32), "b_zp": np.array(0, np.int8),
+              "c": RNG.integers(-500, 500, (8,)).astype(np.int32)}
+    order = ["a", "a_scale", "a_zp", "b", "b_scale", "b_zp", "c"]
+    _agree(_one_node("QGemm", feeds, consts, order=order, transB=trans_b, alpha=alpha), feeds, atol=1e-5)
