@@ -306,3 +306,23 @@ def test_qgemm_with_an_int32_bias_matches_onnxruntime(trans_b, alpha):
               "c": RNG.integers(-500, 500, (8,)).astype(np.int32)}
     order = ["a", "a_scale", "a_zp", "b", "b_scale", "b_zp", "c"]
     _agree(_one_node("QGemm", feeds, consts, order=order, transB=trans_b, alpha=alpha), feeds, atol=1e-5)
+
+
+@pytest.mark.parametrize("op,inputs,consts,out,attrs", [
+    ("Attention", {"x": (2, 5, 16)}, {"w": np.zeros((16, 48), np.float32)}, (2, 5, 16), {}),  # no num_heads
+    ("Attention", {"x": (2, 5, 16)}, {"w": np.zeros((16, 47), np.float32)}, (2, 5, 16), {"num_heads": 4}),
+    ("MultiHeadAttention", {"q": (2, 4, 5, 4), "k": (2, 4, 5, 4), "v": (2, 4, 5, 4)}, {}, (2, 5, 16), {"num_heads": 4}),
+    ("SkipLayerNormalization", {"x": (2, 5, 8), "s": (2, 5, 8)}, {}, (2, 5, 8), {}),  # no gamma
+    ("DynamicQuantizeMatMul", {"a": (2, 4)}, {"b": np.zeros((4, 3), np.int8)}, (2, 3), {}),  # no b_scale
+])
+def test_malformed_contrib_nodes_are_typed_errors(op, inputs, consts, out, attrs):
+    from graphforge.errors import GraphforgeError
+
+    node = helper.make_node(op, list(inputs) + list(consts), ["y"], domain="com.microsoft", **attrs)
+    graph = helper.make_graph([node], "bad", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
+                                              for n, s in inputs.items()],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)],
+                              [numpy_helper.from_array(v, k) for k, v in consts.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    with pytest.raises(GraphforgeError, match=op):
+        gf.from_onnx(model)
