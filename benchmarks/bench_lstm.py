@@ -7,8 +7,10 @@
   of the two. ``--jax-hoisted`` adds a third JAX variant, "jax hoisted": the hand-written layer
   with a ``custom_vjp`` whose reverse scan carries only (dh, dc) and sums the weight gradients with
   one matmul after it (what graphforge's scan VJP does) — not a peer of the target, the ceiling probe.
-* ``onnx``: inference latency in onnxruntime of graphforge's export (ONNX ``Scan``) vs
-  ``torch.onnx.export`` of the same ``nn.LSTM`` (ONNX's native ``LSTM`` op). Target ≤ 1.0×.
+* ``onnx``: inference latency in onnxruntime of graphforge's export vs ``torch.onnx.export`` of the
+  same ``nn.LSTM`` (both ONNX's native ``LSTM`` op). Target ≤ 1.0×. Beside it, an A/A control: the
+  graphforge file in a second session, timed in the same interleaving (``ratio_aa``: the run's noise
+  floor for two files that run the same kernel).
 * ``generate``: greedy tokens/s of a character LSTM language model (vocab 128, embedding 64,
   hidden 256, 2 layers): graphforge's whole ``generate(prompt)`` graph in one onnxruntime call (a
   ``Loop``) vs a Python loop calling an onnxruntime one-step graph once per token (both graphs
@@ -237,6 +239,9 @@ def measure_onnx(sz, rounds: int, tiny: bool, torch: bool) -> dict:
             _torch.onnx.export(tm, (_torch.from_numpy(x),), t_path, input_names=["x"], output_names=["out"], dynamo=True)
             info["torch_exporter"] = "dynamo"
         sessions["torch.onnx"] = ort.InferenceSession(t_path, so, providers=["CPUExecutionProvider"])
+    # an A/A control: graphforge's file in a second session, timed in the same interleaving — the
+    # noise floor of a row that compares two files onnxruntime runs with the same kernel
+    sessions["graphforge A/A"] = ort.InferenceSession(gf_path, so, providers=["CPUExecutionProvider"])
     outs = {n: s.run(None, {s.get_inputs()[0].name: x})[0] for n, s in sessions.items()}
     if "torch.onnx" in outs:
         info["max_abs_diff"] = float(np.max(np.abs(outs["graphforge"] - outs["torch.onnx"])))
@@ -248,7 +253,8 @@ def measure_onnx(sz, rounds: int, tiny: bool, torch: bool) -> dict:
     res = interleaved_medians(calls, rounds=rounds, warmup=1 if tiny else 3, min_chunk_s=0.002 if tiny else 0.05,
                               settle_s=ort_settle(tiny))
     return {"part": "onnx", "sizes": sz, **info, "results": res,
-            "ratio_gf_torch": res["graphforge"]["median_s"] / res["torch.onnx"]["median_s"] if "torch.onnx" in res else None}
+            "ratio_gf_torch": res["graphforge"]["median_s"] / res["torch.onnx"]["median_s"] if "torch.onnx" in res else None,
+            "ratio_aa": res["graphforge"]["median_s"] / res["graphforge A/A"]["median_s"]}
 
 
 def measure_onnx_cases(rounds: int, tiny: bool) -> dict:
@@ -443,7 +449,8 @@ def main(argv=None) -> int:
             ratio = f"{r['ratio_gf_torch']:.3f}" if r["ratio_gf_torch"] else "-"
             print("LSTM ONNX inference (onnxruntime): " + ", ".join(f"{n} {v['median_s'] * 1e3:.2f} ms"
                                                                     for n, v in res.items())
-                  + f"; graphforge / torch.onnx = {ratio}; ops {r.get('ops')}", flush=True)
+                  + f"; graphforge / torch.onnx = {ratio} (the same file in two sessions, A/A: "
+                  f"{r['ratio_aa']:.3f}); ops {r.get('ops')}", flush=True)
         elif part == "onnx_cases":
             r = measure_onnx_cases(min(rounds, 5), args.tiny)
             for c in r["cases"]:

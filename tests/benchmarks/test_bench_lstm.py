@@ -53,3 +53,15 @@ def test_the_hoisted_hand_jax_lstm_has_the_plain_ones_gradients():
     np.testing.assert_allclose(got[0], want[0], rtol=1e-6)
     for name in p:
         np.testing.assert_allclose(got[1][name], want[1][name], rtol=1e-4, atol=1e-5)
+
+
+def test_onnx_part_times_an_a_a_control(tmp_path):
+    """The ONNX inference part times graphforge's file a second time in its own session, in the same
+    interleaving: the noise floor printed beside the graphforge / torch.onnx ratio."""
+    from benchmarks import bench_lstm
+
+    out = tmp_path / "lstm.json"
+    assert bench_lstm.main(["--tiny", "--no-torch", "--part", "onnx", "--json", str(out)]) == 0
+    (onnx_part,) = json.loads(out.read_text())["lstm"]
+    assert set(onnx_part["results"]) == {"graphforge", "graphforge A/A"}
+    assert onnx_part["ratio_aa"] > 0 and onnx_part["ratio_gf_torch"] is None
