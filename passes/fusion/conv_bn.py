@@ -1,6 +1,7 @@
 """``batch_norm(conv2d(x, w, b?))`` in eval mode (one output), with the weights and statistics known
 (parameters, buffers or constants) → ``conv2d(x, w', b')`` with folded ``const`` parameters:
-``s = scale / sqrt(var + eps)``, ``w' = w * s[:, None, ...]``, ``b' = (b - mean) * s + bias`` (1-3 spatial axes)."""
+``s = scale / sqrt(var + eps)``, ``w' = w * s[:, None, ...]``, ``b' = (b - mean) * s + bias`` (1-3 spatial axes);
+no ``b'`` at all when the convolution had no bias and ``b'`` is all zeros (a norm with no mean or shift)."""
 from __future__ import annotations
 
 import numpy as np
@@ -52,9 +53,13 @@ def _build(m, rw):
     stem = conv.scope or "conv"
     wv = graph.add_param(graph.fresh_param_name(f"{stem}.weight_bn"), m["w"].type.with_shape(w.shape),
                          w.astype(dtype), "const")
+    attrs = {k: v for k, v in conv.attrs.items()}
+    if "b" not in m and not np.any(b.astype(dtype)):
+        # a bias-free convolution under a norm with no shift left (mean 0, shift 0: a fresh model's
+        # statistics): no bias to store or add — the convolution kernel skips it
+        return apply("conv2d", rw.t(m["x"]), rw.t(wv), **attrs)
     bv = graph.add_param(graph.fresh_param_name(f"{stem}.bias_bn"), m["w"].type.with_shape((out_ch,)),
                          b.astype(dtype), "const")
-    attrs = {k: v for k, v in conv.attrs.items()}
     return apply("conv2d", rw.t(m["x"]), rw.t(wv), rw.t(bv), **attrs)
 
 

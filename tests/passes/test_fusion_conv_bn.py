@@ -53,6 +53,19 @@ def test_folds_batch_norm_into_conv(with_bias):
     assert_idempotent(out, "fuse,dce")
 
 
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_a_fresh_norm_leaves_no_zero_bias(with_bias):
+    # mean 0 and shift 0 (a freshly initialised BatchNorm): the folded bias of a bias-free conv is all
+    # zeros and is not stored; a conv that had a bias keeps one
+    g = _graph(with_bias)
+    g.params["bn.bias"] = np.zeros(3, np.float32)
+    g.params["bn.running_mean"] = np.zeros(3, np.float32)
+    out = optimize(g, "fuse,dce", verify=True)
+    conv = out.nodes[0]
+    assert conv.op == "conv2d" and len(conv.inputs) == (3 if with_bias else 2)
+    assert_equivalent(g, out, rtol=1e-4, atol=1e-4)
+
+
 def test_training_mode_is_not_folded():
     # Training mode has 3 outputs (y, new running mean, new running var; docs/ARCHITECTURE.md).
     text = _graph(True).__str__().replace("training=false", "training=true").replace(
