@@ -98,3 +98,33 @@ def test_bad_inputs(tmp_path, capsys):
     assert main(["show", MLP_EXAMPLE, "-o", str(tmp_path / "no" / "such" / "dir.txt")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert leftovers(tmp_path) == ["bad.gf"]
+
+
+ENCODER_MODEL = '''
+import graphforge as gf
+from graphforge import nn
+
+model = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, activation="gelu", batch_first=True)
+inputs = gf.TensorSpec(("batch", "seq", 16), "float32")
+seed = 0
+'''
+
+
+def test_an_onnxruntime_only_file_reads_back_and_optimizes_to_portable_onnx(tmp_path, capsys):
+    """A file written with --contrib-ops (com.microsoft Attention, BiasGelu) shows as graphforge ops,
+    and ``graphforge optimize`` turns it into standard ONNX that onnxruntime runs to the same outputs."""
+    import onnx
+
+    from graphforge.cli import main
+
+    model = write(tmp_path, "enc.py", ENCODER_MODEL)
+    ort_only, portable = str(tmp_path / "enc-ort.onnx"), str(tmp_path / "enc-portable.onnx")
+    assert main(["compile", model, "-o", ort_only, "--contrib-ops"]) == 0
+    assert "com.microsoft" in {n.domain for n in onnx.load(ort_only).graph.node}
+    capsys.readouterr()
+    assert main(["show", ort_only]) == 0
+    text = capsys.readouterr().out
+    assert "attention(" in text and "gelu(" in text and "f32[batch,seq,16]" in text
+    assert main(["optimize", ort_only, "-o", portable, "--dim", "batch=2", "--dim", "seq=5"]) == 0
+    assert "check: onnxruntime outputs match" in capsys.readouterr().out
+    assert {n.domain for n in onnx.load(portable).graph.node} <= {"", "ai.onnx"}
