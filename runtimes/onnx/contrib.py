@@ -11,8 +11,8 @@ these lowerings take over from the standard ones where they apply (each says whe
   in onnxruntime's transpose optimiser; a mask becomes an additive ``attention_bias`` of 0/−inf.
   At the default opset onnxruntime 1.32 has no kernel for the standard ``Attention``, so the portable
   export spells attention out in MatMul/Softmax nodes. Self-attention (unmasked or with a key-padding
-  mask) whose q/k/v are int8 projections of one quantized input (``quantize_dynamic``'s or ``quantize_static``'s form, the
-  input uint8) → ``QAttention`` (integer projections
+  mask) whose q/k/v are int8 projections of one quantized input (``quantize_dynamic``'s or
+  ``quantize_static``'s form, the input uint8) → ``QAttention`` (integer projections
   and attention in one kernel; the packed weight, bias and scales are ``Concat`` nodes over the stored
   values, folded when onnxruntime loads the file).
 * not ``SkipLayerNormalization``: onnxruntime 1.32's CPU kernel for it measured 2–6× slower than
@@ -199,8 +199,10 @@ def _static_projection(value):
     if any(list(v.type.shape) not in ([], [1]) for v in (xs, xz)):
         return None  # QAttention takes one input scale and zero point
     w, ws, wz = (list(w_dq.inputs) + [None])[:3]
-    if wz is None or w.type.rank != 2 or w_dq.attrs.get("block_size", 0) or (ws.type.rank and w_dq.attrs.get("axis") != 1):
+    if wz is None or w.type.rank != 2 or w_dq.attrs.get("block_size", 0):
         return None
+    if ws.type.rank and w_dq.attrs.get("axis") != 1:
+        return None  # per-column scales are along the output axis of the (in, out) weight
     return q, (xq, xs, xz), w, ws, wz, (lin.inputs[2] if len(lin.inputs) > 2 else None)
 
 

@@ -1,9 +1,9 @@
 """Importers for onnxruntime's ``com.microsoft`` contrib ops: the ones graphforge's own contrib export
 writes (``runtimes/onnx/contrib.py``: ``Attention``, ``QAttention``, ``MultiHeadAttention``,
 ``BiasGelu``, ``FastGelu``) and the ones onnxruntime's load-time fusions and transformer optimizer
-write into a model (``SkipLayerNormalization``, ``FusedMatMul``, ``Gelu``; for quantized files ``DynamicQuantizeMatMul``,
-``MatMulIntegerToFloat``, float-output ``QGemm``), so that ``gf.from_onnx`` / ``graphforge show``
-/ ``graphforge optimize`` read files meant for onnxruntime only.
+write into a model (``SkipLayerNormalization``, ``FusedMatMul``, ``Gelu``; for quantized files
+``DynamicQuantizeMatMul``, ``MatMulIntegerToFloat``, float-output ``QGemm``), so that
+``gf.from_onnx`` / ``graphforge show`` / ``graphforge optimize`` read files meant for onnxruntime only.
 
 Each becomes standard graphforge ops with onnxruntime's semantics. An attention kernel with no mask,
 or with a mask made from a boolean one — graphforge's own ``attention_bias`` (0 / −inf), or
@@ -46,6 +46,7 @@ def _bool_mask_of(ctx, bias):
     node = bias.producer
     if node is None or node.op != "where" or node.inputs[0].type.dtype != "bool":
         return None
+
     def value_of(v):  # an initializer imports as a stored parameter, a Constant as a constant node
         array = constant_array(ctx.graph, v)
         return ctx.graph.params.get(v.name) if array is None and v.producer is None else array
