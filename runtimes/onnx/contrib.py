@@ -131,15 +131,12 @@ _CONSTANT_OPS = frozenset({"constant", "cast", "mul", "add", "sub", "reshape", "
 def _constant(ctx, value):
     """The array ``value`` holds when it is computed from stored parameters and constants only
     (evaluated with the op references); None otherwise."""
+    from .elementwise import static_array
+
+    array = static_array(ctx, value)  # a stored parameter or a constant node
     node = value.producer
-    if node is None:
-        name = ctx.driver.name_of(value)
-        entry = ctx.stored_params.get(name) if name is not None else None
-        return np.asarray(entry[0]) if entry is not None else None
-    if node.op not in _CONSTANT_OPS or node.regions:
-        return None
-    if node.op == "constant":
-        return np.asarray(node.attrs["value"])
+    if array is not None or node is None or node.op not in _CONSTANT_OPS or node.regions:
+        return array
     args = [_constant(ctx, v) for v in node.inputs]
     if any(a is None for a in args):
         return None

@@ -38,20 +38,22 @@ def _refuse_extra_outputs(node, first: int = 1) -> None:
         unsupported(node, "its present key/value (or other extra) outputs are not supported")
 
 
+def _import_time_array(ctx, value):
+    """``value``'s array when the import knows it: an initializer (imported as a stored parameter) or
+    a Constant (a constant node); else None."""
+    from graphforge.passes.rewrite import constant_array
+
+    array = constant_array(ctx.graph, value)
+    return ctx.graph.params.get(value.name) if array is None and value.producer is None else array
+
+
 def _bool_mask_of(ctx, bias):
     """The boolean mask (True = attend) an additive bias was made from — ``where(mask, 0, f)`` with
     ``f`` −inf or onnxruntime's −10000 mask filter or lower — else None."""
-    from graphforge.passes.rewrite import constant_array
-
     node = bias.producer
     if node is None or node.op != "where" or node.inputs[0].type.dtype != "bool":
         return None
-
-    def value_of(v):  # an initializer imports as a stored parameter, a Constant as a constant node
-        array = constant_array(ctx.graph, v)
-        return ctx.graph.params.get(v.name) if array is None and v.producer is None else array
-
-    zero, fill = (value_of(v) for v in node.inputs[1:3])
+    zero, fill = (_import_time_array(ctx, v) for v in node.inputs[1:3])
     if zero is None or fill is None or np.any(zero != 0) or np.any(fill > -1e4):
         return None
     return node.inputs[0]
@@ -268,11 +270,7 @@ def _single_zero_point(ctx, zp):
     anything else unchanged."""
     if zp is None or not zp.type.shape:
         return zp
-    from graphforge.passes.rewrite import constant_array
-
-    array = constant_array(ctx.graph, zp)
-    if array is None and zp.producer is None:
-        array = ctx.graph.params.get(zp.name)
+    array = _import_time_array(ctx, zp)
     if array is None or array.size == 0 or np.any(array != array.reshape(-1)[0]):
         return zp
     return ctx.scalar(array.reshape(-1)[0], zp.type.dtype)
