@@ -25,7 +25,7 @@ from graphforge.trace.tensor import Tensor
 __all__ = ["sample_params", "op_params", "build_sample_graph", "to_float64", "sample_arrays",
            "weighted_loss_graph", "numeric_grad", "resolve_shape", "dim_symbols", "MLPLoss", "EncoderLoss",
            "zip_outputs", "free_port", "spawn_train_process", "one_node_onnx_model", "onnx_value_info",
-           "ort_optimized_op_counts"]
+           "ort_optimized_model", "ort_optimized_op_counts"]
 
 
 def zip_outputs(got, want, *more, what: str = "") -> list[tuple]:
@@ -179,16 +179,24 @@ def spawn_train_process(train_file, pid: int, port: int, *extra: str) -> subproc
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def ort_optimized_op_counts(model, tmp_path) -> collections.Counter:
-    """The op types of ``model`` as onnxruntime runs it on CPU: the graph its load-time optimiser
-    writes back (``SessionOptions.optimized_model_filepath``), counted."""
+def ort_optimized_model(model, tmp_path):
+    """``model`` (a ModelProto or a file path) as onnxruntime runs it on CPU: the graph its load-time
+    optimiser writes back (``SessionOptions.optimized_model_filepath``), as a ModelProto."""
     import onnx
     import onnxruntime as ort
 
     path, opt = str(tmp_path / "q.onnx"), str(tmp_path / "opt.onnx")
-    onnx.save(model, path)
+    if isinstance(model, str):
+        path = model
+    else:
+        onnx.save(model, path)
     options = ort.SessionOptions()
     options.optimized_model_filepath = opt
     options.log_severity_level = 3
     ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    return collections.Counter(n.op_type for n in onnx.load(opt).graph.node)
+    return onnx.load(opt)
+
+
+def ort_optimized_op_counts(model, tmp_path) -> collections.Counter:
+    """The op types of ``model`` as onnxruntime runs it on CPU (:func:`ort_optimized_model`), counted."""
+    return collections.Counter(n.op_type for n in ort_optimized_model(model, tmp_path).graph.node)

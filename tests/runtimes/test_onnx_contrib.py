@@ -12,6 +12,7 @@ from graphforge import nn
 
 pytest.importorskip("onnxruntime")
 
+from gf_testutil import ort_optimized_op_counts  # noqa: E402
 from graphforge.runtimes.onnx import OrtSession, to_onnx  # noqa: E402
 
 
@@ -49,31 +50,16 @@ def test_encoder_layer_uses_contrib_kernels_and_agrees():
     _agree(g, [np.random.default_rng(0).normal(size=(3, 5, 16)).astype(np.float32)])
 
 
-def _loaded_ops(proto) -> collections.Counter:
-    """The op counts of the model onnxruntime runs after its load-time graph optimisations."""
-    import os
-    import tempfile
-
-    import onnx
-    import onnxruntime as ort
-
-    with tempfile.TemporaryDirectory() as tmp:
-        options = ort.SessionOptions()
-        options.optimized_model_filepath = os.path.join(tmp, "loaded.onnx")
-        ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        return _ops(onnx.load(options.optimized_model_filepath))
-
-
 @pytest.mark.parametrize("contrib", [False, True])
 @pytest.mark.parametrize("seq", [5, "seq"])
-def test_residual_norms_escape_the_slow_skip_layer_norm_fusion(contrib, seq):
+def test_residual_norms_escape_the_slow_skip_layer_norm_fusion(contrib, seq, tmp_path):
     # onnxruntime fuses Add -> LayerNormalization on equal 3-D shapes into SkipLayerNormalization,
     # whose CPU kernel measured 2-6x slower; the export's norms read the sum through a Reshape
     layer = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, norm_first=False)
     g = gf.optimize(gf.trace(layer, gf.TensorSpec(("batch", seq, 16)), seed=0, training=False))
     proto = to_onnx(g, contrib_ops=contrib)
     assert _ops(proto)["LayerNormalization"] == 2
-    loaded = _loaded_ops(proto)
+    loaded = ort_optimized_op_counts(proto, tmp_path)
     assert loaded["SkipLayerNormalization"] == 0 and loaded["LayerNormalization"] == 2, loaded
     x = np.random.default_rng(3).normal(size=(2, 5, 16)).astype(np.float32)
     want = gf.run(g, [x], backend="reference")[0]

@@ -13,6 +13,7 @@ from graphforge.errors import UnsupportedOpError
 
 ort = pytest.importorskip("onnxruntime")
 
+from gf_testutil import ort_optimized_model  # noqa: E402
 from graphforge.runtimes.onnx import to_onnx  # noqa: E402
 
 RNG = np.random.default_rng(12)
@@ -174,25 +175,13 @@ def test_packed_attention_matches_onnxruntime(causal):
     _agree(_one_node("Attention", {"x": x}, consts, **attrs), {"x": x}, atol=1e-5)
 
 
-def _loaded(model_or_path, tmp_path):
-    """The model an onnxruntime session runs after all its graph optimisations (no convolutions here,
-    so nothing hardware-specific), read back from ``optimized_model_filepath``."""
-    import onnx
-
-    options = ort.SessionOptions()
-    options.optimized_model_filepath = str(tmp_path / "loaded.onnx")
-    src = model_or_path if isinstance(model_or_path, str) else model_or_path.SerializeToString()
-    ort.InferenceSession(src, options, providers=["CPUExecutionProvider"])
-    return onnx.load(options.optimized_model_filepath)
-
-
 def test_the_model_onnxruntime_runs_imports(tmp_path):
     """What onnxruntime itself writes: graphforge's portable encoder layer after onnxruntime's load-time
     fusions (FusedMatMul for q·kᵀ)."""
     g = _traced(nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, activation="gelu"), gf.TensorSpec((2, 5, 16)))
     path = str(tmp_path / "m.onnx")
     gf.save_onnx(g, path)
-    model = _loaded(path, tmp_path)
+    model = ort_optimized_model(path, tmp_path)
     assert "FusedMatMul" in {n.op_type for n in model.graph.node if n.domain == "com.microsoft"}
     x = _x(2, 5, 16)
     name = model.graph.input[0].name
@@ -209,7 +198,7 @@ def test_onnxruntime_skip_layer_norm_fusion_imports(tmp_path):
                                               for n in ("a", "b")],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, (2, 5, 8))],
                               [numpy_helper.from_array(_x(8), "gamma"), numpy_helper.from_array(_x(8), "beta")])
-    model = _loaded(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path)
+    model = ort_optimized_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path)
     assert [n.op_type for n in model.graph.node] == ["SkipLayerNormalization"]
     feeds = {"a": _x(2, 5, 8), "b": _x(2, 5, 8)}
     np.testing.assert_allclose(_imported(model, feeds)[0], _ort(model, feeds)[0], atol=1e-5, rtol=1e-5)
@@ -288,7 +277,7 @@ def test_the_quantized_model_onnxruntime_runs_imports(mode, contrib, tmp_path):
     qg = gf.quantize(g, [rows] if mode == "int8-static" else None, mode=mode)
     path = str(tmp_path / "q.onnx")
     gf.save_onnx(qg, path, contrib_ops=contrib)
-    model = _loaded(path, tmp_path)
+    model = ort_optimized_model(path, tmp_path)
     fused = {n.op_type for n in model.graph.node if n.domain == "com.microsoft"}
     want_ops = {"QAttention"} if contrib else {"MatMulIntegerToFloat"}
     want_ops |= {"DynamicQuantizeMatMul"} if mode == "int8-dynamic" else {"QGemm", "MatMulIntegerToFloat"}
